@@ -1,0 +1,336 @@
+//! Parla's settings and their layered loader.
+//!
+//! Every setting has one home: [`Settings`] and its sections. Values are layered, each layer
+//! overriding the one before:
+//!
+//! 1. built-in defaults: `config/parla.default.toml`, compiled into the binary;
+//! 2. an optional TOML file (`parla serve --config FILE`);
+//! 3. environment variables `PARLA__SECTION__KEY` (e.g. `PARLA__SERVER__LISTEN`);
+//! 4. command-line flags, given to [`Settings::load`] as overrides.
+//!
+//! The result is validated once, at start, with a message that names the offending key.
+//! Settings are passed down explicitly; nothing here is global.
+//!
+//! # Layout
+//! - [`Settings`] and its sections: the typed settings.
+//! - [`Settings::load`]: the loader; [`Settings::validate`]: the checks.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// The built-in defaults, the first configuration layer.
+pub const DEFAULTS_TOML: &str = include_str!("../parla.default.toml");
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or a value has the wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// Every layer parsed, but a value is out of range.
+    #[error("configuration: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// All of Parla's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub engine: EngineSettings,
+    pub gateway: GatewaySettings,
+    pub responder: ResponderSettings,
+    pub demo: DemoSettings,
+}
+
+/// The HTTP/WebSocket listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Bound address; port 0 lets the OS pick (tests do that).
+    pub listen: SocketAddr,
+    /// actix-web worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Concurrent connections per worker; bounds memory under a flood.
+    pub max_connections_per_worker: usize,
+    /// Seconds given to open work on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+/// The embedded durable store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Where the store's files live.
+    pub data_dir: PathBuf,
+    /// Appends per fsync'd transaction at most: bigger batches, fewer fsyncs under load.
+    pub group_commit_max_batch: usize,
+    /// Bound of the writer's queue: backpressure instead of unbounded memory.
+    pub writer_queue: usize,
+}
+
+/// Conversation actors and tenant supervisors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Bound of each conversation actor's mailbox.
+    pub mailbox_capacity: usize,
+    /// Idle time after which an actor is passivated (stopped, state left in the store).
+    pub idle_passivate_secs: u64,
+    /// Live conversation actors per tenant, so one tenant cannot starve the others.
+    pub max_live_conversations_per_tenant: usize,
+    /// Live events buffered per conversation for a slow subscriber.
+    pub subscriber_buffer: usize,
+    /// Fault injection for tests (empty = off): this visitor text panics the actor's handler.
+    pub panic_on_text: String,
+}
+
+/// The widget WebSocket endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Frames above this get an `error` frame; the socket stays open.
+    pub max_frame_bytes: usize,
+    /// Frames above this are not read at all: the socket closes with 1009.
+    pub hard_frame_bytes: usize,
+    /// Longest visitor message, in characters.
+    pub max_text_chars: usize,
+    /// Server ping period.
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a socket is closed.
+    pub client_timeout_ms: u64,
+    /// Time allowed before the first `hello`.
+    pub hello_timeout_ms: u64,
+    /// Sustained frames per second per connection.
+    pub rate_per_second: u32,
+    /// Burst of frames per connection.
+    pub rate_burst: u32,
+}
+
+/// The built-in responder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponderSettings {
+    /// Pause between streamed tokens, in milliseconds (0 = as fast as possible).
+    pub token_delay_ms: u64,
+    /// Minimum intent confidence to answer with the intent's response.
+    pub min_confidence: f32,
+}
+
+/// The demo tenant and bot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Create the demo tenant and bot `demo` when they are missing.
+    pub enabled: bool,
+}
+
+impl Settings {
+    /// Built-in defaults only.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::load(None, &[])
+    }
+
+    /// Loads defaults, then `file`, then `PARLA__…` environment variables, then `overrides`
+    /// (dotted keys such as `server.listen`, given by command-line flags), and validates.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &[(&str, figment::value::Value)],
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    problem: format!("file {} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("PARLA__").split("__"));
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::default(key, value.clone()));
+        }
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Range checks that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(key: &'static str, v: u64) -> Result<(), ConfigError> {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be greater than 0".into(),
+                });
+            }
+            Ok(())
+        }
+        positive(
+            "store.group_commit_max_batch",
+            self.store.group_commit_max_batch as u64,
+        )?;
+        positive("store.writer_queue", self.store.writer_queue as u64)?;
+        positive(
+            "engine.mailbox_capacity",
+            self.engine.mailbox_capacity as u64,
+        )?;
+        positive(
+            "engine.idle_passivate_secs",
+            self.engine.idle_passivate_secs,
+        )?;
+        positive(
+            "engine.max_live_conversations_per_tenant",
+            self.engine.max_live_conversations_per_tenant as u64,
+        )?;
+        positive(
+            "engine.subscriber_buffer",
+            self.engine.subscriber_buffer as u64,
+        )?;
+        positive(
+            "server.max_connections_per_worker",
+            self.server.max_connections_per_worker as u64,
+        )?;
+        positive(
+            "gateway.max_frame_bytes",
+            self.gateway.max_frame_bytes as u64,
+        )?;
+        positive("gateway.max_text_chars", self.gateway.max_text_chars as u64)?;
+        positive(
+            "gateway.heartbeat_interval_ms",
+            self.gateway.heartbeat_interval_ms,
+        )?;
+        positive("gateway.hello_timeout_ms", self.gateway.hello_timeout_ms)?;
+        positive(
+            "gateway.rate_per_second",
+            u64::from(self.gateway.rate_per_second),
+        )?;
+        positive("gateway.rate_burst", u64::from(self.gateway.rate_burst))?;
+        if self.gateway.hard_frame_bytes < self.gateway.max_frame_bytes {
+            return Err(ConfigError::Invalid {
+                key: "gateway.hard_frame_bytes",
+                problem: "must be at least gateway.max_frame_bytes".into(),
+            });
+        }
+        if self.gateway.client_timeout_ms <= self.gateway.heartbeat_interval_ms {
+            return Err(ConfigError::Invalid {
+                key: "gateway.client_timeout_ms",
+                problem: "must be longer than gateway.heartbeat_interval_ms".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.responder.min_confidence) {
+            return Err(ConfigError::Invalid {
+                key: "responder.min_confidence",
+                problem: "must be between 0 and 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl EngineSettings {
+    pub fn idle_passivate(&self) -> Duration {
+        Duration::from_secs(self.idle_passivate_secs)
+    }
+}
+
+impl GatewaySettings {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
+    }
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_millis(self.hello_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        figment::Jail::expect_with(|_| {
+            let s = Settings::defaults().expect("defaults load");
+            assert_eq!(s.server.listen.port(), 8080);
+            assert!(s.demo.enabled);
+            assert!(
+                s.engine.panic_on_text.is_empty(),
+                "fault injection must be off by default"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "parla.toml",
+                "[server]\nlisten = \"0.0.0.0:9000\"\nworkers = 3\n",
+            )?;
+            jail.set_env("PARLA__SERVER__WORKERS", "5");
+            jail.set_env("PARLA__STORE__DATA_DIR", "/from/env");
+            let overrides = [("store.data_dir", figment::value::Value::from("/from/flag"))];
+            let s =
+                Settings::load(Some(std::path::Path::new("parla.toml")), &overrides).expect("load");
+            assert_eq!(s.server.listen.port(), 9000, "file beats defaults");
+            assert_eq!(s.server.workers, 5, "env beats file");
+            assert_eq!(
+                s.store.data_dir,
+                PathBuf::from("/from/flag"),
+                "flag beats env"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PARLA__GATEWAY__HARD_FRAME_BYTES", "10");
+            let err = Settings::defaults().expect_err("must fail");
+            assert!(
+                err.to_string().contains("gateway.hard_frame_bytes"),
+                "{err}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PARLA__SERVER__LISTEN", "not an address");
+            let err = Settings::defaults().expect_err("must fail");
+            assert!(
+                err.to_string().to_lowercase().contains("server.listen"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nlisten_typo = \"x\"\n")?;
+            let err =
+                Settings::load(Some(std::path::Path::new("bad.toml")), &[]).expect_err("must fail");
+            assert!(err.to_string().contains("listen_typo"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = Settings::load(Some(std::path::Path::new("/nonexistent/parla.toml")), &[])
+            .expect_err("must fail");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

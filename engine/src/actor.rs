@@ -1,0 +1,488 @@
+//! The conversation actor: the single writer of one conversation.
+//!
+//! A conversation actor is a tokio task that owns its conversation's state (last `seq`, bot,
+//! intents, in-flight bot streams) and handles one [`ActorMsg`] at a time from a bounded
+//! mailbox. Callers hold an [`ActorHandle`] (a cloneable sender).
+//!
+//! # Supervision
+//! Each message is handled inside `catch_unwind`. A panic discards the actor's state, tells the
+//! sending connection its event was not processed, and rehydrates the state from the store;
+//! the mailbox and everything still queued in it survive, so the conversation continues with the
+//! correct `seq`. (actix's `Supervisor` does not do this: a panicking handler closes the
+//! mailbox. See `docs/adr/0002-actor-runtime.md`.)
+//!
+//! # Bot replies
+//! A reply is produced by a separate task so the actor keeps handling events while tokens
+//! stream: the task publishes each token straight to the bus and, when the stream ends, sends
+//! the whole text back to the actor, which assigns the next `seq`, stores it and publishes
+//! `StreamEnd`. The actor keeps each stream's abort handle (for hand-off to a human later).
+//!
+//! # Passivation
+//! An actor with an empty mailbox and no stream in flight for `idle_passivate` removes itself
+//! from its tenant supervisor and stops; the next event for the conversation starts a fresh
+//! actor, which rehydrates from the store.
+
+use std::{
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Weak, atomic::Ordering::Relaxed},
+    time::Duration,
+};
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::{sync::mpsc, task::AbortHandle};
+
+use crate::{
+    EngineError,
+    bus::{Envelope, Event, Inbound},
+    engine::Deps,
+    model::*,
+    responder::ReplyRequest,
+    store::{Appended, StoreError},
+    supervisor::TenantSupervisor,
+};
+
+/// How many recent messages a responder gets as context.
+const HISTORY_FOR_REPLY: usize = 20;
+
+/// What a conversation actor's mailbox carries.
+#[derive(Debug)]
+pub(crate) enum ActorMsg {
+    Inbound(Envelope),
+    /// A bot reply's stream ended (sent by the reply task).
+    ReplyDone(ReplyDone),
+}
+
+#[derive(Debug)]
+pub(crate) struct ReplyDone {
+    stream_id: String,
+    text: String,
+    intent: Option<String>,
+    confidence: Option<f32>,
+}
+
+/// A cheap handle to a live actor.
+#[derive(Debug, Clone)]
+pub(crate) struct ActorHandle {
+    pub tx: mpsc::Sender<ActorMsg>,
+    /// Tells incarnations apart, so a stopping actor removes only its own entry.
+    pub generation: u64,
+}
+
+/// State rebuilt from the store on start and after a panic.
+struct State {
+    bot: Arc<Bot>,
+    intents: Arc<Vec<Intent>>,
+    last_seq: u64,
+}
+
+pub(crate) struct ConversationActor {
+    key: ConversationKey,
+    generation: u64,
+    deps: Arc<Deps>,
+    supervisor: Weak<TenantSupervisor>,
+    /// For reply tasks to report back; weak so that it never keeps the mailbox open by itself.
+    me: mpsc::WeakSender<ActorMsg>,
+    /// Bot streams in flight. Kept outside [`State`] so it survives a restart.
+    in_flight: HashMap<String, AbortHandle>,
+}
+
+impl ConversationActor {
+    /// Spawns a new actor for `key`; returns its handle.
+    pub(crate) fn spawn(
+        key: ConversationKey,
+        generation: u64,
+        deps: Arc<Deps>,
+        supervisor: Weak<TenantSupervisor>,
+    ) -> ActorHandle {
+        let (tx, rx) = mpsc::channel(deps.settings.mailbox_capacity);
+        let actor = ConversationActor {
+            key,
+            generation,
+            deps: deps.clone(),
+            supervisor,
+            me: tx.downgrade(),
+            in_flight: HashMap::new(),
+        };
+        deps.metrics.actor_starts.fetch_add(1, Relaxed);
+        deps.metrics.live_conversations.fetch_add(1, Relaxed);
+        deps.runtime.spawn(actor.run(rx));
+        ActorHandle { tx, generation }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<ActorMsg>) {
+        let Some(mut state) = self.hydrate_with_retry().await else {
+            // The store is unreachable: refuse what is queued and stop; the next event retries.
+            self.deregister(&mut rx);
+            while let Ok(msg) = rx.try_recv() {
+                self.reject(&msg, &EngineError::Internal);
+            }
+            self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
+            return;
+        };
+        let idle = self.deps.settings.idle_passivate();
+        loop {
+            match tokio::time::timeout(idle, rx.recv()).await {
+                Ok(Some(msg)) => self.handle_supervised(&mut state, msg).await,
+                Ok(None) => break,
+                Err(_idle) => {
+                    if self.in_flight.is_empty() && self.deregister(&mut rx) {
+                        self.deps.metrics.actor_passivations.fetch_add(1, Relaxed);
+                        tracing::debug!(conversation = %self.key.conversation_id, "passivated");
+                        break;
+                    }
+                }
+            }
+        }
+        self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
+    }
+
+    /// Removes this actor from its supervisor and closes the mailbox, if nothing is queued.
+    /// Anything that slipped in is handed to the supervisor again, which starts a successor.
+    fn deregister(&self, rx: &mut mpsc::Receiver<ActorMsg>) -> bool {
+        let Some(supervisor) = self.supervisor.upgrade() else {
+            rx.close();
+            return true;
+        };
+        if !supervisor.remove_if_idle(&self.key.conversation_id, self.generation, rx) {
+            return false;
+        }
+        rx.close();
+        let mut leftovers = Vec::new();
+        while let Ok(ActorMsg::Inbound(envelope)) = rx.try_recv() {
+            leftovers.push(envelope);
+        }
+        if !leftovers.is_empty() {
+            self.deps.runtime.spawn(async move {
+                for envelope in leftovers {
+                    if let Err(e) = supervisor.deliver(envelope).await {
+                        tracing::warn!(error = %e, "event lost its actor while it stopped");
+                    }
+                }
+            });
+        }
+        true
+    }
+
+    async fn hydrate_with_retry(&self) -> Option<State> {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=5 {
+            match self.hydrate().await {
+                Ok(state) => return Some(state),
+                Err(e) => {
+                    tracing::warn!(attempt, error = %e, conversation = %self.key.conversation_id, "rehydration failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        None
+    }
+
+    async fn hydrate(&self) -> Result<State, EngineError> {
+        let store = &self.deps.store;
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        let conversation = store
+            .get_conversation(t, c)
+            .await?
+            .ok_or(EngineError::ConversationNotFound)?;
+        let bot = store
+            .get_bot(t, &conversation.bot_id)
+            .await?
+            .ok_or(EngineError::BotNotFound)?;
+        let intents = store.list_intents(t, &conversation.bot_id).await?;
+        let last_seq = store.last_seq(t, c).await?;
+        Ok(State {
+            bot: Arc::new(bot),
+            intents: Arc::new(intents),
+            last_seq,
+        })
+    }
+
+    /// Handles one message; a panic restarts the actor's state from the store.
+    async fn handle_supervised(&mut self, state: &mut State, msg: ActorMsg) {
+        let origin = match &msg {
+            ActorMsg::Inbound(envelope) => {
+                envelope.origin.map(|conn| (conn, client_msg_id(envelope)))
+            }
+            ActorMsg::ReplyDone(_) => None,
+        };
+        if AssertUnwindSafe(self.handle(state, msg))
+            .catch_unwind()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        self.deps.metrics.actor_restarts.fetch_add(1, Relaxed);
+        tracing::error!(conversation = %self.key.conversation_id, "conversation actor panicked; restarting from the store");
+        if let Some((conn, client_msg_id)) = origin {
+            self.publish_rejection(Some(conn), client_msg_id, &EngineError::Internal);
+        }
+        loop {
+            if let Some(fresh) = self.hydrate_with_retry().await {
+                *state = fresh;
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, state: &mut State, msg: ActorMsg) {
+        match msg {
+            ActorMsg::Inbound(Envelope {
+                origin, inbound, ..
+            }) => match inbound {
+                Inbound::Start => self.on_start(state).await,
+                Inbound::VisitorMessage {
+                    client_msg_id,
+                    text,
+                } => {
+                    self.on_visitor_message(state, origin, client_msg_id, text)
+                        .await
+                }
+                Inbound::Read { seq } => self.deps.bus.publish(
+                    &self.key,
+                    Event::Read {
+                        sender: Sender::User,
+                        seq: seq.min(state.last_seq),
+                        origin,
+                    },
+                ),
+            },
+            ActorMsg::ReplyDone(done) => self.on_reply_done(state, done).await,
+        }
+    }
+
+    async fn on_start(&mut self, state: &mut State) {
+        let Some(welcome) = state.bot.config.welcome_message.clone() else {
+            return;
+        };
+        if state.last_seq > 0 {
+            return; // Already greeted (or already talking).
+        }
+        let message = self.new_message(state, Sender::Bot, welcome, None);
+        if let Some(stored) = self.store_message(state, message, None).await {
+            self.deps
+                .bus
+                .publish(&self.key, Event::Message { message: stored });
+        }
+    }
+
+    async fn on_visitor_message(
+        &mut self,
+        state: &mut State,
+        origin: Option<ConnId>,
+        client_msg_id: String,
+        text: String,
+    ) {
+        let panic_text = &self.deps.settings.panic_on_text;
+        if !panic_text.is_empty() && text == *panic_text {
+            panic!("fault injection: engine.panic_on_text matched");
+        }
+        let message = self.new_message(state, Sender::User, text, Some(client_msg_id));
+        let text = message.text.clone();
+        let Some(stored) = self.store_message(state, message, origin).await else {
+            return;
+        };
+        self.deps
+            .bus
+            .publish(&self.key, Event::Message { message: stored });
+        self.start_reply(state, text).await;
+    }
+
+    async fn start_reply(&mut self, state: &State, text: String) {
+        let stream_id = uuid::Uuid::now_v7().simple().to_string();
+        let Some(me) = self.me.upgrade() else { return };
+        let history = self
+            .deps
+            .store
+            .messages_after(
+                &self.key.tenant_id,
+                &self.key.conversation_id,
+                state.last_seq.saturating_sub(HISTORY_FOR_REPLY as u64),
+                HISTORY_FOR_REPLY,
+            )
+            .await
+            .unwrap_or_default();
+        let request = ReplyRequest {
+            bot: state.bot.clone(),
+            intents: state.intents.clone(),
+            text,
+            history,
+        };
+        self.deps.bus.publish(
+            &self.key,
+            Event::StreamStart {
+                stream_id: stream_id.clone(),
+                sender: Sender::Bot,
+            },
+        );
+        let (responder, bus, key) = (
+            self.deps.responder.clone(),
+            self.deps.bus.clone(),
+            self.key.clone(),
+        );
+        let fallback = state.bot.config.fallback_message.clone();
+        let id = stream_id.clone();
+        let task = self.deps.runtime.spawn(async move {
+            let mut text = String::new();
+            let (mut intent, mut confidence) = (None, None);
+            match responder.reply(request).await {
+                Ok(mut reply) => {
+                    (intent, confidence) = (reply.intent.take(), reply.confidence);
+                    while let Some(token) = reply.tokens.next().await {
+                        match token {
+                            Ok(delta) => {
+                                text.push_str(&delta);
+                                bus.publish(
+                                    &key,
+                                    Event::Token {
+                                        stream_id: id.clone(),
+                                        delta,
+                                    },
+                                );
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "bot stream broke off");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "responder failed"),
+            }
+            if text.trim().is_empty() {
+                text = fallback; // The visitor always gets an answer.
+            }
+            let done = ReplyDone {
+                stream_id: id,
+                text,
+                intent,
+                confidence,
+            };
+            // The actor stays alive while a stream is in flight, so this only fails on shutdown.
+            let _ = me.send(ActorMsg::ReplyDone(done)).await;
+        });
+        self.in_flight.insert(stream_id, task.abort_handle());
+    }
+
+    async fn on_reply_done(&mut self, state: &mut State, done: ReplyDone) {
+        self.in_flight.remove(&done.stream_id);
+        let mut message = self.new_message(state, Sender::Bot, done.text, None);
+        message.intent = done.intent;
+        message.confidence = done.confidence;
+        if let Some(stored) = self.store_message(state, message, None).await {
+            self.deps.bus.publish(
+                &self.key,
+                Event::StreamEnd {
+                    stream_id: done.stream_id,
+                    message: stored,
+                },
+            );
+        }
+    }
+
+    fn new_message(
+        &self,
+        state: &State,
+        sender: Sender,
+        text: String,
+        client_msg_id: Option<String>,
+    ) -> Message {
+        Message {
+            id: MessageId::generate(),
+            tenant_id: self.key.tenant_id.clone(),
+            conversation_id: self.key.conversation_id.clone(),
+            seq: state.last_seq + 1,
+            sender,
+            kind: MessageType::Text,
+            text,
+            client_msg_id,
+            intent: None,
+            confidence: None,
+            sentiment: None,
+            created_at: now_ms(),
+        }
+    }
+
+    /// Stores `message` (durable on return) and advances `last_seq`. Returns the message when it
+    /// is new; answers a duplicate or a failure to `origin` and returns `None`.
+    async fn store_message(
+        &self,
+        state: &mut State,
+        message: Message,
+        origin: Option<ConnId>,
+    ) -> Option<Message> {
+        match self.deps.store.append(&message).await {
+            Ok(Appended::Stored) => {
+                state.last_seq = message.seq;
+                self.deps.metrics.messages_stored.fetch_add(1, Relaxed);
+                Some(message)
+            }
+            Ok(Appended::Duplicate(existing)) => {
+                self.deps
+                    .metrics
+                    .duplicates_acknowledged
+                    .fetch_add(1, Relaxed);
+                if let Some(conn) = origin {
+                    self.deps.bus.publish(
+                        &self.key,
+                        Event::Ack {
+                            conn,
+                            message: existing,
+                        },
+                    );
+                }
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, conversation = %self.key.conversation_id, "append failed");
+                if matches!(e, StoreError::SeqConflict(_) | StoreError::SeqGap { .. }) {
+                    // Our view of the conversation is stale: re-read it.
+                    if let Ok(last) = self
+                        .deps
+                        .store
+                        .last_seq(&self.key.tenant_id, &self.key.conversation_id)
+                        .await
+                    {
+                        state.last_seq = last;
+                    }
+                }
+                self.publish_rejection(origin, message.client_msg_id, &EngineError::Store(e));
+                None
+            }
+        }
+    }
+
+    fn reject(&self, msg: &ActorMsg, error: &EngineError) {
+        if let ActorMsg::Inbound(envelope) = msg {
+            self.publish_rejection(envelope.origin, client_msg_id(envelope), error);
+        }
+    }
+
+    /// Tells `conn` (or, with none, every subscriber) that an event was not processed.
+    fn publish_rejection(
+        &self,
+        conn: Option<ConnId>,
+        client_msg_id: Option<String>,
+        error: &EngineError,
+    ) {
+        self.deps.metrics.inbound_rejected.fetch_add(1, Relaxed);
+        self.deps.bus.publish(
+            &self.key,
+            Event::Rejected {
+                conn,
+                client_msg_id,
+                code: error.code().to_owned(),
+                message: error.public_message(),
+            },
+        );
+    }
+}
+
+fn client_msg_id(envelope: &Envelope) -> Option<String> {
+    match &envelope.inbound {
+        Inbound::VisitorMessage { client_msg_id, .. } => Some(client_msg_id.clone()),
+        _ => None,
+    }
+}

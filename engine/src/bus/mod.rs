@@ -1,0 +1,136 @@
+//! The bus port: how inbound events reach the node hosting a conversation's actor, and how the
+//! actor's outbound events reach every subscriber (visitor sockets, agents, channel sinks).
+//!
+//! Adapters:
+//! - [`memory::InProcessBus`]: one process; inbound is a direct hand-off to the local engine,
+//!   outbound a bounded broadcast channel per conversation.
+//! - Kafka (distributed mode, a later issue): inbound topic keyed by conversation id, outbound
+//!   through a per-node delivery route.
+
+pub mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ConnId, ConversationKey, Message, Sender};
+
+/// Something that happened *to* a conversation, to be handled by its actor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Inbound {
+    /// A new conversation was opened: the bot may greet.
+    Start,
+    /// A visitor's message. `client_msg_id` makes it idempotent.
+    VisitorMessage { client_msg_id: String, text: String },
+    /// The visitor has read up to `seq`.
+    Read { seq: u64 },
+}
+
+/// An inbound event with its address and the connection it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub key: ConversationKey,
+    /// The connection that sent it, so answers meant for it alone (a duplicate's ack, a refusal)
+    /// can be routed back.
+    pub origin: Option<ConnId>,
+    pub inbound: Inbound,
+}
+
+/// Something that happened *in* a conversation, fanned out to its subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A message was stored (visitor's, bot's or agent's).
+    Message { message: Message },
+    /// A duplicate `client_msg_id`: the stored message, for the sending connection only.
+    Ack { conn: ConnId, message: Message },
+    /// A streamed reply begins.
+    StreamStart { stream_id: String, sender: Sender },
+    /// One piece of a streamed reply.
+    Token { stream_id: String, delta: String },
+    /// A streamed reply ended and is stored as `message`.
+    StreamEnd { stream_id: String, message: Message },
+    /// Someone started or stopped typing.
+    Typing {
+        sender: Sender,
+        on: bool,
+        origin: Option<ConnId>,
+    },
+    /// Someone read up to `seq`.
+    Read {
+        sender: Sender,
+        seq: u64,
+        origin: Option<ConnId>,
+    },
+    /// An event was not processed; meant for `conn` only, or for everyone when `None`.
+    Rejected {
+        conn: Option<ConnId>,
+        client_msg_id: Option<String>,
+        code: String,
+        message: String,
+    },
+}
+
+/// Why the bus could not take an event.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("no engine is bound to this bus yet")]
+    Unbound,
+    #[error("the engine refused the event: {0}")]
+    Refused(#[from] crate::EngineError),
+    #[error("bus transport: {0}")]
+    Transport(String),
+}
+
+/// Receives inbound events on the node that hosts conversation actors.
+#[async_trait]
+pub trait InboundHandler: Send + Sync + 'static {
+    async fn handle(&self, envelope: Envelope) -> Result<(), crate::EngineError>;
+}
+
+/// Live events of one conversation.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+}
+
+/// What [`Subscription::recv`] can return besides an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// This subscriber fell behind and `n` events were dropped: re-read stored messages.
+    Lagged(u64),
+    /// The conversation's channel closed.
+    Closed,
+}
+
+impl Subscription {
+    pub fn new(rx: tokio::sync::broadcast::Receiver<Arc<Event>>) -> Self {
+        Self { rx }
+    }
+
+    pub async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {
+        use tokio::sync::broadcast::error::RecvError as E;
+        match self.rx.recv().await {
+            Ok(ev) => Ok(ev),
+            Err(E::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(E::Closed) => Err(RecvError::Closed),
+        }
+    }
+}
+
+/// The bus port.
+#[async_trait]
+pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+    /// Hands an inbound event to the node hosting its conversation. Waits while that actor's
+    /// mailbox is full (backpressure).
+    async fn deliver(&self, envelope: Envelope) -> Result<(), BusError>;
+    /// Fans an event out to the conversation's current subscribers. Never blocks: a subscriber
+    /// that falls behind sees [`RecvError::Lagged`] and recovers from the store.
+    fn publish(&self, key: &ConversationKey, event: Event);
+    /// Live events of `key`, from now on.
+    fn subscribe(&self, key: &ConversationKey) -> Subscription;
+    /// Makes `handler` the receiver of inbound events (the local engine).
+    fn bind(&self, handler: Arc<dyn InboundHandler>);
+}

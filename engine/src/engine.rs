@@ -1,0 +1,275 @@
+//! The engine facade that transports call: open a conversation, send events, subscribe.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use parking_lot::Mutex;
+use parla_config::EngineSettings;
+use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
+
+use crate::{
+    EngineError,
+    bus::{Bus, BusError, Envelope, Event, Inbound, InboundHandler, Subscription},
+    metrics::Metrics,
+    model::*,
+    responder::Responder,
+    store::Store,
+    supervisor::TenantSupervisor,
+};
+
+/// What every actor and supervisor needs: the ports, the settings, where to spawn.
+pub(crate) struct Deps {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub responder: Arc<dyn Responder>,
+    pub settings: EngineSettings,
+    /// The runtime actors run on. Captured at construction, so that a transport calling the
+    /// engine from its own runtime (actix-web's per-worker ones) never hosts an actor.
+    pub runtime: Handle,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("store", &self.store)
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request to open (or resume) a visitor's conversation with a bot.
+#[derive(Debug, Clone)]
+pub struct OpenRequest {
+    pub bot_id: BotId,
+    /// To resume: the conversation and the token the visitor got when it was created.
+    pub resume: Option<(ConversationId, String)>,
+    pub user_agent: Option<String>,
+}
+
+/// An open conversation.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub key: ConversationKey,
+    pub bot: Bot,
+    /// The secret that lets this visitor resume the conversation later.
+    pub resume_token: String,
+    /// The highest stored seq.
+    pub last_seq: u64,
+    /// True when the conversation was created by this call.
+    pub created: bool,
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    deps: Arc<Deps>,
+    /// One supervisor per tenant with live conversations; created on first use.
+    tenants: Mutex<HashMap<TenantId, Arc<TenantSupervisor>>>,
+}
+
+/// The bus's inbound handler: routes to the tenant's supervisor. Weak, so the bus does not keep
+/// the engine alive.
+struct Router(Weak<Inner>);
+
+#[async_trait]
+impl InboundHandler for Router {
+    async fn handle(&self, envelope: Envelope) -> Result<(), EngineError> {
+        let inner = self.0.upgrade().ok_or(EngineError::ShuttingDown)?;
+        let supervisor = inner.supervisor(&envelope.key.tenant_id);
+        supervisor.deliver(envelope).await
+    }
+}
+
+impl Inner {
+    fn supervisor(&self, tenant: &TenantId) -> Arc<TenantSupervisor> {
+        self.tenants
+            .lock()
+            .entry(tenant.clone())
+            .or_insert_with(|| TenantSupervisor::new(tenant.clone(), self.deps.clone()))
+            .clone()
+    }
+}
+
+impl Engine {
+    /// Builds an engine on the current tokio runtime and binds it to `bus`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        responder: Arc<dyn Responder>,
+        settings: EngineSettings,
+    ) -> Self {
+        let deps = Arc::new(Deps {
+            store,
+            bus: bus.clone(),
+            responder,
+            settings,
+            runtime: Handle::current(),
+            metrics: Arc::new(Metrics::default()),
+        });
+        let inner = Arc::new(Inner {
+            deps,
+            tenants: Mutex::new(HashMap::new()),
+        });
+        bus.bind(Arc::new(Router(Arc::downgrade(&inner))));
+        Self { inner }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.deps.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.deps.metrics
+    }
+
+    /// Opens a new conversation with an active bot, or resumes one with its token.
+    pub async fn open(&self, request: OpenRequest) -> Result<Opened, EngineError> {
+        let store = &self.inner.deps.store;
+        let bot = store
+            .resolve_bot(&request.bot_id)
+            .await?
+            .ok_or(EngineError::BotNotFound)?;
+        if bot.status != BotStatus::Active {
+            return Err(EngineError::BotUnavailable);
+        }
+        match request.resume {
+            Some((conversation_id, token)) => {
+                let conversation = store
+                    .get_conversation(&bot.tenant_id, &conversation_id)
+                    .await?
+                    .filter(|c| c.bot_id == bot.id)
+                    .ok_or(EngineError::ConversationNotFound)?;
+                if !constant_time_eq(
+                    token_hash(&token).as_bytes(),
+                    conversation.resume_token_sha256.as_bytes(),
+                ) {
+                    return Err(EngineError::InvalidResumeToken);
+                }
+                let key = conversation.key();
+                let last_seq = store.last_seq(&key.tenant_id, &key.conversation_id).await?;
+                Ok(Opened {
+                    key,
+                    bot,
+                    resume_token: token,
+                    last_seq,
+                    created: false,
+                })
+            }
+            None => {
+                let token = new_resume_token();
+                let conversation = Conversation {
+                    id: ConversationId::generate(),
+                    tenant_id: bot.tenant_id.clone(),
+                    bot_id: bot.id.clone(),
+                    resume_token_sha256: token_hash(&token),
+                    source: Channel::Web,
+                    user_agent: request.user_agent,
+                    started_at: now_ms(),
+                };
+                store.create_conversation(&conversation).await?;
+                Ok(Opened {
+                    key: conversation.key(),
+                    bot,
+                    resume_token: token,
+                    last_seq: 0,
+                    created: true,
+                })
+            }
+        }
+    }
+
+    /// Live events of a conversation from now on.
+    pub fn subscribe(&self, key: &ConversationKey) -> Subscription {
+        self.inner.deps.bus.subscribe(key)
+    }
+
+    /// Stored messages after `after_seq`, in order, at most `limit`.
+    pub async fn history(
+        &self,
+        key: &ConversationKey,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>, EngineError> {
+        Ok(self
+            .inner
+            .deps
+            .store
+            .messages_after(&key.tenant_id, &key.conversation_id, after_seq, limit)
+            .await?)
+    }
+
+    /// Sends an event to the conversation's actor (through the bus). Returns once the actor's
+    /// mailbox has it; the outcome arrives as events on the conversation's subscription.
+    pub async fn send(
+        &self,
+        key: ConversationKey,
+        origin: Option<ConnId>,
+        inbound: Inbound,
+    ) -> Result<(), EngineError> {
+        let envelope = Envelope {
+            key,
+            origin,
+            inbound,
+        };
+        match self.inner.deps.bus.deliver(envelope).await {
+            Ok(()) => Ok(()),
+            Err(BusError::Refused(e)) => Err(e),
+            Err(BusError::Unbound) => Err(EngineError::ShuttingDown),
+            Err(BusError::Transport(e)) => {
+                tracing::error!(error = %e, "bus delivery failed");
+                Err(EngineError::Internal)
+            }
+        }
+    }
+
+    /// Typing indicators are ephemeral: published straight to subscribers, never stored.
+    pub fn typing(&self, key: &ConversationKey, origin: Option<ConnId>, sender: Sender, on: bool) {
+        self.inner
+            .deps
+            .bus
+            .publish(key, Event::Typing { sender, on, origin });
+    }
+}
+
+fn new_resume_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashes_stable() {
+        let (a, b) = (new_resume_token(), new_resume_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43, "32 bytes in unpadded base64url");
+        assert_eq!(token_hash("x"), token_hash("x"));
+        assert_ne!(token_hash("x"), token_hash("y"));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,47 @@
+//! The engine's errors, and the one place they get stable wire codes.
+
+use crate::store::StoreError;
+
+/// Everything that can go wrong in the engine, as callers need to tell it apart.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown bot")]
+    BotNotFound,
+    #[error("this bot is not accepting conversations")]
+    BotUnavailable,
+    #[error("unknown conversation")]
+    ConversationNotFound,
+    #[error("the resume token does not match this conversation")]
+    InvalidResumeToken,
+    #[error("this workspace has too many live conversations; try again shortly")]
+    TenantAtCapacity,
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("the conversation failed to process this event; it was not stored")]
+    Internal,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    /// The stable snake_case code clients switch on. Never carries internal detail.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BotNotFound => "bot_not_found",
+            Self::BotUnavailable => "bot_unavailable",
+            Self::ConversationNotFound => "conversation_not_found",
+            Self::InvalidResumeToken => "invalid_resume_token",
+            Self::TenantAtCapacity => "tenant_at_capacity",
+            Self::ShuttingDown => "shutting_down",
+            Self::Internal | Self::Store(_) => "internal",
+        }
+    }
+
+    /// A message safe to show a visitor: store errors are not described.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Store(_) => "temporary storage problem; retry with the same client_msg_id".into(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Parla's engine: the domain, the conversation actors and the ports to the outside world.
+//!
+//! Transports (`gateway`, `channels`, `admin-api`) call [`Engine`]; the engine never depends on
+//! a transport. Everything outside the process sits behind a port trait with adapters.
+//!
+//! # Layout
+//! - [`model`]: domain types after the product brief (tenant, bot, intent, conversation,
+//!   message with `seq`).
+//! - [`engine`]: the [`Engine`] facade: open/resume a conversation, send events, subscribe.
+//! - `supervisor`: one tenant supervisor per tenant, owning its live conversation actors.
+//! - `actor`: the conversation actor, single writer of its conversation.
+//! - [`store`]: the store port, the embedded redb adapter, the conformance suite.
+//! - [`bus`]: the bus port and the in-process adapter.
+//! - [`responder`]: the bot-brain port and the built-in intent responder.
+//! - [`demo`]: the demo tenant and bot.
+//! - [`metrics`]: counters exposed at `/metrics`.
+//!
+//! # Concurrency model
+//! Each live conversation is one tokio task (its actor) with a bounded mailbox; it alone writes
+//! that conversation, so `seq` needs no lock. Tenant supervisors hold the actor maps behind
+//! short mutexes. The embedded store has one writer thread doing group commit; reads run on the
+//! blocking pool. Outbound events fan out through the bus, never through the actor's mailbox.
+
+mod actor;
+pub mod bus;
+pub mod demo;
+pub mod engine;
+mod error;
+pub mod metrics;
+pub mod model;
+pub mod responder;
+pub mod store;
+mod supervisor;
+
+pub use engine::{Engine, OpenRequest, Opened};
+pub use error::EngineError;

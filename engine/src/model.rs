@@ -1,0 +1,242 @@
+//! Domain types, after the product brief's data model.
+//!
+//! Identifiers are newtypes over strings so a tenant id can never be passed where a bot id is
+//! expected. Timestamps are Unix milliseconds (UTC).
+
+use std::{
+    fmt,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant (workspace): the unit of isolation. Every stored key starts with it.
+    TenantId
+);
+id_type!(
+    /// A bot. Globally unique, because a widget connects knowing only the bot id.
+    BotId
+);
+id_type!(
+    /// A conversation, unique within its tenant.
+    ConversationId
+);
+id_type!(
+    /// A stored message.
+    MessageId
+);
+
+impl ConversationId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().simple().to_string())
+    }
+}
+
+impl MessageId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().simple().to_string())
+    }
+}
+
+/// Addresses one conversation of one tenant: the routing key of every event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConversationKey {
+    pub tenant_id: TenantId,
+    pub conversation_id: ConversationId,
+}
+
+/// Identifies one client connection (a visitor's socket), unique across nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConnId(pub u128);
+
+impl ConnId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().as_u128())
+    }
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A workspace that owns bots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BotStatus {
+    Draft,
+    Active,
+    Paused,
+    Archived,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BotCategory {
+    CustomerSupport,
+    Sales,
+    Hr,
+    Education,
+    Healthcare,
+    Custom,
+}
+
+/// A bot's behaviour settings (the brief's `config` JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BotConfig {
+    /// Said by the bot when a conversation starts; none = the bot waits for the visitor.
+    pub welcome_message: Option<String>,
+    /// Said when no intent matches with enough confidence.
+    pub fallback_message: String,
+    /// Free-form description of the bot's tone, used by LLM responders.
+    pub personality: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bot {
+    pub id: BotId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub description: Option<String>,
+    pub category: BotCategory,
+    pub language: String,
+    pub status: BotStatus,
+    pub config: BotConfig,
+    /// Widget customisation (colours, position, title): opaque to the engine.
+    pub appearance: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What an intent answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntentResponse {
+    pub text: String,
+    #[serde(default)]
+    pub quick_replies: Vec<String>,
+}
+
+/// A bot intent: training phrases and the response they trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub id: String,
+    pub bot_id: BotId,
+    pub name: String,
+    pub description: Option<String>,
+    pub examples: Vec<String>,
+    pub response: IntentResponse,
+}
+
+/// Where a conversation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Web,
+    Whatsapp,
+    Sms,
+    Api,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub tenant_id: TenantId,
+    pub bot_id: BotId,
+    /// SHA-256 (hex) of the visitor's resume token; the token itself is never stored.
+    pub resume_token_sha256: String,
+    pub source: Channel,
+    pub user_agent: Option<String>,
+    pub started_at: i64,
+}
+
+impl Conversation {
+    pub fn key(&self) -> ConversationKey {
+        ConversationKey {
+            tenant_id: self.tenant_id.clone(),
+            conversation_id: self.id.clone(),
+        }
+    }
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sender {
+    /// The visitor or customer.
+    User,
+    Bot,
+    /// A human agent.
+    Human,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageType {
+    #[default]
+    Text,
+    Image,
+    File,
+    Voice,
+    Card,
+    Carousel,
+    Form,
+}
+
+/// One stored message. `seq` is assigned by the conversation actor: strictly increasing from 1,
+/// no gaps, unique within the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub conversation_id: ConversationId,
+    pub seq: u64,
+    pub sender: Sender,
+    pub kind: MessageType,
+    pub text: String,
+    /// The client's idempotency key, for messages a client sent.
+    pub client_msg_id: Option<String>,
+    pub intent: Option<String>,
+    pub confidence: Option<f32>,
+    pub sentiment: Option<f32>,
+    pub created_at: i64,
+}

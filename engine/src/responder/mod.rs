@@ -1,0 +1,57 @@
+//! The responder port: the bot brain that turns a visitor's message into a streamed reply.
+//!
+//! Adapters:
+//! - [`builtin::BuiltinResponder`]: matches the bot's intents, falls back to the bot's fallback
+//!   message, streams the answer word by word. No network, no model.
+//! - OpenAI-compatible LLMs with retrieval (a later issue), through the same [`Reply`] stream.
+
+pub mod builtin;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+
+use crate::model::{Bot, Intent, Message};
+
+/// Everything a responder may use to answer.
+#[derive(Debug, Clone)]
+pub struct ReplyRequest {
+    pub bot: Arc<Bot>,
+    pub intents: Arc<Vec<Intent>>,
+    /// The visitor's message being answered.
+    pub text: String,
+    /// Recent messages, oldest first, for context-aware responders.
+    pub history: Vec<Message>,
+}
+
+/// A reply being produced: its classification and its token stream.
+pub struct Reply {
+    /// The matched intent's name, if any.
+    pub intent: Option<String>,
+    /// Confidence of the classification, 0..=1.
+    pub confidence: Option<f32>,
+    /// The reply's pieces, in order; concatenated they are the whole reply.
+    pub tokens: BoxStream<'static, Result<String, ResponderError>>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("intent", &self.intent)
+            .field("confidence", &self.confidence)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResponderError {
+    #[error("responder backend: {0}")]
+    Backend(String),
+}
+
+/// The responder port.
+#[async_trait]
+pub trait Responder: Send + Sync + std::fmt::Debug + 'static {
+    async fn reply(&self, request: ReplyRequest) -> Result<Reply, ResponderError>;
+}

@@ -1,0 +1,103 @@
+//! The store port: transcripts and tenant data.
+//!
+//! Every method takes the tenant explicitly and every key an adapter writes starts with it, so a
+//! query cannot reach another tenant's data. Adapters:
+//! - [`redb::RedbStore`]: the embedded default, one file in the data dir, durable on return
+//!   (group commit + fsync).
+//! - ScyllaDB (distributed mode, a later issue).
+//!
+//! Every adapter must pass [`conformance`].
+
+pub mod conformance;
+pub mod redb;
+
+use async_trait::async_trait;
+
+use crate::model::{Bot, BotId, Conversation, ConversationId, Intent, Message, Tenant, TenantId};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The conversation a message is appended to does not exist for that tenant.
+    #[error("conversation not found")]
+    ConversationNotFound,
+    /// Bot ids are global and this one belongs to another tenant.
+    #[error("bot id is taken")]
+    BotIdTaken,
+    /// A conversation with that id already exists.
+    #[error("conversation already exists")]
+    ConversationExists,
+    /// The seq is already taken by a different message: a second writer, which the actor model
+    /// rules out; refusing keeps the transcript intact if it ever happens.
+    #[error("seq {0} is already used in this conversation")]
+    SeqConflict(u64),
+    /// The seq does not follow the conversation's last one.
+    #[error("seq {got} does not follow {last}")]
+    SeqGap { last: u64, got: u64 },
+    /// Stored bytes could not be decoded: corruption or an incompatible version.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, connection, timeout).
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// The store has been closed.
+    #[error("store closed")]
+    Closed,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What [`Store::append`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// The message is stored and durable.
+    Stored,
+    /// A message with the same `client_msg_id` was stored before: this is it, nothing written.
+    Duplicate(Message),
+}
+
+/// The persistence port. Implementations are cheap to share (`Arc<dyn Store>`).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
+
+    /// Creates or replaces a bot.
+    async fn put_bot(&self, bot: &Bot) -> StoreResult<()>;
+    async fn get_bot(&self, tenant: &TenantId, id: &BotId) -> StoreResult<Option<Bot>>;
+    /// Finds a bot by id alone: the widget's entry point, which knows no tenant.
+    async fn resolve_bot(&self, id: &BotId) -> StoreResult<Option<Bot>>;
+    async fn list_bots(&self, tenant: &TenantId) -> StoreResult<Vec<Bot>>;
+
+    /// Replaces the whole intent set of a bot.
+    async fn put_intents(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        intents: &[Intent],
+    ) -> StoreResult<()>;
+    async fn list_intents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Intent>>;
+
+    /// Creates a conversation; fails with [`StoreError::ConversationExists`] if the id is taken.
+    async fn create_conversation(&self, conversation: &Conversation) -> StoreResult<()>;
+    async fn get_conversation(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Conversation>>;
+
+    /// Appends a message, durable when this returns `Ok`. Idempotent by `client_msg_id`: a
+    /// second message with the same one is not stored and the first comes back as
+    /// [`Appended::Duplicate`]. `seq` must be the conversation's last seq + 1.
+    async fn append(&self, message: &Message) -> StoreResult<Appended>;
+    /// Messages with `seq > after_seq`, in seq order, at most `limit`.
+    async fn messages_after(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>>;
+    /// The highest stored seq of a conversation, 0 if it has none.
+    async fn last_seq(&self, tenant: &TenantId, conversation: &ConversationId) -> StoreResult<u64>;
+}

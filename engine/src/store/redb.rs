@@ -1,0 +1,479 @@
+//! The embedded store: one redb file in the data dir.
+//!
+//! # Concurrency
+//! Reads run on tokio's blocking pool, each in its own MVCC read transaction, so they never wait
+//! for writers. All writes go through one **writer thread** that does group commit: it takes the
+//! first queued write, drains whatever else is queued (up to `group_commit_max_batch`), applies
+//! them in one transaction and commits once (redb's default durability: fsync before commit
+//! returns). Every caller is answered only after that commit, so `Ok` means durable, and
+//! under load one fsync covers many appends. `docs/adr/0001-embedded-store.md` has the
+//! measurements behind this choice.
+//!
+//! Every key starts with the tenant id.
+
+use std::{path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Appended, Store, StoreError, StoreResult};
+use crate::model::{Bot, BotId, Conversation, ConversationId, Intent, Message, Tenant, TenantId};
+
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// (tenant, bot) → bot JSON.
+const BOTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bots");
+/// bot → tenant: how the widget, which knows only the bot id, finds its tenant.
+const BOT_INDEX: TableDefinition<&str, &str> = TableDefinition::new("bot_index");
+/// (tenant, bot) → the bot's intents, JSON array.
+const INTENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("intents");
+/// (tenant, conversation) → conversation JSON.
+const CONVERSATIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("conversations");
+/// (tenant, conversation, seq) → message JSON.
+const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("messages");
+/// (tenant, conversation, client_msg_id) → seq: the idempotency index.
+const CLIENT_IDS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("client_msg_ids");
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+enum WriteOp {
+    PutTenant(Tenant),
+    PutBot(Bot),
+    PutIntents(TenantId, BotId, Vec<Intent>),
+    CreateConversation(Conversation),
+    Append(Message),
+}
+
+struct WriteRequest {
+    op: WriteOp,
+    reply: oneshot::Sender<StoreResult<Option<Appended>>>,
+}
+
+/// The embedded redb store. Cloning shares the database and its writer.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    /// Bounded so that a stalled disk becomes backpressure on the actors, not memory growth.
+    writer: mpsc::Sender<WriteRequest>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore").finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) `dir/parla.redb` and starts the writer thread.
+    pub fn open(dir: &Path, max_batch: usize, queue: usize) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let db = Arc::new(Database::create(dir.join("parla.redb")).map_err(backend)?);
+        // Create every table up front so read transactions never meet a missing one.
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(TENANTS).map_err(backend)?;
+            txn.open_table(BOTS).map_err(backend)?;
+            txn.open_table(BOT_INDEX).map_err(backend)?;
+            txn.open_table(INTENTS).map_err(backend)?;
+            txn.open_table(CONVERSATIONS).map_err(backend)?;
+            txn.open_table(MESSAGES).map_err(backend)?;
+            txn.open_table(CLIENT_IDS).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let writer_db = db.clone();
+        let max_batch = max_batch.max(1);
+        std::thread::Builder::new()
+            .name("parla-store-writer".into())
+            .spawn(move || writer_loop(&writer_db, rx, max_batch))
+            .map_err(backend)?;
+        Ok(Self { db, writer: tx })
+    }
+
+    async fn write(&self, op: WriteOp) -> StoreResult<Option<Appended>> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteRequest { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(backend)?
+    }
+}
+
+/// The group-commit loop: one transaction and one fsync per batch of queued writes.
+fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteRequest>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(req) => batch.push(req),
+                Err(_) => break,
+            }
+        }
+        match apply_batch(db, &batch) {
+            Ok(results) => {
+                for (req, result) in batch.drain(..).zip(results) {
+                    let _ = req.reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; the whole batch is refused");
+                for req in batch.drain(..) {
+                    let _ = req.reply.send(Err(backend(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// Applies every write of a batch in one transaction. Each op checks before it writes, so an op
+/// refused for a logical reason (duplicate, seq conflict) leaves nothing behind; only a backend
+/// failure fails the whole batch.
+fn apply_batch(
+    db: &Database,
+    batch: &[WriteRequest],
+) -> StoreResult<Vec<StoreResult<Option<Appended>>>> {
+    let txn = db.begin_write().map_err(backend)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for req in batch {
+        results.push(apply(&txn, &req.op));
+    }
+    // A backend error inside an op means the transaction may be half-applied: refuse the batch.
+    if results
+        .iter()
+        .any(|r| matches!(r, Err(StoreError::Backend(_))))
+    {
+        txn.abort().map_err(backend)?;
+        return Err(StoreError::Backend("a write in the batch failed".into()));
+    }
+    txn.commit().map_err(backend)?;
+    Ok(results)
+}
+
+fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Option<Appended>> {
+    match op {
+        WriteOp::PutTenant(t) => {
+            let bytes = encode(t)?;
+            txn.open_table(TENANTS)
+                .map_err(backend)?
+                .insert(t.id.as_str(), bytes.as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::PutBot(b) => {
+            let bytes = encode(b)?;
+            let mut index = txn.open_table(BOT_INDEX).map_err(backend)?;
+            if let Some(owner) = index.get(b.id.as_str()).map_err(backend)? {
+                if owner.value() != b.tenant_id.as_str() {
+                    // Bot ids are global; one tenant may never overwrite another's bot.
+                    return Err(StoreError::BotIdTaken);
+                }
+            }
+            index
+                .insert(b.id.as_str(), b.tenant_id.as_str())
+                .map_err(backend)?;
+            txn.open_table(BOTS)
+                .map_err(backend)?
+                .insert((b.tenant_id.as_str(), b.id.as_str()), bytes.as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::PutIntents(tenant, bot, intents) => {
+            let bytes = encode(intents)?;
+            txn.open_table(INTENTS)
+                .map_err(backend)?
+                .insert((tenant.as_str(), bot.as_str()), bytes.as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::CreateConversation(c) => {
+            let bytes = encode(c)?;
+            let mut table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let key = (c.tenant_id.as_str(), c.id.as_str());
+            if table.get(key).map_err(backend)?.is_some() {
+                return Err(StoreError::ConversationExists);
+            }
+            table.insert(key, bytes.as_slice()).map_err(backend)?;
+        }
+        WriteOp::Append(m) => return append(txn, m).map(Some),
+    }
+    Ok(None)
+}
+
+fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
+    let (t, c) = (m.tenant_id.as_str(), m.conversation_id.as_str());
+    if txn
+        .open_table(CONVERSATIONS)
+        .map_err(backend)?
+        .get((t, c))
+        .map_err(backend)?
+        .is_none()
+    {
+        return Err(StoreError::ConversationNotFound);
+    }
+    let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
+    let mut client_ids = txn.open_table(CLIENT_IDS).map_err(backend)?;
+    if let Some(cid) = m.client_msg_id.as_deref() {
+        let existing = client_ids
+            .get((t, c, cid))
+            .map_err(backend)?
+            .map(|g| g.value());
+        if let Some(seq) = existing {
+            let bytes = messages.get((t, c, seq)).map_err(backend)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("idempotency index points at missing seq {seq}"))
+            })?;
+            return Ok(Appended::Duplicate(decode(bytes.value())?));
+        }
+    }
+    let last = last_seq_in(&messages, t, c)?;
+    if m.seq <= last {
+        return Err(StoreError::SeqConflict(m.seq));
+    }
+    if m.seq != last + 1 {
+        return Err(StoreError::SeqGap { last, got: m.seq });
+    }
+    let bytes = encode(m)?;
+    messages
+        .insert((t, c, m.seq), bytes.as_slice())
+        .map_err(backend)?;
+    if let Some(cid) = m.client_msg_id.as_deref() {
+        client_ids.insert((t, c, cid), m.seq).map_err(backend)?;
+    }
+    Ok(Appended::Stored)
+}
+
+fn last_seq_in(
+    table: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+    tenant: &str,
+    conversation: &str,
+) -> StoreResult<u64> {
+    let mut range = table
+        .range((tenant, conversation, 0)..=(tenant, conversation, u64::MAX))
+        .map_err(backend)?;
+    match range.next_back() {
+        Some(entry) => Ok(entry.map_err(backend)?.0.value().2),
+        None => Ok(0),
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        self.write(WriteOp::PutTenant(tenant.clone()))
+            .await
+            .map(drop)
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let id = id.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(TENANTS).map_err(backend)?;
+            table
+                .get(id.as_str())
+                .map_err(backend)?
+                .map(|v| decode(v.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_bot(&self, bot: &Bot) -> StoreResult<()> {
+        self.write(WriteOp::PutBot(bot.clone())).await.map(drop)
+    }
+
+    async fn get_bot(&self, tenant: &TenantId, id: &BotId) -> StoreResult<Option<Bot>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(BOTS).map_err(backend)?;
+            let found = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn resolve_bot(&self, id: &BotId) -> StoreResult<Option<Bot>> {
+        let id = id.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(BOT_INDEX).map_err(backend)?;
+            let Some(tenant) = index.get(id.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let table = txn.open_table(BOTS).map_err(backend)?;
+            let found = table.get((tenant.value(), id.as_str())).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_bots(&self, tenant: &TenantId) -> StoreResult<Vec<Bot>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(BOTS).map_err(backend)?;
+            let t = tenant.as_str();
+            // Bot ids are non-empty, so ("", ..) up to (t, "\u{10FFFF}") covers exactly tenant t.
+            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
+            range
+                .map(|entry| decode(entry.map_err(backend)?.1.value()))
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_intents(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        intents: &[Intent],
+    ) -> StoreResult<()> {
+        self.write(WriteOp::PutIntents(
+            tenant.clone(),
+            bot.clone(),
+            intents.to_vec(),
+        ))
+        .await
+        .map(drop)
+    }
+
+    async fn list_intents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Intent>> {
+        let (tenant, bot) = (tenant.clone(), bot.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(INTENTS).map_err(backend)?;
+            let found = table
+                .get((tenant.as_str(), bot.as_str()))
+                .map_err(backend)?;
+            Ok(found
+                .map(|v| decode(v.value()))
+                .transpose()?
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn create_conversation(&self, conversation: &Conversation) -> StoreResult<()> {
+        self.write(WriteOp::CreateConversation(conversation.clone()))
+            .await
+            .map(drop)
+    }
+
+    async fn get_conversation(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Conversation>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let found = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn append(&self, message: &Message) -> StoreResult<Appended> {
+        self.write(WriteOp::Append(message.clone()))
+            .await?
+            .ok_or_else(|| StoreError::Backend("append returned no outcome".into()))
+    }
+
+    async fn messages_after(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let (tenant, conversation) = (tenant.clone(), conversation.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(MESSAGES).map_err(backend)?;
+            let (t, c) = (tenant.as_str(), conversation.as_str());
+            let Some(start) = after_seq.checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            let range = table
+                .range((t, c, start)..=(t, c, u64::MAX))
+                .map_err(backend)?;
+            range
+                .take(limit)
+                .map(|entry| decode(entry.map_err(backend)?.1.value()))
+                .collect()
+        })
+        .await
+    }
+
+    async fn last_seq(&self, tenant: &TenantId, conversation: &ConversationId) -> StoreResult<u64> {
+        let (tenant, conversation) = (tenant.clone(), conversation.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(MESSAGES).map_err(backend)?;
+            last_seq_in(&table, tenant.as_str(), conversation.as_str())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn redb_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(dir.path(), 64, 128).expect("open");
+        super::super::conformance::run_all(&store).await;
+        super::super::conformance::run_concurrent(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = RedbStore::open(dir.path(), 64, 128).expect("open");
+            super::super::conformance::seed_conversation(&store, "t-reopen", "c1").await;
+            let m = super::super::conformance::message("t-reopen", "c1", 1, Some("k1"));
+            assert_eq!(store.append(&m).await.expect("append"), Appended::Stored);
+        }
+        // The writer thread holds the database until its queue closes; wait for the file lock.
+        let mut reopened = None;
+        for _ in 0..100 {
+            match RedbStore::open(dir.path(), 64, 128) {
+                Ok(s) => {
+                    reopened = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+        let store = reopened.expect("reopen");
+        let t = TenantId::from("t-reopen");
+        let c = ConversationId::from("c1");
+        assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 1);
+    }
+}

@@ -1,0 +1,125 @@
+//! The tenant supervisor: owns one tenant's live conversation actors.
+//!
+//! It starts an actor on the first event for a conversation, routes events to it, enforces the
+//! tenant's cap on live conversations, and takes back an actor that passivates. Restarting after
+//! a panic happens inside the actor's own supervision loop (see [`crate::actor`]), which keeps
+//! the mailbox; the supervisor restarts an actor whose task ended for any other reason the next
+//! time an event for it arrives (its mailbox is found closed).
+//!
+//! # Concurrency
+//! The actor map sits behind a short `parking_lot` mutex, never held across an `.await`: an
+//! event is offered with `try_send` under the lock, so that an actor checking whether it may
+//! passivate (also under the lock) never misses one; only when the mailbox is full does the
+//! sender wait, outside the lock — that wait is the backpressure on a flooding client.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::{
+    EngineError,
+    actor::{ActorHandle, ActorMsg, ConversationActor},
+    bus::Envelope,
+    engine::Deps,
+    model::{ConversationId, ConversationKey, TenantId},
+};
+
+#[derive(Debug)]
+pub(crate) struct TenantSupervisor {
+    tenant_id: TenantId,
+    deps: Arc<Deps>,
+    actors: Mutex<HashMap<ConversationId, ActorHandle>>,
+    next_generation: AtomicU64,
+}
+
+impl TenantSupervisor {
+    pub(crate) fn new(tenant_id: TenantId, deps: Arc<Deps>) -> Arc<Self> {
+        Arc::new(Self {
+            tenant_id,
+            deps,
+            actors: Mutex::new(HashMap::new()),
+            next_generation: AtomicU64::new(1),
+        })
+    }
+
+    /// Routes an event to its conversation's actor, starting one if needed. Waits while the
+    /// actor's mailbox is full.
+    pub(crate) async fn deliver(self: &Arc<Self>, envelope: Envelope) -> Result<(), EngineError> {
+        debug_assert_eq!(envelope.key.tenant_id, self.tenant_id);
+        let conversation = envelope.key.conversation_id.clone();
+        let mut msg = ActorMsg::Inbound(envelope);
+        loop {
+            let tx = {
+                let mut actors = self.actors.lock();
+                let handle = match actors.get(&conversation) {
+                    Some(handle) => handle.clone(),
+                    None => {
+                        if actors.len() >= self.deps.settings.max_live_conversations_per_tenant {
+                            self.deps.metrics.inbound_rejected.fetch_add(1, Relaxed);
+                            return Err(EngineError::TenantAtCapacity);
+                        }
+                        let key = ConversationKey {
+                            tenant_id: self.tenant_id.clone(),
+                            conversation_id: conversation.clone(),
+                        };
+                        let generation = self.next_generation.fetch_add(1, Relaxed);
+                        let handle = ConversationActor::spawn(
+                            key,
+                            generation,
+                            self.deps.clone(),
+                            Arc::downgrade(self),
+                        );
+                        actors.insert(conversation.clone(), handle.clone());
+                        handle
+                    }
+                };
+                match handle.tx.try_send(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySendError::Full(m)) => {
+                        msg = m;
+                        handle.tx
+                    }
+                    Err(TrySendError::Closed(m)) => {
+                        // The actor's task ended: forget it; the next turn starts a fresh one.
+                        actors.remove(&conversation);
+                        msg = m;
+                        continue;
+                    }
+                }
+            };
+            match tx.send(msg).await {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(m)) => msg = m,
+            }
+        }
+    }
+
+    /// Called by an idle actor: removes it if it is still the registered incarnation and nothing
+    /// is queued for it. Under the map lock, so no `try_send` can slip in between.
+    pub(crate) fn remove_if_idle(
+        &self,
+        conversation: &ConversationId,
+        generation: u64,
+        rx: &mut mpsc::Receiver<ActorMsg>,
+    ) -> bool {
+        let mut actors = self.actors.lock();
+        match actors.get(conversation) {
+            Some(handle) if handle.generation == generation => {
+                if !rx.is_empty() {
+                    return false;
+                }
+                actors.remove(conversation);
+                true
+            }
+            // Already replaced or removed: this incarnation is not reachable any more.
+            _ => true,
+        }
+    }
+}
