@@ -1,1 +1,108 @@
-fn main() {}
+//! `parla`: the one binary. `parla serve` runs everything on the embedded defaults.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use parla_config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "parla",
+    version,
+    about = "Parla: real-time messaging engine for AI chatbots"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the server: widget WebSocket, demo page, engine and embedded store.
+    Serve {
+        /// A TOML file layered over the built-in defaults (see config/parla.default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Directory of the embedded store.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Prints the effective configuration (defaults, file, environment) as JSON.
+    Config {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let mut overrides = Vec::new();
+            if let Some(listen) = listen {
+                overrides.push(("server.listen", listen.into()));
+            }
+            if let Some(dir) = data_dir {
+                overrides.push(("store.data_dir", dir.display().to_string().into()));
+            }
+            let settings = Settings::load(config.as_deref(), &overrides)?;
+            serve(settings)
+        }
+        Command::Config { config } => {
+            let settings = Settings::load(config.as_deref(), &[])?;
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let data_dir = settings.store.data_dir.clone();
+    let running = parla::start(settings).await?;
+    let url = format!("http://{}", running.addr);
+    println!("parla: listening on {url}");
+    println!("parla: data dir {}", data_dir.display());
+    if running.demo_created {
+        println!("parla: created the demo tenant and bot `demo`");
+    }
+    println!("parla: chat with the demo bot at {url}/?bot=demo");
+    let handle = running.handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.stop(true).await;
+    });
+    running.wait().await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

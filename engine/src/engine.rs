@@ -189,9 +189,10 @@ impl Engine {
         }
     }
 
-    /// Live events of a conversation from now on.
-    pub fn subscribe(&self, key: &ConversationKey) -> Subscription {
-        self.inner.deps.bus.subscribe(key)
+    /// Live events of a conversation from now on, plus those addressed to `conn` (acks of its
+    /// duplicates, refusals of its events).
+    pub fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
+        self.inner.deps.bus.subscribe(key, conn)
     }
 
     /// Stored messages after `after_seq`, in order, at most `limit`.

@@ -1,1 +1,63 @@
-//! gateway
+//! Parla's gateway: the HTTP and WebSocket doors visitors come through.
+//!
+//! Transports are thin: handlers decode, call the [`parla_engine::Engine`], encode.
+//!
+//! # Layout
+//! - [`protocol`]: widget protocol v1 wire types (documented in `docs/protocol.md`).
+//! - [`widget_ws`]: `GET /v1/widget/ws`, one task per socket.
+//! - [`configure`]: mounts every route, including `GET /` (the demo widget page), `GET /healthz`
+//!   and `GET /metrics`.
+//!
+//! # Concurrency model
+//! actix-web runs one single-threaded runtime per worker; each socket is a task on its worker.
+//! Conversation actors live on the engine's own multi-threaded runtime; the two meet only
+//! through bounded channels (actor mailboxes) and the bus's broadcast subscriptions.
+
+pub mod protocol;
+pub mod widget_ws;
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, http::header, web};
+use parla_config::GatewaySettings;
+use parla_engine::Engine;
+
+pub use widget_ws::WidgetState;
+
+/// The first, minimal widget page, compiled into the binary.
+const INDEX_HTML: &str = include_str!("../static/index.html");
+
+/// Mounts the gateway's routes.
+pub fn configure(
+    engine: Engine,
+    settings: GatewaySettings,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    let state = WidgetState {
+        engine,
+        settings: Arc::new(settings),
+    };
+    move |cfg| {
+        cfg.app_data(web::Data::new(state))
+            .route("/", web::get().to(index))
+            .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics))
+            .route("/v1/widget/ws", web::get().to(widget_ws::widget_ws));
+    }
+}
+
+async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(INDEX_HTML)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(state: web::Data<WidgetState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4"))
+        .body(state.engine.metrics().render_prometheus())
+}

@@ -90,10 +90,15 @@ pub trait InboundHandler: Send + Sync + 'static {
     async fn handle(&self, envelope: Envelope) -> Result<(), crate::EngineError>;
 }
 
-/// Live events of one conversation.
+/// Live events of one conversation, plus the events addressed to one connection.
 #[derive(Debug)]
 pub struct Subscription {
     rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    /// Events for this connection alone (acks, refusals). A separate bounded queue, so they are
+    /// not lost when the subscriber lags behind the conversation's broadcast.
+    direct: Option<tokio::sync::mpsc::Receiver<Arc<Event>>>,
+    /// Unregisters the connection's queue when the subscription is dropped.
+    _guard: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
 }
 
 /// What [`Subscription::recv`] can return besides an event.
@@ -106,16 +111,45 @@ pub enum RecvError {
 }
 
 impl Subscription {
-    pub fn new(rx: tokio::sync::broadcast::Receiver<Arc<Event>>) -> Self {
-        Self { rx }
+    pub fn new(
+        rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+        direct: Option<tokio::sync::mpsc::Receiver<Arc<Event>>>,
+        guard: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
+    ) -> Self {
+        Self {
+            rx,
+            direct,
+            _guard: guard,
+        }
     }
 
     pub async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {
         use tokio::sync::broadcast::error::RecvError as E;
-        match self.rx.recv().await {
-            Ok(ev) => Ok(ev),
-            Err(E::Lagged(n)) => Err(RecvError::Lagged(n)),
-            Err(E::Closed) => Err(RecvError::Closed),
+        let broadcast = async {
+            match self.rx.recv().await {
+                Ok(ev) => Ok(ev),
+                Err(E::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(E::Closed) => Err(RecvError::Closed),
+            }
+        };
+        match self.direct.as_mut() {
+            Some(direct) => tokio::select! {
+                biased;
+                Some(ev) = direct.recv() => Ok(ev),
+                result = broadcast => result,
+            },
+            None => broadcast.await,
+        }
+    }
+}
+
+impl Event {
+    /// The one connection this event is for, if it is not for every subscriber.
+    pub fn target(&self) -> Option<ConnId> {
+        match self {
+            Event::Ack { conn, .. } => Some(*conn),
+            Event::Rejected { conn, .. } => *conn,
+            _ => None,
         }
     }
 }
@@ -126,11 +160,12 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Hands an inbound event to the node hosting its conversation. Waits while that actor's
     /// mailbox is full (backpressure).
     async fn deliver(&self, envelope: Envelope) -> Result<(), BusError>;
-    /// Fans an event out to the conversation's current subscribers. Never blocks: a subscriber
+    /// Fans an event out to the conversation's current subscribers, or, when the event has a
+    /// [`Event::target`], to that connection's subscription alone. Never blocks: a subscriber
     /// that falls behind sees [`RecvError::Lagged`] and recovers from the store.
     fn publish(&self, key: &ConversationKey, event: Event);
-    /// Live events of `key`, from now on.
-    fn subscribe(&self, key: &ConversationKey) -> Subscription;
+    /// Live events of `key` from now on, plus those addressed to `conn`.
+    fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription;
     /// Makes `handler` the receiver of inbound events (the local engine).
     fn bind(&self, handler: Arc<dyn InboundHandler>);
 }

@@ -186,11 +186,11 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Option<Appended>> 
         WriteOp::PutBot(b) => {
             let bytes = encode(b)?;
             let mut index = txn.open_table(BOT_INDEX).map_err(backend)?;
-            if let Some(owner) = index.get(b.id.as_str()).map_err(backend)? {
-                if owner.value() != b.tenant_id.as_str() {
-                    // Bot ids are global; one tenant may never overwrite another's bot.
-                    return Err(StoreError::BotIdTaken);
-                }
+            if let Some(owner) = index.get(b.id.as_str()).map_err(backend)?
+                && owner.value() != b.tenant_id.as_str()
+            {
+                // Bot ids are global; one tenant may never overwrite another's bot.
+                return Err(StoreError::BotIdTaken);
             }
             index
                 .insert(b.id.as_str(), b.tenant_id.as_str())

@@ -1,0 +1,199 @@
+//! Widget protocol v1: the wire types, written once. `docs/protocol.md` documents them; keep the
+//! two in step (the gateway's tests exercise every frame).
+//!
+//! JSON text frames, each with a `type`. Unknown extra fields are ignored, so clients may send
+//! more than this; servers may add fields, and clients must ignore fields they do not know.
+
+use parla_engine::model::{Message, Sender};
+use serde::{Deserialize, Serialize};
+
+/// Protocol version announced in `welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest `client_msg_id` accepted.
+pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
+
+/// A frame from the widget.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Opens a new conversation with `bot_id`, or resumes one.
+    Hello {
+        bot_id: String,
+        conversation_id: Option<String>,
+        resume_token: Option<String>,
+        /// Replay every message with a higher seq before live traffic.
+        last_seq: Option<u64>,
+    },
+    /// A visitor message; `client_msg_id` is the client's idempotency key.
+    Message {
+        client_msg_id: String,
+        text: String,
+    },
+    Typing {
+        on: bool,
+    },
+    /// The visitor has seen everything up to `seq`.
+    Read {
+        seq: u64,
+    },
+    Ping,
+}
+
+/// A frame to the widget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Welcome {
+        conversation_id: String,
+        resume_token: String,
+        /// The conversation's highest stored seq when it was opened.
+        last_seq: u64,
+        protocol: u32,
+        bot: BotInfo,
+    },
+    /// A stored message. Echoes of the visitor's own carry its `client_msg_id`.
+    Message(MessageFrame),
+    StreamStart {
+        stream_id: String,
+        sender: Sender,
+    },
+    Token {
+        stream_id: String,
+        delta: String,
+    },
+    /// The stream is over and stored as message `id` with `seq`; `text` is its full text.
+    StreamEnd {
+        stream_id: String,
+        seq: u64,
+        id: String,
+        text: String,
+        created_at: i64,
+    },
+    Typing {
+        sender: Sender,
+        on: bool,
+    },
+    Read {
+        sender: Sender,
+        seq: u64,
+    },
+    Handoff {
+        to: Sender,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
+    Error {
+        code: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    Pong,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BotInfo {
+    pub id: String,
+    pub name: String,
+    /// The bot's widget customisation (title, colours), as the tenant set it.
+    pub appearance: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageFrame {
+    pub seq: u64,
+    pub id: String,
+    pub sender: Sender,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<&Message> for MessageFrame {
+    fn from(m: &Message) -> Self {
+        Self {
+            seq: m.seq,
+            id: m.id.0.clone(),
+            sender: m.sender,
+            text: m.text.clone(),
+            client_msg_id: m.client_msg_id.clone(),
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// Error codes the gateway itself produces (the engine's come from `EngineError::code`).
+pub mod codes {
+    /// The frame is not JSON, has no known `type`, or lacks a required field.
+    pub const MALFORMED_FRAME: &str = "malformed_frame";
+    /// The frame exceeds `gateway.max_frame_bytes`.
+    pub const FRAME_TOO_LARGE: &str = "frame_too_large";
+    /// Binary frames are not part of the protocol.
+    pub const UNSUPPORTED_FRAME: &str = "unsupported_frame";
+    /// A message's text is empty or longer than `gateway.max_text_chars`.
+    pub const INVALID_TEXT: &str = "invalid_text";
+    /// A `client_msg_id` is empty or too long.
+    pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
+    /// Too many frames; retry after `retry_after_ms`.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// A frame other than `hello`/`ping` came before a successful `hello`.
+    pub const HELLO_REQUIRED: &str = "hello_required";
+    /// A second `hello` on an open socket.
+    pub const ALREADY_OPEN: &str = "already_open";
+    /// No `hello` within `gateway.hello_timeout_ms`; the socket closes.
+    pub const HELLO_TIMEOUT: &str = "hello_timeout";
+    /// `conversation_id` without `resume_token`, or the reverse.
+    pub const INVALID_HELLO: &str = "invalid_hello";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_and_ignore_extra_fields() {
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"message","client_msg_id":"a","text":"hi","x":1}"#)
+                .expect("parse");
+        assert_eq!(
+            f,
+            ClientFrame::Message {
+                client_msg_id: "a".into(),
+                text: "hi".into()
+            }
+        );
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"hello","bot_id":"demo"}"#).expect("parse");
+        assert!(matches!(f, ClientFrame::Hello { last_seq: None, .. }));
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"message"}"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_have_the_documented_shape() {
+        let v = serde_json::to_value(ServerFrame::Token {
+            stream_id: "s".into(),
+            delta: " hi".into(),
+        })
+        .expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "token", "stream_id": "s", "delta": " hi"})
+        );
+        let v = serde_json::to_value(ServerFrame::Pong).expect("json");
+        assert_eq!(v, serde_json::json!({"type": "pong"}));
+        let v = serde_json::to_value(ServerFrame::Handoff {
+            to: Sender::Human,
+            agent: Some("Ann".into()),
+        })
+        .expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "handoff", "to": "human", "agent": "Ann"})
+        );
+    }
+}

@@ -1,0 +1,554 @@
+//! `/v1/widget/ws`: one task per visitor socket, speaking widget protocol v1.
+//!
+//! The task decodes frames, calls the [`Engine`], and encodes the conversation's events; no
+//! business rule lives here. It owns:
+//! - the socket (actix-ws session and message stream),
+//! - the conversation's subscription, once `hello` succeeded,
+//! - `last_sent_seq`, so a message is never sent twice even though replay from the store and
+//!   live events overlap,
+//! - a per-connection rate limiter and the heartbeat clock.
+
+use std::{collections::HashSet, num::NonZeroU32, sync::Arc, time::Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use futures_util::StreamExt;
+use governor::{
+    DefaultDirectRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
+use parla_config::GatewaySettings;
+use parla_engine::{
+    Engine, EngineError, OpenRequest,
+    bus::{Event, Inbound, RecvError, Subscription},
+    model::{BotId, ConnId, ConversationId, ConversationKey, Sender},
+};
+
+use crate::protocol::{
+    BotInfo, ClientFrame, MAX_CLIENT_MSG_ID_LEN, MessageFrame, ServerFrame, codes,
+};
+
+/// How long a closing socket waits for the client's close frame.
+const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Messages read from the store per replay page.
+const REPLAY_PAGE: usize = 500;
+
+/// Shared by every socket of the server.
+#[derive(Debug, Clone)]
+pub struct WidgetState {
+    pub engine: Engine,
+    pub settings: Arc<GatewaySettings>,
+}
+
+/// Upgrades the request and spawns the socket's task on the current actix worker.
+pub async fn widget_ws(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<WidgetState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let hard = state.settings.hard_frame_bytes;
+    let stream = stream
+        .max_frame_size(hard)
+        .aggregate_continuations()
+        .max_continuation_size(hard);
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    let conn = Connection::new(state.get_ref().clone(), session, user_agent);
+    actix_web::rt::spawn(conn.run(stream));
+    Ok(response)
+}
+
+/// The conversation a socket has opened.
+struct Open {
+    key: ConversationKey,
+    /// Highest seq sent to this socket.
+    last_sent_seq: u64,
+    /// Streams whose `stream_start` this socket got; tokens of others are not sent.
+    streams: HashSet<String>,
+}
+
+struct Connection {
+    id: ConnId,
+    state: WidgetState,
+    ws: actix_ws::Session,
+    user_agent: Option<String>,
+    /// Per-connection frame budget: a flooding client gets `rate_limited`, others are unaffected.
+    limiter: DefaultDirectRateLimiter,
+    last_activity: Instant,
+    open: Option<Open>,
+}
+
+/// What the socket loop does next.
+enum Flow {
+    Continue,
+    Close(Option<CloseReason>),
+}
+
+/// A failed send means the peer is gone.
+struct Gone;
+
+impl Connection {
+    fn new(state: WidgetState, ws: actix_ws::Session, user_agent: Option<String>) -> Self {
+        let per_second = NonZeroU32::new(state.settings.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(state.settings.rate_burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            id: ConnId::generate(),
+            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            state,
+            ws,
+            user_agent,
+            last_activity: Instant::now(),
+            open: None,
+        }
+    }
+
+    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
+        let settings = self.state.settings.clone();
+        let mut heartbeat = tokio::time::interval(settings.heartbeat_interval());
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let hello_deadline = tokio::time::sleep(settings.hello_timeout());
+        tokio::pin!(hello_deadline);
+        let mut subscription: Option<Subscription> = None;
+
+        let close = loop {
+            let flow = tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(frame)) => {
+                        self.last_activity = Instant::now();
+                        self.on_frame(frame, &mut subscription).await
+                    }
+                    Some(Err(ProtocolError::Overflow)) => Ok(Flow::Close(Some(CloseReason {
+                        code: CloseCode::Size,
+                        description: Some("frame exceeds the hard size limit".into()),
+                    }))),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "websocket protocol error");
+                        Ok(Flow::Close(Some(CloseCode::Protocol.into())))
+                    }
+                    None => Ok(Flow::Close(None)),
+                },
+                event = next_event(&mut subscription) => self.on_event(event, &mut subscription).await,
+                _ = heartbeat.tick() => self.on_heartbeat().await,
+                _ = &mut hello_deadline, if self.open.is_none() => {
+                    self.error(codes::HELLO_TIMEOUT, "no hello in time", None, None).await
+                        .map(|()| Flow::Close(Some(CloseReason {
+                            code: CloseCode::Policy,
+                            description: Some("hello timeout".into()),
+                        })))
+                }
+            };
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close(reason)) => break reason,
+                Err(Gone) => break None,
+            }
+        };
+        let _ = self.ws.close(close).await;
+        // Closing handshake: read until the client's own close (or give up), so the TCP close
+        // does not race the client's last frames and reset the connection before it reads ours.
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, AggregatedMessage::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn on_heartbeat(&mut self) -> Result<Flow, Gone> {
+        if self.last_activity.elapsed() > self.state.settings.client_timeout() {
+            return Ok(Flow::Close(Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("heartbeat timeout".into()),
+            })));
+        }
+        self.ws.ping(b"").await.map_err(|_| Gone)?;
+        Ok(Flow::Continue)
+    }
+
+    async fn on_frame(
+        &mut self,
+        frame: AggregatedMessage,
+        subscription: &mut Option<Subscription>,
+    ) -> Result<Flow, Gone> {
+        let text = match frame {
+            AggregatedMessage::Text(text) => text,
+            AggregatedMessage::Binary(_) => {
+                self.error(
+                    codes::UNSUPPORTED_FRAME,
+                    "binary frames are not supported",
+                    None,
+                    None,
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+            AggregatedMessage::Ping(bytes) => {
+                self.ws.pong(&bytes).await.map_err(|_| Gone)?;
+                return Ok(Flow::Continue);
+            }
+            AggregatedMessage::Pong(_) => return Ok(Flow::Continue),
+            AggregatedMessage::Close(_) => return Ok(Flow::Close(None)),
+        };
+        if let Err(not_until) = self.limiter.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let retry = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            self.error(
+                codes::RATE_LIMITED,
+                "too many frames; slow down",
+                None,
+                Some(retry),
+            )
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        if text.len() > self.state.settings.max_frame_bytes {
+            let msg = format!(
+                "frames are limited to {} bytes",
+                self.state.settings.max_frame_bytes
+            );
+            self.error(codes::FRAME_TOO_LARGE, &msg, None, None).await?;
+            return Ok(Flow::Continue);
+        }
+        let frame = match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.error(
+                    codes::MALFORMED_FRAME,
+                    &format!("invalid frame: {e}"),
+                    None,
+                    None,
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match frame {
+            ClientFrame::Ping => self.send(&ServerFrame::Pong).await?,
+            ClientFrame::Hello {
+                bot_id,
+                conversation_id,
+                resume_token,
+                last_seq,
+            } => {
+                self.on_hello(
+                    bot_id,
+                    conversation_id,
+                    resume_token,
+                    last_seq,
+                    subscription,
+                )
+                .await?
+            }
+            other => {
+                let Some(key) = self.open.as_ref().map(|o| o.key.clone()) else {
+                    self.error(codes::HELLO_REQUIRED, "send hello first", None, None)
+                        .await?;
+                    return Ok(Flow::Continue);
+                };
+                self.on_conversation_frame(key, other).await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_hello(
+        &mut self,
+        bot_id: String,
+        conversation_id: Option<String>,
+        resume_token: Option<String>,
+        last_seq: Option<u64>,
+        subscription: &mut Option<Subscription>,
+    ) -> Result<(), Gone> {
+        if self.open.is_some() {
+            return self
+                .error(
+                    codes::ALREADY_OPEN,
+                    "this socket already has a conversation",
+                    None,
+                    None,
+                )
+                .await;
+        }
+        let resume = match (conversation_id, resume_token) {
+            (Some(c), Some(t)) => Some((ConversationId(c), t)),
+            (None, None) => None,
+            _ => {
+                let msg = "conversation_id and resume_token go together";
+                return self.error(codes::INVALID_HELLO, msg, None, None).await;
+            }
+        };
+        let request = OpenRequest {
+            bot_id: BotId(bot_id),
+            resume,
+            user_agent: self.user_agent.clone(),
+        };
+        let opened = match self.state.engine.open(request).await {
+            Ok(opened) => opened,
+            Err(e) => return self.engine_error(&e, None).await,
+        };
+        // Subscribe before reading the store, so nothing falls between replay and live.
+        *subscription = Some(self.state.engine.subscribe(&opened.key, Some(self.id)));
+        self.open = Some(Open {
+            key: opened.key.clone(),
+            last_sent_seq: 0,
+            streams: HashSet::new(),
+        });
+        self.send(&ServerFrame::Welcome {
+            conversation_id: opened.key.conversation_id.0.clone(),
+            resume_token: opened.resume_token,
+            last_seq: opened.last_seq,
+            protocol: crate::protocol::PROTOCOL_VERSION,
+            bot: BotInfo {
+                id: opened.bot.id.0.clone(),
+                name: opened.bot.name.clone(),
+                appearance: opened.bot.appearance.clone(),
+            },
+        })
+        .await?;
+        self.replay_after(last_seq.unwrap_or(0)).await?;
+        if !opened.created {
+            return Ok(());
+        }
+        match self
+            .state
+            .engine
+            .send(opened.key, Some(self.id), Inbound::Start)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => self.engine_error(&e, None).await,
+        }
+    }
+
+    async fn on_conversation_frame(
+        &mut self,
+        key: ConversationKey,
+        frame: ClientFrame,
+    ) -> Result<(), Gone> {
+        let engine = self.state.engine.clone();
+        match frame {
+            ClientFrame::Message {
+                client_msg_id,
+                text,
+            } => {
+                if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
+                    let msg = format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes");
+                    return self
+                        .error(codes::INVALID_CLIENT_MSG_ID, &msg, None, None)
+                        .await;
+                }
+                let max = self.state.settings.max_text_chars;
+                if text.trim().is_empty() || text.chars().count() > max {
+                    let msg = format!("text must be 1 to {max} characters");
+                    return self
+                        .error(codes::INVALID_TEXT, &msg, Some(client_msg_id), None)
+                        .await;
+                }
+                let inbound = Inbound::VisitorMessage {
+                    client_msg_id: client_msg_id.clone(),
+                    text,
+                };
+                if let Err(e) = engine.send(key, Some(self.id), inbound).await {
+                    return self.engine_error(&e, Some(client_msg_id)).await;
+                }
+            }
+            ClientFrame::Typing { on } => engine.typing(&key, Some(self.id), Sender::User, on),
+            ClientFrame::Read { seq } => {
+                if let Err(e) = engine.send(key, Some(self.id), Inbound::Read { seq }).await {
+                    return self.engine_error(&e, None).await;
+                }
+            }
+            ClientFrame::Hello { .. } | ClientFrame::Ping => {}
+        }
+        Ok(())
+    }
+
+    /// Sends every stored message after `after` (and after what this socket already has).
+    async fn replay_after(&mut self, after: u64) -> Result<(), Gone> {
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let key = open.key.clone();
+        let mut cursor = after.max(open.last_sent_seq);
+        loop {
+            let page = match self.state.engine.history(&key, cursor, REPLAY_PAGE).await {
+                Ok(page) => page,
+                Err(e) => return self.engine_error(&e, None).await,
+            };
+            let Some(last) = page.last().map(|m| m.seq) else {
+                break;
+            };
+            for message in &page {
+                self.send(&ServerFrame::Message(MessageFrame::from(message)))
+                    .await?;
+            }
+            cursor = last;
+            if let Some(open) = self.open.as_mut() {
+                open.last_sent_seq = open.last_sent_seq.max(last);
+            }
+            if page.len() < REPLAY_PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_event(
+        &mut self,
+        event: Result<Arc<Event>, RecvError>,
+        subscription: &mut Option<Subscription>,
+    ) -> Result<Flow, Gone> {
+        let event = match event {
+            Ok(event) => event,
+            Err(recv_error) => {
+                // Fell behind (or the channel was dropped): recover from the store, which has
+                // every message. Streams this socket saw start stay open: their later tokens and
+                // stream_end still come (a stream_end already replayed closes the stream without
+                // a second message); only the dropped tokens are missing from the bubble.
+                if let Some(open) = self.open.as_mut() {
+                    tracing::debug!(?recv_error, "subscriber lagged; replaying from the store");
+                    if recv_error == RecvError::Closed {
+                        *subscription = Some(self.state.engine.subscribe(&open.key, Some(self.id)));
+                    }
+                }
+                let after = self.open.as_ref().map_or(0, |o| o.last_sent_seq);
+                self.replay_after(after).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let Some(open) = self.open.as_mut() else {
+            return Ok(Flow::Continue);
+        };
+        let me = Some(self.id);
+        let frame = match &*event {
+            Event::Message { message } => {
+                if message.seq <= open.last_sent_seq {
+                    return Ok(Flow::Continue);
+                }
+                open.last_sent_seq = message.seq;
+                ServerFrame::Message(MessageFrame::from(message))
+            }
+            Event::Ack { conn, message } if Some(*conn) == me => {
+                ServerFrame::Message(MessageFrame::from(message))
+            }
+            Event::Ack { .. } => return Ok(Flow::Continue),
+            Event::StreamStart { stream_id, sender } => {
+                open.streams.insert(stream_id.clone());
+                ServerFrame::StreamStart {
+                    stream_id: stream_id.clone(),
+                    sender: *sender,
+                }
+            }
+            Event::Token { stream_id, delta } => {
+                if !open.streams.contains(stream_id) {
+                    return Ok(Flow::Continue);
+                }
+                ServerFrame::Token {
+                    stream_id: stream_id.clone(),
+                    delta: delta.clone(),
+                }
+            }
+            Event::StreamEnd { stream_id, message } => {
+                let seen_start = open.streams.remove(stream_id);
+                let new = message.seq > open.last_sent_seq;
+                open.last_sent_seq = open.last_sent_seq.max(message.seq);
+                match (seen_start, new) {
+                    (true, _) => ServerFrame::StreamEnd {
+                        stream_id: stream_id.clone(),
+                        seq: message.seq,
+                        id: message.id.0.clone(),
+                        text: message.text.clone(),
+                        created_at: message.created_at,
+                    },
+                    (false, true) => ServerFrame::Message(MessageFrame::from(message)),
+                    (false, false) => return Ok(Flow::Continue),
+                }
+            }
+            Event::Typing { sender, on, origin } if *origin != me => ServerFrame::Typing {
+                sender: *sender,
+                on: *on,
+            },
+            Event::Read {
+                sender,
+                seq,
+                origin,
+            } if *origin != me => ServerFrame::Read {
+                sender: *sender,
+                seq: *seq,
+            },
+            Event::Typing { .. } | Event::Read { .. } => return Ok(Flow::Continue),
+            Event::Rejected {
+                conn,
+                client_msg_id,
+                code,
+                message,
+            } => {
+                if conn.is_some() && *conn != me {
+                    return Ok(Flow::Continue);
+                }
+                ServerFrame::Error {
+                    code: code.clone(),
+                    message: message.clone(),
+                    client_msg_id: client_msg_id.clone(),
+                    retry_after_ms: None,
+                }
+            }
+        };
+        self.send(&frame).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn engine_error(
+        &mut self,
+        e: &EngineError,
+        client_msg_id: Option<String>,
+    ) -> Result<(), Gone> {
+        if matches!(e, EngineError::Store(_) | EngineError::Internal) {
+            tracing::error!(error = %e, "engine error on widget socket");
+        }
+        self.error(e.code(), &e.public_message(), client_msg_id, None)
+            .await
+    }
+
+    async fn error(
+        &mut self,
+        code: &str,
+        message: &str,
+        client_msg_id: Option<String>,
+        retry_after_ms: Option<u64>,
+    ) -> Result<(), Gone> {
+        self.send(&ServerFrame::Error {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            client_msg_id,
+            retry_after_ms,
+        })
+        .await
+    }
+
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
+        let json = match serde_json::to_string(frame) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode a server frame");
+                return Ok(());
+            }
+        };
+        self.ws.text(json).await.map_err(|_| Gone)
+    }
+}
+
+/// The next live event, or never when the socket has no conversation yet.
+async fn next_event(subscription: &mut Option<Subscription>) -> Result<Arc<Event>, RecvError> {
+    match subscription {
+        Some(sub) => sub.recv().await,
+        None => std::future::pending().await,
+    }
+}

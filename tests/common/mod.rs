@@ -1,0 +1,321 @@
+//! Shared harness for the integration tests: a real server on port 0, real WebSocket clients,
+//! real HTTP.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use parla_config::Settings;
+use serde_json::{Value, json};
+use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message as WsMessage, protocol::frame::coding::CloseCode},
+};
+
+/// How long a test waits for a frame before it fails (a hang guard, not a timing assertion).
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub running: Option<parla::Running>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Settings for tests: port 0, a fresh data dir, no token pacing.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::defaults().expect("defaults");
+    s.server.listen = "127.0.0.1:0".parse().expect("addr");
+    s.server.workers = 2;
+    s.store.data_dir = dir.to_path_buf();
+    s.responder.token_delay_ms = 0;
+    s
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = test_settings(dir.path());
+    tweak(&mut settings);
+    settings.validate().expect("test settings are valid");
+    let running = parla::start(settings).await.expect("server starts");
+    TestServer {
+        addr: running.addr,
+        running: Some(running),
+        dir,
+    }
+}
+
+impl TestServer {
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+
+    /// `GET path` over plain HTTP/1.1; returns (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).await
+    }
+
+    /// Reads one Prometheus counter from `/metrics`.
+    pub async fn metric(&self, name: &str) -> i64 {
+        let (_, body) = self.get("/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} missing in {body}"))
+    }
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("http timeout")
+        .expect("read");
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client of the widget protocol. `ws` is the read half, or the whole socket until
+/// [`Client::split`] hands the write half to a [`ClientSink`].
+pub struct Client {
+    ws: ReadHalf,
+    write: Option<futures_util::stream::SplitSink<Ws, WsMessage>>,
+}
+
+type ReadHalf = futures_util::stream::SplitStream<Ws>;
+
+/// The write half of a split client, for sending from another task.
+pub struct ClientSink {
+    write: futures_util::stream::SplitSink<Ws, WsMessage>,
+}
+
+impl ClientSink {
+    pub async fn send(
+        &mut self,
+        frame: Value,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.write
+            .send(WsMessage::Text(frame.to_string().into()))
+            .await
+    }
+}
+
+/// How a socket ended.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(CloseCode),
+    NoFrame,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let url = format!("ws://{addr}/v1/widget/ws");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        let (write, read) = ws.split();
+        Self {
+            ws: read,
+            write: Some(write),
+        }
+    }
+
+    /// Splits off the write half; the returned client can only receive.
+    pub fn split(mut self) -> (ClientSink, Client) {
+        let write = self.write.take().expect("not split yet");
+        (ClientSink { write }, self)
+    }
+
+    fn writer(&mut self) -> &mut futures_util::stream::SplitSink<Ws, WsMessage> {
+        self.write
+            .as_mut()
+            .expect("this client's write half was split off")
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_raw(frame.to_string()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: String) {
+        self.writer()
+            .send(WsMessage::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.writer()
+            .send(WsMessage::Binary(bytes.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON frame; fails the test if none comes or the socket closes.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match next {
+                Some(Ok(WsMessage::Text(text))) => {
+                    return serde_json::from_str(&text).expect("server frames are JSON");
+                }
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must have `type` = `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], kind, "expected a {kind} frame, got {frame}");
+        frame
+    }
+
+    /// Reads until the socket closes; returns how, and the text frames seen before.
+    pub async fn until_closed(&mut self) -> (Closed, Vec<Value>) {
+        let mut frames = Vec::new();
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("close in time");
+            match next {
+                Some(Ok(WsMessage::Text(text))) => {
+                    frames.push(serde_json::from_str(&text).expect("json"))
+                }
+                Some(Ok(WsMessage::Close(Some(frame)))) => {
+                    return (Closed::Code(frame.code), frames);
+                }
+                Some(Ok(WsMessage::Close(None))) | None | Some(Err(_)) => {
+                    return (Closed::NoFrame, frames);
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Sends `ping` and returns every frame that arrived before the `pong`: proves what was (and
+    /// was not) queued for this socket.
+    pub async fn drain(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping"})).await;
+        let mut before = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == "pong" {
+                return before;
+            }
+            before.push(frame);
+        }
+    }
+
+    /// Opens a new conversation with `bot`; returns the `welcome` frame.
+    pub async fn hello(&mut self, bot: &str) -> Value {
+        self.send(json!({"type": "hello", "bot_id": bot})).await;
+        self.expect("welcome").await
+    }
+
+    /// Opens a new conversation with the demo bot and reads its greeting (seq 1).
+    pub async fn hello_demo(&mut self) -> (Value, Value) {
+        let welcome = self.hello("demo").await;
+        let greeting = self.expect("message").await;
+        assert_eq!(greeting["seq"], 1);
+        assert_eq!(greeting["sender"], "bot");
+        (welcome, greeting)
+    }
+
+    /// Resumes a conversation from its welcome frame.
+    pub async fn resume(&mut self, welcome: &Value, last_seq: u64) -> Value {
+        self.send(json!({
+            "type": "hello",
+            "bot_id": "demo",
+            "conversation_id": welcome["conversation_id"],
+            "resume_token": welcome["resume_token"],
+            "last_seq": last_seq,
+        }))
+        .await;
+        self.expect("welcome").await
+    }
+
+    pub async fn say(&mut self, client_msg_id: &str, text: &str) {
+        self.send(json!({"type": "message", "client_msg_id": client_msg_id, "text": text}))
+            .await;
+    }
+
+    /// Sends a message and reads its echo and the bot's whole streamed reply.
+    pub async fn exchange(&mut self, client_msg_id: &str, text: &str) -> Exchange {
+        self.say(client_msg_id, text).await;
+        let echo = self.expect("message").await;
+        assert_eq!(echo["client_msg_id"], client_msg_id, "echo of {text}");
+        let reply = self.read_stream().await;
+        Exchange { echo, reply }
+    }
+
+    /// Reads `stream_start`, the tokens and `stream_end`.
+    pub async fn read_stream(&mut self) -> Stream {
+        let start = self.expect("stream_start").await;
+        let mut tokens = String::new();
+        loop {
+            let frame = self.recv().await;
+            match frame["type"].as_str() {
+                Some("token") => {
+                    assert_eq!(frame["stream_id"], start["stream_id"]);
+                    tokens.push_str(frame["delta"].as_str().expect("delta"));
+                }
+                Some("stream_end") => {
+                    assert_eq!(frame["stream_id"], start["stream_id"]);
+                    return Stream {
+                        start,
+                        tokens,
+                        end: frame,
+                    };
+                }
+                _ => panic!("unexpected frame inside a stream: {frame}"),
+            }
+        }
+    }
+}
+
+pub struct Exchange {
+    pub echo: Value,
+    pub reply: Stream,
+}
+
+pub struct Stream {
+    pub start: Value,
+    pub tokens: String,
+    pub end: Value,
+}
+
+impl Client {
+    /// The next JSON frame, or `None` once the socket is closed or broken.
+    pub async fn try_recv(&mut self) -> Option<Value> {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .ok()??;
+            match next {
+                Ok(WsMessage::Text(text)) => return serde_json::from_str(&text).ok(),
+                Ok(WsMessage::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Durability through the real binary: `parla serve` killed with SIGKILL mid-traffic, restarted
+//! on the same data dir, loses nothing it confirmed.
+
+mod common;
+
+use std::{collections::HashMap, net::SocketAddr, path::Path, process::Stdio};
+
+use common::*;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// Starts the real binary on port 0 and returns it with the address it printed.
+async fn spawn_parla(data_dir: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parla"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("PARLA__RESPONDER__TOKEN_DELAY_MS", "0")
+        .env("PARLA__GATEWAY__RATE_PER_SECOND", "1000000")
+        .env("PARLA__GATEWAY__RATE_BURST", "1000000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("parla starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("parla prints its address in time")
+            .expect("read stdout")
+            .expect("parla exited before listening");
+        if let Some(url) = line.strip_prefix("parla: listening on http://") {
+            break url.parse().expect("address");
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_mid_traffic_loses_nothing_confirmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, addr) = spawn_parla(dir.path()).await;
+    let mut c = Client::connect(addr).await;
+    let (welcome, _) = c.hello_demo().await;
+
+    let total = 1000;
+    // Send from another task while this one reads: one socket, both directions busy.
+    let (mut sink, mut c) = c.split();
+    tokio::spawn(async move {
+        for i in 0..total {
+            let frame = serde_json::json!({"type": "message", "client_msg_id": format!("k{i}"),
+                                           "text": format!("message {i} what is parla")});
+            if sink.send(frame).await.is_err() {
+                break; // The server was killed.
+            }
+        }
+    });
+    // Read confirmations; kill the server once some are in, while the rest are in flight.
+    let mut confirmed: HashMap<u64, String> = HashMap::new();
+    let mut killed = false;
+    loop {
+        let frame = if killed {
+            match c.try_recv().await {
+                Some(frame) => frame,
+                None => break,
+            }
+        } else {
+            c.recv().await
+        };
+        if frame["type"] == "message" || frame["type"] == "stream_end" {
+            let seq = frame["seq"].as_u64().expect("seq");
+            let what = frame["client_msg_id"]
+                .as_str()
+                .map_or("bot".to_owned(), str::to_owned);
+            confirmed.insert(seq, what);
+        }
+        if !killed && confirmed.len() >= 100 {
+            child.start_kill().expect("SIGKILL");
+            child.wait().await.expect("reaped");
+            killed = true;
+        }
+    }
+    assert!(confirmed.len() >= 100);
+
+    let (_child, addr) = spawn_parla(dir.path()).await;
+    let mut r = Client::connect(addr).await;
+    r.resume(&welcome, 0).await;
+    let stored = r.drain().await;
+    let seqs: Vec<u64> = stored
+        .iter()
+        .map(|f| f["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "contiguous, no gap or repeat"
+    );
+    let by_seq: HashMap<u64, String> = stored
+        .iter()
+        .map(|f| {
+            let what = f["client_msg_id"]
+                .as_str()
+                .map_or("bot".to_owned(), str::to_owned);
+            (f["seq"].as_u64().expect("seq"), what)
+        })
+        .collect();
+    for (seq, what) in &confirmed {
+        assert_eq!(
+            by_seq.get(seq),
+            Some(what),
+            "confirmed seq {seq} must survive the kill"
+        );
+    }
+    let mut ids: Vec<&String> = by_seq.values().filter(|w| *w != "bot").collect();
+    let before = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "no client_msg_id stored twice");
+
+    // Retrying everything after the restart stores only what was lost, once.
+    let last = *seqs.last().expect("some stored");
+    let (mut sink, mut r) = r.split();
+    tokio::spawn(async move {
+        for i in 0..total {
+            let frame = serde_json::json!({"type": "message", "client_msg_id": format!("k{i}"),
+                                           "text": format!("message {i} what is parla")});
+            sink.send(frame).await.expect("send");
+        }
+    });
+    let mut echoes = 0;
+    let mut highest = last;
+    while echoes < total {
+        let f = r.recv().await;
+        if f["type"] == "message" && f["client_msg_id"].is_string() {
+            echoes += 1;
+        }
+        if let Some(seq) = f["seq"].as_u64() {
+            highest = highest.max(seq);
+        }
+    }
+    let mut v = Client::connect(addr).await;
+    v.resume(&welcome, 0).await;
+    let all = v.drain().await;
+    let users = all.iter().filter(|f| f["sender"] == "user").count();
+    assert_eq!(
+        users, total,
+        "each client_msg_id stored exactly once after retries"
+    );
+}
