@@ -80,6 +80,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             gateway.clone(),
         ))
     })
+    // Token frames are tiny and must leave at once: without TCP_NODELAY, Nagle's algorithm holds
+    // each one until the client's delayed ACK (~40 ms) arrives.
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Err(e) = tcp.set_nodelay(true)
+        {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    })
     .max_connections(settings.server.max_connections_per_worker)
     .shutdown_timeout(settings.server.shutdown_grace_secs)
     .disable_signals();
