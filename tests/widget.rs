@@ -469,3 +469,66 @@ async fn the_demo_page_health_and_metrics_are_served() {
     assert!(body.contains("# TYPE parla_messages_stored_total counter"));
     assert_eq!(server.get("/nope").await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_cannot_be_reached_through_another_tenants_bot() {
+    let server = start().await;
+    // A second tenant with its own active bot, created through the store port (the admin API
+    // that will do this is a later issue).
+    let store = server
+        .running
+        .as_ref()
+        .expect("running")
+        .engine
+        .store()
+        .clone();
+    let other = parla_engine::store::conformance::bot("tenant-b", "bot-b");
+    store.put_bot(&other).await.expect("put bot");
+
+    let mut a = server.client().await;
+    let (welcome, _) = a.hello_demo().await;
+    a.exchange("secret", "hello").await;
+
+    let mut intruder = server.client().await;
+    intruder
+        .send(json!({"type": "hello", "bot_id": "bot-b", "conversation_id": welcome["conversation_id"],
+                     "resume_token": welcome["resume_token"], "last_seq": 0}))
+        .await;
+    assert_eq!(
+        intruder.expect("error").await["code"],
+        "conversation_not_found"
+    );
+    assert!(
+        intruder.drain().await.is_empty(),
+        "nothing of tenant A's conversation leaks"
+    );
+
+    // Tenant B's own bot works, in its own conversation.
+    let w = intruder.hello("bot-b").await;
+    assert_ne!(w["conversation_id"], welcome["conversation_id"]);
+    let ex = intruder.exchange("b1", "anything").await;
+    assert_eq!(
+        ex.echo["seq"], 1,
+        "bot-b has no greeting: the first message is seq 1"
+    );
+    assert_eq!(ex.reply.tokens, "Sorry?", "bot-b's own fallback");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inactive_bot_refuses_conversations() {
+    let server = start().await;
+    let store = server
+        .running
+        .as_ref()
+        .expect("running")
+        .engine
+        .store()
+        .clone();
+    let mut paused = parla_engine::store::conformance::bot("tenant-p", "bot-paused");
+    paused.status = parla_engine::model::BotStatus::Paused;
+    store.put_bot(&paused).await.expect("put bot");
+    let mut c = server.client().await;
+    c.send(json!({"type": "hello", "bot_id": "bot-paused"}))
+        .await;
+    assert_eq!(c.expect("error").await["code"], "bot_unavailable");
+}
