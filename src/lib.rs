@@ -59,9 +59,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     .with_context(|| format!("opening the store in {}", settings.store.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
     let demo_created = if settings.demo.enabled {
-        demo::ensure_demo(&*store)
-            .await
-            .context("seeding the demo")?
+        demo::ensure_demo(&*store).await.context("seeding the demo")?
     } else {
         false
     };
@@ -75,10 +73,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 
     let (app_engine, gateway) = (engine.clone(), settings.gateway.clone());
     let mut server = HttpServer::new(move || {
-        App::new().configure(parla_gateway::configure(
-            app_engine.clone(),
-            gateway.clone(),
-        ))
+        App::new().configure(parla_gateway::configure(app_engine.clone(), gateway.clone()))
     })
     // Token frames are tiny and must leave at once: without TCP_NODELAY, Nagle's algorithm holds
     // each one until the client's delayed ACK (~40 ms) arrives.
@@ -98,18 +93,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let server = server
         .bind(settings.server.listen)
         .with_context(|| format!("binding {}", settings.server.listen))?;
-    let addr = *server
-        .addrs()
-        .first()
-        .context("the server bound no address")?;
+    let addr = *server.addrs().first().context("the server bound no address")?;
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(Running {
-        addr,
-        engine,
-        demo_created,
-        handle,
-        task,
-    })
+    Ok(Running { addr, engine, demo_created, handle, task })
 }

@@ -6,11 +6,7 @@ use clap::{Parser, Subcommand};
 use parla_config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "parla",
-    version,
-    about = "Parla: real-time messaging engine for AI chatbots"
-)]
+#[command(name = "parla", version, about = "Parla: real-time messaging engine for AI chatbots")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,11 +43,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            data_dir,
-        } => {
+        Command::Serve { config, listen, data_dir } => {
             let mut overrides = Vec::new();
             if let Some(listen) = listen {
                 overrides.push(("server.listen", listen.into()));

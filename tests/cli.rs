@@ -42,11 +42,7 @@ fn parla_config_prints_the_effective_settings() {
         .env("PARLA__GATEWAY__MAX_TEXT_CHARS", "1234")
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let settings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(settings["gateway"]["max_text_chars"], 1234);
     assert_eq!(settings["store"]["data_dir"], "./parla-data");

@@ -74,9 +74,7 @@ async fn a_kill_9_mid_traffic_loses_nothing_confirmed() {
         };
         if frame["type"] == "message" || frame["type"] == "stream_end" {
             let seq = frame["seq"].as_u64().expect("seq");
-            let what = frame["client_msg_id"]
-                .as_str()
-                .map_or("bot".to_owned(), str::to_owned);
+            let what = frame["client_msg_id"].as_str().map_or("bot".to_owned(), str::to_owned);
             confirmed.insert(seq, what);
         }
         if !killed && confirmed.len() >= 100 {
@@ -91,30 +89,17 @@ async fn a_kill_9_mid_traffic_loses_nothing_confirmed() {
     let mut r = Client::connect(addr).await;
     r.resume(&welcome, 0).await;
     let stored = r.drain().await;
-    let seqs: Vec<u64> = stored
-        .iter()
-        .map(|f| f["seq"].as_u64().expect("seq"))
-        .collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "contiguous, no gap or repeat"
-    );
+    let seqs: Vec<u64> = stored.iter().map(|f| f["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "contiguous, no gap or repeat");
     let by_seq: HashMap<u64, String> = stored
         .iter()
         .map(|f| {
-            let what = f["client_msg_id"]
-                .as_str()
-                .map_or("bot".to_owned(), str::to_owned);
+            let what = f["client_msg_id"].as_str().map_or("bot".to_owned(), str::to_owned);
             (f["seq"].as_u64().expect("seq"), what)
         })
         .collect();
     for (seq, what) in &confirmed {
-        assert_eq!(
-            by_seq.get(seq),
-            Some(what),
-            "confirmed seq {seq} must survive the kill"
-        );
+        assert_eq!(by_seq.get(seq), Some(what), "confirmed seq {seq} must survive the kill");
     }
     let mut ids: Vec<&String> = by_seq.values().filter(|w| *w != "bot").collect();
     let before = ids.len();
@@ -147,8 +132,5 @@ async fn a_kill_9_mid_traffic_loses_nothing_confirmed() {
     v.resume(&welcome, 0).await;
     let all = v.drain().await;
     let users = all.iter().filter(|f| f["sender"] == "user").count();
-    assert_eq!(
-        users, total,
-        "each client_msg_id stored exactly once after retries"
-    );
+    assert_eq!(users, total, "each client_msg_id stored exactly once after retries");
 }

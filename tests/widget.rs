@@ -15,12 +15,7 @@ async fn a_message_is_echoed_with_its_seq_then_the_reply_streams() {
     assert_eq!(welcome["protocol"], 1);
     assert_eq!(welcome["bot"]["id"], "demo");
     assert!(welcome["resume_token"].as_str().expect("token").len() >= 32);
-    assert!(
-        greeting["text"]
-            .as_str()
-            .expect("text")
-            .contains("demo bot")
-    );
+    assert!(greeting["text"].as_str().expect("text").contains("demo bot"));
 
     let ex = c.exchange("m1", "What is Parla?").await;
     assert_eq!(ex.echo["seq"], 2);
@@ -28,27 +23,13 @@ async fn a_message_is_echoed_with_its_seq_then_the_reply_streams() {
     assert_eq!(ex.echo["text"], "What is Parla?");
     assert_eq!(ex.reply.start["sender"], "bot");
     assert_eq!(ex.reply.end["seq"], 3, "stream_end carries the next seq");
-    assert_eq!(
-        ex.reply.tokens, ex.reply.end["text"],
-        "tokens add up to the stored text"
-    );
-    assert!(
-        ex.reply.tokens.contains("messaging engine"),
-        "intent answer: {}",
-        ex.reply.tokens
-    );
-    assert!(
-        ex.reply.tokens.split(' ').count() > 5,
-        "streamed in many tokens"
-    );
+    assert_eq!(ex.reply.tokens, ex.reply.end["text"], "tokens add up to the stored text");
+    assert!(ex.reply.tokens.contains("messaging engine"), "intent answer: {}", ex.reply.tokens);
+    assert!(ex.reply.tokens.split(' ').count() > 5, "streamed in many tokens");
 
     let ex = c.exchange("m2", "zzzz qqqq").await;
     assert_eq!(ex.echo["seq"], 4);
-    assert!(
-        ex.reply.tokens.contains("not sure"),
-        "fallback: {}",
-        ex.reply.tokens
-    );
+    assert!(ex.reply.tokens.contains("not sure"), "fallback: {}", ex.reply.tokens);
     assert_eq!(ex.reply.end["seq"], 5);
     assert!(c.drain().await.is_empty(), "nothing else was sent");
 }
@@ -67,15 +48,8 @@ async fn resume_with_last_seq_replays_exactly_the_missed_messages_then_goes_live
     assert_eq!(w["conversation_id"], welcome["conversation_id"]);
     assert_eq!(w["last_seq"], 5);
     let replay = b.drain().await;
-    let seqs: Vec<_> = replay
-        .iter()
-        .map(|f| f["seq"].as_u64().expect("seq"))
-        .collect();
-    assert_eq!(
-        seqs,
-        vec![3, 4, 5],
-        "exactly the missed messages, in order: {replay:?}"
-    );
+    let seqs: Vec<_> = replay.iter().map(|f| f["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, vec![3, 4, 5], "exactly the missed messages, in order: {replay:?}");
     assert!(replay.iter().all(|f| f["type"] == "message"));
     assert_eq!(replay[1]["client_msg_id"], "m2");
 
@@ -85,10 +59,7 @@ async fn resume_with_last_seq_replays_exactly_the_missed_messages_then_goes_live
 
     let mut c = server.client().await;
     c.resume(&welcome, 7).await;
-    assert!(
-        c.drain().await.is_empty(),
-        "an up-to-date client gets no replay"
-    );
+    assert!(c.drain().await.is_empty(), "an up-to-date client gets no replay");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,11 +79,7 @@ async fn a_wrong_resume_token_replays_nothing() {
     assert_eq!(err["code"], "invalid_resume_token");
     assert!(b.drain().await.is_empty(), "nothing replayed");
     b.say("x", "hi").await;
-    assert_eq!(
-        b.expect("error").await["code"],
-        "hello_required",
-        "the socket is not opened"
-    );
+    assert_eq!(b.expect("error").await["code"], "hello_required", "the socket is not opened");
 
     b.send(
         json!({"type": "hello", "bot_id": "demo", "conversation_id": "nope", "resume_token": "t"}),
@@ -124,8 +91,7 @@ async fn a_wrong_resume_token_replays_nothing() {
     )
     .await;
     assert_eq!(b.expect("error").await["code"], "invalid_hello");
-    b.send(json!({"type": "hello", "bot_id": "no-such-bot"}))
-        .await;
+    b.send(json!({"type": "hello", "bot_id": "no-such-bot"})).await;
     assert_eq!(b.expect("error").await["code"], "bot_not_found");
     // After all that, a fresh hello still works on the same socket.
     b.hello_demo().await;
@@ -145,23 +111,14 @@ async fn a_duplicate_client_msg_id_is_acknowledged_and_never_stored_twice() {
     assert_eq!(ack["seq"], first.echo["seq"]);
     assert_eq!(ack["id"], first.echo["id"]);
     assert_eq!(ack["text"], "hello", "the stored original comes back");
-    assert!(
-        a.drain().await.is_empty(),
-        "no second bot reply for a duplicate"
-    );
+    assert!(a.drain().await.is_empty(), "no second bot reply for a duplicate");
 
     let mut b = server.client().await;
     b.resume(&welcome, 0).await;
     let all = b.drain().await;
-    let seqs: Vec<_> = all
-        .iter()
-        .map(|f| f["seq"].as_u64().expect("seq"))
-        .collect();
+    let seqs: Vec<_> = all.iter().map(|f| f["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, vec![1, 2, 3], "stored once: {all:?}");
-    assert_eq!(
-        server.metric("parla_duplicates_acknowledged_total").await,
-        1
-    );
+    assert_eq!(server.metric("parla_duplicates_acknowledged_total").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,29 +139,18 @@ async fn many_clients_in_one_conversation_see_one_ordered_sequence() {
     let watchers = others;
     for i in 0..per_sender {
         for (n, s) in senders.iter_mut().enumerate() {
-            s.say(&format!("s{n}-m{i}"), &format!("hello number {i} from {n}"))
-                .await;
+            s.say(&format!("s{n}-m{i}"), &format!("hello number {i} from {n}")).await;
         }
     }
     let total = 1 + (senders.len() * per_sender * 2) as u64; // greeting + echo and reply each
     let mut views = Vec::new();
-    for c in senders
-        .iter_mut()
-        .chain(watchers.into_iter().collect::<Vec<_>>().iter_mut())
-    {
+    for c in senders.iter_mut().chain(watchers.into_iter().collect::<Vec<_>>().iter_mut()) {
         views.push(collect_stored(c, total).await);
     }
     for view in &views {
         let seqs: Vec<u64> = view.iter().map(|(seq, _)| *seq).collect();
-        assert_eq!(
-            seqs,
-            (2..=total).collect::<Vec<_>>(),
-            "every seq once, in order"
-        );
-        assert_eq!(
-            view, &views[0],
-            "all sockets see the same messages under the same seqs"
-        );
+        assert_eq!(seqs, (2..=total).collect::<Vec<_>>(), "every seq once, in order");
+        assert_eq!(view, &views[0], "all sockets see the same messages under the same seqs");
     }
 }
 
@@ -214,10 +160,7 @@ async fn collect_stored(c: &mut Client, last: u64) -> Vec<(u64, String)> {
     while seen.last().map(|(s, _)| *s) != Some(last) {
         let f = c.recv().await;
         if matches!(f["type"].as_str(), Some("message" | "stream_end")) {
-            seen.push((
-                f["seq"].as_u64().expect("seq"),
-                f["id"].as_str().expect("id").to_owned(),
-            ));
+            seen.push((f["seq"].as_u64().expect("seq"), f["id"].as_str().expect("id").to_owned()));
         }
     }
     seen
@@ -233,16 +176,10 @@ async fn an_actor_that_panics_is_restarted_and_the_conversation_continues() {
     c.say("m2", "boom!").await;
     let err = c.expect("error").await;
     assert_eq!(err["code"], "internal");
-    assert_eq!(
-        err["client_msg_id"], "m2",
-        "the client learns which message to retry"
-    );
+    assert_eq!(err["client_msg_id"], "m2", "the client learns which message to retry");
 
     let ex = c.exchange("m3", "what is parla").await;
-    assert_eq!(
-        ex.echo["seq"], 4,
-        "seq continues after the restart, no gap, no reuse"
-    );
+    assert_eq!(ex.echo["seq"], 4, "seq continues after the restart, no gap, no reuse");
     assert_eq!(ex.reply.end["seq"], 5);
     assert_eq!(server.metric("parla_actor_restarts_total").await, 1);
 }
@@ -257,10 +194,7 @@ async fn malformed_frames_get_error_frames_and_the_socket_stays_open() {
         ("{\"no_type\":1}", "malformed_frame"),
         ("{\"type\":\"message\"}", "malformed_frame"),
         ("[1,2,3]", "malformed_frame"),
-        (
-            "{\"type\":\"message\",\"client_msg_id\":\"a\",\"text\":\"hi\"}",
-            "hello_required",
-        ),
+        ("{\"type\":\"message\",\"client_msg_id\":\"a\",\"text\":\"hi\"}", "hello_required"),
         ("{\"type\":\"typing\",\"on\":true}", "hello_required"),
     ] {
         c.send_raw(raw.to_owned()).await;
@@ -299,11 +233,7 @@ async fn oversized_frames_get_an_error_frame_and_huge_ones_close_with_1009() {
     c.hello_demo().await;
     c.say("big", &"a".repeat(2000)).await;
     assert_eq!(c.expect("error").await["code"], "frame_too_large");
-    assert_eq!(
-        c.exchange("small", "hello").await.echo["seq"],
-        2,
-        "socket still usable"
-    );
+    assert_eq!(c.exchange("small", "hello").await.echo["seq"], 2, "socket still usable");
 
     c.say("huge", &"a".repeat(20_000)).await;
     let (closed, _) = c.until_closed().await;
@@ -327,31 +257,14 @@ async fn the_rate_limit_is_per_connection() {
     for _ in 0..10 {
         frames.push(noisy.recv().await);
     }
-    let limited: Vec<&Value> = frames
-        .iter()
-        .filter(|f| f["code"] == "rate_limited")
-        .collect();
-    assert!(
-        limited.len() >= 5,
-        "most of a burst of 10 is refused: {frames:?}"
-    );
-    assert!(
-        limited
-            .iter()
-            .all(|f| f["retry_after_ms"].as_u64().is_some_and(|ms| ms >= 1))
-    );
-    assert!(
-        frames.iter().any(|f| f["type"] == "pong"),
-        "the burst allowance got through"
-    );
+    let limited: Vec<&Value> = frames.iter().filter(|f| f["code"] == "rate_limited").collect();
+    assert!(limited.len() >= 5, "most of a burst of 10 is refused: {frames:?}");
+    assert!(limited.iter().all(|f| f["retry_after_ms"].as_u64().is_some_and(|ms| ms >= 1)));
+    assert!(frames.iter().any(|f| f["type"] == "pong"), "the burst allowance got through");
 
     let mut quiet = server.client().await;
     quiet.send(json!({"type": "ping"})).await;
-    assert_eq!(
-        quiet.recv().await["type"],
-        "pong",
-        "another connection is not limited"
-    );
+    assert_eq!(quiet.recv().await["type"], "pong", "another connection is not limited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,10 +286,7 @@ async fn a_silent_socket_is_closed_by_the_heartbeat() {
         matches!(closed, Closed::Code(CloseCode::Policy) | Closed::NoFrame),
         "{closed:?}, frames before close: {frames:?}"
     );
-    assert!(
-        frames.iter().all(|f| f["type"] != "error"),
-        "no error frame, just a close"
-    );
+    assert!(frames.iter().all(|f| f["type"] != "error"), "no error frame, just a close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,20 +309,11 @@ async fn typing_and_read_reach_the_other_sockets_only() {
 
     a.send(json!({"type": "typing", "on": true})).await;
     let typing = b.expect("typing").await;
-    assert_eq!(
-        (typing["sender"].as_str(), typing["on"].as_bool()),
-        (Some("user"), Some(true))
-    );
+    assert_eq!((typing["sender"].as_str(), typing["on"].as_bool()), (Some("user"), Some(true)));
     a.send(json!({"type": "read", "seq": 1})).await;
     let read = b.expect("read").await;
-    assert_eq!(
-        (read["sender"].as_str(), read["seq"].as_u64()),
-        (Some("user"), Some(1))
-    );
-    assert!(
-        a.drain().await.is_empty(),
-        "the sender does not get its own typing or read"
-    );
+    assert_eq!((read["sender"].as_str(), read["seq"].as_u64()), (Some("user"), Some(1)));
+    assert!(a.drain().await.is_empty(), "the sender does not get its own typing or read");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,11 +325,7 @@ async fn a_tenant_at_its_live_conversation_cap_refuses_new_ones() {
     b.hello("demo").await;
     let err = b.expect("error").await;
     assert_eq!(err["code"], "tenant_at_capacity");
-    assert_eq!(
-        a.exchange("m1", "hello").await.echo["seq"],
-        2,
-        "the live one is unaffected"
-    );
+    assert_eq!(a.exchange("m1", "hello").await.echo["seq"], 2, "the live one is unaffected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,10 +342,7 @@ async fn an_idle_actor_is_passivated_and_rehydrated_on_the_next_message() {
     }
     assert_eq!(server.metric("parla_live_conversations").await, 0);
     let ex = c.exchange("m2", "what is parla").await;
-    assert_eq!(
-        ex.echo["seq"], 4,
-        "rehydrated from the store with the right seq"
-    );
+    assert_eq!(ex.echo["seq"], 4, "rehydrated from the store with the right seq");
     assert_eq!(ex.reply.end["seq"], 5);
     assert_eq!(server.metric("parla_live_conversations").await, 1);
 }
@@ -458,10 +352,7 @@ async fn the_demo_page_health_and_metrics_are_served() {
     let server = start().await;
     let (status, body) = server.get("/").await;
     assert_eq!(status, 200);
-    assert!(
-        body.contains("/v1/widget/ws"),
-        "the page speaks to the widget socket"
-    );
+    assert!(body.contains("/v1/widget/ws"), "the page speaks to the widget socket");
     let (status, body) = server.get("/healthz").await;
     assert_eq!((status, body.contains("ok")), (200, true));
     let (status, body) = server.get("/metrics").await;
@@ -475,13 +366,7 @@ async fn a_conversation_cannot_be_reached_through_another_tenants_bot() {
     let server = start().await;
     // A second tenant with its own active bot, created through the store port (the admin API
     // that will do this is a later issue).
-    let store = server
-        .running
-        .as_ref()
-        .expect("running")
-        .engine
-        .store()
-        .clone();
+    let store = server.running.as_ref().expect("running").engine.store().clone();
     let other = parla_engine::store::conformance::bot("tenant-b", "bot-b");
     store.put_bot(&other).await.expect("put bot");
 
@@ -494,41 +379,25 @@ async fn a_conversation_cannot_be_reached_through_another_tenants_bot() {
         .send(json!({"type": "hello", "bot_id": "bot-b", "conversation_id": welcome["conversation_id"],
                      "resume_token": welcome["resume_token"], "last_seq": 0}))
         .await;
-    assert_eq!(
-        intruder.expect("error").await["code"],
-        "conversation_not_found"
-    );
-    assert!(
-        intruder.drain().await.is_empty(),
-        "nothing of tenant A's conversation leaks"
-    );
+    assert_eq!(intruder.expect("error").await["code"], "conversation_not_found");
+    assert!(intruder.drain().await.is_empty(), "nothing of tenant A's conversation leaks");
 
     // Tenant B's own bot works, in its own conversation.
     let w = intruder.hello("bot-b").await;
     assert_ne!(w["conversation_id"], welcome["conversation_id"]);
     let ex = intruder.exchange("b1", "anything").await;
-    assert_eq!(
-        ex.echo["seq"], 1,
-        "bot-b has no greeting: the first message is seq 1"
-    );
+    assert_eq!(ex.echo["seq"], 1, "bot-b has no greeting: the first message is seq 1");
     assert_eq!(ex.reply.tokens, "Sorry?", "bot-b's own fallback");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inactive_bot_refuses_conversations() {
     let server = start().await;
-    let store = server
-        .running
-        .as_ref()
-        .expect("running")
-        .engine
-        .store()
-        .clone();
+    let store = server.running.as_ref().expect("running").engine.store().clone();
     let mut paused = parla_engine::store::conformance::bot("tenant-p", "bot-paused");
     paused.status = parla_engine::model::BotStatus::Paused;
     store.put_bot(&paused).await.expect("put bot");
     let mut c = server.client().await;
-    c.send(json!({"type": "hello", "bot_id": "bot-paused"}))
-        .await;
+    c.send(json!({"type": "hello", "bot_id": "bot-paused"})).await;
     assert_eq!(c.expect("error").await["code"], "bot_unavailable");
 }

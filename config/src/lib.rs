@@ -164,55 +164,27 @@ impl Settings {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn positive(key: &'static str, v: u64) -> Result<(), ConfigError> {
-            if v == 0 {
-                return Err(ConfigError::Invalid {
-                    key,
-                    problem: "must be greater than 0".into(),
-                });
-            }
-            Ok(())
+        let must_be_positive: [(&'static str, u64); 13] = [
+            ("store.group_commit_max_batch", self.store.group_commit_max_batch as u64),
+            ("store.writer_queue", self.store.writer_queue as u64),
+            ("engine.mailbox_capacity", self.engine.mailbox_capacity as u64),
+            ("engine.idle_passivate_secs", self.engine.idle_passivate_secs),
+            (
+                "engine.max_live_conversations_per_tenant",
+                self.engine.max_live_conversations_per_tenant as u64,
+            ),
+            ("engine.subscriber_buffer", self.engine.subscriber_buffer as u64),
+            ("server.max_connections_per_worker", self.server.max_connections_per_worker as u64),
+            ("gateway.max_frame_bytes", self.gateway.max_frame_bytes as u64),
+            ("gateway.max_text_chars", self.gateway.max_text_chars as u64),
+            ("gateway.heartbeat_interval_ms", self.gateway.heartbeat_interval_ms),
+            ("gateway.hello_timeout_ms", self.gateway.hello_timeout_ms),
+            ("gateway.rate_per_second", u64::from(self.gateway.rate_per_second)),
+            ("gateway.rate_burst", u64::from(self.gateway.rate_burst)),
+        ];
+        if let Some((key, _)) = must_be_positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });
         }
-        positive(
-            "store.group_commit_max_batch",
-            self.store.group_commit_max_batch as u64,
-        )?;
-        positive("store.writer_queue", self.store.writer_queue as u64)?;
-        positive(
-            "engine.mailbox_capacity",
-            self.engine.mailbox_capacity as u64,
-        )?;
-        positive(
-            "engine.idle_passivate_secs",
-            self.engine.idle_passivate_secs,
-        )?;
-        positive(
-            "engine.max_live_conversations_per_tenant",
-            self.engine.max_live_conversations_per_tenant as u64,
-        )?;
-        positive(
-            "engine.subscriber_buffer",
-            self.engine.subscriber_buffer as u64,
-        )?;
-        positive(
-            "server.max_connections_per_worker",
-            self.server.max_connections_per_worker as u64,
-        )?;
-        positive(
-            "gateway.max_frame_bytes",
-            self.gateway.max_frame_bytes as u64,
-        )?;
-        positive("gateway.max_text_chars", self.gateway.max_text_chars as u64)?;
-        positive(
-            "gateway.heartbeat_interval_ms",
-            self.gateway.heartbeat_interval_ms,
-        )?;
-        positive("gateway.hello_timeout_ms", self.gateway.hello_timeout_ms)?;
-        positive(
-            "gateway.rate_per_second",
-            u64::from(self.gateway.rate_per_second),
-        )?;
-        positive("gateway.rate_burst", u64::from(self.gateway.rate_burst))?;
         if self.gateway.hard_frame_bytes < self.gateway.max_frame_bytes {
             return Err(ConfigError::Invalid {
                 key: "gateway.hard_frame_bytes",
@@ -265,10 +237,7 @@ mod tests {
             let s = Settings::defaults().expect("defaults load");
             assert_eq!(s.server.listen.port(), 8080);
             assert!(s.demo.enabled);
-            assert!(
-                s.engine.panic_on_text.is_empty(),
-                "fault injection must be off by default"
-            );
+            assert!(s.engine.panic_on_text.is_empty(), "fault injection must be off by default");
             Ok(())
         });
     }
@@ -276,10 +245,7 @@ mod tests {
     #[test]
     fn layers_override_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "parla.toml",
-                "[server]\nlisten = \"0.0.0.0:9000\"\nworkers = 3\n",
-            )?;
+            jail.create_file("parla.toml", "[server]\nlisten = \"0.0.0.0:9000\"\nworkers = 3\n")?;
             jail.set_env("PARLA__SERVER__WORKERS", "5");
             jail.set_env("PARLA__STORE__DATA_DIR", "/from/env");
             let overrides = [("store.data_dir", figment::value::Value::from("/from/flag"))];
@@ -287,11 +253,7 @@ mod tests {
                 Settings::load(Some(std::path::Path::new("parla.toml")), &overrides).expect("load");
             assert_eq!(s.server.listen.port(), 9000, "file beats defaults");
             assert_eq!(s.server.workers, 5, "env beats file");
-            assert_eq!(
-                s.store.data_dir,
-                PathBuf::from("/from/flag"),
-                "flag beats env"
-            );
+            assert_eq!(s.store.data_dir, PathBuf::from("/from/flag"), "flag beats env");
             Ok(())
         });
     }
@@ -301,19 +263,13 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PARLA__GATEWAY__HARD_FRAME_BYTES", "10");
             let err = Settings::defaults().expect_err("must fail");
-            assert!(
-                err.to_string().contains("gateway.hard_frame_bytes"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("gateway.hard_frame_bytes"), "{err}");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
             jail.set_env("PARLA__SERVER__LISTEN", "not an address");
             let err = Settings::defaults().expect_err("must fail");
-            assert!(
-                err.to_string().to_lowercase().contains("server.listen"),
-                "{err}"
-            );
+            assert!(err.to_string().to_lowercase().contains("server.listen"), "{err}");
             Ok(())
         });
     }

@@ -182,21 +182,12 @@ impl ConversationActor {
     async fn hydrate(&self) -> Result<State, EngineError> {
         let store = &self.deps.store;
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-        let conversation = store
-            .get_conversation(t, c)
-            .await?
-            .ok_or(EngineError::ConversationNotFound)?;
-        let bot = store
-            .get_bot(t, &conversation.bot_id)
-            .await?
-            .ok_or(EngineError::BotNotFound)?;
+        let conversation =
+            store.get_conversation(t, c).await?.ok_or(EngineError::ConversationNotFound)?;
+        let bot = store.get_bot(t, &conversation.bot_id).await?.ok_or(EngineError::BotNotFound)?;
         let intents = store.list_intents(t, &conversation.bot_id).await?;
         let last_seq = store.last_seq(t, c).await?;
-        Ok(State {
-            bot: Arc::new(bot),
-            intents: Arc::new(intents),
-            last_seq,
-        })
+        Ok(State { bot: Arc::new(bot), intents: Arc::new(intents), last_seq })
     }
 
     /// Handles one message; a panic restarts the actor's state from the store.
@@ -207,11 +198,7 @@ impl ConversationActor {
             }
             ActorMsg::ReplyDone(_) => None,
         };
-        if AssertUnwindSafe(self.handle(state, msg))
-            .catch_unwind()
-            .await
-            .is_ok()
-        {
+        if AssertUnwindSafe(self.handle(state, msg)).catch_unwind().await.is_ok() {
             return;
         }
         self.deps.metrics.actor_restarts.fetch_add(1, Relaxed);
@@ -229,24 +216,14 @@ impl ConversationActor {
 
     async fn handle(&mut self, state: &mut State, msg: ActorMsg) {
         match msg {
-            ActorMsg::Inbound(Envelope {
-                origin, inbound, ..
-            }) => match inbound {
+            ActorMsg::Inbound(Envelope { origin, inbound, .. }) => match inbound {
                 Inbound::Start => self.on_start(state).await,
-                Inbound::VisitorMessage {
-                    client_msg_id,
-                    text,
-                } => {
-                    self.on_visitor_message(state, origin, client_msg_id, text)
-                        .await
+                Inbound::VisitorMessage { client_msg_id, text } => {
+                    self.on_visitor_message(state, origin, client_msg_id, text).await
                 }
                 Inbound::Read { seq } => self.deps.bus.publish(
                     &self.key,
-                    Event::Read {
-                        sender: Sender::User,
-                        seq: seq.min(state.last_seq),
-                        origin,
-                    },
+                    Event::Read { sender: Sender::User, seq: seq.min(state.last_seq), origin },
                 ),
             },
             ActorMsg::ReplyDone(done) => self.on_reply_done(state, done).await,
@@ -262,9 +239,7 @@ impl ConversationActor {
         }
         let message = self.new_message(state, Sender::Bot, welcome, None);
         if let Some(stored) = self.store_message(state, message, None).await {
-            self.deps
-                .bus
-                .publish(&self.key, Event::Message { message: stored });
+            self.deps.bus.publish(&self.key, Event::Message { message: stored });
         }
     }
 
@@ -284,9 +259,7 @@ impl ConversationActor {
         let Some(stored) = self.store_message(state, message, origin).await else {
             return;
         };
-        self.deps
-            .bus
-            .publish(&self.key, Event::Message { message: stored });
+        self.deps.bus.publish(&self.key, Event::Message { message: stored });
         self.start_reply(state, text).await;
     }
 
@@ -304,24 +277,14 @@ impl ConversationActor {
             )
             .await
             .unwrap_or_default();
-        let request = ReplyRequest {
-            bot: state.bot.clone(),
-            intents: state.intents.clone(),
-            text,
-            history,
-        };
+        let request =
+            ReplyRequest { bot: state.bot.clone(), intents: state.intents.clone(), text, history };
         self.deps.bus.publish(
             &self.key,
-            Event::StreamStart {
-                stream_id: stream_id.clone(),
-                sender: Sender::Bot,
-            },
+            Event::StreamStart { stream_id: stream_id.clone(), sender: Sender::Bot },
         );
-        let (responder, bus, key) = (
-            self.deps.responder.clone(),
-            self.deps.bus.clone(),
-            self.key.clone(),
-        );
+        let (responder, bus, key) =
+            (self.deps.responder.clone(), self.deps.bus.clone(), self.key.clone());
         let fallback = state.bot.config.fallback_message.clone();
         let id = stream_id.clone();
         let task = self.deps.runtime.spawn(async move {
@@ -334,13 +297,7 @@ impl ConversationActor {
                         match token {
                             Ok(delta) => {
                                 text.push_str(&delta);
-                                bus.publish(
-                                    &key,
-                                    Event::Token {
-                                        stream_id: id.clone(),
-                                        delta,
-                                    },
-                                );
+                                bus.publish(&key, Event::Token { stream_id: id.clone(), delta });
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "bot stream broke off");
@@ -354,12 +311,7 @@ impl ConversationActor {
             if text.trim().is_empty() {
                 text = fallback; // The visitor always gets an answer.
             }
-            let done = ReplyDone {
-                stream_id: id,
-                text,
-                intent,
-                confidence,
-            };
+            let done = ReplyDone { stream_id: id, text, intent, confidence };
             // The actor stays alive while a stream is in flight, so this only fails on shutdown.
             let _ = me.send(ActorMsg::ReplyDone(done)).await;
         });
@@ -374,10 +326,7 @@ impl ConversationActor {
         if let Some(stored) = self.store_message(state, message, None).await {
             self.deps.bus.publish(
                 &self.key,
-                Event::StreamEnd {
-                    stream_id: done.stream_id,
-                    message: stored,
-                },
+                Event::StreamEnd { stream_id: done.stream_id, message: stored },
             );
         }
     }
@@ -420,18 +369,9 @@ impl ConversationActor {
                 Some(message)
             }
             Ok(Appended::Duplicate(existing)) => {
-                self.deps
-                    .metrics
-                    .duplicates_acknowledged
-                    .fetch_add(1, Relaxed);
+                self.deps.metrics.duplicates_acknowledged.fetch_add(1, Relaxed);
                 if let Some(conn) = origin {
-                    self.deps.bus.publish(
-                        &self.key,
-                        Event::Ack {
-                            conn,
-                            message: existing,
-                        },
-                    );
+                    self.deps.bus.publish(&self.key, Event::Ack { conn, message: existing });
                 }
                 None
             }

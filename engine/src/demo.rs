@@ -17,11 +17,7 @@ pub async fn ensure_demo(store: &dyn Store) -> Result<bool, StoreError> {
     let now = now_ms();
     let tenant = TenantId::from(DEMO_TENANT);
     store
-        .put_tenant(&Tenant {
-            id: tenant.clone(),
-            name: "Parla demo".into(),
-            created_at: now,
-        })
+        .put_tenant(&Tenant { id: tenant.clone(), name: "Parla demo".into(), created_at: now })
         .await?;
     let bot = Bot {
         id: BotId::from(DEMO_BOT),
@@ -59,23 +55,12 @@ fn demo_intents(bot: &BotId) -> Vec<Intent> {
         name: name.into(),
         description: None,
         examples: examples.iter().map(|s| (*s).to_owned()).collect(),
-        response: IntentResponse {
-            text: text.into(),
-            quick_replies: vec![],
-        },
+        response: IntentResponse { text: text.into(), quick_replies: vec![] },
     };
     vec![
         intent(
             "greeting",
-            &[
-                "hi",
-                "hello",
-                "hey there",
-                "good morning",
-                "ciao",
-                "buongiorno",
-                "salve",
-            ],
+            &["hi", "hello", "hey there", "good morning", "ciao", "buongiorno", "salve"],
             "Hello! Ask me what Parla is, how streaming works, or what happens if you reload the page.",
         ),
         intent(
@@ -117,12 +102,7 @@ fn demo_intents(bot: &BotId) -> Vec<Intent> {
         ),
         intent(
             "human",
-            &[
-                "talk to a human",
-                "speak to an agent",
-                "operator",
-                "parlare con un operatore",
-            ],
+            &["talk to a human", "speak to an agent", "operator", "parlare con un operatore"],
             "Human agents can take a conversation over from the bot and hand it back; that part of \
              the demo is coming soon.",
         ),

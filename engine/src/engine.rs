@@ -117,10 +117,7 @@ impl Engine {
             runtime: Handle::current(),
             metrics: Arc::new(Metrics::default()),
         });
-        let inner = Arc::new(Inner {
-            deps,
-            tenants: Mutex::new(HashMap::new()),
-        });
+        let inner = Arc::new(Inner { deps, tenants: Mutex::new(HashMap::new()) });
         bus.bind(Arc::new(Router(Arc::downgrade(&inner))));
         Self { inner }
     }
@@ -136,10 +133,7 @@ impl Engine {
     /// Opens a new conversation with an active bot, or resumes one with its token.
     pub async fn open(&self, request: OpenRequest) -> Result<Opened, EngineError> {
         let store = &self.inner.deps.store;
-        let bot = store
-            .resolve_bot(&request.bot_id)
-            .await?
-            .ok_or(EngineError::BotNotFound)?;
+        let bot = store.resolve_bot(&request.bot_id).await?.ok_or(EngineError::BotNotFound)?;
         if bot.status != BotStatus::Active {
             return Err(EngineError::BotUnavailable);
         }
@@ -158,13 +152,7 @@ impl Engine {
                 }
                 let key = conversation.key();
                 let last_seq = store.last_seq(&key.tenant_id, &key.conversation_id).await?;
-                Ok(Opened {
-                    key,
-                    bot,
-                    resume_token: token,
-                    last_seq,
-                    created: false,
-                })
+                Ok(Opened { key, bot, resume_token: token, last_seq, created: false })
             }
             None => {
                 let token = new_resume_token();
@@ -218,11 +206,7 @@ impl Engine {
         origin: Option<ConnId>,
         inbound: Inbound,
     ) -> Result<(), EngineError> {
-        let envelope = Envelope {
-            key,
-            origin,
-            inbound,
-        };
+        let envelope = Envelope { key, origin, inbound };
         match self.inner.deps.bus.deliver(envelope).await {
             Ok(()) => Ok(()),
             Err(BusError::Refused(e)) => Err(e),
@@ -236,10 +220,7 @@ impl Engine {
 
     /// Typing indicators are ephemeral: published straight to subscribers, never stored.
     pub fn typing(&self, key: &ConversationKey, origin: Option<ConnId>, sender: Sender, on: bool) {
-        self.inner
-            .deps
-            .bus
-            .publish(key, Event::Typing { sender, on, origin });
+        self.inner.deps.bus.publish(key, Event::Typing { sender, on, origin });
     }
 }
 

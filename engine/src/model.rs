@@ -191,10 +191,7 @@ pub struct Conversation {
 
 impl Conversation {
     pub fn key(&self) -> ConversationKey {
-        ConversationKey {
-            tenant_id: self.tenant_id.clone(),
-            conversation_id: self.id.clone(),
-        }
+        ConversationKey { tenant_id: self.tenant_id.clone(), conversation_id: self.id.clone() }
     }
 }
 

@@ -32,10 +32,7 @@ pub fn configure(
     engine: Engine,
     settings: GatewaySettings,
 ) -> impl FnOnce(&mut web::ServiceConfig) {
-    let state = WidgetState {
-        engine,
-        settings: Arc::new(settings),
-    };
+    let state = WidgetState { engine, settings: Arc::new(settings) };
     move |cfg| {
         cfg.app_data(web::Data::new(state))
             .route("/", web::get().to(index))

@@ -159,13 +159,7 @@ mod tests {
         let f: ClientFrame =
             serde_json::from_str(r#"{"type":"message","client_msg_id":"a","text":"hi","x":1}"#)
                 .expect("parse");
-        assert_eq!(
-            f,
-            ClientFrame::Message {
-                client_msg_id: "a".into(),
-                text: "hi".into()
-            }
-        );
+        assert_eq!(f, ClientFrame::Message { client_msg_id: "a".into(), text: "hi".into() });
         let f: ClientFrame =
             serde_json::from_str(r#"{"type":"hello","bot_id":"demo"}"#).expect("parse");
         assert!(matches!(f, ClientFrame::Hello { last_seq: None, .. }));
@@ -175,15 +169,10 @@ mod tests {
 
     #[test]
     fn server_frames_have_the_documented_shape() {
-        let v = serde_json::to_value(ServerFrame::Token {
-            stream_id: "s".into(),
-            delta: " hi".into(),
-        })
-        .expect("json");
-        assert_eq!(
-            v,
-            serde_json::json!({"type": "token", "stream_id": "s", "delta": " hi"})
-        );
+        let v =
+            serde_json::to_value(ServerFrame::Token { stream_id: "s".into(), delta: " hi".into() })
+                .expect("json");
+        assert_eq!(v, serde_json::json!({"type": "token", "stream_id": "s", "delta": " hi"}));
         let v = serde_json::to_value(ServerFrame::Pong).expect("json");
         assert_eq!(v, serde_json::json!({"type": "pong"}));
         let v = serde_json::to_value(ServerFrame::Handoff {
@@ -191,9 +180,6 @@ mod tests {
             agent: Some("Ann".into()),
         })
         .expect("json");
-        assert_eq!(
-            v,
-            serde_json::json!({"type": "handoff", "to": "human", "agent": "Ann"})
-        );
+        assert_eq!(v, serde_json::json!({"type": "handoff", "to": "human", "agent": "Ann"}));
     }
 }

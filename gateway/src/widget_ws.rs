@@ -49,10 +49,7 @@ pub async fn widget_ws(
 ) -> Result<HttpResponse, actix_web::Error> {
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let hard = state.settings.hard_frame_bytes;
-    let stream = stream
-        .max_frame_size(hard)
-        .aggregate_continuations()
-        .max_continuation_size(hard);
+    let stream = stream.max_frame_size(hard).aggregate_continuations().max_continuation_size(hard);
     let user_agent = req
         .headers()
         .get(actix_web::http::header::USER_AGENT)
@@ -180,13 +177,8 @@ impl Connection {
         let text = match frame {
             AggregatedMessage::Text(text) => text,
             AggregatedMessage::Binary(_) => {
-                self.error(
-                    codes::UNSUPPORTED_FRAME,
-                    "binary frames are not supported",
-                    None,
-                    None,
-                )
-                .await?;
+                self.error(codes::UNSUPPORTED_FRAME, "binary frames are not supported", None, None)
+                    .await?;
                 return Ok(Flow::Continue);
             }
             AggregatedMessage::Ping(bytes) => {
@@ -199,57 +191,32 @@ impl Connection {
         if let Err(not_until) = self.limiter.check() {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let retry = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-            self.error(
-                codes::RATE_LIMITED,
-                "too many frames; slow down",
-                None,
-                Some(retry),
-            )
-            .await?;
+            self.error(codes::RATE_LIMITED, "too many frames; slow down", None, Some(retry))
+                .await?;
             return Ok(Flow::Continue);
         }
         if text.len() > self.state.settings.max_frame_bytes {
-            let msg = format!(
-                "frames are limited to {} bytes",
-                self.state.settings.max_frame_bytes
-            );
+            let msg =
+                format!("frames are limited to {} bytes", self.state.settings.max_frame_bytes);
             self.error(codes::FRAME_TOO_LARGE, &msg, None, None).await?;
             return Ok(Flow::Continue);
         }
         let frame = match serde_json::from_str::<ClientFrame>(&text) {
             Ok(frame) => frame,
             Err(e) => {
-                self.error(
-                    codes::MALFORMED_FRAME,
-                    &format!("invalid frame: {e}"),
-                    None,
-                    None,
-                )
-                .await?;
+                self.error(codes::MALFORMED_FRAME, &format!("invalid frame: {e}"), None, None)
+                    .await?;
                 return Ok(Flow::Continue);
             }
         };
         match frame {
             ClientFrame::Ping => self.send(&ServerFrame::Pong).await?,
-            ClientFrame::Hello {
-                bot_id,
-                conversation_id,
-                resume_token,
-                last_seq,
-            } => {
-                self.on_hello(
-                    bot_id,
-                    conversation_id,
-                    resume_token,
-                    last_seq,
-                    subscription,
-                )
-                .await?
+            ClientFrame::Hello { bot_id, conversation_id, resume_token, last_seq } => {
+                self.on_hello(bot_id, conversation_id, resume_token, last_seq, subscription).await?
             }
             other => {
                 let Some(key) = self.open.as_ref().map(|o| o.key.clone()) else {
-                    self.error(codes::HELLO_REQUIRED, "send hello first", None, None)
-                        .await?;
+                    self.error(codes::HELLO_REQUIRED, "send hello first", None, None).await?;
                     return Ok(Flow::Continue);
                 };
                 self.on_conversation_frame(key, other).await?;
@@ -268,12 +235,7 @@ impl Connection {
     ) -> Result<(), Gone> {
         if self.open.is_some() {
             return self
-                .error(
-                    codes::ALREADY_OPEN,
-                    "this socket already has a conversation",
-                    None,
-                    None,
-                )
+                .error(codes::ALREADY_OPEN, "this socket already has a conversation", None, None)
                 .await;
         }
         let resume = match (conversation_id, resume_token) {
@@ -284,22 +246,16 @@ impl Connection {
                 return self.error(codes::INVALID_HELLO, msg, None, None).await;
             }
         };
-        let request = OpenRequest {
-            bot_id: BotId(bot_id),
-            resume,
-            user_agent: self.user_agent.clone(),
-        };
+        let request =
+            OpenRequest { bot_id: BotId(bot_id), resume, user_agent: self.user_agent.clone() };
         let opened = match self.state.engine.open(request).await {
             Ok(opened) => opened,
             Err(e) => return self.engine_error(&e, None).await,
         };
         // Subscribe before reading the store, so nothing falls between replay and live.
         *subscription = Some(self.state.engine.subscribe(&opened.key, Some(self.id)));
-        self.open = Some(Open {
-            key: opened.key.clone(),
-            last_sent_seq: 0,
-            streams: HashSet::new(),
-        });
+        self.open =
+            Some(Open { key: opened.key.clone(), last_sent_seq: 0, streams: HashSet::new() });
         self.send(&ServerFrame::Welcome {
             conversation_id: opened.key.conversation_id.0.clone(),
             resume_token: opened.resume_token,
@@ -316,12 +272,7 @@ impl Connection {
         if !opened.created {
             return Ok(());
         }
-        match self
-            .state
-            .engine
-            .send(opened.key, Some(self.id), Inbound::Start)
-            .await
-        {
+        match self.state.engine.send(opened.key, Some(self.id), Inbound::Start).await {
             Ok(()) => Ok(()),
             Err(e) => self.engine_error(&e, None).await,
         }
@@ -334,27 +285,18 @@ impl Connection {
     ) -> Result<(), Gone> {
         let engine = self.state.engine.clone();
         match frame {
-            ClientFrame::Message {
-                client_msg_id,
-                text,
-            } => {
+            ClientFrame::Message { client_msg_id, text } => {
                 if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
                     let msg = format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes");
-                    return self
-                        .error(codes::INVALID_CLIENT_MSG_ID, &msg, None, None)
-                        .await;
+                    return self.error(codes::INVALID_CLIENT_MSG_ID, &msg, None, None).await;
                 }
                 let max = self.state.settings.max_text_chars;
                 if text.trim().is_empty() || text.chars().count() > max {
                     let msg = format!("text must be 1 to {max} characters");
-                    return self
-                        .error(codes::INVALID_TEXT, &msg, Some(client_msg_id), None)
-                        .await;
+                    return self.error(codes::INVALID_TEXT, &msg, Some(client_msg_id), None).await;
                 }
-                let inbound = Inbound::VisitorMessage {
-                    client_msg_id: client_msg_id.clone(),
-                    text,
-                };
+                let inbound =
+                    Inbound::VisitorMessage { client_msg_id: client_msg_id.clone(), text };
                 if let Err(e) = engine.send(key, Some(self.id), inbound).await {
                     return self.engine_error(&e, Some(client_msg_id)).await;
                 }
@@ -386,8 +328,7 @@ impl Connection {
                 break;
             };
             for message in &page {
-                self.send(&ServerFrame::Message(MessageFrame::from(message)))
-                    .await?;
+                self.send(&ServerFrame::Message(MessageFrame::from(message))).await?;
             }
             cursor = last;
             if let Some(open) = self.open.as_mut() {
@@ -441,19 +382,13 @@ impl Connection {
             Event::Ack { .. } => return Ok(Flow::Continue),
             Event::StreamStart { stream_id, sender } => {
                 open.streams.insert(stream_id.clone());
-                ServerFrame::StreamStart {
-                    stream_id: stream_id.clone(),
-                    sender: *sender,
-                }
+                ServerFrame::StreamStart { stream_id: stream_id.clone(), sender: *sender }
             }
             Event::Token { stream_id, delta } => {
                 if !open.streams.contains(stream_id) {
                     return Ok(Flow::Continue);
                 }
-                ServerFrame::Token {
-                    stream_id: stream_id.clone(),
-                    delta: delta.clone(),
-                }
+                ServerFrame::Token { stream_id: stream_id.clone(), delta: delta.clone() }
             }
             Event::StreamEnd { stream_id, message } => {
                 let seen_start = open.streams.remove(stream_id);
@@ -471,25 +406,14 @@ impl Connection {
                     (false, false) => return Ok(Flow::Continue),
                 }
             }
-            Event::Typing { sender, on, origin } if *origin != me => ServerFrame::Typing {
-                sender: *sender,
-                on: *on,
-            },
-            Event::Read {
-                sender,
-                seq,
-                origin,
-            } if *origin != me => ServerFrame::Read {
-                sender: *sender,
-                seq: *seq,
-            },
+            Event::Typing { sender, on, origin } if *origin != me => {
+                ServerFrame::Typing { sender: *sender, on: *on }
+            }
+            Event::Read { sender, seq, origin } if *origin != me => {
+                ServerFrame::Read { sender: *sender, seq: *seq }
+            }
             Event::Typing { .. } | Event::Read { .. } => return Ok(Flow::Continue),
-            Event::Rejected {
-                conn,
-                client_msg_id,
-                code,
-                message,
-            } => {
+            Event::Rejected { conn, client_msg_id, code, message } => {
                 if conn.is_some() && *conn != me {
                     return Ok(Flow::Continue);
                 }
@@ -513,8 +437,7 @@ impl Connection {
         if matches!(e, EngineError::Store(_) | EngineError::Internal) {
             tracing::error!(error = %e, "engine error on widget socket");
         }
-        self.error(e.code(), &e.public_message(), client_msg_id, None)
-            .await
+        self.error(e.code(), &e.public_message(), client_msg_id, None).await
     }
 
     async fn error(

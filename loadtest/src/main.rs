@@ -107,9 +107,7 @@ async fn run(url: &str, args: &Args) -> anyhow::Result<Report> {
     let mut tasks = Vec::with_capacity(args.conversations);
     for n in 0..args.conversations {
         let (url, bot, messages) = (url.to_owned(), args.bot.clone(), args.messages);
-        tasks.push(tokio::spawn(async move {
-            visitor(&url, &bot, n, messages).await
-        }));
+        tasks.push(tokio::spawn(async move { visitor(&url, &bot, n, messages).await }));
     }
     let mut report = Report::default();
     for task in tasks {
@@ -125,9 +123,7 @@ async fn run(url: &str, args: &Args) -> anyhow::Result<Report> {
 
 /// One simulated visitor: hello, then `messages` round trips.
 async fn visitor(url: &str, bot: &str, n: usize, messages: usize) -> anyhow::Result<Report> {
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .context("connect")?;
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.context("connect")?;
     let (mut sink, mut stream) = ws.split();
     let mut recv = async || -> anyhow::Result<Value> {
         loop {
@@ -139,10 +135,7 @@ async fn visitor(url: &str, bot: &str, n: usize, messages: usize) -> anyhow::Res
             }
         }
     };
-    sink.send(Message::Text(
-        json!({"type": "hello", "bot_id": bot}).to_string().into(),
-    ))
-    .await?;
+    sink.send(Message::Text(json!({"type": "hello", "bot_id": bot}).to_string().into())).await?;
     let welcome = recv().await?;
     if welcome["type"] != "welcome" {
         bail!("expected welcome, got {welcome}");
@@ -164,9 +157,7 @@ async fn visitor(url: &str, bot: &str, n: usize, messages: usize) -> anyhow::Res
                 Some("token") if first_token.is_none() => first_token = Some(sent.elapsed()),
                 Some("stream_end") => {
                     report.to_end.push(sent.elapsed());
-                    report
-                        .to_first_token
-                        .push(first_token.unwrap_or_else(|| sent.elapsed()));
+                    report.to_first_token.push(first_token.unwrap_or_else(|| sent.elapsed()));
                     break;
                 }
                 Some("error") => bail!("server error: {f}"),
@@ -210,11 +201,7 @@ async fn start_baseline() -> anyhow::Result<SocketAddr> {
                         _ => vec![],
                     };
                     for reply in replies {
-                        if ws
-                            .send(Message::Text(reply.to_string().into()))
-                            .await
-                            .is_err()
-                        {
+                        if ws.send(Message::Text(reply.to_string().into())).await.is_err() {
                             return;
                         }
                     }

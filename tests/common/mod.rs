@@ -42,11 +42,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> TestServer {
     tweak(&mut settings);
     settings.validate().expect("test settings are valid");
     let running = parla::start(settings).await.expect("server starts");
-    TestServer {
-        addr: running.addr,
-        running: Some(running),
-        dir,
-    }
+    TestServer { addr: running.addr, running: Some(running), dir }
 }
 
 impl TestServer {
@@ -78,15 +74,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .expect("http timeout")
         .expect("read");
     let raw = String::from_utf8_lossy(&raw).to_string();
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
@@ -111,9 +100,7 @@ impl ClientSink {
         &mut self,
         frame: Value,
     ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-        self.write
-            .send(WsMessage::Text(frame.to_string().into()))
-            .await
+        self.write.send(WsMessage::Text(frame.to_string().into())).await
     }
 }
 
@@ -127,14 +114,9 @@ pub enum Closed {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
         let url = format!("ws://{addr}/v1/widget/ws");
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
         let (write, read) = ws.split();
-        Self {
-            ws: read,
-            write: Some(write),
-        }
+        Self { ws: read, write: Some(write) }
     }
 
     /// Splits off the write half; the returned client can only receive.
@@ -144,9 +126,7 @@ impl Client {
     }
 
     fn writer(&mut self) -> &mut futures_util::stream::SplitSink<Ws, WsMessage> {
-        self.write
-            .as_mut()
-            .expect("this client's write half was split off")
+        self.write.as_mut().expect("this client's write half was split off")
     }
 
     pub async fn send(&mut self, frame: Value) {
@@ -154,25 +134,18 @@ impl Client {
     }
 
     pub async fn send_raw(&mut self, text: String) {
-        self.writer()
-            .send(WsMessage::Text(text.into()))
-            .await
-            .expect("send");
+        self.writer().send(WsMessage::Text(text.into())).await.expect("send");
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.writer()
-            .send(WsMessage::Binary(bytes.into()))
-            .await
-            .expect("send");
+        self.writer().send(WsMessage::Binary(bytes.into())).await.expect("send");
     }
 
     /// The next JSON frame; fails the test if none comes or the socket closes.
     pub async fn recv(&mut self) -> Value {
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a frame in time");
+            let next =
+                tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("a frame in time");
             match next {
                 Some(Ok(WsMessage::Text(text))) => {
                     return serde_json::from_str(&text).expect("server frames are JSON");
@@ -194,9 +167,7 @@ impl Client {
     pub async fn until_closed(&mut self) -> (Closed, Vec<Value>) {
         let mut frames = Vec::new();
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("close in time");
+            let next = tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("close in time");
             match next {
                 Some(Ok(WsMessage::Text(text))) => {
                     frames.push(serde_json::from_str(&text).expect("json"))
@@ -255,8 +226,7 @@ impl Client {
     }
 
     pub async fn say(&mut self, client_msg_id: &str, text: &str) {
-        self.send(json!({"type": "message", "client_msg_id": client_msg_id, "text": text}))
-            .await;
+        self.send(json!({"type": "message", "client_msg_id": client_msg_id, "text": text})).await;
     }
 
     /// Sends a message and reads its echo and the bot's whole streamed reply.
@@ -281,11 +251,7 @@ impl Client {
                 }
                 Some("stream_end") => {
                     assert_eq!(frame["stream_id"], start["stream_id"]);
-                    return Stream {
-                        start,
-                        tokens,
-                        end: frame,
-                    };
+                    return Stream { start, tokens, end: frame };
                 }
                 _ => panic!("unexpected frame inside a stream: {frame}"),
             }
@@ -308,9 +274,7 @@ impl Client {
     /// The next JSON frame, or `None` once the socket is closed or broken.
     pub async fn try_recv(&mut self) -> Option<Value> {
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .ok()??;
+            let next = tokio::time::timeout(PATIENCE, self.ws.next()).await.ok()??;
             match next {
                 Ok(WsMessage::Text(text)) => return serde_json::from_str(&text).ok(),
                 Ok(WsMessage::Close(_)) | Err(_) => return None,

@@ -36,9 +36,7 @@ pub struct InProcessBus {
 
 impl std::fmt::Debug for InProcessBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcessBus")
-            .field("buffer", &self.buffer)
-            .finish_non_exhaustive()
+        f.debug_struct("InProcessBus").field("buffer", &self.buffer).finish_non_exhaustive()
     }
 }
 
@@ -81,9 +79,8 @@ impl Bus for InProcessBus {
     fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
         let rx = {
             let mut channels = self.channels.lock();
-            let tx = channels
-                .entry(key.clone())
-                .or_insert_with(|| broadcast::channel(self.buffer).0);
+            let tx =
+                channels.entry(key.clone()).or_insert_with(|| broadcast::channel(self.buffer).0);
             tx.subscribe()
         };
         let Some(conn) = conn else {
@@ -91,10 +88,7 @@ impl Bus for InProcessBus {
         };
         let (tx, direct) = mpsc::channel(DIRECT_QUEUE);
         self.directs.lock().insert(conn, tx);
-        let guard = DirectGuard {
-            conn,
-            directs: Arc::downgrade(&self.directs),
-        };
+        let guard = DirectGuard { conn, directs: Arc::downgrade(&self.directs) };
         Subscription::new(rx, Some(direct), Some(Box::new(guard)))
     }
 

@@ -53,24 +53,11 @@ pub enum Event {
     /// A streamed reply ended and is stored as `message`.
     StreamEnd { stream_id: String, message: Message },
     /// Someone started or stopped typing.
-    Typing {
-        sender: Sender,
-        on: bool,
-        origin: Option<ConnId>,
-    },
+    Typing { sender: Sender, on: bool, origin: Option<ConnId> },
     /// Someone read up to `seq`.
-    Read {
-        sender: Sender,
-        seq: u64,
-        origin: Option<ConnId>,
-    },
+    Read { sender: Sender, seq: u64, origin: Option<ConnId> },
     /// An event was not processed; meant for `conn` only, or for everyone when `None`.
-    Rejected {
-        conn: Option<ConnId>,
-        client_msg_id: Option<String>,
-        code: String,
-        message: String,
-    },
+    Rejected { conn: Option<ConnId>, client_msg_id: Option<String>, code: String, message: String },
 }
 
 /// Why the bus could not take an event.
@@ -116,11 +103,7 @@ impl Subscription {
         direct: Option<tokio::sync::mpsc::Receiver<Arc<Event>>>,
         guard: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
     ) -> Self {
-        Self {
-            rx,
-            direct,
-            _guard: guard,
-        }
+        Self { rx, direct, _guard: guard }
     }
 
     pub async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {

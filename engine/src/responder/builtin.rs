@@ -23,10 +23,7 @@ pub struct BuiltinResponder {
 
 impl BuiltinResponder {
     pub fn new(token_delay: Duration, min_confidence: f32) -> Self {
-        Self {
-            token_delay,
-            min_confidence,
-        }
+        Self { token_delay, min_confidence }
     }
 }
 
@@ -125,16 +122,10 @@ fn fold_accent(c: char) -> char {
 impl Responder for BuiltinResponder {
     async fn reply(&self, request: ReplyRequest) -> Result<Reply, ResponderError> {
         let (text, intent, confidence) = match classify(&request.intents, &request.text) {
-            Some((intent, score)) if score >= self.min_confidence => (
-                intent.response.text.clone(),
-                Some(intent.name.clone()),
-                Some(score),
-            ),
-            best => (
-                request.bot.config.fallback_message.clone(),
-                None,
-                best.map(|(_, s)| s),
-            ),
+            Some((intent, score)) if score >= self.min_confidence => {
+                (intent.response.text.clone(), Some(intent.name.clone()), Some(score))
+            }
+            best => (request.bot.config.fallback_message.clone(), None, best.map(|(_, s)| s)),
         };
         let delay = self.token_delay;
         let tokens = futures_util::stream::iter(tokenize(&text)).then(move |token| async move {
@@ -143,11 +134,7 @@ impl Responder for BuiltinResponder {
             }
             Ok(token)
         });
-        Ok(Reply {
-            intent,
-            confidence,
-            tokens: tokens.boxed(),
-        })
+        Ok(Reply { intent, confidence, tokens: tokens.boxed() })
     }
 }
 
@@ -163,10 +150,7 @@ mod tests {
             name: name.into(),
             description: None,
             examples: examples.iter().map(|s| (*s).to_owned()).collect(),
-            response: IntentResponse {
-                text: format!("answer {name}"),
-                quick_replies: vec![],
-            },
+            response: IntentResponse { text: format!("answer {name}"), quick_replies: vec![] },
         }
     }
 
@@ -183,10 +167,7 @@ mod tests {
     #[test]
     fn picks_the_closest_intent_despite_case_accents_and_order() {
         let intents = vec![
-            intent(
-                "hours",
-                &["what are your opening hours", "quando siete aperti"],
-            ),
+            intent("hours", &["what are your opening hours", "quando siete aperti"]),
             intent("price", &["how much does it cost", "what is the price"]),
         ];
         let (best, score) = classify(&intents, "Opening HOURS, what are they?").expect("match");

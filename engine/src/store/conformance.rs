@@ -42,16 +42,9 @@ pub async fn run_concurrent(store: Arc<dyn Store>) {
     }
     for c in 0..conversations {
         let conv = ConversationId(format!("c{c}"));
-        let all = store
-            .messages_after(&"t-conc".into(), &conv, 0, 1000)
-            .await
-            .expect("read");
+        let all = store.messages_after(&"t-conc".into(), &conv, 0, 1000).await.expect("read");
         let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
-        assert_eq!(
-            seqs,
-            (1..=per_conversation).collect::<Vec<_>>(),
-            "concurrent appends in c{c}"
-        );
+        assert_eq!(seqs, (1..=per_conversation).collect::<Vec<_>>(), "concurrent appends in c{c}");
     }
 }
 
@@ -59,11 +52,7 @@ pub async fn run_concurrent(store: Arc<dyn Store>) {
 pub async fn seed_conversation(store: &dyn Store, tenant: &str, conversation: &str) {
     let tenant_id = TenantId::from(tenant);
     store
-        .put_tenant(&Tenant {
-            id: tenant_id.clone(),
-            name: tenant.into(),
-            created_at: now_ms(),
-        })
+        .put_tenant(&Tenant { id: tenant_id.clone(), name: tenant.into(), created_at: now_ms() })
         .await
         .expect("put_tenant");
     let bot = bot(tenant, &format!("{tenant}-bot"));
@@ -123,22 +112,10 @@ pub fn message(tenant: &str, conversation: &str, seq: u64, client_msg_id: Option
 }
 
 async fn tenants_round_trip(store: &dyn Store) {
-    let t = Tenant {
-        id: "t-tenants".into(),
-        name: "Acme".into(),
-        created_at: 42,
-    };
+    let t = Tenant { id: "t-tenants".into(), name: "Acme".into(), created_at: 42 };
     store.put_tenant(&t).await.expect("put_tenant");
-    assert_eq!(
-        store.get_tenant(&t.id).await.expect("get"),
-        Some(t),
-        "tenant round trip"
-    );
-    assert_eq!(
-        store.get_tenant(&"t-missing".into()).await.expect("get"),
-        None,
-        "missing tenant"
-    );
+    assert_eq!(store.get_tenant(&t.id).await.expect("get"), Some(t), "tenant round trip");
+    assert_eq!(store.get_tenant(&"t-missing".into()).await.expect("get"), None, "missing tenant");
 }
 
 async fn bots_are_scoped_to_their_tenant(store: &dyn Store) {
@@ -148,39 +125,18 @@ async fn bots_are_scoped_to_their_tenant(store: &dyn Store) {
     for x in [&a, &a2, &b] {
         store.put_bot(x).await.expect("put_bot");
     }
-    assert_eq!(
-        store.get_bot(&a.tenant_id, &a.id).await.expect("get"),
-        Some(a.clone())
-    );
+    assert_eq!(store.get_bot(&a.tenant_id, &a.id).await.expect("get"), Some(a.clone()));
     assert_eq!(
         store.get_bot(&b.tenant_id, &a.id).await.expect("get"),
         None,
         "a bot must not be visible to another tenant"
     );
-    assert_eq!(
-        store.resolve_bot(&b.id).await.expect("resolve"),
-        Some(b.clone())
-    );
-    assert_eq!(
-        store
-            .resolve_bot(&"bot-missing".into())
-            .await
-            .expect("resolve"),
-        None
-    );
-    let mut ids: Vec<_> = store
-        .list_bots(&a.tenant_id)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|x| x.id)
-        .collect();
+    assert_eq!(store.resolve_bot(&b.id).await.expect("resolve"), Some(b.clone()));
+    assert_eq!(store.resolve_bot(&"bot-missing".into()).await.expect("resolve"), None);
+    let mut ids: Vec<_> =
+        store.list_bots(&a.tenant_id).await.expect("list").into_iter().map(|x| x.id).collect();
     ids.sort();
-    assert_eq!(
-        ids,
-        vec![a.id.clone(), a2.id.clone()],
-        "list_bots returns exactly the tenant's"
-    );
+    assert_eq!(ids, vec![a.id.clone(), a2.id.clone()], "list_bots returns exactly the tenant's");
 
     let mut stolen = b.clone();
     stolen.id = a.id.clone();
@@ -191,71 +147,40 @@ async fn bots_are_scoped_to_their_tenant(store: &dyn Store) {
     let mut renamed = a.clone();
     renamed.name = "Renamed".into();
     store.put_bot(&renamed).await.expect("update own bot");
-    assert_eq!(
-        store.get_bot(&a.tenant_id, &a.id).await.expect("get"),
-        Some(renamed)
-    );
+    assert_eq!(store.get_bot(&a.tenant_id, &a.id).await.expect("get"), Some(renamed));
 }
 
 async fn intents_replace_as_a_set(store: &dyn Store) {
     let (t, b) = (TenantId::from("t-intents"), BotId::from("bot-intents"));
-    assert!(
-        store.list_intents(&t, &b).await.expect("list").is_empty(),
-        "no intents yet"
-    );
+    assert!(store.list_intents(&t, &b).await.expect("list").is_empty(), "no intents yet");
     let intent = |name: &str| Intent {
         id: format!("i-{name}"),
         bot_id: b.clone(),
         name: name.into(),
         description: None,
         examples: vec![format!("say {name}")],
-        response: IntentResponse {
-            text: name.into(),
-            quick_replies: vec![],
-        },
+        response: IntentResponse { text: name.into(), quick_replies: vec![] },
     };
-    store
-        .put_intents(&t, &b, &[intent("one"), intent("two")])
-        .await
-        .expect("put");
+    store.put_intents(&t, &b, &[intent("one"), intent("two")]).await.expect("put");
     assert_eq!(store.list_intents(&t, &b).await.expect("list").len(), 2);
-    store
-        .put_intents(&t, &b, &[intent("three")])
-        .await
-        .expect("put");
-    assert_eq!(
-        store.list_intents(&t, &b).await.expect("list"),
-        vec![intent("three")]
-    );
+    store.put_intents(&t, &b, &[intent("three")]).await.expect("put");
+    assert_eq!(store.list_intents(&t, &b).await.expect("list"), vec![intent("three")]);
     assert!(
-        store
-            .list_intents(&"t-other".into(), &b)
-            .await
-            .expect("list")
-            .is_empty(),
+        store.list_intents(&"t-other".into(), &b).await.expect("list").is_empty(),
         "intents are scoped to the tenant"
     );
 }
 
 async fn conversations_are_created_once_and_scoped(store: &dyn Store) {
     seed_conversation(store, "t-conv", "c-once").await;
-    let got = store
-        .get_conversation(&"t-conv".into(), &"c-once".into())
-        .await
-        .expect("get");
+    let got = store.get_conversation(&"t-conv".into(), &"c-once".into()).await.expect("get");
     let conv = got.expect("conversation exists");
     assert!(
-        matches!(
-            store.create_conversation(&conv).await,
-            Err(StoreError::ConversationExists)
-        ),
+        matches!(store.create_conversation(&conv).await, Err(StoreError::ConversationExists)),
         "creating an existing conversation must fail"
     );
     assert_eq!(
-        store
-            .get_conversation(&"t-other".into(), &"c-once".into())
-            .await
-            .expect("get"),
+        store.get_conversation(&"t-other".into(), &"c-once".into()).await.expect("get"),
         None,
         "a conversation must not be visible to another tenant"
     );
@@ -264,61 +189,26 @@ async fn conversations_are_created_once_and_scoped(store: &dyn Store) {
 async fn append_orders_by_seq_and_reads_ranges(store: &dyn Store) {
     seed_conversation(store, "t-append", "c1").await;
     let (t, c) = (TenantId::from("t-append"), ConversationId::from("c1"));
-    assert_eq!(
-        store.last_seq(&t, &c).await.expect("last_seq"),
-        0,
-        "empty conversation"
-    );
+    assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 0, "empty conversation");
     for seq in 1..=10 {
         let m = message("t-append", "c1", seq, Some(&format!("k{seq}")));
         assert_eq!(store.append(&m).await.expect("append"), Appended::Stored);
     }
     assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 10);
     let all = store.messages_after(&t, &c, 0, 100).await.expect("read");
-    assert_eq!(
-        all.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        (1..=10).collect::<Vec<_>>()
-    );
+    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
     assert_eq!(all[2].text, "message 3", "content round trip");
     let tail = store.messages_after(&t, &c, 7, 100).await.expect("read");
-    assert_eq!(
-        tail.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        vec![8, 9, 10],
-        "after 7"
-    );
+    assert_eq!(tail.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![8, 9, 10], "after 7");
     let page = store.messages_after(&t, &c, 2, 3).await.expect("read");
-    assert_eq!(
-        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        vec![3, 4, 5],
-        "limit"
-    );
-    assert!(
-        store
-            .messages_after(&t, &c, 10, 100)
-            .await
-            .expect("read")
-            .is_empty(),
-        "after last"
-    );
-    assert!(
-        store
-            .messages_after(&t, &c, u64::MAX, 100)
-            .await
-            .expect("read")
-            .is_empty()
-    );
+    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 4, 5], "limit");
+    assert!(store.messages_after(&t, &c, 10, 100).await.expect("read").is_empty(), "after last");
+    assert!(store.messages_after(&t, &c, u64::MAX, 100).await.expect("read").is_empty());
     // A neighbouring conversation id must not leak into the range.
     seed_conversation(store, "t-append", "c10").await;
     let m = message("t-append", "c10", 1, None);
     store.append(&m).await.expect("append");
-    assert_eq!(
-        store
-            .messages_after(&t, &c, 0, 100)
-            .await
-            .expect("read")
-            .len(),
-        10
-    );
+    assert_eq!(store.messages_after(&t, &c, 0, 100).await.expect("read").len(), 10);
 }
 
 async fn append_is_idempotent_by_client_msg_id(store: &dyn Store) {
@@ -326,10 +216,7 @@ async fn append_is_idempotent_by_client_msg_id(store: &dyn Store) {
     seed_conversation(store, "t-idem", "c2").await;
     let (t, c) = (TenantId::from("t-idem"), ConversationId::from("c1"));
     let first = message("t-idem", "c1", 1, Some("same"));
-    assert_eq!(
-        store.append(&first).await.expect("append"),
-        Appended::Stored
-    );
+    assert_eq!(store.append(&first).await.expect("append"), Appended::Stored);
     let mut again = message("t-idem", "c1", 2, Some("same"));
     again.text = "different text".into();
     assert_eq!(
@@ -337,11 +224,7 @@ async fn append_is_idempotent_by_client_msg_id(store: &dyn Store) {
         Appended::Duplicate(first.clone()),
         "a duplicate client_msg_id returns the stored message"
     );
-    assert_eq!(
-        store.last_seq(&t, &c).await.expect("last_seq"),
-        1,
-        "nothing stored twice"
-    );
+    assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 1, "nothing stored twice");
     let other_conv = message("t-idem", "c2", 1, Some("same"));
     assert_eq!(
         store.append(&other_conv).await.expect("append"),
@@ -349,19 +232,13 @@ async fn append_is_idempotent_by_client_msg_id(store: &dyn Store) {
         "client_msg_id is unique per conversation, not globally"
     );
     let no_id = message("t-idem", "c1", 2, None);
-    assert_eq!(
-        store.append(&no_id).await.expect("append"),
-        Appended::Stored
-    );
+    assert_eq!(store.append(&no_id).await.expect("append"), Appended::Stored);
 }
 
 async fn append_refuses_seq_conflicts_and_gaps(store: &dyn Store) {
     seed_conversation(store, "t-seq", "c1").await;
     let (t, c) = (TenantId::from("t-seq"), ConversationId::from("c1"));
-    store
-        .append(&message("t-seq", "c1", 1, None))
-        .await
-        .expect("append");
+    store.append(&message("t-seq", "c1", 1, None)).await.expect("append");
     assert!(
         matches!(
             store.append(&message("t-seq", "c1", 1, None)).await,
@@ -383,11 +260,7 @@ async fn append_refuses_seq_conflicts_and_gaps(store: &dyn Store) {
         ),
         "seq 0 is never valid"
     );
-    assert_eq!(
-        store.last_seq(&t, &c).await.expect("last_seq"),
-        1,
-        "refusals wrote nothing"
-    );
+    assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 1, "refusals wrote nothing");
     let stored = store.messages_after(&t, &c, 0, 10).await.expect("read");
     assert_eq!(stored.len(), 1);
 }
@@ -397,9 +270,7 @@ async fn append_needs_an_existing_conversation_of_that_tenant(store: &dyn Store)
     seed_conversation(store, "t-intruder", "c-mine").await;
     assert!(
         matches!(
-            store
-                .append(&message("t-intruder", "c-owned", 1, None))
-                .await,
+            store.append(&message("t-intruder", "c-owned", 1, None)).await,
             Err(StoreError::ConversationNotFound)
         ),
         "appending to another tenant's conversation id must fail"
@@ -412,10 +283,7 @@ async fn append_needs_an_existing_conversation_of_that_tenant(store: &dyn Store)
         "appending to a missing conversation must fail"
     );
     assert_eq!(
-        store
-            .last_seq(&"t-owner".into(), &"c-owned".into())
-            .await
-            .expect("last_seq"),
+        store.last_seq(&"t-owner".into(), &"c-owned".into()).await.expect("last_seq"),
         0,
         "the owner's conversation is untouched"
     );

@@ -104,10 +104,7 @@ impl RedbStore {
 
     async fn write(&self, op: WriteOp) -> StoreResult<Option<Appended>> {
         let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteRequest { op, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.writer.send(WriteRequest { op, reply }).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -117,9 +114,7 @@ impl RedbStore {
         F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
     {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(backend)?
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(backend)?
     }
 }
 
@@ -163,10 +158,7 @@ fn apply_batch(
         results.push(apply(&txn, &req.op));
     }
     // A backend error inside an op means the transaction may be half-applied: refuse the batch.
-    if results
-        .iter()
-        .any(|r| matches!(r, Err(StoreError::Backend(_))))
-    {
+    if results.iter().any(|r| matches!(r, Err(StoreError::Backend(_)))) {
         txn.abort().map_err(backend)?;
         return Err(StoreError::Backend("a write in the batch failed".into()));
     }
@@ -192,9 +184,7 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Option<Appended>> 
                 // Bot ids are global; one tenant may never overwrite another's bot.
                 return Err(StoreError::BotIdTaken);
             }
-            index
-                .insert(b.id.as_str(), b.tenant_id.as_str())
-                .map_err(backend)?;
+            index.insert(b.id.as_str(), b.tenant_id.as_str()).map_err(backend)?;
             txn.open_table(BOTS)
                 .map_err(backend)?
                 .insert((b.tenant_id.as_str(), b.id.as_str()), bytes.as_slice())
@@ -223,22 +213,13 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Option<Appended>> 
 
 fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
     let (t, c) = (m.tenant_id.as_str(), m.conversation_id.as_str());
-    if txn
-        .open_table(CONVERSATIONS)
-        .map_err(backend)?
-        .get((t, c))
-        .map_err(backend)?
-        .is_none()
-    {
+    if txn.open_table(CONVERSATIONS).map_err(backend)?.get((t, c)).map_err(backend)?.is_none() {
         return Err(StoreError::ConversationNotFound);
     }
     let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
     let mut client_ids = txn.open_table(CLIENT_IDS).map_err(backend)?;
     if let Some(cid) = m.client_msg_id.as_deref() {
-        let existing = client_ids
-            .get((t, c, cid))
-            .map_err(backend)?
-            .map(|g| g.value());
+        let existing = client_ids.get((t, c, cid)).map_err(backend)?.map(|g| g.value());
         if let Some(seq) = existing {
             let bytes = messages.get((t, c, seq)).map_err(backend)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("idempotency index points at missing seq {seq}"))
@@ -254,9 +235,7 @@ fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
         return Err(StoreError::SeqGap { last, got: m.seq });
     }
     let bytes = encode(m)?;
-    messages
-        .insert((t, c, m.seq), bytes.as_slice())
-        .map_err(backend)?;
+    messages.insert((t, c, m.seq), bytes.as_slice()).map_err(backend)?;
     if let Some(cid) = m.client_msg_id.as_deref() {
         client_ids.insert((t, c, cid), m.seq).map_err(backend)?;
     }
@@ -280,9 +259,7 @@ fn last_seq_in(
 #[async_trait]
 impl Store for RedbStore {
     async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        self.write(WriteOp::PutTenant(tenant.clone()))
-            .await
-            .map(drop)
+        self.write(WriteOp::PutTenant(tenant.clone())).await.map(drop)
     }
 
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
@@ -290,11 +267,7 @@ impl Store for RedbStore {
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(TENANTS).map_err(backend)?;
-            table
-                .get(id.as_str())
-                .map_err(backend)?
-                .map(|v| decode(v.value()))
-                .transpose()
+            table.get(id.as_str()).map_err(backend)?.map(|v| decode(v.value())).transpose()
         })
         .await
     }
@@ -337,9 +310,7 @@ impl Store for RedbStore {
             let t = tenant.as_str();
             // Bot ids are non-empty, so ("", ..) up to (t, "\u{10FFFF}") covers exactly tenant t.
             let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
-            range
-                .map(|entry| decode(entry.map_err(backend)?.1.value()))
-                .collect()
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
         })
         .await
     }
@@ -350,13 +321,9 @@ impl Store for RedbStore {
         bot: &BotId,
         intents: &[Intent],
     ) -> StoreResult<()> {
-        self.write(WriteOp::PutIntents(
-            tenant.clone(),
-            bot.clone(),
-            intents.to_vec(),
-        ))
-        .await
-        .map(drop)
+        self.write(WriteOp::PutIntents(tenant.clone(), bot.clone(), intents.to_vec()))
+            .await
+            .map(drop)
     }
 
     async fn list_intents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Intent>> {
@@ -364,21 +331,14 @@ impl Store for RedbStore {
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(INTENTS).map_err(backend)?;
-            let found = table
-                .get((tenant.as_str(), bot.as_str()))
-                .map_err(backend)?;
-            Ok(found
-                .map(|v| decode(v.value()))
-                .transpose()?
-                .unwrap_or_default())
+            let found = table.get((tenant.as_str(), bot.as_str())).map_err(backend)?;
+            Ok(found.map(|v| decode(v.value())).transpose()?.unwrap_or_default())
         })
         .await
     }
 
     async fn create_conversation(&self, conversation: &Conversation) -> StoreResult<()> {
-        self.write(WriteOp::CreateConversation(conversation.clone()))
-            .await
-            .map(drop)
+        self.write(WriteOp::CreateConversation(conversation.clone())).await.map(drop)
     }
 
     async fn get_conversation(
@@ -417,13 +377,8 @@ impl Store for RedbStore {
             let Some(start) = after_seq.checked_add(1) else {
                 return Ok(Vec::new());
             };
-            let range = table
-                .range((t, c, start)..=(t, c, u64::MAX))
-                .map_err(backend)?;
-            range
-                .take(limit)
-                .map(|entry| decode(entry.map_err(backend)?.1.value()))
-                .collect()
+            let range = table.range((t, c, start)..=(t, c, u64::MAX)).map_err(backend)?;
+            range.take(limit).map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
         })
         .await
     }

@@ -148,9 +148,8 @@ mod redb_engine {
                     if conversations.get((t, c))?.is_none() {
                         return Err("conversation not found".into());
                     }
-                    let existing = client_ids
-                        .get((t, c, m.client_msg_id.as_str()))?
-                        .map(|g| g.value());
+                    let existing =
+                        client_ids.get((t, c, m.client_msg_id.as_str()))?.map(|g| g.value());
                     if let Some(seq) = existing {
                         out.push(Outcome::Duplicate(seq));
                         continue;
@@ -231,9 +230,7 @@ mod sqlite_engine {
         }
 
         fn apply_batch(&mut self, batch: &[&Append]) -> Result<Vec<Outcome>> {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut out = Vec::with_capacity(batch.len());
             {
                 let mut conv = tx.prepare_cached(
@@ -259,9 +256,8 @@ mod sqlite_engine {
                     if !conv.exists(params![t, c])? {
                         return Err("conversation not found".into());
                     }
-                    let existing: Option<i64> = dup
-                        .query_row(params![t, c, m.client_msg_id], |r| r.get(0))
-                        .optional()?;
+                    let existing: Option<i64> =
+                        dup.query_row(params![t, c, m.client_msg_id], |r| r.get(0)).optional()?;
                     if let Some(seq) = existing {
                         out.push(Outcome::Duplicate(u64::try_from(seq)?));
                         continue;
@@ -284,9 +280,7 @@ mod sqlite_engine {
         }
 
         fn count_messages(&mut self) -> Result<u64> {
-            let n: i64 = self
-                .conn
-                .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
+            let n: i64 = self.conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
             Ok(u64::try_from(n)?)
         }
     }
@@ -322,12 +316,7 @@ mod fjall_engine {
             let conversations = db.keyspace("conversations", KeyspaceCreateOptions::default)?;
             let messages = db.keyspace("messages", KeyspaceCreateOptions::default)?;
             let client_ids = db.keyspace("client_msg_ids", KeyspaceCreateOptions::default)?;
-            Ok(Self {
-                db,
-                conversations,
-                messages,
-                client_ids,
-            })
+            Ok(Self { db, conversations, messages, client_ids })
         }
     }
 
@@ -335,11 +324,7 @@ mod fjall_engine {
         fn create_conversations(&mut self, convs: &[(Arc<str>, Arc<str>)]) -> Result<()> {
             let mut tx = self.db.write_tx().durability(Some(PersistMode::SyncAll));
             for (t, c) in convs {
-                tx.insert(
-                    &self.conversations,
-                    prefix(t, c),
-                    br#"{"status":"open"}"#.as_slice(),
-                );
+                tx.insert(&self.conversations, prefix(t, c), br#"{"status":"open"}"#.as_slice());
             }
             tx.commit()?;
             Ok(())
@@ -488,11 +473,9 @@ fn run(kind: EngineKind, cfg: Config, total: u64, dir: &Path) -> Result<RunResul
     };
     let outcome = engine.apply_batch(&[&retry])?;
     if outcome != [Outcome::Duplicate(1)] {
-        return Err(format!(
-            "{}: retry gave {outcome:?}, expected Duplicate(1)",
-            kind.name()
-        )
-        .into());
+        return Err(
+            format!("{}: retry gave {outcome:?}, expected Duplicate(1)", kind.name()).into()
+        );
     }
     Ok(result)
 }
@@ -524,15 +507,7 @@ fn run_direct(
     }
     let wall = start.elapsed();
     latencies.sort_unstable();
-    Ok((
-        RunResult {
-            appends: total,
-            commits: total,
-            wall,
-            latencies_us: latencies,
-        },
-        engine,
-    ))
+    Ok((RunResult { appends: total, commits: total, wall, latencies_us: latencies }, engine))
 }
 
 /// K client threads, one writer thread draining up to `max_batch` requests per transaction.
@@ -604,11 +579,8 @@ fn run_group_commit(
                             seq: i + 1,
                         };
                         let submitted = Instant::now();
-                        tx.send(Request {
-                            append,
-                            reply: reply.clone(),
-                        })
-                        .map_err(|_| "writer gone")?;
+                        tx.send(Request { append, reply: reply.clone() })
+                            .map_err(|_| "writer gone")?;
                         let outcome = acks.recv().map_err(|_| "writer dropped the reply")??;
                         latencies.push(u64::try_from(submitted.elapsed().as_micros())?);
                         if outcome != Outcome::Stored {
@@ -630,15 +602,7 @@ fn run_group_commit(
     let wall = start.elapsed();
     let (commits, engine) = writer.join().map_err(|_| "writer thread panicked")??;
     latencies.sort_unstable();
-    Ok((
-        RunResult {
-            appends: total,
-            commits,
-            wall,
-            latencies_us: latencies,
-        },
-        engine,
-    ))
+    Ok((RunResult { appends: total, commits, wall, latencies_us: latencies }, engine))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -701,10 +665,7 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--messages" => args.messages = value.parse()?,
             "--engines" => {
-                args.engines = value
-                    .split(',')
-                    .map(EngineKind::parse)
-                    .collect::<Result<_>>()?;
+                args.engines = value.split(',').map(EngineKind::parse).collect::<Result<_>>()?;
             }
             "--runs" => args.runs = value.parse()?,
             "--batch" => args.batch = value.parse()?,
@@ -726,14 +687,8 @@ fn parse_args() -> Result<Args> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let mut configs = vec![Config {
-        clients: 1,
-        batch: None,
-    }];
-    configs.extend(args.clients.iter().map(|&k| Config {
-        clients: k,
-        batch: Some(args.batch),
-    }));
+    let mut configs = vec![Config { clients: 1, batch: None }];
+    configs.extend(args.clients.iter().map(|&k| Config { clients: k, batch: Some(args.batch) }));
 
     println!(
         "store-bench: {} messages per run, {} run(s) per configuration, databases under {}",
@@ -748,10 +703,9 @@ fn main() -> Result<()> {
     for r in 1..=args.runs {
         for (ci, &cfg) in configs.iter().enumerate() {
             for (ei, &kind) in args.engines.iter().enumerate() {
-                let dir = args.dir.join(format!(
-                    "parla-store-bench-{}-{kind:?}-{ci}-{r}",
-                    std::process::id()
-                ));
+                let dir = args
+                    .dir
+                    .join(format!("parla-store-bench-{}-{kind:?}-{ci}-{r}", std::process::id()));
                 if dir.exists() {
                     std::fs::remove_dir_all(&dir)?;
                 }
