@@ -31,5 +31,25 @@ cargo test --workspace --locked 2>&1 | tee "${CARGO_TARGET_DIR}/last-test.log"
 
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "${CARGO_TARGET_DIR}/last-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "${CARGO_TARGET_DIR}/last-test.log" | awk '{s+=$1} END {print s+0}')
+
+# --- browser test (tests/browser) ---
+# A person chats with the demo bot in Debian's Chromium (driven by playwright-core) against the
+# real binary; its passes/fails join the summary. A failing browser test fails the script.
+step "browser test (tests/browser)"
+browser_start=$SECONDS
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq </dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 \
+    --no-install-recommends chromium </dev/null >/dev/null
+fi
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+cargo build --locked -p parla
+PARLA_BIN="$CARGO_TARGET_DIR/debug/parla" node --test --test-reporter=tap tests/browser/ 2>&1 \
+  | tee "${CARGO_TARGET_DIR}/last-browser-test.log"
+passed=$((passed + $(awk '/^# pass /{s+=$3} END {print s+0}' "${CARGO_TARGET_DIR}/last-browser-test.log")))
+failed=$((failed + $(awk '/^# fail /{s+=$3} END {print s+0}' "${CARGO_TARGET_DIR}/last-browser-test.log")))
+echo "browser step took $((SECONDS - browser_start)) s"
+# --- end browser test ---
 echo
 echo "${passed} passed, ${failed} failed"

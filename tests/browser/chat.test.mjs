@@ -1,0 +1,181 @@
+// End to end, as a person would: the real `parla serve` binary, the demo page at `/`, Debian's
+// Chromium driven by playwright-core. Run by ./scripts/test.sh, or by hand:
+//   PARLA_BIN=/var/tmp/parla-target/debug/parla node --test tests/browser/
+// Assertions go through the page's stable ids (#messages children with data-seq/data-sender,
+// #input, #send, #status). Timeouts below are hang guards only, never timing assertions.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const PARLA_BIN = process.env.PARLA_BIN;
+const CHROMIUM = process.env.PARLA_CHROMIUM || '/usr/bin/chromium';
+const SCREENSHOT = '/tmp/parla-chat.png';
+const GUARD = 15_000; // hang guard for every wait
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+const tempDirs = [];
+async function freshDir(prefix) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+// ---- the server -------------------------------------------------------------------------------
+let server = null;     // ChildProcess
+let baseUrl = null;    // http://ADDR
+let serverLog = [];    // last lines of its stdout/stderr, shown when something fails
+
+function killServer() {
+  if (server && server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+}
+process.on('exit', killServer); // backstop: never leave the server behind
+
+function startServer(dataDir) {
+  const child = spawn(PARLA_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    env: { ...process.env, PARLA__RESPONDER__TOKEN_DELAY_MS: '5', RUST_LOG: process.env.RUST_LOG || 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server = child;
+  const keep = (line) => { serverLog.push(line); if (serverLog.length > 200) serverLog.shift(); };
+  createInterface({ input: child.stderr }).on('line', keep); // always drain: a full pipe blocks it
+  const stdout = createInterface({ input: child.stdout });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`parla printed no address within ${GUARD} ms\n${serverLog.join('\n')}`)), GUARD);
+    child.on('error', (e) => { clearTimeout(timer); reject(new Error(`cannot start ${PARLA_BIN}: ${e.message}`)); });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`parla exited (${signal || code}) before listening\n${serverLog.join('\n')}`));
+    });
+    stdout.on('line', (line) => {
+      keep(line);
+      const m = /^parla: listening on (http:\/\/\S+)$/.exec(line);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+  });
+}
+
+before(async () => {
+  assert.ok(PARLA_BIN, 'PARLA_BIN must be set to the parla binary, e.g. PARLA_BIN=$CARGO_TARGET_DIR/debug/parla');
+  baseUrl = await startServer(await freshDir('parla-browser-data-'));
+});
+
+after(async () => {
+  killServer();
+  await Promise.all(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+// ---- the browser ------------------------------------------------------------------------------
+/** A fresh Chromium (own user-data dir) with one page; page errors are collected. */
+async function openBrowser(t) {
+  const context = await chromium.launchPersistentContext(await freshDir('parla-chromium-'), {
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: GUARD,
+    viewport: { width: 900, height: 700 },
+  });
+  t.after(() => context.close());
+  context.setDefaultTimeout(GUARD);
+  const page = context.pages()[0] || await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()} (${m.location().url})`);
+  });
+  return { page, problems };
+}
+
+const waitConnected = (page) => page.waitForFunction(
+  () => document.querySelector('#status')?.textContent.includes('connected'), null, { timeout: GUARD });
+
+/** Waits for the stored message with this seq and returns {sender, text}. */
+async function message(page, seq) {
+  const el = page.locator(`#messages > [data-seq="${seq}"]`);
+  await el.waitFor({ state: 'visible', timeout: GUARD });
+  return { sender: await el.getAttribute('data-sender'), text: (await el.locator('.text').textContent()) ?? '' };
+}
+
+/** The data-seq of every #messages child, in page order. */
+const shownSeqs = (page) => page.$$eval('#messages > *', (els) => els.map((e) => Number(e.dataset.seq)));
+
+// ---- the scenarios ----------------------------------------------------------------------------
+test('a person chats with the demo bot, sees the reply stream, reloads and carries on', { timeout: 90_000 }, async (t) => {
+  const { page, problems } = await openBrowser(t);
+  await page.goto(`${baseUrl}/`);
+  await waitConnected(page);
+
+  const greeting = await message(page, 1);
+  assert.equal(greeting.sender, 'bot');
+  assert.ok(greeting.text.length > 0, 'the greeting has text');
+
+  // Record, in the page, every text the streaming bubble shows while tokens arrive. A
+  // MutationObserver sees each token frame (each is its own task), so this does not depend on
+  // how fast this process polls.
+  await page.evaluate(() => {
+    window.__partials = [];
+    new MutationObserver(() => {
+      for (const el of document.querySelectorAll('#live .msg.streaming')) {
+        const text = el.querySelector('.text').textContent;
+        if (text && el.getClientRects().length > 0) window.__partials.push(text);
+      }
+    }).observe(document.querySelector('#live'), { childList: true, subtree: true, characterData: true });
+  });
+
+  // By keyboard: focus the box, type, Enter sends.
+  await page.focus('#input');
+  await page.keyboard.type('What is Parla?');
+  await page.keyboard.press('Enter');
+
+  const mine = await message(page, 2);
+  assert.deepEqual(mine, { sender: 'user', text: 'What is Parla?' });
+  assert.equal(await page.inputValue('#input'), '', 'Enter cleared the input');
+  const reply = await message(page, 3);
+  assert.equal(reply.sender, 'bot');
+  assert.match(reply.text, /messaging engine/);
+
+  const partials = await page.evaluate(() => window.__partials);
+  const partial = partials.find((p) => p.length < reply.text.length && reply.text.startsWith(p.trim()));
+  assert.ok(partial, `a partially streamed reply was visible before the stored one (saw ${partials.length} states)`);
+  await page.locator('#live .streaming').waitFor({ state: 'detached', timeout: GUARD });
+
+  // Reload: the page resumes the same conversation; nothing is shown twice.
+  await page.reload();
+  await waitConnected(page);
+  assert.equal((await message(page, 3)).sender, 'bot');
+  assert.deepEqual(await shownSeqs(page), [1, 2, 3], 'after reload, messages 1..3 once each');
+
+  // By mouse: type into the box and click Send.
+  await page.fill('#input', 'How does streaming work?');
+  await page.click('#send');
+  assert.deepEqual(await message(page, 4), { sender: 'user', text: 'How does streaming work?' });
+  const second = await message(page, 5);
+  assert.equal(second.sender, 'bot');
+  assert.match(second.text, /stream_start/);
+  // seq 5 came after any replay the resume triggered, so a duplicate would be in the page now.
+  assert.deepEqual(await shownSeqs(page), [1, 2, 3, 4, 5], 'messages 1..5 once each, in order');
+  assert.equal(await page.locator('#live > *').count(), 0, 'no pending or streaming bubble left');
+  assert.match(await page.title(), /Parla demo bot/);
+
+  await page.screenshot({ path: SCREENSHOT });
+  assert.deepEqual(problems, [], 'no script errors in the page');
+});
+
+test('an unknown bot shows that the chat is unavailable', { timeout: 60_000 }, async (t) => {
+  const { page, problems } = await openBrowser(t);
+  await page.goto(`${baseUrl}/?bot=no-such-bot`);
+  // index.html: on `bot_not_found` it stops reconnecting, sets #status to "chat unavailable"
+  // (data-state="unavailable") and shows "This chat does not exist." in #notice.
+  await page.waitForFunction(() => {
+    const s = document.querySelector('#status');
+    return s.dataset.state === 'unavailable' && s.textContent.includes('unavailable');
+  }, null, { timeout: GUARD });
+  assert.equal(await page.textContent('#status'), 'chat unavailable');
+  assert.match(await page.textContent('#notice'), /does not exist/);
+  assert.equal(await page.locator('#messages > *').count(), 0, 'no conversation was opened');
+  assert.ok(await page.isDisabled('#input'), 'nothing can be typed into a chat that does not exist');
+  assert.ok(await page.isDisabled('#send'));
+  assert.deepEqual(problems, [], 'no script errors in the page');
+});
