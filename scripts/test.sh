@@ -13,7 +13,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo is missing: install Rust with rustup (https://rustup.rs), then rerun." >&2
+  echo "cargo is missing: install Rust with rustup, then rerun." >&2
   exit 1
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
