@@ -19,6 +19,7 @@ use crate::model::{ConnId, ConversationKey};
 const DIRECT_QUEUE: usize = 1024;
 
 type Directs = Mutex<HashMap<ConnId, mpsc::Sender<Arc<Event>>>>;
+type Channels = Mutex<HashMap<ConversationKey, broadcast::Sender<Arc<Event>>>>;
 
 /// Inbound events go straight to the bound engine; outbound events go through one broadcast
 /// channel per conversation that has subscribers.
@@ -26,7 +27,7 @@ pub struct InProcessBus {
     handler: OnceLock<Arc<dyn InboundHandler>>,
     /// Per-conversation fan-out. A channel is created by the first subscriber and dropped by the
     /// first publish that finds no subscriber left, so idle conversations cost nothing.
-    channels: Mutex<HashMap<ConversationKey, broadcast::Sender<Arc<Event>>>>,
+    channels: Arc<Channels>,
     /// Events buffered per conversation: how far a subscriber may fall behind before it must
     /// recover from the store (a bot reply of a few hundred tokens fits).
     buffer: usize,
@@ -44,7 +45,7 @@ impl InProcessBus {
     pub fn new(buffer: usize) -> Self {
         Self {
             handler: OnceLock::new(),
-            channels: Mutex::new(HashMap::new()),
+            channels: Arc::new(Mutex::new(HashMap::new())),
             buffer: buffer.max(1),
             directs: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -83,13 +84,18 @@ impl Bus for InProcessBus {
                 channels.entry(key.clone()).or_insert_with(|| broadcast::channel(self.buffer).0);
             tx.subscribe()
         };
-        let Some(conn) = conn else {
-            return Subscription::new(rx, None, None);
+        let direct = conn.map(|conn| {
+            let (tx, rx) = mpsc::channel(DIRECT_QUEUE);
+            self.directs.lock().insert(conn, tx);
+            rx
+        });
+        let guard = SubscriptionGuard {
+            key: key.clone(),
+            conn,
+            channels: Arc::downgrade(&self.channels),
+            directs: Arc::downgrade(&self.directs),
         };
-        let (tx, direct) = mpsc::channel(DIRECT_QUEUE);
-        self.directs.lock().insert(conn, tx);
-        let guard = DirectGuard { conn, directs: Arc::downgrade(&self.directs) };
-        Subscription::new(rx, Some(direct), Some(Box::new(guard)))
+        Subscription::new(rx, direct, Some(Box::new(guard)))
     }
 
     fn bind(&self, handler: Arc<dyn InboundHandler>) {
@@ -99,17 +105,74 @@ impl Bus for InProcessBus {
     }
 }
 
-/// Removes a connection's direct queue when its subscription goes away.
+/// Cleans up after a subscription: its connection's direct queue, and the conversation's
+/// channel when this was its last subscriber (so idle conversations cost no memory).
 #[derive(Debug)]
-struct DirectGuard {
-    conn: ConnId,
+struct SubscriptionGuard {
+    key: ConversationKey,
+    conn: Option<ConnId>,
+    channels: Weak<Channels>,
     directs: Weak<Directs>,
 }
 
-impl Drop for DirectGuard {
+impl Drop for SubscriptionGuard {
     fn drop(&mut self) {
-        if let Some(directs) = self.directs.upgrade() {
-            directs.lock().remove(&self.conn);
+        // Runs after the subscription's receiver is dropped (fields drop in order), so the
+        // receiver count no longer includes it.
+        if let (Some(conn), Some(directs)) = (self.conn, self.directs.upgrade()) {
+            directs.lock().remove(&conn);
         }
+        if let Some(channels) = self.channels.upgrade() {
+            let mut channels = channels.lock();
+            if channels.get(&self.key).is_some_and(|tx| tx.receiver_count() == 0) {
+                channels.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ConversationId, TenantId};
+
+    fn key(c: &str) -> ConversationKey {
+        ConversationKey { tenant_id: TenantId::from("t"), conversation_id: ConversationId::from(c) }
+    }
+
+    #[tokio::test]
+    async fn channels_and_direct_queues_go_away_with_their_last_subscriber() {
+        let bus = InProcessBus::new(8);
+        let (a, b) = (bus.subscribe(&key("c1"), Some(ConnId(1))), bus.subscribe(&key("c1"), None));
+        assert_eq!(bus.channels.lock().len(), 1);
+        assert_eq!(bus.directs.lock().len(), 1);
+        drop(a);
+        assert_eq!(bus.directs.lock().len(), 0, "the connection's queue is gone");
+        assert_eq!(bus.channels.lock().len(), 1, "another subscriber remains");
+        drop(b);
+        assert_eq!(bus.channels.lock().len(), 0, "no subscriber left, no channel left");
+    }
+
+    #[tokio::test]
+    async fn addressed_events_reach_only_their_connection() {
+        let bus = InProcessBus::new(8);
+        let mut mine = bus.subscribe(&key("c1"), Some(ConnId(1)));
+        let mut other = bus.subscribe(&key("c1"), Some(ConnId(2)));
+        let rejected = |conn| Event::Rejected {
+            conn: Some(ConnId(conn)),
+            client_msg_id: None,
+            code: "x".into(),
+            message: "y".into(),
+        };
+        bus.publish(&key("c1"), rejected(1));
+        bus.publish(
+            &key("c1"),
+            Event::Typing { sender: crate::model::Sender::User, on: true, origin: None },
+        );
+        assert_eq!(*mine.recv().await.expect("event"), rejected(1));
+        assert!(
+            matches!(*other.recv().await.expect("event"), Event::Typing { .. }),
+            "not the addressed one"
+        );
     }
 }
