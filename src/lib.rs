@@ -26,14 +26,30 @@ pub struct Running {
     pub engine: Engine,
     /// True when this start created the demo tenant and bot.
     pub demo_created: bool,
-    handle: ServerHandle,
+    stopper: Stopper,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-impl Running {
-    /// Stops accepting, lets open work finish within the grace period, and waits.
-    pub async fn stop(self) -> anyhow::Result<()> {
+/// Stops a running server gracefully: sockets are told to go away (close 1001), then the
+/// listener stops and open work gets the grace period to finish.
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    handle: ServerHandle,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        self.shutdown.send_replace(true);
         self.handle.stop(true).await;
+    }
+}
+
+impl Running {
+    /// Closes every socket with 1001, stops accepting, lets open work finish within the grace
+    /// period, and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stopper.stop().await;
         self.task.await.context("server task")?.context("server")
     }
 
@@ -43,8 +59,8 @@ impl Running {
     }
 
     /// A handle that can stop the server from elsewhere (e.g. a signal handler).
-    pub fn handle(&self) -> ServerHandle {
-        self.handle.clone()
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
     }
 }
 
@@ -72,8 +88,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let engine = Engine::new(store, bus, responder, settings.engine.clone());
 
     let (app_engine, gateway) = (engine.clone(), settings.gateway.clone());
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut server = HttpServer::new(move || {
-        App::new().configure(parla_gateway::configure(app_engine.clone(), gateway.clone()))
+        App::new().configure(parla_gateway::configure(
+            app_engine.clone(),
+            gateway.clone(),
+            shutdown_rx.clone(),
+        ))
     })
     // Token frames are tiny and must leave at once: without TCP_NODELAY, Nagle's algorithm holds
     // each one until the client's delayed ACK (~40 ms) arrives.
@@ -95,7 +116,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = *server.addrs().first().context("the server bound no address")?;
     let server = server.run();
-    let handle = server.handle();
+    let stopper = Stopper { shutdown: Arc::new(shutdown), handle: server.handle() };
     let task = tokio::spawn(server);
-    Ok(Running { addr, engine, demo_created, handle, task })
+    Ok(Running { addr, engine, demo_created, stopper, task })
 }

@@ -73,11 +73,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         println!("parla: created the demo tenant and bot `demo`");
     }
     println!("parla: chat with the demo bot at {url}/?bot=demo");
-    let handle = running.handle();
+    let stopper = running.stopper();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
-        handle.stop(true).await;
+        stopper.stop().await;
     });
     running.wait().await
 }

@@ -13,10 +13,15 @@ use tokio::{
 
 /// Starts the real binary on port 0 and returns it with the address it printed.
 async fn spawn_parla(data_dir: &Path) -> (Child, SocketAddr) {
+    spawn_parla_paced(data_dir, 0).await
+}
+
+/// Like [`spawn_parla`], with `token_delay_ms` between streamed tokens.
+async fn spawn_parla_paced(data_dir: &Path, token_delay_ms: u64) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_parla"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .env("PARLA__RESPONDER__TOKEN_DELAY_MS", "0")
+        .env("PARLA__RESPONDER__TOKEN_DELAY_MS", token_delay_ms.to_string())
         .env("PARLA__GATEWAY__RATE_PER_SECOND", "1000000")
         .env("PARLA__GATEWAY__RATE_BURST", "1000000")
         .env("RUST_LOG", "warn")
@@ -133,4 +138,31 @@ async fn a_kill_9_mid_traffic_loses_nothing_confirmed() {
     let all = v.drain().await;
     let users = all.iter().filter(|f| f["sender"] == "user").count();
     assert_eq!(users, total, "each client_msg_id stored exactly once after retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_left_unanswered_by_a_kill_is_answered_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Tokens a minute apart: the reply is still streaming when the process dies.
+    let (mut child, addr) = spawn_parla_paced(dir.path(), 60_000).await;
+    let mut c = Client::connect(addr).await;
+    let (welcome, _) = c.hello_demo().await;
+    c.say("q1", "what is parla").await;
+    assert_eq!(c.expect("message").await["seq"], 2, "stored and confirmed");
+    c.expect("stream_start").await;
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+
+    let (_child, addr) = spawn_parla(dir.path()).await;
+    let mut r = Client::connect(addr).await;
+    let w = r.resume(&welcome, 2).await;
+    assert_eq!(w["last_seq"], 2, "the reply never got stored before the kill");
+    let reply = r.read_stream().await;
+    assert_eq!(reply.end["seq"], 3);
+    assert!(reply.tokens.contains("messaging engine"), "{}", reply.tokens);
+
+    // Resuming again does not answer twice.
+    let mut again = Client::connect(addr).await;
+    again.resume(&welcome, 3).await;
+    assert!(again.drain().await.is_empty(), "answered once");
 }

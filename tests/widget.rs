@@ -401,3 +401,15 @@ async fn an_inactive_bot_refuses_conversations() {
     c.send(json!({"type": "hello", "bot_id": "bot-paused"})).await;
     assert_eq!(c.expect("error").await["code"], "bot_unavailable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_every_socket_to_go_away() {
+    let mut server = start().await;
+    let mut c = server.client().await;
+    c.hello_demo().await;
+    let running = server.running.take().expect("running");
+    let stopping = tokio::spawn(running.stop());
+    let (closed, _) = c.until_closed().await;
+    assert_eq!(closed, Closed::Code(CloseCode::Away), "1001 tells the widget to reconnect");
+    stopping.await.expect("stop task").expect("clean stop");
+}

@@ -230,16 +230,28 @@ impl ConversationActor {
         }
     }
 
+    /// A visitor opened or resumed the conversation: greet a new one; answer a visitor message
+    /// that was stored but never answered (the process stopped mid-reply).
     async fn on_start(&mut self, state: &mut State) {
-        let Some(welcome) = state.bot.config.welcome_message.clone() else {
+        if state.last_seq == 0 {
+            let Some(welcome) = state.bot.config.welcome_message.clone() else { return };
+            let message = self.new_message(state, Sender::Bot, welcome, None);
+            if let Some(stored) = self.store_message(state, message, None).await {
+                self.deps.bus.publish(&self.key, Event::Message { message: stored });
+            }
             return;
-        };
-        if state.last_seq > 0 {
-            return; // Already greeted (or already talking).
         }
-        let message = self.new_message(state, Sender::Bot, welcome, None);
-        if let Some(stored) = self.store_message(state, message, None).await {
-            self.deps.bus.publish(&self.key, Event::Message { message: stored });
+        if !self.in_flight.is_empty() {
+            return; // A reply is on its way.
+        }
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        let last = self.deps.store.messages_after(t, c, state.last_seq - 1, 1).await;
+        if let Ok([message]) = last.as_deref()
+            && message.sender == Sender::User
+        {
+            tracing::info!(conversation = %c, seq = message.seq, "answering a message left unanswered");
+            let text = message.text.clone();
+            self.start_reply(state, text).await;
         }
     }
 

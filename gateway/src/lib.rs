@@ -27,12 +27,13 @@ pub use widget_ws::WidgetState;
 /// The first, minimal widget page, compiled into the binary.
 const INDEX_HTML: &str = include_str!("../static/index.html");
 
-/// Mounts the gateway's routes.
+/// Mounts the gateway's routes. `shutdown` turns true when the server begins to stop.
 pub fn configure(
     engine: Engine,
     settings: GatewaySettings,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> impl FnOnce(&mut web::ServiceConfig) {
-    let state = WidgetState { engine, settings: Arc::new(settings) };
+    let state = WidgetState { engine, settings: Arc::new(settings), shutdown };
     move |cfg| {
         cfg.app_data(web::Data::new(state))
             .route("/", web::get().to(index))

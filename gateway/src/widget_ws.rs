@@ -39,6 +39,9 @@ const REPLAY_PAGE: usize = 500;
 pub struct WidgetState {
     pub engine: Engine,
     pub settings: Arc<GatewaySettings>,
+    /// Turns true when the server is shutting down: every socket closes with 1001 (going away)
+    /// so widgets reconnect, instead of being cut when the grace period ends.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Upgrades the request and spawns the socket's task on the current actix worker.
@@ -111,6 +114,7 @@ impl Connection {
         let hello_deadline = tokio::time::sleep(settings.hello_timeout());
         tokio::pin!(hello_deadline);
         let mut subscription: Option<Subscription> = None;
+        let mut shutdown = self.state.shutdown.clone();
 
         let close = loop {
             let flow = tokio::select! {
@@ -131,6 +135,10 @@ impl Connection {
                 },
                 event = next_event(&mut subscription) => self.on_event(event, &mut subscription).await,
                 _ = heartbeat.tick() => self.on_heartbeat().await,
+                _ = shutdown.wait_for(|stopping| *stopping) => Ok(Flow::Close(Some(CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("server shutting down".into()),
+                }))),
                 _ = &mut hello_deadline, if self.open.is_none() => {
                     self.error(codes::HELLO_TIMEOUT, "no hello in time", None, None).await
                         .map(|()| Flow::Close(Some(CloseReason {
@@ -269,9 +277,8 @@ impl Connection {
         })
         .await?;
         self.replay_after(last_seq.unwrap_or(0)).await?;
-        if !opened.created {
-            return Ok(());
-        }
+        // Wakes the conversation's actor: it greets a new conversation and answers a message a
+        // crash left unanswered.
         match self.state.engine.send(opened.key, Some(self.id), Inbound::Start).await {
             Ok(()) => Ok(()),
             Err(e) => self.engine_error(&e, None).await,

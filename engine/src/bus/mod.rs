@@ -20,7 +20,8 @@ use crate::model::{ConnId, ConversationKey, Message, Sender};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Inbound {
-    /// A new conversation was opened: the bot may greet.
+    /// A visitor opened or resumed the conversation: the bot greets a new one, and answers a
+    /// visitor message that a stopped process left unanswered.
     Start,
     /// A visitor's message. `client_msg_id` makes it idempotent.
     VisitorMessage { client_msg_id: String, text: String },
