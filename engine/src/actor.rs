@@ -42,9 +42,6 @@ use crate::{
     supervisor::TenantSupervisor,
 };
 
-/// How many recent messages a responder gets as context.
-const HISTORY_FOR_REPLY: usize = 20;
-
 /// What a conversation actor's mailbox carries.
 #[derive(Debug)]
 pub(crate) enum ActorMsg {
@@ -278,17 +275,14 @@ impl ConversationActor {
     async fn start_reply(&mut self, state: &State, text: String) {
         let stream_id = uuid::Uuid::now_v7().simple().to_string();
         let Some(me) = self.me.upgrade() else { return };
-        let history = self
-            .deps
-            .store
-            .messages_after(
-                &self.key.tenant_id,
-                &self.key.conversation_id,
-                state.last_seq.saturating_sub(HISTORY_FOR_REPLY as u64),
-                HISTORY_FOR_REPLY,
-            )
-            .await
-            .unwrap_or_default();
+        let wanted = self.deps.responder.history_len() as u64;
+        let history = if wanted == 0 {
+            Vec::new()
+        } else {
+            let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+            let after = state.last_seq.saturating_sub(wanted);
+            self.deps.store.messages_after(t, c, after, wanted as usize).await.unwrap_or_default()
+        };
         let request =
             ReplyRequest { bot: state.bot.clone(), intents: state.intents.clone(), text, history };
         self.deps.bus.publish(

@@ -136,6 +136,10 @@ impl Responder for BuiltinResponder {
         });
         Ok(Reply { intent, confidence, tokens: tokens.boxed() })
     }
+
+    fn history_len(&self) -> usize {
+        0 // Intent matching looks at the current message only.
+    }
 }
 
 #[cfg(test)]

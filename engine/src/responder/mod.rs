@@ -54,4 +54,10 @@ pub enum ResponderError {
 #[async_trait]
 pub trait Responder: Send + Sync + std::fmt::Debug + 'static {
     async fn reply(&self, request: ReplyRequest) -> Result<Reply, ResponderError>;
+
+    /// How many recent messages this responder wants as [`ReplyRequest::history`]. Reading
+    /// them costs a store read per message, so a responder that ignores history says 0.
+    fn history_len(&self) -> usize {
+        20
+    }
 }
