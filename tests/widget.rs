@@ -413,3 +413,39 @@ async fn shutdown_tells_every_socket_to_go_away() {
     assert_eq!(closed, Closed::Code(CloseCode::Away), "1001 tells the widget to reconnect");
     stopping.await.expect("stop task").expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_of_retries_never_overtake_earlier_messages() {
+    let server = start_with(|s| {
+        s.gateway.rate_per_second = 10_000;
+        s.gateway.rate_burst = 10_000;
+    })
+    .await;
+    let c = server.client().await;
+    let (mut sink, mut c) = c.split();
+    sink.send(json!({"type": "hello", "bot_id": "demo"})).await.expect("send");
+    // Every message twice in a row, without waiting: the retry's ack travels on the
+    // connection's own queue and may be ready before the original's echo.
+    let n = 30;
+    tokio::spawn(async move {
+        for i in 0..n {
+            for _ in 0..2 {
+                let frame =
+                    json!({"type": "message", "client_msg_id": format!("r{i}"), "text": "hello"});
+                sink.send(frame).await.expect("send");
+            }
+        }
+    });
+    let last = 1 + 2 * n as u64;
+    let mut seen = Vec::new();
+    while seen.last() != Some(&last) {
+        let f = c.recv().await;
+        if matches!(f["type"].as_str(), Some("message" | "stream_end")) {
+            seen.push(f["seq"].as_u64().expect("seq"));
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "seqs went backwards: {seen:?}");
+    let mut distinct = seen.clone();
+    distinct.dedup();
+    assert_eq!(distinct, (1..=last).collect::<Vec<_>>(), "every seq, none skipped");
+}

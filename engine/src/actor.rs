@@ -109,18 +109,16 @@ impl ConversationActor {
 
     async fn run(mut self, mut rx: mpsc::Receiver<ActorMsg>) {
         let Some(mut state) = self.hydrate_with_retry().await else {
-            // The store is unreachable: refuse what is queued and stop; the next event retries.
-            self.deregister(&mut rx);
-            while let Ok(msg) = rx.try_recv() {
-                self.reject(&msg, &EngineError::Internal);
-            }
-            self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
-            return;
+            return self.give_up(&mut rx);
         };
         let idle = self.deps.settings.idle_passivate();
         loop {
             match tokio::time::timeout(idle, rx.recv()).await {
-                Ok(Some(msg)) => self.handle_supervised(&mut state, msg).await,
+                Ok(Some(msg)) => {
+                    if !self.handle_supervised(&mut state, msg).await {
+                        return self.give_up(&mut rx);
+                    }
+                }
                 Ok(None) => break,
                 Err(_idle) => {
                     if self.in_flight.is_empty() && self.deregister(&mut rx) {
@@ -134,8 +132,28 @@ impl ConversationActor {
         self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
     }
 
+    /// The store stayed unreachable: leave the supervisor, refuse everything queued, and stop.
+    /// The next event for the conversation starts a fresh actor, which tries again.
+    fn give_up(&mut self, rx: &mut mpsc::Receiver<ActorMsg>) {
+        tracing::error!(conversation = %self.key.conversation_id, "cannot load the conversation; stopping its actor");
+        if let Some(supervisor) = self.supervisor.upgrade() {
+            supervisor.remove(&self.key.conversation_id, self.generation);
+        }
+        // Removed under the supervisor's lock, so only a sender already waiting for a slot can
+        // still get in before the close; the drain below answers it too.
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            self.reject(&msg, &EngineError::Internal);
+        }
+        for (_, stream) in self.in_flight.drain() {
+            stream.abort();
+        }
+        self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
+    }
+
     /// Removes this actor from its supervisor and closes the mailbox, if nothing is queued.
-    /// Anything that slipped in is handed to the supervisor again, which starts a successor.
+    /// Anything that slipped in is handed to the supervisor again, in order, which starts a
+    /// successor.
     fn deregister(&self, rx: &mut mpsc::Receiver<ActorMsg>) -> bool {
         let Some(supervisor) = self.supervisor.upgrade() else {
             rx.close();
@@ -146,8 +164,14 @@ impl ConversationActor {
         }
         rx.close();
         let mut leftovers = Vec::new();
-        while let Ok(ActorMsg::Inbound(envelope)) = rx.try_recv() {
-            leftovers.push(envelope);
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                ActorMsg::Inbound(envelope) => leftovers.push(envelope),
+                // Cannot happen: we only passivate with no stream in flight.
+                ActorMsg::ReplyDone(done) => {
+                    tracing::warn!(stream = %done.stream_id, "a reply finished after its actor stopped")
+                }
+            }
         }
         if !leftovers.is_empty() {
             self.deps.runtime.spawn(async move {
@@ -187,8 +211,9 @@ impl ConversationActor {
         Ok(State { bot: Arc::new(bot), intents: Arc::new(intents), last_seq })
     }
 
-    /// Handles one message; a panic restarts the actor's state from the store.
-    async fn handle_supervised(&mut self, state: &mut State, msg: ActorMsg) {
+    /// Handles one message; a panic restarts the actor's state from the store. Returns false
+    /// when that restart failed (the store is unreachable).
+    async fn handle_supervised(&mut self, state: &mut State, msg: ActorMsg) -> bool {
         let origin = match &msg {
             ActorMsg::Inbound(envelope) => {
                 envelope.origin.map(|conn| (conn, client_msg_id(envelope)))
@@ -196,18 +221,19 @@ impl ConversationActor {
             ActorMsg::ReplyDone(_) => None,
         };
         if AssertUnwindSafe(self.handle(state, msg)).catch_unwind().await.is_ok() {
-            return;
+            return true;
         }
         self.deps.metrics.actor_restarts.fetch_add(1, Relaxed);
         tracing::error!(conversation = %self.key.conversation_id, "conversation actor panicked; restarting from the store");
         if let Some((conn, client_msg_id)) = origin {
             self.publish_rejection(Some(conn), client_msg_id, &EngineError::Internal);
         }
-        loop {
-            if let Some(fresh) = self.hydrate_with_retry().await {
+        match self.hydrate_with_retry().await {
+            Some(fresh) => {
                 *state = fresh;
-                return;
+                true
             }
+            None => false,
         }
     }
 
@@ -296,26 +322,36 @@ impl ConversationActor {
         let task = self.deps.runtime.spawn(async move {
             let mut text = String::new();
             let (mut intent, mut confidence) = (None, None);
-            match responder.reply(request).await {
-                Ok(mut reply) => {
-                    (intent, confidence) = (reply.intent.take(), reply.confidence);
-                    while let Some(token) = reply.tokens.next().await {
-                        match token {
-                            Ok(delta) => {
-                                text.push_str(&delta);
-                                bus.publish(&key, Event::Token { stream_id: id.clone(), delta });
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "bot stream broke off");
-                                break;
+            let streamed = AssertUnwindSafe(async {
+                match responder.reply(request).await {
+                    Ok(mut reply) => {
+                        (intent, confidence) = (reply.intent.take(), reply.confidence);
+                        while let Some(token) = reply.tokens.next().await {
+                            match token {
+                                Ok(delta) => {
+                                    text.push_str(&delta);
+                                    bus.publish(
+                                        &key,
+                                        Event::Token { stream_id: id.clone(), delta },
+                                    );
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "bot stream broke off");
+                                    break;
+                                }
                             }
                         }
                     }
+                    Err(e) => tracing::warn!(error = %e, "responder failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, "responder failed"),
+            })
+            .catch_unwind()
+            .await;
+            if streamed.is_err() {
+                tracing::error!("the responder panicked; answering with the fallback message");
             }
             if text.trim().is_empty() {
-                text = fallback; // The visitor always gets an answer.
+                text = fallback; // The visitor always gets an answer, and the actor its ReplyDone.
             }
             let done = ReplyDone { stream_id: id, text, intent, confidence };
             // The actor stays alive while a stream is in flight, so this only fails on shutdown.

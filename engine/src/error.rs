@@ -15,6 +15,8 @@ pub enum EngineError {
     InvalidResumeToken,
     #[error("this workspace has too many live conversations; try again shortly")]
     TenantAtCapacity,
+    #[error("this conversation is overloaded; retry shortly with the same client_msg_id")]
+    ConversationBusy,
     #[error("the engine is shutting down")]
     ShuttingDown,
     #[error("the conversation failed to process this event; it was not stored")]
@@ -32,6 +34,7 @@ impl EngineError {
             Self::ConversationNotFound => "conversation_not_found",
             Self::InvalidResumeToken => "invalid_resume_token",
             Self::TenantAtCapacity => "tenant_at_capacity",
+            Self::ConversationBusy => "conversation_busy",
             Self::ShuttingDown => "shutting_down",
             Self::Internal | Self::Store(_) => "internal",
         }

@@ -31,6 +31,11 @@ use crate::{
     model::{ConversationId, ConversationKey, TenantId},
 };
 
+/// How long a sender waits for room in a full mailbox before the event is refused: long enough
+/// to ride out a burst, short enough that a stuck conversation (store down) does not hold the
+/// sender's socket hostage.
+const MAILBOX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug)]
 pub(crate) struct TenantSupervisor {
     tenant_id: TenantId,
@@ -94,10 +99,22 @@ impl TenantSupervisor {
                     }
                 }
             };
-            match tx.send(msg).await {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::SendError(m)) => msg = m,
+            match tokio::time::timeout(MAILBOX_WAIT, tx.send(msg)).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(mpsc::error::SendError(m))) => msg = m,
+                Err(_) => {
+                    self.deps.metrics.inbound_rejected.fetch_add(1, Relaxed);
+                    return Err(EngineError::ConversationBusy);
+                }
             }
+        }
+    }
+
+    /// Forgets an actor that is stopping for good (its store is unreachable).
+    pub(crate) fn remove(&self, conversation: &ConversationId, generation: u64) {
+        let mut actors = self.actors.lock();
+        if actors.get(conversation).is_some_and(|h| h.generation == generation) {
+            actors.remove(conversation);
         }
     }
 

@@ -31,6 +31,9 @@ use crate::protocol::{
 /// How long a closing socket waits for the client's close frame.
 const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Bot streams one socket tracks at once; more means stream_ends were lost to lag.
+const MAX_OPEN_STREAMS: usize = 64;
+
 /// Messages read from the store per replay page.
 const REPLAY_PAGE: usize = 500;
 
@@ -262,8 +265,12 @@ impl Connection {
         };
         // Subscribe before reading the store, so nothing falls between replay and live.
         *subscription = Some(self.state.engine.subscribe(&opened.key, Some(self.id)));
-        self.open =
-            Some(Open { key: opened.key.clone(), last_sent_seq: 0, streams: HashSet::new() });
+        self.open = Some(Open {
+            key: opened.key.clone(),
+            // What the client says it has (never beyond what exists) counts as sent.
+            last_sent_seq: last_seq.unwrap_or(0).min(opened.last_seq),
+            streams: HashSet::new(),
+        });
         self.send(&ServerFrame::Welcome {
             conversation_id: opened.key.conversation_id.0.clone(),
             resume_token: opened.resume_token,
@@ -371,6 +378,16 @@ impl Connection {
                 return Ok(Flow::Continue);
             }
         };
+        let stored_seq = match &*event {
+            Event::Message { message } | Event::StreamEnd { message, .. } => Some(message.seq),
+            _ => None,
+        };
+        let sent = self.open.as_ref().map_or(0, |o| o.last_sent_seq);
+        if stored_seq.is_some_and(|seq| seq > sent + 1) {
+            // A stored message never reached the bus (its actor panicked right after storing
+            // it): fill the gap from the store first, so this socket's seqs stay contiguous.
+            self.replay_after(sent).await?;
+        }
         let Some(open) = self.open.as_mut() else {
             return Ok(Flow::Continue);
         };
@@ -383,11 +400,21 @@ impl Connection {
                 open.last_sent_seq = message.seq;
                 ServerFrame::Message(MessageFrame::from(message))
             }
+            // An ack re-sends a message this socket already has. One beyond `last_sent_seq`
+            // overtook the broadcast (acks travel on their own queue): its echo is still on the
+            // way, or comes with a replay, and must not jump ahead of earlier seqs.
             Event::Ack { conn, message } if Some(*conn) == me => {
+                if message.seq > open.last_sent_seq {
+                    return Ok(Flow::Continue);
+                }
                 ServerFrame::Message(MessageFrame::from(message))
             }
             Event::Ack { .. } => return Ok(Flow::Continue),
             Event::StreamStart { stream_id, sender } => {
+                if open.streams.len() >= MAX_OPEN_STREAMS {
+                    // Only a lost stream_end leaves an entry behind; forget those.
+                    open.streams.clear();
+                }
                 open.streams.insert(stream_id.clone());
                 ServerFrame::StreamStart { stream_id: stream_id.clone(), sender: *sender }
             }
@@ -471,7 +498,12 @@ impl Connection {
                 return Ok(());
             }
         };
-        self.ws.text(json).await.map_err(|_| Gone)
+        // A client that stops reading fills the session's queue; give up on it after the
+        // heartbeat timeout rather than parking this task (and its heartbeat) forever.
+        match tokio::time::timeout(self.state.settings.client_timeout(), self.ws.text(json)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(Gone),
+        }
     }
 }
 

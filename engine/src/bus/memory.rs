@@ -84,14 +84,17 @@ impl Bus for InProcessBus {
                 channels.entry(key.clone()).or_insert_with(|| broadcast::channel(self.buffer).0);
             tx.subscribe()
         };
-        let direct = conn.map(|conn| {
-            let (tx, rx) = mpsc::channel(DIRECT_QUEUE);
-            self.directs.lock().insert(conn, tx);
-            rx
-        });
+        let (direct, mine) = match conn {
+            Some(conn) => {
+                let (tx, rx) = mpsc::channel(DIRECT_QUEUE);
+                self.directs.lock().insert(conn, tx.clone());
+                (Some(rx), Some((conn, tx)))
+            }
+            None => (None, None),
+        };
         let guard = SubscriptionGuard {
             key: key.clone(),
-            conn,
+            direct: mine,
             channels: Arc::downgrade(&self.channels),
             directs: Arc::downgrade(&self.directs),
         };
@@ -110,7 +113,9 @@ impl Bus for InProcessBus {
 #[derive(Debug)]
 struct SubscriptionGuard {
     key: ConversationKey,
-    conn: Option<ConnId>,
+    /// The connection and its queue's sender: removed only if still the registered one, since
+    /// a newer subscription of the same connection may have replaced it.
+    direct: Option<(ConnId, mpsc::Sender<Arc<Event>>)>,
     channels: Weak<Channels>,
     directs: Weak<Directs>,
 }
@@ -119,8 +124,11 @@ impl Drop for SubscriptionGuard {
     fn drop(&mut self) {
         // Runs after the subscription's receiver is dropped (fields drop in order), so the
         // receiver count no longer includes it.
-        if let (Some(conn), Some(directs)) = (self.conn, self.directs.upgrade()) {
-            directs.lock().remove(&conn);
+        if let (Some((conn, mine)), Some(directs)) = (&self.direct, self.directs.upgrade()) {
+            let mut directs = directs.lock();
+            if directs.get(conn).is_some_and(|tx| tx.same_channel(mine)) {
+                directs.remove(conn);
+            }
         }
         if let Some(channels) = self.channels.upgrade() {
             let mut channels = channels.lock();
