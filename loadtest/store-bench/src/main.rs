@@ -36,6 +36,20 @@ struct Append {
     body: Vec<u8>,
 }
 
+impl Append {
+    /// Client `client`'s `i`-th append to conversation (t, c), with seq `i + 1`.
+    fn nth(client: usize, i: u64, t: &Arc<str>, c: &Arc<str>) -> Self {
+        let cid = client_msg_id(client, i);
+        Append {
+            body: message_json(i, t, c, i + 1, &cid),
+            tenant: t.clone(),
+            conversation: c.clone(),
+            client_msg_id: cid,
+            seq: i + 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Stored,
@@ -490,14 +504,7 @@ fn run_direct(
     let mut latencies = Vec::with_capacity(usize::try_from(total)?);
     let start = Instant::now();
     for i in 0..total {
-        let cid = client_msg_id(0, i);
-        let a = Append {
-            body: message_json(i, &t, &c, i + 1, &cid),
-            tenant: t.clone(),
-            conversation: c.clone(),
-            client_msg_id: cid,
-            seq: i + 1,
-        };
+        let a = Append::nth(0, i, &t, &c);
         let submitted = Instant::now();
         let outcome = engine.apply_batch(&[&a])?;
         latencies.push(u64::try_from(submitted.elapsed().as_micros())?);
@@ -570,14 +577,7 @@ fn run_group_commit(
                     let mut latencies = Vec::with_capacity(usize::try_from(n)?);
                     barrier.wait();
                     for i in 0..n {
-                        let cid = client_msg_id(client, i);
-                        let append = Append {
-                            body: message_json(i, &t, &c, i + 1, &cid),
-                            tenant: t.clone(),
-                            conversation: c.clone(),
-                            client_msg_id: cid,
-                            seq: i + 1,
-                        };
+                        let append = Append::nth(client, i, &t, &c);
                         let submitted = Instant::now();
                         tx.send(Request { append, reply: reply.clone() })
                             .map_err(|_| "writer gone")?;
