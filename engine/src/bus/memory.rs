@@ -2,6 +2,7 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     sync::{Arc, OnceLock, Weak},
 };
 
@@ -19,7 +20,29 @@ use crate::model::{ConnId, ConversationKey};
 const DIRECT_QUEUE: usize = 1024;
 
 type Directs = Mutex<HashMap<ConnId, mpsc::Sender<Arc<Event>>>>;
-type Channels = Mutex<HashMap<ConversationKey, broadcast::Sender<Arc<Event>>>>;
+/// Shards of the per-conversation channel map: every token of every conversation looks its
+/// channel up here, so one lock would serialise all streams; 64 shards make collisions rare.
+const CHANNEL_SHARDS: usize = 64;
+
+type Sender = broadcast::Sender<Arc<Event>>;
+
+/// The per-conversation broadcast channels, sharded by conversation.
+struct Channels {
+    shards: Box<[Mutex<HashMap<ConversationKey, Sender>>]>,
+    hasher: RandomState,
+}
+
+impl Channels {
+    fn new() -> Self {
+        let shards = (0..CHANNEL_SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        Self { shards, hasher: RandomState::new() }
+    }
+
+    fn shard(&self, key: &ConversationKey) -> &Mutex<HashMap<ConversationKey, Sender>> {
+        let index = self.hasher.hash_one(key) as usize % self.shards.len();
+        &self.shards[index]
+    }
+}
 
 /// Inbound events go straight to the bound engine; outbound events go through one broadcast
 /// channel per conversation that has subscribers.
@@ -45,7 +68,7 @@ impl InProcessBus {
     pub fn new(buffer: usize) -> Self {
         Self {
             handler: OnceLock::new(),
-            channels: Arc::new(Mutex::new(HashMap::new())),
+            channels: Arc::new(Channels::new()),
             buffer: buffer.max(1),
             directs: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -68,20 +91,19 @@ impl Bus for InProcessBus {
             }
             return;
         }
-        let mut channels = self.channels.lock();
-        if let Some(tx) = channels.get(key)
-            && tx.send(Arc::new(event)).is_err()
-        {
-            // No receiver left: forget the channel.
-            channels.remove(key);
+        // Clone the sender under the shard lock and send outside it: waking receivers never
+        // holds up another conversation. A channel without receivers is removed by the last
+        // subscription's guard, so a failed send here needs no cleanup.
+        let tx = self.channels.shard(key).lock().get(key).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(Arc::new(event));
         }
     }
 
     fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
         let rx = {
-            let mut channels = self.channels.lock();
-            let tx =
-                channels.entry(key.clone()).or_insert_with(|| broadcast::channel(self.buffer).0);
+            let mut shard = self.channels.shard(key).lock();
+            let tx = shard.entry(key.clone()).or_insert_with(|| broadcast::channel(self.buffer).0);
             tx.subscribe()
         };
         let (direct, mine) = match conn {
@@ -131,9 +153,9 @@ impl Drop for SubscriptionGuard {
             }
         }
         if let Some(channels) = self.channels.upgrade() {
-            let mut channels = channels.lock();
-            if channels.get(&self.key).is_some_and(|tx| tx.receiver_count() == 0) {
-                channels.remove(&self.key);
+            let mut shard = channels.shard(&self.key).lock();
+            if shard.get(&self.key).is_some_and(|tx| tx.receiver_count() == 0) {
+                shard.remove(&self.key);
             }
         }
     }
@@ -144,6 +166,10 @@ mod tests {
     use super::*;
     use crate::model::{ConversationId, TenantId};
 
+    fn channel_count(bus: &InProcessBus) -> usize {
+        bus.channels.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
     fn key(c: &str) -> ConversationKey {
         ConversationKey { tenant_id: TenantId::from("t"), conversation_id: ConversationId::from(c) }
     }
@@ -152,13 +178,13 @@ mod tests {
     async fn channels_and_direct_queues_go_away_with_their_last_subscriber() {
         let bus = InProcessBus::new(8);
         let (a, b) = (bus.subscribe(&key("c1"), Some(ConnId(1))), bus.subscribe(&key("c1"), None));
-        assert_eq!(bus.channels.lock().len(), 1);
+        assert_eq!(channel_count(&bus), 1);
         assert_eq!(bus.directs.lock().len(), 1);
         drop(a);
         assert_eq!(bus.directs.lock().len(), 0, "the connection's queue is gone");
-        assert_eq!(bus.channels.lock().len(), 1, "another subscriber remains");
+        assert_eq!(channel_count(&bus), 1, "another subscriber remains");
         drop(b);
-        assert_eq!(bus.channels.lock().len(), 0, "no subscriber left, no channel left");
+        assert_eq!(channel_count(&bus), 0, "no subscriber left, no channel left");
     }
 
     #[tokio::test]
