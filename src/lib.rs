@@ -84,6 +84,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let responder = Arc::new(BuiltinResponder::new(
         Duration::from_millis(settings.responder.token_delay_ms),
         settings.responder.min_confidence,
+        settings.responder.panic_on_text.clone(),
     ));
     let engine = Engine::new(store, bus, responder, settings.engine.clone());
 

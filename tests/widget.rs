@@ -449,3 +449,28 @@ async fn acks_of_retries_never_overtake_earlier_messages() {
     distinct.dedup();
     assert_eq!(distinct, (1..=last).collect::<Vec<_>>(), "every seq, none skipped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responder_that_panics_mid_stream_still_ends_the_stream_and_the_conversation_goes_on() {
+    let server = start_with(|s| {
+        s.responder.panic_on_text = "break the bot".into();
+        s.engine.idle_passivate_secs = 1;
+    })
+    .await;
+    let mut c = server.client().await;
+    c.hello_demo().await;
+    c.say("p1", "break the bot").await;
+    assert_eq!(c.expect("message").await["seq"], 2);
+    let stream = c.read_stream().await;
+    assert_eq!(stream.end["seq"], 3, "the stream is closed and a reply stored");
+    assert!(stream.end["text"].as_str().is_some_and(|t| t.contains("partial")), "{}", stream.end);
+    let ex = c.exchange("p2", "what is parla").await;
+    assert_eq!((ex.echo["seq"].as_u64(), ex.reply.end["seq"].as_u64()), (Some(4), Some(5)));
+    // No stream is left "in flight": the actor can still passivate.
+    let mut waited = 0;
+    while server.metric("parla_actor_passivations_total").await < 1 {
+        waited += 1;
+        assert!(waited < 100, "the actor never passivated");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

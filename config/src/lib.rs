@@ -121,6 +121,8 @@ pub struct ResponderSettings {
     pub token_delay_ms: u64,
     /// Minimum intent confidence to answer with the intent's response.
     pub min_confidence: f32,
+    /// Fault injection for tests (empty = off): this visitor text panics the responder mid-reply.
+    pub panic_on_text: String,
 }
 
 /// The demo tenant and bot.
@@ -238,6 +240,7 @@ mod tests {
             assert_eq!(s.server.listen.port(), 8080);
             assert!(s.demo.enabled);
             assert!(s.engine.panic_on_text.is_empty(), "fault injection must be off by default");
+            assert!(s.responder.panic_on_text.is_empty(), "fault injection must be off by default");
             Ok(())
         });
     }

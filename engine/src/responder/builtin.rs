@@ -19,11 +19,13 @@ pub struct BuiltinResponder {
     /// Pause between tokens, pacing the stream like an LLM's (zero in benchmarks).
     token_delay: Duration,
     min_confidence: f32,
+    /// Fault injection for tests: this exact text makes the stream panic after one token.
+    panic_on_text: String,
 }
 
 impl BuiltinResponder {
-    pub fn new(token_delay: Duration, min_confidence: f32) -> Self {
-        Self { token_delay, min_confidence }
+    pub fn new(token_delay: Duration, min_confidence: f32, panic_on_text: String) -> Self {
+        Self { token_delay, min_confidence, panic_on_text }
     }
 }
 
@@ -127,6 +129,14 @@ impl Responder for BuiltinResponder {
             }
             best => (request.bot.config.fallback_message.clone(), None, best.map(|(_, s)| s)),
         };
+        if !self.panic_on_text.is_empty() && request.text == self.panic_on_text {
+            let tokens = futures_util::stream::iter([Ok("partial".to_owned())]).chain(
+                futures_util::stream::once(async {
+                    panic!("fault injection: responder.panic_on_text matched")
+                }),
+            );
+            return Ok(Reply { intent: None, confidence: None, tokens: tokens.boxed() });
+        }
         let delay = self.token_delay;
         let tokens = futures_util::stream::iter(tokenize(&text)).then(move |token| async move {
             if !delay.is_zero() {
