@@ -43,6 +43,11 @@ struct Args {
     /// Also measure the raw WebSocket baseline in the same run.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     baseline: bool,
+    /// Instead of the load: open this many sockets to `--url`, open a conversation on each
+    /// (`hello`, welcome, greeting), print `holding N`, and keep them idle until stdin closes.
+    /// For measuring the server's memory per live conversation.
+    #[arg(long)]
+    hold: Option<usize>,
 }
 
 /// What one run measured.
@@ -58,6 +63,10 @@ struct Report {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.hold {
+        let url = args.url.as_deref().context("--hold needs --url")?;
+        return hold(url, &args.bot, n).await;
+    }
     println!(
         "| target | conversations | messages | confirmed msg/s | echo p50 ms | echo p99 ms | first token p50 ms | first token p99 ms | reply end p99 ms |"
     );
@@ -210,4 +219,44 @@ async fn start_baseline() -> anyhow::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// Opens `n` conversations and keeps them idle until stdin closes.
+async fn hold(url: &str, bot: &str, n: usize) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut sockets = Vec::with_capacity(n);
+    for i in 0..n {
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .with_context(|| format!("connect socket {i}"))?;
+        ws.send(Message::Text(json!({"type": "hello", "bot_id": bot}).to_string().into())).await?;
+        // Wait for the welcome so every conversation exists before we report.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"welcome\"") => break,
+                Ok(Some(Ok(_))) => continue,
+                other => bail!("socket {i}: no welcome: {other:?}"),
+            }
+        }
+        sockets.push(ws);
+    }
+    println!("holding {n}");
+    // Keep answering pings (each socket is polled) until stdin closes.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    for mut ws in sockets {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    frame = ws.next() => if frame.is_none() { break },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    let _ = stop_tx.send(true);
+    let _ = stop_rx.changed().await;
+    Ok(())
 }
