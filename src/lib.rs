@@ -88,14 +88,23 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     ));
     let engine = Engine::new(store, bus, responder, settings.engine.clone());
 
+    let secret = if settings.auth.jwt_secret.is_empty() {
+        parla_admin_api::auth::load_or_create_secret(&settings.store.data_dir)
+            .context("loading the access-token secret")?
+    } else {
+        settings.auth.jwt_secret.clone().into_bytes()
+    };
+    let admin = Arc::new(parla_admin_api::AdminState {
+        store: engine.store().clone(),
+        tokens: parla_admin_api::auth::AccessTokens::new(&secret, settings.auth.access_ttl_secs),
+        refresh_ttl_secs: settings.auth.refresh_ttl_secs,
+    });
     let (app_engine, gateway) = (engine.clone(), settings.gateway.clone());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut server = HttpServer::new(move || {
-        App::new().configure(parla_gateway::configure(
-            app_engine.clone(),
-            gateway.clone(),
-            shutdown_rx.clone(),
-        ))
+        App::new().configure(parla_admin_api::configure(admin.clone())).configure(
+            parla_gateway::configure(app_engine.clone(), gateway.clone(), shutdown_rx.clone()),
+        )
     })
     // Token frames are tiny and must leave at once: without TCP_NODELAY, Nagle's algorithm holds
     // each one until the client's delayed ACK (~40 ms) arrives.

@@ -166,3 +166,33 @@ async fn a_message_left_unanswered_by_a_kill_is_answered_after_the_restart() {
     again.resume(&welcome, 3).await;
     assert!(again.drain().await.is_empty(), "answered once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_access_tokens_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, addr) = spawn_parla(dir.path()).await;
+    let creds =
+        serde_json::json!({"email": "ann@example.com", "password": "a long enough password"});
+    let mut reg = creds.clone();
+    reg["name"] = "Ann".into();
+    let (status, _) =
+        http_call(addr, "POST", "/api/auth/register", Some(&reg.to_string()), None).await;
+    assert_eq!(status, 201);
+    let (status, session) =
+        http_call(addr, "POST", "/api/auth/login", Some(&creds.to_string()), None).await;
+    assert_eq!(status, 200);
+    let token = session["access_token"].as_str().expect("token").to_owned();
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+
+    let (_child, addr) = spawn_parla(dir.path()).await;
+    let (status, body) = http_call(addr, "GET", "/api/bots", None, Some(&token)).await;
+    assert_eq!(status, 200, "the generated secret was kept in the data dir: {body}");
+    let secret = dir.path().join("jwt-secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret).expect("secret file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner may read the secret");
+    }
+}

@@ -15,6 +15,7 @@ use argon2::{
 };
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+pub use parla_engine::model::Role;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -56,16 +57,6 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 pub fn verify_password(password: &str, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
     Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
-}
-
-/// A member's role in a tenant, most powerful first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Owner,
-    Admin,
-    Agent,
-    Viewer,
 }
 
 /// What an access token asserts.
@@ -159,6 +150,35 @@ pub fn new_opaque_token(prefix: &str) -> (String, String) {
 /// The SHA-256 hex digest under which an opaque token is stored and looked up.
 pub fn token_digest(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The access-token secret kept in `dir/jwt-secret`, created (32 random bytes, mode 0600) on
+/// first use so that tokens survive restarts without the operator configuring anything.
+pub fn load_or_create_secret(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let path = dir.join("jwt-secret");
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= 32 => return Ok(secret),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is shorter than 32 bytes",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    let bytes: [u8; 32] = rand::random();
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes).into_bytes();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path)?;
+    file.write_all(&secret)?;
+    file.sync_all()?;
+    Ok(secret)
 }
 
 #[cfg(test)]

@@ -10,7 +10,52 @@
 //! - [`auth`]: the credential primitives every endpoint builds on — Argon2id password hashes,
 //!   HS256 access tokens (JWT) with their claims, opaque refresh tokens and API keys stored only
 //!   as SHA-256 digests. Pure functions, no I/O.
+//! - [`error`]: the one error shape and its stable codes.
+//! - [`routes`]: handlers. Built so far: `POST /api/auth/{register,login,refresh,logout}` and
+//!   `GET /api/bots`; the rest of issue 3 is not built yet.
 //!
-//! The endpoints themselves (issue 3) are not built yet.
+//! # Concurrency model
+//! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
+//! stalls a worker.
 
 pub mod auth;
+pub mod error;
+pub mod routes;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use parla_engine::store::Store;
+
+/// What the admin API's handlers share.
+#[derive(Debug)]
+pub struct AdminState {
+    pub store: Arc<dyn Store>,
+    pub tokens: auth::AccessTokens,
+    /// Refresh token lifetime.
+    pub refresh_ttl_secs: u64,
+}
+
+/// Mounts `/api`. Malformed JSON bodies are answered in the API's error shape.
+pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let json = web::JsonConfig::default().limit(64 * 1024).error_handler(|err, _| {
+            error::ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "malformed_body",
+                format!("invalid JSON body: {err}"),
+            )
+            .into()
+        });
+        cfg.service(
+            web::scope("/api")
+                .app_data(web::Data::from(state))
+                .app_data(json)
+                .route("/auth/register", web::post().to(routes::register))
+                .route("/auth/login", web::post().to(routes::login))
+                .route("/auth/refresh", web::post().to(routes::refresh))
+                .route("/auth/logout", web::post().to(routes::logout))
+                .route("/bots", web::get().to(routes::list_bots)),
+        );
+    }
+}

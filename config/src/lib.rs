@@ -46,7 +46,33 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub gateway: GatewaySettings,
     pub responder: ResponderSettings,
+    pub auth: AuthSettings,
     pub demo: DemoSettings,
+}
+
+/// The admin API's credentials.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret for access tokens; empty = generated once and kept in the data dir.
+    /// Never serialised (so `parla config` cannot print it).
+    #[serde(skip_serializing)]
+    pub jwt_secret: String,
+    /// Access token lifetime.
+    pub access_ttl_secs: u64,
+    /// Refresh token lifetime.
+    pub refresh_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets are never printed.
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &if self.jwt_secret.is_empty() { "<generated>" } else { "<set>" })
+            .field("access_ttl_secs", &self.access_ttl_secs)
+            .field("refresh_ttl_secs", &self.refresh_ttl_secs)
+            .finish()
+    }
 }
 
 /// The HTTP/WebSocket listener.
@@ -166,7 +192,7 @@ impl Settings {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let must_be_positive: [(&'static str, u64); 13] = [
+        let must_be_positive: [(&'static str, u64); 15] = [
             ("store.group_commit_max_batch", self.store.group_commit_max_batch as u64),
             ("store.writer_queue", self.store.writer_queue as u64),
             ("engine.mailbox_capacity", self.engine.mailbox_capacity as u64),
@@ -183,6 +209,8 @@ impl Settings {
             ("gateway.hello_timeout_ms", self.gateway.hello_timeout_ms),
             ("gateway.rate_per_second", u64::from(self.gateway.rate_per_second)),
             ("gateway.rate_burst", u64::from(self.gateway.rate_burst)),
+            ("auth.access_ttl_secs", self.auth.access_ttl_secs),
+            ("auth.refresh_ttl_secs", self.auth.refresh_ttl_secs),
         ];
         if let Some((key, _)) = must_be_positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });
@@ -197,6 +225,12 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "gateway.client_timeout_ms",
                 problem: "must be longer than gateway.heartbeat_interval_ms".into(),
+            });
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
+            return Err(ConfigError::Invalid {
+                key: "auth.jwt_secret",
+                problem: "must be at least 32 bytes (or empty to generate one)".into(),
             });
         }
         if !(0.0..=1.0).contains(&self.responder.min_confidence) {

@@ -53,6 +53,10 @@ id_type!(
     /// A stored message.
     MessageId
 );
+id_type!(
+    /// A member account of a tenant (a person who logs in to the admin API).
+    AccountId
+);
 
 impl ConversationId {
     /// A fresh, time-ordered id.
@@ -91,6 +95,55 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// A member's role in its tenant, most powerful first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Agent,
+    Viewer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccountType {
+    #[default]
+    Individual,
+    Business,
+    Enterprise,
+}
+
+/// A person who administers a tenant. Emails are unique across all tenants (login knows no
+/// tenant) and stored lower-cased.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub tenant_id: TenantId,
+    pub email: String,
+    pub name: String,
+    pub company: Option<String>,
+    pub account_type: AccountType,
+    pub role: Role,
+    /// Argon2id PHC string; never leaves the server.
+    pub password_hash: String,
+    pub email_verified: bool,
+    pub created_at: i64,
+}
+
+/// A refresh token, stored only as the SHA-256 of its value. Tokens rotate: each use issues a
+/// new one in the same `family`; using one twice revokes the whole family (token theft).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    pub digest: String,
+    pub account_id: AccountId,
+    pub tenant_id: TenantId,
+    pub family: String,
+    pub expires_at: i64,
+    /// Set by the first use.
+    pub used: bool,
 }
 
 /// A workspace that owns bots.

@@ -283,3 +283,56 @@ impl Client {
         }
     }
 }
+
+impl TestServer {
+    /// An HTTP/1.1 request with an optional JSON body and bearer token; returns (status, JSON
+    /// body or `null` when empty).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        bearer: Option<&str>,
+    ) -> (u16, Value) {
+        http_call(self.addr, method, path, body, bearer).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> (u16, Value) {
+        self.call("POST", path, Some(&body.to_string()), bearer).await
+    }
+}
+
+/// An HTTP/1.1 request to `addr`; returns (status, JSON body or `null` when empty).
+pub async fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> (u16, Value) {
+    {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let body = body.unwrap_or("");
+        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            addr,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+            .await
+            .expect("http timeout")
+            .expect("read");
+        let raw = String::from_utf8_lossy(&raw).to_string();
+        let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_owned()).unwrap_or_default();
+        let json = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body).expect("JSON body")
+        };
+        (status, json)
+    }
+}

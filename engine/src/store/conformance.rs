@@ -18,6 +18,8 @@ pub async fn run_all(store: &dyn Store) {
     append_is_idempotent_by_client_msg_id(store).await;
     append_refuses_seq_conflicts_and_gaps(store).await;
     append_needs_an_existing_conversation_of_that_tenant(store).await;
+    accounts_have_unique_emails_and_are_scoped(store).await;
+    refresh_tokens_are_single_use_and_revoked_by_family(store).await;
 }
 
 /// Runs the concurrency check; needs a store that can be shared across tasks.
@@ -286,5 +288,68 @@ async fn append_needs_an_existing_conversation_of_that_tenant(store: &dyn Store)
         store.last_seq(&"t-owner".into(), &"c-owned".into()).await.expect("last_seq"),
         0,
         "the owner's conversation is untouched"
+    );
+}
+
+/// An owner account of `tenant`.
+pub fn account(tenant: &str, id: &str, email: &str) -> Account {
+    Account {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        email: email.into(),
+        name: "Ann".into(),
+        company: None,
+        account_type: AccountType::Individual,
+        role: Role::Owner,
+        password_hash: "$argon2id$stub".into(),
+        email_verified: false,
+        created_at: now_ms(),
+    }
+}
+
+async fn accounts_have_unique_emails_and_are_scoped(store: &dyn Store) {
+    let a = account("t-acc-a", "acc-1", "Ann@Example.com");
+    store.create_account(&a).await.expect("create");
+    let found = store.account_by_email("ann@example.COM").await.expect("by email").expect("found");
+    assert_eq!(found.id, a.id, "email lookup ignores case");
+    assert_eq!(found.email, "ann@example.com", "stored lower-cased");
+    assert!(
+        matches!(
+            store.create_account(&account("t-acc-b", "acc-2", "ANN@example.com")).await,
+            Err(StoreError::EmailTaken)
+        ),
+        "an email is unique across tenants"
+    );
+    assert!(store.get_account(&"t-acc-a".into(), &"acc-1".into()).await.expect("get").is_some());
+    assert_eq!(
+        store.get_account(&"t-acc-b".into(), &"acc-1".into()).await.expect("get"),
+        None,
+        "an account is not visible to another tenant"
+    );
+    assert_eq!(store.account_by_email("nobody@example.com").await.expect("lookup"), None);
+}
+
+async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) {
+    let token = |digest: &str, family: &str| RefreshToken {
+        digest: digest.into(),
+        account_id: "acc-r".into(),
+        tenant_id: "t-refresh".into(),
+        family: family.into(),
+        expires_at: now_ms() + 60_000,
+        used: false,
+    };
+    store.put_refresh_token(&token("d1", "fam-1")).await.expect("put");
+    store.put_refresh_token(&token("d2", "fam-1")).await.expect("put");
+    store.put_refresh_token(&token("d3", "fam-2")).await.expect("put");
+    let first = store.use_refresh_token("d1").await.expect("use").expect("exists");
+    assert!(!first.used, "the first use sees an unused token");
+    let second = store.use_refresh_token("d1").await.expect("use").expect("exists");
+    assert!(second.used, "the second use is detected");
+    assert_eq!(store.use_refresh_token("nope").await.expect("use"), None);
+    store.revoke_refresh_family("fam-1").await.expect("revoke");
+    assert_eq!(store.use_refresh_token("d2").await.expect("use"), None, "family revoked");
+    assert!(
+        store.use_refresh_token("d3").await.expect("use").is_some(),
+        "another family is untouched"
     );
 }

@@ -13,7 +13,10 @@ pub mod redb;
 
 use async_trait::async_trait;
 
-use crate::model::{Bot, BotId, Conversation, ConversationId, Intent, Message, Tenant, TenantId};
+use crate::model::{
+    Account, AccountId, Bot, BotId, Conversation, ConversationId, Intent, Message, RefreshToken,
+    Tenant, TenantId,
+};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +24,9 @@ pub enum StoreError {
     /// The conversation a message is appended to does not exist for that tenant.
     #[error("conversation not found")]
     ConversationNotFound,
+    /// An account with that email exists (in any tenant).
+    #[error("email already registered")]
+    EmailTaken,
     /// Bot ids are global and this one belongs to another tenant.
     #[error("bot id is taken")]
     BotIdTaken,
@@ -100,4 +106,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Vec<Message>>;
     /// The highest stored seq of a conversation, 0 if it has none.
     async fn last_seq(&self, tenant: &TenantId, conversation: &ConversationId) -> StoreResult<u64>;
+
+    /// Creates an account; [`StoreError::EmailTaken`] if its (lower-cased) email exists.
+    async fn create_account(&self, account: &Account) -> StoreResult<()>;
+    /// Finds an account by email alone: the login entry point, which knows no tenant.
+    async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>>;
+    async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>>;
+
+    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Marks the token with this digest used and returns it as it was before (so `used: true`
+    /// means this is a reuse). Atomic: two concurrent uses see one `false` and one `true`.
+    async fn use_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Deletes every token of a family (logout, or reuse detected).
+    async fn revoke_refresh_family(&self, family: &str) -> StoreResult<()>;
 }

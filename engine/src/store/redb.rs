@@ -19,7 +19,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, Store, StoreError, StoreResult};
-use crate::model::{Bot, BotId, Conversation, ConversationId, Intent, Message, Tenant, TenantId};
+use crate::model::{
+    Account, AccountId, Bot, BotId, Conversation, ConversationId, Intent, Message, RefreshToken,
+    Tenant, TenantId,
+};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 /// (tenant, bot) → bot JSON.
@@ -34,6 +37,15 @@ const CONVERSATIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new
 const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("messages");
 /// (tenant, conversation, client_msg_id) → seq: the idempotency index.
 const CLIENT_IDS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("client_msg_ids");
+/// (tenant, account) → account JSON.
+const ACCOUNTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("accounts");
+/// lower-cased email → (tenant, account): login's entry point, and email uniqueness.
+const ACCOUNT_EMAILS: TableDefinition<&str, (&str, &str)> = TableDefinition::new("account_emails");
+/// SHA-256 of a refresh token → its record (JSON).
+const REFRESH_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
+/// (family, digest) → 0: the tokens of a family, to revoke them together.
+const REFRESH_FAMILIES: TableDefinition<(&str, &str), u8> =
+    TableDefinition::new("refresh_families");
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -53,11 +65,23 @@ enum WriteOp {
     PutIntents(TenantId, BotId, Vec<Intent>),
     CreateConversation(Conversation),
     Append(Message),
+    CreateAccount(Account),
+    PutRefresh(RefreshToken),
+    UseRefresh(String),
+    RevokeFamily(String),
+}
+
+/// What a write produced, for the writes that produce something.
+#[derive(Debug)]
+enum Outcome {
+    Done,
+    Appended(Appended),
+    Refresh(Option<RefreshToken>),
 }
 
 struct WriteRequest {
     op: WriteOp,
-    reply: oneshot::Sender<StoreResult<Option<Appended>>>,
+    reply: oneshot::Sender<StoreResult<Outcome>>,
 }
 
 /// The embedded redb store. Cloning shares the database and its writer.
@@ -89,6 +113,10 @@ impl RedbStore {
             txn.open_table(CONVERSATIONS).map_err(backend)?;
             txn.open_table(MESSAGES).map_err(backend)?;
             txn.open_table(CLIENT_IDS).map_err(backend)?;
+            txn.open_table(ACCOUNTS).map_err(backend)?;
+            txn.open_table(ACCOUNT_EMAILS).map_err(backend)?;
+            txn.open_table(REFRESH_TOKENS).map_err(backend)?;
+            txn.open_table(REFRESH_FAMILIES).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -102,7 +130,7 @@ impl RedbStore {
         Ok(Self { db, writer: tx })
     }
 
-    async fn write(&self, op: WriteOp) -> StoreResult<Option<Appended>> {
+    async fn write(&self, op: WriteOp) -> StoreResult<Outcome> {
         let (reply, rx) = oneshot::channel();
         self.writer.send(WriteRequest { op, reply }).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -148,10 +176,7 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteRequest>, max_batch: u
 /// Applies every write of a batch in one transaction. Each op checks before it writes, so an op
 /// refused for a logical reason (duplicate, seq conflict) leaves nothing behind; only a backend
 /// failure fails the whole batch.
-fn apply_batch(
-    db: &Database,
-    batch: &[WriteRequest],
-) -> StoreResult<Vec<StoreResult<Option<Appended>>>> {
+fn apply_batch(db: &Database, batch: &[WriteRequest]) -> StoreResult<Vec<StoreResult<Outcome>>> {
     let txn = db.begin_write().map_err(backend)?;
     let mut results = Vec::with_capacity(batch.len());
     for req in batch {
@@ -166,7 +191,7 @@ fn apply_batch(
     Ok(results)
 }
 
-fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Option<Appended>> {
+fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
     match op {
         WriteOp::PutTenant(t) => {
             let bytes = encode(t)?;
@@ -206,9 +231,62 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Option<Appended>> 
             }
             table.insert(key, bytes.as_slice()).map_err(backend)?;
         }
-        WriteOp::Append(m) => return append(txn, m).map(Some),
+        WriteOp::Append(m) => return append(txn, m).map(Outcome::Appended),
+        WriteOp::CreateAccount(a) => {
+            let mut emails = txn.open_table(ACCOUNT_EMAILS).map_err(backend)?;
+            if emails.get(a.email.as_str()).map_err(backend)?.is_some() {
+                return Err(StoreError::EmailTaken);
+            }
+            let bytes = encode(a)?;
+            emails
+                .insert(a.email.as_str(), (a.tenant_id.as_str(), a.id.as_str()))
+                .map_err(backend)?;
+            txn.open_table(ACCOUNTS)
+                .map_err(backend)?
+                .insert((a.tenant_id.as_str(), a.id.as_str()), bytes.as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::PutRefresh(t) => {
+            let bytes = encode(t)?;
+            txn.open_table(REFRESH_TOKENS)
+                .map_err(backend)?
+                .insert(t.digest.as_str(), bytes.as_slice())
+                .map_err(backend)?;
+            txn.open_table(REFRESH_FAMILIES)
+                .map_err(backend)?
+                .insert((t.family.as_str(), t.digest.as_str()), 0)
+                .map_err(backend)?;
+        }
+        WriteOp::UseRefresh(digest) => {
+            let mut tokens = txn.open_table(REFRESH_TOKENS).map_err(backend)?;
+            let before: Option<RefreshToken> = match tokens.get(digest.as_str()).map_err(backend)? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            if let Some(token) = &before
+                && !token.used
+            {
+                let used = RefreshToken { used: true, ..token.clone() };
+                let bytes = encode(&used)?;
+                tokens.insert(digest.as_str(), bytes.as_slice()).map_err(backend)?;
+            }
+            return Ok(Outcome::Refresh(before));
+        }
+        WriteOp::RevokeFamily(family) => {
+            let mut families = txn.open_table(REFRESH_FAMILIES).map_err(backend)?;
+            let digests: Vec<String> = families
+                .range((family.as_str(), "")..=(family.as_str(), "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|entry| entry.map(|(k, _)| k.value().1.to_owned()).map_err(backend))
+                .collect::<StoreResult<_>>()?;
+            let mut tokens = txn.open_table(REFRESH_TOKENS).map_err(backend)?;
+            for digest in &digests {
+                tokens.remove(digest.as_str()).map_err(backend)?;
+                families.remove((family.as_str(), digest.as_str())).map_err(backend)?;
+            }
+        }
     }
-    Ok(None)
+    Ok(Outcome::Done)
 }
 
 fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
@@ -357,9 +435,10 @@ impl Store for RedbStore {
     }
 
     async fn append(&self, message: &Message) -> StoreResult<Appended> {
-        self.write(WriteOp::Append(message.clone()))
-            .await?
-            .ok_or_else(|| StoreError::Backend("append returned no outcome".into()))
+        match self.write(WriteOp::Append(message.clone())).await? {
+            Outcome::Appended(appended) => Ok(appended),
+            other => Err(StoreError::Backend(format!("append returned {other:?}"))),
+        }
     }
 
     async fn messages_after(
@@ -391,6 +470,54 @@ impl Store for RedbStore {
             last_seq_in(&table, tenant.as_str(), conversation.as_str())
         })
         .await
+    }
+
+    async fn create_account(&self, account: &Account) -> StoreResult<()> {
+        let mut account = account.clone();
+        account.email = account.email.to_lowercase();
+        self.write(WriteOp::CreateAccount(account)).await.map(drop)
+    }
+
+    async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>> {
+        let email = email.to_lowercase();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let emails = txn.open_table(ACCOUNT_EMAILS).map_err(backend)?;
+            let Some(owner) = emails.get(email.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let (tenant, id) = owner.value();
+            let accounts = txn.open_table(ACCOUNTS).map_err(backend)?;
+            let found = accounts.get((tenant, id)).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(ACCOUNTS).map_err(backend)?;
+            let found = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        self.write(WriteOp::PutRefresh(token.clone())).await.map(drop)
+    }
+
+    async fn use_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshToken>> {
+        match self.write(WriteOp::UseRefresh(digest.to_owned())).await? {
+            Outcome::Refresh(before) => Ok(before),
+            other => Err(StoreError::Backend(format!("use_refresh_token returned {other:?}"))),
+        }
+    }
+
+    async fn revoke_refresh_family(&self, family: &str) -> StoreResult<()> {
+        self.write(WriteOp::RevokeFamily(family.to_owned())).await.map(drop)
     }
 }
 

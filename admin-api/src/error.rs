@@ -1,0 +1,78 @@
+//! The one place where errors become HTTP responses: `{"error": {"code", "message", "details"}}`
+//! with stable snake_case codes. Internal detail (store errors, paths) never reaches a client.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use parla_engine::store::StoreError;
+use serde_json::json;
+
+use crate::auth::AuthError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: serde_json::Value::Null }
+    }
+
+    /// A request field failed validation; `details.field` names it.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message);
+        e.details = json!({ "field": field });
+        e
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details }
+        }))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::EmailTaken => {
+                Self::new(StatusCode::CONFLICT, "email_taken", "this email is already registered")
+            }
+            other => {
+                tracing::error!(error = %other, "store error in the admin API");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::WeakPassword => Self::invalid("password", e.to_string()),
+            AuthError::TokenExpired => Self::unauthorized("token_expired", e.to_string()),
+            AuthError::TokenInvalid => Self::unauthorized("token_invalid", e.to_string()),
+            AuthError::Internal => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}

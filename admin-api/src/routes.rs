@@ -1,0 +1,269 @@
+//! Handlers of `/api/auth/*` and `/api/bots`. Thin: decode, call the store and the credential
+//! primitives, encode; every error goes through [`ApiError`].
+
+use std::{
+    future::{Ready, ready},
+    sync::OnceLock,
+};
+
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, http::StatusCode, web};
+use parla_engine::model::{
+    Account, AccountId, AccountType, RefreshToken, Role, Tenant, TenantId, now_ms,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    AdminState,
+    auth::{self, AccessClaims},
+    error::ApiError,
+};
+
+/// An authenticated caller: the verified claims of its bearer token.
+#[derive(Debug)]
+pub struct Caller(pub AccessClaims);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(caller(req))
+    }
+}
+
+fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let state = req.app_data::<web::Data<AdminState>>().ok_or_else(|| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    })?;
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::unauthorized("unauthenticated", "send Authorization: Bearer <token>")
+        })?;
+    let token = header.strip_prefix("Bearer ").ok_or_else(|| {
+        ApiError::unauthorized("unauthenticated", "send Authorization: Bearer <token>")
+    })?;
+    Ok(Caller(state.tokens.verify(token.trim())?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    email: String,
+    password: String,
+    name: String,
+    company: Option<String>,
+    account_type: Option<AccountType>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    refresh_token: String,
+}
+
+fn validate_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.contains(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if !valid {
+        return Err(ApiError::invalid("email", "not a valid email address"));
+    }
+    Ok(email)
+}
+
+fn validate_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::invalid(field, format!("must be 1 to {max} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+/// Argon2 is deliberately slow: run it off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))
+}
+
+/// `POST /api/auth/register`: a new workspace (tenant) with this account as its owner.
+pub async fn register(
+    state: web::Data<AdminState>,
+    body: web::Json<RegisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let email = validate_email(&body.email)?;
+    let name = validate_text("name", &body.name, 200)?;
+    let company = body.company.as_deref().map(|c| validate_text("company", c, 200)).transpose()?;
+    auth::validate_password(&body.password)?;
+    let password = body.password;
+    let password_hash = blocking(move || auth::hash_password(&password)).await??;
+    let now = now_ms();
+    let tenant = Tenant {
+        id: TenantId(uuid::Uuid::now_v7().simple().to_string()),
+        name: company.clone().unwrap_or_else(|| format!("{name}'s workspace")),
+        created_at: now,
+    };
+    let account = Account {
+        id: AccountId(uuid::Uuid::now_v7().simple().to_string()),
+        tenant_id: tenant.id.clone(),
+        email,
+        name,
+        company,
+        account_type: body.account_type.unwrap_or_default(),
+        role: Role::Owner,
+        password_hash,
+        email_verified: false,
+        created_at: now,
+    };
+    // The account first: it is what enforces email uniqueness.
+    state.store.create_account(&account).await?;
+    state.store.put_tenant(&tenant).await?;
+    Ok(HttpResponse::Created().json(json!({
+        "account": account_json(&account),
+        "tenant": { "id": tenant.id, "name": tenant.name },
+    })))
+}
+
+fn account_json(a: &Account) -> serde_json::Value {
+    json!({
+        "id": a.id, "email": a.email, "name": a.name, "company": a.company,
+        "account_type": a.account_type, "role": a.role, "tenant_id": a.tenant_id,
+        "email_verified": a.email_verified,
+    })
+}
+
+/// A PHC hash nobody's password matches, verified when the email is unknown so that a miss
+/// costs the same time as a wrong password (no account enumeration by timing).
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        auth::hash_password("parla-dummy-password-never-matches").unwrap_or_default()
+    })
+}
+
+/// `POST /api/auth/login`.
+pub async fn login(
+    state: web::Data<AdminState>,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let account = state.store.account_by_email(body.email.trim()).await?;
+    let hash =
+        account.as_ref().map_or_else(|| dummy_hash().to_owned(), |a| a.password_hash.clone());
+    let password = body.password;
+    let matches = blocking(move || auth::verify_password(&password, &hash)).await?;
+    let Some(account) = account.filter(|_| matches) else {
+        return Err(ApiError::unauthorized("invalid_credentials", "wrong email or password"));
+    };
+    let family = uuid::Uuid::new_v4().simple().to_string();
+    Ok(HttpResponse::Ok()
+        .json(issue_session(&state, &account.id, &account.tenant_id, account.role, family).await?))
+}
+
+/// A new access token and a new refresh token in `family`.
+async fn issue_session(
+    state: &AdminState,
+    account: &AccountId,
+    tenant: &TenantId,
+    role: Role,
+    family: String,
+) -> Result<serde_json::Value, ApiError> {
+    let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
+    let (access_token, claims) =
+        state.tokens.issue(account.as_str(), tenant.as_str(), role, now_secs)?;
+    let (refresh_token, digest) = auth::new_opaque_token("prt_");
+    let ttl_ms = i64::try_from(state.refresh_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    state
+        .store
+        .put_refresh_token(&RefreshToken {
+            digest,
+            account_id: account.clone(),
+            tenant_id: tenant.clone(),
+            family,
+            expires_at: now_ms().saturating_add(ttl_ms),
+            used: false,
+        })
+        .await?;
+    Ok(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": claims.exp - claims.iat,
+        "refresh_token": refresh_token,
+    }))
+}
+
+/// `POST /api/auth/refresh`: rotates the refresh token. A token used twice revokes its family.
+pub async fn refresh(
+    state: web::Data<AdminState>,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    let digest = auth::token_digest(body.refresh_token.trim());
+    let Some(token) = state.store.use_refresh_token(&digest).await? else {
+        return Err(ApiError::unauthorized(
+            "invalid_refresh_token",
+            "unknown or revoked refresh token",
+        ));
+    };
+    if token.used {
+        // Someone else has this token too: end every session of the family.
+        state.store.revoke_refresh_family(&token.family).await?;
+        tracing::warn!(account = %token.account_id, "refresh token reused; family revoked");
+        return Err(ApiError::unauthorized(
+            "refresh_token_reused",
+            "this refresh token was already used; sign in again",
+        ));
+    }
+    if token.expires_at <= now_ms() {
+        return Err(ApiError::unauthorized("refresh_token_expired", "sign in again"));
+    }
+    let Some(account) = state.store.get_account(&token.tenant_id, &token.account_id).await? else {
+        return Err(ApiError::unauthorized(
+            "invalid_refresh_token",
+            "the account no longer exists",
+        ));
+    };
+    let session =
+        issue_session(&state, &account.id, &account.tenant_id, account.role, token.family).await?;
+    Ok(HttpResponse::Ok().json(session))
+}
+
+/// `POST /api/auth/logout`: revokes the refresh token's family. Idempotent.
+pub async fn logout(
+    state: web::Data<AdminState>,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    let digest = auth::token_digest(body.refresh_token.trim());
+    if let Some(token) = state.store.use_refresh_token(&digest).await? {
+        state.store.revoke_refresh_family(&token.family).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /api/bots`: the caller's tenant's bots.
+pub async fn list_bots(
+    state: web::Data<AdminState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let bots = state.store.list_bots(&TenantId(caller.0.tid)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "data": bots })))
+}

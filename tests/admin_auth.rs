@@ -1,0 +1,167 @@
+//! Admin API authentication through the public door: real HTTP against a server on port 0.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a long enough password";
+
+async fn register(server: &TestServer, email: &str) -> Value {
+    let (status, body) = server
+        .post(
+            "/api/auth/register",
+            json!({"email": email, "password": PASSWORD, "name": "Ann"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+async fn login(server: &TestServer, email: &str) -> Value {
+    let (status, body) =
+        server.post("/api/auth/login", json!({"email": email, "password": PASSWORD}), None).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error shape in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_login_and_list_only_your_tenants_bots() {
+    let server = start().await;
+    let reg = register(&server, "Ann@Example.com").await;
+    assert_eq!(reg["account"]["email"], "ann@example.com");
+    assert_eq!(reg["account"]["role"], "owner");
+    assert!(reg["account"].get("password_hash").is_none(), "the hash never leaves the server");
+
+    let session = login(&server, "ann@example.com").await;
+    assert_eq!(session["token_type"], "Bearer");
+    assert_eq!(session["expires_in"], 900);
+    assert!(session["refresh_token"].as_str().is_some_and(|t| t.starts_with("prt_")));
+    let token = session["access_token"].as_str().expect("token");
+
+    let (status, bots) = server.call("GET", "/api/bots", None, Some(token)).await;
+    assert_eq!(status, 200, "{bots}");
+    assert_eq!(bots["data"], json!([]), "a new tenant sees no bots — not the demo tenant's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_errors_are_clear() {
+    let server = start().await;
+    register(&server, "taken@example.com").await;
+    let (status, body) = server
+        .post(
+            "/api/auth/register",
+            json!({"email": "TAKEN@example.com", "password": PASSWORD, "name": "B"}),
+            None,
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (409, "email_taken"));
+    for (payload, field) in [
+        (json!({"email": "not-an-email", "password": PASSWORD, "name": "B"}), "email"),
+        (json!({"email": "b@example.com", "password": "short", "name": "B"}), "password"),
+        (json!({"email": "b@example.com", "password": PASSWORD, "name": "  "}), "name"),
+    ] {
+        let (status, body) = server.post("/api/auth/register", payload, None).await;
+        assert_eq!((status, error_code(&body)), (422, "validation_failed"), "{body}");
+        assert_eq!(body["error"]["details"]["field"], field);
+    }
+    let (status, body) = server.call("POST", "/api/auth/register", Some("{not json"), None).await;
+    assert_eq!((status, error_code(&body)), (400, "malformed_body"));
+    let (status, body) = server
+        .post(
+            "/api/auth/register",
+            json!({"email": "c@example.com", "password": PASSWORD, "name": "C", "role": "owner"}),
+            None,
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "malformed_body"), "unknown fields are refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_and_bad_tokens_get_401() {
+    let server =
+        start_with(|s| s.auth.jwt_secret = "test-secret-test-secret-test-secret!".into()).await;
+    register(&server, "ann@example.com").await;
+    for (email, password) in
+        [("ann@example.com", "wrong password!!"), ("nobody@example.com", PASSWORD)]
+    {
+        let (status, body) = server
+            .post("/api/auth/login", json!({"email": email, "password": password}), None)
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (401, "invalid_credentials"),
+            "same answer either way"
+        );
+    }
+    let (status, body) = server.call("GET", "/api/bots", None, None).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthenticated"));
+    let (status, body) = server.call("GET", "/api/bots", None, Some("garbage")).await;
+    assert_eq!((status, error_code(&body)), (401, "token_invalid"));
+
+    // A token signed with the server's secret but expired an hour ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = json!({"sub": "x", "tid": "demo", "role": "owner", "iat": now - 4000, "exp": now - 3600, "jti": "j"});
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"test-secret-test-secret-test-secret!"),
+    )
+    .expect("encode");
+    let (status, body) = server.call("GET", "/api/bots", None, Some(&expired)).await;
+    assert_eq!((status, error_code(&body)), (401, "token_expired"));
+
+    // The same claims, unexpired, but signed with another secret: a forged token for tenant demo.
+    let forged_claims = json!({"sub": "x", "tid": "demo", "role": "owner", "iat": now, "exp": now + 600, "jti": "j"});
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &forged_claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"not-the-servers-secret-not-the-servers"),
+    )
+    .expect("encode");
+    let (status, body) = server.call("GET", "/api/bots", None, Some(&forged)).await;
+    assert_eq!((status, error_code(&body)), (401, "token_invalid"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_rotates_and_a_reused_refresh_token_revokes_its_family() {
+    let server = start().await;
+    register(&server, "ann@example.com").await;
+    let first = login(&server, "ann@example.com").await;
+    let (status, second) = server
+        .post("/api/auth/refresh", json!({"refresh_token": first["refresh_token"]}), None)
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(second["refresh_token"], first["refresh_token"], "rotated");
+    let (status, _) = server.call("GET", "/api/bots", None, second["access_token"].as_str()).await;
+    assert_eq!(status, 200);
+
+    // The first token again: theft is assumed; the whole family dies, including the new one.
+    let (status, body) = server
+        .post("/api/auth/refresh", json!({"refresh_token": first["refresh_token"]}), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (401, "refresh_token_reused"));
+    let (status, body) = server
+        .post("/api/auth/refresh", json!({"refresh_token": second["refresh_token"]}), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (401, "invalid_refresh_token"));
+
+    // Another login is a new family; logout ends it.
+    let third = login(&server, "ann@example.com").await;
+    let (status, _) = server
+        .post("/api/auth/logout", json!({"refresh_token": third["refresh_token"]}), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = server
+        .post("/api/auth/refresh", json!({"refresh_token": third["refresh_token"]}), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (401, "invalid_refresh_token"));
+}
