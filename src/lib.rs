@@ -96,6 +96,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     };
     let admin = Arc::new(parla_admin_api::AdminState {
         store: engine.store().clone(),
+        engine: engine.clone(),
         tokens: parla_admin_api::auth::AccessTokens::new(&secret, settings.auth.access_ttl_secs),
         refresh_ttl_secs: settings.auth.refresh_ttl_secs,
     });

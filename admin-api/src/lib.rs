@@ -11,14 +11,19 @@
 //!   HS256 access tokens (JWT) with their claims, opaque refresh tokens and API keys stored only
 //!   as SHA-256 digests. Pure functions, no I/O.
 //! - [`error`]: the one error shape and its stable codes.
-//! - [`routes`]: handlers. Built so far: `POST /api/auth/{register,login,refresh,logout}` and
-//!   `GET /api/bots`; the rest of issue 3 is not built yet.
+//! - [`routes`]: auth handlers and the bearer-token extractor: `POST
+//!   /api/auth/{register,login,refresh,logout}`, `GET /api/bots`.
+//! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
+//!
+//! Not built yet (issue 3): TOTP, API keys, invitations and member roles, password reset and
+//! email verification, conversations, rate limits, OpenAPI.
 //!
 //! # Concurrency model
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
 //! stalls a worker.
 
 pub mod auth;
+pub mod bots;
 pub mod error;
 pub mod routes;
 
@@ -31,6 +36,8 @@ use parla_engine::store::Store;
 #[derive(Debug)]
 pub struct AdminState {
     pub store: Arc<dyn Store>,
+    /// Told when a bot changes, so live conversations pick the change up.
+    pub engine: parla_engine::Engine,
     pub tokens: auth::AccessTokens,
     /// Refresh token lifetime.
     pub refresh_ttl_secs: u64,
@@ -55,7 +62,18 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/auth/login", web::post().to(routes::login))
                 .route("/auth/refresh", web::post().to(routes::refresh))
                 .route("/auth/logout", web::post().to(routes::logout))
-                .route("/bots", web::get().to(routes::list_bots)),
+                .route("/bots", web::get().to(routes::list_bots))
+                .route("/bots", web::post().to(bots::create))
+                .route("/bots/{id}", web::get().to(bots::get))
+                .route("/bots/{id}", web::patch().to(bots::update))
+                .route("/bots/{id}", web::delete().to(bots::delete))
+                .route("/bots/{id}/publish", web::post().to(bots::publish))
+                .route("/bots/{id}/pause", web::post().to(bots::pause))
+                .route("/bots/{id}/intents", web::get().to(bots::list_intents))
+                .route("/bots/{id}/intents", web::post().to(bots::create_intent))
+                .route("/bots/{id}/intents/{intent_id}", web::get().to(bots::get_intent))
+                .route("/bots/{id}/intents/{intent_id}", web::patch().to(bots::update_intent))
+                .route("/bots/{id}/intents/{intent_id}", web::delete().to(bots::delete_intent)),
         );
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct ActorHandle {
 struct State {
     bot: Arc<Bot>,
     intents: Arc<Vec<Intent>>,
+    /// The bot's version when `bot` and `intents` were loaded (see `Engine::bot_changed`).
+    bot_version: u64,
     last_seq: u64,
 }
 
@@ -205,10 +207,11 @@ impl ConversationActor {
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
         let conversation =
             store.get_conversation(t, c).await?.ok_or(EngineError::ConversationNotFound)?;
+        let bot_version = self.deps.bot_version(&conversation.bot_id);
         let bot = store.get_bot(t, &conversation.bot_id).await?.ok_or(EngineError::BotNotFound)?;
         let intents = store.list_intents(t, &conversation.bot_id).await?;
         let last_seq = store.last_seq(t, c).await?;
-        Ok(State { bot: Arc::new(bot), intents: Arc::new(intents), last_seq })
+        Ok(State { bot: Arc::new(bot), intents: Arc::new(intents), bot_version, last_seq })
     }
 
     /// Handles one message; a panic restarts the actor's state from the store. Returns false
@@ -298,7 +301,27 @@ impl ConversationActor {
         self.start_reply(state, text).await;
     }
 
-    async fn start_reply(&mut self, state: &State, text: String) {
+    /// Reloads the bot and its intents if they changed since they were loaded.
+    async fn refresh_bot(&self, state: &mut State) {
+        let version = self.deps.bot_version(&state.bot.id);
+        if version == state.bot_version {
+            return;
+        }
+        let t = &self.key.tenant_id;
+        let bot = self.deps.store.get_bot(t, &state.bot.id).await;
+        let intents = self.deps.store.list_intents(t, &state.bot.id).await;
+        match (bot, intents) {
+            (Ok(Some(bot)), Ok(intents)) => {
+                (state.bot, state.intents) = (Arc::new(bot), Arc::new(intents));
+                state.bot_version = version;
+            }
+            // Deleted, or the store failed: keep answering with what we have.
+            _ => tracing::warn!(bot = %state.bot.id, "could not reload a changed bot"),
+        }
+    }
+
+    async fn start_reply(&mut self, state: &mut State, text: String) {
+        self.refresh_bot(state).await;
         let stream_id = uuid::Uuid::now_v7().simple().to_string();
         let Some(me) = self.me.upgrade() else { return };
         let wanted = self.deps.responder.history_len() as u64;

@@ -32,6 +32,15 @@ pub(crate) struct Deps {
     /// engine from its own runtime (actix-web's per-worker ones) never hosts an actor.
     pub runtime: Handle,
     pub metrics: Arc<Metrics>,
+    /// Bumped when a bot or its intents change, so live actors reload them before their next
+    /// reply (a change takes effect on the next message, no restart). Absent = version 0.
+    pub bot_versions: parking_lot::Mutex<HashMap<BotId, u64>>,
+}
+
+impl Deps {
+    pub fn bot_version(&self, bot: &BotId) -> u64 {
+        self.bot_versions.lock().get(bot).copied().unwrap_or(0)
+    }
 }
 
 impl std::fmt::Debug for Deps {
@@ -116,6 +125,7 @@ impl Engine {
             settings,
             runtime: Handle::current(),
             metrics: Arc::new(Metrics::default()),
+            bot_versions: parking_lot::Mutex::new(HashMap::new()),
         });
         let inner = Arc::new(Inner { deps, tenants: Mutex::new(HashMap::new()) });
         bus.bind(Arc::new(Router(Arc::downgrade(&inner))));
@@ -216,6 +226,12 @@ impl Engine {
                 Err(EngineError::Internal)
             }
         }
+    }
+
+    /// Tells live conversations that `bot` or its intents changed in the store: each reloads them
+    /// before its next reply.
+    pub fn bot_changed(&self, bot: &BotId) {
+        *self.inner.deps.bot_versions.lock().entry(bot.clone()).or_insert(0) += 1;
     }
 
     /// Typing indicators are ephemeral: published straight to subscribers, never stored.

@@ -150,6 +150,12 @@ async fn bots_are_scoped_to_their_tenant(store: &dyn Store) {
     renamed.name = "Renamed".into();
     store.put_bot(&renamed).await.expect("update own bot");
     assert_eq!(store.get_bot(&a.tenant_id, &a.id).await.expect("get"), Some(renamed));
+
+    assert!(!store.delete_bot(&b.tenant_id, &a2.id).await.expect("delete"), "not b's to delete");
+    assert!(store.get_bot(&a2.tenant_id, &a2.id).await.expect("get").is_some());
+    assert!(store.delete_bot(&a2.tenant_id, &a2.id).await.expect("delete"));
+    assert_eq!(store.resolve_bot(&a2.id).await.expect("resolve"), None, "gone from the index");
+    assert!(!store.delete_bot(&a2.tenant_id, &a2.id).await.expect("delete"), "deleting twice");
 }
 
 async fn intents_replace_as_a_set(store: &dyn Store) {

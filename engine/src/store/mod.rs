@@ -74,6 +74,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Finds a bot by id alone: the widget's entry point, which knows no tenant.
     async fn resolve_bot(&self, id: &BotId) -> StoreResult<Option<Bot>>;
     async fn list_bots(&self, tenant: &TenantId) -> StoreResult<Vec<Bot>>;
+    /// Deletes a bot of `tenant` and its intents; returns whether it existed. Its
+    /// conversations stay (transcripts outlive the bot).
+    async fn delete_bot(&self, tenant: &TenantId, id: &BotId) -> StoreResult<bool>;
 
     /// Replaces the whole intent set of a bot.
     async fn put_intents(

@@ -63,6 +63,7 @@ enum WriteOp {
     PutTenant(Tenant),
     PutBot(Bot),
     PutIntents(TenantId, BotId, Vec<Intent>),
+    DeleteBot(TenantId, BotId),
     CreateConversation(Conversation),
     Append(Message),
     CreateAccount(Account),
@@ -77,6 +78,7 @@ enum Outcome {
     Done,
     Appended(Appended),
     Refresh(Option<RefreshToken>),
+    Existed(bool),
 }
 
 struct WriteRequest {
@@ -221,6 +223,19 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .map_err(backend)?
                 .insert((tenant.as_str(), bot.as_str()), bytes.as_slice())
                 .map_err(backend)?;
+        }
+        WriteOp::DeleteBot(tenant, bot) => {
+            let key = (tenant.as_str(), bot.as_str());
+            let existed =
+                txn.open_table(BOTS).map_err(backend)?.remove(key).map_err(backend)?.is_some();
+            if existed {
+                txn.open_table(BOT_INDEX)
+                    .map_err(backend)?
+                    .remove(bot.as_str())
+                    .map_err(backend)?;
+                txn.open_table(INTENTS).map_err(backend)?.remove(key).map_err(backend)?;
+            }
+            return Ok(Outcome::Existed(existed));
         }
         WriteOp::CreateConversation(c) => {
             let bytes = encode(c)?;
@@ -391,6 +406,13 @@ impl Store for RedbStore {
             range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
         })
         .await
+    }
+
+    async fn delete_bot(&self, tenant: &TenantId, id: &BotId) -> StoreResult<bool> {
+        match self.write(WriteOp::DeleteBot(tenant.clone(), id.clone())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("delete_bot returned {other:?}"))),
+        }
     }
 
     async fn put_intents(

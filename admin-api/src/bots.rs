@@ -1,0 +1,365 @@
+//! `/api/bots` and `/api/bots/{id}/intents`: a tenant's bots and their intents.
+//!
+//! Reads need any role; writes need admin or owner. A bot of another tenant is answered 404,
+//! exactly like a missing one, so ids cannot be probed. A change to a bot or its intents is
+//! announced to the engine, and live conversations use it from their next reply.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use parla_engine::model::{
+    Bot, BotCategory, BotConfig, BotId, BotStatus, Intent, IntentResponse, Role, TenantId, now_ms,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{AdminState, error::ApiError, routes::Caller};
+
+fn require_writer(caller: &Caller) -> Result<(), ApiError> {
+    if caller.0.role <= Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this needs the admin or owner role"))
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+}
+
+fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::invalid(field, format!("must be 1 to {max} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+    value.map(|v| text(field, v, max)).transpose()
+}
+
+async fn owned_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<Bot, ApiError> {
+    let tenant = TenantId(caller.0.tid.clone());
+    state.store.get_bot(&tenant, &BotId(id.to_owned())).await?.ok_or_else(|| not_found("bot"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigBody {
+    welcome_message: Option<String>,
+    fallback_message: Option<String>,
+    personality: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotBody {
+    name: Option<String>,
+    description: Option<String>,
+    category: Option<BotCategory>,
+    language: Option<String>,
+    config: Option<ConfigBody>,
+    appearance: Option<serde_json::Value>,
+}
+
+/// Applies the fields present in `body` to `bot`, validating each.
+fn apply(bot: &mut Bot, body: BotBody) -> Result<(), ApiError> {
+    if let Some(name) = body.name {
+        bot.name = text("name", &name, 200)?;
+    }
+    if let Some(description) = body.description {
+        bot.description = optional_text("description", Some(&description), 2000)?;
+    }
+    if let Some(category) = body.category {
+        bot.category = category;
+    }
+    if let Some(language) = body.language {
+        let ok = (2..=10).contains(&language.len())
+            && language.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(ApiError::invalid("language", "a language tag such as en or pt-BR"));
+        }
+        bot.language = language;
+    }
+    if let Some(config) = body.config {
+        if let Some(welcome) = config.welcome_message {
+            bot.config.welcome_message = if welcome.trim().is_empty() {
+                None
+            } else {
+                Some(text("config.welcome_message", &welcome, 1000)?)
+            };
+        }
+        if let Some(fallback) = config.fallback_message {
+            bot.config.fallback_message = text("config.fallback_message", &fallback, 1000)?;
+        }
+        if let Some(personality) = config.personality {
+            bot.config.personality = optional_text("config.personality", Some(&personality), 2000)?;
+        }
+    }
+    if let Some(appearance) = body.appearance {
+        if !appearance.is_object() || appearance.to_string().len() > 8192 {
+            return Err(ApiError::invalid("appearance", "an object of at most 8 KiB"));
+        }
+        bot.appearance = appearance;
+    }
+    Ok(())
+}
+
+/// `POST /api/bots`: a new bot, in DRAFT.
+pub async fn create(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    body: web::Json<BotBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_writer(&caller)?;
+    let body = body.into_inner();
+    if body.name.is_none() {
+        return Err(ApiError::invalid("name", "required"));
+    }
+    let now = now_ms();
+    let mut bot = Bot {
+        id: BotId(uuid::Uuid::now_v7().simple().to_string()),
+        tenant_id: TenantId(caller.0.tid.clone()),
+        name: String::new(),
+        description: None,
+        category: BotCategory::Custom,
+        language: "en".into(),
+        status: BotStatus::Draft,
+        config: BotConfig {
+            welcome_message: None,
+            fallback_message: "Sorry, I did not understand that.".into(),
+            personality: None,
+        },
+        appearance: json!({}),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(&mut bot, body)?;
+    state.store.put_bot(&bot).await?;
+    Ok(HttpResponse::Created().json(bot))
+}
+
+/// `GET /api/bots/{id}`.
+pub async fn get(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(owned_bot(&state, &caller, &path).await?))
+}
+
+/// `PATCH /api/bots/{id}`.
+pub async fn update(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<BotBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_writer(&caller)?;
+    let mut bot = owned_bot(&state, &caller, &path).await?;
+    apply(&mut bot, body.into_inner())?;
+    bot.updated_at = now_ms();
+    state.store.put_bot(&bot).await?;
+    state.engine.bot_changed(&bot.id);
+    Ok(HttpResponse::Ok().json(bot))
+}
+
+/// `DELETE /api/bots/{id}`.
+pub async fn delete(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_writer(&caller)?;
+    let id = BotId(path.into_inner());
+    if !state.store.delete_bot(&TenantId(caller.0.tid.clone()), &id).await? {
+        return Err(not_found("bot"));
+    }
+    state.engine.bot_changed(&id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn set_status(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+    status: BotStatus,
+) -> Result<HttpResponse, ApiError> {
+    require_writer(caller)?;
+    let mut bot = owned_bot(state, caller, id).await?;
+    bot.status = status;
+    bot.updated_at = now_ms();
+    state.store.put_bot(&bot).await?;
+    state.engine.bot_changed(&bot.id);
+    Ok(HttpResponse::Ok().json(bot))
+}
+
+/// `POST /api/bots/{id}/publish`: ACTIVE — widgets may connect.
+pub async fn publish(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(&state, &caller, &path, BotStatus::Active).await
+}
+
+/// `POST /api/bots/{id}/pause`: PAUSED — new conversations are refused.
+pub async fn pause(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(&state, &caller, &path, BotStatus::Paused).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentBody {
+    name: Option<String>,
+    description: Option<String>,
+    examples: Option<Vec<String>>,
+    response: Option<IntentResponse>,
+}
+
+fn apply_intent(intent: &mut Intent, body: IntentBody) -> Result<(), ApiError> {
+    if let Some(name) = body.name {
+        intent.name = text("name", &name, 100)?;
+    }
+    if let Some(description) = body.description {
+        intent.description = optional_text("description", Some(&description), 1000)?;
+    }
+    if let Some(examples) = body.examples {
+        if examples.is_empty() || examples.len() > 200 {
+            return Err(ApiError::invalid("examples", "1 to 200 training phrases"));
+        }
+        intent.examples =
+            examples.iter().map(|e| text("examples", e, 500)).collect::<Result<_, _>>()?;
+    }
+    if let Some(response) = body.response {
+        let text_ = text("response.text", &response.text, 4000)?;
+        if response.quick_replies.len() > 10 {
+            return Err(ApiError::invalid("response.quick_replies", "at most 10"));
+        }
+        let quick_replies = response
+            .quick_replies
+            .iter()
+            .map(|q| text("response.quick_replies", q, 100))
+            .collect::<Result<_, _>>()?;
+        intent.response = IntentResponse { text: text_, quick_replies };
+    }
+    Ok(())
+}
+
+/// `GET /api/bots/{id}/intents`.
+pub async fn list_intents(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let bot = owned_bot(&state, &caller, &path).await?;
+    let intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "data": intents })))
+}
+
+/// `POST /api/bots/{id}/intents`. Names are unique per bot.
+pub async fn create_intent(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<IntentBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_writer(&caller)?;
+    let bot = owned_bot(&state, &caller, &path).await?;
+    let body = body.into_inner();
+    for (field, missing) in [
+        ("name", body.name.is_none()),
+        ("examples", body.examples.is_none()),
+        ("response", body.response.is_none()),
+    ] {
+        if missing {
+            return Err(ApiError::invalid(field, "required"));
+        }
+    }
+    let mut intent = Intent {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        bot_id: bot.id.clone(),
+        name: String::new(),
+        description: None,
+        examples: Vec::new(),
+        response: IntentResponse { text: String::new(), quick_replies: Vec::new() },
+    };
+    apply_intent(&mut intent, body)?;
+    let mut intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
+    if intents.iter().any(|i| i.name == intent.name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "intent_name_taken",
+            "this bot already has an intent with that name",
+        ));
+    }
+    intents.push(intent.clone());
+    state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
+    state.engine.bot_changed(&bot.id);
+    Ok(HttpResponse::Created().json(intent))
+}
+
+/// `GET /api/bots/{id}/intents/{intent_id}`.
+pub async fn get_intent(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (bot_id, intent_id) = path.into_inner();
+    let bot = owned_bot(&state, &caller, &bot_id).await?;
+    let intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
+    let intent =
+        intents.into_iter().find(|i| i.id == intent_id).ok_or_else(|| not_found("intent"))?;
+    Ok(HttpResponse::Ok().json(intent))
+}
+
+/// `PATCH /api/bots/{id}/intents/{intent_id}`.
+pub async fn update_intent(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<IntentBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_writer(&caller)?;
+    let (bot_id, intent_id) = path.into_inner();
+    let bot = owned_bot(&state, &caller, &bot_id).await?;
+    let mut intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
+    let index =
+        intents.iter().position(|i| i.id == intent_id).ok_or_else(|| not_found("intent"))?;
+    let mut intent = intents[index].clone();
+    apply_intent(&mut intent, body.into_inner())?;
+    if intents.iter().any(|i| i.id != intent.id && i.name == intent.name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "intent_name_taken",
+            "this bot already has an intent with that name",
+        ));
+    }
+    intents[index] = intent.clone();
+    state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
+    state.engine.bot_changed(&bot.id);
+    Ok(HttpResponse::Ok().json(intent))
+}
+
+/// `DELETE /api/bots/{id}/intents/{intent_id}`.
+pub async fn delete_intent(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    require_writer(&caller)?;
+    let (bot_id, intent_id) = path.into_inner();
+    let bot = owned_bot(&state, &caller, &bot_id).await?;
+    let mut intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
+    let before = intents.len();
+    intents.retain(|i| i.id != intent_id);
+    if intents.len() == before {
+        return Err(not_found("intent"));
+    }
+    state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
+    state.engine.bot_changed(&bot.id);
+    Ok(HttpResponse::NoContent().finish())
+}

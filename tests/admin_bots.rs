@@ -1,0 +1,174 @@
+//! Bots and intents through the admin API, and their effect on live chats through the widget.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Registers `email` and returns its access token.
+async fn owner(server: &TestServer, email: &str) -> String {
+    let password = "a long enough password";
+    let (status, body) = server
+        .post(
+            "/api/auth/register",
+            json!({"email": email, "password": password, "name": "O"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, session) =
+        server.post("/api/auth/login", json!({"email": email, "password": password}), None).await;
+    session["access_token"].as_str().expect("token").to_owned()
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_builds_a_bot_publishes_it_and_visitors_chat_with_it() {
+    let server = start().await;
+    let token = owner(&server, "a@example.com").await;
+    let t = Some(token.as_str());
+    let (status, bot) = server
+        .post(
+            "/api/bots",
+            json!({"name": "Pizza", "category": "SALES",
+                                  "config": {"fallback_message": "Ask me about pizza."}}),
+            t,
+        )
+        .await;
+    assert_eq!(status, 201, "{bot}");
+    assert_eq!(bot["status"], "DRAFT");
+    let id = bot["id"].as_str().expect("id").to_owned();
+
+    let (status, intent) = server
+        .post(
+            &format!("/api/bots/{id}/intents"),
+            json!({"name": "hours",
+               "examples": ["when are you open", "opening hours"],
+               "response": {"text": "We open at noon."}}),
+            t,
+        )
+        .await;
+    assert_eq!(status, 201, "{intent}");
+    let (status, body) = server
+        .post(
+            &format!("/api/bots/{id}/intents"),
+            json!({"name": "hours", "examples": ["x"],
+               "response": {"text": "y"}}),
+            t,
+        )
+        .await;
+    assert_eq!((status, code(&body)), (409, "intent_name_taken"));
+
+    // A draft bot takes no visitors.
+    let mut c = server.client().await;
+    c.send(json!({"type": "hello", "bot_id": id})).await;
+    assert_eq!(c.expect("error").await["code"], "bot_unavailable");
+
+    let (status, published) = server.post(&format!("/api/bots/{id}/publish"), json!({}), t).await;
+    assert_eq!((status, published["status"].as_str()), (200, Some("ACTIVE")));
+    c.hello(&id).await;
+    let ex = c.exchange("q1", "when are you open?").await;
+    assert_eq!(ex.reply.tokens, "We open at noon.");
+
+    // Editing the intent takes effect on the next message, no restart.
+    let intent_id = intent["id"].as_str().expect("intent id");
+    let (status, _) = server
+        .call(
+            "PATCH",
+            &format!("/api/bots/{id}/intents/{intent_id}"),
+            Some(&json!({"response": {"text": "Now from 11am."}}).to_string()),
+            t,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let ex = c.exchange("q2", "opening hours").await;
+    assert_eq!(ex.reply.tokens, "Now from 11am.");
+
+    // Pausing refuses new conversations.
+    let (status, _) = server.post(&format!("/api/bots/{id}/pause"), json!({}), t).await;
+    assert_eq!(status, 200);
+    let mut d = server.client().await;
+    d.send(json!({"type": "hello", "bot_id": id})).await;
+    assert_eq!(d.expect("error").await["code"], "bot_unavailable");
+
+    let (status, _) = server.call("DELETE", &format!("/api/bots/{id}"), None, t).await;
+    assert_eq!(status, 204);
+    let (status, body) = server.call("GET", &format!("/api/bots/{id}"), None, t).await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenant_gets_404_on_every_bot_and_intent_endpoint() {
+    let server = start().await;
+    let a = owner(&server, "a@example.com").await;
+    let b = owner(&server, "b@example.com").await;
+    let (_, bot) = server.post("/api/bots", json!({"name": "A's bot"}), Some(&a)).await;
+    let id = bot["id"].as_str().expect("id").to_owned();
+    let (_, intent) = server
+        .post(
+            &format!("/api/bots/{id}/intents"),
+            json!({"name": "i", "examples": ["x"], "response": {"text": "secret"}}),
+            Some(&a),
+        )
+        .await;
+    let iid = intent["id"].as_str().expect("intent id").to_owned();
+    let patch = json!({"name": "stolen"}).to_string();
+    for (method, path, body) in [
+        ("GET", format!("/api/bots/{id}"), None),
+        ("PATCH", format!("/api/bots/{id}"), Some(patch.as_str())),
+        ("DELETE", format!("/api/bots/{id}"), None),
+        ("POST", format!("/api/bots/{id}/publish"), Some("{}")),
+        ("POST", format!("/api/bots/{id}/pause"), Some("{}")),
+        ("GET", format!("/api/bots/{id}/intents"), None),
+        ("GET", format!("/api/bots/{id}/intents/{iid}"), None),
+        ("PATCH", format!("/api/bots/{id}/intents/{iid}"), Some(patch.as_str())),
+        ("DELETE", format!("/api/bots/{id}/intents/{iid}"), None),
+    ] {
+        let (status, body) = server.call(method, &path, body, Some(&b)).await;
+        assert_eq!((status, code(&body)), (404, "not_found"), "{method} {path}");
+    }
+    let (status, list) = server.call("GET", "/api/bots", None, Some(&b)).await;
+    assert_eq!((status, list["data"].as_array().map(Vec::len)), (200, Some(0)));
+    // Nothing B did changed A's bot.
+    let (status, still) = server.call("GET", &format!("/api/bots/{id}"), None, Some(&a)).await;
+    assert_eq!((status, still["name"].as_str()), (200, Some("A's bot")));
+    // The demo tenant's bot is as invisible.
+    let (status, _) = server.call("GET", "/api/bots/demo", None, Some(&b)).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_and_intent_validation_names_the_field() {
+    let server = start().await;
+    let t = owner(&server, "a@example.com").await;
+    let t = Some(t.as_str());
+    for (payload, field) in [
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "x", "language": "not a tag!"}), "language"),
+        (json!({"name": "x", "appearance": [1, 2]}), "appearance"),
+        (json!({"name": "x", "config": {"fallback_message": ""}}), "config.fallback_message"),
+    ] {
+        let (status, body) = server.post("/api/bots", payload.clone(), t).await;
+        assert_eq!((status, code(&body)), (422, "validation_failed"), "{payload}");
+        assert_eq!(body["error"]["details"]["field"], field, "{payload}");
+    }
+    let (status, body) =
+        server.post("/api/bots", json!({"name": "x", "category": "NOPE"}), t).await;
+    assert_eq!((status, code(&body)), (400, "malformed_body"));
+    let (_, bot) = server.post("/api/bots", json!({"name": "x"}), t).await;
+    let id = bot["id"].as_str().expect("id");
+    for (payload, field) in [
+        (json!({"examples": ["a"], "response": {"text": "b"}}), "name"),
+        (json!({"name": "n", "examples": [], "response": {"text": "b"}}), "examples"),
+        (json!({"name": "n", "examples": ["a"], "response": {"text": " "}}), "response.text"),
+    ] {
+        let (status, body) =
+            server.post(&format!("/api/bots/{id}/intents"), payload.clone(), t).await;
+        assert_eq!((status, code(&body)), (422, "validation_failed"), "{payload}");
+        assert_eq!(body["error"]["details"]["field"], field, "{payload}");
+    }
+}
