@@ -99,6 +99,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         engine: engine.clone(),
         tokens: parla_admin_api::auth::AccessTokens::new(&secret, settings.auth.access_ttl_secs),
         refresh_ttl_secs: settings.auth.refresh_ttl_secs,
+        limits: parla_admin_api::limits::AuthLimits::new(settings.auth.ip_requests_per_15min),
     });
     let (app_engine, gateway) = (engine.clone(), settings.gateway.clone());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);

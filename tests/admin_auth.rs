@@ -165,3 +165,43 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_its_family() {
         .await;
     assert_eq!((status, error_code(&body)), (401, "invalid_refresh_token"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_endpoints_limit_requests_per_ip_with_retry_after() {
+    let server = start_with(|s| s.auth.ip_requests_per_15min = 5).await;
+    let creds = json!({"email": "x@example.com", "password": PASSWORD}).to_string();
+    for _ in 0..5 {
+        let (status, _, _) =
+            http_call_with_headers(server.addr, "POST", "/api/auth/login", Some(&creds), None)
+                .await;
+        assert_eq!(status, 401);
+    }
+    let (status, headers, body) =
+        http_call_with_headers(server.addr, "POST", "/api/auth/login", Some(&creds), None).await;
+    assert_eq!((status, error_code(&body)), (429, "rate_limited"));
+    assert!(headers.contains("retry-after: "), "{headers}");
+    assert!(body["error"]["details"]["retry_after_secs"].as_u64().is_some_and(|s| s >= 1));
+    // The widget and the rest of the API are not affected.
+    assert_eq!(server.get("/healthz").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_logins_back_the_account_off() {
+    let server = start().await;
+    register(&server, "ann@example.com").await;
+    for _ in 0..5 {
+        let (status, _) = server
+            .post(
+                "/api/auth/login",
+                json!({"email": "ann@example.com", "password": "wrong wrong wrong"}),
+                None,
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    // Even the right password waits now: guessing cannot continue at full speed.
+    let (status, body) = server
+        .post("/api/auth/login", json!({"email": "ANN@example.com", "password": PASSWORD}), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (429, "login_backoff"), "{body}");
+}

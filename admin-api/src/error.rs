@@ -13,11 +13,19 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: serde_json::Value,
+    /// Sent as `Retry-After` (429s).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: serde_json::Value::Null }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: serde_json::Value::Null,
+            retry_after_secs: None,
+        }
     }
 
     /// A request field failed validation; `details.field` names it.
@@ -44,7 +52,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(json!({
             "error": { "code": self.code, "message": self.message, "details": self.details }
         }))
     }

@@ -13,10 +13,11 @@
 //! - [`error`]: the one error shape and its stable codes.
 //! - [`routes`]: auth handlers and the bearer-token extractor: `POST
 //!   /api/auth/{register,login,refresh,logout}`, `GET /api/bots`.
+//! - [`limits`]: request budget per IP and login backoff per account on `/api/auth/*`.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
 //!
 //! Not built yet (issue 3): TOTP, API keys, invitations and member roles, password reset and
-//! email verification, conversations, rate limits, OpenAPI.
+//! email verification, conversations, OpenAPI.
 //!
 //! # Concurrency model
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
@@ -25,6 +26,7 @@
 pub mod auth;
 pub mod bots;
 pub mod error;
+pub mod limits;
 pub mod routes;
 
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub struct AdminState {
     pub tokens: auth::AccessTokens,
     /// Refresh token lifetime.
     pub refresh_ttl_secs: u64,
+    /// Request budget per IP and login backoff per account, on `/api/auth/*`.
+    pub limits: limits::AuthLimits,
 }
 
 /// Mounts `/api`. Malformed JSON bodies are answered in the API's error shape.

@@ -105,11 +105,21 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))
 }
 
+/// Spends one request of the caller's IP budget on the auth endpoints.
+fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<(), ApiError> {
+    match req.peer_addr() {
+        Some(peer) => Ok(state.limits.check_ip(peer.ip())?),
+        None => Ok(()),
+    }
+}
+
 /// `POST /api/auth/register`: a new workspace (tenant) with this account as its owner.
 pub async fn register(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
+    check_ip(&state, &req)?;
     let body = body.into_inner();
     let email = validate_email(&body.email)?;
     let name = validate_text("name", &body.name, 200)?;
@@ -163,18 +173,24 @@ fn dummy_hash() -> &'static str {
 
 /// `POST /api/auth/login`.
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
+    check_ip(&state, &req)?;
     let body = body.into_inner();
-    let account = state.store.account_by_email(body.email.trim()).await?;
+    let email = body.email.trim().to_lowercase();
+    state.limits.check_login(&email)?;
+    let account = state.store.account_by_email(&email).await?;
     let hash =
         account.as_ref().map_or_else(|| dummy_hash().to_owned(), |a| a.password_hash.clone());
     let password = body.password;
     let matches = blocking(move || auth::verify_password(&password, &hash)).await?;
     let Some(account) = account.filter(|_| matches) else {
+        state.limits.login_failed(&email);
         return Err(ApiError::unauthorized("invalid_credentials", "wrong email or password"));
     };
+    state.limits.login_succeeded(&email);
     let family = uuid::Uuid::new_v4().simple().to_string();
     Ok(HttpResponse::Ok()
         .json(issue_session(&state, &account.id, &account.tenant_id, account.role, family).await?))
@@ -214,9 +230,11 @@ async fn issue_session(
 
 /// `POST /api/auth/refresh`: rotates the refresh token. A token used twice revokes its family.
 pub async fn refresh(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     body: web::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
+    check_ip(&state, &req)?;
     let digest = auth::token_digest(body.refresh_token.trim());
     let Some(token) = state.store.use_refresh_token(&digest).await? else {
         return Err(ApiError::unauthorized(
@@ -249,9 +267,11 @@ pub async fn refresh(
 
 /// `POST /api/auth/logout`: revokes the refresh token's family. Idempotent.
 pub async fn logout(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     body: web::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
+    check_ip(&state, &req)?;
     let digest = auth::token_digest(body.refresh_token.trim());
     if let Some(token) = state.store.use_refresh_token(&digest).await? {
         state.store.revoke_refresh_family(&token.family).await?;

@@ -62,6 +62,8 @@ pub struct AuthSettings {
     pub access_ttl_secs: u64,
     /// Refresh token lifetime.
     pub refresh_ttl_secs: u64,
+    /// Requests per client IP per 15 minutes on the auth endpoints.
+    pub ip_requests_per_15min: u32,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -71,6 +73,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("jwt_secret", &if self.jwt_secret.is_empty() { "<generated>" } else { "<set>" })
             .field("access_ttl_secs", &self.access_ttl_secs)
             .field("refresh_ttl_secs", &self.refresh_ttl_secs)
+            .field("ip_requests_per_15min", &self.ip_requests_per_15min)
             .finish()
     }
 }
@@ -192,7 +195,7 @@ impl Settings {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let must_be_positive: [(&'static str, u64); 15] = [
+        let must_be_positive: [(&'static str, u64); 16] = [
             ("store.group_commit_max_batch", self.store.group_commit_max_batch as u64),
             ("store.writer_queue", self.store.writer_queue as u64),
             ("engine.mailbox_capacity", self.engine.mailbox_capacity as u64),
@@ -211,6 +214,7 @@ impl Settings {
             ("gateway.rate_burst", u64::from(self.gateway.rate_burst)),
             ("auth.access_ttl_secs", self.auth.access_ttl_secs),
             ("auth.refresh_ttl_secs", self.auth.refresh_ttl_secs),
+            ("auth.ip_requests_per_15min", u64::from(self.auth.ip_requests_per_15min)),
         ];
         if let Some((key, _)) = must_be_positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });

@@ -310,6 +310,18 @@ pub async fn http_call(
     body: Option<&str>,
     bearer: Option<&str>,
 ) -> (u16, Value) {
+    let (status, _, json) = http_call_with_headers(addr, method, path, body, bearer).await;
+    (status, json)
+}
+
+/// Like [`http_call`], also returning the response headers, lower-cased, one per line.
+pub async fn http_call_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> (u16, String, Value) {
     {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let body = body.unwrap_or("");
@@ -327,12 +339,13 @@ pub async fn http_call(
             .expect("read");
         let raw = String::from_utf8_lossy(&raw).to_string();
         let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_owned()).unwrap_or_default();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+        let body = body.trim();
         let json = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&body).expect("JSON body")
+            serde_json::from_str(body).expect("JSON body")
         };
-        (status, json)
+        (status, head.to_lowercase(), json)
     }
 }
