@@ -6,7 +6,7 @@
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::model::{
-    Bot, BotCategory, BotConfig, BotId, BotStatus, Intent, IntentResponse, Role, TenantId, now_ms,
+    Bot, BotCategory, BotConfig, BotId, BotStatus, Intent, IntentResponse, now_ms,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -14,11 +14,7 @@ use serde_json::json;
 use crate::{AdminState, error::ApiError, routes::Caller};
 
 fn require_writer(caller: &Caller) -> Result<(), ApiError> {
-    if caller.0.role <= Role::Admin {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this needs the admin or owner role"))
-    }
+    caller.require("bots:write")
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -37,9 +33,14 @@ fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<
     value.map(|v| text(field, v, max)).transpose()
 }
 
+/// The caller's bot `id` (404 for another tenant's), after checking the caller may read bots.
 async fn owned_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<Bot, ApiError> {
-    let tenant = TenantId(caller.0.tid.clone());
-    state.store.get_bot(&tenant, &BotId(id.to_owned())).await?.ok_or_else(|| not_found("bot"))
+    caller.require("bots:read")?;
+    state
+        .store
+        .get_bot(&caller.tenant, &BotId(id.to_owned()))
+        .await?
+        .ok_or_else(|| not_found("bot"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,7 +119,7 @@ pub async fn create(
     let now = now_ms();
     let mut bot = Bot {
         id: BotId(uuid::Uuid::now_v7().simple().to_string()),
-        tenant_id: TenantId(caller.0.tid.clone()),
+        tenant_id: caller.tenant.clone(),
         name: String::new(),
         description: None,
         category: BotCategory::Custom,
@@ -171,7 +172,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     require_writer(&caller)?;
     let id = BotId(path.into_inner());
-    if !state.store.delete_bot(&TenantId(caller.0.tid.clone()), &id).await? {
+    if !state.store.delete_bot(&caller.tenant, &id).await? {
         return Err(not_found("bot"));
     }
     state.engine.bot_changed(&id);

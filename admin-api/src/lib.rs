@@ -14,9 +14,11 @@
 //! - [`routes`]: auth handlers and the bearer-token extractor: `POST
 //!   /api/auth/{register,login,refresh,logout}`, `GET /api/bots`.
 //! - [`limits`]: request budget per IP and login backoff per account on `/api/auth/*`.
+//! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
+//!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
 //!
-//! Not built yet (issue 3): TOTP, API keys, invitations and member roles, password reset and
+//! Not built yet (issue 3): TOTP, invitations and member roles, password reset and
 //! email verification, conversations, OpenAPI.
 //!
 //! # Concurrency model
@@ -26,6 +28,7 @@
 pub mod auth;
 pub mod bots;
 pub mod error;
+pub mod keys;
 pub mod limits;
 pub mod routes;
 
@@ -66,6 +69,9 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/auth/login", web::post().to(routes::login))
                 .route("/auth/refresh", web::post().to(routes::refresh))
                 .route("/auth/logout", web::post().to(routes::logout))
+                .route("/api-keys", web::post().to(keys::create))
+                .route("/api-keys", web::get().to(keys::list))
+                .route("/api-keys/{id}", web::delete().to(keys::revoke))
                 .route("/bots", web::get().to(routes::list_bots))
                 .route("/bots", web::post().to(bots::create))
                 .route("/bots/{id}", web::get().to(bots::get))

@@ -1,14 +1,11 @@
 //! Handlers of `/api/auth/*` and `/api/bots`. Thin: decode, call the store and the credential
 //! primitives, encode; every error goes through [`ApiError`].
 
-use std::{
-    future::{Ready, ready},
-    sync::OnceLock,
-};
+use std::sync::OnceLock;
 
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, http::StatusCode, web};
 use parla_engine::model::{
-    Account, AccountId, AccountType, RefreshToken, Role, Tenant, TenantId, now_ms,
+    Account, AccountId, AccountType, ApiKey, RefreshToken, Role, Tenant, TenantId, now_ms,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -19,35 +16,115 @@ use crate::{
     error::ApiError,
 };
 
-/// An authenticated caller: the verified claims of its bearer token.
+/// Scopes an API key may hold.
+pub const SCOPES: [&str; 5] =
+    ["bots:read", "bots:write", "conversations:read", "conversations:write", "analytics:read"];
+
+/// An authenticated caller: a person (access token) or an integration (API key).
 #[derive(Debug)]
-pub struct Caller(pub AccessClaims);
+pub struct Caller {
+    /// Every query of this request is scoped to it.
+    pub tenant: TenantId,
+    /// The person, when authenticated with an access token.
+    pub account: Option<AccountId>,
+    pub role: Role,
+    /// `None` for a person (the role decides); an API key's scopes otherwise.
+    pub scopes: Option<Vec<String>>,
+}
 
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+impl Caller {
+    /// Allows `scope` (e.g. `bots:write`): an API key must hold it; a person needs admin or
+    /// owner for `…:write` scopes, any role for the others.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        let allowed = match &self.scopes {
+            Some(scopes) => scopes.iter().any(|s| s == scope),
+            None => !scope.ends_with(":write") || self.role <= Role::Admin,
+        };
+        if allowed {
+            return Ok(());
+        }
+        let (code, message) = match self.scopes {
+            Some(_) => ("insufficient_scope", format!("this API key lacks the {scope} scope")),
+            None => ("forbidden", "this needs the admin or owner role".to_owned()),
+        };
+        let mut e = ApiError::new(StatusCode::FORBIDDEN, code, message);
+        e.details = json!({ "scope": scope });
+        Err(e)
+    }
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(caller(req))
+    /// Allows only a person with the admin or owner role (managing keys and members).
+    pub fn require_admin_person(&self) -> Result<(), ApiError> {
+        if self.scopes.is_none() && self.role <= Role::Admin {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs a signed-in admin or owner",
+        ))
     }
 }
 
-fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { caller(&req).await })
+    }
+}
+
+/// How often an API key's `last_used_at` is written at most: one store write per key per
+/// minute, not one per request.
+const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
     let state = req.app_data::<web::Data<AdminState>>().ok_or_else(|| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     })?;
+    let missing =
+        || ApiError::unauthorized("unauthenticated", "send Authorization: Bearer <token>");
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::unauthorized("unauthenticated", "send Authorization: Bearer <token>")
-        })?;
-    let token = header.strip_prefix("Bearer ").ok_or_else(|| {
-        ApiError::unauthorized("unauthenticated", "send Authorization: Bearer <token>")
-    })?;
-    Ok(Caller(state.tokens.verify(token.trim())?))
+        .ok_or_else(missing)?;
+    let token = header.strip_prefix("Bearer ").ok_or_else(missing)?.trim();
+    if token.starts_with(API_KEY_PREFIX) {
+        let key = state
+            .store
+            .api_key_by_digest(&auth::token_digest(token))
+            .await?
+            .filter(|k| !k.revoked)
+            .ok_or_else(|| {
+                ApiError::unauthorized("invalid_api_key", "unknown or revoked API key")
+            })?;
+        let now = now_ms();
+        if key.last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY_MS) {
+            let touched = ApiKey { last_used_at: Some(now), ..key.clone() };
+            if let Err(e) = state.store.put_api_key(&touched).await {
+                tracing::warn!(error = %e, "could not record an API key's last use");
+            }
+        }
+        return Ok(Caller {
+            tenant: key.tenant_id,
+            account: None,
+            role: Role::Admin,
+            scopes: Some(key.scopes),
+        });
+    }
+    let claims: AccessClaims = state.tokens.verify(token)?;
+    Ok(Caller {
+        tenant: TenantId(claims.tid),
+        account: Some(AccountId(claims.sub)),
+        role: claims.role,
+        scopes: None,
+    })
 }
+
+/// API keys start with this, so they are told apart from access tokens.
+pub const API_KEY_PREFIX: &str = "pk_";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -284,6 +361,7 @@ pub async fn list_bots(
     state: web::Data<AdminState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let bots = state.store.list_bots(&TenantId(caller.0.tid)).await?;
+    caller.require("bots:read")?;
+    let bots = state.store.list_bots(&caller.tenant).await?;
     Ok(HttpResponse::Ok().json(json!({ "data": bots })))
 }

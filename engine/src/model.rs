@@ -146,6 +146,23 @@ pub struct RefreshToken {
     pub used: bool,
 }
 
+/// A tenant's API key for server-to-server integrations. The key itself is shown once at
+/// creation; only its SHA-256 is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// The key's first characters, to recognise it in a list.
+    pub prefix: String,
+    pub digest: String,
+    /// What it may do, e.g. `bots:read`, `bots:write`.
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked: bool,
+}
+
 /// A workspace that owns bots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {

@@ -20,6 +20,7 @@ pub async fn run_all(store: &dyn Store) {
     append_needs_an_existing_conversation_of_that_tenant(store).await;
     accounts_have_unique_emails_and_are_scoped(store).await;
     refresh_tokens_are_single_use_and_revoked_by_family(store).await;
+    api_keys_are_found_by_digest_and_listed_per_tenant(store).await;
 }
 
 /// Runs the concurrency check; needs a store that can be shared across tasks.
@@ -358,4 +359,29 @@ async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) 
         store.use_refresh_token("d3").await.expect("use").is_some(),
         "another family is untouched"
     );
+}
+
+async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
+    let key = |tenant: &str, id: &str, digest: &str| ApiKey {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        name: "ci".into(),
+        prefix: "pk_abcd".into(),
+        digest: digest.into(),
+        scopes: vec!["bots:read".into()],
+        created_at: now_ms(),
+        last_used_at: None,
+        revoked: false,
+    };
+    store.put_api_key(&key("t-keys-a", "k1", "dig-1")).await.expect("put");
+    store.put_api_key(&key("t-keys-b", "k2", "dig-2")).await.expect("put");
+    let found = store.api_key_by_digest("dig-1").await.expect("lookup").expect("found");
+    assert_eq!(found.tenant_id, TenantId::from("t-keys-a"));
+    assert_eq!(store.api_key_by_digest("dig-x").await.expect("lookup"), None);
+    let listed = store.list_api_keys(&"t-keys-a".into()).await.expect("list");
+    assert_eq!(listed.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), vec!["k1"]);
+    let mut revoked = found.clone();
+    revoked.revoked = true;
+    store.put_api_key(&revoked).await.expect("revoke");
+    assert!(store.api_key_by_digest("dig-1").await.expect("lookup").expect("found").revoked);
 }

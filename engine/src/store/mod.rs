@@ -14,8 +14,8 @@ pub mod redb;
 use async_trait::async_trait;
 
 use crate::model::{
-    Account, AccountId, Bot, BotId, Conversation, ConversationId, Intent, Message, RefreshToken,
-    Tenant, TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, Conversation, ConversationId, Intent, Message,
+    RefreshToken, Tenant, TenantId,
 };
 
 /// Why a store call failed.
@@ -122,4 +122,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn use_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshToken>>;
     /// Deletes every token of a family (logout, or reuse detected).
     async fn revoke_refresh_family(&self, family: &str) -> StoreResult<()>;
+
+    /// Creates or replaces an API key (revocation and last-use updates replace it).
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// Finds a key by the digest of its value: the authentication entry point.
+    async fn api_key_by_digest(&self, digest: &str) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>>;
 }

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AccountId, Bot, BotId, Conversation, ConversationId, Intent, Message, RefreshToken,
-    Tenant, TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, Conversation, ConversationId, Intent, Message,
+    RefreshToken, Tenant, TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -46,6 +46,11 @@ const REFRESH_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("refre
 /// (family, digest) → 0: the tokens of a family, to revoke them together.
 const REFRESH_FAMILIES: TableDefinition<(&str, &str), u8> =
     TableDefinition::new("refresh_families");
+/// (tenant, key id) → API key JSON.
+const API_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("api_keys");
+/// SHA-256 of a key's value → (tenant, key id).
+const API_KEY_DIGESTS: TableDefinition<&str, (&str, &str)> =
+    TableDefinition::new("api_key_digests");
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -70,6 +75,7 @@ enum WriteOp {
     PutRefresh(RefreshToken),
     UseRefresh(String),
     RevokeFamily(String),
+    PutApiKey(ApiKey),
 }
 
 /// What a write produced, for the writes that produce something.
@@ -119,6 +125,8 @@ impl RedbStore {
             txn.open_table(ACCOUNT_EMAILS).map_err(backend)?;
             txn.open_table(REFRESH_TOKENS).map_err(backend)?;
             txn.open_table(REFRESH_FAMILIES).map_err(backend)?;
+            txn.open_table(API_KEYS).map_err(backend)?;
+            txn.open_table(API_KEY_DIGESTS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -236,6 +244,17 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 txn.open_table(INTENTS).map_err(backend)?.remove(key).map_err(backend)?;
             }
             return Ok(Outcome::Existed(existed));
+        }
+        WriteOp::PutApiKey(k) => {
+            let bytes = encode(k)?;
+            txn.open_table(API_KEYS)
+                .map_err(backend)?
+                .insert((k.tenant_id.as_str(), k.id.as_str()), bytes.as_slice())
+                .map_err(backend)?;
+            txn.open_table(API_KEY_DIGESTS)
+                .map_err(backend)?
+                .insert(k.digest.as_str(), (k.tenant_id.as_str(), k.id.as_str()))
+                .map_err(backend)?;
         }
         WriteOp::CreateConversation(c) => {
             let bytes = encode(c)?;
@@ -540,6 +559,37 @@ impl Store for RedbStore {
 
     async fn revoke_refresh_family(&self, family: &str) -> StoreResult<()> {
         self.write(WriteOp::RevokeFamily(family.to_owned())).await.map(drop)
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        self.write(WriteOp::PutApiKey(key.clone())).await.map(drop)
+    }
+
+    async fn api_key_by_digest(&self, digest: &str) -> StoreResult<Option<ApiKey>> {
+        let digest = digest.to_owned();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(API_KEY_DIGESTS).map_err(backend)?;
+            let Some(owner) = index.get(digest.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let keys = txn.open_table(API_KEYS).map_err(backend)?;
+            let found = keys.get(owner.value()).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(API_KEYS).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
     }
 }
 
