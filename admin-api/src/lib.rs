@@ -14,11 +14,12 @@
 //! - [`routes`]: auth handlers and the bearer-token extractor: `POST
 //!   /api/auth/{register,login,refresh,logout}`, `GET /api/bots`.
 //! - [`limits`]: request budget per IP and login backoff per account on `/api/auth/*`.
+//! - [`totp`]: two-factor authentication (enrol, confirm, recovery codes; required at login).
 //! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
 //!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
 //!
-//! Not built yet (issue 3): TOTP, invitations and member roles, password reset and
+//! Not built yet (issue 3): invitations and member roles, password reset and
 //! email verification, conversations, OpenAPI.
 //!
 //! # Concurrency model
@@ -31,6 +32,7 @@ pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod routes;
+pub mod totp;
 
 use std::sync::Arc;
 
@@ -69,6 +71,8 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/auth/login", web::post().to(routes::login))
                 .route("/auth/refresh", web::post().to(routes::refresh))
                 .route("/auth/logout", web::post().to(routes::logout))
+                .route("/auth/totp/enroll", web::post().to(totp::enroll))
+                .route("/auth/totp/confirm", web::post().to(totp::confirm))
                 .route("/api-keys", web::post().to(keys::create))
                 .route("/api-keys", web::get().to(keys::list))
                 .route("/api-keys/{id}", web::delete().to(keys::revoke))

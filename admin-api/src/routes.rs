@@ -141,6 +141,8 @@ pub struct RegisterBody {
 pub struct LoginBody {
     email: String,
     password: String,
+    /// A TOTP code or a recovery code, when two-factor authentication is on.
+    totp: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +223,7 @@ pub async fn register(
         password_hash,
         email_verified: false,
         created_at: now,
+        totp: None,
     };
     // The account first: it is what enforces email uniqueness.
     state.store.create_account(&account).await?;
@@ -263,10 +266,28 @@ pub async fn login(
         account.as_ref().map_or_else(|| dummy_hash().to_owned(), |a| a.password_hash.clone());
     let password = body.password;
     let matches = blocking(move || auth::verify_password(&password, &hash)).await?;
-    let Some(account) = account.filter(|_| matches) else {
+    let Some(mut account) = account.filter(|_| matches) else {
         state.limits.login_failed(&email);
         return Err(ApiError::unauthorized("invalid_credentials", "wrong email or password"));
     };
+    let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
+    match crate::totp::check_second_factor(&mut account, body.totp.as_deref(), now_secs) {
+        crate::totp::SecondFactor::NotEnrolled => {}
+        crate::totp::SecondFactor::Accepted => state.store.update_account(&account).await?,
+        crate::totp::SecondFactor::Missing => {
+            return Err(ApiError::unauthorized(
+                "totp_required",
+                "send the code from your authenticator app as `totp`",
+            ));
+        }
+        crate::totp::SecondFactor::Wrong => {
+            state.limits.login_failed(&email);
+            return Err(ApiError::unauthorized(
+                "invalid_totp",
+                "wrong, expired or already used code",
+            ));
+        }
+    }
     state.limits.login_succeeded(&email);
     let family = uuid::Uuid::new_v4().simple().to_string();
     Ok(HttpResponse::Ok()

@@ -131,6 +131,22 @@ pub struct Account {
     pub password_hash: String,
     pub email_verified: bool,
     pub created_at: i64,
+    /// Two-factor authentication, once enrolled.
+    #[serde(default)]
+    pub totp: Option<TotpState>,
+}
+
+/// An account's TOTP (RFC 6238) second factor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpState {
+    /// The shared secret, base32. Needed in clear to compute codes.
+    pub secret_base32: String,
+    /// False between enrolment and the first confirmed code.
+    pub enabled: bool,
+    /// The last time step accepted: a code is accepted once (RFC 6238 §5.2).
+    pub last_step: u64,
+    /// SHA-256 digests of the unused recovery codes.
+    pub recovery_digests: Vec<String>,
 }
 
 /// A refresh token, stored only as the SHA-256 of its value. Tokens rotate: each use issues a

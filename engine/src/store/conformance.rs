@@ -311,6 +311,7 @@ pub fn account(tenant: &str, id: &str, email: &str) -> Account {
         password_hash: "$argon2id$stub".into(),
         email_verified: false,
         created_at: now_ms(),
+        totp: None,
     }
 }
 
@@ -334,6 +335,11 @@ async fn accounts_have_unique_emails_and_are_scoped(store: &dyn Store) {
         "an account is not visible to another tenant"
     );
     assert_eq!(store.account_by_email("nobody@example.com").await.expect("lookup"), None);
+    let mut verified = found.clone();
+    verified.email_verified = true;
+    store.update_account(&verified).await.expect("update");
+    let reread = store.get_account(&"t-acc-a".into(), &"acc-1".into()).await.expect("get");
+    assert_eq!(reread.map(|a| a.email_verified), Some(true), "update persisted");
 }
 
 async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) {

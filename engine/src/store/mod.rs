@@ -115,6 +115,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Finds an account by email alone: the login entry point, which knows no tenant.
     async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>>;
     async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>>;
+    /// Replaces an existing account (same tenant, id and email).
+    async fn update_account(&self, account: &Account) -> StoreResult<()>;
 
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// Marks the token with this digest used and returns it as it was before (so `used: true`

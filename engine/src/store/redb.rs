@@ -72,6 +72,7 @@ enum WriteOp {
     CreateConversation(Conversation),
     Append(Message),
     CreateAccount(Account),
+    UpdateAccount(Account),
     PutRefresh(RefreshToken),
     UseRefresh(String),
     RevokeFamily(String),
@@ -279,6 +280,19 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .map_err(backend)?
                 .insert((a.tenant_id.as_str(), a.id.as_str()), bytes.as_slice())
                 .map_err(backend)?;
+        }
+        WriteOp::UpdateAccount(a) => {
+            let mut accounts = txn.open_table(ACCOUNTS).map_err(backend)?;
+            let key = (a.tenant_id.as_str(), a.id.as_str());
+            let existing: Account = match accounts.get(key).map_err(backend)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::Backend("no such account".into())),
+            };
+            if existing.email != a.email {
+                return Err(StoreError::Backend("an account's email cannot change here".into()));
+            }
+            let bytes = encode(a)?;
+            accounts.insert(key, bytes.as_slice()).map_err(backend)?;
         }
         WriteOp::PutRefresh(t) => {
             let bytes = encode(t)?;
@@ -544,6 +558,10 @@ impl Store for RedbStore {
             found.map(|v| decode(v.value())).transpose()
         })
         .await
+    }
+
+    async fn update_account(&self, account: &Account) -> StoreResult<()> {
+        self.write(WriteOp::UpdateAccount(account.clone())).await.map(drop)
     }
 
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
