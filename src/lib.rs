@@ -100,11 +100,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         tokens: parla_admin_api::auth::AccessTokens::new(&secret, settings.auth.access_ttl_secs),
         refresh_ttl_secs: settings.auth.refresh_ttl_secs,
         limits: parla_admin_api::limits::AuthLimits::new(settings.auth.ip_requests_per_15min),
+        outbox: Arc::new(parla_admin_api::mail::Outbox::new(
+            settings.store.data_dir.join("outbox.jsonl"),
+        )),
+        public_url: std::sync::OnceLock::new(),
     });
-    let (app_engine, gateway) = (engine.clone(), settings.gateway.clone());
+    let (app_engine, gateway, app_admin) =
+        (engine.clone(), settings.gateway.clone(), admin.clone());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut server = HttpServer::new(move || {
-        App::new().configure(parla_admin_api::configure(admin.clone())).configure(
+        App::new().configure(parla_admin_api::configure(app_admin.clone())).configure(
             parla_gateway::configure(app_engine.clone(), gateway.clone(), shutdown_rx.clone()),
         )
     })
@@ -127,6 +132,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .bind(settings.server.listen)
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = *server.addrs().first().context("the server bound no address")?;
+    let _ = admin.public_url.set(format!("http://{addr}"));
     let server = server.run();
     let stopper = Stopper { shutdown: Arc::new(shutdown), handle: server.handle() };
     let task = tokio::spawn(server);

@@ -275,3 +275,93 @@ async fn totp_is_enrolled_confirmed_then_required_and_codes_are_single_use() {
     let (status, body) = server.post("/api/auth/totp/enroll", json!({}), Some(jwt)).await;
     assert_eq!((status, error_code(&body)), (409, "totp_already_enabled"));
 }
+
+/// The mails queued in the server's outbox, oldest first.
+fn outbox(server: &TestServer) -> Vec<Value> {
+    let path = server.dir.path().join("outbox.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("outbox lines are JSON"))
+        .collect()
+}
+
+/// The token in the newest mail to `to`.
+fn token_from_last_mail(server: &TestServer, to: &str) -> String {
+    let mails = outbox(server);
+    let mail = mails.iter().rev().find(|m| m["to"] == to).expect("a mail to this address");
+    let body = mail["body"].as_str().expect("body");
+    let at = body.find("token=").expect("a link with a token") + "token=".len();
+    body[at..].split_whitespace().next().expect("token").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_verification_link_from_the_outbox_verifies_once() {
+    let server = start().await;
+    register(&server, "ann@example.com").await;
+    let token = token_from_last_mail(&server, "ann@example.com");
+    assert!(token.starts_with("ott_"));
+    let session = login(&server, "ann@example.com").await;
+    let jwt = session["access_token"].as_str().expect("jwt");
+    let (_, me) = server.call("GET", "/api/auth/me", None, Some(jwt)).await;
+    assert_eq!(me["email_verified"], false);
+
+    let (status, _) = server.post("/api/auth/verify-email", json!({"token": token}), None).await;
+    assert_eq!(status, 204);
+    let (_, me) = server.call("GET", "/api/auth/me", None, Some(jwt)).await;
+    assert_eq!(me["email_verified"], true);
+    let (status, body) = server.post("/api/auth/verify-email", json!({"token": token}), None).await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_token"), "single use");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_link_changes_the_password_once() {
+    let server = start().await;
+    register(&server, "ann@example.com").await;
+    let verification = token_from_last_mail(&server, "ann@example.com");
+    let reset = json!({"token": verification, "password": "a brand new long password"});
+    let (status, body) = server.post("/api/auth/reset-password", reset, None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, "invalid_token"),
+        "a verification link cannot reset"
+    );
+    let (status, _) = server
+        .post("/api/auth/forgot-password", json!({"email": "nobody@example.com"}), None)
+        .await;
+    assert_eq!(status, 202, "same answer for an unknown email");
+    assert!(outbox(&server).iter().all(|m| m["to"] != "nobody@example.com"), "and no mail");
+
+    let (status, _) =
+        server.post("/api/auth/forgot-password", json!({"email": "Ann@example.com"}), None).await;
+    assert_eq!(status, 202);
+    let token = token_from_last_mail(&server, "ann@example.com");
+    let (status, body) = server
+        .post("/api/auth/reset-password", json!({"token": token, "password": "short"}), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (422, "validation_failed"));
+    let new_password = "a brand new long password";
+    let (status, _) = server
+        .post("/api/auth/reset-password", json!({"token": token, "password": new_password}), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = server
+        .post("/api/auth/login", json!({"email": "ann@example.com", "password": PASSWORD}), None)
+        .await;
+    assert_eq!(status, 401, "the old password no longer works");
+    let (status, _) = server
+        .post(
+            "/api/auth/login",
+            json!({"email": "ann@example.com", "password": new_password}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .post("/api/auth/reset-password", json!({"token": token, "password": new_password}), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "invalid_token"), "the link works once");
+    assert!(
+        outbox(&server).iter().all(|m| m["body"].as_str().is_some_and(|b| !b.contains(PASSWORD)))
+    );
+}

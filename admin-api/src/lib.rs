@@ -14,13 +14,15 @@
 //! - [`routes`]: auth handlers and the bearer-token extractor: `POST
 //!   /api/auth/{register,login,refresh,logout}`, `GET /api/bots`.
 //! - [`limits`]: request budget per IP and login backoff per account on `/api/auth/*`.
+//! - [`recovery`]: email verification and password reset by single-use mailed links; `me`.
+//! - [`mail`]: the outbox every mail goes to until SMTP is configured.
 //! - [`totp`]: two-factor authentication (enrol, confirm, recovery codes; required at login).
 //! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
 //!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
 //!
-//! Not built yet (issue 3): invitations and member roles, password reset and
-//! email verification, conversations, OpenAPI.
+//! Not built yet (issue 3): invitations and member roles, SMTP delivery, conversations,
+//! OpenAPI.
 //!
 //! # Concurrency model
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
@@ -31,6 +33,8 @@ pub mod bots;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod mail;
+pub mod recovery;
 pub mod routes;
 pub mod totp;
 
@@ -50,6 +54,10 @@ pub struct AdminState {
     pub refresh_ttl_secs: u64,
     /// Request budget per IP and login backoff per account, on `/api/auth/*`.
     pub limits: limits::AuthLimits,
+    /// Where mail goes.
+    pub outbox: Arc<mail::Outbox>,
+    /// The server's base URL for links in mail, set once the listener is bound.
+    pub public_url: std::sync::OnceLock<String>,
 }
 
 /// Mounts `/api`. Malformed JSON bodies are answered in the API's error shape.
@@ -71,6 +79,10 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/auth/login", web::post().to(routes::login))
                 .route("/auth/refresh", web::post().to(routes::refresh))
                 .route("/auth/logout", web::post().to(routes::logout))
+                .route("/auth/forgot-password", web::post().to(recovery::forgot_password))
+                .route("/auth/reset-password", web::post().to(recovery::reset_password))
+                .route("/auth/verify-email", web::post().to(recovery::verify_email))
+                .route("/auth/me", web::get().to(recovery::me))
                 .route("/auth/totp/enroll", web::post().to(totp::enroll))
                 .route("/auth/totp/confirm", web::post().to(totp::confirm))
                 .route("/api-keys", web::post().to(keys::create))

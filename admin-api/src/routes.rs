@@ -185,7 +185,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Spends one request of the caller's IP budget on the auth endpoints.
-fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<(), ApiError> {
     match req.peer_addr() {
         Some(peer) => Ok(state.limits.check_ip(peer.ip())?),
         None => Ok(()),
@@ -228,13 +228,19 @@ pub async fn register(
     // The account first: it is what enforces email uniqueness.
     state.store.create_account(&account).await?;
     state.store.put_tenant(&tenant).await?;
+    crate::recovery::send_link(
+        &state,
+        &account,
+        parla_engine::model::OneTimeKind::EmailVerification,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(json!({
         "account": account_json(&account),
         "tenant": { "id": tenant.id, "name": tenant.name },
     })))
 }
 
-fn account_json(a: &Account) -> serde_json::Value {
+pub(crate) fn account_json(a: &Account) -> serde_json::Value {
     json!({
         "id": a.id, "email": a.email, "name": a.name, "company": a.company,
         "account_type": a.account_type, "role": a.role, "tenant_id": a.tenant_id,

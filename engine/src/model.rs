@@ -149,6 +149,25 @@ pub struct TotpState {
     pub recovery_digests: Vec<String>,
 }
 
+/// What a one-time token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneTimeKind {
+    PasswordReset,
+    EmailVerification,
+}
+
+/// A single-use, expiring token sent by mail (reset and verification links), stored only as
+/// the SHA-256 of its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OneTimeToken {
+    pub digest: String,
+    pub kind: OneTimeKind,
+    pub account_id: AccountId,
+    pub tenant_id: TenantId,
+    pub expires_at: i64,
+}
+
 /// A refresh token, stored only as the SHA-256 of its value. Tokens rotate: each use issues a
 /// new one in the same `family`; using one twice revokes the whole family (token theft).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ pub async fn run_all(store: &dyn Store) {
     accounts_have_unique_emails_and_are_scoped(store).await;
     refresh_tokens_are_single_use_and_revoked_by_family(store).await;
     api_keys_are_found_by_digest_and_listed_per_tenant(store).await;
+    one_time_tokens_are_taken_once(store).await;
 }
 
 /// Runs the concurrency check; needs a store that can be shared across tasks.
@@ -390,4 +391,18 @@ async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
     revoked.revoked = true;
     store.put_api_key(&revoked).await.expect("revoke");
     assert!(store.api_key_by_digest("dig-1").await.expect("lookup").expect("found").revoked);
+}
+
+async fn one_time_tokens_are_taken_once(store: &dyn Store) {
+    let token = OneTimeToken {
+        digest: "ott-1".into(),
+        kind: OneTimeKind::PasswordReset,
+        account_id: "acc-o".into(),
+        tenant_id: "t-ott".into(),
+        expires_at: now_ms() + 60_000,
+    };
+    store.put_one_time_token(&token).await.expect("put");
+    assert_eq!(store.take_one_time_token("ott-1").await.expect("take"), Some(token));
+    assert_eq!(store.take_one_time_token("ott-1").await.expect("take"), None, "single use");
+    assert_eq!(store.take_one_time_token("ott-missing").await.expect("take"), None);
 }

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use crate::model::{
     Account, AccountId, ApiKey, Bot, BotId, Conversation, ConversationId, Intent, Message,
-    RefreshToken, Tenant, TenantId,
+    OneTimeToken, RefreshToken, Tenant, TenantId,
 };
 
 /// Why a store call failed.
@@ -130,4 +130,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Finds a key by the digest of its value: the authentication entry point.
     async fn api_key_by_digest(&self, digest: &str) -> StoreResult<Option<ApiKey>>;
     async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>>;
+
+    async fn put_one_time_token(&self, token: &OneTimeToken) -> StoreResult<()>;
+    /// Removes and returns the token with this digest: a second take finds nothing.
+    async fn take_one_time_token(&self, digest: &str) -> StoreResult<Option<OneTimeToken>>;
 }

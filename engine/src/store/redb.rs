@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Appended, Store, StoreError, StoreResult};
 use crate::model::{
     Account, AccountId, ApiKey, Bot, BotId, Conversation, ConversationId, Intent, Message,
-    RefreshToken, Tenant, TenantId,
+    OneTimeToken, RefreshToken, Tenant, TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -46,6 +46,8 @@ const REFRESH_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("refre
 /// (family, digest) → 0: the tokens of a family, to revoke them together.
 const REFRESH_FAMILIES: TableDefinition<(&str, &str), u8> =
     TableDefinition::new("refresh_families");
+/// SHA-256 of a one-time token → its record (JSON).
+const ONE_TIME_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("one_time_tokens");
 /// (tenant, key id) → API key JSON.
 const API_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("api_keys");
 /// SHA-256 of a key's value → (tenant, key id).
@@ -77,6 +79,8 @@ enum WriteOp {
     UseRefresh(String),
     RevokeFamily(String),
     PutApiKey(ApiKey),
+    PutOneTime(OneTimeToken),
+    TakeOneTime(String),
 }
 
 /// What a write produced, for the writes that produce something.
@@ -86,6 +90,7 @@ enum Outcome {
     Appended(Appended),
     Refresh(Option<RefreshToken>),
     Existed(bool),
+    OneTime(Option<OneTimeToken>),
 }
 
 struct WriteRequest {
@@ -128,6 +133,7 @@ impl RedbStore {
             txn.open_table(REFRESH_FAMILIES).map_err(backend)?;
             txn.open_table(API_KEYS).map_err(backend)?;
             txn.open_table(API_KEY_DIGESTS).map_err(backend)?;
+            txn.open_table(ONE_TIME_TOKENS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -245,6 +251,21 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 txn.open_table(INTENTS).map_err(backend)?.remove(key).map_err(backend)?;
             }
             return Ok(Outcome::Existed(existed));
+        }
+        WriteOp::PutOneTime(t) => {
+            let bytes = encode(t)?;
+            txn.open_table(ONE_TIME_TOKENS)
+                .map_err(backend)?
+                .insert(t.digest.as_str(), bytes.as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::TakeOneTime(digest) => {
+            let mut table = txn.open_table(ONE_TIME_TOKENS).map_err(backend)?;
+            let taken = match table.remove(digest.as_str()).map_err(backend)? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            return Ok(Outcome::OneTime(taken));
         }
         WriteOp::PutApiKey(k) => {
             let bytes = encode(k)?;
@@ -577,6 +598,17 @@ impl Store for RedbStore {
 
     async fn revoke_refresh_family(&self, family: &str) -> StoreResult<()> {
         self.write(WriteOp::RevokeFamily(family.to_owned())).await.map(drop)
+    }
+
+    async fn put_one_time_token(&self, token: &OneTimeToken) -> StoreResult<()> {
+        self.write(WriteOp::PutOneTime(token.clone())).await.map(drop)
+    }
+
+    async fn take_one_time_token(&self, digest: &str) -> StoreResult<Option<OneTimeToken>> {
+        match self.write(WriteOp::TakeOneTime(digest.to_owned())).await? {
+            Outcome::OneTime(taken) => Ok(taken),
+            other => Err(StoreError::Backend(format!("take_one_time_token returned {other:?}"))),
+        }
     }
 
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {

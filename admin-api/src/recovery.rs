@@ -1,0 +1,154 @@
+//! Email verification and password reset, with single-use expiring tokens sent by mail.
+//! `forgot-password` answers the same whether the email exists or not (no enumeration).
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use parla_engine::model::{Account, OneTimeKind, OneTimeToken, now_ms};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{AdminState, auth, error::ApiError, routes::Caller};
+
+/// Lifetimes: a reset link is short-lived, a verification link lasts a few days.
+const RESET_TTL_MS: i64 = 30 * 60 * 1000;
+const VERIFY_TTL_MS: i64 = 3 * 24 * 60 * 60 * 1000;
+
+/// Creates a token of `kind` for `account` and mails its link.
+pub async fn send_link(
+    state: &AdminState,
+    account: &Account,
+    kind: OneTimeKind,
+) -> Result<(), ApiError> {
+    let (token, digest) = auth::new_opaque_token("ott_");
+    let ttl = match kind {
+        OneTimeKind::PasswordReset => RESET_TTL_MS,
+        OneTimeKind::EmailVerification => VERIFY_TTL_MS,
+    };
+    state
+        .store
+        .put_one_time_token(&OneTimeToken {
+            digest,
+            kind,
+            account_id: account.id.clone(),
+            tenant_id: account.tenant_id.clone(),
+            expires_at: now_ms() + ttl,
+        })
+        .await?;
+    let (subject, path) = match kind {
+        OneTimeKind::PasswordReset => ("Reset your Parla password", "reset-password"),
+        OneTimeKind::EmailVerification => ("Verify your Parla email", "verify-email"),
+    };
+    let body = format!(
+        "Hello {},\n\nopen {}/{path}?token={token}\nor send this token to /api/auth/{path}: {token}\n",
+        account.name,
+        state.public_url.get().map_or("", String::as_str)
+    );
+    let outbox = state.outbox.clone();
+    let to = account.email.clone();
+    tokio::task::spawn_blocking(move || outbox.send(&to, subject, &body))
+        .await
+        .map_err(|_| internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not write the mail outbox");
+            internal()
+        })
+}
+
+fn internal() -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+}
+
+/// Takes a token of `kind`; refuses a missing, used, expired or wrong-kind one alike.
+async fn take(
+    state: &AdminState,
+    token: &str,
+    kind: OneTimeKind,
+) -> Result<OneTimeToken, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            "this link is invalid, used or expired",
+        )
+    };
+    let taken = state.store.take_one_time_token(&auth::token_digest(token.trim())).await?;
+    taken.filter(|t| t.kind == kind && t.expires_at > now_ms()).ok_or_else(invalid)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailBody {
+    email: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    token: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    token: String,
+}
+
+/// `POST /api/auth/forgot-password`: always 202.
+pub async fn forgot_password(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    body: web::Json<EmailBody>,
+) -> Result<HttpResponse, ApiError> {
+    crate::routes::check_ip(&state, &req)?;
+    if let Some(account) = state.store.account_by_email(body.email.trim()).await? {
+        send_link(&state, &account, OneTimeKind::PasswordReset).await?;
+    }
+    Ok(HttpResponse::Accepted().json(json!({ "status": "if the account exists, a link was sent" })))
+}
+
+/// `POST /api/auth/reset-password`.
+pub async fn reset_password(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    body: web::Json<ResetBody>,
+) -> Result<HttpResponse, ApiError> {
+    crate::routes::check_ip(&state, &req)?;
+    let body = body.into_inner();
+    auth::validate_password(&body.password)?;
+    let token = take(&state, &body.token, OneTimeKind::PasswordReset).await?;
+    let mut account =
+        state.store.get_account(&token.tenant_id, &token.account_id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "the account no longer exists")
+        })?;
+    let password = body.password;
+    account.password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|_| internal())??;
+    state.store.update_account(&account).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/auth/verify-email`.
+pub async fn verify_email(
+    state: web::Data<AdminState>,
+    body: web::Json<TokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    let token = take(&state, &body.token, OneTimeKind::EmailVerification).await?;
+    if let Some(mut account) = state.store.get_account(&token.tenant_id, &token.account_id).await? {
+        account.email_verified = true;
+        state.store.update_account(&account).await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /api/auth/me`: the signed-in person's account.
+pub async fn me(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let Some(id) = caller.account.as_ref() else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person"));
+    };
+    let account =
+        state.store.get_account(&caller.tenant, id).await?.ok_or_else(|| {
+            ApiError::unauthorized("token_invalid", "the account no longer exists")
+        })?;
+    Ok(HttpResponse::Ok().json(crate::routes::account_json(&account)))
+}
