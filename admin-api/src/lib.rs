@@ -15,14 +15,14 @@
 //!   /api/auth/{register,login,refresh,logout}`, `GET /api/bots`.
 //! - [`limits`]: request budget per IP and login backoff per account on `/api/auth/*`.
 //! - [`recovery`]: email verification and password reset by single-use mailed links; `me`.
+//! - [`members`]: members, roles and invitations (`/api/members`, `accept-invitation`).
 //! - [`mail`]: the outbox every mail goes to until SMTP is configured.
 //! - [`totp`]: two-factor authentication (enrol, confirm, recovery codes; required at login).
 //! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
 //!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
 //!
-//! Not built yet (issue 3): invitations and member roles, SMTP delivery, conversations,
-//! OpenAPI.
+//! Not built yet (issue 3): SMTP delivery, conversations, OpenAPI.
 //!
 //! # Concurrency model
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
@@ -34,6 +34,7 @@ pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod mail;
+pub mod members;
 pub mod recovery;
 pub mod routes;
 pub mod totp;
@@ -83,6 +84,11 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/auth/reset-password", web::post().to(recovery::reset_password))
                 .route("/auth/verify-email", web::post().to(recovery::verify_email))
                 .route("/auth/me", web::get().to(recovery::me))
+                .route("/auth/accept-invitation", web::post().to(members::accept))
+                .route("/members", web::get().to(members::list))
+                .route("/members/invitations", web::post().to(members::invite))
+                .route("/members/{id}", web::patch().to(members::set_role))
+                .route("/members/{id}", web::delete().to(members::remove))
                 .route("/auth/totp/enroll", web::post().to(totp::enroll))
                 .route("/auth/totp/confirm", web::post().to(totp::confirm))
                 .route("/api-keys", web::post().to(keys::create))

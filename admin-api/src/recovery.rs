@@ -10,7 +10,7 @@ use crate::{AdminState, auth, error::ApiError, routes::Caller};
 
 /// Lifetimes: a reset link is short-lived, a verification link lasts a few days.
 const RESET_TTL_MS: i64 = 30 * 60 * 1000;
-const VERIFY_TTL_MS: i64 = 3 * 24 * 60 * 60 * 1000;
+pub(crate) const VERIFY_TTL_MS: i64 = 3 * 24 * 60 * 60 * 1000;
 
 /// Creates a token of `kind` for `account` and mails its link.
 pub async fn send_link(
@@ -21,7 +21,7 @@ pub async fn send_link(
     let (token, digest) = auth::new_opaque_token("ott_");
     let ttl = match kind {
         OneTimeKind::PasswordReset => RESET_TTL_MS,
-        OneTimeKind::EmailVerification => VERIFY_TTL_MS,
+        OneTimeKind::EmailVerification | OneTimeKind::Invitation => VERIFY_TTL_MS,
     };
     state
         .store
@@ -31,11 +31,14 @@ pub async fn send_link(
             account_id: account.id.clone(),
             tenant_id: account.tenant_id.clone(),
             expires_at: now_ms() + ttl,
+            email: None,
+            role: None,
         })
         .await?;
     let (subject, path) = match kind {
         OneTimeKind::PasswordReset => ("Reset your Parla password", "reset-password"),
         OneTimeKind::EmailVerification => ("Verify your Parla email", "verify-email"),
+        OneTimeKind::Invitation => ("Join a Parla workspace", "accept-invitation"),
     };
     let body = format!(
         "Hello {},\n\nopen {}/{path}?token={token}\nor send this token to /api/auth/{path}: {token}\n",
@@ -58,7 +61,7 @@ fn internal() -> ApiError {
 }
 
 /// Takes a token of `kind`; refuses a missing, used, expired or wrong-kind one alike.
-async fn take(
+pub(crate) async fn take(
     state: &AdminState,
     token: &str,
     kind: OneTimeKind,

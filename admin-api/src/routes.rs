@@ -151,7 +151,7 @@ pub struct RefreshBody {
     refresh_token: String,
 }
 
-fn validate_email(email: &str) -> Result<String, ApiError> {
+pub(crate) fn validate_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && !email.contains(char::is_whitespace)
@@ -167,7 +167,7 @@ fn validate_email(email: &str) -> Result<String, ApiError> {
     Ok(email)
 }
 
-fn validate_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+pub(crate) fn validate_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max {
         return Err(ApiError::invalid(field, format!("must be 1 to {max} characters")));

@@ -155,6 +155,8 @@ pub struct TotpState {
 pub enum OneTimeKind {
     PasswordReset,
     EmailVerification,
+    /// An invitation to join `tenant_id` as `role`; `account_id` is the inviter.
+    Invitation,
 }
 
 /// A single-use, expiring token sent by mail (reset and verification links), stored only as
@@ -166,6 +168,11 @@ pub struct OneTimeToken {
     pub account_id: AccountId,
     pub tenant_id: TenantId,
     pub expires_at: i64,
+    /// For invitations: who is invited, and as what.
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub role: Option<Role>,
 }
 
 /// A refresh token, stored only as the SHA-256 of its value. Tokens rotate: each use issues a

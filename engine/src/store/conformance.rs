@@ -341,6 +341,27 @@ async fn accounts_have_unique_emails_and_are_scoped(store: &dyn Store) {
     store.update_account(&verified).await.expect("update");
     let reread = store.get_account(&"t-acc-a".into(), &"acc-1".into()).await.expect("get");
     assert_eq!(reread.map(|a| a.email_verified), Some(true), "update persisted");
+    store.create_account(&account("t-acc-a", "acc-3", "bob@example.com")).await.expect("create");
+    let mut ids: Vec<_> = store
+        .list_accounts(&"t-acc-a".into())
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![AccountId::from("acc-1"), AccountId::from("acc-3")],
+        "exactly the tenant's"
+    );
+    assert!(!store.delete_account(&"t-acc-b".into(), &"acc-3".into()).await.expect("delete"));
+    assert!(store.delete_account(&"t-acc-a".into(), &"acc-3".into()).await.expect("delete"));
+    assert_eq!(store.account_by_email("bob@example.com").await.expect("lookup"), None);
+    store
+        .create_account(&account("t-acc-b", "acc-4", "bob@example.com"))
+        .await
+        .expect("the email is free again");
 }
 
 async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) {
@@ -400,6 +421,8 @@ async fn one_time_tokens_are_taken_once(store: &dyn Store) {
         account_id: "acc-o".into(),
         tenant_id: "t-ott".into(),
         expires_at: now_ms() + 60_000,
+        email: None,
+        role: None,
     };
     store.put_one_time_token(&token).await.expect("put");
     assert_eq!(store.take_one_time_token("ott-1").await.expect("take"), Some(token));

@@ -117,6 +117,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>>;
     /// Replaces an existing account (same tenant, id and email).
     async fn update_account(&self, account: &Account) -> StoreResult<()>;
+    async fn list_accounts(&self, tenant: &TenantId) -> StoreResult<Vec<Account>>;
+    /// Deletes an account of `tenant` (and frees its email); returns whether it existed.
+    async fn delete_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<bool>;
 
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// Marks the token with this digest used and returns it as it was before (so `used: true`

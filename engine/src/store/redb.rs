@@ -75,6 +75,7 @@ enum WriteOp {
     Append(Message),
     CreateAccount(Account),
     UpdateAccount(Account),
+    DeleteAccount(TenantId, AccountId),
     PutRefresh(RefreshToken),
     UseRefresh(String),
     RevokeFamily(String),
@@ -314,6 +315,18 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             }
             let bytes = encode(a)?;
             accounts.insert(key, bytes.as_slice()).map_err(backend)?;
+        }
+        WriteOp::DeleteAccount(tenant, id) => {
+            let mut accounts = txn.open_table(ACCOUNTS).map_err(backend)?;
+            let removed = accounts.remove((tenant.as_str(), id.as_str())).map_err(backend)?;
+            let Some(removed) = removed else { return Ok(Outcome::Existed(false)) };
+            let account: Account = decode(removed.value())?;
+            drop(removed);
+            txn.open_table(ACCOUNT_EMAILS)
+                .map_err(backend)?
+                .remove(account.email.as_str())
+                .map_err(backend)?;
+            return Ok(Outcome::Existed(true));
         }
         WriteOp::PutRefresh(t) => {
             let bytes = encode(t)?;
@@ -583,6 +596,25 @@ impl Store for RedbStore {
 
     async fn update_account(&self, account: &Account) -> StoreResult<()> {
         self.write(WriteOp::UpdateAccount(account.clone())).await.map(drop)
+    }
+
+    async fn list_accounts(&self, tenant: &TenantId) -> StoreResult<Vec<Account>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(ACCOUNTS).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn delete_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<bool> {
+        match self.write(WriteOp::DeleteAccount(tenant.clone(), id.clone())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("delete_account returned {other:?}"))),
+        }
     }
 
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
