@@ -15,6 +15,8 @@
 //!   /api/auth/{register,login,refresh,logout}`, `GET /api/bots`.
 //! - [`limits`]: request budget per IP and login backoff per account on `/api/auth/*`.
 //! - [`recovery`]: email verification and password reset by single-use mailed links; `me`.
+//! - [`conversations`]: list, read (messages paged by seq), open, post a message through the
+//!   conversation's actor.
 //! - [`members`]: members, roles and invitations (`/api/members`, `accept-invitation`).
 //! - [`mail`]: the outbox every mail goes to until SMTP is configured.
 //! - [`totp`]: two-factor authentication (enrol, confirm, recovery codes; required at login).
@@ -22,7 +24,7 @@
 //!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
 //!
-//! Not built yet (issue 3): SMTP delivery, conversations, OpenAPI.
+//! Not built yet (issue 3): SMTP delivery, deleting conversations, OpenAPI.
 //!
 //! # Concurrency model
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
@@ -30,6 +32,7 @@
 
 pub mod auth;
 pub mod bots;
+pub mod conversations;
 pub mod error;
 pub mod keys;
 pub mod limits;
@@ -101,6 +104,10 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}", web::delete().to(bots::delete))
                 .route("/bots/{id}/publish", web::post().to(bots::publish))
                 .route("/bots/{id}/pause", web::post().to(bots::pause))
+                .route("/bots/{id}/conversations", web::get().to(conversations::list))
+                .route("/conversations", web::post().to(conversations::open))
+                .route("/conversations/{id}", web::get().to(conversations::get))
+                .route("/conversations/{id}/messages", web::post().to(conversations::post_message))
                 .route("/bots/{id}/intents", web::get().to(bots::list_intents))
                 .route("/bots/{id}/intents", web::post().to(bots::create_intent))
                 .route("/bots/{id}/intents/{intent_id}", web::get().to(bots::get_intent))

@@ -194,6 +194,18 @@ async fn conversations_are_created_once_and_scoped(store: &dyn Store) {
         None,
         "a conversation must not be visible to another tenant"
     );
+    // Listing per bot, newest (highest id) first, with a cursor.
+    for id in ["c-list-1", "c-list-2", "c-list-3"] {
+        seed_conversation(store, "t-list", id).await;
+    }
+    let (t, b) = (TenantId::from("t-list"), BotId::from("t-list-bot"));
+    let ids = |v: Vec<Conversation>| v.into_iter().map(|c| c.id.0).collect::<Vec<_>>();
+    let first = store.list_conversations(&t, &b, None, 2).await.expect("list");
+    assert_eq!(ids(first), vec!["c-list-3", "c-list-2"]);
+    let next = store.list_conversations(&t, &b, Some(&"c-list-2".into()), 2).await.expect("list");
+    assert_eq!(ids(next), vec!["c-list-1"]);
+    let theirs = store.list_conversations(&"t-other".into(), &b, None, 10).await.expect("list");
+    assert!(theirs.is_empty(), "scoped to the tenant");
 }
 
 async fn append_orders_by_seq_and_reads_ranges(store: &dyn Store) {

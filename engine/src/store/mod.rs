@@ -94,6 +94,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         tenant: &TenantId,
         id: &ConversationId,
     ) -> StoreResult<Option<Conversation>>;
+    /// A bot's conversations, newest first (ids are time-ordered), strictly before `before`
+    /// when given (the cursor of the previous page), at most `limit`.
+    async fn list_conversations(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>>;
 
     /// Appends a message, durable when this returns `Ok`. Idempotent by `client_msg_id`: a
     /// second message with the same one is not stored and the first comes back as

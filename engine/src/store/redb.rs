@@ -33,6 +33,9 @@ const BOT_INDEX: TableDefinition<&str, &str> = TableDefinition::new("bot_index")
 const INTENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("intents");
 /// (tenant, conversation) → conversation JSON.
 const CONVERSATIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("conversations");
+/// (tenant, bot, conversation) → 0: a bot's conversations in id (= time) order.
+const CONVERSATIONS_BY_BOT: TableDefinition<(&str, &str, &str), u8> =
+    TableDefinition::new("conversations_by_bot");
 /// (tenant, conversation, seq) → message JSON.
 const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("messages");
 /// (tenant, conversation, client_msg_id) → seq: the idempotency index.
@@ -135,6 +138,7 @@ impl RedbStore {
             txn.open_table(API_KEYS).map_err(backend)?;
             txn.open_table(API_KEY_DIGESTS).map_err(backend)?;
             txn.open_table(ONE_TIME_TOKENS).map_err(backend)?;
+            txn.open_table(CONVERSATIONS_BY_BOT).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -287,6 +291,10 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 return Err(StoreError::ConversationExists);
             }
             table.insert(key, bytes.as_slice()).map_err(backend)?;
+            txn.open_table(CONVERSATIONS_BY_BOT)
+                .map_err(backend)?
+                .insert((c.tenant_id.as_str(), c.bot_id.as_str(), c.id.as_str()), 0)
+                .map_err(backend)?;
         }
         WriteOp::Append(m) => return append(txn, m).map(Outcome::Appended),
         WriteOp::CreateAccount(a) => {
@@ -519,6 +527,37 @@ impl Store for RedbStore {
             let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
             let found = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
             found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_conversations(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        let (tenant, bot, before) = (tenant.clone(), bot.clone(), before.cloned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(CONVERSATIONS_BY_BOT).map_err(backend)?;
+            let conversations = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let (t, b) = (tenant.as_str(), bot.as_str());
+            let range = match before.as_ref() {
+                Some(cursor) => index.range((t, b, "")..(t, b, cursor.as_str())),
+                None => index.range((t, b, "")..=(t, b, "\u{10FFFF}")),
+            }
+            .map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in range.rev().take(limit) {
+                let (key, _) = entry.map_err(backend)?;
+                let id = key.value().2.to_owned();
+                if let Some(v) = conversations.get((t, id.as_str())).map_err(backend)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
         })
         .await
     }

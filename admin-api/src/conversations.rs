@@ -1,0 +1,221 @@
+//! Conversations for server-side integrations: list a bot's conversations, read one with its
+//! messages paged by `seq`, open one, and post a message into it through the same conversation
+//! actor as the widget (so a visitor's widget sees it live, and the bot answers).
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use parla_engine::{
+    OpenRequest,
+    bus::{Event, Inbound},
+    model::{BotId, Channel, ConnId, ConversationId, ConversationKey},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{AdminState, error::ApiError, routes::Caller};
+
+/// How long `POST …/messages` waits for the actor to store the message.
+const STORE_WAIT: Duration = Duration::from_secs(10);
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+}
+
+fn engine_error(e: &parla_engine::EngineError) -> ApiError {
+    use parla_engine::EngineError as E;
+    let status = match e {
+        E::BotNotFound | E::ConversationNotFound => StatusCode::NOT_FOUND,
+        E::BotUnavailable => StatusCode::CONFLICT,
+        E::TenantAtCapacity | E::ConversationBusy | E::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.code(), e.public_message())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// The `next_cursor` of the previous page.
+    before: Option<String>,
+    limit: Option<usize>,
+    channel: Option<Channel>,
+}
+
+/// `GET /api/bots/{id}/conversations`: newest first, cursor-paged.
+pub async fn list(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("conversations:read")?;
+    let bot = BotId(path.into_inner());
+    state.store.get_bot(&caller.tenant, &bot).await?.ok_or_else(|| not_found("bot"))?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 200);
+    let before = query.before.clone().map(ConversationId);
+    let page = state.store.list_conversations(&caller.tenant, &bot, before.as_ref(), limit).await?;
+    let next_cursor = (page.len() == limit).then(|| page.last().map(|c| c.id.0.clone())).flatten();
+    let data: Vec<_> = page
+        .iter()
+        .filter(|c| query.channel.is_none_or(|ch| c.source == ch))
+        .map(|c| {
+            json!({"id": c.id, "bot_id": c.bot_id, "source": c.source, "started_at": c.started_at,
+                   "user_agent": c.user_agent})
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "data": data, "next_cursor": next_cursor })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesQuery {
+    after_seq: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn own_conversation(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+) -> Result<parla_engine::model::Conversation, ApiError> {
+    state
+        .store
+        .get_conversation(&caller.tenant, &ConversationId(id.to_owned()))
+        .await?
+        .ok_or_else(|| not_found("conversation"))
+}
+
+/// `GET /api/conversations/{id}`: the conversation and its messages after `after_seq`.
+pub async fn get(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<MessagesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("conversations:read")?;
+    let conversation = own_conversation(&state, &caller, &path).await?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let messages = state
+        .store
+        .messages_after(&caller.tenant, &conversation.id, query.after_seq.unwrap_or(0), limit)
+        .await?;
+    let next_after_seq =
+        (messages.len() == limit).then(|| messages.last().map(|m| m.seq)).flatten();
+    Ok(HttpResponse::Ok().json(json!({
+        "conversation": {"id": conversation.id, "bot_id": conversation.bot_id,
+                         "source": conversation.source, "started_at": conversation.started_at},
+        "messages": messages,
+        "next_after_seq": next_after_seq,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBody {
+    bot_id: String,
+}
+
+/// `POST /api/conversations`: opens a conversation with one of the tenant's active bots.
+/// Returns the resume token a widget needs to join it.
+pub async fn open(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    body: web::Json<OpenBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("conversations:write")?;
+    let bot = BotId(body.into_inner().bot_id);
+    state.store.get_bot(&caller.tenant, &bot).await?.ok_or_else(|| not_found("bot"))?;
+    let request = OpenRequest { bot_id: bot, resume: None, user_agent: Some("admin-api".into()) };
+    let opened = state.engine.open(request).await.map_err(|e| engine_error(&e))?;
+    state
+        .engine
+        .send(opened.key.clone(), None, Inbound::Start)
+        .await
+        .map_err(|e| engine_error(&e))?;
+    Ok(HttpResponse::Created().json(json!({
+        "conversation_id": opened.key.conversation_id,
+        "resume_token": opened.resume_token,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostBody {
+    client_msg_id: String,
+    text: String,
+}
+
+/// `POST /api/conversations/{id}/messages`: a visitor message sent by an integration, through
+/// the conversation's actor. Answers once it is stored (201), or with the stored original for
+/// a repeated `client_msg_id` (200).
+pub async fn post_message(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<PostBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("conversations:write")?;
+    let body = body.into_inner();
+    if body.client_msg_id.is_empty() || body.client_msg_id.len() > 128 {
+        return Err(ApiError::invalid("client_msg_id", "must be 1 to 128 bytes"));
+    }
+    if body.text.trim().is_empty() || body.text.chars().count() > 4000 {
+        return Err(ApiError::invalid("text", "must be 1 to 4000 characters"));
+    }
+    let conversation = own_conversation(&state, &caller, &path).await?;
+    let key =
+        ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };
+    let conn = ConnId::generate();
+    // Subscribe first, so the stored message cannot be published before we listen.
+    let mut events = state.engine.subscribe(&key, Some(conn));
+    let inbound =
+        Inbound::VisitorMessage { client_msg_id: body.client_msg_id.clone(), text: body.text };
+    state.engine.send(key, Some(conn), inbound).await.map_err(|e| engine_error(&e))?;
+    let wait = async {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                // Fell behind: our event may be gone; the timeout then asks for a retry, which
+                // the idempotency key makes safe.
+                Err(parla_engine::bus::RecvError::Lagged(_)) => continue,
+                Err(parla_engine::bus::RecvError::Closed) => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not_stored",
+                        "retry with the same client_msg_id",
+                    ));
+                }
+            };
+            match &*event {
+                Event::Message { message }
+                    if message.client_msg_id.as_deref() == Some(body.client_msg_id.as_str()) =>
+                {
+                    return Ok(HttpResponse::Created().json(json!({ "message": message })));
+                }
+                Event::Ack { conn: to, message } if *to == conn => {
+                    return Ok(
+                        HttpResponse::Ok().json(json!({ "message": message, "duplicate": true }))
+                    );
+                }
+                Event::Rejected { conn: Some(to), code, message, .. } if *to == conn => {
+                    let mut e = ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not_stored",
+                        message.clone(),
+                    );
+                    e.details = json!({ "engine_code": code });
+                    return Err(e);
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(STORE_WAIT, wait).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the message was not confirmed in time; retry with the same client_msg_id",
+        ))
+    })
+}

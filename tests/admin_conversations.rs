@@ -1,0 +1,175 @@
+//! Conversations through the admin API, meeting the widget in the same conversation actor.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a long enough password";
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+async fn owner(server: &TestServer, email: &str) -> String {
+    let (status, _) = server
+        .post(
+            "/api/auth/register",
+            json!({"email": email, "password": PASSWORD, "name": "O"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, session) =
+        server.post("/api/auth/login", json!({"email": email, "password": PASSWORD}), None).await;
+    session["access_token"].as_str().expect("token").to_owned()
+}
+
+/// An active bot of the caller's tenant with one intent; returns its id.
+async fn active_bot(server: &TestServer, token: &str) -> String {
+    let t = Some(token);
+    let (_, bot) = server
+        .post("/api/bots", json!({"name": "Shop", "config": {"welcome_message": "Welcome!"}}), t)
+        .await;
+    let id = bot["id"].as_str().expect("id").to_owned();
+    server
+        .post(
+            &format!("/api/bots/{id}/intents"),
+            json!({"name": "hi", "examples": ["hello"], "response": {"text": "Hi there."}}),
+            t,
+        )
+        .await;
+    let (status, _) = server.post(&format!("/api/bots/{id}/publish"), json!({}), t).await;
+    assert_eq!(status, 200);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_posts_into_a_conversation_the_widget_watches_live() {
+    let server = start().await;
+    let token = owner(&server, "a@example.com").await;
+    let t = Some(token.as_str());
+    let bot = active_bot(&server, &token).await;
+
+    let (status, opened) = server.post("/api/conversations", json!({"bot_id": bot}), t).await;
+    assert_eq!(status, 201, "{opened}");
+    let conversation = opened["conversation_id"].as_str().expect("id").to_owned();
+
+    // A widget joins the same conversation with the returned token.
+    let mut widget = server.client().await;
+    widget
+        .send(json!({"type": "hello", "bot_id": bot, "conversation_id": conversation,
+                     "resume_token": opened["resume_token"], "last_seq": 0}))
+        .await;
+    widget.expect("welcome").await;
+
+    let (status, posted) = server
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"client_msg_id": "crm-1", "text": "hello"}),
+            t,
+        )
+        .await;
+    assert_eq!(status, 201, "{posted}");
+    let seq = posted["message"]["seq"].as_u64().expect("seq");
+    assert_eq!(posted["message"]["sender"], "user");
+
+    // The widget sees the greeting, the posted message and the bot's streamed answer.
+    let mut saw_posted = false;
+    loop {
+        let f = widget.recv().await;
+        if f["type"] == "message" && f["client_msg_id"] == "crm-1" {
+            assert_eq!(f["seq"].as_u64(), Some(seq));
+            saw_posted = true;
+        }
+        if f["type"] == "stream_end" {
+            assert_eq!(f["text"], "Hi there.");
+            break;
+        }
+    }
+    assert!(saw_posted);
+
+    let (status, again) = server
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"client_msg_id": "crm-1", "text": "hello"}),
+            t,
+        )
+        .await;
+    assert_eq!((status, again["duplicate"].as_bool()), (200, Some(true)), "idempotent");
+    assert_eq!(again["message"]["seq"].as_u64(), Some(seq));
+
+    // Reading it back: messages paged by seq.
+    let (status, read) =
+        server.call("GET", &format!("/api/conversations/{conversation}"), None, t).await;
+    assert_eq!(status, 200);
+    let seqs: Vec<u64> = read["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3], "greeting, message, reply — stored once each");
+    let (_, page) = server
+        .call("GET", &format!("/api/conversations/{conversation}?after_seq=1&limit=1"), None, t)
+        .await;
+    assert_eq!(page["messages"][0]["seq"], 2);
+    assert_eq!(page["next_after_seq"], 2);
+
+    let (status, list) =
+        server.call("GET", &format!("/api/bots/{bot}/conversations"), None, t).await;
+    assert_eq!((status, list["data"][0]["id"].as_str()), (200, Some(conversation.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_are_paged_and_invisible_to_other_tenants() {
+    let server = start().await;
+    let a = owner(&server, "a@example.com").await;
+    let b = owner(&server, "b@example.com").await;
+    let bot = active_bot(&server, &a).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, opened) = server.post("/api/conversations", json!({"bot_id": bot}), Some(&a)).await;
+        ids.push(opened["conversation_id"].as_str().expect("id").to_owned());
+    }
+    let (_, first) =
+        server.call("GET", &format!("/api/bots/{bot}/conversations?limit=2"), None, Some(&a)).await;
+    let page: Vec<&str> = first["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(page, vec![ids[2].as_str(), ids[1].as_str()], "newest first");
+    let cursor = first["next_cursor"].as_str().expect("cursor");
+    let (_, second) = server
+        .call(
+            "GET",
+            &format!("/api/bots/{bot}/conversations?limit=2&before={cursor}"),
+            None,
+            Some(&a),
+        )
+        .await;
+    assert_eq!(second["data"][0]["id"].as_str(), Some(ids[0].as_str()));
+    assert!(second["next_cursor"].is_null());
+
+    let conversation = &ids[0];
+    for (method, path, body) in [
+        ("GET", format!("/api/bots/{bot}/conversations"), None),
+        ("GET", format!("/api/conversations/{conversation}"), None),
+        (
+            "POST",
+            format!("/api/conversations/{conversation}/messages"),
+            Some(json!({"client_msg_id": "x", "text": "intrusion"}).to_string()),
+        ),
+        ("POST", "/api/conversations".to_owned(), Some(json!({"bot_id": bot}).to_string())),
+    ] {
+        let (status, body) = server.call(method, &path, body.as_deref(), Some(&b)).await;
+        assert_eq!((status, code(&body)), (404, "not_found"), "{method} {path}");
+    }
+    let (_, read) =
+        server.call("GET", &format!("/api/conversations/{conversation}"), None, Some(&a)).await;
+    assert!(
+        read["messages"].as_array().expect("messages").iter().all(|m| m["text"] != "intrusion")
+    );
+}
