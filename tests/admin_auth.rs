@@ -332,6 +332,8 @@ async fn a_password_reset_link_changes_the_password_once() {
     assert_eq!(status, 202, "same answer for an unknown email");
     assert!(outbox(&server).iter().all(|m| m["to"] != "nobody@example.com"), "and no mail");
 
+    // A session opened with the old password, which the reset must end.
+    let before = login(&server, "ann@example.com").await;
     let (status, _) =
         server.post("/api/auth/forgot-password", json!({"email": "Ann@example.com"}), None).await;
     assert_eq!(status, 202);
@@ -361,6 +363,10 @@ async fn a_password_reset_link_changes_the_password_once() {
         .post("/api/auth/reset-password", json!({"token": token, "password": new_password}), None)
         .await;
     assert_eq!((status, error_code(&body)), (400, "invalid_token"), "the link works once");
+    let (status, body) = server
+        .post("/api/auth/refresh", json!({"refresh_token": before["refresh_token"]}), None)
+        .await;
+    assert_eq!((status, error_code(&body)), (401, "invalid_refresh_token"), "old sessions ended");
     assert!(
         outbox(&server).iter().all(|m| m["body"].as_str().is_some_and(|b| !b.contains(PASSWORD)))
     );

@@ -190,5 +190,6 @@ pub async fn remove(
         ));
     }
     state.store.delete_account(&caller.tenant, &target.id).await?;
+    state.store.revoke_account_sessions(&caller.tenant, &target.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

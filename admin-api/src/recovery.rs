@@ -128,6 +128,8 @@ pub async fn reset_password(
         .await
         .map_err(|_| internal())??;
     state.store.update_account(&account).await?;
+    // Whoever knew the old password must not keep a session.
+    state.store.revoke_account_sessions(&account.tenant_id, &account.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

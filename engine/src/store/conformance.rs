@@ -399,6 +399,9 @@ async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) 
         store.use_refresh_token("d3").await.expect("use").is_some(),
         "another family is untouched"
     );
+    store.put_refresh_token(&token("d4", "fam-3")).await.expect("put");
+    store.revoke_account_sessions(&"t-refresh".into(), &"acc-r".into()).await.expect("revoke");
+    assert_eq!(store.use_refresh_token("d4").await.expect("use"), None, "every session ended");
 }
 
 async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {

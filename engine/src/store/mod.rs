@@ -136,6 +136,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn use_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshToken>>;
     /// Deletes every token of a family (logout, or reuse detected).
     async fn revoke_refresh_family(&self, family: &str) -> StoreResult<()>;
+    /// Deletes every refresh token of an account (password reset, removal): all its sessions.
+    async fn revoke_account_sessions(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> StoreResult<()>;
 
     /// Creates or replaces an API key (revocation and last-use updates replace it).
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;

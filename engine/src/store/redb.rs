@@ -51,6 +51,9 @@ const REFRESH_FAMILIES: TableDefinition<(&str, &str), u8> =
     TableDefinition::new("refresh_families");
 /// SHA-256 of a one-time token → its record (JSON).
 const ONE_TIME_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("one_time_tokens");
+/// (tenant, account, digest) → 0: an account's refresh tokens, to end all its sessions.
+const REFRESH_BY_ACCOUNT: TableDefinition<(&str, &str, &str), u8> =
+    TableDefinition::new("refresh_by_account");
 /// (tenant, key id) → API key JSON.
 const API_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("api_keys");
 /// SHA-256 of a key's value → (tenant, key id).
@@ -82,6 +85,7 @@ enum WriteOp {
     PutRefresh(RefreshToken),
     UseRefresh(String),
     RevokeFamily(String),
+    RevokeAccount(TenantId, AccountId),
     PutApiKey(ApiKey),
     PutOneTime(OneTimeToken),
     TakeOneTime(String),
@@ -139,6 +143,7 @@ impl RedbStore {
             txn.open_table(API_KEY_DIGESTS).map_err(backend)?;
             txn.open_table(ONE_TIME_TOKENS).map_err(backend)?;
             txn.open_table(CONVERSATIONS_BY_BOT).map_err(backend)?;
+            txn.open_table(REFRESH_BY_ACCOUNT).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -346,6 +351,24 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .map_err(backend)?
                 .insert((t.family.as_str(), t.digest.as_str()), 0)
                 .map_err(backend)?;
+            txn.open_table(REFRESH_BY_ACCOUNT)
+                .map_err(backend)?
+                .insert((t.tenant_id.as_str(), t.account_id.as_str(), t.digest.as_str()), 0)
+                .map_err(backend)?;
+        }
+        WriteOp::RevokeAccount(tenant, account) => {
+            let (t, a) = (tenant.as_str(), account.as_str());
+            let mut index = txn.open_table(REFRESH_BY_ACCOUNT).map_err(backend)?;
+            let digests: Vec<String> = index
+                .range((t, a, "")..=(t, a, "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|entry| entry.map(|(k, _)| k.value().2.to_owned()).map_err(backend))
+                .collect::<StoreResult<_>>()?;
+            let mut tokens = txn.open_table(REFRESH_TOKENS).map_err(backend)?;
+            for digest in &digests {
+                tokens.remove(digest.as_str()).map_err(backend)?;
+                index.remove((t, a, digest.as_str())).map_err(backend)?;
+            }
         }
         WriteOp::UseRefresh(digest) => {
             let mut tokens = txn.open_table(REFRESH_TOKENS).map_err(backend)?;
@@ -669,6 +692,14 @@ impl Store for RedbStore {
 
     async fn revoke_refresh_family(&self, family: &str) -> StoreResult<()> {
         self.write(WriteOp::RevokeFamily(family.to_owned())).await.map(drop)
+    }
+
+    async fn revoke_account_sessions(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> StoreResult<()> {
+        self.write(WriteOp::RevokeAccount(tenant.clone(), account.clone())).await.map(drop)
     }
 
     async fn put_one_time_token(&self, token: &OneTimeToken) -> StoreResult<()> {
