@@ -5,8 +5,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "a long enough password";
-
 async fn register(server: &TestServer, email: &str) -> Value {
     let (status, body) = server
         .post(
@@ -24,10 +22,6 @@ async fn login(server: &TestServer, email: &str) -> Value {
         server.post("/api/auth/login", json!({"email": email, "password": PASSWORD}), None).await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error shape in {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,32 +3,12 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
-
-/// Registers `email` and returns its access token.
-async fn owner(server: &TestServer, email: &str) -> String {
-    let password = "a long enough password";
-    let (status, body) = server
-        .post(
-            "/api/auth/register",
-            json!({"email": email, "password": password, "name": "O"}),
-            None,
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (_, session) =
-        server.post("/api/auth/login", json!({"email": email, "password": password}), None).await;
-    session["access_token"].as_str().expect("token").to_owned()
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<none>")
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_builds_a_bot_publishes_it_and_visitors_chat_with_it() {
     let server = start().await;
-    let token = owner(&server, "a@example.com").await;
+    let token = register_owner(&server, "a@example.com").await;
     let t = Some(token.as_str());
     let (status, bot) = server
         .post(
@@ -60,7 +40,7 @@ async fn a_tenant_builds_a_bot_publishes_it_and_visitors_chat_with_it() {
             t,
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "intent_name_taken"));
+    assert_eq!((status, error_code(&body)), (409, "intent_name_taken"));
 
     // A draft bot takes no visitors.
     let mut c = server.client().await;
@@ -97,14 +77,14 @@ async fn a_tenant_builds_a_bot_publishes_it_and_visitors_chat_with_it() {
     let (status, _) = server.call("DELETE", &format!("/api/bots/{id}"), None, t).await;
     assert_eq!(status, 204);
     let (status, body) = server.call("GET", &format!("/api/bots/{id}"), None, t).await;
-    assert_eq!((status, code(&body)), (404, "not_found"));
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenant_gets_404_on_every_bot_and_intent_endpoint() {
     let server = start().await;
-    let a = owner(&server, "a@example.com").await;
-    let b = owner(&server, "b@example.com").await;
+    let a = register_owner(&server, "a@example.com").await;
+    let b = register_owner(&server, "b@example.com").await;
     let (_, bot) = server.post("/api/bots", json!({"name": "A's bot"}), Some(&a)).await;
     let id = bot["id"].as_str().expect("id").to_owned();
     let (_, intent) = server
@@ -128,7 +108,7 @@ async fn another_tenant_gets_404_on_every_bot_and_intent_endpoint() {
         ("DELETE", format!("/api/bots/{id}/intents/{iid}"), None),
     ] {
         let (status, body) = server.call(method, &path, body, Some(&b)).await;
-        assert_eq!((status, code(&body)), (404, "not_found"), "{method} {path}");
+        assert_eq!((status, error_code(&body)), (404, "not_found"), "{method} {path}");
     }
     let (status, list) = server.call("GET", "/api/bots", None, Some(&b)).await;
     assert_eq!((status, list["data"].as_array().map(Vec::len)), (200, Some(0)));
@@ -143,7 +123,7 @@ async fn another_tenant_gets_404_on_every_bot_and_intent_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_and_intent_validation_names_the_field() {
     let server = start().await;
-    let t = owner(&server, "a@example.com").await;
+    let t = register_owner(&server, "a@example.com").await;
     let t = Some(t.as_str());
     for (payload, field) in [
         (json!({}), "name"),
@@ -153,12 +133,12 @@ async fn bot_and_intent_validation_names_the_field() {
         (json!({"name": "x", "config": {"fallback_message": ""}}), "config.fallback_message"),
     ] {
         let (status, body) = server.post("/api/bots", payload.clone(), t).await;
-        assert_eq!((status, code(&body)), (422, "validation_failed"), "{payload}");
+        assert_eq!((status, error_code(&body)), (422, "validation_failed"), "{payload}");
         assert_eq!(body["error"]["details"]["field"], field, "{payload}");
     }
     let (status, body) =
         server.post("/api/bots", json!({"name": "x", "category": "NOPE"}), t).await;
-    assert_eq!((status, code(&body)), (400, "malformed_body"));
+    assert_eq!((status, error_code(&body)), (400, "malformed_body"));
     let (_, bot) = server.post("/api/bots", json!({"name": "x"}), t).await;
     let id = bot["id"].as_str().expect("id");
     for (payload, field) in [
@@ -168,7 +148,7 @@ async fn bot_and_intent_validation_names_the_field() {
     ] {
         let (status, body) =
             server.post(&format!("/api/bots/{id}/intents"), payload.clone(), t).await;
-        assert_eq!((status, code(&body)), (422, "validation_failed"), "{payload}");
+        assert_eq!((status, error_code(&body)), (422, "validation_failed"), "{payload}");
         assert_eq!(body["error"]["details"]["field"], field, "{payload}");
     }
 }

@@ -3,27 +3,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
-
-const PASSWORD: &str = "a long enough password";
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<none>")
-}
-
-async fn owner(server: &TestServer, email: &str) -> String {
-    let (status, _) = server
-        .post(
-            "/api/auth/register",
-            json!({"email": email, "password": PASSWORD, "name": "O"}),
-            None,
-        )
-        .await;
-    assert_eq!(status, 201);
-    let (_, session) =
-        server.post("/api/auth/login", json!({"email": email, "password": PASSWORD}), None).await;
-    session["access_token"].as_str().expect("token").to_owned()
-}
+use serde_json::json;
 
 /// An active bot of the caller's tenant with one intent; returns its id.
 async fn active_bot(server: &TestServer, token: &str) -> String {
@@ -47,7 +27,7 @@ async fn active_bot(server: &TestServer, token: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_integration_posts_into_a_conversation_the_widget_watches_live() {
     let server = start().await;
-    let token = owner(&server, "a@example.com").await;
+    let token = register_owner(&server, "a@example.com").await;
     let t = Some(token.as_str());
     let bot = active_bot(&server, &token).await;
 
@@ -124,8 +104,8 @@ async fn an_integration_posts_into_a_conversation_the_widget_watches_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversations_are_paged_and_invisible_to_other_tenants() {
     let server = start().await;
-    let a = owner(&server, "a@example.com").await;
-    let b = owner(&server, "b@example.com").await;
+    let a = register_owner(&server, "a@example.com").await;
+    let b = register_owner(&server, "b@example.com").await;
     let bot = active_bot(&server, &a).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -165,7 +145,7 @@ async fn conversations_are_paged_and_invisible_to_other_tenants() {
         ("POST", "/api/conversations".to_owned(), Some(json!({"bot_id": bot}).to_string())),
     ] {
         let (status, body) = server.call(method, &path, body.as_deref(), Some(&b)).await;
-        assert_eq!((status, code(&body)), (404, "not_found"), "{method} {path}");
+        assert_eq!((status, error_code(&body)), (404, "not_found"), "{method} {path}");
     }
     let (_, read) =
         server.call("GET", &format!("/api/conversations/{conversation}"), None, Some(&a)).await;

@@ -3,31 +3,12 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
-
-async fn owner(server: &TestServer, email: &str) -> String {
-    let password = "a long enough password";
-    let (status, _) = server
-        .post(
-            "/api/auth/register",
-            json!({"email": email, "password": password, "name": "O"}),
-            None,
-        )
-        .await;
-    assert_eq!(status, 201);
-    let (_, session) =
-        server.post("/api/auth/login", json!({"email": email, "password": password}), None).await;
-    session["access_token"].as_str().expect("token").to_owned()
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<none>")
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_key_acts_within_its_scopes_and_tenant_until_revoked() {
     let server = start().await;
-    let jwt = owner(&server, "a@example.com").await;
+    let jwt = register_owner(&server, "a@example.com").await;
     let (status, created) = server
         .post("/api/api-keys", json!({"name": "ci", "scopes": ["bots:read"]}), Some(&jwt))
         .await;
@@ -44,10 +25,10 @@ async fn an_api_key_acts_within_its_scopes_and_tenant_until_revoked() {
     let (status, bots) = server.call("GET", "/api/bots", None, Some(&key)).await;
     assert_eq!((status, bots["data"].as_array().map(Vec::len)), (200, Some(0)));
     let (status, body) = server.post("/api/bots", json!({"name": "x"}), Some(&key)).await;
-    assert_eq!((status, code(&body)), (403, "insufficient_scope"));
+    assert_eq!((status, error_code(&body)), (403, "insufficient_scope"));
     assert_eq!(body["error"]["details"]["scope"], "bots:write");
     let (status, body) = server.call("GET", "/api/api-keys", None, Some(&key)).await;
-    assert_eq!((status, code(&body)), (403, "forbidden"), "a key cannot manage keys");
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "a key cannot manage keys");
     let (status, _) = server.call("GET", "/api/bots/demo", None, Some(&key)).await;
     assert_eq!(status, 404, "another tenant's bot stays invisible");
 
@@ -58,7 +39,7 @@ async fn an_api_key_acts_within_its_scopes_and_tenant_until_revoked() {
     let (status, _) = server.call("DELETE", &format!("/api/api-keys/{id}"), None, Some(&jwt)).await;
     assert_eq!(status, 204);
     let (status, body) = server.call("GET", "/api/bots", None, Some(&key)).await;
-    assert_eq!((status, code(&body)), (401, "invalid_api_key"));
+    assert_eq!((status, error_code(&body)), (401, "invalid_api_key"));
     let (status, _) = server.call("GET", "/api/bots", None, Some("pk_made-up")).await;
     assert_eq!(status, 401);
 }
@@ -66,8 +47,8 @@ async fn an_api_key_acts_within_its_scopes_and_tenant_until_revoked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_managed_per_tenant_and_scopes_are_validated() {
     let server = start().await;
-    let a = owner(&server, "a@example.com").await;
-    let b = owner(&server, "b@example.com").await;
+    let a = register_owner(&server, "a@example.com").await;
+    let b = register_owner(&server, "b@example.com").await;
     let (_, created) = server
         .post("/api/api-keys", json!({"name": "a-key", "scopes": ["bots:write"]}), Some(&a))
         .await;
@@ -80,11 +61,11 @@ async fn keys_are_managed_per_tenant_and_scopes_are_validated() {
     let (status, body) = server
         .post("/api/api-keys", json!({"name": "bad", "scopes": ["everything"]}), Some(&a))
         .await;
-    assert_eq!((status, code(&body)), (422, "validation_failed"));
+    assert_eq!((status, error_code(&body)), (422, "validation_failed"));
     assert_eq!(body["error"]["details"]["field"], "scopes");
     let (status, body) =
         server.post("/api/api-keys", json!({"name": "none", "scopes": []}), Some(&a)).await;
-    assert_eq!((status, code(&body)), (422, "validation_failed"));
+    assert_eq!((status, error_code(&body)), (422, "validation_failed"));
 
     // A write-scoped key can create bots in its own tenant only.
     let key = created["key"].as_str().expect("key");

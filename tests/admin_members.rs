@@ -5,31 +5,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "a long enough password";
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<none>")
-}
-
-async fn login(server: &TestServer, email: &str) -> String {
-    let (status, session) =
-        server.post("/api/auth/login", json!({"email": email, "password": PASSWORD}), None).await;
-    assert_eq!(status, 200, "{session}");
-    session["access_token"].as_str().expect("token").to_owned()
-}
-
-async fn owner(server: &TestServer, email: &str) -> String {
-    let (status, _) = server
-        .post(
-            "/api/auth/register",
-            json!({"email": email, "password": PASSWORD, "name": "O"}),
-            None,
-        )
-        .await;
-    assert_eq!(status, 201);
-    login(server, email).await
-}
-
 /// Invites `email` as `role` with `inviter`'s token, accepts through the mailed token, logs in.
 async fn invite_and_join(server: &TestServer, inviter: &str, email: &str, role: &str) -> String {
     let (status, body) = server
@@ -62,14 +37,14 @@ async fn invite_and_join(server: &TestServer, inviter: &str, email: &str, role: 
             None,
         )
         .await;
-    assert_eq!((status, code(&again)), (400, "invalid_token"), "an invitation is used once");
-    login(server, email).await
+    assert_eq!((status, error_code(&again)), (400, "invalid_token"), "an invitation is used once");
+    sign_in(server, email).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_may_do_what_it_should_and_nothing_more() {
     let server = start().await;
-    let own = owner(&server, "owner@example.com").await;
+    let own = register_owner(&server, "owner@example.com").await;
     let admin = invite_and_join(&server, &own, "admin@example.com", "admin").await;
     let agent = invite_and_join(&server, &admin, "agent@example.com", "agent").await;
     let viewer = invite_and_join(&server, &admin, "viewer@example.com", "viewer").await;
@@ -121,13 +96,13 @@ async fn each_role_may_do_what_it_should_and_nothing_more() {
             Some(&admin),
         )
         .await;
-    assert_eq!((status, code(&body)), (403, "forbidden"));
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_change_and_members_leave_within_the_rules() {
     let server = start().await;
-    let own = owner(&server, "owner@example.com").await;
+    let own = register_owner(&server, "owner@example.com").await;
     let admin = invite_and_join(&server, &own, "admin@example.com", "admin").await;
     let (_, members) = server.call("GET", "/api/members", None, Some(&own)).await;
     let id_of = |email: &str| {
@@ -146,21 +121,21 @@ async fn roles_change_and_members_leave_within_the_rules() {
     let (status, body) = server
         .call("PATCH", &format!("/api/members/{owner_id}"), Some(&patch("viewer")), Some(&own))
         .await;
-    assert_eq!((status, code(&body)), (409, "last_owner"));
+    assert_eq!((status, error_code(&body)), (409, "last_owner"));
     let (status, body) = server
         .call("PATCH", &format!("/api/members/{owner_id}"), Some(&patch("viewer")), Some(&admin))
         .await;
-    assert_eq!((status, code(&body)), (403, "forbidden"), "an admin cannot demote an owner");
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "an admin cannot demote an owner");
     let (status, _) = server
         .call("PATCH", &format!("/api/members/{admin_id}"), Some(&patch("viewer")), Some(&own))
         .await;
     assert_eq!(status, 200);
     let (status, body) =
         server.call("DELETE", &format!("/api/members/{owner_id}"), None, Some(&own)).await;
-    assert_eq!((status, code(&body)), (409, "last_owner"));
+    assert_eq!((status, error_code(&body)), (409, "last_owner"));
 
     // Another tenant cannot see or touch these members.
-    let other = owner(&server, "other@example.com").await;
+    let other = register_owner(&server, "other@example.com").await;
     let (_, theirs) = server.call("GET", "/api/members", None, Some(&other)).await;
     assert_eq!(theirs["data"].as_array().map(Vec::len), Some(1));
     let (status, _) = server

@@ -11,7 +11,11 @@ use parla_engine::model::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{AdminState, error::ApiError, routes::Caller};
+use crate::{
+    AdminState,
+    error::ApiError,
+    routes::{Caller, validate_text as text},
+};
 
 fn require_writer(caller: &Caller) -> Result<(), ApiError> {
     caller.require("bots:write")
@@ -19,14 +23,6 @@ fn require_writer(caller: &Caller) -> Result<(), ApiError> {
 
 fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
-}
-
-fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
-    let value = value.trim();
-    if value.is_empty() || value.chars().count() > max {
-        return Err(ApiError::invalid(field, format!("must be 1 to {max} characters")));
-    }
-    Ok(value.to_owned())
 }
 
 fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {

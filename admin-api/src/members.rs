@@ -72,16 +72,7 @@ pub async fn invite(
         "You are invited to a Parla workspace.\n\nopen {}/accept-invitation?token={token}\nor send this token to /api/auth/accept-invitation: {token}\n",
         state.public_url.get().map_or("", String::as_str)
     );
-    let outbox = state.outbox.clone();
-    let to = email.clone();
-    tokio::task::spawn_blocking(move || outbox.send(&to, "Join a Parla workspace", &body_text))
-        .await
-        .map_err(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-        })?
-        .map_err(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-        })?;
+    crate::recovery::mail(&state, &email, "Join a Parla workspace", body_text).await?;
     Ok(HttpResponse::Accepted().json(json!({ "email": email, "role": body.role })))
 }
 
@@ -110,10 +101,7 @@ pub async fn accept(
         ));
     };
     let password = body.password;
-    let password_hash =
-        tokio::task::spawn_blocking(move || auth::hash_password(&password)).await.map_err(
-            |_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
-        )??;
+    let password_hash = crate::routes::blocking(move || auth::hash_password(&password)).await??;
     let account = Account {
         id: AccountId(uuid::Uuid::now_v7().simple().to_string()),
         tenant_id: invitation.tenant_id,

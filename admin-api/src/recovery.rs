@@ -45,15 +45,21 @@ pub async fn send_link(
         account.name,
         state.public_url.get().map_or("", String::as_str)
     );
-    let outbox = state.outbox.clone();
-    let to = account.email.clone();
-    tokio::task::spawn_blocking(move || outbox.send(&to, subject, &body))
-        .await
-        .map_err(|_| internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not write the mail outbox");
-            internal()
-        })
+    mail(state, &account.email, subject, body).await
+}
+
+/// Queues a mail off the async workers (the outbox fsyncs).
+pub(crate) async fn mail(
+    state: &AdminState,
+    to: &str,
+    subject: &'static str,
+    body: String,
+) -> Result<(), ApiError> {
+    let (outbox, to) = (state.outbox.clone(), to.to_owned());
+    crate::routes::blocking(move || outbox.send(&to, subject, &body)).await?.map_err(|e| {
+        tracing::error!(error = %e, "could not write the mail outbox");
+        internal()
+    })
 }
 
 fn internal() -> ApiError {
@@ -124,9 +130,8 @@ pub async fn reset_password(
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "the account no longer exists")
         })?;
     let password = body.password;
-    account.password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|_| internal())??;
+    account.password_hash =
+        crate::routes::blocking(move || auth::hash_password(&password)).await??;
     state.store.update_account(&account).await?;
     // Whoever knew the old password must not keep a session.
     state.store.revoke_account_sessions(&account.tenant_id, &account.id).await?;

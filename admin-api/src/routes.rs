@@ -176,7 +176,7 @@ pub(crate) fn validate_text(field: &str, value: &str, max: usize) -> Result<Stri
 }
 
 /// Argon2 is deliberately slow: run it off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -349,3 +349,32 @@ pub async fn http_call_with_headers(
         (status, head.to_lowercase(), json)
     }
 }
+
+/// The password the admin API tests register with.
+pub const PASSWORD: &str = "a long enough password";
+
+/// The `error.code` of an admin API error body.
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+/// Registers `email` as the owner of a new workspace and returns its access token.
+pub async fn register_owner(server: &TestServer, email: &str) -> String {
+    let (status, body) = server
+        .post(
+            "/api/auth/register",
+            json!({"email": email, "password": PASSWORD, "name": "O"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    sign_in(server, email).await
+}
+
+/// Logs `email` in with [`PASSWORD`] and returns its access token.
+pub async fn sign_in(server: &TestServer, email: &str) -> String {
+    let (status, session) =
+        server.post("/api/auth/login", json!({"email": email, "password": PASSWORD}), None).await;
+    assert_eq!(status, 200, "{session}");
+    session["access_token"].as_str().expect("token").to_owned()
+}
