@@ -65,8 +65,14 @@ impl TestServer {
 }
 
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let (status, _, body) = raw_http(addr, &request).await;
+    (status, body)
+}
+
+/// Sends a raw HTTP/1.1 request (with `Connection: close`) and returns (status, head, body).
+pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
@@ -75,8 +81,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .expect("read");
     let raw = String::from_utf8_lossy(&raw).to_string();
     let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -323,7 +329,6 @@ pub async fn http_call_with_headers(
     bearer: Option<&str>,
 ) -> (u16, String, Value) {
     {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
         let body = body.unwrap_or("");
         let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         let request = format!(
@@ -331,15 +336,7 @@ pub async fn http_call_with_headers(
             addr,
             body.len()
         );
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
-            .await
-            .expect("http timeout")
-            .expect("read");
-        let raw = String::from_utf8_lossy(&raw).to_string();
-        let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+        let (status, head, body) = raw_http(addr, &request).await;
         let body = body.trim();
         let json = if body.is_empty() {
             Value::Null
