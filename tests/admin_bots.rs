@@ -95,20 +95,30 @@ async fn another_tenant_gets_404_on_every_bot_and_intent_endpoint() {
         )
         .await;
     let iid = intent["id"].as_str().expect("intent id").to_owned();
+    // B's owner, and an API key of B with every scope, are both strangers to A's bot.
+    let all_scopes = json!({"name": "all", "scopes": ["bots:read", "bots:write",
+        "conversations:read", "conversations:write", "analytics:read"]});
+    let (status, key) = server.post("/api/api-keys", all_scopes, Some(&b)).await;
+    assert_eq!(status, 201);
+    let b_key = key["key"].as_str().expect("key").to_owned();
     let patch = json!({"name": "stolen"}).to_string();
-    for (method, path, body) in [
-        ("GET", format!("/api/bots/{id}"), None),
-        ("PATCH", format!("/api/bots/{id}"), Some(patch.as_str())),
-        ("DELETE", format!("/api/bots/{id}"), None),
-        ("POST", format!("/api/bots/{id}/publish"), Some("{}")),
-        ("POST", format!("/api/bots/{id}/pause"), Some("{}")),
-        ("GET", format!("/api/bots/{id}/intents"), None),
-        ("GET", format!("/api/bots/{id}/intents/{iid}"), None),
-        ("PATCH", format!("/api/bots/{id}/intents/{iid}"), Some(patch.as_str())),
-        ("DELETE", format!("/api/bots/{id}/intents/{iid}"), None),
-    ] {
-        let (status, body) = server.call(method, &path, body, Some(&b)).await;
-        assert_eq!((status, error_code(&body)), (404, "not_found"), "{method} {path}");
+    for credential in [&b, &b_key] {
+        for (method, path, body) in [
+            ("GET", format!("/api/bots/{id}"), None),
+            ("PATCH", format!("/api/bots/{id}"), Some(patch.as_str())),
+            ("DELETE", format!("/api/bots/{id}"), None),
+            ("POST", format!("/api/bots/{id}/publish"), Some("{}")),
+            ("POST", format!("/api/bots/{id}/pause"), Some("{}")),
+            ("GET", format!("/api/bots/{id}/intents"), None),
+            ("POST", format!("/api/bots/{id}/intents"), Some(patch.as_str())),
+            ("GET", format!("/api/bots/{id}/intents/{iid}"), None),
+            ("PATCH", format!("/api/bots/{id}/intents/{iid}"), Some(patch.as_str())),
+            ("DELETE", format!("/api/bots/{id}/intents/{iid}"), None),
+            ("GET", format!("/api/bots/{id}/conversations"), None),
+        ] {
+            let (status, body) = server.call(method, &path, body, Some(credential)).await;
+            assert_eq!((status, error_code(&body)), (404, "not_found"), "{method} {path}");
+        }
     }
     let (status, list) = server.call("GET", "/api/bots", None, Some(&b)).await;
     assert_eq!((status, list["data"].as_array().map(Vec::len)), (200, Some(0)));
