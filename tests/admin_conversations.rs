@@ -153,3 +153,48 @@ async fn conversations_are_paged_and_invisible_to_other_tenants() {
         read["messages"].as_array().expect("messages").iter().all(|m| m["text"] != "intrusion")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_conversation_removes_its_messages_and_tells_the_widget() {
+    let server = start().await;
+    let token = register_owner(&server, "a@example.com").await;
+    let t = Some(token.as_str());
+    let other = register_owner(&server, "b@example.com").await;
+    let bot = active_bot(&server, &token).await;
+    let (_, opened) = server.post("/api/conversations", json!({"bot_id": bot}), t).await;
+    let conversation = opened["conversation_id"].as_str().expect("id").to_owned();
+    let mut widget = server.client().await;
+    widget
+        .send(json!({"type": "hello", "bot_id": bot, "conversation_id": conversation,
+                     "resume_token": opened["resume_token"], "last_seq": 0}))
+        .await;
+    widget.expect("welcome").await;
+    widget.expect("message").await; // the greeting
+    widget.exchange("w1", "hello").await;
+
+    let (status, _) = server
+        .call("DELETE", &format!("/api/conversations/{conversation}"), None, Some(&other))
+        .await;
+    assert_eq!(status, 404, "another tenant cannot delete it");
+    let (status, _) =
+        server.call("DELETE", &format!("/api/conversations/{conversation}"), None, t).await;
+    assert_eq!(status, 204);
+    let told = widget.expect("error").await;
+    assert_eq!(told["code"], "conversation_deleted");
+
+    let (status, _) =
+        server.call("GET", &format!("/api/conversations/{conversation}"), None, t).await;
+    assert_eq!(status, 404);
+    let (_, list) = server.call("GET", &format!("/api/bots/{bot}/conversations"), None, t).await;
+    assert_eq!(list["data"], json!([]));
+    // The widget's next message finds nothing to append to.
+    widget.say("w2", "anyone?").await;
+    assert_eq!(widget.expect("error").await["code"], "conversation_not_found");
+    // And resuming it is refused.
+    let mut again = server.client().await;
+    again
+        .send(json!({"type": "hello", "bot_id": bot, "conversation_id": conversation,
+                     "resume_token": opened["resume_token"]}))
+        .await;
+    assert_eq!(again.expect("error").await["code"], "conversation_not_found");
+}

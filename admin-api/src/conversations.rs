@@ -219,3 +219,47 @@ pub async fn post_message(
         ))
     })
 }
+
+/// `DELETE /api/conversations/{id}`: the conversation and all its messages, deleted by its
+/// own actor (so nothing is appended behind the deletion). Connected widgets are told.
+pub async fn delete(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("conversations:write")?;
+    let conversation = own_conversation(&state, &caller, &path).await?;
+    let key =
+        ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };
+    let conn = ConnId::generate();
+    let mut events = state.engine.subscribe(&key, Some(conn));
+    state.engine.send(key, Some(conn), Inbound::Delete).await.map_err(|e| engine_error(&e))?;
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(event) => match &*event {
+                    Event::Rejected { code, .. } if code == "conversation_deleted" => return Ok(()),
+                    Event::Rejected { conn: Some(to), message, .. } if *to == conn => {
+                        return Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not_deleted",
+                            message.clone(),
+                        ));
+                    }
+                    _ => {}
+                },
+                Err(parla_engine::bus::RecvError::Lagged(_)) => {}
+                Err(parla_engine::bus::RecvError::Closed) => return Ok(()),
+            }
+        }
+    };
+    match tokio::time::timeout(STORE_WAIT, wait).await {
+        Ok(Ok(())) => Ok(HttpResponse::NoContent().finish()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the deletion was not confirmed in time; retry",
+        )),
+    }
+}

@@ -16,7 +16,7 @@
 //! - [`limits`]: request budget per IP and login backoff per account on `/api/auth/*`.
 //! - [`recovery`]: email verification and password reset by single-use mailed links; `me`.
 //! - [`conversations`]: list, read (messages paged by seq), open, post a message through the
-//!   conversation's actor.
+//!   conversation's actor, delete (by the actor).
 //! - [`members`]: members, roles and invitations (`/api/members`, `accept-invitation`).
 //! - [`mail`]: the outbox every mail goes to until SMTP is configured.
 //! - [`totp`]: two-factor authentication (enrol, confirm, recovery codes; required at login).
@@ -24,7 +24,7 @@
 //!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
 //!
-//! Not built yet (issue 3): SMTP delivery, deleting conversations, OpenAPI.
+//! Not built yet (issue 3): SMTP delivery, OpenAPI.
 //!
 //! # Concurrency model
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
@@ -107,6 +107,7 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}/conversations", web::get().to(conversations::list))
                 .route("/conversations", web::post().to(conversations::open))
                 .route("/conversations/{id}", web::get().to(conversations::get))
+                .route("/conversations/{id}", web::delete().to(conversations::delete))
                 .route("/conversations/{id}/messages", web::post().to(conversations::post_message))
                 .route("/bots/{id}/intents", web::get().to(bots::list_intents))
                 .route("/bots/{id}/intents", web::post().to(bots::create_intent))

@@ -84,6 +84,8 @@ pub(crate) struct ConversationActor {
     me: mpsc::WeakSender<ActorMsg>,
     /// Bot streams in flight. Kept outside [`State`] so it survives a restart.
     in_flight: HashMap<String, AbortHandle>,
+    /// Set once the conversation is deleted: the actor stops after the current message.
+    deleted: bool,
 }
 
 impl ConversationActor {
@@ -102,6 +104,7 @@ impl ConversationActor {
             supervisor,
             me: tx.downgrade(),
             in_flight: HashMap::new(),
+            deleted: false,
         };
         deps.metrics.actor_starts.fetch_add(1, Relaxed);
         deps.metrics.live_conversations.fetch_add(1, Relaxed);
@@ -110,15 +113,19 @@ impl ConversationActor {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<ActorMsg>) {
-        let Some(mut state) = self.hydrate_with_retry().await else {
-            return self.give_up(&mut rx);
+        let mut state = match self.hydrate_with_retry().await {
+            Ok(state) => state,
+            Err(e) => return self.give_up(&mut rx, &e),
         };
         let idle = self.deps.settings.idle_passivate();
         loop {
             match tokio::time::timeout(idle, rx.recv()).await {
                 Ok(Some(msg)) => {
-                    if !self.handle_supervised(&mut state, msg).await {
-                        return self.give_up(&mut rx);
+                    if let Err(e) = self.handle_supervised(&mut state, msg).await {
+                        return self.give_up(&mut rx, &e);
+                    }
+                    if self.deleted {
+                        return self.give_up(&mut rx, &EngineError::ConversationNotFound);
                     }
                 }
                 Ok(None) => break,
@@ -134,10 +141,11 @@ impl ConversationActor {
         self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
     }
 
-    /// The store stayed unreachable: leave the supervisor, refuse everything queued, and stop.
-    /// The next event for the conversation starts a fresh actor, which tries again.
-    fn give_up(&mut self, rx: &mut mpsc::Receiver<ActorMsg>) {
-        tracing::error!(conversation = %self.key.conversation_id, "cannot load the conversation; stopping its actor");
+    /// The conversation cannot go on (deleted, or the store stayed unreachable): leave the
+    /// supervisor, refuse everything queued with `error`, and stop. The next event for the
+    /// conversation starts a fresh actor, which tries again.
+    fn give_up(&mut self, rx: &mut mpsc::Receiver<ActorMsg>, error: &EngineError) {
+        tracing::info!(conversation = %self.key.conversation_id, %error, "stopping the conversation's actor");
         if let Some(supervisor) = self.supervisor.upgrade() {
             supervisor.remove(&self.key.conversation_id, self.generation);
         }
@@ -145,7 +153,7 @@ impl ConversationActor {
         // still get in before the close; the drain below answers it too.
         rx.close();
         while let Ok(msg) = rx.try_recv() {
-            self.reject(&msg, &EngineError::Internal);
+            self.reject(&msg, error);
         }
         for (_, stream) in self.in_flight.drain() {
             stream.abort();
@@ -187,19 +195,26 @@ impl ConversationActor {
         true
     }
 
-    async fn hydrate_with_retry(&self) -> Option<State> {
+    /// Loads the state, retrying store failures with backoff; a missing conversation or bot is
+    /// final at once.
+    async fn hydrate_with_retry(&self) -> Result<State, EngineError> {
         let mut delay = Duration::from_millis(50);
-        for attempt in 1..=5 {
+        let mut attempt = 1;
+        loop {
             match self.hydrate().await {
-                Ok(state) => return Some(state),
+                Ok(state) => return Ok(state),
+                Err(e @ (EngineError::ConversationNotFound | EngineError::BotNotFound)) => {
+                    return Err(e);
+                }
+                Err(e) if attempt >= 5 => return Err(e),
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, conversation = %self.key.conversation_id, "rehydration failed");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
+                    attempt += 1;
                 }
             }
         }
-        None
     }
 
     async fn hydrate(&self) -> Result<State, EngineError> {
@@ -214,9 +229,13 @@ impl ConversationActor {
         Ok(State { bot: Arc::new(bot), intents: Arc::new(intents), bot_version, last_seq })
     }
 
-    /// Handles one message; a panic restarts the actor's state from the store. Returns false
-    /// when that restart failed (the store is unreachable).
-    async fn handle_supervised(&mut self, state: &mut State, msg: ActorMsg) -> bool {
+    /// Handles one message; a panic restarts the actor's state from the store. Fails when that
+    /// restart failed.
+    async fn handle_supervised(
+        &mut self,
+        state: &mut State,
+        msg: ActorMsg,
+    ) -> Result<(), EngineError> {
         let origin = match &msg {
             ActorMsg::Inbound(envelope) => {
                 envelope.origin.map(|conn| (conn, client_msg_id(envelope)))
@@ -224,20 +243,15 @@ impl ConversationActor {
             ActorMsg::ReplyDone(_) => None,
         };
         if AssertUnwindSafe(self.handle(state, msg)).catch_unwind().await.is_ok() {
-            return true;
+            return Ok(());
         }
         self.deps.metrics.actor_restarts.fetch_add(1, Relaxed);
         tracing::error!(conversation = %self.key.conversation_id, "conversation actor panicked; restarting from the store");
         if let Some((conn, client_msg_id)) = origin {
             self.publish_rejection(Some(conn), client_msg_id, &EngineError::Internal);
         }
-        match self.hydrate_with_retry().await {
-            Some(fresh) => {
-                *state = fresh;
-                true
-            }
-            None => false,
-        }
+        *state = self.hydrate_with_retry().await?;
+        Ok(())
     }
 
     async fn handle(&mut self, state: &mut State, msg: ActorMsg) {
@@ -247,6 +261,7 @@ impl ConversationActor {
                 Inbound::VisitorMessage { client_msg_id, text } => {
                     self.on_visitor_message(state, origin, client_msg_id, text).await
                 }
+                Inbound::Delete => self.on_delete(origin).await,
                 Inbound::Read { seq } => self.deps.bus.publish(
                     &self.key,
                     Event::Read { sender: Sender::User, seq: seq.min(state.last_seq), origin },
@@ -278,6 +293,29 @@ impl ConversationActor {
             tracing::info!(conversation = %c, seq = message.seq, "answering a message left unanswered");
             let text = message.text.clone();
             self.start_reply(state, text).await;
+        }
+    }
+
+    /// Deletes the conversation and everything in it, as its single writer, then stops.
+    async fn on_delete(&mut self, origin: Option<ConnId>) {
+        for (_, stream) in self.in_flight.drain() {
+            stream.abort();
+        }
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        match self.deps.store.delete_conversation(t, c).await {
+            Ok(_) => {
+                self.deleted = true;
+                self.deps.bus.publish(
+                    &self.key,
+                    Event::Rejected {
+                        conn: None,
+                        client_msg_id: None,
+                        code: "conversation_deleted".into(),
+                        message: "this conversation was deleted".into(),
+                    },
+                );
+            }
+            Err(e) => self.publish_rejection(origin, None, &EngineError::Store(e)),
         }
     }
 

@@ -27,6 +27,8 @@ pub enum Inbound {
     VisitorMessage { client_msg_id: String, text: String },
     /// The visitor has read up to `seq`.
     Read { seq: u64 },
+    /// Delete the conversation and all its messages (the tenant asked); the actor stops.
+    Delete,
 }
 
 /// An inbound event with its address and the connection it came from.

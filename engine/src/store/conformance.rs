@@ -206,6 +206,27 @@ async fn conversations_are_created_once_and_scoped(store: &dyn Store) {
     assert_eq!(ids(next), vec!["c-list-1"]);
     let theirs = store.list_conversations(&"t-other".into(), &b, None, 10).await.expect("list");
     assert!(theirs.is_empty(), "scoped to the tenant");
+
+    // Deleting takes the messages and the idempotency keys with it.
+    let c2 = ConversationId::from("c-list-2");
+    store.append(&message("t-list", "c-list-2", 1, Some("k"))).await.expect("append");
+    assert!(
+        !store.delete_conversation(&"t-other".into(), &c2).await.expect("delete"),
+        "not theirs"
+    );
+    assert!(store.delete_conversation(&t, &c2).await.expect("delete"));
+    assert_eq!(store.get_conversation(&t, &c2).await.expect("get"), None);
+    assert!(store.messages_after(&t, &c2, 0, 10).await.expect("read").is_empty());
+    assert_eq!(
+        ids(store.list_conversations(&t, &b, None, 10).await.expect("list")),
+        vec!["c-list-3", "c-list-1"]
+    );
+    seed_conversation(store, "t-list", "c-list-2").await;
+    assert_eq!(
+        store.append(&message("t-list", "c-list-2", 1, Some("k"))).await.expect("append"),
+        Appended::Stored,
+        "a recreated conversation starts clean"
+    );
 }
 
 async fn append_orders_by_seq_and_reads_ranges(store: &dyn Store) {

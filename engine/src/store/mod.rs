@@ -94,6 +94,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         tenant: &TenantId,
         id: &ConversationId,
     ) -> StoreResult<Option<Conversation>>;
+    /// Deletes a conversation of `tenant` with all its messages; returns whether it existed.
+    /// Only the conversation's actor calls this (it is the single writer).
+    async fn delete_conversation(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<bool>;
     /// A bot's conversations, newest first (ids are time-ordered), strictly before `before`
     /// when given (the cursor of the previous page), at most `limit`.
     async fn list_conversations(

@@ -78,6 +78,7 @@ enum WriteOp {
     PutIntents(TenantId, BotId, Vec<Intent>),
     DeleteBot(TenantId, BotId),
     CreateConversation(Conversation),
+    DeleteConversation(TenantId, ConversationId),
     Append(Message),
     CreateAccount(Account),
     UpdateAccount(Account),
@@ -300,6 +301,39 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .map_err(backend)?
                 .insert((c.tenant_id.as_str(), c.bot_id.as_str(), c.id.as_str()), 0)
                 .map_err(backend)?;
+        }
+        WriteOp::DeleteConversation(tenant, id) => {
+            let (t, c) = (tenant.as_str(), id.as_str());
+            let conversation: Conversation = {
+                let mut table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+                let Some(removed) = table.remove((t, c)).map_err(backend)? else {
+                    return Ok(Outcome::Existed(false));
+                };
+                decode(removed.value())?
+            };
+            txn.open_table(CONVERSATIONS_BY_BOT)
+                .map_err(backend)?
+                .remove((t, conversation.bot_id.as_str(), c))
+                .map_err(backend)?;
+            let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
+            let seqs: Vec<u64> = messages
+                .range((t, c, 0)..=(t, c, u64::MAX))
+                .map_err(backend)?
+                .map(|entry| entry.map(|(k, _)| k.value().2).map_err(backend))
+                .collect::<StoreResult<_>>()?;
+            for seq in seqs {
+                messages.remove((t, c, seq)).map_err(backend)?;
+            }
+            let mut client_ids = txn.open_table(CLIENT_IDS).map_err(backend)?;
+            let ids: Vec<String> = client_ids
+                .range((t, c, "")..=(t, c, "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|entry| entry.map(|(k, _)| k.value().2.to_owned()).map_err(backend))
+                .collect::<StoreResult<_>>()?;
+            for cid in &ids {
+                client_ids.remove((t, c, cid.as_str())).map_err(backend)?;
+            }
+            return Ok(Outcome::Existed(true));
         }
         WriteOp::Append(m) => return append(txn, m).map(Outcome::Appended),
         WriteOp::CreateAccount(a) => {
@@ -552,6 +586,17 @@ impl Store for RedbStore {
             found.map(|v| decode(v.value())).transpose()
         })
         .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<bool> {
+        match self.write(WriteOp::DeleteConversation(tenant.clone(), id.clone())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("delete_conversation returned {other:?}"))),
+        }
     }
 
     async fn list_conversations(
