@@ -67,9 +67,10 @@ async fn a_tenant_builds_a_bot_publishes_it_and_visitors_chat_with_it() {
     let ex = c.exchange("q2", "opening hours").await;
     assert_eq!(ex.reply.tokens, "Now from 11am.");
 
-    // Pausing refuses new conversations.
+    // Pausing tells connected visitors and refuses new conversations.
     let (status, _) = server.post(&format!("/api/bots/{id}/pause"), json!({}), t).await;
     assert_eq!(status, 200);
+    assert_eq!(c.expect("error").await["code"], "bot_unavailable", "a connected visitor is told");
     let mut d = server.client().await;
     d.send(json!({"type": "hello", "bot_id": id})).await;
     assert_eq!(d.expect("error").await["code"], "bot_unavailable");

@@ -156,7 +156,7 @@ pub async fn update(
     apply(&mut bot, body.into_inner())?;
     bot.updated_at = now_ms();
     state.store.put_bot(&bot).await?;
-    state.engine.bot_changed(&bot.id);
+    state.engine.bot_changed(&bot.tenant_id, &bot.id);
     Ok(HttpResponse::Ok().json(bot))
 }
 
@@ -171,7 +171,7 @@ pub async fn delete(
     if !state.store.delete_bot(&caller.tenant, &id).await? {
         return Err(not_found("bot"));
     }
-    state.engine.bot_changed(&id);
+    state.engine.bot_changed(&caller.tenant, &id);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -186,7 +186,7 @@ async fn set_status(
     bot.status = status;
     bot.updated_at = now_ms();
     state.store.put_bot(&bot).await?;
-    state.engine.bot_changed(&bot.id);
+    state.engine.bot_changed(&bot.tenant_id, &bot.id);
     Ok(HttpResponse::Ok().json(bot))
 }
 
@@ -295,7 +295,7 @@ pub async fn create_intent(
     }
     intents.push(intent.clone());
     state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
-    state.engine.bot_changed(&bot.id);
+    state.engine.bot_changed(&bot.tenant_id, &bot.id);
     Ok(HttpResponse::Created().json(intent))
 }
 
@@ -337,7 +337,7 @@ pub async fn update_intent(
     }
     intents[index] = intent.clone();
     state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
-    state.engine.bot_changed(&bot.id);
+    state.engine.bot_changed(&bot.tenant_id, &bot.id);
     Ok(HttpResponse::Ok().json(intent))
 }
 
@@ -357,6 +357,6 @@ pub async fn delete_intent(
         return Err(not_found("intent"));
     }
     state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
-    state.engine.bot_changed(&bot.id);
+    state.engine.bot_changed(&bot.tenant_id, &bot.id);
     Ok(HttpResponse::NoContent().finish())
 }

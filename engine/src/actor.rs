@@ -262,6 +262,13 @@ impl ConversationActor {
                     self.on_visitor_message(state, origin, client_msg_id, text).await
                 }
                 Inbound::Delete => self.on_delete(origin).await,
+                Inbound::BotChanged { bot } if bot == state.bot.id => {
+                    self.refresh_bot(state).await;
+                    if state.bot.status != BotStatus::Active {
+                        self.publish_rejection(None, None, &EngineError::BotUnavailable);
+                    }
+                }
+                Inbound::BotChanged { .. } => {}
                 Inbound::Read { seq } => self.deps.bus.publish(
                     &self.key,
                     Event::Read { sender: Sender::User, seq: seq.min(state.last_seq), origin },

@@ -228,10 +228,15 @@ impl Engine {
         }
     }
 
-    /// Tells live conversations that `bot` or its intents changed in the store: each reloads them
-    /// before its next reply.
-    pub fn bot_changed(&self, bot: &BotId) {
+    /// Tells live conversations that `bot` (of `tenant`) or its intents changed in the store:
+    /// each reloads them before its next reply, and one whose bot is no longer active tells its
+    /// visitors at once.
+    pub fn bot_changed(&self, tenant: &TenantId, bot: &BotId) {
         *self.inner.deps.bot_versions.lock().entry(bot.clone()).or_insert(0) += 1;
+        let supervisor = self.inner.tenants.lock().get(tenant).cloned();
+        if let Some(supervisor) = supervisor {
+            supervisor.notify_all(|| Inbound::BotChanged { bot: bot.clone() });
+        }
     }
 
     /// Typing indicators are ephemeral: published straight to subscribers, never stored.

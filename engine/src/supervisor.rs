@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use crate::{
     EngineError,
     actor::{ActorHandle, ActorMsg, ConversationActor},
-    bus::Envelope,
+    bus::{Envelope, Inbound},
     engine::Deps,
     model::{ConversationId, ConversationKey, TenantId},
 };
@@ -107,6 +107,20 @@ impl TenantSupervisor {
                     return Err(EngineError::ConversationBusy);
                 }
             }
+        }
+    }
+
+    /// Offers an event to every live actor of the tenant, without waiting: one with a full
+    /// mailbox is skipped (it is busy, and picks the change up at its next reply anyway).
+    pub(crate) fn notify_all(&self, inbound: impl Fn() -> Inbound) {
+        let actors = self.actors.lock();
+        for (conversation, handle) in actors.iter() {
+            let key = ConversationKey {
+                tenant_id: self.tenant_id.clone(),
+                conversation_id: conversation.clone(),
+            };
+            let envelope = Envelope { key, origin: None, inbound: inbound() };
+            let _ = handle.tx.try_send(ActorMsg::Inbound(envelope));
         }
     }
 

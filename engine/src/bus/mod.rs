@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ConnId, ConversationKey, Message, Sender};
+use crate::model::{BotId, ConnId, ConversationKey, Message, Sender};
 
 /// Something that happened *to* a conversation, to be handled by its actor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +29,8 @@ pub enum Inbound {
     Read { seq: u64 },
     /// Delete the conversation and all its messages (the tenant asked); the actor stops.
     Delete,
+    /// The bot (or its intents) changed in the store.
+    BotChanged { bot: BotId },
 }
 
 /// An inbound event with its address and the connection it came from.
