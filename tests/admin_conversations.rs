@@ -24,6 +24,18 @@ async fn active_bot(server: &TestServer, token: &str) -> String {
     id
 }
 
+/// A widget socket joined to a conversation opened through the admin API (`opened` is the
+/// `POST /api/conversations` answer); the `welcome` is read.
+async fn join(server: &TestServer, bot: &str, opened: &serde_json::Value) -> Client {
+    let mut widget = server.client().await;
+    widget
+        .send(json!({"type": "hello", "bot_id": bot, "conversation_id": opened["conversation_id"],
+                     "resume_token": opened["resume_token"], "last_seq": 0}))
+        .await;
+    widget.expect("welcome").await;
+    widget
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_integration_posts_into_a_conversation_the_widget_watches_live() {
     let server = start().await;
@@ -36,12 +48,7 @@ async fn an_integration_posts_into_a_conversation_the_widget_watches_live() {
     let conversation = opened["conversation_id"].as_str().expect("id").to_owned();
 
     // A widget joins the same conversation with the returned token.
-    let mut widget = server.client().await;
-    widget
-        .send(json!({"type": "hello", "bot_id": bot, "conversation_id": conversation,
-                     "resume_token": opened["resume_token"], "last_seq": 0}))
-        .await;
-    widget.expect("welcome").await;
+    let mut widget = join(&server, &bot, &opened).await;
 
     let (status, posted) = server
         .post(
@@ -163,12 +170,7 @@ async fn deleting_a_conversation_removes_its_messages_and_tells_the_widget() {
     let bot = active_bot(&server, &token).await;
     let (_, opened) = server.post("/api/conversations", json!({"bot_id": bot}), t).await;
     let conversation = opened["conversation_id"].as_str().expect("id").to_owned();
-    let mut widget = server.client().await;
-    widget
-        .send(json!({"type": "hello", "bot_id": bot, "conversation_id": conversation,
-                     "resume_token": opened["resume_token"], "last_seq": 0}))
-        .await;
-    widget.expect("welcome").await;
+    let mut widget = join(&server, &bot, &opened).await;
     widget.expect("message").await; // the greeting
     widget.exchange("w1", "hello").await;
 

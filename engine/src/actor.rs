@@ -265,7 +265,8 @@ impl ConversationActor {
                 Inbound::BotChanged { bot } if bot == state.bot.id => {
                     self.refresh_bot(state).await;
                     if state.bot.status != BotStatus::Active {
-                        self.publish_rejection(None, None, &EngineError::BotUnavailable);
+                        let e = EngineError::BotUnavailable;
+                        self.announce(e.code(), e.public_message());
                     }
                 }
                 Inbound::BotChanged { .. } => {}
@@ -312,15 +313,7 @@ impl ConversationActor {
         match self.deps.store.delete_conversation(t, c).await {
             Ok(_) => {
                 self.deleted = true;
-                self.deps.bus.publish(
-                    &self.key,
-                    Event::Rejected {
-                        conn: None,
-                        client_msg_id: None,
-                        code: "conversation_deleted".into(),
-                        message: "this conversation was deleted".into(),
-                    },
-                );
+                self.announce("conversation_deleted", "this conversation was deleted".into());
             }
             Err(e) => self.publish_rejection(origin, None, &EngineError::Store(e)),
         }
@@ -502,6 +495,15 @@ impl ConversationActor {
                 None
             }
         }
+    }
+
+    /// Tells every subscriber of the conversation something that is not a refusal of an
+    /// inbound event (so it is not counted as one).
+    fn announce(&self, code: &str, message: String) {
+        self.deps.bus.publish(
+            &self.key,
+            Event::Rejected { conn: None, client_msg_id: None, code: code.to_owned(), message },
+        );
     }
 
     fn reject(&self, msg: &ActorMsg, error: &EngineError) {

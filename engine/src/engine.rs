@@ -70,8 +70,6 @@ pub struct Opened {
     pub resume_token: String,
     /// The highest stored seq.
     pub last_seq: u64,
-    /// True when the conversation was created by this call.
-    pub created: bool,
 }
 
 /// The engine. Cheap to clone.
@@ -162,7 +160,7 @@ impl Engine {
                 }
                 let key = conversation.key();
                 let last_seq = store.last_seq(&key.tenant_id, &key.conversation_id).await?;
-                Ok(Opened { key, bot, resume_token: token, last_seq, created: false })
+                Ok(Opened { key, bot, resume_token: token, last_seq })
             }
             None => {
                 let token = new_resume_token();
@@ -176,13 +174,7 @@ impl Engine {
                     started_at: now_ms(),
                 };
                 store.create_conversation(&conversation).await?;
-                Ok(Opened {
-                    key: conversation.key(),
-                    bot,
-                    resume_token: token,
-                    last_seq: 0,
-                    created: true,
-                })
+                Ok(Opened { key: conversation.key(), bot, resume_token: token, last_seq: 0 })
             }
         }
     }
