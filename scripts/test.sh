@@ -51,5 +51,21 @@ passed=$((passed + $(awk '/^# pass /{s+=$3} END {print s+0}' "${CARGO_TARGET_DIR
 failed=$((failed + $(awk '/^# fail /{s+=$3} END {print s+0}' "${CARGO_TARGET_DIR}/last-browser-test.log")))
 echo "browser step took $((SECONDS - browser_start)) s"
 # --- end browser test ---
+
+# --- API fuzzing (tests/schemathesis) ---
+# schemathesis (PyPI, pinned) fuzzes every operation of the admin API from the document the
+# server serves: no 5xx, every response conforms to it, schema-invalid input is refused. Counts
+# as one test in the summary.
+step "schemathesis (tests/schemathesis)"
+fuzz_start=$SECONDS
+if PARLA_BIN="$CARGO_TARGET_DIR/debug/parla" tests/schemathesis/run.sh \
+  2>&1 | tee "${CARGO_TARGET_DIR}/last-schemathesis.log"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
+echo "schemathesis step took $((SECONDS - fuzz_start)) s"
+# --- end API fuzzing ---
 echo
 echo "${passed} passed, ${failed} failed"
+[ "$failed" -eq 0 ]

@@ -10,11 +10,13 @@ use parla_engine::model::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::{
     AdminState,
     error::ApiError,
     routes::{Caller, validate_text as text},
+    views::{ErrorBody, IntentList},
 };
 
 fn require_writer(caller: &Caller) -> Result<(), ApiError> {
@@ -39,22 +41,32 @@ async fn owned_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<Bot,
         .ok_or_else(|| not_found("bot"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigBody {
+    /// Empty or blank: the bot waits for the visitor to speak first.
+    #[schema(max_length = 1000)]
     welcome_message: Option<String>,
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     fallback_message: Option<String>,
+    #[schema(max_length = 2000)]
     personality: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BotBody {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
     category: Option<BotCategory>,
+    /// A language tag such as `en` or `pt-BR`.
+    #[schema(pattern = "^[A-Za-z0-9-]{2,10}$")]
     language: Option<String>,
     config: Option<ConfigBody>,
+    /// Widget customisation (colours, position, title): an object of at most 8 KiB.
+    #[schema(value_type = Option<Object>)]
     appearance: Option<serde_json::Value>,
 }
 
@@ -102,6 +114,10 @@ fn apply(bot: &mut Bot, body: BotBody) -> Result<(), ApiError> {
 }
 
 /// `POST /api/bots`: a new bot, in DRAFT.
+#[utoipa::path(post, path = "/api/bots", tag = "bots", operation_id = "create_bot",
+    security(("bearer" = [])),
+    request_body = BotBody,
+    responses((status = 201, description = "The new bot, in DRAFT", body = Bot)))]
 pub async fn create(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -136,6 +152,10 @@ pub async fn create(
 }
 
 /// `GET /api/bots/{id}`.
+#[utoipa::path(get, path = "/api/bots/{id}", tag = "bots", operation_id = "get_bot",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    responses((status = 200, description = "The bot", body = Bot)))]
 pub async fn get(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -145,6 +165,11 @@ pub async fn get(
 }
 
 /// `PATCH /api/bots/{id}`.
+#[utoipa::path(patch, path = "/api/bots/{id}", tag = "bots", operation_id = "update_bot",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    request_body = BotBody,
+    responses((status = 200, description = "The bot, changed; live conversations use it from their next reply", body = Bot)))]
 pub async fn update(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -161,6 +186,10 @@ pub async fn update(
 }
 
 /// `DELETE /api/bots/{id}`.
+#[utoipa::path(delete, path = "/api/bots/{id}", tag = "bots", operation_id = "delete_bot",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -191,6 +220,10 @@ async fn set_status(
 }
 
 /// `POST /api/bots/{id}/publish`: ACTIVE — widgets may connect.
+#[utoipa::path(post, path = "/api/bots/{id}/publish", tag = "bots", operation_id = "publish_bot",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    responses((status = 200, description = "The bot, ACTIVE", body = Bot)))]
 pub async fn publish(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -200,6 +233,10 @@ pub async fn publish(
 }
 
 /// `POST /api/bots/{id}/pause`: PAUSED — new conversations are refused.
+#[utoipa::path(post, path = "/api/bots/{id}/pause", tag = "bots", operation_id = "pause_bot",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    responses((status = 200, description = "The bot, PAUSED; connected visitors are told", body = Bot)))]
 pub async fn pause(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -208,11 +245,16 @@ pub async fn pause(
     set_status(&state, &caller, &path, BotStatus::Paused).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntentBody {
+    /// Unique per bot.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     name: Option<String>,
+    #[schema(max_length = 1000)]
     description: Option<String>,
+    /// Training phrases, 1 to 200, each 1 to 500 characters.
+    #[schema(min_items = 1, max_items = 200)]
     examples: Option<Vec<String>>,
     response: Option<IntentResponse>,
 }
@@ -247,6 +289,10 @@ fn apply_intent(intent: &mut Intent, body: IntentBody) -> Result<(), ApiError> {
 }
 
 /// `GET /api/bots/{id}/intents`.
+#[utoipa::path(get, path = "/api/bots/{id}/intents", tag = "intents", operation_id = "list_intents",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    responses((status = 200, description = "The bot's intents", body = IntentList)))]
 pub async fn list_intents(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -254,10 +300,16 @@ pub async fn list_intents(
 ) -> Result<HttpResponse, ApiError> {
     let bot = owned_bot(&state, &caller, &path).await?;
     let intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "data": intents })))
+    Ok(HttpResponse::Ok().json(IntentList { data: intents }))
 }
 
 /// `POST /api/bots/{id}/intents`. Names are unique per bot.
+#[utoipa::path(post, path = "/api/bots/{id}/intents", tag = "intents", operation_id = "create_intent",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    request_body = IntentBody,
+    responses((status = 201, description = "The new intent, in effect from the next message", body = Intent),
+              (status = 409, description = "`intent_name_taken`", body = ErrorBody)))]
 pub async fn create_intent(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -300,6 +352,10 @@ pub async fn create_intent(
 }
 
 /// `GET /api/bots/{id}/intents/{intent_id}`.
+#[utoipa::path(get, path = "/api/bots/{id}/intents/{intent_id}", tag = "intents", operation_id = "get_intent",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id"), ("intent_id" = String, Path, description = "The intent's id")),
+    responses((status = 200, description = "The intent", body = Intent)))]
 pub async fn get_intent(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -314,6 +370,12 @@ pub async fn get_intent(
 }
 
 /// `PATCH /api/bots/{id}/intents/{intent_id}`.
+#[utoipa::path(patch, path = "/api/bots/{id}/intents/{intent_id}", tag = "intents", operation_id = "update_intent",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id"), ("intent_id" = String, Path, description = "The intent's id")),
+    request_body = IntentBody,
+    responses((status = 200, description = "The intent, changed", body = Intent),
+              (status = 409, description = "`intent_name_taken`", body = ErrorBody)))]
 pub async fn update_intent(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -342,6 +404,10 @@ pub async fn update_intent(
 }
 
 /// `DELETE /api/bots/{id}/intents/{intent_id}`.
+#[utoipa::path(delete, path = "/api/bots/{id}/intents/{intent_id}", tag = "intents", operation_id = "delete_intent",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id"), ("intent_id" = String, Path, description = "The intent's id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_intent(
     state: web::Data<AdminState>,
     caller: Caller,

@@ -12,8 +12,14 @@ use parla_engine::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::{AdminState, error::ApiError, routes::Caller};
+use crate::{
+    AdminState,
+    error::ApiError,
+    routes::Caller,
+    views::{ConversationDetail, ConversationPage, ConversationView, ErrorBody, Opened, Posted},
+};
 
 /// How long `POST …/messages` waits for the actor to store the message.
 const STORE_WAIT: Duration = Duration::from_secs(10);
@@ -35,15 +41,33 @@ fn engine_error(e: &parla_engine::EngineError) -> ApiError {
     ApiError::new(status, e.code(), e.public_message())
 }
 
-#[derive(Debug, Deserialize)]
+/// A requested page size (`limit`): `default` when absent, else 1 to `max`.
+fn page_size(limit: Option<u32>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit.map(|l| l as usize) {
+        None => Ok(default),
+        Some(l) if (1..=max).contains(&l) => Ok(l),
+        Some(_) => Err(ApiError::invalid("limit", format!("must be 1 to {max}"))),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// The `next_cursor` of the previous page.
     before: Option<String>,
-    limit: Option<usize>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// Only conversations from this channel.
+    #[param(inline)]
     channel: Option<Channel>,
 }
 
 /// `GET /api/bots/{id}/conversations`: newest first, cursor-paged.
+#[utoipa::path(get, path = "/api/bots/{id}/conversations", tag = "conversations", operation_id = "list_conversations",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id"), ListQuery),
+    responses((status = 200, description = "One page, newest first", body = ConversationPage)))]
 pub async fn list(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -53,25 +77,26 @@ pub async fn list(
     caller.require("conversations:read")?;
     let bot = BotId(path.into_inner());
     state.store.get_bot(&caller.tenant, &bot).await?.ok_or_else(|| not_found("bot"))?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 200);
+    let limit = page_size(query.limit, 50, 200)?;
     let before = query.before.clone().map(ConversationId);
     let page = state.store.list_conversations(&caller.tenant, &bot, before.as_ref(), limit).await?;
     let next_cursor = (page.len() == limit).then(|| page.last().map(|c| c.id.0.clone())).flatten();
-    let data: Vec<_> = page
+    let data = page
         .iter()
         .filter(|c| query.channel.is_none_or(|ch| c.source == ch))
-        .map(|c| {
-            json!({"id": c.id, "bot_id": c.bot_id, "source": c.source, "started_at": c.started_at,
-                   "user_agent": c.user_agent})
-        })
+        .map(ConversationView::from)
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "data": data, "next_cursor": next_cursor })))
+    Ok(HttpResponse::Ok().json(ConversationPage { data, next_cursor }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
+    /// Messages with a greater `seq` (default 0: from the first).
     after_seq: Option<u64>,
-    limit: Option<usize>,
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
 }
 
 async fn own_conversation(
@@ -87,6 +112,10 @@ async fn own_conversation(
 }
 
 /// `GET /api/conversations/{id}`: the conversation and its messages after `after_seq`.
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", operation_id = "get_conversation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id"), MessagesQuery),
+    responses((status = 200, description = "The conversation and a page of its messages", body = ConversationDetail)))]
 pub async fn get(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -95,22 +124,21 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     caller.require("conversations:read")?;
     let conversation = own_conversation(&state, &caller, &path).await?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let limit = page_size(query.limit, 100, 500)?;
     let messages = state
         .store
         .messages_after(&caller.tenant, &conversation.id, query.after_seq.unwrap_or(0), limit)
         .await?;
     let next_after_seq =
         (messages.len() == limit).then(|| messages.last().map(|m| m.seq)).flatten();
-    Ok(HttpResponse::Ok().json(json!({
-        "conversation": {"id": conversation.id, "bot_id": conversation.bot_id,
-                         "source": conversation.source, "started_at": conversation.started_at},
-        "messages": messages,
-        "next_after_seq": next_after_seq,
-    })))
+    Ok(HttpResponse::Ok().json(ConversationDetail {
+        conversation: ConversationView::from(&conversation),
+        messages,
+        next_after_seq,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBody {
     bot_id: String,
@@ -118,6 +146,13 @@ pub struct OpenBody {
 
 /// `POST /api/conversations`: opens a conversation with one of the tenant's active bots.
 /// Returns the resume token a widget needs to join it.
+#[utoipa::path(post, path = "/api/conversations", tag = "conversations", operation_id = "open_conversation",
+    security(("bearer" = [])),
+    request_body = OpenBody,
+    responses((status = 201, description = "Opened; the bot's welcome follows", body = Opened),
+              (status = 404, description = "No such bot in the caller's tenant", body = ErrorBody),
+              (status = 409, description = "`bot_unavailable`: the bot is not ACTIVE", body = ErrorBody),
+              (status = 503, description = "`tenant_at_capacity`, `conversation_busy`, `shutting_down` or `not_stored`: retry", body = ErrorBody)))]
 pub async fn open(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -133,22 +168,33 @@ pub async fn open(
         .send(opened.key.clone(), None, Inbound::Start)
         .await
         .map_err(|e| engine_error(&e))?;
-    Ok(HttpResponse::Created().json(json!({
-        "conversation_id": opened.key.conversation_id,
-        "resume_token": opened.resume_token,
-    })))
+    Ok(HttpResponse::Created().json(Opened {
+        conversation_id: opened.key.conversation_id,
+        resume_token: opened.resume_token,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostBody {
+    /// The idempotency key: a retry with the same key is stored once.
+    #[schema(min_length = 1, max_length = 128)]
     client_msg_id: String,
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     text: String,
 }
 
 /// `POST /api/conversations/{id}/messages`: a visitor message sent by an integration, through
 /// the conversation's actor. Answers once it is stored (201), or with the stored original for
 /// a repeated `client_msg_id` (200).
+#[utoipa::path(post, path = "/api/conversations/{id}/messages", tag = "conversations", operation_id = "post_message",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = PostBody,
+    responses((status = 201, description = "Stored; the bot's reply follows on the conversation", body = Posted),
+              (status = 200, description = "This `client_msg_id` was already stored: the original", body = Posted),
+              (status = 503, description = "`tenant_at_capacity`, `conversation_busy`, `shutting_down` or `not_stored`: retry", body = ErrorBody),
+              (status = 504, description = "`timeout`: not confirmed in time; retry with the same `client_msg_id`", body = ErrorBody)))]
 pub async fn post_message(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -191,12 +237,12 @@ pub async fn post_message(
                 Event::Message { message }
                     if message.client_msg_id.as_deref() == Some(body.client_msg_id.as_str()) =>
                 {
-                    return Ok(HttpResponse::Created().json(json!({ "message": message })));
+                    let message = message.clone();
+                    return Ok(HttpResponse::Created().json(Posted { message, duplicate: false }));
                 }
                 Event::Ack { conn: to, message } if *to == conn => {
-                    return Ok(
-                        HttpResponse::Ok().json(json!({ "message": message, "duplicate": true }))
-                    );
+                    let message = message.clone();
+                    return Ok(HttpResponse::Ok().json(Posted { message, duplicate: true }));
                 }
                 Event::Rejected { conn: Some(to), code, message, .. } if *to == conn => {
                     let mut e = ApiError::new(
@@ -222,6 +268,12 @@ pub async fn post_message(
 
 /// `DELETE /api/conversations/{id}`: the conversation and all its messages, deleted by its
 /// own actor (so nothing is appended behind the deletion). Connected widgets are told.
+#[utoipa::path(delete, path = "/api/conversations/{id}", tag = "conversations", operation_id = "delete_conversation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    responses((status = 204, description = "Deleted with its messages; connected widgets are told"),
+              (status = 503, description = "`tenant_at_capacity`, `conversation_busy`, `shutting_down` or `not_stored`: retry", body = ErrorBody),
+              (status = 504, description = "`timeout`: not confirmed in time; retry", body = ErrorBody)))]
 pub async fn delete(
     state: web::Data<AdminState>,
     caller: Caller,

@@ -23,7 +23,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            details: serde_json::Value::Null,
+            details: serde_json::Value::Object(serde_json::Map::new()),
             retry_after_secs: None,
         }
     }
@@ -56,9 +56,13 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
         }
-        response.json(json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details }
-        }))
+        response.json(crate::views::ErrorBody {
+            error: crate::views::ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        })
     }
 }
 

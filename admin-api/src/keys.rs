@@ -5,29 +5,31 @@ use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::model::{ApiKey, now_ms};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::{
     AdminState, auth,
     error::ApiError,
     routes::{API_KEY_PREFIX, Caller, SCOPES},
+    views::{ApiKeyList, ApiKeyView, CreatedApiKey},
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyBody {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     name: String,
+    /// Some of `bots:read`, `bots:write`, `conversations:read`, `conversations:write`,
+    /// `analytics:read`.
+    #[schema(min_items = 1)]
     scopes: Vec<String>,
 }
 
-/// A key as listed: never its digest.
-fn key_json(k: &ApiKey) -> serde_json::Value {
-    json!({
-        "id": k.id, "name": k.name, "prefix": k.prefix, "scopes": k.scopes,
-        "created_at": k.created_at, "last_used_at": k.last_used_at, "revoked": k.revoked,
-    })
-}
-
 /// `POST /api/api-keys`.
+#[utoipa::path(post, path = "/api/api-keys", tag = "api-keys", operation_id = "create_api_key",
+    security(("bearer" = [])),
+    request_body = KeyBody,
+    responses((status = 201, description = "The key, with its value shown this once", body = CreatedApiKey)))]
 pub async fn create(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -57,19 +59,24 @@ pub async fn create(
         revoked: false,
     };
     state.store.put_api_key(&key).await?;
-    let mut body = key_json(&key);
-    body["key"] = json!(value);
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(CreatedApiKey { view: ApiKeyView::from(&key), key: value }))
 }
 
 /// `GET /api/api-keys`.
+#[utoipa::path(get, path = "/api/api-keys", tag = "api-keys", operation_id = "list_api_keys",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The tenant's keys, revoked ones included", body = ApiKeyList)))]
 pub async fn list(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
     let keys = state.store.list_api_keys(&caller.tenant).await?;
-    Ok(HttpResponse::Ok().json(json!({ "data": keys.iter().map(key_json).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(ApiKeyList { data: keys.iter().map(ApiKeyView::from).collect() }))
 }
 
 /// `DELETE /api/api-keys/{id}`: revokes the key at once.
+#[utoipa::path(delete, path = "/api/api-keys/{id}", tag = "api-keys", operation_id = "revoke_api_key",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 204, description = "Revoked")))]
 pub async fn revoke(
     state: web::Data<AdminState>,
     caller: Caller,

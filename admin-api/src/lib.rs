@@ -23,8 +23,11 @@
 //! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
 //!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
+//! - [`views`]: the typed response bodies.
+//! - [`openapi`]: the OpenAPI 3.1 document, derived from the handlers and types, served at
+//!   `/api/openapi.json`.
 //!
-//! Not built yet (issue 3): SMTP delivery, OpenAPI.
+//! Not built yet (issue 3): SMTP delivery.
 //!
 //! # Concurrency model
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
@@ -38,9 +41,11 @@ pub mod keys;
 pub mod limits;
 pub mod mail;
 pub mod members;
+pub mod openapi;
 pub mod recovery;
 pub mod routes;
 pub mod totp;
+pub mod views;
 
 use std::sync::Arc;
 
@@ -64,14 +69,35 @@ pub struct AdminState {
     pub public_url: std::sync::OnceLock<String>,
 }
 
-/// Mounts `/api`. Malformed JSON bodies are answered in the API's error shape.
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Mounts `/api`. Malformed bodies and queries, and unknown paths, are answered in the API's
+/// error shape.
 pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let json = web::JsonConfig::default().limit(64 * 1024).error_handler(|err, _| {
+        use actix_web::{error::JsonPayloadError, http::StatusCode};
+        let json = web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(|err, _| {
+            match err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => error::ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+                ),
+                other => error::ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_body",
+                    format!("invalid JSON body: {other}"),
+                ),
+            }
+            .into()
+        });
+        let query = web::QueryConfig::default().error_handler(|err, _| {
             error::ApiError::new(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "malformed_body",
-                format!("invalid JSON body: {err}"),
+                StatusCode::BAD_REQUEST,
+                "malformed_query",
+                format!("invalid query string: {err}"),
             )
             .into()
         });
@@ -79,6 +105,8 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
             web::scope("/api")
                 .app_data(web::Data::from(state))
                 .app_data(json)
+                .app_data(query)
+                .route("/openapi.json", web::get().to(openapi::serve))
                 .route("/auth/register", web::post().to(routes::register))
                 .route("/auth/login", web::post().to(routes::login))
                 .route("/auth/refresh", web::post().to(routes::refresh))
@@ -113,7 +141,14 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}/intents", web::post().to(bots::create_intent))
                 .route("/bots/{id}/intents/{intent_id}", web::get().to(bots::get_intent))
                 .route("/bots/{id}/intents/{intent_id}", web::patch().to(bots::update_intent))
-                .route("/bots/{id}/intents/{intent_id}", web::delete().to(bots::delete_intent)),
+                .route("/bots/{id}/intents/{intent_id}", web::delete().to(bots::delete_intent))
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(error::ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "no such endpoint",
+                    ))
+                })),
         );
     }
 }

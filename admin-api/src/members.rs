@@ -8,13 +8,14 @@ use parla_engine::model::{
     Account, AccountId, AccountType, OneTimeKind, OneTimeToken, Role, now_ms,
 };
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::{
     AdminState, auth,
     error::ApiError,
     recovery::{VERIFY_TTL_MS, take},
-    routes::{Caller, account_json},
+    routes::Caller,
+    views::{AccountView, ErrorBody, Invited, MemberList},
 };
 
 fn forbidden(message: &str) -> ApiError {
@@ -31,23 +32,31 @@ fn may_grant(caller: &Caller, role: Role) -> Result<(), ApiError> {
 }
 
 /// `GET /api/members`.
+#[utoipa::path(get, path = "/api/members", tag = "members", operation_id = "list_members",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The tenant's members", body = MemberList)))]
 pub async fn list(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     if caller.account.is_none() {
         return Err(forbidden("sign in as a person"));
     }
     let members = state.store.list_accounts(&caller.tenant).await?;
     Ok(HttpResponse::Ok()
-        .json(json!({ "data": members.iter().map(account_json).collect::<Vec<_>>() })))
+        .json(MemberList { data: members.iter().map(AccountView::from).collect() }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteBody {
+    #[schema(format = Email, max_length = 254)]
     email: String,
     role: Role,
 }
 
 /// `POST /api/members/invitations`: mails a single-use link to join this tenant as `role`.
+#[utoipa::path(post, path = "/api/members/invitations", tag = "members", operation_id = "invite_member",
+    security(("bearer" = [])),
+    request_body = InviteBody,
+    responses((status = 202, description = "The invitation is mailed", body = Invited)))]
 pub async fn invite(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -73,18 +82,24 @@ pub async fn invite(
         state.public_url.get().map_or("", String::as_str)
     );
     crate::recovery::mail(&state, &email, "Join a Parla workspace", body_text).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "email": email, "role": body.role })))
+    Ok(HttpResponse::Accepted().json(Invited { email, role: body.role }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptBody {
     token: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
+    #[schema(min_length = 12, max_length = 256)]
     password: String,
 }
 
 /// `POST /api/auth/accept-invitation`: creates the invited account in the inviting tenant.
+#[utoipa::path(post, path = "/api/auth/accept-invitation", tag = "auth", operation_id = "accept_invitation",
+    request_body = AcceptBody,
+    responses((status = 201, description = "The new member's account", body = AccountView),
+              (status = 409, description = "`email_taken`", body = ErrorBody)))]
 pub async fn accept(
     state: web::Data<AdminState>,
     body: web::Json<AcceptBody>,
@@ -117,7 +132,7 @@ pub async fn accept(
         totp: None,
     };
     state.store.create_account(&account).await?;
-    Ok(HttpResponse::Created().json(account_json(&account)))
+    Ok(HttpResponse::Created().json(AccountView::from(&account)))
 }
 
 async fn member(state: &AdminState, caller: &Caller, id: &str) -> Result<Account, ApiError> {
@@ -133,13 +148,19 @@ async fn owners(state: &AdminState, caller: &Caller) -> Result<usize, ApiError> 
     Ok(members.iter().filter(|m| m.role == Role::Owner).count())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleBody {
     role: Role,
 }
 
 /// `PATCH /api/members/{id}`: changes a member's role.
+#[utoipa::path(patch, path = "/api/members/{id}", tag = "members", operation_id = "set_member_role",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The member's account id")),
+    request_body = RoleBody,
+    responses((status = 200, description = "The member, with the new role", body = AccountView),
+              (status = 409, description = "`last_owner`", body = ErrorBody)))]
 pub async fn set_role(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -159,10 +180,15 @@ pub async fn set_role(
     }
     target.role = body.role;
     state.store.update_account(&target).await?;
-    Ok(HttpResponse::Ok().json(account_json(&target)))
+    Ok(HttpResponse::Ok().json(AccountView::from(&target)))
 }
 
 /// `DELETE /api/members/{id}`.
+#[utoipa::path(delete, path = "/api/members/{id}", tag = "members", operation_id = "remove_member",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The member's account id")),
+    responses((status = 204, description = "Removed; their sessions are revoked"),
+              (status = 409, description = "`last_owner`", body = ErrorBody)))]
 pub async fn remove(
     state: web::Data<AdminState>,
     caller: Caller,

@@ -4,9 +4,14 @@
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use parla_engine::model::{Account, OneTimeKind, OneTimeToken, now_ms};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
-use crate::{AdminState, auth, error::ApiError, routes::Caller};
+use crate::{
+    AdminState, auth,
+    error::ApiError,
+    routes::Caller,
+    views::{Accepted, AccountView},
+};
 
 /// Lifetimes: a reset link is short-lived, a verification link lasts a few days.
 const RESET_TTL_MS: i64 = 30 * 60 * 1000;
@@ -83,26 +88,30 @@ pub(crate) async fn take(
     taken.filter(|t| t.kind == kind && t.expires_at > now_ms()).ok_or_else(invalid)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailBody {
     email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
     token: String,
+    #[schema(min_length = 12, max_length = 256)]
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     token: String,
 }
 
 /// `POST /api/auth/forgot-password`: always 202.
+#[utoipa::path(post, path = "/api/auth/forgot-password", tag = "auth", operation_id = "forgot_password",
+    request_body = EmailBody,
+    responses((status = 202, description = "A reset link is mailed if the account exists", body = Accepted)))]
 pub async fn forgot_password(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -112,10 +121,13 @@ pub async fn forgot_password(
     if let Some(account) = state.store.account_by_email(body.email.trim()).await? {
         send_link(&state, &account, OneTimeKind::PasswordReset).await?;
     }
-    Ok(HttpResponse::Accepted().json(json!({ "status": "if the account exists, a link was sent" })))
+    Ok(HttpResponse::Accepted().json(Accepted { status: "if the account exists, a link was sent" }))
 }
 
 /// `POST /api/auth/reset-password`.
+#[utoipa::path(post, path = "/api/auth/reset-password", tag = "auth", operation_id = "reset_password",
+    request_body = ResetBody,
+    responses((status = 204, description = "The password is changed; every session is revoked")))]
 pub async fn reset_password(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -139,6 +151,9 @@ pub async fn reset_password(
 }
 
 /// `POST /api/auth/verify-email`.
+#[utoipa::path(post, path = "/api/auth/verify-email", tag = "auth", operation_id = "verify_email",
+    request_body = TokenBody,
+    responses((status = 204, description = "The email is verified")))]
 pub async fn verify_email(
     state: web::Data<AdminState>,
     body: web::Json<TokenBody>,
@@ -152,6 +167,9 @@ pub async fn verify_email(
 }
 
 /// `GET /api/auth/me`: the signed-in person's account.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", operation_id = "me",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The signed-in person", body = AccountView)))]
 pub async fn me(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let Some(id) = caller.account.as_ref() else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person"));
@@ -160,5 +178,5 @@ pub async fn me(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResp
         state.store.get_account(&caller.tenant, id).await?.ok_or_else(|| {
             ApiError::unauthorized("token_invalid", "the account no longer exists")
         })?;
-    Ok(HttpResponse::Ok().json(crate::routes::account_json(&account)))
+    Ok(HttpResponse::Ok().json(AccountView::from(&account)))
 }

@@ -9,11 +9,13 @@ use parla_engine::model::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::{
     AdminState,
     auth::{self, AccessClaims},
     error::ApiError,
+    views::{AccountView, BotList, ErrorBody, Registered, Session, TenantView},
 };
 
 /// Scopes an API key may hold.
@@ -126,17 +128,21 @@ async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
 /// API keys start with this, so they are told apart from access tokens.
 pub const API_KEY_PREFIX: &str = "pk_";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(min_length = 12, max_length = 256)]
     password: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     company: Option<String>,
     account_type: Option<AccountType>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
@@ -145,7 +151,7 @@ pub struct LoginBody {
     totp: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     refresh_token: String,
@@ -193,6 +199,10 @@ pub(crate) fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<(), ApiE
 }
 
 /// `POST /api/auth/register`: a new workspace (tenant) with this account as its owner.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", operation_id = "register",
+    request_body = RegisterBody,
+    responses((status = 201, description = "The owner and the new workspace; a verification link is mailed", body = Registered),
+              (status = 409, description = "`email_taken`", body = ErrorBody)))]
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -234,18 +244,10 @@ pub async fn register(
         parla_engine::model::OneTimeKind::EmailVerification,
     )
     .await?;
-    Ok(HttpResponse::Created().json(json!({
-        "account": account_json(&account),
-        "tenant": { "id": tenant.id, "name": tenant.name },
-    })))
-}
-
-pub(crate) fn account_json(a: &Account) -> serde_json::Value {
-    json!({
-        "id": a.id, "email": a.email, "name": a.name, "company": a.company,
-        "account_type": a.account_type, "role": a.role, "tenant_id": a.tenant_id,
-        "email_verified": a.email_verified,
-    })
+    Ok(HttpResponse::Created().json(Registered {
+        account: AccountView::from(&account),
+        tenant: TenantView::from(&tenant),
+    }))
 }
 
 /// A PHC hash nobody's password matches, verified when the email is unknown so that a miss
@@ -258,6 +260,10 @@ fn dummy_hash() -> &'static str {
 }
 
 /// `POST /api/auth/login`.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", operation_id = "login",
+    request_body = LoginBody,
+    responses((status = 200, description = "Signed in", body = Session),
+              (status = 401, description = "`invalid_credentials`, `totp_required` or `invalid_totp`", body = ErrorBody)))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -307,7 +313,7 @@ async fn issue_session(
     tenant: &TenantId,
     role: Role,
     family: String,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Session, ApiError> {
     let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
     let (access_token, claims) =
         state.tokens.issue(account.as_str(), tenant.as_str(), role, now_secs)?;
@@ -324,15 +330,19 @@ async fn issue_session(
             used: false,
         })
         .await?;
-    Ok(json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": claims.exp - claims.iat,
-        "refresh_token": refresh_token,
-    }))
+    Ok(Session {
+        access_token,
+        token_type: "Bearer",
+        expires_in: claims.exp.saturating_sub(claims.iat),
+        refresh_token,
+    })
 }
 
 /// `POST /api/auth/refresh`: rotates the refresh token. A token used twice revokes its family.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", operation_id = "refresh",
+    request_body = RefreshBody,
+    responses((status = 200, description = "A new session; the refresh token sent is spent", body = Session),
+              (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused` (the family is revoked) or `refresh_token_expired`", body = ErrorBody)))]
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -370,6 +380,9 @@ pub async fn refresh(
 }
 
 /// `POST /api/auth/logout`: revokes the refresh token's family. Idempotent.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", operation_id = "logout",
+    request_body = RefreshBody,
+    responses((status = 204, description = "Signed out (also for an unknown token)")))]
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -384,11 +397,14 @@ pub async fn logout(
 }
 
 /// `GET /api/bots`: the caller's tenant's bots.
+#[utoipa::path(get, path = "/api/bots", tag = "bots", operation_id = "list_bots",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The tenant's bots", body = BotList)))]
 pub async fn list_bots(
     state: web::Data<AdminState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("bots:read")?;
     let bots = state.store.list_bots(&caller.tenant).await?;
-    Ok(HttpResponse::Ok().json(json!({ "data": bots })))
+    Ok(HttpResponse::Ok().json(BotList { data: bots }))
 }

@@ -5,10 +5,15 @@
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::model::{Account, TotpState};
 use serde::Deserialize;
-use serde_json::json;
 use totp_rs::{Builder, Secret, Totp};
+use utoipa::ToSchema;
 
-use crate::{AdminState, auth, error::ApiError, routes::Caller};
+use crate::{
+    AdminState, auth,
+    error::ApiError,
+    routes::Caller,
+    views::{ErrorBody, TotpEnabled, TotpEnrollment},
+};
 
 /// Recovery codes issued at confirmation.
 const RECOVERY_CODES: usize = 10;
@@ -82,6 +87,10 @@ async fn my_account(state: &AdminState, caller: &Caller) -> Result<Account, ApiE
 }
 
 /// `POST /api/auth/totp/enroll`: a new secret for the signed-in person, not yet required.
+#[utoipa::path(post, path = "/api/auth/totp/enroll", tag = "auth", operation_id = "totp_enroll",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The secret to load into an authenticator app", body = TotpEnrollment),
+              (status = 409, description = "`totp_already_enabled`", body = ErrorBody)))]
 pub async fn enroll(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -106,10 +115,10 @@ pub async fn enroll(
         recovery_digests: Vec::new(),
     });
     state.store.update_account(&account).await?;
-    Ok(HttpResponse::Ok().json(json!({ "otpauth_url": url, "secret": secret_base32 })))
+    Ok(HttpResponse::Ok().json(TotpEnrollment { otpauth_url: url, secret: secret_base32 }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmBody {
     code: String,
@@ -117,6 +126,11 @@ pub struct ConfirmBody {
 
 /// `POST /api/auth/totp/confirm`: the first valid code turns TOTP on and returns the recovery
 /// codes, once.
+#[utoipa::path(post, path = "/api/auth/totp/confirm", tag = "auth", operation_id = "totp_confirm",
+    security(("bearer" = [])),
+    request_body = ConfirmBody,
+    responses((status = 200, description = "TOTP is on; the recovery codes are shown once", body = TotpEnabled),
+              (status = 409, description = "`totp_not_enrolling`", body = ErrorBody)))]
 pub async fn confirm(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -149,5 +163,5 @@ pub async fn confirm(
     totp_state.last_step = step;
     totp_state.recovery_digests = codes.iter().map(|c| auth::token_digest(c)).collect();
     state.store.update_account(&account).await?;
-    Ok(HttpResponse::Ok().json(json!({ "enabled": true, "recovery_codes": codes })))
+    Ok(HttpResponse::Ok().json(TotpEnabled { enabled: true, recovery_codes: codes }))
 }

@@ -9,11 +9,14 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(pub String);
 
@@ -98,7 +101,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// A member's role in its tenant, most powerful first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,
@@ -107,7 +110,7 @@ pub enum Role {
     Viewer,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AccountType {
     #[default]
@@ -213,7 +216,7 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BotStatus {
     Draft,
@@ -222,7 +225,7 @@ pub enum BotStatus {
     Archived,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BotCategory {
     CustomerSupport,
@@ -234,7 +237,7 @@ pub enum BotCategory {
 }
 
 /// A bot's behaviour settings (the brief's `config` JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BotConfig {
     /// Said by the bot when a conversation starts; none = the bot waits for the visitor.
     pub welcome_message: Option<String>,
@@ -244,7 +247,7 @@ pub struct BotConfig {
     pub personality: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Bot {
     pub id: BotId,
     pub tenant_id: TenantId,
@@ -255,13 +258,14 @@ pub struct Bot {
     pub status: BotStatus,
     pub config: BotConfig,
     /// Widget customisation (colours, position, title): opaque to the engine.
+    #[schema(value_type = Object)]
     pub appearance: serde_json::Value,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 /// What an intent answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct IntentResponse {
     pub text: String,
     #[serde(default)]
@@ -269,7 +273,7 @@ pub struct IntentResponse {
 }
 
 /// A bot intent: training phrases and the response they trigger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Intent {
     pub id: String,
     pub bot_id: BotId,
@@ -280,7 +284,7 @@ pub struct Intent {
 }
 
 /// Where a conversation came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Web,
@@ -308,7 +312,7 @@ impl Conversation {
 }
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Sender {
     /// The visitor or customer.
@@ -318,7 +322,7 @@ pub enum Sender {
     Human,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageType {
     #[default]
@@ -333,7 +337,7 @@ pub enum MessageType {
 
 /// One stored message. `seq` is assigned by the conversation actor: strictly increasing from 1,
 /// no gaps, unique within the conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
     pub id: MessageId,
     pub tenant_id: TenantId,

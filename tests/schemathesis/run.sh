@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Fuzzes the admin API with schemathesis (PyPI), driven by the OpenAPI document the server
+# itself serves at /api/openapi.json, against the real binary on a free port with a fresh data
+# directory. Passes when no response is a 5xx and every response conforms to the document
+# (status code, content type, headers, body schema), and schema-invalid input is refused.
+#
+# Usage: PARLA_BIN=path/to/parla tests/schemathesis/run.sh [extra schemathesis options]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${PARLA_BIN:?set PARLA_BIN to the parla binary}"
+
+venv="${PARLA_PY_VENV:-/var/tmp/parla-py}"
+requirements=tests/schemathesis/requirements.txt
+if [ ! -x "$venv/bin/schemathesis" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq </dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 \
+      --no-install-recommends python3-venv </dev/null >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/requirements.txt"
+fi
+
+work=$(mktemp -d)
+"$PARLA_BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/parla.log" 2>&1 &
+server=$!
+cleanup() {
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+base=""
+for _ in $(seq 1 100); do
+  base=$(sed -n 's/^parla: listening on \(http:[^ ]*\).*/\1/p' "$work/parla.log")
+  [ -n "$base" ] && break
+  kill -0 "$server" 2>/dev/null || { cat "$work/parla.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$base" ] || { echo "parla did not start" >&2; cat "$work/parla.log" >&2; exit 1; }
+
+# An owner with a published bot, so authenticated operations get past authentication.
+json() { "$venv/bin/python" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+curl -fsS -X POST "$base/api/auth/register" -H 'content-type: application/json' \
+  -d '{"email":"fuzz@example.com","password":"correct horse battery staple","name":"Fuzz"}' >/dev/null
+token=$(curl -fsS -X POST "$base/api/auth/login" -H 'content-type: application/json' \
+  -d '{"email":"fuzz@example.com","password":"correct horse battery staple"}' | json "['access_token']")
+bot=$(curl -fsS -X POST "$base/api/bots" -H "authorization: Bearer $token" \
+  -H 'content-type: application/json' -d '{"name":"Fuzzed"}' | json "['id']")
+curl -fsS -X POST "$base/api/bots/$bot/publish" -H "authorization: Bearer $token" >/dev/null
+
+# Its caches (.hypothesis, reports) go to the scratch directory, not the clone.
+cd "$work"
+"$venv/bin/schemathesis" run "$base/api/openapi.json" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
+  --header "Authorization: Bearer $token" \
+  --phases examples,coverage,fuzzing,stateful \
+  --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
+  --seed "${SCHEMATHESIS_SEED:-20261125}" \
+  --workers 2 \
+  --no-color \
+  "$@"
