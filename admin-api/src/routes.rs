@@ -36,18 +36,23 @@ pub struct Caller {
 
 impl Caller {
     /// Allows `scope` (e.g. `bots:write`): an API key must hold it; a person needs admin or
-    /// owner for `…:write` scopes, any role for the others.
+    /// owner for `…:write` scopes — except `conversations:write`, which agents have too (taking
+    /// part in conversations is their job) — and any role for the others.
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
         let allowed = match &self.scopes {
             Some(scopes) => scopes.iter().any(|s| s == scope),
-            None => !scope.ends_with(":write") || self.role <= Role::Admin,
+            None => {
+                !scope.ends_with(":write")
+                    || self.role <= Role::Admin
+                    || (scope == "conversations:write" && self.role == Role::Agent)
+            }
         };
         if allowed {
             return Ok(());
         }
         let (code, message) = match self.scopes {
             Some(_) => ("insufficient_scope", format!("this API key lacks the {scope} scope")),
-            None => ("forbidden", "this needs the admin or owner role".to_owned()),
+            None => ("forbidden", format!("your role may not use {scope}")),
         };
         let mut e = ApiError::new(StatusCode::FORBIDDEN, code, message);
         e.details = json!({ "scope": scope });

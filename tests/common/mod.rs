@@ -375,3 +375,44 @@ pub async fn sign_in(server: &TestServer, email: &str) -> String {
     assert_eq!(status, 200, "{session}");
     session["access_token"].as_str().expect("token").to_owned()
 }
+
+/// Invites `email` as `role` with `inviter`'s token, accepts through the mailed token, logs in.
+pub async fn invite_and_join(
+    server: &TestServer,
+    inviter: &str,
+    email: &str,
+    role: &str,
+) -> String {
+    let (status, body) = server
+        .post("/api/members/invitations", json!({"email": email, "role": role}), Some(inviter))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let mails = std::fs::read_to_string(server.dir.path().join("outbox.jsonl")).expect("outbox");
+    let mail: Value = mails
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .find(|m| m["to"] == email)
+        .expect("invitation mail");
+    let text = mail["body"].as_str().expect("body");
+    let token =
+        text[text.find("token=").expect("token") + 6..].split_whitespace().next().expect("t");
+    let (status, joined) = server
+        .post(
+            "/api/auth/accept-invitation",
+            json!({"token": token, "name": "M", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{joined}");
+    assert_eq!(joined["role"], role);
+    let (status, again) = server
+        .post(
+            "/api/auth/accept-invitation",
+            json!({"token": token, "name": "M", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!((status, error_code(&again)), (400, "invalid_token"), "an invitation is used once");
+    sign_in(server, email).await
+}
