@@ -6,7 +6,7 @@
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::model::{
-    Bot, BotCategory, BotConfig, BotId, BotStatus, Intent, IntentResponse, now_ms,
+    Bot, BotCategory, BotConfig, BotId, BotStatus, Intent, IntentAction, IntentResponse, now_ms,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -16,7 +16,7 @@ use crate::{
     AdminState,
     error::ApiError,
     routes::{Caller, validate_text as text},
-    views::{ErrorBody, IntentList},
+    views::{ErrorBody, IntentList, IntentView},
 };
 
 fn require_writer(caller: &Caller) -> Result<(), ApiError> {
@@ -257,6 +257,10 @@ pub struct IntentBody {
     #[schema(min_items = 1, max_items = 200)]
     examples: Option<Vec<String>>,
     response: Option<IntentResponse>,
+    /// Replaces the intent's actions (at most 5). A webhook's `secret` (16 to 256 characters)
+    /// is write-only: send it again whenever you send `actions`.
+    #[schema(max_items = 5)]
+    actions: Option<Vec<IntentAction>>,
 }
 
 fn apply_intent(intent: &mut Intent, body: IntentBody) -> Result<(), ApiError> {
@@ -285,6 +289,20 @@ fn apply_intent(intent: &mut Intent, body: IntentBody) -> Result<(), ApiError> {
             .collect::<Result<_, _>>()?;
         intent.response = IntentResponse { text: text_, quick_replies };
     }
+    if let Some(actions) = body.actions {
+        if actions.len() > 5 {
+            return Err(ApiError::invalid("actions", "at most 5"));
+        }
+        for action in &actions {
+            let IntentAction::Webhook { url, secret } = action;
+            parla_engine::webhook::check_url(url)
+                .map_err(|problem| ApiError::invalid("actions.url", problem))?;
+            if !(16..=256).contains(&secret.chars().count()) {
+                return Err(ApiError::invalid("actions.secret", "16 to 256 characters"));
+            }
+        }
+        intent.actions = actions;
+    }
     Ok(())
 }
 
@@ -300,7 +318,7 @@ pub async fn list_intents(
 ) -> Result<HttpResponse, ApiError> {
     let bot = owned_bot(&state, &caller, &path).await?;
     let intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
-    Ok(HttpResponse::Ok().json(IntentList { data: intents }))
+    Ok(HttpResponse::Ok().json(IntentList { data: intents.iter().map(IntentView::from).collect() }))
 }
 
 /// `POST /api/bots/{id}/intents`. Names are unique per bot.
@@ -308,7 +326,7 @@ pub async fn list_intents(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The bot's id")),
     request_body = IntentBody,
-    responses((status = 201, description = "The new intent, in effect from the next message", body = Intent),
+    responses((status = 201, description = "The new intent, in effect from the next message", body = IntentView),
               (status = 409, description = "`intent_name_taken`", body = ErrorBody)))]
 pub async fn create_intent(
     state: web::Data<AdminState>,
@@ -335,6 +353,7 @@ pub async fn create_intent(
         description: None,
         examples: Vec::new(),
         response: IntentResponse { text: String::new(), quick_replies: Vec::new() },
+        actions: Vec::new(),
     };
     apply_intent(&mut intent, body)?;
     let mut intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
@@ -348,14 +367,14 @@ pub async fn create_intent(
     intents.push(intent.clone());
     state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
     state.engine.bot_changed(&bot.tenant_id, &bot.id);
-    Ok(HttpResponse::Created().json(intent))
+    Ok(HttpResponse::Created().json(IntentView::from(&intent)))
 }
 
 /// `GET /api/bots/{id}/intents/{intent_id}`.
 #[utoipa::path(get, path = "/api/bots/{id}/intents/{intent_id}", tag = "intents", operation_id = "get_intent",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The bot's id"), ("intent_id" = String, Path, description = "The intent's id")),
-    responses((status = 200, description = "The intent", body = Intent)))]
+    responses((status = 200, description = "The intent", body = IntentView)))]
 pub async fn get_intent(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -366,7 +385,7 @@ pub async fn get_intent(
     let intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
     let intent =
         intents.into_iter().find(|i| i.id == intent_id).ok_or_else(|| not_found("intent"))?;
-    Ok(HttpResponse::Ok().json(intent))
+    Ok(HttpResponse::Ok().json(IntentView::from(&intent)))
 }
 
 /// `PATCH /api/bots/{id}/intents/{intent_id}`.
@@ -374,7 +393,7 @@ pub async fn get_intent(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The bot's id"), ("intent_id" = String, Path, description = "The intent's id")),
     request_body = IntentBody,
-    responses((status = 200, description = "The intent, changed", body = Intent),
+    responses((status = 200, description = "The intent, changed", body = IntentView),
               (status = 409, description = "`intent_name_taken`", body = ErrorBody)))]
 pub async fn update_intent(
     state: web::Data<AdminState>,
@@ -400,7 +419,7 @@ pub async fn update_intent(
     intents[index] = intent.clone();
     state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
     state.engine.bot_changed(&bot.tenant_id, &bot.id);
-    Ok(HttpResponse::Ok().json(intent))
+    Ok(HttpResponse::Ok().json(IntentView::from(&intent)))
 }
 
 /// `DELETE /api/bots/{id}/intents/{intent_id}`.

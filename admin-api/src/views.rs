@@ -5,7 +5,7 @@
 
 use parla_engine::model::{
     Account, AccountId, AccountType, ApiKey, Bot, BotId, Channel, Conversation, ConversationId,
-    Intent, Message, Role, Tenant, TenantId,
+    Intent, IntentAction, IntentResponse, Message, Role, Tenant, TenantId,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -170,7 +170,46 @@ pub struct BotList {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IntentList {
-    pub data: Vec<Intent>,
+    pub data: Vec<IntentView>,
+}
+
+/// An intent; its webhook secrets are write-only (never answered back).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntentView {
+    pub id: String,
+    pub bot_id: BotId,
+    pub name: String,
+    pub description: Option<String>,
+    pub examples: Vec<String>,
+    pub response: IntentResponse,
+    pub actions: Vec<ActionView>,
+}
+
+/// An intent action, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActionView {
+    Webhook { url: String },
+}
+
+impl From<&Intent> for IntentView {
+    fn from(i: &Intent) -> Self {
+        Self {
+            id: i.id.clone(),
+            bot_id: i.bot_id.clone(),
+            name: i.name.clone(),
+            description: i.description.clone(),
+            examples: i.examples.clone(),
+            response: i.response.clone(),
+            actions: i
+                .actions
+                .iter()
+                .map(|a| match a {
+                    IntentAction::Webhook { url, .. } => ActionView::Webhook { url: url.clone() },
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A conversation without its messages.

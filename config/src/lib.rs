@@ -118,6 +118,12 @@ pub struct EngineSettings {
     pub subscriber_buffer: usize,
     /// Fault injection for tests (empty = off): this visitor text panics the actor's handler.
     pub panic_on_text: String,
+    /// Time allowed per intent-webhook delivery attempt.
+    pub webhook_timeout_ms: u64,
+    /// Delivery attempts per webhook event.
+    pub webhook_attempts: u32,
+    /// Deliver webhooks to non-public addresses (loopback, private, link-local).
+    pub webhook_allow_private_targets: bool,
 }
 
 /// The widget WebSocket endpoint.
@@ -195,7 +201,9 @@ impl Settings {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let must_be_positive: [(&'static str, u64); 16] = [
+        let must_be_positive: [(&'static str, u64); 18] = [
+            ("engine.webhook_timeout_ms", self.engine.webhook_timeout_ms),
+            ("engine.webhook_attempts", u64::from(self.engine.webhook_attempts)),
             ("store.group_commit_max_batch", self.store.group_commit_max_batch as u64),
             ("store.writer_queue", self.store.writer_queue as u64),
             ("engine.mailbox_capacity", self.engine.mailbox_capacity as u64),
@@ -248,6 +256,10 @@ impl Settings {
 }
 
 impl EngineSettings {
+    pub fn webhook_timeout(&self) -> Duration {
+        Duration::from_millis(self.webhook_timeout_ms)
+    }
+
     pub fn idle_passivate(&self) -> Duration {
         Duration::from_secs(self.idle_passivate_secs)
     }

@@ -53,6 +53,8 @@ pub(crate) enum ActorMsg {
 #[derive(Debug)]
 pub(crate) struct ReplyDone {
     stream_id: String,
+    /// The visitor's message being answered.
+    question: String,
     text: String,
     intent: Option<String>,
     confidence: Option<f32>,
@@ -370,6 +372,7 @@ impl ConversationActor {
             let after = state.last_seq.saturating_sub(wanted);
             self.deps.store.messages_after(t, c, after, wanted as usize).await.unwrap_or_default()
         };
+        let question = text.clone();
         let request =
             ReplyRequest { bot: state.bot.clone(), intents: state.intents.clone(), text, history };
         self.deps.bus.publish(
@@ -414,7 +417,7 @@ impl ConversationActor {
             if text.trim().is_empty() {
                 text = fallback; // The visitor always gets an answer, and the actor its ReplyDone.
             }
-            let done = ReplyDone { stream_id: id, text, intent, confidence };
+            let done = ReplyDone { stream_id: id, question, text, intent, confidence };
             // The actor stays alive while a stream is in flight, so this only fails on shutdown.
             let _ = me.send(ActorMsg::ReplyDone(done)).await;
         });
@@ -427,6 +430,14 @@ impl ConversationActor {
         message.intent = done.intent;
         message.confidence = done.confidence;
         if let Some(stored) = self.store_message(state, message, None).await {
+            let matched = stored.intent.as_deref().and_then(|name| {
+                state.intents.iter().find(|i| i.name == name && !i.actions.is_empty())
+            });
+            if let Some(intent) = matched {
+                let bot = state.bot.id.as_str();
+                let runtime = &self.deps.runtime;
+                self.deps.webhooks.intent_matched(runtime, bot, intent, &done.question, &stored);
+            }
             self.deps.bus.publish(
                 &self.key,
                 Event::StreamEnd { stream_id: done.stream_id, message: stored },

@@ -56,6 +56,7 @@ fn demo_intents(bot: &BotId) -> Vec<Intent> {
         description: None,
         examples: examples.iter().map(|s| (*s).to_owned()).collect(),
         response: IntentResponse { text: text.into(), quick_replies: vec![] },
+        actions: vec![],
     };
     vec![
         intent(

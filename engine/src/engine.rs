@@ -35,6 +35,7 @@ pub(crate) struct Deps {
     /// Bumped when a bot or its intents change, so live actors reload them before their next
     /// reply (a change takes effect on the next message, no restart). Absent = version 0.
     pub bot_versions: parking_lot::Mutex<HashMap<BotId, u64>>,
+    pub webhooks: crate::webhook::Webhooks,
 }
 
 impl Deps {
@@ -116,14 +117,17 @@ impl Engine {
         responder: Arc<dyn Responder>,
         settings: EngineSettings,
     ) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let webhooks = crate::webhook::Webhooks::new(&settings, metrics.clone());
         let deps = Arc::new(Deps {
             store,
             bus: bus.clone(),
             responder,
             settings,
             runtime: Handle::current(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             bot_versions: parking_lot::Mutex::new(HashMap::new()),
+            webhooks,
         });
         let inner = Arc::new(Inner { deps, tenants: Mutex::new(HashMap::new()) });
         bus.bind(Arc::new(Router(Arc::downgrade(&inner))));

@@ -31,6 +31,7 @@ pub mod model;
 pub mod responder;
 pub mod store;
 mod supervisor;
+pub mod webhook;
 
 pub use engine::{Engine, OpenRequest, Opened};
 pub use error::EngineError;

@@ -20,11 +20,15 @@ pub struct Metrics {
     pub duplicates_acknowledged: AtomicU64,
     /// Inbound events refused (capacity, store failure, panic).
     pub inbound_rejected: AtomicU64,
+    /// Intent webhook events delivered (a 2xx answer).
+    pub webhooks_delivered: AtomicU64,
+    /// Intent webhook events given up on (refused target, final status, attempts exhausted).
+    pub webhooks_failed: AtomicU64,
 }
 
 impl Metrics {
     pub fn render_prometheus(&self) -> String {
-        let rows: [(&str, &str, &str, i64); 7] = [
+        let rows: [(&str, &str, &str, i64); 9] = [
             (
                 "parla_live_conversations",
                 "gauge",
@@ -66,6 +70,18 @@ impl Metrics {
                 "counter",
                 "Inbound events refused",
                 load(&self.inbound_rejected),
+            ),
+            (
+                "parla_webhooks_delivered_total",
+                "counter",
+                "Intent webhook events delivered",
+                load(&self.webhooks_delivered),
+            ),
+            (
+                "parla_webhooks_failed_total",
+                "counter",
+                "Intent webhook events given up on",
+                load(&self.webhooks_failed),
             ),
         ];
         let mut out = String::new();

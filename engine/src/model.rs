@@ -272,6 +272,15 @@ pub struct IntentResponse {
     pub quick_replies: Vec<String>,
 }
 
+/// What happens, besides the answer, when an intent matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IntentAction {
+    /// POSTs an `intent.matched` event to `url`, signed with HMAC-SHA256 under `secret` (the
+    /// `Parla-Signature` header; see `webhook`).
+    Webhook { url: String, secret: String },
+}
+
 /// A bot intent: training phrases and the response they trigger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Intent {
@@ -281,6 +290,9 @@ pub struct Intent {
     pub description: Option<String>,
     pub examples: Vec<String>,
     pub response: IntentResponse,
+    /// Run after the bot's answer is stored.
+    #[serde(default)]
+    pub actions: Vec<IntentAction>,
 }
 
 /// Where a conversation came from.

@@ -165,6 +165,7 @@ mod tests {
             description: None,
             examples: examples.iter().map(|s| (*s).to_owned()).collect(),
             response: IntentResponse { text: format!("answer {name}"), quick_replies: vec![] },
+            actions: vec![],
         }
     }
 

@@ -170,6 +170,7 @@ async fn intents_replace_as_a_set(store: &dyn Store) {
         description: None,
         examples: vec![format!("say {name}")],
         response: IntentResponse { text: name.into(), quick_replies: vec![] },
+        actions: vec![],
     };
     store.put_intents(&t, &b, &[intent("one"), intent("two")]).await.expect("put");
     assert_eq!(store.list_intents(&t, &b).await.expect("list").len(), 2);

@@ -1,0 +1,303 @@
+//! Intent webhooks: when a matched intent has a `webhook` action, an `intent.matched` event is
+//! POSTed to the tenant's URL once the bot's answer is stored.
+//!
+//! # Signature
+//! Every delivery carries `Parla-Signature: t=<unix seconds>,v1=<hex>` where `<hex>` is
+//! HMAC-SHA256, keyed with the action's secret, of `"<t>.<raw body>"` — Stripe's scheme: the
+//! timestamp inside the signed bytes lets a receiver refuse replays older than its tolerance
+//! ([`verify`] uses 5 minutes). `Parla-Delivery` carries the event id, identical across
+//! retries, so a receiver can deduplicate.
+//!
+//! # Delivery
+//! Off the conversation's path: each event gets its own task, up to `webhook_attempts`
+//! attempts, backing off 1 s, 4 s, 16 s… on a network error, a timeout, 429 or 5xx; any other
+//! status is final. Deliveries are not persisted: events pending when the process stops are
+//! lost (a durable outbox is future work). Targets resolving to non-public addresses are
+//! refused unless `webhook_allow_private_targets` is set (SSRF).
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use hmac::{Hmac, Mac};
+use parla_config::EngineSettings;
+use serde_json::json;
+use sha2::Sha256;
+use tokio::runtime::Handle;
+
+use crate::{
+    metrics::Metrics,
+    model::{Intent, IntentAction, Message, now_ms},
+};
+
+/// The signature header of a delivery.
+pub const SIGNATURE_HEADER: &str = "Parla-Signature";
+/// The event id header, the same on every attempt.
+pub const DELIVERY_HEADER: &str = "Parla-Delivery";
+/// How old a signature [`verify`] accepts.
+pub const TOLERANCE_SECS: u64 = 300;
+
+/// `t=…,v1=…` for `body` signed at `timestamp` (Unix seconds).
+pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    format!("t={timestamp},v1={}", hex(&mac(secret, timestamp, body).finalize().into_bytes()))
+}
+
+/// Checks a `Parla-Signature` header value against `body` at `now` (Unix seconds), in
+/// constant time. For receivers written in Rust, and the tests.
+pub fn verify(secret: &str, header: &str, body: &[u8], now: u64) -> bool {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<u64>().ok(),
+            Some(("v1", v)) => signatures.push(v.to_owned()),
+            _ => {}
+        }
+    }
+    let Some(timestamp) = timestamp else { return false };
+    if now.abs_diff(timestamp) > TOLERANCE_SECS {
+        return false;
+    }
+    signatures.iter().any(|s| {
+        unhex(s).is_some_and(|bytes| mac(secret, timestamp, body).verify_slice(&bytes).is_ok())
+    })
+}
+
+fn mac(secret: &str, timestamp: u64, body: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length: this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Why a webhook URL is refused when an intent is saved: not an absolute http(s) URL, or
+/// longer than 2048 bytes. (Where it points is checked at delivery, see the module docs.)
+pub fn check_url(url: &str) -> Result<(), &'static str> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "not a valid absolute URL")?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err("must be an http or https URL with a host");
+    }
+    if url.len() > 2048 {
+        return Err("at most 2048 bytes");
+    }
+    Ok(())
+}
+
+/// Sends intent webhooks.
+#[derive(Debug, Clone)]
+pub(crate) struct Webhooks {
+    client: reqwest::Client,
+    attempts: u32,
+    allow_private: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl Webhooks {
+    pub(crate) fn new(settings: &EngineSettings, metrics: Arc<Metrics>) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(settings.webhook_timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Parla-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            client,
+            attempts: settings.webhook_attempts.max(1),
+            allow_private: settings.webhook_allow_private_targets,
+            metrics,
+        }
+    }
+
+    /// Starts delivering `intent`'s webhook actions for the bot's `answer` to `question`.
+    pub(crate) fn intent_matched(
+        &self,
+        runtime: &Handle,
+        bot_id: &str,
+        intent: &Intent,
+        question: &str,
+        answer: &Message,
+    ) {
+        for action in &intent.actions {
+            let IntentAction::Webhook { url, secret } = action;
+            let event = json!({
+                "id": uuid::Uuid::now_v7().simple().to_string(),
+                "type": "intent.matched",
+                "created_at": now_ms(),
+                "tenant_id": answer.tenant_id,
+                "bot_id": bot_id,
+                "conversation_id": answer.conversation_id,
+                "intent": { "id": intent.id, "name": intent.name },
+                "confidence": answer.confidence,
+                "question": question,
+                "answer": { "id": answer.id, "seq": answer.seq, "text": answer.text },
+            });
+            let (this, url, secret) = (self.clone(), url.clone(), secret.clone());
+            runtime.spawn(async move { this.deliver(&url, &secret, &event).await });
+        }
+    }
+
+    async fn deliver(&self, url: &str, secret: &str, event: &serde_json::Value) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let id = event["id"].as_str().unwrap_or_default().to_owned();
+        let body = event.to_string().into_bytes();
+        if let Err(reason) = self.check_target(url).await {
+            tracing::warn!(delivery = %id, %reason, "webhook target refused");
+            self.metrics.webhooks_failed.fetch_add(1, Relaxed);
+            return;
+        }
+        let mut backoff = Duration::from_secs(1);
+        for attempt in 1..=self.attempts {
+            let timestamp = u64::try_from(now_ms() / 1000).unwrap_or(0);
+            let result = self
+                .client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(SIGNATURE_HEADER, sign(secret, timestamp, &body))
+                .header(DELIVERY_HEADER, &id)
+                .body(body.clone())
+                .send()
+                .await;
+            let retry = match result {
+                Ok(response) if response.status().is_success() => {
+                    self.metrics.webhooks_delivered.fetch_add(1, Relaxed);
+                    return;
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    tracing::warn!(delivery = %id, attempt, %status, "webhook refused");
+                    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(e) => {
+                    // Without the URL: it may carry credentials in its query.
+                    tracing::warn!(delivery = %id, attempt, error = %e.without_url(), "webhook failed");
+                    true
+                }
+            };
+            if !retry || attempt == self.attempts {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff *= 4;
+        }
+        self.metrics.webhooks_failed.fetch_add(1, Relaxed);
+    }
+
+    /// Refuses URLs that are not http(s), and hosts resolving to non-public addresses unless
+    /// allowed.
+    async fn check_target(&self, url: &str) -> Result<(), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("not http(s)".into());
+        }
+        if self.allow_private {
+            return Ok(());
+        }
+        let host = parsed.host_str().ok_or("no host")?.to_owned();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addresses = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| format!("cannot resolve: {e}"))?;
+        for address in addresses {
+            if !is_public(address.ip()) {
+                return Err(format!("{} is not a public address", address.ip()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `ip` is a globally routable address (not loopback, private, link-local, CGNAT,
+/// unspecified, multicast or documentation).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80) // link local
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_verifies_once_and_only_for_its_body_secret_and_time() {
+        let header = sign("s3cret-s3cret-s3cret", 1_700_000_000, b"{\"a\":1}");
+        assert!(verify("s3cret-s3cret-s3cret", &header, b"{\"a\":1}", 1_700_000_010));
+        assert!(!verify("s3cret-s3cret-s3cret", &header, b"{\"a\":2}", 1_700_000_010));
+        assert!(!verify("other-secret-other", &header, b"{\"a\":1}", 1_700_000_010));
+        assert!(!verify("s3cret-s3cret-s3cret", &header, b"{\"a\":1}", 1_700_000_400), "stale");
+        assert!(!verify("s3cret-s3cret-s3cret", "t=1700000000,v1=zz", b"{}", 1_700_000_000));
+        assert!(!verify("s3cret-s3cret-s3cret", "garbage", b"{}", 1_700_000_000));
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let header = sign("Jefe", 0, b"what do ya want for nothing?");
+        // Our data is "0." + body, so compute the reference the same way by hand.
+        let mut reference = <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").expect("key");
+        reference.update(b"0.what do ya want for nothing?");
+        let expected = hex(&reference.finalize().into_bytes());
+        assert_eq!(header, format!("t=0,v1={expected}"));
+        let mut rfc = <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").expect("key");
+        rfc.update(b"what do ya want for nothing?");
+        assert_eq!(
+            hex(&rfc.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn private_targets_are_recognised() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!is_public(private.parse().expect("ip")), "{private}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"] {
+            assert!(is_public(public.parse().expect("ip")), "{public}");
+        }
+    }
+}
