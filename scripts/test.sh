@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Parla's whole test suite on a fresh machine: checks the toolchain, then formatting,
-# clippy (warnings are errors) and every test. Services the tests need are started here, once
-# for the whole suite (today: none — the embedded store, bus and responder run in-process).
+# clippy (warnings are errors) and every test. What the tests need is installed here: a Python
+# venv with schemathesis and aiosmtpd (the tests start their SMTP server themselves), Debian's
+# Chromium and playwright-core for the browser test.
 #
 # The cargo target directory lives outside the clone (CARGO_TARGET_DIR, default
 # /var/tmp/parla-target) so that later runs on the same machine start warm.
@@ -25,6 +26,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Python test tools (scripts/python-env.sh: schemathesis, aiosmtpd)"
+PARLA_TEST_PYTHON=$(scripts/python-env.sh)
+export PARLA_TEST_PYTHON
 
 step "cargo test"
 cargo test --workspace --locked 2>&1 | tee "${CARGO_TARGET_DIR}/last-test.log"

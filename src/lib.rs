@@ -100,9 +100,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         tokens: parla_admin_api::auth::AccessTokens::new(&secret, settings.auth.access_ttl_secs),
         refresh_ttl_secs: settings.auth.refresh_ttl_secs,
         limits: parla_admin_api::limits::AuthLimits::new(settings.auth.ip_requests_per_15min),
-        outbox: Arc::new(parla_admin_api::mail::Outbox::new(
-            settings.store.data_dir.join("outbox.jsonl"),
-        )),
+        mailer: Arc::new(
+            parla_admin_api::mail::Mailer::new(
+                settings.store.data_dir.join("outbox.jsonl"),
+                &settings.mail,
+            )
+            .map_err(anyhow::Error::msg)
+            .context("setting up mail")?,
+        ),
         public_url: std::sync::OnceLock::new(),
     });
     let (app_engine, gateway, app_admin) =

@@ -18,7 +18,7 @@
 //! - [`conversations`]: list, read (messages paged by seq), open, post a message through the
 //!   conversation's actor, delete (by the actor).
 //! - [`members`]: members, roles and invitations (`/api/members`, `accept-invitation`).
-//! - [`mail`]: the outbox every mail goes to until SMTP is configured.
+//! - [`mail`]: mail through an SMTP relay when configured, else (or when it fails) an outbox.
 //! - [`totp`]: two-factor authentication (enrol, confirm, recovery codes; required at login).
 //! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
 //!   access token is.
@@ -26,8 +26,6 @@
 //! - [`views`]: the typed response bodies.
 //! - [`openapi`]: the OpenAPI 3.1 document, derived from the handlers and types, served at
 //!   `/api/openapi.json`.
-//!
-//! Not built yet (issue 3): SMTP delivery.
 //!
 //! # Concurrency model
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
@@ -63,8 +61,8 @@ pub struct AdminState {
     pub refresh_ttl_secs: u64,
     /// Request budget per IP and login backoff per account, on `/api/auth/*`.
     pub limits: limits::AuthLimits,
-    /// Where mail goes.
-    pub outbox: Arc<mail::Outbox>,
+    /// Where mail goes: the SMTP relay, or the outbox.
+    pub mailer: Arc<mail::Mailer>,
     /// The server's base URL for links in mail, set once the listener is bound.
     pub public_url: std::sync::OnceLock<String>,
 }

@@ -53,16 +53,15 @@ pub async fn send_link(
     mail(state, &account.email, subject, body).await
 }
 
-/// Queues a mail off the async workers (the outbox fsyncs).
+/// Sends a mail through the relay, or queues it in the outbox.
 pub(crate) async fn mail(
     state: &AdminState,
     to: &str,
     subject: &'static str,
     body: String,
 ) -> Result<(), ApiError> {
-    let (outbox, to) = (state.outbox.clone(), to.to_owned());
-    crate::routes::blocking(move || outbox.send(&to, subject, &body)).await?.map_err(|e| {
-        tracing::error!(error = %e, "could not write the mail outbox");
+    state.mailer.send(to, subject, &body).await.map(drop).map_err(|e| {
+        tracing::error!(error = %e, "could not send or queue a mail");
         internal()
     })
 }

@@ -47,7 +47,40 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub responder: ResponderSettings,
     pub auth: AuthSettings,
+    pub mail: MailSettings,
     pub demo: DemoSettings,
+}
+
+/// Outgoing mail.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    /// `smtp://` or `smtps://` URL of the relay; empty = the outbox file only.
+    pub smtp_url: String,
+    /// SMTP AUTH user; empty = no AUTH.
+    pub smtp_username: String,
+    /// Never serialised (so `parla config` cannot print it).
+    #[serde(skip_serializing)]
+    pub smtp_password: String,
+    /// Time allowed for one delivery.
+    pub smtp_timeout_ms: u64,
+    /// The `From` of every mail, e.g. `Parla <no-reply@example.com>`.
+    pub from: String,
+}
+
+impl std::fmt::Debug for MailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailSettings")
+            .field("smtp_url", &self.smtp_url)
+            .field("smtp_username", &self.smtp_username)
+            .field(
+                "smtp_password",
+                &if self.smtp_password.is_empty() { "<empty>" } else { "<set>" },
+            )
+            .field("smtp_timeout_ms", &self.smtp_timeout_ms)
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 /// The admin API's credentials.
@@ -239,6 +272,32 @@ impl Settings {
                 problem: "must be longer than gateway.heartbeat_interval_ms".into(),
             });
         }
+        let url = &self.mail.smtp_url;
+        if !url.is_empty() {
+            let scheme_ok = url.starts_with("smtp://") || url.starts_with("smtps://");
+            let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+            let authority = authority.split(['/', '?']).next().unwrap_or_default();
+            if !scheme_ok || authority.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "mail.smtp_url",
+                    problem: "must be smtp://host[:port] or smtps://host[:port]".into(),
+                });
+            }
+            if authority.contains('@') {
+                return Err(ConfigError::Invalid {
+                    key: "mail.smtp_url",
+                    problem: "must not carry credentials: use mail.smtp_username and \
+                              mail.smtp_password"
+                        .into(),
+                });
+            }
+        }
+        if self.mail.smtp_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "mail.smtp_timeout_ms",
+                problem: "must be greater than 0".into(),
+            });
+        }
         if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
             return Err(ConfigError::Invalid {
                 key: "auth.jwt_secret",
@@ -323,6 +382,37 @@ mod tests {
             jail.set_env("PARLA__SERVER__LISTEN", "not an address");
             let err = Settings::defaults().expect_err("must fail");
             assert!(err.to_string().to_lowercase().contains("server.listen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn smtp_settings_are_checked_and_the_password_never_printed() {
+        for (url, ok) in [
+            ("smtp://127.0.0.1:2525", true),
+            ("smtps://smtp.example.com", true),
+            ("smtp://smtp.example.com:587?tls=required", true),
+            ("http://smtp.example.com", false),
+            ("smtp://", false),
+            ("smtp://user:secret@smtp.example.com", false),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("PARLA__MAIL__SMTP_URL", url);
+                let result = Settings::defaults();
+                assert_eq!(result.is_ok(), ok, "{url}: {result:?}");
+                if let Err(err) = result {
+                    assert!(err.to_string().contains("mail.smtp_url"), "{err}");
+                    assert!(!err.to_string().contains("secret"), "{err}");
+                }
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PARLA__MAIL__SMTP_PASSWORD", "hunter2-hunter2");
+            let s = Settings::defaults().expect("valid");
+            assert_eq!(s.mail.smtp_password, "hunter2-hunter2");
+            assert!(!format!("{s:?}").contains("hunter2"));
+            assert!(!serde_json::to_string(&s).expect("json").contains("hunter2"));
             Ok(())
         });
     }

@@ -9,19 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${PARLA_BIN:?set PARLA_BIN to the parla binary}"
 
-venv="${PARLA_PY_VENV:-/var/tmp/parla-py}"
-requirements=tests/schemathesis/requirements.txt
-if [ ! -x "$venv/bin/schemathesis" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
-  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq </dev/null
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 \
-      --no-install-recommends python3-venv </dev/null >/dev/null
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$venv/requirements.txt"
-fi
+python=$(scripts/python-env.sh)
+venv=$(dirname "$(dirname "$python")")
 
 work=$(mktemp -d)
 "$PARLA_BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/parla.log" 2>&1 &
