@@ -109,6 +109,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             .context("setting up mail")?,
         ),
         public_url: std::sync::OnceLock::new(),
+        intent_writes: tokio::sync::Mutex::new(()),
     });
     let (app_engine, gateway, app_admin) =
         (engine.clone(), settings.gateway.clone(), admin.clone());

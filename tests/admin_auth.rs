@@ -361,6 +361,13 @@ async fn a_password_reset_link_changes_the_password_once() {
         .post("/api/auth/refresh", json!({"refresh_token": before["refresh_token"]}), None)
         .await;
     assert_eq!((status, error_code(&body)), (401, "invalid_refresh_token"), "old sessions ended");
+    let old_access = before["access_token"].as_str().expect("access token");
+    let (status, body) = server.call("GET", "/api/auth/me", None, Some(old_access)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, "token_revoked"),
+        "an access token from before the reset ends at once, not at its expiry"
+    );
     assert!(
         outbox(&server).iter().all(|m| m["body"].as_str().is_some_and(|b| !b.contains(PASSWORD)))
     );

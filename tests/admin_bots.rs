@@ -163,3 +163,23 @@ async fn bot_and_intent_validation_names_the_field() {
         assert_eq!(body["error"]["details"]["field"], field, "{payload}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_intent_writes_are_all_kept() {
+    let server = start().await;
+    let jwt = register_owner(&server, "race@example.com").await;
+    let (_, bot) = server.post("/api/bots", json!({"name": "racy"}), Some(&jwt)).await;
+    let path = format!("/api/bots/{}/intents", bot["id"].as_str().expect("id"));
+    let writes = (0..20).map(|i| {
+        let (server, path, jwt) = (&server, &path, &jwt);
+        async move {
+            let body =
+                json!({"name": format!("i{i}"), "examples": ["x"], "response": {"text": "y"}});
+            server.post(path, body, Some(jwt)).await.0
+        }
+    });
+    let statuses = futures_util::future::join_all(writes).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let (_, list) = server.call("GET", &path, None, Some(&jwt)).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(20), "no write lost");
+}

@@ -140,6 +140,41 @@ async fn conversations_are_paged_and_invisible_to_other_tenants() {
     assert_eq!(second["data"][0]["id"].as_str(), Some(ids[0].as_str()));
     assert!(second["next_cursor"].is_null());
 
+    // Filters: by start time (the middle one alone), by channel (all three came by the API).
+    let started: Vec<i64> = {
+        let (_, all) =
+            server.call("GET", &format!("/api/bots/{bot}/conversations"), None, Some(&a)).await;
+        all["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .rev()
+            .map(|c| c["started_at"].as_i64().expect("t"))
+            .collect()
+    };
+    let (from, to) = (started[1], started[2]);
+    if from < to {
+        let path =
+            format!("/api/bots/{bot}/conversations?started_after={from}&started_before={to}");
+        let (_, middle) = server.call("GET", &path, None, Some(&a)).await;
+        let only: Vec<&str> = middle["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        assert_eq!(only, vec![ids[1].as_str()], "{middle}");
+    }
+    let (_, web) = server
+        .call("GET", &format!("/api/bots/{bot}/conversations?channel=web"), None, Some(&a))
+        .await;
+    assert_eq!(web["data"].as_array().map(Vec::len), Some(0), "opened by the API, not the widget");
+    let (_, api) = server
+        .call("GET", &format!("/api/bots/{bot}/conversations?channel=api&limit=2"), None, Some(&a))
+        .await;
+    assert_eq!(api["data"].as_array().map(Vec::len), Some(2));
+    assert!(api["next_cursor"].is_string());
+
     let conversation = &ids[0];
     for (method, path, body) in [
         ("GET", format!("/api/bots/{bot}/conversations"), None),

@@ -94,6 +94,13 @@ async fn roles_change_and_members_leave_within_the_rules() {
         .call("PATCH", &format!("/api/members/{admin_id}"), Some(&patch("viewer")), Some(&own))
         .await;
     assert_eq!(status, 200);
+    // The demoted admin's token, issued as admin, carries the new role from the next request.
+    let (status, body) = server.post("/api/bots", json!({"name": "late"}), Some(&admin)).await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "demotion applies at once");
+    let (status, _) = server
+        .call("PATCH", &format!("/api/members/{admin_id}"), Some(&patch("admin")), Some(&own))
+        .await;
+    assert_eq!(status, 200);
     let (status, body) =
         server.call("DELETE", &format!("/api/members/{owner_id}"), None, Some(&own)).await;
     assert_eq!((status, error_code(&body)), (409, "last_owner"));
@@ -117,4 +124,10 @@ async fn roles_change_and_members_leave_within_the_rules() {
         .post("/api/auth/login", json!({"email": "admin@example.com", "password": PASSWORD}), None)
         .await;
     assert_eq!(status, 401, "a removed member cannot sign in");
+    let (status, body) = server.call("GET", "/api/bots", None, Some(&admin)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, "token_invalid"),
+        "nor use a token issued before the removal"
+    );
 }

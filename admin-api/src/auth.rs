@@ -73,6 +73,9 @@ pub struct AccessClaims {
     pub exp: u64,
     /// Token id, for revocation lists.
     pub jti: String,
+    /// The account's session epoch at issue: a token from an older epoch is refused.
+    #[serde(default)]
+    pub sep: u64,
 }
 
 /// Signs and verifies access tokens with one HS256 secret.
@@ -106,12 +109,14 @@ impl AccessTokens {
         }
     }
 
-    /// A token for `account` in `tenant` with `role`, valid from `now` (Unix seconds).
+    /// A token for `account` in `tenant` with `role` and session `epoch`, valid from `now`
+    /// (Unix seconds).
     pub fn issue(
         &self,
         account: &str,
         tenant: &str,
         role: Role,
+        epoch: u64,
         now: u64,
     ) -> Result<(String, AccessClaims), AuthError> {
         let claims = AccessClaims {
@@ -121,6 +126,7 @@ impl AccessTokens {
             iat: now,
             exp: now + self.ttl_secs,
             jti: uuid::Uuid::new_v4().simple().to_string(),
+            sep: epoch,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::Internal)?;
@@ -214,7 +220,8 @@ mod tests {
     #[test]
     fn access_tokens_round_trip_and_carry_the_tenant() {
         let tokens = AccessTokens::new(b"0123456789abcdef0123456789abcdef", 900);
-        let (token, claims) = tokens.issue("acc-1", "tenant-a", Role::Admin, now()).expect("issue");
+        let (token, claims) =
+            tokens.issue("acc-1", "tenant-a", Role::Admin, 0, now()).expect("issue");
         let verified = tokens.verify(&token).expect("verify");
         assert_eq!(verified, claims);
         assert_eq!((verified.tid.as_str(), verified.role), ("tenant-a", Role::Admin));
@@ -224,10 +231,10 @@ mod tests {
     #[test]
     fn expired_tampered_and_foreign_tokens_are_refused() {
         let tokens = AccessTokens::new(b"0123456789abcdef0123456789abcdef", 900);
-        let (old, _) = tokens.issue("acc-1", "t", Role::Viewer, now() - 3600).expect("issue");
+        let (old, _) = tokens.issue("acc-1", "t", Role::Viewer, 0, now() - 3600).expect("issue");
         assert_eq!(tokens.verify(&old), Err(AuthError::TokenExpired));
 
-        let (token, _) = tokens.issue("acc-1", "t", Role::Viewer, now()).expect("issue");
+        let (token, _) = tokens.issue("acc-1", "t", Role::Viewer, 0, now()).expect("issue");
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         // Claim to be an owner of another tenant, keeping the original signature.
         let forged = AccessClaims {
@@ -237,13 +244,14 @@ mod tests {
             iat: now(),
             exp: now() + 900,
             jti: "x".into(),
+            sep: 0,
         };
         parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&forged).expect("json"));
         assert_eq!(tokens.verify(&parts.join(".")), Err(AuthError::TokenInvalid));
 
         let other = AccessTokens::new(b"another secret, another deployment", 900);
-        let (foreign, _) = other.issue("acc-1", "t", Role::Owner, now()).expect("issue");
+        let (foreign, _) = other.issue("acc-1", "t", Role::Owner, 0, now()).expect("issue");
         assert_eq!(tokens.verify(&foreign), Err(AuthError::TokenInvalid));
 
         // alg "none": header {"alg":"none"}, no signature.

@@ -356,6 +356,7 @@ pub async fn create_intent(
         actions: Vec::new(),
     };
     apply_intent(&mut intent, body)?;
+    let _write = state.intent_writes.lock().await;
     let mut intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
     if intents.iter().any(|i| i.name == intent.name) {
         return Err(ApiError::new(
@@ -404,6 +405,7 @@ pub async fn update_intent(
     require_writer(&caller)?;
     let (bot_id, intent_id) = path.into_inner();
     let bot = owned_bot(&state, &caller, &bot_id).await?;
+    let _write = state.intent_writes.lock().await;
     let mut intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
     let index =
         intents.iter().position(|i| i.id == intent_id).ok_or_else(|| not_found("intent"))?;
@@ -435,6 +437,7 @@ pub async fn delete_intent(
     require_writer(&caller)?;
     let (bot_id, intent_id) = path.into_inner();
     let bot = owned_bot(&state, &caller, &bot_id).await?;
+    let _write = state.intent_writes.lock().await;
     let mut intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
     let before = intents.len();
     intents.retain(|i| i.id != intent_id);

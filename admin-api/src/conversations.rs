@@ -61,9 +61,18 @@ pub struct ListQuery {
     /// Only conversations from this channel.
     #[param(inline)]
     channel: Option<Channel>,
+    /// Only conversations started at or after this time (Unix milliseconds).
+    started_after: Option<i64>,
+    /// Only conversations started before this time (Unix milliseconds).
+    started_before: Option<i64>,
 }
 
-/// `GET /api/bots/{id}/conversations`: newest first, cursor-paged.
+/// Store pages a filtered listing reads at most per request; past that the page is answered
+/// short, with a cursor to go on from.
+const MAX_SCAN_PAGES: usize = 20;
+
+/// `GET /api/bots/{id}/conversations`: newest first, cursor-paged, optionally filtered. A
+/// filtered page may hold fewer than `limit` conversations: go on while `next_cursor` is set.
 #[utoipa::path(get, path = "/api/bots/{id}/conversations", tag = "conversations", operation_id = "list_conversations",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The bot's id"), ListQuery),
@@ -78,14 +87,38 @@ pub async fn list(
     let bot = BotId(path.into_inner());
     state.store.get_bot(&caller.tenant, &bot).await?.ok_or_else(|| not_found("bot"))?;
     let limit = page_size(query.limit, 50, 200)?;
-    let before = query.before.clone().map(ConversationId);
-    let page = state.store.list_conversations(&caller.tenant, &bot, before.as_ref(), limit).await?;
-    let next_cursor = (page.len() == limit).then(|| page.last().map(|c| c.id.0.clone())).flatten();
-    let data = page
-        .iter()
-        .filter(|c| query.channel.is_none_or(|ch| c.source == ch))
-        .map(ConversationView::from)
-        .collect();
+    let wanted = |c: &parla_engine::model::Conversation| {
+        query.channel.is_none_or(|ch| c.source == ch)
+            && query.started_after.is_none_or(|t| c.started_at >= t)
+            && query.started_before.is_none_or(|t| c.started_at < t)
+    };
+    let mut cursor = query.before.clone().map(ConversationId);
+    let mut data = Vec::new();
+    let mut more = false;
+    'scan: for _ in 0..MAX_SCAN_PAGES {
+        let page =
+            state.store.list_conversations(&caller.tenant, &bot, cursor.as_ref(), limit).await?;
+        more = page.len() == limit;
+        for c in &page {
+            cursor = Some(c.id.clone());
+            if query.started_after.is_some_and(|t| c.started_at < t) {
+                // Newest first: everything after this started earlier still.
+                more = false;
+                break 'scan;
+            }
+            if wanted(c) {
+                data.push(ConversationView::from(c));
+                if data.len() == limit {
+                    more = true;
+                    break 'scan;
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    let next_cursor = more.then(|| cursor.map(|c| c.0)).flatten();
     Ok(HttpResponse::Ok().json(ConversationPage { data, next_cursor }))
 }
 
@@ -161,7 +194,12 @@ pub async fn open(
     caller.require("conversations:write")?;
     let bot = BotId(body.into_inner().bot_id);
     state.store.get_bot(&caller.tenant, &bot).await?.ok_or_else(|| not_found("bot"))?;
-    let request = OpenRequest { bot_id: bot, resume: None, user_agent: Some("admin-api".into()) };
+    let request = OpenRequest {
+        bot_id: bot,
+        resume: None,
+        user_agent: Some("admin-api".into()),
+        source: Channel::Api,
+    };
     let opened = state.engine.open(request).await.map_err(|e| engine_error(&e))?;
     state
         .engine

@@ -65,6 +65,10 @@ pub struct AdminState {
     pub mailer: Arc<mail::Mailer>,
     /// The server's base URL for links in mail, set once the listener is bound.
     pub public_url: std::sync::OnceLock<String>,
+    /// Serialises intent writes: a bot's intents are stored as one set, read-modify-written,
+    /// and two concurrent writers must not lose each other's change. (One node; a cluster
+    /// needs the store's compare-and-set.)
+    pub intent_writes: tokio::sync::Mutex<()>,
 }
 
 /// The largest request body accepted.

@@ -130,6 +130,7 @@ pub async fn accept(
         email_verified: true,
         created_at: now_ms(),
         totp: None,
+        session_epoch: 0,
     };
     state.store.create_account(&account).await?;
     Ok(HttpResponse::Created().json(AccountView::from(&account)))

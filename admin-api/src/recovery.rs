@@ -143,6 +143,8 @@ pub async fn reset_password(
     let password = body.password;
     account.password_hash =
         crate::routes::blocking(move || auth::hash_password(&password)).await??;
+    // Ends every access token issued before; the refresh tokens are revoked below.
+    account.session_epoch += 1;
     state.store.update_account(&account).await?;
     // Whoever knew the old password must not keep a session.
     state.store.revoke_account_sessions(&account.tenant_id, &account.id).await?;

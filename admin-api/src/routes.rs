@@ -122,12 +122,20 @@ async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
         });
     }
     let claims: AccessClaims = state.tokens.verify(token)?;
-    Ok(Caller {
-        tenant: TenantId(claims.tid),
-        account: Some(AccountId(claims.sub)),
-        role: claims.role,
-        scopes: None,
-    })
+    // The account as it is now: removed members and reset passwords end their tokens at once,
+    // and a role change applies from the next request.
+    let (tenant, id) = (TenantId(claims.tid), AccountId(claims.sub));
+    let account =
+        state.store.get_account(&tenant, &id).await?.ok_or_else(|| {
+            ApiError::unauthorized("token_invalid", "the account no longer exists")
+        })?;
+    if account.session_epoch != claims.sep {
+        return Err(ApiError::unauthorized(
+            "token_revoked",
+            "this session was ended (password reset); sign in again",
+        ));
+    }
+    Ok(Caller { tenant, account: Some(id), role: account.role, scopes: None })
 }
 
 /// API keys start with this, so they are told apart from access tokens.
@@ -239,6 +247,7 @@ pub async fn register(
         email_verified: false,
         created_at: now,
         totp: None,
+        session_epoch: 0,
     };
     // The account first: it is what enforces email uniqueness.
     state.store.create_account(&account).await?;
@@ -307,28 +316,31 @@ pub async fn login(
     }
     state.limits.login_succeeded(&email);
     let family = uuid::Uuid::new_v4().simple().to_string();
-    Ok(HttpResponse::Ok()
-        .json(issue_session(&state, &account.id, &account.tenant_id, account.role, family).await?))
+    Ok(HttpResponse::Ok().json(issue_session(&state, &account, family).await?))
 }
 
 /// A new access token and a new refresh token in `family`.
 async fn issue_session(
     state: &AdminState,
-    account: &AccountId,
-    tenant: &TenantId,
-    role: Role,
+    account: &Account,
     family: String,
 ) -> Result<Session, ApiError> {
+    let (id, tenant) = (&account.id, &account.tenant_id);
     let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
-    let (access_token, claims) =
-        state.tokens.issue(account.as_str(), tenant.as_str(), role, now_secs)?;
+    let (access_token, claims) = state.tokens.issue(
+        id.as_str(),
+        tenant.as_str(),
+        account.role,
+        account.session_epoch,
+        now_secs,
+    )?;
     let (refresh_token, digest) = auth::new_opaque_token("prt_");
     let ttl_ms = i64::try_from(state.refresh_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     state
         .store
         .put_refresh_token(&RefreshToken {
             digest,
-            account_id: account.clone(),
+            account_id: id.clone(),
             tenant_id: tenant.clone(),
             family,
             expires_at: now_ms().saturating_add(ttl_ms),
@@ -379,8 +391,7 @@ pub async fn refresh(
             "the account no longer exists",
         ));
     };
-    let session =
-        issue_session(&state, &account.id, &account.tenant_id, account.role, token.family).await?;
+    let session = issue_session(&state, &account, token.family).await?;
     Ok(HttpResponse::Ok().json(session))
 }
 

@@ -60,6 +60,8 @@ pub struct OpenRequest {
     /// To resume: the conversation and the token the visitor got when it was created.
     pub resume: Option<(ConversationId, String)>,
     pub user_agent: Option<String>,
+    /// Where a new conversation comes from.
+    pub source: Channel,
 }
 
 /// An open conversation.
@@ -173,7 +175,7 @@ impl Engine {
                     tenant_id: bot.tenant_id.clone(),
                     bot_id: bot.id.clone(),
                     resume_token_sha256: token_hash(&token),
-                    source: Channel::Web,
+                    source: request.source,
                     user_agent: request.user_agent,
                     started_at: now_ms(),
                 };

@@ -137,6 +137,10 @@ pub struct Account {
     /// Two-factor authentication, once enrolled.
     #[serde(default)]
     pub totp: Option<TotpState>,
+    /// Access tokens carry the epoch they were issued in; bumping it (password reset) ends
+    /// every one of them at once, without waiting for them to expire.
+    #[serde(default)]
+    pub session_epoch: u64,
 }
 
 /// An account's TOTP (RFC 6238) second factor.

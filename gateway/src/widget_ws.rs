@@ -257,8 +257,12 @@ impl Connection {
                 return self.error(codes::INVALID_HELLO, msg, None, None).await;
             }
         };
-        let request =
-            OpenRequest { bot_id: BotId(bot_id), resume, user_agent: self.user_agent.clone() };
+        let request = OpenRequest {
+            bot_id: BotId(bot_id),
+            resume,
+            user_agent: self.user_agent.clone(),
+            source: parla_engine::model::Channel::Web,
+        };
         let opened = match self.state.engine.open(request).await {
             Ok(opened) => opened,
             Err(e) => return self.engine_error(&e, None).await,

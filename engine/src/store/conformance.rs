@@ -347,6 +347,7 @@ pub fn account(tenant: &str, id: &str, email: &str) -> Account {
         email_verified: false,
         created_at: now_ms(),
         totp: None,
+        session_epoch: 0,
     }
 }
 
