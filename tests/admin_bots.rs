@@ -140,16 +140,34 @@ async fn bot_and_intent_validation_names_the_field() {
         (json!({}), "name"),
         (json!({"name": ""}), "name"),
         (json!({"name": "x", "language": "not a tag!"}), "language"),
-        (json!({"name": "x", "appearance": [1, 2]}), "appearance"),
+        (json!({"name": "x", "appearance": {"color": "blue"}}), "appearance.color"),
+        (json!({"name": "x", "appearance": {"title": " "}}), "appearance.title"),
+        (
+            json!({"name": "x", "appearance": {"avatar_url": "http://x.example/a.png"}}),
+            "appearance.avatar_url",
+        ),
+        (
+            json!({"name": "x", "integration": {"allowed_origins": ["https://a.example/path"]}}),
+            "integration.allowed_origins",
+        ),
+        (
+            json!({"name": "x", "integration": {"allowed_origins": ["javascript://x"]}}),
+            "integration.allowed_origins",
+        ),
         (json!({"name": "x", "config": {"fallback_message": ""}}), "config.fallback_message"),
     ] {
         let (status, body) = server.post("/api/bots", payload.clone(), t).await;
         assert_eq!((status, error_code(&body)), (422, "validation_failed"), "{payload}");
         assert_eq!(body["error"]["details"]["field"], field, "{payload}");
     }
-    let (status, body) =
-        server.post("/api/bots", json!({"name": "x", "category": "NOPE"}), t).await;
-    assert_eq!((status, error_code(&body)), (400, "malformed_body"));
+    for payload in [
+        json!({"name": "x", "category": "NOPE"}),
+        json!({"name": "x", "appearance": [1, 2]}),
+        json!({"name": "x", "appearance": {"font": "Comic Sans"}}),
+    ] {
+        let (status, body) = server.post("/api/bots", payload.clone(), t).await;
+        assert_eq!((status, error_code(&body)), (400, "malformed_body"), "{payload}");
+    }
     let (_, bot) = server.post("/api/bots", json!({"name": "x"}), t).await;
     let id = bot["id"].as_str().expect("id");
     for (payload, field) in [
@@ -182,4 +200,56 @@ async fn concurrent_intent_writes_are_all_kept() {
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
     let (_, list) = server.call("GET", &path, None, Some(&jwt)).await;
     assert_eq!(list["data"].as_array().map(Vec::len), Some(20), "no write lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_origins_may_embed_the_widget_and_appearance_reaches_it() {
+    let server = start().await;
+    let jwt = register_owner(&server, "embed@example.com").await;
+    let t = Some(jwt.as_str());
+    let (status, bot) = server
+        .post(
+            "/api/bots",
+            json!({
+                "name": "shop",
+                "appearance": {"title": "Shop help", "color": "#0a7", "position": "bottom-left"},
+                "integration": {"allowed_origins": ["https://Shop.example.com/"]},
+            }),
+            t,
+        )
+        .await;
+    assert_eq!(status, 201, "{bot}");
+    assert_eq!(bot["integration"]["allowed_origins"], json!(["https://shop.example.com"]));
+    let id = bot["id"].as_str().expect("id").to_owned();
+    server.call("POST", &format!("/api/bots/{id}/publish"), None, t).await;
+
+    let mut elsewhere = Client::connect_from(server.addr, "https://evil.example.net").await;
+    elsewhere.send(json!({"type": "hello", "bot_id": id})).await;
+    let refused = elsewhere.expect("error").await;
+    assert_eq!(refused["code"], "origin_not_allowed", "{refused}");
+
+    let mut shop = Client::connect_from(server.addr, "https://shop.example.com").await;
+    let welcome = shop.hello(&id).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(
+        welcome["bot"]["appearance"],
+        json!({"title": "Shop help", "color": "#0a7", "position": "bottom-left"})
+    );
+
+    // Clients that are not browser pages send no Origin and are not limited.
+    let mut app = Client::connect(server.addr).await;
+    assert_eq!(app.hello(&id).await["type"], "welcome");
+
+    // Emptying the list opens the bot to every page again.
+    let (status, _) = server
+        .call(
+            "PATCH",
+            &format!("/api/bots/{id}"),
+            Some(r#"{"integration":{"allowed_origins":[]}}"#),
+            t,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut now_ok = Client::connect_from(server.addr, "https://evil.example.net").await;
+    assert_eq!(now_ok.hello(&id).await["type"], "welcome");
 }

@@ -6,10 +6,10 @@
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::model::{
-    Bot, BotCategory, BotConfig, BotId, BotStatus, Intent, IntentAction, IntentResponse, now_ms,
+    Appearance, Bot, BotCategory, BotConfig, BotId, BotIntegration, BotStatus, Intent,
+    IntentAction, IntentResponse, now_ms,
 };
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::{
@@ -65,9 +65,10 @@ pub struct BotBody {
     #[schema(pattern = "^[A-Za-z0-9-]{2,10}$")]
     language: Option<String>,
     config: Option<ConfigBody>,
-    /// Widget customisation (colours, position, title): an object of at most 8 KiB.
-    #[schema(value_type = Option<Object>)]
-    appearance: Option<serde_json::Value>,
+    /// Replaces the widget's appearance.
+    appearance: Option<Appearance>,
+    /// Replaces the embedding settings (allowed origins, at most 50).
+    integration: Option<BotIntegration>,
 }
 
 /// Applies the fields present in `body` to `bot`, validating each.
@@ -105,12 +106,57 @@ fn apply(bot: &mut Bot, body: BotBody) -> Result<(), ApiError> {
         }
     }
     if let Some(appearance) = body.appearance {
-        if !appearance.is_object() || appearance.to_string().len() > 8192 {
-            return Err(ApiError::invalid("appearance", "an object of at most 8 KiB"));
+        bot.appearance = checked_appearance(appearance)?;
+    }
+    if let Some(integration) = body.integration {
+        if integration.allowed_origins.len() > 50 {
+            return Err(ApiError::invalid("integration.allowed_origins", "at most 50"));
         }
-        bot.appearance = appearance;
+        let origins = integration
+            .allowed_origins
+            .iter()
+            .map(|o| canonical_origin(o))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "integration.allowed_origins",
+                    "each an origin: scheme://host[:port], no path",
+                )
+            })?;
+        bot.integration = BotIntegration { allowed_origins: origins };
     }
     Ok(())
+}
+
+fn checked_appearance(mut appearance: Appearance) -> Result<Appearance, ApiError> {
+    if let Some(title) = appearance.title.take() {
+        appearance.title = Some(text("appearance.title", &title, 100)?);
+    }
+    if let Some(color) = &appearance.color {
+        let hex = color.strip_prefix('#').unwrap_or_default();
+        if !matches!(hex.len(), 3 | 6) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::invalid("appearance.color", "#rgb or #rrggbb"));
+        }
+    }
+    let bad_url = |url: &String| {
+        !url.starts_with("https://") || url.len() > 2048 || url.contains(char::is_whitespace)
+    };
+    if appearance.avatar_url.as_ref().is_some_and(bad_url) {
+        return Err(ApiError::invalid("appearance.avatar_url", "an https:// URL"));
+    }
+    Ok(appearance)
+}
+
+/// `scheme://host[:port]` lower-cased, as browsers send it in `Origin`; `None` if `origin` is
+/// not one (a path, a query, another scheme).
+fn canonical_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, authority) = origin.split_once("://")?;
+    let valid = matches!(scheme, "http" | "https")
+        && !authority.is_empty()
+        && authority.len() <= 253
+        && authority.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+    valid.then_some(origin)
 }
 
 /// `POST /api/bots`: a new bot, in DRAFT.
@@ -142,7 +188,8 @@ pub async fn create(
             fallback_message: "Sorry, I did not understand that.".into(),
             personality: None,
         },
-        appearance: json!({}),
+        appearance: Appearance::default(),
+        integration: BotIntegration::default(),
         created_at: now,
         updated_at: now,
     };

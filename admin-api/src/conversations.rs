@@ -199,6 +199,7 @@ pub async fn open(
         resume: None,
         user_agent: Some("admin-api".into()),
         source: Channel::Api,
+        origin: None,
     };
     let opened = state.engine.open(request).await.map_err(|e| engine_error(&e))?;
     state

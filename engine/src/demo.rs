@@ -38,7 +38,12 @@ pub async fn ensure_demo(store: &dyn Store) -> Result<bool, StoreError> {
                 .into(),
             personality: Some("friendly, concise".into()),
         },
-        appearance: serde_json::json!({ "title": "Parla demo", "color": "#3b5bdb" }),
+        appearance: Appearance {
+            title: Some("Parla demo".into()),
+            color: Some("#3b5bdb".into()),
+            ..Appearance::default()
+        },
+        integration: BotIntegration::default(),
         created_at: now,
         updated_at: now,
     };

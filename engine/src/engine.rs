@@ -62,6 +62,9 @@ pub struct OpenRequest {
     pub user_agent: Option<String>,
     /// Where a new conversation comes from.
     pub source: Channel,
+    /// The browser page's `Origin`, checked against the bot's allowed origins; `None` for
+    /// clients that are not browser pages.
+    pub origin: Option<String>,
 }
 
 /// An open conversation.
@@ -150,6 +153,9 @@ impl Engine {
         let bot = store.resolve_bot(&request.bot_id).await?.ok_or(EngineError::BotNotFound)?;
         if bot.status != BotStatus::Active {
             return Err(EngineError::BotUnavailable);
+        }
+        if !bot.integration.allows(request.origin.as_deref()) {
+            return Err(EngineError::OriginNotAllowed);
         }
         match request.resume {
             Some((conversation_id, token)) => {

@@ -9,6 +9,8 @@ pub enum EngineError {
     BotNotFound,
     #[error("this bot is not accepting conversations")]
     BotUnavailable,
+    #[error("this bot may not be embedded on this site")]
+    OriginNotAllowed,
     #[error("unknown conversation")]
     ConversationNotFound,
     #[error("the resume token does not match this conversation")]
@@ -31,6 +33,7 @@ impl EngineError {
         match self {
             Self::BotNotFound => "bot_not_found",
             Self::BotUnavailable => "bot_unavailable",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::ConversationNotFound => "conversation_not_found",
             Self::InvalidResumeToken => "invalid_resume_token",
             Self::TenantAtCapacity => "tenant_at_capacity",

@@ -251,6 +251,57 @@ pub struct BotConfig {
     pub personality: Option<String>,
 }
 
+/// How the widget looks (the brief's `appearance` JSON). Every field is optional; the widget
+/// falls back to its defaults.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Appearance {
+    /// The widget's title bar, 1 to 100 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Accent colour, `#rgb` or `#rrggbb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+    /// Which corner the launcher sits in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<WidgetPosition>,
+    /// An `https://` image shown beside the bot's messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum WidgetPosition {
+    BottomRight,
+    BottomLeft,
+}
+
+/// How the bot is embedded (the brief's `integration` JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotIntegration {
+    /// Origins (`https://shop.example.com`, `http://localhost:3000`) whose pages may open the
+    /// widget; a browser connecting from any other page is refused (`origin_not_allowed`).
+    /// Empty: any page may.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+impl BotIntegration {
+    /// Whether a browser page at `origin` may open a conversation. Clients that send no
+    /// `Origin` (servers, apps) are not browsers embedding the widget and are not limited.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(origin) => {
+                self.allowed_origins.is_empty()
+                    || self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Bot {
     pub id: BotId,
@@ -261,9 +312,10 @@ pub struct Bot {
     pub language: String,
     pub status: BotStatus,
     pub config: BotConfig,
-    /// Widget customisation (colours, position, title): opaque to the engine.
-    #[schema(value_type = Object)]
-    pub appearance: serde_json::Value,
+    #[serde(default)]
+    pub appearance: Appearance,
+    #[serde(default)]
+    pub integration: BotIntegration,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -99,7 +99,7 @@ pub struct BotInfo {
     pub id: String,
     pub name: String,
     /// The bot's widget customisation (title, colours), as the tenant set it.
-    pub appearance: serde_json::Value,
+    pub appearance: parla_engine::model::Appearance,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

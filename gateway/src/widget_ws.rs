@@ -61,7 +61,12 @@ pub async fn widget_ws(
         .get(actix_web::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect());
-    let conn = Connection::new(state.get_ref().clone(), session, user_agent);
+    let origin = req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect());
+    let conn = Connection::new(state.get_ref().clone(), session, user_agent, origin);
     actix_web::rt::spawn(conn.run(stream));
     Ok(response)
 }
@@ -80,6 +85,8 @@ struct Connection {
     state: WidgetState,
     ws: actix_ws::Session,
     user_agent: Option<String>,
+    /// The page's `Origin` header, checked against the bot's allowed origins.
+    origin: Option<String>,
     /// Per-connection frame budget: a flooding client gets `rate_limited`, others are unaffected.
     limiter: DefaultDirectRateLimiter,
     last_activity: Instant,
@@ -96,7 +103,12 @@ enum Flow {
 struct Gone;
 
 impl Connection {
-    fn new(state: WidgetState, ws: actix_ws::Session, user_agent: Option<String>) -> Self {
+    fn new(
+        state: WidgetState,
+        ws: actix_ws::Session,
+        user_agent: Option<String>,
+        origin: Option<String>,
+    ) -> Self {
         let per_second = NonZeroU32::new(state.settings.rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(state.settings.rate_burst).unwrap_or(NonZeroU32::MIN);
         Self {
@@ -105,6 +117,7 @@ impl Connection {
             state,
             ws,
             user_agent,
+            origin,
             last_activity: Instant::now(),
             open: None,
         }
@@ -262,6 +275,7 @@ impl Connection {
             resume,
             user_agent: self.user_agent.clone(),
             source: parla_engine::model::Channel::Web,
+            origin: self.origin.clone(),
         };
         let opened = match self.state.engine.open(request).await {
             Ok(opened) => opened,

@@ -125,6 +125,17 @@ impl Client {
         Self { ws: read, write: Some(write) }
     }
 
+    /// Connects as a browser page at `origin` would (with that `Origin` header).
+    pub async fn connect_from(addr: SocketAddr, origin: &str) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request =
+            format!("ws://{addr}/v1/widget/ws").into_client_request().expect("request");
+        request.headers_mut().insert("origin", origin.parse().expect("header value"));
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
+        let (write, read) = ws.split();
+        Self { ws: read, write: Some(write) }
+    }
+
     /// Splits off the write half; the returned client can only receive.
     pub fn split(mut self) -> (ClientSink, Client) {
         let write = self.write.take().expect("not split yet");

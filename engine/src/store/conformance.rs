@@ -91,7 +91,8 @@ pub fn bot(tenant: &str, id: &str) -> Bot {
             fallback_message: "Sorry?".into(),
             personality: None,
         },
-        appearance: serde_json::json!({}),
+        appearance: Appearance::default(),
+        integration: BotIntegration::default(),
         created_at: now_ms(),
         updated_at: now_ms(),
     }
