@@ -421,3 +421,63 @@ pub struct Message {
     pub sentiment: Option<f32>,
     pub created_at: i64,
 }
+
+/// What a knowledge-base document was made from (the brief's `DocumentType`; Markdown and HTML
+/// files are told apart from plain text so their structure is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DocumentType {
+    Pdf,
+    Docx,
+    Txt,
+    Markdown,
+    Csv,
+    Json,
+    Html,
+    WebPage,
+}
+
+/// Where a document is in its processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProcessStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+/// A document of a bot's knowledge base. Its original bytes are kept apart (for reprocessing);
+/// its text lives in its chunks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Document {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub bot_id: BotId,
+    pub title: String,
+    #[serde(rename = "type")]
+    pub kind: DocumentType,
+    /// The file name or URL it came from.
+    pub source: Option<String>,
+    pub size_bytes: u64,
+    pub status: ProcessStatus,
+    /// 0 to 100.
+    pub progress: u8,
+    /// Why processing failed, for people.
+    pub error: Option<String>,
+    /// Chunks made from it.
+    pub chunks: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A passage of a document, the unit of retrieval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub document_id: String,
+    /// Position in its document, from 0.
+    pub position: u32,
+    /// The heading it sits under, or the document's title.
+    pub title: String,
+    pub text: String,
+}

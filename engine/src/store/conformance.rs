@@ -22,6 +22,78 @@ pub async fn run_all(store: &dyn Store) {
     refresh_tokens_are_single_use_and_revoked_by_family(store).await;
     api_keys_are_found_by_digest_and_listed_per_tenant(store).await;
     one_time_tokens_are_taken_once(store).await;
+    documents_keep_content_and_chunks_and_queue_unfinished_work(store).await;
+}
+
+/// A document of `bot` in `tenant` with `status`.
+pub fn document(tenant: &str, bot: &str, id: &str, status: ProcessStatus) -> Document {
+    Document {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        bot_id: bot.into(),
+        title: format!("doc {id}"),
+        kind: DocumentType::Txt,
+        source: Some(format!("{id}.txt")),
+        size_bytes: 5,
+        status,
+        progress: 0,
+        error: None,
+        chunks: 0,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn documents_keep_content_and_chunks_and_queue_unfinished_work(store: &dyn Store) {
+    let (ta, tb) = (TenantId::from("t-docs-a"), TenantId::from("t-docs-b"));
+    let bot = BotId::from("b-docs");
+    let d1 = document("t-docs-a", "b-docs", "d1", ProcessStatus::Pending);
+    store.put_document(&d1, Some(b"hello")).await.expect("put");
+    store
+        .put_document(&document("t-docs-a", "b-docs", "d2", ProcessStatus::Pending), Some(b"x"))
+        .await
+        .expect("put");
+    assert_eq!(store.get_document(&ta, "d1").await.expect("get"), Some(d1.clone()));
+    assert_eq!(store.get_document(&tb, "d1").await.expect("get"), None, "tenant-scoped");
+    assert_eq!(store.document_content(&ta, "d1").await.expect("content"), Some(b"hello".to_vec()));
+    assert_eq!(store.document_content(&tb, "d1").await.expect("content"), None);
+    assert_eq!(store.list_documents(&ta, &bot).await.expect("list").len(), 2);
+    assert!(store.list_documents(&tb, &bot).await.expect("list").is_empty());
+    let unfinished = |docs: Vec<Document>| {
+        let mut ids: Vec<String> =
+            docs.into_iter().filter(|d| d.tenant_id == ta).map(|d| d.id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(unfinished(store.unfinished_documents().await.expect("queue")), ["d1", "d2"]);
+
+    let chunk = |p: u32, text: &str| Chunk {
+        document_id: "d1".into(),
+        position: p,
+        title: "t".into(),
+        text: text.into(),
+    };
+    let done =
+        Document { status: ProcessStatus::Completed, chunks: 3, progress: 100, ..d1.clone() };
+    let three = [chunk(0, "a"), chunk(1, "b"), chunk(2, "c")];
+    store.put_chunks(&done, &three).await.expect("chunks");
+    assert_eq!(store.list_chunks(&ta, &bot).await.expect("chunks"), three.to_vec());
+    assert!(store.list_chunks(&tb, &bot).await.expect("chunks").is_empty());
+    assert_eq!(unfinished(store.unfinished_documents().await.expect("queue")), ["d2"]);
+    // Reprocessing replaces the chunks: fewer now.
+    store
+        .put_chunks(&Document { chunks: 1, ..done.clone() }, &[chunk(0, "z")])
+        .await
+        .expect("again");
+    assert_eq!(store.list_chunks(&ta, &bot).await.expect("chunks"), vec![chunk(0, "z")]);
+
+    assert!(!store.delete_document(&tb, "d1").await.expect("delete"), "not another tenant's");
+    assert!(store.delete_document(&ta, "d1").await.expect("delete"));
+    assert!(!store.delete_document(&ta, "d1").await.expect("delete"));
+    assert!(store.list_chunks(&ta, &bot).await.expect("chunks").is_empty(), "chunks go too");
+    assert_eq!(store.document_content(&ta, "d1").await.expect("content"), None);
+    store.delete_document(&ta, "d2").await.expect("delete");
+    assert!(unfinished(store.unfinished_documents().await.expect("queue")).is_empty());
 }
 
 /// Runs the concurrency check; needs a store that can be shared across tasks.

@@ -14,8 +14,8 @@ pub mod redb;
 use async_trait::async_trait;
 
 use crate::model::{
-    Account, AccountId, ApiKey, Bot, BotId, Conversation, ConversationId, Intent, Message,
-    OneTimeToken, RefreshToken, Tenant, TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, Chunk, Conversation, ConversationId, Document, Intent,
+    Message, OneTimeToken, RefreshToken, Tenant, TenantId,
 };
 
 /// Why a store call failed.
@@ -159,4 +159,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn put_one_time_token(&self, token: &OneTimeToken) -> StoreResult<()>;
     /// Removes and returns the token with this digest: a second take finds nothing.
     async fn take_one_time_token(&self, digest: &str) -> StoreResult<Option<OneTimeToken>>;
+
+    /// Creates a document with its original bytes, or replaces the record (status, progress)
+    /// when `content` is `None`. A document that is PENDING or PROCESSING is listed by
+    /// [`Store::unfinished_documents`] until it is not.
+    async fn put_document(&self, document: &Document, content: Option<&[u8]>) -> StoreResult<()>;
+    async fn get_document(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Document>>;
+    async fn list_documents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Document>>;
+    /// The bytes a document was created with.
+    async fn document_content(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Replaces a document's chunks and its record in one transaction (processing done).
+    async fn put_chunks(&self, document: &Document, chunks: &[Chunk]) -> StoreResult<()>;
+    /// Every chunk of a bot's documents, by document then position.
+    async fn list_chunks(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Chunk>>;
+    /// Deletes a document with its bytes and chunks; returns whether it existed.
+    async fn delete_document(&self, tenant: &TenantId, id: &str) -> StoreResult<bool>;
+    /// Documents of every tenant still PENDING or PROCESSING: the work a restart resumes.
+    async fn unfinished_documents(&self) -> StoreResult<Vec<Document>>;
 }

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AccountId, ApiKey, Bot, BotId, Conversation, ConversationId, Intent, Message,
-    OneTimeToken, RefreshToken, Tenant, TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, Chunk, Conversation, ConversationId, Document, Intent,
+    Message, OneTimeToken, ProcessStatus, RefreshToken, Tenant, TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -60,6 +60,19 @@ const API_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("api
 const API_KEY_DIGESTS: TableDefinition<&str, (&str, &str)> =
     TableDefinition::new("api_key_digests");
 
+/// (tenant, document) → Document as JSON.
+const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documents");
+/// (tenant, bot, document): a bot's documents.
+const DOCUMENTS_BY_BOT: TableDefinition<(&str, &str, &str), u8> =
+    TableDefinition::new("documents_by_bot");
+/// (tenant, document) → the bytes it was uploaded with.
+const DOCUMENT_CONTENT: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("document_content");
+/// (tenant, bot, document, position) → Chunk as JSON.
+const CHUNKS: TableDefinition<(&str, &str, &str, u32), &[u8]> = TableDefinition::new("chunks");
+/// (tenant, document): documents still PENDING or PROCESSING.
+const DOCUMENT_QUEUE: TableDefinition<(&str, &str), u8> = TableDefinition::new("document_queue");
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -90,6 +103,9 @@ enum WriteOp {
     PutApiKey(ApiKey),
     PutOneTime(OneTimeToken),
     TakeOneTime(String),
+    PutDocument(Document, Option<Vec<u8>>),
+    PutChunks(Document, Vec<Chunk>),
+    DeleteDocument(TenantId, String),
 }
 
 /// What a write produced, for the writes that produce something.
@@ -145,6 +161,11 @@ impl RedbStore {
             txn.open_table(ONE_TIME_TOKENS).map_err(backend)?;
             txn.open_table(CONVERSATIONS_BY_BOT).map_err(backend)?;
             txn.open_table(REFRESH_BY_ACCOUNT).map_err(backend)?;
+            txn.open_table(DOCUMENTS).map_err(backend)?;
+            txn.open_table(DOCUMENTS_BY_BOT).map_err(backend)?;
+            txn.open_table(DOCUMENT_CONTENT).map_err(backend)?;
+            txn.open_table(CHUNKS).map_err(backend)?;
+            txn.open_table(DOCUMENT_QUEUE).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -419,6 +440,52 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             }
             return Ok(Outcome::Refresh(before));
         }
+        WriteOp::PutDocument(d, content) => {
+            write_document(txn, d)?;
+            if let Some(content) = content {
+                txn.open_table(DOCUMENT_CONTENT)
+                    .map_err(backend)?
+                    .insert((d.tenant_id.as_str(), d.id.as_str()), content.as_slice())
+                    .map_err(backend)?;
+            }
+        }
+        WriteOp::PutChunks(d, chunks) => {
+            let (t, b, id) = (d.tenant_id.as_str(), d.bot_id.as_str(), d.id.as_str());
+            remove_chunks(txn, t, b, id)?;
+            let mut table = txn.open_table(CHUNKS).map_err(backend)?;
+            for chunk in chunks {
+                let bytes = encode(chunk)?;
+                table.insert((t, b, id, chunk.position), bytes.as_slice()).map_err(backend)?;
+            }
+            drop(table);
+            write_document(txn, d)?;
+        }
+        WriteOp::DeleteDocument(tenant, id) => {
+            let t = tenant.as_str();
+            let removed = txn
+                .open_table(DOCUMENTS)
+                .map_err(backend)?
+                .remove((t, id.as_str()))
+                .map_err(backend)?
+                .map(|v| decode::<Document>(v.value()))
+                .transpose()?;
+            let Some(document) = removed else { return Ok(Outcome::Existed(false)) };
+            let b = document.bot_id.as_str();
+            remove_chunks(txn, t, b, id)?;
+            txn.open_table(DOCUMENTS_BY_BOT)
+                .map_err(backend)?
+                .remove((t, b, id.as_str()))
+                .map_err(backend)?;
+            txn.open_table(DOCUMENT_CONTENT)
+                .map_err(backend)?
+                .remove((t, id.as_str()))
+                .map_err(backend)?;
+            txn.open_table(DOCUMENT_QUEUE)
+                .map_err(backend)?
+                .remove((t, id.as_str()))
+                .map_err(backend)?;
+            return Ok(Outcome::Existed(true));
+        }
         WriteOp::RevokeFamily(family) => {
             let mut families = txn.open_table(REFRESH_FAMILIES).map_err(backend)?;
             let digests: Vec<String> = families
@@ -434,6 +501,40 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
         }
     }
     Ok(Outcome::Done)
+}
+
+/// Writes a document's record, its bot index entry and its place in the processing queue.
+fn write_document(txn: &WriteTransaction, d: &Document) -> StoreResult<()> {
+    let (t, id) = (d.tenant_id.as_str(), d.id.as_str());
+    let bytes = encode(d)?;
+    txn.open_table(DOCUMENTS)
+        .map_err(backend)?
+        .insert((t, id), bytes.as_slice())
+        .map_err(backend)?;
+    txn.open_table(DOCUMENTS_BY_BOT)
+        .map_err(backend)?
+        .insert((t, d.bot_id.as_str(), id), 0)
+        .map_err(backend)?;
+    let mut queue = txn.open_table(DOCUMENT_QUEUE).map_err(backend)?;
+    if matches!(d.status, ProcessStatus::Pending | ProcessStatus::Processing) {
+        queue.insert((t, id), 0).map_err(backend)?;
+    } else {
+        queue.remove((t, id)).map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn remove_chunks(txn: &WriteTransaction, t: &str, b: &str, id: &str) -> StoreResult<()> {
+    let mut table = txn.open_table(CHUNKS).map_err(backend)?;
+    let positions: Vec<u32> = table
+        .range((t, b, id, 0)..=(t, b, id, u32::MAX))
+        .map_err(backend)?
+        .map(|entry| entry.map(|(k, _)| k.value().3).map_err(backend))
+        .collect::<StoreResult<_>>()?;
+    for position in positions {
+        table.remove((t, b, id, position)).map_err(backend)?;
+    }
+    Ok(())
 }
 
 fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
@@ -773,6 +874,94 @@ impl Store for RedbStore {
             let keys = txn.open_table(API_KEYS).map_err(backend)?;
             let found = keys.get(owner.value()).map_err(backend)?;
             found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_document(&self, document: &Document, content: Option<&[u8]>) -> StoreResult<()> {
+        let op = WriteOp::PutDocument(document.clone(), content.map(<[u8]>::to_vec));
+        self.write(op).await.map(drop)
+    }
+
+    async fn get_document(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Document>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(DOCUMENTS).map_err(backend)?;
+            let found = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_documents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Document>> {
+        let (tenant, bot) = (tenant.clone(), bot.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(DOCUMENTS_BY_BOT).map_err(backend)?;
+            let documents = txn.open_table(DOCUMENTS).map_err(backend)?;
+            let (t, b) = (tenant.as_str(), bot.as_str());
+            let mut out = Vec::new();
+            for entry in index.range((t, b, "")..=(t, b, "\u{10FFFF}")).map_err(backend)? {
+                let (key, _) = entry.map_err(backend)?;
+                if let Some(v) = documents.get((t, key.value().2)).map_err(backend)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn document_content(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(DOCUMENT_CONTENT).map_err(backend)?;
+            let found = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
+            Ok(found.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn put_chunks(&self, document: &Document, chunks: &[Chunk]) -> StoreResult<()> {
+        self.write(WriteOp::PutChunks(document.clone(), chunks.to_vec())).await.map(drop)
+    }
+
+    async fn list_chunks(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Chunk>> {
+        let (tenant, bot) = (tenant.clone(), bot.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CHUNKS).map_err(backend)?;
+            let (t, b) = (tenant.as_str(), bot.as_str());
+            let range =
+                table.range((t, b, "", 0)..=(t, b, "\u{10FFFF}", u32::MAX)).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn delete_document(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        match self.write(WriteOp::DeleteDocument(tenant.clone(), id.to_owned())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("delete_document returned {other:?}"))),
+        }
+    }
+
+    async fn unfinished_documents(&self) -> StoreResult<Vec<Document>> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let queue = txn.open_table(DOCUMENT_QUEUE).map_err(backend)?;
+            let documents = txn.open_table(DOCUMENTS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in queue.iter().map_err(backend)? {
+                let (key, _) = entry.map_err(backend)?;
+                let (t, id) = key.value();
+                if let Some(v) = documents.get((t, id)).map_err(backend)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
         })
         .await
     }
