@@ -84,9 +84,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let responder = Arc::new(BuiltinResponder::new(
         Duration::from_millis(settings.responder.token_delay_ms),
         settings.responder.min_confidence,
+        settings.responder.min_passage_coverage,
         settings.responder.panic_on_text.clone(),
     ));
-    let engine = Engine::new(store, bus, responder, settings.engine.clone());
+    let engine =
+        Engine::new(store, bus, responder, settings.engine.clone(), settings.knowledge.clone());
+    let resumed = engine.knowledge().resume().await.context("resuming document processing")?;
+    if resumed > 0 {
+        tracing::info!(documents = resumed, "resumed unfinished document processing");
+    }
 
     let secret = if settings.auth.jwt_secret.is_empty() {
         parla_admin_api::auth::load_or_create_secret(&settings.store.data_dir)

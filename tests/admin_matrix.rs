@@ -25,6 +25,7 @@ struct Workspace {
     conversation: String,
     key_id: String,
     owner_id: String,
+    document: String,
 }
 
 async fn workspace(server: &TestServer, name: &str) -> Workspace {
@@ -73,7 +74,11 @@ async fn workspace(server: &TestServer, name: &str) -> Workspace {
     let (_, key) =
         server.post("/api/api-keys", json!({"name": "all", "scopes": scopes}), Some(&owner)).await;
     let (_, me) = server.call("GET", "/api/auth/me", None, Some(&owner)).await;
+    let (status, document) =
+        upload(server, &owner, &bot, "faq.txt", "text/plain", b"We open at nine.").await;
+    assert_eq!(status, 202, "{document}");
     Workspace {
+        document: document["id"].as_str().expect("document id").to_owned(),
         admin,
         agent,
         viewer,
@@ -125,7 +130,11 @@ fn concrete(operation: &Operation, w: &Workspace) -> String {
     } else {
         ""
     };
-    operation.path.replace("{id}", id).replace("{intent_id}", &w.intent)
+    operation
+        .path
+        .replace("{id}", id)
+        .replace("{intent_id}", &w.intent)
+        .replace("{doc_id}", &w.document)
 }
 
 /// A body that passes validation, so what answers is the permission or tenant check.
@@ -155,6 +164,7 @@ async fn snapshot(server: &TestServer, w: &Workspace) -> Value {
     json!({
         "bot": bot,
         "intents": get(format!("/api/bots/{}/intents", w.bot)).await,
+        "document": get(format!("/api/bots/{}/documents/{}", w.bot, w.document)).await["id"].clone(),
         "conversation": get(format!("/api/conversations/{}", w.conversation)).await,
         "members": get("/api/members".into()).await,
         "keys": get("/api/api-keys".into()).await["data"].as_array().map(|keys| {
@@ -208,7 +218,7 @@ async fn no_credential_of_one_tenant_reaches_another_tenants_resources() {
         for (who, token) in credentials {
             let (_, body) = server.call("GET", &operation.path, None, Some(token)).await;
             let text = body.to_string();
-            for id in [&b.bot, &b.intent, &b.conversation, &b.key_id, &b.owner_id] {
+            for id in [&b.bot, &b.intent, &b.conversation, &b.key_id, &b.owner_id, &b.document] {
                 assert!(
                     !text.contains(id.as_str()),
                     "A's {who} sees B's {id} in {}",

@@ -29,7 +29,8 @@ async fn the_document_describes_the_routes_the_server_serves() {
             }
             // Routed: whatever the answer (401, 404 for a made-up id, 422...), it is not the
             // router's "no such endpoint".
-            let concrete = path.replace("{id}", "x").replace("{intent_id}", "y");
+            let concrete =
+                path.replace("{id}", "x").replace("{intent_id}", "y").replace("{doc_id}", "z");
             let (_, body) = server.call(&method.to_uppercase(), &concrete, Some("{}"), None).await;
             assert_ne!(
                 body["error"]["message"], "no such endpoint",

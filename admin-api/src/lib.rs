@@ -23,6 +23,7 @@
 //! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
 //!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
+//! - [`documents`]: a bot's knowledge base (upload, list, get, delete, reprocess).
 //! - [`views`]: the typed response bodies.
 //! - [`openapi`]: the OpenAPI 3.1 document, derived from the handlers and types, served at
 //!   `/api/openapi.json`.
@@ -34,6 +35,7 @@
 pub mod auth;
 pub mod bots;
 pub mod conversations;
+pub mod documents;
 pub mod error;
 pub mod keys;
 pub mod limits;
@@ -144,6 +146,14 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}/intents/{intent_id}", web::get().to(bots::get_intent))
                 .route("/bots/{id}/intents/{intent_id}", web::patch().to(bots::update_intent))
                 .route("/bots/{id}/intents/{intent_id}", web::delete().to(bots::delete_intent))
+                .route("/bots/{id}/documents", web::get().to(documents::list))
+                .route("/bots/{id}/documents/upload", web::post().to(documents::upload))
+                .route("/bots/{id}/documents/{doc_id}", web::get().to(documents::get))
+                .route("/bots/{id}/documents/{doc_id}", web::delete().to(documents::delete))
+                .route(
+                    "/bots/{id}/documents/{doc_id}/reprocess",
+                    web::post().to(documents::reprocess),
+                )
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(error::ApiError::new(
                         StatusCode::NOT_FOUND,

@@ -23,7 +23,7 @@ use utoipa::{
     },
 };
 
-use crate::{bots, conversations, keys, members, recovery, routes, totp};
+use crate::{bots, conversations, documents, keys, members, recovery, routes, totp};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -47,6 +47,8 @@ use crate::{bots, conversations, keys, members, recovery, routes, totp};
         bots::delete_intent,
         conversations::list, conversations::open, conversations::get, conversations::delete,
         conversations::post_message,
+        documents::list, documents::upload, documents::get, documents::delete,
+        documents::reprocess,
     ),
     components(schemas(crate::views::ErrorBody)),
     modifiers(&Conventions),
@@ -57,6 +59,7 @@ use crate::{bots, conversations, keys, members, recovery, routes, totp};
         (name = "bots", description = "Bots and their lifecycle"),
         (name = "intents", description = "What a bot recognises and answers"),
         (name = "conversations", description = "Conversations and their messages"),
+        (name = "knowledge", description = "A bot's documents, answered from when no intent matches"),
     ),
 )]
 pub struct ApiDoc;

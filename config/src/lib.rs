@@ -48,7 +48,19 @@ pub struct Settings {
     pub responder: ResponderSettings,
     pub auth: AuthSettings,
     pub mail: MailSettings,
+    pub knowledge: KnowledgeSettings,
     pub demo: DemoSettings,
+}
+
+/// The knowledge base: document limits, chunking, retrieval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeSettings {
+    pub max_document_bytes: usize,
+    pub chunk_chars: usize,
+    pub chunk_overlap_chars: usize,
+    pub queue: usize,
+    pub top_k: usize,
 }
 
 /// Outgoing mail.
@@ -189,6 +201,8 @@ pub struct ResponderSettings {
     pub token_delay_ms: u64,
     /// Minimum intent confidence to answer with the intent's response.
     pub min_confidence: f32,
+    /// Minimum share of the question's words a passage must hold to answer.
+    pub min_passage_coverage: f32,
     /// Fault injection for tests (empty = off): this visitor text panics the responder mid-reply.
     pub panic_on_text: String,
 }
@@ -234,8 +248,12 @@ impl Settings {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let must_be_positive: [(&'static str, u64); 18] = [
+        let must_be_positive: [(&'static str, u64); 22] = [
             ("engine.webhook_timeout_ms", self.engine.webhook_timeout_ms),
+            ("knowledge.max_document_bytes", self.knowledge.max_document_bytes as u64),
+            ("knowledge.chunk_chars", self.knowledge.chunk_chars as u64),
+            ("knowledge.queue", self.knowledge.queue as u64),
+            ("knowledge.top_k", self.knowledge.top_k as u64),
             ("engine.webhook_attempts", u64::from(self.engine.webhook_attempts)),
             ("store.group_commit_max_batch", self.store.group_commit_max_batch as u64),
             ("store.writer_queue", self.store.writer_queue as u64),

@@ -373,8 +373,15 @@ impl ConversationActor {
             self.deps.store.messages_after(t, c, after, wanted as usize).await.unwrap_or_default()
         };
         let question = text.clone();
-        let request =
-            ReplyRequest { bot: state.bot.clone(), intents: state.intents.clone(), text, history };
+        let mut request = ReplyRequest {
+            bot: state.bot.clone(),
+            intents: state.intents.clone(),
+            text,
+            history,
+            passages: Vec::new(),
+        };
+        let knowledge = self.deps.knowledge.clone();
+        let top_k = knowledge.settings().top_k;
         self.deps.bus.publish(
             &self.key,
             Event::StreamStart { stream_id: stream_id.clone(), sender: Sender::Bot },
@@ -387,6 +394,13 @@ impl ConversationActor {
             let mut text = String::new();
             let (mut intent, mut confidence) = (None, None);
             let streamed = AssertUnwindSafe(async {
+                let (t, b) = (&key.tenant_id, &request.bot.id);
+                match knowledge.search(t, b, &request.text, top_k).await {
+                    Ok(passages) => request.passages = passages,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "knowledge search failed; answering without")
+                    }
+                }
                 match responder.reply(request).await {
                     Ok(mut reply) => {
                         (intent, confidence) = (reply.intent.take(), reply.confidence);

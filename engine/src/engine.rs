@@ -36,6 +36,7 @@ pub(crate) struct Deps {
     /// reply (a change takes effect on the next message, no restart). Absent = version 0.
     pub bot_versions: parking_lot::Mutex<HashMap<BotId, u64>>,
     pub webhooks: crate::webhook::Webhooks,
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
 }
 
 impl Deps {
@@ -121,8 +122,10 @@ impl Engine {
         bus: Arc<dyn Bus>,
         responder: Arc<dyn Responder>,
         settings: EngineSettings,
+        knowledge: crate::knowledge::KnowledgeSettings,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let knowledge = crate::knowledge::Knowledge::start(store.clone(), knowledge);
         let webhooks = crate::webhook::Webhooks::new(&settings, metrics.clone());
         let deps = Arc::new(Deps {
             store,
@@ -133,6 +136,7 @@ impl Engine {
             metrics,
             bot_versions: parking_lot::Mutex::new(HashMap::new()),
             webhooks,
+            knowledge,
         });
         let inner = Arc::new(Inner { deps, tenants: Mutex::new(HashMap::new()) });
         bus.bind(Arc::new(Router(Arc::downgrade(&inner))));
@@ -141,6 +145,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.deps.store
+    }
+
+    /// The bots' knowledge bases: documents and retrieval.
+    pub fn knowledge(&self) -> &Arc<crate::knowledge::Knowledge> {
+        &self.inner.deps.knowledge
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -26,6 +26,7 @@ pub mod bus;
 pub mod demo;
 pub mod engine;
 mod error;
+pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod responder;

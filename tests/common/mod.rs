@@ -427,3 +427,44 @@ pub async fn invite_and_join(
     assert_eq!((status, error_code(&again)), (400, "invalid_token"), "an invitation is used once");
     sign_in(server, email).await
 }
+
+/// `POST /api/bots/{bot}/documents/upload` with one `file` field (and a `title`), as a browser
+/// form would send it.
+pub async fn upload(
+    server: &TestServer,
+    jwt: &str,
+    bot: &str,
+    file_name: &str,
+    media_type: &str,
+    bytes: &[u8],
+) -> (u16, Value) {
+    let boundary = "----parla-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nFAQ {file_name}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+             Content-Type: {media_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST /api/bots/{bot}/documents/upload HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {jwt}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(&body).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}

@@ -3,8 +3,11 @@
 //! Matching normalises text (lower case, accents folded, punctuation dropped) and scores the
 //! visitor's text against every training phrase with the mean of two Dice coefficients: over
 //! word sets (robust to word order) and over character trigrams (robust to typos and
-//! inflections such as "orari"/"orario"). The best phrase's score is the intent's confidence;
-//! below `min_confidence` the bot's fallback message answers instead.
+//! inflections such as "orari"/"orario"). The best phrase's score is the intent's confidence.
+//!
+//! Below `min_confidence`, the best retrieved knowledge-base passage answers if it holds at
+//! least `min_passage_coverage` of the question's words — trimmed to its sentences that share
+//! words with the question; else the bot's fallback message.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -19,13 +22,61 @@ pub struct BuiltinResponder {
     /// Pause between tokens, pacing the stream like an LLM's (zero in benchmarks).
     token_delay: Duration,
     min_confidence: f32,
+    min_passage_coverage: f32,
     /// Fault injection for tests: this exact text makes the stream panic after one token.
     panic_on_text: String,
 }
 
+/// The longest answer taken from a passage, in characters.
+const MAX_PASSAGE_ANSWER: usize = 500;
+
+/// The sentences of `passage` that share words with `question`, in order, up to
+/// [`MAX_PASSAGE_ANSWER`] characters (the passage's start when none does).
+pub fn trim_to_question(passage: &str, question: &str) -> String {
+    let wanted = crate::knowledge::index::terms(question);
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    for (i, c) in passage.char_indices() {
+        if matches!(c, '.' | '!' | '?' | ';') {
+            let end = i + c.len_utf8();
+            let next_is_space = passage[end..].chars().next().is_none_or(char::is_whitespace);
+            if next_is_space {
+                sentences.push(passage[start..end].trim());
+                start = end;
+            }
+        }
+    }
+    sentences.push(passage[start..].trim());
+    let mut answer = String::new();
+    for sentence in sentences.into_iter().filter(|s| !s.is_empty()) {
+        let terms = crate::knowledge::index::terms(sentence);
+        if !terms.iter().any(|t| wanted.contains(t)) {
+            continue;
+        }
+        if answer.chars().count() + sentence.chars().count() > MAX_PASSAGE_ANSWER
+            && !answer.is_empty()
+        {
+            break;
+        }
+        if !answer.is_empty() {
+            answer.push(' ');
+        }
+        answer.push_str(sentence);
+    }
+    if answer.is_empty() {
+        answer = passage.chars().take(MAX_PASSAGE_ANSWER).collect();
+    }
+    answer
+}
+
 impl BuiltinResponder {
-    pub fn new(token_delay: Duration, min_confidence: f32, panic_on_text: String) -> Self {
-        Self { token_delay, min_confidence, panic_on_text }
+    pub fn new(
+        token_delay: Duration,
+        min_confidence: f32,
+        min_passage_coverage: f32,
+        panic_on_text: String,
+    ) -> Self {
+        Self { token_delay, min_confidence, min_passage_coverage, panic_on_text }
     }
 }
 
@@ -127,7 +178,15 @@ impl Responder for BuiltinResponder {
             Some((intent, score)) if score >= self.min_confidence => {
                 (intent.response.text.clone(), Some(intent.name.clone()), Some(score))
             }
-            best => (request.bot.config.fallback_message.clone(), None, best.map(|(_, s)| s)),
+            best => {
+                let passage =
+                    request.passages.first().filter(|p| p.coverage >= self.min_passage_coverage);
+                let text = match passage {
+                    Some(p) => trim_to_question(&p.text, &request.text),
+                    None => request.bot.config.fallback_message.clone(),
+                };
+                (text, None, best.map(|(_, s)| s))
+            }
         };
         if !self.panic_on_text.is_empty() && request.text == self.panic_on_text {
             let tokens = futures_util::stream::iter([Ok("partial".to_owned())]).chain(

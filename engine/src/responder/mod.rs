@@ -23,6 +23,8 @@ pub struct ReplyRequest {
     pub text: String,
     /// Recent messages, oldest first, for context-aware responders.
     pub history: Vec<Message>,
+    /// Passages of the bot's knowledge base retrieved for `text`, best first.
+    pub passages: Vec<crate::knowledge::Passage>,
 }
 
 /// A reply being produced: its classification and its token stream.

@@ -1,0 +1,256 @@
+//! A bot's knowledge base: documents turned into chunks by a background worker, and retrieval
+//! over them for the responders.
+//!
+//! # Processing
+//! An upload stores the document (PENDING) with its bytes, then queues its id. One worker task
+//! takes ids in order: PROCESSING → extract ([`extract`]) → chunk ([`chunk`]) → chunks and
+//! COMPLETED in one store transaction, or FAILED with the reason. The queue in memory is
+//! bounded; the store's list of unfinished documents is the durable one — on start every
+//! PENDING or PROCESSING document is queued again, so work survives a restart.
+//!
+//! # Retrieval
+//! Keyword (BM25, [`index`]) over the bot's chunks, built on first use and cached per bot until
+//! its documents change. (Vector retrieval and the fusion of both are the next step.)
+
+pub mod chunk;
+pub mod extract;
+pub mod index;
+
+use std::{collections::HashMap, sync::Arc};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::{
+    model::{BotId, Chunk, Document, ProcessStatus, TenantId, now_ms},
+    store::{Store, StoreResult},
+};
+
+pub use parla_config::KnowledgeSettings;
+
+/// A retrieved passage, with what a citation needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    pub document_id: String,
+    pub title: String,
+    pub text: String,
+    /// BM25 score: comparable within one query only.
+    pub score: f32,
+    /// Share of the query's terms the passage holds, 0..=1: comparable across queries.
+    pub coverage: f32,
+}
+
+/// A bot's chunks and their keyword index.
+#[derive(Debug)]
+struct BotIndex {
+    chunks: Vec<Chunk>,
+    keywords: index::KeywordIndex,
+}
+
+type Key = (TenantId, BotId);
+
+/// Processes documents and answers retrieval queries.
+#[derive(Debug)]
+pub struct Knowledge {
+    store: Arc<dyn Store>,
+    settings: KnowledgeSettings,
+    queue: mpsc::Sender<(TenantId, String)>,
+    indexes: Mutex<HashMap<Key, Arc<BotIndex>>>,
+}
+
+impl Knowledge {
+    pub fn settings(&self) -> &KnowledgeSettings {
+        &self.settings
+    }
+
+    /// Starts the worker on the current runtime.
+    pub fn start(store: Arc<dyn Store>, settings: KnowledgeSettings) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let knowledge =
+            Arc::new(Self { store, settings, queue: tx, indexes: Mutex::new(HashMap::new()) });
+        tokio::spawn(worker(Arc::downgrade(&knowledge), rx));
+        knowledge
+    }
+
+    /// Queues again every document a previous run left unfinished.
+    pub async fn resume(&self) -> StoreResult<usize> {
+        let unfinished = self.store.unfinished_documents().await?;
+        let n = unfinished.len();
+        for document in unfinished {
+            self.submit(&document.tenant_id, &document.id).await;
+        }
+        Ok(n)
+    }
+
+    /// Queues a stored document for processing.
+    pub async fn submit(&self, tenant: &TenantId, id: &str) {
+        // Fails only when the worker is gone (shutdown): the document stays PENDING in the
+        // store and the next start resumes it.
+        let _ = self.queue.send((tenant.clone(), id.to_owned())).await;
+    }
+
+    /// Forgets a bot's cached index (its documents changed).
+    pub fn invalidate(&self, tenant: &TenantId, bot: &BotId) {
+        self.indexes.lock().remove(&(tenant.clone(), bot.clone()));
+    }
+
+    /// The `k` passages of `bot`'s documents that best match `query`, best first.
+    pub async fn search(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        query: &str,
+        k: usize,
+    ) -> StoreResult<Vec<Passage>> {
+        let index = self.index(tenant, bot).await?;
+        let mut wanted = index::terms(query);
+        wanted.sort();
+        wanted.dedup();
+        Ok(index
+            .keywords
+            .search(query, k)
+            .into_iter()
+            .map(|(i, score)| {
+                let chunk = &index.chunks[i];
+                let held = index::terms(&chunk.text);
+                let covered = wanted.iter().filter(|t| held.contains(t)).count();
+                Passage {
+                    document_id: chunk.document_id.clone(),
+                    title: chunk.title.clone(),
+                    text: chunk.text.clone(),
+                    score,
+                    coverage: covered as f32 / wanted.len().max(1) as f32,
+                }
+            })
+            .collect())
+    }
+
+    async fn index(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Arc<BotIndex>> {
+        let key = (tenant.clone(), bot.clone());
+        if let Some(index) = self.indexes.lock().get(&key) {
+            return Ok(index.clone());
+        }
+        let chunks = self.store.list_chunks(tenant, bot).await?;
+        let keywords = index::KeywordIndex::new(chunks.iter().map(|c| c.text.as_str()));
+        let built = Arc::new(BotIndex { chunks, keywords });
+        self.indexes.lock().insert(key, built.clone());
+        Ok(built)
+    }
+
+    /// Processes one document: extract, chunk, store (or record the failure).
+    async fn process(&self, tenant: &TenantId, id: &str) -> StoreResult<()> {
+        let Some(mut document) = self.store.get_document(tenant, id).await? else {
+            return Ok(()); // Deleted while queued.
+        };
+        document.status = ProcessStatus::Processing;
+        document.progress = 10;
+        document.error = None;
+        document.updated_at = now_ms();
+        self.store.put_document(&document, None).await?;
+        let Some(bytes) = self.store.document_content(tenant, id).await? else {
+            return self.fail(document, "the document's content is missing").await;
+        };
+        let (kind, title) = (document.kind, document.title.clone());
+        let (max, overlap) = (self.settings.chunk_chars, self.settings.chunk_overlap_chars);
+        let pieces = tokio::task::spawn_blocking(move || {
+            extract::extract(kind, &bytes)
+                .map(|sections| chunk::chunk(&sections, &title, max, overlap))
+        })
+        .await
+        .unwrap_or_else(|_| Err("the extractor crashed on this document".into()));
+        let pieces = match pieces {
+            Ok(pieces) => pieces,
+            Err(reason) => return self.fail(document, &reason).await,
+        };
+        // Deleted meanwhile? Then do not resurrect it.
+        if self.store.get_document(tenant, id).await?.is_none() {
+            return Ok(());
+        }
+        let chunks: Vec<Chunk> = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, piece)| Chunk {
+                document_id: document.id.clone(),
+                position: u32::try_from(i).unwrap_or(u32::MAX),
+                title: piece.title,
+                text: piece.text,
+            })
+            .collect();
+        document.status = ProcessStatus::Completed;
+        document.progress = 100;
+        document.chunks = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+        document.updated_at = now_ms();
+        self.store.put_chunks(&document, &chunks).await?;
+        self.invalidate(tenant, &document.bot_id);
+        tracing::info!(document = %document.id, chunks = chunks.len(), "document processed");
+        Ok(())
+    }
+
+    async fn fail(&self, mut document: Document, reason: &str) -> StoreResult<()> {
+        tracing::info!(document = %document.id, reason, "document failed");
+        document.status = ProcessStatus::Failed;
+        document.progress = 100;
+        document.error = Some(reason.to_owned());
+        document.updated_at = now_ms();
+        self.store.put_chunks(&document, &[]).await?;
+        self.invalidate(&document.tenant_id, &document.bot_id);
+        Ok(())
+    }
+}
+
+async fn worker(knowledge: std::sync::Weak<Knowledge>, mut rx: mpsc::Receiver<(TenantId, String)>) {
+    while let Some((tenant, id)) = rx.recv().await {
+        let Some(knowledge) = knowledge.upgrade() else { break };
+        if let Err(e) = knowledge.process(&tenant, &id).await {
+            // Left PENDING/PROCESSING in the store: the next start retries it.
+            tracing::warn!(document = %id, error = %e, "document processing failed on the store");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{model::DocumentType, store::redb::RedbStore};
+
+    fn settings() -> KnowledgeSettings {
+        KnowledgeSettings {
+            max_document_bytes: 1 << 20,
+            chunk_chars: 300,
+            chunk_overlap_chars: 50,
+            queue: 8,
+            top_k: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn work_left_pending_by_a_previous_run_is_resumed_and_searchable() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path(), 16, 16).expect("open"));
+        // As a crash would leave it: stored and PENDING, never processed.
+        let mut document =
+            crate::store::conformance::document("t", "b", "d1", ProcessStatus::Pending);
+        document.kind = DocumentType::Markdown;
+        let text = b"# Parking\n\nGuests park for free in the garage under the hotel.";
+        store.put_document(&document, Some(text)).await.expect("put");
+
+        let knowledge = Knowledge::start(store.clone(), settings());
+        assert_eq!(knowledge.resume().await.expect("resume"), 1);
+        let (t, b) = (TenantId::from("t"), BotId::from("b"));
+        for _ in 0..200 {
+            let d = store.get_document(&t, "d1").await.expect("get").expect("exists");
+            if d.status == ProcessStatus::Completed {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(store.unfinished_documents().await.expect("queue").is_empty());
+        let found = knowledge.search(&t, &b, "is parking free?", 3).await.expect("search");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].title, "Parking");
+        assert!(found[0].coverage >= 0.5, "{found:?}");
+        let elsewhere =
+            knowledge.search(&TenantId::from("u"), &b, "parking", 3).await.expect("search");
+        assert!(elsewhere.is_empty(), "another tenant's bot with the same id sees nothing");
+    }
+}

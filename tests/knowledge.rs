@@ -1,0 +1,154 @@
+//! The knowledge base through the public door: documents uploaded as real multipart requests in
+//! every supported text format, processed in the background to COMPLETED (or FAILED with the
+//! reason), answered from by the bot over the widget socket, and forgotten when deleted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Polls the document until it leaves PENDING/PROCESSING.
+async fn settled(server: &TestServer, jwt: &str, bot: &str, id: &str) -> Value {
+    for _ in 0..250 {
+        let (_, document) =
+            server.call("GET", &format!("/api/bots/{bot}/documents/{id}"), None, Some(jwt)).await;
+        if matches!(document["status"].as_str(), Some("COMPLETED" | "FAILED")) {
+            return document;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("document {id} was not processed in time");
+}
+
+/// An owner and an active bot with no intents: every answer comes from documents or fallback.
+async fn bot(server: &TestServer) -> (String, String) {
+    let jwt = register_owner(server, "kb@example.com").await;
+    let (_, bot) = server
+        .post(
+            "/api/bots",
+            json!({"name": "kb", "config": {"fallback_message": "I do not know that yet."}}),
+            Some(&jwt),
+        )
+        .await;
+    let id = bot["id"].as_str().expect("id").to_owned();
+    server.call("POST", &format!("/api/bots/{id}/publish"), None, Some(&jwt)).await;
+    (jwt, id)
+}
+
+async fn ask(server: &TestServer, bot: &str, question: &str) -> String {
+    let mut client = server.client().await;
+    client.hello(bot).await;
+    let reply = client.exchange("q1", question).await.reply;
+    let stored = reply.end["text"].as_str().expect("stored reply").to_owned();
+    assert_eq!(reply.tokens, stored, "the streamed tokens are the stored reply");
+    stored
+}
+
+const MARKDOWN: &str = "# Shipping\n\nWe ship to 40 countries. Delivery takes **3 to 5 working days** in Europe.\n\n\
+# Returns\n\nReturns are free within 30 days. Send the parcel back with the prepaid label.\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_text_format_is_processed_and_answered_from() {
+    let server = start().await;
+    let (jwt, bot) = bot(&server).await;
+    let html = "<html><head><title>Hours</title><script>var x = 'opening hours';</script></head><body>\
+                <h2>Opening hours</h2><p>The Rome store opens at 9 and closes at 18.</p></body></html>";
+    let csv = "product,warranty\nkettle,2 years\ntoaster,\"3 years, parts only\"\n";
+    let json_doc = r#"[{"question": "Do you sell gift cards?", "answer": "Gift cards come in 25, 50 and 100 euro."}]"#;
+    let files: [(&str, &str, &[u8]); 5] = [
+        ("faq.md", "text/markdown", MARKDOWN.as_bytes()),
+        ("hours.html", "text/html", html.as_bytes()),
+        ("warranty.csv", "text/csv", csv.as_bytes()),
+        ("cards.json", "application/json", json_doc.as_bytes()),
+        (
+            "notes.txt",
+            "text/plain",
+            b"Our support line answers in Italian and English.\n\nCall 06 1234 5678.",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (name, media, bytes) in files {
+        let (status, document) = upload(&server, &jwt, &bot, name, media, bytes).await;
+        assert_eq!(status, 202, "{name}: {document}");
+        assert_eq!(document["status"], "PENDING");
+        assert_eq!(document["title"], format!("FAQ {name}"));
+        let id = document["id"].as_str().expect("id").to_owned();
+        let done = settled(&server, &jwt, &bot, &id).await;
+        assert_eq!(done["status"], "COMPLETED", "{name}: {done}");
+        assert!(done["chunks"].as_u64().is_some_and(|n| n >= 1), "{done}");
+        ids.push(id);
+    }
+    let (_, list) =
+        server.call("GET", &format!("/api/bots/{bot}/documents"), None, Some(&jwt)).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(5));
+
+    for (question, expected) in [
+        ("how many days does delivery take?", "3 to 5 working days"),
+        ("are returns free?", "Returns are free within 30 days"),
+        ("when does the rome store close?", "closes at 18"),
+        ("what warranty does the toaster have?", "3 years, parts only"),
+        ("do you sell gift cards", "25, 50 and 100 euro"),
+    ] {
+        let reply = ask(&server, &bot, question).await;
+        assert!(reply.contains(expected), "{question} → {reply}");
+    }
+    let reply = ask(&server, &bot, "what is the airspeed of a swallow").await;
+    assert_eq!(reply, "I do not know that yet.", "no passage covers it: the fallback");
+
+    // Deleting the Markdown document removes its chunks: its answers go.
+    let (status, _) = server
+        .call("DELETE", &format!("/api/bots/{bot}/documents/{}", ids[0]), None, Some(&jwt))
+        .await;
+    assert_eq!(status, 204);
+    let reply = ask(&server, &bot, "how many days does delivery take?").await;
+    assert!(!reply.contains("working days"), "{reply}");
+    let (status, _) = server
+        .call("GET", &format!("/api/bots/{bot}/documents/{}", ids[0]), None, Some(&jwt))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_documents_fail_with_a_reason_and_bad_uploads_are_refused() {
+    let server = start_with(|s| s.knowledge.max_document_bytes = 4096).await;
+    let (jwt, bot) = bot(&server).await;
+    for (name, media, bytes, reason) in [
+        ("broken.txt", "text/plain", &[0xff_u8, 0xfe, 0x00, 0x41][..], "UTF-8"),
+        ("empty.md", "text/markdown", &b"\n\n   \n"[..], "no text"),
+        ("bad.json", "application/json", &b"{\"a\": "[..], "invalid JSON"),
+        ("scan.pdf", "application/pdf", &b"%PDF-1.4 ..."[..], "not available"),
+    ] {
+        let (status, document) = upload(&server, &jwt, &bot, name, media, bytes).await;
+        assert_eq!(status, 202, "{document}");
+        let id = document["id"].as_str().expect("id").to_owned();
+        let done = settled(&server, &jwt, &bot, &id).await;
+        assert_eq!(done["status"], "FAILED", "{name}: {done}");
+        assert!(done["error"].as_str().is_some_and(|e| e.contains(reason)), "{name}: {done}");
+        // Reprocessing goes through the queue again (and fails again, the same way).
+        let path = format!("/api/bots/{bot}/documents/{id}/reprocess");
+        let (status, again) = server.call("POST", &path, None, Some(&jwt)).await;
+        assert_eq!((status, again["status"].as_str()), (202, Some("PENDING")));
+        assert_eq!(settled(&server, &jwt, &bot, &id).await["status"], "FAILED");
+    }
+    let (status, body) =
+        upload(&server, &jwt, &bot, "virus.exe", "application/octet-stream", b"MZ").await;
+    assert_eq!((status, error_code(&body)), (415, "unsupported_document_type"), "{body}");
+    let (status, body) = upload(&server, &jwt, &bot, "big.txt", "text/plain", &[b'a'; 5000]).await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"), "{body}");
+    let (status, body) = upload(&server, &jwt, &bot, "none.txt", "text/plain", b"").await;
+    assert_eq!((status, error_code(&body)), (422, "validation_failed"), "{body}");
+    let (status, body) = server
+        .call("POST", &format!("/api/bots/{bot}/documents/upload"), Some("{}"), Some(&jwt))
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "malformed_body"), "not multipart: {body}");
+
+    // Another tenant sees none of it.
+    let other = register_owner(&server, "other@example.com").await;
+    let (status, _) =
+        server.call("GET", &format!("/api/bots/{bot}/documents"), None, Some(&other)).await;
+    assert_eq!(status, 404);
+    let (status, body) = upload(&server, &other, &bot, "x.txt", "text/plain", b"hello").await;
+    assert_eq!(status, 404, "{body}");
+}
