@@ -7,7 +7,7 @@ use actix_multipart::Multipart;
 use actix_web::{HttpResponse, http::StatusCode, web};
 use futures_util::StreamExt;
 use parla_engine::model::{Bot, BotId, Document, DocumentType, ProcessStatus, now_ms};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{AdminState, error::ApiError, routes::Caller};
@@ -197,6 +197,79 @@ pub async fn upload(
         updated_at: now,
     };
     state.store.put_document(&document, Some(&bytes)).await?;
+    state.engine.knowledge().submit(&caller.tenant, &document.id).await;
+    Ok(HttpResponse::Accepted().json(document))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeBody {
+    /// The first page, `http://` or `https://`.
+    #[schema(max_length = 2048)]
+    url: String,
+    /// A title; the URL when absent.
+    #[schema(min_length = 1, max_length = 300, pattern = r"\S")]
+    title: Option<String>,
+    /// Pages to read at most, the first included: 1 (default) to 50.
+    #[schema(minimum = 1, maximum = 50)]
+    max_pages: Option<u32>,
+    /// Same-site link hops to follow from the first page: 0 (default) to 3.
+    #[schema(minimum = 0, maximum = 3)]
+    max_depth: Option<u32>,
+}
+
+/// `POST /api/bots/{id}/documents/scrape`: a web page (optionally with the same site's pages
+/// it links to) as a document, fetched in the background; robots.txt is honoured.
+#[utoipa::path(post, path = "/api/bots/{id}/documents/scrape", tag = "knowledge", operation_id = "scrape_document",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    request_body = ScrapeBody,
+    responses((status = 202, description = "Queued: PENDING; the pages are fetched in the background", body = Document)))]
+pub async fn scrape(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<ScrapeBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("bots:write")?;
+    let bot = owned_bot(&state, &caller, &path).await?;
+    let body = body.into_inner();
+    let url = body.url.trim().to_owned();
+    parla_engine::webhook::check_url(&url).map_err(|problem| ApiError::invalid("url", problem))?;
+    let max_pages = body.max_pages.unwrap_or(1);
+    if !(1..=50).contains(&max_pages) {
+        return Err(ApiError::invalid("max_pages", "1 to 50"));
+    }
+    let max_depth = body.max_depth.unwrap_or(0);
+    if max_depth > 3 {
+        return Err(ApiError::invalid("max_depth", "0 to 3"));
+    }
+    let title = match body.title {
+        Some(t) => crate::routes::validate_text("title", &t, 300)?,
+        None => url.chars().take(300).collect(),
+    };
+    let request =
+        parla_engine::knowledge::scrape::ScrapeRequest { url: url.clone(), max_pages, max_depth };
+    let content = serde_json::to_vec(&request).map_err(|_| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    })?;
+    let now = now_ms();
+    let document = Document {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        tenant_id: caller.tenant.clone(),
+        bot_id: bot.id.clone(),
+        title,
+        kind: DocumentType::WebPage,
+        source: Some(url),
+        size_bytes: 0,
+        status: ProcessStatus::Pending,
+        progress: 0,
+        error: None,
+        chunks: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.put_document(&document, Some(&content)).await?;
     state.engine.knowledge().submit(&caller.tenant, &document.id).await;
     Ok(HttpResponse::Accepted().json(document))
 }

@@ -148,6 +148,7 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}/intents/{intent_id}", web::delete().to(bots::delete_intent))
                 .route("/bots/{id}/documents", web::get().to(documents::list))
                 .route("/bots/{id}/documents/upload", web::post().to(documents::upload))
+                .route("/bots/{id}/documents/scrape", web::post().to(documents::scrape))
                 .route("/bots/{id}/documents/{doc_id}", web::get().to(documents::get))
                 .route("/bots/{id}/documents/{doc_id}", web::delete().to(documents::delete))
                 .route(

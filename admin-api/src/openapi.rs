@@ -47,7 +47,7 @@ use crate::{bots, conversations, documents, keys, members, recovery, routes, tot
         bots::delete_intent,
         conversations::list, conversations::open, conversations::get, conversations::delete,
         conversations::post_message,
-        documents::list, documents::upload, documents::get, documents::delete,
+        documents::list, documents::upload, documents::scrape, documents::get, documents::delete,
         documents::reprocess,
     ),
     components(schemas(crate::views::ErrorBody)),

@@ -61,6 +61,7 @@ pub struct KnowledgeSettings {
     pub chunk_overlap_chars: usize,
     pub queue: usize,
     pub top_k: usize,
+    pub scrape_allow_private_targets: bool,
 }
 
 /// Outgoing mail.

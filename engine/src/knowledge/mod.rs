@@ -15,6 +15,7 @@
 pub mod chunk;
 pub mod extract;
 pub mod index;
+pub mod scrape;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -54,6 +55,7 @@ type Key = (TenantId, BotId);
 pub struct Knowledge {
     store: Arc<dyn Store>,
     settings: KnowledgeSettings,
+    scraper: scrape::Scraper,
     queue: mpsc::Sender<(TenantId, String)>,
     indexes: Mutex<HashMap<Key, Arc<BotIndex>>>,
 }
@@ -66,8 +68,17 @@ impl Knowledge {
     /// Starts the worker on the current runtime.
     pub fn start(store: Arc<dyn Store>, settings: KnowledgeSettings) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
-        let knowledge =
-            Arc::new(Self { store, settings, queue: tx, indexes: Mutex::new(HashMap::new()) });
+        let scraper = scrape::Scraper::new(
+            settings.max_document_bytes,
+            settings.scrape_allow_private_targets,
+        );
+        let knowledge = Arc::new(Self {
+            store,
+            settings,
+            scraper,
+            queue: tx,
+            indexes: Mutex::new(HashMap::new()),
+        });
         tokio::spawn(worker(Arc::downgrade(&knowledge), rx));
         knowledge
     }
@@ -152,12 +163,19 @@ impl Knowledge {
         };
         let (kind, title) = (document.kind, document.title.clone());
         let (max, overlap) = (self.settings.chunk_chars, self.settings.chunk_overlap_chars);
-        let pieces = tokio::task::spawn_blocking(move || {
-            extract::extract(kind, &bytes)
-                .map(|sections| chunk::chunk(&sections, &title, max, overlap))
-        })
-        .await
-        .unwrap_or_else(|_| Err("the extractor crashed on this document".into()));
+        let pieces = if kind == crate::model::DocumentType::WebPage {
+            match self.scrape(&mut document, &bytes).await? {
+                Ok(sections) => Ok(chunk::chunk(&sections, &title, max, overlap)),
+                Err(reason) => Err(reason),
+            }
+        } else {
+            tokio::task::spawn_blocking(move || {
+                extract::extract(kind, &bytes)
+                    .map(|sections| chunk::chunk(&sections, &title, max, overlap))
+            })
+            .await
+            .unwrap_or_else(|_| Err("the extractor crashed on this document".into()))
+        };
         let pieces = match pieces {
             Ok(pieces) => pieces,
             Err(reason) => return self.fail(document, &reason).await,
@@ -184,6 +202,23 @@ impl Knowledge {
         self.invalidate(tenant, &document.bot_id);
         tracing::info!(document = %document.id, chunks = chunks.len(), "document processed");
         Ok(())
+    }
+
+    /// Crawls what a WEB_PAGE document asks for, recording progress.
+    async fn scrape(
+        &self,
+        document: &mut Document,
+        request: &[u8],
+    ) -> StoreResult<Result<Vec<extract::Section>, String>> {
+        let Ok(request) = serde_json::from_slice::<scrape::ScrapeRequest>(request) else {
+            return Ok(Err("the scrape request is unreadable".into()));
+        };
+        let mut pages = (0, 1);
+        let result = self.scraper.scrape(&request, |done, max| pages = (done, max)).await;
+        document.progress = u8::try_from(10 + 80 * pages.0 / pages.1.max(1)).unwrap_or(90);
+        document.updated_at = now_ms();
+        self.store.put_document(document, None).await?;
+        Ok(result)
     }
 
     async fn fail(&self, mut document: Document, reason: &str) -> StoreResult<()> {
@@ -220,6 +255,7 @@ mod tests {
             chunk_overlap_chars: 50,
             queue: 8,
             top_k: 3,
+            scrape_allow_private_targets: true,
         }
     }
 
