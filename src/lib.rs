@@ -81,12 +81,29 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     };
 
     let bus = Arc::new(InProcessBus::new(settings.engine.subscriber_buffer));
-    let responder = Arc::new(BuiltinResponder::new(
+    let builtin = BuiltinResponder::new(
         Duration::from_millis(settings.responder.token_delay_ms),
         settings.responder.min_confidence,
         settings.responder.min_passage_coverage,
         settings.responder.panic_on_text.clone(),
-    ));
+    );
+    let responder: Arc<dyn parla_engine::responder::Responder> = if settings.llm.base_url.is_empty()
+    {
+        Arc::new(builtin)
+    } else {
+        let llm = &settings.llm;
+        let config = parla_engine::responder::llm::LlmConfig {
+            base_url: llm.base_url.clone(),
+            model: llm.model.clone(),
+            api_key: llm.api_key.clone(),
+            first_token_timeout: Duration::from_millis(llm.first_token_timeout_ms),
+            attempts: llm.attempts,
+            history_messages: llm.history_messages,
+            max_tokens: llm.max_tokens,
+            min_confidence: settings.responder.min_confidence,
+        };
+        Arc::new(parla_engine::responder::llm::LlmResponder::new(config, builtin))
+    };
     let engine =
         Engine::new(store, bus, responder, settings.engine.clone(), settings.knowledge.clone());
     let resumed = engine.knowledge().resume().await.context("resuming document processing")?;

@@ -49,6 +49,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub mail: MailSettings,
     pub knowledge: KnowledgeSettings,
+    pub llm: LlmSettings,
     pub demo: DemoSettings,
 }
 
@@ -62,6 +63,36 @@ pub struct KnowledgeSettings {
     pub queue: usize,
     pub top_k: usize,
     pub scrape_allow_private_targets: bool,
+}
+
+/// The LLM behind bot answers.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    /// OpenAI-compatible API base (…/v1); empty = the built-in responder.
+    pub base_url: String,
+    pub model: String,
+    /// Never serialised (so `parla config` cannot print it).
+    #[serde(skip_serializing)]
+    pub api_key: String,
+    pub first_token_timeout_ms: u64,
+    pub attempts: u32,
+    pub history_messages: usize,
+    pub max_tokens: u32,
+}
+
+impl std::fmt::Debug for LlmSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmSettings")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &if self.api_key.is_empty() { "<empty>" } else { "<set>" })
+            .field("first_token_timeout_ms", &self.first_token_timeout_ms)
+            .field("attempts", &self.attempts)
+            .field("history_messages", &self.history_messages)
+            .field("max_tokens", &self.max_tokens)
+            .finish()
+    }
 }
 
 /// Outgoing mail.
@@ -249,12 +280,15 @@ impl Settings {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let must_be_positive: [(&'static str, u64); 22] = [
+        let must_be_positive: [(&'static str, u64); 25] = [
             ("engine.webhook_timeout_ms", self.engine.webhook_timeout_ms),
             ("knowledge.max_document_bytes", self.knowledge.max_document_bytes as u64),
             ("knowledge.chunk_chars", self.knowledge.chunk_chars as u64),
             ("knowledge.queue", self.knowledge.queue as u64),
             ("knowledge.top_k", self.knowledge.top_k as u64),
+            ("llm.first_token_timeout_ms", self.llm.first_token_timeout_ms),
+            ("llm.attempts", u64::from(self.llm.attempts)),
+            ("llm.max_tokens", u64::from(self.llm.max_tokens)),
             ("engine.webhook_attempts", u64::from(self.engine.webhook_attempts)),
             ("store.group_commit_max_batch", self.store.group_commit_max_batch as u64),
             ("store.writer_queue", self.store.writer_queue as u64),

@@ -58,6 +58,7 @@ pub(crate) struct ReplyDone {
     text: String,
     intent: Option<String>,
     confidence: Option<f32>,
+    usage: Option<crate::responder::Usage>,
 }
 
 /// A cheap handle to a live actor.
@@ -392,7 +393,7 @@ impl ConversationActor {
         let id = stream_id.clone();
         let task = self.deps.runtime.spawn(async move {
             let mut text = String::new();
-            let (mut intent, mut confidence) = (None, None);
+            let (mut intent, mut confidence, mut usage) = (None, None, None);
             let streamed = AssertUnwindSafe(async {
                 let (t, b) = (&key.tenant_id, &request.bot.id);
                 match knowledge.search(t, b, &request.text, top_k).await {
@@ -404,6 +405,7 @@ impl ConversationActor {
                 match responder.reply(request).await {
                     Ok(mut reply) => {
                         (intent, confidence) = (reply.intent.take(), reply.confidence);
+                        usage = reply.usage.take();
                         while let Some(token) = reply.tokens.next().await {
                             match token {
                                 Ok(delta) => {
@@ -431,7 +433,8 @@ impl ConversationActor {
             if text.trim().is_empty() {
                 text = fallback; // The visitor always gets an answer, and the actor its ReplyDone.
             }
-            let done = ReplyDone { stream_id: id, question, text, intent, confidence };
+            let usage = usage.and_then(|u| *u.lock());
+            let done = ReplyDone { stream_id: id, question, text, intent, confidence, usage };
             // The actor stays alive while a stream is in flight, so this only fails on shutdown.
             let _ = me.send(ActorMsg::ReplyDone(done)).await;
         });
@@ -443,6 +446,8 @@ impl ConversationActor {
         let mut message = self.new_message(state, Sender::Bot, done.text, None);
         message.intent = done.intent;
         message.confidence = done.confidence;
+        message.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
+        message.completion_tokens = done.usage.map(|u| u.completion_tokens);
         if let Some(stored) = self.store_message(state, message, None).await {
             let matched = stored.intent.as_deref().and_then(|name| {
                 state.intents.iter().find(|i| i.name == name && !i.actions.is_empty())
@@ -478,6 +483,8 @@ impl ConversationActor {
             intent: None,
             confidence: None,
             sentiment: None,
+            prompt_tokens: None,
+            completion_tokens: None,
             created_at: now_ms(),
         }
     }

@@ -419,6 +419,11 @@ pub struct Message {
     pub intent: Option<String>,
     pub confidence: Option<f32>,
     pub sentiment: Option<f32>,
+    /// For an LLM's answer: the tokens its prompt and its completion cost.
+    #[serde(default)]
+    pub prompt_tokens: Option<u32>,
+    #[serde(default)]
+    pub completion_tokens: Option<u32>,
     pub created_at: i64,
 }
 

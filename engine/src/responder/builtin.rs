@@ -194,7 +194,12 @@ impl Responder for BuiltinResponder {
                     panic!("fault injection: responder.panic_on_text matched")
                 }),
             );
-            return Ok(Reply { intent: None, confidence: None, tokens: tokens.boxed() });
+            return Ok(Reply {
+                intent: None,
+                confidence: None,
+                tokens: tokens.boxed(),
+                usage: None,
+            });
         }
         let delay = self.token_delay;
         let tokens = futures_util::stream::iter(tokenize(&text)).then(move |token| async move {
@@ -203,7 +208,7 @@ impl Responder for BuiltinResponder {
             }
             Ok(token)
         });
-        Ok(Reply { intent, confidence, tokens: tokens.boxed() })
+        Ok(Reply { intent, confidence, tokens: tokens.boxed(), usage: None })
     }
 
     fn history_len(&self) -> usize {

@@ -6,6 +6,7 @@
 //! - OpenAI-compatible LLMs with retrieval (a later issue), through the same [`Reply`] stream.
 
 pub mod builtin;
+pub mod llm;
 
 use std::sync::Arc;
 
@@ -35,6 +36,15 @@ pub struct Reply {
     pub confidence: Option<f32>,
     /// The reply's pieces, in order; concatenated they are the whole reply.
     pub tokens: BoxStream<'static, Result<String, ResponderError>>,
+    /// Filled by an LLM responder's stream once the provider reports it (after the last token).
+    pub usage: Option<Arc<parking_lot::Mutex<Option<Usage>>>>,
+}
+
+/// Tokens an LLM call cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
 }
 
 impl std::fmt::Debug for Reply {

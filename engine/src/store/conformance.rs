@@ -184,6 +184,8 @@ pub fn message(tenant: &str, conversation: &str, seq: u64, client_msg_id: Option
         intent: None,
         confidence: None,
         sentiment: None,
+        prompt_tokens: None,
+        completion_tokens: None,
         created_at: now_ms(),
     }
 }

@@ -1,0 +1,332 @@
+//! A responder backed by any OpenAI-compatible chat-completions API (OpenAI, vLLM, Ollama,
+//! llama.cpp's server), streamed: each `delta.content` of the server-sent events becomes a token
+//! of the conversation's stream the moment it arrives.
+//!
+//! The prompt is the bot's personality and language, the retrieved knowledge-base passages
+//! (numbered, with their headings), the last `history_messages` turns and the question. A
+//! matching intent still answers by itself, without a call. Retries happen only before the first
+//! token: a refused or failed request (network, 429, 5xx) or a first token slower than
+//! `first_token_timeout_ms` is retried, up to `attempts` in all; once a token is out, an error
+//! ends the answer where it is. Dropping the reply (the actor aborts it when the conversation is
+//! deleted) drops the HTTP response, which closes the upstream request.
+//!
+//! Written on reqwest rather than async-openai: the wire format is small, and owning it gives
+//! exact control of the first-token timeout, the retry boundary and cancellation.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use super::{
+    Reply, ReplyRequest, Responder, ResponderError, Usage,
+    builtin::{BuiltinResponder, classify},
+};
+use crate::model::Sender;
+
+/// Where and how to call the model.
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    /// The API base, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub model: String,
+    pub api_key: String,
+    pub first_token_timeout: Duration,
+    pub attempts: u32,
+    pub history_messages: usize,
+    pub max_tokens: u32,
+    /// Intents at or above this confidence answer without the model.
+    pub min_confidence: f32,
+}
+
+pub struct LlmResponder {
+    client: reqwest::Client,
+    config: LlmConfig,
+    /// Answers matched intents.
+    intents: BuiltinResponder,
+}
+
+impl std::fmt::Debug for LlmResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("LlmResponder")
+            .field("base_url", &self.config.base_url)
+            .field("model", &self.config.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlmResponder {
+    pub fn new(config: LlmConfig, intents: BuiltinResponder) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.first_token_timeout)
+            .user_agent(concat!("Parla/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self { client, config, intents }
+    }
+
+    fn body(&self, request: &ReplyRequest) -> Value {
+        let bot = &request.bot;
+        let mut system = format!(
+            "You are {}, a helpful assistant. Answer in the language tagged {} unless the user \
+             writes in another. Be concise.",
+            bot.name, bot.language
+        );
+        if let Some(personality) = &bot.config.personality {
+            system.push_str(&format!("\nPersonality: {personality}"));
+        }
+        if request.passages.is_empty() {
+            system.push_str(&format!(
+                "\nIf you do not know the answer, say: {}",
+                bot.config.fallback_message
+            ));
+        } else {
+            system.push_str(
+                "\nAnswer from these passages of the knowledge base; if they do not hold the \
+                 answer, say you do not know.",
+            );
+            for (i, passage) in request.passages.iter().enumerate() {
+                system.push_str(&format!("\n[{}] {}: {}", i + 1, passage.title, passage.text));
+            }
+        }
+        let mut messages = vec![json!({"role": "system", "content": system})];
+        let history = request.history.iter().rev().take(self.config.history_messages).rev();
+        for message in history {
+            let role = if message.sender == Sender::User { "user" } else { "assistant" };
+            messages.push(json!({"role": role, "content": message.text}));
+        }
+        // The question is the last message of the history when the actor stored it first.
+        if request.history.last().is_none_or(|m| m.sender != Sender::User || m.text != request.text)
+        {
+            messages.push(json!({"role": "user", "content": request.text}));
+        }
+        json!({
+            "model": self.config.model,
+            "messages": messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "max_tokens": self.config.max_tokens,
+        })
+    }
+
+    /// One attempt: the request, then events until the first token.
+    async fn open(&self, body: &Value) -> Result<(String, Events), Attempt> {
+        let endpoint = format!("{}/chat/completions", self.config.base_url.trim_end_matches('/'));
+        let mut call = self.client.post(endpoint).json(body);
+        if !self.config.api_key.is_empty() {
+            call = call.bearer_auth(&self.config.api_key);
+        }
+        let response =
+            call.send().await.map_err(|e| Attempt::Retry(e.without_url().to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let reason = format!("the LLM answered {status}");
+            return Err(if status.is_server_error() || status.as_u16() == 429 {
+                Attempt::Retry(reason)
+            } else {
+                Attempt::Fail(reason)
+            });
+        }
+        let mut events = Events::new(response);
+        match events.next_token().await {
+            Ok(Some(token)) => Ok((token, events)),
+            Ok(None) => Err(Attempt::Retry("the LLM ended without a token".into())),
+            Err(e) => Err(Attempt::Retry(e)),
+        }
+    }
+}
+
+enum Attempt {
+    Retry(String),
+    Fail(String),
+}
+
+#[async_trait]
+impl Responder for LlmResponder {
+    async fn reply(&self, request: ReplyRequest) -> Result<Reply, ResponderError> {
+        let matched = classify(&request.intents, &request.text)
+            .is_some_and(|(_, score)| score >= self.config.min_confidence);
+        if matched {
+            return self.intents.reply(request).await;
+        }
+        let body = self.body(&request);
+        let mut last = String::from("no attempt");
+        for attempt in 1..=self.config.attempts.max(1) {
+            match tokio::time::timeout(self.config.first_token_timeout, self.open(&body)).await {
+                Ok(Ok((first, events))) => {
+                    let usage = events.usage.clone();
+                    let rest = futures_util::stream::unfold(events, |mut events| async move {
+                        match events.next_token().await {
+                            Ok(Some(token)) => Some((Ok(token), events)),
+                            Ok(None) => None,
+                            Err(e) => Some((Err(ResponderError::Backend(e)), events.ended())),
+                        }
+                    });
+                    let tokens = futures_util::stream::once(async { Ok(first) }).chain(rest);
+                    return Ok(Reply {
+                        intent: None,
+                        confidence: None,
+                        tokens: tokens.boxed(),
+                        usage: Some(usage),
+                    });
+                }
+                Ok(Err(Attempt::Fail(reason))) => return Err(ResponderError::Backend(reason)),
+                Ok(Err(Attempt::Retry(reason))) => last = reason,
+                Err(_) => last = "no first token in time".into(),
+            }
+            tracing::warn!(attempt, reason = %last, "LLM attempt failed");
+        }
+        Err(ResponderError::Backend(last))
+    }
+
+    fn history_len(&self) -> usize {
+        self.config.history_messages
+    }
+}
+
+/// The server-sent events of a streamed chat completion.
+struct Events {
+    response: Option<reqwest::Response>,
+    buffer: Vec<u8>,
+    pending: VecDeque<String>,
+    usage: Arc<Mutex<Option<Usage>>>,
+    /// `[DONE]` seen, or an error: nothing more.
+    done: bool,
+}
+
+impl Events {
+    fn new(response: reqwest::Response) -> Self {
+        Self {
+            response: Some(response),
+            buffer: Vec::new(),
+            pending: VecDeque::new(),
+            usage: Arc::new(Mutex::new(None)),
+            done: false,
+        }
+    }
+
+    /// After an error the stream yields nothing more.
+    fn ended(mut self) -> Self {
+        self.response = None;
+        self.pending.clear();
+        self.done = true;
+        self
+    }
+
+    /// The next non-empty `delta.content`; `None` at `[DONE]` or the end of the body.
+    async fn next_token(&mut self) -> Result<Option<String>, String> {
+        loop {
+            if let Some(token) = self.pending.pop_front() {
+                return Ok(Some(token));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            if let Some(event) = self.take_event() {
+                if self.handle(&event)? {
+                    self.response = None;
+                    self.done = true;
+                }
+                continue;
+            }
+            let Some(response) = self.response.as_mut() else { return Ok(None) };
+            match response.chunk().await {
+                Ok(Some(bytes)) => self.buffer.extend_from_slice(&bytes),
+                Ok(None) => {
+                    self.response = None;
+                    if self.buffer.iter().any(|b| !b.is_ascii_whitespace()) {
+                        self.buffer.extend_from_slice(b"\n\n"); // A last event without its blank line.
+                    }
+                }
+                Err(e) => return Err(format!("the LLM stream broke: {}", e.without_url())),
+            }
+        }
+    }
+
+    /// One complete event (up to a blank line) from the buffer, if there is one.
+    /// Works on bytes, so a character split across network chunks is never mangled.
+    fn take_event(&mut self) -> Option<String> {
+        let find = |needle: &[u8]| self.buffer.windows(needle.len()).position(|w| w == needle);
+        let (end, separator) = [find(b"\n\n").map(|i| (i, 2)), find(b"\r\n\r\n").map(|i| (i, 4))]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(i, _)| *i)?;
+        let event = String::from_utf8_lossy(&self.buffer[..end]).replace('\r', "");
+        self.buffer.drain(..end + separator);
+        Some(event)
+    }
+
+    /// Queues the tokens of one event; returns true at `[DONE]`.
+    fn handle(&mut self, event: &str) -> Result<bool, String> {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        if data.is_empty() {
+            return Ok(false); // A comment or a keep-alive.
+        }
+        let data = data.join("\n");
+        if data.trim() == "[DONE]" {
+            return Ok(true);
+        }
+        let chunk: Value = serde_json::from_str(&data)
+            .map_err(|_| "the LLM sent an unreadable event".to_owned())?;
+        if let Some(error) = chunk.get("error") {
+            let message = error["message"].as_str().unwrap_or("unknown error");
+            return Err(format!("the LLM reported an error: {message}"));
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            let count = |k: &str| u32::try_from(usage[k].as_u64().unwrap_or(0)).unwrap_or(u32::MAX);
+            *self.usage.lock() = Some(Usage {
+                prompt_tokens: count("prompt_tokens"),
+                completion_tokens: count("completion_tokens"),
+            });
+        }
+        for choice in chunk["choices"].as_array().into_iter().flatten() {
+            if let Some(content) = choice["delta"]["content"].as_str().filter(|c| !c.is_empty()) {
+                self.pending.push_back(content.to_owned());
+            }
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(bytes: &[u8]) -> Events {
+        Events {
+            response: None,
+            buffer: bytes.to_vec(),
+            pending: VecDeque::new(),
+            usage: Arc::new(Mutex::new(None)),
+            done: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn server_sent_events_are_read_as_the_wire_format_allows() {
+        let wire = ": keep-alive\r\n\r\n\
+            data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\r\n\r\n\
+            data: {\"choices\":[{\"delta\":{\"content\":\"caffè\"}}]}\n\n\
+            data: {\"choices\":[{\"delta\":\ndata: {\"content\":\" ok\"}}]}\n\n\
+            data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n\
+            data: [DONE]\n\n\
+            data: {\"choices\":[{\"delta\":{\"content\":\"after done\"}}]}\n\n";
+        let mut e = events(wire.as_bytes());
+        assert_eq!(e.next_token().await, Ok(Some("caffè".to_owned())));
+        assert_eq!(e.next_token().await, Ok(Some(" ok".to_owned())), "multi-line data joins");
+        assert_eq!(e.next_token().await, Ok(None), "[DONE] ends it");
+        assert_eq!(*e.usage.lock(), Some(Usage { prompt_tokens: 3, completion_tokens: 2 }));
+
+        let mut e = events(b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n");
+        assert!(e.next_token().await.is_err_and(|m| m.contains("overloaded")));
+        let mut e = events(b"data: not json\n\n");
+        assert!(e.next_token().await.is_err());
+    }
+}
