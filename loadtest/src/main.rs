@@ -40,6 +40,10 @@ struct Args {
     /// Messages per conversation.
     #[arg(long, default_value_t = 40)]
     messages: usize,
+    /// What each message says (the default matches a demo-bot intent; pick text that matches
+    /// none to exercise the knowledge base or the LLM).
+    #[arg(long, default_value = "what is parla?")]
+    text: String,
     /// Also measure the raw WebSocket baseline in the same run.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     baseline: bool,
@@ -116,7 +120,8 @@ async fn run(url: &str, args: &Args) -> anyhow::Result<Report> {
     let mut tasks = Vec::with_capacity(args.conversations);
     for n in 0..args.conversations {
         let (url, bot, messages) = (url.to_owned(), args.bot.clone(), args.messages);
-        tasks.push(tokio::spawn(async move { visitor(&url, &bot, n, messages).await }));
+        let text = args.text.clone();
+        tasks.push(tokio::spawn(async move { visitor(&url, &bot, n, messages, &text).await }));
     }
     let mut report = Report::default();
     for task in tasks {
@@ -131,7 +136,13 @@ async fn run(url: &str, args: &Args) -> anyhow::Result<Report> {
 }
 
 /// One simulated visitor: hello, then `messages` round trips.
-async fn visitor(url: &str, bot: &str, n: usize, messages: usize) -> anyhow::Result<Report> {
+async fn visitor(
+    url: &str,
+    bot: &str,
+    n: usize,
+    messages: usize,
+    text: &str,
+) -> anyhow::Result<Report> {
     let (ws, _) = tokio_tungstenite::connect_async(url).await.context("connect")?;
     let (mut sink, mut stream) = ws.split();
     let mut recv = async || -> anyhow::Result<Value> {
@@ -152,7 +163,7 @@ async fn visitor(url: &str, bot: &str, n: usize, messages: usize) -> anyhow::Res
     let mut report = Report::default();
     for i in 0..messages {
         let id = format!("lt-{n}-{i}");
-        let frame = json!({"type": "message", "client_msg_id": id, "text": "what is parla?"});
+        let frame = json!({"type": "message", "client_msg_id": id, "text": text});
         let sent = Instant::now();
         sink.send(Message::Text(frame.to_string().into())).await?;
         let mut first_token = None;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Time to first token Parla adds on top of the LLM's own. A fake OpenAI-compatible server
+# (parla-fake-llm: fixed 200 ms to first token, then 10 tokens 5 ms apart) is measured directly
+# (baseline, same run), then through a release `parla serve` whose responder calls it: widget
+# `message` → first `token` frame, which adds storing the visitor's message (fsync), retrieval
+# and the HTTP hop to the LLM's own time.
+# Usage: scripts/bench-llm-ttft.sh [CONVERSATIONS] [MESSAGES]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
+convs="${1:-10}"; msgs="${2:-20}"
+cargo build --release --locked -p parla -p parla-loadtest >&2
+bin="$CARGO_TARGET_DIR/release"
+work=$(mktemp -d /var/tmp/parla-ttft.XXXXXX)
+"$bin/parla-fake-llm" serve --first-token-ms 200 --tokens 10 --token-ms 5 >"$work/llm.log" 2>&1 &
+llm=$!
+trap 'kill $llm ${parla:-} 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q 'listening on' "$work/llm.log" && break; sleep 0.1; done
+llm_addr=$(sed -n 's/^listening on //p' "$work/llm.log")
+echo "# $(date -u +%F) $(nproc) cores; fake LLM: 200 ms to first token"
+echo "## baseline (direct): $("$bin/parla-fake-llm" probe --addr "$llm_addr" --requests 200)"
+PARLA__LLM__BASE_URL="http://$llm_addr/v1" PARLA__RESPONDER__TOKEN_DELAY_MS=0 RUST_LOG=warn \
+  "$bin/parla" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/serve.log" 2>&1 &
+parla=$!
+for _ in $(seq 100); do grep -q 'listening on' "$work/serve.log" && break; sleep 0.1; done
+addr=$(sed -n 's/^parla: listening on http:\/\///p' "$work/serve.log")
+echo "## through Parla ($convs conversations x $msgs messages, text matching no intent)"
+"$bin/parla-loadtest" --url "ws://$addr/v1/widget/ws" --bot demo --conversations "$convs" \
+  --messages "$msgs" --baseline false --text "xylophone marmalade zebra"
