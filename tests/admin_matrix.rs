@@ -151,6 +151,7 @@ fn valid_body(operation: &str, w: &Workspace) -> Option<String> {
         "invite_member" => json!({"email": "new@example.com", "role": "viewer"}),
         "create_api_key" => json!({"name": "k", "scopes": ["bots:read"]}),
         "totp_confirm" => json!({"code": "000000"}),
+        "scrape_document" => json!({"url": "https://example.com/"}),
         _ => json!({}),
     };
     Some(body.to_string())

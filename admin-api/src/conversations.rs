@@ -61,6 +61,9 @@ pub struct ListQuery {
     /// Only conversations from this channel.
     #[param(inline)]
     channel: Option<Channel>,
+    /// Only conversations in this status (e.g. ESCALATED: waiting for an agent).
+    #[param(inline)]
+    status: Option<parla_engine::model::ConversationStatus>,
     /// Only conversations started at or after this time (Unix milliseconds).
     started_after: Option<i64>,
     /// Only conversations started before this time (Unix milliseconds).
@@ -89,6 +92,7 @@ pub async fn list(
     let limit = page_size(query.limit, 50, 200)?;
     let wanted = |c: &parla_engine::model::Conversation| {
         query.channel.is_none_or(|ch| c.source == ch)
+            && query.status.is_none_or(|s| c.status == s)
             && query.started_after.is_none_or(|t| c.started_at >= t)
             && query.started_before.is_none_or(|t| c.started_at < t)
     };

@@ -5,7 +5,7 @@
 
 use parla_engine::model::{
     Account, AccountId, AccountType, ApiKey, Bot, BotId, Channel, Conversation, ConversationId,
-    Intent, IntentAction, IntentResponse, Message, Role, Tenant, TenantId,
+    ConversationStatus, Intent, IntentAction, IntentResponse, Message, Role, Tenant, TenantId,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -220,6 +220,9 @@ pub struct ConversationView {
     pub source: Channel,
     pub started_at: i64,
     pub user_agent: Option<String>,
+    pub status: ConversationStatus,
+    /// Mean sentiment of the visitor's messages, -1 to 1; null before any polar message.
+    pub sentiment: Option<f32>,
 }
 
 impl From<&Conversation> for ConversationView {
@@ -230,6 +233,8 @@ impl From<&Conversation> for ConversationView {
             source: c.source,
             started_at: c.started_at,
             user_agent: c.user_agent.clone(),
+            status: c.status,
+            sentiment: c.sentiment(),
         }
     }
 }

@@ -201,6 +201,8 @@ pub struct EngineSettings {
     pub webhook_attempts: u32,
     /// Deliver webhooks to non-public addresses (loopback, private, link-local).
     pub webhook_allow_private_targets: bool,
+    /// Consecutive fallback answers that escalate a conversation (0 = never).
+    pub escalate_after_fallbacks: u32,
 }
 
 /// The widget WebSocket endpoint.

@@ -76,6 +76,9 @@ struct State {
     /// The bot's version when `bot` and `intents` were loaded (see `Engine::bot_changed`).
     bot_version: u64,
     last_seq: u64,
+    status: crate::model::ConversationStatus,
+    /// Bot answers in a row that were the fallback message.
+    fallbacks: u32,
 }
 
 pub(crate) struct ConversationActor {
@@ -229,7 +232,14 @@ impl ConversationActor {
         let bot = store.get_bot(t, &conversation.bot_id).await?.ok_or(EngineError::BotNotFound)?;
         let intents = store.list_intents(t, &conversation.bot_id).await?;
         let last_seq = store.last_seq(t, c).await?;
-        Ok(State { bot: Arc::new(bot), intents: Arc::new(intents), bot_version, last_seq })
+        Ok(State {
+            bot: Arc::new(bot),
+            intents: Arc::new(intents),
+            bot_version,
+            last_seq,
+            status: conversation.status,
+            fallbacks: 0,
+        })
     }
 
     /// Handles one message; a panic restarts the actor's state from the store. Fails when that
@@ -333,13 +343,39 @@ impl ConversationActor {
         if !panic_text.is_empty() && text == *panic_text {
             panic!("fault injection: engine.panic_on_text matched");
         }
-        let message = self.new_message(state, Sender::User, text, Some(client_msg_id));
+        self.refresh_bot(state).await;
+        let mut message = self.new_message(state, Sender::User, text, Some(client_msg_id));
+        message.sentiment = crate::sentiment::score(&message.text);
+        if let Some((intent, confidence)) =
+            crate::responder::builtin::classify(&state.intents, &message.text)
+        {
+            (message.intent, message.confidence) = (Some(intent.name.clone()), Some(confidence));
+        }
         let text = message.text.clone();
         let Some(stored) = self.store_message(state, message, origin).await else {
             return;
         };
         self.deps.bus.publish(&self.key, Event::Message { message: stored });
+        if crate::sentiment::asks_for_a_person(&text) {
+            self.escalate(state, "the visitor asked for a person").await;
+        }
         self.start_reply(state, text).await;
+    }
+
+    /// Marks the conversation ESCALATED (once), for an agent to take over.
+    async fn escalate(&self, state: &mut State, why: &str) {
+        use crate::model::ConversationStatus;
+        if state.status == ConversationStatus::Escalated {
+            return;
+        }
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        match self.deps.store.set_conversation_status(t, c, ConversationStatus::Escalated).await {
+            Ok(_) => {
+                state.status = ConversationStatus::Escalated;
+                tracing::info!(conversation = %c, why, "conversation escalated");
+            }
+            Err(e) => tracing::warn!(conversation = %c, error = %e, "could not escalate"),
+        }
     }
 
     /// Reloads the bot and its intents if they changed since they were loaded.
@@ -448,6 +484,12 @@ impl ConversationActor {
         message.confidence = done.confidence;
         message.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
         message.completion_tokens = done.usage.map(|u| u.completion_tokens);
+        let fell_back = message.text == state.bot.config.fallback_message;
+        state.fallbacks = if fell_back { state.fallbacks + 1 } else { 0 };
+        let limit = self.deps.settings.escalate_after_fallbacks;
+        if limit > 0 && state.fallbacks >= limit {
+            self.escalate(state, "the bot did not understand repeatedly").await;
+        }
         if let Some(stored) = self.store_message(state, message, None).await {
             let matched = stored.intent.as_deref().and_then(|name| {
                 state.intents.iter().find(|i| i.name == name && !i.actions.is_empty())

@@ -193,6 +193,9 @@ impl Engine {
                     source: request.source,
                     user_agent: request.user_agent,
                     started_at: now_ms(),
+                    status: crate::model::ConversationStatus::Open,
+                    sentiment_sum: 0.0,
+                    sentiment_count: 0,
                 };
                 store.create_conversation(&conversation).await?;
                 Ok(Opened { key: conversation.key(), bot, resume_token: token, last_seq: 0 })

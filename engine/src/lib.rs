@@ -30,6 +30,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod responder;
+pub mod sentiment;
 pub mod store;
 mod supervisor;
 pub mod webhook;

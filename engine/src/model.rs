@@ -361,6 +361,17 @@ pub enum Channel {
     Api,
 }
 
+/// Where a conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConversationStatus {
+    #[default]
+    Open,
+    /// The visitor asked for a person, or the bot failed to understand repeatedly: an agent
+    /// should take over.
+    Escalated,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
     pub id: ConversationId,
@@ -371,6 +382,21 @@ pub struct Conversation {
     pub source: Channel,
     pub user_agent: Option<String>,
     pub started_at: i64,
+    #[serde(default)]
+    pub status: ConversationStatus,
+    /// Sum and count of the visitor messages' sentiment, kept by the store on append: their
+    /// mean is the conversation's sentiment.
+    #[serde(default)]
+    pub sentiment_sum: f32,
+    #[serde(default)]
+    pub sentiment_count: u32,
+}
+
+impl Conversation {
+    /// The mean sentiment of the visitor's messages that had one.
+    pub fn sentiment(&self) -> Option<f32> {
+        (self.sentiment_count > 0).then(|| self.sentiment_sum / self.sentiment_count as f32)
+    }
 }
 
 impl Conversation {

@@ -23,6 +23,36 @@ pub async fn run_all(store: &dyn Store) {
     api_keys_are_found_by_digest_and_listed_per_tenant(store).await;
     one_time_tokens_are_taken_once(store).await;
     documents_keep_content_and_chunks_and_queue_unfinished_work(store).await;
+    conversations_keep_status_and_visitor_sentiment(store).await;
+}
+
+async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
+    seed_conversation(store, "t-mood", "c1").await;
+    let (t, c) = (TenantId::from("t-mood"), ConversationId::from("c1"));
+    let mut first = message("t-mood", "c1", 1, Some("m1"));
+    first.sentiment = Some(0.5);
+    let mut second = message("t-mood", "c1", 2, Some("m2"));
+    second.sentiment = Some(-0.25);
+    let mut bot = message("t-mood", "c1", 3, None);
+    (bot.sender, bot.sentiment) = (Sender::Bot, Some(1.0));
+    for m in [&first, &second, &bot] {
+        assert_eq!(store.append(m).await.expect("append"), Appended::Stored);
+    }
+    assert_eq!(store.append(&first).await.expect("again"), Appended::Duplicate(first.clone()));
+    let conversation = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    assert_eq!(conversation.sentiment_count, 2, "visitor messages only, duplicates once");
+    assert!((conversation.sentiment().unwrap_or(9.0) - 0.125).abs() < 1e-6);
+    assert_eq!(conversation.status, ConversationStatus::Open);
+    assert!(
+        store.set_conversation_status(&t, &c, ConversationStatus::Escalated).await.expect("set")
+    );
+    let other = TenantId::from("t-mood-other");
+    assert!(
+        !store.set_conversation_status(&other, &c, ConversationStatus::Open).await.expect("set")
+    );
+    let conversation = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    assert_eq!(conversation.status, ConversationStatus::Escalated);
+    assert_eq!(conversation.sentiment_count, 2, "a status change keeps the sentiment");
 }
 
 /// A document of `bot` in `tenant` with `status`.
@@ -141,6 +171,9 @@ pub async fn seed_conversation(store: &dyn Store, tenant: &str, conversation: &s
         source: Channel::Web,
         user_agent: None,
         started_at: now_ms(),
+        status: ConversationStatus::Open,
+        sentiment_sum: 0.0,
+        sentiment_count: 0,
     };
     match store.create_conversation(&conv).await {
         Ok(()) | Err(StoreError::ConversationExists) => {}

@@ -160,6 +160,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes and returns the token with this digest: a second take finds nothing.
     async fn take_one_time_token(&self, digest: &str) -> StoreResult<Option<OneTimeToken>>;
 
+    /// Sets a conversation's status; returns whether it exists.
+    async fn set_conversation_status(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        status: crate::model::ConversationStatus,
+    ) -> StoreResult<bool>;
+
     /// Creates a document with its original bytes, or replaces the record (status, progress)
     /// when `content` is `None`. A document that is PENDING or PROCESSING is listed by
     /// [`Store::unfinished_documents`] until it is not.

@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AccountId, ApiKey, Bot, BotId, Chunk, Conversation, ConversationId, Document, Intent,
-    Message, OneTimeToken, ProcessStatus, RefreshToken, Tenant, TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, Chunk, Conversation, ConversationId,
+    ConversationStatus, Document, Intent, Message, OneTimeToken, ProcessStatus, RefreshToken,
+    Sender, Tenant, TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -104,6 +105,7 @@ enum WriteOp {
     PutOneTime(OneTimeToken),
     TakeOneTime(String),
     PutDocument(Document, Option<Vec<u8>>),
+    SetConversationStatus(TenantId, ConversationId, ConversationStatus),
     PutChunks(Document, Vec<Chunk>),
     DeleteDocument(TenantId, String),
 }
@@ -440,6 +442,17 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             }
             return Ok(Outcome::Refresh(before));
         }
+        WriteOp::SetConversationStatus(tenant, id, status) => {
+            let mut table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let key = (tenant.as_str(), id.as_str());
+            let found: Option<Conversation> =
+                table.get(key).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
+            let Some(mut conversation) = found else { return Ok(Outcome::Existed(false)) };
+            conversation.status = *status;
+            let bytes = encode(&conversation)?;
+            table.insert(key, bytes.as_slice()).map_err(backend)?;
+            return Ok(Outcome::Existed(true));
+        }
         WriteOp::PutDocument(d, content) => {
             write_document(txn, d)?;
             if let Some(content) = content {
@@ -539,9 +552,11 @@ fn remove_chunks(txn: &WriteTransaction, t: &str, b: &str, id: &str) -> StoreRes
 
 fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
     let (t, c) = (m.tenant_id.as_str(), m.conversation_id.as_str());
-    if txn.open_table(CONVERSATIONS).map_err(backend)?.get((t, c)).map_err(backend)?.is_none() {
-        return Err(StoreError::ConversationNotFound);
-    }
+    let mut conversations = txn.open_table(CONVERSATIONS).map_err(backend)?;
+    let conversation: Conversation = match conversations.get((t, c)).map_err(backend)? {
+        Some(v) => decode(v.value())?,
+        None => return Err(StoreError::ConversationNotFound),
+    };
     let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
     let mut client_ids = txn.open_table(CLIENT_IDS).map_err(backend)?;
     if let Some(cid) = m.client_msg_id.as_deref() {
@@ -564,6 +579,16 @@ fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
     messages.insert((t, c, m.seq), bytes.as_slice()).map_err(backend)?;
     if let Some(cid) = m.client_msg_id.as_deref() {
         client_ids.insert((t, c, cid), m.seq).map_err(backend)?;
+    }
+    // The conversation's sentiment, in the same transaction as the message that moves it.
+    if let Some(sentiment) = m.sentiment.filter(|_| m.sender == Sender::User) {
+        let updated = Conversation {
+            sentiment_sum: conversation.sentiment_sum + sentiment,
+            sentiment_count: conversation.sentiment_count + 1,
+            ..conversation
+        };
+        let bytes = encode(&updated)?;
+        conversations.insert((t, c), bytes.as_slice()).map_err(backend)?;
     }
     Ok(Appended::Stored)
 }
@@ -876,6 +901,21 @@ impl Store for RedbStore {
             found.map(|v| decode(v.value())).transpose()
         })
         .await
+    }
+
+    async fn set_conversation_status(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        status: ConversationStatus,
+    ) -> StoreResult<bool> {
+        let op = WriteOp::SetConversationStatus(tenant.clone(), id.clone(), status);
+        match self.write(op).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => {
+                Err(StoreError::Backend(format!("set_conversation_status returned {other:?}")))
+            }
+        }
     }
 
     async fn put_document(&self, document: &Document, content: Option<&[u8]>) -> StoreResult<()> {
