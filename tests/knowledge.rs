@@ -118,7 +118,8 @@ async fn bad_documents_fail_with_a_reason_and_bad_uploads_are_refused() {
         ("broken.txt", "text/plain", &[0xff_u8, 0xfe, 0x00, 0x41][..], "UTF-8"),
         ("empty.md", "text/markdown", &b"\n\n   \n"[..], "no text"),
         ("bad.json", "application/json", &b"{\"a\": "[..], "invalid JSON"),
-        ("scan.pdf", "application/pdf", &b"%PDF-1.4 ..."[..], "not available"),
+        ("scan.pdf", "application/pdf", &b"%PDF-1.4 ..."[..], "PDF"),
+        ("fake.docx", "application/octet-stream", &b"PK\x03\x04 not a zip"[..], "DOCX"),
     ] {
         let (status, document) = upload(&server, &jwt, &bot, name, media, bytes).await;
         assert_eq!(status, 202, "{document}");
@@ -151,4 +152,84 @@ async fn bad_documents_fail_with_a_reason_and_bad_uploads_are_refused() {
     assert_eq!(status, 404);
     let (status, body) = upload(&server, &other, &bot, "x.txt", "text/plain", b"hello").await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// A minimal DOCX (the three parts Word needs) with a heading and two paragraphs.
+fn docx() -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let parts = [
+        (
+            "[Content_Types].xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#,
+        ),
+        (
+            "_rels/.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#,
+        ),
+        (
+            "word/document.xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Pets policy</w:t></w:r></w:p><w:p><w:r><w:t xml:space="preserve">Dogs are welcome in all rooms </w:t></w:r><w:r><w:t>for 15 euro a night &amp; a deposit.</w:t></w:r></w:p><w:p><w:r><w:t>Cats stay free.</w:t></w:r></w:p></w:body></w:document>"#,
+        ),
+    ];
+    for (name, content) in parts {
+        zip.start_file(name, options).expect("entry");
+        zip.write_all(content.as_bytes()).expect("write");
+    }
+    zip.finish().expect("zip").into_inner()
+}
+
+/// A minimal one-page PDF 1.4 (Helvetica, an uncompressed content stream, a correct xref).
+fn pdf() -> Vec<u8> {
+    let content = "BT /F1 12 Tf 72 720 Td (The spa opens at 8 and closes at 21.) Tj ET";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docx_and_pdf_documents_are_read() {
+    let server = start().await;
+    let (jwt, bot) = bot(&server).await;
+    let docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+    for (name, media, bytes) in
+        [("pets.docx", docx_type, docx()), ("spa.pdf", "application/pdf", pdf())]
+    {
+        let (status, document) = upload(&server, &jwt, &bot, name, media, &bytes).await;
+        assert_eq!(status, 202, "{document}");
+        let done = settled(&server, &jwt, &bot, document["id"].as_str().expect("id")).await;
+        assert_eq!(done["status"], "COMPLETED", "{name}: {done}");
+        assert_eq!(done["type"], if name.ends_with("pdf") { "PDF" } else { "DOCX" });
+    }
+    let reply = ask(&server, &bot, "are dogs welcome in the rooms?").await;
+    assert!(reply.contains("15 euro a night & a deposit"), "{reply}");
+    let reply = ask(&server, &bot, "when does the spa close?").await;
+    assert!(reply.contains("closes at 21"), "{reply}");
 }

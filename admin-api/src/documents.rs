@@ -47,8 +47,7 @@ pub struct DocumentList {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // Documents the form; the handler reads the stream field by field.
 pub struct UploadForm {
-    /// The document: .txt, .md, .csv, .json, .html (.pdf and .docx are accepted and fail
-    /// processing until their extractors land).
+    /// The document: .txt, .md, .csv, .json, .html, .pdf or .docx.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
     /// A title; the file name when absent.

@@ -19,9 +19,8 @@ pub fn extract(kind: DocumentType, bytes: &[u8]) -> Result<Vec<Section>, String>
         DocumentType::Csv => csv(text()?)?,
         DocumentType::Json => json(bytes)?,
         DocumentType::Html | DocumentType::WebPage => html(text()?),
-        DocumentType::Pdf | DocumentType::Docx => {
-            return Err("PDF and DOCX text extraction is not available yet".into());
-        }
+        DocumentType::Pdf => pdf(bytes)?,
+        DocumentType::Docx => docx(bytes)?,
     };
     let sections: Vec<Section> =
         sections.into_iter().filter(|s| !s.paragraphs.is_empty()).collect();
@@ -29,6 +28,74 @@ pub fn extract(kind: DocumentType, bytes: &[u8]) -> Result<Vec<Section>, String>
         return Err("no text found in the document".into());
     }
     Ok(sections)
+}
+
+/// Largest `word/document.xml` read from a DOCX (a zip bomb stops here).
+const MAX_DOCX_XML: u64 = 64 * 1024 * 1024;
+
+/// A PDF's text (pdf-extract), page breaks as paragraph breaks.
+fn pdf(bytes: &[u8]) -> Result<Vec<Section>, String> {
+    if !bytes.starts_with(b"%PDF-") {
+        return Err("not a PDF file".into());
+    }
+    let text = pdf_extract::extract_text_from_mem(bytes)
+        .map_err(|e| format!("the PDF could not be read: {e}"))?;
+    Ok(plain(&text.replace('\u{c}', "\n\n")))
+}
+
+/// A DOCX's paragraphs from `word/document.xml`; Heading and Title styles open sections.
+fn docx(bytes: &[u8]) -> Result<Vec<Section>, String> {
+    use std::io::Read as _;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|_| "not a DOCX file (not a zip archive)".to_owned())?;
+    let mut xml = String::new();
+    archive
+        .by_name("word/document.xml")
+        .map_err(|_| "not a DOCX file (no word/document.xml)".to_owned())?
+        .take(MAX_DOCX_XML)
+        .read_to_string(&mut xml)
+        .map_err(|_| "the DOCX text is not readable UTF-8 XML".to_owned())?;
+    let mut sections = vec![Section::default()];
+    for paragraph in xml.split("</w:p>") {
+        let Some(start) = paragraph.rfind("<w:p>").or_else(|| paragraph.rfind("<w:p ")) else {
+            continue;
+        };
+        let paragraph = &paragraph[start..];
+        let style = paragraph
+            .find("<w:pStyle w:val=\"")
+            .map(|i| &paragraph[i + 17..])
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        let text = docx_text(paragraph);
+        if text.is_empty() {
+            continue;
+        }
+        if style.starts_with("Heading") || style == "Title" {
+            sections.push(Section { title: Some(text), paragraphs: Vec::new() });
+        } else if let Some(last) = sections.last_mut() {
+            last.paragraphs.push(text);
+        }
+    }
+    Ok(sections)
+}
+
+/// The text runs (`<w:t>`) of one DOCX paragraph; tabs and breaks become spaces.
+fn docx_text(paragraph: &str) -> String {
+    let mut out = String::new();
+    let mut rest = paragraph;
+    while let Some(lt) = rest.find('<') {
+        let Some(gt) = rest[lt..].find('>') else { break };
+        let tag = &rest[lt + 1..lt + gt];
+        rest = &rest[lt + gt + 1..];
+        if tag == "w:t" || tag.starts_with("w:t ") {
+            let end = rest.find("</w:t>").unwrap_or(rest.len());
+            out.push_str(&decode_entities(&rest[..end]));
+            rest = &rest[end..];
+        } else if tag.starts_with("w:tab") || tag.starts_with("w:br") {
+            out.push(' ');
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Paragraphs: runs of non-blank lines, whitespace collapsed.
@@ -393,6 +460,8 @@ mod tests {
     fn bad_input_is_a_clear_error() {
         assert!(extract(DocumentType::Txt, &[0xff, 0xfe, 0x00]).is_err());
         assert!(extract(DocumentType::Txt, b"   \n\n ").is_err());
-        assert!(extract(DocumentType::Pdf, b"%PDF-1.4").is_err());
+        assert!(extract(DocumentType::Pdf, b"%PDF-1.4 truncated").is_err());
+        assert!(extract(DocumentType::Pdf, b"hello").is_err());
+        assert!(extract(DocumentType::Docx, b"PK not really").is_err());
     }
 }
