@@ -9,10 +9,13 @@
 //! PENDING or PROCESSING document is queued again, so work survives a restart.
 //!
 //! # Retrieval
-//! Keyword (BM25, [`index`]) over the bot's chunks, built on first use and cached per bot until
-//! its documents change. (Vector retrieval and the fusion of both are the next step.)
+//! Hybrid: keyword (BM25, [`index`]) and vector (the [`embed::Embedder`]'s cosine) rankings of
+//! the bot's chunks, fused by reciprocal rank ([`embed::fuse`]); built on first use and cached
+//! per bot until its documents change. Only passages sharing a term with the question or close
+//! in vector space are candidates.
 
 pub mod chunk;
+pub mod embed;
 pub mod extract;
 pub mod index;
 pub mod scrape;
@@ -35,7 +38,7 @@ pub struct Passage {
     pub document_id: String,
     pub title: String,
     pub text: String,
-    /// BM25 score: comparable within one query only.
+    /// Fused rank score: comparable within one query only.
     pub score: f32,
     /// Share of the query's terms the passage holds, 0..=1: comparable across queries.
     pub coverage: f32,
@@ -46,7 +49,13 @@ pub struct Passage {
 struct BotIndex {
     chunks: Vec<Chunk>,
     keywords: index::KeywordIndex,
+    vectors: Vec<Vec<f32>>,
 }
+
+/// How many candidates each ranking contributes to the fusion.
+const CANDIDATES: usize = 50;
+/// Below this cosine a vector match is not a candidate.
+const MIN_COSINE: f32 = 0.15;
 
 type Key = (TenantId, BotId);
 
@@ -58,6 +67,7 @@ pub struct Knowledge {
     scraper: scrape::Scraper,
     queue: mpsc::Sender<(TenantId, String)>,
     indexes: Mutex<HashMap<Key, Arc<BotIndex>>>,
+    embedder: Arc<dyn embed::Embedder>,
 }
 
 impl Knowledge {
@@ -78,6 +88,7 @@ impl Knowledge {
             scraper,
             queue: tx,
             indexes: Mutex::new(HashMap::new()),
+            embedder: Arc::new(embed::HashingEmbedder::default()),
         });
         tokio::spawn(worker(Arc::downgrade(&knowledge), rx));
         knowledge
@@ -117,9 +128,19 @@ impl Knowledge {
         let mut wanted = index::terms(query);
         wanted.sort();
         wanted.dedup();
-        Ok(index
-            .keywords
-            .search(query, k)
+        let keyword: Vec<usize> =
+            index.keywords.search(query, CANDIDATES).into_iter().map(|(i, _)| i).collect();
+        let question = self.embedder.embed(query);
+        let mut by_vector: Vec<(usize, f32)> = index
+            .vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, embed::dot(&question, v)))
+            .filter(|(_, cosine)| *cosine >= MIN_COSINE)
+            .collect();
+        by_vector.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let vector: Vec<usize> = by_vector.into_iter().take(CANDIDATES).map(|(i, _)| i).collect();
+        Ok(embed::fuse(&[keyword, vector], k)
             .into_iter()
             .map(|(i, score)| {
                 let chunk = &index.chunks[i];
@@ -143,7 +164,8 @@ impl Knowledge {
         }
         let chunks = self.store.list_chunks(tenant, bot).await?;
         let keywords = index::KeywordIndex::new(chunks.iter().map(|c| c.text.as_str()));
-        let built = Arc::new(BotIndex { chunks, keywords });
+        let vectors = chunks.iter().map(|c| self.embedder.embed(&c.text)).collect();
+        let built = Arc::new(BotIndex { chunks, keywords, vectors });
         self.indexes.lock().insert(key, built.clone());
         Ok(built)
     }
