@@ -4,23 +4,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use serde_json::{Value, json};
-
-/// Polls the document until it leaves PENDING/PROCESSING.
-async fn settled(server: &TestServer, jwt: &str, bot: &str, id: &str) -> Value {
-    for _ in 0..250 {
-        let (_, document) =
-            server.call("GET", &format!("/api/bots/{bot}/documents/{id}"), None, Some(jwt)).await;
-        if matches!(document["status"].as_str(), Some("COMPLETED" | "FAILED")) {
-            return document;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("document {id} was not processed in time");
-}
+use serde_json::json;
 
 /// An owner and an active bot with no intents: every answer comes from documents or fallback.
 async fn bot(server: &TestServer) -> (String, String) {

@@ -51,18 +51,6 @@ async fn site() -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://{addr}"), requested)
 }
 
-async fn settled(server: &TestServer, jwt: &str, bot: &str, id: &str) -> Value {
-    for _ in 0..500 {
-        let (_, d) =
-            server.call("GET", &format!("/api/bots/{bot}/documents/{id}"), None, Some(jwt)).await;
-        if matches!(d["status"].as_str(), Some("COMPLETED" | "FAILED")) {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not processed in time");
-}
-
 async fn active_bot(server: &TestServer) -> (String, String) {
     let jwt = register_owner(server, "web@example.com").await;
     let body = json!({"name": "web", "config": {"fallback_message": "No idea."}});

@@ -179,6 +179,19 @@ pub async fn upload(
     let title = title.filter(|t| !t.is_empty()).unwrap_or_else(|| file_name.clone());
     let title = crate::routes::validate_text("title", &title, 300)
         .unwrap_or_else(|_| "Untitled document".to_owned());
+    let source = Some(file_name).filter(|f| !f.is_empty());
+    let size = bytes.len() as u64;
+    queue_new(&state, &caller, &bot, (title, kind, source, size), &bytes).await
+}
+
+/// Stores a new PENDING document of `bot` with its `content`, queues it, answers 202.
+async fn queue_new(
+    state: &AdminState,
+    caller: &Caller,
+    bot: &Bot,
+    (title, kind, source, size_bytes): (String, DocumentType, Option<String>, u64),
+    content: &[u8],
+) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let document = Document {
         id: uuid::Uuid::now_v7().simple().to_string(),
@@ -186,8 +199,8 @@ pub async fn upload(
         bot_id: bot.id.clone(),
         title,
         kind,
-        source: Some(file_name).filter(|f| !f.is_empty()),
-        size_bytes: bytes.len() as u64,
+        source,
+        size_bytes,
         status: ProcessStatus::Pending,
         progress: 0,
         error: None,
@@ -195,7 +208,7 @@ pub async fn upload(
         created_at: now,
         updated_at: now,
     };
-    state.store.put_document(&document, Some(&bytes)).await?;
+    state.store.put_document(&document, Some(content)).await?;
     state.engine.knowledge().submit(&caller.tenant, &document.id).await;
     Ok(HttpResponse::Accepted().json(document))
 }
@@ -252,25 +265,7 @@ pub async fn scrape(
     let content = serde_json::to_vec(&request).map_err(|_| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     })?;
-    let now = now_ms();
-    let document = Document {
-        id: uuid::Uuid::now_v7().simple().to_string(),
-        tenant_id: caller.tenant.clone(),
-        bot_id: bot.id.clone(),
-        title,
-        kind: DocumentType::WebPage,
-        source: Some(url),
-        size_bytes: 0,
-        status: ProcessStatus::Pending,
-        progress: 0,
-        error: None,
-        chunks: 0,
-        created_at: now,
-        updated_at: now,
-    };
-    state.store.put_document(&document, Some(&content)).await?;
-    state.engine.knowledge().submit(&caller.tenant, &document.id).await;
-    Ok(HttpResponse::Accepted().json(document))
+    queue_new(&state, &caller, &bot, (title, DocumentType::WebPage, Some(url), 0), &content).await
 }
 
 /// `DELETE /api/bots/{id}/documents/{doc_id}`: the document, its bytes and its chunks.

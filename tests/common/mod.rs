@@ -468,3 +468,16 @@ pub async fn upload(
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
+
+/// Polls the document until it leaves PENDING/PROCESSING.
+pub async fn settled(server: &TestServer, jwt: &str, bot: &str, id: &str) -> Value {
+    for _ in 0..500 {
+        let (_, document) =
+            server.call("GET", &format!("/api/bots/{bot}/documents/{id}"), None, Some(jwt)).await;
+        if matches!(document["status"].as_str(), Some("COMPLETED" | "FAILED")) {
+            return document;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("document {id} was not processed in time");
+}
