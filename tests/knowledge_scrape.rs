@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const HOME: &str = r#"<html><head><title>Hotel Aurora</title></head><body>
 <nav><a href="/">Home</a></nav>
