@@ -104,8 +104,27 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         };
         Arc::new(parla_engine::responder::llm::LlmResponder::new(config, builtin))
     };
-    let engine =
-        Engine::new(store, bus, responder, settings.engine.clone(), settings.knowledge.clone());
+    let embedder: Arc<dyn parla_engine::knowledge::embed::Embedder> =
+        if settings.embeddings.base_url.is_empty() {
+            Arc::new(parla_engine::knowledge::embed::HashingEmbedder::default())
+        } else {
+            let e = &settings.embeddings;
+            Arc::new(parla_engine::knowledge::embed::OpenAiEmbedder::new(
+                &e.base_url,
+                &e.model,
+                &e.api_key,
+                e.batch,
+                Duration::from_millis(e.timeout_ms),
+            ))
+        };
+    let engine = Engine::new(
+        store,
+        bus,
+        responder,
+        settings.engine.clone(),
+        settings.knowledge.clone(),
+        embedder,
+    );
     let resumed = engine.knowledge().resume().await.context("resuming document processing")?;
     if resumed > 0 {
         tracing::info!(documents = resumed, "resumed unfinished document processing");

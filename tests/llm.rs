@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 struct Seen {
     requests: Mutex<Vec<(String, Value)>>,
     slow_attempts: AtomicUsize,
+    /// (authorization, body) of each embeddings request.
+    embeddings: Mutex<Vec<(String, Value)>>,
     /// Set when a response stream is dropped before it finished: the client went away.
     cancelled: AtomicBool,
 }
@@ -47,6 +49,38 @@ fn chunk(content: &str) -> String {
     format!("data: {chunk}\n\n")
 }
 
+/// `POST /v1/embeddings`: a 32-dimension bag of hashed words per input (so texts sharing words
+/// are close), in the OpenAI response shape; 500 when an input says "fail-embed".
+fn embeddings(seen: &Seen, req: &HttpRequest, body: Value) -> HttpResponse {
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    seen.embeddings.lock().expect("log").push((auth.to_owned(), body.clone()));
+    let inputs: Vec<String> = body["input"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    if inputs.iter().any(|i| i.contains("fail-embed")) {
+        return HttpResponse::InternalServerError().json(json!({"error": {"message": "boom"}}));
+    }
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .rev() // Out of order on purpose: clients must sort by index.
+        .map(|(i, text)| {
+            let mut v = vec![0.0f32; 32];
+            for word in
+                text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 3)
+            {
+                let h =
+                    word.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+                v[(h % 32) as usize] += 1.0;
+            }
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"object": "list", "data": data, "model": body["model"],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+}
+
 /// The fake LLM on port 0. The last user message picks the behaviour:
 /// "slow …" (first attempt: no byte for 3 s), "break …" (two tokens, then an error event),
 /// "long …" (60 tokens, 50 ms apart), anything else (four tokens, usage, [DONE]).
@@ -55,7 +89,16 @@ async fn fake_llm() -> (String, Arc<Seen>) {
     let state = seen.clone();
     let server = HttpServer::new(move || {
         let seen = state.clone();
-        App::new().route(
+        let embeddings_seen = state.clone();
+        App::new()
+            .route(
+                "/v1/embeddings",
+                web::post().to(move |req: HttpRequest, body: web::Json<Value>| {
+                    let seen = embeddings_seen.clone();
+                    async move { embeddings(&seen, &req, body.into_inner()) }
+                }),
+            )
+            .route(
             "/v1/chat/completions",
             web::post().to(move |req: HttpRequest, body: web::Json<Value>| {
                 let seen = seen.clone();
@@ -285,4 +328,42 @@ async fn deleting_the_conversation_mid_answer_closes_the_upstream_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(seen.cancelled.load(Ordering::SeqCst), "the upstream stream was dropped mid-answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_and_questions_are_embedded_through_an_openai_compatible_api() {
+    let (api, seen) = fake_llm().await;
+    let api_for_settings = api.clone();
+    let server = start_with(move |s| {
+        s.embeddings.base_url = api_for_settings;
+        s.embeddings.model = "test-embed".into();
+        s.embeddings.api_key = "sk-embed".into();
+        s.embeddings.batch = 2;
+    })
+    .await;
+    let jwt = register_owner(&server, "embed@example.com").await;
+    let (_, bot) = server.post("/api/bots", json!({"name": "emb"}), Some(&jwt)).await;
+    let bot = bot["id"].as_str().expect("id").to_owned();
+    server.call("POST", &format!("/api/bots/{bot}/publish"), None, Some(&jwt)).await;
+    let text = b"# Sauna\n\nThe sauna is heated from four until midnight.\n\n# Pool\n\nThe swimming pool water is kept at twenty-eight degrees.\n\n# Gym\n\nThe gym lends towels at reception.";
+    let (_, doc) = upload(&server, &jwt, &bot, "wellness.md", "text/markdown", text).await;
+    let done = settled(&server, &jwt, &bot, doc["id"].as_str().expect("id")).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    {
+        let calls = seen.embeddings.lock().expect("log");
+        assert_eq!(calls.len(), 2, "three chunks in batches of two: {}", calls.len());
+        assert_eq!(calls[0].0, "Bearer sk-embed");
+        assert_eq!(calls[0].1["model"], "test-embed");
+    }
+    let mut client = server.client().await;
+    client.hello(&bot).await;
+    let reply = client.exchange("q", "how warm is the swimming pool water?").await.reply.tokens;
+    assert!(reply.contains("twenty-eight degrees"), "{reply}");
+    assert_eq!(seen.embeddings.lock().expect("log").len(), 3, "the question is embedded too");
+
+    // An embeddings failure fails the document, with the reason.
+    let (_, bad) = upload(&server, &jwt, &bot, "bad.txt", "text/plain", b"fail-embed please").await;
+    let failed = settled(&server, &jwt, &bot, bad["id"].as_str().expect("id")).await;
+    assert_eq!(failed["status"], "FAILED");
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("embedding failed")), "{failed}");
 }

@@ -50,6 +50,7 @@ pub struct Settings {
     pub mail: MailSettings,
     pub knowledge: KnowledgeSettings,
     pub llm: LlmSettings,
+    pub embeddings: EmbeddingsSettings,
     pub demo: DemoSettings,
 }
 
@@ -63,6 +64,32 @@ pub struct KnowledgeSettings {
     pub queue: usize,
     pub top_k: usize,
     pub scrape_allow_private_targets: bool,
+}
+
+/// Where knowledge-base vectors come from.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsSettings {
+    /// OpenAI-compatible API base (…/v1); empty = the built-in hashing embedder.
+    pub base_url: String,
+    pub model: String,
+    /// Never serialised (so `parla config` cannot print it).
+    #[serde(skip_serializing)]
+    pub api_key: String,
+    pub batch: usize,
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for EmbeddingsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingsSettings")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &if self.api_key.is_empty() { "<empty>" } else { "<set>" })
+            .field("batch", &self.batch)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 /// The LLM behind bot answers.
@@ -282,7 +309,7 @@ impl Settings {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let must_be_positive: [(&'static str, u64); 25] = [
+        let must_be_positive: [(&'static str, u64); 27] = [
             ("engine.webhook_timeout_ms", self.engine.webhook_timeout_ms),
             ("knowledge.max_document_bytes", self.knowledge.max_document_bytes as u64),
             ("knowledge.chunk_chars", self.knowledge.chunk_chars as u64),
@@ -290,6 +317,8 @@ impl Settings {
             ("knowledge.top_k", self.knowledge.top_k as u64),
             ("llm.first_token_timeout_ms", self.llm.first_token_timeout_ms),
             ("llm.attempts", u64::from(self.llm.attempts)),
+            ("embeddings.batch", self.embeddings.batch as u64),
+            ("embeddings.timeout_ms", self.embeddings.timeout_ms),
             ("llm.max_tokens", u64::from(self.llm.max_tokens)),
             ("engine.webhook_attempts", u64::from(self.engine.webhook_attempts)),
             ("store.group_commit_max_batch", self.store.group_commit_max_batch as u64),

@@ -123,9 +123,10 @@ impl Engine {
         responder: Arc<dyn Responder>,
         settings: EngineSettings,
         knowledge: crate::knowledge::KnowledgeSettings,
+        embedder: Arc<dyn crate::knowledge::embed::Embedder>,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let knowledge = crate::knowledge::Knowledge::start(store.clone(), knowledge);
+        let knowledge = crate::knowledge::Knowledge::start(store.clone(), knowledge, embedder);
         let webhooks = crate::webhook::Webhooks::new(&settings, metrics.clone());
         let deps = Arc::new(Deps {
             store,

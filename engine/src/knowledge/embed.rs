@@ -5,15 +5,26 @@
 //! catch inflections and typos ("spedizioni"/"spedizione", "recieve"/"receive") — with
 //! sublinear term frequency, a sign hash to spread collisions, and unit length, so the dot
 //! product is the cosine. It is lexical: synonyms with no shared letters ("rodent"/"mouse")
-//! stay apart. It was chosen by the retrieval benchmark (BENCHMARKS.md) as what ships today;
-//! a sentence-embedding model and OpenAI-compatible embeddings are the next adapters.
+//! stay apart. It was chosen by the retrieval benchmark (BENCHMARKS.md) as what ships today.
+//!
+//! [`OpenAiEmbedder`] calls any OpenAI-compatible `POST {base}/embeddings`. Its vectors are
+//! stored with the chunks (computing them costs a call), tagged with [`Embedder::id`], so a
+//! change of model is noticed and the document can be reprocessed.
 
 use std::collections::HashMap;
 
-/// Turns texts into vectors of [`Embedder::dimensions`] floats, comparable by dot product.
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+/// Turns texts into unit vectors, comparable by dot product.
+#[async_trait]
 pub trait Embedder: Send + Sync + std::fmt::Debug {
-    fn dimensions(&self) -> usize;
-    fn embed(&self, text: &str) -> Vec<f32>;
+    /// Names the vector space: vectors with different ids are not comparable.
+    fn id(&self) -> String;
+    /// Whether embedding is cheap and local (then stored vectors of another id are recomputed
+    /// rather than skipped).
+    fn local(&self) -> bool;
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
 }
 
 #[derive(Debug, Clone)]
@@ -34,12 +45,24 @@ fn fnv(bytes: &[u8]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
+#[async_trait]
 impl Embedder for HashingEmbedder {
-    fn dimensions(&self) -> usize {
-        self.dimensions
+    fn id(&self) -> String {
+        format!("hashing-{}", self.dimensions)
     }
 
-    fn embed(&self, text: &str) -> Vec<f32> {
+    fn local(&self) -> bool {
+        true
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        Ok(texts.iter().map(|t| self.vector(t)).collect())
+    }
+}
+
+impl HashingEmbedder {
+    /// The vector of one text.
+    pub fn vector(&self, text: &str) -> Vec<f32> {
         let mut features: HashMap<String, f32> = HashMap::new();
         for term in super::index::terms(text) {
             *features.entry(format!("w:{term}")).or_default() += 1.0;
@@ -56,11 +79,97 @@ impl Embedder for HashingEmbedder {
             let sign = if (h >> 63) == 0 { 1.0 } else { -1.0 };
             vector[slot] += sign * (1.0 + tf.ln_1p());
         }
-        let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            vector.iter_mut().for_each(|v| *v /= norm);
+        normalized(vector)
+    }
+}
+
+/// Scales `vector` to unit length (a zero vector stays zero).
+fn normalized(mut vector: Vec<f32>) -> Vec<f32> {
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|v| *v /= norm);
+    }
+    vector
+}
+
+/// Embeddings from an OpenAI-compatible API.
+pub struct OpenAiEmbedder {
+    client: reqwest::Client,
+    base_url: String,
+    model: String,
+    api_key: String,
+    batch: usize,
+}
+
+impl std::fmt::Debug for OpenAiEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("OpenAiEmbedder").field("model", &self.model).finish_non_exhaustive()
+    }
+}
+
+impl OpenAiEmbedder {
+    pub fn new(
+        base_url: &str,
+        model: &str,
+        api_key: &str,
+        batch: usize,
+        timeout: std::time::Duration,
+    ) -> Self {
+        let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+        Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            model: model.to_owned(),
+            api_key: api_key.to_owned(),
+            batch: batch.max(1),
         }
-        vector
+    }
+}
+
+#[async_trait]
+impl Embedder for OpenAiEmbedder {
+    fn id(&self) -> String {
+        format!("openai:{}", self.model)
+    }
+
+    fn local(&self) -> bool {
+        false
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.batch) {
+            let mut call = self
+                .client
+                .post(format!("{}/embeddings", self.base_url))
+                .json(&json!({"model": self.model, "input": batch}));
+            if !self.api_key.is_empty() {
+                call = call.bearer_auth(&self.api_key);
+            }
+            let response = call.send().await.map_err(|e| e.without_url().to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("the embeddings API answered {}", response.status()));
+            }
+            let body: Value = response.json().await.map_err(|e| e.without_url().to_string())?;
+            let mut data: Vec<(u64, Vec<f32>)> = body["data"]
+                .as_array()
+                .ok_or("the embeddings API sent no data")?
+                .iter()
+                .map(|d| {
+                    let vector = d["embedding"]
+                        .as_array()
+                        .map(|v| v.iter().filter_map(Value::as_f64).map(|x| x as f32).collect());
+                    (d["index"].as_u64().unwrap_or(0), vector.unwrap_or_default())
+                })
+                .collect();
+            if data.len() != batch.len() || data.iter().any(|(_, v)| v.is_empty()) {
+                return Err("the embeddings API sent the wrong number of vectors".into());
+            }
+            data.sort_by_key(|(i, _)| *i);
+            out.extend(data.into_iter().map(|(_, v)| normalized(v)));
+        }
+        Ok(out)
     }
 }
 
@@ -91,13 +200,13 @@ mod tests {
     #[test]
     fn similar_texts_are_closer_than_unrelated_ones() {
         let e = HashingEmbedder::default();
-        let a = e.embed("When are the shipments delivered?");
-        let b = e.embed("Shipment delivery takes three days");
-        let c = e.embed("Our cats sleep on the sofa");
+        let a = e.vector("When are the shipments delivered?");
+        let b = e.vector("Shipment delivery takes three days");
+        let c = e.vector("Our cats sleep on the sofa");
         assert!((dot(&a, &a) - 1.0).abs() < 1e-4, "unit length");
         assert!(dot(&a, &b) > dot(&a, &c) + 0.1, "{} vs {}", dot(&a, &b), dot(&a, &c));
-        assert_eq!(e.embed("same text"), e.embed("same text"), "deterministic");
-        assert!(e.embed("").iter().all(|v| *v == 0.0));
+        assert_eq!(e.vector("same text"), e.vector("same text"), "deterministic");
+        assert!(e.vector("").iter().all(|v| *v == 0.0));
     }
 
     #[test]

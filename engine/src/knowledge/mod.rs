@@ -76,7 +76,11 @@ impl Knowledge {
     }
 
     /// Starts the worker on the current runtime.
-    pub fn start(store: Arc<dyn Store>, settings: KnowledgeSettings) -> Arc<Self> {
+    pub fn start(
+        store: Arc<dyn Store>,
+        settings: KnowledgeSettings,
+        embedder: Arc<dyn embed::Embedder>,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let scraper = scrape::Scraper::new(
             settings.max_document_bytes,
@@ -88,7 +92,7 @@ impl Knowledge {
             scraper,
             queue: tx,
             indexes: Mutex::new(HashMap::new()),
-            embedder: Arc::new(embed::HashingEmbedder::default()),
+            embedder,
         });
         tokio::spawn(worker(Arc::downgrade(&knowledge), rx));
         knowledge
@@ -130,7 +134,13 @@ impl Knowledge {
         wanted.dedup();
         let keyword: Vec<usize> =
             index.keywords.search(query, CANDIDATES).into_iter().map(|(i, _)| i).collect();
-        let question = self.embedder.embed(query);
+        let question = match self.embedder.embed(&[query.to_owned()]).await {
+            Ok(mut vectors) => vectors.pop().unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "embedding the question failed; keyword retrieval only");
+                Vec::new()
+            }
+        };
         let mut by_vector: Vec<(usize, f32)> = index
             .vectors
             .iter()
@@ -164,10 +174,37 @@ impl Knowledge {
         }
         let chunks = self.store.list_chunks(tenant, bot).await?;
         let keywords = index::KeywordIndex::new(chunks.iter().map(|c| c.text.as_str()));
-        let vectors = chunks.iter().map(|c| self.embedder.embed(&c.text)).collect();
+        let vectors = self.vectors(&chunks).await;
         let built = Arc::new(BotIndex { chunks, keywords, vectors });
         self.indexes.lock().insert(key, built.clone());
         Ok(built)
+    }
+
+    /// The chunks' vectors in this embedder's space: stored ones when they are of this
+    /// embedder, recomputed when it is local, else empty (that chunk is found by keywords only;
+    /// reprocessing the document embeds it again).
+    async fn vectors(&self, chunks: &[Chunk]) -> Vec<Vec<f32>> {
+        let id = self.embedder.id();
+        let mut vectors: Vec<Vec<f32>> = chunks
+            .iter()
+            .map(|c| if c.embedder == id { c.vector.clone() } else { Vec::new() })
+            .collect();
+        let stale: Vec<usize> = (0..chunks.len()).filter(|i| vectors[*i].is_empty()).collect();
+        if stale.is_empty() {
+            return vectors;
+        }
+        if !self.embedder.local() {
+            tracing::warn!(chunks = stale.len(), embedder = %id, "chunks embedded by another embedder; reprocess their documents");
+            return vectors;
+        }
+        let texts: Vec<String> =
+            stale.iter().map(|i| embedding_text(&chunks[*i].title, &chunks[*i].text)).collect();
+        if let Ok(fresh) = self.embedder.embed(&texts).await {
+            for (i, vector) in stale.into_iter().zip(fresh) {
+                vectors[i] = vector;
+            }
+        }
+        vectors
     }
 
     /// Processes one document: extract, chunk, store (or record the failure).
@@ -206,14 +243,24 @@ impl Knowledge {
         if self.store.get_document(tenant, id).await?.is_none() {
             return Ok(());
         }
+        let texts: Vec<String> = pieces.iter().map(|p| embedding_text(&p.title, &p.text)).collect();
+        let vectors = match self.embedder.embed(&texts).await {
+            Ok(vectors) if vectors.len() == pieces.len() => vectors,
+            Ok(_) => return self.fail(document, "embedding failed: wrong number of vectors").await,
+            Err(e) => return self.fail(document, &format!("embedding failed: {e}")).await,
+        };
+        let embedder = self.embedder.id();
         let chunks: Vec<Chunk> = pieces
             .into_iter()
+            .zip(vectors)
             .enumerate()
-            .map(|(i, piece)| Chunk {
+            .map(|(i, (piece, vector))| Chunk {
                 document_id: document.id.clone(),
                 position: u32::try_from(i).unwrap_or(u32::MAX),
                 title: piece.title,
                 text: piece.text,
+                embedder: embedder.clone(),
+                vector,
             })
             .collect();
         document.status = ProcessStatus::Completed;
@@ -255,6 +302,11 @@ impl Knowledge {
     }
 }
 
+/// What a chunk's vector is made from: its heading helps place it.
+fn embedding_text(title: &str, text: &str) -> String {
+    format!("{title}\n{text}")
+}
+
 async fn worker(knowledge: std::sync::Weak<Knowledge>, mut rx: mpsc::Receiver<(TenantId, String)>) {
     while let Some((tenant, id)) = rx.recv().await {
         let Some(knowledge) = knowledge.upgrade() else { break };
@@ -292,7 +344,11 @@ mod tests {
         let text = b"# Parking\n\nGuests park for free in the garage under the hotel.";
         store.put_document(&document, Some(text)).await.expect("put");
 
-        let knowledge = Knowledge::start(store.clone(), settings());
+        let knowledge = Knowledge::start(
+            store.clone(),
+            settings(),
+            Arc::new(embed::HashingEmbedder::default()),
+        );
         assert_eq!(knowledge.resume().await.expect("resume"), 1);
         let (t, b) = (TenantId::from("t"), BotId::from("b"));
         for _ in 0..200 {

@@ -102,6 +102,8 @@ async fn documents_keep_content_and_chunks_and_queue_unfinished_work(store: &dyn
         position: p,
         title: "t".into(),
         text: text.into(),
+        embedder: "test".into(),
+        vector: vec![0.6, 0.8],
     };
     let done =
         Document { status: ProcessStatus::Completed, chunks: 3, progress: 100, ..d1.clone() };

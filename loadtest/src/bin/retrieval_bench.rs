@@ -5,7 +5,7 @@
 //! Usage: `parla-retrieval-bench [SET.json]` (default: loadtest/retrieval/aesop.json).
 
 use parla_engine::knowledge::{
-    embed::{Embedder, HashingEmbedder, dot, fuse},
+    embed::{HashingEmbedder, dot, fuse},
     index::KeywordIndex,
 };
 use serde::Deserialize;
@@ -39,10 +39,10 @@ fn main() -> anyhow::Result<()> {
     let set: Set = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
     let keywords = KeywordIndex::new(set.passages.iter().map(|p| p.text.as_str()));
     let embedder = HashingEmbedder::default();
-    let vectors: Vec<Vec<f32>> = set.passages.iter().map(|p| embedder.embed(&p.text)).collect();
+    let vectors: Vec<Vec<f32>> = set.passages.iter().map(|p| embedder.vector(&p.text)).collect();
     let n = set.passages.len();
     let by_vector = |q: &str| {
-        let v = embedder.embed(q);
+        let v = embedder.vector(q);
         let mut scored: Vec<(usize, f32)> =
             vectors.iter().enumerate().map(|(i, p)| (i, dot(&v, p))).collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
