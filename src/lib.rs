@@ -87,23 +87,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         settings.responder.min_passage_coverage,
         settings.responder.panic_on_text.clone(),
     );
-    let responder: Arc<dyn parla_engine::responder::Responder> = if settings.llm.base_url.is_empty()
-    {
-        Arc::new(builtin)
-    } else {
-        let llm = &settings.llm;
-        let config = parla_engine::responder::llm::LlmConfig {
-            base_url: llm.base_url.clone(),
-            model: llm.model.clone(),
-            api_key: llm.api_key.clone(),
-            first_token_timeout: Duration::from_millis(llm.first_token_timeout_ms),
-            attempts: llm.attempts,
-            history_messages: llm.history_messages,
-            max_tokens: llm.max_tokens,
-            min_confidence: settings.responder.min_confidence,
-        };
-        Arc::new(parla_engine::responder::llm::LlmResponder::new(config, builtin))
+    // The LLM responder answers with the server's endpoint (`[llm]`) or a tenant's own, and
+    // falls back to the built-in one (intents, knowledge base, fallback message) without either.
+    let llm = &settings.llm;
+    let config = parla_engine::responder::llm::LlmConfig {
+        base_url: llm.base_url.clone(),
+        model: llm.model.clone(),
+        api_key: llm.api_key.clone(),
+        first_token_timeout: Duration::from_millis(llm.first_token_timeout_ms),
+        attempts: llm.attempts,
+        history_messages: llm.history_messages,
+        max_tokens: llm.max_tokens,
+        min_confidence: settings.responder.min_confidence,
+        tenant_endpoints_allow_private: llm.tenant_endpoints_allow_private,
     };
+    let responder = Arc::new(parla_engine::responder::llm::LlmResponder::new(config, builtin));
     let embedder: Arc<dyn parla_engine::knowledge::embed::Embedder> =
         if settings.embeddings.base_url.is_empty() {
             Arc::new(parla_engine::knowledge::embed::HashingEmbedder::default())

@@ -67,6 +67,14 @@ async fn bad_queries_and_oversized_bodies_get_the_error_shape() {
         assert_eq!((status, error_code(&body)), (422, "validation_failed"), "limit={limit}");
         assert_eq!(body["error"]["details"]["field"], "limit");
     }
+    for (method, path, body) in [
+        ("POST", "/api/bots", r#"["x"]"#),
+        ("PATCH", "/api/workspace", "[null, null]"),
+        ("POST", "/api/bots", "42"),
+    ] {
+        let (status, answer) = server.call(method, path, Some(body), Some(&jwt)).await;
+        assert_eq!((status, error_code(&answer)), (400, "malformed_body"), "{body}: {answer}");
+    }
     let huge = format!(r#"{{"name": "{}"}}"#, "x".repeat(70 * 1024));
     let (status, body) = server.call("POST", "/api/bots", Some(&huge), Some(&jwt)).await;
     assert_eq!((status, error_code(&body)), (413, "payload_too_large"), "{body}");

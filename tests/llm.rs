@@ -367,3 +367,88 @@ async fn documents_and_questions_are_embedded_through_an_openai_compatible_api()
     assert_eq!(failed["status"], "FAILED");
     assert!(failed["error"].as_str().is_some_and(|e| e.contains("embedding failed")), "{failed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_brings_its_own_llm_within_its_token_budget() {
+    let (api, seen) = fake_llm().await;
+    let server = start_with(|s| s.llm.tenant_endpoints_allow_private = true).await; // No server LLM.
+    let jwt = register_owner(&server, "byo@example.com").await;
+    let (status, body) = server
+        .call(
+            "PATCH",
+            "/api/workspace",
+            Some(&json!({"llm": {"base_url": "ftp://x", "model": "m"}}).to_string()),
+            Some(&jwt),
+        )
+        .await;
+    assert_eq!((status, body["error"]["details"]["field"].as_str()), (422, Some("llm.base_url")));
+    let patch = json!({"llm": {"base_url": api, "model": "tenant-model", "api_key": "sk-tenant"}, "monthly_token_budget": 100});
+    let (status, workspace) =
+        server.call("PATCH", "/api/workspace", Some(&patch.to_string()), Some(&jwt)).await;
+    assert_eq!(status, 200, "{workspace}");
+    assert_eq!(workspace["llm"]["api_key_set"], true);
+    assert!(!workspace.to_string().contains("sk-tenant"), "the key is write-only");
+
+    let (_, bot) = server
+        .post(
+            "/api/bots",
+            json!({"name": "byo", "config": {"fallback_message": "Fallback."}}),
+            Some(&jwt),
+        )
+        .await;
+    let bot = bot["id"].as_str().expect("id").to_owned();
+    server.call("POST", &format!("/api/bots/{bot}/publish"), None, Some(&jwt)).await;
+    let mut client = server.client().await;
+    client.hello(&bot).await;
+    let (_, end) = ask(&mut client, "t1", "tell me anything").await;
+    assert_eq!(end["text"], "The answer is 42.");
+    {
+        let requests = seen.requests.lock().expect("log");
+        let (auth, body) = requests.last().expect("the tenant's endpoint was called");
+        assert_eq!(
+            (auth.as_str(), body["model"].as_str()),
+            ("Bearer sk-tenant", Some("tenant-model"))
+        );
+    }
+    let (_, workspace) = server.call("GET", "/api/workspace", None, Some(&jwt)).await;
+    assert_eq!(workspace["tokens_used_this_month"], 61, "57 prompt + 4 completion");
+
+    ask(&mut client, "t2", "tell me more").await; // 122 tokens: over the budget of 100.
+    let calls = seen.requests.lock().expect("log").len();
+    let (_, end) = ask(&mut client, "t3", "and more").await;
+    assert_eq!(end["text"], "Fallback.", "over budget: answered without the LLM");
+    assert_eq!(seen.requests.lock().expect("log").len(), calls, "no call past the budget");
+
+    // Clearing the budget lets the LLM answer again; a null endpoint goes back to none.
+    let (status, _) = server
+        .call("PATCH", "/api/workspace", Some(r#"{"monthly_token_budget": null}"#), Some(&jwt))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(ask(&mut client, "t4", "again").await.1["text"], "The answer is 42.");
+    let (_, workspace) =
+        server.call("PATCH", "/api/workspace", Some(r#"{"llm": null}"#), Some(&jwt)).await;
+    assert!(workspace["llm"].is_null());
+    assert_eq!(ask(&mut client, "t5", "again").await.1["text"], "Fallback.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_endpoint_on_a_private_address_is_refused_by_default() {
+    let (api, seen) = fake_llm().await;
+    let server = start().await;
+    let jwt = register_owner(&server, "ssrf@example.com").await;
+    let patch = json!({"llm": {"base_url": api, "model": "m"}});
+    server.call("PATCH", "/api/workspace", Some(&patch.to_string()), Some(&jwt)).await;
+    let (_, bot) = server
+        .post(
+            "/api/bots",
+            json!({"name": "s", "config": {"fallback_message": "Fallback."}}),
+            Some(&jwt),
+        )
+        .await;
+    let bot = bot["id"].as_str().expect("id").to_owned();
+    server.call("POST", &format!("/api/bots/{bot}/publish"), None, Some(&jwt)).await;
+    let mut client = server.client().await;
+    client.hello(&bot).await;
+    assert_eq!(ask(&mut client, "p1", "hello there").await.1["text"], "Fallback.");
+    assert!(seen.requests.lock().expect("log").is_empty(), "127.0.0.1 was never called");
+}

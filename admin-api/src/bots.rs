@@ -167,7 +167,7 @@ fn canonical_origin(origin: &str) -> Option<String> {
 pub async fn create(
     state: web::Data<AdminState>,
     caller: Caller,
-    body: web::Json<BotBody>,
+    body: crate::body::Json<BotBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_writer(&caller)?;
     let body = body.into_inner();
@@ -221,7 +221,7 @@ pub async fn update(
     state: web::Data<AdminState>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<BotBody>,
+    body: crate::body::Json<BotBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_writer(&caller)?;
     let mut bot = owned_bot(&state, &caller, &path).await?;
@@ -379,7 +379,7 @@ pub async fn create_intent(
     state: web::Data<AdminState>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<IntentBody>,
+    body: crate::body::Json<IntentBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_writer(&caller)?;
     let bot = owned_bot(&state, &caller, &path).await?;
@@ -447,7 +447,7 @@ pub async fn update_intent(
     state: web::Data<AdminState>,
     caller: Caller,
     path: web::Path<(String, String)>,
-    body: web::Json<IntentBody>,
+    body: crate::body::Json<IntentBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_writer(&caller)?;
     let (bot_id, intent_id) = path.into_inner();

@@ -193,7 +193,7 @@ pub struct OpenBody {
 pub async fn open(
     state: web::Data<AdminState>,
     caller: Caller,
-    body: web::Json<OpenBody>,
+    body: crate::body::Json<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("conversations:write")?;
     let bot = BotId(body.into_inner().bot_id);
@@ -242,7 +242,7 @@ pub async fn post_message(
     state: web::Data<AdminState>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<PostBody>,
+    body: crate::body::Json<PostBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("conversations:write")?;
     let body = body.into_inner();

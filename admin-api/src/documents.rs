@@ -241,7 +241,7 @@ pub async fn scrape(
     state: web::Data<AdminState>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<ScrapeBody>,
+    body: crate::body::Json<ScrapeBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("bots:write")?;
     let bot = owned_bot(&state, &caller, &path).await?;

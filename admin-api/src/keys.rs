@@ -33,7 +33,7 @@ pub struct KeyBody {
 pub async fn create(
     state: web::Data<AdminState>,
     caller: Caller,
-    body: web::Json<KeyBody>,
+    body: crate::body::Json<KeyBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
     let body = body.into_inner();

@@ -23,7 +23,8 @@
 //! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
 //!   access token is.
 //! - [`bots`]: bots (create, get, patch, delete, publish, pause) and their intents (CRUD).
-//! - [`documents`]: a bot's knowledge base (upload, list, get, delete, reprocess).
+//! - [`documents`]: a bot's knowledge base (upload, scrape, list, get, delete, reprocess).
+//! - [`workspace`]: the tenant's name, own LLM endpoint and monthly token budget.
 //! - [`views`]: the typed response bodies.
 //! - [`openapi`]: the OpenAPI 3.1 document, derived from the handlers and types, served at
 //!   `/api/openapi.json`.
@@ -33,6 +34,7 @@
 //! stalls a worker.
 
 pub mod auth;
+pub mod body;
 pub mod bots;
 pub mod conversations;
 pub mod documents;
@@ -46,6 +48,7 @@ pub mod recovery;
 pub mod routes;
 pub mod totp;
 pub mod views;
+pub mod workspace;
 
 use std::sync::Arc;
 
@@ -120,6 +123,8 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/auth/verify-email", web::post().to(recovery::verify_email))
                 .route("/auth/me", web::get().to(recovery::me))
                 .route("/auth/accept-invitation", web::post().to(members::accept))
+                .route("/workspace", web::get().to(workspace::get))
+                .route("/workspace", web::patch().to(workspace::update))
                 .route("/members", web::get().to(members::list))
                 .route("/members/invitations", web::post().to(members::invite))
                 .route("/members/{id}", web::patch().to(members::set_role))

@@ -60,7 +60,7 @@ pub struct InviteBody {
 pub async fn invite(
     state: web::Data<AdminState>,
     caller: Caller,
-    body: web::Json<InviteBody>,
+    body: crate::body::Json<InviteBody>,
 ) -> Result<HttpResponse, ApiError> {
     may_grant(&caller, body.role)?;
     let email = crate::routes::validate_email(&body.email)?;
@@ -102,7 +102,7 @@ pub struct AcceptBody {
               (status = 409, description = "`email_taken`", body = ErrorBody)))]
 pub async fn accept(
     state: web::Data<AdminState>,
-    body: web::Json<AcceptBody>,
+    body: crate::body::Json<AcceptBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let name = crate::routes::validate_text("name", &body.name, 200)?;
@@ -166,7 +166,7 @@ pub async fn set_role(
     state: web::Data<AdminState>,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<RoleBody>,
+    body: crate::body::Json<RoleBody>,
 ) -> Result<HttpResponse, ApiError> {
     let mut target = member(&state, &caller, &path).await?;
     may_grant(&caller, body.role)?;

@@ -23,7 +23,7 @@ use utoipa::{
     },
 };
 
-use crate::{bots, conversations, documents, keys, members, recovery, routes, totp};
+use crate::{bots, conversations, documents, keys, members, recovery, routes, totp, workspace};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -39,6 +39,7 @@ use crate::{bots, conversations, documents, keys, members, recovery, routes, tot
         routes::register, routes::login, routes::refresh, routes::logout,
         recovery::forgot_password, recovery::reset_password, recovery::verify_email, recovery::me,
         totp::enroll, totp::confirm,
+        workspace::get, workspace::update,
         members::accept, members::list, members::invite, members::set_role, members::remove,
         keys::create, keys::list, keys::revoke,
         routes::list_bots, bots::create, bots::get, bots::update, bots::delete, bots::publish,
@@ -54,6 +55,7 @@ use crate::{bots, conversations, documents, keys, members, recovery, routes, tot
     modifiers(&Conventions),
     tags(
         (name = "auth", description = "Accounts, sessions, password reset, two-factor authentication"),
+        (name = "workspace", description = "The tenant: its LLM endpoint and token budget"),
         (name = "members", description = "A tenant's people, roles and invitations"),
         (name = "api-keys", description = "Keys for server-to-server integrations"),
         (name = "bots", description = "Bots and their lifecycle"),

@@ -114,7 +114,7 @@ pub struct TokenBody {
 pub async fn forgot_password(
     req: HttpRequest,
     state: web::Data<AdminState>,
-    body: web::Json<EmailBody>,
+    body: crate::body::Json<EmailBody>,
 ) -> Result<HttpResponse, ApiError> {
     crate::routes::check_ip(&state, &req)?;
     if let Some(account) = state.store.account_by_email(body.email.trim()).await? {
@@ -130,7 +130,7 @@ pub async fn forgot_password(
 pub async fn reset_password(
     req: HttpRequest,
     state: web::Data<AdminState>,
-    body: web::Json<ResetBody>,
+    body: crate::body::Json<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     crate::routes::check_ip(&state, &req)?;
     let body = body.into_inner();
@@ -157,7 +157,7 @@ pub async fn reset_password(
     responses((status = 204, description = "The email is verified")))]
 pub async fn verify_email(
     state: web::Data<AdminState>,
-    body: web::Json<TokenBody>,
+    body: crate::body::Json<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let token = take(&state, &body.token, OneTimeKind::EmailVerification).await?;
     if let Some(mut account) = state.store.get_account(&token.tenant_id, &token.account_id).await? {

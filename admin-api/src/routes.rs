@@ -219,7 +219,7 @@ pub(crate) fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<(), ApiE
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AdminState>,
-    body: web::Json<RegisterBody>,
+    body: crate::body::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
     check_ip(&state, &req)?;
     let body = body.into_inner();
@@ -230,11 +230,11 @@ pub async fn register(
     let password = body.password;
     let password_hash = blocking(move || auth::hash_password(&password)).await??;
     let now = now_ms();
-    let tenant = Tenant {
-        id: TenantId(uuid::Uuid::now_v7().simple().to_string()),
-        name: company.clone().unwrap_or_else(|| format!("{name}'s workspace")),
-        created_at: now,
-    };
+    let tenant = Tenant::new(
+        TenantId(uuid::Uuid::now_v7().simple().to_string()),
+        company.clone().unwrap_or_else(|| format!("{name}'s workspace")),
+        now,
+    );
     let account = Account {
         id: AccountId(uuid::Uuid::now_v7().simple().to_string()),
         tenant_id: tenant.id.clone(),
@@ -281,7 +281,7 @@ fn dummy_hash() -> &'static str {
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AdminState>,
-    body: web::Json<LoginBody>,
+    body: crate::body::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     check_ip(&state, &req)?;
     let body = body.into_inner();
@@ -363,7 +363,7 @@ async fn issue_session(
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AdminState>,
-    body: web::Json<RefreshBody>,
+    body: crate::body::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
     check_ip(&state, &req)?;
     let digest = auth::token_digest(body.refresh_token.trim());
@@ -402,7 +402,7 @@ pub async fn refresh(
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AdminState>,
-    body: web::Json<RefreshBody>,
+    body: crate::body::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
     check_ip(&state, &req)?;
     let digest = auth::token_digest(body.refresh_token.trim());

@@ -134,7 +134,7 @@ pub struct ConfirmBody {
 pub async fn confirm(
     state: web::Data<AdminState>,
     caller: Caller,
-    body: web::Json<ConfirmBody>,
+    body: crate::body::Json<ConfirmBody>,
 ) -> Result<HttpResponse, ApiError> {
     let mut account = my_account(&state, &caller).await?;
     let email = account.email.clone();

@@ -106,6 +106,7 @@ pub struct LlmSettings {
     pub attempts: u32,
     pub history_messages: usize,
     pub max_tokens: u32,
+    pub tenant_endpoints_allow_private: bool,
 }
 
 impl std::fmt::Debug for LlmSettings {
@@ -118,6 +119,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("attempts", &self.attempts)
             .field("history_messages", &self.history_messages)
             .field("max_tokens", &self.max_tokens)
+            .field("tenant_endpoints_allow_private", &self.tenant_endpoints_allow_private)
             .finish()
     }
 }

@@ -416,7 +416,10 @@ impl ConversationActor {
             text,
             history,
             passages: Vec::new(),
+            llm: None,
+            llm_allowed: true,
         };
+        let store = self.deps.store.clone();
         let knowledge = self.deps.knowledge.clone();
         let top_k = knowledge.settings().top_k;
         self.deps.bus.publish(
@@ -436,6 +439,14 @@ impl ConversationActor {
                     Ok(passages) => request.passages = passages,
                     Err(e) => {
                         tracing::warn!(error = %e, "knowledge search failed; answering without")
+                    }
+                }
+                if let Ok(Some(tenant)) = store.get_tenant(t).await {
+                    request.llm = tenant.llm;
+                    if let Some(budget) = tenant.monthly_token_budget {
+                        let month = crate::model::month_of(now_ms());
+                        let used = store.token_usage(t, &month).await.unwrap_or(0);
+                        request.llm_allowed = used < budget;
                     }
                 }
                 match responder.reply(request).await {
@@ -484,6 +495,14 @@ impl ConversationActor {
         message.confidence = done.confidence;
         message.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
         message.completion_tokens = done.usage.map(|u| u.completion_tokens);
+        if let Some(usage) = done.usage {
+            let tokens = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
+            let month = crate::model::month_of(now_ms());
+            let t = &self.key.tenant_id;
+            if let Err(e) = self.deps.store.add_token_usage(t, &month, tokens).await {
+                tracing::warn!(error = %e, "could not record LLM token usage");
+            }
+        }
         let fell_back = message.text == state.bot.config.fallback_message;
         state.fallbacks = if fell_back { state.fallbacks + 1 } else { 0 };
         let limit = self.deps.settings.escalate_after_fallbacks;

@@ -16,9 +16,7 @@ pub async fn ensure_demo(store: &dyn Store) -> Result<bool, StoreError> {
     }
     let now = now_ms();
     let tenant = TenantId::from(DEMO_TENANT);
-    store
-        .put_tenant(&Tenant { id: tenant.clone(), name: "Parla demo".into(), created_at: now })
-        .await?;
+    store.put_tenant(&Tenant::new(tenant.clone(), "Parla demo".into(), now)).await?;
     let bot = Bot {
         id: BotId::from(DEMO_BOT),
         tenant_id: tenant.clone(),

@@ -218,6 +218,52 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub created_at: i64,
+    /// The workspace's own LLM, used instead of the server's.
+    #[serde(default)]
+    pub llm: Option<TenantLlm>,
+    /// LLM tokens (prompt + completion) the workspace may use per calendar month (UTC); past
+    /// it, bots answer without the LLM. `None`: unlimited.
+    #[serde(default)]
+    pub monthly_token_budget: Option<u64>,
+}
+
+impl Tenant {
+    pub fn new(id: TenantId, name: String, created_at: i64) -> Self {
+        Self { id, name, created_at, llm: None, monthly_token_budget: None }
+    }
+}
+
+/// An OpenAI-compatible endpoint chosen by a tenant.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantLlm {
+    pub base_url: String,
+    pub model: String,
+    /// Needed in clear to call the provider; never answered back by the API.
+    pub api_key: String,
+}
+
+impl fmt::Debug for TenantLlm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantLlm")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The calendar month (UTC) of a Unix-milliseconds time, as `YYYY-MM`: the budget period.
+pub fn month_of(ms: i64) -> String {
+    // Civil-from-days (Howard Hinnant), exact for the proleptic Gregorian calendar.
+    let days = ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

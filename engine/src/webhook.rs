@@ -197,25 +197,32 @@ impl Webhooks {
     /// Refuses URLs that are not http(s), and hosts resolving to non-public addresses unless
     /// allowed.
     async fn check_target(&self, url: &str) -> Result<(), String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err("not http(s)".into());
-        }
-        if self.allow_private {
-            return Ok(());
-        }
-        let host = parsed.host_str().ok_or("no host")?.to_owned();
-        let port = parsed.port_or_known_default().unwrap_or(443);
-        let addresses = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|e| format!("cannot resolve: {e}"))?;
-        for address in addresses {
-            if !is_public(address.ip()) {
-                return Err(format!("{} is not a public address", address.ip()));
-            }
-        }
-        Ok(())
+        check_public_url(url, self.allow_private).await
     }
+}
+
+/// Refuses a URL that is not http(s), or — unless `allow_private` — whose host resolves to a
+/// non-public address: a tenant's URL must not reach the operator's network (SSRF). Shared by
+/// webhooks, scraping and tenants' LLM endpoints.
+pub async fn check_public_url(url: &str, allow_private: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("not http(s)".into());
+    }
+    if allow_private {
+        return Ok(());
+    }
+    let host = parsed.host_str().ok_or("no host")?.trim_matches(['[', ']']).to_owned();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addresses = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    for address in addresses {
+        if !is_public(address.ip()) {
+            return Err(format!("{host} is not a public address"));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `ip` is a globally routable address (not loopback, private, link-local, CGNAT,

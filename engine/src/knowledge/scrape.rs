@@ -59,7 +59,7 @@ impl Scraper {
         if !matches!(start.scheme(), "http" | "https") || start.host_str().is_none() {
             return Err("only http and https URLs can be scraped".into());
         }
-        self.check_host(&start).await?;
+        crate::webhook::check_public_url(start.as_str(), self.allow_private).await?;
         let robots = self.robots(&start).await;
         let max_pages = request.max_pages.clamp(1, 100);
         let mut queue = std::collections::VecDeque::from([(start.clone(), 0u32)]);
@@ -119,23 +119,6 @@ impl Scraper {
             return Err("no text found on the page".into());
         }
         Ok(sections)
-    }
-
-    async fn check_host(&self, url: &Url) -> Result<(), String> {
-        if self.allow_private {
-            return Ok(());
-        }
-        let host = url.host_str().ok_or("no host")?.trim_matches(['[', ']']).to_owned();
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addresses = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-        for address in addresses {
-            if !crate::webhook::is_public(address.ip()) {
-                return Err(format!("{host} is not a public address"));
-            }
-        }
-        Ok(())
     }
 
     async fn fetch(&self, url: &Url) -> Result<Page, String> {

@@ -10,6 +10,9 @@
 //! ends the answer where it is. Dropping the reply (the actor aborts it when the conversation is
 //! deleted) drops the HTTP response, which closes the upstream request.
 //!
+//! The endpoint is the tenant's own when it set one, else the server's (`[llm]`); with neither,
+//! or when the tenant's monthly token budget is spent, the built-in responder answers.
+//!
 //! Written on reqwest rather than async-openai: the wire format is small, and owning it gives
 //! exact control of the first-token timeout, the retry boundary and cancellation.
 
@@ -24,12 +27,13 @@ use super::{
     Reply, ReplyRequest, Responder, ResponderError, Usage,
     builtin::{BuiltinResponder, classify},
 };
-use crate::model::Sender;
+use crate::model::{Sender, TenantLlm};
 
 /// Where and how to call the model.
 #[derive(Debug, Clone)]
 pub struct LlmConfig {
-    /// The API base, e.g. `https://api.openai.com/v1`.
+    /// The server's API base, e.g. `https://api.openai.com/v1`; empty = none (only tenants
+    /// with their own endpoint get LLM answers).
     pub base_url: String,
     pub model: String,
     pub api_key: String,
@@ -39,6 +43,8 @@ pub struct LlmConfig {
     pub max_tokens: u32,
     /// Intents at or above this confidence answer without the model.
     pub min_confidence: f32,
+    /// Let tenants' own endpoints resolve to non-public addresses (tests; a trusted network).
+    pub tenant_endpoints_allow_private: bool,
 }
 
 pub struct LlmResponder {
@@ -68,7 +74,18 @@ impl LlmResponder {
         Self { client, config, intents }
     }
 
-    fn body(&self, request: &ReplyRequest) -> Value {
+    /// The endpoint for `request`: the tenant's, else the server's, else none.
+    fn endpoint(&self, request: &ReplyRequest) -> Option<TenantLlm> {
+        request.llm.clone().or_else(|| {
+            (!self.config.base_url.is_empty()).then(|| TenantLlm {
+                base_url: self.config.base_url.clone(),
+                model: self.config.model.clone(),
+                api_key: self.config.api_key.clone(),
+            })
+        })
+    }
+
+    fn body(&self, request: &ReplyRequest, model: &str) -> Value {
         let bot = &request.bot;
         let mut system = format!(
             "You are {}, a helpful assistant. Answer in the language tagged {} unless the user \
@@ -104,7 +121,7 @@ impl LlmResponder {
             messages.push(json!({"role": "user", "content": request.text}));
         }
         json!({
-            "model": self.config.model,
+            "model": model,
             "messages": messages,
             "stream": true,
             "stream_options": {"include_usage": true},
@@ -113,11 +130,11 @@ impl LlmResponder {
     }
 
     /// One attempt: the request, then events until the first token.
-    async fn open(&self, body: &Value) -> Result<(String, Events), Attempt> {
-        let endpoint = format!("{}/chat/completions", self.config.base_url.trim_end_matches('/'));
-        let mut call = self.client.post(endpoint).json(body);
-        if !self.config.api_key.is_empty() {
-            call = call.bearer_auth(&self.config.api_key);
+    async fn open(&self, endpoint: &TenantLlm, body: &Value) -> Result<(String, Events), Attempt> {
+        let url = format!("{}/chat/completions", endpoint.base_url.trim_end_matches('/'));
+        let mut call = self.client.post(url).json(body);
+        if !endpoint.api_key.is_empty() {
+            call = call.bearer_auth(&endpoint.api_key);
         }
         let response =
             call.send().await.map_err(|e| Attempt::Retry(e.without_url().to_string()))?;
@@ -149,13 +166,23 @@ impl Responder for LlmResponder {
     async fn reply(&self, request: ReplyRequest) -> Result<Reply, ResponderError> {
         let matched = classify(&request.intents, &request.text)
             .is_some_and(|(_, score)| score >= self.config.min_confidence);
-        if matched {
+        let endpoint = self.endpoint(&request).filter(|_| request.llm_allowed);
+        let Some(endpoint) = endpoint.filter(|_| !matched) else {
             return self.intents.reply(request).await;
+        };
+        if request.llm.is_some() {
+            let allow = self.config.tenant_endpoints_allow_private;
+            if let Err(reason) = crate::webhook::check_public_url(&endpoint.base_url, allow).await {
+                return Err(ResponderError::Backend(format!(
+                    "the tenant's LLM endpoint: {reason}"
+                )));
+            }
         }
-        let body = self.body(&request);
+        let body = self.body(&request, &endpoint.model);
         let mut last = String::from("no attempt");
         for attempt in 1..=self.config.attempts.max(1) {
-            match tokio::time::timeout(self.config.first_token_timeout, self.open(&body)).await {
+            let attempt_call = self.open(&endpoint, &body);
+            match tokio::time::timeout(self.config.first_token_timeout, attempt_call).await {
                 Ok(Ok((first, events))) => {
                     let usage = events.usage.clone();
                     let rest = futures_util::stream::unfold(events, |mut events| async move {

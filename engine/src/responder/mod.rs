@@ -26,6 +26,10 @@ pub struct ReplyRequest {
     pub history: Vec<Message>,
     /// Passages of the bot's knowledge base retrieved for `text`, best first.
     pub passages: Vec<crate::knowledge::Passage>,
+    /// The tenant's own LLM endpoint, if it set one.
+    pub llm: Option<crate::model::TenantLlm>,
+    /// False once the tenant's monthly token budget is spent: answer without the LLM.
+    pub llm_allowed: bool,
 }
 
 /// A reply being produced: its classification and its token stream.

@@ -24,6 +24,17 @@ pub async fn run_all(store: &dyn Store) {
     one_time_tokens_are_taken_once(store).await;
     documents_keep_content_and_chunks_and_queue_unfinished_work(store).await;
     conversations_keep_status_and_visitor_sentiment(store).await;
+    token_usage_adds_up_per_tenant_and_month(store).await;
+}
+
+async fn token_usage_adds_up_per_tenant_and_month(store: &dyn Store) {
+    let (a, b) = (TenantId::from("t-usage-a"), TenantId::from("t-usage-b"));
+    assert_eq!(store.token_usage(&a, "2026-11").await.expect("read"), 0);
+    assert_eq!(store.add_token_usage(&a, "2026-11", 120).await.expect("add"), 120);
+    assert_eq!(store.add_token_usage(&a, "2026-11", 30).await.expect("add"), 150);
+    assert_eq!(store.add_token_usage(&a, "2026-12", 5).await.expect("add"), 5, "per month");
+    assert_eq!(store.token_usage(&a, "2026-11").await.expect("read"), 150);
+    assert_eq!(store.token_usage(&b, "2026-11").await.expect("read"), 0, "per tenant");
 }
 
 async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
@@ -160,7 +171,7 @@ pub async fn run_concurrent(store: Arc<dyn Store>) {
 pub async fn seed_conversation(store: &dyn Store, tenant: &str, conversation: &str) {
     let tenant_id = TenantId::from(tenant);
     store
-        .put_tenant(&Tenant { id: tenant_id.clone(), name: tenant.into(), created_at: now_ms() })
+        .put_tenant(&Tenant::new(tenant_id.clone(), tenant.into(), now_ms()))
         .await
         .expect("put_tenant");
     let bot = bot(tenant, &format!("{tenant}-bot"));
@@ -226,7 +237,7 @@ pub fn message(tenant: &str, conversation: &str, seq: u64, client_msg_id: Option
 }
 
 async fn tenants_round_trip(store: &dyn Store) {
-    let t = Tenant { id: "t-tenants".into(), name: "Acme".into(), created_at: 42 };
+    let t = Tenant::new("t-tenants".into(), "Acme".into(), 42);
     store.put_tenant(&t).await.expect("put_tenant");
     assert_eq!(store.get_tenant(&t.id).await.expect("get"), Some(t), "tenant round trip");
     assert_eq!(store.get_tenant(&"t-missing".into()).await.expect("get"), None, "missing tenant");

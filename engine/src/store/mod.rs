@@ -160,6 +160,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes and returns the token with this digest: a second take finds nothing.
     async fn take_one_time_token(&self, digest: &str) -> StoreResult<Option<OneTimeToken>>;
 
+    /// Adds `tokens` to the tenant's LLM usage in `month` (`YYYY-MM`); returns the new total.
+    async fn add_token_usage(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        tokens: u64,
+    ) -> StoreResult<u64>;
+    async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64>;
+
     /// Sets a conversation's status; returns whether it exists.
     async fn set_conversation_status(
         &self,

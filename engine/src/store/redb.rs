@@ -61,6 +61,8 @@ const API_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("api
 const API_KEY_DIGESTS: TableDefinition<&str, (&str, &str)> =
     TableDefinition::new("api_key_digests");
 
+/// (tenant, month) → LLM tokens used.
+const TOKEN_USAGE: TableDefinition<(&str, &str), u64> = TableDefinition::new("token_usage");
 /// (tenant, document) → Document as JSON.
 const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documents");
 /// (tenant, bot, document): a bot's documents.
@@ -106,6 +108,7 @@ enum WriteOp {
     TakeOneTime(String),
     PutDocument(Document, Option<Vec<u8>>),
     SetConversationStatus(TenantId, ConversationId, ConversationStatus),
+    AddTokenUsage(TenantId, String, u64),
     PutChunks(Document, Vec<Chunk>),
     DeleteDocument(TenantId, String),
 }
@@ -114,6 +117,7 @@ enum WriteOp {
 #[derive(Debug)]
 enum Outcome {
     Done,
+    Total(u64),
     Appended(Appended),
     Refresh(Option<RefreshToken>),
     Existed(bool),
@@ -164,6 +168,7 @@ impl RedbStore {
             txn.open_table(CONVERSATIONS_BY_BOT).map_err(backend)?;
             txn.open_table(REFRESH_BY_ACCOUNT).map_err(backend)?;
             txn.open_table(DOCUMENTS).map_err(backend)?;
+            txn.open_table(TOKEN_USAGE).map_err(backend)?;
             txn.open_table(DOCUMENTS_BY_BOT).map_err(backend)?;
             txn.open_table(DOCUMENT_CONTENT).map_err(backend)?;
             txn.open_table(CHUNKS).map_err(backend)?;
@@ -441,6 +446,14 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 tokens.insert(digest.as_str(), bytes.as_slice()).map_err(backend)?;
             }
             return Ok(Outcome::Refresh(before));
+        }
+        WriteOp::AddTokenUsage(tenant, month, tokens) => {
+            let mut table = txn.open_table(TOKEN_USAGE).map_err(backend)?;
+            let key = (tenant.as_str(), month.as_str());
+            let before = table.get(key).map_err(backend)?.map_or(0, |v| v.value());
+            let total = before.saturating_add(*tokens);
+            table.insert(key, total).map_err(backend)?;
+            return Ok(Outcome::Total(total));
         }
         WriteOp::SetConversationStatus(tenant, id, status) => {
             let mut table = txn.open_table(CONVERSATIONS).map_err(backend)?;
@@ -899,6 +912,31 @@ impl Store for RedbStore {
             let keys = txn.open_table(API_KEYS).map_err(backend)?;
             let found = keys.get(owner.value()).map_err(backend)?;
             found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn add_token_usage(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        tokens: u64,
+    ) -> StoreResult<u64> {
+        match self.write(WriteOp::AddTokenUsage(tenant.clone(), month.to_owned(), tokens)).await? {
+            Outcome::Total(total) => Ok(total),
+            other => Err(StoreError::Backend(format!("add_token_usage returned {other:?}"))),
+        }
+    }
+
+    async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64> {
+        let (tenant, month) = (tenant.clone(), month.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(TOKEN_USAGE).map_err(backend)?;
+            Ok(table
+                .get((tenant.as_str(), month.as_str()))
+                .map_err(backend)?
+                .map_or(0, |v| v.value()))
         })
         .await
     }

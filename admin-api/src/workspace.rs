@@ -1,0 +1,150 @@
+//! `/api/workspace`: the caller's tenant — its name, its own LLM endpoint and its monthly LLM
+//! token budget with this month's usage. Any member reads it and an admin or owner changes it
+//! (people only, not API keys). The endpoint's API key is write-only.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use parla_engine::model::{Tenant, TenantLlm, month_of, now_ms};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    AdminState,
+    error::ApiError,
+    routes::{Caller, validate_text},
+};
+
+/// The tenant's LLM endpoint, without its key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LlmView {
+    pub base_url: String,
+    pub model: String,
+    pub api_key_set: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspaceView {
+    pub id: String,
+    pub name: String,
+    /// The workspace's own OpenAI-compatible endpoint; null = the server's.
+    pub llm: Option<LlmView>,
+    /// LLM tokens allowed per calendar month (UTC); null = unlimited.
+    pub monthly_token_budget: Option<u64>,
+    /// `YYYY-MM`, UTC.
+    pub month: String,
+    pub tokens_used_this_month: u64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmBody {
+    /// An OpenAI-compatible API base, e.g. `https://api.openai.com/v1`.
+    #[schema(max_length = 2048)]
+    base_url: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    model: String,
+    /// Sent as `Authorization: Bearer`; never answered back.
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    api_key: String,
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceBody {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    name: Option<String>,
+    /// The workspace's own endpoint; `null` goes back to the server's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<LlmBody>)]
+    llm: Option<Option<LlmBody>>,
+    /// `null` removes the budget.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000_000_u64)]
+    monthly_token_budget: Option<Option<u64>>,
+}
+
+/// The largest budget accepted (a trillion tokens a month).
+const MAX_BUDGET: u64 = 1_000_000_000_000;
+
+async fn view(state: &AdminState, tenant: &Tenant) -> Result<WorkspaceView, ApiError> {
+    let month = month_of(now_ms());
+    let tokens_used_this_month = state.store.token_usage(&tenant.id, &month).await?;
+    Ok(WorkspaceView {
+        id: tenant.id.to_string(),
+        name: tenant.name.clone(),
+        llm: tenant.llm.as_ref().map(|l| LlmView {
+            base_url: l.base_url.clone(),
+            model: l.model.clone(),
+            api_key_set: !l.api_key.is_empty(),
+        }),
+        monthly_token_budget: tenant.monthly_token_budget,
+        month,
+        tokens_used_this_month,
+    })
+}
+
+async fn own_tenant(state: &AdminState, caller: &Caller) -> Result<Tenant, ApiError> {
+    state.store.get_tenant(&caller.tenant).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "the workspace no longer exists")
+    })
+}
+
+/// `GET /api/workspace`.
+#[utoipa::path(get, path = "/api/workspace", tag = "workspace", operation_id = "get_workspace",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's workspace", body = WorkspaceView)))]
+pub async fn get(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    if caller.account.is_none() {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person"));
+    }
+    let tenant = own_tenant(&state, &caller).await?;
+    Ok(HttpResponse::Ok().json(view(&state, &tenant).await?))
+}
+
+/// `PATCH /api/workspace`.
+#[utoipa::path(patch, path = "/api/workspace", tag = "workspace", operation_id = "update_workspace",
+    security(("bearer" = [])),
+    request_body = WorkspaceBody,
+    responses((status = 200, description = "The workspace, changed", body = WorkspaceView)))]
+pub async fn update(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    body: crate::body::Json<WorkspaceBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin_person()?;
+    let mut tenant = own_tenant(&state, &caller).await?;
+    let body = body.into_inner();
+    if let Some(name) = body.name {
+        tenant.name = validate_text("name", &name, 200)?;
+    }
+    match body.llm {
+        None => {}
+        Some(None) => tenant.llm = None,
+        Some(Some(llm)) => {
+            parla_engine::webhook::check_url(llm.base_url.trim())
+                .map_err(|problem| ApiError::invalid("llm.base_url", problem))?;
+            let model = validate_text("llm.model", &llm.model, 200)?;
+            if llm.api_key.chars().count() > 500 {
+                return Err(ApiError::invalid("llm.api_key", "at most 500 characters"));
+            }
+            tenant.llm = Some(TenantLlm {
+                base_url: llm.base_url.trim().to_owned(),
+                model,
+                api_key: llm.api_key,
+            });
+        }
+    }
+    if let Some(budget) = body.monthly_token_budget {
+        if budget.is_some_and(|b| b > MAX_BUDGET) {
+            return Err(ApiError::invalid("monthly_token_budget", "at most 1,000,000,000,000"));
+        }
+        tenant.monthly_token_budget = budget;
+    }
+    state.store.put_tenant(&tenant).await?;
+    Ok(HttpResponse::Ok().json(view(&state, &tenant).await?))
+}
