@@ -11,7 +11,13 @@
 //! - `actor`: the conversation actor, single writer of its conversation.
 //! - [`store`]: the store port, the embedded redb adapter, the conformance suite.
 //! - [`bus`]: the bus port and the in-process adapter.
-//! - [`responder`]: the bot-brain port and the built-in intent responder.
+//! - [`responder`]: the bot-brain port, the built-in responder (intents, knowledge-base
+//!   passage, fallback) and the OpenAI-compatible streaming LLM responder.
+//! - [`knowledge`]: documents → text → chunks (a background worker with a durable queue),
+//!   scraping, the embedder port and hybrid (BM25 + vector) retrieval.
+//! - [`sentiment`]: offline sentiment and "asks for a person" detection.
+//! - [`webhook`]: signed intent webhooks, and the SSRF check shared by every outgoing call a
+//!   tenant chooses the target of.
 //! - [`demo`]: the demo tenant and bot.
 //! - [`metrics`]: counters exposed at `/metrics`.
 //!
