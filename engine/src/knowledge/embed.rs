@@ -24,6 +24,11 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
     /// Whether embedding is cheap and local (then stored vectors of another id are recomputed
     /// rather than skipped).
     fn local(&self) -> bool;
+    /// The cosine from which a passage answers a question by meaning alone (no shared words);
+    /// `None` for embedders whose similarity is not meaningful enough for that.
+    fn answer_similarity(&self) -> Option<f32> {
+        None
+    }
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
 }
 

@@ -18,6 +18,7 @@ pub mod chunk;
 pub mod embed;
 pub mod extract;
 pub mod index;
+pub mod minilm;
 pub mod scrape;
 
 use std::{collections::HashMap, sync::Arc};
@@ -42,6 +43,9 @@ pub struct Passage {
     pub score: f32,
     /// Share of the query's terms the passage holds, 0..=1: comparable across queries.
     pub coverage: f32,
+    /// The embedder judges the passage close enough in meaning to answer (see
+    /// [`embed::Embedder::answer_similarity`]).
+    pub close_in_meaning: bool,
 }
 
 /// A bot's chunks and their keyword index.
@@ -149,6 +153,12 @@ impl Knowledge {
             .filter(|(_, cosine)| *cosine >= MIN_COSINE)
             .collect();
         by_vector.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let threshold = self.embedder.answer_similarity();
+        let close: std::collections::HashSet<usize> = by_vector
+            .iter()
+            .filter(|(_, cosine)| threshold.is_some_and(|t| *cosine >= t))
+            .map(|(i, _)| *i)
+            .collect();
         let vector: Vec<usize> = by_vector.into_iter().take(CANDIDATES).map(|(i, _)| i).collect();
         Ok(embed::fuse(&[keyword, vector], k)
             .into_iter()
@@ -162,6 +172,7 @@ impl Knowledge {
                     text: chunk.text.clone(),
                     score,
                     coverage: covered as f32 / wanted.len().max(1) as f32,
+                    close_in_meaning: close.contains(&i),
                 }
             })
             .collect())

@@ -6,7 +6,8 @@
 //! inflections such as "orari"/"orario"). The best phrase's score is the intent's confidence.
 //!
 //! Below `min_confidence`, the best retrieved knowledge-base passage answers if it holds at
-//! least `min_passage_coverage` of the question's words — trimmed to its sentences that share
+//! least `min_passage_coverage` of the question's words (or the embedding model finds it close
+//! in meaning) — trimmed to its sentences that share
 //! words with the question; else the bot's fallback message.
 
 use std::{collections::HashSet, time::Duration};
@@ -31,7 +32,7 @@ pub struct BuiltinResponder {
 const MAX_PASSAGE_ANSWER: usize = 500;
 
 /// The sentences of `passage` that share words with `question`, in order, up to
-/// [`MAX_PASSAGE_ANSWER`] characters (the passage's start when none does).
+/// `MAX_PASSAGE_ANSWER` (500) characters (the passage's start when none does).
 pub fn trim_to_question(passage: &str, question: &str) -> String {
     let wanted = crate::knowledge::index::terms(question);
     let mut sentences = Vec::new();
@@ -179,8 +180,10 @@ impl Responder for BuiltinResponder {
                 (intent.response.text.clone(), Some(intent.name.clone()), Some(score))
             }
             best => {
-                let passage =
-                    request.passages.first().filter(|p| p.coverage >= self.min_passage_coverage);
+                let passage = request
+                    .passages
+                    .first()
+                    .filter(|p| p.coverage >= self.min_passage_coverage || p.close_in_meaning);
                 let text = match passage {
                     Some(p) => trim_to_question(&p.text, &request.text),
                     None => request.bot.config.fallback_message.clone(),

@@ -2,7 +2,11 @@
 //! methods — keyword (BM25), vector (the built-in embedder) and hybrid (their reciprocal rank
 //! fusion, what bots use) — on a question set where each question has one answering passage.
 //!
-//! Usage: `parla-retrieval-bench [SET.json]` (default: loadtest/retrieval/aesop.json).
+//! With a model directory (config.json, model.safetensors, tokenizer.json of all-MiniLM-L6-v2)
+//! the sentence-embedding model is measured too, alone and fused with BM25.
+//!
+//! Usage: `parla-retrieval-bench [SET.json] [MINILM_DIR]` (default set:
+//! loadtest/retrieval/aesop.json).
 
 use parla_engine::knowledge::{
     embed::{HashingEmbedder, dot, fuse},
@@ -53,11 +57,39 @@ fn main() -> anyhow::Result<()> {
     let hybrid = |q: &str| {
         fuse(&[by_keyword(q), by_vector(q)], n).into_iter().map(|(i, _)| i).collect::<Vec<_>>()
     };
-    let methods: [(&str, Ranker<'_>); 3] = [
+    let minilm = match std::env::args().nth(2) {
+        Some(dir) => Some(
+            parla_engine::knowledge::minilm::MiniLmEmbedder::load(dir.as_ref())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let model_vectors = match &minilm {
+        Some(m) => m
+            .vectors(&set.passages.iter().map(|p| p.text.clone()).collect::<Vec<_>>())
+            .map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
+    let by_model = |q: &str| {
+        let Some(m) = &minilm else { return Vec::new() };
+        let v = m.vectors(&[q.to_owned()]).ok().and_then(|mut v| v.pop()).unwrap_or_default();
+        let mut scored: Vec<(usize, f32)> =
+            model_vectors.iter().enumerate().map(|(i, p)| (i, dot(&v, p))).collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.into_iter().map(|(i, _)| i).collect::<Vec<usize>>()
+    };
+    let model_hybrid = |q: &str| {
+        fuse(&[by_keyword(q), by_model(q)], n).into_iter().map(|(i, _)| i).collect::<Vec<_>>()
+    };
+    let mut methods: Vec<(&str, Ranker<'_>)> = vec![
         ("keyword (BM25)", Box::new(by_keyword)),
         ("vector (hashing embedder)", Box::new(by_vector)),
-        ("hybrid (reciprocal rank fusion)", Box::new(hybrid)),
+        ("hybrid: BM25 + hashing (reciprocal rank fusion)", Box::new(hybrid)),
     ];
+    if minilm.is_some() {
+        methods.push(("vector (all-MiniLM-L6-v2)", Box::new(by_model)));
+        methods.push(("hybrid: BM25 + MiniLM (reciprocal rank fusion)", Box::new(model_hybrid)));
+    }
     println!("# {} passages, {} questions: {}", n, set.questions.len(), set.source);
     println!("| method | recall@1 | recall@5 | MRR |");
     println!("|---|---:|---:|---:|");
