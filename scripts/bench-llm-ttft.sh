@@ -4,7 +4,9 @@
 # (baseline, same run), then through a release `parla serve` whose responder calls it: widget
 # `message` → first `token` frame, which adds storing the visitor's message (fsync), retrieval
 # and the HTTP hop to the LLM's own time.
-# Usage: scripts/bench-llm-ttft.sh [CONVERSATIONS] [MESSAGES]
+# With DOCS=1, the bot has a knowledge base (a Markdown FAQ), so every question is also
+# embedded by the built-in model and searched: the cost of retrieval shows.
+# Usage: [DOCS=1] scripts/bench-llm-ttft.sh [CONVERSATIONS] [MESSAGES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
@@ -24,6 +26,18 @@ PARLA__LLM__BASE_URL="http://$llm_addr/v1" PARLA__RESPONDER__TOKEN_DELAY_MS=0 RU
 parla=$!
 for _ in $(seq 100); do grep -q 'listening on' "$work/serve.log" && break; sleep 0.1; done
 addr=$(sed -n 's/^parla: listening on http:\/\///p' "$work/serve.log")
-echo "## through Parla ($convs conversations x $msgs messages, text matching no intent)"
-"$bin/parla-loadtest" --url "ws://$addr/v1/widget/ws" --bot demo --conversations "$convs" \
+bot=demo
+if [ "${DOCS:-0}" = 1 ]; then
+  field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+  json() { curl -fsS -H 'content-type: application/json' "$@"; }
+  json "http://$addr/api/auth/register" -d '{"email":"b@example.com","password":"a long enough password","name":"B"}' >/dev/null
+  token=$(json "http://$addr/api/auth/login" -d '{"email":"b@example.com","password":"a long enough password"}' | field access_token)
+  bot=$(json "http://$addr/api/bots" -H "authorization: Bearer $token" -d '{"name":"kb"}' | field id)
+  json -X POST "http://$addr/api/bots/$bot/publish" -H "authorization: Bearer $token" >/dev/null
+  printf '# Rooms\n\nEvery room has a balcony.\n\n# Breakfast\n\nServed from seven to ten.\n\n# Parking\n\nThe garage is free.\n' >"$work/faq.md"
+  curl -fsS "http://$addr/api/bots/$bot/documents/upload" -H "authorization: Bearer $token" -F "file=@$work/faq.md" >/dev/null
+  sleep 2
+fi
+echo "## through Parla ($convs conversations x $msgs messages, text matching no intent, bot $bot)"
+"$bin/parla-loadtest" --url "ws://$addr/v1/widget/ws" --bot "$bot" --conversations "$convs" \
   --messages "$msgs" --baseline false --text "xylophone marmalade zebra"

@@ -221,7 +221,7 @@ async fn embedder(
     }
     let loaded = tokio::task::spawn_blocking(move || minilm::MiniLmEmbedder::load(&dir)).await;
     match loaded {
-        Ok(Ok(model)) => Arc::new(model),
+        Ok(Ok(model)) => Arc::new(model.batched()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not load the embedding model; using the hashing embedder");
             Arc::new(embed::HashingEmbedder::default())

@@ -30,7 +30,21 @@ struct Model {
 /// all-MiniLM-L6-v2 on candle.
 pub struct MiniLmEmbedder {
     model: Arc<Model>,
+    /// Short requests (questions) are batched here: one forward pass for all the questions
+    /// waiting, instead of one each competing for the two cores.
+    questions: Option<tokio::sync::mpsc::Sender<Job>>,
 }
+
+/// Questions waiting for one batched pass, and where their vectors go.
+struct Job {
+    texts: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+}
+
+/// Requests of at most this many texts go through the question batcher.
+const BATCHED_UP_TO: usize = 4;
+/// Texts in one batched pass at most.
+const MAX_BATCH: usize = 64;
 
 impl std::fmt::Debug for MiniLmEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,7 +76,15 @@ impl MiniLmEmbedder {
                 ..Default::default()
             }))
             .map_err(|e| format!("tokenizer: {e}"))?;
-        Ok(Self { model: Arc::new(Model { bert, tokenizer }) })
+        Ok(Self { model: Arc::new(Model { bert, tokenizer }), questions: None })
+    }
+
+    /// Starts the question batcher on the current runtime.
+    pub fn batched(mut self) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(batcher(self.model.clone(), rx));
+        self.questions = Some(tx);
+        self
     }
 
     /// The vectors of `texts`, synchronously (CPU-bound: call it off the async workers).
@@ -120,10 +142,52 @@ impl Embedder for MiniLmEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        if let Some(questions) = self.questions.as_ref().filter(|_| texts.len() <= BATCHED_UP_TO) {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = Job { texts: texts.to_vec(), reply };
+            questions.send(job).await.map_err(|_| "the embedding batcher stopped".to_owned())?;
+            return answer.await.map_err(|_| "the embedding batcher stopped".to_owned())?;
+        }
         let (model, texts) = (self.model.clone(), texts.to_vec());
         tokio::task::spawn_blocking(move || model.run(&texts).map_err(|e| format!("MiniLM: {e}")))
             .await
             .map_err(|_| "the embedding model crashed".to_owned())?
+    }
+}
+
+/// Takes every question waiting, embeds them in one pass, answers each.
+async fn batcher(model: Arc<Model>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        let mut count = jobs[0].texts.len();
+        while count < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.texts.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let texts: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
+        let model = model.clone();
+        let result =
+            tokio::task::spawn_blocking(move || model.run(&texts).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|_| Err("the embedding model crashed".into()));
+        match result {
+            Ok(mut vectors) => {
+                for job in jobs {
+                    let rest = vectors.split_off(job.texts.len().min(vectors.len()));
+                    let _ = job.reply.send(Ok(std::mem::replace(&mut vectors, rest)));
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(format!("MiniLM: {e}")));
+                }
+            }
+        }
     }
 }
 

@@ -133,6 +133,9 @@ impl Knowledge {
         k: usize,
     ) -> StoreResult<Vec<Passage>> {
         let index = self.index(tenant, bot).await?;
+        if index.chunks.is_empty() {
+            return Ok(Vec::new()); // No documents: spare the question's embedding.
+        }
         let mut wanted = index::terms(query);
         wanted.sort();
         wanted.dedup();
