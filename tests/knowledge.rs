@@ -10,15 +10,8 @@ use serde_json::json;
 /// An owner and an active bot with no intents: every answer comes from documents or fallback.
 async fn bot(server: &TestServer) -> (String, String) {
     let jwt = register_owner(server, "kb@example.com").await;
-    let (_, bot) = server
-        .post(
-            "/api/bots",
-            json!({"name": "kb", "config": {"fallback_message": "I do not know that yet."}}),
-            Some(&jwt),
-        )
-        .await;
-    let id = bot["id"].as_str().expect("id").to_owned();
-    server.call("POST", &format!("/api/bots/{id}/publish"), None, Some(&jwt)).await;
+    let body = json!({"name": "kb", "config": {"fallback_message": "I do not know that yet."}});
+    let id = published_bot(server, &jwt, body).await;
     (jwt, id)
 }
 

@@ -20,9 +20,7 @@ async fn a_question_in_other_words_finds_its_answer() {
     .await;
     let jwt = register_owner(&server, "model@example.com").await;
     let body = json!({"name": "m", "config": {"fallback_message": "No idea."}});
-    let (_, bot) = server.post("/api/bots", body, Some(&jwt)).await;
-    let bot = bot["id"].as_str().expect("id").to_owned();
-    server.call("POST", &format!("/api/bots/{bot}/publish"), None, Some(&jwt)).await;
+    let bot = published_bot(&server, &jwt, body).await;
     let text = b"# Animals\n\nDogs and cats may stay in every room for a small fee.\n\n\
 # Food\n\nBreakfast is served from seven to ten in the garden.\n\n\
 # Parking\n\nThe garage under the hotel is free for guests.";

@@ -51,9 +51,7 @@ async fn site() -> (String, Arc<Mutex<Vec<String>>>) {
 async fn active_bot(server: &TestServer) -> (String, String) {
     let jwt = register_owner(server, "web@example.com").await;
     let body = json!({"name": "web", "config": {"fallback_message": "No idea."}});
-    let (_, bot) = server.post("/api/bots", body, Some(&jwt)).await;
-    let id = bot["id"].as_str().expect("id").to_owned();
-    server.call("POST", &format!("/api/bots/{id}/publish"), None, Some(&jwt)).await;
+    let id = published_bot(server, &jwt, body).await;
     (jwt, id)
 }
 

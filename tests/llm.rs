@@ -389,15 +389,8 @@ async fn a_workspace_brings_its_own_llm_within_its_token_budget() {
     assert_eq!(workspace["llm"]["api_key_set"], true);
     assert!(!workspace.to_string().contains("sk-tenant"), "the key is write-only");
 
-    let (_, bot) = server
-        .post(
-            "/api/bots",
-            json!({"name": "byo", "config": {"fallback_message": "Fallback."}}),
-            Some(&jwt),
-        )
-        .await;
-    let bot = bot["id"].as_str().expect("id").to_owned();
-    server.call("POST", &format!("/api/bots/{bot}/publish"), None, Some(&jwt)).await;
+    let body = json!({"name": "byo", "config": {"fallback_message": "Fallback."}});
+    let bot = published_bot(&server, &jwt, body).await;
     let mut client = server.client().await;
     client.hello(&bot).await;
     let (_, end) = ask(&mut client, "t1", "tell me anything").await;
@@ -438,15 +431,8 @@ async fn a_tenant_endpoint_on_a_private_address_is_refused_by_default() {
     let jwt = register_owner(&server, "ssrf@example.com").await;
     let patch = json!({"llm": {"base_url": api, "model": "m"}});
     server.call("PATCH", "/api/workspace", Some(&patch.to_string()), Some(&jwt)).await;
-    let (_, bot) = server
-        .post(
-            "/api/bots",
-            json!({"name": "s", "config": {"fallback_message": "Fallback."}}),
-            Some(&jwt),
-        )
-        .await;
-    let bot = bot["id"].as_str().expect("id").to_owned();
-    server.call("POST", &format!("/api/bots/{bot}/publish"), None, Some(&jwt)).await;
+    let body = json!({"name": "s", "config": {"fallback_message": "Fallback."}});
+    let bot = published_bot(&server, &jwt, body).await;
     let mut client = server.client().await;
     client.hello(&bot).await;
     assert_eq!(ask(&mut client, "p1", "hello there").await.1["text"], "Fallback.");

@@ -483,3 +483,14 @@ pub async fn settled(server: &TestServer, jwt: &str, bot: &str, id: &str) -> Val
     }
     panic!("document {id} was not processed in time");
 }
+
+/// Creates a bot from `body` with `jwt` and publishes it; returns its id.
+pub async fn published_bot(server: &TestServer, jwt: &str, body: Value) -> String {
+    let (status, bot) = server.post("/api/bots", body, Some(jwt)).await;
+    assert_eq!(status, 201, "{bot}");
+    let id = bot["id"].as_str().expect("bot id").to_owned();
+    let (status, _) =
+        server.call("POST", &format!("/api/bots/{id}/publish"), None, Some(jwt)).await;
+    assert_eq!(status, 200);
+    id
+}
