@@ -6,7 +6,8 @@
 # and the HTTP hop to the LLM's own time.
 # With DOCS=1, the bot has a knowledge base (a Markdown FAQ), so every question is also
 # embedded by the built-in model and searched: the cost of retrieval shows.
-# Usage: [DOCS=1] scripts/bench-llm-ttft.sh [CONVERSATIONS] [MESSAGES]
+# TEXT sets what each message says (default: words in no intent and no document).
+# Usage: [DOCS=1] [TEXT=...] scripts/bench-llm-ttft.sh [CONVERSATIONS] [MESSAGES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
@@ -40,4 +41,4 @@ if [ "${DOCS:-0}" = 1 ]; then
 fi
 echo "## through Parla ($convs conversations x $msgs messages, text matching no intent, bot $bot)"
 "$bin/parla-loadtest" --url "ws://$addr/v1/widget/ws" --bot "$bot" --conversations "$convs" \
-  --messages "$msgs" --baseline false --text "xylophone marmalade zebra"
+  --messages "$msgs" --baseline false --text "${TEXT:-xylophone marmalade zebra}"

@@ -60,6 +60,9 @@ struct BotIndex {
 const CANDIDATES: usize = 50;
 /// Below this cosine a vector match is not a candidate.
 const MIN_COSINE: f32 = 0.15;
+/// A best keyword passage holding this share of the question's terms makes the vector search
+/// unnecessary.
+const KEYWORDS_SUFFICE: f32 = 0.75;
 
 type Key = (TenantId, BotId);
 
@@ -141,7 +144,20 @@ impl Knowledge {
         wanted.dedup();
         let keyword: Vec<usize> =
             index.keywords.search(query, CANDIDATES).into_iter().map(|(i, _)| i).collect();
-        let question = match self.embedder.embed(&[query.to_owned()]).await {
+        let coverage = |i: usize| {
+            let chunk = &index.chunks[i];
+            let held = index::terms(&embedding_text(&chunk.title, &chunk.text));
+            wanted.iter().filter(|t| held.contains(t)).count() as f32 / wanted.len().max(1) as f32
+        };
+        // The best keyword passage already holds the question's words: the model (≈ 20 ms of
+        // CPU a question) would not change the answer, so it is spared.
+        let keywords_suffice = keyword.first().is_some_and(|i| coverage(*i) >= KEYWORDS_SUFFICE);
+        let embedded = if keywords_suffice {
+            Ok(Vec::new())
+        } else {
+            self.embedder.embed(&[query.to_owned()]).await
+        };
+        let question = match embedded {
             Ok(mut vectors) => vectors.pop().unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(error = %e, "embedding the question failed; keyword retrieval only");
@@ -167,14 +183,12 @@ impl Knowledge {
             .into_iter()
             .map(|(i, score)| {
                 let chunk = &index.chunks[i];
-                let held = index::terms(&chunk.text);
-                let covered = wanted.iter().filter(|t| held.contains(t)).count();
                 Passage {
                     document_id: chunk.document_id.clone(),
                     title: chunk.title.clone(),
                     text: chunk.text.clone(),
                     score,
-                    coverage: covered as f32 / wanted.len().max(1) as f32,
+                    coverage: coverage(i),
                     close_in_meaning: close.contains(&i),
                 }
             })
@@ -187,7 +201,10 @@ impl Knowledge {
             return Ok(index.clone());
         }
         let chunks = self.store.list_chunks(tenant, bot).await?;
-        let keywords = index::KeywordIndex::new(chunks.iter().map(|c| c.text.as_str()));
+        // Headings count as words of their chunk ("Breakfast" over "Served from seven").
+        let searchable: Vec<String> =
+            chunks.iter().map(|c| embedding_text(&c.title, &c.text)).collect();
+        let keywords = index::KeywordIndex::new(searchable.iter().map(String::as_str));
         let vectors = self.vectors(&chunks).await;
         let built = Arc::new(BotIndex { chunks, keywords, vectors });
         self.indexes.lock().insert(key, built.clone());

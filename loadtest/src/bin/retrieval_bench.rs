@@ -10,7 +10,7 @@
 
 use parla_engine::knowledge::{
     embed::{HashingEmbedder, dot, fuse},
-    index::KeywordIndex,
+    index::{KeywordIndex, terms},
 };
 use serde::Deserialize;
 
@@ -86,9 +86,26 @@ fn main() -> anyhow::Result<()> {
         ("vector (hashing embedder)", Box::new(by_vector)),
         ("hybrid: BM25 + hashing (reciprocal rank fusion)", Box::new(hybrid)),
     ];
+    // What bots do: the model is consulted only when the best keyword passage does not hold
+    // at least 75% of the question's terms.
+    let adaptive = |q: &str| {
+        let keyword = by_keyword(q);
+        let mut wanted = terms(q);
+        wanted.sort();
+        wanted.dedup();
+        let covered = keyword.first().map_or(0.0, |i| {
+            let held = terms(&set.passages[*i].text);
+            wanted.iter().filter(|t| held.contains(t)).count() as f32 / wanted.len().max(1) as f32
+        });
+        if covered >= 0.75 { keyword } else { model_hybrid(q) }
+    };
     if minilm.is_some() {
         methods.push(("vector (all-MiniLM-L6-v2)", Box::new(by_model)));
         methods.push(("hybrid: BM25 + MiniLM (reciprocal rank fusion)", Box::new(model_hybrid)));
+        methods.push((
+            "adaptive: BM25 if it covers the question, else BM25 + MiniLM",
+            Box::new(adaptive),
+        ));
     }
     println!("# {} passages, {} questions: {}", n, set.questions.len(), set.source);
     println!("| method | recall@1 | recall@5 | MRR |");
