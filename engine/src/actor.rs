@@ -313,7 +313,9 @@ impl ConversationActor {
         {
             tracing::info!(conversation = %c, seq = message.seq, "answering a message left unanswered");
             let text = message.text.clone();
-            self.start_reply(state, text).await;
+            self.refresh_bot(state).await;
+            let best = crate::responder::builtin::classify_index(&state.intents, &text);
+            self.start_reply(state, text, best).await;
         }
     }
 
@@ -346,10 +348,10 @@ impl ConversationActor {
         self.refresh_bot(state).await;
         let mut message = self.new_message(state, Sender::User, text, Some(client_msg_id));
         message.sentiment = crate::sentiment::score(&message.text);
-        if let Some((intent, confidence)) =
-            crate::responder::builtin::classify(&state.intents, &message.text)
-        {
-            (message.intent, message.confidence) = (Some(intent.name.clone()), Some(confidence));
+        let best = crate::responder::builtin::classify_index(&state.intents, &message.text);
+        if let Some((i, confidence)) = best {
+            (message.intent, message.confidence) =
+                (Some(state.intents[i].name.clone()), Some(confidence));
         }
         let text = message.text.clone();
         let Some(stored) = self.store_message(state, message, origin).await else {
@@ -359,7 +361,7 @@ impl ConversationActor {
         if crate::sentiment::asks_for_a_person(&text) {
             self.escalate(state, "the visitor asked for a person").await;
         }
-        self.start_reply(state, text).await;
+        self.start_reply(state, text, best).await;
     }
 
     /// Marks the conversation ESCALATED (once), for an agent to take over.
@@ -397,8 +399,9 @@ impl ConversationActor {
         }
     }
 
-    async fn start_reply(&mut self, state: &mut State, text: String) {
-        self.refresh_bot(state).await;
+    /// Starts answering `text`, whose best intent the caller classified against
+    /// `state.intents` (so the bot is not reloaded in between).
+    async fn start_reply(&mut self, state: &mut State, text: String, best: Option<(usize, f32)>) {
         let stream_id = uuid::Uuid::now_v7().simple().to_string();
         let Some(me) = self.me.upgrade() else { return };
         let wanted = self.deps.responder.history_len() as u64;
@@ -414,6 +417,7 @@ impl ConversationActor {
             bot: state.bot.clone(),
             intents: state.intents.clone(),
             text,
+            best_intent: best,
             history,
             passages: Vec::new(),
             llm: None,

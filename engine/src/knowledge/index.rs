@@ -77,6 +77,11 @@ impl KeywordIndex {
         self.docs.is_empty()
     }
 
+    /// Whether passage `i` holds the index term `term` (as [`terms`] makes them).
+    pub fn holds(&self, i: usize, term: &str) -> bool {
+        self.docs.get(i).is_some_and(|counts| counts.contains_key(term))
+    }
+
     /// The `k` best passages for `query`: (passage index, score), best first; only passages
     /// sharing a term with the query.
     pub fn search(&self, query: &str, k: usize) -> Vec<(usize, f32)> {

@@ -144,10 +144,10 @@ impl Knowledge {
         wanted.dedup();
         let keyword: Vec<usize> =
             index.keywords.search(query, CANDIDATES).into_iter().map(|(i, _)| i).collect();
+        // The keyword index already holds each chunk's terms (heading included).
         let coverage = |i: usize| {
-            let chunk = &index.chunks[i];
-            let held = index::terms(&embedding_text(&chunk.title, &chunk.text));
-            wanted.iter().filter(|t| held.contains(t)).count() as f32 / wanted.len().max(1) as f32
+            let held = wanted.iter().filter(|t| index.keywords.holds(i, t)).count();
+            held as f32 / wanted.len().max(1) as f32
         };
         // The best keyword passage already holds the question's words: the model (≈ 20 ms of
         // CPU a question) would not change the answer, so it is spared.

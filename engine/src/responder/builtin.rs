@@ -83,19 +83,25 @@ impl BuiltinResponder {
 
 /// The best intent for `text`, with its confidence.
 pub fn classify<'a>(intents: &'a [Intent], text: &str) -> Option<(&'a Intent, f32)> {
+    classify_index(intents, text).map(|(i, score)| (&intents[i], score))
+}
+
+/// [`classify`], as the intent's position in `intents`.
+pub fn classify_index(intents: &[Intent], text: &str) -> Option<(usize, f32)> {
     let query = Features::of(text);
     if query.words.is_empty() {
         return None;
     }
     intents
         .iter()
-        .filter_map(|intent| {
+        .enumerate()
+        .filter_map(|(i, intent)| {
             let best = intent
                 .examples
                 .iter()
                 .map(|example| query.similarity(&Features::of(example)))
                 .fold(0.0f32, f32::max);
-            (best > 0.0).then_some((intent, best))
+            (best > 0.0).then_some((i, best))
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
@@ -175,7 +181,7 @@ fn fold_accent(c: char) -> char {
 #[async_trait]
 impl Responder for BuiltinResponder {
     async fn reply(&self, request: ReplyRequest) -> Result<Reply, ResponderError> {
-        let (text, intent, confidence) = match classify(&request.intents, &request.text) {
+        let (text, intent, confidence) = match request.matched_intent() {
             Some((intent, score)) if score >= self.min_confidence => {
                 (intent.response.text.clone(), Some(intent.name.clone()), Some(score))
             }

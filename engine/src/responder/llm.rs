@@ -23,10 +23,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::{
-    Reply, ReplyRequest, Responder, ResponderError, Usage,
-    builtin::{BuiltinResponder, classify},
-};
+use super::{Reply, ReplyRequest, Responder, ResponderError, Usage, builtin::BuiltinResponder};
 use crate::model::{Sender, TenantLlm};
 
 /// Where and how to call the model.
@@ -164,8 +161,8 @@ enum Attempt {
 #[async_trait]
 impl Responder for LlmResponder {
     async fn reply(&self, request: ReplyRequest) -> Result<Reply, ResponderError> {
-        let matched = classify(&request.intents, &request.text)
-            .is_some_and(|(_, score)| score >= self.config.min_confidence);
+        let matched =
+            request.matched_intent().is_some_and(|(_, score)| score >= self.config.min_confidence);
         let endpoint = self.endpoint(&request).filter(|_| request.llm_allowed);
         let Some(endpoint) = endpoint.filter(|_| !matched) else {
             return self.intents.reply(request).await;

@@ -22,6 +22,9 @@ pub struct ReplyRequest {
     pub intents: Arc<Vec<Intent>>,
     /// The visitor's message being answered.
     pub text: String,
+    /// The best of `intents` for `text` (its position) and its confidence: classified once, by
+    /// the actor, when the message arrived.
+    pub best_intent: Option<(usize, f32)>,
     /// Recent messages, oldest first, for context-aware responders.
     pub history: Vec<Message>,
     /// Passages of the bot's knowledge base retrieved for `text`, best first.
@@ -30,6 +33,13 @@ pub struct ReplyRequest {
     pub llm: Option<crate::model::TenantLlm>,
     /// False once the tenant's monthly token budget is spent: answer without the LLM.
     pub llm_allowed: bool,
+}
+
+impl ReplyRequest {
+    /// The best intent for the message, with its confidence.
+    pub fn matched_intent(&self) -> Option<(&Intent, f32)> {
+        self.best_intent.and_then(|(i, score)| self.intents.get(i).map(|intent| (intent, score)))
+    }
 }
 
 /// A reply being produced: its classification and its token stream.
