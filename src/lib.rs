@@ -103,6 +103,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     };
     let responder = Arc::new(parla_engine::responder::llm::LlmResponder::new(config, builtin));
     let embedder = embedder(&settings.embeddings).await;
+    let vectors = vector_index(&settings, &embedder.id())?;
     let engine = Engine::new(
         store,
         bus,
@@ -110,6 +111,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         settings.engine.clone(),
         settings.knowledge.clone(),
         embedder,
+        vectors,
     );
     let resumed = engine.knowledge().resume().await.context("resuming document processing")?;
     if resumed > 0 {
@@ -171,6 +173,26 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let stopper = Stopper { shutdown: Arc::new(shutdown), handle: server.handle() };
     let task = tokio::spawn(server);
     Ok(Running { addr, engine, demo_created, stopper, task })
+}
+
+/// Where the embedder's vectors go: the data dir, or Qdrant.
+fn vector_index(
+    settings: &Settings,
+    space: &str,
+) -> anyhow::Result<Arc<dyn parla_engine::knowledge::vectors::VectorIndex>> {
+    use parla_engine::knowledge::vectors::{embedded::EmbeddedVectors, qdrant::QdrantVectors};
+    let v = &settings.vectors;
+    Ok(if v.index == "qdrant" {
+        Arc::new(QdrantVectors::new(
+            &v.qdrant_url,
+            &v.qdrant_api_key,
+            &v.qdrant_collection_prefix,
+            space,
+            Duration::from_millis(v.qdrant_timeout_ms),
+        )?)
+    } else {
+        Arc::new(EmbeddedVectors::open(&settings.store.data_dir, space)?)
+    })
 }
 
 /// The knowledge base's embedder: an OpenAI-compatible API when configured, else the built-in

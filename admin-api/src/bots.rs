@@ -248,6 +248,7 @@ pub async fn delete(
         return Err(not_found("bot"));
     }
     state.engine.bot_changed(&caller.tenant, &id);
+    state.engine.knowledge().forget_bot(&caller.tenant, &id).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -281,8 +281,7 @@ pub async fn delete(
     caller.require("bots:write")?;
     let (bot, id) = path.into_inner();
     let document = owned_document(&state, &caller, &bot, &id).await?;
-    state.store.delete_document(&caller.tenant, &document.id).await?;
-    state.engine.knowledge().invalidate(&caller.tenant, &document.bot_id);
+    state.engine.knowledge().delete_document(&caller.tenant, &document.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

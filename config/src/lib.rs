@@ -51,6 +51,7 @@ pub struct Settings {
     pub knowledge: KnowledgeSettings,
     pub llm: LlmSettings,
     pub embeddings: EmbeddingsSettings,
+    pub vectors: VectorSettings,
     pub demo: DemoSettings,
 }
 
@@ -96,6 +97,35 @@ impl std::fmt::Debug for EmbeddingsSettings {
             .field("api_key", &if self.api_key.is_empty() { "<empty>" } else { "<set>" })
             .field("batch", &self.batch)
             .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// Where knowledge-base vectors are kept and searched.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorSettings {
+    /// `embedded` (a file in the data dir) or `qdrant`.
+    pub index: String,
+    /// Qdrant's REST address, e.g. `http://qdrant:6333`.
+    pub qdrant_url: String,
+    /// Never serialised (so `parla config` cannot print it).
+    #[serde(skip_serializing)]
+    pub qdrant_api_key: String,
+    /// Collections are named `{prefix}_{embedder}`.
+    pub qdrant_collection_prefix: String,
+    pub qdrant_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for VectorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.qdrant_api_key.is_empty() { "<empty>" } else { "<set>" };
+        f.debug_struct("VectorSettings")
+            .field("index", &self.index)
+            .field("qdrant_url", &self.qdrant_url)
+            .field("qdrant_api_key", &key)
+            .field("qdrant_collection_prefix", &self.qdrant_collection_prefix)
+            .field("qdrant_timeout_ms", &self.qdrant_timeout_ms)
             .finish()
     }
 }
@@ -397,6 +427,24 @@ impl Settings {
                 key: "auth.jwt_secret",
                 problem: "must be at least 32 bytes (or empty to generate one)".into(),
             });
+        }
+        match self.vectors.index.as_str() {
+            "embedded" => {}
+            "qdrant" if self.vectors.qdrant_url.starts_with("http") => {}
+            "qdrant" => {
+                return Err(ConfigError::Invalid {
+                    key: "vectors.qdrant_url",
+                    problem: "must be Qdrant's http(s):// REST address when vectors.index = \
+                              \"qdrant\""
+                        .into(),
+                });
+            }
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "vectors.index",
+                    problem: "must be \"embedded\" or \"qdrant\"".into(),
+                });
+            }
         }
         if !(0.0..=1.0).contains(&self.responder.min_confidence) {
             return Err(ConfigError::Invalid {

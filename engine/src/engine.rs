@@ -124,9 +124,11 @@ impl Engine {
         settings: EngineSettings,
         knowledge: crate::knowledge::KnowledgeSettings,
         embedder: Arc<dyn crate::knowledge::embed::Embedder>,
+        vectors: Arc<dyn crate::knowledge::vectors::VectorIndex>,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let knowledge = crate::knowledge::Knowledge::start(store.clone(), knowledge, embedder);
+        let knowledge =
+            crate::knowledge::Knowledge::start(store.clone(), knowledge, embedder, vectors);
         let webhooks = crate::webhook::Webhooks::new(&settings, metrics.clone());
         let deps = Arc::new(Deps {
             store,

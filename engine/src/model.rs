@@ -557,9 +557,4 @@ pub struct Chunk {
     /// The heading it sits under, or the document's title.
     pub title: String,
     pub text: String,
-    /// The embedder that made `vector` (see `knowledge::embed`); empty when none did.
-    #[serde(default)]
-    pub embedder: String,
-    #[serde(default)]
-    pub vector: Vec<f32>,
 }

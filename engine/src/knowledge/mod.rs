@@ -9,10 +9,10 @@
 //! PENDING or PROCESSING document is queued again, so work survives a restart.
 //!
 //! # Retrieval
-//! Hybrid: keyword (BM25, [`index`]) and vector (the [`embed::Embedder`]'s cosine) rankings of
-//! the bot's chunks, fused by reciprocal rank ([`embed::fuse`]); built on first use and cached
-//! per bot until its documents change. Only passages sharing a term with the question or close
-//! in vector space are candidates.
+//! Hybrid: keyword (BM25, [`index`], built on first use and cached per bot until its documents
+//! change) and vector (the [`embed::Embedder`]'s cosine, searched in the [`vectors`] index)
+//! rankings of the bot's chunks, fused by reciprocal rank ([`embed::fuse`]). Only passages
+//! sharing a term with the question or close in vector space are candidates.
 
 pub mod chunk;
 pub mod embed;
@@ -20,6 +20,7 @@ pub mod extract;
 pub mod index;
 pub mod minilm;
 pub mod scrape;
+pub mod vectors;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -53,7 +54,8 @@ pub struct Passage {
 struct BotIndex {
     chunks: Vec<Chunk>,
     keywords: index::KeywordIndex,
-    vectors: Vec<Vec<f32>>,
+    /// (document, position) → index in `chunks`, to place vector hits.
+    positions: HashMap<(String, u32), usize>,
 }
 
 /// How many candidates each ranking contributes to the fusion.
@@ -75,6 +77,7 @@ pub struct Knowledge {
     queue: mpsc::Sender<(TenantId, String)>,
     indexes: Mutex<HashMap<Key, Arc<BotIndex>>>,
     embedder: Arc<dyn embed::Embedder>,
+    vectors: Arc<dyn vectors::VectorIndex>,
 }
 
 impl Knowledge {
@@ -82,11 +85,12 @@ impl Knowledge {
         &self.settings
     }
 
-    /// Starts the worker on the current runtime.
+    /// Starts the worker on the current runtime. `vectors` must hold `embedder`'s space.
     pub fn start(
         store: Arc<dyn Store>,
         settings: KnowledgeSettings,
         embedder: Arc<dyn embed::Embedder>,
+        vectors: Arc<dyn vectors::VectorIndex>,
     ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let scraper = scrape::Scraper::new(
@@ -100,6 +104,7 @@ impl Knowledge {
             queue: tx,
             indexes: Mutex::new(HashMap::new()),
             embedder,
+            vectors,
         });
         tokio::spawn(worker(Arc::downgrade(&knowledge), rx));
         knowledge
@@ -125,6 +130,28 @@ impl Knowledge {
     /// Forgets a bot's cached index (its documents changed).
     pub fn invalidate(&self, tenant: &TenantId, bot: &BotId) {
         self.indexes.lock().remove(&(tenant.clone(), bot.clone()));
+    }
+
+    /// Deletes a document with its bytes, chunks and vectors; returns whether it existed.
+    pub async fn delete_document(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        let Some(document) = self.store.get_document(tenant, id).await? else {
+            return Ok(false);
+        };
+        let existed = self.store.delete_document(tenant, id).await?;
+        self.invalidate(tenant, &document.bot_id);
+        // A failure here leaves points no chunk backs: searches skip them.
+        if let Err(e) = self.vectors.remove_document(tenant, &document.bot_id, id).await {
+            tracing::warn!(document = %id, error = %e, "could not remove the document's vectors");
+        }
+        Ok(existed)
+    }
+
+    /// Forgets a deleted bot's vectors (the store removed its documents with it).
+    pub async fn forget_bot(&self, tenant: &TenantId, bot: &BotId) {
+        self.invalidate(tenant, bot);
+        if let Err(e) = self.vectors.remove_bot(tenant, bot).await {
+            tracing::warn!(bot = %bot, error = %e, "could not remove the bot's vectors");
+        }
     }
 
     /// The `k` passages of `bot`'s documents that best match `query`, best first.
@@ -164,14 +191,24 @@ impl Knowledge {
                 Vec::new()
             }
         };
-        let mut by_vector: Vec<(usize, f32)> = index
-            .vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i, embed::dot(&question, v)))
-            .filter(|(_, cosine)| *cosine >= MIN_COSINE)
+        let hits = if question.is_empty() {
+            Vec::new()
+        } else {
+            self.vectors
+                .search(tenant, bot, &question, CANDIDATES, MIN_COSINE)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "vector search failed; keyword retrieval only");
+                    Vec::new()
+                })
+        };
+        // Hits whose chunk is gone (deleted meanwhile) are dropped.
+        let by_vector: Vec<(usize, f32)> = hits
+            .into_iter()
+            .filter_map(|hit| {
+                index.positions.get(&(hit.document_id, hit.position)).map(|i| (*i, hit.score))
+            })
             .collect();
-        by_vector.sort_by(|a, b| b.1.total_cmp(&a.1));
         let threshold = self.embedder.answer_similarity();
         let close: std::collections::HashSet<usize> = by_vector
             .iter()
@@ -205,37 +242,44 @@ impl Knowledge {
         let searchable: Vec<String> =
             chunks.iter().map(|c| embedding_text(&c.title, &c.text)).collect();
         let keywords = index::KeywordIndex::new(searchable.iter().map(String::as_str));
-        let vectors = self.vectors(&chunks).await;
-        let built = Arc::new(BotIndex { chunks, keywords, vectors });
+        let positions = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ((c.document_id.clone(), c.position), i))
+            .collect();
+        self.backfill(tenant, bot, &chunks).await;
+        let built = Arc::new(BotIndex { chunks, keywords, positions });
         self.indexes.lock().insert(key, built.clone());
         Ok(built)
     }
 
-    /// The chunks' vectors in this embedder's space: stored ones when they are of this
-    /// embedder, recomputed when it is local, else empty (that chunk is found by keywords only;
-    /// reprocessing the document embeds it again).
-    async fn vectors(&self, chunks: &[Chunk]) -> Vec<Vec<f32>> {
-        let id = self.embedder.id();
-        let mut vectors: Vec<Vec<f32>> = chunks
-            .iter()
-            .map(|c| if c.embedder == id { c.vector.clone() } else { Vec::new() })
-            .collect();
-        let stale: Vec<usize> = (0..chunks.len()).filter(|i| vectors[*i].is_empty()).collect();
-        if stale.is_empty() {
-            return vectors;
-        }
-        if !self.embedder.local() {
-            tracing::warn!(chunks = stale.len(), embedder = %id, "chunks embedded by another embedder; reprocess their documents");
-            return vectors;
-        }
-        let texts: Vec<String> =
-            stale.iter().map(|i| embedding_text(&chunks[*i].title, &chunks[*i].text)).collect();
-        if let Ok(fresh) = self.embedder.embed(&texts).await {
-            for (i, vector) in stale.into_iter().zip(fresh) {
-                vectors[i] = vector;
+    /// Embeds the documents that have no vectors in this embedder's space (they were processed
+    /// under another embedder) when embedding is local; otherwise they are found by keywords
+    /// only until reprocessed.
+    async fn backfill(&self, tenant: &TenantId, bot: &BotId, chunks: &[Chunk]) {
+        let mut documents: Vec<&str> = chunks.iter().map(|c| c.document_id.as_str()).collect();
+        documents.dedup();
+        for document in documents {
+            if self.vectors.holds(tenant, bot, document).await.unwrap_or(true) {
+                continue;
+            }
+            if !self.embedder.local() {
+                tracing::warn!(document, embedder = %self.embedder.id(), "document has no vectors from this embedder; reprocess it");
+                continue;
+            }
+            let mine: Vec<&Chunk> = chunks.iter().filter(|c| c.document_id == document).collect();
+            let texts: Vec<String> =
+                mine.iter().map(|c| embedding_text(&c.title, &c.text)).collect();
+            let Ok(vectors) = self.embedder.embed(&texts).await else { continue };
+            let points: Vec<vectors::Point> = mine
+                .iter()
+                .zip(vectors)
+                .map(|(c, vector)| vectors::Point { position: c.position, vector })
+                .collect();
+            if let Err(e) = self.vectors.replace(tenant, bot, document, &points).await {
+                tracing::warn!(document, error = %e, "could not store the document's vectors");
             }
         }
-        vectors
     }
 
     /// Processes one document: extract, chunk, store (or record the failure).
@@ -280,18 +324,25 @@ impl Knowledge {
             Ok(_) => return self.fail(document, "embedding failed: wrong number of vectors").await,
             Err(e) => return self.fail(document, &format!("embedding failed: {e}")).await,
         };
-        let embedder = self.embedder.id();
+        let position = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        let points: Vec<vectors::Point> = vectors
+            .into_iter()
+            .enumerate()
+            .map(|(i, vector)| vectors::Point { position: position(i), vector })
+            .collect();
+        // Before the chunks: a crash in between leaves the document PROCESSING, and the
+        // resumed run writes both again.
+        if let Err(e) = self.vectors.replace(tenant, &document.bot_id, id, &points).await {
+            return self.fail(document, &format!("indexing failed: {e}")).await;
+        }
         let chunks: Vec<Chunk> = pieces
             .into_iter()
-            .zip(vectors)
             .enumerate()
-            .map(|(i, (piece, vector))| Chunk {
+            .map(|(i, piece)| Chunk {
                 document_id: document.id.clone(),
-                position: u32::try_from(i).unwrap_or(u32::MAX),
+                position: position(i),
                 title: piece.title,
                 text: piece.text,
-                embedder: embedder.clone(),
-                vector,
             })
             .collect();
         document.status = ProcessStatus::Completed;
@@ -329,6 +380,10 @@ impl Knowledge {
         document.updated_at = now_ms();
         self.store.put_chunks(&document, &[]).await?;
         self.invalidate(&document.tenant_id, &document.bot_id);
+        let (tenant, bot) = (&document.tenant_id, &document.bot_id);
+        if let Err(e) = self.vectors.remove_document(tenant, bot, &document.id).await {
+            tracing::warn!(document = %document.id, error = %e, "could not remove the document's vectors");
+        }
         Ok(())
     }
 }
@@ -375,10 +430,13 @@ mod tests {
         let text = b"# Parking\n\nGuests park for free in the garage under the hotel.";
         store.put_document(&document, Some(text)).await.expect("put");
 
+        let vectors =
+            vectors::embedded::EmbeddedVectors::open(dir.path(), "hashing-512").expect("vectors");
         let knowledge = Knowledge::start(
             store.clone(),
             settings(),
             Arc::new(embed::HashingEmbedder::default()),
+            Arc::new(vectors),
         );
         assert_eq!(knowledge.resume().await.expect("resume"), 1);
         let (t, b) = (TenantId::from("t"), BotId::from("b"));

@@ -25,6 +25,27 @@ pub async fn run_all(store: &dyn Store) {
     documents_keep_content_and_chunks_and_queue_unfinished_work(store).await;
     conversations_keep_status_and_visitor_sentiment(store).await;
     token_usage_adds_up_per_tenant_and_month(store).await;
+    deleting_a_bot_deletes_its_knowledge_base(store).await;
+}
+
+async fn deleting_a_bot_deletes_its_knowledge_base(store: &dyn Store) {
+    let t = TenantId::from("t-bot-kb");
+    let (doomed, kept) = (bot("t-bot-kb", "b-doomed"), bot("t-bot-kb", "b-kept"));
+    for b in [&doomed, &kept] {
+        store.put_bot(b).await.expect("bot");
+        let id = format!("doc-of-{}", b.id.as_str());
+        let d = document("t-bot-kb", b.id.as_str(), &id, ProcessStatus::Completed);
+        store.put_document(&d, Some(b"text")).await.expect("document");
+        let chunk = Chunk { document_id: id, position: 0, title: "t".into(), text: "x".into() };
+        store.put_chunks(&d, &[chunk]).await.expect("chunks");
+    }
+    assert!(store.delete_bot(&t, &doomed.id).await.expect("delete"));
+    assert!(store.list_documents(&t, &doomed.id).await.expect("list").is_empty());
+    assert!(store.list_chunks(&t, &doomed.id).await.expect("chunks").is_empty());
+    assert_eq!(store.get_document(&t, "doc-of-b-doomed").await.expect("get"), None);
+    assert_eq!(store.document_content(&t, "doc-of-b-doomed").await.expect("content"), None);
+    assert_eq!(store.list_documents(&t, &kept.id).await.expect("list").len(), 1, "others stay");
+    assert_eq!(store.list_chunks(&t, &kept.id).await.expect("chunks").len(), 1);
 }
 
 async fn token_usage_adds_up_per_tenant_and_month(store: &dyn Store) {
@@ -113,8 +134,6 @@ async fn documents_keep_content_and_chunks_and_queue_unfinished_work(store: &dyn
         position: p,
         title: "t".into(),
         text: text.into(),
-        embedder: "test".into(),
-        vector: vec![0.6, 0.8],
     };
     let done =
         Document { status: ProcessStatus::Completed, chunks: 3, progress: 100, ..d1.clone() };

@@ -288,6 +288,18 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                     .remove(bot.as_str())
                     .map_err(backend)?;
                 txn.open_table(INTENTS).map_err(backend)?.remove(key).map_err(backend)?;
+                // Its knowledge base goes with it.
+                let (t, b) = key;
+                let documents: Vec<String> = txn
+                    .open_table(DOCUMENTS_BY_BOT)
+                    .map_err(backend)?
+                    .range((t, b, "")..=(t, b, "\u{10FFFF}"))
+                    .map_err(backend)?
+                    .map(|entry| entry.map(|(k, _)| k.value().2.to_owned()).map_err(backend))
+                    .collect::<StoreResult<_>>()?;
+                for document in &documents {
+                    remove_document(txn, t, document)?;
+                }
             }
             return Ok(Outcome::Existed(existed));
         }
@@ -487,30 +499,7 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             write_document(txn, d)?;
         }
         WriteOp::DeleteDocument(tenant, id) => {
-            let t = tenant.as_str();
-            let removed = txn
-                .open_table(DOCUMENTS)
-                .map_err(backend)?
-                .remove((t, id.as_str()))
-                .map_err(backend)?
-                .map(|v| decode::<Document>(v.value()))
-                .transpose()?;
-            let Some(document) = removed else { return Ok(Outcome::Existed(false)) };
-            let b = document.bot_id.as_str();
-            remove_chunks(txn, t, b, id)?;
-            txn.open_table(DOCUMENTS_BY_BOT)
-                .map_err(backend)?
-                .remove((t, b, id.as_str()))
-                .map_err(backend)?;
-            txn.open_table(DOCUMENT_CONTENT)
-                .map_err(backend)?
-                .remove((t, id.as_str()))
-                .map_err(backend)?;
-            txn.open_table(DOCUMENT_QUEUE)
-                .map_err(backend)?
-                .remove((t, id.as_str()))
-                .map_err(backend)?;
-            return Ok(Outcome::Existed(true));
+            return remove_document(txn, tenant.as_str(), id).map(Outcome::Existed);
         }
         WriteOp::RevokeFamily(family) => {
             let mut families = txn.open_table(REFRESH_FAMILIES).map_err(backend)?;
@@ -548,6 +537,24 @@ fn write_document(txn: &WriteTransaction, d: &Document) -> StoreResult<()> {
         queue.remove((t, id)).map_err(backend)?;
     }
     Ok(())
+}
+
+/// Removes a document with its bytes, chunks and queue entry; returns whether it existed.
+fn remove_document(txn: &WriteTransaction, t: &str, id: &str) -> StoreResult<bool> {
+    let removed = txn
+        .open_table(DOCUMENTS)
+        .map_err(backend)?
+        .remove((t, id))
+        .map_err(backend)?
+        .map(|v| decode::<Document>(v.value()))
+        .transpose()?;
+    let Some(document) = removed else { return Ok(false) };
+    let b = document.bot_id.as_str();
+    remove_chunks(txn, t, b, id)?;
+    txn.open_table(DOCUMENTS_BY_BOT).map_err(backend)?.remove((t, b, id)).map_err(backend)?;
+    txn.open_table(DOCUMENT_CONTENT).map_err(backend)?.remove((t, id)).map_err(backend)?;
+    txn.open_table(DOCUMENT_QUEUE).map_err(backend)?.remove((t, id)).map_err(backend)?;
+    Ok(true)
 }
 
 fn remove_chunks(txn: &WriteTransaction, t: &str, b: &str, id: &str) -> StoreResult<()> {
