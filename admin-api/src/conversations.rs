@@ -92,7 +92,7 @@ pub async fn list(
     let limit = page_size(query.limit, 50, 200)?;
     let wanted = |c: &parla_engine::model::Conversation| {
         query.channel.is_none_or(|ch| c.source == ch)
-            && query.status.is_none_or(|s| c.status == s)
+            && query.status.is_none_or(|s| c.handling.status == s)
             && query.started_after.is_none_or(|t| c.started_at >= t)
             && query.started_before.is_none_or(|t| c.started_at < t)
     };

@@ -5,7 +5,7 @@
 
 use parla_engine::model::{
     Account, AccountId, AccountType, ApiKey, Bot, BotId, Channel, Conversation, ConversationId,
-    ConversationStatus, Intent, IntentAction, IntentResponse, Message, Role, Tenant, TenantId,
+    Handling, Intent, IntentAction, IntentResponse, Message, Role, Tenant, TenantId,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -220,7 +220,9 @@ pub struct ConversationView {
     pub source: Channel,
     pub started_at: i64,
     pub user_agent: Option<String>,
-    pub status: ConversationStatus,
+    /// Status, assignee, resolution, waiting time, agents' read position, CSAT.
+    #[serde(flatten)]
+    pub handling: Handling,
     /// Mean sentiment of the visitor's messages, -1 to 1; null before any polar message.
     pub sentiment: Option<f32>,
 }
@@ -233,7 +235,7 @@ impl From<&Conversation> for ConversationView {
             source: c.source,
             started_at: c.started_at,
             user_agent: c.user_agent.clone(),
-            status: c.status,
+            handling: c.handling.clone(),
             sentiment: c.sentiment(),
         }
     }

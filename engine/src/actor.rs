@@ -15,7 +15,15 @@
 //! A reply is produced by a separate task so the actor keeps handling events while tokens
 //! stream: the task publishes each token straight to the bus and, when the stream ends, sends
 //! the whole text back to the actor, which assigns the next `seq`, stores it and publishes
-//! `StreamEnd`. The actor keeps each stream's abort handle (for hand-off to a human later).
+//! `StreamEnd`. The actor keeps each stream's abort handle and its publish gate: an agent's
+//! claim closes the gate (the task publishes each token while holding it) before the `handoff`
+//! goes out, so no bot token can follow it, then aborts the task, which drops the upstream
+//! LLM request.
+//!
+//! # Human agents
+//! Agent commands ([`crate::agents`]) arrive in the same mailbox and are answered through a
+//! oneshot. While an agent holds the conversation (ASSIGNED) visitor messages are stored and
+//! shown but the bot does not answer.
 //!
 //! # Passivation
 //! An actor with an empty mailbox and no stream in flight for `idle_passivate` removes itself
@@ -30,11 +38,15 @@ use std::{
 };
 
 use futures_util::{FutureExt, StreamExt};
-use tokio::{sync::mpsc, task::AbortHandle};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::AbortHandle,
+};
 
 use crate::{
     EngineError,
-    bus::{Envelope, Event, Inbound},
+    agents::{AgentAction, AgentCommand, CommandOutcome},
+    bus::{Envelope, Event, Inbound, TenantEvent},
     engine::Deps,
     model::*,
     responder::ReplyRequest,
@@ -48,6 +60,23 @@ pub(crate) enum ActorMsg {
     Inbound(Envelope),
     /// A bot reply's stream ended (sent by the reply task).
     ReplyDone(ReplyDone),
+    /// An agent's command, answered on the oneshot.
+    Command(AgentCommand, oneshot::Sender<Result<CommandOutcome, EngineError>>),
+}
+
+/// A bot stream in flight.
+struct InFlight {
+    abort: AbortHandle,
+    /// `true` while the stream may publish; the reply task holds the lock while it publishes a
+    /// token, so once a canceller has set it to `false`, no token of this stream follows.
+    gate: Arc<parking_lot::Mutex<bool>>,
+}
+
+impl InFlight {
+    fn stop(&self) {
+        *self.gate.lock() = false;
+        self.abort.abort();
+    }
 }
 
 #[derive(Debug)]
@@ -76,7 +105,7 @@ struct State {
     /// The bot's version when `bot` and `intents` were loaded (see `Engine::bot_changed`).
     bot_version: u64,
     last_seq: u64,
-    status: crate::model::ConversationStatus,
+    handling: Handling,
     /// Bot answers in a row that were the fallback message.
     fallbacks: u32,
 }
@@ -89,7 +118,7 @@ pub(crate) struct ConversationActor {
     /// For reply tasks to report back; weak so that it never keeps the mailbox open by itself.
     me: mpsc::WeakSender<ActorMsg>,
     /// Bot streams in flight. Kept outside [`State`] so it survives a restart.
-    in_flight: HashMap<String, AbortHandle>,
+    in_flight: HashMap<String, InFlight>,
     /// Set once the conversation is deleted: the actor stops after the current message.
     deleted: bool,
 }
@@ -159,10 +188,10 @@ impl ConversationActor {
         // still get in before the close; the drain below answers it too.
         rx.close();
         while let Ok(msg) = rx.try_recv() {
-            self.reject(&msg, error);
+            self.reject(msg, error);
         }
         for (_, stream) in self.in_flight.drain() {
-            stream.abort();
+            stream.stop();
         }
         self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
     }
@@ -186,6 +215,10 @@ impl ConversationActor {
                 // Cannot happen: we only passivate with no stream in flight.
                 ActorMsg::ReplyDone(done) => {
                     tracing::warn!(stream = %done.stream_id, "a reply finished after its actor stopped")
+                }
+                ActorMsg::Command(_, reply) => {
+                    // Refused rather than re-routed: the caller may simply retry.
+                    let _ = reply.send(Err(EngineError::ConversationBusy));
                 }
             }
         }
@@ -237,7 +270,7 @@ impl ConversationActor {
             intents: Arc::new(intents),
             bot_version,
             last_seq,
-            status: conversation.status,
+            handling: conversation.handling,
             fallbacks: 0,
         })
     }
@@ -253,7 +286,7 @@ impl ConversationActor {
             ActorMsg::Inbound(envelope) => {
                 envelope.origin.map(|conn| (conn, client_msg_id(envelope)))
             }
-            ActorMsg::ReplyDone(_) => None,
+            ActorMsg::ReplyDone(_) | ActorMsg::Command(..) => None,
         };
         if AssertUnwindSafe(self.handle(state, msg)).catch_unwind().await.is_ok() {
             return Ok(());
@@ -289,6 +322,10 @@ impl ConversationActor {
                 ),
             },
             ActorMsg::ReplyDone(done) => self.on_reply_done(state, done).await,
+            ActorMsg::Command(command, reply) => {
+                let outcome = self.on_command(state, command).await;
+                let _ = reply.send(outcome); // The caller may have given up waiting.
+            }
         }
     }
 
@@ -299,12 +336,13 @@ impl ConversationActor {
             let Some(welcome) = state.bot.config.welcome_message.clone() else { return };
             let message = self.new_message(state, Sender::Bot, welcome, None);
             if let Some(stored) = self.store_message(state, message, None).await {
+                self.tell_inbox(state, Some(&stored));
                 self.deps.bus.publish(&self.key, Event::Message { message: stored });
             }
             return;
         }
-        if !self.in_flight.is_empty() {
-            return; // A reply is on its way.
+        if !self.in_flight.is_empty() || state.handling.status == ConversationStatus::Assigned {
+            return; // A reply is on its way, or an agent answers.
         }
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
         let last = self.deps.store.messages_after(t, c, state.last_seq - 1, 1).await;
@@ -322,7 +360,7 @@ impl ConversationActor {
     /// Deletes the conversation and everything in it, as its single writer, then stops.
     async fn on_delete(&mut self, origin: Option<ConnId>) {
         for (_, stream) in self.in_flight.drain() {
-            stream.abort();
+            stream.stop();
         }
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
         match self.deps.store.delete_conversation(t, c).await {
@@ -357,27 +395,212 @@ impl ConversationActor {
         let Some(stored) = self.store_message(state, message, origin).await else {
             return;
         };
+        self.tell_inbox(state, Some(&stored));
         self.deps.bus.publish(&self.key, Event::Message { message: stored });
+        if state.handling.status == ConversationStatus::Resolved {
+            // The visitor is back: a new episode, with the bot.
+            let handling = Handling {
+                status: ConversationStatus::Open,
+                resolution: None,
+                ended_at: None,
+                ..state.handling.clone()
+            };
+            if let Err(e) = self.set_handling(state, handling).await {
+                tracing::warn!(error = %e, "could not reopen a resolved conversation");
+            }
+        }
+        if state.handling.status == ConversationStatus::Assigned {
+            return; // The agent answers.
+        }
         if crate::sentiment::asks_for_a_person(&text) {
             self.escalate(state, "the visitor asked for a person").await;
         }
         self.start_reply(state, text, best).await;
     }
 
-    /// Marks the conversation ESCALATED (once), for an agent to take over.
+    /// Marks an OPEN conversation ESCALATED, for an agent to take over.
     async fn escalate(&self, state: &mut State, why: &str) {
-        use crate::model::ConversationStatus;
-        if state.status == ConversationStatus::Escalated {
+        if state.handling.status != ConversationStatus::Open {
             return;
         }
-        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-        match self.deps.store.set_conversation_status(t, c, ConversationStatus::Escalated).await {
-            Ok(_) => {
-                state.status = ConversationStatus::Escalated;
-                tracing::info!(conversation = %c, why, "conversation escalated");
-            }
-            Err(e) => tracing::warn!(conversation = %c, error = %e, "could not escalate"),
+        let handling = Handling {
+            status: ConversationStatus::Escalated,
+            waiting_since: Some(now_ms()),
+            ..state.handling.clone()
+        };
+        match self.set_handling(state, handling).await {
+            Ok(()) => tracing::info!(conversation = %self.key.conversation_id, why, "conversation escalated"),
+            Err(e) => tracing::warn!(conversation = %self.key.conversation_id, error = %e, "could not escalate"),
         }
+    }
+
+    /// Stores a new way of handling the conversation, then tells its subscribers and the
+    /// tenant's inbox.
+    async fn set_handling(&self, state: &mut State, handling: Handling) -> Result<(), EngineError> {
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        if !self.deps.store.set_handling(t, c, &handling).await? {
+            return Err(EngineError::ConversationNotFound);
+        }
+        state.handling = handling.clone();
+        self.tell_inbox(state, None);
+        self.deps.bus.publish(&self.key, Event::Handling { handling });
+        Ok(())
+    }
+
+    /// Tells the tenant's inbox watchers how the conversation stands (and its newest message).
+    fn tell_inbox(&self, state: &State, last_message: Option<&Message>) {
+        self.deps.bus.publish_tenant(
+            &self.key.tenant_id,
+            TenantEvent::Conversation {
+                conversation_id: self.key.conversation_id.clone(),
+                bot_id: state.bot.id.clone(),
+                handling: state.handling.clone(),
+                last_message: last_message.cloned(),
+            },
+        );
+    }
+
+    /// Stops every bot stream in flight: no token of theirs is published after this returns.
+    fn cancel_streams(&mut self) {
+        for (stream_id, stream) in self.in_flight.drain() {
+            stream.stop();
+            self.deps.bus.publish(&self.key, Event::StreamCancelled { stream_id });
+        }
+    }
+
+    async fn on_command(
+        &mut self,
+        state: &mut State,
+        command: AgentCommand,
+    ) -> Result<CommandOutcome, EngineError> {
+        let AgentCommand { agent, privileged, action } = command;
+        let holder = state.handling.assignee.clone();
+        let mine = holder.as_ref().is_some_and(|h| h.id == agent.id);
+        // Another agent holds it and the caller may not override them.
+        let held_by_other = holder.as_ref().is_some_and(|h| h.id != agent.id) && !privileged;
+        match action {
+            AgentAction::Claim => {
+                if let Some(holder) = holder {
+                    return if mine {
+                        Ok(CommandOutcome::Handling(state.handling.clone()))
+                    } else {
+                        Err(EngineError::AlreadyClaimed(holder.name))
+                    };
+                }
+                self.hand_to(state, agent).await
+            }
+            AgentAction::Transfer { to } => {
+                if held_by_other {
+                    return Err(EngineError::NotAssigned);
+                }
+                self.hand_to(state, to).await
+            }
+            AgentAction::Release => {
+                if held_by_other {
+                    return Err(EngineError::NotAssigned);
+                }
+                if holder.is_none() {
+                    return Ok(CommandOutcome::Handling(state.handling.clone()));
+                }
+                let handling = Handling {
+                    status: ConversationStatus::Open,
+                    assignee: None,
+                    ..state.handling.clone()
+                };
+                self.set_handling(state, handling).await?;
+                self.deps.bus.publish(&self.key, Event::Handoff { to: Sender::Bot, agent: None });
+                Ok(CommandOutcome::Handling(state.handling.clone()))
+            }
+            AgentAction::Resolve { resolution } => {
+                if held_by_other {
+                    return Err(EngineError::NotAssigned);
+                }
+                let handling = Handling {
+                    status: ConversationStatus::Resolved,
+                    assignee: None,
+                    resolution: Some(resolution),
+                    ended_at: Some(now_ms()),
+                    waiting_since: None,
+                    ..state.handling.clone()
+                };
+                self.set_handling(state, handling).await?;
+                self.cancel_streams();
+                if holder.is_some() {
+                    let handoff = Event::Handoff { to: Sender::Bot, agent: None };
+                    self.deps.bus.publish(&self.key, handoff);
+                }
+                Ok(CommandOutcome::Handling(state.handling.clone()))
+            }
+            AgentAction::Message { client_msg_id, text } => {
+                if !mine {
+                    return Err(EngineError::NotAssigned);
+                }
+                let mut message = self.new_message(state, Sender::Human, text, Some(client_msg_id));
+                message.agent_id = Some(agent.id);
+                let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+                match self.deps.store.append(&message).await {
+                    Ok(Appended::Stored) => {
+                        state.last_seq = message.seq;
+                        self.deps.metrics.messages_stored.fetch_add(1, Relaxed);
+                        self.tell_inbox(state, Some(&message));
+                        self.deps.bus.publish(&self.key, Event::Message { message: message.clone() });
+                        Ok(CommandOutcome::Message(message))
+                    }
+                    Ok(Appended::Duplicate(existing)) => Ok(CommandOutcome::Message(existing)),
+                    Err(e) => {
+                        if let Ok(last) = self.deps.store.last_seq(t, c).await {
+                            state.last_seq = last;
+                        }
+                        Err(EngineError::Store(e))
+                    }
+                }
+            }
+            AgentAction::Note { text } => {
+                let note = Note {
+                    id: uuid::Uuid::now_v7().simple().to_string(),
+                    tenant_id: self.key.tenant_id.clone(),
+                    conversation_id: self.key.conversation_id.clone(),
+                    author: agent,
+                    text,
+                    created_at: now_ms(),
+                };
+                if !self.deps.store.add_note(&note).await? {
+                    return Err(EngineError::ConversationNotFound);
+                }
+                self.deps.bus.publish(&self.key, Event::Note { note: note.clone() });
+                Ok(CommandOutcome::Note(note))
+            }
+            AgentAction::Read { seq } => {
+                let seq = seq.min(state.last_seq);
+                if seq > state.handling.agent_read_seq {
+                    let handling = Handling { agent_read_seq: seq, ..state.handling.clone() };
+                    self.set_handling(state, handling).await?;
+                }
+                let read = Event::Read { sender: Sender::Human, seq, origin: None };
+                self.deps.bus.publish(&self.key, read);
+                Ok(CommandOutcome::Handling(state.handling.clone()))
+            }
+        }
+    }
+
+    /// Gives the conversation to `agent`: the bot's streams stop, and the visitor is told.
+    async fn hand_to(
+        &mut self,
+        state: &mut State,
+        agent: AgentRef,
+    ) -> Result<CommandOutcome, EngineError> {
+        let handling = Handling {
+            status: ConversationStatus::Assigned,
+            assignee: Some(agent.clone()),
+            resolution: None,
+            ended_at: None,
+            waiting_since: None,
+            ..state.handling.clone()
+        };
+        self.set_handling(state, handling).await?;
+        self.cancel_streams();
+        self.deps.bus.publish(&self.key, Event::Handoff { to: Sender::Human, agent: Some(agent) });
+        Ok(CommandOutcome::Handling(state.handling.clone()))
     }
 
     /// Reloads the bot and its intents if they changed since they were loaded.
@@ -434,6 +657,8 @@ impl ConversationActor {
             (self.deps.responder.clone(), self.deps.bus.clone(), self.key.clone());
         let fallback = state.bot.config.fallback_message.clone();
         let id = stream_id.clone();
+        let gate = Arc::new(parking_lot::Mutex::new(true));
+        let publish_gate = gate.clone();
         let task = self.deps.runtime.spawn(async move {
             let mut text = String::new();
             let (mut intent, mut confidence, mut usage) = (None, None, None);
@@ -461,6 +686,10 @@ impl ConversationActor {
                             match token {
                                 Ok(delta) => {
                                     text.push_str(&delta);
+                                    let open = publish_gate.lock();
+                                    if !*open {
+                                        return; // An agent took over.
+                                    }
                                     bus.publish(
                                         &key,
                                         Event::Token { stream_id: id.clone(), delta },
@@ -489,11 +718,13 @@ impl ConversationActor {
             // The actor stays alive while a stream is in flight, so this only fails on shutdown.
             let _ = me.send(ActorMsg::ReplyDone(done)).await;
         });
-        self.in_flight.insert(stream_id, task.abort_handle());
+        self.in_flight.insert(stream_id, InFlight { abort: task.abort_handle(), gate });
     }
 
     async fn on_reply_done(&mut self, state: &mut State, done: ReplyDone) {
-        self.in_flight.remove(&done.stream_id);
+        if self.in_flight.remove(&done.stream_id).is_none() {
+            return; // Cancelled (an agent took over): never stored.
+        }
         let mut message = self.new_message(state, Sender::Bot, done.text, None);
         message.intent = done.intent;
         message.confidence = done.confidence;
@@ -514,6 +745,7 @@ impl ConversationActor {
             self.escalate(state, "the bot did not understand repeatedly").await;
         }
         if let Some(stored) = self.store_message(state, message, None).await {
+            self.tell_inbox(state, Some(&stored));
             let matched = stored.intent.as_deref().and_then(|name| {
                 state.intents.iter().find(|i| i.name == name && !i.actions.is_empty())
             });
@@ -550,6 +782,7 @@ impl ConversationActor {
             sentiment: None,
             prompt_tokens: None,
             completion_tokens: None,
+            agent_id: None,
             created_at: now_ms(),
         }
     }
@@ -603,9 +836,15 @@ impl ConversationActor {
         );
     }
 
-    fn reject(&self, msg: &ActorMsg, error: &EngineError) {
-        if let ActorMsg::Inbound(envelope) = msg {
-            self.publish_rejection(envelope.origin, client_msg_id(envelope), error);
+    fn reject(&self, msg: ActorMsg, error: &EngineError) {
+        match msg {
+            ActorMsg::Inbound(envelope) => {
+                self.publish_rejection(envelope.origin, client_msg_id(&envelope), error);
+            }
+            ActorMsg::Command(_, reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            ActorMsg::ReplyDone(_) => {}
         }
     }
 

@@ -77,6 +77,8 @@ pub struct Opened {
     pub resume_token: String,
     /// The highest stored seq.
     pub last_seq: u64,
+    /// Who handles it (a resumed conversation may be with an agent).
+    pub handling: Handling,
 }
 
 /// The engine. Cheap to clone.
@@ -184,7 +186,8 @@ impl Engine {
                 }
                 let key = conversation.key();
                 let last_seq = store.last_seq(&key.tenant_id, &key.conversation_id).await?;
-                Ok(Opened { key, bot, resume_token: token, last_seq })
+                let handling = conversation.handling;
+                Ok(Opened { key, bot, resume_token: token, last_seq, handling })
             }
             None => {
                 let token = new_resume_token();
@@ -196,12 +199,18 @@ impl Engine {
                     source: request.source,
                     user_agent: request.user_agent,
                     started_at: now_ms(),
-                    status: crate::model::ConversationStatus::Open,
+                    handling: Handling::default(),
                     sentiment_sum: 0.0,
                     sentiment_count: 0,
                 };
                 store.create_conversation(&conversation).await?;
-                Ok(Opened { key: conversation.key(), bot, resume_token: token, last_seq: 0 })
+                Ok(Opened {
+                    key: conversation.key(),
+                    bot,
+                    resume_token: token,
+                    last_seq: 0,
+                    handling: conversation.handling,
+                })
             }
         }
     }
@@ -258,9 +267,78 @@ impl Engine {
         }
     }
 
+    /// Runs an agent's command in the conversation's actor and returns its verdict.
+    pub async fn command(
+        &self,
+        key: ConversationKey,
+        command: crate::agents::AgentCommand,
+    ) -> Result<crate::agents::CommandOutcome, EngineError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let supervisor = self.inner.supervisor(&key.tenant_id);
+        let msg = crate::actor::ActorMsg::Command(command, tx);
+        supervisor.deliver_msg(key.conversation_id, msg).await?;
+        // Dropped unanswered only if the actor panicked on it.
+        rx.await.unwrap_or(Err(EngineError::Internal))
+    }
+
+    /// The tenant's inbox: its newest `scan` conversations that are not resolved, waiting ones
+    /// first (see [`crate::agents::inbox_order`]).
+    pub async fn inbox(
+        &self,
+        tenant: &TenantId,
+        scan: usize,
+    ) -> Result<Vec<crate::agents::InboxEntry>, EngineError> {
+        let store = &self.inner.deps.store;
+        let conversations = store.list_tenant_conversations(tenant, None, scan).await?;
+        let mut entries = Vec::new();
+        for c in conversations {
+            if c.handling.status == ConversationStatus::Resolved {
+                continue;
+            }
+            let last = store.last_message(tenant, &c.id).await?;
+            entries.push(inbox_entry(&c, last.as_ref()));
+        }
+        entries.sort_by(crate::agents::inbox_order);
+        Ok(entries)
+    }
+
+    /// One conversation of `tenant`, as the inbox shows it.
+    pub async fn inbox_entry(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> Result<Option<crate::agents::InboxEntry>, EngineError> {
+        let store = &self.inner.deps.store;
+        let Some(c) = store.get_conversation(tenant, id).await? else { return Ok(None) };
+        let last = store.last_message(tenant, id).await?;
+        Ok(Some(inbox_entry(&c, last.as_ref())))
+    }
+
+    /// Tenant-wide events (the live inbox) from now on.
+    pub fn subscribe_tenant(
+        &self,
+        tenant: &TenantId,
+    ) -> tokio::sync::broadcast::Receiver<Arc<crate::bus::TenantEvent>> {
+        self.inner.deps.bus.subscribe_tenant(tenant)
+    }
+
     /// Typing indicators are ephemeral: published straight to subscribers, never stored.
     pub fn typing(&self, key: &ConversationKey, origin: Option<ConnId>, sender: Sender, on: bool) {
         self.inner.deps.bus.publish(key, Event::Typing { sender, on, origin });
+    }
+}
+
+fn inbox_entry(c: &Conversation, last: Option<&Message>) -> crate::agents::InboxEntry {
+    let last_seq = last.map_or(0, |m| m.seq);
+    crate::agents::InboxEntry {
+        conversation_id: c.id.clone(),
+        bot_id: c.bot_id.clone(),
+        source: c.source,
+        started_at: c.started_at,
+        handling: c.handling.clone(),
+        last_seq,
+        last_message: last.map(crate::agents::LastMessage::of),
+        unread: last_seq.saturating_sub(c.handling.agent_read_seq),
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::store::StoreError;
 
 /// Everything that can go wrong in the engine, as callers need to tell it apart.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
     #[error("unknown bot")]
     BotNotFound,
@@ -23,6 +23,10 @@ pub enum EngineError {
     ShuttingDown,
     #[error("the conversation failed to process this event; it was not stored")]
     Internal,
+    #[error("another agent ({0}) has this conversation")]
+    AlreadyClaimed(String),
+    #[error("you do not hold this conversation; claim it first")]
+    NotAssigned,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -39,6 +43,8 @@ impl EngineError {
             Self::TenantAtCapacity => "tenant_at_capacity",
             Self::ConversationBusy => "conversation_busy",
             Self::ShuttingDown => "shutting_down",
+            Self::AlreadyClaimed(_) => "already_claimed",
+            Self::NotAssigned => "not_assigned",
             Self::Internal | Self::Store(_) => "internal",
         }
     }

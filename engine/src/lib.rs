@@ -28,6 +28,7 @@
 //! blocking pool. Outbound events fan out through the bus, never through the actor's mailbox.
 
 mod actor;
+pub mod agents;
 pub mod bus;
 pub mod demo;
 pub mod engine;

@@ -411,11 +411,67 @@ pub enum Channel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConversationStatus {
+    /// The bot answers.
     #[default]
     Open,
-    /// The visitor asked for a person, or the bot failed to understand repeatedly: an agent
-    /// should take over.
+    /// The visitor asked for a person, or the bot failed to understand repeatedly: waiting for
+    /// an agent (the bot keeps answering meanwhile).
     Escalated,
+    /// An agent has taken it over: the bot is muted.
+    Assigned,
+    /// Closed by an agent with a [`Resolution`]; a new visitor message opens it again.
+    Resolved,
+}
+
+/// How a conversation ended (the brief's `ConversationResolution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Resolution {
+    Resolved,
+    Unresolved,
+    Escalated,
+    Abandoned,
+}
+
+/// A human agent, as conversations and visitors know them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentRef {
+    #[schema(value_type = String)]
+    pub id: AccountId,
+    /// Shown to the visitor ("Ann joined the conversation").
+    pub name: String,
+}
+
+/// Who handles a conversation and where it stands: written by its actor alone.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct Handling {
+    pub status: ConversationStatus,
+    /// The agent holding it (status ASSIGNED).
+    pub assignee: Option<AgentRef>,
+    /// Set when RESOLVED.
+    pub resolution: Option<Resolution>,
+    /// When it was resolved (Unix ms).
+    pub ended_at: Option<i64>,
+    /// Since when the visitor waits for an agent (ESCALATED), Unix ms.
+    pub waiting_since: Option<i64>,
+    /// Highest seq an agent has read.
+    pub agent_read_seq: u64,
+    /// The visitor's satisfaction score, 1 to 5, when asked and answered.
+    pub csat: Option<u8>,
+}
+
+/// An agent's note on a conversation: seen by agents, never by the visitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Note {
+    pub id: String,
+    #[schema(value_type = String)]
+    pub tenant_id: TenantId,
+    #[schema(value_type = String)]
+    pub conversation_id: ConversationId,
+    pub author: AgentRef,
+    pub text: String,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -428,8 +484,8 @@ pub struct Conversation {
     pub source: Channel,
     pub user_agent: Option<String>,
     pub started_at: i64,
-    #[serde(default)]
-    pub status: ConversationStatus,
+    #[serde(flatten)]
+    pub handling: Handling,
     /// Sum and count of the visitor messages' sentiment, kept by the store on append: their
     /// mean is the conversation's sentiment.
     #[serde(default)]
@@ -496,6 +552,9 @@ pub struct Message {
     pub prompt_tokens: Option<u32>,
     #[serde(default)]
     pub completion_tokens: Option<u32>,
+    /// The agent who wrote it (sender `human`).
+    #[serde(default)]
+    pub agent_id: Option<AccountId>,
     pub created_at: i64,
 }
 

@@ -59,7 +59,15 @@ impl TenantSupervisor {
     pub(crate) async fn deliver(self: &Arc<Self>, envelope: Envelope) -> Result<(), EngineError> {
         debug_assert_eq!(envelope.key.tenant_id, self.tenant_id);
         let conversation = envelope.key.conversation_id.clone();
-        let mut msg = ActorMsg::Inbound(envelope);
+        self.deliver_msg(conversation, ActorMsg::Inbound(envelope)).await
+    }
+
+    /// Routes any mailbox message to `conversation`'s actor (see [`Self::deliver`]).
+    pub(crate) async fn deliver_msg(
+        self: &Arc<Self>,
+        conversation: ConversationId,
+        mut msg: ActorMsg,
+    ) -> Result<(), EngineError> {
         loop {
             let tx = {
                 let mut actors = self.actors.lock();

@@ -62,6 +62,11 @@ pub enum ServerFrame {
         stream_id: String,
         delta: String,
     },
+    /// The stream stopped before its end and will never be stored (an agent took over):
+    /// remove its bubble.
+    StreamCancelled {
+        stream_id: String,
+    },
     /// The stream is over and stored as message `id` with `seq`; `text` is its full text.
     StreamEnd {
         stream_id: String,

@@ -302,6 +302,11 @@ impl Connection {
         })
         .await?;
         self.replay_after(last_seq.unwrap_or(0)).await?;
+        if let Some(agent) = opened.handling.assignee.as_ref() {
+            // Resumed while an agent holds it: the widget shows who answers.
+            self.send(&ServerFrame::Handoff { to: Sender::Human, agent: Some(agent.name.clone()) })
+                .await?;
+        }
         // Wakes the conversation's actor: it greets a new conversation and answers a message a
         // crash left unanswered.
         match self.state.engine.send(opened.key, Some(self.id), Inbound::Start).await {
@@ -465,6 +470,17 @@ impl Connection {
                 ServerFrame::Read { sender: *sender, seq: *seq }
             }
             Event::Typing { .. } | Event::Read { .. } => return Ok(Flow::Continue),
+            Event::StreamCancelled { stream_id } => {
+                if !open.streams.remove(stream_id) {
+                    return Ok(Flow::Continue);
+                }
+                ServerFrame::StreamCancelled { stream_id: stream_id.clone() }
+            }
+            Event::Handoff { to, agent } => {
+                ServerFrame::Handoff { to: *to, agent: agent.as_ref().map(|a| a.name.clone()) }
+            }
+            // For agents only: notes never reach the visitor.
+            Event::Handling { .. } | Event::Note { .. } => return Ok(Flow::Continue),
             Event::Rejected { conn, client_msg_id, code, message } => {
                 if conn.is_some() && *conn != me {
                     return Ok(Flow::Continue);

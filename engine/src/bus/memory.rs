@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Bus, BusError, Envelope, Event, InboundHandler, Subscription};
-use crate::model::{ConnId, ConversationKey};
+use super::{Bus, BusError, Envelope, Event, InboundHandler, Subscription, TenantEvent};
+use crate::model::{ConnId, ConversationKey, TenantId};
 
 /// Events addressed to one connection that may wait for it. A connection has at most one frame
 /// in the engine at a time (the gateway awaits each send), and each produces at most one
@@ -56,6 +56,8 @@ pub struct InProcessBus {
     buffer: usize,
     /// Per-connection queues for addressed events.
     directs: Arc<Directs>,
+    /// Per-tenant inbox feeds, created by the first watcher (one per tenant with agents).
+    tenants: Mutex<HashMap<TenantId, broadcast::Sender<Arc<TenantEvent>>>>,
 }
 
 impl std::fmt::Debug for InProcessBus {
@@ -71,6 +73,7 @@ impl InProcessBus {
             channels: Arc::new(Channels::new()),
             buffer: buffer.max(1),
             directs: Arc::new(Mutex::new(HashMap::new())),
+            tenants: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -127,6 +130,18 @@ impl Bus for InProcessBus {
         if self.handler.set(handler).is_err() {
             tracing::warn!("in-process bus bound twice; keeping the first engine");
         }
+    }
+
+    fn publish_tenant(&self, tenant: &TenantId, event: TenantEvent) {
+        let tx = self.tenants.lock().get(tenant).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(Arc::new(event)); // No watcher: nobody to tell.
+        }
+    }
+
+    fn subscribe_tenant(&self, tenant: &TenantId) -> broadcast::Receiver<Arc<TenantEvent>> {
+        let mut tenants = self.tenants.lock();
+        tenants.entry(tenant.clone()).or_insert_with(|| broadcast::channel(self.buffer).0).subscribe()
     }
 }
 

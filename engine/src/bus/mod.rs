@@ -14,7 +14,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BotId, ConnId, ConversationKey, Message, Sender};
+use crate::model::{
+    AgentRef, BotId, ConnId, ConversationId, ConversationKey, Handling, Message, Note, Sender,
+    TenantId,
+};
 
 /// Something that happened *to* a conversation, to be handled by its actor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +66,27 @@ pub enum Event {
     Read { sender: Sender, seq: u64, origin: Option<ConnId> },
     /// An event was not processed; meant for `conn` only, or for everyone when `None`.
     Rejected { conn: Option<ConnId>, client_msg_id: Option<String>, code: String, message: String },
+    /// A stream was stopped before its end (an agent took over): it will never be stored.
+    StreamCancelled { stream_id: String },
+    /// Who answers from now on: the bot, or a human agent.
+    Handoff { to: Sender, agent: Option<AgentRef> },
+    /// How the conversation is handled changed (for agents).
+    Handling { handling: Handling },
+    /// An agent's note (for agents only: never sent to the visitor).
+    Note { note: Note },
+}
+
+/// Something agents of a tenant watch across its conversations: the live inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TenantEvent {
+    /// A conversation got a message or changed hands.
+    Conversation {
+        conversation_id: ConversationId,
+        bot_id: BotId,
+        handling: Handling,
+        last_message: Option<Message>,
+    },
 }
 
 /// Why the bus could not take an event.
@@ -156,4 +180,10 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription;
     /// Makes `handler` the receiver of inbound events (the local engine).
     fn bind(&self, handler: Arc<dyn InboundHandler>);
+    /// Fans a tenant-wide event out to the tenant's inbox watchers. Never blocks.
+    fn publish_tenant(&self, tenant: &TenantId, event: TenantEvent);
+    /// Tenant-wide events from now on. A watcher that falls behind gets `Lagged` and re-reads
+    /// the inbox from the store.
+    fn subscribe_tenant(&self, tenant: &TenantId)
+    -> tokio::sync::broadcast::Receiver<Arc<TenantEvent>>;
 }

@@ -26,6 +26,7 @@ pub async fn run_all(store: &dyn Store) {
     conversations_keep_status_and_visitor_sentiment(store).await;
     token_usage_adds_up_per_tenant_and_month(store).await;
     deleting_a_bot_deletes_its_knowledge_base(store).await;
+    notes_stay_with_their_conversation(store).await;
 }
 
 async fn deleting_a_bot_deletes_its_knowledge_base(store: &dyn Store) {
@@ -74,17 +75,44 @@ async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
     let conversation = store.get_conversation(&t, &c).await.expect("get").expect("exists");
     assert_eq!(conversation.sentiment_count, 2, "visitor messages only, duplicates once");
     assert!((conversation.sentiment().unwrap_or(9.0) - 0.125).abs() < 1e-6);
-    assert_eq!(conversation.status, ConversationStatus::Open);
-    assert!(
-        store.set_conversation_status(&t, &c, ConversationStatus::Escalated).await.expect("set")
-    );
+    assert_eq!(conversation.handling.status, ConversationStatus::Open);
+    let handling = Handling {
+        status: ConversationStatus::Assigned,
+        assignee: Some(AgentRef { id: AccountId::from("ann"), name: "Ann".into() }),
+        agent_read_seq: 2,
+        ..Handling::default()
+    };
+    assert!(store.set_handling(&t, &c, &handling).await.expect("set"));
     let other = TenantId::from("t-mood-other");
-    assert!(
-        !store.set_conversation_status(&other, &c, ConversationStatus::Open).await.expect("set")
-    );
+    assert!(!store.set_handling(&other, &c, &Handling::default()).await.expect("set"));
     let conversation = store.get_conversation(&t, &c).await.expect("get").expect("exists");
-    assert_eq!(conversation.status, ConversationStatus::Escalated);
+    assert_eq!(conversation.handling, handling);
     assert_eq!(conversation.sentiment_count, 2, "a status change keeps the sentiment");
+    assert_eq!(store.last_message(&t, &c).await.expect("last").map(|m| m.seq), Some(3));
+    assert_eq!(store.last_message(&other, &c).await.expect("last"), None);
+}
+
+async fn notes_stay_with_their_conversation(store: &dyn Store) {
+    seed_conversation(store, "t-notes", "c1").await;
+    let (t, c) = (TenantId::from("t-notes"), ConversationId::from("c1"));
+    let note = |id: &str, tenant: &str| Note {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        conversation_id: c.clone(),
+        author: AgentRef { id: AccountId::from("ann"), name: "Ann".into() },
+        text: format!("note {id}"),
+        created_at: now_ms(),
+    };
+    assert!(store.add_note(&note("n1", "t-notes")).await.expect("add"));
+    assert!(store.add_note(&note("n2", "t-notes")).await.expect("add"));
+    assert!(!store.add_note(&note("n3", "t-notes-other")).await.expect("add"), "no such conv");
+    let notes = store.list_notes(&t, &c).await.expect("list");
+    assert_eq!(notes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
+    assert!(store.list_notes(&TenantId::from("t-notes-other"), &c).await.expect("list").is_empty());
+    let listed = store.list_tenant_conversations(&t, None, 10).await.expect("tenant list");
+    assert_eq!(listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1"]);
+    assert!(store.delete_conversation(&t, &c).await.expect("delete"));
+    assert!(store.list_notes(&t, &c).await.expect("list").is_empty(), "notes go with it");
 }
 
 /// A document of `bot` in `tenant` with `status`.
@@ -203,7 +231,7 @@ pub async fn seed_conversation(store: &dyn Store, tenant: &str, conversation: &s
         source: Channel::Web,
         user_agent: None,
         started_at: now_ms(),
-        status: ConversationStatus::Open,
+        handling: Handling::default(),
         sentiment_sum: 0.0,
         sentiment_count: 0,
     };
@@ -250,6 +278,7 @@ pub fn message(tenant: &str, conversation: &str, seq: u64, client_msg_id: Option
         confidence: None,
         sentiment: None,
         prompt_tokens: None,
+        agent_id: None,
         completion_tokens: None,
         created_at: now_ms(),
     }

@@ -19,7 +19,7 @@ use crate::model::{
 };
 
 /// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The conversation a message is appended to does not exist for that tenant.
     #[error("conversation not found")]
@@ -169,13 +169,32 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<u64>;
     async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64>;
 
-    /// Sets a conversation's status; returns whether it exists.
-    async fn set_conversation_status(
+    /// Replaces how a conversation is handled (status, assignee, resolution…), keeping the
+    /// rest of its record; returns whether it exists. Only the conversation's actor calls it.
+    async fn set_handling(
         &self,
         tenant: &TenantId,
         id: &ConversationId,
-        status: crate::model::ConversationStatus,
+        handling: &crate::model::Handling,
     ) -> StoreResult<bool>;
+    /// Adds an agent's note to an existing conversation; returns whether it exists.
+    async fn add_note(&self, note: &crate::model::Note) -> StoreResult<bool>;
+    /// A conversation's notes, oldest first.
+    async fn list_notes(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Vec<crate::model::Note>>;
+    /// The tenant's conversations across its bots, newest first, before `before` (a cursor).
+    async fn list_tenant_conversations(
+        &self,
+        tenant: &TenantId,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>>;
+    /// A conversation's last stored message.
+    async fn last_message(&self, tenant: &TenantId, id: &ConversationId)
+    -> StoreResult<Option<Message>>;
 
     /// Creates a document with its original bytes, or replaces the record (status, progress)
     /// when `content` is `None`. A document that is PENDING or PROCESSING is listed by

@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AccountId, ApiKey, Bot, BotId, Chunk, Conversation, ConversationId,
-    ConversationStatus, Document, Intent, Message, OneTimeToken, ProcessStatus, RefreshToken,
-    Sender, Tenant, TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, Chunk, Conversation, ConversationId, Document,
+    Handling, Intent, Message, Note, OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant,
+    TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -41,6 +41,8 @@ const CONVERSATIONS_BY_BOT: TableDefinition<(&str, &str, &str), u8> =
 const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("messages");
 /// (tenant, conversation, client_msg_id) → seq: the idempotency index.
 const CLIENT_IDS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("client_msg_ids");
+/// (tenant, conversation, note id) → note JSON: agents' notes, never in the transcript.
+const NOTES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("notes");
 /// (tenant, account) → account JSON.
 const ACCOUNTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("accounts");
 /// lower-cased email → (tenant, account): login's entry point, and email uniqueness.
@@ -107,7 +109,8 @@ enum WriteOp {
     PutOneTime(OneTimeToken),
     TakeOneTime(String),
     PutDocument(Document, Option<Vec<u8>>),
-    SetConversationStatus(TenantId, ConversationId, ConversationStatus),
+    SetHandling(TenantId, ConversationId, Handling),
+    AddNote(Note),
     AddTokenUsage(TenantId, String, u64),
     PutChunks(Document, Vec<Chunk>),
     DeleteDocument(TenantId, String),
@@ -173,6 +176,7 @@ impl RedbStore {
             txn.open_table(DOCUMENT_CONTENT).map_err(backend)?;
             txn.open_table(CHUNKS).map_err(backend)?;
             txn.open_table(DOCUMENT_QUEUE).map_err(backend)?;
+            txn.open_table(NOTES).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -373,6 +377,15 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             for cid in &ids {
                 client_ids.remove((t, c, cid.as_str())).map_err(backend)?;
             }
+            let mut notes = txn.open_table(NOTES).map_err(backend)?;
+            let note_ids: Vec<String> = notes
+                .range((t, c, "")..=(t, c, "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|entry| entry.map(|(k, _)| k.value().2.to_owned()).map_err(backend))
+                .collect::<StoreResult<_>>()?;
+            for id in &note_ids {
+                notes.remove((t, c, id.as_str())).map_err(backend)?;
+            }
             return Ok(Outcome::Existed(true));
         }
         WriteOp::Append(m) => return append(txn, m).map(Outcome::Appended),
@@ -467,13 +480,26 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             table.insert(key, total).map_err(backend)?;
             return Ok(Outcome::Total(total));
         }
-        WriteOp::SetConversationStatus(tenant, id, status) => {
+        WriteOp::AddNote(note) => {
+            let (t, c) = (note.tenant_id.as_str(), note.conversation_id.as_str());
+            if txn.open_table(CONVERSATIONS).map_err(backend)?.get((t, c)).map_err(backend)?.is_none()
+            {
+                return Ok(Outcome::Existed(false));
+            }
+            let bytes = encode(note)?;
+            txn.open_table(NOTES)
+                .map_err(backend)?
+                .insert((t, c, note.id.as_str()), bytes.as_slice())
+                .map_err(backend)?;
+            return Ok(Outcome::Existed(true));
+        }
+        WriteOp::SetHandling(tenant, id, handling) => {
             let mut table = txn.open_table(CONVERSATIONS).map_err(backend)?;
             let key = (tenant.as_str(), id.as_str());
             let found: Option<Conversation> =
                 table.get(key).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
             let Some(mut conversation) = found else { return Ok(Outcome::Existed(false)) };
-            conversation.status = *status;
+            conversation.handling = handling.clone();
             let bytes = encode(&conversation)?;
             table.insert(key, bytes.as_slice()).map_err(backend)?;
             return Ok(Outcome::Existed(true));
@@ -948,19 +974,73 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn set_conversation_status(
+    async fn set_handling(
         &self,
         tenant: &TenantId,
         id: &ConversationId,
-        status: ConversationStatus,
+        handling: &Handling,
     ) -> StoreResult<bool> {
-        let op = WriteOp::SetConversationStatus(tenant.clone(), id.clone(), status);
+        let op = WriteOp::SetHandling(tenant.clone(), id.clone(), handling.clone());
         match self.write(op).await? {
             Outcome::Existed(existed) => Ok(existed),
-            other => {
-                Err(StoreError::Backend(format!("set_conversation_status returned {other:?}")))
-            }
+            other => Err(StoreError::Backend(format!("set_handling returned {other:?}"))),
         }
+    }
+
+    async fn add_note(&self, note: &Note) -> StoreResult<bool> {
+        match self.write(WriteOp::AddNote(note.clone())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("add_note returned {other:?}"))),
+        }
+    }
+
+    async fn list_notes(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<Vec<Note>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(NOTES).map_err(backend)?;
+            let (t, c) = (tenant.as_str(), id.as_str());
+            let range = table.range((t, c, "")..=(t, c, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn list_tenant_conversations(
+        &self,
+        tenant: &TenantId,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        let (tenant, before) = (tenant.clone(), before.cloned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = match before.as_ref() {
+                Some(cursor) => table.range((t, "")..(t, cursor.as_str())),
+                None => table.range((t, "")..=(t, "\u{10FFFF}")),
+            }
+            .map_err(backend)?;
+            range.rev().take(limit).map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn last_message(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Message>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(MESSAGES).map_err(backend)?;
+            let (t, c) = (tenant.as_str(), id.as_str());
+            let mut range = table.range((t, c, 0)..=(t, c, u64::MAX)).map_err(backend)?;
+            range.next_back().map(|entry| decode(entry.map_err(backend)?.1.value())).transpose()
+        })
+        .await
     }
 
     async fn put_document(&self, document: &Document, content: Option<&[u8]>) -> StoreResult<()> {
