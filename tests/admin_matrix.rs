@@ -152,6 +152,10 @@ fn valid_body(operation: &str, w: &Workspace) -> Option<String> {
         "create_api_key" => json!({"name": "k", "scopes": ["bots:read"]}),
         "totp_confirm" => json!({"code": "000000"}),
         "scrape_document" => json!({"url": "https://example.com/"}),
+        "transfer_conversation" => json!({"to": w.owner_id}),
+        "resolve_conversation" => json!({"resolution": "RESOLVED"}),
+        "reply_as_agent" => json!({"client_msg_id": "intruder", "text": "hello"}),
+        "add_note" => json!({"text": "intruder"}),
         _ => json!({}),
     };
     Some(body.to_string())
@@ -247,7 +251,18 @@ async fn keys_need_their_scopes_and_roles_their_rights() {
     // Writes each role may not make (self-service TOTP aside; agents may write conversations).
     let admin_only = |id: &str| {
         !id.starts_with("totp_")
-            && !matches!(id, "open_conversation" | "post_message" | "delete_conversation")
+            && !matches!(
+                id,
+                "open_conversation"
+                    | "post_message"
+                    | "delete_conversation"
+                    | "claim_conversation"
+                    | "release_conversation"
+                    | "transfer_conversation"
+                    | "resolve_conversation"
+                    | "reply_as_agent"
+                    | "add_note"
+            )
     };
     for operation in operations(&server).await {
         if !operation.secured {

@@ -331,6 +331,35 @@ async fn deleting_the_conversation_mid_answer_closes_the_upstream_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_taking_over_mid_answer_stops_the_upstream_request() {
+    let (llm, seen) = fake_llm().await;
+    let server = server_with_llm(&llm).await;
+    let owner = register_owner(&server, "takeover@example.com").await;
+    let bot = published_bot(&server, &owner, json!({"name": "llm"})).await;
+    let mut client = server.client().await;
+    let welcome = client.hello(&bot).await;
+    client.say("l1", "long story about llamas please").await;
+    client.expect("message").await;
+    client.expect("stream_start").await;
+    client.expect("token").await; // The LLM is mid-answer (60 tokens, 50 ms apart).
+    let id = welcome["conversation_id"].as_str().expect("id");
+    let (status, body) =
+        server.post(&format!("/api/conversations/{id}/claim"), json!({}), Some(&owner)).await;
+    assert_eq!(status, 200, "{body}");
+    let (handoff, _) = client.until("handoff").await;
+    assert_eq!(handoff["to"], "human");
+    for _ in 0..100 {
+        if seen.cancelled.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen.cancelled.load(Ordering::SeqCst), "the upstream stream was dropped mid-answer");
+    tokio::time::sleep(Duration::from_millis(200)).await; // Four upstream token intervals.
+    assert!(client.drain().await.is_empty(), "no token after the handoff");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_and_questions_are_embedded_through_an_openai_compatible_api() {
     let (api, seen) = fake_llm().await;
     let api_for_settings = api.clone();

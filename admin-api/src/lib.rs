@@ -33,12 +33,14 @@
 //! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
 //! stalls a worker.
 
+pub mod agent_ws;
 pub mod auth;
 pub mod body;
 pub mod bots;
 pub mod conversations;
 pub mod documents;
 pub mod error;
+pub mod handover;
 pub mod keys;
 pub mod limits;
 pub mod mail;
@@ -109,6 +111,11 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
             .into()
         });
         cfg.service(
+            web::resource("/v1/agent/ws")
+                .app_data(web::Data::from(state.clone()))
+                .route(web::get().to(agent_ws::agent_ws)),
+        );
+        cfg.service(
             web::scope("/api")
                 .app_data(web::Data::from(state))
                 .app_data(json)
@@ -146,6 +153,14 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/conversations/{id}", web::get().to(conversations::get))
                 .route("/conversations/{id}", web::delete().to(conversations::delete))
                 .route("/conversations/{id}/messages", web::post().to(conversations::post_message))
+                .route("/conversations/{id}/claim", web::post().to(handover::claim))
+                .route("/conversations/{id}/release", web::post().to(handover::release))
+                .route("/conversations/{id}/transfer", web::post().to(handover::transfer))
+                .route("/conversations/{id}/resolve", web::post().to(handover::resolve))
+                .route("/conversations/{id}/replies", web::post().to(handover::reply))
+                .route("/conversations/{id}/notes", web::post().to(handover::add_note))
+                .route("/conversations/{id}/notes", web::get().to(handover::list_notes))
+                .route("/inbox", web::get().to(handover::inbox))
                 .route("/bots/{id}/intents", web::get().to(bots::list_intents))
                 .route("/bots/{id}/intents", web::post().to(bots::create_intent))
                 .route("/bots/{id}/intents/{intent_id}", web::get().to(bots::get_intent))

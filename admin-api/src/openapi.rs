@@ -23,7 +23,9 @@ use utoipa::{
     },
 };
 
-use crate::{bots, conversations, documents, keys, members, recovery, routes, totp, workspace};
+use crate::{
+    bots, conversations, documents, handover, keys, members, recovery, routes, totp, workspace,
+};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -48,6 +50,8 @@ use crate::{bots, conversations, documents, keys, members, recovery, routes, tot
         bots::delete_intent,
         conversations::list, conversations::open, conversations::get, conversations::delete,
         conversations::post_message,
+        handover::inbox, handover::claim, handover::release, handover::transfer, handover::resolve,
+        handover::reply, handover::add_note, handover::list_notes,
         documents::list, documents::upload, documents::scrape, documents::get, documents::delete,
         documents::reprocess,
     ),
@@ -61,6 +65,7 @@ use crate::{bots, conversations, documents, keys, members, recovery, routes, tot
         (name = "bots", description = "Bots and their lifecycle"),
         (name = "intents", description = "What a bot recognises and answers"),
         (name = "conversations", description = "Conversations and their messages"),
+        (name = "agents", description = "Human agents: the inbox, taking conversations over from the bot and handing them back"),
         (name = "knowledge", description = "A bot's documents, answered from when no intent matches"),
     ),
 )]
@@ -103,6 +108,11 @@ const LINKS: &[LinkRule] = &[
     ("open_conversation", "201", "get_conversation", CONVERSATION_ID),
     ("open_conversation", "201", "post_message", CONVERSATION_ID),
     ("open_conversation", "201", "delete_conversation", CONVERSATION_ID),
+    ("open_conversation", "201", "claim_conversation", CONVERSATION_ID),
+    ("open_conversation", "201", "release_conversation", CONVERSATION_ID),
+    ("open_conversation", "201", "resolve_conversation", CONVERSATION_ID),
+    ("open_conversation", "201", "add_note", CONVERSATION_ID),
+    ("open_conversation", "201", "list_notes", CONVERSATION_ID),
     ("create_api_key", "201", "revoke_api_key", BOT_ID),
     ("accept_invitation", "201", "set_member_role", BOT_ID),
     ("accept_invitation", "201", "remove_member", BOT_ID),

@@ -121,9 +121,15 @@ async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
             scopes: Some(key.scopes),
         });
     }
+    let (caller, _) = person(state, token).await?;
+    Ok(caller)
+}
+
+/// Authenticates a person by access token: the caller, and the token's expiry (Unix seconds).
+/// The account is read as it is now: removed members and reset passwords end their tokens at
+/// once, and a role change applies from the next request.
+pub async fn person(state: &AdminState, token: &str) -> Result<(Caller, u64), ApiError> {
     let claims: AccessClaims = state.tokens.verify(token)?;
-    // The account as it is now: removed members and reset passwords end their tokens at once,
-    // and a role change applies from the next request.
     let (tenant, id) = (TenantId(claims.tid), AccountId(claims.sub));
     let account =
         state.store.get_account(&tenant, &id).await?.ok_or_else(|| {
@@ -135,7 +141,7 @@ async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
             "this session was ended (password reset); sign in again",
         ));
     }
-    Ok(Caller { tenant, account: Some(id), role: account.role, scopes: None })
+    Ok((Caller { tenant, account: Some(id), role: account.role, scopes: None }, claims.exp))
 }
 
 /// API keys start with this, so they are told apart from access tokens.

@@ -429,8 +429,12 @@ impl ConversationActor {
             ..state.handling.clone()
         };
         match self.set_handling(state, handling).await {
-            Ok(()) => tracing::info!(conversation = %self.key.conversation_id, why, "conversation escalated"),
-            Err(e) => tracing::warn!(conversation = %self.key.conversation_id, error = %e, "could not escalate"),
+            Ok(()) => {
+                tracing::info!(conversation = %self.key.conversation_id, why, "conversation escalated")
+            }
+            Err(e) => {
+                tracing::warn!(conversation = %self.key.conversation_id, error = %e, "could not escalate")
+            }
         }
     }
 
@@ -440,6 +444,9 @@ impl ConversationActor {
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
         if !self.deps.store.set_handling(t, c, &handling).await? {
             return Err(EngineError::ConversationNotFound);
+        }
+        if handling.status != state.handling.status {
+            state.fallbacks = 0; // A new episode: the bot's misses are counted afresh.
         }
         state.handling = handling.clone();
         self.tell_inbox(state, None);
@@ -543,10 +550,14 @@ impl ConversationActor {
                         state.last_seq = message.seq;
                         self.deps.metrics.messages_stored.fetch_add(1, Relaxed);
                         self.tell_inbox(state, Some(&message));
-                        self.deps.bus.publish(&self.key, Event::Message { message: message.clone() });
-                        Ok(CommandOutcome::Message(message))
+                        self.deps
+                            .bus
+                            .publish(&self.key, Event::Message { message: message.clone() });
+                        Ok(CommandOutcome::Message { message, duplicate: false })
                     }
-                    Ok(Appended::Duplicate(existing)) => Ok(CommandOutcome::Message(existing)),
+                    Ok(Appended::Duplicate(existing)) => {
+                        Ok(CommandOutcome::Message { message: existing, duplicate: true })
+                    }
                     Err(e) => {
                         if let Ok(last) = self.deps.store.last_seq(t, c).await {
                             state.last_seq = last;

@@ -47,7 +47,12 @@ pub enum AgentAction {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommandOutcome {
     Handling(Handling),
-    Message(Message),
+    /// The stored message; `duplicate` when its `client_msg_id` was stored before (this is
+    /// the original).
+    Message {
+        message: Message,
+        duplicate: bool,
+    },
     Note(Note),
 }
 

@@ -121,10 +121,48 @@ pub enum Closed {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let url = format!("ws://{addr}/v1/widget/ws");
+        Self::connect_to(addr, "/v1/widget/ws").await
+    }
+
+    /// A socket on any path of the server (e.g. the agent socket, `/v1/agent/ws`).
+    pub async fn connect_to(addr: SocketAddr, path: &str) -> Self {
+        let url = format!("ws://{addr}{path}");
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
         let (write, read) = ws.split();
         Self { ws: read, write: Some(write) }
+    }
+
+    /// An agent socket signed in with `jwt`; returns it with its `welcome` and first `inbox`.
+    pub async fn agent(addr: SocketAddr, jwt: &str) -> (Self, Value, Value) {
+        let mut socket = Self::connect_to(addr, "/v1/agent/ws").await;
+        socket.send(json!({"type": "hello", "token": jwt})).await;
+        let welcome = socket.expect("welcome").await;
+        let inbox = socket.expect("inbox").await;
+        (socket, welcome, inbox)
+    }
+
+    /// Reads frames until one of type `a` or `b` (skipping others); returns it and those skipped.
+    pub async fn until_either(&mut self, a: &str, b: &str) -> (Value, Vec<Value>) {
+        let mut skipped = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == a || frame["type"] == b {
+                return (frame, skipped);
+            }
+            skipped.push(frame);
+        }
+    }
+
+    /// Reads frames until one of type `kind` (skipping others); returns it and those skipped.
+    pub async fn until(&mut self, kind: &str) -> (Value, Vec<Value>) {
+        let mut skipped = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return (frame, skipped);
+            }
+            skipped.push(frame);
+        }
     }
 
     /// Connects as a browser page at `origin` would (with that `Origin` header).

@@ -141,7 +141,10 @@ impl Bus for InProcessBus {
 
     fn subscribe_tenant(&self, tenant: &TenantId) -> broadcast::Receiver<Arc<TenantEvent>> {
         let mut tenants = self.tenants.lock();
-        tenants.entry(tenant.clone()).or_insert_with(|| broadcast::channel(self.buffer).0).subscribe()
+        tenants
+            .entry(tenant.clone())
+            .or_insert_with(|| broadcast::channel(self.buffer).0)
+            .subscribe()
     }
 }
 

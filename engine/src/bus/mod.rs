@@ -184,6 +184,8 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     fn publish_tenant(&self, tenant: &TenantId, event: TenantEvent);
     /// Tenant-wide events from now on. A watcher that falls behind gets `Lagged` and re-reads
     /// the inbox from the store.
-    fn subscribe_tenant(&self, tenant: &TenantId)
-    -> tokio::sync::broadcast::Receiver<Arc<TenantEvent>>;
+    fn subscribe_tenant(
+        &self,
+        tenant: &TenantId,
+    ) -> tokio::sync::broadcast::Receiver<Arc<TenantEvent>>;
 }

@@ -55,6 +55,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// What [`Store::append`] did.
 #[derive(Debug, Clone, PartialEq)]
+// One value per append, moved once: its size does not matter, boxing would only allocate.
+#[allow(clippy::large_enum_variant)]
 pub enum Appended {
     /// The message is stored and durable.
     Stored,
@@ -193,8 +195,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> StoreResult<Vec<Conversation>>;
     /// A conversation's last stored message.
-    async fn last_message(&self, tenant: &TenantId, id: &ConversationId)
-    -> StoreResult<Option<Message>>;
+    async fn last_message(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Message>>;
 
     /// Creates a document with its original bytes, or replaces the record (status, progress)
     /// when `content` is `None`. A document that is PENDING or PROCESSING is listed by

@@ -482,7 +482,12 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
         }
         WriteOp::AddNote(note) => {
             let (t, c) = (note.tenant_id.as_str(), note.conversation_id.as_str());
-            if txn.open_table(CONVERSATIONS).map_err(backend)?.get((t, c)).map_err(backend)?.is_none()
+            if txn
+                .open_table(CONVERSATIONS)
+                .map_err(backend)?
+                .get((t, c))
+                .map_err(backend)?
+                .is_none()
             {
                 return Ok(Outcome::Existed(false));
             }

@@ -1,0 +1,846 @@
+//! `/v1/agent/ws`: the agent socket (documented in `docs/protocol.md`, part 2).
+//!
+//! One socket per agent session, authenticated by the admin API's access token in its first
+//! frame (browsers cannot set headers on a WebSocket, and a token in the URL ends up in logs).
+//! It carries the tenant's live inbox and any number of subscribed conversations, each frame
+//! naming its `conversation_id`. Commands (claim, release, transfer, message, note, resolve,
+//! read) run in the conversation's actor through [`Engine::command`] and are answered with
+//! `ack` or `error` carrying the client's `ref`.
+//!
+//! The task owns the socket, one forwarding task per subscribed conversation (their events
+//! meet in one queue), the tenant's inbox feed, and per conversation the highest seq sent, so
+//! no message is sent twice and gaps are filled from the store.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use futures_util::StreamExt;
+use parla_engine::{
+    EngineError,
+    agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
+    bus::{Event, RecvError, TenantEvent},
+    model::{
+        AccountId, AgentRef, ConnId, ConversationId, ConversationKey, Handling, Message, Note,
+        Resolution, Role, Sender, TenantId,
+    },
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::{AdminState, handover::INBOX_SCAN, routes::Caller};
+
+/// Largest frame read at all; bigger closes the socket with 1009.
+const MAX_FRAME_BYTES: usize = 65_536;
+/// Longest message or note, in characters.
+const MAX_TEXT_CHARS: usize = 4000;
+/// Conversations one socket may watch at once.
+const MAX_SUBSCRIPTIONS: usize = 200;
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages read from the store per replay page.
+const REPLAY_PAGE: usize = 500;
+
+/// A frame from the agent's client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ClientFrame {
+    /// Authenticates the socket: an access token from `POST /api/auth/login`.
+    Hello {
+        token: String,
+    },
+    /// A fresh access token, before the current one expires.
+    Auth {
+        token: String,
+    },
+    Inbox,
+    Subscribe {
+        conversation_id: String,
+        last_seq: Option<u64>,
+        r#ref: Option<String>,
+    },
+    Unsubscribe {
+        conversation_id: String,
+    },
+    Claim {
+        conversation_id: String,
+        r#ref: Option<String>,
+    },
+    Release {
+        conversation_id: String,
+        r#ref: Option<String>,
+    },
+    Transfer {
+        conversation_id: String,
+        to: String,
+        r#ref: Option<String>,
+    },
+    Message {
+        conversation_id: String,
+        client_msg_id: String,
+        text: String,
+        r#ref: Option<String>,
+    },
+    Note {
+        conversation_id: String,
+        text: String,
+        r#ref: Option<String>,
+    },
+    Resolve {
+        conversation_id: String,
+        resolution: Resolution,
+        r#ref: Option<String>,
+    },
+    Read {
+        conversation_id: String,
+        seq: u64,
+    },
+    Typing {
+        conversation_id: String,
+        on: bool,
+    },
+    Ping,
+}
+
+/// A frame to the agent's client.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerFrame<'a> {
+    Welcome {
+        agent: &'a AgentRef,
+        role: Role,
+        expires_at: u64,
+        protocol: u32,
+    },
+    Authenticated {
+        expires_at: u64,
+    },
+    Inbox {
+        conversations: Vec<InboxEntry>,
+    },
+    /// A conversation changed hands or got a message; `last_message` absent = unchanged.
+    InboxUpdate {
+        conversation_id: &'a ConversationId,
+        bot_id: &'a str,
+        #[serde(flatten)]
+        handling: &'a Handling,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        last_message: Option<&'a Message>,
+    },
+    Subscribed {
+        conversation_id: &'a ConversationId,
+        conversation: InboxEntry,
+        notes: Vec<Note>,
+    },
+    Message {
+        conversation_id: &'a ConversationId,
+        message: &'a Message,
+    },
+    StreamStart {
+        conversation_id: &'a ConversationId,
+        stream_id: &'a str,
+        sender: Sender,
+    },
+    Token {
+        conversation_id: &'a ConversationId,
+        stream_id: &'a str,
+        delta: &'a str,
+    },
+    StreamEnd {
+        conversation_id: &'a ConversationId,
+        stream_id: &'a str,
+        message: &'a Message,
+    },
+    StreamCancelled {
+        conversation_id: &'a ConversationId,
+        stream_id: &'a str,
+    },
+    Typing {
+        conversation_id: &'a ConversationId,
+        sender: Sender,
+        on: bool,
+    },
+    Read {
+        conversation_id: &'a ConversationId,
+        sender: Sender,
+        seq: u64,
+    },
+    Handoff {
+        conversation_id: &'a ConversationId,
+        to: Sender,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<&'a AgentRef>,
+    },
+    Handling {
+        conversation_id: &'a ConversationId,
+        handling: &'a Handling,
+    },
+    Note {
+        conversation_id: &'a ConversationId,
+        note: &'a Note,
+    },
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        conversation_id: &'a ConversationId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        handling: Option<&'a Handling>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a Message>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duplicate: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<&'a Note>,
+    },
+    Error {
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        r#ref: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<&'a ConversationId>,
+    },
+    Pong,
+}
+
+/// Upgrades the request and runs the socket on the current actix worker.
+pub async fn agent_ws(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream
+        .max_frame_size(MAX_FRAME_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME_BYTES);
+    let (tx, rx) = mpsc::channel(1024);
+    let connection = Connection {
+        state: state.into_inner(),
+        ws: session,
+        conn: ConnId::generate(),
+        me: None,
+        watched: HashMap::new(),
+        events: tx,
+        last_activity: Instant::now(),
+    };
+    actix_web::rt::spawn(connection.run(stream, rx));
+    Ok(response)
+}
+
+/// The signed-in agent.
+struct Me {
+    token: String,
+    caller: Caller,
+    agent: AgentRef,
+    expires_at: u64,
+}
+
+/// A conversation this socket watches.
+struct Watched {
+    forwarder: tokio::task::JoinHandle<()>,
+    last_sent_seq: u64,
+    streams: HashSet<String>,
+}
+
+type Forwarded = (ConversationId, Result<Arc<Event>, RecvError>);
+
+struct Connection {
+    state: Arc<AdminState>,
+    ws: actix_ws::Session,
+    conn: ConnId,
+    me: Option<Me>,
+    watched: HashMap<ConversationId, Watched>,
+    events: mpsc::Sender<Forwarded>,
+    last_activity: Instant,
+}
+
+/// The peer is gone.
+struct Gone;
+
+enum Flow {
+    Continue,
+    Close(Option<CloseReason>),
+}
+
+fn policy(description: &str) -> Flow {
+    Flow::Close(Some(CloseReason {
+        code: CloseCode::Policy,
+        description: Some(description.into()),
+    }))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Connection {
+    async fn run(
+        mut self,
+        mut stream: actix_ws::AggregatedMessageStream,
+        mut events: mpsc::Receiver<Forwarded>,
+    ) {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
+        tokio::pin!(hello_deadline);
+        let mut inbox: Option<broadcast::Receiver<Arc<TenantEvent>>> = None;
+        let close = loop {
+            let expiry = self.me.as_ref().map_or(u64::MAX, |m| m.expires_at);
+            let until_expiry = Duration::from_secs(expiry.saturating_sub(now_secs()).min(86_400));
+            let flow = tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(frame)) => {
+                        self.last_activity = Instant::now();
+                        self.on_frame(frame, &mut inbox).await
+                    }
+                    Some(Err(actix_ws::ProtocolError::Overflow)) => Ok(Flow::Close(Some(CloseReason {
+                        code: CloseCode::Size,
+                        description: Some("frame exceeds the size limit".into()),
+                    }))),
+                    Some(Err(_)) => Ok(Flow::Close(Some(CloseCode::Protocol.into()))),
+                    None => Ok(Flow::Close(None)),
+                },
+                Some((id, event)) = events.recv() => self.on_event(&id, event).await,
+                update = next_update(&mut inbox) => self.on_update(update).await,
+                _ = heartbeat.tick() => {
+                    if self.last_activity.elapsed() > CLIENT_TIMEOUT {
+                        Ok(policy("heartbeat timeout"))
+                    } else {
+                        self.ws.ping(b"").await.map(|()| Flow::Continue).map_err(|_| Gone)
+                    }
+                }
+                _ = tokio::time::sleep(until_expiry), if self.me.is_some() => {
+                    self.error("token_expired", "the access token expired; reconnect with a fresh one", None, None)
+                        .await
+                        .map(|()| policy("token expired"))
+                }
+                _ = &mut hello_deadline, if self.me.is_none() => {
+                    self.error("hello_timeout", "no hello in time", None, None)
+                        .await
+                        .map(|()| policy("hello timeout"))
+                }
+            };
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close(reason)) => break reason,
+                Err(Gone) => break None,
+            }
+        };
+        for (_, watched) in self.watched.drain() {
+            watched.forwarder.abort();
+        }
+        let _ = self.ws.close(close).await;
+    }
+
+    async fn on_frame(
+        &mut self,
+        frame: AggregatedMessage,
+        inbox: &mut Option<broadcast::Receiver<Arc<TenantEvent>>>,
+    ) -> Result<Flow, Gone> {
+        let text = match frame {
+            AggregatedMessage::Text(text) => text,
+            AggregatedMessage::Binary(_) => {
+                self.error("unsupported_frame", "binary frames are not supported", None, None)
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+            AggregatedMessage::Ping(bytes) => {
+                self.ws.pong(&bytes).await.map_err(|_| Gone)?;
+                return Ok(Flow::Continue);
+            }
+            AggregatedMessage::Pong(_) => return Ok(Flow::Continue),
+            AggregatedMessage::Close(_) => return Ok(Flow::Close(None)),
+        };
+        let frame = match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.error("malformed_frame", &format!("invalid frame: {e}"), None, None).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match frame {
+            ClientFrame::Ping => self.send(&ServerFrame::Pong).await?,
+            ClientFrame::Hello { token } => {
+                if self.me.is_some() {
+                    self.error("already_open", "this socket is signed in", None, None).await?;
+                } else if self.sign_in(&token).await? {
+                    let me = self.me.as_ref().map(|m| m.caller.tenant.clone());
+                    if let Some(tenant) = me {
+                        *inbox = Some(self.state.engine.subscribe_tenant(&tenant));
+                    }
+                    self.send_inbox().await?;
+                }
+            }
+            other if self.me.is_none() => {
+                drop(other);
+                self.error("hello_required", "send hello with an access token first", None, None)
+                    .await?;
+            }
+            ClientFrame::Auth { token } => {
+                let tenant = self.me.as_ref().map(|m| m.caller.tenant.clone());
+                match crate::routes::person(&self.state, &token).await {
+                    Ok((caller, expires_at)) if Some(&caller.tenant) == tenant.as_ref() => {
+                        if let Some(me) = self.me.as_mut() {
+                            (me.token, me.expires_at) = (token, expires_at);
+                        }
+                        self.send(&ServerFrame::Authenticated { expires_at }).await?;
+                    }
+                    Ok(_) => {
+                        self.error("forbidden", "that token is for another workspace", None, None)
+                            .await?;
+                    }
+                    Err(e) => self.error(e.code, &e.message, None, None).await?,
+                }
+            }
+            ClientFrame::Inbox => self.send_inbox().await?,
+            ClientFrame::Subscribe { conversation_id, last_seq, r#ref } => {
+                self.subscribe(ConversationId(conversation_id), last_seq.unwrap_or(0), r#ref)
+                    .await?;
+            }
+            ClientFrame::Unsubscribe { conversation_id } => {
+                if let Some(watched) = self.watched.remove(&ConversationId(conversation_id)) {
+                    watched.forwarder.abort();
+                }
+            }
+            ClientFrame::Typing { conversation_id, on } => {
+                let id = ConversationId(conversation_id);
+                if self.watched.contains_key(&id) {
+                    let key = self.key(id);
+                    self.state.engine.typing(&key, Some(self.conn), Sender::Human, on);
+                } else {
+                    self.error(
+                        "not_subscribed",
+                        "subscribe to the conversation first",
+                        None,
+                        Some(&id),
+                    )
+                    .await?;
+                }
+            }
+            ClientFrame::Read { conversation_id, seq } => {
+                self.command(conversation_id, None, |_| AgentAction::Read { seq }).await?;
+            }
+            ClientFrame::Claim { conversation_id, r#ref } => {
+                self.command(conversation_id, r#ref, |_| AgentAction::Claim).await?;
+            }
+            ClientFrame::Release { conversation_id, r#ref } => {
+                self.command(conversation_id, r#ref, |_| AgentAction::Release).await?;
+            }
+            ClientFrame::Resolve { conversation_id, resolution, r#ref } => {
+                self.command(conversation_id, r#ref, |_| AgentAction::Resolve { resolution })
+                    .await?;
+            }
+            ClientFrame::Transfer { conversation_id, to, r#ref } => {
+                let id = ConversationId(conversation_id.clone());
+                let tenant = self.me.as_ref().map(|m| m.caller.tenant.clone());
+                let target = match tenant {
+                    Some(t) => self.state.store.get_account(&t, &AccountId(to)).await,
+                    None => Ok(None),
+                };
+                match target {
+                    Ok(Some(a)) if a.role <= Role::Agent => {
+                        let to = AgentRef { id: a.id, name: a.name };
+                        self.command(conversation_id, r#ref, |_| AgentAction::Transfer { to })
+                            .await?;
+                    }
+                    Ok(_) => {
+                        let msg = "`to` is not an agent of this workspace";
+                        self.error("invalid_agent", msg, r#ref.as_deref(), Some(&id)).await?;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "store failed on the agent socket");
+                        self.error(
+                            "internal",
+                            "temporary storage problem",
+                            r#ref.as_deref(),
+                            Some(&id),
+                        )
+                        .await?;
+                    }
+                }
+            }
+            ClientFrame::Message { conversation_id, client_msg_id, text, r#ref } => {
+                if client_msg_id.is_empty() || client_msg_id.len() > 128 {
+                    let id = ConversationId(conversation_id);
+                    let msg = "client_msg_id must be 1 to 128 bytes";
+                    return self
+                        .error("invalid_client_msg_id", msg, r#ref.as_deref(), Some(&id))
+                        .await
+                        .map(|()| Flow::Continue);
+                }
+                if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
+                    let id = ConversationId(conversation_id);
+                    let msg = format!("text must be 1 to {MAX_TEXT_CHARS} characters");
+                    return self
+                        .error("invalid_text", &msg, r#ref.as_deref(), Some(&id))
+                        .await
+                        .map(|()| Flow::Continue);
+                }
+                self.command(conversation_id, r#ref, |_| AgentAction::Message {
+                    client_msg_id,
+                    text,
+                })
+                .await?;
+            }
+            ClientFrame::Note { conversation_id, text, r#ref } => {
+                if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
+                    let id = ConversationId(conversation_id);
+                    let msg = format!("text must be 1 to {MAX_TEXT_CHARS} characters");
+                    return self
+                        .error("invalid_text", &msg, r#ref.as_deref(), Some(&id))
+                        .await
+                        .map(|()| Flow::Continue);
+                }
+                self.command(conversation_id, r#ref, |_| AgentAction::Note { text }).await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn key(&self, conversation_id: ConversationId) -> ConversationKey {
+        let tenant_id =
+            self.me.as_ref().map_or_else(|| TenantId(String::new()), |m| m.caller.tenant.clone());
+        ConversationKey { tenant_id, conversation_id }
+    }
+
+    /// Checks the token and the role; answers `welcome` or an error. Returns whether it worked.
+    async fn sign_in(&mut self, token: &str) -> Result<bool, Gone> {
+        let (caller, expires_at) = match crate::routes::person(&self.state, token).await {
+            Ok(ok) => ok,
+            Err(e) => return self.error(e.code, &e.message, None, None).await.map(|()| false),
+        };
+        if caller.role > Role::Agent {
+            let msg = "viewers cannot use the agent socket";
+            return self.error("forbidden", msg, None, None).await.map(|()| false);
+        }
+        let Some(id) = caller.account.clone() else { return Ok(false) };
+        let name = match self.state.store.get_account(&caller.tenant, &id).await {
+            Ok(Some(account)) => account.name,
+            _ => {
+                return self
+                    .error("internal", "could not read the account", None, None)
+                    .await
+                    .map(|()| false);
+            }
+        };
+        let role = caller.role;
+        let agent = AgentRef { id, name };
+        self.send(&ServerFrame::Welcome { agent: &agent, role, expires_at, protocol: 1 }).await?;
+        self.me = Some(Me { token: token.to_owned(), caller, agent, expires_at });
+        Ok(true)
+    }
+
+    async fn send_inbox(&mut self) -> Result<(), Gone> {
+        let Some(tenant) = self.me.as_ref().map(|m| m.caller.tenant.clone()) else {
+            return Ok(());
+        };
+        match self.state.engine.inbox(&tenant, INBOX_SCAN).await {
+            Ok(conversations) => self.send(&ServerFrame::Inbox { conversations }).await,
+            Err(e) => self.engine_error(&e, None, None).await,
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        id: ConversationId,
+        last_seq: u64,
+        r#ref: Option<String>,
+    ) -> Result<(), Gone> {
+        let r = r#ref.as_deref();
+        if self.watched.contains_key(&id) {
+            return self.error("already_subscribed", "already watching it", r, Some(&id)).await;
+        }
+        if self.watched.len() >= MAX_SUBSCRIPTIONS {
+            let msg = format!("a socket watches at most {MAX_SUBSCRIPTIONS} conversations");
+            return self.error("too_many_subscriptions", &msg, r, Some(&id)).await;
+        }
+        let key = self.key(id.clone());
+        // Subscribe before reading the store, so nothing falls between replay and live.
+        let mut subscription = self.state.engine.subscribe(&key, None);
+        let entry = match self.state.engine.inbox_entry(&key.tenant_id, &id).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                let e = EngineError::ConversationNotFound;
+                return self.engine_error(&e, r, Some(&id)).await;
+            }
+            Err(e) => return self.engine_error(&e, r, Some(&id)).await,
+        };
+        let notes = match self.state.store.list_notes(&key.tenant_id, &id).await {
+            Ok(notes) => notes,
+            Err(e) => return self.engine_error(&EngineError::Store(e), r, Some(&id)).await,
+        };
+        let (tx, forwarded) = (self.events.clone(), id.clone());
+        let forwarder = actix_web::rt::spawn(async move {
+            loop {
+                let event = subscription.recv().await;
+                let closed = matches!(event, Err(RecvError::Closed));
+                if tx.send((forwarded.clone(), event)).await.is_err() || closed {
+                    break;
+                }
+            }
+        });
+        let start = last_seq.min(entry.last_seq);
+        self.watched.insert(
+            id.clone(),
+            Watched { forwarder, last_sent_seq: start, streams: HashSet::new() },
+        );
+        self.send(&ServerFrame::Subscribed { conversation_id: &id, conversation: entry, notes })
+            .await?;
+        self.replay(&id).await
+    }
+
+    /// Sends the conversation's stored messages after what this socket has.
+    async fn replay(&mut self, id: &ConversationId) -> Result<(), Gone> {
+        let key = self.key(id.clone());
+        loop {
+            let Some(after) = self.watched.get(id).map(|w| w.last_sent_seq) else { return Ok(()) };
+            let page = match self.state.engine.history(&key, after, REPLAY_PAGE).await {
+                Ok(page) => page,
+                Err(e) => return self.engine_error(&e, None, Some(id)).await,
+            };
+            for message in &page {
+                self.send(&ServerFrame::Message { conversation_id: id, message }).await?;
+            }
+            if let (Some(last), Some(w)) = (page.last(), self.watched.get_mut(id)) {
+                w.last_sent_seq = w.last_sent_seq.max(last.seq);
+            }
+            if page.len() < REPLAY_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs a command as the signed-in agent (re-checked now: a removed or demoted member
+    /// loses the right at once) and answers `ack` or `error`.
+    async fn command(
+        &mut self,
+        conversation_id: String,
+        r#ref: Option<String>,
+        action: impl FnOnce(&AgentRef) -> AgentAction,
+    ) -> Result<(), Gone> {
+        let id = ConversationId(conversation_id);
+        let r = r#ref.as_deref();
+        let Some(token) = self.me.as_ref().map(|m| m.token.clone()) else { return Ok(()) };
+        let caller = match crate::routes::person(&self.state, &token).await {
+            Ok((caller, _)) if caller.role <= Role::Agent => caller,
+            Ok(_) => {
+                return self.error("forbidden", "your role may not do this", r, Some(&id)).await;
+            }
+            Err(e) => return self.error(e.code, &e.message, r, Some(&id)).await,
+        };
+        let Some(agent) = self.me.as_ref().map(|m| m.agent.clone()) else { return Ok(()) };
+        let action = action(&agent);
+        let command = AgentCommand { agent, privileged: caller.role <= Role::Admin, action };
+        let key = self.key(id.clone());
+        // The conversation must exist in this tenant; otherwise the actor would be started
+        // for nothing (and it answers `conversation_not_found` anyway).
+        match self.state.store.get_conversation(&key.tenant_id, &id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return self.engine_error(&EngineError::ConversationNotFound, r, Some(&id)).await;
+            }
+            Err(e) => return self.engine_error(&EngineError::Store(e), r, Some(&id)).await,
+        }
+        let reads = matches!(command.action, AgentAction::Read { .. });
+        match self.state.engine.command(key, command).await {
+            Ok(_) if reads => Ok(()),
+            Ok(CommandOutcome::Handling(handling)) => {
+                self.send(&ServerFrame::Ack {
+                    r#ref: r,
+                    conversation_id: &id,
+                    handling: Some(&handling),
+                    message: None,
+                    duplicate: None,
+                    note: None,
+                })
+                .await
+            }
+            Ok(CommandOutcome::Message { message, duplicate }) => {
+                self.send(&ServerFrame::Ack {
+                    r#ref: r,
+                    conversation_id: &id,
+                    handling: None,
+                    message: Some(&message),
+                    duplicate: Some(duplicate),
+                    note: None,
+                })
+                .await
+            }
+            Ok(CommandOutcome::Note(note)) => {
+                self.send(&ServerFrame::Ack {
+                    r#ref: r,
+                    conversation_id: &id,
+                    handling: None,
+                    message: None,
+                    duplicate: None,
+                    note: Some(&note),
+                })
+                .await
+            }
+            Err(e) => self.engine_error(&e, r, Some(&id)).await,
+        }
+    }
+
+    async fn on_update(
+        &mut self,
+        update: Result<Arc<TenantEvent>, broadcast::error::RecvError>,
+    ) -> Result<Flow, Gone> {
+        match update {
+            Ok(event) => {
+                let TenantEvent::Conversation { conversation_id, bot_id, handling, last_message } =
+                    &*event;
+                self.send(&ServerFrame::InboxUpdate {
+                    conversation_id,
+                    bot_id: bot_id.as_str(),
+                    handling,
+                    last_message: last_message.as_ref(),
+                })
+                .await?;
+            }
+            // Fell behind: the whole inbox again.
+            Err(broadcast::error::RecvError::Lagged(_)) => self.send_inbox().await?,
+            Err(broadcast::error::RecvError::Closed) => {}
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_event(
+        &mut self,
+        id: &ConversationId,
+        event: Result<Arc<Event>, RecvError>,
+    ) -> Result<Flow, Gone> {
+        let event = match event {
+            Ok(event) => event,
+            Err(RecvError::Lagged(_)) => {
+                self.replay(id).await?;
+                return Ok(Flow::Continue);
+            }
+            Err(RecvError::Closed) => {
+                // The conversation's channel went away: watch it afresh.
+                if let Some(watched) = self.watched.remove(id) {
+                    watched.forwarder.abort();
+                    self.subscribe(id.clone(), watched.last_sent_seq, None).await?;
+                }
+                return Ok(Flow::Continue);
+            }
+        };
+        let stored = match &*event {
+            Event::Message { message } | Event::StreamEnd { message, .. } => Some(message.seq),
+            _ => None,
+        };
+        let Some(sent) = self.watched.get(id).map(|w| w.last_sent_seq) else {
+            return Ok(Flow::Continue); // Unsubscribed meanwhile.
+        };
+        if stored.is_some_and(|seq| seq > sent + 1) {
+            self.replay(id).await?; // A stored message never reached the bus: fill the gap.
+        }
+        let me = self.conn;
+        let Some(watched) = self.watched.get_mut(id) else { return Ok(Flow::Continue) };
+        let conversation_id = id;
+        let frame = match &*event {
+            Event::Message { message } => {
+                if message.seq <= watched.last_sent_seq {
+                    return Ok(Flow::Continue);
+                }
+                watched.last_sent_seq = message.seq;
+                ServerFrame::Message { conversation_id, message }
+            }
+            Event::StreamStart { stream_id, sender } => {
+                watched.streams.insert(stream_id.clone());
+                ServerFrame::StreamStart { conversation_id, stream_id, sender: *sender }
+            }
+            Event::Token { stream_id, delta } if watched.streams.contains(stream_id) => {
+                ServerFrame::Token { conversation_id, stream_id, delta }
+            }
+            Event::StreamEnd { stream_id, message } => {
+                let seen = watched.streams.remove(stream_id);
+                let new = message.seq > watched.last_sent_seq;
+                watched.last_sent_seq = watched.last_sent_seq.max(message.seq);
+                match (seen, new) {
+                    (true, _) => ServerFrame::StreamEnd { conversation_id, stream_id, message },
+                    (false, true) => ServerFrame::Message { conversation_id, message },
+                    (false, false) => return Ok(Flow::Continue),
+                }
+            }
+            Event::StreamCancelled { stream_id } => {
+                watched.streams.remove(stream_id);
+                ServerFrame::StreamCancelled { conversation_id, stream_id }
+            }
+            Event::Typing { sender, on, origin } if *origin != Some(me) => {
+                ServerFrame::Typing { conversation_id, sender: *sender, on: *on }
+            }
+            Event::Read { sender, seq, origin } if *origin != Some(me) => {
+                ServerFrame::Read { conversation_id, sender: *sender, seq: *seq }
+            }
+            Event::Handoff { to, agent } => {
+                ServerFrame::Handoff { conversation_id, to: *to, agent: agent.as_ref() }
+            }
+            Event::Handling { handling } => ServerFrame::Handling { conversation_id, handling },
+            Event::Note { note } => ServerFrame::Note { conversation_id, note },
+            Event::Rejected { conn: None, code, message, .. } => ServerFrame::Error {
+                code,
+                message,
+                r#ref: None,
+                conversation_id: Some(conversation_id),
+            },
+            Event::Token { .. }
+            | Event::Typing { .. }
+            | Event::Read { .. }
+            | Event::Ack { .. }
+            | Event::Rejected { .. } => return Ok(Flow::Continue),
+        };
+        self.send(&frame).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn engine_error(
+        &mut self,
+        e: &EngineError,
+        r#ref: Option<&str>,
+        conversation_id: Option<&ConversationId>,
+    ) -> Result<(), Gone> {
+        if matches!(e, EngineError::Store(_) | EngineError::Internal) {
+            tracing::error!(error = %e, "engine error on the agent socket");
+        }
+        self.error(e.code(), &e.public_message(), r#ref, conversation_id).await
+    }
+
+    async fn error(
+        &mut self,
+        code: &str,
+        message: &str,
+        r#ref: Option<&str>,
+        conversation_id: Option<&ConversationId>,
+    ) -> Result<(), Gone> {
+        self.send(&ServerFrame::Error { code, message, r#ref, conversation_id }).await
+    }
+
+    async fn send(&mut self, frame: &ServerFrame<'_>) -> Result<(), Gone> {
+        let json = match serde_json::to_string(frame) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode an agent frame");
+                return Ok(());
+            }
+        };
+        match tokio::time::timeout(CLIENT_TIMEOUT, self.ws.text(json)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
+}
+
+async fn next_update(
+    inbox: &mut Option<broadcast::Receiver<Arc<TenantEvent>>>,
+) -> Result<Arc<TenantEvent>, broadcast::error::RecvError> {
+    match inbox {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,335 @@
+//! Human agents over REST, for integrations and for the console's first load: the inbox, and
+//! claim, release, transfer, reply, notes and resolve on one conversation. Every action runs in
+//! the conversation's actor (the same path as the agent socket), so a claim made here races
+//! fairly with one made on a socket and the visitor's widget sees the outcome live.
+//!
+//! A person acts as themselves. An API key acts for a member it names in `agent_id` (role
+//! agent or above). Admins and owners may release, transfer and resolve a conversation another
+//! agent holds; only its holder replies in it.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use parla_engine::{
+    EngineError,
+    agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
+    model::{AccountId, AgentRef, ConversationId, ConversationKey, Note, Resolution, Role},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    AdminState,
+    error::ApiError,
+    routes::Caller,
+    views::{ConversationView, ErrorBody, Posted},
+};
+
+/// How many of the newest conversations the inbox looks at.
+pub const INBOX_SCAN: usize = 500;
+
+/// Maps the engine's refusals of an agent command onto HTTP.
+pub fn command_error(e: &EngineError) -> ApiError {
+    let status = match e {
+        EngineError::ConversationNotFound => StatusCode::NOT_FOUND,
+        EngineError::AlreadyClaimed(_) | EngineError::NotAssigned => StatusCode::CONFLICT,
+        EngineError::TenantAtCapacity
+        | EngineError::ConversationBusy
+        | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.code(), e.public_message())
+}
+
+/// Who acts for `caller`: the person, or the member an API key names.
+async fn acting_agent(
+    state: &AdminState,
+    caller: &Caller,
+    agent_id: Option<String>,
+) -> Result<(AgentRef, bool), ApiError> {
+    let id = match (&caller.account, caller.scopes.is_some(), agent_id) {
+        (Some(me), false, None) => me.clone(),
+        (Some(me), false, Some(named)) if named == me.0 => me.clone(),
+        (_, false, Some(_)) => {
+            return Err(ApiError::invalid("agent_id", "a person acts as themselves"));
+        }
+        (_, true, Some(named)) => AccountId(named),
+        (_, _, None) => {
+            return Err(ApiError::invalid(
+                "agent_id",
+                "an API key must name the member it acts for",
+            ));
+        }
+    };
+    let member = member(state, caller, &id, "agent_id").await?;
+    Ok((AgentRef { id: member.id, name: member.name }, member.role <= Role::Admin))
+}
+
+/// A member of the caller's tenant who may take part in conversations.
+async fn member(
+    state: &AdminState,
+    caller: &Caller,
+    id: &AccountId,
+    field: &str,
+) -> Result<parla_engine::model::Account, ApiError> {
+    let account = state
+        .store
+        .get_account(&caller.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::invalid(field, "no such member in this workspace"))?;
+    if account.role > Role::Agent {
+        return Err(ApiError::invalid(field, "viewers cannot take part in conversations"));
+    }
+    Ok(account)
+}
+
+/// Checks the conversation is the caller's, then runs `action` as the acting agent.
+async fn run(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+    agent_id: Option<String>,
+    action: impl FnOnce(&AgentRef) -> AgentAction,
+) -> Result<CommandOutcome, ApiError> {
+    caller.require("conversations:write")?;
+    let id = own(state, caller, id).await?;
+    let (agent, privileged) = acting_agent(state, caller, agent_id).await?;
+    let action = action(&agent);
+    let key = ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: id };
+    let command = AgentCommand { agent, privileged, action };
+    state.engine.command(key, command).await.map_err(|e| command_error(&e))
+}
+
+/// The caller's conversation `id`, or 404.
+async fn own(state: &AdminState, caller: &Caller, id: &str) -> Result<ConversationId, ApiError> {
+    let id = ConversationId(id.to_owned());
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such conversation");
+    state.store.get_conversation(&caller.tenant, &id).await?.ok_or_else(not_found)?;
+    Ok(id)
+}
+
+/// Answers a handling change with the conversation as it now stands.
+async fn conversation(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let id = ConversationId(id.to_owned());
+    let c = state.store.get_conversation(&caller.tenant, &id).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "the conversation was deleted")
+    })?;
+    Ok(HttpResponse::Ok().json(ConversationView::from(&c)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentBody {
+    /// For API keys: the member acting (a person acts as themselves).
+    agent_id: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/claim`: take it over from the bot. The bot's reply in progress
+/// is cancelled and the visitor told (`handoff`). Claiming one you hold is a no-op.
+#[utoipa::path(post, path = "/api/conversations/{id}/claim", tag = "agents", operation_id = "claim_conversation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = AgentBody,
+    responses((status = 200, description = "Yours now", body = ConversationView),
+              (status = 409, description = "`already_claimed`: another agent has it", body = ErrorBody)))]
+pub async fn claim(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: crate::body::Json<AgentBody>,
+) -> Result<HttpResponse, ApiError> {
+    run(&state, &caller, &path, body.into_inner().agent_id, |_| AgentAction::Claim).await?;
+    conversation(&state, &caller, &path).await
+}
+
+/// `POST /api/conversations/{id}/release`: hand it back to the bot.
+#[utoipa::path(post, path = "/api/conversations/{id}/release", tag = "agents", operation_id = "release_conversation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = AgentBody,
+    responses((status = 200, description = "The bot answers again", body = ConversationView),
+              (status = 409, description = "`not_assigned`: another agent holds it", body = ErrorBody)))]
+pub async fn release(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: crate::body::Json<AgentBody>,
+) -> Result<HttpResponse, ApiError> {
+    run(&state, &caller, &path, body.into_inner().agent_id, |_| AgentAction::Release).await?;
+    conversation(&state, &caller, &path).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    /// The member (role agent or above) who takes it.
+    to: String,
+    agent_id: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/transfer`: give it to another agent.
+#[utoipa::path(post, path = "/api/conversations/{id}/transfer", tag = "agents", operation_id = "transfer_conversation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = TransferBody,
+    responses((status = 200, description = "The other agent holds it", body = ConversationView),
+              (status = 409, description = "`not_assigned`: another agent holds it", body = ErrorBody)))]
+pub async fn transfer(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: crate::body::Json<TransferBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    caller.require("conversations:write")?;
+    own(&state, &caller, &path).await?; // 404 before anything is said about `to`.
+    let to = member(&state, &caller, &AccountId(body.to), "to").await?;
+    let to = AgentRef { id: to.id, name: to.name };
+    run(&state, &caller, &path, body.agent_id, |_| AgentAction::Transfer { to }).await?;
+    conversation(&state, &caller, &path).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    resolution: Resolution,
+    agent_id: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/resolve`: close it with a resolution. A new visitor message
+/// opens it again, with the bot.
+#[utoipa::path(post, path = "/api/conversations/{id}/resolve", tag = "agents", operation_id = "resolve_conversation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = ResolveBody,
+    responses((status = 200, description = "RESOLVED", body = ConversationView),
+              (status = 409, description = "`not_assigned`: another agent holds it", body = ErrorBody)))]
+pub async fn resolve(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: crate::body::Json<ResolveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ResolveBody { resolution, agent_id } = body.into_inner();
+    run(&state, &caller, &path, agent_id, |_| AgentAction::Resolve { resolution }).await?;
+    conversation(&state, &caller, &path).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyBody {
+    /// The idempotency key: a retry with the same key is stored once.
+    #[schema(min_length = 1, max_length = 128)]
+    client_msg_id: String,
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
+    text: String,
+    agent_id: Option<String>,
+}
+
+/// Checks a message's text: 1 to 4,000 characters, not only whitespace.
+fn checked_text(text: String) -> Result<String, ApiError> {
+    if text.trim().is_empty() || text.chars().count() > 4000 {
+        return Err(ApiError::invalid("text", "must be 1 to 4000 characters"));
+    }
+    Ok(text)
+}
+
+/// `POST /api/conversations/{id}/replies`: the holding agent writes to the visitor (sender
+/// `human`). 201 once stored; 200 with the original for a repeated `client_msg_id`.
+#[utoipa::path(post, path = "/api/conversations/{id}/replies", tag = "agents", operation_id = "reply_as_agent",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = ReplyBody,
+    responses((status = 201, description = "Stored and sent to the visitor", body = Posted),
+              (status = 200, description = "This `client_msg_id` was already stored: the original", body = Posted),
+              (status = 409, description = "`not_assigned`: claim it first", body = ErrorBody)))]
+pub async fn reply(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: crate::body::Json<ReplyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ReplyBody { client_msg_id, text, agent_id } = body.into_inner();
+    if client_msg_id.is_empty() || client_msg_id.len() > 128 {
+        return Err(ApiError::invalid("client_msg_id", "must be 1 to 128 bytes"));
+    }
+    let text = checked_text(text)?;
+    let outcome =
+        run(&state, &caller, &path, agent_id, |_| AgentAction::Message { client_msg_id, text })
+            .await?;
+    let CommandOutcome::Message { message, duplicate } = outcome else {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no message"));
+    };
+    let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(HttpResponse::build(status).json(Posted { message, duplicate }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
+    text: String,
+    agent_id: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/notes`: a note for agents; the visitor never sees it.
+#[utoipa::path(post, path = "/api/conversations/{id}/notes", tag = "agents", operation_id = "add_note",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    request_body = NoteBody,
+    responses((status = 201, description = "Stored", body = Note)))]
+pub async fn add_note(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: crate::body::Json<NoteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let NoteBody { text, agent_id } = body.into_inner();
+    let text = checked_text(text)?;
+    match run(&state, &caller, &path, agent_id, |_| AgentAction::Note { text }).await? {
+        CommandOutcome::Note(note) => Ok(HttpResponse::Created().json(note)),
+        _ => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no note")),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteList {
+    /// Oldest first.
+    pub data: Vec<Note>,
+}
+
+/// `GET /api/conversations/{id}/notes`: the agents' notes on a conversation.
+#[utoipa::path(get, path = "/api/conversations/{id}/notes", tag = "agents", operation_id = "list_notes",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The conversation's id")),
+    responses((status = 200, description = "Oldest first", body = NoteList)))]
+pub async fn list_notes(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("conversations:read")?;
+    let id = own(&state, &caller, &path).await?;
+    let data = state.store.list_notes(&caller.tenant, &id).await?;
+    Ok(HttpResponse::Ok().json(NoteList { data }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Inbox {
+    /// Waiting for an agent first (longest waiting first), then held by agents, then the bot's,
+    /// newest activity first. Resolved conversations are left out.
+    pub data: Vec<InboxEntry>,
+}
+
+/// `GET /api/inbox`: the live conversations of the workspace, as agents triage them.
+#[utoipa::path(get, path = "/api/inbox", tag = "agents", operation_id = "inbox",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The inbox", body = Inbox)))]
+pub async fn inbox(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require("conversations:read")?;
+    let data =
+        state.engine.inbox(&caller.tenant, INBOX_SCAN).await.map_err(|e| command_error(&e))?;
+    Ok(HttpResponse::Ok().json(Inbox { data }))
+}
