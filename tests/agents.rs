@@ -264,6 +264,10 @@ async fn notes_reach_agents_and_never_the_visitor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbox_puts_waiting_visitors_first_and_updates_live() {
     let d = desk().await;
+    // Agents pick from the inbox themselves here (no routing to the online agent).
+    let manual = json!({"agents": {"assignment": "manual"}}).to_string();
+    let (status, _) = d.server.call("PATCH", "/api/workspace", Some(&manual), Some(&d.owner)).await;
+    assert_eq!(status, 200);
     let (mut calm, calm_welcome) = visitor(&d.server, &d.bot).await;
     calm.exchange("c1", "hello").await;
     let (mut urgent, urgent_welcome) = visitor(&d.server, &d.bot).await;

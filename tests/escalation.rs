@@ -61,7 +61,14 @@ async fn messages_carry_sentiment_and_intent_and_a_request_for_a_person_escalate
     assert!((mean - expected).abs() < 1e-4, "{mean} vs {expected}");
     assert_eq!(detail["conversation"]["status"], "OPEN");
 
-    client.exchange("c", "voglio parlare con un operatore").await;
+    client.say("c", "voglio parlare con un operatore").await;
+    client.expect("message").await;
+    // Nobody of the team is online: the visitor is told (in the bot's language), then the bot
+    // answers as before.
+    let notice = client.expect("message").await;
+    assert_eq!(notice["sender"], "bot");
+    assert!(notice["text"].as_str().is_some_and(|t| t.contains("online")), "{notice}");
+    client.read_stream().await;
     assert_eq!(conversation(&server, &jwt, &id).await["conversation"]["status"], "ESCALATED");
     let (_, escalated) = server
         .call("GET", &format!("/api/bots/{bot}/conversations?status=ESCALATED"), None, Some(&jwt))
@@ -82,5 +89,7 @@ async fn two_answers_in_a_row_not_understood_escalate() {
     client.exchange("x3", "plokk zzzt").await;
     assert_eq!(conversation(&server, &jwt, &id).await["conversation"]["status"], "OPEN");
     client.exchange("x4", "qwfp arst").await;
+    let notice = client.expect("message").await;
+    assert!(notice["text"].as_str().is_some_and(|t| t.contains("online")), "{notice}");
     assert_eq!(conversation(&server, &jwt, &id).await["conversation"]["status"], "ESCALATED");
 }

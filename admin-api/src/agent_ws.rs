@@ -28,6 +28,7 @@ use parla_engine::{
         AccountId, AgentRef, ConnId, ConversationId, ConversationKey, Handling, Message, Note,
         Resolution, Role, Sender, TenantId,
     },
+    presence::{AgentPresence, PresenceStatus, SessionId},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
@@ -104,6 +105,10 @@ enum ClientFrame {
         conversation_id: String,
         on: bool,
     },
+    /// `online` (takes new conversations) or `away`.
+    Presence {
+        status: PresenceStatus,
+    },
     Ping,
 }
 
@@ -116,6 +121,13 @@ enum ServerFrame<'a> {
         role: Role,
         expires_at: u64,
         protocol: u32,
+        /// The workspace's agents and their presence.
+        agents: Vec<AgentPresence>,
+    },
+    /// An agent came online, went away or offline.
+    Presence {
+        agent: &'a AgentRef,
+        status: PresenceStatus,
     },
     Authenticated {
         expires_at: u64,
@@ -239,6 +251,8 @@ struct Me {
     caller: Caller,
     agent: AgentRef,
     expires_at: u64,
+    /// This socket's presence session.
+    session: SessionId,
 }
 
 /// A conversation this socket watches.
@@ -335,6 +349,9 @@ impl Connection {
         for (_, watched) in self.watched.drain() {
             watched.forwarder.abort();
         }
+        if let Some(me) = &self.me {
+            self.state.engine.presence().leave(&me.caller.tenant, &me.agent.id, me.session);
+        }
         let _ = self.ws.close(close).await;
     }
 
@@ -354,9 +371,13 @@ impl Connection {
                 self.ws.pong(&bytes).await.map_err(|_| Gone)?;
                 return Ok(Flow::Continue);
             }
-            AggregatedMessage::Pong(_) => return Ok(Flow::Continue),
+            AggregatedMessage::Pong(_) => {
+                self.beat();
+                return Ok(Flow::Continue);
+            }
             AggregatedMessage::Close(_) => return Ok(Flow::Close(None)),
         };
+        self.beat();
         let frame = match serde_json::from_str::<ClientFrame>(&text) {
             Ok(frame) => frame,
             Err(e) => {
@@ -399,6 +420,15 @@ impl Connection {
                 }
             }
             ClientFrame::Inbox => self.send_inbox().await?,
+            ClientFrame::Presence { status } => {
+                if status == PresenceStatus::Offline {
+                    let msg = "set online or away; close the socket to go offline";
+                    self.error("invalid_status", msg, None, None).await?;
+                } else if let Some(me) = &self.me {
+                    let presence = self.state.engine.presence();
+                    presence.set(&me.caller.tenant, &me.agent.id, me.session, status);
+                }
+            }
             ClientFrame::Subscribe { conversation_id, last_seq, r#ref } => {
                 self.subscribe(ConversationId(conversation_id), last_seq.unwrap_or(0), r#ref)
                     .await?;
@@ -503,6 +533,13 @@ impl Connection {
         Ok(Flow::Continue)
     }
 
+    /// The socket is alive: so is its agent's presence.
+    fn beat(&self) {
+        if let Some(me) = &self.me {
+            self.state.engine.presence().beat(&me.caller.tenant, &me.agent.id, me.session);
+        }
+    }
+
     fn key(&self, conversation_id: ConversationId) -> ConversationKey {
         let tenant_id =
             self.me.as_ref().map_or_else(|| TenantId(String::new()), |m| m.caller.tenant.clone());
@@ -531,9 +568,14 @@ impl Connection {
         };
         let role = caller.role;
         let agent = AgentRef { id, name };
-        self.send(&ServerFrame::Welcome { agent: &agent, role, expires_at, protocol: 1 }).await?;
-        self.me = Some(Me { token: token.to_owned(), caller, agent, expires_at });
-        Ok(true)
+        let engine = self.state.engine.clone();
+        let session = engine.presence().join(&caller.tenant, agent.clone());
+        engine.agents_active(&caller.tenant);
+        let agents = engine.presence().list(&caller.tenant);
+        let welcome = ServerFrame::Welcome { agent: &agent, role, expires_at, protocol: 1, agents };
+        let sent = self.send(&welcome).await;
+        self.me = Some(Me { token: token.to_owned(), caller, agent, expires_at, session });
+        sent.map(|()| true)
     }
 
     async fn send_inbox(&mut self) -> Result<(), Gone> {
@@ -692,17 +734,22 @@ impl Connection {
         update: Result<Arc<TenantEvent>, broadcast::error::RecvError>,
     ) -> Result<Flow, Gone> {
         match update {
-            Ok(event) => {
-                let TenantEvent::Conversation { conversation_id, bot_id, handling, last_message } =
-                    &*event;
-                self.send(&ServerFrame::InboxUpdate {
-                    conversation_id,
-                    bot_id: bot_id.as_str(),
-                    handling,
-                    last_message: last_message.as_ref(),
-                })
-                .await?;
-            }
+            Ok(event) => match &*event {
+                TenantEvent::Conversation { conversation_id, bot_id, handling, last_message } => {
+                    self.send(&ServerFrame::InboxUpdate {
+                        conversation_id,
+                        bot_id: bot_id.as_str(),
+                        handling,
+                        last_message: last_message.as_deref(),
+                    })
+                    .await?;
+                }
+                TenantEvent::Presence { presence } => {
+                    let frame =
+                        ServerFrame::Presence { agent: &presence.agent, status: presence.status };
+                    self.send(&frame).await?;
+                }
+            },
             // Fell behind: the whole inbox again.
             Err(broadcast::error::RecvError::Lagged(_)) => self.send_inbox().await?,
             Err(broadcast::error::RecvError::Closed) => {}

@@ -12,6 +12,7 @@ use parla_engine::{
     EngineError,
     agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
     model::{AccountId, AgentRef, ConversationId, ConversationKey, Note, Resolution, Role},
+    presence::AgentPresence,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -332,4 +333,35 @@ pub async fn inbox(state: web::Data<AdminState>, caller: Caller) -> Result<HttpR
     let data =
         state.engine.inbox(&caller.tenant, INBOX_SCAN).await.map_err(|e| command_error(&e))?;
     Ok(HttpResponse::Ok().json(Inbox { data }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentList {
+    /// Members who may take conversations (agents, admins, owners), online first.
+    pub data: Vec<AgentPresence>,
+}
+
+/// `GET /api/agents`: who can take conversations, and who is online, away or offline now.
+#[utoipa::path(get, path = "/api/agents", tag = "agents", operation_id = "list_agents",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The workspace's agents and their presence", body = AgentList)))]
+pub async fn agents(
+    state: web::Data<AdminState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("conversations:read")?;
+    let presence = state.engine.presence();
+    let mut data: Vec<AgentPresence> = state
+        .store
+        .list_accounts(&caller.tenant)
+        .await?
+        .into_iter()
+        .filter(|a| a.role <= Role::Agent)
+        .map(|a| AgentPresence {
+            status: presence.status(&caller.tenant, &a.id),
+            agent: AgentRef { id: a.id, name: a.name },
+        })
+        .collect();
+    data.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.agent.name.cmp(&b.agent.name)));
+    Ok(HttpResponse::Ok().json(AgentList { data }))
 }

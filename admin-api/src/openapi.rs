@@ -50,7 +50,7 @@ use crate::{
         bots::delete_intent,
         conversations::list, conversations::open, conversations::get, conversations::delete,
         conversations::post_message,
-        handover::inbox, handover::claim, handover::release, handover::transfer, handover::resolve,
+        handover::inbox, handover::agents, handover::claim, handover::release, handover::transfer, handover::resolve,
         handover::reply, handover::add_note, handover::list_notes,
         documents::list, documents::upload, documents::scrape, documents::get, documents::delete,
         documents::reprocess,

@@ -3,7 +3,7 @@
 //! (people only, not API keys). The endpoint's API key is write-only.
 
 use actix_web::{HttpResponse, http::StatusCode, web};
-use parla_engine::model::{Tenant, TenantLlm, month_of, now_ms};
+use parla_engine::model::{AgentSettings, Tenant, TenantLlm, minutes_of, month_of, now_ms};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -32,6 +32,8 @@ pub struct WorkspaceView {
     /// `YYYY-MM`, UTC.
     pub month: String,
     pub tokens_used_this_month: u64,
+    /// How escalated conversations reach agents: assignment, cap, business hours.
+    pub agents: AgentSettings,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,6 +68,8 @@ pub struct WorkspaceBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000_000_u64)]
     monthly_token_budget: Option<Option<u64>>,
+    /// Replaces the agent settings as a whole.
+    agents: Option<AgentSettings>,
 }
 
 /// The largest budget accepted (a trillion tokens a month).
@@ -85,6 +89,7 @@ async fn view(state: &AdminState, tenant: &Tenant) -> Result<WorkspaceView, ApiE
         monthly_token_budget: tenant.monthly_token_budget,
         month,
         tokens_used_this_month,
+        agents: tenant.agents.clone(),
     })
 }
 
@@ -145,6 +150,39 @@ pub async fn update(
         }
         tenant.monthly_token_budget = budget;
     }
+    if let Some(agents) = body.agents {
+        tenant.agents = checked_agents(agents)?;
+    }
     state.store.put_tenant(&tenant).await?;
     Ok(HttpResponse::Ok().json(view(&state, &tenant).await?))
+}
+
+/// Validates agent settings: a cap of 1 to 100, hours that parse and open before they close,
+/// an offset within ±14 h, an offline message of at most 1,000 characters.
+fn checked_agents(mut agents: AgentSettings) -> Result<AgentSettings, ApiError> {
+    if !(1..=100).contains(&agents.max_chats_per_agent) {
+        return Err(ApiError::invalid("agents.max_chats_per_agent", "must be 1 to 100"));
+    }
+    if let Some(hours) = &agents.business_hours {
+        if !(-14 * 60..=14 * 60).contains(&hours.utc_offset_minutes) {
+            let problem = "must be within ±840 minutes";
+            return Err(ApiError::invalid("agents.business_hours.utc_offset_minutes", problem));
+        }
+        if hours.days.len() > 21 {
+            return Err(ApiError::invalid("agents.business_hours.days", "at most 21 intervals"));
+        }
+        for d in &hours.days {
+            let interval = (minutes_of(&d.open), minutes_of(&d.close));
+            let valid = matches!(interval, (Some(open), Some(close)) if open < close);
+            if !(1..=7).contains(&d.day) || !valid {
+                let problem = "day 1 (Monday) to 7, open and close as HH:MM, open before close";
+                return Err(ApiError::invalid("agents.business_hours.days", problem));
+            }
+        }
+    }
+    if let Some(message) = agents.offline_message.take() {
+        let message = validate_text("agents.offline_message", &message, 1000)?;
+        agents.offline_message = Some(message);
+    }
+    Ok(agents)
 }

@@ -270,6 +270,8 @@ pub struct EngineSettings {
     pub webhook_allow_private_targets: bool,
     /// Consecutive fallback answers that escalate a conversation (0 = never).
     pub escalate_after_fallbacks: u32,
+    /// An agent session silent (no frame, no pong) this long counts as offline.
+    pub presence_timeout_ms: u64,
 }
 
 /// The widget WebSocket endpoint.

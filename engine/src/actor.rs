@@ -430,11 +430,53 @@ impl ConversationActor {
         };
         match self.set_handling(state, handling).await {
             Ok(()) => {
-                tracing::info!(conversation = %self.key.conversation_id, why, "conversation escalated")
+                tracing::info!(conversation = %self.key.conversation_id, why, "conversation escalated");
+                self.tell_if_nobody_answers(state).await;
             }
             Err(e) => {
                 tracing::warn!(conversation = %self.key.conversation_id, error = %e, "could not escalate")
             }
+        }
+    }
+
+    /// Outside business hours, or with no agent online, the visitor hears it at once (and the
+    /// bot keeps the conversation meanwhile).
+    async fn tell_if_nobody_answers(&self, state: &mut State) {
+        let t = &self.key.tenant_id;
+        let settings = match self.deps.store.get_tenant(t).await {
+            Ok(Some(tenant)) => tenant.agents,
+            _ => crate::model::AgentSettings::default(),
+        };
+        let open = settings.business_hours.as_ref().is_none_or(|h| h.open_at(now_ms()));
+        if open && self.deps.presence.anyone_online(t) {
+            return;
+        }
+        let italian = state.bot.language.starts_with("it");
+        let text = settings.offline_message.clone().unwrap_or_else(|| {
+            match (italian, open) {
+                (false, true) => {
+                    "No one from our team is online right now. I will keep helping \
+                                  you here, and a person will follow up as soon as possible."
+                }
+                (false, false) => {
+                    "Our team is away now (outside opening hours). I will keep \
+                                   helping you here, and a person will follow up when we open."
+                }
+                (true, true) => {
+                    "Al momento nessuno del nostro team è online. Continuo ad \
+                                 aiutarti io, e una persona ti risponderà appena possibile."
+                }
+                (true, false) => {
+                    "Il nostro team ora non è disponibile (fuori orario). Continuo \
+                                  ad aiutarti io, e una persona ti risponderà all'apertura."
+                }
+            }
+            .to_owned()
+        });
+        let message = self.new_message(state, Sender::Bot, text, None);
+        if let Some(stored) = self.store_message(state, message, None).await {
+            self.tell_inbox(state, Some(&stored));
+            self.deps.bus.publish(&self.key, Event::Message { message: stored });
         }
     }
 
@@ -462,7 +504,7 @@ impl ConversationActor {
                 conversation_id: self.key.conversation_id.clone(),
                 bot_id: state.bot.id.clone(),
                 handling: state.handling.clone(),
-                last_message: last_message.cloned(),
+                last_message: last_message.cloned().map(Box::new),
             },
         );
     }
@@ -495,6 +537,14 @@ impl ConversationActor {
                     };
                 }
                 self.hand_to(state, agent).await
+            }
+            AgentAction::Assign { to } => {
+                let waiting = state.handling.status == ConversationStatus::Escalated
+                    && state.handling.assignee.is_none();
+                if !waiting {
+                    return Ok(CommandOutcome::Handling(state.handling.clone()));
+                }
+                self.hand_to(state, to).await
             }
             AgentAction::Transfer { to } => {
                 if held_by_other {
@@ -751,10 +801,6 @@ impl ConversationActor {
         }
         let fell_back = message.text == state.bot.config.fallback_message;
         state.fallbacks = if fell_back { state.fallbacks + 1 } else { 0 };
-        let limit = self.deps.settings.escalate_after_fallbacks;
-        if limit > 0 && state.fallbacks >= limit {
-            self.escalate(state, "the bot did not understand repeatedly").await;
-        }
         if let Some(stored) = self.store_message(state, message, None).await {
             self.tell_inbox(state, Some(&stored));
             let matched = stored.intent.as_deref().and_then(|name| {
@@ -769,6 +815,11 @@ impl ConversationActor {
                 &self.key,
                 Event::StreamEnd { stream_id: done.stream_id, message: stored },
             );
+        }
+        // After the answer is out: escalating may add a message (nobody online) after it.
+        let limit = self.deps.settings.escalate_after_fallbacks;
+        if limit > 0 && state.fallbacks >= limit {
+            self.escalate(state, "the bot did not understand repeatedly").await;
         }
     }
 

@@ -41,6 +41,14 @@ pub enum AgentAction {
     Resolve { resolution: Resolution },
     /// An agent has read up to `seq`.
     Read { seq: u64 },
+    /// The dispatcher routes a waiting (ESCALATED, unheld) conversation to `to`; a no-op if it
+    /// is no longer waiting (someone claimed it first).
+    Assign { to: AgentRef },
+}
+
+/// Who the dispatcher acts as.
+pub fn dispatcher() -> AgentRef {
+    AgentRef { id: crate::model::AccountId::from("parla-dispatcher"), name: "Parla".into() }
 }
 
 /// What a command produced.

@@ -37,6 +37,7 @@ pub(crate) struct Deps {
     pub bot_versions: parking_lot::Mutex<HashMap<BotId, u64>>,
     pub webhooks: crate::webhook::Webhooks,
     pub knowledge: Arc<crate::knowledge::Knowledge>,
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 impl Deps {
@@ -92,6 +93,18 @@ struct Inner {
     deps: Arc<Deps>,
     /// One supervisor per tenant with live conversations; created on first use.
     tenants: Mutex<HashMap<TenantId, Arc<TenantSupervisor>>>,
+    /// Tenants whose dispatcher runs (started when their first agent signs in).
+    dispatchers: Mutex<std::collections::HashSet<TenantId>>,
+}
+
+/// The engine without keeping it alive (for its own background tasks).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakEngine(Weak<Inner>);
+
+impl WeakEngine {
+    pub(crate) fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
 }
 
 /// The bus's inbound handler: routes to the tenant's supervisor. Weak, so the bus does not keep
@@ -132,6 +145,11 @@ impl Engine {
         let knowledge =
             crate::knowledge::Knowledge::start(store.clone(), knowledge, embedder, vectors);
         let webhooks = crate::webhook::Webhooks::new(&settings, metrics.clone());
+        let presence = crate::presence::Presence::new(
+            std::time::Duration::from_millis(settings.presence_timeout_ms.max(1)),
+            bus.clone(),
+        );
+        presence.start_sweeper();
         let deps = Arc::new(Deps {
             store,
             bus: bus.clone(),
@@ -142,8 +160,13 @@ impl Engine {
             bot_versions: parking_lot::Mutex::new(HashMap::new()),
             webhooks,
             knowledge,
+            presence,
         });
-        let inner = Arc::new(Inner { deps, tenants: Mutex::new(HashMap::new()) });
+        let inner = Arc::new(Inner {
+            deps,
+            tenants: Mutex::new(HashMap::new()),
+            dispatchers: Mutex::new(std::collections::HashSet::new()),
+        });
         bus.bind(Arc::new(Router(Arc::downgrade(&inner))));
         Self { inner }
     }
@@ -312,6 +335,19 @@ impl Engine {
         let Some(c) = store.get_conversation(tenant, id).await? else { return Ok(None) };
         let last = store.last_message(tenant, id).await?;
         Ok(Some(inbox_entry(&c, last.as_ref())))
+    }
+
+    /// Agents' presence.
+    pub fn presence(&self) -> &Arc<crate::presence::Presence> {
+        &self.inner.deps.presence
+    }
+
+    /// An agent of `tenant` signed in: routes its waiting conversations from now on.
+    pub fn agents_active(&self, tenant: &TenantId) {
+        if self.inner.dispatchers.lock().insert(tenant.clone()) {
+            let weak = WeakEngine(Arc::downgrade(&self.inner));
+            self.inner.deps.runtime.spawn(crate::dispatch::run(weak, tenant.clone()));
+        }
     }
 
     /// Tenant-wide events (the live inbox) from now on.

@@ -225,11 +225,105 @@ pub struct Tenant {
     /// it, bots answer without the LLM. `None`: unlimited.
     #[serde(default)]
     pub monthly_token_budget: Option<u64>,
+    /// How conversations reach human agents.
+    #[serde(default)]
+    pub agents: AgentSettings,
 }
 
 impl Tenant {
     pub fn new(id: TenantId, name: String, created_at: i64) -> Self {
-        Self { id, name, created_at, llm: None, monthly_token_budget: None }
+        Self {
+            id,
+            name,
+            created_at,
+            llm: None,
+            monthly_token_budget: None,
+            agents: AgentSettings::default(),
+        }
+    }
+}
+
+/// How escalated conversations reach agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Assignment {
+    /// Agents pick conversations from the inbox themselves.
+    Manual,
+    /// To the online agent after the last one given a conversation.
+    RoundRobin,
+    /// To the online agent holding the fewest conversations.
+    #[default]
+    LeastLoaded,
+}
+
+/// A tenant's rules for human agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct AgentSettings {
+    pub assignment: Assignment,
+    /// Conversations the dispatcher gives one agent at most (claims by hand are not capped).
+    pub max_chats_per_agent: u32,
+    /// When agents work; `None`: always.
+    pub business_hours: Option<BusinessHours>,
+    /// Told to a visitor who asks for a person when no agent is online; `None`: a default in
+    /// the bot's language.
+    pub offline_message: Option<String>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            assignment: Assignment::default(),
+            max_chats_per_agent: 5,
+            business_hours: None,
+            offline_message: None,
+        }
+    }
+}
+
+/// Opening hours in one fixed UTC offset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BusinessHours {
+    /// Minutes east of UTC (Rome in winter: 60).
+    pub utc_offset_minutes: i32,
+    /// The open intervals; a day without one is closed.
+    pub days: Vec<DayHours>,
+}
+
+/// One day's open interval, local time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DayHours {
+    /// 1 = Monday … 7 = Sunday.
+    pub day: u8,
+    /// `HH:MM`, inclusive.
+    pub open: String,
+    /// `HH:MM`, exclusive; after `open`.
+    pub close: String,
+}
+
+/// Minutes after midnight of `HH:MM`, if it is one (00:00 to 24:00).
+pub fn minutes_of(hhmm: &str) -> Option<u32> {
+    let (h, m) = hhmm.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+}
+
+impl BusinessHours {
+    /// Whether `at` (Unix ms) falls in an open interval.
+    pub fn open_at(&self, at: i64) -> bool {
+        let local = at / 60_000 + i64::from(self.utc_offset_minutes);
+        let day_number = local.div_euclid(1440);
+        let minute = u32::try_from(local.rem_euclid(1440)).unwrap_or(0);
+        // 1970-01-01 was a Thursday (day 4).
+        let weekday = u8::try_from((day_number + 3).rem_euclid(7) + 1).unwrap_or(1);
+        self.days.iter().any(|d| {
+            d.day == weekday
+                && matches!((minutes_of(&d.open), minutes_of(&d.close)),
+                    (Some(open), Some(close)) if open <= minute && minute < close)
+        })
     }
 }
 
@@ -616,4 +710,25 @@ pub struct Chunk {
     /// The heading it sits under, or the document's title.
     pub title: String,
     pub text: String,
+}
+
+#[cfg(test)]
+mod hours_tests {
+    use super::*;
+
+    #[test]
+    fn business_hours_follow_the_local_weekday_and_clock() {
+        let hours = BusinessHours {
+            utc_offset_minutes: 60,
+            days: vec![DayHours { day: 1, open: "09:00".into(), close: "18:00".into() }],
+        };
+        // Monday 2026-11-23 08:30 UTC = 09:30 in UTC+1: open.
+        let monday_0830_utc = 1_795_422_600_000;
+        assert!(hours.open_at(monday_0830_utc));
+        assert!(!hours.open_at(monday_0830_utc - 3_600_000), "07:30 UTC = 08:30 local: closed");
+        assert!(!hours.open_at(monday_0830_utc + 86_400_000), "Tuesday: closed");
+        assert_eq!(minutes_of("24:00"), Some(1440));
+        assert_eq!(minutes_of("9:00"), None);
+        assert_eq!(minutes_of("12:60"), None);
+    }
 }

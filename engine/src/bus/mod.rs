@@ -85,8 +85,10 @@ pub enum TenantEvent {
         conversation_id: ConversationId,
         bot_id: BotId,
         handling: Handling,
-        last_message: Option<Message>,
+        last_message: Option<Box<Message>>,
     },
+    /// An agent came online, went away or offline.
+    Presence { presence: crate::presence::AgentPresence },
 }
 
 /// Why the bus could not take an event.

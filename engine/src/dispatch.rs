@@ -1,0 +1,156 @@
+//! The dispatcher: gives a tenant's waiting (ESCALATED) conversations to its online agents.
+//!
+//! One task per tenant, started when its first agent signs in. It follows the tenant's feed —
+//! every change of hands and every presence change — and keeps who waits since when and who
+//! holds what. After each change it assigns the longest-waiting conversations to online agents
+//! under their cap (`max_chats_per_agent`), least loaded first or round robin, as the tenant's
+//! `agents.assignment` says (`manual`: nothing is assigned). Assigning is a command to the
+//! conversation's actor, which does it only if the conversation still waits: an agent who
+//! claims it by hand first wins, without a race.
+
+use std::collections::{BTreeSet, HashMap};
+
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    agents::{AgentAction, AgentCommand},
+    bus::TenantEvent,
+    engine::WeakEngine,
+    model::{AccountId, Assignment, ConversationId, ConversationKey, ConversationStatus, TenantId},
+    presence::PresenceStatus,
+};
+
+/// Conversations read at start and after falling behind.
+const SCAN: usize = 500;
+
+#[derive(Debug, Default)]
+struct Desk {
+    /// (waiting since, conversation): the queue, oldest first.
+    waiting: BTreeSet<(i64, ConversationId)>,
+    /// Conversation → the agent holding it.
+    held: HashMap<ConversationId, AccountId>,
+    /// The agent given the last conversation (round robin).
+    last: Option<AccountId>,
+}
+
+impl Desk {
+    fn forget(&mut self, id: &ConversationId) {
+        self.waiting.retain(|(_, c)| c != id);
+        self.held.remove(id);
+    }
+
+    fn load(&self, agent: &AccountId) -> usize {
+        self.held.values().filter(|a| *a == agent).count()
+    }
+}
+
+pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
+    let Some(mut feed) = engine.upgrade().map(|e| e.subscribe_tenant(&tenant)) else { return };
+    let mut desk = Desk::default();
+    reload(&engine, &tenant, &mut desk).await;
+    loop {
+        assign(&engine, &tenant, &mut desk).await;
+        match feed.recv().await {
+            Ok(event) => match &*event {
+                TenantEvent::Conversation { conversation_id, handling, .. } => {
+                    desk.forget(conversation_id);
+                    match (handling.status, &handling.assignee) {
+                        (ConversationStatus::Escalated, None) => {
+                            let since = handling.waiting_since.unwrap_or(0);
+                            desk.waiting.insert((since, conversation_id.clone()));
+                        }
+                        (_, Some(agent)) => {
+                            desk.held.insert(conversation_id.clone(), agent.id.clone());
+                        }
+                        _ => {}
+                    }
+                }
+                TenantEvent::Presence { .. } => {} // Assigning again below is enough.
+            },
+            Err(RecvError::Lagged(_)) => reload(&engine, &tenant, &mut desk).await,
+            Err(RecvError::Closed) => break,
+        }
+        if engine.upgrade().is_none() {
+            break;
+        }
+    }
+}
+
+async fn reload(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
+    let Some(engine) = engine.upgrade() else { return };
+    match engine.inbox(tenant, SCAN).await {
+        Ok(entries) => {
+            let last = desk.last.take();
+            *desk = Desk { last, ..Desk::default() };
+            for e in entries {
+                match (e.handling.status, e.handling.assignee) {
+                    (ConversationStatus::Escalated, None) => {
+                        let since = e.handling.waiting_since.unwrap_or(0);
+                        desk.waiting.insert((since, e.conversation_id));
+                    }
+                    (_, Some(agent)) => {
+                        desk.held.insert(e.conversation_id, agent.id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(tenant = %tenant, error = %e, "dispatcher could not read the inbox")
+        }
+    }
+}
+
+async fn assign(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
+    if desk.waiting.is_empty() {
+        return;
+    }
+    let Some(engine) = engine.upgrade() else { return };
+    let settings = match engine.store().get_tenant(tenant).await {
+        Ok(Some(t)) => t.agents,
+        _ => return,
+    };
+    if settings.assignment == Assignment::Manual {
+        return;
+    }
+    let cap = settings.max_chats_per_agent as usize;
+    let mut online: Vec<_> = engine
+        .presence()
+        .list(tenant)
+        .into_iter()
+        .filter(|p| p.status == PresenceStatus::Online)
+        .map(|p| p.agent)
+        .collect();
+    online.sort_by(|a, b| a.id.cmp(&b.id));
+    while let Some((since, id)) = desk.waiting.first().cloned() {
+        let free: Vec<_> = online.iter().filter(|a| desk.load(&a.id) < cap).collect();
+        let chosen = match settings.assignment {
+            Assignment::LeastLoaded => free.iter().min_by_key(|a| desk.load(&a.id)).copied(),
+            Assignment::RoundRobin => {
+                let after = desk.last.as_ref();
+                free.iter()
+                    .find(|a| after.is_some_and(|last| a.id > *last))
+                    .or_else(|| free.first())
+                    .copied()
+            }
+            Assignment::Manual => None,
+        };
+        let Some(agent) = chosen.cloned() else { return }; // Everyone is busy or away.
+        desk.waiting.remove(&(since, id.clone()));
+        desk.held.insert(id.clone(), agent.id.clone());
+        desk.last = Some(agent.id.clone());
+        let key = ConversationKey { tenant_id: tenant.clone(), conversation_id: id.clone() };
+        let command = AgentCommand {
+            agent: crate::agents::dispatcher(),
+            privileged: true,
+            action: AgentAction::Assign { to: agent.clone() },
+        };
+        match engine.command(key, command).await {
+            Ok(_) => tracing::info!(conversation = %id, agent = %agent.id, "conversation assigned"),
+            Err(e) => {
+                tracing::warn!(conversation = %id, error = %e, "could not assign a conversation");
+                desk.held.remove(&id);
+            }
+        }
+    }
+}
