@@ -26,6 +26,7 @@ struct Workspace {
     key_id: String,
     owner_id: String,
     document: String,
+    canned: String,
 }
 
 async fn workspace(server: &TestServer, name: &str) -> Workspace {
@@ -77,7 +78,12 @@ async fn workspace(server: &TestServer, name: &str) -> Workspace {
     let (status, document) =
         upload(server, &owner, &bot, "faq.txt", "text/plain", b"We open at nine.").await;
     assert_eq!(status, 202, "{document}");
+    let (status, canned) = server
+        .post("/api/canned-responses", json!({"shortcut": "hi", "text": "Hello!"}), Some(&owner))
+        .await;
+    assert_eq!(status, 201, "{canned}");
     Workspace {
+        canned: canned["id"].as_str().expect("canned id").to_owned(),
         document: document["id"].as_str().expect("document id").to_owned(),
         admin,
         agent,
@@ -127,6 +133,8 @@ fn concrete(operation: &Operation, w: &Workspace) -> String {
         &w.owner_id
     } else if operation.path.starts_with("/api/api-keys/") {
         &w.key_id
+    } else if operation.path.starts_with("/api/canned-responses/") {
+        &w.canned
     } else {
         ""
     };
@@ -156,6 +164,8 @@ fn valid_body(operation: &str, w: &Workspace) -> Option<String> {
         "resolve_conversation" => json!({"resolution": "RESOLVED"}),
         "reply_as_agent" => json!({"client_msg_id": "intruder", "text": "hello"}),
         "add_note" => json!({"text": "intruder"}),
+        "create_canned" => json!({"shortcut": "new", "text": "answer"}),
+        "update_canned" => json!({"text": "hijacked"}),
         _ => json!({}),
     };
     Some(body.to_string())
@@ -172,6 +182,7 @@ async fn snapshot(server: &TestServer, w: &Workspace) -> Value {
         "document": get(format!("/api/bots/{}/documents/{}", w.bot, w.document)).await["id"].clone(),
         "conversation": get(format!("/api/conversations/{}", w.conversation)).await,
         "members": get("/api/members".into()).await,
+        "canned": get("/api/canned-responses".into()).await,
         "keys": get("/api/api-keys".into()).await["data"].as_array().map(|keys| {
             keys.iter().map(|k| json!([k["id"], k["revoked"], k["scopes"]])).collect::<Vec<_>>()
         }),
@@ -223,7 +234,9 @@ async fn no_credential_of_one_tenant_reaches_another_tenants_resources() {
         for (who, token) in credentials {
             let (_, body) = server.call("GET", &operation.path, None, Some(token)).await;
             let text = body.to_string();
-            for id in [&b.bot, &b.intent, &b.conversation, &b.key_id, &b.owner_id, &b.document] {
+            for id in
+                [&b.bot, &b.intent, &b.conversation, &b.key_id, &b.owner_id, &b.document, &b.canned]
+            {
                 assert!(
                     !text.contains(id.as_str()),
                     "A's {who} sees B's {id} in {}",

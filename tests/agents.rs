@@ -388,3 +388,59 @@ async fn the_agent_socket_refuses_bad_input_clearly() {
         Closed::Code(tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Size)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canned_responses_expand_from_their_shortcut() {
+    let d = desk().await;
+    let create = |shortcut: &str, text: &str| json!({"shortcut": shortcut, "text": text});
+    let (status, canned) = d
+        .server
+        .post(
+            "/api/canned-responses",
+            create("refund", "Refunds take 5 working days."),
+            Some(&d.owner),
+        )
+        .await;
+    assert_eq!(status, 201, "{canned}");
+    let (status, body) =
+        d.server.post("/api/canned-responses", create("refund", "again"), Some(&d.owner)).await;
+    assert_eq!((status, error_code(&body)), (409, "shortcut_taken"));
+    let (status, body) =
+        d.server.post("/api/canned-responses", create("Bad Name", "x"), Some(&d.owner)).await;
+    assert_eq!((status, body["error"]["details"]["field"].as_str()), (422, Some("shortcut")));
+    let (status, _) =
+        d.server.post("/api/canned-responses", create("mine", "x"), Some(&d.ann)).await;
+    assert_eq!(status, 403, "agents use canned responses; admins write them");
+    let (status, list) = d.server.call("GET", "/api/canned-responses", None, Some(&d.ann)).await;
+    assert_eq!((status, list["data"][0]["shortcut"].as_str()), (200, Some("refund")));
+
+    let (mut client, welcome) = visitor(&d.server, &d.bot).await;
+    let id = conversation_id(&welcome);
+    let (mut ann, _, _) = Client::agent(d.server.addr, &d.ann).await;
+    ann.send(json!({"type": "claim", "conversation_id": id})).await;
+    ann.until("ack").await;
+    client.expect("handoff").await;
+    ann.send(json!({"type": "message", "conversation_id": id, "client_msg_id": "c1", "text": "/refund", "ref": "r"})).await;
+    let (ack, _) = ann.until_either("ack", "error").await;
+    assert_eq!(ack["message"]["text"], "Refunds take 5 working days.", "{ack}");
+    assert_eq!(client.expect("message").await["text"], "Refunds take 5 working days.");
+    ann.send(json!({"type": "message", "conversation_id": id, "client_msg_id": "c2", "text": "/nope", "ref": "r2"})).await;
+    let (error, _) = ann.until_either("ack", "error").await;
+    assert_eq!(error["code"], "unknown_shortcut", "a typo is not sent to the visitor: {error}");
+
+    let path = format!("/api/canned-responses/{}", canned["id"].as_str().expect("id"));
+    let patch = json!({"text": "Refunds take 3 working days."}).to_string();
+    let (status, _) = d.server.call("PATCH", &path, Some(&patch), Some(&d.owner)).await;
+    assert_eq!(status, 200);
+    let reply = json!({"client_msg_id": "c3", "text": "/refund"});
+    let (status, posted) =
+        d.server.post(&format!("/api/conversations/{id}/replies"), reply, Some(&d.ann)).await;
+    assert_eq!(
+        (status, posted["message"]["text"].as_str()),
+        (201, Some("Refunds take 3 working days."))
+    );
+    let (status, _) = d.server.call("DELETE", &path, None, Some(&d.owner)).await;
+    assert_eq!(status, 204);
+    let (status, _) = d.server.call("DELETE", &path, None, Some(&d.owner)).await;
+    assert_eq!(status, 404);
+}

@@ -512,6 +512,25 @@ impl Connection {
                         .await
                         .map(|()| Flow::Continue);
                 }
+                let tenant = self.key(ConversationId(String::new())).tenant_id;
+                let text = match crate::canned::expand(&self.state, &tenant, text).await {
+                    Ok(Ok(text)) => text,
+                    Ok(Err(shortcut)) => {
+                        let id = ConversationId(conversation_id);
+                        let msg = format!("no canned response /{shortcut}");
+                        return self
+                            .error("unknown_shortcut", &msg, r#ref.as_deref(), Some(&id))
+                            .await
+                            .map(|()| Flow::Continue);
+                    }
+                    Err(e) => {
+                        let id = ConversationId(conversation_id);
+                        return self
+                            .error(e.code, &e.message, r#ref.as_deref(), Some(&id))
+                            .await
+                            .map(|()| Flow::Continue);
+                    }
+                };
                 self.command(conversation_id, r#ref, |_| AgentAction::Message {
                     client_msg_id,
                     text,

@@ -257,6 +257,14 @@ pub async fn reply(
         return Err(ApiError::invalid("client_msg_id", "must be 1 to 128 bytes"));
     }
     let text = checked_text(text)?;
+    caller.require("conversations:write")?;
+    own(&state, &caller, &path).await?; // 404 before anything is said about the text.
+    let text = match crate::canned::expand(&state, &caller.tenant, text).await? {
+        Ok(text) => text,
+        Err(shortcut) => {
+            return Err(ApiError::invalid("text", format!("no canned response /{shortcut}")));
+        }
+    };
     let outcome =
         run(&state, &caller, &path, agent_id, |_| AgentAction::Message { client_msg_id, text })
             .await?;

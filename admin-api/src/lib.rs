@@ -37,6 +37,7 @@ pub mod agent_ws;
 pub mod auth;
 pub mod body;
 pub mod bots;
+pub mod canned;
 pub mod conversations;
 pub mod documents;
 pub mod error;
@@ -162,6 +163,10 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/conversations/{id}/notes", web::get().to(handover::list_notes))
                 .route("/inbox", web::get().to(handover::inbox))
                 .route("/agents", web::get().to(handover::agents))
+                .route("/canned-responses", web::get().to(canned::list))
+                .route("/canned-responses", web::post().to(canned::create))
+                .route("/canned-responses/{id}", web::patch().to(canned::update))
+                .route("/canned-responses/{id}", web::delete().to(canned::delete))
                 .route("/bots/{id}/intents", web::get().to(bots::list_intents))
                 .route("/bots/{id}/intents", web::post().to(bots::create_intent))
                 .route("/bots/{id}/intents/{intent_id}", web::get().to(bots::get_intent))

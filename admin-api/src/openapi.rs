@@ -24,7 +24,8 @@ use utoipa::{
 };
 
 use crate::{
-    bots, conversations, documents, handover, keys, members, recovery, routes, totp, workspace,
+    bots, canned, conversations, documents, handover, keys, members, recovery, routes, totp,
+    workspace,
 };
 
 #[derive(Debug, OpenApi)]
@@ -52,6 +53,7 @@ use crate::{
         conversations::post_message,
         handover::inbox, handover::agents, handover::claim, handover::release, handover::transfer, handover::resolve,
         handover::reply, handover::add_note, handover::list_notes,
+        canned::list, canned::create, canned::update, canned::delete,
         documents::list, documents::upload, documents::scrape, documents::get, documents::delete,
         documents::reprocess,
     ),
@@ -114,6 +116,8 @@ const LINKS: &[LinkRule] = &[
     ("open_conversation", "201", "add_note", CONVERSATION_ID),
     ("open_conversation", "201", "list_notes", CONVERSATION_ID),
     ("create_api_key", "201", "revoke_api_key", BOT_ID),
+    ("create_canned", "201", "update_canned", BOT_ID),
+    ("create_canned", "201", "delete_canned", BOT_ID),
     ("accept_invitation", "201", "set_member_role", BOT_ID),
     ("accept_invitation", "201", "remove_member", BOT_ID),
 ];

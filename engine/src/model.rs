@@ -555,6 +555,25 @@ pub struct Handling {
     pub csat: Option<u8>,
 }
 
+/// A reply agents reuse, typed as `/shortcut`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CannedResponse {
+    pub id: String,
+    #[schema(value_type = String)]
+    pub tenant_id: TenantId,
+    /// Unique in the tenant: 1 to 32 of a-z, 0-9, `-`, `_`.
+    pub shortcut: String,
+    pub text: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Whether `s` is a valid canned-response shortcut (without its `/`).
+pub fn is_shortcut(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 /// An agent's note on a conversation: seen by agents, never by the visitor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Note {

@@ -27,6 +27,28 @@ pub async fn run_all(store: &dyn Store) {
     token_usage_adds_up_per_tenant_and_month(store).await;
     deleting_a_bot_deletes_its_knowledge_base(store).await;
     notes_stay_with_their_conversation(store).await;
+    canned_responses_are_per_tenant(store).await;
+}
+
+async fn canned_responses_are_per_tenant(store: &dyn Store) {
+    let canned = |tenant: &str, id: &str, text: &str| CannedResponse {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        shortcut: "refund".into(),
+        text: text.into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let (a, b) = (TenantId::from("t-canned-a"), TenantId::from("t-canned-b"));
+    store.put_canned(&canned("t-canned-a", "c1", "first")).await.expect("put");
+    store.put_canned(&canned("t-canned-a", "c1", "changed")).await.expect("replace");
+    store.put_canned(&canned("t-canned-b", "c1", "theirs")).await.expect("put");
+    let mine = store.list_canned(&a).await.expect("list");
+    assert_eq!(mine, vec![canned("t-canned-a", "c1", "changed")]);
+    assert!(!store.delete_canned(&a, "c2").await.expect("delete"));
+    assert!(store.delete_canned(&a, "c1").await.expect("delete"));
+    assert!(store.list_canned(&a).await.expect("list").is_empty());
+    assert_eq!(store.list_canned(&b).await.expect("list").len(), 1, "the other tenant's stays");
 }
 
 async fn deleting_a_bot_deletes_its_knowledge_base(store: &dyn Store) {

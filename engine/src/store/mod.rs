@@ -194,6 +194,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         before: Option<&ConversationId>,
         limit: usize,
     ) -> StoreResult<Vec<Conversation>>;
+    /// Creates or replaces a canned response (shortcut uniqueness is the caller's to check).
+    async fn put_canned(&self, canned: &crate::model::CannedResponse) -> StoreResult<()>;
+    /// The tenant's canned responses, by id.
+    async fn list_canned(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<Vec<crate::model::CannedResponse>>;
+    /// Deletes one; returns whether it existed.
+    async fn delete_canned(&self, tenant: &TenantId, id: &str) -> StoreResult<bool>;
     /// A conversation's last stored message.
     async fn last_message(
         &self,

@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AccountId, ApiKey, Bot, BotId, Chunk, Conversation, ConversationId, Document,
-    Handling, Intent, Message, Note, OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant,
-    TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Chunk, Conversation, ConversationId,
+    Document, Handling, Intent, Message, Note, OneTimeToken, ProcessStatus, RefreshToken, Sender,
+    Tenant, TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -43,6 +43,8 @@ const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new
 const CLIENT_IDS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("client_msg_ids");
 /// (tenant, conversation, note id) → note JSON: agents' notes, never in the transcript.
 const NOTES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("notes");
+/// (tenant, canned response id) → canned response JSON.
+const CANNED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("canned_responses");
 /// (tenant, account) → account JSON.
 const ACCOUNTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("accounts");
 /// lower-cased email → (tenant, account): login's entry point, and email uniqueness.
@@ -110,6 +112,8 @@ enum WriteOp {
     TakeOneTime(String),
     PutDocument(Document, Option<Vec<u8>>),
     SetHandling(TenantId, ConversationId, Handling),
+    PutCanned(CannedResponse),
+    DeleteCanned(TenantId, String),
     AddNote(Note),
     AddTokenUsage(TenantId, String, u64),
     PutChunks(Document, Vec<Chunk>),
@@ -177,6 +181,7 @@ impl RedbStore {
             txn.open_table(CHUNKS).map_err(backend)?;
             txn.open_table(DOCUMENT_QUEUE).map_err(backend)?;
             txn.open_table(NOTES).map_err(backend)?;
+            txn.open_table(CANNED).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -479,6 +484,18 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             let total = before.saturating_add(*tokens);
             table.insert(key, total).map_err(backend)?;
             return Ok(Outcome::Total(total));
+        }
+        WriteOp::PutCanned(c) => {
+            let bytes = encode(c)?;
+            txn.open_table(CANNED)
+                .map_err(backend)?
+                .insert((c.tenant_id.as_str(), c.id.as_str()), bytes.as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::DeleteCanned(tenant, id) => {
+            let mut table = txn.open_table(CANNED).map_err(backend)?;
+            let existed = table.remove((tenant.as_str(), id.as_str())).map_err(backend)?.is_some();
+            return Ok(Outcome::Existed(existed));
         }
         WriteOp::AddNote(note) => {
             let (t, c) = (note.tenant_id.as_str(), note.conversation_id.as_str());
@@ -989,6 +1006,29 @@ impl Store for RedbStore {
         match self.write(op).await? {
             Outcome::Existed(existed) => Ok(existed),
             other => Err(StoreError::Backend(format!("set_handling returned {other:?}"))),
+        }
+    }
+
+    async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {
+        self.write(WriteOp::PutCanned(canned.clone())).await.map(drop)
+    }
+
+    async fn list_canned(&self, tenant: &TenantId) -> StoreResult<Vec<CannedResponse>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CANNED).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn delete_canned(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        match self.write(WriteOp::DeleteCanned(tenant.clone(), id.to_owned())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("delete_canned returned {other:?}"))),
         }
     }
 
