@@ -84,6 +84,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Mounts `/api`. Malformed bodies and queries, and unknown paths, are answered in the API's
 /// error shape.
+/// The agent console (`widget/console.html`), compiled into the binary.
+const CONSOLE_HTML: &str = include_str!("../../widget/console.html");
+
+async fn console() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
+        .body(CONSOLE_HTML)
+}
+
 pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         use actix_web::{error::JsonPayloadError, http::StatusCode};
@@ -111,6 +121,7 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
             )
             .into()
         });
+        cfg.route("/console", web::get().to(console));
         cfg.service(
             web::resource("/v1/agent/ws")
                 .app_data(web::Data::from(state.clone()))

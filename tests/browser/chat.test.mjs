@@ -179,3 +179,99 @@ test('an unknown bot shows that the chat is unavailable', { timeout: 60_000 }, a
   assert.ok(await page.isDisabled('#send'));
   assert.deepEqual(problems, [], 'no script errors in the page');
 });
+
+// ---- the agent console ------------------------------------------------------------------------
+const CONSOLE_SHOT = '/tmp/parla-console.png';
+const VISITOR_SHOT = '/tmp/parla-console-visitor.png';
+
+/** A JSON call to the admin API; returns the parsed body, failing the test on an error status. */
+async function api(method, path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(`${baseUrl}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const json = await res.json().catch(() => null);
+  assert.ok(res.ok, `${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+test('an agent signs in to the console, takes a chat over from the bot and replies', { timeout: 90_000 }, async (t) => {
+  // A workspace with a published bot, as its owner would set it up through the admin API.
+  const email = 'ann@console.example.com', password = 'a long enough password';
+  await api('POST', '/api/auth/register', { email, password, name: 'Ann Agent' });
+  const { access_token: token } = await api('POST', '/api/auth/login', { email, password });
+  await api('PATCH', '/api/workspace', { agents: { assignment: 'manual' } }, token);
+  const bot = await api('POST', '/api/bots', { name: 'Console test bot', config: { fallback_message: 'I am only a bot.' } }, token);
+  await api('POST', `/api/bots/${bot.id}/publish`, null, token);
+  await api('POST', '/api/canned-responses', { shortcut: 'thanks', text: 'Thank you for your patience!' }, token);
+
+  // The visitor chats with the bot in one browser…
+  const visitor = await openBrowser(t);
+  await visitor.page.goto(`${baseUrl}/?bot=${bot.id}`);
+  await waitConnected(visitor.page);
+  await visitor.page.fill('#input', 'Can I speak to someone about my order?');
+  await visitor.page.click('#send');
+  assert.equal((await message(visitor.page, 1)).sender, 'user');
+
+  // …the agent signs in to the console in another.
+  const agent = await openBrowser(t);
+  const page = agent.page;
+  await page.goto(`${baseUrl}/console`);
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('#sign-in');
+  await page.waitForFunction(() => document.querySelector('#status')?.dataset.state === 'connected', null, { timeout: GUARD });
+  assert.equal(await page.textContent('#me'), 'Ann Agent');
+
+  // The conversation waits in the inbox (the visitor asked for a person: ESCALATED, first).
+  const item = page.locator('#inbox li[data-conversation-id]').first();
+  await item.waitFor({ timeout: GUARD });
+  await page.waitForFunction(() => document.querySelector('#inbox li[data-conversation-id]')?.dataset.status === 'ESCALATED', null, { timeout: GUARD });
+  assert.match(await item.textContent(), /new/, 'unread messages are flagged');
+  await item.click();
+  await page.locator('#thread [data-seq="1"]').waitFor({ timeout: GUARD });
+  assert.match(await page.textContent('#thread [data-seq="1"]'), /speak to someone/);
+  assert.ok(await page.isDisabled('#reply'), 'no reply before taking over');
+
+  // Take over: the visitor is told, the reply box opens.
+  await page.click('#claim');
+  await visitor.page.waitForFunction(() => !document.querySelector('#handoff').hidden
+    && document.querySelector('#handoff').textContent.includes('Ann Agent'), null, { timeout: GUARD });
+  await page.waitForFunction(() => !document.querySelector('#reply').disabled, null, { timeout: GUARD });
+
+  // Reply by keyboard, and with a canned response picked from the "/" list.
+  await page.focus('#reply');
+  await page.keyboard.type('Hi, I am Ann. Let me look at your order.');
+  await page.keyboard.press('Enter');
+  await page.keyboard.type('/tha');
+  await page.locator('#canned li').first().waitFor({ timeout: GUARD });
+  await page.keyboard.press('Tab');
+  assert.equal(await page.inputValue('#reply'), 'Thank you for your patience!');
+  await page.keyboard.press('Enter');
+
+  // The visitor's page shows both, from the human, in order, and no bot answer after the takeover.
+  const visitorTexts = async () => visitor.page.$$eval('#messages > .msg', (els) => els.map((e) => [e.dataset.sender, e.querySelector('.text').textContent]));
+  await visitor.page.waitForFunction(() => [...document.querySelectorAll('#messages > .msg[data-sender="human"]')].length === 2, null, { timeout: GUARD });
+  const shown = await visitorTexts();
+  const human = shown.filter(([s]) => s === 'human').map(([, text]) => text);
+  assert.deepEqual(human, ['Hi, I am Ann. Let me look at your order.', 'Thank you for your patience!']);
+  const afterTakeover = shown.slice(shown.findIndex(([s]) => s === 'human'));
+  assert.ok(afterTakeover.every(([s]) => s !== 'bot'), `no bot message after the takeover: ${JSON.stringify(shown)}`);
+
+  // The visitor answers; the agent sees it live.
+  await visitor.page.fill('#input', 'Thanks Ann!');
+  await visitor.page.click('#send');
+  await page.waitForFunction(() => [...document.querySelectorAll('#thread .msg[data-sender="user"]')].some((e) => e.textContent.includes('Thanks Ann!')), null, { timeout: GUARD });
+
+  await page.screenshot({ path: '/tmp/parla-console-live.png' }); // Mid-session, for a person to look at.
+
+  // Hand back to the bot, then resolve: the conversation leaves the inbox.
+  await page.click('#release');
+  await visitor.page.waitForFunction(() => document.querySelector('#handoff').textContent.includes('again'), null, { timeout: GUARD });
+  await page.click('#resolve');
+  await page.waitForFunction(() => document.querySelectorAll('#inbox li[data-conversation-id]').length === 0, null, { timeout: GUARD });
+
+  await page.screenshot({ path: CONSOLE_SHOT });
+  await visitor.page.screenshot({ path: VISITOR_SHOT });
+  assert.deepEqual(agent.problems, [], 'no script errors in the console');
+  assert.deepEqual(visitor.problems, [], 'no script errors in the widget');
+});
