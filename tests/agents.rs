@@ -444,3 +444,33 @@ async fn canned_responses_expand_from_their_shortcut() {
     let (status, _) = d.server.call("DELETE", &path, None, Some(&d.owner)).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolving_can_ask_the_visitor_for_a_score() {
+    let d = desk().await;
+    let (mut client, welcome) = visitor(&d.server, &d.bot).await;
+    let id = conversation_id(&welcome);
+    let path = |action: &str| format!("/api/conversations/{id}/{action}");
+    d.server.post(&path("claim"), json!({}), Some(&d.ann)).await;
+    client.expect("handoff").await;
+    let body = json!({"resolution": "RESOLVED", "csat": true});
+    let (status, resolved) = d.server.post(&path("resolve"), body, Some(&d.ann)).await;
+    assert_eq!((status, resolved["csat_pending"].as_bool()), (200, Some(true)), "{resolved}");
+    assert_eq!(client.expect("handoff").await["to"], "bot");
+    let question = client.expect("message").await;
+    assert!(question["text"].as_str().is_some_and(|t| t.contains("1 (poor) to 5")), "{question}");
+    client.say("s1", "5").await;
+    client.expect("message").await;
+    assert_eq!(client.expect("message").await["text"], "Thank you for your rating!");
+    let (_, stored) =
+        d.server.call("GET", &format!("/api/conversations/{id}"), None, Some(&d.owner)).await;
+    let c = &stored["conversation"];
+    assert_eq!((c["csat"].as_u64(), c["csat_pending"].as_bool()), (Some(5), Some(false)), "{c}");
+    assert_eq!(c["status"], "RESOLVED", "a score does not reopen it");
+    // Anything else later opens a new episode with the bot.
+    client.exchange("s2", "one more question").await;
+    let (_, stored) =
+        d.server.call("GET", &format!("/api/conversations/{id}"), None, Some(&d.owner)).await;
+    assert_eq!(stored["conversation"]["status"], "OPEN");
+    assert_eq!(stored["conversation"]["csat"], 5, "the score stays recorded");
+}

@@ -95,6 +95,9 @@ enum ClientFrame {
     Resolve {
         conversation_id: String,
         resolution: Resolution,
+        /// Ask the visitor for a 1–5 satisfaction score.
+        #[serde(default)]
+        csat: bool,
         r#ref: Option<String>,
     },
     Read {
@@ -462,8 +465,8 @@ impl Connection {
             ClientFrame::Release { conversation_id, r#ref } => {
                 self.command(conversation_id, r#ref, |_| AgentAction::Release).await?;
             }
-            ClientFrame::Resolve { conversation_id, resolution, r#ref } => {
-                self.command(conversation_id, r#ref, |_| AgentAction::Resolve { resolution })
+            ClientFrame::Resolve { conversation_id, resolution, csat, r#ref } => {
+                self.command(conversation_id, r#ref, |_| AgentAction::Resolve { resolution, csat })
                     .await?;
             }
             ClientFrame::Transfer { conversation_id, to, r#ref } => {

@@ -196,6 +196,9 @@ pub async fn transfer(
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     resolution: Resolution,
+    /// Ask the visitor for a 1–5 satisfaction score (their next message answers it).
+    #[serde(default)]
+    csat: bool,
     agent_id: Option<String>,
 }
 
@@ -213,8 +216,8 @@ pub async fn resolve(
     path: web::Path<String>,
     body: crate::body::Json<ResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let ResolveBody { resolution, agent_id } = body.into_inner();
-    run(&state, &caller, &path, agent_id, |_| AgentAction::Resolve { resolution }).await?;
+    let ResolveBody { resolution, csat, agent_id } = body.into_inner();
+    run(&state, &caller, &path, agent_id, |_| AgentAction::Resolve { resolution, csat }).await?;
     conversation(&state, &caller, &path).await
 }
 

@@ -397,12 +397,30 @@ impl ConversationActor {
         };
         self.tell_inbox(state, Some(&stored));
         self.deps.bus.publish(&self.key, Event::Message { message: stored });
+        if state.handling.status == ConversationStatus::Resolved
+            && state.handling.csat_pending
+            && let Some(score) = csat_score(&text)
+        {
+            let handling =
+                Handling { csat: Some(score), csat_pending: false, ..state.handling.clone() };
+            if let Err(e) = self.set_handling(state, handling).await {
+                tracing::warn!(error = %e, "could not record a CSAT score");
+            }
+            let thanks = if state.bot.language.starts_with("it") {
+                "Grazie per la tua valutazione!"
+            } else {
+                "Thank you for your rating!"
+            };
+            self.say(state, thanks.to_owned()).await;
+            return;
+        }
         if state.handling.status == ConversationStatus::Resolved {
             // The visitor is back: a new episode, with the bot.
             let handling = Handling {
                 status: ConversationStatus::Open,
                 resolution: None,
                 ended_at: None,
+                csat_pending: false,
                 ..state.handling.clone()
             };
             if let Err(e) = self.set_handling(state, handling).await {
@@ -473,6 +491,12 @@ impl ConversationActor {
             }
             .to_owned()
         });
+        self.say(state, text).await;
+    }
+
+    /// Stores and publishes a message from the bot that is not a streamed answer (notices,
+    /// questions).
+    async fn say(&self, state: &mut State, text: String) {
         let message = self.new_message(state, Sender::Bot, text, None);
         if let Some(stored) = self.store_message(state, message, None).await {
             self.tell_inbox(state, Some(&stored));
@@ -568,7 +592,7 @@ impl ConversationActor {
                 self.deps.bus.publish(&self.key, Event::Handoff { to: Sender::Bot, agent: None });
                 Ok(CommandOutcome::Handling(state.handling.clone()))
             }
-            AgentAction::Resolve { resolution } => {
+            AgentAction::Resolve { resolution, csat } => {
                 if held_by_other {
                     return Err(EngineError::NotAssigned);
                 }
@@ -578,6 +602,7 @@ impl ConversationActor {
                     resolution: Some(resolution),
                     ended_at: Some(now_ms()),
                     waiting_since: None,
+                    csat_pending: csat,
                     ..state.handling.clone()
                 };
                 self.set_handling(state, handling).await?;
@@ -585,6 +610,16 @@ impl ConversationActor {
                 if holder.is_some() {
                     let handoff = Event::Handoff { to: Sender::Bot, agent: None };
                     self.deps.bus.publish(&self.key, handoff);
+                }
+                if csat {
+                    let question = if state.bot.language.starts_with("it") {
+                        "Come valuti questa conversazione? Rispondi con un numero da 1 (male) a 5 \
+                         (benissimo)."
+                    } else {
+                        "How would you rate this conversation? Reply with a number from 1 (poor) \
+                         to 5 (excellent)."
+                    };
+                    self.say(state, question.to_owned()).await;
                 }
                 Ok(CommandOutcome::Handling(state.handling.clone()))
             }
@@ -930,9 +965,37 @@ impl ConversationActor {
     }
 }
 
+/// A visitor's answer to the CSAT question: one digit from 1 to 5 (a trailing `/5` or
+/// punctuation allowed), or that many stars.
+fn csat_score(text: &str) -> Option<u8> {
+    let t = text.trim().trim_end_matches(['.', '!']);
+    let t = t.strip_suffix("/5").unwrap_or(t).trim();
+    if let Ok(n) = t.parse::<u8>() {
+        return (1..=5).contains(&n).then_some(n);
+    }
+    let stars = t.chars().filter(|c| *c == '⭐' || *c == '★').count();
+    let stars = u8::try_from(stars).ok().filter(|n| (1..=5).contains(n))?;
+    (usize::from(stars) == t.chars().count()).then_some(stars)
+}
+
 fn client_msg_id(envelope: &Envelope) -> Option<String> {
     match &envelope.inbound {
         Inbound::VisitorMessage { client_msg_id, .. } => Some(client_msg_id.clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csat_answers_are_a_digit_or_stars() {
+        for (text, score) in
+            [("5", Some(5)), (" 3! ", Some(3)), ("4/5", Some(4)), ("⭐⭐", Some(2))]
+        {
+            assert_eq!(super::csat_score(text), score, "{text}");
+        }
+        for text in ["0", "6", "five", "5 but slow", "", "⭐⭐⭐⭐⭐⭐"] {
+            assert_eq!(super::csat_score(text), None, "{text}");
+        }
     }
 }

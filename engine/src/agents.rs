@@ -37,8 +37,8 @@ pub enum AgentAction {
     Message { client_msg_id: String, text: String },
     /// A note for agents only.
     Note { text: String },
-    /// Close it with a resolution.
-    Resolve { resolution: Resolution },
+    /// Close it with a resolution; `csat` asks the visitor for a 1–5 score.
+    Resolve { resolution: Resolution, csat: bool },
     /// An agent has read up to `seq`.
     Read { seq: u64 },
     /// The dispatcher routes a waiting (ESCALATED, unheld) conversation to `to`; a no-op if it

@@ -553,6 +553,8 @@ pub struct Handling {
     pub agent_read_seq: u64,
     /// The visitor's satisfaction score, 1 to 5, when asked and answered.
     pub csat: Option<u8>,
+    /// The visitor was asked for a score and has not answered yet.
+    pub csat_pending: bool,
 }
 
 /// A reply agents reuse, typed as `/shortcut`.
