@@ -47,6 +47,23 @@ fn conversation_id(welcome: &Value) -> String {
     welcome["conversation_id"].as_str().expect("conversation id").to_owned()
 }
 
+/// A visitor's new conversation (socket, welcome, id) and Ann's signed-in agent socket.
+async fn chat_with_ann(d: &Desk) -> (Client, Value, String, Client) {
+    let (client, welcome) = visitor(&d.server, &d.bot).await;
+    let id = conversation_id(&welcome);
+    let (ann, _, _) = Client::agent(d.server.addr, &d.ann).await;
+    (client, welcome, id, ann)
+}
+
+/// The same, once Ann has taken it over (the visitor saw the handoff).
+async fn held_by_ann(d: &Desk) -> (Client, Value, String, Client) {
+    let (mut client, welcome, id, mut ann) = chat_with_ann(d).await;
+    ann.send(json!({"type": "claim", "conversation_id": id})).await;
+    ann.until("ack").await;
+    client.expect("handoff").await;
+    (client, welcome, id, ann)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_race_to_claim_and_exactly_one_wins() {
     let d = desk().await;
@@ -90,9 +107,7 @@ async fn two_agents_race_to_claim_and_exactly_one_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_mid_stream_cancels_it_and_no_bot_token_follows_the_handoff() {
     let d = desk().await;
-    let (mut client, welcome) = visitor(&d.server, &d.bot).await;
-    let id = conversation_id(&welcome);
-    let (mut ann, _, _) = Client::agent(d.server.addr, &d.ann).await;
+    let (mut client, _, id, mut ann) = chat_with_ann(&d).await;
     ann.send(json!({"type": "subscribe", "conversation_id": id})).await;
     ann.expect("subscribed").await;
 
@@ -205,12 +220,7 @@ async fn release_hands_back_to_the_bot_and_resolve_closes_until_the_visitor_retu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_who_reconnects_during_a_human_session_resumes_with_the_humans_messages() {
     let d = desk().await;
-    let (mut client, welcome) = visitor(&d.server, &d.bot).await;
-    let id = conversation_id(&welcome);
-    let (mut ann, _, _) = Client::agent(d.server.addr, &d.ann).await;
-    ann.send(json!({"type": "claim", "conversation_id": id})).await;
-    ann.until("ack").await;
-    client.expect("handoff").await;
+    let (client, welcome, id, mut ann) = held_by_ann(&d).await;
     drop(client); // The visitor's network drops.
     for (i, text) in ["Are you still there?", "I found your order."].iter().enumerate() {
         ann.send(json!({"type": "message", "conversation_id": id,
@@ -237,9 +247,7 @@ async fn a_visitor_who_reconnects_during_a_human_session_resumes_with_the_humans
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_reach_agents_and_never_the_visitor() {
     let d = desk().await;
-    let (mut client, welcome) = visitor(&d.server, &d.bot).await;
-    let id = conversation_id(&welcome);
-    let (mut ann, _, _) = Client::agent(d.server.addr, &d.ann).await;
+    let (mut client, _, id, mut ann) = chat_with_ann(&d).await;
     let (mut bob, _, _) = Client::agent(d.server.addr, &d.bob).await;
     bob.send(json!({"type": "subscribe", "conversation_id": id})).await;
     bob.expect("subscribed").await;
@@ -414,12 +422,7 @@ async fn canned_responses_expand_from_their_shortcut() {
     let (status, list) = d.server.call("GET", "/api/canned-responses", None, Some(&d.ann)).await;
     assert_eq!((status, list["data"][0]["shortcut"].as_str()), (200, Some("refund")));
 
-    let (mut client, welcome) = visitor(&d.server, &d.bot).await;
-    let id = conversation_id(&welcome);
-    let (mut ann, _, _) = Client::agent(d.server.addr, &d.ann).await;
-    ann.send(json!({"type": "claim", "conversation_id": id})).await;
-    ann.until("ack").await;
-    client.expect("handoff").await;
+    let (mut client, _, id, mut ann) = held_by_ann(&d).await;
     ann.send(json!({"type": "message", "conversation_id": id, "client_msg_id": "c1", "text": "/refund", "ref": "r"})).await;
     let (ack, _) = ann.until_either("ack", "error").await;
     assert_eq!(ack["message"]["text"], "Refunds take 5 working days.", "{ack}");
