@@ -41,7 +41,8 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     messages: usize,
     /// What each message says (the default matches a demo-bot intent; pick text that matches
-    /// none to exercise the knowledge base or the LLM).
+    /// none to exercise the knowledge base or the LLM). `{n}` becomes a number unique to each
+    /// message, so no two questions are the same.
     #[arg(long, default_value = "what is parla?")]
     text: String,
     /// Also measure the raw WebSocket baseline in the same run.
@@ -163,6 +164,7 @@ async fn visitor(
     let mut report = Report::default();
     for i in 0..messages {
         let id = format!("lt-{n}-{i}");
+        let text = text.replace("{n}", &(n * 100_000 + i).to_string());
         let frame = json!({"type": "message", "client_msg_id": id, "text": text});
         let sent = Instant::now();
         sink.send(Message::Text(frame.to_string().into())).await?;

@@ -78,7 +78,14 @@ pub struct Knowledge {
     indexes: Mutex<HashMap<Key, Arc<BotIndex>>>,
     embedder: Arc<dyn embed::Embedder>,
     vectors: Arc<dyn vectors::VectorIndex>,
+    /// Recent questions' vectors: visitors ask the same things in the same words, and the
+    /// model costs ≈ 20 ms of CPU a question.
+    questions: Mutex<HashMap<String, Arc<Vec<f32>>>>,
 }
+
+/// Question vectors kept; past it the cache starts afresh (cheap, and popular questions come
+/// straight back).
+const QUESTION_CACHE: usize = 10_000;
 
 impl Knowledge {
     pub fn settings(&self) -> &KnowledgeSettings {
@@ -105,6 +112,7 @@ impl Knowledge {
             indexes: Mutex::new(HashMap::new()),
             embedder,
             vectors,
+            questions: Mutex::new(HashMap::new()),
         });
         tokio::spawn(worker(Arc::downgrade(&knowledge), rx));
         knowledge
@@ -179,18 +187,7 @@ impl Knowledge {
         // The best keyword passage already holds the question's words: the model (≈ 20 ms of
         // CPU a question) would not change the answer, so it is spared.
         let keywords_suffice = keyword.first().is_some_and(|i| coverage(*i) >= KEYWORDS_SUFFICE);
-        let embedded = if keywords_suffice {
-            Ok(Vec::new())
-        } else {
-            self.embedder.embed(&[query.to_owned()]).await
-        };
-        let question = match embedded {
-            Ok(mut vectors) => vectors.pop().unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "embedding the question failed; keyword retrieval only");
-                Vec::new()
-            }
-        };
+        let question = if keywords_suffice { Arc::default() } else { self.question(query).await };
         let hits = if question.is_empty() {
             Vec::new()
         } else {
@@ -230,6 +227,29 @@ impl Knowledge {
                 }
             })
             .collect())
+    }
+
+    /// The question's vector, from the cache or the embedder (empty when embedding failed).
+    async fn question(&self, query: &str) -> Arc<Vec<f32>> {
+        let key = query.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        if let Some(vector) = self.questions.lock().get(&key) {
+            return vector.clone();
+        }
+        match self.embedder.embed(&[query.to_owned()]).await {
+            Ok(mut vectors) => {
+                let vector = Arc::new(vectors.pop().unwrap_or_default());
+                let mut cache = self.questions.lock();
+                if cache.len() >= QUESTION_CACHE {
+                    cache.clear();
+                }
+                cache.insert(key, vector.clone());
+                vector
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "embedding the question failed; keyword retrieval only");
+                Arc::default()
+            }
+        }
     }
 
     async fn index(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Arc<BotIndex>> {
