@@ -118,6 +118,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         tracing::info!(documents = resumed, "resumed unfinished document processing");
     }
 
+    let channels = parla_channels::Channels::new(
+        engine.clone(),
+        settings.channels.clone(),
+        &settings.store.data_dir,
+    )
+    .context("loading the channels' master key")?;
     let secret = if settings.auth.jwt_secret.is_empty() {
         parla_admin_api::auth::load_or_create_secret(&settings.store.data_dir)
             .context("loading the access-token secret")?
@@ -140,14 +146,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         ),
         public_url: std::sync::OnceLock::new(),
         intent_writes: tokio::sync::Mutex::new(()),
+        sealer: channels.sealer().clone(),
     });
     let (app_engine, gateway, app_admin) =
         (engine.clone(), settings.gateway.clone(), admin.clone());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut server = HttpServer::new(move || {
-        App::new().configure(parla_admin_api::configure(app_admin.clone())).configure(
-            parla_gateway::configure(app_engine.clone(), gateway.clone(), shutdown_rx.clone()),
-        )
+        App::new()
+            .configure(parla_admin_api::configure(app_admin.clone()))
+            .configure(channels.configure())
+            .configure(parla_gateway::configure(
+                app_engine.clone(),
+                gateway.clone(),
+                shutdown_rx.clone(),
+            ))
     })
     // Token frames are tiny and must leave at once: without TCP_NODELAY, Nagle's algorithm holds
     // each one until the client's delayed ACK (~40 ms) arrives.

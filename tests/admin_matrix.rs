@@ -165,6 +165,8 @@ fn valid_body(operation: &str, w: &Workspace) -> Option<String> {
         "reply_as_agent" => json!({"client_msg_id": "intruder", "text": "hello"}),
         "add_note" => json!({"text": "intruder"}),
         "create_canned" => json!({"shortcut": "new", "text": "answer"}),
+        "create_channel" => json!({"kind": "whatsapp", "phone_number_id": "1", "access_token": "a",
+            "app_secret": "b", "verify_token": "c"}),
         "update_canned" => json!({"text": "hijacked"}),
         _ => json!({}),
     };

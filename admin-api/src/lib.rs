@@ -38,6 +38,7 @@ pub mod auth;
 pub mod body;
 pub mod bots;
 pub mod canned;
+pub mod channels;
 pub mod conversations;
 pub mod documents;
 pub mod error;
@@ -77,6 +78,8 @@ pub struct AdminState {
     /// and two concurrent writers must not lose each other's change. (One node; a cluster
     /// needs the store's compare-and-set.)
     pub intent_writes: tokio::sync::Mutex<()>,
+    /// Seals channel credentials (the channels' master key).
+    pub sealer: parla_channels::seal::Sealer,
 }
 
 /// The largest request body accepted.
@@ -174,6 +177,9 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/conversations/{id}/notes", web::get().to(handover::list_notes))
                 .route("/inbox", web::get().to(handover::inbox))
                 .route("/agents", web::get().to(handover::agents))
+                .route("/bots/{id}/channels", web::get().to(channels::list))
+                .route("/bots/{id}/channels", web::post().to(channels::create))
+                .route("/bots/{id}/channels/{channel_id}", web::delete().to(channels::delete))
                 .route("/canned-responses", web::get().to(canned::list))
                 .route("/canned-responses", web::post().to(canned::create))
                 .route("/canned-responses/{id}", web::patch().to(canned::update))

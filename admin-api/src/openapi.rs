@@ -24,8 +24,8 @@ use utoipa::{
 };
 
 use crate::{
-    bots, canned, conversations, documents, handover, keys, members, recovery, routes, totp,
-    workspace,
+    bots, canned, channels, conversations, documents, handover, keys, members, recovery, routes,
+    totp, workspace,
 };
 
 #[derive(Debug, OpenApi)]
@@ -54,6 +54,7 @@ use crate::{
         handover::inbox, handover::agents, handover::claim, handover::release, handover::transfer, handover::resolve,
         handover::reply, handover::add_note, handover::list_notes,
         canned::list, canned::create, canned::update, canned::delete,
+        channels::list, channels::create, channels::delete,
         documents::list, documents::upload, documents::scrape, documents::get, documents::delete,
         documents::reprocess,
     ),
@@ -68,6 +69,7 @@ use crate::{
         (name = "intents", description = "What a bot recognises and answers"),
         (name = "conversations", description = "Conversations and their messages"),
         (name = "agents", description = "Human agents: the inbox, taking conversations over from the bot and handing them back"),
+        (name = "channels", description = "A bot's connections to WhatsApp (SMS and push to come)"),
         (name = "knowledge", description = "A bot's documents, answered from when no intent matches"),
     ),
 )]
@@ -104,6 +106,8 @@ const LINKS: &[LinkRule] = &[
     ("create_bot", "201", "list_intents", BOT_ID),
     ("create_bot", "201", "create_intent", BOT_ID),
     ("create_bot", "201", "list_conversations", BOT_ID),
+    ("create_bot", "201", "list_channels", BOT_ID),
+    ("create_bot", "201", "create_channel", BOT_ID),
     ("create_intent", "201", "get_intent", INTENT_ID),
     ("create_intent", "201", "update_intent", INTENT_ID),
     ("create_intent", "201", "delete_intent", INTENT_ID),

@@ -1,8 +1,151 @@
-//! Parla's channels: WhatsApp Cloud API, SMS (Twilio) and push (FCM).
+//! Parla's messaging channels: customers reach the same conversation actors over WhatsApp
+//! (SMS and push are the next slices of this crate).
 //!
-//! Nothing lives here yet. This crate will hold, for each channel, the same shape: its config,
-//! a webhook source (signature-verified, idempotent by the provider's message id) that turns
-//! provider payloads into engine `Inbound` events, an outbound sink that turns a bot's token
-//! stream into the chunks the provider accepts, a provider client with a configurable base URL,
-//! a health check, and tests against a double that speaks the provider's wire format.
+//! Each channel has the same shape:
+//! - **connections** per bot ([`parla_engine::model::ChannelConnection`]), managed through the
+//!   admin API, with credentials sealed at rest ([`seal`]);
+//! - a **webhook** that checks the provider's signature over the raw body before anything is
+//!   read, maps the sender to one conversation per (connection, contact), and hands each
+//!   message to the conversation's actor in arrival order, idempotent by the provider's
+//!   message id; the provider hears 200 only once every message is stored;
+//! - an **outbound sink** per conversation that delivers the bot's and agents' stored
+//!   messages in seq order, cut to the provider's size limit at paragraph or sentence
+//!   boundaries, paced per number, retried with backoff on 429 and 5xx, and remembers in the
+//!   store how far it got (so a restart resumes, and nothing is sent twice on purpose).
+//!
 //! Dependency direction: `channels` → `engine`; never another transport.
+
+pub mod seal;
+pub mod whatsapp;
+
+use std::{collections::HashMap, num::NonZeroU32, path::Path, sync::Arc, time::Duration};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
+use parla_config::ChannelSettings;
+use parla_engine::{
+    Engine,
+    model::{ConversationId, TenantId},
+};
+use tokio::runtime::Handle;
+
+/// The channels of one server.
+#[derive(Debug)]
+pub struct Channels {
+    engine: Engine,
+    sealer: seal::Sealer,
+    settings: ChannelSettings,
+    http: reqwest::Client,
+    runtime: Handle,
+    /// Outbound sinks running, by conversation.
+    sinks: Mutex<HashMap<(TenantId, ConversationId), tokio::task::AbortHandle>>,
+    /// Per business number pacing.
+    limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+}
+
+impl Channels {
+    /// Builds the channels on the current runtime, with the master key from `settings` or
+    /// `data_dir`.
+    pub fn new(
+        engine: Engine,
+        settings: ChannelSettings,
+        data_dir: &Path,
+    ) -> Result<Arc<Self>, seal::SealError> {
+        let sealer = seal::Sealer::load_or_create(&settings.master_key, data_dir)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
+            .build()
+            .unwrap_or_default();
+        Ok(Arc::new(Self {
+            engine,
+            sealer,
+            settings,
+            http,
+            runtime: Handle::current(),
+            sinks: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn sealer(&self) -> &seal::Sealer {
+        &self.sealer
+    }
+
+    /// Mounts the channels' webhooks.
+    pub fn configure(self: &Arc<Self>) -> impl FnOnce(&mut actix_web::web::ServiceConfig) + use<> {
+        let channels = self.clone();
+        move |cfg| whatsapp::routes(cfg, channels)
+    }
+
+    /// The pacing of one business number.
+    fn limiter(&self, address: &str) -> Arc<DefaultDirectRateLimiter> {
+        let per_second =
+            NonZeroU32::new(self.settings.whatsapp_rate_per_second).unwrap_or(NonZeroU32::MIN);
+        self.limiters
+            .lock()
+            .entry(address.to_owned())
+            .or_insert_with(|| Arc::new(RateLimiter::direct(Quota::per_second(per_second))))
+            .clone()
+    }
+}
+
+/// Cuts `text` into pieces of at most `max` characters, preferring paragraph, then sentence,
+/// then word boundaries, never splitting a character. Pieces are trimmed; none is empty.
+pub fn split_message(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(1);
+    let mut pieces = Vec::new();
+    let mut rest = text.trim();
+    while rest.chars().count() > max {
+        // Byte offset of the `max`-th character: the most this piece may hold.
+        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..limit];
+        let floor = limit / 2; // A boundary in the first half would waste the message.
+        let cut = [
+            window.rfind("\n\n").map(|i| i + 2),
+            [". ", "! ", "? ", ".\n", "!\n", "?\n"]
+                .iter()
+                .filter_map(|p| window.rfind(p).map(|i| i + p.len()))
+                .max(),
+            window.rfind(char::is_whitespace).map(|i| i + 1),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|&i| i > floor)
+        .unwrap_or(limit);
+        let piece = rest[..cut].trim();
+        if !piece.is_empty() {
+            pieces.push(piece.to_owned());
+        }
+        rest = rest[cut..].trim_start();
+    }
+    if !rest.is_empty() {
+        pieces.push(rest.to_owned());
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_message;
+
+    #[test]
+    fn long_answers_are_cut_at_boundaries_within_the_limit() {
+        let sentence = "Parla streams every answer as it is written. ";
+        let text = sentence.repeat(250); // ≈ 11,000 characters.
+        let pieces = split_message(&text, 4096);
+        assert!(pieces.len() == 3, "{}", pieces.len());
+        assert!(pieces.iter().all(|p| p.chars().count() <= 4096));
+        assert!(pieces.iter().all(|p| p.ends_with('.')), "cut after sentences");
+        assert_eq!(pieces.join(" "), text.trim(), "nothing lost, nothing added");
+
+        let paragraphs = format!("{}\n\n{}", "a ".repeat(1500), "b ".repeat(1500));
+        let pieces = split_message(&paragraphs, 4096);
+        assert_eq!(pieces[0], "a ".repeat(1500).trim(), "the paragraph break wins");
+
+        let unbroken = "é".repeat(5000);
+        let pieces = split_message(&unbroken, 4096);
+        assert_eq!(pieces.iter().map(|p| p.chars().count()).collect::<Vec<_>>(), [4096, 904]);
+        assert_eq!(split_message("  short  ", 4096), ["short"]);
+        assert!(split_message("   ", 4096).is_empty());
+    }
+}

@@ -52,6 +52,7 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub embeddings: EmbeddingsSettings,
     pub vectors: VectorSettings,
+    pub channels: ChannelSettings,
     pub demo: DemoSettings,
 }
 
@@ -96,6 +97,42 @@ impl std::fmt::Debug for EmbeddingsSettings {
             .field("model", &self.model)
             .field("api_key", &if self.api_key.is_empty() { "<empty>" } else { "<set>" })
             .field("batch", &self.batch)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// Messaging channels (WhatsApp, SMS, push).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// Base64 of the 32-byte key that seals channel credentials (AES-256-GCM); empty: a key
+    /// generated once into `DATA_DIR/channels.key`. Never serialised.
+    #[serde(skip_serializing)]
+    pub master_key: String,
+    /// WhatsApp Cloud API base, with its version.
+    pub whatsapp_api_base: String,
+    /// Longest WhatsApp text message, in characters.
+    pub whatsapp_max_chars: usize,
+    /// Messages per second per business number.
+    pub whatsapp_rate_per_second: u32,
+    /// Attempts per outgoing message on 429, 5xx or a network error.
+    pub send_attempts: u32,
+    /// First retry delay, doubled each time (a provider's `Retry-After` wins).
+    pub retry_base_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for ChannelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.master_key.is_empty() { "<generated>" } else { "<set>" };
+        f.debug_struct("ChannelSettings")
+            .field("master_key", &key)
+            .field("whatsapp_api_base", &self.whatsapp_api_base)
+            .field("whatsapp_max_chars", &self.whatsapp_max_chars)
+            .field("whatsapp_rate_per_second", &self.whatsapp_rate_per_second)
+            .field("send_attempts", &self.send_attempts)
+            .field("retry_base_ms", &self.retry_base_ms)
             .field("timeout_ms", &self.timeout_ms)
             .finish()
     }

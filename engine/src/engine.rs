@@ -290,6 +290,53 @@ impl Engine {
         }
     }
 
+    /// A visitor message from a server-side source (an integration, a channel webhook): sent
+    /// to the conversation's actor, and returned once it is stored — `(message, true)` when
+    /// its `client_msg_id` was stored before (the original). `ConversationBusy` if not
+    /// confirmed within `wait`.
+    pub async fn post_visitor_message(
+        &self,
+        key: ConversationKey,
+        client_msg_id: String,
+        text: String,
+        wait: std::time::Duration,
+    ) -> Result<(Message, bool), EngineError> {
+        let conn = ConnId::generate();
+        // Subscribe first, so the stored message cannot be published before we listen.
+        let mut events = self.subscribe(&key, Some(conn));
+        let inbound = Inbound::VisitorMessage { client_msg_id: client_msg_id.clone(), text };
+        self.send(key, Some(conn), inbound).await?;
+        let confirmed = async {
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    // Fell behind: the confirmation may be gone; the caller retries, which the
+                    // idempotency key makes safe.
+                    Err(crate::bus::RecvError::Lagged(_)) => continue,
+                    Err(crate::bus::RecvError::Closed) => {
+                        return Err(EngineError::ConversationBusy);
+                    }
+                };
+                match &*event {
+                    Event::Message { message }
+                        if message.client_msg_id.as_deref() == Some(client_msg_id.as_str()) =>
+                    {
+                        return Ok((message.clone(), false));
+                    }
+                    Event::Ack { conn: to, message } if *to == conn => {
+                        return Ok((message.clone(), true));
+                    }
+                    Event::Rejected { conn: Some(to), code, .. } if *to == conn => {
+                        tracing::warn!(code = %code, "a posted visitor message was refused");
+                        return Err(EngineError::ConversationBusy);
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(wait, confirmed).await.unwrap_or(Err(EngineError::ConversationBusy))
+    }
+
     /// Runs an agent's command in the conversation's actor and returns its verdict.
     pub async fn command(
         &self,
@@ -356,6 +403,18 @@ impl Engine {
         tenant: &TenantId,
     ) -> tokio::sync::broadcast::Receiver<Arc<crate::bus::TenantEvent>> {
         self.inner.deps.bus.subscribe_tenant(tenant)
+    }
+
+    /// Tells everyone watching the conversation (its sockets, its agents) that something about
+    /// it failed, with a stable `code`.
+    pub fn announce_failure(&self, key: &ConversationKey, code: &str, message: &str) {
+        let event = Event::Rejected {
+            conn: None,
+            client_msg_id: None,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        };
+        self.inner.deps.bus.publish(key, event);
     }
 
     /// Typing indicators are ephemeral: published straight to subscribers, never stored.

@@ -557,6 +557,24 @@ pub struct Handling {
     pub csat_pending: bool,
 }
 
+/// A bot's connection to a messaging provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelConnection {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub bot_id: BotId,
+    pub kind: Channel,
+    /// The provider's public address of the bot: WhatsApp's phone number id, the SMS number.
+    pub address: String,
+    /// The credentials, sealed (AES-256-GCM under the server's master key): never stored or
+    /// returned in clear.
+    pub sealed_secrets: String,
+    /// The credentials' last four characters each, to tell them apart in the API.
+    pub secret_hints: std::collections::BTreeMap<String, String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A reply agents reuse, typed as `/shortcut`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CannedResponse {

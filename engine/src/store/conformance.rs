@@ -28,6 +28,62 @@ pub async fn run_all(store: &dyn Store) {
     deleting_a_bot_deletes_its_knowledge_base(store).await;
     notes_stay_with_their_conversation(store).await;
     canned_responses_are_per_tenant(store).await;
+    channel_contacts_map_to_one_conversation(store).await;
+}
+
+async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
+    let t = TenantId::from("t-chan");
+    store.put_tenant(&Tenant::new(t.clone(), "t".into(), 1)).await.expect("tenant");
+    let b = bot("t-chan", "b-chan");
+    store.put_bot(&b).await.expect("bot");
+    let connection = ChannelConnection {
+        id: "wa-1".into(),
+        tenant_id: t.clone(),
+        bot_id: b.id.clone(),
+        kind: Channel::Whatsapp,
+        address: "1234".into(),
+        sealed_secrets: "sealed".into(),
+        secret_hints: Default::default(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.put_channel(&connection).await.expect("put");
+    assert_eq!(store.channel_by_id("wa-1").await.expect("get"), Some(connection.clone()));
+    assert_eq!(store.list_channels(&t, &b.id).await.expect("list"), vec![connection.clone()]);
+    let other = TenantId::from("t-chan-other");
+    assert!(store.list_channels(&other, &b.id).await.expect("list").is_empty());
+    let fresh = |id: &str| Conversation {
+        id: id.into(),
+        tenant_id: t.clone(),
+        bot_id: b.id.clone(),
+        resume_token_sha256: String::new(),
+        source: Channel::Whatsapp,
+        user_agent: None,
+        started_at: 1,
+        handling: Handling::default(),
+        sentiment_sum: 0.0,
+        sentiment_count: 0,
+    };
+    let first = store.contact_conversation("wa-1", "+391", &fresh("c1")).await.expect("first");
+    let again = store.contact_conversation("wa-1", "+391", &fresh("c2")).await.expect("again");
+    assert_eq!(
+        (first.id.as_str(), again.id.as_str()),
+        ("c1", "c1"),
+        "one conversation per contact"
+    );
+    let other_contact = store.contact_conversation("wa-1", "+392", &fresh("c3")).await.expect("c3");
+    assert_eq!(other_contact.id.as_str(), "c3");
+    assert!(store.get_conversation(&t, &ConversationId::from("c2")).await.expect("get").is_none());
+    assert_eq!(store.channel_cursor(&t, &first.id).await.expect("cursor"), 0);
+    store.set_channel_cursor(&t, &first.id, 7).await.expect("set");
+    assert_eq!(store.channel_cursor(&t, &first.id).await.expect("cursor"), 7);
+    assert_eq!(store.channel_cursor(&other, &first.id).await.expect("cursor"), 0);
+    store.delete_conversation(&t, &first.id).await.expect("delete");
+    let renewed = store.contact_conversation("wa-1", "+391", &fresh("c4")).await.expect("c4");
+    assert_eq!(renewed.id.as_str(), "c4", "a deleted conversation is not resurrected");
+    assert!(!store.delete_channel(&other, "wa-1").await.expect("delete"), "not theirs");
+    assert!(store.delete_channel(&t, "wa-1").await.expect("delete"));
+    assert_eq!(store.channel_by_id("wa-1").await.expect("get"), None);
 }
 
 async fn canned_responses_are_per_tenant(store: &dyn Store) {

@@ -203,6 +203,34 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Vec<crate::model::CannedResponse>>;
     /// Deletes one; returns whether it existed.
     async fn delete_canned(&self, tenant: &TenantId, id: &str) -> StoreResult<bool>;
+    /// Creates or replaces a channel connection (findable by id alone, for webhooks).
+    async fn put_channel(&self, channel: &crate::model::ChannelConnection) -> StoreResult<()>;
+    /// A connection by id, whatever its tenant: the webhook entry point.
+    async fn channel_by_id(&self, id: &str)
+    -> StoreResult<Option<crate::model::ChannelConnection>>;
+    async fn list_channels(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+    ) -> StoreResult<Vec<crate::model::ChannelConnection>>;
+    /// Deletes one of the tenant's connections; returns whether it existed.
+    async fn delete_channel(&self, tenant: &TenantId, id: &str) -> StoreResult<bool>;
+    /// The conversation of `contact` on `connection`: the existing one, or `fresh`, created
+    /// with the mapping in one transaction (so two first messages open one conversation).
+    async fn contact_conversation(
+        &self,
+        connection: &str,
+        contact: &str,
+        fresh: &Conversation,
+    ) -> StoreResult<Conversation>;
+    /// Highest seq of a conversation delivered to its channel (0: none).
+    async fn channel_cursor(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<u64>;
+    async fn set_channel_cursor(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        seq: u64,
+    ) -> StoreResult<()>;
     /// A conversation's last stored message.
     async fn last_message(
         &self,

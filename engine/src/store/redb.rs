@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, Store, StoreError, StoreResult};
 use crate::model::{
-    Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Chunk, Conversation, ConversationId,
-    Document, Handling, Intent, Message, Note, OneTimeToken, ProcessStatus, RefreshToken, Sender,
-    Tenant, TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, CannedResponse, ChannelConnection, Chunk, Conversation,
+    ConversationId, Document, Handling, Intent, Message, Note, OneTimeToken, ProcessStatus,
+    RefreshToken, Sender, Tenant, TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -43,6 +43,12 @@ const MESSAGES: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new
 const CLIENT_IDS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("client_msg_ids");
 /// (tenant, conversation, note id) → note JSON: agents' notes, never in the transcript.
 const NOTES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("notes");
+/// connection id → connection JSON (ids are global: webhooks name only the connection).
+const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
+/// (connection, contact) → conversation id: one conversation per contact and connection.
+const CONTACTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("channel_contacts");
+/// (tenant, conversation) → highest seq delivered to the conversation's channel.
+const CHANNEL_CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("channel_cursors");
 /// (tenant, canned response id) → canned response JSON.
 const CANNED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("canned_responses");
 /// (tenant, account) → account JSON.
@@ -113,6 +119,10 @@ enum WriteOp {
     PutDocument(Document, Option<Vec<u8>>),
     SetHandling(TenantId, ConversationId, Handling),
     PutCanned(CannedResponse),
+    PutChannel(ChannelConnection),
+    DeleteChannel(TenantId, String),
+    ContactConversation(String, String, Conversation),
+    SetChannelCursor(TenantId, ConversationId, u64),
     DeleteCanned(TenantId, String),
     AddNote(Note),
     AddTokenUsage(TenantId, String, u64),
@@ -129,6 +139,7 @@ enum Outcome {
     Refresh(Option<RefreshToken>),
     Existed(bool),
     OneTime(Option<OneTimeToken>),
+    Conversation(Box<Conversation>),
 }
 
 struct WriteRequest {
@@ -182,6 +193,9 @@ impl RedbStore {
             txn.open_table(DOCUMENT_QUEUE).map_err(backend)?;
             txn.open_table(NOTES).map_err(backend)?;
             txn.open_table(CANNED).map_err(backend)?;
+            txn.open_table(CHANNELS).map_err(backend)?;
+            txn.open_table(CONTACTS).map_err(backend)?;
+            txn.open_table(CHANNEL_CURSORS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -338,19 +352,7 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .insert(k.digest.as_str(), (k.tenant_id.as_str(), k.id.as_str()))
                 .map_err(backend)?;
         }
-        WriteOp::CreateConversation(c) => {
-            let bytes = encode(c)?;
-            let mut table = txn.open_table(CONVERSATIONS).map_err(backend)?;
-            let key = (c.tenant_id.as_str(), c.id.as_str());
-            if table.get(key).map_err(backend)?.is_some() {
-                return Err(StoreError::ConversationExists);
-            }
-            table.insert(key, bytes.as_slice()).map_err(backend)?;
-            txn.open_table(CONVERSATIONS_BY_BOT)
-                .map_err(backend)?
-                .insert((c.tenant_id.as_str(), c.bot_id.as_str(), c.id.as_str()), 0)
-                .map_err(backend)?;
-        }
+        WriteOp::CreateConversation(c) => create_conversation(txn, c)?,
         WriteOp::DeleteConversation(tenant, id) => {
             let (t, c) = (tenant.as_str(), id.as_str());
             let conversation: Conversation = {
@@ -485,6 +487,47 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             table.insert(key, total).map_err(backend)?;
             return Ok(Outcome::Total(total));
         }
+        WriteOp::PutChannel(c) => {
+            let bytes = encode(c)?;
+            txn.open_table(CHANNELS)
+                .map_err(backend)?
+                .insert(c.id.as_str(), bytes.as_slice())
+                .map_err(backend)?;
+        }
+        WriteOp::DeleteChannel(tenant, id) => {
+            let mut table = txn.open_table(CHANNELS).map_err(backend)?;
+            let found: Option<ChannelConnection> =
+                table.get(id.as_str()).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
+            if found.is_none_or(|c| c.tenant_id != *tenant) {
+                return Ok(Outcome::Existed(false));
+            }
+            table.remove(id.as_str()).map_err(backend)?;
+            return Ok(Outcome::Existed(true));
+        }
+        WriteOp::ContactConversation(connection, contact, fresh) => {
+            let mut contacts = txn.open_table(CONTACTS).map_err(backend)?;
+            let key = (connection.as_str(), contact.as_str());
+            let existing = contacts.get(key).map_err(backend)?.map(|v| v.value().to_owned());
+            let conversations = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            if let Some(id) = existing {
+                let t = fresh.tenant_id.as_str();
+                let found = conversations.get((t, id.as_str())).map_err(backend)?;
+                if let Some(v) = found {
+                    return Ok(Outcome::Conversation(Box::new(decode(v.value())?)));
+                }
+                // Deleted since: the contact starts a new conversation.
+            }
+            drop(conversations);
+            create_conversation(txn, fresh)?;
+            contacts.insert(key, fresh.id.as_str()).map_err(backend)?;
+            return Ok(Outcome::Conversation(Box::new(fresh.clone())));
+        }
+        WriteOp::SetChannelCursor(tenant, id, seq) => {
+            txn.open_table(CHANNEL_CURSORS)
+                .map_err(backend)?
+                .insert((tenant.as_str(), id.as_str()), *seq)
+                .map_err(backend)?;
+        }
         WriteOp::PutCanned(c) => {
             let bytes = encode(c)?;
             txn.open_table(CANNED)
@@ -584,6 +627,21 @@ fn write_document(txn: &WriteTransaction, d: &Document) -> StoreResult<()> {
     } else {
         queue.remove((t, id)).map_err(backend)?;
     }
+    Ok(())
+}
+
+fn create_conversation(txn: &WriteTransaction, c: &Conversation) -> StoreResult<()> {
+    let bytes = encode(c)?;
+    let mut table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+    let key = (c.tenant_id.as_str(), c.id.as_str());
+    if table.get(key).map_err(backend)?.is_some() {
+        return Err(StoreError::ConversationExists);
+    }
+    table.insert(key, bytes.as_slice()).map_err(backend)?;
+    txn.open_table(CONVERSATIONS_BY_BOT)
+        .map_err(backend)?
+        .insert((c.tenant_id.as_str(), c.bot_id.as_str(), c.id.as_str()), 0)
+        .map_err(backend)?;
     Ok(())
 }
 
@@ -1007,6 +1065,82 @@ impl Store for RedbStore {
             Outcome::Existed(existed) => Ok(existed),
             other => Err(StoreError::Backend(format!("set_handling returned {other:?}"))),
         }
+    }
+
+    async fn put_channel(&self, channel: &ChannelConnection) -> StoreResult<()> {
+        self.write(WriteOp::PutChannel(channel.clone())).await.map(drop)
+    }
+
+    async fn channel_by_id(&self, id: &str) -> StoreResult<Option<ChannelConnection>> {
+        let id = id.to_owned();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CHANNELS).map_err(backend)?;
+            table.get(id.as_str()).map_err(backend)?.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_channels(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+    ) -> StoreResult<Vec<ChannelConnection>> {
+        let (tenant, bot) = (tenant.clone(), bot.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CHANNELS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(backend)? {
+                let c: ChannelConnection = decode(entry.map_err(backend)?.1.value())?;
+                if c.tenant_id == tenant && c.bot_id == bot {
+                    out.push(c);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_channel(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        match self.write(WriteOp::DeleteChannel(tenant.clone(), id.to_owned())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("delete_channel returned {other:?}"))),
+        }
+    }
+
+    async fn contact_conversation(
+        &self,
+        connection: &str,
+        contact: &str,
+        fresh: &Conversation,
+    ) -> StoreResult<Conversation> {
+        let op =
+            WriteOp::ContactConversation(connection.to_owned(), contact.to_owned(), fresh.clone());
+        match self.write(op).await? {
+            Outcome::Conversation(c) => Ok(*c),
+            other => Err(StoreError::Backend(format!("contact_conversation returned {other:?}"))),
+        }
+    }
+
+    async fn channel_cursor(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<u64> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CHANNEL_CURSORS).map_err(backend)?;
+            Ok(table.get((tenant.as_str(), id.as_str())).map_err(backend)?.map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    async fn set_channel_cursor(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        seq: u64,
+    ) -> StoreResult<()> {
+        let op = WriteOp::SetChannelCursor(tenant.clone(), id.clone(), seq);
+        self.write(op).await.map(drop)
     }
 
     async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {

@@ -1,0 +1,188 @@
+//! `/api/bots/{id}/channels`: a bot's connections to messaging providers. Credentials are
+//! sealed (AES-256-GCM under the server's master key) before they are stored and never come
+//! back: the API shows their last four characters. Admins and owners (or keys with
+//! `bots:write`) manage them; any member lists them.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use parla_engine::model::{BotId, Channel, ChannelConnection, now_ms};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{AdminState, error::ApiError, routes::Caller};
+
+/// A connection as the API shows it: no secret, only hints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelView {
+    pub id: String,
+    pub bot_id: String,
+    pub kind: Channel,
+    /// WhatsApp: the phone number id.
+    pub address: String,
+    /// Each credential's last four characters.
+    pub secret_hints: BTreeMap<String, String>,
+    /// Where the provider sends its webhooks (append to the server's public URL).
+    pub webhook_path: String,
+    pub created_at: i64,
+}
+
+impl From<&ChannelConnection> for ChannelView {
+    fn from(c: &ChannelConnection) -> Self {
+        Self {
+            id: c.id.clone(),
+            bot_id: c.bot_id.to_string(),
+            kind: c.kind,
+            address: c.address.clone(),
+            secret_hints: c.secret_hints.clone(),
+            webhook_path: format!("/v1/channels/whatsapp/{}", c.id),
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelList {
+    pub data: Vec<ChannelView>,
+}
+
+/// A WhatsApp Cloud API connection.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelBody {
+    /// `whatsapp` (SMS and push to come).
+    kind: Channel,
+    /// The business phone number's id in Meta's WhatsApp Manager.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[0-9]+$")]
+    phone_number_id: String,
+    /// A system-user access token with `whatsapp_business_messaging`.
+    #[schema(min_length = 1, max_length = 1024)]
+    access_token: String,
+    /// The Meta app's secret: webhooks are verified with it.
+    #[schema(min_length = 1, max_length = 256)]
+    app_secret: String,
+    /// The token Meta echoes when subscribing the webhook.
+    #[schema(min_length = 1, max_length = 256)]
+    verify_token: String,
+}
+
+async fn own_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<BotId, ApiError> {
+    let bot = BotId(id.to_owned());
+    state
+        .store
+        .get_bot(&caller.tenant, &bot)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such bot"))?;
+    Ok(bot)
+}
+
+fn hint(secret: &str) -> String {
+    let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
+}
+
+fn secret(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(field, format!("1 to {max} printable characters")));
+    }
+    Ok(value.to_owned())
+}
+
+/// `GET /api/bots/{id}/channels`.
+#[utoipa::path(get, path = "/api/bots/{id}/channels", tag = "channels", operation_id = "list_channels",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    responses((status = 200, description = "The bot's connections, without secrets", body = ChannelList)))]
+pub async fn list(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("bots:read")?;
+    let bot = own_bot(&state, &caller, &path).await?;
+    let data = state
+        .store
+        .list_channels(&caller.tenant, &bot)
+        .await?
+        .iter()
+        .map(ChannelView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(ChannelList { data }))
+}
+
+/// `POST /api/bots/{id}/channels`: connects the bot to a WhatsApp business number.
+#[utoipa::path(post, path = "/api/bots/{id}/channels", tag = "channels", operation_id = "create_channel",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id")),
+    request_body = ChannelBody,
+    responses((status = 201, description = "Connected; point Meta's webhook at `webhook_path`", body = ChannelView)))]
+pub async fn create(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: crate::body::Json<ChannelBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("bots:write")?;
+    let bot = own_bot(&state, &caller, &path).await?;
+    let body = body.into_inner();
+    if body.kind != Channel::Whatsapp {
+        return Err(ApiError::invalid("kind", "only whatsapp can be connected so far"));
+    }
+    let number = body.phone_number_id.trim();
+    if number.is_empty() || number.len() > 64 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("phone_number_id", "digits only, at most 64"));
+    }
+    let secrets = parla_channels::whatsapp::Secrets {
+        access_token: secret("access_token", &body.access_token, 1024)?,
+        app_secret: secret("app_secret", &body.app_secret, 256)?,
+        verify_token: secret("verify_token", &body.verify_token, 256)?,
+    };
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let plain = serde_json::to_vec(&secrets)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let secret_hints = [
+        ("access_token", &secrets.access_token),
+        ("app_secret", &secrets.app_secret),
+        ("verify_token", &secrets.verify_token),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), hint(value)))
+    .collect();
+    let now = now_ms();
+    let connection = ChannelConnection {
+        sealed_secrets: state.sealer.seal(&id, &plain),
+        id,
+        tenant_id: caller.tenant.clone(),
+        bot_id: bot,
+        kind: Channel::Whatsapp,
+        address: number.to_owned(),
+        secret_hints,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.put_channel(&connection).await?;
+    Ok(HttpResponse::Created().json(ChannelView::from(&connection)))
+}
+
+/// `DELETE /api/bots/{id}/channels/{channel_id}`: its webhooks are refused from then on.
+#[utoipa::path(delete, path = "/api/bots/{id}/channels/{channel_id}", tag = "channels", operation_id = "delete_channel",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id"),
+           ("channel_id" = String, Path, description = "The connection's id")),
+    responses((status = 204, description = "Disconnected")))]
+pub async fn delete(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("bots:write")?;
+    let (bot, id) = path.into_inner();
+    let bot = own_bot(&state, &caller, &bot).await?;
+    let found = state.store.channel_by_id(&id).await?;
+    let theirs = found.is_some_and(|c| c.tenant_id == caller.tenant && c.bot_id == bot);
+    if !theirs || !state.store.delete_channel(&caller.tenant, &id).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such connection"));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

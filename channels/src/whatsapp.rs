@@ -1,0 +1,453 @@
+//! WhatsApp Cloud API: the webhook (`/v1/channels/whatsapp/{connection}`) and the sender.
+//!
+//! Meta's rules: the webhook is verified once with `GET ?hub.mode=subscribe&hub.verify_token=…
+//! &hub.challenge=…` (answer the challenge); every `POST` carries `X-Hub-Signature-256:
+//! sha256=HEX(HMAC-SHA256(app secret, raw body))`; messages are sent with `POST
+//! {base}/{phone-number-id}/messages` and a bearer token; text messages hold at most 4,096
+//! characters.
+//!
+//! Written on reqwest rather than the `whatsapp` crate (the maintained successor of
+//! `whatsapp-cloud-api`): that crate hard-codes `https://graph.facebook.com` (only the API
+//! version can be set), so it cannot be pointed at a test server, and it does not verify
+//! webhook signatures. The wire shapes below are the documented ones.
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use hmac::{Hmac, Mac};
+use parla_engine::{
+    bus::{Event, RecvError},
+    model::{
+        Channel, ChannelConnection, Conversation, ConversationId, ConversationKey, Handling,
+        Sender, now_ms,
+    },
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::Channels;
+
+/// Largest webhook body read.
+const MAX_BODY: usize = 1 << 20;
+/// How long a webhook waits for each message to be stored.
+const STORE_WAIT: Duration = Duration::from_secs(10);
+/// WhatsApp's customer-service window: free-form replies only this long after the customer's
+/// last message. The sink lives as long.
+const WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// A WhatsApp connection's credentials, sealed at rest.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    pub access_token: String,
+    pub app_secret: String,
+    pub verify_token: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<sealed>)")
+    }
+}
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig, channels: Arc<Channels>) {
+    cfg.service(
+        web::resource("/v1/channels/whatsapp/{connection}")
+            .app_data(web::Data::from(channels))
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .route(web::get().to(verify))
+            .route(web::post().to(receive)),
+    );
+}
+
+fn refuse(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": {"message": message}}))
+}
+
+/// The connection and its credentials, if it is a WhatsApp one.
+async fn connection(channels: &Channels, id: &str) -> Option<(ChannelConnection, Secrets)> {
+    let store = channels.engine.store();
+    let connection = store.channel_by_id(id).await.ok().flatten()?;
+    if connection.kind != Channel::Whatsapp {
+        return None;
+    }
+    let plain = channels.sealer.open(&connection.id, &connection.sealed_secrets).ok()?;
+    let secrets = serde_json::from_slice(&plain).ok()?;
+    Some((connection, secrets))
+}
+
+#[derive(Debug, Deserialize)]
+struct Verification {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// `GET`: Meta's subscription check.
+async fn verify(
+    channels: web::Data<Channels>,
+    path: web::Path<String>,
+    query: web::Query<Verification>,
+) -> HttpResponse {
+    let Some((_, secrets)) = connection(&channels, &path).await else {
+        return refuse(actix_web::http::StatusCode::NOT_FOUND, "no such connection");
+    };
+    let token_ok = query.verify_token.as_deref().is_some_and(|t| {
+        t.len() == secrets.verify_token.len()
+            && t.bytes().zip(secrets.verify_token.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    });
+    match (&query.mode, &query.challenge) {
+        (Some(mode), Some(challenge)) if mode == "subscribe" && token_ok => {
+            HttpResponse::Ok().content_type("text/plain").body(challenge.clone())
+        }
+        _ => refuse(actix_web::http::StatusCode::FORBIDDEN, "verification failed"),
+    }
+}
+
+/// Checks `X-Hub-Signature-256` over the raw body, in constant time.
+fn signed(req: &HttpRequest, body: &[u8], app_secret: &str) -> bool {
+    let Some(header) = req.headers().get("x-hub-signature-256").and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(hex) = header.strip_prefix("sha256=") else { return false };
+    let Some(expected) = decode_hex(hex) else { return false };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()) else { return false };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct Notification {
+    #[serde(default)]
+    entry: Vec<Entry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Entry {
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Change {
+    field: String,
+    value: ChangeValue,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChangeValue {
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    messages: Vec<Incoming>,
+    #[serde(default)]
+    statuses: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    phone_number_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Incoming {
+    from: String,
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(flatten)]
+    rest: serde_json::Value,
+}
+
+impl Incoming {
+    /// What the conversation shows of it; `None` for kinds that carry nothing to answer
+    /// (reactions, system notices).
+    fn text(&self) -> Option<String> {
+        let r = &self.rest;
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        match self.kind.as_str() {
+            "text" => Some(s(&r["text"]["body"])),
+            "interactive" => {
+                let reply = if r["interactive"]["button_reply"].is_object() {
+                    &r["interactive"]["button_reply"]
+                } else {
+                    &r["interactive"]["list_reply"]
+                };
+                Some(s(&reply["title"]))
+            }
+            "button" => Some(s(&r["button"]["text"])),
+            "location" => {
+                let l = &r["location"];
+                let place = [s(&l["name"]), s(&l["address"])].join(" ");
+                Some(format!("📍 {} ({}, {})", place.trim(), l["latitude"], l["longitude"]))
+            }
+            kind @ ("image" | "video" | "audio" | "document" | "sticker") => {
+                let media = &r[kind];
+                let caption = s(&media["caption"]);
+                Some(format!("[{kind} {}] {caption}", s(&media["id"])).trim().to_owned())
+            }
+            _ => None,
+        }
+        .filter(|t| !t.trim().is_empty())
+    }
+}
+
+/// `POST`: messages and statuses. 401 (nothing read) unless signed with the app secret; 200
+/// once every message is stored, so Meta redelivers anything that was not.
+async fn receive(
+    channels: web::Data<Channels>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let Some((connection, secrets)) = connection(&channels, &path).await else {
+        return refuse(StatusCode::NOT_FOUND, "no such connection");
+    };
+    if !signed(&req, &body, &secrets.app_secret) {
+        tracing::warn!(connection = %connection.id, "WhatsApp webhook with a bad signature refused");
+        return refuse(StatusCode::UNAUTHORIZED, "invalid X-Hub-Signature-256");
+    }
+    let Ok(notification) = serde_json::from_slice::<Notification>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "malformed notification");
+    };
+    let channels = channels.into_inner();
+    for change in notification.entry.iter().flat_map(|e| &e.changes) {
+        if change.field != "messages" {
+            continue;
+        }
+        let number = change.value.metadata.as_ref().map(|m| m.phone_number_id.as_str());
+        if number != Some(connection.address.as_str()) {
+            tracing::warn!(connection = %connection.id, "notification for another number ignored");
+            continue;
+        }
+        for message in &change.value.messages {
+            if let Err(e) = channels.accept(&connection, message).await {
+                tracing::warn!(connection = %connection.id, error = %e, "WhatsApp message not stored; Meta will redeliver");
+                return refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry");
+            }
+        }
+        if !change.value.statuses.is_empty() {
+            tracing::debug!(count = change.value.statuses.len(), "WhatsApp statuses received");
+        }
+    }
+    HttpResponse::Ok().json(json!({}))
+}
+
+impl Channels {
+    /// Stores one incoming message in its contact's conversation (idempotent by its id).
+    async fn accept(
+        self: &Arc<Self>,
+        connection: &ChannelConnection,
+        message: &Incoming,
+    ) -> Result<(), parla_engine::EngineError> {
+        let Some(text) = message.text() else { return Ok(()) };
+        let fresh = Conversation {
+            id: ConversationId::generate(),
+            tenant_id: connection.tenant_id.clone(),
+            bot_id: connection.bot_id.clone(),
+            resume_token_sha256: String::new(), // Not resumable from a widget.
+            source: Channel::Whatsapp,
+            user_agent: None,
+            started_at: now_ms(),
+            handling: Handling::default(),
+            sentiment_sum: 0.0,
+            sentiment_count: 0,
+        };
+        let store = self.engine.store();
+        let conversation =
+            store.contact_conversation(&connection.id, &message.from, &fresh).await?;
+        let key = conversation.key();
+        self.ensure_sink(&key, connection, &message.from);
+        let id = format!("wa:{}", message.id);
+        let text: String = text.chars().take(4000).collect();
+        self.engine.post_visitor_message(key, id, text, STORE_WAIT).await.map(drop)
+    }
+
+    /// Starts the conversation's outbound sink unless it runs.
+    fn ensure_sink(
+        self: &Arc<Self>,
+        key: &ConversationKey,
+        connection: &ChannelConnection,
+        contact: &str,
+    ) {
+        let mut sinks = self.sinks.lock();
+        let id = (key.tenant_id.clone(), key.conversation_id.clone());
+        if sinks.get(&id).is_some_and(|s| !s.is_finished()) {
+            return;
+        }
+        let task = self.runtime.spawn(self.clone().sink(
+            key.clone(),
+            connection.clone(),
+            contact.to_owned(),
+        ));
+        sinks.insert(id, task.abort_handle());
+    }
+
+    /// Delivers the conversation's bot and agent messages to the contact, in seq order, for
+    /// as long as WhatsApp lets free-form messages through.
+    async fn sink(
+        self: Arc<Self>,
+        key: ConversationKey,
+        connection: ChannelConnection,
+        contact: String,
+    ) {
+        let mut events = self.engine.subscribe(&key, None);
+        let mut cursor = self
+            .engine
+            .store()
+            .channel_cursor(&key.tenant_id, &key.conversation_id)
+            .await
+            .unwrap_or(0);
+        loop {
+            cursor = self.deliver_after(&key, &connection, &contact, cursor).await;
+            // Wait for something new to deliver (or the end of the window).
+            loop {
+                match tokio::time::timeout(WINDOW, events.recv()).await {
+                    Ok(Ok(event)) => {
+                        if matches!(&*event, Event::Message { .. } | Event::StreamEnd { .. }) {
+                            break;
+                        }
+                    }
+                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Err(RecvError::Closed)) => {
+                        events = self.engine.subscribe(&key, None);
+                        break;
+                    }
+                    Err(_) => {
+                        self.sinks
+                            .lock()
+                            .remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends every stored bot or agent message after `cursor`; returns the new cursor.
+    async fn deliver_after(
+        &self,
+        key: &ConversationKey,
+        connection: &ChannelConnection,
+        contact: &str,
+        mut cursor: u64,
+    ) -> u64 {
+        let store = self.engine.store();
+        loop {
+            let page = match self.engine.history(key, cursor, 100).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "channel sink could not read the conversation");
+                    return cursor;
+                }
+            };
+            let Some(last) = page.last().map(|m| m.seq) else { return cursor };
+            for message in &page {
+                if message.sender != Sender::User
+                    && let Err(e) = self.send_text(connection, contact, &message.text).await
+                {
+                    // Visible to the workspace's agents, not silent; the sink moves on so one
+                    // undeliverable message does not block the conversation.
+                    tracing::error!(conversation = %key.conversation_id, seq = message.seq, error = %e, "WhatsApp delivery failed");
+                    self.engine.announce_failure(
+                        key,
+                        "channel_delivery_failed",
+                        &format!("message {} could not be delivered on WhatsApp: {e}", message.seq),
+                    );
+                }
+                cursor = message.seq;
+                if let Err(e) =
+                    store.set_channel_cursor(&key.tenant_id, &key.conversation_id, cursor).await
+                {
+                    tracing::warn!(error = %e, "could not record channel progress");
+                }
+            }
+            if last == cursor && page.len() < 100 {
+                return cursor;
+            }
+        }
+    }
+
+    /// Sends `text` as one or more WhatsApp text messages.
+    async fn send_text(
+        &self,
+        connection: &ChannelConnection,
+        to: &str,
+        text: &str,
+    ) -> Result<(), String> {
+        let plain = self
+            .sealer
+            .open(&connection.id, &connection.sealed_secrets)
+            .map_err(|e| e.to_string())?;
+        let secrets: Secrets = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+        let url = format!(
+            "{}/{}/messages",
+            self.settings.whatsapp_api_base.trim_end_matches('/'),
+            connection.address
+        );
+        for piece in crate::split_message(text, self.settings.whatsapp_max_chars) {
+            let body = json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": "text",
+                "text": {"preview_url": false, "body": piece},
+            });
+            self.post_with_retries(&connection.address, &url, &secrets.access_token, &body).await?;
+        }
+        Ok(())
+    }
+
+    /// POSTs `body`, paced per number, retrying 429, 5xx and network errors with backoff.
+    async fn post_with_retries(
+        &self,
+        address: &str,
+        url: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), String> {
+        let limiter = self.limiter(address);
+        let attempts = self.settings.send_attempts.max(1);
+        let mut delay = Duration::from_millis(self.settings.retry_base_ms);
+        for attempt in 1..=attempts {
+            limiter.until_ready().await;
+            let sent = self.http.post(url).bearer_auth(token).json(body).send().await;
+            let (retryable, reason, wait) = match sent {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let detail: serde_json::Value = response.json().await.unwrap_or_default();
+                    let message =
+                        detail["error"]["message"].as_str().unwrap_or("no detail").to_owned();
+                    let retryable = status.as_u16() == 429 || status.is_server_error();
+                    (retryable, format!("WhatsApp answered {status}: {message}"), retry_after)
+                }
+                Err(e) => (true, format!("network: {}", e.without_url()), None),
+            };
+            if !retryable || attempt == attempts {
+                return Err(reason);
+            }
+            tracing::info!(attempt, reason = %reason, "WhatsApp send retried");
+            tokio::time::sleep(wait.unwrap_or(delay).min(Duration::from_secs(60))).await;
+            delay *= 2;
+        }
+        Err("no attempt made".into())
+    }
+}

@@ -1,0 +1,301 @@
+//! WhatsApp through the public doors: a connection made with the admin API, Meta's webhook
+//! (verification, `X-Hub-Signature-256` made by Meta's rule: HMAC-SHA256 of the raw body with
+//! the app secret) and a local server speaking the Cloud API's documented send shape
+//! (`POST /{version}/{phone-number-id}/messages`, bearer token, `{"messages":[{"id"}]}` or a
+//! Graph error with 429).
+
+mod common;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use common::*;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const NUMBER: &str = "106540352242922";
+const TOKEN: &str = "EAAG-test-access-token-9f3a";
+const APP_SECRET: &str = "app-secret-for-tests-7c1e";
+const VERIFY: &str = "verify-me-4b2d";
+const CONTACT: &str = "393331234567";
+
+/// The Graph API double: records every send; answers 429 while `throttle` > 0.
+#[derive(Default)]
+struct Graph {
+    sent: Mutex<Vec<Value>>,
+    attempts: AtomicUsize,
+    throttle: AtomicUsize,
+}
+
+async fn graph() -> (String, Arc<Graph>) {
+    let graph = Arc::new(Graph::default());
+    let state = graph.clone();
+    let server = HttpServer::new(move || {
+        let state = state.clone();
+        App::new().route(
+            "/{version}/{number}/messages",
+            web::post().to(move |req: HttpRequest, path: web::Path<(String, String)>, body: web::Json<Value>| {
+                let state = state.clone();
+                async move {
+                    state.attempts.fetch_add(1, Ordering::SeqCst);
+                    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+                    if auth != Some(&format!("Bearer {TOKEN}")) || path.1 != NUMBER {
+                        return HttpResponse::Unauthorized().json(json!({"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}}));
+                    }
+                    if state.throttle.load(Ordering::SeqCst) > 0 {
+                        state.throttle.fetch_sub(1, Ordering::SeqCst);
+                        return HttpResponse::TooManyRequests().insert_header(("retry-after", "0")).json(json!({"error": {"message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429}}));
+                    }
+                    let to = body["to"].clone();
+                    let mut sent = state.sent.lock().expect("log");
+                    sent.push(body.into_inner());
+                    let id = format!("wamid.out{}", sent.len());
+                    HttpResponse::Ok().json(json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": id}]}))
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind");
+    let addr = server.addrs()[0];
+    tokio::spawn(server.run());
+    (format!("http://{addr}/v21.0"), graph)
+}
+
+struct Setup {
+    server: TestServer,
+    owner: String,
+    bot: String,
+    webhook: String,
+    graph: Arc<Graph>,
+}
+
+async fn setup(fallback: &str, max_chars: usize) -> Setup {
+    let (base, graph) = graph().await;
+    let server = start_with(|s| {
+        s.channels.whatsapp_api_base = base.clone();
+        s.channels.whatsapp_max_chars = max_chars;
+        s.channels.retry_base_ms = 10;
+    })
+    .await;
+    let owner = register_owner(&server, "owner@wa.example.com").await;
+    let bot = published_bot(
+        &server,
+        &owner,
+        json!({"name": "wa", "config": {"fallback_message": fallback}}),
+    )
+    .await;
+    let body = json!({"kind": "whatsapp", "phone_number_id": NUMBER, "access_token": TOKEN,
+        "app_secret": APP_SECRET, "verify_token": VERIFY});
+    let (status, connection) =
+        server.post(&format!("/api/bots/{bot}/channels"), body, Some(&owner)).await;
+    assert_eq!(status, 201, "{connection}");
+    let webhook = connection["webhook_path"].as_str().expect("webhook path").to_owned();
+    Setup { server, owner, bot, webhook, graph }
+}
+
+fn text_message(id: &str, text: &str) -> Value {
+    json!({"from": CONTACT, "id": id, "timestamp": "1764000000", "type": "text", "text": {"body": text}})
+}
+
+fn notification(messages: Vec<Value>) -> String {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": NUMBER},
+            "contacts": [{"profile": {"name": "Kim"}, "wa_id": CONTACT}],
+            "messages": messages}}]}]})
+    .to_string()
+}
+
+fn signature(body: &str, secret: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    format!("sha256={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// POSTs a notification as Meta would; returns the status.
+async fn deliver(s: &Setup, body: &str, signature_header: Option<&str>) -> u16 {
+    let sig = signature_header.map(|v| format!("X-Hub-Signature-256: {v}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{sig}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        s.webhook,
+        body.len()
+    );
+    raw_http(s.server.addr, &request).await.0
+}
+
+async fn conversations(s: &Setup) -> Vec<Value> {
+    let (_, page) = s
+        .server
+        .call("GET", &format!("/api/bots/{}/conversations", s.bot), None, Some(&s.owner))
+        .await;
+    page["data"].as_array().expect("data").clone()
+}
+
+async fn transcript(s: &Setup, id: &str) -> Vec<Value> {
+    let (_, detail) = s
+        .server
+        .call("GET", &format!("/api/conversations/{id}?limit=500"), None, Some(&s.owner))
+        .await;
+    detail["messages"].as_array().expect("messages").clone()
+}
+
+/// Waits until the double has received `n` messages; returns them.
+async fn sent(graph: &Graph, n: usize) -> Vec<Value> {
+    for _ in 0..500 {
+        if graph.sent.lock().expect("log").len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    graph.sent.lock().expect("log").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_is_verified_and_a_forged_signature_stores_nothing() {
+    let s = setup("Sorry?", 4096).await;
+    let verify = |token: &str| {
+        format!(
+            "{}?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
+            s.webhook
+        )
+    };
+    assert_eq!(s.server.get(&verify(VERIFY)).await, (200, "1158201444".into()));
+    assert_eq!(s.server.get(&verify("wrong")).await.0, 403);
+    let body = notification(vec![text_message("wamid.f1", "hello")]);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, "not-the-app-secret"))).await, 401);
+    assert_eq!(deliver(&s, &body, None).await, 401, "unsigned");
+    let tampered = body.replace("hello", "hellO");
+    assert_eq!(
+        deliver(&s, &tampered, Some(&signature(&body, APP_SECRET))).await,
+        401,
+        "body changed"
+    );
+    assert!(conversations(&s).await.is_empty(), "nothing was stored");
+    assert_eq!(s.graph.attempts.load(Ordering::SeqCst), 0, "nothing was sent");
+    assert_eq!(deliver(&s, "{not json", Some(&signature("{not json", APP_SECRET))).await, 400);
+    let unknown = s.webhook.replace("/whatsapp/", "/whatsapp/x");
+    assert_eq!(s.server.get(&format!("{unknown}?hub.mode=subscribe")).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_stored_in_arrival_order_once_and_every_answer_reaches_the_contact() {
+    let s = setup("Got it.", 4096).await;
+    let burst: Vec<Value> =
+        (0..50).map(|i| text_message(&format!("wamid.b{i}"), &format!("message {i}"))).collect();
+    let body = notification(burst);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    // Meta redelivers (it did not hear our 200 in time): nothing is stored twice.
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    let found = conversations(&s).await;
+    assert_eq!(found.len(), 1, "one conversation per contact");
+    assert_eq!(found[0]["source"], "whatsapp");
+    let id = found[0]["id"].as_str().expect("id");
+    let answers = sent(&s.graph, 51).await; // 50 answers and, once escalated, the notice.
+    let messages = transcript(&s, id).await;
+    let seqs: Vec<u64> = messages.iter().map(|m| m["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless");
+    let visitor: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["sender"] == "user")
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    let expected: Vec<String> = (0..50).map(|i| format!("message {i}")).collect();
+    assert_eq!(visitor, expected, "in arrival order, each once");
+    // Everything the bot said reached the contact, in seq order, once.
+    let said: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["sender"] != "user")
+        .map(|m| m["text"].as_str().expect("text"))
+        .collect();
+    let delivered: Vec<&str> =
+        answers.iter().map(|a| a["text"]["body"].as_str().expect("body")).collect();
+    assert_eq!(delivered, said);
+    assert_eq!(said.iter().filter(|t| **t == "Got it.").count(), 50, "one answer per message");
+    for answer in &answers {
+        assert_eq!(
+            (answer["to"].as_str(), answer["type"].as_str()),
+            (Some(CONTACT), Some("text")),
+            "{answer}"
+        );
+        assert_eq!(answer["messaging_product"], "whatsapp");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_arrives_in_ordered_pieces_within_the_limit_despite_a_429() {
+    let long: String = (0..20).map(|i| format!("Sentence number {i} of a long answer. ")).collect();
+    let s = setup(long.trim(), 200).await;
+    s.graph.throttle.store(2, Ordering::SeqCst); // The first two sends hit the rate limit.
+    let body = notification(vec![text_message("wamid.l1", "tell me everything")]);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    let pieces: Vec<String> = sent(&s.graph, 4)
+        .await
+        .iter()
+        .map(|m| m["text"]["body"].as_str().expect("body").to_owned())
+        .collect();
+    assert!(pieces.len() >= 4, "{pieces:?}");
+    assert!(pieces.iter().all(|p| p.chars().count() <= 200), "{pieces:?}");
+    assert!(pieces.iter().all(|p| p.ends_with('.')), "cut at sentence ends: {pieces:?}");
+    assert_eq!(pieces.join(" "), long.trim(), "in order, nothing lost or repeated");
+    assert_eq!(s.graph.attempts.load(Ordering::SeqCst), pieces.len() + 2, "two 429s, then success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_reply_reaches_whatsapp() {
+    let s = setup("Sorry?", 4096).await;
+    let body = notification(vec![text_message("wamid.a1", "I need a person please")]);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    let id = conversations(&s).await[0]["id"].as_str().expect("id").to_owned();
+    let before = sent(&s.graph, 2).await.len(); // The notice that nobody is online, the answer.
+    let path = |action: &str| format!("/api/conversations/{id}/{action}");
+    assert_eq!(s.server.post(&path("claim"), json!({}), Some(&s.owner)).await.0, 200);
+    let reply = json!({"client_msg_id": "r1", "text": "Hi Kim, Ann here. Let me check."});
+    assert_eq!(s.server.post(&path("replies"), reply, Some(&s.owner)).await.0, 201);
+    let all = sent(&s.graph, before + 1).await;
+    let last = all.last().expect("sent");
+    assert_eq!(
+        (last["to"].as_str(), last["text"]["body"].as_str()),
+        (Some(CONTACT), Some("Hi Kim, Ann here. Let me check."))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_sealed_and_never_returned() {
+    let s = setup("Sorry?", 4096).await;
+    let (status, list) =
+        s.server.call("GET", &format!("/api/bots/{}/channels", s.bot), None, Some(&s.owner)).await;
+    assert_eq!(status, 200);
+    let text = list.to_string();
+    for secret in [TOKEN, APP_SECRET, VERIFY] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert_eq!(list["data"][0]["secret_hints"]["access_token"], "…9f3a");
+    let stored = std::fs::read(s.server.dir.path().join("parla.redb")).expect("store file");
+    let stored = String::from_utf8_lossy(&stored);
+    for secret in [TOKEN, APP_SECRET, VERIFY] {
+        assert!(!stored.contains(secret), "{secret} is stored in clear");
+    }
+    let bad = json!({"kind": "sms", "phone_number_id": NUMBER, "access_token": "a", "app_secret": "b", "verify_token": "c"});
+    let (status, body) =
+        s.server.post(&format!("/api/bots/{}/channels", s.bot), bad, Some(&s.owner)).await;
+    assert_eq!((status, body["error"]["details"]["field"].as_str()), (422, Some("kind")));
+    let id = list["data"][0]["id"].as_str().expect("id");
+    let (status, _) = s
+        .server
+        .call("DELETE", &format!("/api/bots/{}/channels/{id}", s.bot), None, Some(&s.owner))
+        .await;
+    assert_eq!(status, 204);
+    let body = notification(vec![text_message("wamid.d1", "hello?")]);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 404, "disconnected");
+}
