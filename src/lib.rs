@@ -124,6 +124,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         &settings.store.data_dir,
     )
     .context("loading the channels' master key")?;
+    channels.start().await;
     let secret = if settings.auth.jwt_secret.is_empty() {
         parla_admin_api::auth::load_or_create_secret(&settings.store.data_dir)
             .context("loading the access-token secret")?
@@ -146,7 +147,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         ),
         public_url: std::sync::OnceLock::new(),
         intent_writes: tokio::sync::Mutex::new(()),
-        sealer: channels.sealer().clone(),
+        channels: channels.clone(),
     });
     let (app_engine, gateway, app_admin) =
         (engine.clone(), settings.gateway.clone(), admin.clone());

@@ -79,10 +79,22 @@ struct Setup {
 }
 
 async fn setup(fallback: &str, max_chars: usize) -> Setup {
+    setup_with(fallback, max_chars, 86_400, None).await
+}
+
+/// A workspace, a bot answering `fallback`, and its WhatsApp connection (with `template`
+/// for outside a window of `window_secs`).
+async fn setup_with(
+    fallback: &str,
+    max_chars: usize,
+    window_secs: u64,
+    template: Option<(&str, &str)>,
+) -> Setup {
     let (base, graph) = graph().await;
     let server = start_with(|s| {
         s.channels.whatsapp_api_base = base.clone();
         s.channels.whatsapp_max_chars = max_chars;
+        s.channels.whatsapp_window_secs = window_secs;
         s.channels.retry_base_ms = 10;
     })
     .await;
@@ -93,8 +105,12 @@ async fn setup(fallback: &str, max_chars: usize) -> Setup {
         json!({"name": "wa", "config": {"fallback_message": fallback}}),
     )
     .await;
-    let body = json!({"kind": "whatsapp", "phone_number_id": NUMBER, "access_token": TOKEN,
+    let mut body = json!({"kind": "whatsapp", "phone_number_id": NUMBER, "access_token": TOKEN,
         "app_secret": APP_SECRET, "verify_token": VERIFY});
+    if let Some((name, language)) = template {
+        body["template_name"] = json!(name);
+        body["template_language"] = json!(language);
+    }
     let (status, connection) =
         server.post(&format!("/api/bots/{bot}/channels"), body, Some(&owner)).await;
     assert_eq!(status, 201, "{connection}");
@@ -298,4 +314,43 @@ async fn credentials_are_sealed_and_never_returned() {
     assert_eq!(status, 204);
     let body = notification(vec![text_message("wamid.d1", "hello?")]);
     assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 404, "disconnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_a_reply_goes_out_as_the_template_or_fails_visibly() {
+    for template in [Some(("reengage", "en_US")), None] {
+        let s = setup_with("Sorry?", 4096, 1, template).await;
+        let body = notification(vec![text_message("wamid.w1", "hello")]);
+        assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+        let first = sent(&s.graph, 1).await;
+        assert_eq!(first[0]["type"], "text", "inside the window: free-form");
+        let id = conversations(&s).await[0]["id"].as_str().expect("id").to_owned();
+        let (mut agent, _, _) = Client::agent(s.server.addr, &s.owner).await;
+        agent.send(json!({"type": "subscribe", "conversation_id": id})).await;
+        agent.expect("subscribed").await;
+        tokio::time::sleep(Duration::from_millis(1100)).await; // The 1 s window closes.
+        let path = |action: &str| format!("/api/conversations/{id}/{action}");
+        assert_eq!(s.server.post(&path("claim"), json!({}), Some(&s.owner)).await.0, 200);
+        let reply = json!({"client_msg_id": "late", "text": "Your order has shipped."});
+        assert_eq!(s.server.post(&path("replies"), reply, Some(&s.owner)).await.0, 201);
+        if template.is_some() {
+            let all = sent(&s.graph, 2).await;
+            let last = all.last().expect("sent");
+            assert_eq!(last["type"], "template", "{last}");
+            assert_eq!(last["template"]["name"], "reengage");
+            assert_eq!(last["template"]["language"]["code"], "en_US");
+            assert_eq!(
+                last["template"]["components"][0]["parameters"][0]["text"],
+                "Your order has shipped."
+            );
+        } else {
+            let (error, _) = agent.until("error").await;
+            assert_eq!(error["code"], "channel_delivery_failed", "{error}");
+            assert!(
+                error["message"].as_str().is_some_and(|m| m.contains("24-hour window")),
+                "{error}"
+            );
+            assert_eq!(s.graph.sent.lock().expect("log").len(), 1, "nothing free-form went out");
+        }
+    }
 }

@@ -64,6 +64,13 @@ pub struct ChannelBody {
     /// The token Meta echoes when subscribing the webhook.
     #[schema(min_length = 1, max_length = 256)]
     verify_token: String,
+    /// An approved template sent instead of a free-form message outside WhatsApp's 24-hour
+    /// window (its one body parameter carries the text); without it such messages fail.
+    #[schema(min_length = 1, max_length = 512, pattern = "^[a-z0-9_]+$")]
+    template_name: Option<String>,
+    /// The template's language code, e.g. `en_US`.
+    #[schema(min_length = 2, max_length = 16)]
+    template_language: Option<String>,
 }
 
 async fn own_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<BotId, ApiError> {
@@ -138,6 +145,25 @@ pub async fn create(
         app_secret: secret("app_secret", &body.app_secret, 256)?,
         verify_token: secret("verify_token", &body.verify_token, 256)?,
     };
+    let template = match (body.template_name, body.template_language) {
+        (None, None) => None,
+        (Some(name), Some(language)) => {
+            let valid_name = !name.is_empty()
+                && name.len() <= 512
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid_name {
+                return Err(ApiError::invalid("template_name", "a-z, 0-9 and _, at most 512"));
+            }
+            if !(2..=16).contains(&language.len()) {
+                return Err(ApiError::invalid("template_language", "a language code like en_US"));
+            }
+            Some((name, language))
+        }
+        _ => {
+            let problem = "template_name and template_language go together";
+            return Err(ApiError::invalid("template_name", problem));
+        }
+    };
     let id = uuid::Uuid::now_v7().simple().to_string();
     let plain = serde_json::to_vec(&secrets)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -151,17 +177,19 @@ pub async fn create(
     .collect();
     let now = now_ms();
     let connection = ChannelConnection {
-        sealed_secrets: state.sealer.seal(&id, &plain),
+        sealed_secrets: state.channels.sealer().seal(&id, &plain),
         id,
         tenant_id: caller.tenant.clone(),
         bot_id: bot,
         kind: Channel::Whatsapp,
         address: number.to_owned(),
         secret_hints,
+        template,
         created_at: now,
         updated_at: now,
     };
     state.store.put_channel(&connection).await?;
+    state.channels.watch(&caller.tenant);
     Ok(HttpResponse::Created().json(ChannelView::from(&connection)))
 }
 

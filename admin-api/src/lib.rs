@@ -78,8 +78,8 @@ pub struct AdminState {
     /// and two concurrent writers must not lose each other's change. (One node; a cluster
     /// needs the store's compare-and-set.)
     pub intent_writes: tokio::sync::Mutex<()>,
-    /// Seals channel credentials (the channels' master key).
-    pub sealer: parla_channels::seal::Sealer,
+    /// The messaging channels (their credentials' sealer, their watchers).
+    pub channels: Arc<parla_channels::Channels>,
 }
 
 /// The largest request body accepted.

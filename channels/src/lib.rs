@@ -18,7 +18,13 @@
 pub mod seal;
 pub mod whatsapp;
 
-use std::{collections::HashMap, num::NonZeroU32, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    num::NonZeroU32,
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
@@ -41,6 +47,8 @@ pub struct Channels {
     sinks: Mutex<HashMap<(TenantId, ConversationId), tokio::task::AbortHandle>>,
     /// Per business number pacing.
     limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+    /// Tenants whose feed is watched for replies to deliver.
+    watched: Mutex<HashSet<TenantId>>,
 }
 
 impl Channels {
@@ -64,7 +72,62 @@ impl Channels {
             runtime: Handle::current(),
             sinks: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashSet::new()),
         }))
+    }
+
+    /// Watches every tenant with a connection (call once, at start).
+    pub async fn start(self: &Arc<Self>) {
+        match self.engine.store().all_channels().await {
+            Ok(all) => {
+                for connection in all {
+                    self.watch(&connection.tenant_id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not list channel connections"),
+        }
+    }
+
+    /// Delivers `tenant`'s bot and agent messages on its channels from now on, and what its
+    /// recent channel conversations still owe (after a restart).
+    pub fn watch(self: &Arc<Self>, tenant: &TenantId) {
+        if self.watched.lock().insert(tenant.clone()) {
+            self.runtime.spawn(self.clone().watcher(tenant.clone()));
+        }
+    }
+
+    async fn watcher(self: Arc<Self>, tenant: TenantId) {
+        use parla_engine::{bus::TenantEvent, model::Sender};
+        use tokio::sync::broadcast::error::RecvError;
+        let mut feed = self.engine.subscribe_tenant(&tenant);
+        // What a previous run left undelivered: its recent conversations catch up.
+        self.catch_up(&tenant).await;
+        loop {
+            match feed.recv().await {
+                Ok(event) => {
+                    let TenantEvent::Conversation { conversation_id, last_message, .. } = &*event
+                    else {
+                        continue;
+                    };
+                    if last_message.as_ref().is_some_and(|m| m.sender != Sender::User) {
+                        self.ensure_sink_for(&tenant, conversation_id).await;
+                    }
+                }
+                // Events were dropped: the recent conversations catch up from the store.
+                Err(RecvError::Lagged(_)) => self.catch_up(&tenant).await,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
+
+    /// Starts a sink for each of `tenant`'s recent channel conversations; each sends what
+    /// its cursor says is still owed, then idles out.
+    async fn catch_up(self: &Arc<Self>, tenant: &TenantId) {
+        if let Ok(recent) = self.engine.inbox(tenant, 500).await {
+            for entry in recent {
+                self.ensure_sink_for(tenant, &entry.conversation_id).await;
+            }
+        }
     }
 
     pub fn sealer(&self) -> &seal::Sealer {

@@ -19,7 +19,7 @@ use parla_engine::{
     bus::{Event, RecvError},
     model::{
         Channel, ChannelConnection, Conversation, ConversationId, ConversationKey, Handling,
-        Sender, now_ms,
+        Sender, TenantId, now_ms,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -32,9 +32,8 @@ use crate::Channels;
 const MAX_BODY: usize = 1 << 20;
 /// How long a webhook waits for each message to be stored.
 const STORE_WAIT: Duration = Duration::from_secs(10);
-/// WhatsApp's customer-service window: free-form replies only this long after the customer's
-/// last message. The sink lives as long.
-const WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// A sink with nothing to deliver this long stops (the tenant's watcher restarts it).
+const SINK_IDLE: Duration = Duration::from_secs(600);
 
 /// A WhatsApp connection's credentials, sealed at rest.
 #[derive(Clone, Serialize, Deserialize)]
@@ -268,115 +267,178 @@ impl Channels {
         let conversation =
             store.contact_conversation(&connection.id, &message.from, &fresh).await?;
         let key = conversation.key();
-        self.ensure_sink(&key, connection, &message.from);
+        self.ensure_sink(&key, &connection.id, &message.from);
         let id = format!("wa:{}", message.id);
         let text: String = text.chars().take(4000).collect();
         self.engine.post_visitor_message(key, id, text, STORE_WAIT).await.map(drop)
     }
 
+    /// Starts the outbound sink of a channel conversation unless it runs (widget
+    /// conversations have none).
+    pub(crate) async fn ensure_sink_for(self: &Arc<Self>, tenant: &TenantId, id: &ConversationId) {
+        let key = (tenant.clone(), id.clone());
+        if self.sinks.lock().get(&key).is_some_and(|s| !s.is_finished()) {
+            return;
+        }
+        if let Ok(Some((connection, contact))) =
+            self.engine.store().conversation_contact(tenant, id).await
+        {
+            let key = ConversationKey { tenant_id: tenant.clone(), conversation_id: id.clone() };
+            self.ensure_sink(&key, &connection, &contact);
+        }
+    }
+
     /// Starts the conversation's outbound sink unless it runs.
-    fn ensure_sink(
-        self: &Arc<Self>,
-        key: &ConversationKey,
-        connection: &ChannelConnection,
-        contact: &str,
-    ) {
+    fn ensure_sink(self: &Arc<Self>, key: &ConversationKey, connection: &str, contact: &str) {
         let mut sinks = self.sinks.lock();
         let id = (key.tenant_id.clone(), key.conversation_id.clone());
         if sinks.get(&id).is_some_and(|s| !s.is_finished()) {
             return;
         }
-        let task = self.runtime.spawn(self.clone().sink(
-            key.clone(),
-            connection.clone(),
-            contact.to_owned(),
-        ));
+        let sink = self.clone().sink(key.clone(), connection.to_owned(), contact.to_owned());
+        let task = self.runtime.spawn(sink);
         sinks.insert(id, task.abort_handle());
     }
 
-    /// Delivers the conversation's bot and agent messages to the contact, in seq order, for
-    /// as long as WhatsApp lets free-form messages through.
-    async fn sink(
-        self: Arc<Self>,
-        key: ConversationKey,
-        connection: ChannelConnection,
-        contact: String,
-    ) {
+    /// Delivers the conversation's bot and agent messages to the contact, in seq order, while
+    /// there is something to deliver; stops after an idle spell (the tenant's watcher starts
+    /// it again for the next reply).
+    async fn sink(self: Arc<Self>, key: ConversationKey, connection: String, contact: String) {
+        let store = self.engine.store().clone();
         let mut events = self.engine.subscribe(&key, None);
-        let mut cursor = self
-            .engine
-            .store()
-            .channel_cursor(&key.tenant_id, &key.conversation_id)
-            .await
-            .unwrap_or(0);
+        let (t, c) = (&key.tenant_id, &key.conversation_id);
+        let mut cursor = store.channel_cursor(t, c).await.unwrap_or(0);
+        let mut last_inbound = self.last_inbound(&key, cursor).await;
         loop {
-            cursor = self.deliver_after(&key, &connection, &contact, cursor).await;
-            // Wait for something new to deliver (or the end of the window).
-            loop {
-                match tokio::time::timeout(WINDOW, events.recv()).await {
+            let Some(connection) = store.channel_by_id(&connection).await.ok().flatten() else {
+                break; // Disconnected.
+            };
+            (cursor, last_inbound) =
+                self.deliver_after(&key, &connection, &contact, cursor, last_inbound).await;
+            let more = loop {
+                match tokio::time::timeout(SINK_IDLE, events.recv()).await {
                     Ok(Ok(event)) => {
                         if matches!(&*event, Event::Message { .. } | Event::StreamEnd { .. }) {
-                            break;
+                            break true;
                         }
                     }
-                    Ok(Err(RecvError::Lagged(_))) => break,
+                    Ok(Err(RecvError::Lagged(_))) => break true,
                     Ok(Err(RecvError::Closed)) => {
                         events = self.engine.subscribe(&key, None);
-                        break;
+                        break true;
                     }
-                    Err(_) => {
-                        self.sinks
-                            .lock()
-                            .remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
-                        return;
-                    }
+                    Err(_) => break false,
                 }
+            };
+            if !more {
+                break;
             }
         }
+        self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
     }
 
-    /// Sends every stored bot or agent message after `cursor`; returns the new cursor.
+    /// When the contact last wrote, as of `cursor` (0: not in the page before it).
+    async fn last_inbound(&self, key: &ConversationKey, cursor: u64) -> i64 {
+        let from = cursor.saturating_sub(100);
+        let page = self.engine.history(key, from, 100).await.unwrap_or_default();
+        page.iter()
+            .filter(|m| m.seq <= cursor && m.sender == Sender::User)
+            .map(|m| m.created_at)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Sends every stored bot or agent message after `cursor`: free-form within the window,
+    /// else the connection's template. Returns the new cursor and the contact's last message
+    /// time.
     async fn deliver_after(
         &self,
         key: &ConversationKey,
         connection: &ChannelConnection,
         contact: &str,
         mut cursor: u64,
-    ) -> u64 {
+        mut last_inbound: i64,
+    ) -> (u64, i64) {
         let store = self.engine.store();
+        let window = i64::try_from(self.settings.whatsapp_window_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
         loop {
             let page = match self.engine.history(key, cursor, 100).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "channel sink could not read the conversation");
-                    return cursor;
+                    return (cursor, last_inbound);
                 }
             };
-            let Some(last) = page.last().map(|m| m.seq) else { return cursor };
+            if page.is_empty() {
+                return (cursor, last_inbound);
+            }
             for message in &page {
-                if message.sender != Sender::User
-                    && let Err(e) = self.send_text(connection, contact, &message.text).await
-                {
-                    // Visible to the workspace's agents, not silent; the sink moves on so one
-                    // undeliverable message does not block the conversation.
-                    tracing::error!(conversation = %key.conversation_id, seq = message.seq, error = %e, "WhatsApp delivery failed");
-                    self.engine.announce_failure(
-                        key,
-                        "channel_delivery_failed",
-                        &format!("message {} could not be delivered on WhatsApp: {e}", message.seq),
-                    );
+                if message.sender == Sender::User {
+                    last_inbound = last_inbound.max(message.created_at);
+                } else {
+                    let open = now_ms() - last_inbound < window;
+                    let sent = if open {
+                        self.send_text(connection, contact, &message.text).await
+                    } else {
+                        self.send_template(connection, contact, &message.text).await
+                    };
+                    if let Err(e) = sent {
+                        // Visible to the workspace's agents, not silent; the sink moves on so
+                        // one undeliverable message does not block the conversation.
+                        tracing::error!(conversation = %key.conversation_id, seq = message.seq, error = %e, "WhatsApp delivery failed");
+                        let text =
+                            format!("message {} was not delivered on WhatsApp: {e}", message.seq);
+                        self.engine.announce_failure(key, "channel_delivery_failed", &text);
+                    }
                 }
                 cursor = message.seq;
-                if let Err(e) =
-                    store.set_channel_cursor(&key.tenant_id, &key.conversation_id, cursor).await
-                {
+                let (t, c) = (&key.tenant_id, &key.conversation_id);
+                if let Err(e) = store.set_channel_cursor(t, c, cursor).await {
                     tracing::warn!(error = %e, "could not record channel progress");
                 }
             }
-            if last == cursor && page.len() < 100 {
-                return cursor;
-            }
         }
+    }
+
+    /// Outside the window: the connection's approved template, the text as its parameter.
+    async fn send_template(
+        &self,
+        connection: &ChannelConnection,
+        to: &str,
+        text: &str,
+    ) -> Result<(), String> {
+        let Some((name, language)) = &connection.template else {
+            return Err("outside the 24-hour window and the connection has no template".into());
+        };
+        let secrets = self.secrets(connection)?;
+        let parameter: String = text.chars().take(1024).collect();
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "template",
+            "template": {
+                "name": name,
+                "language": {"code": language},
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": parameter}]}],
+            },
+        });
+        let url = self.messages_url(connection);
+        self.post_with_retries(&connection.address, &url, &secrets.access_token, &body).await
+    }
+
+    fn secrets(&self, connection: &ChannelConnection) -> Result<Secrets, String> {
+        let plain = self
+            .sealer
+            .open(&connection.id, &connection.sealed_secrets)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&plain).map_err(|e| e.to_string())
+    }
+
+    fn messages_url(&self, connection: &ChannelConnection) -> String {
+        let base = self.settings.whatsapp_api_base.trim_end_matches('/');
+        format!("{base}/{}/messages", connection.address)
     }
 
     /// Sends `text` as one or more WhatsApp text messages.
@@ -386,16 +448,8 @@ impl Channels {
         to: &str,
         text: &str,
     ) -> Result<(), String> {
-        let plain = self
-            .sealer
-            .open(&connection.id, &connection.sealed_secrets)
-            .map_err(|e| e.to_string())?;
-        let secrets: Secrets = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
-        let url = format!(
-            "{}/{}/messages",
-            self.settings.whatsapp_api_base.trim_end_matches('/'),
-            connection.address
-        );
+        let secrets = self.secrets(connection)?;
+        let url = self.messages_url(connection);
         for piece in crate::split_message(text, self.settings.whatsapp_max_chars) {
             let body = json!({
                 "messaging_product": "whatsapp",

@@ -116,6 +116,9 @@ pub struct ChannelSettings {
     pub whatsapp_max_chars: usize,
     /// Messages per second per business number.
     pub whatsapp_rate_per_second: u32,
+    /// WhatsApp's customer-service window: free-form messages only this long after the
+    /// customer's last message (then the connection's template).
+    pub whatsapp_window_secs: u64,
     /// Attempts per outgoing message on 429, 5xx or a network error.
     pub send_attempts: u32,
     /// First retry delay, doubled each time (a provider's `Retry-After` wins).
@@ -131,6 +134,7 @@ impl std::fmt::Debug for ChannelSettings {
             .field("whatsapp_api_base", &self.whatsapp_api_base)
             .field("whatsapp_max_chars", &self.whatsapp_max_chars)
             .field("whatsapp_rate_per_second", &self.whatsapp_rate_per_second)
+            .field("whatsapp_window_secs", &self.whatsapp_window_secs)
             .field("send_attempts", &self.send_attempts)
             .field("retry_base_ms", &self.retry_base_ms)
             .field("timeout_ms", &self.timeout_ms)

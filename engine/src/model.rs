@@ -571,6 +571,11 @@ pub struct ChannelConnection {
     pub sealed_secrets: String,
     /// The credentials' last four characters each, to tell them apart in the API.
     pub secret_hints: std::collections::BTreeMap<String, String>,
+    /// WhatsApp: the approved template (name, language code) sent instead of a free-form
+    /// message outside the 24-hour customer-service window; its one body parameter carries
+    /// the message's text.
+    #[serde(default)]
+    pub template: Option<(String, String)>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -44,6 +44,7 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
         address: "1234".into(),
         sealed_secrets: "sealed".into(),
         secret_hints: Default::default(),
+        template: None,
         created_at: 1,
         updated_at: 1,
     };
@@ -74,6 +75,10 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
     let other_contact = store.contact_conversation("wa-1", "+392", &fresh("c3")).await.expect("c3");
     assert_eq!(other_contact.id.as_str(), "c3");
     assert!(store.get_conversation(&t, &ConversationId::from("c2")).await.expect("get").is_none());
+    let contact = store.conversation_contact(&t, &first.id).await.expect("contact");
+    assert_eq!(contact, Some(("wa-1".to_owned(), "+391".to_owned())));
+    assert_eq!(store.conversation_contact(&other, &first.id).await.expect("contact"), None);
+    assert!(store.all_channels().await.expect("all").iter().any(|c| c.id == "wa-1"));
     assert_eq!(store.channel_cursor(&t, &first.id).await.expect("cursor"), 0);
     store.set_channel_cursor(&t, &first.id, 7).await.expect("set");
     assert_eq!(store.channel_cursor(&t, &first.id).await.expect("cursor"), 7);

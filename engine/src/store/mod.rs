@@ -223,6 +223,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         contact: &str,
         fresh: &Conversation,
     ) -> StoreResult<Conversation>;
+    /// The (connection, contact) a channel conversation belongs to; `None` for widget ones.
+    async fn conversation_contact(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<(String, String)>>;
+    /// Every channel connection, of every tenant (the channels start their watchers from it).
+    async fn all_channels(&self) -> StoreResult<Vec<crate::model::ChannelConnection>>;
     /// Highest seq of a conversation delivered to its channel (0: none).
     async fn channel_cursor(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<u64>;
     async fn set_channel_cursor(

@@ -47,6 +47,9 @@ const NOTES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("
 const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
 /// (connection, contact) → conversation id: one conversation per contact and connection.
 const CONTACTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("channel_contacts");
+/// (tenant, conversation) → (connection, contact): who a channel conversation is with.
+const CONVERSATION_CONTACTS: TableDefinition<(&str, &str), (&str, &str)> =
+    TableDefinition::new("conversation_contacts");
 /// (tenant, conversation) → highest seq delivered to the conversation's channel.
 const CHANNEL_CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("channel_cursors");
 /// (tenant, canned response id) → canned response JSON.
@@ -196,6 +199,7 @@ impl RedbStore {
             txn.open_table(CHANNELS).map_err(backend)?;
             txn.open_table(CONTACTS).map_err(backend)?;
             txn.open_table(CHANNEL_CURSORS).map_err(backend)?;
+            txn.open_table(CONVERSATION_CONTACTS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -384,6 +388,10 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             for cid in &ids {
                 client_ids.remove((t, c, cid.as_str())).map_err(backend)?;
             }
+            txn.open_table(CONVERSATION_CONTACTS)
+                .map_err(backend)?
+                .remove((t, c))
+                .map_err(backend)?;
             let mut notes = txn.open_table(NOTES).map_err(backend)?;
             let note_ids: Vec<String> = notes
                 .range((t, c, "")..=(t, c, "\u{10FFFF}"))
@@ -520,6 +528,10 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             drop(conversations);
             create_conversation(txn, fresh)?;
             contacts.insert(key, fresh.id.as_str()).map_err(backend)?;
+            txn.open_table(CONVERSATION_CONTACTS)
+                .map_err(backend)?
+                .insert((fresh.tenant_id.as_str(), fresh.id.as_str()), key)
+                .map_err(backend)?;
             return Ok(Outcome::Conversation(Box::new(fresh.clone())));
         }
         WriteOp::SetChannelCursor(tenant, id, seq) => {
@@ -1121,6 +1133,34 @@ impl Store for RedbStore {
             Outcome::Conversation(c) => Ok(*c),
             other => Err(StoreError::Backend(format!("contact_conversation returned {other:?}"))),
         }
+    }
+
+    async fn conversation_contact(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<(String, String)>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CONVERSATION_CONTACTS).map_err(backend)?;
+            let found = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
+            Ok(found.map(|v| {
+                let (connection, contact) = v.value();
+                (connection.to_owned(), contact.to_owned())
+            }))
+        })
+        .await
+    }
+
+    async fn all_channels(&self) -> StoreResult<Vec<ChannelConnection>> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CHANNELS).map_err(backend)?;
+            let entries = table.iter().map_err(backend)?;
+            entries.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
     }
 
     async fn channel_cursor(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<u64> {
