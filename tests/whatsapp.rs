@@ -26,10 +26,13 @@ const APP_SECRET: &str = "app-secret-for-tests-7c1e";
 const VERIFY: &str = "verify-me-4b2d";
 const CONTACT: &str = "393331234567";
 
-/// The Graph API double: records every send; answers 429 while `throttle` > 0.
+/// The Graph API double: records every send (read receipts apart); answers 429 while
+/// `throttle` > 0.
 #[derive(Default)]
 struct Graph {
     sent: Mutex<Vec<Value>>,
+    /// Read receipts: `{"status": "read", "message_id", "typing_indicator"}`.
+    reads: Mutex<Vec<Value>>,
     attempts: AtomicUsize,
     throttle: AtomicUsize,
 }
@@ -44,6 +47,10 @@ async fn graph() -> (String, Arc<Graph>) {
             web::post().to(move |req: HttpRequest, path: web::Path<(String, String)>, body: web::Json<Value>| {
                 let state = state.clone();
                 async move {
+                    if body["status"] == "read" {
+                        state.reads.lock().expect("log").push(body.into_inner());
+                        return HttpResponse::Ok().json(json!({"success": true}));
+                    }
                     state.attempts.fetch_add(1, Ordering::SeqCst);
                     let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
                     if auth != Some(&format!("Bearer {TOKEN}")) || path.1 != NUMBER {
@@ -238,6 +245,22 @@ async fn a_burst_is_stored_in_arrival_order_once_and_every_answer_reaches_the_co
         answers.iter().map(|a| a["text"]["body"].as_str().expect("body")).collect();
     assert_eq!(delivered, said);
     assert_eq!(said.iter().filter(|t| **t == "Got it.").count(), 50, "one answer per message");
+    for _ in 0..200 {
+        if s.graph.reads.lock().expect("log").len() >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reads = s.graph.reads.lock().expect("log").clone();
+    let mut read_ids: Vec<&str> =
+        reads.iter().map(|r| r["message_id"].as_str().expect("id")).collect();
+    read_ids.sort_unstable();
+    read_ids.dedup();
+    assert_eq!(read_ids.len(), 50, "each message marked read (blue ticks)");
+    assert!(
+        reads.iter().all(|r| r["typing_indicator"]["type"] == "text"),
+        "with the typing indicator"
+    );
     for answer in &answers {
         assert_eq!(
             (answer["to"].as_str(), answer["type"].as_str()),

@@ -270,7 +270,27 @@ impl Channels {
         self.ensure_sink(&key, &connection.id, &message.from);
         let id = format!("wa:{}", message.id);
         let text: String = text.chars().take(4000).collect();
-        self.engine.post_visitor_message(key, id, text, STORE_WAIT).await.map(drop)
+        self.engine.post_visitor_message(key, id, text, STORE_WAIT).await?;
+        // Blue ticks and "typing…" while the answer is prepared (Meta clears the indicator
+        // with the reply, or after 25 s). Best effort: the message is already stored.
+        let this = self.clone();
+        let (connection, wamid) = (connection.clone(), message.id.clone());
+        self.runtime.spawn(async move {
+            let body = json!({"messaging_product": "whatsapp", "status": "read",
+                "message_id": wamid, "typing_indicator": {"type": "text"}});
+            let sent = match this.secrets(&connection) {
+                Ok(secrets) => {
+                    let url = this.messages_url(&connection);
+                    this.post_with_retries(&connection.address, &url, &secrets.access_token, &body)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "WhatsApp read receipt not sent");
+            }
+        });
+        Ok(())
     }
 
     /// Starts the outbound sink of a channel conversation unless it runs (widget
