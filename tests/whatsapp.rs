@@ -325,7 +325,7 @@ async fn credentials_are_sealed_and_never_returned() {
     for secret in [TOKEN, APP_SECRET, VERIFY] {
         assert!(!stored.contains(secret), "{secret} is stored in clear");
     }
-    let bad = json!({"kind": "sms", "phone_number_id": NUMBER, "access_token": "a", "app_secret": "b", "verify_token": "c"});
+    let bad = json!({"kind": "web", "phone_number_id": NUMBER, "access_token": "a", "app_secret": "b", "verify_token": "c"});
     let (status, body) =
         s.server.post(&format!("/api/bots/{}/channels", s.bot), bad, Some(&s.owner)).await;
     assert_eq!((status, body["error"]["details"]["field"].as_str()), (422, Some("kind")));

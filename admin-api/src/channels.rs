@@ -18,7 +18,7 @@ pub struct ChannelView {
     pub id: String,
     pub bot_id: String,
     pub kind: Channel,
-    /// WhatsApp: the phone number id.
+    /// WhatsApp: the phone number id; SMS: the number (E.164).
     pub address: String,
     /// Each credential's last four characters.
     pub secret_hints: BTreeMap<String, String>,
@@ -35,7 +35,10 @@ impl From<&ChannelConnection> for ChannelView {
             kind: c.kind,
             address: c.address.clone(),
             secret_hints: c.secret_hints.clone(),
-            webhook_path: format!("/v1/channels/whatsapp/{}", c.id),
+            webhook_path: match c.kind {
+                Channel::Sms => format!("/v1/channels/sms/{}", c.id),
+                _ => format!("/v1/channels/whatsapp/{}", c.id),
+            },
             created_at: c.created_at,
         }
     }
@@ -46,31 +49,42 @@ pub struct ChannelList {
     pub data: Vec<ChannelView>,
 }
 
-/// A WhatsApp Cloud API connection.
+/// A connection: WhatsApp Cloud API (`phone_number_id`, `access_token`, `app_secret`,
+/// `verify_token`, optionally a template) or SMS through Twilio (`phone_number`,
+/// `account_sid`, `auth_token`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelBody {
-    /// `whatsapp` (SMS and push to come).
+    /// `whatsapp` or `sms` (push to come).
     kind: Channel,
-    /// The business phone number's id in Meta's WhatsApp Manager.
+    /// WhatsApp: the business phone number's id in Meta's WhatsApp Manager.
     #[schema(min_length = 1, max_length = 64, pattern = "^[0-9]+$")]
-    phone_number_id: String,
-    /// A system-user access token with `whatsapp_business_messaging`.
+    phone_number_id: Option<String>,
+    /// WhatsApp: a system-user access token with `whatsapp_business_messaging`.
     #[schema(min_length = 1, max_length = 1024)]
-    access_token: String,
-    /// The Meta app's secret: webhooks are verified with it.
+    access_token: Option<String>,
+    /// WhatsApp: the Meta app's secret; webhooks are verified with it.
     #[schema(min_length = 1, max_length = 256)]
-    app_secret: String,
-    /// The token Meta echoes when subscribing the webhook.
+    app_secret: Option<String>,
+    /// WhatsApp: the token Meta echoes when subscribing the webhook.
     #[schema(min_length = 1, max_length = 256)]
-    verify_token: String,
-    /// An approved template sent instead of a free-form message outside WhatsApp's 24-hour
+    verify_token: Option<String>,
+    /// WhatsApp: an approved template sent instead of a free-form message outside the 24-hour
     /// window (its one body parameter carries the text); without it such messages fail.
     #[schema(min_length = 1, max_length = 512, pattern = "^[a-z0-9_]+$")]
     template_name: Option<String>,
-    /// The template's language code, e.g. `en_US`.
+    /// WhatsApp: the template's language code, e.g. `en_US`.
     #[schema(min_length = 2, max_length = 16)]
     template_language: Option<String>,
+    /// SMS: the Twilio number, E.164 (`+15551234567`).
+    #[schema(min_length = 2, max_length = 16, pattern = r"^\+[0-9]+$")]
+    phone_number: Option<String>,
+    /// SMS: the Twilio account SID (`AC…`).
+    #[schema(min_length = 1, max_length = 64)]
+    account_sid: Option<String>,
+    /// SMS: the Twilio auth token; webhooks are verified with it.
+    #[schema(min_length = 1, max_length = 256)]
+    auth_token: Option<String>,
 }
 
 async fn own_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<BotId, ApiError> {
@@ -88,8 +102,8 @@ fn hint(secret: &str) -> String {
     format!("…{tail}")
 }
 
-fn secret(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
-    let value = value.trim();
+fn secret(field: &str, value: Option<&String>, max: usize) -> Result<String, ApiError> {
+    let value = value.map_or("", |v| v.trim());
     if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
         return Err(ApiError::invalid(field, format!("1 to {max} printable characters")));
     }
@@ -118,7 +132,8 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(ChannelList { data }))
 }
 
-/// `POST /api/bots/{id}/channels`: connects the bot to a WhatsApp business number.
+/// `POST /api/bots/{id}/channels`: connects the bot to a WhatsApp business number or a Twilio
+/// SMS number.
 #[utoipa::path(post, path = "/api/bots/{id}/channels", tag = "channels", operation_id = "create_channel",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The bot's id")),
@@ -133,19 +148,53 @@ pub async fn create(
     caller.require("bots:write")?;
     let bot = own_bot(&state, &caller, &path).await?;
     let body = body.into_inner();
-    if body.kind != Channel::Whatsapp {
-        return Err(ApiError::invalid("kind", "only whatsapp can be connected so far"));
-    }
-    let number = body.phone_number_id.trim();
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let (address, plain, hints, template) = match body.kind {
+        Channel::Whatsapp => whatsapp(&body)?,
+        Channel::Sms => sms(&body)?,
+        _ => return Err(ApiError::invalid("kind", "whatsapp or sms")),
+    };
+    let now = now_ms();
+    let connection = ChannelConnection {
+        sealed_secrets: state.channels.sealer().seal(&id, &plain),
+        id,
+        tenant_id: caller.tenant.clone(),
+        bot_id: bot,
+        kind: body.kind,
+        address,
+        secret_hints: hints,
+        template,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.put_channel(&connection).await?;
+    state.channels.watch(&caller.tenant);
+    Ok(HttpResponse::Created().json(ChannelView::from(&connection)))
+}
+
+/// What a connection stores: (address, sealed-to-be credentials, their hints, template).
+type Parts = (String, Vec<u8>, BTreeMap<String, String>, Option<(String, String)>);
+
+fn sealable(
+    secrets: &impl Serialize,
+    hints: &[(&str, &str)],
+) -> Result<(Vec<u8>, BTreeMap<String, String>), ApiError> {
+    let plain = serde_json::to_vec(secrets)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok((plain, hints.iter().map(|(name, value)| ((*name).to_owned(), hint(value))).collect()))
+}
+
+fn whatsapp(body: &ChannelBody) -> Result<Parts, ApiError> {
+    let number = body.phone_number_id.as_deref().map_or("", str::trim);
     if number.is_empty() || number.len() > 64 || !number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid("phone_number_id", "digits only, at most 64"));
     }
     let secrets = parla_channels::whatsapp::Secrets {
-        access_token: secret("access_token", &body.access_token, 1024)?,
-        app_secret: secret("app_secret", &body.app_secret, 256)?,
-        verify_token: secret("verify_token", &body.verify_token, 256)?,
+        access_token: secret("access_token", body.access_token.as_ref(), 1024)?,
+        app_secret: secret("app_secret", body.app_secret.as_ref(), 256)?,
+        verify_token: secret("verify_token", body.verify_token.as_ref(), 256)?,
     };
-    let template = match (body.template_name, body.template_language) {
+    let template = match (&body.template_name, &body.template_language) {
         (None, None) => None,
         (Some(name), Some(language)) => {
             let valid_name = !name.is_empty()
@@ -157,40 +206,39 @@ pub async fn create(
             if !(2..=16).contains(&language.len()) {
                 return Err(ApiError::invalid("template_language", "a language code like en_US"));
             }
-            Some((name, language))
+            Some((name.clone(), language.clone()))
         }
         _ => {
             let problem = "template_name and template_language go together";
             return Err(ApiError::invalid("template_name", problem));
         }
     };
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let plain = serde_json::to_vec(&secrets)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let secret_hints = [
-        ("access_token", &secrets.access_token),
-        ("app_secret", &secrets.app_secret),
-        ("verify_token", &secrets.verify_token),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_owned(), hint(value)))
-    .collect();
-    let now = now_ms();
-    let connection = ChannelConnection {
-        sealed_secrets: state.channels.sealer().seal(&id, &plain),
-        id,
-        tenant_id: caller.tenant.clone(),
-        bot_id: bot,
-        kind: Channel::Whatsapp,
-        address: number.to_owned(),
-        secret_hints,
-        template,
-        created_at: now,
-        updated_at: now,
+    let (plain, hints) = sealable(
+        &secrets,
+        &[
+            ("access_token", &secrets.access_token),
+            ("app_secret", &secrets.app_secret),
+            ("verify_token", &secrets.verify_token),
+        ],
+    )?;
+    Ok((number.to_owned(), plain, hints, template))
+}
+
+fn sms(body: &ChannelBody) -> Result<Parts, ApiError> {
+    let number = body.phone_number.as_deref().map_or("", str::trim);
+    let digits = number.strip_prefix('+').unwrap_or("");
+    if !(1..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("phone_number", "an E.164 number, like +15551234567"));
+    }
+    let secrets = parla_channels::sms::Secrets {
+        account_sid: secret("account_sid", body.account_sid.as_ref(), 64)?,
+        auth_token: secret("auth_token", body.auth_token.as_ref(), 256)?,
     };
-    state.store.put_channel(&connection).await?;
-    state.channels.watch(&caller.tenant);
-    Ok(HttpResponse::Created().json(ChannelView::from(&connection)))
+    let (plain, hints) = sealable(
+        &secrets,
+        &[("account_sid", &secrets.account_sid), ("auth_token", &secrets.auth_token)],
+    )?;
+    Ok((number.to_owned(), plain, hints, None))
 }
 
 /// `DELETE /api/bots/{id}/channels/{channel_id}`: its webhooks are refused from then on.

@@ -16,6 +16,8 @@
 //! Dependency direction: `channels` → `engine`; never another transport.
 
 pub mod seal;
+mod sink;
+pub mod sms;
 pub mod whatsapp;
 
 use std::{
@@ -137,7 +139,10 @@ impl Channels {
     /// Mounts the channels' webhooks.
     pub fn configure(self: &Arc<Self>) -> impl FnOnce(&mut actix_web::web::ServiceConfig) + use<> {
         let channels = self.clone();
-        move |cfg| whatsapp::routes(cfg, channels)
+        move |cfg| {
+            whatsapp::routes(cfg, channels.clone());
+            sms::routes(cfg, channels);
+        }
     }
 
     /// The pacing of one business number.

@@ -6,6 +6,9 @@
 //! {base}/{phone-number-id}/messages` and a bearer token; text messages hold at most 4,096
 //! characters.
 //!
+//! The outbound side (ordering, cursor, retries) is the shared sink (`sink.rs`); this module
+//! turns a message into WhatsApp's text or template shape.
+//!
 //! Written on reqwest rather than the `whatsapp` crate (the maintained successor of
 //! `whatsapp-cloud-api`): that crate hard-codes `https://graph.facebook.com` (only the API
 //! version can be set), so it cannot be pointed at a test server, and it does not verify
@@ -15,12 +18,8 @@ use std::{sync::Arc, time::Duration};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use hmac::{Hmac, Mac};
-use parla_engine::{
-    bus::{Event, RecvError},
-    model::{
-        Channel, ChannelConnection, Conversation, ConversationId, ConversationKey, Handling,
-        Sender, TenantId, now_ms,
-    },
+use parla_engine::model::{
+    Channel, ChannelConnection, Conversation, ConversationId, Handling, now_ms,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -32,8 +31,6 @@ use crate::Channels;
 const MAX_BODY: usize = 1 << 20;
 /// How long a webhook waits for each message to be stored.
 const STORE_WAIT: Duration = Duration::from_secs(10);
-/// A sink with nothing to deliver this long stops (the tenant's watcher restarts it).
-const SINK_IDLE: Duration = Duration::from_secs(600);
 
 /// A WhatsApp connection's credentials, sealed at rest.
 #[derive(Clone, Serialize, Deserialize)]
@@ -281,8 +278,10 @@ impl Channels {
             let sent = match this.secrets(&connection) {
                 Ok(secrets) => {
                     let url = this.messages_url(&connection);
-                    this.post_with_retries(&connection.address, &url, &secrets.access_token, &body)
-                        .await
+                    let token = &secrets.access_token;
+                    let http = &this.http;
+                    let build = || http.post(&url).bearer_auth(token).json(&body);
+                    this.send_with_retries(&connection.address, build).await
                 }
                 Err(e) => Err(e),
             };
@@ -293,136 +292,8 @@ impl Channels {
         Ok(())
     }
 
-    /// Starts the outbound sink of a channel conversation unless it runs (widget
-    /// conversations have none).
-    pub(crate) async fn ensure_sink_for(self: &Arc<Self>, tenant: &TenantId, id: &ConversationId) {
-        let key = (tenant.clone(), id.clone());
-        if self.sinks.lock().get(&key).is_some_and(|s| !s.is_finished()) {
-            return;
-        }
-        if let Ok(Some((connection, contact))) =
-            self.engine.store().conversation_contact(tenant, id).await
-        {
-            let key = ConversationKey { tenant_id: tenant.clone(), conversation_id: id.clone() };
-            self.ensure_sink(&key, &connection, &contact);
-        }
-    }
-
-    /// Starts the conversation's outbound sink unless it runs.
-    fn ensure_sink(self: &Arc<Self>, key: &ConversationKey, connection: &str, contact: &str) {
-        let mut sinks = self.sinks.lock();
-        let id = (key.tenant_id.clone(), key.conversation_id.clone());
-        if sinks.get(&id).is_some_and(|s| !s.is_finished()) {
-            return;
-        }
-        let sink = self.clone().sink(key.clone(), connection.to_owned(), contact.to_owned());
-        let task = self.runtime.spawn(sink);
-        sinks.insert(id, task.abort_handle());
-    }
-
-    /// Delivers the conversation's bot and agent messages to the contact, in seq order, while
-    /// there is something to deliver; stops after an idle spell (the tenant's watcher starts
-    /// it again for the next reply).
-    async fn sink(self: Arc<Self>, key: ConversationKey, connection: String, contact: String) {
-        let store = self.engine.store().clone();
-        let mut events = self.engine.subscribe(&key, None);
-        let (t, c) = (&key.tenant_id, &key.conversation_id);
-        let mut cursor = store.channel_cursor(t, c).await.unwrap_or(0);
-        let mut last_inbound = self.last_inbound(&key, cursor).await;
-        loop {
-            let Some(connection) = store.channel_by_id(&connection).await.ok().flatten() else {
-                break; // Disconnected.
-            };
-            (cursor, last_inbound) =
-                self.deliver_after(&key, &connection, &contact, cursor, last_inbound).await;
-            let more = loop {
-                match tokio::time::timeout(SINK_IDLE, events.recv()).await {
-                    Ok(Ok(event)) => {
-                        if matches!(&*event, Event::Message { .. } | Event::StreamEnd { .. }) {
-                            break true;
-                        }
-                    }
-                    Ok(Err(RecvError::Lagged(_))) => break true,
-                    Ok(Err(RecvError::Closed)) => {
-                        events = self.engine.subscribe(&key, None);
-                        break true;
-                    }
-                    Err(_) => break false,
-                }
-            };
-            if !more {
-                break;
-            }
-        }
-        self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
-    }
-
-    /// When the contact last wrote, as of `cursor` (0: not in the page before it).
-    async fn last_inbound(&self, key: &ConversationKey, cursor: u64) -> i64 {
-        let from = cursor.saturating_sub(100);
-        let page = self.engine.history(key, from, 100).await.unwrap_or_default();
-        page.iter()
-            .filter(|m| m.seq <= cursor && m.sender == Sender::User)
-            .map(|m| m.created_at)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Sends every stored bot or agent message after `cursor`: free-form within the window,
-    /// else the connection's template. Returns the new cursor and the contact's last message
-    /// time.
-    async fn deliver_after(
-        &self,
-        key: &ConversationKey,
-        connection: &ChannelConnection,
-        contact: &str,
-        mut cursor: u64,
-        mut last_inbound: i64,
-    ) -> (u64, i64) {
-        let store = self.engine.store();
-        let window = i64::try_from(self.settings.whatsapp_window_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX);
-        loop {
-            let page = match self.engine.history(key, cursor, 100).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(error = %e, "channel sink could not read the conversation");
-                    return (cursor, last_inbound);
-                }
-            };
-            if page.is_empty() {
-                return (cursor, last_inbound);
-            }
-            for message in &page {
-                if message.sender == Sender::User {
-                    last_inbound = last_inbound.max(message.created_at);
-                } else {
-                    let open = now_ms() - last_inbound < window;
-                    let sent = if open {
-                        self.send_text(connection, contact, &message.text).await
-                    } else {
-                        self.send_template(connection, contact, &message.text).await
-                    };
-                    if let Err(e) = sent {
-                        // Visible to the workspace's agents, not silent; the sink moves on so
-                        // one undeliverable message does not block the conversation.
-                        tracing::error!(conversation = %key.conversation_id, seq = message.seq, error = %e, "WhatsApp delivery failed");
-                        let text =
-                            format!("message {} was not delivered on WhatsApp: {e}", message.seq);
-                        self.engine.announce_failure(key, "channel_delivery_failed", &text);
-                    }
-                }
-                cursor = message.seq;
-                let (t, c) = (&key.tenant_id, &key.conversation_id);
-                if let Err(e) = store.set_channel_cursor(t, c, cursor).await {
-                    tracing::warn!(error = %e, "could not record channel progress");
-                }
-            }
-        }
-    }
-
     /// Outside the window: the connection's approved template, the text as its parameter.
-    async fn send_template(
+    pub(crate) async fn send_template(
         &self,
         connection: &ChannelConnection,
         to: &str,
@@ -445,7 +316,8 @@ impl Channels {
             },
         });
         let url = self.messages_url(connection);
-        self.post_with_retries(&connection.address, &url, &secrets.access_token, &body).await
+        let build = || self.http.post(&url).bearer_auth(&secrets.access_token).json(&body);
+        self.send_with_retries(&connection.address, build).await
     }
 
     fn secrets(&self, connection: &ChannelConnection) -> Result<Secrets, String> {
@@ -462,7 +334,7 @@ impl Channels {
     }
 
     /// Sends `text` as one or more WhatsApp text messages.
-    async fn send_text(
+    pub(crate) async fn send_text(
         &self,
         connection: &ChannelConnection,
         to: &str,
@@ -478,50 +350,9 @@ impl Channels {
                 "type": "text",
                 "text": {"preview_url": false, "body": piece},
             });
-            self.post_with_retries(&connection.address, &url, &secrets.access_token, &body).await?;
+            let build = || self.http.post(&url).bearer_auth(&secrets.access_token).json(&body);
+            self.send_with_retries(&connection.address, build).await?;
         }
         Ok(())
-    }
-
-    /// POSTs `body`, paced per number, retrying 429, 5xx and network errors with backoff.
-    async fn post_with_retries(
-        &self,
-        address: &str,
-        url: &str,
-        token: &str,
-        body: &serde_json::Value,
-    ) -> Result<(), String> {
-        let limiter = self.limiter(address);
-        let attempts = self.settings.send_attempts.max(1);
-        let mut delay = Duration::from_millis(self.settings.retry_base_ms);
-        for attempt in 1..=attempts {
-            limiter.until_ready().await;
-            let sent = self.http.post(url).bearer_auth(token).json(body).send().await;
-            let (retryable, reason, wait) = match sent {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let detail: serde_json::Value = response.json().await.unwrap_or_default();
-                    let message =
-                        detail["error"]["message"].as_str().unwrap_or("no detail").to_owned();
-                    let retryable = status.as_u16() == 429 || status.is_server_error();
-                    (retryable, format!("WhatsApp answered {status}: {message}"), retry_after)
-                }
-                Err(e) => (true, format!("network: {}", e.without_url()), None),
-            };
-            if !retryable || attempt == attempts {
-                return Err(reason);
-            }
-            tracing::info!(attempt, reason = %reason, "WhatsApp send retried");
-            tokio::time::sleep(wait.unwrap_or(delay).min(Duration::from_secs(60))).await;
-            delay *= 2;
-        }
-        Err("no attempt made".into())
     }
 }

@@ -119,6 +119,11 @@ pub struct ChannelSettings {
     /// WhatsApp's customer-service window: free-form messages only this long after the
     /// customer's last message (then the connection's template).
     pub whatsapp_window_secs: u64,
+    /// Twilio's REST API base (SMS).
+    pub twilio_api_base: String,
+    /// This server's public base URL as providers call it (`https://chat.example.com`):
+    /// Twilio signs the full URL. Empty: from the request's scheme and Host.
+    pub public_url: String,
     /// Attempts per outgoing message on 429, 5xx or a network error.
     pub send_attempts: u32,
     /// First retry delay, doubled each time (a provider's `Retry-After` wins).
@@ -135,6 +140,8 @@ impl std::fmt::Debug for ChannelSettings {
             .field("whatsapp_max_chars", &self.whatsapp_max_chars)
             .field("whatsapp_rate_per_second", &self.whatsapp_rate_per_second)
             .field("whatsapp_window_secs", &self.whatsapp_window_secs)
+            .field("twilio_api_base", &self.twilio_api_base)
+            .field("public_url", &self.public_url)
             .field("send_attempts", &self.send_attempts)
             .field("retry_base_ms", &self.retry_base_ms)
             .field("timeout_ms", &self.timeout_ms)

@@ -79,6 +79,12 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
     assert_eq!(contact, Some(("wa-1".to_owned(), "+391".to_owned())));
     assert_eq!(store.conversation_contact(&other, &first.id).await.expect("contact"), None);
     assert!(store.all_channels().await.expect("all").iter().any(|c| c.id == "wa-1"));
+    assert!(!store.opted_out("wa-1", "+391").await.expect("read"));
+    store.set_opted_out("wa-1", "+391", true).await.expect("stop");
+    assert!(store.opted_out("wa-1", "+391").await.expect("read"));
+    assert!(!store.opted_out("wa-1", "+392").await.expect("read"), "per contact");
+    store.set_opted_out("wa-1", "+391", false).await.expect("start");
+    assert!(!store.opted_out("wa-1", "+391").await.expect("read"));
     assert_eq!(store.channel_cursor(&t, &first.id).await.expect("cursor"), 0);
     store.set_channel_cursor(&t, &first.id, 7).await.expect("set");
     assert_eq!(store.channel_cursor(&t, &first.id).await.expect("cursor"), 7);

@@ -231,6 +231,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Option<(String, String)>>;
     /// Every channel connection, of every tenant (the channels start their watchers from it).
     async fn all_channels(&self) -> StoreResult<Vec<crate::model::ChannelConnection>>;
+    /// Records that `contact` opted out of (`true`) or back into messages on `connection`.
+    async fn set_opted_out(&self, connection: &str, contact: &str, out: bool) -> StoreResult<()>;
+    async fn opted_out(&self, connection: &str, contact: &str) -> StoreResult<bool>;
     /// Highest seq of a conversation delivered to its channel (0: none).
     async fn channel_cursor(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<u64>;
     async fn set_channel_cursor(

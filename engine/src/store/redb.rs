@@ -50,6 +50,8 @@ const CONTACTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("chan
 /// (tenant, conversation) → (connection, contact): who a channel conversation is with.
 const CONVERSATION_CONTACTS: TableDefinition<(&str, &str), (&str, &str)> =
     TableDefinition::new("conversation_contacts");
+/// (connection, contact) → 1: contacts who opted out (SMS STOP).
+const OPTED_OUT: TableDefinition<(&str, &str), u8> = TableDefinition::new("channel_opt_outs");
 /// (tenant, conversation) → highest seq delivered to the conversation's channel.
 const CHANNEL_CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("channel_cursors");
 /// (tenant, canned response id) → canned response JSON.
@@ -126,6 +128,7 @@ enum WriteOp {
     DeleteChannel(TenantId, String),
     ContactConversation(String, String, Conversation),
     SetChannelCursor(TenantId, ConversationId, u64),
+    SetOptedOut(String, String, bool),
     DeleteCanned(TenantId, String),
     AddNote(Note),
     AddTokenUsage(TenantId, String, u64),
@@ -200,6 +203,7 @@ impl RedbStore {
             txn.open_table(CONTACTS).map_err(backend)?;
             txn.open_table(CHANNEL_CURSORS).map_err(backend)?;
             txn.open_table(CONVERSATION_CONTACTS).map_err(backend)?;
+            txn.open_table(OPTED_OUT).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -533,6 +537,15 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .insert((fresh.tenant_id.as_str(), fresh.id.as_str()), key)
                 .map_err(backend)?;
             return Ok(Outcome::Conversation(Box::new(fresh.clone())));
+        }
+        WriteOp::SetOptedOut(connection, contact, out) => {
+            let mut table = txn.open_table(OPTED_OUT).map_err(backend)?;
+            let key = (connection.as_str(), contact.as_str());
+            if *out {
+                table.insert(key, 1).map_err(backend)?;
+            } else {
+                table.remove(key).map_err(backend)?;
+            }
         }
         WriteOp::SetChannelCursor(tenant, id, seq) => {
             txn.open_table(CHANNEL_CURSORS)
@@ -1149,6 +1162,21 @@ impl Store for RedbStore {
                 let (connection, contact) = v.value();
                 (connection.to_owned(), contact.to_owned())
             }))
+        })
+        .await
+    }
+
+    async fn set_opted_out(&self, connection: &str, contact: &str, out: bool) -> StoreResult<()> {
+        let op = WriteOp::SetOptedOut(connection.to_owned(), contact.to_owned(), out);
+        self.write(op).await.map(drop)
+    }
+
+    async fn opted_out(&self, connection: &str, contact: &str) -> StoreResult<bool> {
+        let (connection, contact) = (connection.to_owned(), contact.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(OPTED_OUT).map_err(backend)?;
+            Ok(table.get((connection.as_str(), contact.as_str())).map_err(backend)?.is_some())
         })
         .await
     }

@@ -1,0 +1,212 @@
+//! The outbound sink of a channel conversation, shared by every channel: delivers the bot's
+//! and agents' stored messages to the contact in seq order, remembering in the store how far
+//! it got, so a restart resumes where it stopped.
+
+use std::{sync::Arc, time::Duration};
+
+use parla_engine::{
+    bus::{Event, RecvError},
+    model::{
+        Channel, ChannelConnection, ConversationId, ConversationKey, Sender, TenantId, now_ms,
+    },
+};
+
+use crate::Channels;
+
+/// A sink with nothing to deliver this long stops (the tenant's watcher restarts it).
+const SINK_IDLE: Duration = Duration::from_secs(600);
+
+impl Channels {
+    /// Starts the outbound sink of a channel conversation unless it runs (widget
+    /// conversations have none).
+    pub(crate) async fn ensure_sink_for(self: &Arc<Self>, tenant: &TenantId, id: &ConversationId) {
+        let key = (tenant.clone(), id.clone());
+        if self.sinks.lock().get(&key).is_some_and(|s| !s.is_finished()) {
+            return;
+        }
+        if let Ok(Some((connection, contact))) =
+            self.engine.store().conversation_contact(tenant, id).await
+        {
+            let key = ConversationKey { tenant_id: tenant.clone(), conversation_id: id.clone() };
+            self.ensure_sink(&key, &connection, &contact);
+        }
+    }
+
+    /// Starts the conversation's outbound sink unless it runs.
+    pub(crate) fn ensure_sink(
+        self: &Arc<Self>,
+        key: &ConversationKey,
+        connection: &str,
+        contact: &str,
+    ) {
+        let mut sinks = self.sinks.lock();
+        let id = (key.tenant_id.clone(), key.conversation_id.clone());
+        if sinks.get(&id).is_some_and(|s| !s.is_finished()) {
+            return;
+        }
+        let sink = self.clone().sink(key.clone(), connection.to_owned(), contact.to_owned());
+        let task = self.runtime.spawn(sink);
+        sinks.insert(id, task.abort_handle());
+    }
+
+    /// Delivers the conversation's bot and agent messages to the contact, in seq order, while
+    /// there is something to deliver; stops after an idle spell (the tenant's watcher starts
+    /// it again for the next reply).
+    async fn sink(self: Arc<Self>, key: ConversationKey, connection: String, contact: String) {
+        let store = self.engine.store().clone();
+        let mut events = self.engine.subscribe(&key, None);
+        let (t, c) = (&key.tenant_id, &key.conversation_id);
+        let mut cursor = store.channel_cursor(t, c).await.unwrap_or(0);
+        let mut last_inbound = self.last_inbound(&key, cursor).await;
+        loop {
+            let Some(connection) = store.channel_by_id(&connection).await.ok().flatten() else {
+                break; // Disconnected.
+            };
+            (cursor, last_inbound) =
+                self.deliver_after(&key, &connection, &contact, cursor, last_inbound).await;
+            let more = loop {
+                match tokio::time::timeout(SINK_IDLE, events.recv()).await {
+                    Ok(Ok(event)) => {
+                        if matches!(&*event, Event::Message { .. } | Event::StreamEnd { .. }) {
+                            break true;
+                        }
+                    }
+                    Ok(Err(RecvError::Lagged(_))) => break true,
+                    Ok(Err(RecvError::Closed)) => {
+                        events = self.engine.subscribe(&key, None);
+                        break true;
+                    }
+                    Err(_) => break false,
+                }
+            };
+            if !more {
+                break;
+            }
+        }
+        self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
+    }
+
+    /// When the contact last wrote, as of `cursor` (0: not in the page before it).
+    async fn last_inbound(&self, key: &ConversationKey, cursor: u64) -> i64 {
+        let from = cursor.saturating_sub(100);
+        let page = self.engine.history(key, from, 100).await.unwrap_or_default();
+        page.iter()
+            .filter(|m| m.seq <= cursor && m.sender == Sender::User)
+            .map(|m| m.created_at)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Sends every stored bot or agent message after `cursor`: free-form within the window,
+    /// else the connection's template. Returns the new cursor and the contact's last message
+    /// time.
+    async fn deliver_after(
+        &self,
+        key: &ConversationKey,
+        connection: &ChannelConnection,
+        contact: &str,
+        mut cursor: u64,
+        mut last_inbound: i64,
+    ) -> (u64, i64) {
+        let store = self.engine.store();
+        loop {
+            let page = match self.engine.history(key, cursor, 100).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "channel sink could not read the conversation");
+                    return (cursor, last_inbound);
+                }
+            };
+            if page.is_empty() {
+                return (cursor, last_inbound);
+            }
+            for message in &page {
+                if message.sender == Sender::User {
+                    last_inbound = last_inbound.max(message.created_at);
+                } else {
+                    let sent = self.deliver(connection, contact, &message.text, last_inbound).await;
+                    if let Err(e) = sent {
+                        // Visible to the workspace's agents, not silent; the sink moves on so
+                        // one undeliverable message does not block the conversation.
+                        tracing::error!(conversation = %key.conversation_id, seq = message.seq, error = %e, "channel delivery failed");
+                        let text = format!("message {} was not delivered: {e}", message.seq);
+                        self.engine.announce_failure(key, "channel_delivery_failed", &text);
+                    }
+                }
+                cursor = message.seq;
+                let (t, c) = (&key.tenant_id, &key.conversation_id);
+                if let Err(e) = store.set_channel_cursor(t, c, cursor).await {
+                    tracing::warn!(error = %e, "could not record channel progress");
+                }
+            }
+        }
+    }
+
+    /// One stored message to the contact, the way its channel wants it.
+    async fn deliver(
+        &self,
+        connection: &ChannelConnection,
+        contact: &str,
+        text: &str,
+        last_inbound: i64,
+    ) -> Result<(), String> {
+        match connection.kind {
+            Channel::Whatsapp => {
+                let window = i64::try_from(self.settings.whatsapp_window_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX);
+                if now_ms() - last_inbound < window {
+                    self.send_text(connection, contact, text).await
+                } else {
+                    self.send_template(connection, contact, text).await
+                }
+            }
+            Channel::Sms => self.send_sms(connection, contact, text).await,
+            other => Err(format!("no sender for {other:?}")),
+        }
+    }
+
+    /// Sends the request `build` makes, paced per business number, retrying 429, 5xx and
+    /// network errors with backoff (a provider's `Retry-After` wins).
+    pub(crate) async fn send_with_retries(
+        &self,
+        address: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(), String> {
+        let limiter = self.limiter(address);
+        let attempts = self.settings.send_attempts.max(1);
+        let mut delay = Duration::from_millis(self.settings.retry_base_ms);
+        for attempt in 1..=attempts {
+            limiter.until_ready().await;
+            let sent = build().send().await;
+            let (retryable, reason, wait) = match sent {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let detail: serde_json::Value = response.json().await.unwrap_or_default();
+                    // Graph API errors: {"error": {"message"}}; Twilio's: {"message"}.
+                    let message = detail["error"]["message"]
+                        .as_str()
+                        .or(detail["message"].as_str())
+                        .unwrap_or("no detail")
+                        .to_owned();
+                    let retryable = status.as_u16() == 429 || status.is_server_error();
+                    (retryable, format!("the provider answered {status}: {message}"), retry_after)
+                }
+                Err(e) => (true, format!("network: {}", e.without_url()), None),
+            };
+            if !retryable || attempt == attempts {
+                return Err(reason);
+            }
+            tracing::info!(attempt, reason = %reason, "channel send retried");
+            tokio::time::sleep(wait.unwrap_or(delay).min(Duration::from_secs(60))).await;
+            delay *= 2;
+        }
+        Err("no attempt made".into())
+    }
+}

@@ -1,0 +1,244 @@
+//! SMS through Twilio: the webhook (`/v1/channels/sms/{connection}`) and the Messages API.
+//!
+//! Twilio's rules: an incoming message is a form-encoded `POST` signed with
+//! `X-Twilio-Signature: base64(HMAC-SHA1(auth token, full URL + every POST parameter's name
+//! and value, sorted by name))`; the answer is TwiML (`<Response/>`: we reply through the API,
+//! not in the webhook); messages are sent with `POST {api}/2010-04-01/Accounts/{sid}/Messages.json`
+//! (form: `To`, `From`, `Body`, at most 1,600 characters, which Twilio cuts into segments),
+//! with the account SID and auth token as basic auth. `STOP` (and its synonyms) opts a
+//! contact out; nothing is sent to them again until `START`.
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use hmac::{Hmac, Mac};
+use parla_engine::model::{
+    Channel, ChannelConnection, Conversation, ConversationId, Handling, now_ms,
+};
+use serde::{Deserialize, Serialize};
+use sha1::Sha1;
+
+use crate::Channels;
+
+/// Longest body Twilio accepts in one message.
+const MAX_SMS_CHARS: usize = 1600;
+const STORE_WAIT: Duration = Duration::from_secs(10);
+/// Keywords carriers and Twilio treat as opting out, and back in.
+const STOP: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
+const START: &[&str] = &["START", "YES", "UNSTOP"];
+
+/// A Twilio connection's credentials, sealed at rest.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    pub account_sid: String,
+    pub auth_token: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<sealed>)")
+    }
+}
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig, channels: Arc<Channels>) {
+    cfg.service(
+        web::resource("/v1/channels/sms/{connection}")
+            .app_data(web::Data::from(channels))
+            .app_data(web::PayloadConfig::new(64 * 1024))
+            .route(web::post().to(receive)),
+    );
+}
+
+const TWIML_EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#;
+
+fn refuse(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).content_type("text/plain").body(message.to_owned())
+}
+
+/// Twilio's signature of `url` and `params`.
+pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut data = url.to_owned();
+    for (name, value) in sorted {
+        data.push_str(name);
+        data.push_str(value);
+    }
+    let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes any key");
+    mac.update(data.as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+impl Channels {
+    fn sms_secrets(&self, connection: &ChannelConnection) -> Result<Secrets, String> {
+        let plain = self
+            .sealer
+            .open(&connection.id, &connection.sealed_secrets)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&plain).map_err(|e| e.to_string())
+    }
+
+    /// The URL Twilio called, as it signed it.
+    fn public_url(&self, req: &HttpRequest) -> String {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        if self.settings.public_url.is_empty() {
+            let info = req.connection_info();
+            format!("{}://{}{path}", info.scheme(), info.host())
+        } else {
+            format!("{}{path}", self.settings.public_url.trim_end_matches('/'))
+        }
+    }
+
+    /// Sends `text` to `to`, in pieces of at most 1,600 characters; refused for a contact who
+    /// opted out.
+    pub(crate) async fn send_sms(
+        &self,
+        connection: &ChannelConnection,
+        to: &str,
+        text: &str,
+    ) -> Result<(), String> {
+        let opted_out =
+            self.engine.store().opted_out(&connection.id, to).await.map_err(|e| e.to_string())?;
+        if opted_out {
+            return Err("the contact opted out (STOP); they can send START to opt back in".into());
+        }
+        let secrets = self.sms_secrets(connection)?;
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.settings.twilio_api_base.trim_end_matches('/'),
+            secrets.account_sid
+        );
+        for piece in crate::split_message(text, MAX_SMS_CHARS) {
+            let form =
+                [("To", to), ("From", connection.address.as_str()), ("Body", piece.as_str())];
+            let body = serde_urlencoded::to_string(form).map_err(|e| e.to_string())?;
+            let build = || {
+                self.http
+                    .post(&url)
+                    .basic_auth(&secrets.account_sid, Some(&secrets.auth_token))
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body.clone())
+            };
+            self.send_with_retries(&connection.address, build).await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Incoming {
+    #[serde(rename = "MessageSid")]
+    sid: String,
+    #[serde(rename = "From")]
+    from: String,
+    #[serde(rename = "To")]
+    to: String,
+    #[serde(rename = "Body", default)]
+    body: String,
+}
+
+/// `POST`: an incoming SMS. 403 (nothing read) unless signed with the auth token; TwiML 200
+/// once the message is stored, so Twilio retries anything that was not.
+async fn receive(
+    channels: web::Data<Channels>,
+    path: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let store = channels.engine.store().clone();
+    let connection = match store.channel_by_id(&path).await {
+        Ok(Some(c)) if c.kind == Channel::Sms => c,
+        _ => return refuse(StatusCode::NOT_FOUND, "no such connection"),
+    };
+    let Ok(secrets) = channels.sms_secrets(&connection) else {
+        return refuse(StatusCode::NOT_FOUND, "no such connection");
+    };
+    let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "malformed form");
+    };
+    let given = req.headers().get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    let expected = signature(&secrets.auth_token, &channels.public_url(&req), &params);
+    let matches = given.is_some_and(|g| {
+        g.len() == expected.len()
+            && g.bytes().zip(expected.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    });
+    if !matches {
+        tracing::warn!(connection = %connection.id, "SMS webhook with a bad signature refused");
+        return refuse(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature");
+    }
+    // Status callbacks (no body) and other events are acknowledged.
+    let Ok(incoming) = serde_urlencoded::from_bytes::<Incoming>(&body) else {
+        return HttpResponse::Ok().content_type("text/xml").body(TWIML_EMPTY);
+    };
+    if incoming.to != connection.address {
+        return refuse(StatusCode::BAD_REQUEST, "message for another number");
+    }
+    let keyword = incoming.body.trim().to_uppercase();
+    let opt = if STOP.contains(&keyword.as_str()) {
+        Some(true)
+    } else if START.contains(&keyword.as_str()) {
+        Some(false)
+    } else {
+        None
+    };
+    if let Some(out) = opt
+        && let Err(e) = store.set_opted_out(&connection.id, &incoming.from, out).await
+    {
+        tracing::warn!(error = %e, "could not record an SMS opt-out");
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry");
+    }
+    let fresh = Conversation {
+        id: ConversationId::generate(),
+        tenant_id: connection.tenant_id.clone(),
+        bot_id: connection.bot_id.clone(),
+        resume_token_sha256: String::new(),
+        source: Channel::Sms,
+        user_agent: None,
+        started_at: now_ms(),
+        handling: Handling::default(),
+        sentiment_sum: 0.0,
+        sentiment_count: 0,
+    };
+    let stored = async {
+        let conversation =
+            store.contact_conversation(&connection.id, &incoming.from, &fresh).await?;
+        let key = conversation.key();
+        let text: String = incoming.body.chars().take(4000).collect();
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        let id = format!("sms:{}", incoming.sid);
+        channels.engine.post_visitor_message(key.clone(), id, text, STORE_WAIT).await?;
+        channels.clone().into_inner().ensure_sink_for(&key.tenant_id, &key.conversation_id).await;
+        Ok::<(), parla_engine::EngineError>(())
+    };
+    match stored.await {
+        Ok(()) => HttpResponse::Ok().content_type("text/xml").body(TWIML_EMPTY),
+        Err(e) => {
+            tracing::warn!(error = %e, "SMS not stored; Twilio will retry");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signatures_follow_twilios_documented_example() {
+        // The example of Twilio's "Webhooks security" page: this URL, these parameters and
+        // the auth token 12345 sign as 0/KCTR6DLpKmkAf8muzZqo1nDgQ=.
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert_eq!(super::signature("12345", url, &params), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+    }
+}
