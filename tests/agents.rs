@@ -109,7 +109,7 @@ async fn a_claim_mid_stream_cancels_it_and_no_bot_token_follows_the_handoff() {
     let d = desk().await;
     let (mut client, _, id, mut ann) = chat_with_ann(&d).await;
     ann.send(json!({"type": "subscribe", "conversation_id": id})).await;
-    ann.expect("subscribed").await;
+    ann.until("subscribed").await;
 
     client.say("m1", "blorp fizzle wump").await;
     client.expect("message").await;
@@ -250,7 +250,7 @@ async fn notes_reach_agents_and_never_the_visitor() {
     let (mut client, _, id, mut ann) = chat_with_ann(&d).await;
     let (mut bob, _, _) = Client::agent(d.server.addr, &d.bob).await;
     bob.send(json!({"type": "subscribe", "conversation_id": id})).await;
-    bob.expect("subscribed").await;
+    bob.until("subscribed").await;
     ann.send(json!({"type": "note", "conversation_id": id, "text": "VIP customer", "ref": "n"}))
         .await;
     let (ack, _) = ann.until("ack").await;

@@ -191,7 +191,7 @@ async fn stop_stops_sms_and_start_resumes_them() {
     let id = page["data"][0]["id"].as_str().expect("id").to_owned();
     let (mut agent, _, _) = Client::agent(s.server.addr, &s.owner).await;
     agent.send(json!({"type": "subscribe", "conversation_id": id})).await;
-    agent.expect("subscribed").await;
+    agent.until("subscribed").await;
     let path = |action: &str| format!("/api/conversations/{id}/{action}");
     assert_eq!(s.server.post(&path("claim"), json!({}), Some(&s.owner)).await.0, 200);
     let reply = json!({"client_msg_id": "after-stop", "text": "Are you still there?"});
@@ -206,4 +206,55 @@ async fn stop_stops_sms_and_start_resumes_them() {
     assert_eq!(s.server.post(&path("replies"), reply, Some(&s.owner)).await.0, 201);
     let all = sent(&s, 2).await;
     assert_eq!(field(all.last().expect("sent"), "Body"), "Welcome back.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_callback_marks_an_undelivered_sms_failed() {
+    let s = setup().await;
+    incoming(&s, "SM00000000000000000000000000000020", "hello", true).await;
+    sent(&s, 1).await;
+    let params = [
+        ("AccountSid", SID),
+        ("MessageSid", "SM00000000000000000000000000000001"),
+        ("MessageStatus", "undelivered"),
+        ("SmsStatus", "undelivered"),
+        ("ErrorCode", "30003"),
+        ("From", NUMBER),
+        ("To", CONTACT),
+    ];
+    let url = format!("http://{}{}", s.server.addr, s.webhook);
+    let signature = twilio_signature(&url, &params);
+    let body = serde_urlencoded::to_string(params).expect("form");
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        s.webhook,
+        s.server.addr,
+        body.len()
+    );
+    let mut answer = Value::Null;
+    for _ in 0..100 {
+        // The sink records SENT right after Twilio's answer; the callback must come after it.
+        let (_, page) = s
+            .server
+            .call("GET", &format!("/api/bots/{}/conversations", s.bot), None, Some(&s.owner))
+            .await;
+        let id = page["data"][0]["id"].as_str().expect("id").to_owned();
+        let (_, detail) =
+            s.server.call("GET", &format!("/api/conversations/{id}"), None, Some(&s.owner)).await;
+        answer = detail["messages"][1].clone();
+        if answer["delivery"]["status"] == "SENT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(raw_http(s.server.addr, &request).await.0, 200);
+    let id = answer["conversation_id"].as_str().expect("conversation").to_owned();
+    let (_, detail) =
+        s.server.call("GET", &format!("/api/conversations/{id}"), None, Some(&s.owner)).await;
+    let delivery = &detail["messages"][1]["delivery"];
+    assert_eq!(
+        (delivery["status"].as_str(), delivery["error"].as_str()),
+        (Some("FAILED"), Some("Twilio error 30003")),
+        "{delivery}"
+    );
 }

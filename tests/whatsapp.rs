@@ -350,7 +350,7 @@ async fn outside_the_window_a_reply_goes_out_as_the_template_or_fails_visibly() 
         let id = conversations(&s).await[0]["id"].as_str().expect("id").to_owned();
         let (mut agent, _, _) = Client::agent(s.server.addr, &s.owner).await;
         agent.send(json!({"type": "subscribe", "conversation_id": id})).await;
-        agent.expect("subscribed").await;
+        agent.until("subscribed").await;
         tokio::time::sleep(Duration::from_millis(1100)).await; // The 1 s window closes.
         let path = |action: &str| format!("/api/conversations/{id}/{action}");
         assert_eq!(s.server.post(&path("claim"), json!({}), Some(&s.owner)).await.0, 200);
@@ -376,4 +376,57 @@ async fn outside_the_window_a_reply_goes_out_as_the_template_or_fails_visibly() 
             assert_eq!(s.graph.sent.lock().expect("log").len(), 1, "nothing free-form went out");
         }
     }
+}
+
+fn status_notification(wamid: &str, status: &str) -> String {
+    let mut report =
+        json!({"id": wamid, "status": status, "timestamp": "1764000100", "recipient_id": CONTACT});
+    if status == "failed" {
+        report["errors"] = json!([{"code": 131047, "title": "Re-engagement message"}]);
+    }
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": NUMBER},
+            "statuses": [report]}}]}]})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_move_a_messages_delivery_forward_and_failures_show() {
+    let s = setup("Hello from the bot.", 4096).await;
+    for (n, text) in ["hi", "again"].iter().enumerate() {
+        let body = notification(vec![text_message(&format!("wamid.s{n}"), text)]);
+        assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+        sent(&s.graph, n + 1).await;
+    }
+    let id = conversations(&s).await[0]["id"].as_str().expect("id").to_owned();
+    let delivery = |messages: &[Value], wamid: &str| {
+        messages
+            .iter()
+            .find(|m| m["delivery"]["provider_ids"][0] == wamid)
+            .map(|m| m["delivery"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let mut first = Value::Null;
+    for _ in 0..100 {
+        first = delivery(&transcript(&s, &id).await, "wamid.out1");
+        if !first.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(first["status"], "SENT", "{first}");
+    for (status, expected) in [("delivered", "DELIVERED"), ("read", "READ"), ("delivered", "READ")]
+    {
+        let body = status_notification("wamid.out1", status);
+        assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+        let now = delivery(&transcript(&s, &id).await, "wamid.out1");
+        assert_eq!(now["status"], expected, "after {status}: {now}");
+    }
+    let body = status_notification("wamid.out2", "failed");
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    let failed = delivery(&transcript(&s, &id).await, "wamid.out2");
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("131047")), "{failed}");
 }

@@ -7,7 +7,8 @@ use std::{sync::Arc, time::Duration};
 use parla_engine::{
     bus::{Event, RecvError},
     model::{
-        Channel, ChannelConnection, ConversationId, ConversationKey, Sender, TenantId, now_ms,
+        Channel, ChannelConnection, ConversationId, ConversationKey, Delivery, DeliveryStatus,
+        Sender, TenantId, now_ms,
     },
 };
 
@@ -125,6 +126,22 @@ impl Channels {
                     last_inbound = last_inbound.max(message.created_at);
                 } else {
                     let sent = self.deliver(connection, contact, &message.text, last_inbound).await;
+                    let delivery = Delivery {
+                        status: if sent.is_ok() {
+                            DeliveryStatus::Sent
+                        } else {
+                            DeliveryStatus::Failed
+                        },
+                        provider_ids: sent.clone().unwrap_or_default(),
+                        error: sent.as_ref().err().cloned(),
+                        updated_at: now_ms(),
+                    };
+                    let (t, c) = (&key.tenant_id, &key.conversation_id);
+                    if let Err(e) =
+                        store.set_delivery(t, c, message.seq, &connection.id, &delivery).await
+                    {
+                        tracing::warn!(error = %e, "could not record a delivery");
+                    }
                     if let Err(e) = sent {
                         // Visible to the workspace's agents, not silent; the sink moves on so
                         // one undeliverable message does not block the conversation.
@@ -142,14 +159,56 @@ impl Channels {
         }
     }
 
-    /// One stored message to the contact, the way its channel wants it.
+    /// A provider's report on a message it was given: moves its delivery forward (never
+    /// back: a late "delivered" after "read" changes nothing); a failure is announced.
+    pub(crate) async fn report(
+        &self,
+        connection: &ChannelConnection,
+        provider_id: &str,
+        status: DeliveryStatus,
+        error: Option<String>,
+    ) {
+        let store = self.engine.store();
+        let Ok(Some((tenant, id, seq))) =
+            store.message_by_provider_id(&connection.id, provider_id).await
+        else {
+            return; // Not ours (a read receipt, a message sent elsewhere).
+        };
+        let key = ConversationKey { tenant_id: tenant, conversation_id: id };
+        let Ok(page) = self.engine.history(&key, seq.saturating_sub(1), 1).await else { return };
+        let Some(message) = page.first().filter(|m| m.seq == seq) else { return };
+        let mut delivery = message.delivery.clone().unwrap_or(Delivery {
+            status: DeliveryStatus::Sent,
+            provider_ids: vec![provider_id.to_owned()],
+            error: None,
+            updated_at: now_ms(),
+        });
+        if status <= delivery.status {
+            return;
+        }
+        delivery.status = status;
+        delivery.error = error.clone().or(delivery.error);
+        delivery.updated_at = now_ms();
+        let (t, c) = (&key.tenant_id, &key.conversation_id);
+        if let Err(e) = store.set_delivery(t, c, seq, &connection.id, &delivery).await {
+            tracing::warn!(error = %e, "could not record a delivery report");
+        }
+        if status == DeliveryStatus::Failed {
+            let why = error.unwrap_or_else(|| "no reason given".into());
+            let text = format!("message {seq} was not delivered: {why}");
+            self.engine.announce_failure(&key, "channel_delivery_failed", &text);
+        }
+    }
+
+    /// One stored message to the contact, the way its channel wants it; returns the
+    /// provider's ids of what it sent.
     async fn deliver(
         &self,
         connection: &ChannelConnection,
         contact: &str,
         text: &str,
         last_inbound: i64,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<String>, String> {
         match connection.kind {
             Channel::Whatsapp => {
                 let window = i64::try_from(self.settings.whatsapp_window_secs.saturating_mul(1000))
@@ -166,12 +225,13 @@ impl Channels {
     }
 
     /// Sends the request `build` makes, paced per business number, retrying 429, 5xx and
-    /// network errors with backoff (a provider's `Retry-After` wins).
+    /// network errors with backoff (a provider's `Retry-After` wins); returns the provider's
+    /// JSON answer.
     pub(crate) async fn send_with_retries(
         &self,
         address: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<(), String> {
+    ) -> Result<serde_json::Value, String> {
         let limiter = self.limiter(address);
         let attempts = self.settings.send_attempts.max(1);
         let mut delay = Duration::from_millis(self.settings.retry_base_ms);
@@ -179,7 +239,9 @@ impl Channels {
             limiter.until_ready().await;
             let sent = build().send().await;
             let (retryable, reason, wait) = match sent {
-                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) if response.status().is_success() => {
+                    return Ok(response.json().await.unwrap_or_default());
+                }
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = response

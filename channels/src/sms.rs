@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use parla_engine::model::{
-    Channel, ChannelConnection, Conversation, ConversationId, Handling, now_ms,
+    Channel, ChannelConnection, Conversation, ConversationId, DeliveryStatus, Handling, now_ms,
 };
 use serde::{Deserialize, Serialize};
 use sha1::Sha1;
@@ -97,7 +97,7 @@ impl Channels {
         connection: &ChannelConnection,
         to: &str,
         text: &str,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<String>, String> {
         let opted_out =
             self.engine.store().opted_out(&connection.id, to).await.map_err(|e| e.to_string())?;
         if opted_out {
@@ -109,6 +109,7 @@ impl Channels {
             self.settings.twilio_api_base.trim_end_matches('/'),
             secrets.account_sid
         );
+        let mut ids = Vec::new();
         for piece in crate::split_message(text, MAX_SMS_CHARS) {
             let form =
                 [("To", to), ("From", connection.address.as_str()), ("Body", piece.as_str())];
@@ -120,9 +121,10 @@ impl Channels {
                     .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(body.clone())
             };
-            self.send_with_retries(&connection.address, build).await?;
+            let answer = self.send_with_retries(&connection.address, build).await?;
+            ids.extend(answer["sid"].as_str().map(str::to_owned));
         }
-        Ok(())
+        Ok(ids)
     }
 }
 
@@ -167,7 +169,25 @@ async fn receive(
         tracing::warn!(connection = %connection.id, "SMS webhook with a bad signature refused");
         return refuse(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature");
     }
-    // Status callbacks (no body) and other events are acknowledged.
+    // A status callback: how far a message we sent got.
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if let (Some(status), Some(sid)) = (param("MessageStatus"), param("MessageSid"))
+        && param("Body").is_none()
+    {
+        let status = match status {
+            "sent" => Some(DeliveryStatus::Sent),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            "read" => Some(DeliveryStatus::Read),
+            "undelivered" | "failed" => Some(DeliveryStatus::Failed),
+            _ => None, // queued, accepted, sending: nothing new.
+        };
+        if let Some(status) = status {
+            let error = param("ErrorCode").map(|code| format!("Twilio error {code}"));
+            channels.report(&connection, sid, status, error).await;
+        }
+        return HttpResponse::Ok().content_type("text/xml").body(TWIML_EMPTY);
+    }
+    // Other events are acknowledged.
     let Ok(incoming) = serde_urlencoded::from_bytes::<Incoming>(&body) else {
         return HttpResponse::Ok().content_type("text/xml").body(TWIML_EMPTY);
     };

@@ -19,7 +19,7 @@ use std::{sync::Arc, time::Duration};
 use actix_web::{HttpRequest, HttpResponse, web};
 use hmac::{Hmac, Mac};
 use parla_engine::model::{
-    Channel, ChannelConnection, Conversation, ConversationId, Handling, now_ms,
+    Channel, ChannelConnection, Conversation, ConversationId, DeliveryStatus, Handling, now_ms,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -233,8 +233,21 @@ async fn receive(
                 return refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry");
             }
         }
-        if !change.value.statuses.is_empty() {
-            tracing::debug!(count = change.value.statuses.len(), "WhatsApp statuses received");
+        for report in &change.value.statuses {
+            let status = match report["status"].as_str() {
+                Some("sent") => DeliveryStatus::Sent,
+                Some("delivered") => DeliveryStatus::Delivered,
+                Some("read") => DeliveryStatus::Read,
+                Some("failed") => DeliveryStatus::Failed,
+                _ => continue,
+            };
+            let error = report["errors"][0].as_object().map(|e| {
+                let code = e.get("code").map(ToString::to_string).unwrap_or_default();
+                let title = e.get("title").and_then(|t| t.as_str()).unwrap_or("failed");
+                format!("WhatsApp error {code}: {title}")
+            });
+            let id = report["id"].as_str().unwrap_or_default();
+            channels.report(&connection, id, status, error).await;
         }
     }
     HttpResponse::Ok().json(json!({}))
@@ -281,7 +294,7 @@ impl Channels {
                     let token = &secrets.access_token;
                     let http = &this.http;
                     let build = || http.post(&url).bearer_auth(token).json(&body);
-                    this.send_with_retries(&connection.address, build).await
+                    this.send_with_retries(&connection.address, build).await.map(drop)
                 }
                 Err(e) => Err(e),
             };
@@ -298,7 +311,7 @@ impl Channels {
         connection: &ChannelConnection,
         to: &str,
         text: &str,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<String>, String> {
         let Some((name, language)) = &connection.template else {
             return Err("outside the 24-hour window and the connection has no template".into());
         };
@@ -317,7 +330,8 @@ impl Channels {
         });
         let url = self.messages_url(connection);
         let build = || self.http.post(&url).bearer_auth(&secrets.access_token).json(&body);
-        self.send_with_retries(&connection.address, build).await
+        let answer = self.send_with_retries(&connection.address, build).await?;
+        Ok(wamids(&answer))
     }
 
     fn secrets(&self, connection: &ChannelConnection) -> Result<Secrets, String> {
@@ -339,9 +353,10 @@ impl Channels {
         connection: &ChannelConnection,
         to: &str,
         text: &str,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<String>, String> {
         let secrets = self.secrets(connection)?;
         let url = self.messages_url(connection);
+        let mut ids = Vec::new();
         for piece in crate::split_message(text, self.settings.whatsapp_max_chars) {
             let body = json!({
                 "messaging_product": "whatsapp",
@@ -351,8 +366,16 @@ impl Channels {
                 "text": {"preview_url": false, "body": piece},
             });
             let build = || self.http.post(&url).bearer_auth(&secrets.access_token).json(&body);
-            self.send_with_retries(&connection.address, build).await?;
+            ids.extend(wamids(&self.send_with_retries(&connection.address, build).await?));
         }
-        Ok(())
+        Ok(ids)
     }
+}
+
+/// The `wamid`s of a send's answer (`{"messages": [{"id"}]}`).
+fn wamids(answer: &serde_json::Value) -> Vec<String> {
+    answer["messages"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }

@@ -881,6 +881,7 @@ impl ConversationActor {
             completion_tokens: None,
             agent_id: None,
             created_at: now_ms(),
+            delivery: None,
         }
     }
 

@@ -694,6 +694,30 @@ pub struct Message {
     #[serde(default)]
     pub agent_id: Option<AccountId>,
     pub created_at: i64,
+    /// On a channel (WhatsApp, SMS): how far the provider got delivering it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+/// A channel message's delivery, as its provider reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    pub status: DeliveryStatus,
+    /// The provider's ids of the pieces it was sent as (WhatsApp `wamid`s, Twilio `SM…`).
+    pub provider_ids: Vec<String>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub updated_at: i64,
+}
+
+/// Delivery states, in the order they happen (a later report never moves one back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryStatus {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
 }
 
 /// What a knowledge-base document was made from (the brief's `DocumentType`; Markdown and HTML

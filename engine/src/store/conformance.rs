@@ -179,6 +179,20 @@ async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
     assert_eq!(conversation.sentiment_count, 2, "a status change keeps the sentiment");
     assert_eq!(store.last_message(&t, &c).await.expect("last").map(|m| m.seq), Some(3));
     assert_eq!(store.last_message(&other, &c).await.expect("last"), None);
+
+    let delivery = Delivery {
+        status: DeliveryStatus::Sent,
+        provider_ids: vec!["wamid.1".into(), "wamid.2".into()],
+        error: None,
+        updated_at: 5,
+    };
+    assert!(store.set_delivery(&t, &c, 3, "conn", &delivery).await.expect("set"));
+    assert!(!store.set_delivery(&t, &c, 99, "conn", &delivery).await.expect("set"), "no seq 99");
+    let last = store.last_message(&t, &c).await.expect("last").expect("exists");
+    assert_eq!((last.delivery, last.text), (Some(delivery), bot.text.clone()), "text unchanged");
+    let found = store.message_by_provider_id("conn", "wamid.2").await.expect("lookup");
+    assert_eq!(found, Some((t.clone(), c.clone(), 3)));
+    assert_eq!(store.message_by_provider_id("other-conn", "wamid.2").await.expect("lookup"), None);
 }
 
 async fn notes_stay_with_their_conversation(store: &dyn Store) {
@@ -368,6 +382,7 @@ pub fn message(tenant: &str, conversation: &str, seq: u64, client_msg_id: Option
         sentiment: None,
         prompt_tokens: None,
         agent_id: None,
+        delivery: None,
         completion_tokens: None,
         created_at: now_ms(),
     }

@@ -231,6 +231,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Option<(String, String)>>;
     /// Every channel connection, of every tenant (the channels start their watchers from it).
     async fn all_channels(&self) -> StoreResult<Vec<crate::model::ChannelConnection>>;
+    /// Sets a stored message's delivery and indexes its provider ids under `connection` (so a
+    /// provider's status report finds it); returns whether the message exists.
+    async fn set_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        seq: u64,
+        connection: &str,
+        delivery: &crate::model::Delivery,
+    ) -> StoreResult<bool>;
+    /// The message a provider id of `connection` stands for: (tenant, conversation, seq).
+    async fn message_by_provider_id(
+        &self,
+        connection: &str,
+        provider_id: &str,
+    ) -> StoreResult<Option<(TenantId, ConversationId, u64)>>;
     /// Records that `contact` opted out of (`true`) or back into messages on `connection`.
     async fn set_opted_out(&self, connection: &str, contact: &str, out: bool) -> StoreResult<()>;
     async fn opted_out(&self, connection: &str, contact: &str) -> StoreResult<bool>;

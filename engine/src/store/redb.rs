@@ -50,6 +50,9 @@ const CONTACTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("chan
 /// (tenant, conversation) → (connection, contact): who a channel conversation is with.
 const CONVERSATION_CONTACTS: TableDefinition<(&str, &str), (&str, &str)> =
     TableDefinition::new("conversation_contacts");
+/// (connection, provider message id) → (tenant, conversation, seq).
+const PROVIDER_IDS: TableDefinition<(&str, &str), (&str, &str, u64)> =
+    TableDefinition::new("provider_message_ids");
 /// (connection, contact) → 1: contacts who opted out (SMS STOP).
 const OPTED_OUT: TableDefinition<(&str, &str), u8> = TableDefinition::new("channel_opt_outs");
 /// (tenant, conversation) → highest seq delivered to the conversation's channel.
@@ -129,6 +132,7 @@ enum WriteOp {
     ContactConversation(String, String, Conversation),
     SetChannelCursor(TenantId, ConversationId, u64),
     SetOptedOut(String, String, bool),
+    SetDelivery(TenantId, ConversationId, u64, String, crate::model::Delivery),
     DeleteCanned(TenantId, String),
     AddNote(Note),
     AddTokenUsage(TenantId, String, u64),
@@ -204,6 +208,7 @@ impl RedbStore {
             txn.open_table(CHANNEL_CURSORS).map_err(backend)?;
             txn.open_table(CONVERSATION_CONTACTS).map_err(backend)?;
             txn.open_table(OPTED_OUT).map_err(backend)?;
+            txn.open_table(PROVIDER_IDS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -537,6 +542,25 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .insert((fresh.tenant_id.as_str(), fresh.id.as_str()), key)
                 .map_err(backend)?;
             return Ok(Outcome::Conversation(Box::new(fresh.clone())));
+        }
+        WriteOp::SetDelivery(tenant, id, seq, connection, delivery) => {
+            let (t, c) = (tenant.as_str(), id.as_str());
+            let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
+            let found: Option<Message> = messages
+                .get((t, c, *seq))
+                .map_err(backend)?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            let Some(mut message) = found else { return Ok(Outcome::Existed(false)) };
+            message.delivery = Some(delivery.clone());
+            let bytes = encode(&message)?;
+            messages.insert((t, c, *seq), bytes.as_slice()).map_err(backend)?;
+            let mut ids = txn.open_table(PROVIDER_IDS).map_err(backend)?;
+            for provider_id in &delivery.provider_ids {
+                ids.insert((connection.as_str(), provider_id.as_str()), (t, c, *seq))
+                    .map_err(backend)?;
+            }
+            return Ok(Outcome::Existed(true));
         }
         WriteOp::SetOptedOut(connection, contact, out) => {
             let mut table = txn.open_table(OPTED_OUT).map_err(backend)?;
@@ -1161,6 +1185,45 @@ impl Store for RedbStore {
             Ok(found.map(|v| {
                 let (connection, contact) = v.value();
                 (connection.to_owned(), contact.to_owned())
+            }))
+        })
+        .await
+    }
+
+    async fn set_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        seq: u64,
+        connection: &str,
+        delivery: &crate::model::Delivery,
+    ) -> StoreResult<bool> {
+        let op = WriteOp::SetDelivery(
+            tenant.clone(),
+            id.clone(),
+            seq,
+            connection.to_owned(),
+            delivery.clone(),
+        );
+        match self.write(op).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("set_delivery returned {other:?}"))),
+        }
+    }
+
+    async fn message_by_provider_id(
+        &self,
+        connection: &str,
+        provider_id: &str,
+    ) -> StoreResult<Option<(TenantId, ConversationId, u64)>> {
+        let (connection, provider_id) = (connection.to_owned(), provider_id.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(PROVIDER_IDS).map_err(backend)?;
+            let found = table.get((connection.as_str(), provider_id.as_str())).map_err(backend)?;
+            Ok(found.map(|v| {
+                let (t, c, seq) = v.value();
+                (TenantId::from(t), ConversationId::from(c), seq)
             }))
         })
         .await
