@@ -22,8 +22,10 @@ pub struct ChannelView {
     pub address: String,
     /// Each credential's last four characters.
     pub secret_hints: BTreeMap<String, String>,
-    /// Where the provider sends its webhooks (append to the server's public URL).
-    pub webhook_path: String,
+    /// Where the provider sends its webhooks (append to the server's public URL); none for
+    /// push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_path: Option<String>,
     pub created_at: i64,
 }
 
@@ -36,8 +38,9 @@ impl From<&ChannelConnection> for ChannelView {
             address: c.address.clone(),
             secret_hints: c.secret_hints.clone(),
             webhook_path: match c.kind {
-                Channel::Sms => format!("/v1/channels/sms/{}", c.id),
-                _ => format!("/v1/channels/whatsapp/{}", c.id),
+                Channel::Sms => Some(format!("/v1/channels/sms/{}", c.id)),
+                Channel::Whatsapp => Some(format!("/v1/channels/whatsapp/{}", c.id)),
+                _ => None,
             },
             created_at: c.created_at,
         }
@@ -85,6 +88,10 @@ pub struct ChannelBody {
     /// SMS: the Twilio auth token; webhooks are verified with it.
     #[schema(min_length = 1, max_length = 256)]
     auth_token: Option<String>,
+    /// Push: the Google service account's JSON key (`project_id`, `client_email`,
+    /// `private_key`), for Firebase Cloud Messaging.
+    #[schema(value_type = Option<Object>)]
+    service_account: Option<serde_json::Value>,
 }
 
 async fn own_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<BotId, ApiError> {
@@ -152,7 +159,8 @@ pub async fn create(
     let (address, plain, hints, template) = match body.kind {
         Channel::Whatsapp => whatsapp(&body)?,
         Channel::Sms => sms(&body)?,
-        _ => return Err(ApiError::invalid("kind", "whatsapp or sms")),
+        Channel::Push => push(&body)?,
+        _ => return Err(ApiError::invalid("kind", "whatsapp, sms or push")),
     };
     let now = now_ms();
     let connection = ChannelConnection {
@@ -239,6 +247,32 @@ fn sms(body: &ChannelBody) -> Result<Parts, ApiError> {
         &[("account_sid", &secrets.account_sid), ("auth_token", &secrets.auth_token)],
     )?;
     Ok((number.to_owned(), plain, hints, None))
+}
+
+fn push(body: &ChannelBody) -> Result<Parts, ApiError> {
+    let account = body.service_account.as_ref().ok_or_else(|| {
+        ApiError::invalid("service_account", "the Google service account's JSON key")
+    })?;
+    let field = |name: &str| account[name].as_str().map(str::trim).filter(|v| !v.is_empty());
+    let project = field("project_id").filter(|p| {
+        p.len() <= 64
+            && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    });
+    let (Some(project), Some(email), Some(key)) =
+        (project, field("client_email"), field("private_key"))
+    else {
+        let problem = "needs project_id, client_email and private_key";
+        return Err(ApiError::invalid("service_account", problem));
+    };
+    if jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()).is_err() {
+        return Err(ApiError::invalid("service_account", "private_key is not an RSA PEM key"));
+    }
+    let secrets = parla_channels::push::Secrets {
+        client_email: email.to_owned(),
+        private_key: key.to_owned(),
+    };
+    let (plain, hints) = sealable(&secrets, &[("client_email", &secrets.client_email)])?;
+    Ok((project.to_owned(), plain, hints, None))
 }
 
 /// `DELETE /api/bots/{id}/channels/{channel_id}`: its webhooks are refused from then on.

@@ -15,6 +15,7 @@
 //!
 //! Dependency direction: `channels` → `engine`; never another transport.
 
+pub mod push;
 pub mod seal;
 mod sink;
 pub mod sms;
@@ -51,6 +52,8 @@ pub struct Channels {
     limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
     /// Tenants whose feed is watched for replies to deliver.
     watched: Mutex<HashSet<TenantId>>,
+    /// FCM access tokens by connection, until a minute before they expire.
+    fcm_tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl Channels {
@@ -75,6 +78,7 @@ impl Channels {
             sinks: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
+            fcm_tokens: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -111,8 +115,16 @@ impl Channels {
                     else {
                         continue;
                     };
-                    if last_message.as_ref().is_some_and(|m| m.sender != Sender::User) {
+                    if let Some(message) =
+                        last_message.as_ref().filter(|m| m.sender != Sender::User)
+                    {
                         self.ensure_sink_for(&tenant, conversation_id).await;
+                        let key = parla_engine::model::ConversationKey {
+                            tenant_id: tenant.clone(),
+                            conversation_id: conversation_id.clone(),
+                        };
+                        let (this, message) = (self.clone(), message.clone());
+                        self.runtime.spawn(async move { this.notify(&key, &message).await });
                     }
                 }
                 // Events were dropped: the recent conversations catch up from the store.

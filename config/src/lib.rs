@@ -119,6 +119,11 @@ pub struct ChannelSettings {
     /// WhatsApp's customer-service window: free-form messages only this long after the
     /// customer's last message (then the connection's template).
     pub whatsapp_window_secs: u64,
+    /// Firebase Cloud Messaging's API base (push).
+    pub fcm_api_base: String,
+    /// Google's OAuth2 token endpoint for service accounts (not taken from the tenant's key
+    /// file: a tenant cannot point the server elsewhere).
+    pub fcm_token_uri: String,
     /// Twilio's REST API base (SMS).
     pub twilio_api_base: String,
     /// This server's public base URL as providers call it (`https://chat.example.com`):
@@ -140,6 +145,8 @@ impl std::fmt::Debug for ChannelSettings {
             .field("whatsapp_max_chars", &self.whatsapp_max_chars)
             .field("whatsapp_rate_per_second", &self.whatsapp_rate_per_second)
             .field("whatsapp_window_secs", &self.whatsapp_window_secs)
+            .field("fcm_api_base", &self.fcm_api_base)
+            .field("fcm_token_uri", &self.fcm_token_uri)
             .field("twilio_api_base", &self.twilio_api_base)
             .field("public_url", &self.public_url)
             .field("send_attempts", &self.send_attempts)

@@ -95,6 +95,29 @@ struct Inner {
     tenants: Mutex<HashMap<TenantId, Arc<TenantSupervisor>>>,
     /// Tenants whose dispatcher runs (started when their first agent signs in).
     dispatchers: Mutex<std::collections::HashSet<TenantId>>,
+    /// Visitor sockets open per conversation (so channels know who is offline).
+    visitors: Mutex<HashMap<ConversationKey, usize>>,
+}
+
+/// Holds a visitor's socket as connected until dropped.
+#[derive(Debug)]
+pub struct VisitorGuard {
+    engine: Weak<Inner>,
+    key: ConversationKey,
+}
+
+impl Drop for VisitorGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.engine.upgrade() {
+            let mut visitors = inner.visitors.lock();
+            if let Some(n) = visitors.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    visitors.remove(&self.key);
+                }
+            }
+        }
+    }
 }
 
 /// The engine without keeping it alive (for its own background tasks).
@@ -166,6 +189,7 @@ impl Engine {
             deps,
             tenants: Mutex::new(HashMap::new()),
             dispatchers: Mutex::new(std::collections::HashSet::new()),
+            visitors: Mutex::new(HashMap::new()),
         });
         bus.bind(Arc::new(Router(Arc::downgrade(&inner))));
         Self { inner }
@@ -382,6 +406,17 @@ impl Engine {
         let Some(c) = store.get_conversation(tenant, id).await? else { return Ok(None) };
         let last = store.last_message(tenant, id).await?;
         Ok(Some(inbox_entry(&c, last.as_ref())))
+    }
+
+    /// A visitor's socket is on the conversation until the guard is dropped.
+    pub fn visitor_joined(&self, key: &ConversationKey) -> VisitorGuard {
+        *self.inner.visitors.lock().entry(key.clone()).or_insert(0) += 1;
+        VisitorGuard { engine: Arc::downgrade(&self.inner), key: key.clone() }
+    }
+
+    /// Whether a visitor's socket is on the conversation (on this node).
+    pub fn visitor_connected(&self, key: &ConversationKey) -> bool {
+        self.inner.visitors.lock().contains_key(key)
     }
 
     /// Agents' presence.

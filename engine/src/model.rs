@@ -499,6 +499,8 @@ pub enum Channel {
     Whatsapp,
     Sms,
     Api,
+    /// Push notifications (FCM) to a widget visitor's device.
+    Push,
 }
 
 /// Where a conversation stands.

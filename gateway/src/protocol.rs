@@ -13,6 +13,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest `client_msg_id` accepted.
 pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
 
+/// Longest push token accepted (FCM registration tokens are ~160 bytes).
+pub const MAX_PUSH_TOKEN_LEN: usize = 4096;
+
 /// A frame from the widget.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -36,6 +39,11 @@ pub enum ClientFrame {
     /// The visitor has seen everything up to `seq`.
     Read {
         seq: u64,
+    },
+    /// This device's push token (FCM): replies arriving while no socket of the visitor is
+    /// open are notified to it.
+    PushToken {
+        token: String,
     },
     Ping,
 }
@@ -153,6 +161,8 @@ pub mod codes {
     pub const HELLO_TIMEOUT: &str = "hello_timeout";
     /// `conversation_id` without `resume_token`, or the reverse.
     pub const INVALID_HELLO: &str = "invalid_hello";
+    /// A `push_token` that is empty or too long.
+    pub const INVALID_PUSH_TOKEN: &str = "invalid_push_token";
 }
 
 #[cfg(test)]

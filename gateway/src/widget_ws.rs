@@ -25,7 +25,8 @@ use parla_engine::{
 };
 
 use crate::protocol::{
-    BotInfo, ClientFrame, MAX_CLIENT_MSG_ID_LEN, MessageFrame, ServerFrame, codes,
+    BotInfo, ClientFrame, MAX_CLIENT_MSG_ID_LEN, MAX_PUSH_TOKEN_LEN, MessageFrame, ServerFrame,
+    codes,
 };
 
 /// How long a closing socket waits for the client's close frame.
@@ -78,6 +79,8 @@ struct Open {
     last_sent_seq: u64,
     /// Streams whose `stream_start` this socket got; tokens of others are not sent.
     streams: HashSet<String>,
+    /// The visitor counts as online while this socket is open (no push notifications).
+    _online: parla_engine::engine::VisitorGuard,
 }
 
 struct Connection {
@@ -288,6 +291,7 @@ impl Connection {
             // What the client says it has (never beyond what exists) counts as sent.
             last_sent_seq: last_seq.unwrap_or(0).min(opened.last_seq),
             streams: HashSet::new(),
+            _online: self.state.engine.visitor_joined(&opened.key),
         });
         self.send(&ServerFrame::Welcome {
             conversation_id: opened.key.conversation_id.0.clone(),
@@ -342,6 +346,18 @@ impl Connection {
             ClientFrame::Read { seq } => {
                 if let Err(e) = engine.send(key, Some(self.id), Inbound::Read { seq }).await {
                     return self.engine_error(&e, None).await;
+                }
+            }
+            ClientFrame::PushToken { token } => {
+                if token.is_empty() || token.len() > MAX_PUSH_TOKEN_LEN {
+                    let msg = format!("token must be 1 to {MAX_PUSH_TOKEN_LEN} bytes");
+                    return self.error(codes::INVALID_PUSH_TOKEN, &msg, None, None).await;
+                }
+                let store = engine.store();
+                if let Err(e) =
+                    store.add_push_token(&key.tenant_id, &key.conversation_id, &token).await
+                {
+                    return self.engine_error(&parla_engine::EngineError::Store(e), None).await;
                 }
             }
             ClientFrame::Hello { .. } | ClientFrame::Ping => {}

@@ -84,6 +84,13 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
     assert!(store.opted_out("wa-1", "+391").await.expect("read"));
     assert!(!store.opted_out("wa-1", "+392").await.expect("read"), "per contact");
     store.set_opted_out("wa-1", "+391", false).await.expect("start");
+    store.add_push_token(&t, &first.id, "device-a").await.expect("add");
+    store.add_push_token(&t, &first.id, "device-a").await.expect("again");
+    store.add_push_token(&t, &first.id, "device-b").await.expect("add");
+    assert_eq!(store.push_tokens(&t, &first.id).await.expect("list"), ["device-a", "device-b"]);
+    assert!(store.push_tokens(&other, &first.id).await.expect("list").is_empty());
+    store.remove_push_token(&t, &first.id, "device-a").await.expect("remove");
+    assert_eq!(store.push_tokens(&t, &first.id).await.expect("list"), ["device-b"]);
     assert!(!store.opted_out("wa-1", "+391").await.expect("read"));
     assert_eq!(store.channel_cursor(&t, &first.id).await.expect("cursor"), 0);
     store.set_channel_cursor(&t, &first.id, 7).await.expect("set");

@@ -247,6 +247,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         connection: &str,
         provider_id: &str,
     ) -> StoreResult<Option<(TenantId, ConversationId, u64)>>;
+    /// Registers a device token for notifications about a conversation (idempotent).
+    async fn add_push_token(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        token: &str,
+    ) -> StoreResult<()>;
+    async fn remove_push_token(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        token: &str,
+    ) -> StoreResult<()>;
+    async fn push_tokens(&self, tenant: &TenantId, id: &ConversationId)
+    -> StoreResult<Vec<String>>;
     /// Records that `contact` opted out of (`true`) or back into messages on `connection`.
     async fn set_opted_out(&self, connection: &str, contact: &str, out: bool) -> StoreResult<()>;
     async fn opted_out(&self, connection: &str, contact: &str) -> StoreResult<bool>;

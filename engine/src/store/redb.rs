@@ -53,6 +53,8 @@ const CONVERSATION_CONTACTS: TableDefinition<(&str, &str), (&str, &str)> =
 /// (connection, provider message id) → (tenant, conversation, seq).
 const PROVIDER_IDS: TableDefinition<(&str, &str), (&str, &str, u64)> =
     TableDefinition::new("provider_message_ids");
+/// (tenant, conversation, device token) → 0: where to notify an offline visitor.
+const PUSH_TOKENS: TableDefinition<(&str, &str, &str), u8> = TableDefinition::new("push_tokens");
 /// (connection, contact) → 1: contacts who opted out (SMS STOP).
 const OPTED_OUT: TableDefinition<(&str, &str), u8> = TableDefinition::new("channel_opt_outs");
 /// (tenant, conversation) → highest seq delivered to the conversation's channel.
@@ -132,6 +134,7 @@ enum WriteOp {
     ContactConversation(String, String, Conversation),
     SetChannelCursor(TenantId, ConversationId, u64),
     SetOptedOut(String, String, bool),
+    PushToken(TenantId, ConversationId, String, bool),
     SetDelivery(TenantId, ConversationId, u64, String, crate::model::Delivery),
     DeleteCanned(TenantId, String),
     AddNote(Note),
@@ -209,6 +212,7 @@ impl RedbStore {
             txn.open_table(CONVERSATION_CONTACTS).map_err(backend)?;
             txn.open_table(OPTED_OUT).map_err(backend)?;
             txn.open_table(PROVIDER_IDS).map_err(backend)?;
+            txn.open_table(PUSH_TOKENS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -561,6 +565,15 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                     .map_err(backend)?;
             }
             return Ok(Outcome::Existed(true));
+        }
+        WriteOp::PushToken(tenant, id, token, add) => {
+            let mut table = txn.open_table(PUSH_TOKENS).map_err(backend)?;
+            let key = (tenant.as_str(), id.as_str(), token.as_str());
+            if *add {
+                table.insert(key, 0).map_err(backend)?;
+            } else {
+                table.remove(key).map_err(backend)?;
+            }
         }
         WriteOp::SetOptedOut(connection, contact, out) => {
             let mut table = txn.open_table(OPTED_OUT).map_err(backend)?;
@@ -1225,6 +1238,42 @@ impl Store for RedbStore {
                 let (t, c, seq) = v.value();
                 (TenantId::from(t), ConversationId::from(c), seq)
             }))
+        })
+        .await
+    }
+
+    async fn add_push_token(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        token: &str,
+    ) -> StoreResult<()> {
+        let op = WriteOp::PushToken(tenant.clone(), id.clone(), token.to_owned(), true);
+        self.write(op).await.map(drop)
+    }
+
+    async fn remove_push_token(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        token: &str,
+    ) -> StoreResult<()> {
+        let op = WriteOp::PushToken(tenant.clone(), id.clone(), token.to_owned(), false);
+        self.write(op).await.map(drop)
+    }
+
+    async fn push_tokens(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Vec<String>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(PUSH_TOKENS).map_err(backend)?;
+            let (t, c) = (tenant.as_str(), id.as_str());
+            let range = table.range((t, c, "")..=(t, c, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| entry.map(|(k, _)| k.value().2.to_owned()).map_err(backend)).collect()
         })
         .await
     }
