@@ -110,6 +110,23 @@ async fn setup() -> Setup {
     Setup { server, owner, bot, webhook, sent }
 }
 
+/// POSTs a form to the webhook as Twilio would, signed by Twilio's library (or, with `sign`
+/// false, with a wrong signature); returns (status, body).
+async fn post_form(s: &Setup, params: &[(&str, &str)], sign: bool) -> (u16, String) {
+    let url = format!("http://{}{}", s.server.addr, s.webhook);
+    let signature =
+        if sign { twilio_signature(&url, params) } else { "bm90IGEgc2lnbmF0dXJl".into() };
+    let body = serde_urlencoded::to_string(params).expect("form");
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        s.webhook,
+        s.server.addr,
+        body.len()
+    );
+    let (status, _, answer) = raw_http(s.server.addr, &request).await;
+    (status, answer)
+}
+
 /// An incoming SMS as Twilio posts it; `sign` false sends a wrong signature.
 async fn incoming(s: &Setup, sid: &str, text: &str, sign: bool) -> (u16, String) {
     let params = [
@@ -120,18 +137,7 @@ async fn incoming(s: &Setup, sid: &str, text: &str, sign: bool) -> (u16, String)
         ("Body", text),
         ("NumMedia", "0"),
     ];
-    let url = format!("http://{}{}", s.server.addr, s.webhook);
-    let signature =
-        if sign { twilio_signature(&url, &params) } else { "bm90IGEgc2lnbmF0dXJl".into() };
-    let body = serde_urlencoded::to_string(params).expect("form");
-    let request = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        s.webhook,
-        s.server.addr,
-        body.len()
-    );
-    let (status, _, answer) = raw_http(s.server.addr, &request).await;
-    (status, answer)
+    post_form(s, &params, sign).await
 }
 
 async fn sent(s: &Setup, n: usize) -> Vec<Vec<(String, String)>> {
@@ -222,15 +228,6 @@ async fn a_status_callback_marks_an_undelivered_sms_failed() {
         ("From", NUMBER),
         ("To", CONTACT),
     ];
-    let url = format!("http://{}{}", s.server.addr, s.webhook);
-    let signature = twilio_signature(&url, &params);
-    let body = serde_urlencoded::to_string(params).expect("form");
-    let request = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        s.webhook,
-        s.server.addr,
-        body.len()
-    );
     let mut answer = Value::Null;
     for _ in 0..100 {
         // The sink records SENT right after Twilio's answer; the callback must come after it.
@@ -247,7 +244,7 @@ async fn a_status_callback_marks_an_undelivered_sms_failed() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(raw_http(s.server.addr, &request).await.0, 200);
+    assert_eq!(post_form(&s, &params, true).await.0, 200);
     let id = answer["conversation_id"].as_str().expect("conversation").to_owned();
     let (_, detail) =
         s.server.call("GET", &format!("/api/conversations/{id}"), None, Some(&s.owner)).await;

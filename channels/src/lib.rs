@@ -148,6 +148,18 @@ impl Channels {
         &self.sealer
     }
 
+    /// A connection's credentials, unsealed.
+    fn open_secrets<T: serde::de::DeserializeOwned>(
+        &self,
+        connection: &parla_engine::model::ChannelConnection,
+    ) -> Result<T, String> {
+        let plain = self
+            .sealer
+            .open(&connection.id, &connection.sealed_secrets)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&plain).map_err(|e| e.to_string())
+    }
+
     /// Mounts the channels' webhooks.
     pub fn configure(self: &Arc<Self>) -> impl FnOnce(&mut actix_web::web::ServiceConfig) + use<> {
         let channels = self.clone();

@@ -52,11 +52,7 @@ impl Channels {
         {
             return Ok(token.clone());
         }
-        let plain = self
-            .sealer
-            .open(&connection.id, &connection.sealed_secrets)
-            .map_err(|e| e.to_string())?;
-        let secrets: Secrets = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+        let secrets: Secrets = self.open_secrets(connection)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -71,14 +71,6 @@ pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> St
 }
 
 impl Channels {
-    fn sms_secrets(&self, connection: &ChannelConnection) -> Result<Secrets, String> {
-        let plain = self
-            .sealer
-            .open(&connection.id, &connection.sealed_secrets)
-            .map_err(|e| e.to_string())?;
-        serde_json::from_slice(&plain).map_err(|e| e.to_string())
-    }
-
     /// The URL Twilio called, as it signed it.
     fn public_url(&self, req: &HttpRequest) -> String {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -103,7 +95,7 @@ impl Channels {
         if opted_out {
             return Err("the contact opted out (STOP); they can send START to opt back in".into());
         }
-        let secrets = self.sms_secrets(connection)?;
+        let secrets = self.open_secrets::<Secrets>(connection)?;
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.settings.twilio_api_base.trim_end_matches('/'),
@@ -153,7 +145,7 @@ async fn receive(
         Ok(Some(c)) if c.kind == Channel::Sms => c,
         _ => return refuse(StatusCode::NOT_FOUND, "no such connection"),
     };
-    let Ok(secrets) = channels.sms_secrets(&connection) else {
+    let Ok(secrets) = channels.open_secrets::<Secrets>(&connection) else {
         return refuse(StatusCode::NOT_FOUND, "no such connection");
     };
     let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {

@@ -67,8 +67,7 @@ async fn connection(channels: &Channels, id: &str) -> Option<(ChannelConnection,
     if connection.kind != Channel::Whatsapp {
         return None;
     }
-    let plain = channels.sealer.open(&connection.id, &connection.sealed_secrets).ok()?;
-    let secrets = serde_json::from_slice(&plain).ok()?;
+    let secrets = channels.open_secrets(&connection).ok()?;
     Some((connection, secrets))
 }
 
@@ -335,11 +334,7 @@ impl Channels {
     }
 
     fn secrets(&self, connection: &ChannelConnection) -> Result<Secrets, String> {
-        let plain = self
-            .sealer
-            .open(&connection.id, &connection.sealed_secrets)
-            .map_err(|e| e.to_string())?;
-        serde_json::from_slice(&plain).map_err(|e| e.to_string())
+        self.open_secrets(connection)
     }
 
     fn messages_url(&self, connection: &ChannelConnection) -> String {
