@@ -430,3 +430,79 @@ async fn status_reports_move_a_messages_delivery_forward_and_failures_show() {
     assert_eq!(failed["status"], "FAILED", "{failed}");
     assert!(failed["error"].as_str().is_some_and(|e| e.contains("131047")), "{failed}");
 }
+
+/// An OpenAI-compatible server streaming one 10,000-character answer over server-sent events.
+async fn long_llm() -> (String, String) {
+    let answer: String =
+        (0..400).map(|i| format!("Part {i:03} of the answer, told in full. ")).collect();
+    let answer = answer.chars().take(10_000).collect::<String>().trim_end().to_owned();
+    let streamed = answer.clone();
+    let server = HttpServer::new(move || {
+        let streamed = streamed.clone();
+        App::new().route(
+            "/v1/chat/completions",
+            web::post().to(move || {
+                let pieces: Vec<String> = streamed
+                    .split_inclusive(". ")
+                    .map(|piece| {
+                        let chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                            "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+                        format!("data: {chunk}\n\n")
+                    })
+                    .chain(std::iter::once("data: [DONE]\n\n".to_owned()))
+                    .collect();
+                let events = futures_util::stream::iter(
+                    pieces.into_iter().map(|e| Ok::<_, actix_web::Error>(web::Bytes::from(e))),
+                );
+                async move { HttpResponse::Ok().content_type("text/event-stream").streaming(events) }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind");
+    let addr = server.addrs()[0];
+    tokio::spawn(server.run());
+    (format!("http://{addr}/v1"), answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_10000_character_streamed_answer_arrives_in_ordered_pieces_of_at_most_4096() {
+    let (llm, answer) = long_llm().await;
+    let (base, graph) = graph().await;
+    let server = start_with(|s| {
+        s.channels.whatsapp_api_base = base.clone();
+        s.llm.base_url = llm.clone();
+        s.llm.model = "m".into();
+    })
+    .await;
+    let owner = register_owner(&server, "owner@wa-long.example.com").await;
+    let bot = published_bot(&server, &owner, json!({"name": "long"})).await;
+    let body = json!({"kind": "whatsapp", "phone_number_id": NUMBER, "access_token": TOKEN,
+        "app_secret": APP_SECRET, "verify_token": VERIFY});
+    let (_, connection) =
+        server.post(&format!("/api/bots/{bot}/channels"), body, Some(&owner)).await;
+    let s = Setup {
+        webhook: connection["webhook_path"].as_str().expect("path").to_owned(),
+        server,
+        owner,
+        bot,
+        graph,
+    };
+    let body = notification(vec![text_message("wamid.long", "tell me everything")]);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    let pieces: Vec<String> = sent(&s.graph, 3)
+        .await
+        .iter()
+        .map(|m| m["text"]["body"].as_str().expect("body").to_owned())
+        .collect();
+    assert_eq!(answer.chars().count(), 10_000);
+    assert_eq!(pieces.len(), 3, "10,000 characters in three messages");
+    assert!(
+        pieces.iter().all(|p| p.chars().count() <= 4096),
+        "{:?}",
+        pieces.iter().map(|p| p.chars().count()).collect::<Vec<_>>()
+    );
+    assert!(pieces[..2].iter().all(|p| p.ends_with('.')), "cut after sentences");
+    assert_eq!(pieces.join(" "), answer, "in order, nothing lost or repeated");
+}
