@@ -198,7 +198,11 @@ pub fn split_message(text: &str, max: usize) -> Vec<String> {
                 .iter()
                 .filter_map(|p| window.rfind(p).map(|i| i + p.len()))
                 .max(),
-            window.rfind(char::is_whitespace).map(|i| i + 1),
+            window
+                .char_indices()
+                .rev()
+                .find(|(_, c)| c.is_whitespace())
+                .map(|(i, c)| i + c.len_utf8()),
         ]
         .into_iter()
         .flatten()
@@ -238,6 +242,11 @@ mod tests {
         let pieces = split_message(&unbroken, 4096);
         assert_eq!(pieces.iter().map(|p| p.chars().count()).collect::<Vec<_>>(), [4096, 904]);
         assert_eq!(split_message("  short  ", 4096), ["short"]);
+        // Wide spaces are boundaries too, and never split in their middle.
+        let ideographic = "語\u{3000}".repeat(3000);
+        let pieces = split_message(&ideographic, 4096);
+        assert!(pieces.iter().all(|p| p.chars().count() <= 4096));
+        assert_eq!(pieces.concat().chars().filter(|c| *c == '語').count(), 3000);
         assert!(split_message("   ", 4096).is_empty());
     }
 }
