@@ -409,14 +409,18 @@ impl Connection {
             ClientFrame::Auth { token } => {
                 let tenant = self.me.as_ref().map(|m| m.caller.tenant.clone());
                 match crate::routes::person(&self.state, &token).await {
-                    Ok((caller, expires_at)) if Some(&caller.tenant) == tenant.as_ref() => {
+                    Ok((caller, expires_at))
+                        if Some(&caller.tenant) == tenant.as_ref()
+                            && caller.account
+                                == self.me.as_ref().and_then(|m| m.caller.account.clone()) =>
+                    {
                         if let Some(me) = self.me.as_mut() {
                             (me.token, me.expires_at) = (token, expires_at);
                         }
                         self.send(&ServerFrame::Authenticated { expires_at }).await?;
                     }
                     Ok(_) => {
-                        self.error("forbidden", "that token is for another workspace", None, None)
+                        self.error("forbidden", "that token is another member's", None, None)
                             .await?;
                     }
                     Err(e) => self.error(e.code, &e.message, None, None).await?,

@@ -104,7 +104,11 @@ async fn own_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<BotId,
     Ok(bot)
 }
 
+/// The secret's last four characters, unless it is short enough for them to give much away.
 fn hint(secret: &str) -> String {
+    if secret.chars().count() < 12 {
+        return "…".into();
+    }
     let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
     format!("…{tail}")
 }

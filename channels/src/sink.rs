@@ -57,11 +57,32 @@ impl Channels {
         let store = self.engine.store().clone();
         let mut events = self.engine.subscribe(&key, None);
         let (t, c) = (&key.tenant_id, &key.conversation_id);
-        let mut cursor = store.channel_cursor(t, c).await.unwrap_or(0);
-        let mut last_inbound = self.last_inbound(&key, cursor).await;
+        // Never guess where delivery stands: a read error stops the sink (the next reply
+        // starts it again) rather than resending from the start.
+        let started = match store.channel_cursor(t, c).await {
+            Ok(cursor) => self.last_inbound(&key, cursor).await.map(|last| (cursor, last)),
+            Err(e) => {
+                tracing::warn!(error = %e, "channel sink could not read its cursor");
+                None
+            }
+        };
+        let Some((mut cursor, mut last_inbound)) = started else {
+            self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
+            return;
+        };
         loop {
-            let Some(connection) = store.channel_by_id(&connection).await.ok().flatten() else {
-                break; // Disconnected.
+            let connection = match store.channel_by_id(&connection).await {
+                Ok(Some(connection)) => connection,
+                Ok(None) => {
+                    let text =
+                        "the conversation's channel was disconnected; replies are not delivered";
+                    self.engine.announce_failure(&key, "channel_delivery_failed", text);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "channel sink could not read its connection");
+                    break;
+                }
             };
             (cursor, last_inbound) =
                 self.deliver_after(&key, &connection, &contact, cursor, last_inbound).await;
@@ -87,15 +108,18 @@ impl Channels {
         self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
     }
 
-    /// When the contact last wrote, as of `cursor` (0: not in the page before it).
-    async fn last_inbound(&self, key: &ConversationKey, cursor: u64) -> i64 {
+    /// When the contact last wrote, as of `cursor` (0: not in the page before it); `None`
+    /// when the store cannot say.
+    async fn last_inbound(&self, key: &ConversationKey, cursor: u64) -> Option<i64> {
         let from = cursor.saturating_sub(100);
-        let page = self.engine.history(key, from, 100).await.unwrap_or_default();
-        page.iter()
-            .filter(|m| m.seq <= cursor && m.sender == Sender::User)
-            .map(|m| m.created_at)
-            .max()
-            .unwrap_or(0)
+        let page = self.engine.history(key, from, 100).await.ok()?;
+        Some(
+            page.iter()
+                .filter(|m| m.seq <= cursor && m.sender == Sender::User)
+                .map(|m| m.created_at)
+                .max()
+                .unwrap_or(0),
+        )
     }
 
     /// Sends every stored bot or agent message after `cursor`: free-form within the window,
@@ -260,6 +284,12 @@ impl Channels {
                     let retryable = status.as_u16() == 429 || status.is_server_error();
                     (retryable, format!("the provider answered {status}: {message}"), retry_after)
                 }
+                // A timeout may have been delivered: resending could send it twice.
+                Err(e) if e.is_timeout() => (
+                    false,
+                    "the provider did not answer in time; it may or may not have it".into(),
+                    None,
+                ),
                 Err(e) => (true, format!("network: {}", e.without_url()), None),
             };
             if !retryable || attempt == attempts {

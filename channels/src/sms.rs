@@ -101,11 +101,20 @@ impl Channels {
             self.settings.twilio_api_base.trim_end_matches('/'),
             secrets.account_sid
         );
+        let callback = match self.settings.public_url.trim_end_matches('/') {
+            "" => String::new(),
+            base => format!("{base}/v1/channels/sms/{}", connection.id),
+        };
         let mut ids = Vec::new();
         for piece in crate::split_message(text, MAX_SMS_CHARS) {
-            let form =
-                [("To", to), ("From", connection.address.as_str()), ("Body", piece.as_str())];
-            let body = serde_urlencoded::to_string(form).map_err(|e| e.to_string())?;
+            let mut form =
+                vec![("To", to), ("From", connection.address.as_str()), ("Body", piece.as_str())];
+            // Twilio reports delivery (delivered, undelivered…) only to a callback named in
+            // the request: possible once the server knows its public URL.
+            if !callback.is_empty() {
+                form.push(("StatusCallback", callback.as_str()));
+            }
+            let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
             let build = || {
                 self.http
                     .post(&url)

@@ -150,6 +150,8 @@ async fn assign(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
             Err(e) => {
                 tracing::warn!(conversation = %id, error = %e, "could not assign a conversation");
                 desk.held.remove(&id);
+                desk.waiting.insert((since, id)); // Still waiting: tried again on the next change.
+                return;
             }
         }
     }

@@ -91,6 +91,12 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
     assert!(store.push_tokens(&other, &first.id).await.expect("list").is_empty());
     store.remove_push_token(&t, &first.id, "device-a").await.expect("remove");
     assert_eq!(store.push_tokens(&t, &first.id).await.expect("list"), ["device-b"]);
+    for n in 0..8 {
+        store.add_push_token(&t, &first.id, &format!("flood-{n}")).await.expect("add");
+    }
+    let kept = store.push_tokens(&t, &first.id).await.expect("list");
+    assert_eq!(kept.len(), 5, "at most five devices: {kept:?}");
+    assert!(kept.contains(&"flood-7".to_owned()), "the newest kept: {kept:?}");
     assert!(!store.opted_out("wa-1", "+391").await.expect("read"));
     assert_eq!(store.channel_cursor(&t, &first.id).await.expect("cursor"), 0);
     store.set_channel_cursor(&t, &first.id, 7).await.expect("set");
@@ -136,7 +142,23 @@ async fn deleting_a_bot_deletes_its_knowledge_base(store: &dyn Store) {
         let chunk = Chunk { document_id: id, position: 0, title: "t".into(), text: "x".into() };
         store.put_chunks(&d, &[chunk]).await.expect("chunks");
     }
+    let connection = |id: &str, bot: &Bot| ChannelConnection {
+        id: id.into(),
+        tenant_id: t.clone(),
+        bot_id: bot.id.clone(),
+        kind: Channel::Whatsapp,
+        address: "1".into(),
+        sealed_secrets: "sealed".into(),
+        secret_hints: Default::default(),
+        template: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.put_channel(&connection("ch-doomed", &doomed)).await.expect("channel");
+    store.put_channel(&connection("ch-kept", &kept)).await.expect("channel");
     assert!(store.delete_bot(&t, &doomed.id).await.expect("delete"));
+    assert_eq!(store.channel_by_id("ch-doomed").await.expect("get"), None, "connections go too");
+    assert!(store.channel_by_id("ch-kept").await.expect("get").is_some());
     assert!(store.list_documents(&t, &doomed.id).await.expect("list").is_empty());
     assert!(store.list_chunks(&t, &doomed.id).await.expect("chunks").is_empty());
     assert_eq!(store.get_document(&t, "doc-of-b-doomed").await.expect("get"), None);

@@ -53,8 +53,11 @@ const CONVERSATION_CONTACTS: TableDefinition<(&str, &str), (&str, &str)> =
 /// (connection, provider message id) → (tenant, conversation, seq).
 const PROVIDER_IDS: TableDefinition<(&str, &str), (&str, &str, u64)> =
     TableDefinition::new("provider_message_ids");
-/// (tenant, conversation, device token) → 0: where to notify an offline visitor.
-const PUSH_TOKENS: TableDefinition<(&str, &str, &str), u8> = TableDefinition::new("push_tokens");
+/// (tenant, conversation, device token) → when it was registered (ms): where to notify an
+/// offline visitor. At most [`MAX_PUSH_TOKENS`] per conversation, the newest.
+const PUSH_TOKENS: TableDefinition<(&str, &str, &str), i64> = TableDefinition::new("push_tokens");
+/// Devices notified per conversation at most.
+const MAX_PUSH_TOKENS: usize = 5;
 /// (connection, contact) → 1: contacts who opted out (SMS STOP).
 const OPTED_OUT: TableDefinition<(&str, &str), u8> = TableDefinition::new("channel_opt_outs");
 /// (tenant, conversation) → highest seq delivered to the conversation's channel.
@@ -340,6 +343,19 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 for document in &documents {
                     remove_document(txn, t, document)?;
                 }
+                // And its channel connections (their webhooks answer 404 from now on).
+                let mut channels = txn.open_table(CHANNELS).map_err(backend)?;
+                let mut doomed = Vec::new();
+                for entry in channels.iter().map_err(backend)? {
+                    let (id, value) = entry.map_err(backend)?;
+                    let c: ChannelConnection = decode(value.value())?;
+                    if c.tenant_id.as_str() == t && c.bot_id.as_str() == b {
+                        doomed.push(id.value().to_owned());
+                    }
+                }
+                for id in &doomed {
+                    channels.remove(id.as_str()).map_err(backend)?;
+                }
             }
             return Ok(Outcome::Existed(existed));
         }
@@ -405,6 +421,17 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .map_err(backend)?
                 .remove((t, c))
                 .map_err(backend)?;
+            txn.open_table(CHANNEL_CURSORS).map_err(backend)?.remove((t, c)).map_err(backend)?;
+            let mut tokens = txn.open_table(PUSH_TOKENS).map_err(backend)?;
+            let devices: Vec<String> = tokens
+                .range((t, c, "")..=(t, c, "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|entry| entry.map(|(k, _)| k.value().2.to_owned()).map_err(backend))
+                .collect::<StoreResult<_>>()?;
+            for device in &devices {
+                tokens.remove((t, c, device.as_str())).map_err(backend)?;
+            }
+            drop(tokens);
             let mut notes = txn.open_table(NOTES).map_err(backend)?;
             let note_ids: Vec<String> = notes
                 .range((t, c, "")..=(t, c, "\u{10FFFF}"))
@@ -568,11 +595,21 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
         }
         WriteOp::PushToken(tenant, id, token, add) => {
             let mut table = txn.open_table(PUSH_TOKENS).map_err(backend)?;
-            let key = (tenant.as_str(), id.as_str(), token.as_str());
-            if *add {
-                table.insert(key, 0).map_err(backend)?;
-            } else {
-                table.remove(key).map_err(backend)?;
+            let (t, c) = (tenant.as_str(), id.as_str());
+            if !*add {
+                table.remove((t, c, token.as_str())).map_err(backend)?;
+                return Ok(Outcome::Done);
+            }
+            table.insert((t, c, token.as_str()), crate::model::now_ms()).map_err(backend)?;
+            let mut all: Vec<(i64, String)> = table
+                .range((t, c, "")..=(t, c, "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|e| e.map(|(k, v)| (v.value(), k.value().2.to_owned())).map_err(backend))
+                .collect::<StoreResult<_>>()?;
+            all.sort();
+            let excess = all.len().saturating_sub(MAX_PUSH_TOKENS);
+            for (_, oldest) in all.into_iter().take(excess) {
+                table.remove((t, c, oldest.as_str())).map_err(backend)?;
             }
         }
         WriteOp::SetOptedOut(connection, contact, out) => {
