@@ -102,7 +102,16 @@ impl Channels {
                 }
             };
             if !more {
-                break;
+                // Idle: leave, then look once more — a reply stored while the watcher still
+                // saw this sink running would otherwise wait for the next one.
+                self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
+                let (t, c) = (&key.tenant_id, &key.conversation_id);
+                if let Ok(Some(last)) = store.last_message(t, c).await
+                    && last.seq > cursor
+                {
+                    self.ensure_sink(&key, &connection.id, &contact);
+                }
+                return;
             }
         }
         self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
