@@ -202,31 +202,20 @@ impl Channels {
         error: Option<String>,
     ) {
         let store = self.engine.store();
-        let Ok(Some((tenant, id, seq))) =
-            store.message_by_provider_id(&connection.id, provider_id).await
-        else {
-            return; // Not ours (a read receipt, a message sent elsewhere).
+        // Looked up, compared and written in one store transaction: two reports at once
+        // cannot move it back.
+        let moved =
+            store.advance_delivery(&connection.id, provider_id, status, error.clone()).await;
+        let (tenant, id, seq) = match moved {
+            Ok(Some(moved)) => moved,
+            Ok(None) => return, // Not ours, or not further on.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record a delivery report");
+                return;
+            }
         };
-        let key = ConversationKey { tenant_id: tenant, conversation_id: id };
-        let Ok(page) = self.engine.history(&key, seq.saturating_sub(1), 1).await else { return };
-        let Some(message) = page.first().filter(|m| m.seq == seq) else { return };
-        let mut delivery = message.delivery.clone().unwrap_or(Delivery {
-            status: DeliveryStatus::Sent,
-            provider_ids: vec![provider_id.to_owned()],
-            error: None,
-            updated_at: now_ms(),
-        });
-        if status <= delivery.status {
-            return;
-        }
-        delivery.status = status;
-        delivery.error = error.clone().or(delivery.error);
-        delivery.updated_at = now_ms();
-        let (t, c) = (&key.tenant_id, &key.conversation_id);
-        if let Err(e) = store.set_delivery(t, c, seq, &connection.id, &delivery).await {
-            tracing::warn!(error = %e, "could not record a delivery report");
-        }
         if status == DeliveryStatus::Failed {
+            let key = ConversationKey { tenant_id: tenant, conversation_id: id };
             let why = error.unwrap_or_else(|| "no reason given".into());
             let text = format!("message {seq} was not delivered: {why}");
             self.engine.announce_failure(&key, "channel_delivery_failed", &text);

@@ -222,6 +222,15 @@ async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
     let found = store.message_by_provider_id("conn", "wamid.2").await.expect("lookup");
     assert_eq!(found, Some((t.clone(), c.clone(), 3)));
     assert_eq!(store.message_by_provider_id("other-conn", "wamid.2").await.expect("lookup"), None);
+    let read = DeliveryStatus::Read;
+    let moved = store.advance_delivery("conn", "wamid.1", read, None).await.expect("read");
+    assert_eq!(moved, Some((t.clone(), c.clone(), 3)));
+    let late = DeliveryStatus::Delivered;
+    let moved = store.advance_delivery("conn", "wamid.1", late, None).await.expect("late");
+    assert_eq!(moved, None, "never backwards");
+    let last = store.last_message(&t, &c).await.expect("last").expect("exists");
+    assert_eq!(last.delivery.map(|d| d.status), Some(DeliveryStatus::Read));
+    assert_eq!(store.advance_delivery("conn", "nope", read, None).await.expect("unknown"), None);
 }
 
 async fn notes_stay_with_their_conversation(store: &dyn Store) {

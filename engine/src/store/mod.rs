@@ -241,6 +241,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         connection: &str,
         delivery: &crate::model::Delivery,
     ) -> StoreResult<bool>;
+    /// A provider's report on the message its id stands for, in one transaction: moves the
+    /// message's delivery to `status` only if that is further on (a late "delivered" after
+    /// "read" changes nothing). Returns the message's key and seq when the report moved it.
+    async fn advance_delivery(
+        &self,
+        connection: &str,
+        provider_id: &str,
+        status: crate::model::DeliveryStatus,
+        error: Option<String>,
+    ) -> StoreResult<Option<(TenantId, ConversationId, u64)>>;
     /// The message a provider id of `connection` stands for: (tenant, conversation, seq).
     async fn message_by_provider_id(
         &self,

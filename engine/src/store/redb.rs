@@ -139,6 +139,7 @@ enum WriteOp {
     SetOptedOut(String, String, bool),
     PushToken(TenantId, ConversationId, String, bool),
     SetDelivery(TenantId, ConversationId, u64, String, crate::model::Delivery),
+    AdvanceDelivery(String, String, crate::model::DeliveryStatus, Option<String>),
     DeleteCanned(TenantId, String),
     AddNote(Note),
     AddTokenUsage(TenantId, String, u64),
@@ -156,6 +157,7 @@ enum Outcome {
     Existed(bool),
     OneTime(Option<OneTimeToken>),
     Conversation(Box<Conversation>),
+    Moved(Option<(TenantId, ConversationId, u64)>),
 }
 
 struct WriteRequest {
@@ -611,6 +613,45 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             for (_, oldest) in all.into_iter().take(excess) {
                 table.remove((t, c, oldest.as_str())).map_err(backend)?;
             }
+        }
+        WriteOp::AdvanceDelivery(connection, provider_id, status, error) => {
+            let found = txn
+                .open_table(PROVIDER_IDS)
+                .map_err(backend)?
+                .get((connection.as_str(), provider_id.as_str()))
+                .map_err(backend)?
+                .map(|v| {
+                    let (t, c, seq) = v.value();
+                    (t.to_owned(), c.to_owned(), seq)
+                });
+            let Some((t, c, seq)) = found else { return Ok(Outcome::Moved(None)) };
+            let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
+            let stored: Option<Message> = messages
+                .get((t.as_str(), c.as_str(), seq))
+                .map_err(backend)?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            let Some(mut message) = stored else { return Ok(Outcome::Moved(None)) };
+            let now = crate::model::now_ms();
+            let mut delivery = message.delivery.take().unwrap_or(crate::model::Delivery {
+                status: crate::model::DeliveryStatus::Sent,
+                provider_ids: vec![provider_id.clone()],
+                error: None,
+                updated_at: now,
+            });
+            let moved = *status > delivery.status;
+            if moved {
+                delivery.status = *status;
+                delivery.error = error.clone().or(delivery.error.take());
+                delivery.updated_at = now;
+            }
+            message.delivery = Some(delivery);
+            if !moved {
+                return Ok(Outcome::Moved(None));
+            }
+            let bytes = encode(&message)?;
+            messages.insert((t.as_str(), c.as_str(), seq), bytes.as_slice()).map_err(backend)?;
+            return Ok(Outcome::Moved(Some((TenantId(t), ConversationId(c), seq))));
         }
         WriteOp::SetOptedOut(connection, contact, out) => {
             let mut table = txn.open_table(OPTED_OUT).map_err(backend)?;
@@ -1258,6 +1299,21 @@ impl Store for RedbStore {
         match self.write(op).await? {
             Outcome::Existed(existed) => Ok(existed),
             other => Err(StoreError::Backend(format!("set_delivery returned {other:?}"))),
+        }
+    }
+
+    async fn advance_delivery(
+        &self,
+        connection: &str,
+        provider_id: &str,
+        status: crate::model::DeliveryStatus,
+        error: Option<String>,
+    ) -> StoreResult<Option<(TenantId, ConversationId, u64)>> {
+        let op =
+            WriteOp::AdvanceDelivery(connection.to_owned(), provider_id.to_owned(), status, error);
+        match self.write(op).await? {
+            Outcome::Moved(moved) => Ok(moved),
+            other => Err(StoreError::Backend(format!("advance_delivery returned {other:?}"))),
         }
     }
 

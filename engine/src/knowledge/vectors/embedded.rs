@@ -20,6 +20,9 @@ use crate::model::{BotId, TenantId};
 const SPACES: TableDefinition<&str, u64> = TableDefinition::new("spaces");
 
 type PointKey<'a> = (&'a str, &'a str, &'a str, u32);
+
+/// Bots whose matrices stay in memory at most.
+const MAX_CACHED_BOTS: usize = 1000;
 type Key = (TenantId, BotId);
 
 fn backend(e: impl std::fmt::Display) -> VectorError {
@@ -192,6 +195,9 @@ impl EmbeddedVectors {
             let matrix = Arc::new(inner.load(&key)?);
             let mut cache = inner.cache.lock();
             if cache.generations.get(&key).copied().unwrap_or(0) == generation {
+                if cache.matrices.len() >= MAX_CACHED_BOTS {
+                    cache.matrices.clear(); // Bounded memory; busy bots come straight back.
+                }
                 cache.matrices.insert(key, matrix.clone());
             }
             Ok(matrix)
