@@ -148,6 +148,36 @@ impl Channels {
         &self.sealer
     }
 
+    /// The conversation of `contact` on `connection`: read when it exists (no write on the
+    /// per-message path), created with its mapping in one transaction when it does not.
+    async fn contact_conversation(
+        &self,
+        connection: &parla_engine::model::ChannelConnection,
+        contact: &str,
+    ) -> Result<parla_engine::model::Conversation, parla_engine::EngineError> {
+        use parla_engine::model::{Conversation, ConversationId, Handling, now_ms};
+        let store = self.engine.store();
+        let tenant = &connection.tenant_id;
+        if let Some(existing) =
+            store.find_contact_conversation(tenant, &connection.id, contact).await?
+        {
+            return Ok(existing);
+        }
+        let fresh = Conversation {
+            id: ConversationId::generate(),
+            tenant_id: tenant.clone(),
+            bot_id: connection.bot_id.clone(),
+            resume_token_sha256: String::new(), // Not resumable from a widget.
+            source: connection.kind,
+            user_agent: None,
+            started_at: now_ms(),
+            handling: Handling::default(),
+            sentiment_sum: 0.0,
+            sentiment_count: 0,
+        };
+        Ok(store.contact_conversation(&connection.id, contact, &fresh).await?)
+    }
+
     /// A connection's credentials, unsealed.
     fn open_secrets<T: serde::de::DeserializeOwned>(
         &self,

@@ -13,9 +13,7 @@ use std::{sync::Arc, time::Duration};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
-use parla_engine::model::{
-    Channel, ChannelConnection, Conversation, ConversationId, DeliveryStatus, Handling, now_ms,
-};
+use parla_engine::model::{Channel, ChannelConnection, DeliveryStatus};
 use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 
@@ -209,21 +207,8 @@ async fn receive(
         tracing::warn!(error = %e, "could not record an SMS opt-out");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry");
     }
-    let fresh = Conversation {
-        id: ConversationId::generate(),
-        tenant_id: connection.tenant_id.clone(),
-        bot_id: connection.bot_id.clone(),
-        resume_token_sha256: String::new(),
-        source: Channel::Sms,
-        user_agent: None,
-        started_at: now_ms(),
-        handling: Handling::default(),
-        sentiment_sum: 0.0,
-        sentiment_count: 0,
-    };
     let stored = async {
-        let conversation =
-            store.contact_conversation(&connection.id, &incoming.from, &fresh).await?;
+        let conversation = channels.contact_conversation(&connection, &incoming.from).await?;
         let key = conversation.key();
         let text: String = incoming.body.chars().take(4000).collect();
         if text.trim().is_empty() {

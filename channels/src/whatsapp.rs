@@ -18,9 +18,7 @@ use std::{sync::Arc, time::Duration};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use hmac::{Hmac, Mac};
-use parla_engine::model::{
-    Channel, ChannelConnection, Conversation, ConversationId, DeliveryStatus, Handling, now_ms,
-};
+use parla_engine::model::{Channel, ChannelConnection, DeliveryStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
@@ -260,21 +258,7 @@ impl Channels {
         message: &Incoming,
     ) -> Result<(), parla_engine::EngineError> {
         let Some(text) = message.text() else { return Ok(()) };
-        let fresh = Conversation {
-            id: ConversationId::generate(),
-            tenant_id: connection.tenant_id.clone(),
-            bot_id: connection.bot_id.clone(),
-            resume_token_sha256: String::new(), // Not resumable from a widget.
-            source: Channel::Whatsapp,
-            user_agent: None,
-            started_at: now_ms(),
-            handling: Handling::default(),
-            sentiment_sum: 0.0,
-            sentiment_count: 0,
-        };
-        let store = self.engine.store();
-        let conversation =
-            store.contact_conversation(&connection.id, &message.from, &fresh).await?;
+        let conversation = self.contact_conversation(connection, &message.from).await?;
         let key = conversation.key();
         self.ensure_sink(&key, &connection.id, &message.from);
         let id = format!("wa:{}", message.id);

@@ -65,7 +65,11 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
         sentiment_sum: 0.0,
         sentiment_count: 0,
     };
+    assert!(store.find_contact_conversation(&t, "wa-1", "+391").await.expect("find").is_none());
     let first = store.contact_conversation("wa-1", "+391", &fresh("c1")).await.expect("first");
+    let found = store.find_contact_conversation(&t, "wa-1", "+391").await.expect("find");
+    assert_eq!(found.map(|c| c.id), Some(first.id.clone()));
+    assert!(store.find_contact_conversation(&other, "wa-1", "+391").await.expect("find").is_none());
     let again = store.contact_conversation("wa-1", "+391", &fresh("c2")).await.expect("again");
     assert_eq!(
         (first.id.as_str(), again.id.as_str()),

@@ -223,6 +223,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         contact: &str,
         fresh: &Conversation,
     ) -> StoreResult<Conversation>;
+    /// The existing conversation of `contact` on `connection` (a read; see
+    /// [`Store::contact_conversation`] to create it).
+    async fn find_contact_conversation(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        contact: &str,
+    ) -> StoreResult<Option<Conversation>>;
     /// The (connection, contact) a channel conversation belongs to; `None` for widget ones.
     async fn conversation_contact(
         &self,

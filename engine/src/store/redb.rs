@@ -1263,6 +1263,31 @@ impl Store for RedbStore {
         }
     }
 
+    async fn find_contact_conversation(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        contact: &str,
+    ) -> StoreResult<Option<Conversation>> {
+        let (tenant, connection, contact) =
+            (tenant.clone(), connection.to_owned(), contact.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let contacts = txn.open_table(CONTACTS).map_err(backend)?;
+            let Some(id) = contacts
+                .get((connection.as_str(), contact.as_str()))
+                .map_err(backend)?
+                .map(|v| v.value().to_owned())
+            else {
+                return Ok(None);
+            };
+            let conversations = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let found = conversations.get((tenant.as_str(), id.as_str())).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
     async fn conversation_contact(
         &self,
         tenant: &TenantId,
