@@ -95,13 +95,7 @@ pub struct ChannelBody {
 }
 
 async fn own_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<BotId, ApiError> {
-    let bot = BotId(id.to_owned());
-    state
-        .store
-        .get_bot(&caller.tenant, &bot)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such bot"))?;
-    Ok(bot)
+    Ok(crate::documents::owned_bot(state, caller, id).await?.id)
 }
 
 /// The secret's last four characters, unless it is short enough for them to give much away.

@@ -16,7 +16,12 @@ fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
 }
 
-async fn owned_bot(state: &AdminState, caller: &Caller, id: &str) -> Result<Bot, ApiError> {
+/// The caller's bot `id`, or 404 (another tenant's bot is not found either).
+pub(crate) async fn owned_bot(
+    state: &AdminState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Bot, ApiError> {
     state
         .store
         .get_bot(&caller.tenant, &BotId(id.to_owned()))
