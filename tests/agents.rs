@@ -477,3 +477,37 @@ async fn resolving_can_ask_the_visitor_for_a_score() {
     assert_eq!(stored["conversation"]["status"], "OPEN");
     assert_eq!(stored["conversation"]["csat"], 5, "the score stays recorded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_is_transferred_and_only_its_holder_or_an_admin_moves_it() {
+    let d = desk().await;
+    let (mut client, _, id, mut ann) = held_by_ann(&d).await;
+    let bob_id = account_id(&d.server, &d.bob).await;
+    // Bob cannot take it from Ann, nor hand it anywhere: she holds it.
+    let path = |action: &str| format!("/api/conversations/{id}/{action}");
+    let (status, body) =
+        d.server.post(&path("transfer"), json!({"to": bob_id}), Some(&d.bob)).await;
+    assert_eq!((status, error_code(&body)), (409, "not_assigned"), "{body}");
+    let viewer = invite_and_join(&d.server, &d.owner, "viewer@desk.example.com", "viewer").await;
+    let viewer_id = account_id(&d.server, &viewer).await;
+    ann.send(json!({"type": "transfer", "conversation_id": id, "to": viewer_id, "ref": "v"})).await;
+    let (error, _) = ann.until_either("ack", "error").await;
+    assert_eq!(error["code"], "invalid_agent", "viewers cannot hold conversations: {error}");
+
+    ann.send(json!({"type": "transfer", "conversation_id": id, "to": bob_id, "ref": "t"})).await;
+    let (ack, _) = ann.until_either("ack", "error").await;
+    assert_eq!(ack["handling"]["assignee"]["id"], bob_id.as_str(), "{ack}");
+    let handoff = client.expect("handoff").await;
+    assert_eq!((handoff["to"].as_str(), handoff["agent"].as_str()), (Some("human"), Some("M")));
+    ann.send(json!({"type": "message", "conversation_id": id, "client_msg_id": "a", "text": "still me?"})).await;
+    let (error, _) = ann.until_either("ack", "error").await;
+    assert_eq!(error["code"], "not_assigned", "Ann no longer holds it");
+    let reply = json!({"client_msg_id": "b1", "text": "Bob here, I will take it from now."});
+    assert_eq!(d.server.post(&path("replies"), reply, Some(&d.bob)).await.0, 201);
+    assert_eq!(client.expect("message").await["text"], "Bob here, I will take it from now.");
+
+    // An owner may release a conversation another agent holds.
+    let (status, released) = d.server.post(&path("release"), json!({}), Some(&d.owner)).await;
+    assert_eq!((status, released["status"].as_str()), (200, Some("OPEN")), "{released}");
+    assert_eq!(client.expect("handoff").await["to"], "bot");
+}
