@@ -158,23 +158,7 @@ impl Channels {
                 if message.sender == Sender::User {
                     last_inbound = last_inbound.max(message.created_at);
                 } else {
-                    let sent = self.deliver(connection, contact, &message.text, last_inbound).await;
-                    let delivery = Delivery {
-                        status: if sent.is_ok() {
-                            DeliveryStatus::Sent
-                        } else {
-                            DeliveryStatus::Failed
-                        },
-                        provider_ids: sent.clone().unwrap_or_default(),
-                        error: sent.as_ref().err().cloned(),
-                        updated_at: now_ms(),
-                    };
-                    let (t, c) = (&key.tenant_id, &key.conversation_id);
-                    if let Err(e) =
-                        store.set_delivery(t, c, message.seq, &connection.id, &delivery).await
-                    {
-                        tracing::warn!(error = %e, "could not record a delivery");
-                    }
+                    let sent = self.deliver(key, message, connection, contact, last_inbound).await;
                     if let Err(e) = sent {
                         // Visible to the workspace's agents, not silent; the sink moves on so
                         // one undeliverable message does not block the conversation.
@@ -222,28 +206,63 @@ impl Channels {
         }
     }
 
-    /// One stored message to the contact, the way its channel wants it; returns the
-    /// provider's ids of what it sent.
+    /// One stored message to the contact, the way its channel wants it, piece by piece; its
+    /// delivery (with each accepted piece's provider id, indexed at once so an early status
+    /// report finds it) is recorded on the message.
     async fn deliver(
         &self,
+        key: &ConversationKey,
+        message: &parla_engine::model::Message,
         connection: &ChannelConnection,
         contact: &str,
-        text: &str,
         last_inbound: i64,
-    ) -> Result<Vec<String>, String> {
-        match connection.kind {
+    ) -> Result<(), String> {
+        let window = i64::try_from(self.settings.whatsapp_window_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let in_window = now_ms() - last_inbound < window;
+        let pieces = match connection.kind {
+            // Outside the window the template carries the text as one parameter.
+            Channel::Whatsapp if !in_window => vec![message.text.clone()],
             Channel::Whatsapp => {
-                let window = i64::try_from(self.settings.whatsapp_window_secs.saturating_mul(1000))
-                    .unwrap_or(i64::MAX);
-                if now_ms() - last_inbound < window {
-                    self.send_text(connection, contact, text).await
-                } else {
-                    self.send_template(connection, contact, text).await
+                crate::split_message(&message.text, self.settings.whatsapp_max_chars)
+            }
+            _ => crate::split_message(&message.text, crate::sms::MAX_SMS_CHARS),
+        };
+        let mut delivery = Delivery {
+            status: DeliveryStatus::Sent,
+            provider_ids: Vec::new(),
+            error: None,
+            updated_at: now_ms(),
+        };
+        let mut outcome = Ok(());
+        for piece in &pieces {
+            let sent = match connection.kind {
+                Channel::Whatsapp if !in_window => {
+                    self.send_template(connection, contact, piece).await
+                }
+                Channel::Whatsapp => self.send_text(connection, contact, piece).await,
+                Channel::Sms => self.send_sms(connection, contact, piece).await,
+                other => Err(format!("no sender for {other:?}")),
+            };
+            match sent {
+                Ok(ids) => delivery.provider_ids.extend(ids),
+                Err(e) => {
+                    delivery.status = DeliveryStatus::Failed;
+                    delivery.error = Some(e.clone());
+                    outcome = Err(e);
                 }
             }
-            Channel::Sms => self.send_sms(connection, contact, text).await,
-            other => Err(format!("no sender for {other:?}")),
+            delivery.updated_at = now_ms();
+            let (t, c) = (&key.tenant_id, &key.conversation_id);
+            let store = self.engine.store();
+            if let Err(e) = store.set_delivery(t, c, message.seq, &connection.id, &delivery).await {
+                tracing::warn!(error = %e, "could not record a delivery");
+            }
+            if outcome.is_err() {
+                break; // The rest of a message that failed is not sent.
+            }
         }
+        outcome
     }
 
     /// Sends the request `build` makes, paced per business number, retrying 429, 5xx and

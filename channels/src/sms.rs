@@ -20,7 +20,7 @@ use sha1::Sha1;
 use crate::Channels;
 
 /// Longest body Twilio accepts in one message.
-const MAX_SMS_CHARS: usize = 1600;
+pub(crate) const MAX_SMS_CHARS: usize = 1600;
 const STORE_WAIT: Duration = Duration::from_secs(10);
 /// Keywords carriers and Twilio treat as opting out, and back in.
 const STOP: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
@@ -80,13 +80,13 @@ impl Channels {
         }
     }
 
-    /// Sends `text` to `to`, in pieces of at most 1,600 characters; refused for a contact who
-    /// opted out.
+    /// Sends one piece (at most 1,600 characters) to `to`; refused for a contact who opted
+    /// out.
     pub(crate) async fn send_sms(
         &self,
         connection: &ChannelConnection,
         to: &str,
-        text: &str,
+        piece: &str,
     ) -> Result<Vec<String>, String> {
         let opted_out =
             self.engine.store().opted_out(&connection.id, to).await.map_err(|e| e.to_string())?;
@@ -103,27 +103,22 @@ impl Channels {
             "" => String::new(),
             base => format!("{base}/v1/channels/sms/{}", connection.id),
         };
-        let mut ids = Vec::new();
-        for piece in crate::split_message(text, MAX_SMS_CHARS) {
-            let mut form =
-                vec![("To", to), ("From", connection.address.as_str()), ("Body", piece.as_str())];
-            // Twilio reports delivery (delivered, undelivered…) only to a callback named in
-            // the request: possible once the server knows its public URL.
-            if !callback.is_empty() {
-                form.push(("StatusCallback", callback.as_str()));
-            }
-            let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
-            let build = || {
-                self.http
-                    .post(&url)
-                    .basic_auth(&secrets.account_sid, Some(&secrets.auth_token))
-                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(body.clone())
-            };
-            let answer = self.send_with_retries(&connection.address, build).await?;
-            ids.extend(answer["sid"].as_str().map(str::to_owned));
+        let mut form = vec![("To", to), ("From", connection.address.as_str()), ("Body", piece)];
+        // Twilio reports delivery (delivered, undelivered…) only to a callback named in the
+        // request: possible once the server knows its public URL.
+        if !callback.is_empty() {
+            form.push(("StatusCallback", callback.as_str()));
         }
-        Ok(ids)
+        let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
+        let build = || {
+            self.http
+                .post(&url)
+                .basic_auth(&secrets.account_sid, Some(&secrets.auth_token))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body.clone())
+        };
+        let answer = self.send_with_retries(&connection.address, build).await?;
+        Ok(answer["sid"].as_str().map(str::to_owned).into_iter().collect())
     }
 }
 

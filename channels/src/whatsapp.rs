@@ -326,28 +326,24 @@ impl Channels {
         format!("{base}/{}/messages", connection.address)
     }
 
-    /// Sends `text` as one or more WhatsApp text messages.
+    /// Sends one piece (at most `whatsapp_max_chars`) as a WhatsApp text message.
     pub(crate) async fn send_text(
         &self,
         connection: &ChannelConnection,
         to: &str,
-        text: &str,
+        piece: &str,
     ) -> Result<Vec<String>, String> {
         let secrets = self.secrets(connection)?;
         let url = self.messages_url(connection);
-        let mut ids = Vec::new();
-        for piece in crate::split_message(text, self.settings.whatsapp_max_chars) {
-            let body = json!({
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": to,
-                "type": "text",
-                "text": {"preview_url": false, "body": piece},
-            });
-            let build = || self.http.post(&url).bearer_auth(&secrets.access_token).json(&body);
-            ids.extend(wamids(&self.send_with_retries(&connection.address, build).await?));
-        }
-        Ok(ids)
+        let body = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"preview_url": false, "body": piece},
+        });
+        let build = || self.http.post(&url).bearer_auth(&secrets.access_token).json(&body);
+        Ok(wamids(&self.send_with_retries(&connection.address, build).await?))
     }
 }
 

@@ -239,8 +239,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Option<(String, String)>>;
     /// Every channel connection, of every tenant (the channels start their watchers from it).
     async fn all_channels(&self) -> StoreResult<Vec<crate::model::ChannelConnection>>;
-    /// Sets a stored message's delivery and indexes its provider ids under `connection` (so a
-    /// provider's status report finds it); returns whether the message exists.
+    /// Records a stored message's delivery, merged with what it had (provider ids accumulate,
+    /// the status never moves back), and indexes the ids under `connection` (so a provider's
+    /// status report finds it); returns whether the message exists.
     async fn set_delivery(
         &self,
         tenant: &TenantId,
