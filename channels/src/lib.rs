@@ -134,12 +134,16 @@ impl Channels {
         }
     }
 
-    /// Starts a sink for each of `tenant`'s recent channel conversations; each sends what
-    /// its cursor says is still owed, then idles out.
+    /// Starts a sink for each of `tenant`'s channel conversations that owes its contact
+    /// something (its last stored message is past its delivery cursor).
     async fn catch_up(self: &Arc<Self>, tenant: &TenantId) {
-        if let Ok(recent) = self.engine.inbox(tenant, 500).await {
-            for entry in recent {
-                self.ensure_sink_for(tenant, &entry.conversation_id).await;
+        let store = self.engine.store();
+        let Ok(conversations) = store.channel_conversations(tenant).await else { return };
+        for id in conversations {
+            let last = store.last_message(tenant, &id).await.ok().flatten().map_or(0, |m| m.seq);
+            let delivered = store.channel_cursor(tenant, &id).await.unwrap_or(u64::MAX);
+            if last > delivered {
+                self.ensure_sink_for(tenant, &id).await;
             }
         }
     }

@@ -79,6 +79,9 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
     let other_contact = store.contact_conversation("wa-1", "+392", &fresh("c3")).await.expect("c3");
     assert_eq!(other_contact.id.as_str(), "c3");
     assert!(store.get_conversation(&t, &ConversationId::from("c2")).await.expect("get").is_none());
+    let listed = store.channel_conversations(&t).await.expect("list");
+    assert_eq!(listed.len(), 2, "c1 and c3: {listed:?}");
+    assert!(store.channel_conversations(&other).await.expect("list").is_empty());
     let contact = store.conversation_contact(&t, &first.id).await.expect("contact");
     assert_eq!(contact, Some(("wa-1".to_owned(), "+391".to_owned())));
     assert_eq!(store.conversation_contact(&other, &first.id).await.expect("contact"), None);

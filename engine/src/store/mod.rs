@@ -237,6 +237,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         tenant: &TenantId,
         id: &ConversationId,
     ) -> StoreResult<Option<(String, String)>>;
+    /// The tenant's channel conversations (WhatsApp, SMS), whatever their age.
+    async fn channel_conversations(&self, tenant: &TenantId) -> StoreResult<Vec<ConversationId>>;
     /// Every channel connection, of every tenant (the channels start their watchers from it).
     async fn all_channels(&self) -> StoreResult<Vec<crate::model::ChannelConnection>>;
     /// Records a stored message's delivery, merged with what it had (provider ids accumulate,

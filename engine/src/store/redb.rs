@@ -1427,6 +1427,20 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn channel_conversations(&self, tenant: &TenantId) -> StoreResult<Vec<ConversationId>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CONVERSATION_CONTACTS).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
+            range
+                .map(|entry| entry.map(|(k, _)| ConversationId::from(k.value().1)).map_err(backend))
+                .collect()
+        })
+        .await
+    }
+
     async fn all_channels(&self) -> StoreResult<Vec<ChannelConnection>> {
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
