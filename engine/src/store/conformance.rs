@@ -226,9 +226,12 @@ async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
     assert!(!store.set_delivery(&t, &c, 99, "conn", &delivery).await.expect("set"), "no seq 99");
     let last = store.last_message(&t, &c).await.expect("last").expect("exists");
     assert_eq!((last.delivery, last.text), (Some(delivery), bot.text.clone()), "text unchanged");
-    let found = store.message_by_provider_id("conn", "wamid.2").await.expect("lookup");
+    // Every provider id of the message is indexed under its connection, and only that one.
+    let delivered = DeliveryStatus::Delivered;
+    let found = store.advance_delivery("conn", "wamid.2", delivered, None).await.expect("report");
     assert_eq!(found, Some((t.clone(), c.clone(), 3)));
-    assert_eq!(store.message_by_provider_id("other-conn", "wamid.2").await.expect("lookup"), None);
+    let elsewhere = store.advance_delivery("other-conn", "wamid.2", delivered, None).await;
+    assert_eq!(elsewhere.expect("report"), None);
     let read = DeliveryStatus::Read;
     let moved = store.advance_delivery("conn", "wamid.1", read, None).await.expect("read");
     assert_eq!(moved, Some((t.clone(), c.clone(), 3)));

@@ -262,12 +262,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         status: crate::model::DeliveryStatus,
         error: Option<String>,
     ) -> StoreResult<Option<(TenantId, ConversationId, u64)>>;
-    /// The message a provider id of `connection` stands for: (tenant, conversation, seq).
-    async fn message_by_provider_id(
-        &self,
-        connection: &str,
-        provider_id: &str,
-    ) -> StoreResult<Option<(TenantId, ConversationId, u64)>>;
     /// Registers a device token for notifications about a conversation (idempotent).
     async fn add_push_token(
         &self,

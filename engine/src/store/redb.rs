@@ -1358,24 +1358,6 @@ impl Store for RedbStore {
         }
     }
 
-    async fn message_by_provider_id(
-        &self,
-        connection: &str,
-        provider_id: &str,
-    ) -> StoreResult<Option<(TenantId, ConversationId, u64)>> {
-        let (connection, provider_id) = (connection.to_owned(), provider_id.to_owned());
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(PROVIDER_IDS).map_err(backend)?;
-            let found = table.get((connection.as_str(), provider_id.as_str())).map_err(backend)?;
-            Ok(found.map(|v| {
-                let (t, c, seq) = v.value();
-                (TenantId::from(t), ConversationId::from(c), seq)
-            }))
-        })
-        .await
-    }
-
     async fn add_push_token(
         &self,
         tenant: &TenantId,
