@@ -43,6 +43,7 @@ pub enum ConfigError {
 pub struct Settings {
     pub server: ServerSettings,
     pub store: StoreSettings,
+    pub cluster: ClusterSettings,
     pub engine: EngineSettings,
     pub gateway: GatewaySettings,
     pub responder: ResponderSettings,
@@ -301,6 +302,43 @@ pub struct StoreSettings {
     pub group_commit_max_batch: usize,
     /// Bound of the writer's queue: backpressure instead of unbounded memory.
     pub writer_queue: usize,
+    /// `embedded` (redb in `data_dir`) or `cql` (ScyllaDB or Cassandra, distributed mode).
+    pub backend: String,
+    /// CQL contact points, `host:port`.
+    pub cql_nodes: Vec<String>,
+    /// The keyspace `parla migrate` creates and the store uses.
+    pub cql_keyspace: String,
+    /// Replication of a keyspace `parla migrate` creates, as CQL, e.g.
+    /// `{'class': 'NetworkTopologyStrategy', 'dc1': 3}`.
+    pub cql_replication: String,
+    pub cql_username: String,
+    /// Never logged.
+    #[serde(skip_serializing)]
+    pub cql_password: String,
+    /// Time allowed per CQL request.
+    pub cql_timeout_ms: u64,
+}
+
+/// Cluster services: the Kafka bus and Redis (distributed mode; empty = embedded).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// What this process runs: `all`, `gateway`, `engine` or `admin`.
+    pub role: String,
+    /// `memory` (one process) or `kafka`.
+    pub bus: String,
+    /// Kafka bootstrap servers, `host:port,…`.
+    pub kafka_brokers: String,
+    /// Prefix of every topic Parla uses (several installs can share a cluster).
+    pub kafka_topic_prefix: String,
+    /// Partitions of the inbound topic: the most engine nodes that can share the work.
+    pub kafka_partitions: u32,
+    /// Replication factor of the topics Parla creates.
+    pub kafka_replication: u16,
+    /// Redis URL for presence, rate limits, revocations and caches (empty = in-process).
+    pub redis_url: String,
+    /// This node's name in the cluster (empty = a random one at start).
+    pub node_id: String,
 }
 
 /// Conversation actors and tenant supervisors.
@@ -483,6 +521,37 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "auth.jwt_secret",
                 problem: "must be at least 32 bytes (or empty to generate one)".into(),
+            });
+        }
+        let choices: [(&'static str, &str, &[&str]); 3] = [
+            ("store.backend", &self.store.backend, &["embedded", "cql"]),
+            ("cluster.role", &self.cluster.role, &["all", "gateway", "engine", "admin"]),
+            ("cluster.bus", &self.cluster.bus, &["memory", "kafka"]),
+        ];
+        for (key, value, allowed) in choices {
+            if !allowed.contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("must be one of {allowed:?}"),
+                });
+            }
+        }
+        if self.store.backend == "cql" && self.store.cql_nodes.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "store.cql_nodes",
+                problem: "must name at least one host:port when store.backend = \"cql\"".into(),
+            });
+        }
+        if self.cluster.bus == "kafka" && self.cluster.kafka_partitions == 0 {
+            return Err(ConfigError::Invalid {
+                key: "cluster.kafka_partitions",
+                problem: "must be greater than 0".into(),
+            });
+        }
+        if self.cluster.role != "all" && self.cluster.bus != "kafka" {
+            return Err(ConfigError::Invalid {
+                key: "cluster.role",
+                problem: "a role other than \"all\" needs cluster.bus = \"kafka\"".into(),
             });
         }
         match self.vectors.index.as_str() {
