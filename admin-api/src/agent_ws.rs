@@ -396,7 +396,7 @@ impl Connection {
                 } else if self.sign_in(&token).await? {
                     let me = self.me.as_ref().map(|m| m.caller.tenant.clone());
                     if let Some(tenant) = me {
-                        *inbox = Some(self.state.engine.subscribe_tenant(&tenant));
+                        *inbox = Some(self.state.engine.subscribe_tenant(&tenant).await);
                     }
                     self.send_inbox().await?;
                 }
@@ -630,7 +630,7 @@ impl Connection {
         }
         let key = self.key(id.clone());
         // Subscribe before reading the store, so nothing falls between replay and live.
-        let mut subscription = self.state.engine.subscribe(&key, None);
+        let mut subscription = self.state.engine.subscribe(&key, None).await;
         let entry = match self.state.engine.inbox_entry(&key.tenant_id, &id).await {
             Ok(Some(entry)) => entry,
             Ok(None) => {

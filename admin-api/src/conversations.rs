@@ -257,7 +257,7 @@ pub async fn post_message(
         ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };
     let conn = ConnId::generate();
     // Subscribe first, so the stored message cannot be published before we listen.
-    let mut events = state.engine.subscribe(&key, Some(conn));
+    let mut events = state.engine.subscribe(&key, Some(conn)).await;
     let inbound =
         Inbound::VisitorMessage { client_msg_id: body.client_msg_id.clone(), text: body.text };
     state.engine.send(key, Some(conn), inbound).await.map_err(|e| engine_error(&e))?;
@@ -327,7 +327,7 @@ pub async fn delete(
     let key =
         ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };
     let conn = ConnId::generate();
-    let mut events = state.engine.subscribe(&key, Some(conn));
+    let mut events = state.engine.subscribe(&key, Some(conn)).await;
     state.engine.send(key, Some(conn), Inbound::Delete).await.map_err(|e| engine_error(&e))?;
     let wait = async {
         loop {

@@ -105,7 +105,7 @@ impl Channels {
     async fn watcher(self: Arc<Self>, tenant: TenantId) {
         use parla_engine::{bus::TenantEvent, model::Sender};
         use tokio::sync::broadcast::error::RecvError;
-        let mut feed = self.engine.subscribe_tenant(&tenant);
+        let mut feed = self.engine.subscribe_tenant(&tenant).await;
         // What a previous run left undelivered: its recent conversations catch up.
         self.catch_up(&tenant).await;
         loop {

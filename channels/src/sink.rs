@@ -55,7 +55,7 @@ impl Channels {
     /// it again for the next reply).
     async fn sink(self: Arc<Self>, key: ConversationKey, connection: String, contact: String) {
         let store = self.engine.store().clone();
-        let mut events = self.engine.subscribe(&key, None);
+        let mut events = self.engine.subscribe(&key, None).await;
         let (t, c) = (&key.tenant_id, &key.conversation_id);
         // Never guess where delivery stands: a read error stops the sink (the next reply
         // starts it again) rather than resending from the start.
@@ -95,7 +95,7 @@ impl Channels {
                     }
                     Ok(Err(RecvError::Lagged(_))) => break true,
                     Ok(Err(RecvError::Closed)) => {
-                        events = self.engine.subscribe(&key, None);
+                        events = self.engine.subscribe(&key, None).await;
                         break true;
                     }
                     Err(_) => break false,

@@ -339,6 +339,12 @@ pub struct ClusterSettings {
     pub redis_url: String,
     /// This node's name in the cluster (empty = a random one at start).
     pub node_id: String,
+    /// How long a node that stops answering keeps its conversations before another engine
+    /// node takes them over (Kafka's consumer session timeout; at least 6000).
+    pub kafka_session_timeout_ms: u64,
+    /// How long a node handing conversations over (rebalance, shutdown) waits for the events
+    /// in hand to finish before it lets go.
+    pub handover_ms: u64,
 }
 
 /// Conversation actors and tenant supervisors.

@@ -46,7 +46,7 @@ use tokio::{
 use crate::{
     EngineError,
     agents::{AgentAction, AgentCommand, CommandOutcome},
-    bus::{Envelope, Event, Inbound, TenantEvent},
+    bus::{Envelope, Event, Inbound, Receipt, TenantEvent},
     engine::Deps,
     model::*,
     responder::ReplyRequest,
@@ -62,6 +62,8 @@ pub(crate) enum ActorMsg {
     ReplyDone(ReplyDone),
     /// An agent's command, answered on the oneshot.
     Command(AgentCommand, oneshot::Sender<Result<CommandOutcome, EngineError>>),
+    /// The conversation moved to another node: abandon what is queued or streaming and stop.
+    Release,
 }
 
 /// A bot stream in flight.
@@ -70,6 +72,8 @@ struct InFlight {
     /// `true` while the stream may publish; the reply task holds the lock while it publishes a
     /// token, so once a canceller has set it to `false`, no token of this stream follows.
     gate: Arc<parking_lot::Mutex<bool>>,
+    /// The receipt of the visitor message being answered: done when the reply is stored.
+    receipt: Receipt,
 }
 
 impl InFlight {
@@ -121,6 +125,8 @@ pub(crate) struct ConversationActor {
     in_flight: HashMap<String, InFlight>,
     /// Set once the conversation is deleted: the actor stops after the current message.
     deleted: bool,
+    /// The receipt of the inbound event in hand; a reply it starts takes it along.
+    receipt: Option<Receipt>,
 }
 
 impl ConversationActor {
@@ -140,6 +146,7 @@ impl ConversationActor {
             me: tx.downgrade(),
             in_flight: HashMap::new(),
             deleted: false,
+            receipt: None,
         };
         deps.metrics.actor_starts.fetch_add(1, Relaxed);
         deps.metrics.live_conversations.fetch_add(1, Relaxed);
@@ -152,9 +159,17 @@ impl ConversationActor {
             Ok(state) => state,
             Err(e) => return self.give_up(&mut rx, &e),
         };
+        if self.deps.bus.redelivers() {
+            // This node may be taking over from one that failed mid-reply.
+            self.answer_unanswered(&mut state).await;
+        }
         let idle = self.deps.settings.idle_passivate();
         loop {
             match tokio::time::timeout(idle, rx.recv()).await {
+                Ok(Some(ActorMsg::Release)) => {
+                    self.release(&mut rx);
+                    break;
+                }
                 Ok(Some(msg)) => {
                     if let Err(e) = self.handle_supervised(&mut state, msg).await {
                         return self.give_up(&mut rx, &e);
@@ -196,6 +211,29 @@ impl ConversationActor {
         self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
     }
 
+    /// Lets go of the conversation (it moved to another node): streams stop unstored and every
+    /// receipt in hand is abandoned, so the new owner gets those events again.
+    fn release(&mut self, rx: &mut mpsc::Receiver<ActorMsg>) {
+        tracing::info!(conversation = %self.key.conversation_id, "releasing the conversation to another node");
+        if let Some(supervisor) = self.supervisor.upgrade() {
+            supervisor.remove(&self.key.conversation_id, self.generation);
+        }
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                ActorMsg::Inbound(envelope) => envelope.receipt.abandon(),
+                ActorMsg::Command(_, reply) => {
+                    let _ = reply.send(Err(EngineError::ConversationBusy));
+                }
+                ActorMsg::ReplyDone(_) | ActorMsg::Release => {}
+            }
+        }
+        for (_, stream) in self.in_flight.drain() {
+            stream.receipt.abandon();
+            stream.stop();
+        }
+    }
+
     /// Removes this actor from its supervisor and closes the mailbox, if nothing is queued.
     /// Anything that slipped in is handed to the supervisor again, in order, which starts a
     /// successor.
@@ -220,6 +258,7 @@ impl ConversationActor {
                     // Refused rather than re-routed: the caller may simply retry.
                     let _ = reply.send(Err(EngineError::ConversationBusy));
                 }
+                ActorMsg::Release => {}
             }
         }
         if !leftovers.is_empty() {
@@ -286,7 +325,7 @@ impl ConversationActor {
             ActorMsg::Inbound(envelope) => {
                 envelope.origin.map(|conn| (conn, client_msg_id(envelope)))
             }
-            ActorMsg::ReplyDone(_) | ActorMsg::Command(..) => None,
+            ActorMsg::ReplyDone(_) | ActorMsg::Command(..) | ActorMsg::Release => None,
         };
         if AssertUnwindSafe(self.handle(state, msg)).catch_unwind().await.is_ok() {
             return Ok(());
@@ -302,30 +341,50 @@ impl ConversationActor {
 
     async fn handle(&mut self, state: &mut State, msg: ActorMsg) {
         match msg {
-            ActorMsg::Inbound(Envelope { origin, inbound, .. }) => match inbound {
-                Inbound::Start => self.on_start(state).await,
-                Inbound::VisitorMessage { client_msg_id, text } => {
-                    self.on_visitor_message(state, origin, client_msg_id, text).await
-                }
-                Inbound::Delete => self.on_delete(origin).await,
-                Inbound::BotChanged { bot } if bot == state.bot.id => {
-                    self.refresh_bot(state).await;
-                    if state.bot.status != BotStatus::Active {
-                        let e = EngineError::BotUnavailable;
-                        self.announce(e.code(), e.public_message());
-                    }
-                }
-                Inbound::BotChanged { .. } => {}
-                Inbound::Read { seq } => self.deps.bus.publish(
-                    &self.key,
-                    Event::Read { sender: Sender::User, seq: seq.min(state.last_seq), origin },
-                ),
-            },
+            ActorMsg::Inbound(Envelope { origin, inbound, receipt, .. }) => {
+                // Dropped (done) after the handling below, unless a reply took it along.
+                self.receipt = Some(receipt);
+                self.handle_inbound(state, origin, inbound).await;
+                self.receipt = None;
+            }
             ActorMsg::ReplyDone(done) => self.on_reply_done(state, done).await,
             ActorMsg::Command(command, reply) => {
                 let outcome = self.on_command(state, command).await;
                 let _ = reply.send(outcome); // The caller may have given up waiting.
             }
+            ActorMsg::Release => {} // Handled by the run loop.
+        }
+    }
+
+    async fn handle_inbound(
+        &mut self,
+        state: &mut State,
+        origin: Option<crate::model::ConnId>,
+        inbound: Inbound,
+    ) {
+        match inbound {
+            Inbound::Start => self.on_start(state).await,
+            Inbound::VisitorMessage { client_msg_id, text } => {
+                self.on_visitor_message(state, origin, client_msg_id, text).await
+            }
+            Inbound::Delete => self.on_delete(origin).await,
+            Inbound::Command { request, reply_to, command } => {
+                // Another node's agent: run here, answer there.
+                let outcome = self.on_command(state, command).await;
+                self.deps.bus.answer(&reply_to, &request, &outcome);
+            }
+            Inbound::BotChanged { bot } if bot == state.bot.id => {
+                self.refresh_bot(state).await;
+                if state.bot.status != BotStatus::Active {
+                    let e = EngineError::BotUnavailable;
+                    self.announce(e.code(), e.public_message());
+                }
+            }
+            Inbound::BotChanged { .. } => {}
+            Inbound::Read { seq } => self.deps.bus.publish(
+                &self.key,
+                Event::Read { sender: Sender::User, seq: seq.min(state.last_seq), origin },
+            ),
         }
     }
 
@@ -341,7 +400,16 @@ impl ConversationActor {
             }
             return;
         }
-        if !self.in_flight.is_empty() || state.handling.status == ConversationStatus::Assigned {
+        self.answer_unanswered(state).await;
+    }
+
+    /// Answers the last message if it is the visitor's and nothing answers it: a process (or
+    /// node) stopped mid-reply.
+    async fn answer_unanswered(&mut self, state: &mut State) {
+        if state.last_seq == 0
+            || !self.in_flight.is_empty()
+            || state.handling.status == ConversationStatus::Assigned
+        {
             return; // A reply is on its way, or an agent answers.
         }
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
@@ -814,13 +882,15 @@ impl ConversationActor {
             // The actor stays alive while a stream is in flight, so this only fails on shutdown.
             let _ = me.send(ActorMsg::ReplyDone(done)).await;
         });
-        self.in_flight.insert(stream_id, InFlight { abort: task.abort_handle(), gate });
+        let receipt = self.receipt.take().unwrap_or_default();
+        self.in_flight.insert(stream_id, InFlight { abort: task.abort_handle(), gate, receipt });
     }
 
     async fn on_reply_done(&mut self, state: &mut State, done: ReplyDone) {
-        if self.in_flight.remove(&done.stream_id).is_none() {
+        // Held until the reply is stored: its receipt tells the bus the question is answered.
+        let Some(_flight) = self.in_flight.remove(&done.stream_id) else {
             return; // Cancelled (an agent took over): never stored.
-        }
+        };
         let mut message = self.new_message(state, Sender::Bot, done.text, None);
         message.intent = done.intent;
         message.confidence = done.confidence;
@@ -942,7 +1012,7 @@ impl ConversationActor {
             ActorMsg::Command(_, reply) => {
                 let _ = reply.send(Err(error.clone()));
             }
-            ActorMsg::ReplyDone(_) => {}
+            ActorMsg::ReplyDone(_) | ActorMsg::Release => {}
         }
     }
 

@@ -6,8 +6,8 @@
 //! (the bot's streams are closed under their publish gate before it is published).
 //!
 //! Unlike visitor events, a command is answered: the caller waits for the actor's verdict (a
-//! claim won or lost). Commands travel to the local engine; in a cluster they will be routed to
-//! the node that owns the conversation (the distributed-mode issue).
+//! claim won or lost). Commands travel to the local engine; in a cluster, through the bus to the
+//! node that hosts the conversation, whose answer comes back on the caller's node channel.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,7 +17,7 @@ use crate::model::{
 };
 
 /// Who acts and what they do.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentCommand {
     pub agent: AgentRef,
     /// Admins and owners may release, transfer and resolve conversations another agent holds.
@@ -25,7 +25,8 @@ pub struct AgentCommand {
     pub action: AgentAction,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentAction {
     /// Take the conversation over: the bot is muted and its streams cancelled.
     Claim,
@@ -52,7 +53,8 @@ pub fn dispatcher() -> AgentRef {
 }
 
 /// What a command produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CommandOutcome {
     Handling(Handling),
     /// The stored message; `duplicate` when its `client_msg_id` was stored before (this is

@@ -45,7 +45,9 @@ impl Desk {
 }
 
 pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
-    let Some(mut feed) = engine.upgrade().map(|e| e.subscribe_tenant(&tenant)) else { return };
+    let Some(e) = engine.upgrade() else { return };
+    let mut feed = e.subscribe_tenant(&tenant).await;
+    drop(e);
     let mut desk = Desk::default();
     reload(&engine, &tenant, &mut desk).await;
     loop {

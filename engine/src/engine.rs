@@ -141,6 +141,22 @@ impl InboundHandler for Router {
         let supervisor = inner.supervisor(&envelope.key.tenant_id);
         supervisor.deliver(envelope).await
     }
+
+    async fn release(&self, which: crate::bus::Releasing) {
+        let Some(inner) = self.0.upgrade() else { return };
+        let supervisors: Vec<_> = inner.tenants.lock().values().cloned().collect();
+        let mut released = 0;
+        for supervisor in supervisors {
+            released += supervisor.release(&which).await;
+        }
+        tracing::info!(released, "released conversations to other nodes");
+    }
+
+    fn bot_changed(&self, tenant: &TenantId, bot: &BotId) {
+        if let Some(inner) = self.0.upgrade() {
+            Engine { inner }.bot_changed_here(tenant, bot);
+        }
+    }
 }
 
 impl Inner {
@@ -264,8 +280,8 @@ impl Engine {
 
     /// Live events of a conversation from now on, plus those addressed to `conn` (acks of its
     /// duplicates, refusals of its events).
-    pub fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
-        self.inner.deps.bus.subscribe(key, conn)
+    pub async fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
+        self.inner.deps.bus.subscribe(key, conn).await
     }
 
     /// Stored messages after `after_seq`, in order, at most `limit`.
@@ -291,7 +307,7 @@ impl Engine {
         origin: Option<ConnId>,
         inbound: Inbound,
     ) -> Result<(), EngineError> {
-        let envelope = Envelope { key, origin, inbound };
+        let envelope = Envelope::new(key, origin, inbound);
         match self.inner.deps.bus.deliver(envelope).await {
             Ok(()) => Ok(()),
             Err(BusError::Refused(e)) => Err(e),
@@ -307,6 +323,11 @@ impl Engine {
     /// each reloads them before its next reply, and one whose bot is no longer active tells its
     /// visitors at once.
     pub fn bot_changed(&self, tenant: &TenantId, bot: &BotId) {
+        self.bot_changed_here(tenant, bot);
+        self.inner.deps.bus.announce_bot_changed(tenant, bot);
+    }
+
+    fn bot_changed_here(&self, tenant: &TenantId, bot: &BotId) {
         *self.inner.deps.bot_versions.lock().entry(bot.clone()).or_insert(0) += 1;
         let supervisor = self.inner.tenants.lock().get(tenant).cloned();
         if let Some(supervisor) = supervisor {
@@ -327,7 +348,7 @@ impl Engine {
     ) -> Result<(Message, bool), EngineError> {
         let conn = ConnId::generate();
         // Subscribe first, so the stored message cannot be published before we listen.
-        let mut events = self.subscribe(&key, Some(conn));
+        let mut events = self.subscribe(&key, Some(conn)).await;
         let inbound = Inbound::VisitorMessage { client_msg_id: client_msg_id.clone(), text };
         self.send(key, Some(conn), inbound).await?;
         let confirmed = async {
@@ -367,6 +388,9 @@ impl Engine {
         key: ConversationKey,
         command: crate::agents::AgentCommand,
     ) -> Result<crate::agents::CommandOutcome, EngineError> {
+        if let Some(outcome) = self.inner.deps.bus.command(&key, &command).await {
+            return outcome; // Ran on the node hosting the conversation.
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let supervisor = self.inner.supervisor(&key.tenant_id);
         let msg = crate::actor::ActorMsg::Command(command, tx);
@@ -433,11 +457,11 @@ impl Engine {
     }
 
     /// Tenant-wide events (the live inbox) from now on.
-    pub fn subscribe_tenant(
+    pub async fn subscribe_tenant(
         &self,
         tenant: &TenantId,
     ) -> tokio::sync::broadcast::Receiver<Arc<crate::bus::TenantEvent>> {
-        self.inner.deps.bus.subscribe_tenant(tenant)
+        self.inner.deps.bus.subscribe_tenant(tenant).await
     }
 
     /// Tells everyone watching the conversation (its sockets, its agents) that something about

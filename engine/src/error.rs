@@ -56,4 +56,38 @@ impl EngineError {
             other => other.to_string(),
         }
     }
+
+    /// The error as it crosses nodes: its code, and the agent's name for `already_claimed`.
+    pub fn to_wire(&self) -> WireError {
+        let detail = match self {
+            Self::AlreadyClaimed(name) => Some(name.clone()),
+            _ => None,
+        };
+        WireError { code: self.code().to_owned(), detail }
+    }
+
+    /// Back from [`EngineError::to_wire`] (a store failure arrives as `Internal`: its detail
+    /// never leaves its node).
+    pub fn from_wire(wire: WireError) -> Self {
+        match wire.code.as_str() {
+            "bot_not_found" => Self::BotNotFound,
+            "bot_unavailable" => Self::BotUnavailable,
+            "origin_not_allowed" => Self::OriginNotAllowed,
+            "conversation_not_found" => Self::ConversationNotFound,
+            "invalid_resume_token" => Self::InvalidResumeToken,
+            "tenant_at_capacity" => Self::TenantAtCapacity,
+            "conversation_busy" => Self::ConversationBusy,
+            "shutting_down" => Self::ShuttingDown,
+            "already_claimed" => Self::AlreadyClaimed(wire.detail.unwrap_or_default()),
+            "not_assigned" => Self::NotAssigned,
+            _ => Self::Internal,
+        }
+    }
+}
+
+/// An [`EngineError`] on the wire between nodes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WireError {
+    pub code: String,
+    pub detail: Option<String>,
 }

@@ -83,12 +83,28 @@ pub struct ConversationKey {
 }
 
 /// Identifies one client connection (a visitor's socket), unique across nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// On the wire between nodes it is a hex string: serde's buffering of internally tagged enums
+/// (our events) cannot carry a `u128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub u128);
 
 impl ConnId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().as_u128())
+    }
+}
+
+impl Serialize for ConnId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{:032x}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ConnId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let hex = String::deserialize(deserializer)?;
+        u128::from_str_radix(&hex, 16).map(ConnId).map_err(serde::de::Error::custom)
     }
 }
 

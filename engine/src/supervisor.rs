@@ -127,9 +127,32 @@ impl TenantSupervisor {
                 tenant_id: self.tenant_id.clone(),
                 conversation_id: conversation.clone(),
             };
-            let envelope = Envelope { key, origin: None, inbound: inbound() };
+            let envelope = Envelope::new(key, None, inbound());
             let _ = handle.tx.try_send(ActorMsg::Inbound(envelope));
         }
+    }
+
+    /// Stops the live actors of the conversations `which` selects (they moved to another node);
+    /// returns how many. Each finishes the message in hand first.
+    pub(crate) async fn release(&self, which: &crate::bus::Releasing) -> usize {
+        let released: Vec<ActorHandle> = {
+            let mut actors = self.actors.lock();
+            let moving: Vec<ConversationId> = actors
+                .keys()
+                .filter(|c| {
+                    which(&ConversationKey {
+                        tenant_id: self.tenant_id.clone(),
+                        conversation_id: (*c).clone(),
+                    })
+                })
+                .cloned()
+                .collect();
+            moving.iter().filter_map(|c| actors.remove(c)).collect()
+        };
+        for handle in &released {
+            let _ = handle.tx.send(ActorMsg::Release).await; // Closed: already stopped.
+        }
+        released.len()
     }
 
     /// Forgets an actor that is stopping for good (its store is unreachable).

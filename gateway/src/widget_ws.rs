@@ -285,7 +285,7 @@ impl Connection {
             Err(e) => return self.engine_error(&e, None).await,
         };
         // Subscribe before reading the store, so nothing falls between replay and live.
-        *subscription = Some(self.state.engine.subscribe(&opened.key, Some(self.id)));
+        *subscription = Some(self.state.engine.subscribe(&opened.key, Some(self.id)).await);
         self.open = Some(Open {
             key: opened.key.clone(),
             // What the client says it has (never beyond what exists) counts as sent.
@@ -409,7 +409,8 @@ impl Connection {
                 if let Some(open) = self.open.as_mut() {
                     tracing::debug!(?recv_error, "subscriber lagged; replaying from the store");
                     if recv_error == RecvError::Closed {
-                        *subscription = Some(self.state.engine.subscribe(&open.key, Some(self.id)));
+                        *subscription =
+                            Some(self.state.engine.subscribe(&open.key, Some(self.id)).await);
                     }
                 }
                 let after = self.open.as_ref().map_or(0, |o| o.last_sent_seq);

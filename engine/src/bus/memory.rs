@@ -103,7 +103,7 @@ impl Bus for InProcessBus {
         }
     }
 
-    fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
+    async fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
         let rx = {
             let mut shard = self.channels.shard(key).lock();
             let tx = shard.entry(key.clone()).or_insert_with(|| broadcast::channel(self.buffer).0);
@@ -139,7 +139,7 @@ impl Bus for InProcessBus {
         }
     }
 
-    fn subscribe_tenant(&self, tenant: &TenantId) -> broadcast::Receiver<Arc<TenantEvent>> {
+    async fn subscribe_tenant(&self, tenant: &TenantId) -> broadcast::Receiver<Arc<TenantEvent>> {
         let mut tenants = self.tenants.lock();
         tenants
             .entry(tenant.clone())
@@ -195,7 +195,10 @@ mod tests {
     #[tokio::test]
     async fn channels_and_direct_queues_go_away_with_their_last_subscriber() {
         let bus = InProcessBus::new(8);
-        let (a, b) = (bus.subscribe(&key("c1"), Some(ConnId(1))), bus.subscribe(&key("c1"), None));
+        let (a, b) = (
+            bus.subscribe(&key("c1"), Some(ConnId(1))).await,
+            bus.subscribe(&key("c1"), None).await,
+        );
         assert_eq!(channel_count(&bus), 1);
         assert_eq!(bus.directs.lock().len(), 1);
         drop(a);
@@ -208,8 +211,8 @@ mod tests {
     #[tokio::test]
     async fn addressed_events_reach_only_their_connection() {
         let bus = InProcessBus::new(8);
-        let mut mine = bus.subscribe(&key("c1"), Some(ConnId(1)));
-        let mut other = bus.subscribe(&key("c1"), Some(ConnId(2)));
+        let mut mine = bus.subscribe(&key("c1"), Some(ConnId(1))).await;
+        let mut other = bus.subscribe(&key("c1"), Some(ConnId(2))).await;
         let rejected = |conn| Event::Rejected {
             conn: Some(ConnId(conn)),
             client_msg_id: None,

@@ -4,9 +4,11 @@
 //! Adapters:
 //! - [`memory::InProcessBus`]: one process; inbound is a direct hand-off to the local engine,
 //!   outbound a bounded broadcast channel per conversation.
-//! - Kafka (distributed mode, a later issue): inbound topic keyed by conversation id, outbound
-//!   through a per-node delivery route.
+//! - [`cluster::ClusterBus`]: several nodes; inbound through a Kafka topic keyed by conversation
+//!   id (its partition decides the engine node that hosts the actor), outbound through Redis
+//!   pub/sub to every node with a subscriber (see the module for why).
 
+pub mod cluster;
 pub mod memory;
 
 use std::sync::Arc;
@@ -34,6 +36,9 @@ pub enum Inbound {
     Delete,
     /// The bot (or its intents) changed in the store.
     BotChanged { bot: BotId },
+    /// An agent's command from another node; the outcome goes back to `reply_to`'s node
+    /// channel under `request` (see [`Bus::answer`]).
+    Command { request: String, reply_to: String, command: crate::agents::AgentCommand },
 }
 
 /// An inbound event with its address and the connection it came from.
@@ -44,6 +49,51 @@ pub struct Envelope {
     /// can be routed back.
     pub origin: Option<ConnId>,
     pub inbound: Inbound,
+    /// Tells the bus when the engine is done with the event (never sent over the wire).
+    #[serde(skip)]
+    pub receipt: Receipt,
+}
+
+impl Envelope {
+    pub fn new(key: ConversationKey, origin: Option<ConnId>, inbound: Inbound) -> Self {
+        Self { key, origin, inbound, receipt: Receipt::default() }
+    }
+}
+
+/// How a bus that must not lose an event learns that the engine is done with it: dropped when
+/// the event's effects are durable (a visitor message is stored and its reply stored, or
+/// cancelled by an agent), or [`Receipt::abandon`]ed when the node lets go of the event unfinished
+/// (its conversation moved to another node), so the bus hands it out again. A default receipt
+/// reports to nobody.
+#[derive(Debug, Clone, Default)]
+pub struct Receipt(Option<Arc<ReceiptInner>>);
+
+#[derive(Debug)]
+struct ReceiptInner {
+    done: parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Drop for ReceiptInner {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.lock().take() {
+            let _ = done.send(()); // The bus may have stopped waiting.
+        }
+    }
+}
+
+impl Receipt {
+    /// A receipt and what its bus waits on: `Ok` once done, `Err` if abandoned.
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(Some(Arc::new(ReceiptInner { done: parking_lot::Mutex::new(Some(tx)) }))), rx)
+    }
+
+    /// The event was not finished here: its bus must deliver it again (to whoever owns it now).
+    pub fn abandon(&self) {
+        if let Some(inner) = &self.0 {
+            inner.done.lock().take(); // Dropping the sender tells the receiver.
+        }
+    }
 }
 
 /// Something that happened *in* a conversation, fanned out to its subscribers.
@@ -102,10 +152,18 @@ pub enum BusError {
     Transport(String),
 }
 
+/// Which conversations a node lets go of (see [`InboundHandler::release`]).
+pub type Releasing = Arc<dyn Fn(&ConversationKey) -> bool + Send + Sync>;
+
 /// Receives inbound events on the node that hosts conversation actors.
 #[async_trait]
 pub trait InboundHandler: Send + Sync + 'static {
     async fn handle(&self, envelope: Envelope) -> Result<(), crate::EngineError>;
+    /// Stops the live actors of the conversations `which` selects (they moved to another node):
+    /// each finishes the message in hand, abandons what is queued or streaming, and stops.
+    async fn release(&self, _which: Releasing) {}
+    /// A bot or its intents changed (told by another node).
+    fn bot_changed(&self, _tenant: &TenantId, _bot: &BotId) {}
 }
 
 /// Live events of one conversation, plus the events addressed to one connection.
@@ -117,6 +175,8 @@ pub struct Subscription {
     direct: Option<tokio::sync::mpsc::Receiver<Arc<Event>>>,
     /// Unregisters the connection's queue when the subscription is dropped.
     _guard: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
+    /// A remote route's registration, released with the subscription.
+    _route: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
 }
 
 /// What [`Subscription::recv`] can return besides an event.
@@ -134,7 +194,13 @@ impl Subscription {
         direct: Option<tokio::sync::mpsc::Receiver<Arc<Event>>>,
         guard: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
     ) -> Self {
-        Self { rx, direct, _guard: guard }
+        Self { rx, direct, _guard: guard, _route: None }
+    }
+
+    /// Keeps `guard` alive as long as the subscription.
+    pub fn with_route_guard(mut self, guard: Box<dyn Send + Sync + std::fmt::Debug>) -> Self {
+        self._route = Some(guard);
+        self
     }
 
     pub async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {
@@ -179,15 +245,42 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// that falls behind sees [`RecvError::Lagged`] and recovers from the store.
     fn publish(&self, key: &ConversationKey, event: Event);
     /// Live events of `key` from now on, plus those addressed to `conn`.
-    fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription;
+    /// Returns once the subscription is live: every event published after it returns reaches
+    /// it (a remote route has confirmed it).
+    async fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription;
     /// Makes `handler` the receiver of inbound events (the local engine).
     fn bind(&self, handler: Arc<dyn InboundHandler>);
     /// Fans a tenant-wide event out to the tenant's inbox watchers. Never blocks.
     fn publish_tenant(&self, tenant: &TenantId, event: TenantEvent);
     /// Tenant-wide events from now on. A watcher that falls behind gets `Lagged` and re-reads
     /// the inbox from the store.
-    fn subscribe_tenant(
+    async fn subscribe_tenant(
         &self,
         tenant: &TenantId,
     ) -> tokio::sync::broadcast::Receiver<Arc<TenantEvent>>;
+    /// Tells the other nodes that a bot or its intents changed (this node already knows).
+    fn announce_bot_changed(&self, _tenant: &TenantId, _bot: &BotId) {}
+    /// Runs an agent's command on the node hosting the conversation and returns its outcome;
+    /// `None` when this bus has a single node (the caller runs it locally).
+    async fn command(
+        &self,
+        _key: &ConversationKey,
+        _command: &crate::agents::AgentCommand,
+    ) -> Option<Result<crate::agents::CommandOutcome, crate::EngineError>> {
+        None
+    }
+    /// Sends the outcome of an [`Inbound::Command`] back to the node that asked.
+    fn answer(
+        &self,
+        _reply_to: &str,
+        _request: &str,
+        _outcome: &Result<crate::agents::CommandOutcome, crate::EngineError>,
+    ) {
+    }
+    /// Whether an inbound event may be delivered again after a node failed, so that an actor
+    /// starting on a conversation must finish what its predecessor left (answer a visitor
+    /// message stored but never answered).
+    fn redelivers(&self) -> bool {
+        false
+    }
 }

@@ -4,11 +4,13 @@
 //! query cannot reach another tenant's data. Adapters:
 //! - [`redb::RedbStore`]: the embedded default, one file in the data dir, durable on return
 //!   (group commit + fsync).
-//! - ScyllaDB (distributed mode, a later issue).
+//! - [`cql::CqlStore`]: ScyllaDB or Apache Cassandra for distributed mode, durable on return
+//!   at `LOCAL_QUORUM`; schema in `schema-cql/`, applied by [`cql::migrate`].
 //!
 //! Every adapter must pass [`conformance`].
 
 pub mod conformance;
+pub mod cql;
 pub mod redb;
 
 use async_trait::async_trait;

@@ -1,0 +1,1593 @@
+//! The distributed store: ScyllaDB or Apache Cassandra, through CQL.
+//!
+//! Used when `store.backend = "cql"` (distributed mode): engine nodes share one cluster, so a
+//! conversation's actor can move between nodes and find its transcript. It implements the same
+//! [`Store`] port as the embedded [`super::redb::RedbStore`] and passes the same
+//! [`super::conformance`] suite. The schema is `schema-cql/` (its README explains every key),
+//! applied by [`migrate`]; [`CqlStore::connect`] expects it applied.
+//!
+//! # Consistency and durability
+//! Every request runs at `LOCAL_QUORUM` (a majority of the local data centre's replicas has the
+//! write when a call returns `Ok`; a read sees every write acknowledged before it) and every
+//! lightweight transaction (LWT: `IF NOT EXISTS`, `IF col = ?`) at `LOCAL_SERIAL`. A cluster
+//! has no multi-partition transactions, so each operation that writes several rows orders them
+//! so that a crash between two writes leaves either nothing visible or a state the next call
+//! completes (each method says how). The rules the trait documents hold under concurrency:
+//! - unique emails, global bot ids, conversations created once, one conversation per channel
+//!   contact: claimed with `INSERT ... IF NOT EXISTS`;
+//! - `append`: a seq is written once (`IF NOT EXISTS` on the message row), after the
+//!   `client_msg_id` marker that makes it idempotent;
+//! - refresh tokens used once (`IF used = false`), one-time tokens taken once
+//!   (`DELETE ... IF EXISTS`), delivery statuses never moving back (compare-and-set loop).
+//!
+//! A table whose rows an LWT writes is written only by LWTs (or deleted whole), because Paxos
+//! timestamps and plain-write timestamps do not order each other under clock skew.
+//!
+//! # Concurrency
+//! [`CqlStore`] is a cheap handle: one driver `Session` (a connection pool per node, shared by
+//! every task) and the statements prepared at connect. No lock is held across a request; the
+//! driver routes each prepared statement to a replica of its partition (token-aware).
+
+mod migrate;
+mod statements;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use parla_config::StoreSettings;
+use scylla::{
+    client::{
+        execution_profile::ExecutionProfile, session::Session, session_builder::SessionBuilder,
+    },
+    deserialize::row::DeserializeRow,
+    response::query_result::QueryResult,
+    serialize::row::SerializeRow,
+    statement::{
+        Consistency, SerialConsistency,
+        batch::{Batch, BatchType},
+    },
+    value::{Counter, CqlValue, Row},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use self::migrate::migrate;
+use self::statements::{Statements, Stmt};
+use super::{Appended, Store, StoreError, StoreResult};
+use crate::model::{
+    Account, AccountId, ApiKey, Bot, BotId, CannedResponse, ChannelConnection, Chunk, Conversation,
+    ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Message, Note,
+    OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
+};
+
+/// Messages per partition of `messages` (`bucket = seq / MESSAGE_BUCKET`): a long conversation
+/// spreads over partitions of at most this many rows (a few MB), instead of one that grows
+/// without bound. Part of the data's layout: changing it would lose existing transcripts.
+const MESSAGE_BUCKET: u64 = 4096;
+/// Bytes per row of `document_content`. A mutation must stay under half a commit-log segment
+/// (Cassandra's default segment is 32 MiB; small test nodes use 8).
+const CONTENT_PART: usize = 1 << 20;
+/// Bytes of chunk JSON per batch: one single-partition batch replaces a document's chunks
+/// atomically up to this size (a larger document is replaced in several).
+const CHUNK_BATCH_BYTES: usize = 1 << 20;
+/// Devices notified per conversation at most (as the embedded store).
+const MAX_PUSH_TOKENS: usize = 5;
+/// Attempts of a compare-and-set loop before giving up: each retry means another writer won
+/// the race, which the single-writer actors make rare.
+const CAS_ATTEMPTS: usize = 16;
+/// An email claim whose account row is still missing after this long was left by a creator
+/// that died, and may be taken over.
+const ORPHAN_CLAIM_MS: i64 = 60_000;
+/// Concurrent point reads when a listing fetches the records its index names.
+const FETCH_CONCURRENCY: usize = 16;
+/// Whole-table scans (at start only) read pages of this many rows.
+const SCAN_PAGE: i32 = 1000;
+
+/// The CQL store. Cloning shares the session and the prepared statements.
+#[derive(Clone)]
+pub struct CqlStore {
+    session: Arc<Session>,
+    st: Arc<Statements>,
+    /// Always [`MESSAGE_BUCKET`] outside this module's tests, which shrink it to cross bucket
+    /// boundaries with a handful of messages.
+    bucket_size: u64,
+}
+
+impl std::fmt::Debug for CqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CqlStore")
+            .field("keyspace", &self.session.get_keyspace())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a session with the consistency and timeouts every request of the store uses.
+pub(super) async fn build_session(
+    settings: &StoreSettings,
+    keyspace: Option<&str>,
+    request_timeout: Duration,
+) -> StoreResult<Session> {
+    if settings.cql_nodes.is_empty() {
+        return Err(StoreError::Backend("cql: store.cql_nodes names no node".into()));
+    }
+    let profile = ExecutionProfile::builder()
+        .consistency(Consistency::LocalQuorum)
+        .serial_consistency(Some(SerialConsistency::LocalSerial))
+        .request_timeout(Some(request_timeout))
+        .build();
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&settings.cql_nodes)
+        .default_execution_profile_handle(profile.into_handle())
+        .connection_timeout(request_timeout.max(Duration::from_secs(5)))
+        .schema_agreement_timeout(Duration::from_secs(60));
+    if !settings.cql_username.is_empty() {
+        builder = builder.user(&settings.cql_username, &settings.cql_password);
+    }
+    if let Some(keyspace) = keyspace {
+        builder = builder.use_keyspace(keyspace, false);
+    }
+    builder.build().await.map_err(|e| {
+        StoreError::Backend(format!("cql: cannot connect to {:?}: {e}", settings.cql_nodes))
+    })
+}
+
+impl CqlStore {
+    /// Connects to the cluster and prepares every statement. The keyspace must hold the
+    /// current schema (`parla migrate`, i.e. [`migrate`]).
+    pub async fn connect(settings: &StoreSettings) -> Result<CqlStore, StoreError> {
+        let keyspace = migrate::checked_keyspace(&settings.cql_keyspace)?;
+        let timeout = Duration::from_millis(settings.cql_timeout_ms.max(1));
+        let session = build_session(settings, None, timeout).await?;
+        let versions: Vec<String> = match session
+            .query_unpaged(format!("SELECT version FROM {keyspace}.schema_migrations"), ())
+            .await
+            .map(QueryResult::into_rows_result)
+        {
+            Ok(Ok(rows)) => rows
+                .rows::<(String,)>()
+                .map_err(|e| StoreError::Backend(format!("cql: schema_migrations: {e}")))?
+                .map(|row| row.map(|(v,)| v))
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Backend(format!("cql: schema_migrations: {e}")))?,
+            Ok(Err(e)) => return Err(StoreError::Backend(format!("cql: schema_migrations: {e}"))),
+            Err(e) => {
+                return Err(StoreError::Backend(format!(
+                    "cql: keyspace {keyspace} has no schema ({e}): run `parla migrate`"
+                )));
+            }
+        };
+        if let Some((missing, _)) =
+            migrate::MIGRATIONS.iter().find(|(v, _)| !versions.iter().any(|known| known == v))
+        {
+            return Err(StoreError::Backend(format!(
+                "cql: keyspace {keyspace} lacks migration {missing}: run `parla migrate`"
+            )));
+        }
+        session.use_keyspace(keyspace, false).await.map_err(|e| {
+            StoreError::Backend(format!("cql: cannot use keyspace {keyspace}: {e}"))
+        })?;
+        // Boxed: the struct being filled lives across a hundred awaits.
+        let st = Box::pin(Statements::prepare(&session)).await?;
+        Ok(CqlStore { session: Arc::new(session), st: Arc::new(st), bucket_size: MESSAGE_BUCKET })
+    }
+
+    // ---- request helpers -------------------------------------------------------------------
+
+    async fn run(&self, s: &Stmt, values: impl SerializeRow) -> StoreResult<QueryResult> {
+        self.session.execute_unpaged(&s.ps, values).await.map_err(|e| fail(s, e))
+    }
+
+    /// The first row of a single-partition read, if any.
+    async fn one<R>(&self, s: &Stmt, values: impl SerializeRow) -> StoreResult<Option<R>>
+    where
+        R: for<'f> DeserializeRow<'f, 'f>,
+    {
+        let rows = self.run(s, values).await?.into_rows_result().map_err(|e| fail(s, e))?;
+        rows.maybe_first_row::<R>().map_err(|e| fail(s, e))
+    }
+
+    /// Every row, page by page.
+    async fn all<R>(&self, s: &Stmt, values: impl SerializeRow) -> StoreResult<Vec<R>>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let pager =
+            self.session.execute_iter(s.ps.clone(), values).await.map_err(|e| fail(s, e))?;
+        let rows = pager.rows_stream::<R>().map_err(|e| fail(s, e))?;
+        rows.try_collect().await.map_err(|e| fail(s, e))
+    }
+
+    /// Runs a lightweight transaction and reads its outcome.
+    async fn cas(&self, s: &Stmt, values: impl SerializeRow) -> StoreResult<Cas> {
+        let result = self.run(s, values).await?;
+        Cas::from_result(s.name, result)
+    }
+
+    /// The JSON of the `data` column of a single-row read, decoded.
+    async fn record<T: DeserializeOwned>(
+        &self,
+        s: &Stmt,
+        values: impl SerializeRow,
+    ) -> StoreResult<Option<T>> {
+        match self.one::<(Option<String>,)>(s, values).await? {
+            Some((Some(data),)) => decode(&data).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every `data` column of a read, decoded.
+    async fn records<T: DeserializeOwned>(
+        &self,
+        s: &Stmt,
+        values: impl SerializeRow,
+    ) -> StoreResult<Vec<T>> {
+        let rows = self.all::<(Option<String>,)>(s, values).await?;
+        rows.into_iter().filter_map(|(data,)| data).map(|data| decode(&data)).collect()
+    }
+
+    fn bucket(&self, seq: u64) -> StoreResult<i64> {
+        cql_int(seq / self.bucket_size)
+    }
+
+    /// The last seq a bucket can hold.
+    fn bucket_end(&self, bucket: u64) -> u64 {
+        bucket.saturating_add(1).saturating_mul(self.bucket_size).saturating_sub(1)
+    }
+
+    // ---- conversations ---------------------------------------------------------------------
+
+    async fn conversation_row(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> StoreResult<Option<ConversationRow>> {
+        type Columns =
+            (Option<String>, Option<String>, Option<String>, Option<f64>, Option<i64>, Option<i64>);
+        let Some((_, data, handling, sum, count, upto)) =
+            self.one::<Columns>(&self.st.get_conversation, (tenant, id)).await?
+        else {
+            return Ok(None);
+        };
+        let Some(data) = data else { return Ok(None) };
+        let mut conversation: Conversation = decode(&data)?;
+        if let Some(handling) = handling {
+            conversation.handling = decode(&handling)?;
+        }
+        if let Some(sum) = sum {
+            // Stored as the f32 it was computed as: the conversion back is exact.
+            conversation.sentiment_sum = sum as f32;
+        }
+        if let Some(count) = count {
+            conversation.sentiment_count = u32::try_from(count)
+                .map_err(|_| StoreError::Corrupt(format!("sentiment count {count}")))?;
+        }
+        Ok(Some(ConversationRow { conversation, sentiment_seq: upto.map_or(Ok(0), cql_uint)? }))
+    }
+
+    /// Creates a conversation: its two index rows first, then the record with
+    /// `IF NOT EXISTS`, the commit point. A crash between them leaves index rows naming a
+    /// conversation that does not exist, which listings skip; the retry completes it.
+    async fn insert_conversation(&self, c: &Conversation) -> StoreResult<()> {
+        let (t, id, bot) = (c.tenant_id.as_str(), c.id.as_str(), c.bot_id.as_str());
+        self.run(&self.st.index_conversation_by_bot, (t, bot, id)).await?;
+        self.run(&self.st.index_conversation_by_tenant, (t, id)).await?;
+        let values = (
+            t,
+            id,
+            bot,
+            encode(c)?,
+            encode(&c.handling)?,
+            f64::from(c.sentiment_sum),
+            i64::from(c.sentiment_count),
+        );
+        let cas = self.cas(&self.st.create_conversation, values).await?;
+        if cas.applied {
+            return Ok(());
+        }
+        if cas.text("bot_id") != Some(bot) {
+            // The index row just written for another bot names someone else's conversation.
+            self.run(&self.st.unindex_conversation_by_bot, (t, bot, id)).await?;
+        }
+        Err(StoreError::ConversationExists)
+    }
+
+    /// Lists conversations from an index (newest first), keeping those whose record exists
+    /// (and belongs to `bot`, when given); pages on through skipped ids so a page is full
+    /// unless the index is exhausted.
+    async fn list_indexed_conversations(
+        &self,
+        tenant: &TenantId,
+        bot: Option<&BotId>,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        let t = tenant.as_str();
+        let mut out = Vec::new();
+        let mut cursor = before.map(|c| c.as_str().to_owned());
+        while out.len() < limit {
+            let want = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+            let ids: Vec<(String,)> = match (bot, cursor.as_deref()) {
+                (Some(b), None) => {
+                    self.all(&self.st.list_conversations_by_bot, (t, b.as_str(), want)).await?
+                }
+                (Some(b), Some(c)) => {
+                    let s = &self.st.list_conversations_by_bot_before;
+                    self.all(s, (t, b.as_str(), c, want)).await?
+                }
+                (None, None) => self.all(&self.st.list_conversations_by_tenant, (t, want)).await?,
+                (None, Some(c)) => {
+                    self.all(&self.st.list_conversations_by_tenant_before, (t, c, want)).await?
+                }
+            };
+            let exhausted = ids.len() < usize::try_from(want).unwrap_or(usize::MAX);
+            cursor = ids.last().map(|(id,)| id.clone());
+            let found: Vec<Option<ConversationRow>> = stream::iter(ids)
+                .map(|(id,)| async move { self.conversation_row(t, &id).await })
+                .buffered(FETCH_CONCURRENCY)
+                .try_collect()
+                .await?;
+            out.extend(
+                found
+                    .into_iter()
+                    .flatten()
+                    .map(|row| row.conversation)
+                    .filter(|c| bot.is_none_or(|b| c.bot_id == *b)),
+            );
+            if exhausted || cursor.is_none() {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    // ---- messages --------------------------------------------------------------------------
+
+    async fn message_at(&self, tenant: &str, id: &str, seq: u64) -> StoreResult<Option<Message>> {
+        let Ok(seq_i) = i64::try_from(seq) else { return Ok(None) };
+        let key = (tenant, id, self.bucket(seq)?, seq_i);
+        match self.one::<(Option<String>, Option<String>)>(&self.st.get_message, key).await? {
+            Some((Some(data), delivery)) => decode_message(&data, delivery.as_deref()).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn top_seq(&self, tenant: &str, id: &str, bucket: u64) -> StoreResult<Option<u64>> {
+        let key = (tenant, id, cql_int(bucket)?);
+        self.one::<(i64,)>(&self.st.top_seq, key).await?.map(|(seq,)| cql_uint(seq)).transpose()
+    }
+
+    /// The highest seq. Seqs have no gaps, so buckets fill in order: the answer is the top of
+    /// the last non-empty bucket, found by doubling then bisecting (one read for a
+    /// conversation shorter than a bucket).
+    async fn last_seq_of(&self, tenant: &str, id: &str) -> StoreResult<u64> {
+        let Some(mut top) = self.top_seq(tenant, id, 0).await? else { return Ok(0) };
+        if top < self.bucket_end(0) {
+            return Ok(top);
+        }
+        let (mut full, mut empty) = (0u64, None::<u64>);
+        let mut probe = 1u64;
+        while empty.is_none() {
+            match self.top_seq(tenant, id, probe).await? {
+                None => empty = Some(probe),
+                Some(t) if t < self.bucket_end(probe) => return Ok(t),
+                Some(t) => {
+                    (full, top) = (probe, t);
+                    probe = probe.saturating_mul(2);
+                }
+            }
+        }
+        let mut empty = empty.unwrap_or(u64::MAX);
+        while empty - full > 1 {
+            let mid = full + (empty - full) / 2;
+            match self.top_seq(tenant, id, mid).await? {
+                None => empty = mid,
+                Some(t) if t < self.bucket_end(mid) => return Ok(t),
+                Some(t) => (full, top) = (mid, t),
+            }
+        }
+        Ok(top)
+    }
+
+    /// Appends a message. Every read comes first, so a refused append writes nothing. Then:
+    /// 1. the `client_msg_id` marker (conversation, client id) -> seq, by LWT;
+    /// 2. the message row, `IF NOT EXISTS`: the commit point;
+    /// 3. the conversation's visitor sentiment, by compare-and-set on `sentiment_seq`.
+    ///
+    /// A marker is trusted only when the message at its seq carries the same client id. So if
+    /// the process dies after (1), the marker names a seq that holds nothing (or, later,
+    /// another message): it is ignored and moved by the retry, which then stores the message
+    /// once. Writing the message first would be wrong: dying before its marker, the retry
+    /// (with the next seq) would find no marker and store the message twice. If the process
+    /// dies after (2), the next append counts the sentiment (3) of its predecessor.
+    async fn append_message(&self, m: &Message) -> StoreResult<Appended> {
+        let (t, c, seq) = (m.tenant_id.as_str(), m.conversation_id.as_str(), m.seq);
+        let cid = m.client_msg_id.as_deref();
+        let marker = async {
+            match cid {
+                Some(cid) => self.client_marker(t, c, cid).await,
+                None => Ok(None),
+            }
+        };
+        let previous = async {
+            match seq.checked_sub(1).filter(|p| *p > 0) {
+                Some(p) => self.message_at(t, c, p).await,
+                None => Ok(None),
+            }
+        };
+        let (conversation, marker, previous, slot) = Box::pin(futures_util::future::try_join4(
+            self.conversation_row(t, c),
+            marker,
+            previous,
+            self.message_at(t, c, seq),
+        ))
+        .await?;
+        let Some(conversation) = conversation else {
+            return Err(StoreError::ConversationNotFound);
+        };
+        if let (Some(cid), Some(marked)) = (cid, marker)
+            && let Some(first) = self.message_at(t, c, marked).await?
+            && first.client_msg_id.as_deref() == Some(cid)
+        {
+            return Ok(Appended::Duplicate(first));
+        }
+        if seq == 0 {
+            return Err(StoreError::SeqConflict(0));
+        }
+        let seq_i = cql_int(seq)?;
+        if let Some(existing) = slot {
+            return self.settle_taken_seq(m, existing, &conversation, previous.as_ref()).await;
+        }
+        if seq > 1 && previous.is_none() {
+            let last = self.last_seq_of(t, c).await?;
+            return Err(if seq <= last {
+                StoreError::SeqConflict(seq)
+            } else {
+                StoreError::SeqGap { last, got: seq }
+            });
+        }
+        if let Some(cid) = cid
+            && let Some(first) = self.claim_marker(t, c, cid, seq, marker).await?
+        {
+            return Ok(Appended::Duplicate(first));
+        }
+        let (data, delivery) = message_columns(m)?;
+        let values = (t, c, self.bucket(seq)?, seq_i, data, delivery);
+        let cas = self.cas(&self.st.insert_message, values).await?;
+        if !cas.applied {
+            let existing = match cas.text("data") {
+                Some(data) => decode_message(data, cas.text("delivery"))?,
+                None => return Err(StoreError::SeqConflict(seq)),
+            };
+            return self.settle_taken_seq(m, existing, &conversation, previous.as_ref()).await;
+        }
+        self.count_sentiment(m, conversation, previous.as_ref()).await?;
+        Ok(Appended::Stored)
+    }
+
+    /// `m.seq` already holds `existing`: this very message (a retry after its row was
+    /// written: finish the append), its first copy (same client id), or another message.
+    async fn settle_taken_seq(
+        &self,
+        m: &Message,
+        existing: Message,
+        conversation: &ConversationRow,
+        previous: Option<&Message>,
+    ) -> StoreResult<Appended> {
+        if existing.id == m.id {
+            self.count_sentiment(m, conversation.clone(), previous).await?;
+            return Ok(Appended::Stored);
+        }
+        if m.client_msg_id.is_some() && existing.client_msg_id == m.client_msg_id {
+            return Ok(Appended::Duplicate(existing));
+        }
+        Err(StoreError::SeqConflict(m.seq))
+    }
+
+    async fn client_marker(&self, tenant: &str, id: &str, cid: &str) -> StoreResult<Option<u64>> {
+        let found = self.one::<(Option<i64>,)>(&self.st.get_client_id, (tenant, id, cid)).await?;
+        found.and_then(|(seq,)| seq).map(cql_uint).transpose()
+    }
+
+    /// Points the marker of `cid` at `seq`. `known` is what the marker held when read (its
+    /// message does not carry `cid`: a leftover of a crash or of a deleted conversation with
+    /// the same id). Returns the first message if a concurrent writer turns out to have
+    /// stored this client id meanwhile.
+    async fn claim_marker(
+        &self,
+        t: &str,
+        c: &str,
+        cid: &str,
+        seq: u64,
+        mut known: Option<u64>,
+    ) -> StoreResult<Option<Message>> {
+        let seq_i = cql_int(seq)?;
+        let mut checked = known;
+        for _ in 0..CAS_ATTEMPTS {
+            let cas = match known {
+                Some(marked) if marked == seq => return Ok(None),
+                None => self.cas(&self.st.claim_client_id, (t, c, cid, seq_i)).await?,
+                Some(marked) => {
+                    if checked != Some(marked)
+                        && let Some(first) = self.message_at(t, c, marked).await?
+                        && first.client_msg_id.as_deref() == Some(cid)
+                    {
+                        return Ok(Some(first));
+                    }
+                    let values = (seq_i, t, c, cid, cql_int(marked)?);
+                    self.cas(&self.st.move_client_id, values).await?
+                }
+            };
+            if cas.applied {
+                return Ok(None);
+            }
+            known = cas.bigint("seq").map(cql_uint).transpose()?;
+            checked = None;
+        }
+        Err(StoreError::Backend(format!("cql: the client_msg_id marker {cid:?} kept changing")))
+    }
+
+    /// Adds the visitor sentiment of `m` (and of its predecessor, if a crash kept that one
+    /// from being counted) to the conversation, by compare-and-set on `sentiment_seq`: the
+    /// last message counted, so counting again is a no-op.
+    async fn count_sentiment(
+        &self,
+        m: &Message,
+        mut row: ConversationRow,
+        previous: Option<&Message>,
+    ) -> StoreResult<()> {
+        let counts = |x: &Message| x.sender == Sender::User && x.sentiment.is_some();
+        let (t, c) = (m.tenant_id.as_str(), m.conversation_id.as_str());
+        for _ in 0..CAS_ATTEMPTS {
+            let mut sum = row.conversation.sentiment_sum;
+            let mut count = row.conversation.sentiment_count;
+            let mut upto = row.sentiment_seq;
+            if upto >= m.seq {
+                return Ok(());
+            }
+            for x in previous.into_iter().chain([m]) {
+                if counts(x) && upto < x.seq {
+                    sum += x.sentiment.unwrap_or(0.0);
+                    count = count.saturating_add(1);
+                    upto = x.seq;
+                }
+            }
+            if upto == row.sentiment_seq {
+                return Ok(());
+            }
+            let values = (
+                f64::from(sum),
+                i64::from(count),
+                cql_int(upto)?,
+                t,
+                c,
+                cql_int(row.sentiment_seq)?,
+            );
+            if self.cas(&self.st.set_sentiment, values).await?.applied {
+                return Ok(());
+            }
+            match self.conversation_row(t, c).await? {
+                Some(current) => row = current,
+                None => return Ok(()),
+            }
+        }
+        Err(StoreError::Backend("cql: the conversation's sentiment kept changing".into()))
+    }
+
+    /// Reads a message's delivery for a compare-and-set: the stored text ('' for none) and the
+    /// record. `None` if the message does not exist.
+    async fn delivery_of(
+        &self,
+        t: &str,
+        c: &str,
+        seq: u64,
+    ) -> StoreResult<Option<(String, Option<Delivery>)>> {
+        let Some(message) = self.message_at(t, c, seq).await? else { return Ok(None) };
+        let text = match &message.delivery {
+            Some(d) => encode(d)?,
+            None => String::new(),
+        };
+        Ok(Some((text, message.delivery)))
+    }
+
+    /// Replaces a message's delivery if it still is `old` (text as stored). `Ok(Some(current))`
+    /// when it was not (`current` is `None` if the message is gone).
+    async fn swap_delivery(
+        &self,
+        t: &str,
+        c: &str,
+        seq: u64,
+        old: &str,
+        new: &Delivery,
+    ) -> StoreResult<Option<Option<(String, Option<Delivery>)>>> {
+        let values = (encode(new)?, t, c, self.bucket(seq)?, cql_int(seq)?, old);
+        let cas = self.cas(&self.st.set_delivery, values).await?;
+        if cas.applied {
+            return Ok(None);
+        }
+        Ok(Some(match cas.text("delivery") {
+            None => None,
+            Some("") => Some((String::new(), None)),
+            Some(text) => Some((text.to_owned(), Some(decode(text)?))),
+        }))
+    }
+
+    // ---- documents -------------------------------------------------------------------------
+
+    /// Writes a document's record with its bot index entry and its place in the queue. The
+    /// queue entry of unfinished work goes in before the record and that of finished work
+    /// comes out after it, so a crash never hides unfinished work from a restart (a stale
+    /// entry is harmless: the queue is read through the records' status).
+    async fn write_document(&self, d: &Document) -> StoreResult<()> {
+        let (t, id, bot) = (d.tenant_id.as_str(), d.id.as_str(), d.bot_id.as_str());
+        self.run(&self.st.index_document, (t, bot, id)).await?;
+        let unfinished = is_unfinished(d);
+        if unfinished {
+            self.run(&self.st.queue_document, (t, id)).await?;
+        }
+        self.run(&self.st.put_document, (t, id, bot, encode(d)?)).await?;
+        if !unfinished {
+            self.run(&self.st.dequeue_document, (t, id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a document: out of its bot's list first, then chunks, bytes and queue entry,
+    /// the record last, so a crash leaves it findable by id and the retry completes it.
+    async fn remove_document(&self, t: &str, id: &str) -> StoreResult<bool> {
+        let Some(d) = self.record::<Document>(&self.st.get_document, (t, id)).await? else {
+            return Ok(false);
+        };
+        self.run(&self.st.unindex_document, (t, d.bot_id.as_str(), id)).await?;
+        self.run(&self.st.delete_chunks, (t, id)).await?;
+        self.run(&self.st.delete_content, (t, id)).await?;
+        self.run(&self.st.dequeue_document, (t, id)).await?;
+        self.run(&self.st.delete_document, (t, id)).await?;
+        Ok(true)
+    }
+
+    async fn document_ids(&self, t: &str, bot: &str) -> StoreResult<Vec<String>> {
+        let ids = self.all::<(String,)>(&self.st.list_documents_by_bot, (t, bot)).await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    // ---- channels --------------------------------------------------------------------------
+
+    async fn remove_channel(&self, c: &ChannelConnection) -> StoreResult<()> {
+        let (t, bot, id) = (c.tenant_id.as_str(), c.bot_id.as_str(), c.id.as_str());
+        self.run(&self.st.unindex_channel, (t, bot, id)).await?;
+        self.run(&self.st.delete_channel, (id,)).await?;
+        Ok(())
+    }
+
+    /// Makes sure the conversation a contact claim names exists: written by whoever claimed
+    /// it, or (if that one died or is still at it) from the claim's own copy, which is what
+    /// makes the claim the commit point of [`Store::contact_conversation`].
+    async fn complete_contact(
+        &self,
+        connection: &str,
+        contact: &str,
+        c: &Conversation,
+    ) -> StoreResult<Conversation> {
+        let (t, id) = (c.tenant_id.as_str(), c.id.as_str());
+        if let Some(row) = self.conversation_row(t, id).await? {
+            return Ok(row.conversation);
+        }
+        self.run(&self.st.put_channel_conversation, (t, id, connection, contact)).await?;
+        match self.insert_conversation(c).await {
+            Ok(()) => Ok(c.clone()),
+            Err(StoreError::ConversationExists) => match self.conversation_row(t, id).await? {
+                Some(row) => Ok(row.conversation),
+                None => Err(StoreError::Backend("cql: a contact's conversation vanished".into())),
+            },
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The conversation record and the last seq whose sentiment it counts.
+#[derive(Debug, Clone)]
+struct ConversationRow {
+    conversation: Conversation,
+    sentiment_seq: u64,
+}
+
+/// What a lightweight transaction answered: whether it applied and, when not, the columns
+/// the cluster returned (the existing row, or the compared columns).
+#[derive(Debug)]
+pub(super) struct Cas {
+    pub applied: bool,
+    columns: HashMap<String, CqlValue>,
+}
+
+impl Cas {
+    pub(super) fn from_result(what: &str, result: QueryResult) -> StoreResult<Self> {
+        let bad = |e: &dyn std::fmt::Display| StoreError::Backend(format!("cql {what}: {e}"));
+        let rows = result.into_rows_result().map_err(|e| bad(&e))?;
+        let names: Vec<String> = rows.column_specs().iter().map(|c| c.name().to_owned()).collect();
+        let row = rows.maybe_first_row::<Row>().map_err(|e| bad(&e))?;
+        let row = row.ok_or_else(|| bad(&"the transaction returned no row"))?;
+        let columns: HashMap<String, CqlValue> = names
+            .into_iter()
+            .zip(row.columns)
+            .filter_map(|(name, value)| value.map(|v| (name, v)))
+            .collect();
+        let applied = columns
+            .get("[applied]")
+            .and_then(CqlValue::as_boolean)
+            .ok_or_else(|| bad(&"the transaction returned no [applied]"))?;
+        Ok(Self { applied, columns })
+    }
+
+    fn text(&self, column: &str) -> Option<&str> {
+        self.columns.get(column).and_then(CqlValue::as_text).map(String::as_str)
+    }
+
+    fn bigint(&self, column: &str) -> Option<i64> {
+        self.columns.get(column).and_then(CqlValue::as_bigint)
+    }
+
+    fn boolean(&self, column: &str) -> Option<bool> {
+        self.columns.get(column).and_then(CqlValue::as_boolean)
+    }
+}
+
+fn fail(s: &Stmt, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("cql {}: {e}", s.name))
+}
+
+fn encode<T: Serialize + ?Sized>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// CQL integers are signed.
+fn cql_int(v: u64) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("cql: {v} is out of range")))
+}
+
+fn cql_uint(v: i64) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value {v}")))
+}
+
+/// A message's two columns: the record without its delivery, and the delivery ('' for none),
+/// which changes on its own by compare-and-set.
+fn message_columns(m: &Message) -> StoreResult<(String, String)> {
+    let delivery = match &m.delivery {
+        Some(d) => encode(d)?,
+        None => String::new(),
+    };
+    let data = encode(&Message { delivery: None, ..m.clone() })?;
+    Ok((data, delivery))
+}
+
+fn decode_message(data: &str, delivery: Option<&str>) -> StoreResult<Message> {
+    let mut message: Message = decode(data)?;
+    message.delivery = match delivery {
+        None | Some("") => None,
+        Some(text) => Some(decode(text)?),
+    };
+    Ok(message)
+}
+
+fn is_unfinished(d: &Document) -> bool {
+    matches!(d.status, ProcessStatus::Pending | ProcessStatus::Processing)
+}
+
+/// `delivery` merged with what reports already said: ids accumulate, the status never moves
+/// back, a failure always shows (as the embedded store).
+fn merge_delivery(known: Option<Delivery>, delivery: &Delivery) -> Delivery {
+    match known {
+        Some(mut known) => {
+            for id in &delivery.provider_ids {
+                if !known.provider_ids.contains(id) {
+                    known.provider_ids.push(id.clone());
+                }
+            }
+            known.status = known.status.max(delivery.status);
+            known.error = delivery.error.clone().or(known.error);
+            known.updated_at = delivery.updated_at;
+            known
+        }
+        None => delivery.clone(),
+    }
+}
+
+#[async_trait]
+impl Store for CqlStore {
+    async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        self.run(&self.st.put_tenant, (tenant.id.as_str(), encode(tenant)?)).await.map(drop)
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        self.record(&self.st.get_tenant, (id.as_str(),)).await
+    }
+
+    /// Claims the bot id for the tenant (LWT), then writes the record. A crash between them
+    /// leaves the id claimed and the bot missing; the tenant's retry completes it.
+    async fn put_bot(&self, bot: &Bot) -> StoreResult<()> {
+        let (t, id) = (bot.tenant_id.as_str(), bot.id.as_str());
+        let cas = self.cas(&self.st.claim_bot_id, (id, t)).await?;
+        if !cas.applied && cas.text("tenant_id") != Some(t) {
+            return Err(StoreError::BotIdTaken);
+        }
+        self.run(&self.st.put_bot, (t, id, encode(bot)?)).await.map(drop)
+    }
+
+    async fn get_bot(&self, tenant: &TenantId, id: &BotId) -> StoreResult<Option<Bot>> {
+        self.record(&self.st.get_bot, (tenant.as_str(), id.as_str())).await
+    }
+
+    async fn resolve_bot(&self, id: &BotId) -> StoreResult<Option<Bot>> {
+        let owner = self.one::<(Option<String>,)>(&self.st.get_bot_owner, (id.as_str(),)).await?;
+        match owner {
+            Some((Some(tenant),)) => {
+                self.record(&self.st.get_bot, (tenant.as_str(), id.as_str())).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn list_bots(&self, tenant: &TenantId) -> StoreResult<Vec<Bot>> {
+        self.records(&self.st.list_bots, (tenant.as_str(),)).await
+    }
+
+    /// Its intents, documents and channel connections go first, then the id claim, the record
+    /// last: a crash leaves the bot listed and the retry completes the deletion.
+    async fn delete_bot(&self, tenant: &TenantId, id: &BotId) -> StoreResult<bool> {
+        let (t, b) = (tenant.as_str(), id.as_str());
+        if self.get_bot(tenant, id).await?.is_none() {
+            return Ok(false);
+        }
+        self.run(&self.st.delete_intents, (t, b)).await?;
+        for document in self.document_ids(t, b).await? {
+            self.remove_document(t, &document).await?;
+        }
+        let channels = self.all::<(String,)>(&self.st.list_channels_by_bot, (t, b)).await?;
+        for (channel,) in channels {
+            match self.record::<ChannelConnection>(&self.st.get_channel, (&channel,)).await? {
+                Some(c) if c.tenant_id == *tenant && c.bot_id == *id => {
+                    self.remove_channel(&c).await?;
+                }
+                _ => self.run(&self.st.unindex_channel, (t, b, &channel)).await.map(drop)?,
+            }
+        }
+        self.cas(&self.st.release_bot_id, (b, t)).await?;
+        self.run(&self.st.delete_bot, (t, b)).await?;
+        Ok(true)
+    }
+
+    async fn put_intents(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        intents: &[Intent],
+    ) -> StoreResult<()> {
+        let values = (tenant.as_str(), bot.as_str(), encode(intents)?);
+        self.run(&self.st.put_intents, values).await.map(drop)
+    }
+
+    async fn list_intents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Intent>> {
+        let found = self.record(&self.st.get_intents, (tenant.as_str(), bot.as_str())).await?;
+        Ok(found.unwrap_or_default())
+    }
+
+    async fn create_conversation(&self, conversation: &Conversation) -> StoreResult<()> {
+        self.insert_conversation(conversation).await
+    }
+
+    async fn get_conversation(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Conversation>> {
+        Ok(self.conversation_row(tenant.as_str(), id.as_str()).await?.map(|r| r.conversation))
+    }
+
+    /// Everything that hangs off the conversation goes first (its channel contact, index rows,
+    /// messages with their idempotency markers, notes, devices, cursor), the record last
+    /// (`IF EXISTS`): a crash leaves the conversation in place and the retry completes it.
+    async fn delete_conversation(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<bool> {
+        let (t, c) = (tenant.as_str(), id.as_str());
+        let Some(row) = self.conversation_row(t, c).await? else { return Ok(false) };
+        let contact = self
+            .one::<(Option<String>, Option<String>)>(&self.st.get_channel_conversation, (t, c))
+            .await?;
+        if let Some((Some(connection), Some(contact))) = contact {
+            self.cas(&self.st.release_contact, (&connection, &contact, c)).await?;
+        }
+        self.run(&self.st.delete_channel_conversation, (t, c)).await?;
+        let bot = row.conversation.bot_id.as_str();
+        self.run(&self.st.unindex_conversation_by_bot, (t, bot, c)).await?;
+        self.run(&self.st.unindex_conversation_by_tenant, (t, c)).await?;
+        let last = self.last_seq_of(t, c).await?;
+        for bucket in 0..=last / self.bucket_size {
+            let b = cql_int(bucket)?;
+            let from = cql_int(bucket * self.bucket_size)?;
+            let rows = self
+                .all::<(i64, String, Option<String>)>(
+                    &self.st.messages_from,
+                    (t, c, b, from, i32::MAX),
+                )
+                .await?;
+            for (_, data, _) in rows {
+                let message: Message = decode(&data)?;
+                if let Some(cid) = message.client_msg_id.as_deref() {
+                    self.run(&self.st.delete_client_id, (t, c, cid)).await?;
+                }
+            }
+            self.run(&self.st.delete_bucket, (t, c, b)).await?;
+        }
+        self.run(&self.st.delete_notes, (t, c)).await?;
+        self.run(&self.st.delete_push_tokens, (t, c)).await?;
+        self.run(&self.st.delete_channel_cursor, (t, c)).await?;
+        Ok(self.cas(&self.st.delete_conversation, (t, c)).await?.applied)
+    }
+
+    async fn list_conversations(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        self.list_indexed_conversations(tenant, Some(bot), before, limit).await
+    }
+
+    async fn append(&self, message: &Message) -> StoreResult<Appended> {
+        Box::pin(self.append_message(message)).await
+    }
+
+    async fn messages_after(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let (t, c) = (tenant.as_str(), conversation.as_str());
+        let mut out = Vec::new();
+        let Some(mut from) = after_seq.checked_add(1) else { return Ok(out) };
+        while out.len() < limit {
+            let Ok(from_i) = i64::try_from(from) else { break };
+            let bucket = from / self.bucket_size;
+            let want = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+            let values = (t, c, cql_int(bucket)?, from_i, want);
+            let rows =
+                self.all::<(i64, String, Option<String>)>(&self.st.messages_from, values).await?;
+            let end = self.bucket_end(bucket);
+            let through = rows.last().is_some_and(|(seq, _, _)| u64::try_from(*seq) == Ok(end));
+            for (_, data, delivery) in rows {
+                out.push(decode_message(&data, delivery.as_deref())?);
+            }
+            // Seqs have no gaps: a bucket read to its last seq may continue in the next one.
+            if !through || end == u64::MAX {
+                break;
+            }
+            from = end + 1;
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn last_seq(&self, tenant: &TenantId, conversation: &ConversationId) -> StoreResult<u64> {
+        self.last_seq_of(tenant.as_str(), conversation.as_str()).await
+    }
+
+    /// Claims the email (LWT), then writes the account. A claim naming an account that does not
+    /// exist is the creator's retry (same account: completed), an account being created
+    /// (taken), or left by a creator that died (taken over once older than a minute).
+    async fn create_account(&self, account: &Account) -> StoreResult<()> {
+        let mut account = account.clone();
+        account.email = account.email.to_lowercase();
+        let (email, t, id) =
+            (account.email.as_str(), account.tenant_id.as_str(), account.id.as_str());
+        let now = crate::model::now_ms();
+        let cas = self.cas(&self.st.claim_email, (email, t, id, now)).await?;
+        if !cas.applied {
+            let (owner_t, owner_id) =
+                (cas.text("tenant_id").unwrap_or(""), cas.text("account_id").unwrap_or(""));
+            if (owner_t, owner_id) != (t, id) {
+                let exists = self
+                    .one::<(Option<String>,)>(&self.st.get_account, (owner_t, owner_id))
+                    .await?
+                    .is_some();
+                let fresh = now - cas.bigint("claimed_at").unwrap_or(0) < ORPHAN_CLAIM_MS;
+                if exists || fresh {
+                    return Err(StoreError::EmailTaken);
+                }
+                let values = (t, id, now, email, owner_t, owner_id);
+                if !self.cas(&self.st.take_over_email, values).await?.applied {
+                    return Err(StoreError::EmailTaken);
+                }
+            }
+        }
+        self.run(&self.st.put_account, (t, id, encode(&account)?)).await.map(drop)
+    }
+
+    async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>> {
+        let email = email.to_lowercase();
+        let owner = self.one::<(Option<String>, Option<String>)>(&self.st.get_email, (&email,));
+        let Some((Some(t), Some(id))) = owner.await? else { return Ok(None) };
+        let account: Option<Account> = self.record(&self.st.get_account, (&t, &id)).await?;
+        Ok(account.filter(|a| a.email == email))
+    }
+
+    async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>> {
+        self.record(&self.st.get_account, (tenant.as_str(), id.as_str())).await
+    }
+
+    async fn update_account(&self, account: &Account) -> StoreResult<()> {
+        let existing = self.get_account(&account.tenant_id, &account.id).await?;
+        let Some(existing) = existing else {
+            return Err(StoreError::Backend("no such account".into()));
+        };
+        if existing.email != account.email {
+            return Err(StoreError::Backend("an account's email cannot change here".into()));
+        }
+        let values = (account.tenant_id.as_str(), account.id.as_str(), encode(account)?);
+        self.run(&self.st.put_account, values).await.map(drop)
+    }
+
+    async fn list_accounts(&self, tenant: &TenantId) -> StoreResult<Vec<Account>> {
+        self.records(&self.st.list_accounts, (tenant.as_str(),)).await
+    }
+
+    /// Frees the email first, the record last: the retry of a half-done deletion completes it.
+    async fn delete_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<bool> {
+        let (t, a) = (tenant.as_str(), id.as_str());
+        let Some(account) = self.get_account(tenant, id).await? else { return Ok(false) };
+        self.cas(&self.st.release_email, (account.email.as_str(), t, a)).await?;
+        self.run(&self.st.delete_account, (t, a)).await?;
+        Ok(true)
+    }
+
+    /// The two index rows first, so a stored token is always found by its family and its
+    /// account when they are revoked.
+    async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        let (digest, t, a) =
+            (token.digest.as_str(), token.tenant_id.as_str(), token.account_id.as_str());
+        self.run(&self.st.put_refresh_family, (token.family.as_str(), digest)).await?;
+        self.run(&self.st.put_refresh_by_account, (t, a, digest)).await?;
+        let data = encode(token)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let cas = self.cas(&self.st.insert_refresh, (digest, &data, token.used)).await?;
+            if cas.applied {
+                return Ok(());
+            }
+            let cas = self.cas(&self.st.replace_refresh, (&data, token.used, digest)).await?;
+            if cas.applied {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Backend("cql: a refresh token kept changing".into()))
+    }
+
+    /// `UPDATE ... IF used = false`: of two concurrent uses, exactly one applies.
+    async fn use_refresh_token(&self, digest: &str) -> StoreResult<Option<RefreshToken>> {
+        let found = self.one::<(Option<String>, Option<bool>)>(&self.st.get_refresh, (digest,));
+        let Some((Some(data), _)) = found.await? else { return Ok(None) };
+        let token: RefreshToken = decode(&data)?;
+        let cas = self.cas(&self.st.use_refresh, (digest,)).await?;
+        if cas.applied {
+            return Ok(Some(RefreshToken { used: false, ..token }));
+        }
+        // Not applied: used already, or revoked meanwhile (no row, no `used`).
+        Ok(cas.boolean("used").map(|_| RefreshToken { used: true, ..token }))
+    }
+
+    async fn revoke_refresh_family(&self, family: &str) -> StoreResult<()> {
+        let digests = self.all::<(String,)>(&self.st.list_refresh_family, (family,)).await?;
+        for (digest,) in &digests {
+            self.cas(&self.st.delete_refresh, (digest,)).await?;
+        }
+        self.run(&self.st.delete_refresh_family, (family,)).await.map(drop)
+    }
+
+    async fn revoke_account_sessions(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+    ) -> StoreResult<()> {
+        let (t, a) = (tenant.as_str(), account.as_str());
+        let digests = self.all::<(String,)>(&self.st.list_refresh_by_account, (t, a)).await?;
+        for (digest,) in &digests {
+            self.cas(&self.st.delete_refresh, (digest,)).await?;
+            self.run(&self.st.delete_refresh_by_account, (t, a, digest)).await?;
+        }
+        Ok(())
+    }
+
+    /// The digest index after the record: a crash leaves a key that authenticates nothing
+    /// yet, and the retry completes it.
+    async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        let (t, id) = (key.tenant_id.as_str(), key.id.as_str());
+        self.run(&self.st.put_api_key, (t, id, encode(key)?)).await?;
+        self.run(&self.st.put_api_key_digest, (key.digest.as_str(), t, id)).await.map(drop)
+    }
+
+    async fn api_key_by_digest(&self, digest: &str) -> StoreResult<Option<ApiKey>> {
+        let owner =
+            self.one::<(Option<String>, Option<String>)>(&self.st.get_api_key_digest, (digest,));
+        let Some((Some(t), Some(id))) = owner.await? else { return Ok(None) };
+        let key: Option<ApiKey> = self.record(&self.st.get_api_key, (&t, &id)).await?;
+        // A key whose digest changed since leaves a stale index row: it must not match.
+        Ok(key.filter(|k| k.digest == digest))
+    }
+
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
+        self.records(&self.st.list_api_keys, (tenant.as_str(),)).await
+    }
+
+    async fn put_one_time_token(&self, token: &OneTimeToken) -> StoreResult<()> {
+        let (digest, data) = (token.digest.as_str(), encode(token)?);
+        for _ in 0..CAS_ATTEMPTS {
+            if self.cas(&self.st.insert_one_time, (digest, &data)).await?.applied {
+                return Ok(());
+            }
+            if self.cas(&self.st.replace_one_time, (&data, digest)).await?.applied {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Backend("cql: a one-time token kept changing".into()))
+    }
+
+    /// `DELETE ... IF EXISTS`: of two concurrent takes, exactly one applies.
+    async fn take_one_time_token(&self, digest: &str) -> StoreResult<Option<OneTimeToken>> {
+        let Some(token) = self.record(&self.st.get_one_time, (digest,)).await? else {
+            return Ok(None);
+        };
+        Ok(self.cas(&self.st.take_one_time, (digest,)).await?.applied.then_some(token))
+    }
+
+    /// A counter: concurrent adds never lose one another and never contend. The total read
+    /// back includes this add (and maybe a concurrent one). A counter add is not idempotent,
+    /// so the driver does not retry it after a timeout; a timed-out add may or may not count.
+    async fn add_token_usage(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        tokens: u64,
+    ) -> StoreResult<u64> {
+        let delta = Counter(i64::try_from(tokens).unwrap_or(i64::MAX));
+        self.run(&self.st.add_token_usage, (delta, tenant.as_str(), month)).await?;
+        self.token_usage(tenant, month).await
+    }
+
+    async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64> {
+        let found =
+            self.one::<(Option<Counter>,)>(&self.st.get_token_usage, (tenant.as_str(), month));
+        Ok(found.await?.and_then(|(c,)| c).map_or(0, |Counter(n)| u64::try_from(n).unwrap_or(0)))
+    }
+
+    /// `UPDATE ... IF EXISTS` on the handling column alone: the rest of the record (and the
+    /// sentiment an append may be counting) is untouched, and a deleted conversation is not
+    /// brought back.
+    async fn set_handling(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        handling: &Handling,
+    ) -> StoreResult<bool> {
+        let values = (encode(handling)?, tenant.as_str(), id.as_str());
+        Ok(self.cas(&self.st.set_handling, values).await?.applied)
+    }
+
+    async fn add_note(&self, note: &Note) -> StoreResult<bool> {
+        let (t, c) = (note.tenant_id.as_str(), note.conversation_id.as_str());
+        if self.conversation_row(t, c).await?.is_none() {
+            return Ok(false);
+        }
+        self.run(&self.st.put_note, (t, c, note.id.as_str(), encode(note)?)).await?;
+        Ok(true)
+    }
+
+    async fn list_notes(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<Vec<Note>> {
+        self.records(&self.st.list_notes, (tenant.as_str(), id.as_str())).await
+    }
+
+    async fn list_tenant_conversations(
+        &self,
+        tenant: &TenantId,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        self.list_indexed_conversations(tenant, None, before, limit).await
+    }
+
+    async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {
+        let values = (canned.tenant_id.as_str(), canned.id.as_str(), encode(canned)?);
+        self.run(&self.st.put_canned, values).await.map(drop)
+    }
+
+    async fn list_canned(&self, tenant: &TenantId) -> StoreResult<Vec<CannedResponse>> {
+        self.records(&self.st.list_canned, (tenant.as_str(),)).await
+    }
+
+    async fn delete_canned(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        let key = (tenant.as_str(), id);
+        if self.one::<(String,)>(&self.st.get_canned, key).await?.is_none() {
+            return Ok(false);
+        }
+        self.run(&self.st.delete_canned, key).await?;
+        Ok(true)
+    }
+
+    /// The bot's index row first, then the record: listings check the record's bot, so a
+    /// crash (or a connection moved to another bot) leaves nothing wrong in a list.
+    async fn put_channel(&self, channel: &ChannelConnection) -> StoreResult<()> {
+        let (t, bot, id) =
+            (channel.tenant_id.as_str(), channel.bot_id.as_str(), channel.id.as_str());
+        self.run(&self.st.index_channel, (t, bot, id)).await?;
+        self.run(&self.st.put_channel, (id, t, bot, encode(channel)?)).await.map(drop)
+    }
+
+    async fn channel_by_id(&self, id: &str) -> StoreResult<Option<ChannelConnection>> {
+        self.record(&self.st.get_channel, (id,)).await
+    }
+
+    async fn list_channels(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+    ) -> StoreResult<Vec<ChannelConnection>> {
+        let key = (tenant.as_str(), bot.as_str());
+        let ids = self.all::<(String,)>(&self.st.list_channels_by_bot, key).await?;
+        let found: Vec<Option<ChannelConnection>> = stream::iter(ids)
+            .map(|(id,)| async move { self.channel_by_id(&id).await })
+            .buffered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .filter(|c| c.tenant_id == *tenant && c.bot_id == *bot)
+            .collect())
+    }
+
+    async fn delete_channel(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        match self.channel_by_id(id).await? {
+            Some(c) if c.tenant_id == *tenant => {
+                self.remove_channel(&c).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The claim (connection, contact) -> conversation, `IF NOT EXISTS`, is the commit point:
+    /// of two concurrent first messages one claim applies and both get its conversation. The
+    /// claim carries the conversation it names, so whoever finds the conversation missing
+    /// (the claimer died, or is still writing it) creates it from there. Deleting the
+    /// conversation releases the claim first, so a missing conversation never means a
+    /// deleted one.
+    async fn contact_conversation(
+        &self,
+        connection: &str,
+        contact: &str,
+        fresh: &Conversation,
+    ) -> StoreResult<Conversation> {
+        // The common case, every message of a known contact: a plain read, no transaction.
+        type Columns = (Option<String>, Option<String>, Option<String>);
+        if let Some((Some(t), Some(id), _)) =
+            self.one::<Columns>(&self.st.get_contact, (connection, contact)).await?
+            && let Some(row) = self.conversation_row(&t, &id).await?
+        {
+            return Ok(row.conversation);
+        }
+        let values =
+            (connection, contact, fresh.tenant_id.as_str(), fresh.id.as_str(), encode(fresh)?);
+        let cas = self.cas(&self.st.claim_contact, values).await?;
+        let claimed = if cas.applied {
+            fresh.clone()
+        } else {
+            match cas.text("data") {
+                Some(data) => decode(data)?,
+                None => return Err(StoreError::Corrupt("a channel contact without data".into())),
+            }
+        };
+        self.complete_contact(connection, contact, &claimed).await
+    }
+
+    async fn find_contact_conversation(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        contact: &str,
+    ) -> StoreResult<Option<Conversation>> {
+        type Columns = (Option<String>, Option<String>, Option<String>);
+        let found = self.one::<Columns>(&self.st.get_contact, (connection, contact)).await?;
+        let Some((Some(t), Some(id), _)) = found else { return Ok(None) };
+        if t != tenant.as_str() {
+            return Ok(None);
+        }
+        Ok(self.conversation_row(&t, &id).await?.map(|r| r.conversation))
+    }
+
+    async fn conversation_contact(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<(String, String)>> {
+        let key = (tenant.as_str(), id.as_str());
+        let found = self
+            .one::<(Option<String>, Option<String>)>(&self.st.get_channel_conversation, key)
+            .await?;
+        Ok(match found {
+            Some((Some(connection), Some(contact))) => Some((connection, contact)),
+            _ => None,
+        })
+    }
+
+    async fn channel_conversations(&self, tenant: &TenantId) -> StoreResult<Vec<ConversationId>> {
+        let ids =
+            self.all::<(String,)>(&self.st.list_channel_conversations, (tenant.as_str(),)).await?;
+        Ok(ids.into_iter().map(|(id,)| ConversationId(id)).collect())
+    }
+
+    async fn all_channels(&self) -> StoreResult<Vec<ChannelConnection>> {
+        let mut statement = self.st.scan_channels.ps.clone();
+        statement.set_page_size(SCAN_PAGE);
+        let scan = Stmt { name: self.st.scan_channels.name, ps: statement };
+        self.records(&scan, ()).await
+    }
+
+    /// The provider ids are indexed first (a report arriving meanwhile finds the message and
+    /// starts its delivery record itself), then the record is merged by compare-and-set.
+    async fn set_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        seq: u64,
+        connection: &str,
+        delivery: &Delivery,
+    ) -> StoreResult<bool> {
+        let (t, c) = (tenant.as_str(), id.as_str());
+        let Some(mut current) = self.delivery_of(t, c, seq).await? else { return Ok(false) };
+        let seq_i = cql_int(seq)?;
+        for provider_id in &delivery.provider_ids {
+            let values = (connection, provider_id.as_str(), t, c, seq_i);
+            self.run(&self.st.put_provider_id, values).await?;
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let (old, known) = current;
+            let merged = merge_delivery(known, delivery);
+            match self.swap_delivery(t, c, seq, &old, &merged).await? {
+                None => return Ok(true),
+                Some(None) => return Ok(false),
+                Some(Some(now)) => current = now,
+            }
+        }
+        Err(StoreError::Backend("cql: a message's delivery kept changing".into()))
+    }
+
+    /// A compare-and-set loop on the message's delivery column: the status only ever moves
+    /// forward, whatever order concurrent reports arrive in.
+    async fn advance_delivery(
+        &self,
+        connection: &str,
+        provider_id: &str,
+        status: DeliveryStatus,
+        error: Option<String>,
+    ) -> StoreResult<Option<(TenantId, ConversationId, u64)>> {
+        type Columns = (Option<String>, Option<String>, Option<i64>);
+        let found = self.one::<Columns>(&self.st.get_provider_id, (connection, provider_id));
+        let Some((Some(t), Some(c), Some(seq))) = found.await? else { return Ok(None) };
+        let seq = cql_uint(seq)?;
+        let Some(mut current) = self.delivery_of(&t, &c, seq).await? else { return Ok(None) };
+        for _ in 0..CAS_ATTEMPTS {
+            let (old, known) = current;
+            let now = crate::model::now_ms();
+            let mut delivery = known.unwrap_or_else(|| Delivery {
+                status: DeliveryStatus::Sent,
+                provider_ids: vec![provider_id.to_owned()],
+                error: None,
+                updated_at: now,
+            });
+            if status <= delivery.status {
+                return Ok(None);
+            }
+            delivery.status = status;
+            delivery.error = error.clone().or(delivery.error.take());
+            delivery.updated_at = now;
+            match self.swap_delivery(&t, &c, seq, &old, &delivery).await? {
+                None => return Ok(Some((TenantId(t), ConversationId(c), seq))),
+                Some(None) => return Ok(None),
+                Some(Some(latest)) => current = latest,
+            }
+        }
+        Err(StoreError::Backend("cql: a message's delivery kept changing".into()))
+    }
+
+    async fn add_push_token(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        token: &str,
+    ) -> StoreResult<()> {
+        let (t, c) = (tenant.as_str(), id.as_str());
+        self.run(&self.st.put_push_token, (t, c, token, crate::model::now_ms())).await?;
+        let mut all = self.all::<(String, Option<i64>)>(&self.st.list_push_tokens, (t, c)).await?;
+        all.sort_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
+        let excess = all.len().saturating_sub(MAX_PUSH_TOKENS);
+        for (oldest, _) in all.into_iter().take(excess) {
+            self.run(&self.st.delete_push_token, (t, c, &oldest)).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_push_token(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        token: &str,
+    ) -> StoreResult<()> {
+        let values = (tenant.as_str(), id.as_str(), token);
+        self.run(&self.st.delete_push_token, values).await.map(drop)
+    }
+
+    async fn push_tokens(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Vec<String>> {
+        let key = (tenant.as_str(), id.as_str());
+        let all = self.all::<(String, Option<i64>)>(&self.st.list_push_tokens, key).await?;
+        Ok(all.into_iter().map(|(token, _)| token).collect())
+    }
+
+    async fn set_opted_out(&self, connection: &str, contact: &str, out: bool) -> StoreResult<()> {
+        let s = if out { &self.st.put_opt_out } else { &self.st.delete_opt_out };
+        self.run(s, (connection, contact)).await.map(drop)
+    }
+
+    async fn opted_out(&self, connection: &str, contact: &str) -> StoreResult<bool> {
+        Ok(self.one::<(String,)>(&self.st.get_opt_out, (connection, contact)).await?.is_some())
+    }
+
+    async fn channel_cursor(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<u64> {
+        let key = (tenant.as_str(), id.as_str());
+        match self.one::<(Option<i64>,)>(&self.st.get_channel_cursor, key).await? {
+            Some((Some(seq),)) => cql_uint(seq),
+            _ => Ok(0),
+        }
+    }
+
+    async fn set_channel_cursor(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        seq: u64,
+    ) -> StoreResult<()> {
+        let values = (tenant.as_str(), id.as_str(), cql_int(seq)?);
+        self.run(&self.st.set_channel_cursor, values).await.map(drop)
+    }
+
+    async fn last_message(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Message>> {
+        let (t, c) = (tenant.as_str(), id.as_str());
+        match self.last_seq_of(t, c).await? {
+            0 => Ok(None),
+            last => self.message_at(t, c, last).await,
+        }
+    }
+
+    /// The bytes first (in parts; part 0 always, so empty content still reads back as
+    /// empty), then the record: a new document is invisible until complete.
+    async fn put_document(&self, document: &Document, content: Option<&[u8]>) -> StoreResult<()> {
+        if let Some(content) = content {
+            let (t, id) = (document.tenant_id.as_str(), document.id.as_str());
+            let mut parts = 0i32;
+            for (part, bytes) in content.chunks(CONTENT_PART).enumerate() {
+                let part = i32::try_from(part)
+                    .map_err(|_| StoreError::Backend("cql: document too large".into()))?;
+                self.run(&self.st.put_content_part, (t, id, part, bytes)).await?;
+                parts = part + 1;
+            }
+            if parts == 0 {
+                self.run(&self.st.put_content_part, (t, id, 0i32, &[0u8; 0][..])).await?;
+                parts = 1;
+            }
+            self.run(&self.st.trim_content, (t, id, parts)).await?;
+        }
+        self.write_document(document).await
+    }
+
+    async fn get_document(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Document>> {
+        self.record(&self.st.get_document, (tenant.as_str(), id)).await
+    }
+
+    async fn list_documents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Document>> {
+        let ids = self.document_ids(tenant.as_str(), bot.as_str()).await?;
+        let found: Vec<Option<Document>> = stream::iter(ids)
+            .map(|id| async move { self.get_document(tenant, &id).await })
+            .buffered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().filter(|d| d.bot_id == *bot).collect())
+    }
+
+    async fn document_content(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let parts = self.all::<(Option<Vec<u8>>,)>(&self.st.get_content, (tenant.as_str(), id));
+        let parts = parts.await?;
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(parts.into_iter().flat_map(|(bytes,)| bytes.unwrap_or_default()).collect()))
+    }
+
+    /// The chunks are replaced by one single-partition batch (atomic and isolated: a reader
+    /// sees the old set or the new one): upserts of the new positions and a range deletion of
+    /// the positions past them. Then the record: a crash in between leaves the document
+    /// PROCESSING, so a restart processes it again.
+    async fn put_chunks(&self, document: &Document, chunks: &[Chunk]) -> StoreResult<()> {
+        let (t, id) = (document.tenant_id.as_str(), document.id.as_str());
+        let mut batch = Batch::new(BatchType::Logged);
+        let mut values: Vec<Vec<CqlValue>> = Vec::new();
+        let mut bytes = 0;
+        let text = |s: &str| CqlValue::Text(s.to_owned());
+        for chunk in chunks {
+            let position = i32::try_from(chunk.position)
+                .map_err(|_| StoreError::Backend("cql: chunk position out of range".into()))?;
+            let data = encode(chunk)?;
+            bytes += data.len();
+            batch.append_statement(self.st.put_chunk.ps.clone());
+            values.push(vec![text(t), text(id), CqlValue::Int(position), CqlValue::Text(data)]);
+            if bytes >= CHUNK_BATCH_BYTES {
+                // A very large document: this part of its chunks goes in a batch of its own.
+                self.session
+                    .batch(&batch, &values)
+                    .await
+                    .map_err(|e| fail(&self.st.put_chunk, e))?;
+                (batch, values, bytes) = (Batch::new(BatchType::Logged), Vec::new(), 0);
+            }
+        }
+        let count = i32::try_from(chunks.len())
+            .map_err(|_| StoreError::Backend("cql: too many chunks".into()))?;
+        batch.append_statement(self.st.trim_chunks.ps.clone());
+        values.push(vec![text(t), text(id), CqlValue::Int(count)]);
+        self.session.batch(&batch, &values).await.map_err(|e| fail(&self.st.put_chunk, e))?;
+        self.write_document(document).await
+    }
+
+    async fn list_chunks(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Chunk>> {
+        let t = tenant.as_str();
+        let ids = self.document_ids(t, bot.as_str()).await?;
+        let per_document: Vec<Vec<Chunk>> = stream::iter(ids)
+            .map(|id| async move { self.records(&self.st.list_chunks, (t, id)).await })
+            .buffered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(per_document.into_iter().flatten().collect())
+    }
+
+    async fn delete_document(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        self.remove_document(tenant.as_str(), id).await
+    }
+
+    /// A scan of the queue (small: only unfinished work), read through the records' status.
+    async fn unfinished_documents(&self) -> StoreResult<Vec<Document>> {
+        let mut statement = self.st.scan_document_queue.ps.clone();
+        statement.set_page_size(SCAN_PAGE);
+        let scan = Stmt { name: self.st.scan_document_queue.name, ps: statement };
+        let queued = self.all::<(String, String)>(&scan, ()).await?;
+        let found: Vec<Option<Document>> = stream::iter(queued)
+            .map(|(t, id)| async move { self.record(&self.st.get_document, (t, id)).await })
+            .buffered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().filter(is_unfinished).collect())
+    }
+}

@@ -1,0 +1,236 @@
+//! Every CQL statement the store runs, prepared once at connect.
+//!
+//! Prepared statements are parsed once by the cluster and carry their partition key's
+//! position, which the driver's default (token-aware) load balancing uses to send each
+//! request straight to a replica of its partition. Table names are unqualified: the session
+//! is bound to the configured keyspace.
+
+use scylla::{client::session::Session, statement::prepared::PreparedStatement};
+
+use crate::store::{StoreError, StoreResult};
+
+/// A prepared statement with the name errors report it by.
+#[derive(Debug)]
+pub(super) struct Stmt {
+    pub name: &'static str,
+    pub ps: PreparedStatement,
+}
+
+macro_rules! statements {
+    ($($(#[$doc:meta])* $name:ident = $cql:expr;)*) => {
+        /// The prepared statements, one field per statement.
+        #[derive(Debug)]
+        pub(super) struct Statements {
+            $($(#[$doc])* pub $name: Stmt,)*
+        }
+
+        impl Statements {
+            pub async fn prepare(session: &Session) -> StoreResult<Self> {
+                Ok(Self { $($name: prepare(session, stringify!($name), $cql).await?,)* })
+            }
+        }
+    };
+}
+
+async fn prepare(session: &Session, name: &'static str, cql: &str) -> StoreResult<Stmt> {
+    let ps = session
+        .prepare(cql)
+        .await
+        .map_err(|e| StoreError::Backend(format!("cql: cannot prepare {name}: {e}")))?;
+    Ok(Stmt { name, ps })
+}
+
+statements! {
+    put_tenant = "INSERT INTO tenants (tenant_id, data) VALUES (?, ?)";
+    get_tenant = "SELECT data FROM tenants WHERE tenant_id = ?";
+
+    claim_bot_id = "INSERT INTO bot_ids (bot_id, tenant_id) VALUES (?, ?) IF NOT EXISTS";
+    get_bot_owner = "SELECT tenant_id FROM bot_ids WHERE bot_id = ?";
+    release_bot_id = "DELETE FROM bot_ids WHERE bot_id = ? IF tenant_id = ?";
+    put_bot = "INSERT INTO bots (tenant_id, bot_id, data) VALUES (?, ?, ?)";
+    get_bot = "SELECT data FROM bots WHERE tenant_id = ? AND bot_id = ?";
+    list_bots = "SELECT data FROM bots WHERE tenant_id = ?";
+    delete_bot = "DELETE FROM bots WHERE tenant_id = ? AND bot_id = ?";
+
+    put_intents = "INSERT INTO intents (tenant_id, bot_id, data) VALUES (?, ?, ?)";
+    get_intents = "SELECT data FROM intents WHERE tenant_id = ? AND bot_id = ?";
+    delete_intents = "DELETE FROM intents WHERE tenant_id = ? AND bot_id = ?";
+
+    create_conversation = "INSERT INTO conversations (tenant_id, conversation_id, bot_id, data, \
+        handling, sentiment_sum, sentiment_count, sentiment_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 0) \
+        IF NOT EXISTS";
+    get_conversation = "SELECT bot_id, data, handling, sentiment_sum, sentiment_count, \
+        sentiment_seq FROM conversations WHERE tenant_id = ? AND conversation_id = ?";
+    set_handling = "UPDATE conversations SET handling = ? WHERE tenant_id = ? \
+        AND conversation_id = ? IF EXISTS";
+    set_sentiment = "UPDATE conversations SET sentiment_sum = ?, sentiment_count = ?, \
+        sentiment_seq = ? WHERE tenant_id = ? AND conversation_id = ? IF sentiment_seq = ?";
+    delete_conversation = "DELETE FROM conversations WHERE tenant_id = ? AND conversation_id = ? \
+        IF EXISTS";
+    index_conversation_by_bot = "INSERT INTO conversations_by_bot (tenant_id, bot_id, \
+        conversation_id) VALUES (?, ?, ?)";
+    unindex_conversation_by_bot = "DELETE FROM conversations_by_bot WHERE tenant_id = ? \
+        AND bot_id = ? AND conversation_id = ?";
+    list_conversations_by_bot = "SELECT conversation_id FROM conversations_by_bot \
+        WHERE tenant_id = ? AND bot_id = ? LIMIT ?";
+    list_conversations_by_bot_before = "SELECT conversation_id FROM conversations_by_bot \
+        WHERE tenant_id = ? AND bot_id = ? AND conversation_id < ? LIMIT ?";
+    index_conversation_by_tenant = "INSERT INTO conversations_by_tenant (tenant_id, \
+        conversation_id) VALUES (?, ?)";
+    unindex_conversation_by_tenant = "DELETE FROM conversations_by_tenant WHERE tenant_id = ? \
+        AND conversation_id = ?";
+    list_conversations_by_tenant = "SELECT conversation_id FROM conversations_by_tenant \
+        WHERE tenant_id = ? LIMIT ?";
+    list_conversations_by_tenant_before = "SELECT conversation_id FROM conversations_by_tenant \
+        WHERE tenant_id = ? AND conversation_id < ? LIMIT ?";
+
+    insert_message = "INSERT INTO messages (tenant_id, conversation_id, bucket, seq, data, \
+        delivery) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS";
+    get_message = "SELECT data, delivery FROM messages WHERE tenant_id = ? \
+        AND conversation_id = ? AND bucket = ? AND seq = ?";
+    messages_from = "SELECT seq, data, delivery FROM messages WHERE tenant_id = ? \
+        AND conversation_id = ? AND bucket = ? AND seq >= ? LIMIT ?";
+    top_seq = "SELECT seq FROM messages WHERE tenant_id = ? AND conversation_id = ? \
+        AND bucket = ? ORDER BY seq DESC LIMIT 1";
+    delete_bucket = "DELETE FROM messages WHERE tenant_id = ? AND conversation_id = ? \
+        AND bucket = ?";
+    set_delivery = "UPDATE messages SET delivery = ? WHERE tenant_id = ? \
+        AND conversation_id = ? AND bucket = ? AND seq = ? IF delivery = ?";
+
+    get_client_id = "SELECT seq FROM client_msg_ids WHERE tenant_id = ? \
+        AND conversation_id = ? AND client_msg_id = ?";
+    claim_client_id = "INSERT INTO client_msg_ids (tenant_id, conversation_id, client_msg_id, \
+        seq) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    move_client_id = "UPDATE client_msg_ids SET seq = ? WHERE tenant_id = ? \
+        AND conversation_id = ? AND client_msg_id = ? IF seq = ?";
+    delete_client_id = "DELETE FROM client_msg_ids WHERE tenant_id = ? \
+        AND conversation_id = ? AND client_msg_id = ?";
+
+    put_note = "INSERT INTO notes (tenant_id, conversation_id, note_id, data) \
+        VALUES (?, ?, ?, ?)";
+    list_notes = "SELECT data FROM notes WHERE tenant_id = ? AND conversation_id = ?";
+    delete_notes = "DELETE FROM notes WHERE tenant_id = ? AND conversation_id = ?";
+
+    put_push_token = "INSERT INTO push_tokens (tenant_id, conversation_id, device, added_at) \
+        VALUES (?, ?, ?, ?)";
+    delete_push_token = "DELETE FROM push_tokens WHERE tenant_id = ? AND conversation_id = ? \
+        AND device = ?";
+    list_push_tokens = "SELECT device, added_at FROM push_tokens WHERE tenant_id = ? \
+        AND conversation_id = ?";
+    delete_push_tokens = "DELETE FROM push_tokens WHERE tenant_id = ? AND conversation_id = ?";
+
+    set_channel_cursor = "INSERT INTO channel_cursors (tenant_id, conversation_id, seq) \
+        VALUES (?, ?, ?)";
+    get_channel_cursor = "SELECT seq FROM channel_cursors WHERE tenant_id = ? \
+        AND conversation_id = ?";
+    delete_channel_cursor = "DELETE FROM channel_cursors WHERE tenant_id = ? \
+        AND conversation_id = ?";
+
+    claim_email = "INSERT INTO account_emails (email, tenant_id, account_id, claimed_at) \
+        VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    take_over_email = "UPDATE account_emails SET tenant_id = ?, account_id = ?, claimed_at = ? \
+        WHERE email = ? IF tenant_id = ? AND account_id = ?";
+    get_email = "SELECT tenant_id, account_id FROM account_emails WHERE email = ?";
+    release_email = "DELETE FROM account_emails WHERE email = ? IF tenant_id = ? \
+        AND account_id = ?";
+    put_account = "INSERT INTO accounts (tenant_id, account_id, data) VALUES (?, ?, ?)";
+    get_account = "SELECT data FROM accounts WHERE tenant_id = ? AND account_id = ?";
+    list_accounts = "SELECT data FROM accounts WHERE tenant_id = ?";
+    delete_account = "DELETE FROM accounts WHERE tenant_id = ? AND account_id = ?";
+
+    insert_refresh = "INSERT INTO refresh_tokens (digest, data, used) VALUES (?, ?, ?) \
+        IF NOT EXISTS";
+    replace_refresh = "UPDATE refresh_tokens SET data = ?, used = ? WHERE digest = ? IF EXISTS";
+    get_refresh = "SELECT data, used FROM refresh_tokens WHERE digest = ?";
+    use_refresh = "UPDATE refresh_tokens SET used = true WHERE digest = ? IF used = false";
+    delete_refresh = "DELETE FROM refresh_tokens WHERE digest = ? IF EXISTS";
+    put_refresh_family = "INSERT INTO refresh_families (family, digest) VALUES (?, ?)";
+    list_refresh_family = "SELECT digest FROM refresh_families WHERE family = ?";
+    delete_refresh_family = "DELETE FROM refresh_families WHERE family = ?";
+    put_refresh_by_account = "INSERT INTO refresh_by_account (tenant_id, account_id, digest) \
+        VALUES (?, ?, ?)";
+    list_refresh_by_account = "SELECT digest FROM refresh_by_account WHERE tenant_id = ? \
+        AND account_id = ?";
+    delete_refresh_by_account = "DELETE FROM refresh_by_account WHERE tenant_id = ? \
+        AND account_id = ? AND digest = ?";
+
+    insert_one_time = "INSERT INTO one_time_tokens (digest, data) VALUES (?, ?) IF NOT EXISTS";
+    replace_one_time = "UPDATE one_time_tokens SET data = ? WHERE digest = ? IF EXISTS";
+    get_one_time = "SELECT data FROM one_time_tokens WHERE digest = ?";
+    take_one_time = "DELETE FROM one_time_tokens WHERE digest = ? IF EXISTS";
+
+    put_api_key = "INSERT INTO api_keys (tenant_id, key_id, data) VALUES (?, ?, ?)";
+    get_api_key = "SELECT data FROM api_keys WHERE tenant_id = ? AND key_id = ?";
+    list_api_keys = "SELECT data FROM api_keys WHERE tenant_id = ?";
+    put_api_key_digest = "INSERT INTO api_key_digests (digest, tenant_id, key_id) \
+        VALUES (?, ?, ?)";
+    get_api_key_digest = "SELECT tenant_id, key_id FROM api_key_digests WHERE digest = ?";
+
+    add_token_usage = "UPDATE token_usage SET tokens = tokens + ? WHERE tenant_id = ? \
+        AND month = ?";
+    get_token_usage = "SELECT tokens FROM token_usage WHERE tenant_id = ? AND month = ?";
+
+    put_document = "INSERT INTO documents (tenant_id, document_id, bot_id, data) \
+        VALUES (?, ?, ?, ?)";
+    get_document = "SELECT data FROM documents WHERE tenant_id = ? AND document_id = ?";
+    delete_document = "DELETE FROM documents WHERE tenant_id = ? AND document_id = ?";
+    index_document = "INSERT INTO documents_by_bot (tenant_id, bot_id, document_id) \
+        VALUES (?, ?, ?)";
+    unindex_document = "DELETE FROM documents_by_bot WHERE tenant_id = ? AND bot_id = ? \
+        AND document_id = ?";
+    list_documents_by_bot = "SELECT document_id FROM documents_by_bot WHERE tenant_id = ? \
+        AND bot_id = ?";
+    put_content_part = "INSERT INTO document_content (tenant_id, document_id, part, bytes) \
+        VALUES (?, ?, ?, ?)";
+    trim_content = "DELETE FROM document_content WHERE tenant_id = ? AND document_id = ? \
+        AND part >= ?";
+    get_content = "SELECT bytes FROM document_content WHERE tenant_id = ? AND document_id = ?";
+    delete_content = "DELETE FROM document_content WHERE tenant_id = ? AND document_id = ?";
+    put_chunk = "INSERT INTO chunks (tenant_id, document_id, position, data) VALUES (?, ?, ?, ?)";
+    trim_chunks = "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ? AND position >= ?";
+    list_chunks = "SELECT data FROM chunks WHERE tenant_id = ? AND document_id = ?";
+    delete_chunks = "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?";
+    queue_document = "INSERT INTO document_queue (tenant_id, document_id) VALUES (?, ?)";
+    dequeue_document = "DELETE FROM document_queue WHERE tenant_id = ? AND document_id = ?";
+    scan_document_queue = "SELECT tenant_id, document_id FROM document_queue";
+
+    put_canned = "INSERT INTO canned_responses (tenant_id, canned_id, data) VALUES (?, ?, ?)";
+    get_canned = "SELECT canned_id FROM canned_responses WHERE tenant_id = ? AND canned_id = ?";
+    list_canned = "SELECT data FROM canned_responses WHERE tenant_id = ?";
+    delete_canned = "DELETE FROM canned_responses WHERE tenant_id = ? AND canned_id = ?";
+
+    put_channel = "INSERT INTO channels (channel_id, tenant_id, bot_id, data) VALUES (?, ?, ?, ?)";
+    get_channel = "SELECT data FROM channels WHERE channel_id = ?";
+    delete_channel = "DELETE FROM channels WHERE channel_id = ?";
+    scan_channels = "SELECT data FROM channels";
+    index_channel = "INSERT INTO channels_by_bot (tenant_id, bot_id, channel_id) VALUES (?, ?, ?)";
+    unindex_channel = "DELETE FROM channels_by_bot WHERE tenant_id = ? AND bot_id = ? \
+        AND channel_id = ?";
+    list_channels_by_bot = "SELECT channel_id FROM channels_by_bot WHERE tenant_id = ? \
+        AND bot_id = ?";
+
+    claim_contact = "INSERT INTO channel_contacts (connection_id, contact, tenant_id, \
+        conversation_id, data) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
+    get_contact = "SELECT tenant_id, conversation_id, data FROM channel_contacts \
+        WHERE connection_id = ? AND contact = ?";
+    release_contact = "DELETE FROM channel_contacts WHERE connection_id = ? AND contact = ? \
+        IF conversation_id = ?";
+    put_channel_conversation = "INSERT INTO channel_conversations (tenant_id, conversation_id, \
+        connection_id, contact) VALUES (?, ?, ?, ?)";
+    get_channel_conversation = "SELECT connection_id, contact FROM channel_conversations \
+        WHERE tenant_id = ? AND conversation_id = ?";
+    list_channel_conversations = "SELECT conversation_id FROM channel_conversations \
+        WHERE tenant_id = ?";
+    delete_channel_conversation = "DELETE FROM channel_conversations WHERE tenant_id = ? \
+        AND conversation_id = ?";
+
+    put_opt_out = "INSERT INTO channel_opt_outs (connection_id, contact) VALUES (?, ?)";
+    delete_opt_out = "DELETE FROM channel_opt_outs WHERE connection_id = ? AND contact = ?";
+    get_opt_out = "SELECT contact FROM channel_opt_outs WHERE connection_id = ? AND contact = ?";
+
+    put_provider_id = "INSERT INTO provider_message_ids (connection_id, provider_id, tenant_id, \
+        conversation_id, seq) VALUES (?, ?, ?, ?, ?)";
+    get_provider_id = "SELECT tenant_id, conversation_id, seq FROM provider_message_ids \
+        WHERE connection_id = ? AND provider_id = ?";
+
+}

@@ -1,0 +1,469 @@
+//! Against a real cluster: set `PARLA_TEST_CQL=host:port` (`scripts/services.sh start
+//! cassandra` prints it). Each run creates a keyspace of its own and drops it at the end.
+
+use std::{sync::Arc, time::Instant};
+
+use super::*;
+use crate::store::conformance::{self, message, seed_conversation};
+
+/// The settings of a throwaway keyspace on the test cluster, or `None` (skip) when none is set.
+fn test_settings() -> Option<StoreSettings> {
+    let node = std::env::var("PARLA_TEST_CQL").ok().filter(|n| !n.trim().is_empty())?;
+    let mut settings = parla_config::Settings::defaults().expect("default settings").store;
+    settings.backend = "cql".into();
+    settings.cql_nodes = node.split(',').map(|n| n.trim().to_owned()).collect();
+    settings.cql_keyspace = format!("parla_test_{}", uuid::Uuid::new_v4().simple());
+    settings.cql_replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}".into();
+    // A test node shares two cores with the build: be patient.
+    settings.cql_timeout_ms = 20_000;
+    Some(settings)
+}
+
+async fn drop_keyspace(settings: &StoreSettings) {
+    let session = build_session(settings, None, Duration::from_secs(120)).await.expect("session");
+    let drop = format!("DROP KEYSPACE IF EXISTS {}", settings.cql_keyspace);
+    session.query_unpaged(drop, ()).await.expect("drop keyspace");
+    let left = session
+        .query_unpaged(
+            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (settings.cql_keyspace.as_str(),),
+        )
+        .await
+        .expect("keyspaces")
+        .into_rows_result()
+        .expect("rows")
+        .rows_num();
+    assert_eq!(left, 0, "keyspace {} dropped", settings.cql_keyspace);
+    let version = session
+        .query_unpaged("SELECT release_version FROM system.local", ())
+        .await
+        .expect("version")
+        .into_rows_result()
+        .expect("rows")
+        .maybe_first_row::<(String,)>()
+        .expect("row")
+        .map(|(v,)| v);
+    println!("server release_version: {version:?}");
+}
+
+/// One keyspace for the whole run (creating one costs seconds of DDL), dropped whatever the
+/// outcome: the checks run in a task so a failed assertion still reaches the cleanup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cql_store_passes_the_conformance_suite_and_its_own_checks() {
+    let Some(settings) = test_settings() else {
+        println!("skipped: PARLA_TEST_CQL is not set (scripts/services.sh start cassandra)");
+        return;
+    };
+    let started = Instant::now();
+    let checks = tokio::spawn({
+        let settings = settings.clone();
+        async move { Box::pin(run_checks(settings)).await }
+    });
+    let outcome = checks.await;
+    drop_keyspace(&settings).await;
+    println!("cql checks took {:.1} s", started.elapsed().as_secs_f64());
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn run_checks(settings: StoreSettings) {
+    let t = Instant::now();
+    let missing = Box::pin(CqlStore::connect(&settings)).await.expect_err("no schema yet");
+    assert!(missing.to_string().contains("parla migrate"), "{missing}");
+    // Two migrators at once: the lock lets one apply, the other then finds nothing to do.
+    let (first, second) = tokio::join!(migrate(&settings), migrate(&settings));
+    let applied = [first.expect("migrate"), second.expect("migrate")].concat();
+    assert_eq!(applied, ["0001_init"], "applied once");
+    assert!(migrate(&settings).await.expect("migrate again").is_empty(), "nothing left to apply");
+    println!("migrations: {:.1} s", t.elapsed().as_secs_f64());
+
+    let store = Box::pin(CqlStore::connect(&settings)).await.expect("connect");
+    let t = Instant::now();
+    conformance::run_all(&store).await;
+    println!("conformance::run_all: {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    conformance::run_concurrent(Arc::new(store.clone())).await;
+    println!("conformance::run_concurrent: {:.1} s", t.elapsed().as_secs_f64());
+
+    let t = Instant::now();
+    messages_cross_bucket_boundaries_in_order(&store).await;
+    half_done_operations_are_completed_by_the_next_call(&store, &settings).await;
+    global_lookups_carry_their_tenant_and_scoped_reads_do_not_leak(&store).await;
+    atomic_rules_hold_under_concurrency(&store).await;
+    println!("adapter checks: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+async fn messages_cross_bucket_boundaries_in_order(store: &CqlStore) {
+    // Buckets of 4 seqs: bucket 0 holds 1..=3, bucket 1 holds 4..=7, bucket 2 holds 8..=11.
+    let store = CqlStore { bucket_size: 4, ..store.clone() };
+    seed_conversation(&store, "t-bucket", "c1").await;
+    let (t, c) = (TenantId::from("t-bucket"), ConversationId::from("c1"));
+    let seqs = |v: Vec<Message>| v.into_iter().map(|m| m.seq).collect::<Vec<_>>();
+    for seq in 1..=11 {
+        let m = message("t-bucket", "c1", seq, Some(&format!("k{seq}")));
+        assert_eq!(store.append(&m).await.expect("append"), Appended::Stored, "seq {seq}");
+        assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), seq, "after {seq}");
+    }
+    let all = store.messages_after(&t, &c, 0, 100).await.expect("read");
+    assert_eq!(seqs(all), (1..=11).collect::<Vec<_>>());
+    assert_eq!(seqs(store.messages_after(&t, &c, 2, 5).await.expect("read")), [3, 4, 5, 6, 7]);
+    assert_eq!(seqs(store.messages_after(&t, &c, 3, 4).await.expect("read")), [4, 5, 6, 7]);
+    assert_eq!(seqs(store.messages_after(&t, &c, 7, 100).await.expect("read")), [8, 9, 10, 11]);
+    assert!(store.messages_after(&t, &c, 11, 100).await.expect("read").is_empty());
+    assert_eq!(store.last_message(&t, &c).await.expect("last").map(|m| m.seq), Some(11));
+    let gap = store.append(&message("t-bucket", "c1", 13, None)).await;
+    assert!(matches!(gap, Err(StoreError::SeqGap { last: 11, got: 13 })), "{gap:?}");
+    let taken = store.append(&message("t-bucket", "c1", 4, None)).await;
+    assert!(matches!(taken, Err(StoreError::SeqConflict(4))), "{taken:?}");
+    let again = message("t-bucket", "c1", 12, Some("k2"));
+    match store.append(&again).await.expect("duplicate") {
+        Appended::Duplicate(first) => assert_eq!(first.seq, 2, "found in its own bucket"),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    // A full last bucket (12..=15), then one more: the bisection finds bucket 4.
+    for seq in 12..=16 {
+        store.append(&message("t-bucket", "c1", seq, None)).await.expect("append");
+    }
+    assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 16);
+    assert!(store.delete_conversation(&t, &c).await.expect("delete"));
+    assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 0, "every bucket deleted");
+    assert!(store.messages_after(&t, &c, 0, 100).await.expect("read").is_empty());
+    seed_conversation(&store, "t-bucket", "c1").await;
+    let reborn = message("t-bucket", "c1", 1, Some("k9"));
+    assert_eq!(store.append(&reborn).await.expect("append"), Appended::Stored, "markers gone");
+}
+
+/// What a process dying between two writes leaves behind, written by hand.
+async fn half_done_operations_are_completed_by_the_next_call(
+    store: &CqlStore,
+    settings: &StoreSettings,
+) {
+    let raw = build_session(settings, Some(&settings.cql_keyspace), Duration::from_secs(20))
+        .await
+        .expect("session");
+    seed_conversation(store, "t-crash", "c1").await;
+    let (t, c) = (TenantId::from("t-crash"), ConversationId::from("c1"));
+    // Died after the marker of "lost" (for seq 1), before its message.
+    let marker = "INSERT INTO client_msg_ids (tenant_id, conversation_id, client_msg_id, seq) \
+                  VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    raw.query_unpaged(marker, ("t-crash", "c1", "lost", 1i64)).await.expect("marker");
+    // Meanwhile seq 1 went to another message; the retry comes with seq 2.
+    store.append(&message("t-crash", "c1", 1, Some("other"))).await.expect("append");
+    let retry = message("t-crash", "c1", 2, Some("lost"));
+    assert_eq!(store.append(&retry).await.expect("retry"), Appended::Stored, "stored once");
+    let again = message("t-crash", "c1", 3, Some("lost"));
+    assert_eq!(store.append(&again).await.expect("again"), Appended::Duplicate(retry.clone()));
+    assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 2);
+
+    // Died after storing a visitor message (seq 3), before counting its sentiment.
+    let mut uncounted = message("t-crash", "c1", 3, None);
+    uncounted.sentiment = Some(0.5);
+    let (data, delivery) = message_columns(&uncounted).expect("columns");
+    let insert = "INSERT INTO messages (tenant_id, conversation_id, bucket, seq, data, delivery) \
+                  VALUES (?, ?, 0, 3, ?, ?) IF NOT EXISTS";
+    raw.query_unpaged(insert, ("t-crash", "c1", data, delivery)).await.expect("message");
+    let before = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    assert_eq!(before.sentiment_count, 0);
+    let mut next = message("t-crash", "c1", 4, None);
+    next.sentiment = Some(-0.25);
+    assert_eq!(store.append(&next).await.expect("append"), Appended::Stored);
+    let after = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    assert_eq!((after.sentiment_count, after.sentiment_sum), (2, 0.25), "both counted once");
+    // Retrying the append that already landed changes nothing.
+    assert_eq!(store.append(&next).await.expect("retry"), Appended::Stored);
+    let after = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    assert_eq!(after.sentiment_count, 2);
+
+    // Died after claiming an email, before writing the account: taken while the claim is
+    // fresh (it may be a creation in flight), free once it is old.
+    let claim = "INSERT INTO account_emails (email, tenant_id, account_id, claimed_at) \
+                 VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    let now = crate::model::now_ms();
+    raw.query_unpaged(claim, ("fresh@example.com", "t-crash", "ghost-1", now))
+        .await
+        .expect("claim");
+    raw.query_unpaged(claim, ("old@example.com", "t-crash", "ghost-2", now - 120_000))
+        .await
+        .expect("claim");
+    let fresh = conformance::account("t-crash", "acc-1", "fresh@example.com");
+    assert!(matches!(store.create_account(&fresh).await, Err(StoreError::EmailTaken)));
+    let old = conformance::account("t-crash", "acc-2", "old@example.com");
+    store.create_account(&old).await.expect("an orphan claim is taken over");
+    let found = store.account_by_email("old@example.com").await.expect("lookup");
+    assert_eq!(found.map(|a| a.id), Some(old.id));
+
+    // Died after claiming a channel contact, before creating its conversation: the next
+    // message of the contact creates the conversation the claim names.
+    let mut claimed = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    claimed.id = "c-claimed".into();
+    let contact = "INSERT INTO channel_contacts (connection_id, contact, tenant_id, \
+                   conversation_id, data) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
+    let values = ("crash-conn", "+1", "t-crash", "c-claimed", encode(&claimed).expect("json"));
+    raw.query_unpaged(contact, values).await.expect("claim");
+    assert_eq!(store.find_contact_conversation(&t, "crash-conn", "+1").await.expect("find"), None);
+    let mut other = claimed.clone();
+    other.id = "c-other".into();
+    let got = store.contact_conversation("crash-conn", "+1", &other).await.expect("contact");
+    assert_eq!(got.id, claimed.id, "the claimed conversation, completed");
+    assert!(store.get_conversation(&t, &claimed.id).await.expect("get").is_some());
+    assert!(store.get_conversation(&t, &other.id).await.expect("get").is_none());
+    let contact = store.conversation_contact(&t, &claimed.id).await.expect("contact");
+    assert_eq!(contact, Some(("crash-conn".to_owned(), "+1".to_owned())));
+}
+
+async fn global_lookups_carry_their_tenant_and_scoped_reads_do_not_leak(store: &CqlStore) {
+    let (mine, theirs) = (TenantId::from("t-scope-a"), TenantId::from("t-scope-b"));
+    seed_conversation(store, "t-scope-a", "c1").await;
+    let c = ConversationId::from("c1");
+    store.append(&message("t-scope-a", "c1", 1, Some("k1"))).await.expect("append");
+    let bot = BotId::from("t-scope-a-bot");
+    assert_eq!(
+        store.resolve_bot(&bot).await.expect("resolve").map(|b| b.tenant_id),
+        Some(mine.clone())
+    );
+    assert_eq!(store.get_bot(&theirs, &bot).await.expect("get"), None);
+    assert!(store.list_bots(&theirs).await.expect("list").is_empty());
+
+    // The same conversation id in another tenant is another conversation.
+    assert_eq!(store.get_conversation(&theirs, &c).await.expect("get"), None);
+    assert!(store.messages_after(&theirs, &c, 0, 10).await.expect("read").is_empty());
+    assert_eq!(store.last_seq(&theirs, &c).await.expect("last_seq"), 0);
+    assert_eq!(store.last_message(&theirs, &c).await.expect("last"), None);
+    assert!(store.list_tenant_conversations(&theirs, None, 10).await.expect("list").is_empty());
+    assert!(store.list_conversations(&theirs, &bot, None, 10).await.expect("list").is_empty());
+    assert!(!store.set_handling(&theirs, &c, &Handling::default()).await.expect("set"));
+    assert!(!store.delete_conversation(&theirs, &c).await.expect("delete"));
+    assert!(!store.set_delivery(&theirs, &c, 1, "conn", &delivery()).await.expect("set"));
+    assert_eq!(store.messages_after(&mine, &c, 0, 10).await.expect("read").len(), 1, "intact");
+
+    let account = conformance::account("t-scope-a", "acc-scope", "scope@example.com");
+    store.create_account(&account).await.expect("account");
+    let found = store.account_by_email("SCOPE@example.com").await.expect("lookup").expect("found");
+    assert_eq!(found.tenant_id, mine);
+    assert_eq!(store.get_account(&theirs, &account.id).await.expect("get"), None);
+    assert!(!store.delete_account(&theirs, &account.id).await.expect("delete"));
+
+    let refresh = RefreshToken {
+        digest: "scope-d1".into(),
+        account_id: account.id.clone(),
+        tenant_id: mine.clone(),
+        family: "scope-fam".into(),
+        expires_at: crate::model::now_ms() + 60_000,
+        used: false,
+    };
+    store.put_refresh_token(&refresh).await.expect("put");
+    // Revoking the other tenant's sessions of the same account id reaches nothing of ours.
+    store.revoke_account_sessions(&theirs, &account.id).await.expect("revoke");
+    let used = store.use_refresh_token("scope-d1").await.expect("use").expect("exists");
+    assert_eq!(used.tenant_id, mine);
+
+    let channel = ChannelConnection {
+        id: "scope-ch".into(),
+        tenant_id: mine.clone(),
+        bot_id: bot.clone(),
+        kind: crate::model::Channel::Sms,
+        address: "+1555".into(),
+        sealed_secrets: "sealed".into(),
+        secret_hints: Default::default(),
+        template: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.put_channel(&channel).await.expect("channel");
+    assert_eq!(
+        store.channel_by_id("scope-ch").await.expect("get").map(|c| c.tenant_id),
+        Some(mine.clone())
+    );
+    assert!(store.list_channels(&theirs, &bot).await.expect("list").is_empty());
+    assert!(!store.delete_channel(&theirs, "scope-ch").await.expect("delete"));
+
+    let d =
+        conformance::document("t-scope-a", "t-scope-a-bot", "scope-doc", ProcessStatus::Pending);
+    store.put_document(&d, Some(b"")).await.expect("document");
+    assert_eq!(store.document_content(&mine, "scope-doc").await.expect("content"), Some(vec![]));
+    assert_eq!(store.document_content(&theirs, "scope-doc").await.expect("content"), None);
+    assert_eq!(store.get_document(&theirs, "scope-doc").await.expect("get"), None);
+    assert!(store.list_documents(&theirs, &bot).await.expect("list").is_empty());
+    // A 2.5 MiB document spans three content parts and reads back whole.
+    let big: Vec<u8> = (0..(5 << 19)).map(|i: u32| (i % 251) as u8).collect();
+    store.put_document(&d, Some(&big)).await.expect("big");
+    assert_eq!(store.document_content(&mine, "scope-doc").await.expect("content"), Some(big));
+    store.put_document(&d, Some(b"small")).await.expect("smaller");
+    let small = store.document_content(&mine, "scope-doc").await.expect("content");
+    assert_eq!(small.as_deref(), Some(&b"small"[..]), "the old parts are gone");
+    assert!(store.delete_document(&mine, "scope-doc").await.expect("delete"));
+}
+
+fn delivery() -> Delivery {
+    Delivery {
+        status: DeliveryStatus::Sent,
+        provider_ids: vec!["pid-1".into()],
+        error: None,
+        updated_at: 1,
+    }
+}
+
+async fn atomic_rules_hold_under_concurrency(store: &CqlStore) {
+    let store = Arc::new(store.clone());
+    let racers = 8;
+    let race = |f: &dyn Fn(usize) -> tokio::task::JoinHandle<bool>| {
+        let handles: Vec<_> = (0..racers).map(f).collect();
+        async move {
+            let mut wins = 0;
+            for h in handles {
+                wins += usize::from(h.await.expect("racer"));
+            }
+            wins
+        }
+    };
+
+    // Refresh token: exactly one use sees it unused.
+    let token = RefreshToken {
+        digest: "race-d".into(),
+        account_id: "acc-race".into(),
+        tenant_id: "t-race".into(),
+        family: "race-fam".into(),
+        expires_at: crate::model::now_ms() + 60_000,
+        used: false,
+    };
+    store.put_refresh_token(&token).await.expect("put");
+    let wins = race(&|_| {
+        let s = store.clone();
+        tokio::spawn(async move {
+            !s.use_refresh_token("race-d").await.expect("use").expect("exists").used
+        })
+    })
+    .await;
+    assert_eq!(wins, 1, "refresh token used once");
+
+    // One-time token: taken once.
+    let ott = OneTimeToken {
+        digest: "race-ott".into(),
+        kind: crate::model::OneTimeKind::EmailVerification,
+        account_id: "acc-race".into(),
+        tenant_id: "t-race".into(),
+        expires_at: crate::model::now_ms() + 60_000,
+        email: None,
+        role: None,
+    };
+    store.put_one_time_token(&ott).await.expect("put");
+    let wins = race(&|_| {
+        let s = store.clone();
+        tokio::spawn(
+            async move { s.take_one_time_token("race-ott").await.expect("take").is_some() },
+        )
+    })
+    .await;
+    assert_eq!(wins, 1, "one-time token taken once");
+
+    // An email registered once, whichever tenant races for it.
+    let wins = race(&|i| {
+        let s = store.clone();
+        tokio::spawn(async move {
+            let a = conformance::account(
+                &format!("t-race-{i}"),
+                &format!("acc-{i}"),
+                "race@example.com",
+            );
+            match s.create_account(&a).await {
+                Ok(()) => true,
+                Err(StoreError::EmailTaken) => false,
+                Err(e) => panic!("create_account: {e}"),
+            }
+        })
+    })
+    .await;
+    assert_eq!(wins, 1, "one account per email");
+
+    // A bot id owned by one tenant.
+    let wins = race(&|i| {
+        let s = store.clone();
+        tokio::spawn(async move {
+            match s.put_bot(&conformance::bot(&format!("t-race-{i}"), "race-bot")).await {
+                Ok(()) => true,
+                Err(StoreError::BotIdTaken) => false,
+                Err(e) => panic!("put_bot: {e}"),
+            }
+        })
+    })
+    .await;
+    assert_eq!(wins, 1, "one owner per bot id");
+
+    // A conversation created once.
+    seed_conversation(&*store, "t-race", "c-seed").await;
+    let template = store
+        .get_conversation(&"t-race".into(), &"c-seed".into())
+        .await
+        .expect("get")
+        .expect("exists");
+    let wins = race(&|_| {
+        let (s, mut c) = (store.clone(), template.clone());
+        tokio::spawn(async move {
+            c.id = "c-race".into();
+            match s.create_conversation(&c).await {
+                Ok(()) => true,
+                Err(StoreError::ConversationExists) => false,
+                Err(e) => panic!("create_conversation: {e}"),
+            }
+        })
+    })
+    .await;
+    assert_eq!(wins, 1, "a conversation created once");
+
+    // Two first messages of a contact open one conversation.
+    let handles: Vec<_> = (0..racers)
+        .map(|i| {
+            let (s, mut c) = (store.clone(), template.clone());
+            tokio::spawn(async move {
+                c.id = ConversationId(format!("c-contact-{i}"));
+                s.contact_conversation("race-conn", "+39", &c).await.expect("contact").id
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for h in handles {
+        ids.push(h.await.expect("racer"));
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one conversation per contact: {ids:?}");
+    let channel_conversations = store.channel_conversations(&"t-race".into()).await.expect("list");
+    assert_eq!(channel_conversations, ids, "and only that one was created");
+
+    // The same message raced with one seq and one client id: stored once.
+    let m = message("t-race", "c-seed", 1, Some("race-k"));
+    let handles: Vec<_> = (0..racers)
+        .map(|_| {
+            let (s, m) = (store.clone(), m.clone());
+            tokio::spawn(async move { s.append(&m).await.expect("append") })
+        })
+        .collect();
+    let mut stored = 0;
+    for h in handles {
+        match h.await.expect("racer") {
+            Appended::Stored => stored += 1,
+            Appended::Duplicate(first) => assert_eq!(first, m),
+        }
+    }
+    assert!(stored >= 1, "stored");
+    let (t, c) = (TenantId::from("t-race"), ConversationId::from("c-seed"));
+    assert_eq!(store.messages_after(&t, &c, 0, 10).await.expect("read"), vec![m.clone()]);
+
+    // Delivery reports in any order: the status ends at the furthest one.
+    assert!(store.set_delivery(&t, &c, 1, "race-conn", &delivery()).await.expect("set"));
+    let statuses = [DeliveryStatus::Delivered, DeliveryStatus::Read, DeliveryStatus::Delivered];
+    let handles: Vec<_> = (0..racers)
+        .map(|i| {
+            let s = store.clone();
+            let status = statuses[i % statuses.len()];
+            tokio::spawn(async move {
+                s.advance_delivery("race-conn", "pid-1", status, None).await.expect("advance")
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("racer");
+    }
+    let last = store.last_message(&t, &c).await.expect("last").expect("exists");
+    assert_eq!(last.delivery.map(|d| d.status), Some(DeliveryStatus::Read));
+}
