@@ -192,7 +192,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         engine: engine.clone(),
         tokens: parla_admin_api::auth::AccessTokens::new(&secret, settings.auth.access_ttl_secs),
         refresh_ttl_secs: settings.auth.refresh_ttl_secs,
-        limits: parla_admin_api::limits::AuthLimits::new(settings.auth.ip_requests_per_15min),
+        limits: auth_limits(&settings).await?,
         mailer: Arc::new(
             parla_admin_api::mail::Mailer::new(
                 settings.store.data_dir.join("outbox.jsonl"),
@@ -250,6 +250,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let stopper = Stopper { shutdown: Arc::new(shutdown), handle: server.handle(), cluster };
     let task = tokio::spawn(server);
     Ok(Running { addr, engine, demo_created, stopper, task })
+}
+
+/// The auth endpoints' limits: in-process, or shared by every node through Redis.
+async fn auth_limits(settings: &Settings) -> anyhow::Result<parla_admin_api::limits::AuthLimits> {
+    use parla_admin_api::limits::AuthLimits;
+    let per_15_minutes = settings.auth.ip_requests_per_15min;
+    let c = &settings.cluster;
+    if c.redis_url.is_empty() {
+        return Ok(AuthLimits::new(per_15_minutes));
+    }
+    AuthLimits::shared(per_15_minutes, &c.redis_url, &c.kafka_topic_prefix)
+        .await
+        .context("connecting to Redis for the shared auth limits")
 }
 
 async fn healthz() -> actix_web::HttpResponse {

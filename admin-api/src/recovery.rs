@@ -116,7 +116,7 @@ pub async fn forgot_password(
     state: web::Data<AdminState>,
     body: crate::body::Json<EmailBody>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::routes::check_ip(&state, &req)?;
+    crate::routes::check_ip(&state, &req).await?;
     if let Some(account) = state.store.account_by_email(body.email.trim()).await? {
         send_link(&state, &account, OneTimeKind::PasswordReset).await?;
     }
@@ -132,7 +132,7 @@ pub async fn reset_password(
     state: web::Data<AdminState>,
     body: crate::body::Json<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::routes::check_ip(&state, &req)?;
+    crate::routes::check_ip(&state, &req).await?;
     let body = body.into_inner();
     auth::validate_password(&body.password)?;
     let token = take(&state, &body.token, OneTimeKind::PasswordReset).await?;

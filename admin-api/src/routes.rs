@@ -210,9 +210,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// Spends one request of the caller's IP budget on the auth endpoints.
-pub(crate) fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) async fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<(), ApiError> {
     match req.peer_addr() {
-        Some(peer) => Ok(state.limits.check_ip(peer.ip())?),
+        Some(peer) => Ok(state.limits.check_ip(peer.ip()).await?),
         None => Ok(()),
     }
 }
@@ -227,7 +227,7 @@ pub async fn register(
     state: web::Data<AdminState>,
     body: crate::body::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
-    check_ip(&state, &req)?;
+    check_ip(&state, &req).await?;
     let body = body.into_inner();
     let email = validate_email(&body.email)?;
     let name = validate_text("name", &body.name, 200)?;
@@ -289,17 +289,17 @@ pub async fn login(
     state: web::Data<AdminState>,
     body: crate::body::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    check_ip(&state, &req)?;
+    check_ip(&state, &req).await?;
     let body = body.into_inner();
     let email = body.email.trim().to_lowercase();
-    state.limits.check_login(&email)?;
+    state.limits.check_login(&email).await?;
     let account = state.store.account_by_email(&email).await?;
     let hash =
         account.as_ref().map_or_else(|| dummy_hash().to_owned(), |a| a.password_hash.clone());
     let password = body.password;
     let matches = blocking(move || auth::verify_password(&password, &hash)).await?;
     let Some(mut account) = account.filter(|_| matches) else {
-        state.limits.login_failed(&email);
+        state.limits.login_failed(&email).await;
         return Err(ApiError::unauthorized("invalid_credentials", "wrong email or password"));
     };
     let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
@@ -313,14 +313,14 @@ pub async fn login(
             ));
         }
         crate::totp::SecondFactor::Wrong => {
-            state.limits.login_failed(&email);
+            state.limits.login_failed(&email).await;
             return Err(ApiError::unauthorized(
                 "invalid_totp",
                 "wrong, expired or already used code",
             ));
         }
     }
-    state.limits.login_succeeded(&email);
+    state.limits.login_succeeded(&email).await;
     let family = uuid::Uuid::new_v4().simple().to_string();
     Ok(HttpResponse::Ok().json(issue_session(&state, &account, family).await?))
 }
@@ -371,7 +371,7 @@ pub async fn refresh(
     state: web::Data<AdminState>,
     body: crate::body::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
-    check_ip(&state, &req)?;
+    check_ip(&state, &req).await?;
     let digest = auth::token_digest(body.refresh_token.trim());
     let Some(token) = state.store.use_refresh_token(&digest).await? else {
         return Err(ApiError::unauthorized(
@@ -410,7 +410,7 @@ pub async fn logout(
     state: web::Data<AdminState>,
     body: crate::body::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
-    check_ip(&state, &req)?;
+    check_ip(&state, &req).await?;
     let digest = auth::token_digest(body.refresh_token.trim());
     if let Some(token) = state.store.use_refresh_token(&digest).await? {
         state.store.revoke_refresh_family(&token.family).await?;
