@@ -495,6 +495,26 @@ impl ConsumerContext for Rebalancer {
         self.runtime.block_on(self.handler.release(which));
     }
 
+    /// A commit that failed (a rebalance in progress, a broker away) is forgotten, so the next
+    /// round commits those offsets again instead of believing them committed.
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        let Err(e) = result else { return };
+        tracing::warn!(error = %e, "an offset commit failed; it will be retried");
+        let mut pending = self.pending.lock();
+        for element in offsets.elements() {
+            if let (Some(work), Offset::Offset(offset)) =
+                (pending.partitions.get_mut(&element.partition()), element.offset())
+                && work.committed == Some(offset)
+            {
+                work.committed = None;
+            }
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             let assigned: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
@@ -538,6 +558,7 @@ impl ConsumerLoop {
                         .push_back((offset, done));
                     match decoded {
                         Some(Ok(mut envelope)) => {
+                            tracing::debug!(partition, offset, conversation = %envelope.key.conversation_id, "inbound event");
                             envelope.receipt = receipt;
                             self.hand_over(envelope);
                         }
@@ -581,7 +602,10 @@ impl ConsumerLoop {
             pending.take_commit(topic, None)
         };
         if let Some(list) = list
-            && let Err(e) = self.consumer.commit(&list, mode)
+            && let Err(e) = {
+                tracing::debug!(offsets = ?list.to_topic_map(), "committing");
+                self.consumer.commit(&list, mode)
+            }
         {
             tracing::warn!(error = %e, "offset commit failed (the events will be delivered again)");
         }
