@@ -96,12 +96,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     println!("parla: chat with the demo bot at {url}/?bot=demo");
     let stopper = running.stopper();
-    tokio::spawn(async move {
+    let signalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = signalled.clone();
+    let stopping = tokio::spawn(async move {
         shutdown_signal().await;
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!("shutting down");
         stopper.stop().await;
     });
-    running.wait().await
+    let result = running.wait().await;
+    // Stopped by a signal: let the stop finish (a cluster node hands its conversations over)
+    // before the runtime, and every actor with it, is dropped.
+    if signalled.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = stopping.await;
+    }
+    result
 }
 
 async fn shutdown_signal() {

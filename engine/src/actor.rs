@@ -77,9 +77,12 @@ struct InFlight {
 }
 
 impl InFlight {
+    /// Stops the stream for good; its question counts as handled (an agent answers, the
+    /// conversation is gone, or the next actor answers it: see `answer_unanswered`).
     fn stop(&self) {
         *self.gate.lock() = false;
         self.abort.abort();
+        self.receipt.done();
     }
 }
 
@@ -229,8 +232,8 @@ impl ConversationActor {
             }
         }
         for (_, stream) in self.in_flight.drain() {
-            stream.receipt.abandon();
             stream.stop();
+            stream.receipt.abandon(); // Its question is answered by the conversation's new node.
         }
     }
 
@@ -331,6 +334,9 @@ impl ConversationActor {
             return Ok(());
         }
         self.deps.metrics.actor_restarts.fetch_add(1, Relaxed);
+        if let Some(receipt) = self.receipt.take() {
+            receipt.done(); // Refused below: its sender is told.
+        }
         tracing::error!(conversation = %self.key.conversation_id, "conversation actor panicked; restarting from the store");
         if let Some((conn, client_msg_id)) = origin {
             self.publish_rejection(Some(conn), client_msg_id, &EngineError::Internal);
@@ -345,7 +351,9 @@ impl ConversationActor {
                 // Dropped (done) after the handling below, unless a reply took it along.
                 self.receipt = Some(receipt);
                 self.handle_inbound(state, origin, inbound).await;
-                self.receipt = None;
+                if let Some(receipt) = self.receipt.take() {
+                    receipt.done();
+                }
             }
             ActorMsg::ReplyDone(done) => self.on_reply_done(state, done).await,
             ActorMsg::Command(command, reply) => {
@@ -888,9 +896,12 @@ impl ConversationActor {
 
     async fn on_reply_done(&mut self, state: &mut State, done: ReplyDone) {
         // Held until the reply is stored: its receipt tells the bus the question is answered.
-        let Some(_flight) = self.in_flight.remove(&done.stream_id) else {
+        let Some(flight) = self.in_flight.remove(&done.stream_id) else {
             return; // Cancelled (an agent took over): never stored.
         };
+        // Done once the reply is stored (the end of this call); a store failure is told to
+        // the conversation, which counts as done too.
+        flight.receipt.done();
         let mut message = self.new_message(state, Sender::Bot, done.text, None);
         message.intent = done.intent;
         message.confidence = done.confidence;
@@ -1007,6 +1018,7 @@ impl ConversationActor {
     fn reject(&self, msg: ActorMsg, error: &EngineError) {
         match msg {
             ActorMsg::Inbound(envelope) => {
+                envelope.receipt.done(); // Its sender is told.
                 self.publish_rejection(envelope.origin, client_msg_id(&envelope), error);
             }
             ActorMsg::Command(_, reply) => {

@@ -728,6 +728,27 @@ pub struct Delivery {
     pub updated_at: i64,
 }
 
+impl Delivery {
+    /// `delivery` merged with what was `known`: provider ids accumulate, the status never
+    /// moves back, a failure always shows. Every store records deliveries this way.
+    pub fn merged(known: Option<Delivery>, delivery: &Delivery) -> Delivery {
+        match known {
+            Some(mut known) => {
+                for id in &delivery.provider_ids {
+                    if !known.provider_ids.contains(id) {
+                        known.provider_ids.push(id.clone());
+                    }
+                }
+                known.status = known.status.max(delivery.status);
+                known.error = delivery.error.clone().or(known.error);
+                known.updated_at = delivery.updated_at;
+                known
+            }
+            None => delivery.clone(),
+        }
+    }
+}
+
 /// Delivery states, in the order they happen (a later report never moves one back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

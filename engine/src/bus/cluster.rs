@@ -330,6 +330,8 @@ impl Bus for ClusterBus {
         let request = uuid::Uuid::new_v4().simple().to_string();
         let (tx, rx) = oneshot::channel();
         self.route.replies.lock().insert(request.clone(), tx);
+        // Forgets the waiter however this call ends (a cancelled caller included).
+        let _waiting = Waiting { route: &self.route, request: request.clone() };
         let inbound = super::Inbound::Command {
             request: request.clone(),
             reply_to: self.settings.node_id.clone(),
@@ -348,7 +350,6 @@ impl Bus for ClusterBus {
                 Err(EngineError::Internal)
             }
         };
-        self.route.replies.lock().remove(&request);
         Some(outcome)
     }
 
@@ -358,6 +359,18 @@ impl Bus for ClusterBus {
             outcome: outcome.clone().map_err(|e| e.to_wire()),
         };
         self.route.publish(node_channel(&self.settings.topic_prefix, reply_to), &answer);
+    }
+}
+
+/// Removes a command's waiter when dropped.
+struct Waiting<'a> {
+    route: &'a RedisRoute,
+    request: String,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.route.replies.lock().remove(&self.request);
     }
 }
 
@@ -619,7 +632,21 @@ impl ConsumerLoop {
             super::Inbound::VisitorMessage { client_msg_id, .. } => Some(client_msg_id.clone()),
             _ => None,
         };
+        let command = match &envelope.inbound {
+            super::Inbound::Command { request, reply_to, .. } => {
+                Some((request.clone(), reply_to.clone()))
+            }
+            _ => None,
+        };
+        // Kept to mark a refusal done: its sender is told, below.
+        let receipt = envelope.receipt.clone();
         if let Err(e) = self.runtime.block_on(self.handler.handle(envelope)) {
+            receipt.done();
+            if let Some((request, reply_to)) = command {
+                let answer = Answer { request, outcome: Err(e.to_wire()) };
+                self.route.publish(node_channel(&self.route.prefix, &reply_to), &answer);
+                return;
+            }
             let event = Event::Rejected {
                 conn: origin,
                 client_msg_id,
@@ -729,6 +756,8 @@ impl RedisRoute {
     /// Subscribes this node to `channel` (once it returns, the subscription is live).
     async fn watch(&self, channel: String, what: Watched) -> WatchGuard {
         self.channels.lock().entry(channel.clone()).or_insert((what, 0)).1 += 1;
+        // Made before any await, so a caller cancelled mid-way still lets go of the channel.
+        let guard = WatchGuard { channel: channel.clone(), unwatch: self.unwatch.clone() };
         // SUBSCRIBE is idempotent; sending it for every watcher, in order with any pending
         // UNSUBSCRIBE of the same channel, means the confirmation we await is ours.
         let _order = self.order.lock().await;
@@ -736,7 +765,7 @@ impl RedisRoute {
         if let Err(e) = sink.subscribe(&channel).await {
             tracing::error!(error = %e, channel, "redis subscribe failed");
         }
-        WatchGuard { channel, unwatch: self.unwatch.clone() }
+        guard
     }
 
     fn arrived(
@@ -878,16 +907,23 @@ mod tests {
         let r13 = receipts.pop().expect("13");
         let r12 = receipts.pop().expect("12");
         let r11 = receipts.pop().expect("11");
+        r11.done();
         drop(r11); // Done out of order: nothing moves until 10 is done.
         pending.advance();
         assert!(pending.take_commit("t", None).is_none());
-        drop(receipts); // 10 done.
+        let r10 = receipts.pop().expect("10");
+        let copy = r10.clone();
+        r10.done();
+        drop(r10);
+        pending.advance();
+        assert!(pending.take_commit("t", None).is_none(), "reported when the last clone goes");
+        drop(copy); // 10 done.
         pending.advance();
         let list = pending.take_commit("t", None).expect("commit");
         assert_eq!(list.find_partition("t", 0).map(|e| e.offset()), Some(Offset::Offset(12)));
         assert!(pending.take_commit("t", None).is_none(), "committed once");
-        r12.abandon();
-        drop(r12);
+        drop(r12); // Dropped without done: abandoned (a node stopping mid-event).
+        r13.done();
         drop(r13);
         pending.advance();
         assert!(pending.take_commit("t", None).is_none(), "nothing past an abandoned event");

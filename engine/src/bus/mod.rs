@@ -60,24 +60,30 @@ impl Envelope {
     }
 }
 
-/// How a bus that must not lose an event learns that the engine is done with it: dropped when
-/// the event's effects are durable (a visitor message is stored and its reply stored, or
-/// cancelled by an agent), or [`Receipt::abandon`]ed when the node lets go of the event unfinished
-/// (its conversation moved to another node), so the bus hands it out again. A default receipt
-/// reports to nobody.
+/// How a bus that must not lose an event learns that the engine is done with it: marked
+/// [`Receipt::done`] when the event's effects are durable (a visitor message is stored and its
+/// reply stored or cancelled by an agent; a refusal told to its sender). Dropped without that
+/// (the node let go of the event: its conversation moved, the process is stopping) it is
+/// abandoned, and the bus hands the event out again. Clones share one outcome, reported when
+/// the last is dropped. A default receipt reports to nobody.
 #[derive(Debug, Clone, Default)]
 pub struct Receipt(Option<Arc<ReceiptInner>>);
 
 #[derive(Debug)]
 struct ReceiptInner {
-    done: parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    report: parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    done: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for ReceiptInner {
     fn drop(&mut self) {
-        if let Some(done) = self.done.lock().take() {
-            let _ = done.send(()); // The bus may have stopped waiting.
+        let report = self.report.lock().take();
+        if let Some(report) = report
+            && self.done.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            let _ = report.send(()); // The bus may have stopped waiting.
         }
+        // Not done: the sender is dropped unsent, which the bus reads as abandoned.
     }
 }
 
@@ -85,13 +91,25 @@ impl Receipt {
     /// A receipt and what its bus waits on: `Ok` once done, `Err` if abandoned.
     pub fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        (Self(Some(Arc::new(ReceiptInner { done: parking_lot::Mutex::new(Some(tx)) }))), rx)
+        let inner = ReceiptInner {
+            report: parking_lot::Mutex::new(Some(tx)),
+            done: std::sync::atomic::AtomicBool::new(false),
+        };
+        (Self(Some(Arc::new(inner))), rx)
     }
 
-    /// The event was not finished here: its bus must deliver it again (to whoever owns it now).
+    /// The engine is done with the event (reported once every clone is dropped).
+    pub fn done(&self) {
+        if let Some(inner) = &self.0 {
+            inner.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// The event was not finished here: its bus must deliver it again (to whoever owns it
+    /// now), even if a clone says done.
     pub fn abandon(&self) {
         if let Some(inner) = &self.0 {
-            inner.done.lock().take(); // Dropping the sender tells the receiver.
+            inner.report.lock().take(); // Dropping the sender tells the receiver.
         }
     }
 }

@@ -587,20 +587,7 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             let Some(mut message) = found else { return Ok(Outcome::Existed(false)) };
             // Merged with what a provider's report may already have said: ids accumulate and
             // the status never moves back (a failure always shows).
-            let merged = match message.delivery.take() {
-                Some(mut known) => {
-                    for id in &delivery.provider_ids {
-                        if !known.provider_ids.contains(id) {
-                            known.provider_ids.push(id.clone());
-                        }
-                    }
-                    known.status = known.status.max(delivery.status);
-                    known.error = delivery.error.clone().or(known.error);
-                    known.updated_at = delivery.updated_at;
-                    known
-                }
-                None => delivery.clone(),
-            };
+            let merged = crate::model::Delivery::merged(message.delivery.take(), delivery);
             message.delivery = Some(merged);
             let bytes = encode(&message)?;
             messages.insert((t, c, *seq), bytes.as_slice()).map_err(backend)?;

@@ -463,7 +463,11 @@ impl CqlStore {
             };
             return self.settle_taken_seq(m, existing, &conversation, previous.as_ref()).await;
         }
-        self.count_sentiment(m, conversation, previous.as_ref()).await?;
+        // The message is stored (the insert above is the commit point): a failed sentiment
+        // update must not report the append failed; the next append catches it up.
+        if let Err(e) = self.count_sentiment(m, conversation, previous.as_ref()).await {
+            tracing::warn!(error = %e, "sentiment not counted yet; the next append catches up");
+        }
         Ok(Appended::Stored)
     }
 
@@ -777,25 +781,6 @@ fn decode_message(data: &str, delivery: Option<&str>) -> StoreResult<Message> {
 
 fn is_unfinished(d: &Document) -> bool {
     matches!(d.status, ProcessStatus::Pending | ProcessStatus::Processing)
-}
-
-/// `delivery` merged with what reports already said: ids accumulate, the status never moves
-/// back, a failure always shows (as the embedded store).
-fn merge_delivery(known: Option<Delivery>, delivery: &Delivery) -> Delivery {
-    match known {
-        Some(mut known) => {
-            for id in &delivery.provider_ids {
-                if !known.provider_ids.contains(id) {
-                    known.provider_ids.push(id.clone());
-                }
-            }
-            known.status = known.status.max(delivery.status);
-            known.error = delivery.error.clone().or(known.error);
-            known.updated_at = delivery.updated_at;
-            known
-        }
-        None => delivery.clone(),
-    }
 }
 
 #[async_trait]
@@ -1360,7 +1345,7 @@ impl Store for CqlStore {
         }
         for _ in 0..CAS_ATTEMPTS {
             let (old, known) = current;
-            let merged = merge_delivery(known, delivery);
+            let merged = Delivery::merged(known, delivery);
             match self.swap_delivery(t, c, seq, &old, &merged).await? {
                 None => return Ok(true),
                 Some(None) => return Ok(false),
