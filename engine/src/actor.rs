@@ -542,7 +542,7 @@ impl ConversationActor {
             _ => crate::model::AgentSettings::default(),
         };
         let open = settings.business_hours.as_ref().is_none_or(|h| h.open_at(now_ms()));
-        if open && self.deps.presence.anyone_online(t) {
+        if open && self.deps.presence.anyone_online_anywhere(t).await {
             return;
         }
         let italian = state.bot.language.starts_with("it");

@@ -6,7 +6,10 @@
 //! turns those silent sessions into changes, so everyone watching (consoles, the dispatcher)
 //! hears of a timeout as of any other change, on the tenant's feed.
 //!
-//! Kept in the process: in a cluster it moves to Redis (the distributed-mode issue).
+//! Sessions are kept in the process that holds the agent's socket. In a cluster each node also
+//! records its online agents in Redis (through the bus, refreshed by the sweeper), so an engine
+//! node can tell a visitor whether anyone is online ([`Presence::anyone_online_anywhere`]);
+//! routing still sees the agents of its own node.
 
 use std::{
     collections::HashMap,
@@ -91,7 +94,7 @@ impl Presence {
     /// Runs the sweeper on the current runtime until the registry is dropped.
     pub fn start_sweeper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        let period = (self.timeout / 4).max(Duration::from_millis(50));
+        let period = self.sweep_period();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
@@ -197,9 +200,33 @@ impl Presence {
         list
     }
 
-    /// Whether any agent of `tenant` is online.
+    /// Whether any agent of `tenant` is online on this node.
     pub fn anyone_online(&self, tenant: &TenantId) -> bool {
         self.list(tenant).iter().any(|p| p.status == PresenceStatus::Online)
+    }
+
+    /// Whether any agent of `tenant` is online on any node of the cluster.
+    pub async fn anyone_online_anywhere(&self, tenant: &TenantId) -> bool {
+        self.anyone_online(tenant) || self.bus.anyone_online(tenant).await.unwrap_or(false)
+    }
+
+    /// Tells the cluster which agents are online here (they expire after three sweeps
+    /// unless told again).
+    fn share(&self, tenant: &TenantId) {
+        let online: Vec<(AccountId, bool)> = {
+            let agents = self.agents.lock();
+            let Some(all) = agents.get(tenant) else { return };
+            all.iter()
+                .map(|(id, r)| (id.clone(), r.status(self.timeout) == PresenceStatus::Online))
+                .collect()
+        };
+        for (agent, online) in online {
+            self.bus.agent_online(tenant, &agent, online, self.sweep_period() * 3);
+        }
+    }
+
+    fn sweep_period(&self) -> Duration {
+        (self.timeout / 4).max(Duration::from_millis(50))
     }
 
     /// Publishes the changes of `tenant`'s agents since last announced.
@@ -217,8 +244,12 @@ impl Presence {
                 })
                 .collect()
         };
+        let any = !changed.is_empty();
         for presence in changed {
             self.bus.publish_tenant(tenant, TenantEvent::Presence { presence });
+        }
+        if any {
+            self.share(tenant);
         }
     }
 
@@ -229,6 +260,7 @@ impl Presence {
         let tenants: Vec<TenantId> = self.agents.lock().keys().cloned().collect();
         for tenant in tenants {
             self.announce(&tenant);
+            self.share(&tenant);
         }
     }
 }

@@ -322,6 +322,58 @@ impl Bus for ClusterBus {
         true
     }
 
+    fn agent_online(
+        &self,
+        tenant: &TenantId,
+        agent: &crate::model::AccountId,
+        online: bool,
+        ttl: Duration,
+    ) {
+        // A sorted set per tenant: member agent@node, score = when it expires (ms).
+        let key = format!("{}:online:{}", self.settings.topic_prefix, tenant.0);
+        let member = format!("{}@{}", agent.0, self.settings.node_id);
+        let mut conn = self.route.conn.clone();
+        tokio::spawn(async move {
+            let cmd = if online {
+                let until = crate::model::now_ms().saturating_add(ttl.as_millis() as i64);
+                let mut cmd = redis::cmd("ZADD");
+                cmd.arg(&key).arg(until).arg(&member);
+                cmd
+            } else {
+                let mut cmd = redis::cmd("ZREM");
+                cmd.arg(&key).arg(&member);
+                cmd
+            };
+            if let Err(e) = cmd.query_async::<()>(&mut conn).await {
+                tracing::warn!(error = %e, "could not share an agent's presence");
+            }
+        });
+    }
+
+    async fn anyone_online(&self, tenant: &TenantId) -> Option<bool> {
+        let key = format!("{}:online:{}", self.settings.topic_prefix, tenant.0);
+        let now = crate::model::now_ms();
+        let mut conn = self.route.conn.clone();
+        let counted: redis::RedisResult<((), u64)> = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .cmd("ZCOUNT")
+            .arg(&key)
+            .arg(now)
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await;
+        match counted {
+            Ok((_, n)) => Some(n > 0),
+            Err(e) => {
+                tracing::warn!(error = %e, "shared presence unavailable; assuming nobody online");
+                Some(false)
+            }
+        }
+    }
+
     async fn command(
         &self,
         key: &ConversationKey,
@@ -683,6 +735,8 @@ struct RedisRoute {
     order: tokio::sync::Mutex<()>,
     outgoing: mpsc::UnboundedSender<(String, Vec<u8>)>,
     unwatch: mpsc::UnboundedSender<String>,
+    /// For plain commands (shared presence).
+    conn: redis::aio::ConnectionManager,
     /// This node's agent commands waiting for their answer, by request id.
     replies: Mutex<HashMap<String, oneshot::Sender<Result<CommandOutcome, WireError>>>>,
 }
@@ -715,6 +769,7 @@ impl RedisRoute {
         let client = redis::Client::open(settings.redis_url.as_str()).map_err(redis_error)?;
         let (sink, mut stream) = client.get_async_pubsub().await.map_err(redis_error)?.split();
         let publisher = client.get_connection_manager().await.map_err(redis_error)?;
+        let conn = publisher.clone();
         let (outgoing, queue) = mpsc::unbounded_channel();
         let (unwatch, unwatched) = mpsc::unbounded_channel();
         let route = Arc::new(Self {
@@ -724,6 +779,7 @@ impl RedisRoute {
             order: tokio::sync::Mutex::new(()),
             outgoing,
             unwatch,
+            conn,
             replies: Mutex::new(HashMap::new()),
         });
         tokio::spawn(publish_loop(publisher, queue));
@@ -893,6 +949,54 @@ mod tests {
         let wire = serde_json::to_vec(&envelope).expect("encode");
         let back: Envelope = serde_json::from_slice(&wire).expect("decode");
         assert_eq!(back.origin, conn);
+    }
+
+    /// Two nodes on a real Kafka and Redis (`PARLA_TEST_KAFKA`, `PARLA_TEST_REDIS`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_see_each_others_online_agents() {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (Some(kafka), Some(redis)) = (env("PARLA_TEST_KAFKA"), env("PARLA_TEST_REDIS")) else {
+            println!("skipped: PARLA_TEST_KAFKA and PARLA_TEST_REDIS must be set");
+            return;
+        };
+        let prefix = format!("parla-test-{}", uuid::Uuid::new_v4().simple());
+        let settings = |node: &str| ClusterBusSettings {
+            brokers: kafka.clone(),
+            topic_prefix: prefix.clone(),
+            partitions: 1,
+            replication: 1,
+            redis_url: redis.clone(),
+            node_id: node.to_owned(),
+            consume: false,
+            session_timeout: Duration::from_secs(6),
+            handover: Duration::from_secs(1),
+            buffer: 16,
+        };
+        let a = ClusterBus::connect(settings("a")).await.expect("node a");
+        let b = ClusterBus::connect(settings("b")).await.expect("node b");
+        let (t, agent) = (TenantId::from("t1"), crate::model::AccountId::from("agent-1"));
+        let until = |want: bool| {
+            let (b, t) = (b.clone(), t.clone());
+            async move {
+                for _ in 0..100 {
+                    if b.anyone_online(&t).await == Some(want) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                panic!("node b never saw anyone_online = {want}");
+            }
+        };
+        until(false).await;
+        a.agent_online(&t, &agent, true, Duration::from_secs(30));
+        until(true).await;
+        assert_eq!(b.anyone_online(&TenantId::from("t2")).await, Some(false), "per tenant");
+        a.agent_online(&t, &agent, false, Duration::from_secs(30));
+        until(false).await;
+        // A node that stops refreshing (it died) stops counting.
+        a.agent_online(&t, &agent, true, Duration::from_millis(300));
+        until(true).await;
+        until(false).await;
     }
 
     #[test]

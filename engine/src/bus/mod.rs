@@ -295,6 +295,22 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
         _outcome: &Result<crate::agents::CommandOutcome, crate::EngineError>,
     ) {
     }
+    /// Records that `agent` of `tenant` is (or is no longer) online on this node, for `ttl`
+    /// unless refreshed, so every node can tell whether anyone is online. One process: nothing
+    /// to share.
+    fn agent_online(
+        &self,
+        _tenant: &TenantId,
+        _agent: &crate::model::AccountId,
+        _online: bool,
+        _ttl: std::time::Duration,
+    ) {
+    }
+    /// Whether any agent of `tenant` is online on any node; `None` when this bus has a single
+    /// node (the local presence knows).
+    async fn anyone_online(&self, _tenant: &TenantId) -> Option<bool> {
+        None
+    }
     /// Whether an inbound event may be delivered again after a node failed, so that an actor
     /// starting on a conversation must finish what its predecessor left (answer a visitor
     /// message stored but never answered).
