@@ -728,7 +728,8 @@ enum Watched {
 /// subscribers, one ordered publisher.
 struct RedisRoute {
     prefix: String,
-    sink: redis::aio::PubSubSink,
+    /// Replaced when the pub/sub connection is re-established.
+    sink: Mutex<redis::aio::PubSubSink>,
     /// Channel → what it carries and how many local subscriptions need it.
     channels: Mutex<HashMap<String, (Watched, usize)>>,
     /// Orders SUBSCRIBE and UNSUBSCRIBE of one channel (see [`RedisRoute::watch`]).
@@ -774,7 +775,7 @@ impl RedisRoute {
         let (unwatch, unwatched) = mpsc::unbounded_channel();
         let route = Arc::new(Self {
             prefix: settings.topic_prefix.clone(),
-            sink,
+            sink: Mutex::new(sink),
             channels: Mutex::new(HashMap::new()),
             order: tokio::sync::Mutex::new(()),
             outgoing,
@@ -786,11 +787,22 @@ impl RedisRoute {
         tokio::spawn(unwatch_loop(Arc::downgrade(&route), unwatched));
         let weak = Arc::downgrade(&route);
         tokio::spawn(async move {
-            while let Some(msg) = stream.next().await {
-                let Some(route) = weak.upgrade() else { return };
-                route.arrived(msg.get_channel_name(), msg.get_payload_bytes(), &local, &handler);
+            loop {
+                while let Some(msg) = stream.next().await {
+                    let Some(route) = weak.upgrade() else { return };
+                    route.arrived(
+                        msg.get_channel_name(),
+                        msg.get_payload_bytes(),
+                        &local,
+                        &handler,
+                    );
+                }
+                tracing::error!("redis pub/sub connection lost; reconnecting");
+                match resubscribe(&client, &weak).await {
+                    Some(next) => stream = next,
+                    None => return, // The route is gone: the bus was dropped.
+                }
             }
-            tracing::error!("redis pub/sub connection lost: live events stop reaching this node");
         });
         let bots = format!("{}:bots", settings.topic_prefix);
         std::mem::forget(route.watch(bots, Watched::Bots).await);
@@ -817,7 +829,7 @@ impl RedisRoute {
         // SUBSCRIBE is idempotent; sending it for every watcher, in order with any pending
         // UNSUBSCRIBE of the same channel, means the confirmation we await is ours.
         let _order = self.order.lock().await;
-        let mut sink = self.sink.clone();
+        let mut sink = self.sink.lock().clone();
         if let Err(e) = sink.subscribe(&channel).await {
             tracing::error!(error = %e, channel, "redis subscribe failed");
         }
@@ -863,6 +875,41 @@ impl RedisRoute {
     }
 }
 
+/// Opens a new pub/sub connection and subscribes it to every channel this node watches,
+/// retrying with backoff; returns its stream, or `None` once the route is dropped. Events
+/// published while the connection was down are lost to live subscribers, who recover stored
+/// messages from the store.
+async fn resubscribe(
+    client: &redis::Client,
+    route: &std::sync::Weak<RedisRoute>,
+) -> Option<redis::aio::PubSubStream> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        let route = route.upgrade()?;
+        let (mut sink, stream) = match client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub.split(),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis pub/sub still unreachable");
+                continue;
+            }
+        };
+        // Under the order lock: no watch or unwatch runs between the snapshot and the swap.
+        let _order = route.order.lock().await;
+        let channels: Vec<String> = route.channels.lock().keys().cloned().collect();
+        if !channels.is_empty()
+            && let Err(e) = sink.subscribe(&channels).await
+        {
+            tracing::warn!(error = %e, "resubscribing to redis failed");
+            continue;
+        }
+        *route.sink.lock() = sink;
+        tracing::info!(channels = channels.len(), "redis pub/sub reconnected");
+        return Some(stream);
+    }
+}
+
 async fn unwatch_loop(route: std::sync::Weak<RedisRoute>, mut rx: mpsc::UnboundedReceiver<String>) {
     while let Some(channel) = rx.recv().await {
         let Some(route) = route.upgrade() else { return };
@@ -882,7 +929,7 @@ async fn unwatch_loop(route: std::sync::Weak<RedisRoute>, mut rx: mpsc::Unbounde
             }
         };
         if last {
-            let mut sink = route.sink.clone();
+            let mut sink = route.sink.lock().clone();
             if let Err(e) = sink.unsubscribe(&channel).await {
                 tracing::warn!(error = %e, channel, "redis unsubscribe failed");
             }
@@ -997,6 +1044,87 @@ mod tests {
         a.agent_online(&t, &agent, true, Duration::from_millis(300));
         until(true).await;
         until(false).await;
+    }
+
+    /// A node's live events come back after Redis restarts: its own `redis-server` (Debian's,
+    /// installed by `scripts/services.sh`), killed and started again on the same port.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_events_resume_after_redis_restarts() {
+        let Some(kafka) = std::env::var("PARLA_TEST_KAFKA").ok().filter(|v| !v.is_empty()) else {
+            println!("skipped: PARLA_TEST_KAFKA must be set (scripts/services.sh start)");
+            return;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let redis_server = || {
+            tokio::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+        };
+        let Ok(mut server) = redis_server() else {
+            println!("skipped: redis-server is not installed (scripts/services.sh start redis)");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{port}");
+        let up = |url: String| async move {
+            for _ in 0..100 {
+                if let Ok(client) = redis::Client::open(url.as_str())
+                    && client.get_multiplexed_async_connection().await.is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("redis-server did not start");
+        };
+        up(url.clone()).await;
+        let settings = |node: &str| ClusterBusSettings {
+            brokers: kafka.clone(),
+            topic_prefix: format!("parla-test-{port}"),
+            partitions: 1,
+            replication: 1,
+            redis_url: url.clone(),
+            node_id: node.to_owned(),
+            consume: false,
+            session_timeout: Duration::from_secs(6),
+            handover: Duration::from_secs(1),
+            buffer: 64,
+        };
+        let (a, b) = (
+            ClusterBus::connect(settings("a")).await.expect("node a"),
+            ClusterBus::connect(settings("b")).await.expect("node b"),
+        );
+        let key = ConversationKey { tenant_id: "t".into(), conversation_id: "c".into() };
+        let mut events = a.subscribe(&key, None).await;
+        let typing = |on| Event::Typing { sender: crate::model::Sender::User, on, origin: None };
+        b.publish(&key, typing(true));
+        let first = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+        assert_eq!(*first.expect("in time").expect("an event"), typing(true));
+
+        server.kill().await.expect("kill redis");
+        server = redis_server().expect("redis starts again");
+        up(url.clone()).await;
+        // Published until one arrives: what is sent while a node reconnects is lost (pub/sub
+        // is at-most-once; stored messages come back from the store).
+        let arrived = async {
+            loop {
+                b.publish(&key, typing(false));
+                match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+                    Ok(Ok(event)) => return event,
+                    Ok(Err(e)) => panic!("subscription broke: {e:?}"),
+                    Err(_) => {}
+                }
+            }
+        };
+        let event = tokio::time::timeout(Duration::from_secs(30), arrived)
+            .await
+            .expect("live events resume after redis restarts");
+        assert_eq!(*event, typing(false));
+        drop(server);
     }
 
     #[test]
