@@ -504,10 +504,26 @@ impl Pending {
         (list.count() > 0).then_some(list)
     }
 
-    fn busy(&self, partitions: &[i32]) -> bool {
-        partitions
-            .iter()
-            .any(|p| self.partitions.get(p).is_some_and(|w| !w.stuck && !w.waiting.is_empty()))
+    /// Whether an event of `only` (every partition when `None`) is still in hand.
+    fn busy(&self, only: Option<&[i32]>) -> bool {
+        self.partitions.iter().any(|(p, w)| {
+            only.is_none_or(|only| only.contains(p)) && !w.stuck && !w.waiting.is_empty()
+        })
+    }
+}
+
+/// Waits, up to `within`, until the events of `only` (all when `None`) in hand are done.
+fn wait_until_done(pending: &Mutex<Pending>, only: Option<&[i32]>, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        {
+            let mut pending = pending.lock();
+            pending.advance();
+            if !pending.busy(only) || Instant::now() >= deadline {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -532,16 +548,7 @@ impl ConsumerContext for Rebalancer {
         }
         let topic = list.elements().first().map(|e| e.topic().to_owned()).unwrap_or_default();
         tracing::info!(?revoked, "handing partitions over");
-        let deadline = Instant::now() + self.handover;
-        loop {
-            let mut pending = self.pending.lock();
-            pending.advance();
-            if !pending.busy(&revoked) || Instant::now() >= deadline {
-                break;
-            }
-            drop(pending);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_done(&self.pending, Some(&revoked), self.handover);
         let commit = self.pending.lock().take_commit(&topic, Some(&revoked));
         if let Some(commit) = commit
             && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
@@ -644,17 +651,7 @@ impl ConsumerLoop {
             }
         }
         // Leaving: let the events in hand finish, commit, and leave the group at once.
-        let deadline = Instant::now() + self.handover;
-        loop {
-            let mut pending = self.pending.lock();
-            pending.advance();
-            let all: Vec<i32> = pending.partitions.keys().copied().collect();
-            if !pending.busy(&all) || Instant::now() >= deadline {
-                break;
-            }
-            drop(pending);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_done(&self.pending, None, self.handover);
         self.commit(&topic, CommitMode::Sync);
         self.consumer.unsubscribe();
         tracing::info!("inbound consumer stopped");
@@ -680,15 +677,14 @@ impl ConsumerLoop {
     /// refusal goes back to the connection that sent the event.
     fn hand_over(&self, envelope: Envelope) {
         let (key, origin) = (envelope.key.clone(), envelope.origin);
-        let client_msg_id = match &envelope.inbound {
-            super::Inbound::VisitorMessage { client_msg_id, .. } => Some(client_msg_id.clone()),
-            _ => None,
-        };
-        let command = match &envelope.inbound {
-            super::Inbound::Command { request, reply_to, .. } => {
-                Some((request.clone(), reply_to.clone()))
+        let (client_msg_id, command) = match &envelope.inbound {
+            super::Inbound::VisitorMessage { client_msg_id, .. } => {
+                (Some(client_msg_id.clone()), None)
             }
-            _ => None,
+            super::Inbound::Command { request, reply_to, .. } => {
+                (None, Some((request.clone(), reply_to.clone())))
+            }
+            _ => (None, None),
         };
         // Kept to mark a refusal done: its sender is told, below.
         let receipt = envelope.receipt.clone();
@@ -1159,6 +1155,7 @@ mod tests {
         drop(r13);
         pending.advance();
         assert!(pending.take_commit("t", None).is_none(), "nothing past an abandoned event");
-        assert!(!pending.busy(&[0]), "a stuck partition is not waited for");
+        assert!(!pending.busy(Some(&[0])), "a stuck partition is not waited for");
+        assert!(!pending.busy(None));
     }
 }
