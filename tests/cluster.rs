@@ -341,3 +341,112 @@ async fn failover(services: Services) {
     drop(gateway);
     drop(engine_b);
 }
+
+/// Two in-process nodes of one cluster, each with every role.
+async fn two_nodes(services: &Services) -> (TestServer, TestServer) {
+    let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let clustered = |s: &mut parla_config::Settings| {
+        s.store.backend = "cql".into();
+        s.store.cql_nodes = vec![services.cql.clone()];
+        s.store.cql_keyspace = format!("parla_test_{run}");
+        s.cluster.bus = "kafka".into();
+        s.cluster.kafka_brokers = services.kafka.clone();
+        s.cluster.kafka_topic_prefix = format!("parla-test-{run}");
+        s.cluster.kafka_partitions = PARTITIONS;
+        s.cluster.redis_url = services.redis.clone();
+        s.cluster.kafka_session_timeout_ms = 6000;
+        s.auth.jwt_secret = "cluster-test-secret-of-at-least-32-bytes".into();
+        s.demo.enabled = false;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = test_settings(dir.path());
+    clustered(&mut settings);
+    parla::migrate(&settings).await.expect("migrations");
+    (start_with(clustered).await, start_with(clustered).await)
+}
+
+/// What `server` lists as `agent`'s presence.
+async fn presence_on(server: &TestServer, jwt: &str, agent: &str) -> String {
+    let (status, agents) = server.call("GET", "/api/agents", None, Some(jwt)).await;
+    assert_eq!(status, 200, "{agents}");
+    let listed =
+        agents["data"].as_array().expect("agents").iter().find(|a| a["agent"]["id"] == agent);
+    listed.and_then(|a| a["status"].as_str()).unwrap_or("unlisted").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_on_any_node_are_seen_and_given_waiting_conversations_by_one_dispatcher() {
+    let Some(services) = services("agents across nodes") else { return };
+    // A hang guard (sockets kept alive by pings never time a read out by themselves).
+    tokio::time::timeout(Duration::from_secs(90), agents_across_nodes(services))
+        .await
+        .expect("the scenario finishes");
+}
+
+async fn agents_across_nodes(services: Services) {
+    let (a, b) = two_nodes(&services).await;
+    let owner = register_owner(&a, "owner@cluster.example.com").await;
+    let ann = invite_and_join(&a, &owner, "ann@cluster.example.com", "agent").await;
+    let bob = invite_and_join(&a, &owner, "bob@cluster.example.com", "agent").await;
+    let bot = published_bot(&a, &owner, serde_json::json!({"name": "desk"})).await;
+    let (status, body) = a
+        .call(
+            "PATCH",
+            "/api/workspace",
+            Some(r#"{"agents": {"assignment": "least_loaded", "max_chats_per_agent": 1}}"#),
+            Some(&owner),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let id_of = |jwt: String| {
+        let a = &a;
+        async move {
+            let (_, me) = a.call("GET", "/api/auth/me", None, Some(&jwt)).await;
+            me["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let (ann_id, bob_id) = (id_of(ann.clone()).await, id_of(bob.clone()).await);
+
+    // Ann signs in on node a, Bob on node b: each node lists both online.
+    let (_ann_socket, _, _) = Client::agent(a.addr, &ann).await;
+    let (_bob_socket, _, _) = Client::agent(b.addr, &bob).await;
+    for (node, agent) in [(&a, &bob_id), (&b, &ann_id), (&a, &ann_id), (&b, &bob_id)] {
+        let mut seen = String::new();
+        for _ in 0..200 {
+            seen = presence_on(node, &owner, agent).await;
+            if seen == "online" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(seen, "online", "{agent} as seen on {}", node.addr);
+    }
+
+    // Two visitors, one on each node, ask for a person: with a cap of one each, both agents
+    // get one conversation (a node routing alone would give only its own agent's share).
+    let mut held = Vec::new();
+    for (node, key) in [(&a, "on-a"), (&b, "on-b")] {
+        let mut visitor = node.client().await;
+        let welcome = visitor.hello(&bot).await;
+        visitor.say(key, "I want to talk to a human").await;
+        let id = welcome["conversation_id"].as_str().expect("id").to_owned();
+        let mut stored = Value::Null;
+        for _ in 0..400 {
+            (_, stored) =
+                node.call("GET", &format!("/api/conversations/{id}"), None, Some(&owner)).await;
+            if stored["conversation"]["status"] == "ASSIGNED" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(stored["conversation"]["status"], "ASSIGNED", "{key}: {stored}");
+        held.push(stored["conversation"]["assignee"]["id"].as_str().expect("assignee").to_owned());
+        let (handoff, _) = visitor.until("handoff").await;
+        assert_eq!(handoff["to"], "human", "{handoff}");
+        drop(visitor);
+    }
+    held.sort();
+    let mut want = vec![ann_id, bob_id];
+    want.sort();
+    assert_eq!(held, want, "one conversation each");
+}

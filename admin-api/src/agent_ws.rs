@@ -597,7 +597,7 @@ impl Connection {
         let engine = self.state.engine.clone();
         let session = engine.presence().join(&caller.tenant, agent.clone());
         engine.agents_active(&caller.tenant);
-        let agents = engine.presence().list(&caller.tenant);
+        let agents = engine.presence().list_anywhere(&caller.tenant).await;
         let welcome = ServerFrame::Welcome { agent: &agent, role, expires_at, protocol: 1, agents };
         let sent = self.send(&welcome).await;
         self.me = Some(Me { token: token.to_owned(), caller, agent, expires_at, session });

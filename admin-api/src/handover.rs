@@ -12,7 +12,7 @@ use parla_engine::{
     EngineError,
     agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
     model::{AccountId, AgentRef, ConversationId, ConversationKey, Note, Resolution, Role},
-    presence::AgentPresence,
+    presence::{AgentPresence, PresenceStatus},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -361,7 +361,10 @@ pub async fn agents(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("conversations:read")?;
-    let presence = state.engine.presence();
+    let anywhere = state.engine.presence().list_anywhere(&caller.tenant).await;
+    let status = |id: &AccountId| {
+        anywhere.iter().find(|p| p.agent.id == *id).map_or(PresenceStatus::Offline, |p| p.status)
+    };
     let mut data: Vec<AgentPresence> = state
         .store
         .list_accounts(&caller.tenant)
@@ -369,7 +372,7 @@ pub async fn agents(
         .into_iter()
         .filter(|a| a.role <= Role::Agent)
         .map(|a| AgentPresence {
-            status: presence.status(&caller.tenant, &a.id),
+            status: status(&a.id),
             agent: AgentRef { id: a.id, name: a.name },
         })
         .collect();

@@ -7,8 +7,17 @@
 //! `agents.assignment` says (`manual`: nothing is assigned). Assigning is a command to the
 //! conversation's actor, which does it only if the conversation still waits: an agent who
 //! claims it by hand first wins, without a race.
+//!
+//! In a cluster every node with a signed-in agent of the tenant runs the task and follows the
+//! feed, but only the holder of the tenant's lease assigns (one desk, one round-robin turn);
+//! the agents it sees are those of every node. The lease is renewed on a tick, and another
+//! node takes it within [`LEASE`] when its holder dies. The tick also retries what an earlier
+//! pass could not assign.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
 
 use tokio::sync::broadcast::error::RecvError;
 
@@ -22,6 +31,9 @@ use crate::{
 
 /// Conversations read at start and after falling behind.
 const SCAN: usize = 500;
+
+/// How long a node leads a tenant's routing without renewing (it renews three times as often).
+const LEASE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Default)]
 struct Desk {
@@ -50,9 +62,17 @@ pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
     drop(e);
     let mut desk = Desk::default();
     reload(&engine, &tenant, &mut desk).await;
-    loop {
-        assign(&engine, &tenant, &mut desk).await;
-        match feed.recv().await {
+    let mut tick = tokio::time::interval(LEASE / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while engine.upgrade().is_some() {
+        if leads(&engine, &tenant).await {
+            assign(&engine, &tenant, &mut desk).await;
+        }
+        let event = tokio::select! {
+            event = feed.recv() => event,
+            _ = tick.tick() => continue,
+        };
+        match event {
             Ok(event) => match &*event {
                 TenantEvent::Conversation { conversation_id, handling, .. } => {
                     desk.forget(conversation_id);
@@ -67,15 +87,18 @@ pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
                         _ => {}
                     }
                 }
-                TenantEvent::Presence { .. } => {} // Assigning again below is enough.
+                TenantEvent::Presence { .. } => {} // Assigning again above is enough.
             },
             Err(RecvError::Lagged(_)) => reload(&engine, &tenant, &mut desk).await,
             Err(RecvError::Closed) => break,
         }
-        if engine.upgrade().is_none() {
-            break;
-        }
     }
+}
+
+/// Whether this node routes `tenant`'s conversations now (always, on a single node).
+async fn leads(engine: &WeakEngine, tenant: &TenantId) -> bool {
+    let Some(engine) = engine.upgrade() else { return false };
+    engine.bus().lease(&format!("dispatch:{}", tenant.0), LEASE).await.unwrap_or(true)
 }
 
 async fn reload(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
@@ -118,7 +141,8 @@ async fn assign(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
     let cap = settings.max_chats_per_agent as usize;
     let mut online: Vec<_> = engine
         .presence()
-        .list(tenant)
+        .list_anywhere(tenant)
+        .await
         .into_iter()
         .filter(|p| p.status == PresenceStatus::Online)
         .map(|p| p.agent)
@@ -152,7 +176,7 @@ async fn assign(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
             Err(e) => {
                 tracing::warn!(conversation = %id, error = %e, "could not assign a conversation");
                 desk.held.remove(&id);
-                desk.waiting.insert((since, id)); // Still waiting: tried again on the next change.
+                desk.waiting.insert((since, id)); // Still waiting: tried again on the next change or tick.
                 return;
             }
         }

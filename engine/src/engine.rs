@@ -215,6 +215,11 @@ impl Engine {
         &self.inner.deps.store
     }
 
+    /// The bus this engine is bound to.
+    pub(crate) fn bus(&self) -> &Arc<dyn crate::bus::Bus> {
+        &self.inner.deps.bus
+    }
+
     /// The bots' knowledge bases: documents and retrieval.
     pub fn knowledge(&self) -> &Arc<crate::knowledge::Knowledge> {
         &self.inner.deps.knowledge

@@ -7,9 +7,10 @@
 //! hears of a timeout as of any other change, on the tenant's feed.
 //!
 //! Sessions are kept in the process that holds the agent's socket. In a cluster each node also
-//! records its online agents in Redis (through the bus, refreshed by the sweeper), so an engine
-//! node can tell a visitor whether anyone is online ([`Presence::anyone_online_anywhere`]);
-//! routing still sees the agents of its own node.
+//! records its agents' statuses in Redis (through the bus, refreshed by the sweeper), so every
+//! node sees every agent: the inbox's list and the dispatcher ([`Presence::list_anywhere`]), and
+//! an engine node telling a visitor whether anyone is online
+//! ([`Presence::anyone_online_anywhere`]). Changes reach other nodes' consoles as tenant events.
 
 use std::{
     collections::HashMap,
@@ -205,23 +206,42 @@ impl Presence {
         self.list(tenant).iter().any(|p| p.status == PresenceStatus::Online)
     }
 
-    /// Whether any agent of `tenant` is online on any node of the cluster.
-    pub async fn anyone_online_anywhere(&self, tenant: &TenantId) -> bool {
-        self.anyone_online(tenant) || self.bus.anyone_online(tenant).await.unwrap_or(false)
+    /// Every agent of `tenant` seen here or online or away on another node, each with the best
+    /// of its statuses.
+    pub async fn list_anywhere(&self, tenant: &TenantId) -> Vec<AgentPresence> {
+        let mut list = self.list(tenant);
+        let Some(elsewhere) = self.bus.cluster_presence(tenant).await else { return list };
+        for remote in elsewhere {
+            match list.iter_mut().find(|p| p.agent.id == remote.agent.id) {
+                Some(local) if local.status <= remote.status => {}
+                Some(local) => local.status = remote.status,
+                None => list.push(remote),
+            }
+        }
+        list.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.agent.name.cmp(&b.agent.name)));
+        list
     }
 
-    /// Tells the cluster which agents are online here (they expire after three sweeps
-    /// unless told again).
+    /// Whether any agent of `tenant` is online on any node of the cluster.
+    pub async fn anyone_online_anywhere(&self, tenant: &TenantId) -> bool {
+        self.anyone_online(tenant)
+            || self.bus.cluster_presence(tenant).await.is_some_and(|elsewhere| {
+                elsewhere.iter().any(|p| p.status == PresenceStatus::Online)
+            })
+    }
+
+    /// Tells the cluster the status of each agent seen here (entries expire after three
+    /// sweeps unless told again).
     fn share(&self, tenant: &TenantId) {
-        let online: Vec<(AccountId, bool)> = {
+        let statuses: Vec<AgentPresence> = {
             let agents = self.agents.lock();
             let Some(all) = agents.get(tenant) else { return };
-            all.iter()
-                .map(|(id, r)| (id.clone(), r.status(self.timeout) == PresenceStatus::Online))
+            all.values()
+                .map(|r| AgentPresence { agent: r.agent.clone(), status: r.status(self.timeout) })
                 .collect()
         };
-        for (agent, online) in online {
-            self.bus.agent_online(tenant, &agent, online, self.sweep_period() * 3);
+        for presence in statuses {
+            self.bus.share_presence(tenant, &presence, self.sweep_period() * 3);
         }
     }
 

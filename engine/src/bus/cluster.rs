@@ -54,7 +54,8 @@ use crate::{
     EngineError,
     agents::{AgentCommand, CommandOutcome},
     error::WireError,
-    model::{BotId, ConnId, ConversationId, ConversationKey, TenantId},
+    model::{AccountId, BotId, ConnId, ConversationId, ConversationKey, TenantId},
+    presence::{AgentPresence, PresenceStatus},
 };
 
 /// What the distributed bus needs to know.
@@ -322,54 +323,74 @@ impl Bus for ClusterBus {
         true
     }
 
-    fn agent_online(
-        &self,
-        tenant: &TenantId,
-        agent: &crate::model::AccountId,
-        online: bool,
-        ttl: Duration,
-    ) {
-        // A sorted set per tenant: member agent@node, score = when it expires (ms).
-        let key = format!("{}:online:{}", self.settings.topic_prefix, tenant.0);
-        let member = format!("{}@{}", agent.0, self.settings.node_id);
+    fn share_presence(&self, tenant: &TenantId, presence: &AgentPresence, ttl: Duration) {
+        let keys = presence_keys(&self.settings.topic_prefix, tenant);
+        let member = format!("{}@{}", presence.agent.id.0, self.settings.node_id);
+        let record = match presence.status {
+            PresenceStatus::Offline => String::new(),
+            _ => serde_json::to_string(presence).unwrap_or_default(),
+        };
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let script = self.route.share_presence.clone();
         let mut conn = self.route.conn.clone();
         tokio::spawn(async move {
-            let cmd = if online {
-                let until = crate::model::now_ms().saturating_add(ttl.as_millis() as i64);
-                let mut cmd = redis::cmd("ZADD");
-                cmd.arg(&key).arg(until).arg(&member);
-                cmd
-            } else {
-                let mut cmd = redis::cmd("ZREM");
-                cmd.arg(&key).arg(&member);
-                cmd
-            };
-            if let Err(e) = cmd.query_async::<()>(&mut conn).await {
+            let shared = script
+                .key(&keys.0)
+                .key(&keys.1)
+                .arg(member)
+                .arg(record)
+                .arg(ttl_ms)
+                .invoke_async::<()>(&mut conn)
+                .await;
+            if let Err(e) = shared {
                 tracing::warn!(error = %e, "could not share an agent's presence");
             }
         });
     }
 
-    async fn anyone_online(&self, tenant: &TenantId) -> Option<bool> {
-        let key = format!("{}:online:{}", self.settings.topic_prefix, tenant.0);
-        let now = crate::model::now_ms();
+    async fn cluster_presence(&self, tenant: &TenantId) -> Option<Vec<AgentPresence>> {
+        let keys = presence_keys(&self.settings.topic_prefix, tenant);
         let mut conn = self.route.conn.clone();
-        let counted: redis::RedisResult<((), u64)> = redis::pipe()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(now)
-            .cmd("ZCOUNT")
-            .arg(&key)
-            .arg(now)
-            .arg("+inf")
-            .query_async(&mut conn)
-            .await;
-        match counted {
-            Ok((_, n)) => Some(n > 0),
+        let read: redis::RedisResult<Vec<String>> =
+            self.route.read_presence.key(&keys.0).key(&keys.1).invoke_async(&mut conn).await;
+        let records = match read {
+            Ok(records) => records,
             Err(e) => {
-                tracing::warn!(error = %e, "shared presence unavailable; assuming nobody online");
-                Some(false)
+                tracing::warn!(error = %e, "shared presence unavailable; seeing this node only");
+                return Some(Vec::new());
+            }
+        };
+        // The best status of each agent over the nodes it is on.
+        let mut best: HashMap<AccountId, AgentPresence> = HashMap::new();
+        for p in records.iter().filter_map(|r| serde_json::from_str::<AgentPresence>(r).ok()) {
+            match best.get(&p.agent.id) {
+                Some(known) if known.status <= p.status => {}
+                _ => {
+                    best.insert(p.agent.id.clone(), p);
+                }
+            }
+        }
+        Some(best.into_values().collect())
+    }
+
+    async fn lease(&self, name: &str, ttl: Duration) -> Option<bool> {
+        let key = format!("{}:lease:{name}", self.settings.topic_prefix);
+        let mut conn = self.route.conn.clone();
+        let held: redis::RedisResult<i64> = self
+            .route
+            .lease
+            .key(key)
+            .arg(&self.settings.node_id)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut conn)
+            .await;
+        match held {
+            Ok(held) => Some(held == 1),
+            Err(e) => {
+                // Better two nodes doing the job than none: each one's effects are checked by
+                // the conversation's actor (an assignment only if the conversation still waits).
+                tracing::warn!(error = %e, lease = name, "lease unavailable; acting anyway");
+                Some(true)
             }
         }
     }
@@ -435,6 +456,50 @@ struct Answer {
     request: String,
     outcome: Result<CommandOutcome, WireError>,
 }
+
+/// Shared presence, per tenant: a sorted set of `agent@node` scored by when the entry expires
+/// (ms on Redis's clock, so the nodes' clocks do not matter), and a hash of the same members to
+/// their [`AgentPresence`].
+fn presence_keys(prefix: &str, tenant: &TenantId) -> (String, String) {
+    (format!("{prefix}:presence:{}", tenant.0), format!("{prefix}:presence-of:{}", tenant.0))
+}
+
+/// Records (ARGV[2] non-empty) or removes one `agent@node` entry of the shared presence.
+const SHARE_PRESENCE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[2] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return 1
+";
+
+/// Drops the expired entries of the shared presence and returns the live ones.
+const READ_PRESENCE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+return redis.call('HVALS', KEYS[2])
+";
+
+/// Takes the lease KEYS[1] for node ARGV[1] for ARGV[2] ms if it is free or already this
+/// node's; 1 if held.
+const LEASE: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
 
 fn node_channel(prefix: &str, node: &str) -> String {
     format!("{prefix}:n:{node}")
@@ -732,8 +797,11 @@ struct RedisRoute {
     order: tokio::sync::Mutex<()>,
     outgoing: mpsc::UnboundedSender<(String, Vec<u8>)>,
     unwatch: mpsc::UnboundedSender<String>,
-    /// For plain commands (shared presence).
+    /// For plain commands (shared presence, leases).
     conn: redis::aio::ConnectionManager,
+    share_presence: redis::Script,
+    read_presence: redis::Script,
+    lease: redis::Script,
     /// This node's agent commands waiting for their answer, by request id.
     replies: Mutex<HashMap<String, oneshot::Sender<Result<CommandOutcome, WireError>>>>,
 }
@@ -777,6 +845,9 @@ impl RedisRoute {
             outgoing,
             unwatch,
             conn,
+            share_presence: redis::Script::new(SHARE_PRESENCE),
+            read_presence: redis::Script::new(READ_PRESENCE),
+            lease: redis::Script::new(LEASE),
             replies: Mutex::new(HashMap::new()),
         });
         tokio::spawn(publish_loop(publisher, queue));
@@ -996,7 +1067,7 @@ mod tests {
 
     /// Two nodes on a real Kafka and Redis (`PARLA_TEST_KAFKA`, `PARLA_TEST_REDIS`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn nodes_see_each_others_online_agents() {
+    async fn nodes_see_each_others_agents_and_share_leases() {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let (Some(kafka), Some(redis)) = (env("PARLA_TEST_KAFKA"), env("PARLA_TEST_REDIS")) else {
             println!("skipped: PARLA_TEST_KAFKA and PARLA_TEST_REDIS must be set");
@@ -1017,29 +1088,57 @@ mod tests {
         };
         let a = ClusterBus::connect(settings("a")).await.expect("node a");
         let b = ClusterBus::connect(settings("b")).await.expect("node b");
-        let (t, agent) = (TenantId::from("t1"), crate::model::AccountId::from("agent-1"));
-        let until = |want: bool| {
+        let t = TenantId::from("t1");
+        let ann = crate::model::AgentRef { id: AccountId::from("ann"), name: "Ann".into() };
+        let on = |status| AgentPresence { agent: ann.clone(), status };
+        // What node b sees of tenant t: Ann's status, if she is anywhere.
+        let until = |want: Option<PresenceStatus>| {
             let (b, t) = (b.clone(), t.clone());
             async move {
                 for _ in 0..100 {
-                    if b.anyone_online(&t).await == Some(want) {
+                    let seen = b.cluster_presence(&t).await.expect("a cluster sees");
+                    assert!(seen.len() <= 1, "one entry per agent: {seen:?}");
+                    if seen.first().map(|p| p.status) == want {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                panic!("node b never saw anyone_online = {want}");
+                panic!("node b never saw Ann {want:?}");
             }
         };
-        until(false).await;
-        a.agent_online(&t, &agent, true, Duration::from_secs(30));
-        until(true).await;
-        assert_eq!(b.anyone_online(&TenantId::from("t2")).await, Some(false), "per tenant");
-        a.agent_online(&t, &agent, false, Duration::from_secs(30));
-        until(false).await;
+        let long = Duration::from_secs(30);
+        until(None).await;
+        a.share_presence(&t, &on(PresenceStatus::Away), long);
+        until(Some(PresenceStatus::Away)).await;
+        assert_eq!(b.cluster_presence(&TenantId::from("t2")).await, Some(vec![]), "per tenant");
+        // Online on b too: the best of her nodes counts; offline on b: a's status again.
+        b.share_presence(&t, &on(PresenceStatus::Online), long);
+        until(Some(PresenceStatus::Online)).await;
+        b.share_presence(&t, &on(PresenceStatus::Offline), long);
+        until(Some(PresenceStatus::Away)).await;
+        a.share_presence(&t, &on(PresenceStatus::Offline), long);
+        until(None).await;
         // A node that stops refreshing (it died) stops counting.
-        a.agent_online(&t, &agent, true, Duration::from_millis(300));
-        until(true).await;
-        until(false).await;
+        a.share_presence(&t, &on(PresenceStatus::Online), Duration::from_millis(300));
+        until(Some(PresenceStatus::Online)).await;
+        until(None).await;
+
+        // One node at a time holds a lease; it renews it; another takes it once it lapses.
+        let ttl = Duration::from_millis(400);
+        assert_eq!(a.lease("job", ttl).await, Some(true));
+        assert_eq!(b.lease("job", ttl).await, Some(false), "held by a");
+        assert_eq!(a.lease("job", ttl).await, Some(true), "renewed");
+        assert_eq!(b.lease("other", ttl).await, Some(true), "per name");
+        let mut taken = false;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if b.lease("job", ttl).await == Some(true) {
+                taken = true;
+                break;
+            }
+        }
+        assert!(taken, "b takes the lease a stopped renewing");
+        assert_eq!(a.lease("job", ttl).await, Some(false), "now b's");
     }
 
     /// A node's live events come back after Redis restarts: its own `redis-server` (Debian's,

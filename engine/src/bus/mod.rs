@@ -295,20 +295,28 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
         _outcome: &Result<crate::agents::CommandOutcome, crate::EngineError>,
     ) {
     }
-    /// Records that `agent` of `tenant` is (or is no longer) online on this node, for `ttl`
-    /// unless refreshed, so every node can tell whether anyone is online. One process: nothing
-    /// to share.
-    fn agent_online(
+    /// Records `presence` (an agent's status on this node) for `ttl` unless told again, so
+    /// every node sees the agents of every node; `Offline` removes it. One process: nothing to
+    /// share.
+    fn share_presence(
         &self,
         _tenant: &TenantId,
-        _agent: &crate::model::AccountId,
-        _online: bool,
+        _presence: &crate::presence::AgentPresence,
         _ttl: std::time::Duration,
     ) {
     }
-    /// Whether any agent of `tenant` is online on any node; `None` when this bus has a single
-    /// node (the local presence knows).
-    async fn anyone_online(&self, _tenant: &TenantId) -> Option<bool> {
+    /// The agents of `tenant` online or away on any node, each with the best of its nodes'
+    /// statuses; `None` when this bus has a single node (the local presence knows).
+    async fn cluster_presence(
+        &self,
+        _tenant: &TenantId,
+    ) -> Option<Vec<crate::presence::AgentPresence>> {
+        None
+    }
+    /// Takes or renews the cluster-wide lease `name` for `ttl`: `Some(true)` while this node
+    /// holds it, so one node at a time does a tenant-wide job (routing a tenant's waiting
+    /// conversations); `None` when this bus has a single node (it always holds it).
+    async fn lease(&self, _name: &str, _ttl: std::time::Duration) -> Option<bool> {
         None
     }
     /// Whether an inbound event may be delivered again after a node failed, so that an actor
