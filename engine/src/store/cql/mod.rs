@@ -15,8 +15,9 @@
 //! completes (each method says how). The rules the trait documents hold under concurrency:
 //! - unique emails, global bot ids, conversations created once, one conversation per channel
 //!   contact: claimed with `INSERT ... IF NOT EXISTS`;
-//! - `append`: a seq is written once (`IF NOT EXISTS` on the message row), after the
-//!   `client_msg_id` marker that makes it idempotent;
+//! - `append`: a seq is written once (`IF NOT EXISTS` on the message row, the only LWT of the
+//!   common path), then the `client_msg_id` marker that makes it idempotent (a plain write;
+//!   a marker missing after a crash is covered by searching the tail before the new seq);
 //! - refresh tokens used once (`IF used = false`), one-time tokens taken once
 //!   (`DELETE ... IF EXISTS`), delivery statuses never moving back (compare-and-set loop).
 //!
@@ -74,6 +75,8 @@ const CONTENT_PART: usize = 1 << 20;
 const CHUNK_BATCH_BYTES: usize = 1 << 20;
 /// Devices notified per conversation at most (as the embedded store).
 const MAX_PUSH_TOKENS: usize = 5;
+/// Messages before a new one searched for its client id (see `append_message`).
+const TAIL: u64 = 16;
 /// Attempts of a compare-and-set loop before giving up: each retry means another writer won
 /// the race, which the single-writer actors make rare.
 const CAS_ATTEMPTS: usize = 16;
@@ -391,17 +394,20 @@ impl CqlStore {
         Ok(top)
     }
 
-    /// Appends a message. Every read comes first, so a refused append writes nothing. Then:
-    /// 1. the `client_msg_id` marker (conversation, client id) -> seq, by LWT;
-    /// 2. the message row, `IF NOT EXISTS`: the commit point;
+    /// Appends a message: one lightweight transaction on the common path. Every read comes
+    /// first (in parallel), so a refused append writes nothing. Then:
+    /// 1. the message row, `IF NOT EXISTS`: the commit point, and the fence between two
+    ///    writers of one conversation (a seq is written once);
+    /// 2. the `client_msg_id` marker (conversation, client id) -> seq, a plain write;
     /// 3. the conversation's visitor sentiment, by compare-and-set on `sentiment_seq`.
     ///
-    /// A marker is trusted only when the message at its seq carries the same client id. So if
-    /// the process dies after (1), the marker names a seq that holds nothing (or, later,
-    /// another message): it is ignored and moved by the retry, which then stores the message
-    /// once. Writing the message first would be wrong: dying before its marker, the retry
-    /// (with the next seq) would find no marker and store the message twice. If the process
-    /// dies after (2), the next append counts the sentiment (3) of its predecessor.
+    /// A message is a duplicate if its client id's marker names a seq holding a message with
+    /// that client id, or if one of the [`TAIL`] messages before `seq` carries it: a process
+    /// that died between (1) and (2) left its last message without a marker, and that message
+    /// is in the tail when the event is delivered again (the conversation's next owner stores
+    /// nothing between them but the answer to it). A marker naming anything else (a deleted
+    /// conversation's leftover) is overwritten. If the process dies after (1), the next
+    /// append counts the sentiment (3) of its predecessor.
     async fn append_message(&self, m: &Message) -> StoreResult<Appended> {
         let (t, c, seq) = (m.tenant_id.as_str(), m.conversation_id.as_str(), m.seq);
         let cid = m.client_msg_id.as_deref();
@@ -411,34 +417,33 @@ impl CqlStore {
                 None => Ok(None),
             }
         };
-        let previous = async {
-            match seq.checked_sub(1).filter(|p| *p > 0) {
-                Some(p) => self.message_at(t, c, p).await,
-                None => Ok(None),
-            }
-        };
-        let (conversation, marker, previous, slot) = Box::pin(futures_util::future::try_join4(
+        let (conversation, marker, tail, slot) = Box::pin(futures_util::future::try_join4(
             self.conversation_row(t, c),
             marker,
-            previous,
+            self.tail_before(t, c, seq),
             self.message_at(t, c, seq),
         ))
         .await?;
         let Some(conversation) = conversation else {
             return Err(StoreError::ConversationNotFound);
         };
-        if let (Some(cid), Some(marked)) = (cid, marker)
-            && let Some(first) = self.message_at(t, c, marked).await?
-            && first.client_msg_id.as_deref() == Some(cid)
-        {
-            return Ok(Appended::Duplicate(first));
+        if let Some(cid) = cid {
+            if let Some(first) = tail.iter().find(|x| x.client_msg_id.as_deref() == Some(cid)) {
+                return Ok(Appended::Duplicate(first.clone()));
+            }
+            if let Some(marked) = marker
+                && let Some(first) = self.message_at(t, c, marked).await?
+                && first.client_msg_id.as_deref() == Some(cid)
+            {
+                return Ok(Appended::Duplicate(first));
+            }
         }
         if seq == 0 {
             return Err(StoreError::SeqConflict(0));
         }
-        let seq_i = cql_int(seq)?;
+        let previous = tail.last().filter(|x| x.seq + 1 == seq);
         if let Some(existing) = slot {
-            return self.settle_taken_seq(m, existing, &conversation, previous.as_ref()).await;
+            return self.settle_taken_seq(m, existing, &conversation, previous).await;
         }
         if seq > 1 && previous.is_none() {
             let last = self.last_seq_of(t, c).await?;
@@ -448,24 +453,28 @@ impl CqlStore {
                 StoreError::SeqGap { last, got: seq }
             });
         }
-        if let Some(cid) = cid
-            && let Some(first) = self.claim_marker(t, c, cid, seq, marker).await?
-        {
-            return Ok(Appended::Duplicate(first));
-        }
         let (data, delivery) = message_columns(m)?;
-        let values = (t, c, self.bucket(seq)?, seq_i, data, delivery);
+        let values = (t, c, self.bucket(seq)?, cql_int(seq)?, data, delivery);
         let cas = self.cas(&self.st.insert_message, values).await?;
         if !cas.applied {
             let existing = match cas.text("data") {
                 Some(data) => decode_message(data, cas.text("delivery"))?,
                 None => return Err(StoreError::SeqConflict(seq)),
             };
-            return self.settle_taken_seq(m, existing, &conversation, previous.as_ref()).await;
+            return self.settle_taken_seq(m, existing, &conversation, previous).await;
         }
-        // The message is stored (the insert above is the commit point): a failed sentiment
-        // update must not report the append failed; the next append catches it up.
-        if let Err(e) = self.count_sentiment(m, conversation, previous.as_ref()).await {
+        // The message is stored (the insert above is the commit point): a failed marker or
+        // sentiment update must not report the append failed (the tail check covers a
+        // missing marker of a recent message; the next append catches the sentiment up).
+        let (marked, counted) = futures_util::future::join(
+            self.mark(m),
+            self.count_sentiment(m, conversation, previous),
+        )
+        .await;
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, "client_msg_id marker not written");
+        }
+        if let Err(e) = counted {
             tracing::warn!(error = %e, "sentiment not counted yet; the next append catches up");
         }
         Ok(Appended::Stored)
@@ -481,6 +490,7 @@ impl CqlStore {
         previous: Option<&Message>,
     ) -> StoreResult<Appended> {
         if existing.id == m.id {
+            self.mark(m).await?;
             self.count_sentiment(m, conversation.clone(), previous).await?;
             return Ok(Appended::Stored);
         }
@@ -495,42 +505,32 @@ impl CqlStore {
         found.and_then(|(seq,)| seq).map(cql_uint).transpose()
     }
 
-    /// Points the marker of `cid` at `seq`. `known` is what the marker held when read (its
-    /// message does not carry `cid`: a leftover of a crash or of a deleted conversation with
-    /// the same id). Returns the first message if a concurrent writer turns out to have
-    /// stored this client id meanwhile.
-    async fn claim_marker(
-        &self,
-        t: &str,
-        c: &str,
-        cid: &str,
-        seq: u64,
-        mut known: Option<u64>,
-    ) -> StoreResult<Option<Message>> {
-        let seq_i = cql_int(seq)?;
-        let mut checked = known;
-        for _ in 0..CAS_ATTEMPTS {
-            let cas = match known {
-                Some(marked) if marked == seq => return Ok(None),
-                None => self.cas(&self.st.claim_client_id, (t, c, cid, seq_i)).await?,
-                Some(marked) => {
-                    if checked != Some(marked)
-                        && let Some(first) = self.message_at(t, c, marked).await?
-                        && first.client_msg_id.as_deref() == Some(cid)
-                    {
-                        return Ok(Some(first));
-                    }
-                    let values = (seq_i, t, c, cid, cql_int(marked)?);
-                    self.cas(&self.st.move_client_id, values).await?
+    /// Points the marker of `m`'s client id (if any) at `m`'s seq.
+    async fn mark(&self, m: &Message) -> StoreResult<()> {
+        let Some(cid) = m.client_msg_id.as_deref() else { return Ok(()) };
+        let values = (m.tenant_id.as_str(), m.conversation_id.as_str(), cid, cql_int(m.seq)?);
+        self.run(&self.st.put_client_id, values).await.map(drop)
+    }
+
+    /// The (up to) [`TAIL`] messages right before `seq`, in seq order.
+    async fn tail_before(&self, t: &str, c: &str, seq: u64) -> StoreResult<Vec<Message>> {
+        let Some(last) = seq.checked_sub(1).filter(|l| *l > 0) else { return Ok(Vec::new()) };
+        let first = last.saturating_sub(TAIL - 1).max(1);
+        let mut out = Vec::new();
+        for bucket in first / self.bucket_size..=last / self.bucket_size {
+            let from = first.max(bucket * self.bucket_size);
+            let want = i32::try_from(last - from + 1).unwrap_or(i32::MAX);
+            let values = (t, c, cql_int(bucket)?, cql_int(from)?, want);
+            let rows =
+                self.all::<(i64, String, Option<String>)>(&self.st.messages_from, values).await?;
+            for (_, data, delivery) in rows {
+                let message = decode_message(&data, delivery.as_deref())?;
+                if message.seq <= last {
+                    out.push(message);
                 }
-            };
-            if cas.applied {
-                return Ok(None);
             }
-            known = cas.bigint("seq").map(cql_uint).transpose()?;
-            checked = None;
         }
-        Err(StoreError::Backend(format!("cql: the client_msg_id marker {cid:?} kept changing")))
+        Ok(out)
     }
 
     /// Adds the visitor sentiment of `m` (and of its predecessor, if a crash kept that one

@@ -99,10 +99,8 @@ statements! {
 
     get_client_id = "SELECT seq FROM client_msg_ids WHERE tenant_id = ? \
         AND conversation_id = ? AND client_msg_id = ?";
-    claim_client_id = "INSERT INTO client_msg_ids (tenant_id, conversation_id, client_msg_id, \
-        seq) VALUES (?, ?, ?, ?) IF NOT EXISTS";
-    move_client_id = "UPDATE client_msg_ids SET seq = ? WHERE tenant_id = ? \
-        AND conversation_id = ? AND client_msg_id = ? IF seq = ?";
+    put_client_id = "INSERT INTO client_msg_ids (tenant_id, conversation_id, client_msg_id, \
+        seq) VALUES (?, ?, ?, ?)";
     delete_client_id = "DELETE FROM client_msg_ids WHERE tenant_id = ? \
         AND conversation_id = ? AND client_msg_id = ?";
 

@@ -89,6 +89,7 @@ async fn run_checks(settings: StoreSettings) {
     let t = Instant::now();
     messages_cross_bucket_boundaries_in_order(&store).await;
     half_done_operations_are_completed_by_the_next_call(&store, &settings).await;
+    duplicates_are_found_by_marker_or_in_the_tail(&store, &settings).await;
     global_lookups_carry_their_tenant_and_scoped_reads_do_not_leak(&store).await;
     atomic_rules_hold_under_concurrency(&store).await;
     println!("adapter checks: {:.1} s", t.elapsed().as_secs_f64());
@@ -134,6 +135,44 @@ async fn messages_cross_bucket_boundaries_in_order(store: &CqlStore) {
     assert_eq!(store.append(&reborn).await.expect("append"), Appended::Stored, "markers gone");
 }
 
+/// A client id is found through its marker however old its message, and through the tail
+/// when a process died between storing a message and writing its marker.
+async fn duplicates_are_found_by_marker_or_in_the_tail(store: &CqlStore, settings: &StoreSettings) {
+    let raw = build_session(settings, Some(&settings.cql_keyspace), Duration::from_secs(20))
+        .await
+        .expect("session");
+    seed_conversation(store, "t-dup", "c1").await;
+    let (t, c) = (TenantId::from("t-dup"), ConversationId::from("c1"));
+    let first = message("t-dup", "c1", 1, Some("early"));
+    assert_eq!(store.append(&first).await.expect("append"), Appended::Stored);
+    let later = TAIL + 4;
+    for seq in 2..=later {
+        store.append(&message("t-dup", "c1", seq, None)).await.expect("append");
+    }
+    let retry = message("t-dup", "c1", later + 1, Some("early"));
+    assert_eq!(
+        store.append(&retry).await.expect("retry"),
+        Appended::Duplicate(first),
+        "beyond the tail: found by its marker"
+    );
+    // Died after storing "unmarked" (seq later + 1), before its marker; the next owner stored
+    // the answer to it, then the event comes again.
+    let unmarked = message("t-dup", "c1", later + 1, Some("unmarked"));
+    let (data, delivery) = message_columns(&unmarked).expect("columns");
+    let insert = "INSERT INTO messages (tenant_id, conversation_id, bucket, seq, data, delivery) \
+                  VALUES (?, ?, 0, ?, ?, ?) IF NOT EXISTS";
+    let seq = i64::try_from(later + 1).expect("seq");
+    raw.query_unpaged(insert, ("t-dup", "c1", seq, data, delivery)).await.expect("message");
+    store.append(&message("t-dup", "c1", later + 2, None)).await.expect("answer");
+    let again = message("t-dup", "c1", later + 3, Some("unmarked"));
+    assert_eq!(
+        store.append(&again).await.expect("again"),
+        Appended::Duplicate(unmarked),
+        "found in the tail"
+    );
+    assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), later + 2, "stored once");
+}
+
 /// What a process dying between two writes leaves behind, written by hand.
 async fn half_done_operations_are_completed_by_the_next_call(
     store: &CqlStore,
@@ -144,11 +183,11 @@ async fn half_done_operations_are_completed_by_the_next_call(
         .expect("session");
     seed_conversation(store, "t-crash", "c1").await;
     let (t, c) = (TenantId::from("t-crash"), ConversationId::from("c1"));
-    // Died after the marker of "lost" (for seq 1), before its message.
+    // A marker of "lost" naming seq 1 (left by a deleted conversation with the same id).
     let marker = "INSERT INTO client_msg_ids (tenant_id, conversation_id, client_msg_id, seq) \
-                  VALUES (?, ?, ?, ?) IF NOT EXISTS";
+                  VALUES (?, ?, ?, ?)";
     raw.query_unpaged(marker, ("t-crash", "c1", "lost", 1i64)).await.expect("marker");
-    // Meanwhile seq 1 went to another message; the retry comes with seq 2.
+    // Seq 1 goes to another message; "lost" comes with seq 2.
     store.append(&message("t-crash", "c1", 1, Some("other"))).await.expect("append");
     let retry = message("t-crash", "c1", 2, Some("lost"));
     assert_eq!(store.append(&retry).await.expect("retry"), Appended::Stored, "stored once");
