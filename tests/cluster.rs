@@ -95,8 +95,9 @@ impl Cluster {
             .spawn()
             .expect("parla starts");
         let assigned = Arc::new(Mutex::new(None::<Vec<i32>>));
+        let revoked = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
-        let seen = assigned.clone();
+        let (seen, given_up) = (assigned.clone(), revoked.clone());
         let name = role.to_owned();
         // PARLA_TEST_CLUSTER_LOGS=DIR keeps each node's whole log there.
         let mut log = std::env::var("PARLA_TEST_CLUSTER_LOGS").ok().and_then(|dir| {
@@ -108,12 +109,10 @@ impl Cluster {
             while let Ok(Some(line)) = lines.next_line().await {
                 let line = strip_ansi(&line);
                 if let Some(list) = line.split("assigned=").nth(1) {
-                    let parsed: Vec<i32> = list
-                        .trim_matches(|c: char| c == '[' || c == ']' || c.is_whitespace())
-                        .split(',')
-                        .filter_map(|p| p.trim().parse().ok())
-                        .collect();
-                    *seen.lock() = Some(parsed);
+                    *seen.lock() = Some(partition_list(list));
+                }
+                if let Some(list) = line.split("revoked=").nth(1) {
+                    given_up.lock().extend(partition_list(list));
                 }
                 if line.contains("ERROR") || line.contains("WARN") || line.contains("panicked") {
                     println!("[{name}] {line}");
@@ -137,8 +136,17 @@ impl Cluster {
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Node { child, addr, assigned }
+        Node { child, addr, assigned, revoked }
     }
+}
+
+/// `[1, 2]` (the rest of a log line after `name=`) as partitions.
+fn partition_list(text: &str) -> Vec<i32> {
+    let list = text.split(']').next().unwrap_or_default();
+    list.trim_matches(|c: char| c == '[' || c.is_whitespace())
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
 /// The log line without terminal colours.
@@ -164,6 +172,8 @@ struct Node {
     addr: SocketAddr,
     /// The partitions Kafka last assigned this node (from its log).
     assigned: Arc<Mutex<Option<Vec<i32>>>>,
+    /// Every partition this node handed over, in order (from its log).
+    revoked: Arc<Mutex<Vec<i32>>>,
 }
 
 impl Node {
@@ -238,9 +248,17 @@ async fn failover(services: Services) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
     let gateway = cluster.node("gateway", dirs[0].path()).await;
     let engine_a = cluster.node("engine", dirs[1].path()).await;
+    until_balanced(&[&engine_a]).await;
     let engine_b = cluster.node("engine", dirs[2].path()).await;
     until_balanced(&[&engine_a, &engine_b]).await;
     println!("cluster: engines balanced");
+    // Incremental rebalancing: when b joined, a handed over exactly what b now owns, and kept
+    // (never revoked) the rest.
+    let mut handed = engine_a.revoked.lock().clone();
+    handed.sort_unstable();
+    let mut to_b = engine_b.assigned.lock().clone().unwrap_or_default();
+    to_b.sort_unstable();
+    assert_eq!(handed, to_b, "a handed over only what moved to b");
 
     // Visitors on the one gateway; their conversations land on both engines, and every one is
     // answered by whichever hosts it.

@@ -62,8 +62,6 @@ pub(crate) enum ActorMsg {
     ReplyDone(ReplyDone),
     /// An agent's command, answered on the oneshot.
     Command(AgentCommand, oneshot::Sender<Result<CommandOutcome, EngineError>>),
-    /// The conversation moved to another node: abandon what is queued or streaming and stop.
-    Release,
 }
 
 /// A bot stream in flight.
@@ -103,6 +101,18 @@ pub(crate) struct ActorHandle {
     pub tx: mpsc::Sender<ActorMsg>,
     /// Tells incarnations apart, so a stopping actor removes only its own entry.
     pub generation: u64,
+    /// Set to let go of the conversation (it moved to another node): seen before anything
+    /// queued in the mailbox. Closed once the actor has stopped.
+    pub release: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl ActorHandle {
+    /// Tells the actor to let go of its conversation now (after the message in hand) and
+    /// waits until it has stopped.
+    pub(crate) async fn release(&self) {
+        let _ = self.release.send(true); // Nobody listening: it has stopped already.
+        self.release.closed().await;
+    }
 }
 
 /// State rebuilt from the store on start and after a panic.
@@ -141,6 +151,7 @@ impl ConversationActor {
         supervisor: Weak<TenantSupervisor>,
     ) -> ActorHandle {
         let (tx, rx) = mpsc::channel(deps.settings.mailbox_capacity);
+        let (release, released) = tokio::sync::watch::channel(false);
         let actor = ConversationActor {
             key,
             generation,
@@ -153,11 +164,15 @@ impl ConversationActor {
         };
         deps.metrics.actor_starts.fetch_add(1, Relaxed);
         deps.metrics.live_conversations.fetch_add(1, Relaxed);
-        deps.runtime.spawn(actor.run(rx));
-        ActorHandle { tx, generation }
+        deps.runtime.spawn(actor.run(rx, released));
+        ActorHandle { tx, generation, release: Arc::new(release) }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<ActorMsg>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ActorMsg>,
+        mut released: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut state = match self.hydrate_with_retry().await {
             Ok(state) => state,
             Err(e) => return self.give_up(&mut rx, &e),
@@ -167,12 +182,28 @@ impl ConversationActor {
             self.answer_unanswered(&mut state).await;
         }
         let idle = self.deps.settings.idle_passivate();
+        // Every handle gone (the engine is stopping): no release can come any more, and the
+        // mailbox is drained as it closes.
+        let mut orphaned = false;
         loop {
-            match tokio::time::timeout(idle, rx.recv()).await {
-                Ok(Some(ActorMsg::Release)) => {
-                    self.release(&mut rx);
-                    break;
-                }
+            // A release comes before anything queued: that belongs to the conversation's next
+            // node.
+            let next = tokio::select! {
+                biased;
+                changed = released.changed(), if !orphaned => match changed {
+                    Ok(()) => None,
+                    Err(_) => {
+                        orphaned = true;
+                        continue;
+                    }
+                },
+                next = tokio::time::timeout(idle, rx.recv()) => Some(next),
+            };
+            let Some(next) = next else {
+                self.release(&mut rx);
+                break;
+            };
+            match next {
                 Ok(Some(msg)) => {
                     if let Err(e) = self.handle_supervised(&mut state, msg).await {
                         return self.give_up(&mut rx, &e);
@@ -228,7 +259,7 @@ impl ConversationActor {
                 ActorMsg::Command(_, reply) => {
                     let _ = reply.send(Err(EngineError::ConversationBusy));
                 }
-                ActorMsg::ReplyDone(_) | ActorMsg::Release => {}
+                ActorMsg::ReplyDone(_) => {}
             }
         }
         for (_, stream) in self.in_flight.drain() {
@@ -261,7 +292,6 @@ impl ConversationActor {
                     // Refused rather than re-routed: the caller may simply retry.
                     let _ = reply.send(Err(EngineError::ConversationBusy));
                 }
-                ActorMsg::Release => {}
             }
         }
         if !leftovers.is_empty() {
@@ -328,7 +358,7 @@ impl ConversationActor {
             ActorMsg::Inbound(envelope) => {
                 envelope.origin.map(|conn| (conn, client_msg_id(envelope)))
             }
-            ActorMsg::ReplyDone(_) | ActorMsg::Command(..) | ActorMsg::Release => None,
+            ActorMsg::ReplyDone(_) | ActorMsg::Command(..) => None,
         };
         if AssertUnwindSafe(self.handle(state, msg)).catch_unwind().await.is_ok() {
             return Ok(());
@@ -360,7 +390,6 @@ impl ConversationActor {
                 let outcome = self.on_command(state, command).await;
                 let _ = reply.send(outcome); // The caller may have given up waiting.
             }
-            ActorMsg::Release => {} // Handled by the run loop.
         }
     }
 
@@ -1024,7 +1053,7 @@ impl ConversationActor {
             ActorMsg::Command(_, reply) => {
                 let _ = reply.send(Err(error.clone()));
             }
-            ActorMsg::ReplyDone(_) | ActorMsg::Release => {}
+            ActorMsg::ReplyDone(_) => {}
         }
     }
 

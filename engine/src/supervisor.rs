@@ -149,9 +149,9 @@ impl TenantSupervisor {
                 .collect();
             moving.iter().filter_map(|c| actors.remove(c)).collect()
         };
-        for handle in &released {
-            let _ = handle.tx.send(ActorMsg::Release).await; // Closed: already stopped.
-        }
+        // All told first, then waited for: they stop in parallel.
+        let stopped = released.iter().map(ActorHandle::release);
+        futures_util::future::join_all(stopped).await;
         released.len()
     }
 

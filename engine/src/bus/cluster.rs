@@ -195,7 +195,9 @@ impl ClusterBus {
             .set("heartbeat.interval.ms", heartbeat)
             .set("fetch.wait.max.ms", "5")
             .set("socket.nagle.disable", "true")
-            .set("partition.assignment.strategy", "range")
+            // Incremental: a node joining or leaving moves only the partitions that change
+            // hands; the others keep their live actors.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .create_with_context(context)
             .map_err(transport("kafka consumer"))?;
         consumer.subscribe(&[&self.inbound_topic]).map_err(transport("kafka subscribe"))?;
@@ -629,7 +631,16 @@ impl ConsumerContext for Rebalancer {
         let which: super::Releasing = Arc::new(move |key: &ConversationKey| {
             revoked.contains(&partition_of(&key.conversation_id, partitions))
         });
-        self.runtime.block_on(self.handler.release(which));
+        // The moving actors stop after the message in hand; their successors on the new
+        // owner start only once this returns (the partition is not assigned before).
+        let handover = self.handover;
+        let release = self.handler.release(which);
+        // The timer is made inside the runtime (this thread is not one of its workers).
+        let released =
+            self.runtime.block_on(async move { tokio::time::timeout(handover, release).await });
+        if released.is_err() {
+            tracing::warn!("actors still stopping after the handover wait; handing over anyway");
+        }
     }
 
     /// A commit that failed (a rebalance in progress, a broker away) is forgotten, so the next
@@ -652,11 +663,22 @@ impl ConsumerContext for Rebalancer {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            let assigned: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
-            tracing::info!(?assigned, "partitions assigned");
+    /// Logs the node's whole assignment after each change (cooperative rebalancing hands out
+    /// and takes back only the partitions that move).
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(e) = rebalance {
+            tracing::warn!(error = %e, "rebalance failed");
+            return;
         }
+        let mut assigned: Vec<i32> = match consumer.assignment() {
+            Ok(list) => list.elements().iter().map(|e| e.partition()).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the assignment");
+                return;
+            }
+        };
+        assigned.sort_unstable();
+        tracing::info!(?assigned, "partitions assigned");
     }
 }
 
