@@ -107,7 +107,10 @@ export function mount(o: AppOptions): AppHandle {
   const senderName = (x: Sender) => (x === 'user' ? t.you : x === 'human' ? agentName || t.agent : botName);
   function bubble(sender: Sender, text: string): HTMLElement {
     const b = el('div', { class: 'msg', 'data-sender': sender });
-    b.append(el('span', { class: 'sr-only' }, `${senderName(sender)}: `), el('span', { class: 'text' }, text));
+    // A person's messages carry their name; the bot's and the visitor's are told apart by side.
+    b.append(sender === 'human'
+      ? el('span', { class: 'from' }, senderName(sender))
+      : el('span', { class: 'sr-only' }, `${senderName(sender)}: `), el('span', { class: 'text' }, text));
     return b;
   }
   // The bot's welcome message, shown before the socket is even open; the stored one replaces it.

@@ -77,12 +77,14 @@ function boot(): void {
   (document.body || document.documentElement).append(host);
 
   let settings: PublicSettings | null = null;
+  /** The server refused this page or bot: no widget at all, no socket. */
+  let refused = false;
   const settingsReady: Promise<PublicSettings | null> = fetch(`${base}/v1/widget/bots/${encodeURIComponent(bot)}/settings`, { credentials: 'omit' })
     .then(async (r) => {
       if (r.ok) return (await r.json()) as PublicSettings;
       const body = await r.json().catch(() => null) as { error?: { code?: string } } | null;
       console.warn(`parla widget: ${body?.error?.code ?? r.status}`);
-      if (r.status === 403 || r.status === 404) host.remove(); // this page may not chat with this bot
+      if (r.status === 403 || r.status === 404) { refused = true; host.remove(); } // this page may not chat with this bot
       return null;
     })
     .catch(() => null)
@@ -112,6 +114,7 @@ function boot(): void {
   const load = (): Promise<AppHandle> => {
     app ??= Promise.all([import(/* @vite-ignore */ `${base}/widget/app.js?v=${__APP_HASH__}`) as Promise<typeof import('./app')>, settingsReady])
       .then(([mod]) => {
+        if (refused) throw new Error('this page may not embed this bot');
         const opts: AppOptions = {
           shadow, root, base, botId: bot, settings, lang: script.dataset.lang ?? null,
           onUnread: setUnread,
@@ -119,7 +122,7 @@ function boot(): void {
         };
         return mod.mount(opts);
       });
-    app.catch((e) => { console.warn('parla widget: could not load', e); app = null; });
+    app.catch((e) => { if (!refused) console.warn('parla widget: could not load', e); app = null; });
     return app;
   };
   const toggle = (open: boolean, focusLauncher = false) => {
@@ -131,7 +134,7 @@ function boot(): void {
       if (isOpen !== open) return;
       if (open) a.open(); else a.close();
       if (!open && focusLauncher) launcher.focus();
-    });
+    }, () => { /* said by load() */ });
   };
   launcher.addEventListener('click', () => toggle(!isOpen));
 
@@ -139,7 +142,7 @@ function boot(): void {
   else if (hasConversation(bot)) {
     // A returning visitor: connect quietly, so replies that came meanwhile show as unread.
     const idle = (window as unknown as { requestIdleCallback?: (f: () => void) => void }).requestIdleCallback ?? ((f: () => void) => setTimeout(f, 200));
-    idle(() => { void load(); });
+    idle(() => { load().catch(() => { /* said by load() */ }); });
   }
 }
 

@@ -54,7 +54,9 @@ form.form input,form.form textarea{width:100%;font:inherit;font-size:14px;paddin
 .banner{margin:0;padding:7px 14px;background:#fff8db;color:#3d3200;border-top:1px solid #e8d88a;font-size:13.5px}
 .banner[hidden]{display:none}
 .line{margin:0;padding:0 14px;font-size:12.5px;color:#4f5866;min-height:18px;background:#f6f7f9}
+.line:empty{min-height:0}
 .notice{color:#a3240f}
+.from{display:block;font-size:11.5px;font-weight:650;color:#4f5866;margin-bottom:1px}
 .dots{display:inline-flex;gap:3px;margin-right:6px;vertical-align:middle}
 .dots i{width:5px;height:5px;border-radius:50%;background:#7d8796;animation:bounce 1.2s infinite ease-in-out}
 .dots i:nth-child(2){animation-delay:.15s}.dots i:nth-child(3){animation-delay:.3s}
