@@ -102,7 +102,9 @@ fn script(req: &HttpRequest, asset: &Asset, cache: &'static str) -> HttpResponse
     if fresh {
         return response.finish();
     }
-    response.insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8")).body(asset.body)
+    response
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .body(asset.body)
 }
 
 /// What any visitor's browser may know about a bot: what the widget shows anyway.
@@ -147,7 +149,11 @@ async fn settings(
     // The same rule the socket enforces (`origin_not_allowed`), so a page that may not chat
     // does not even learn how the bot looks.
     if !bot.integration.allows(origin) {
-        return refuse(StatusCode::FORBIDDEN, "origin_not_allowed", "this page may not embed the bot");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this page may not embed the bot",
+        );
     }
     let body = PublicSettings {
         id: bot.id.0,
