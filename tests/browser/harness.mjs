@@ -150,3 +150,5 @@ export const shownSeqs = (page) => page.$$eval('#messages > *', (els) => els.map
 /** The one-tag embed, as a customer pastes it. */
 export const embed = (parla, bot = 'demo', attrs = '') =>
   `<script src="${parla}/widget.js" data-bot="${bot}" ${attrs} async></script>`;
+
+export { chromium };

@@ -11,8 +11,8 @@
 // widget itself has no hook.
 import { readFile } from 'node:fs/promises';
 import { gzipSync, brotliCompressSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, cleanup, startHost, startParla } from '../../tests/browser/harness.mjs';
+// playwright-core comes from tests/browser (npm ci there), through its harness.
+import { CHROMIUM, CHROMIUM_ARGS, chromium, cleanup, startHost, startParla } from '../../tests/browser/harness.mjs';
 
 const RUNS = Number(process.env.RUNS || 15);
 const EXCHANGES = Number(process.env.EXCHANGES || 4);
@@ -93,10 +93,13 @@ const baselineHtml = (await readFile(here('./baseline-minimal.html'), 'utf8'))
   .replace('<head>', `<head>${PROBE}`)
   .replace('</body>', `${READY("(document.querySelector('#status') && document.querySelector('#status').dataset.state === 'connected' && (document.querySelector('#status').dataset.state = 'connected'), document)")}</body>`);
 
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+// Chromium's Local Network Access checks refuse a page's socket to 127.0.0.1 in a fresh
+// non-persistent context; both ends are on loopback here, so they are off for the bench.
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--disable-features=LocalNetworkAccessChecks'], headless: true });
 
 async function load(context, url, route) {
   const page = await context.newPage();
+  if (process.env.DEBUG) { page.on('console', (m) => console.error(m.type(), m.text())); page.on('pageerror', (e) => console.error('pageerror', e.message)); }
   if (route) await page.route(url, (r) => r.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: route }));
   await page.goto(url);
   await page.waitForFunction(() => window.__ready !== undefined, null, { timeout: 15_000 });
