@@ -5,11 +5,13 @@
 // Screenshots land in /tmp/parla-widget-*.png, for a person to look at.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import {
   GUARD, cleanup, embed, message, openBrowser, shownSeqs, startHost, startParla, startProxy, waitConnected, watch,
 } from './harness.mjs';
 
 let parla, proxy, host;
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 const HOSTILE_CSS = `
   html { font-size: 40px !important; }
@@ -39,6 +41,16 @@ before(async () => {
   });
 });
 after(cleanup);
+
+/** A JSON call to the admin API; fails the test on an error status. */
+async function api(method, path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(`${parla}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const json = await res.json().catch(() => null);
+  assert.ok(res.ok, `${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
 
 /** Drops Chromium's own console line for a socket the proxy cut on purpose. */
 const real = (problems) => problems.filter((p) => !/WebSocket connection to .* failed/.test(p));
@@ -131,30 +143,87 @@ test('a visitor opens the embedded widget, a cut mid-stream and an outage lose n
   assert.deepEqual(real(problems), [], 'no script errors in the page');
 });
 
-test('a closed widget counts unread replies (from another tab of the same visitor) and clears them on open', { timeout: 90_000 }, async (t) => {
+test('axe finds no accessibility violations in the open widget, with a conversation in it', { timeout: 60_000 }, async (t) => {
+  const { page: p, problems } = await openBrowser(t);
+  await p.goto(`${host}/plain.html`);
+  await p.click('#launcher');
+  await waitConnected(p);
+  await p.fill('#input', 'What is Parla?');
+  await p.press('#input', 'Enter');
+  await message(p, 3);
+  await p.addScriptTag({ path: AXE });
+  // Only the widget is audited (the host page is the test's); axe descends into shadow roots.
+  const result = await p.evaluate(() => window.axe.run({ include: [['[data-parla-widget]']] }, { resultTypes: ['violations'] }));
+  const violations = result.violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  assert.deepEqual(violations, [], 'no axe violations');
+  assert.ok(result.passes.length > 10, `axe checked something (${result.passes.length} rules passed)`);
+  assert.deepEqual(problems, []);
+});
+
+test('an agent takes over and writes while the widget is closed: unread badge, banner, the agent\'s name, read receipts', { timeout: 90_000 }, async (t) => {
+  const email = 'ann@unread.example.com', password = 'a long enough password';
+  await api('POST', '/api/auth/register', { email, password, name: 'Ann Agent' });
+  const { access_token: token } = await api('POST', '/api/auth/login', { email, password });
+  await api('PATCH', '/api/workspace', { agents: { assignment: 'manual' } }, token);
+  const bot = await api('POST', '/api/bots', { name: 'Help bot', config: { fallback_message: 'I am only a bot.' } }, token);
+  await api('POST', `/api/bots/${bot.id}/publish`, null, token);
+  const site = await startHost({ '/': page(embed(parla, bot.id)) });
+
+  // The visitor writes, then closes the chat; a second tab of theirs stays on the site too.
   const { context, page: a, problems } = await openBrowser(t);
-  await a.goto(`${host}/plain.html`);
+  await a.goto(`${site}/`);
   await a.click('#launcher');
   await waitConnected(a);
-  await message(a, 1);
-
-  // A second tab: the widget stays closed but, as this browser has a conversation, connects.
+  await a.fill('#input', 'Is anyone there?');
+  await a.press('#input', 'Enter');
+  await message(a, 2); // the bot's fallback answer
+  await a.press('#input', 'Escape');
+  await a.locator('#panel').waitFor({ state: 'hidden' });
   const b = await context.newPage();
   watch(b, problems);
-  await b.goto(`${host}/plain.html`);
-  await b.locator('#launcher').waitFor();
+  await b.goto(`${site}/`); // closed; this browser has a conversation, so it connects quietly
   await b.locator('#status[data-state="connected"]').waitFor({ state: 'attached' });
-  assert.ok(await b.locator('#badge').isHidden(), 'nothing unread yet');
+  assert.ok(await b.locator('#badge').isHidden(), 'what the visitor saw in the other tab is not unread');
+  assert.ok(await a.locator('#badge').isHidden());
 
-  await a.fill('#input', 'What is Parla?');
+  // Ann claims the conversation and writes twice, through the REST API.
+  const conversationId = await a.evaluate((bot) => JSON.parse(localStorage.getItem(`parla.widget.v1.${bot}`)).conversation_id, bot.id);
+  await api('POST', `/api/conversations/${conversationId}/claim`, {}, token);
+  await api('POST', `/api/conversations/${conversationId}/replies`, { client_msg_id: 'r1', text: 'Hi, Ann here.' }, token);
+  await api('POST', `/api/conversations/${conversationId}/replies`, { client_msg_id: 'r2', text: 'How can I help?' }, token);
+  for (const p of [a, b]) {
+    await p.locator('#badge', { hasText: '2' }).waitFor();
+    assert.match(await p.getAttribute('#launcher', 'aria-label'), /\(2 unread\)/, 'screen readers hear it too');
+  }
+  await a.screenshot({ path: '/tmp/parla-widget-unread.png' });
+
+  // Opening shows them, with the banner and the agent's name; the badge goes in both tabs' next messages.
+  await a.click('#launcher');
+  await a.locator('#badge').waitFor({ state: 'hidden' });
+  assert.equal(await a.textContent('#handoff'), 'Ann Agent joined the conversation.');
+  assert.deepEqual(await message(a, 4), { sender: 'human', text: 'How can I help?' });
+  assert.equal(await a.textContent('#messages > [data-seq="3"] .from'), 'Ann Agent');
+
+  // The visitor answers; Ann reads it (agent socket `read`): the visitor sees "Seen".
+  await a.fill('#input', 'My order is late.');
   await a.press('#input', 'Enter');
-  await message(a, 3);
-  await b.locator('#badge:not([hidden])').waitFor();
-  assert.equal(await b.textContent('#badge'), '1', 'the bot reply is unread; the visitor\'s own message is not');
-  await b.screenshot({ path: '/tmp/parla-widget-unread.png' });
-  await b.click('#launcher');
-  await b.locator('#badge').waitFor({ state: 'hidden' });
-  assert.deepEqual(await shownSeqs(b), [1, 2, 3]);
+  await message(a, 5);
+  assert.equal(await a.locator('#messages > [data-seq="5"] .seen').count(), 0);
+  const agent = await context.newPage();
+  await agent.goto(`${parla}/console`);
+  await agent.evaluate(async ({ ws, token, conversationId }) => new Promise((resolve, reject) => {
+    const s = new WebSocket(ws);
+    s.onopen = () => s.send(JSON.stringify({ type: 'hello', token }));
+    s.onmessage = (e) => {
+      const f = JSON.parse(e.data);
+      if (f.type === 'welcome') s.send(JSON.stringify({ type: 'subscribe', conversation_id: conversationId, last_seq: 0 }));
+      if (f.type === 'subscribed') { s.send(JSON.stringify({ type: 'read', conversation_id: conversationId, seq: 5 })); resolve(); }
+      if (f.type === 'error') reject(new Error(e.data));
+    };
+  }), { ws: `${parla.replace('http', 'ws')}/v1/agent/ws`, token, conversationId });
+  await a.locator('#messages > [data-seq="5"] .seen').waitFor();
+  assert.equal(await a.textContent('#messages > [data-seq="5"] .seen'), 'Seen');
+  await a.screenshot({ path: '/tmp/parla-widget-agent.png' });
   assert.deepEqual(problems, []);
 });
 
@@ -225,16 +294,6 @@ test('on a phone, in Italian, with reduced motion: the panel fills the screen an
   await p.screenshot({ path: '/tmp/parla-widget-mobile-it.png' });
   assert.deepEqual(problems, []);
 });
-
-/** A JSON call to the admin API; fails the test on an error status. */
-async function api(method, path, body, token) {
-  const headers = { 'content-type': 'application/json' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(`${parla}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
-  const json = await res.json().catch(() => null);
-  assert.ok(res.ok, `${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
 
 test('the bot\'s allowed origins are enforced by the server, and its appearance reaches the widget', { timeout: 90_000 }, async (t) => {
   const email = 'owner@widget.example.com', password = 'a long enough password';

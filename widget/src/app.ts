@@ -230,7 +230,9 @@ export function mount(o: AppOptions): AppHandle {
     while (ref && Number(ref.dataset.seq) > m.seq) ref = ref.previousElementSibling as HTMLElement | null;
     keepScrolled(() => messages.insertBefore(b, ref ? ref.nextSibling : messages.firstChild));
     seen.set(m.seq, b);
-    if (m.sender !== 'user' && mounted && !(isOpen && document.visibilityState === 'visible')) o.onUnread(++unread);
+    // Unread: not the visitor's own, arrived while the panel is closed (or the tab hidden), and
+    // not seen in another tab of this visitor either.
+    if (m.sender !== 'user' && mounted && !(isOpen && document.visibilityState === 'visible') && m.seq > client.readSeq()) o.onUnread(++unread);
     if (m.sender === 'user') showRead();
     markRead();
   }

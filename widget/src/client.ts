@@ -63,6 +63,8 @@ interface Saved {
   last_seq?: number;
   messages?: MessageFrame[];
   outbox?: OutboxItem[];
+  /** Highest seq the visitor has seen, in any tab: what is above it (not theirs) is unread. */
+  read_seq?: number;
 }
 
 const OPEN = 1;
@@ -111,6 +113,7 @@ export class ChatClient {
   private streams = new Map<string, Sender>();
   private queue: OutboxItem[] = [];
   private readSent = 0;
+  private readSeqLocal = 0;
   /** Highest seq held, i.e. what a resume asks to continue after. */
   lastSeq = 0;
   status: Status = 'offline';
@@ -179,9 +182,16 @@ export class ChatClient {
 
   typing(on: boolean): boolean { return this.frame({ type: 'typing', on }); }
 
-  /** Tells the server everything up to the newest message was seen (once per seq). */
+  /** The visitor has seen everything held: tells the server (once per seq) and the other tabs. */
   markRead(): void {
+    if (this.lastSeq > this.readSeq()) { this.readSeqLocal = this.lastSeq; this.persist(); }
     if (this.lastSeq > this.readSent && this.frame({ type: 'read', seq: this.lastSeq })) this.readSent = this.lastSeq;
+  }
+
+  /** Highest seq the visitor has seen here or in another tab (read fresh from storage). */
+  readSeq(): number {
+    const stored = this.load().read_seq;
+    return Math.max(this.readSeqLocal, typeof stored === 'number' ? stored : 0);
   }
 
   // ---- connection -----------------------------------------------------------------------------
@@ -384,6 +394,7 @@ export class ChatClient {
     this.cache = [];
     this.lastSeq = 0;
     this.readSent = 0;
+    this.readSeqLocal = 0;
     this.dropStreams();
     this.persist();
     this.emit((l) => l.reset?.());
@@ -401,7 +412,7 @@ export class ChatClient {
   persist(): void {
     this.clear('saveTimer');
     const state: Saved = this.conv
-      ? { ...this.conv, last_seq: this.lastSeq, messages: this.cache, outbox: this.queue }
+      ? { ...this.conv, last_seq: this.lastSeq, messages: this.cache, outbox: this.queue, read_seq: this.readSeq() }
       : { outbox: this.queue };
     try { this.opts.storage?.setItem(this.key, JSON.stringify(state)); } catch { /* full or disabled */ }
   }

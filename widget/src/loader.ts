@@ -71,7 +71,9 @@ function boot(): void {
   let lang = pickLang(script.dataset.lang, navigator.language);
   let t = words(lang);
   let title = t.chat;
-  const label = () => launcher.setAttribute('aria-label', `${launcher.getAttribute('aria-expanded') === 'true' ? t.close : t.open}: ${title}`);
+  let unread = 0;
+  const label = () => launcher.setAttribute('aria-label',
+    `${launcher.getAttribute('aria-expanded') === 'true' ? t.close : t.open}: ${title}${unread ? ` (${fmt(t.unread, { n: unread })})` : ''}`);
   label();
   if (script.dataset.position === 'bottom-left') root.classList.add('left');
   (document.body || document.documentElement).append(host);
@@ -107,9 +109,11 @@ function boot(): void {
   let app: Promise<AppHandle> | null = null;
   let isOpen = false;
   const setUnread = (n: number) => {
+    unread = n;
     badge.hidden = n === 0;
     badge.textContent = n > 9 ? '9+' : String(n);
-    badge.setAttribute('aria-label', fmt(t.unread, { n }));
+    badge.setAttribute('aria-hidden', 'true'); // the launcher's label says it
+    label();
   };
   const load = (): Promise<AppHandle> => {
     app ??= Promise.all([import(/* @vite-ignore */ `${base}/widget/app.js?v=${__APP_HASH__}`) as Promise<typeof import('./app')>, settingsReady])

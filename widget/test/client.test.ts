@@ -115,6 +115,24 @@ describe('de-duplication', () => {
   });
 });
 
+describe('read position', () => {
+  it('is shared between tabs through storage, and forgotten with the conversation', () => {
+    const a = client();
+    a.c.start();
+    latest().open();
+    latest().push(welcome('c1'), msg(1, 'bot', 'hi'), msg(2, 'bot', 'there'));
+    const b = client(); // another tab, same storage
+    expect(b.c.readSeq()).toBe(0);
+    a.c.markRead();
+    expect(latest().ofType('read')).toEqual([{ type: 'read', seq: 2 }]);
+    expect(b.c.readSeq()).toBe(2);
+    a.c.markRead();
+    expect(latest().ofType('read')).toHaveLength(1); // once per seq
+    latest().push({ type: 'error', code: 'conversation_deleted', message: 'gone' });
+    expect(b.c.readSeq()).toBe(0);
+  });
+});
+
 describe('outbox', () => {
   it('keeps messages typed offline and sends them in order after welcome, with their ids', () => {
     const { c } = client();
