@@ -102,12 +102,13 @@ export async function startProxy(target) {
   };
 }
 
-/** A third-party site (another origin) serving `pages`: path → HTML. */
+/** A third-party site (another origin) serving `pages`: path → HTML, or {html, headers}. */
 export async function startHost(pages) {
   const server = createHttpServer((req, res) => {
-    const html = pages[new URL(req.url, 'http://x').pathname];
-    if (!html) { res.writeHead(404).end('not found'); return; }
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(html);
+    const entry = pages[new URL(req.url, 'http://x').pathname];
+    if (!entry) { res.writeHead(404).end('not found'); return; }
+    const { html, headers = {} } = typeof entry === 'string' ? { html: entry } : entry;
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', ...headers }).end(html);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   cleanups.push(() => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }));

@@ -38,6 +38,9 @@ before(async () => {
     '/hostile.html': page(LOOKALIKES + embed(parla), `<style>${HOSTILE_CSS}</style>`),
     '/hostile-nowidget.html': page(LOOKALIKES, `<style>${HOSTILE_CSS}</style>`),
     '/it.html': page(embed(parla, 'demo', 'data-lang="it" data-open="true"')),
+    // A strict Content-Security-Policy: no inline script or style, Parla allowed by name only.
+    '/csp.html': { html: page(embed(parla)), headers: { 'content-security-policy':
+      `default-src 'none'; script-src ${parla}; connect-src ${parla} ${parla.replace('http', 'ws')}; style-src 'self'; img-src data:` } },
   });
 });
 after(cleanup);
@@ -275,6 +278,19 @@ test('a hostile host stylesheet does not change the widget, and the widget\'s CS
   await bare.goto(`${host}/hostile-nowidget.html`);
   assert.deepEqual(await pageLook(hostile), await pageLook(bare), 'the page\'s own .panel/.send look the same with and without the widget');
   assert.deepEqual(problems, []);
+});
+
+test('a page with a strict Content-Security-Policy (no inline styles) embeds the widget, styled', { timeout: 60_000 }, async (t) => {
+  const { page: p, problems } = await openBrowser(t);
+  await p.goto(`${host}/csp.html`);
+  await p.click('#launcher');
+  await waitConnected(p);
+  await p.fill('#input', 'What is Parla?');
+  await p.press('#input', 'Enter');
+  assert.match((await message(p, 3)).text, /messaging engine/);
+  assert.equal(await p.$eval('#panel', (e) => getComputedStyle(e).display), 'flex', 'the stylesheet applied');
+  assert.equal(await p.$eval('#launcher', (e) => getComputedStyle(e).borderRadius), '50%');
+  assert.deepEqual(problems, [], 'no CSP violation reported');
 });
 
 test('on a phone, in Italian, with reduced motion: the panel fills the screen and speaks Italian', { timeout: 60_000 }, async (t) => {

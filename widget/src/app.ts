@@ -5,7 +5,7 @@
 import { ChatClient, type OutboxItem, type Status } from './client';
 import { fmt, pickLang, words, type Words } from './i18n';
 import type { BotInfo, Card, FormField, MessageFrame, RichContent, Sender } from './protocol.gen';
-import { accent, safeUrl, type PublicSettings } from './settings';
+import { accent, adoptCss, safeUrl, type PublicSettings } from './settings';
 import { PANEL_CSS } from './styles';
 
 export interface AppOptions {
@@ -48,8 +48,6 @@ export function mount(o: AppOptions): AppHandle {
   let agentName: string | null = null;
 
   // ---- DOM ----
-  const style = el('style');
-  style.textContent = PANEL_CSS;
   const panel = el('section', { id: 'panel', class: 'panel', role: 'dialog', 'aria-modal': 'false', 'aria-labelledby': 'title' });
   panel.hidden = true;
   const head = el('header', { class: 'head' });
@@ -77,7 +75,7 @@ export function mount(o: AppOptions): AppHandle {
   const send = el('button', { id: 'send', class: 'send', type: 'submit' }, t.send);
   composer.append(label, input, hint, send);
   panel.append(head, log, handoff, typing, notice, composer);
-  o.shadow.insertBefore(style, o.root);
+  adoptCss(o.shadow, PANEL_CSS);
   o.root.append(panel);
 
   const applyLook = (appearance: PublicSettings['appearance'] | undefined) => {

@@ -6,7 +6,7 @@
 //   data-bot (required), data-open ("true": open at once), data-lang ("en", "it"),
 //   data-position ("bottom-right", "bottom-left"), data-server (Parla's base URL; default: the
 //   script's own origin).
-import { accent, type PublicSettings } from './settings';
+import { accent, adoptCss, type PublicSettings } from './settings';
 import { fmt, pickLang, words } from './i18n';
 import type { AppHandle, AppOptions } from './app';
 
@@ -48,8 +48,6 @@ function boot(): void {
   host.id = `parla-widget-${bot}`;
   host.setAttribute('data-parla-widget', '');
   const shadow = host.attachShadow({ mode: 'open' });
-  const style = document.createElement('style');
-  style.textContent = LAUNCHER_CSS;
   const root = document.createElement('div');
   root.className = 'root';
   const launcher = document.createElement('button');
@@ -66,7 +64,8 @@ function boot(): void {
   badge.hidden = true;
   launcher.append(badge);
   root.append(launcher);
-  shadow.append(style, root);
+  adoptCss(shadow, LAUNCHER_CSS);
+  shadow.append(root);
 
   let lang = pickLang(script.dataset.lang, navigator.language);
   let t = words(lang);

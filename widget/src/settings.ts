@@ -34,3 +34,20 @@ export function safeUrl(url: string | null | undefined, base: string): string | 
   } catch { /* not a URL */ }
   return null;
 }
+
+/**
+ * Adds a stylesheet to the shadow root. A constructed stylesheet is not an inline `<style>`, so
+ * a host page whose Content-Security-Policy forbids inline styles still styles the widget; a
+ * `<style>` element is the fallback for browsers without constructable stylesheets.
+ */
+export function adoptCss(shadow: ShadowRoot, css: string): void {
+  try {
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(css);
+    shadow.adoptedStyleSheets = [...shadow.adoptedStyleSheets, sheet];
+    return;
+  } catch { /* older browser */ }
+  const style = document.createElement('style');
+  style.textContent = css;
+  shadow.prepend(style);
+}
