@@ -356,7 +356,8 @@ async fn the_demo_page_health_and_metrics_are_served() {
     let (status, loader) = server.get("/widget.js").await;
     assert_eq!(status, 200);
     assert!(loader.contains("/v1/widget/bots/"), "the loader reads the bot's public settings");
-    let hash = loader.split("app.js?v=").nth(1).map(|s| &s[..16]).expect("the loader names its app");
+    let hash =
+        loader.split("app.js?v=").nth(1).map(|s| &s[..16]).expect("the loader names its app");
     let (status, app) = server.get(&format!("/widget/app.js?v={hash}")).await;
     assert_eq!(status, 200);
     assert!(app.contains("/v1/widget/ws"), "the app speaks to the widget socket");
@@ -490,7 +491,11 @@ async fn a_bots_public_settings_say_how_the_widget_looks_and_nothing_more() {
     let v: Value = serde_json::from_str(&body).expect("json");
     let mut keys: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
     keys.sort();
-    assert_eq!(keys, ["appearance", "id", "language", "name", "welcome_message"], "no secrets: {v}");
+    assert_eq!(
+        keys,
+        ["appearance", "id", "language", "name", "welcome_message"],
+        "no secrets: {v}"
+    );
     assert_eq!(v["appearance"]["title"], "Parla demo");
     assert_eq!(v["language"], "en");
     assert!(v["welcome_message"].as_str().expect("text").contains("demo bot"));

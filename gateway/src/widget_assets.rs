@@ -15,7 +15,10 @@
 use std::sync::LazyLock;
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
-use parla_engine::model::{Appearance, BotId, BotStatus};
+use parla_engine::{
+    EngineError,
+    model::{Appearance, BotId, BotStatus},
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -123,50 +126,60 @@ async fn settings(
     path: web::Path<String>,
     state: web::Data<WidgetState>,
 ) -> HttpResponse {
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let refuse = |status: actix_web::http::StatusCode, code: &str, message: &str| {
-        let mut r = HttpResponse::build(status);
-        if let Some(origin) = origin {
-            // The page may read the refusal, so it can say why the chat is missing.
-            r.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.to_owned()));
-        }
-        r.insert_header((header::VARY, "Origin"))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(serde_json::json!({ "error": { "code": code, "message": message } }))
-    };
     use actix_web::http::StatusCode;
-    let bot = match state.engine.store().resolve_bot(&BotId(path.into_inner())).await {
-        Ok(Some(bot)) => bot,
-        Ok(None) => return refuse(StatusCode::NOT_FOUND, "bot_not_found", "no such bot"),
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let mut response = match public_bot(&state, BotId(path.into_inner()), origin).await {
+        Ok(body) => {
+            let mut r = HttpResponse::Ok();
+            r.insert_header((header::CACHE_CONTROL, "public, max-age=60"));
+            r.json(body)
+        }
         Err(e) => {
-            tracing::error!(error = %e, "reading a bot's public settings");
-            return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error");
+            // The codes are the socket's (`EngineError::code`): one vocabulary for both doors.
+            let status = match e {
+                EngineError::BotNotFound | EngineError::BotUnavailable => StatusCode::NOT_FOUND,
+                EngineError::OriginNotAllowed => StatusCode::FORBIDDEN,
+                _ => {
+                    tracing::error!(error = %e, "reading a bot's public settings");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            let mut r = HttpResponse::build(status);
+            r.insert_header((header::CACHE_CONTROL, "no-store"));
+            r.json(serde_json::json!({
+                "error": { "code": e.code(), "message": e.public_message() }
+            }))
         }
     };
+    if let Some(origin) = origin.and_then(|o| header::HeaderValue::from_str(o).ok()) {
+        // An allowed page reads the settings; a refused one may read why.
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    response.headers_mut().insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    response
+}
+
+/// The bot's public face, under the rules the socket's `hello` applies: it exists, is active,
+/// and allows the page's origin.
+async fn public_bot(
+    state: &WidgetState,
+    bot: BotId,
+    origin: Option<&str>,
+) -> Result<PublicSettings, EngineError> {
+    let bot = state.engine.store().resolve_bot(&bot).await?.ok_or(EngineError::BotNotFound)?;
     if bot.status != BotStatus::Active {
-        return refuse(StatusCode::NOT_FOUND, "bot_unavailable", "this bot is not active");
+        return Err(EngineError::BotUnavailable);
     }
-    // The same rule the socket enforces (`origin_not_allowed`), so a page that may not chat
-    // does not even learn how the bot looks.
+    // The same rule the socket enforces, so a page that may not chat does not even learn how
+    // the bot looks.
     if !bot.integration.allows(origin) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            "this page may not embed the bot",
-        );
+        return Err(EngineError::OriginNotAllowed);
     }
-    let body = PublicSettings {
+    Ok(PublicSettings {
         id: bot.id.0,
         name: bot.name,
         language: bot.language,
         welcome_message: bot.config.welcome_message,
         appearance: bot.appearance,
-    };
-    let mut r = HttpResponse::Ok();
-    if let Some(origin) = origin {
-        r.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.to_owned()));
-    }
-    r.insert_header((header::VARY, "Origin"))
-        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
-        .json(body)
+    })
 }
