@@ -4,7 +4,9 @@
 // served before the widget) as the baseline in the same run.
 //
 // "Interactive" = the panel is open, the socket is welcomed, the greeting (seq 1) is on screen
-// and the message box is enabled: the visitor can type and send.
+// and the message box is enabled. "Welcome" = the server's welcome frame arrived: from then a
+// message goes out at once (before it, it waits in the outbox). The greeting is a stored
+// message (one durable append), so "interactive" includes the server's fsync.
 // "Token frame to pixels" = from the WebSocket message event of a `token` frame to the end of the
 // next animation frame after its text is in the DOM (rAF, then a task posted from it: the frame
 // has been produced by then). The bench page wraps window.WebSocket to see frames arrive; the
@@ -39,12 +41,15 @@ const PROBE = `<script>
   window.__tokens = [];
   const Orig = window.WebSocket;
   function Probe(url, protocols) {
+    window.__ws ??= { created: performance.now() };
     const ws = protocols === undefined ? new Orig(url) : new Orig(url, protocols);
+    ws.addEventListener('open', () => { window.__ws.open ??= performance.now(); });
     let handler = null;
     Object.defineProperty(ws, 'onmessage', { configurable: true, get: () => handler, set: (fn) => { handler = fn; } });
     ws.addEventListener('message', (ev) => {
       if (!handler) return;
       const token = typeof ev.data === 'string' && ev.data.startsWith('{"type":"token"');
+      if (typeof ev.data === 'string' && ev.data.startsWith('{"type":"welcome"')) window.__ws.welcome ??= performance.now();
       const t0 = performance.now();
       handler.call(ws, ev);
       if (!token) return;
@@ -103,7 +108,7 @@ async function load(context, url, route) {
   if (route) await page.route(url, (r) => r.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: route }));
   await page.goto(url);
   await page.waitForFunction(() => window.__ready !== undefined, null, { timeout: 15_000 });
-  const t = await page.evaluate(() => ({ tag: window.__tag, launcher: window.__launcher, ready: window.__ready }));
+  const t = await page.evaluate(() => ({ tag: window.__tag, launcher: window.__launcher, ready: window.__ready, ...window.__ws }));
   return { page, t };
 }
 
@@ -118,8 +123,8 @@ async function chat(page, rootSel) {
   return page.evaluate(() => window.__tokens);
 }
 
-const widget = { fromNav: [], fromTag: [], launcher: [], warmFromNav: [], warmFromTag: [], dom: [], painted: [] };
-const baseline = { fromNav: [], dom: [], painted: [] };
+const widget = { fromNav: [], fromTag: [], launcher: [], socket: [], welcome: [], warmFromNav: [], warmFromTag: [], warmWelcome: [], dom: [], painted: [] };
+const baseline = { fromNav: [], welcome: [], dom: [], painted: [] };
 for (let i = 0; i < RUNS; i++) {
   // Widget, cold cache (a fresh context each time), then warm (same context, loaded again).
   const ctx = await browser.newContext({ viewport: { width: 1000, height: 760 } });
@@ -127,16 +132,20 @@ for (let i = 0; i < RUNS; i++) {
   widget.fromNav.push(cold.t.ready);
   widget.fromTag.push(cold.t.ready - cold.t.tag);
   widget.launcher.push(cold.t.launcher - cold.t.tag);
+  widget.socket.push(cold.t.created - cold.t.tag);
+  widget.welcome.push(cold.t.welcome - cold.t.tag);
   if (i < 3) for (const x of await chat(cold.page, '')) { widget.dom.push(x.dom); widget.painted.push(x.painted); }
   await cold.page.close();
   const warm = await load(ctx, `${host}/widget.html`);
   widget.warmFromNav.push(warm.t.ready);
   widget.warmFromTag.push(warm.t.ready - warm.t.tag);
+  widget.warmWelcome.push(warm.t.welcome - warm.t.tag);
   await ctx.close();
 
   const bctx = await browser.newContext({ viewport: { width: 1000, height: 760 } });
   const base = await load(bctx, `${parla}/minimal`, baselineHtml);
   baseline.fromNav.push(base.t.ready);
+  baseline.welcome.push(base.t.welcome);
   if (i < 3) for (const x of await chat(base.page, '')) { baseline.dom.push(x.dom); baseline.painted.push(x.painted); }
   await bctx.close();
 }
@@ -148,9 +157,13 @@ const report = {
   runs: RUNS,
   sizes,
   'widget: script tag → launcher drawn (ms, cold)': stats(widget.launcher),
+  'widget: script tag → app loaded, socket opening (ms, cold)': stats(widget.socket),
+  'widget: script tag → welcome (can send; ms, cold)': stats(widget.welcome),
+  'widget: script tag → welcome (can send; ms, warm)': stats(widget.warmWelcome),
   'widget: script tag → interactive (ms, cold cache)': stats(widget.fromTag),
   'widget: script tag → interactive (ms, warm cache)': stats(widget.warmFromTag),
   'widget: navigation start → interactive (ms, cold)': stats(widget.fromNav),
+  'baseline minimal page: navigation start → welcome (ms, cold)': stats(baseline.welcome),
   'baseline minimal page: navigation start → interactive (ms, cold)': stats(baseline.fromNav),
   'widget: token frame → text in DOM (ms)': stats(widget.dom),
   'widget: token frame → next frame painted (ms)': stats(widget.painted),

@@ -2,7 +2,8 @@
 // shadow root, driven by a ChatClient. Stable hooks for tests and for people reading the DOM:
 // #panel, #status[data-state], #messages > .msg[data-seq][data-sender] .text, #live (pending and
 // streaming bubbles), #handoff, #typing, #notice, #input, #send, #close.
-import { ChatClient, type OutboxItem, type Status } from './client';
+import { ChatClient, type EarlySocketLike, type OutboxItem, type Status } from './client';
+import { socketUrl, type EarlySocket } from './early';
 import { fmt, pickLang, words, type Words } from './i18n';
 import type { BotInfo, Card, FormField, MessageFrame, RichContent, Sender } from './protocol.gen';
 import { accent, adoptCss, safeUrl, type PublicSettings } from './settings';
@@ -21,7 +22,9 @@ export interface AppOptions {
   onUnread(n: number): void;
   /** The visitor closed the panel from inside (close button, Escape). */
   onClose(): void;
-  /** For tests: another socket factory. */
+  /** The loader's socket, opened while app.js downloaded. */
+  early?: EarlySocket | null;
+  /** For tests: a client with another socket factory. */
   client?: ChatClient;
 }
 
@@ -91,8 +94,10 @@ export function mount(o: AppOptions): AppHandle {
 
   // ---- state ----
   const client = o.client ?? new ChatClient({
-    url: o.base.replace(/^http/, 'ws') + '/v1/widget/ws',
+    url: socketUrl(o.base),
     botId: o.botId,
+    // A browser WebSocket is a SocketLike; TypeScript's DOM event types are just narrower.
+    early: (o.early ?? null) as unknown as EarlySocketLike | null,
   });
   const seen = new Map<number, HTMLElement>();
   const pending = new Map<string, HTMLElement>();

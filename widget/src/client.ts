@@ -54,6 +54,16 @@ export interface ClientOptions {
   random?: () => number;
   /** Stored messages kept for the next page load. */
   cacheSize?: number;
+  /** A socket the loader already opened (and maybe sent `hello` on): used for the first connect. */
+  early?: EarlySocketLike | null;
+}
+
+/** What the client needs of the loader's early socket (src/early.ts). */
+export interface EarlySocketLike {
+  ws: SocketLike;
+  frames: string[];
+  closed: boolean;
+  helloSent: boolean;
 }
 
 /** Saved per bot, so a reload resumes the same conversation and shows it at once. */
@@ -95,7 +105,8 @@ export function uuid(): string {
 }
 
 export class ChatClient {
-  private readonly opts: Required<Omit<ClientOptions, 'storage'>> & { storage: ClientOptions['storage'] };
+  private readonly opts: Required<Omit<ClientOptions, 'storage' | 'early'>> & { storage: ClientOptions['storage'] };
+  private early: EarlySocketLike | null;
   private readonly key: string;
   private listeners: Listener[] = [];
   private ws: SocketLike | null = null;
@@ -128,6 +139,7 @@ export class ChatClient {
       ...options,
     };
     this.key = `parla.widget.v1.${options.botId}`;
+    this.early = options.early ?? null;
     const saved = this.load();
     if (saved.conversation_id && saved.resume_token) {
       this.conv = { conversation_id: saved.conversation_id, resume_token: saved.resume_token };
@@ -199,8 +211,14 @@ export class ChatClient {
     this.clear('reconnectTimer');
     if (this.stopped || this.ws) return;
     this.setStatus('connecting');
+    const early = this.early;
+    this.early = null;
     let sock: SocketLike;
-    try { sock = this.opts.socket(this.opts.url); } catch { this.scheduleReconnect(); return; }
+    if (early && !early.closed) sock = early.ws;
+    else {
+      if (early) try { early.ws.close(); } catch { /* closed */ }
+      try { sock = this.opts.socket(this.opts.url); } catch { this.scheduleReconnect(); return; }
+    }
     this.ws = sock;
     this.welcomed = false;
     sock.onopen = () => {
@@ -219,6 +237,11 @@ export class ChatClient {
     };
     sock.onerror = () => { /* onclose follows */ };
     sock.onclose = () => { if (this.ws === sock) this.lost(); };
+    if (early && sock === early.ws) {
+      if (early.helloSent) { this.lastRx = Date.now(); this.startPing(); }
+      // What arrived before the client took over, in order (a frame may replace the socket).
+      for (const data of early.frames.splice(0)) if (this.ws === sock) sock.onmessage?.({ data });
+    }
   }
 
   private lost(minDelay = 0): void {

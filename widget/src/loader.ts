@@ -9,6 +9,7 @@
 import { accent, adoptCss, type PublicSettings } from './settings';
 import { fmt, pickLang, words } from './i18n';
 import type { AppHandle, AppOptions } from './app';
+import { openEarly, storageKey, type EarlySocket } from './early';
 
 declare const __APP_HASH__: string;
 
@@ -115,18 +116,27 @@ function boot(): void {
     label();
   };
   const load = (): Promise<AppHandle> => {
-    app ??= Promise.all([import(/* @vite-ignore */ `${base}/widget/app.js?v=${__APP_HASH__}`) as Promise<typeof import('./app')>, settingsReady])
-      .then(([mod]) => {
+    if (app) return app;
+    // The socket opens as soon as the settings say this page may chat, while app.js is still
+    // downloading; a refused page opens none.
+    const earlyReady: Promise<EarlySocket | null> = settingsReady.then((s) => (s ? openEarly(base, bot) : null));
+    const loading = Promise.all([import(/* @vite-ignore */ `${base}/widget/app.js?v=${__APP_HASH__}`) as Promise<typeof import('./app')>, earlyReady])
+      .then(([mod, early]) => {
         if (refused) throw new Error('this page may not embed this bot');
         const opts: AppOptions = {
-          shadow, root, base, botId: bot, settings, lang: script.dataset.lang ?? null,
+          shadow, root, base, botId: bot, settings, lang: script.dataset.lang ?? null, early,
           onUnread: setUnread,
           onClose: () => toggle(false, true),
         };
         return mod.mount(opts);
       });
-    app.catch((e) => { if (!refused) console.warn('parla widget: could not load', e); app = null; });
-    return app;
+    app = loading;
+    loading.catch((e) => {
+      if (!refused) console.warn('parla widget: could not load', e);
+      void earlyReady.then((early) => early?.ws.close());
+      app = null; // the next open tries again
+    });
+    return loading;
   };
   const toggle = (open: boolean, focusLauncher = false) => {
     isOpen = open;
@@ -150,7 +160,7 @@ function boot(): void {
 }
 
 function hasConversation(bot: string): boolean {
-  try { return !!JSON.parse(localStorage.getItem(`parla.widget.v1.${bot}`) || '{}').conversation_id; } catch { return false; }
+  try { return !!JSON.parse(localStorage.getItem(storageKey(bot)) || '{}').conversation_id; } catch { return false; }
 }
 
 boot();

@@ -115,6 +115,49 @@ describe('de-duplication', () => {
   });
 });
 
+describe('the loader\'s early socket', () => {
+  function adopt(early: any) {
+    const c = new ChatClient({ url: 'ws://x', botId: 'demo', storage, early, socket: (u) => { const s = new FakeSocket(u); sockets.push(s); return s; } });
+    const seen: any[] = [];
+    c.listen({ message: (m) => seen.push(m.seq) });
+    return { c, seen };
+  }
+
+  it('is adopted with the frames that arrived before the app, and no second hello', () => {
+    const ws = new FakeSocket('ws://x');
+    ws.open();
+    ws.send(JSON.stringify({ type: 'hello', bot_id: 'demo' })); // what the loader sent
+    const early = { ws, frames: [JSON.stringify(welcome('c1')), JSON.stringify(msg(1, 'bot', 'hi'))], closed: false, helloSent: true };
+    const { c, seen } = adopt(early);
+    c.send('queued');
+    c.start();
+    expect(sockets).toEqual([]); // no new socket
+    expect(c.connected).toBe(true);
+    expect(seen).toEqual([1]);
+    expect(ws.ofType('hello')).toHaveLength(1);
+    expect(ws.ofType('message').map((m) => m.text)).toEqual(['queued']);
+    ws.push(msg(2, 'user', 'queued', { client_msg_id: c.outbox[0].client_msg_id }));
+    expect(seen).toEqual([1, 2]);
+  });
+
+  it('still connecting: the client says hello itself when it opens', () => {
+    const ws = new FakeSocket('ws://x');
+    const { c } = adopt({ ws, frames: [], closed: false, helloSent: false });
+    c.start();
+    ws.open();
+    expect(ws.ofType('hello')).toEqual([{ type: 'hello', bot_id: 'demo' }]);
+  });
+
+  it('already closed: a fresh socket instead', () => {
+    const ws = new FakeSocket('ws://x');
+    const { c } = adopt({ ws, frames: [], closed: true, helloSent: true });
+    c.start();
+    expect(sockets).toHaveLength(1);
+    latest().open();
+    expect(latest().ofType('hello')).toHaveLength(1);
+  });
+});
+
 describe('read position', () => {
   it('is shared between tabs through storage, and forgotten with the conversation', () => {
     const a = client();
