@@ -17,6 +17,7 @@ import { gzipSync, brotliCompressSync } from 'node:zlib';
 import { CHROMIUM, CHROMIUM_ARGS, chromium, cleanup, startHost, startParla } from '../../tests/browser/harness.mjs';
 
 const RUNS = Number(process.env.RUNS || 15);
+const loadAtStart = (await import('node:os')).loadavg().map((x) => +x.toFixed(2));
 const EXCHANGES = Number(process.env.EXCHANGES || 4);
 const here = (p) => new URL(p, import.meta.url);
 
@@ -154,6 +155,9 @@ await cleanup();
 
 const report = {
   chromium: browser.version(),
+  // This machine has 2 cores and may be shared: the load says how much else was running.
+  'load average (1, 5, 15 min) at the end': (await import('node:os')).loadavg().map((x) => +x.toFixed(2)),
+  'load average at the start': loadAtStart,
   runs: RUNS,
   sizes,
   'widget: script tag → launcher drawn (ms, cold)': stats(widget.launcher),
