@@ -163,7 +163,7 @@ test('axe finds no accessibility violations in the open widget, with a conversat
   assert.deepEqual(problems, []);
 });
 
-test('an agent takes over and writes while the widget is closed: unread badge, banner, the agent\'s name, read receipts', { timeout: 90_000 }, async (t) => {
+test('an agent takes over and writes while the widget is closed: unread badge, banner, the agent\'s name, read receipt, typing', { timeout: 90_000 }, async (t) => {
   const email = 'ann@unread.example.com', password = 'a long enough password';
   await api('POST', '/api/auth/register', { email, password, name: 'Ann Agent' });
   const { access_token: token } = await api('POST', '/api/auth/login', { email, password });
@@ -220,12 +220,17 @@ test('an agent takes over and writes while the widget is closed: unread badge, b
     s.onmessage = (e) => {
       const f = JSON.parse(e.data);
       if (f.type === 'welcome') s.send(JSON.stringify({ type: 'subscribe', conversation_id: conversationId, last_seq: 0 }));
-      if (f.type === 'subscribed') { s.send(JSON.stringify({ type: 'read', conversation_id: conversationId, seq: 5 })); resolve(); }
+      if (f.type === 'subscribed') {
+        s.send(JSON.stringify({ type: 'read', conversation_id: conversationId, seq: 5 }));
+        s.send(JSON.stringify({ type: 'typing', conversation_id: conversationId, on: true }));
+        resolve();
+      }
       if (f.type === 'error') reject(new Error(e.data));
     };
   }), { ws: `${parla.replace('http', 'ws')}/v1/agent/ws`, token, conversationId });
   await a.locator('#messages > [data-seq="5"] .seen').waitFor();
   assert.equal(await a.textContent('#messages > [data-seq="5"] .seen'), 'Seen');
+  await a.locator('#typing', { hasText: 'Ann Agent is typing…' }).waitFor();
   await a.screenshot({ path: '/tmp/parla-widget-agent.png' });
   assert.deepEqual(problems, []);
 });

@@ -55,6 +55,7 @@ form.form input,form.form textarea{width:100%;font:inherit;font-size:14px;paddin
 .banner[hidden]{display:none}
 .line{margin:0;padding:0 14px;font-size:12.5px;color:#4f5866;min-height:18px;background:#f6f7f9}
 .line:empty{min-height:0}
+.line:not(:empty){padding:4px 14px}
 .notice{color:#a3240f}
 .from{display:block;font-size:11.5px;font-weight:650;color:#4f5866;margin-bottom:1px}
 .dots{display:inline-flex;gap:3px;margin-right:6px;vertical-align:middle}
