@@ -2,7 +2,7 @@
 # Runs Parla's whole test suite on a fresh machine: checks the toolchain, then formatting,
 # clippy (warnings are errors) and every test. What the tests need is installed here: a Python
 # venv with schemathesis and aiosmtpd (the tests start their SMTP server themselves), Debian's
-# Chromium and playwright-core for the browser test.
+# Chromium and playwright-core for the browser test, the widget's npm tools (widget/).
 #
 # The cargo target directory lives outside the clone (CARGO_TARGET_DIR, default
 # /var/tmp/parla-target) so that later runs on the same machine start warm.
@@ -53,6 +53,43 @@ cargo test --workspace --locked 2>&1 | tee "${CARGO_TARGET_DIR}/last-test.log"
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "${CARGO_TARGET_DIR}/last-test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "${CARGO_TARGET_DIR}/last-test.log" | awk '{s+=$1} END {print s+0}')
 failed=$((failed + services_failed))
+
+# --- widget (widget/) ---
+# The embeddable widget's own checks: typecheck, the committed bundle (widget/dist, which the
+# server embeds) is what the sources build to, the vitest suite, and the TypeScript protocol
+# types are what gateway/src/protocol.rs's schema generates (the schema itself is checked by the
+# gateway's test protocol_schema_is_committed, above). Each check, and each vitest test, joins
+# the summary; a failure fails the script.
+step "widget (widget/: typecheck, bundle, vitest, protocol types)"
+widget_start=$SECONDS
+widget_log="${CARGO_TARGET_DIR}/last-widget.log"
+: >"$widget_log"
+widget_check() { # NAME COMMAND...: one pass or one fail
+  local name=$1; shift
+  if "$@" >>"$widget_log" 2>&1; then
+    echo "ok - widget: $name"; passed=$((passed + 1))
+  else
+    echo "not ok - widget: $name (see $widget_log)"; failed=$((failed + 1))
+  fi
+}
+if npm ci --prefix widget --no-audit --no-fund --loglevel=error >>"$widget_log" 2>&1; then
+  widget_check "typecheck" npm run --prefix widget --silent typecheck
+  widget_check "dist/ is what the sources build to" npm run --prefix widget --silent check-dist
+  widget_check "protocol types match the Rust schema" npm run --prefix widget --silent check-types
+  vitest_json="${CARGO_TARGET_DIR}/last-widget-vitest.json"
+  rm -f "$vitest_json"
+  (cd widget && npx vitest run --reporter=default --reporter=json --outputFile="$vitest_json") 2>&1 | tee -a "$widget_log" | tail -n 5 || true
+  if [ -s "$vitest_json" ]; then
+    passed=$((passed + $(node -p "require('$vitest_json').numPassedTests")))
+    failed=$((failed + $(node -p "const r = require('$vitest_json'); r.numFailedTests + (r.success || r.numFailedTests ? 0 : 1)")))
+  else
+    echo "not ok - widget: vitest produced no report"; failed=$((failed + 1))
+  fi
+else
+  echo "not ok - widget: npm ci failed (see $widget_log)"; failed=$((failed + 1))
+fi
+echo "widget step took $((SECONDS - widget_start)) s"
+# --- end widget ---
 
 # --- browser test (tests/browser) ---
 # A person chats with the demo bot in Debian's Chromium (driven by playwright-core) against the

@@ -352,7 +352,15 @@ async fn the_demo_page_health_and_metrics_are_served() {
     let server = start().await;
     let (status, body) = server.get("/").await;
     assert_eq!(status, 200);
-    assert!(body.contains("/v1/widget/ws"), "the page speaks to the widget socket");
+    assert!(body.contains("/widget.js"), "the demo page embeds the widget");
+    let (status, loader) = server.get("/widget.js").await;
+    assert_eq!(status, 200);
+    assert!(loader.contains("/v1/widget/bots/"), "the loader reads the bot's public settings");
+    let hash =
+        loader.split("app.js?v=").nth(1).map(|s| &s[..16]).expect("the loader names its app");
+    let (status, app) = server.get(&format!("/widget/app.js?v={hash}")).await;
+    assert_eq!(status, 200);
+    assert!(app.contains("/v1/widget/ws"), "the app speaks to the widget socket");
     let (status, body) = server.get("/healthz").await;
     assert_eq!((status, body.contains("ok")), (200, true));
     let (status, body) = server.get("/metrics").await;
@@ -473,4 +481,26 @@ async fn a_responder_that_panics_mid_stream_still_ends_the_stream_and_the_conver
         assert!(waited < 100, "the actor never passivated");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bots_public_settings_say_how_the_widget_looks_and_nothing_more() {
+    let server = start().await;
+    let (status, body) = server.get("/v1/widget/bots/demo/settings").await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let mut keys: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["appearance", "id", "language", "name", "welcome_message"],
+        "no secrets: {v}"
+    );
+    assert_eq!(v["appearance"]["title"], "Parla demo");
+    assert_eq!(v["language"], "en");
+    assert!(v["welcome_message"].as_str().expect("text").contains("demo bot"));
+
+    let (status, body) = server.get("/v1/widget/bots/no-such-bot/settings").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("bot_not_found"), "{body}");
 }

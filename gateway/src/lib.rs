@@ -5,8 +5,9 @@
 //! # Layout
 //! - [`protocol`]: widget protocol v1 wire types (documented in `docs/protocol.md`).
 //! - [`widget_ws`]: `GET /v1/widget/ws`, one task per socket.
-//! - [`configure`]: mounts every route, including `GET /` (the demo widget page), `GET /healthz`
-//!   and `GET /metrics`.
+//! - [`widget_assets`]: the embeddable widget's files (`GET /widget.js`, `GET /widget/app.js`),
+//!   its public bot settings, and `GET /` (a demo page embedding it).
+//! - [`configure`]: mounts every route, including `GET /healthz` and `GET /metrics`.
 //!
 //! # Concurrency model
 //! actix-web runs one single-threaded runtime per worker; each socket is a task on its worker.
@@ -14,6 +15,7 @@
 //! through bounded channels (actor mailboxes) and the bus's broadcast subscriptions.
 
 pub mod protocol;
+pub mod widget_assets;
 pub mod widget_ws;
 
 use std::sync::Arc;
@@ -24,9 +26,6 @@ use parla_engine::Engine;
 
 pub use widget_ws::WidgetState;
 
-/// The first, minimal widget page, compiled into the binary.
-const INDEX_HTML: &str = include_str!("../static/index.html");
-
 /// Mounts the gateway's routes. `shutdown` turns true when the server begins to stop.
 pub fn configure(
     engine: Engine,
@@ -36,18 +35,11 @@ pub fn configure(
     let state = WidgetState { engine, settings: Arc::new(settings), shutdown };
     move |cfg| {
         cfg.app_data(web::Data::new(state))
-            .route("/", web::get().to(index))
+            .configure(widget_assets::configure)
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics))
             .route("/v1/widget/ws", web::get().to(widget_ws::widget_ws));
     }
-}
-
-async fn index() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(INDEX_HTML)
 }
 
 async fn healthz() -> HttpResponse {

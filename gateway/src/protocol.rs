@@ -4,8 +4,9 @@
 //! JSON text frames, each with a `type`. Unknown extra fields are ignored, so clients may send
 //! more than this; servers may add fields, and clients must ignore fields they do not know.
 
-use parla_engine::model::{Message, Sender};
+use parla_engine::model::{Message, MessageType, Sender};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Protocol version announced in `welcome`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -17,7 +18,7 @@ pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
 pub const MAX_PUSH_TOKEN_LEN: usize = 4096;
 
 /// A frame from the widget.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Opens a new conversation with `bot_id`, or resumes one.
@@ -32,6 +33,14 @@ pub enum ClientFrame {
     Message {
         client_msg_id: String,
         text: String,
+        /// The button's payload when the visitor pressed a CARD or CAROUSEL button (`text` is
+        /// the button's label). Optional, additive to v1.
+        #[serde(default)]
+        postback: Option<String>,
+        /// The fields of a FORM the visitor submitted (`text` is a readable summary).
+        /// Optional, additive to v1.
+        #[serde(default)]
+        form: Option<FormSubmission>,
     },
     Typing {
         on: bool,
@@ -49,7 +58,7 @@ pub enum ClientFrame {
 }
 
 /// A frame to the widget.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Welcome {
@@ -107,15 +116,18 @@ pub enum ServerFrame {
     Pong,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct BotInfo {
     pub id: String,
     pub name: String,
+    /// The bot's language (`en`, `it`, …): the widget's default UI language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// The bot's widget customisation (title, colours), as the tenant set it.
     pub appearance: parla_engine::model::Appearance,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessageFrame {
     pub seq: u64,
     pub id: String,
@@ -124,6 +136,89 @@ pub struct MessageFrame {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
     pub created_at: i64,
+    /// The message's type; absent means `text`. Additive to v1: `text` always carries a
+    /// readable fallback, so a client that ignores `kind` still shows something sensible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MessageType>,
+    /// What a non-text message needs to be drawn (image URL, card, form…). Additive to v1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<RichContent>,
+}
+
+/// The body of a rich message, by type. Every URL is `https://` (or relative to the server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RichContent {
+    Image {
+        url: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alt: Option<String>,
+    },
+    File {
+        url: String,
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        size_bytes: Option<u64>,
+    },
+    Card(Card),
+    Carousel {
+        cards: Vec<Card>,
+    },
+    Form {
+        form_id: String,
+        fields: Vec<FormField>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        submit_label: Option<String>,
+    },
+}
+
+/// A card: an optional image, a title, a subtitle and buttons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Card {
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    pub buttons: Vec<CardButton>,
+}
+
+/// A button: opens `url` when it has one, else sends `payload` as a postback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CardButton {
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// One field of a form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FormField {
+    /// The key the value is collected under.
+    pub name: String,
+    pub label: String,
+    pub input: FormInput,
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormInput {
+    Text,
+    Email,
+    Phone,
+    Number,
+    Textarea,
+}
+
+/// A submitted form: its id and the values by field name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FormSubmission {
+    pub form_id: String,
+    pub values: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&Message> for MessageFrame {
@@ -135,8 +230,38 @@ impl From<&Message> for MessageFrame {
             text: m.text.clone(),
             client_msg_id: m.client_msg_id.clone(),
             created_at: m.created_at,
+            kind: (m.kind != MessageType::Text).then_some(m.kind),
+            content: None,
         }
     }
+}
+
+/// The JSON Schema of every frame, from which the widget's TypeScript types are generated
+/// (`widget/src/protocol.schema.json` → `widget/src/protocol.gen.ts`). The test
+/// `protocol_schema_is_committed` fails when the committed copy is stale.
+pub fn json_schema() -> serde_json::Value {
+    use utoipa::{PartialSchema, openapi::RefOr, openapi::schema::Schema};
+    let mut defs: Vec<(String, RefOr<Schema>)> = Vec::new();
+    <ClientFrame as ToSchema>::schemas(&mut defs);
+    <ServerFrame as ToSchema>::schemas(&mut defs);
+    let mut components = serde_json::Map::new();
+    for (name, schema) in defs {
+        components.insert(name, serde_json::to_value(schema).unwrap_or_default());
+    }
+    components.insert(
+        "ClientFrame".into(),
+        serde_json::to_value(<ClientFrame as PartialSchema>::schema()).unwrap_or_default(),
+    );
+    components.insert(
+        "ServerFrame".into(),
+        serde_json::to_value(<ServerFrame as PartialSchema>::schema()).unwrap_or_default(),
+    );
+    serde_json::json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "ParlaWidgetProtocolV1",
+        "description": "Generated from gateway/src/protocol.rs by its test protocol_schema_is_committed; do not edit.",
+        "components": { "schemas": components },
+    })
 }
 
 /// Error codes the gateway itself produces (the engine's come from `EngineError::code`).
@@ -174,7 +299,15 @@ mod tests {
         let f: ClientFrame =
             serde_json::from_str(r#"{"type":"message","client_msg_id":"a","text":"hi","x":1}"#)
                 .expect("parse");
-        assert_eq!(f, ClientFrame::Message { client_msg_id: "a".into(), text: "hi".into() });
+        assert_eq!(
+            f,
+            ClientFrame::Message {
+                client_msg_id: "a".into(),
+                text: "hi".into(),
+                postback: None,
+                form: None
+            }
+        );
         let f: ClientFrame =
             serde_json::from_str(r#"{"type":"hello","bot_id":"demo"}"#).expect("parse");
         assert!(matches!(f, ClientFrame::Hello { last_seq: None, .. }));
@@ -196,5 +329,22 @@ mod tests {
         })
         .expect("json");
         assert_eq!(v, serde_json::json!({"type": "handoff", "to": "human", "agent": "Ann"}));
+    }
+
+    /// The widget's TypeScript types come from this schema; a stale committed copy fails here.
+    /// `PARLA_WRITE_SCHEMA=1 cargo test -p parla-gateway protocol_schema` rewrites it.
+    #[test]
+    fn protocol_schema_is_committed() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../widget/src/protocol.schema.json");
+        let fresh = serde_json::to_string_pretty(&json_schema()).expect("json") + "\n";
+        if std::env::var_os("PARLA_WRITE_SCHEMA").is_some() {
+            std::fs::write(path, &fresh).expect("write the schema");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "{path} is stale: run PARLA_WRITE_SCHEMA=1 cargo test -p parla-gateway protocol_schema, \
+             then npm run gen-types --prefix widget"
+        );
     }
 }

@@ -301,6 +301,7 @@ impl Connection {
             bot: BotInfo {
                 id: opened.bot.id.0.clone(),
                 name: opened.bot.name.clone(),
+                language: Some(opened.bot.language.clone()),
                 appearance: opened.bot.appearance.clone(),
             },
         })
@@ -326,7 +327,7 @@ impl Connection {
     ) -> Result<(), Gone> {
         let engine = self.state.engine.clone();
         match frame {
-            ClientFrame::Message { client_msg_id, text } => {
+            ClientFrame::Message { client_msg_id, text, .. } => {
                 if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
                     let msg = format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes");
                     return self.error(codes::INVALID_CLIENT_MSG_ID, &msg, None, None).await;

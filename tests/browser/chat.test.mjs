@@ -1,8 +1,10 @@
-// End to end, as a person would: the real `parla serve` binary, the demo page at `/`, Debian's
-// Chromium driven by playwright-core. Run by ./scripts/test.sh, or by hand:
+// End to end, as a person would: the real `parla serve` binary, the demo page at `/` (which
+// embeds the widget, opened), Debian's Chromium driven by playwright-core. Run by
+// ./scripts/test.sh, or by hand:
 //   PARLA_BIN=/var/tmp/parla-target/debug/parla node --test tests/browser/
-// Assertions go through the page's stable ids (#messages children with data-seq/data-sender,
-// #input, #send, #status). Timeouts below are hang guards only, never timing assertions.
+// Assertions go through the widget's stable ids (#messages children with data-seq/data-sender,
+// #input, #send, #status[data-state]); Playwright's CSS selectors pierce its open shadow root.
+// Timeouts below are hang guards only, never timing assertions.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -88,8 +90,7 @@ async function openBrowser(t) {
   return { page, problems };
 }
 
-const waitConnected = (page) => page.waitForFunction(
-  () => document.querySelector('#status')?.textContent.includes('connected'), null, { timeout: GUARD });
+const waitConnected = (page) => page.locator('#status[data-state="connected"]').waitFor({ timeout: GUARD });
 
 /** Waits for the stored message with this seq and returns {sender, text}. */
 async function message(page, seq) {
@@ -115,13 +116,14 @@ test('a person chats with the demo bot, sees the reply stream, reloads and carri
   // MutationObserver sees each token frame (each is its own task), so this does not depend on
   // how fast this process polls.
   await page.evaluate(() => {
+    const root = document.querySelector('[data-parla-widget]').shadowRoot;
     window.__partials = [];
     new MutationObserver(() => {
-      for (const el of document.querySelectorAll('#live .msg.streaming')) {
+      for (const el of root.querySelectorAll('#live .msg.streaming')) {
         const text = el.querySelector('.text').textContent;
         if (text && el.getClientRects().length > 0) window.__partials.push(text);
       }
-    }).observe(document.querySelector('#live'), { childList: true, subtree: true, characterData: true });
+    }).observe(root.querySelector('#live'), { childList: true, subtree: true, characterData: true });
   });
 
   // By keyboard: focus the box, type, Enter sends.
@@ -157,27 +159,27 @@ test('a person chats with the demo bot, sees the reply stream, reloads and carri
   // seq 5 came after any replay the resume triggered, so a duplicate would be in the page now.
   assert.deepEqual(await shownSeqs(page), [1, 2, 3, 4, 5], 'messages 1..5 once each, in order');
   assert.equal(await page.locator('#live > *').count(), 0, 'no pending or streaming bubble left');
-  assert.match(await page.title(), /Parla demo bot/);
+  assert.equal(await page.textContent('#title'), 'Parla demo', 'the bot\'s appearance title heads the widget');
 
   await page.screenshot({ path: SCREENSHOT });
   assert.deepEqual(problems, [], 'no script errors in the page');
 });
 
-test('an unknown bot shows that the chat is unavailable', { timeout: 60_000 }, async (t) => {
+test('an unknown bot shows no widget at all, and opens no socket', { timeout: 60_000 }, async (t) => {
   const { page, problems } = await openBrowser(t);
+  const sockets = [];
+  page.on('websocket', (ws) => sockets.push(ws.url()));
+  // The loader asks for the bot's public settings; a 404 (bot_not_found) removes the widget
+  // before anything else is loaded or connected.
+  const settings = page.waitForResponse((r) => r.url().includes('/v1/widget/bots/no-such-bot/settings'));
   await page.goto(`${baseUrl}/?bot=no-such-bot`);
-  // index.html: on `bot_not_found` it stops reconnecting, sets #status to "chat unavailable"
-  // (data-state="unavailable") and shows "This chat does not exist." in #notice.
-  await page.waitForFunction(() => {
-    const s = document.querySelector('#status');
-    return s.dataset.state === 'unavailable' && s.textContent.includes('unavailable');
-  }, null, { timeout: GUARD });
-  assert.equal(await page.textContent('#status'), 'chat unavailable');
-  assert.match(await page.textContent('#notice'), /does not exist/);
-  assert.equal(await page.locator('#messages > *').count(), 0, 'no conversation was opened');
-  assert.ok(await page.isDisabled('#input'), 'nothing can be typed into a chat that does not exist');
-  assert.ok(await page.isDisabled('#send'));
-  assert.deepEqual(problems, [], 'no script errors in the page');
+  const answer = await settings;
+  assert.equal(answer.status(), 404);
+  assert.equal((await answer.json()).error.code, 'bot_not_found');
+  await page.waitForFunction(() => !document.querySelector('[data-parla-widget]'), null, { timeout: GUARD });
+  assert.equal(await page.locator('#launcher').count(), 0);
+  assert.deepEqual(sockets, [], 'no conversation was attempted');
+  assert.deepEqual(problems.filter((p) => !/status of 404/.test(p)), [], 'no script errors in the page');
 });
 
 // ---- the agent console ------------------------------------------------------------------------
@@ -234,8 +236,7 @@ test('an agent signs in to the console, takes a chat over from the bot and repli
 
   // Take over: the visitor is told, the reply box opens.
   await page.click('#claim');
-  await visitor.page.waitForFunction(() => !document.querySelector('#handoff').hidden
-    && document.querySelector('#handoff').textContent.includes('Ann Agent'), null, { timeout: GUARD });
+  await visitor.page.locator('#handoff', { hasText: 'Ann Agent' }).waitFor({ timeout: GUARD });
   await page.waitForFunction(() => !document.querySelector('#reply').disabled, null, { timeout: GUARD });
 
   // Reply by keyboard, and with a canned response picked from the "/" list.
@@ -250,7 +251,7 @@ test('an agent signs in to the console, takes a chat over from the bot and repli
 
   // The visitor's page shows both, from the human, in order, and no bot answer after the takeover.
   const visitorTexts = async () => visitor.page.$$eval('#messages > .msg', (els) => els.map((e) => [e.dataset.sender, e.querySelector('.text').textContent]));
-  await visitor.page.waitForFunction(() => [...document.querySelectorAll('#messages > .msg[data-sender="human"]')].length === 2, null, { timeout: GUARD });
+  await visitor.page.locator('#messages > .msg[data-sender="human"]').nth(1).waitFor({ timeout: GUARD });
   const shown = await visitorTexts();
   const human = shown.filter(([s]) => s === 'human').map(([, text]) => text);
   assert.deepEqual(human, ['Hi, I am Ann. Let me look at your order.', 'Thank you for your patience!']);
@@ -266,7 +267,7 @@ test('an agent signs in to the console, takes a chat over from the bot and repli
 
   // Hand back to the bot, then resolve: the conversation leaves the inbox.
   await page.click('#release');
-  await visitor.page.waitForFunction(() => document.querySelector('#handoff').textContent.includes('again'), null, { timeout: GUARD });
+  await visitor.page.locator('#handoff', { hasText: 'again' }).waitFor({ timeout: GUARD });
   await page.click('#resolve');
   await page.waitForFunction(() => document.querySelectorAll('#inbox li[data-conversation-id]').length === 0, null, { timeout: GUARD });
 
