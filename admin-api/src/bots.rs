@@ -335,7 +335,12 @@ fn apply_intent(intent: &mut Intent, body: IntentBody) -> Result<(), ApiError> {
             .iter()
             .map(|q| text("response.quick_replies", q, 100))
             .collect::<Result<_, _>>()?;
-        intent.response = IntentResponse { text: text_, quick_replies };
+        if let Some(content) = &response.content {
+            content
+                .validate("response.content")
+                .map_err(|e| ApiError::invalid(&e.field, e.problem))?;
+        }
+        intent.response = IntentResponse { text: text_, quick_replies, content: response.content };
     }
     if let Some(actions) = body.actions {
         if actions.len() > 5 {
@@ -350,6 +355,21 @@ fn apply_intent(intent: &mut Intent, body: IntentBody) -> Result<(), ApiError> {
             }
         }
         intent.actions = actions;
+    }
+    Ok(())
+}
+
+/// A form's id names it when a visitor submits it, so it is unique among the bot's intents.
+fn form_id_free(intents: &[Intent], intent: &Intent) -> Result<(), ApiError> {
+    let form_id =
+        |i: &Intent| i.response.content.as_ref().and_then(|c| c.form()).map(|f| f.0.to_owned());
+    let Some(mine) = form_id(intent) else { return Ok(()) };
+    if intents.iter().any(|i| i.id != intent.id && form_id(i).as_deref() == Some(mine.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "form_id_taken",
+            "another intent of this bot has a form with that form_id",
+        ));
     }
     Ok(())
 }
@@ -375,7 +395,7 @@ pub async fn list_intents(
     params(("id" = String, Path, description = "The bot's id")),
     request_body = IntentBody,
     responses((status = 201, description = "The new intent, in effect from the next message", body = IntentView),
-              (status = 409, description = "`intent_name_taken`", body = ErrorBody)))]
+              (status = 409, description = "`intent_name_taken`, or `form_id_taken` (a form's `form_id` is unique among the bot's intents)", body = ErrorBody)))]
 pub async fn create_intent(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -400,7 +420,7 @@ pub async fn create_intent(
         name: String::new(),
         description: None,
         examples: Vec::new(),
-        response: IntentResponse { text: String::new(), quick_replies: Vec::new() },
+        response: IntentResponse { text: String::new(), quick_replies: Vec::new(), content: None },
         actions: Vec::new(),
     };
     apply_intent(&mut intent, body)?;
@@ -413,6 +433,7 @@ pub async fn create_intent(
             "this bot already has an intent with that name",
         ));
     }
+    form_id_free(&intents, &intent)?;
     intents.push(intent.clone());
     state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
     state.engine.bot_changed(&bot.tenant_id, &bot.id);
@@ -443,7 +464,7 @@ pub async fn get_intent(
     params(("id" = String, Path, description = "The bot's id"), ("intent_id" = String, Path, description = "The intent's id")),
     request_body = IntentBody,
     responses((status = 200, description = "The intent, changed", body = IntentView),
-              (status = 409, description = "`intent_name_taken`", body = ErrorBody)))]
+              (status = 409, description = "`intent_name_taken`, or `form_id_taken` (a form's `form_id` is unique among the bot's intents)", body = ErrorBody)))]
 pub async fn update_intent(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -466,6 +487,7 @@ pub async fn update_intent(
             "this bot already has an intent with that name",
         ));
     }
+    form_id_free(&intents, &intent)?;
     intents[index] = intent.clone();
     state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
     state.engine.bot_changed(&bot.tenant_id, &bot.id);

@@ -168,8 +168,12 @@ pub async fn get(
         .await?;
     let next_after_seq =
         (messages.len() == limit).then(|| messages.last().map(|m| m.seq)).flatten();
+    // Deleted since it was read: it has no data any more.
+    let user_data =
+        state.store.user_data(&caller.tenant, &conversation.id).await?.unwrap_or_default();
     Ok(HttpResponse::Ok().json(ConversationDetail {
         conversation: ConversationView::from(&conversation),
+        user_data,
         messages,
         next_after_seq,
     }))

@@ -253,6 +253,9 @@ pub struct ConversationPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationDetail {
     pub conversation: ConversationView,
+    /// What the visitor's forms collected, by field name (later submissions replace a
+    /// field's value); empty when nothing was collected.
+    pub user_data: std::collections::BTreeMap<String, String>,
     /// In `seq` order.
     pub messages: Vec<Message>,
     /// Pass as `after_seq` for the next page; null on the last page.

@@ -456,8 +456,12 @@ impl ConversationActor {
         {
             tracing::info!(conversation = %c, seq = message.seq, "answering a message left unanswered");
             let text = message.text.clone();
+            let postback = message.postback.clone();
             self.refresh_bot(state).await;
-            let best = crate::responder::builtin::classify_index(&state.intents, &text);
+            let best = postback
+                .and_then(|payload| postback_intent(&state.intents, &payload))
+                .map(|i| (i, 1.0))
+                .or_else(|| crate::responder::builtin::classify_index(&state.intents, &text));
             self.start_reply(state, text, best).await;
         }
     }
@@ -484,24 +488,128 @@ impl ConversationActor {
         client_msg_id: String,
         text: String,
     ) {
+        let input = VisitorInput { client_msg_id, text, postback: None, form: None };
+        // Refusals are told to `origin` inside; nothing else waits for the verdict.
+        let _ = self.visitor_message(state, origin, input).await;
+    }
+
+    /// Stores a visitor's message (text, postback or form) and answers it. Refusals are told
+    /// to `origin` when there is one, and returned either way.
+    async fn visitor_message(
+        &mut self,
+        state: &mut State,
+        origin: Option<ConnId>,
+        input: VisitorInput,
+    ) -> Result<CommandOutcome, EngineError> {
+        let VisitorInput { client_msg_id, text, postback, form } = input;
         let panic_text = &self.deps.settings.panic_on_text;
         if !panic_text.is_empty() && text == *panic_text {
             panic!("fault injection: engine.panic_on_text matched");
         }
         self.refresh_bot(state).await;
+        if let Some(form) = &form {
+            // Checked against the bot's form of that id before anything is stored; its values
+            // are merged before the message is (a retry after a failed append merges the same
+            // values again, where the reverse order could lose them).
+            let fields = find_form(&state.intents, &form.form_id).ok_or_else(|| {
+                EngineError::InvalidForm(format!(
+                    "form.form_id: {} is not a form of this bot",
+                    form.form_id
+                ))
+            });
+            let checked = fields.and_then(|fields| {
+                form.validate_against(fields).map_err(|e| EngineError::InvalidForm(e.to_string()))
+            });
+            let merged = match checked {
+                Ok(()) => self.merge_user_data(&form.filled()).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = merged {
+                if origin.is_some() {
+                    self.publish_rejection(origin, Some(client_msg_id), &e);
+                }
+                return Err(e);
+            }
+        }
         let mut message = self.new_message(state, Sender::User, text, Some(client_msg_id));
-        message.sentiment = crate::sentiment::score(&message.text);
-        let best = crate::responder::builtin::classify_index(&state.intents, &message.text);
+        let best = match (&postback, &form) {
+            (Some(payload), _) => {
+                postback_intent(&state.intents, payload).map(|i| (i, 1.0)).or_else(|| {
+                    crate::responder::builtin::classify_index(&state.intents, &message.text)
+                })
+            }
+            // A form is answered with a thank-you below, not by an intent.
+            (None, Some(_)) => None,
+            (None, None) => {
+                message.sentiment = crate::sentiment::score(&message.text);
+                crate::responder::builtin::classify_index(&state.intents, &message.text)
+            }
+        };
         if let Some((i, confidence)) = best {
             (message.intent, message.confidence) =
                 (Some(state.intents[i].name.clone()), Some(confidence));
         }
+        (message.postback, message.form) = (postback, form.map(Box::new));
         let text = message.text.clone();
-        let Some(stored) = self.store_message(state, message, origin).await else {
-            return;
+        let stored = match self.try_store(state, &message).await {
+            Ok(Appended::Stored) => message,
+            Ok(Appended::Duplicate(existing)) => {
+                self.deps.metrics.duplicates_acknowledged.fetch_add(1, Relaxed);
+                if let Some(conn) = origin {
+                    let ack = Event::Ack { conn, message: existing.clone() };
+                    self.deps.bus.publish(&self.key, ack);
+                }
+                return Ok(CommandOutcome::Message { message: existing, duplicate: true });
+            }
+            Err(e) => {
+                let e = EngineError::Store(e);
+                if origin.is_some() {
+                    self.publish_rejection(origin, message.client_msg_id, &e);
+                }
+                return Err(e);
+            }
         };
+        let was_form = stored.form.is_some();
         self.tell_inbox(state, Some(&stored));
-        self.deps.bus.publish(&self.key, Event::Message { message: stored });
+        self.deps.bus.publish(&self.key, Event::Message { message: stored.clone() });
+        let outcome = CommandOutcome::Message { message: stored, duplicate: false };
+        if was_form && state.handling.status != ConversationStatus::Assigned {
+            let thanks = if state.bot.language.starts_with("it") {
+                "Grazie, abbiamo ricevuto i tuoi dati."
+            } else {
+                "Thank you, we have received your details."
+            };
+            self.say(state, thanks.to_owned()).await;
+            return Ok(outcome);
+        }
+        self.answer_visitor(state, text, best).await;
+        Ok(outcome)
+    }
+
+    /// Merges a submitted form's values into the conversation's user data.
+    async fn merge_user_data(
+        &self,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        if self.deps.store.merge_user_data(t, c, fields).await? {
+            Ok(())
+        } else {
+            Err(EngineError::ConversationNotFound)
+        }
+    }
+
+    /// What follows a stored visitor message: a CSAT score, reopening, escalation, the bot's
+    /// answer.
+    async fn answer_visitor(
+        &mut self,
+        state: &mut State,
+        text: String,
+        best: Option<(usize, f32)>,
+    ) {
         if state.handling.status == ConversationStatus::Resolved
             && state.handling.csat_pending
             && let Some(score) = csat_score(&text)
@@ -756,6 +864,10 @@ impl ConversationActor {
                     }
                 }
             }
+            AgentAction::VisitorInput { client_msg_id, text, postback, form } => {
+                let input = VisitorInput { client_msg_id, text, postback, form };
+                self.visitor_message(state, None, input).await
+            }
             AgentAction::Note { text } => {
                 let note = Note {
                     id: uuid::Uuid::now_v7().simple().to_string(),
@@ -932,6 +1044,12 @@ impl ConversationActor {
         // the conversation, which counts as done too.
         flight.receipt.done();
         let mut message = self.new_message(state, Sender::Bot, done.text, None);
+        let content = done.intent.as_deref().and_then(|name| {
+            state.intents.iter().find(|i| i.name == name).and_then(|i| i.response.content.clone())
+        });
+        if let Some(content) = content {
+            (message.kind, message.content) = (content.kind(), Some(Box::new(content)));
+        }
         message.intent = done.intent;
         message.confidence = done.confidence;
         message.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
@@ -992,6 +1110,9 @@ impl ConversationActor {
             agent_id: None,
             created_at: now_ms(),
             delivery: None,
+            content: None,
+            postback: None,
+            form: None,
         }
     }
 
@@ -1003,12 +1124,8 @@ impl ConversationActor {
         message: Message,
         origin: Option<ConnId>,
     ) -> Option<Message> {
-        match self.deps.store.append(&message).await {
-            Ok(Appended::Stored) => {
-                state.last_seq = message.seq;
-                self.deps.metrics.messages_stored.fetch_add(1, Relaxed);
-                Some(message)
-            }
+        match self.try_store(state, &message).await {
+            Ok(Appended::Stored) => Some(message),
             Ok(Appended::Duplicate(existing)) => {
                 self.deps.metrics.duplicates_acknowledged.fetch_add(1, Relaxed);
                 if let Some(conn) = origin {
@@ -1017,22 +1134,37 @@ impl ConversationActor {
                 None
             }
             Err(e) => {
-                tracing::error!(error = %e, conversation = %self.key.conversation_id, "append failed");
-                if matches!(e, StoreError::SeqConflict(_) | StoreError::SeqGap { .. }) {
-                    // Our view of the conversation is stale: re-read it.
-                    if let Ok(last) = self
-                        .deps
-                        .store
-                        .last_seq(&self.key.tenant_id, &self.key.conversation_id)
-                        .await
-                    {
-                        state.last_seq = last;
-                    }
-                }
                 self.publish_rejection(origin, message.client_msg_id, &EngineError::Store(e));
                 None
             }
         }
+    }
+
+    /// Appends `message` and advances `last_seq` when it is stored; after a seq conflict,
+    /// re-reads `last_seq` (our view was stale).
+    async fn try_store(
+        &self,
+        state: &mut State,
+        message: &Message,
+    ) -> Result<Appended, StoreError> {
+        let appended = self.deps.store.append(message).await;
+        match &appended {
+            Ok(Appended::Stored) => {
+                state.last_seq = message.seq;
+                self.deps.metrics.messages_stored.fetch_add(1, Relaxed);
+            }
+            Ok(Appended::Duplicate(_)) => {}
+            Err(e) => {
+                tracing::error!(error = %e, conversation = %self.key.conversation_id, "append failed");
+                if matches!(e, StoreError::SeqConflict(_) | StoreError::SeqGap { .. }) {
+                    let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+                    if let Ok(last) = self.deps.store.last_seq(t, c).await {
+                        state.last_seq = last;
+                    }
+                }
+            }
+        }
+        appended
     }
 
     /// Tells every subscriber of the conversation something that is not a refusal of an
@@ -1088,6 +1220,30 @@ fn csat_score(text: &str) -> Option<u8> {
     let stars = t.chars().filter(|c| *c == '⭐' || *c == '★').count();
     let stars = u8::try_from(stars).ok().filter(|n| (1..=5).contains(n))?;
     (usize::from(stars) == t.chars().count()).then_some(stars)
+}
+
+/// A visitor's message as the actor takes it, whichever way it came.
+struct VisitorInput {
+    client_msg_id: String,
+    text: String,
+    postback: Option<String>,
+    form: Option<crate::rich::FormSubmission>,
+}
+
+/// The fields of the bot's form `form_id` (forms come from intents' responses).
+fn find_form<'a>(intents: &'a [Intent], form_id: &str) -> Option<&'a [crate::rich::FormField]> {
+    intents
+        .iter()
+        .filter_map(|i| i.response.content.as_ref()?.form())
+        .find_map(|(id, fields)| (id == form_id).then_some(fields))
+}
+
+/// The intent a postback names directly: one whose id, or name (ignoring case), is the
+/// payload. A button whose payload is an intent's name answers with that intent, whatever
+/// its training phrases.
+fn postback_intent(intents: &[Intent], payload: &str) -> Option<usize> {
+    let payload = payload.trim();
+    intents.iter().position(|i| i.id == payload || i.name.eq_ignore_ascii_case(payload))
 }
 
 fn client_msg_id(envelope: &Envelope) -> Option<String> {

@@ -58,7 +58,7 @@ fn demo_intents(bot: &BotId) -> Vec<Intent> {
         name: name.into(),
         description: None,
         examples: examples.iter().map(|s| (*s).to_owned()).collect(),
-        response: IntentResponse { text: text.into(), quick_replies: vec![] },
+        response: IntentResponse { text: text.into(), quick_replies: vec![], content: None },
         actions: vec![],
     };
     vec![

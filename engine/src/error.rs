@@ -27,6 +27,10 @@ pub enum EngineError {
     AlreadyClaimed(String),
     #[error("you do not hold this conversation; claim it first")]
     NotAssigned,
+    /// A visitor's submitted form does not fit the form it answers (the detail says which
+    /// field and why).
+    #[error("invalid form: {0}")]
+    InvalidForm(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -45,6 +49,7 @@ impl EngineError {
             Self::ShuttingDown => "shutting_down",
             Self::AlreadyClaimed(_) => "already_claimed",
             Self::NotAssigned => "not_assigned",
+            Self::InvalidForm(_) => "invalid_form",
             Self::Internal | Self::Store(_) => "internal",
         }
     }
@@ -60,7 +65,7 @@ impl EngineError {
     /// The error as it crosses nodes: its code, and the agent's name for `already_claimed`.
     pub fn to_wire(&self) -> WireError {
         let detail = match self {
-            Self::AlreadyClaimed(name) => Some(name.clone()),
+            Self::AlreadyClaimed(name) | Self::InvalidForm(name) => Some(name.clone()),
             _ => None,
         };
         WireError { code: self.code().to_owned(), detail }
@@ -80,6 +85,7 @@ impl EngineError {
             "shutting_down" => Self::ShuttingDown,
             "already_claimed" => Self::AlreadyClaimed(wire.detail.unwrap_or_default()),
             "not_assigned" => Self::NotAssigned,
+            "invalid_form" => Self::InvalidForm(wire.detail.unwrap_or_default()),
             _ => Self::Internal,
         }
     }

@@ -15,6 +15,8 @@
 //!   passage, fallback) and the OpenAI-compatible streaming LLM responder.
 //! - [`knowledge`]: documents → text → chunks (a background worker with a durable queue),
 //!   scraping, the embedder port and hybrid (BM25 + vector) retrieval.
+//! - [`rich`]: rich messages (image, file, card, carousel, form), postbacks and form
+//!   submissions, with their limits.
 //! - [`sentiment`]: offline sentiment and "asks for a person" detection.
 //! - [`webhook`]: signed intent webhooks, and the SSRF check shared by every outgoing call a
 //!   tenant chooses the target of.
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod model;
 pub mod presence;
 pub mod responder;
+pub mod rich;
 pub mod sentiment;
 pub mod store;
 mod supervisor;

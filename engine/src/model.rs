@@ -479,9 +479,15 @@ pub struct Bot {
 /// What an intent answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct IntentResponse {
+    /// What the bot says; for a rich response, its readable fallback (shown by clients that do
+    /// not draw `content`, and what the transcript and the agents see).
     pub text: String,
     #[serde(default)]
     pub quick_replies: Vec<String>,
+    /// An image, file, card, carousel or form sent with the answer (the brief's response
+    /// template). Checked by [`crate::rich::RichContent::validate`] when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<crate::rich::RichContent>,
 }
 
 /// What happens, besides the answer, when an intent matches.
@@ -715,6 +721,18 @@ pub struct Message {
     /// On a channel (WhatsApp, SMS): how far the provider got delivering it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// What a message of a `kind` other than `text` needs to be drawn; `text` stays its
+    /// readable fallback. Boxed, like `form`: most messages have neither, and a message is
+    /// moved through every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Box<crate::rich::RichContent>>,
+    /// A visitor's button press: the button's payload (`text` is its label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback: Option<String>,
+    /// A visitor's submitted form (`text` is a readable summary); its values are merged into
+    /// the conversation's user data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<Box<crate::rich::FormSubmission>>,
 }
 
 /// A channel message's delivery, as its provider reports it.

@@ -5,6 +5,8 @@
 //! more than this; servers may add fields, and clients must ignore fields they do not know.
 
 use parla_engine::model::{Message, MessageType, Sender};
+/// The rich-message types are the engine's (what is stored is what is sent).
+pub use parla_engine::rich::{Card, CardButton, FormField, FormInput, FormSubmission, RichContent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -91,6 +93,12 @@ pub enum ServerFrame {
         id: String,
         text: String,
         created_at: i64,
+        /// As in `message`: the stored message's type when not `text`. Additive to v1.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kind: Option<MessageType>,
+        /// As in `message`: what the stored message needs to be drawn. Additive to v1.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<RichContent>,
     },
     Typing {
         sender: Sender,
@@ -145,82 +153,6 @@ pub struct MessageFrame {
     pub content: Option<RichContent>,
 }
 
-/// The body of a rich message, by type. Every URL is `https://` (or relative to the server).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RichContent {
-    Image {
-        url: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        alt: Option<String>,
-    },
-    File {
-        url: String,
-        name: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        size_bytes: Option<u64>,
-    },
-    Card(Card),
-    Carousel {
-        cards: Vec<Card>,
-    },
-    Form {
-        form_id: String,
-        fields: Vec<FormField>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        submit_label: Option<String>,
-    },
-}
-
-/// A card: an optional image, a title, a subtitle and buttons.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Card {
-    pub title: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subtitle: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image_url: Option<String>,
-    pub buttons: Vec<CardButton>,
-}
-
-/// A button: opens `url` when it has one, else sends `payload` as a postback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct CardButton {
-    pub label: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-}
-
-/// One field of a form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct FormField {
-    /// The key the value is collected under.
-    pub name: String,
-    pub label: String,
-    pub input: FormInput,
-    #[serde(default)]
-    pub required: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FormInput {
-    Text,
-    Email,
-    Phone,
-    Number,
-    Textarea,
-}
-
-/// A submitted form: its id and the values by field name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct FormSubmission {
-    pub form_id: String,
-    pub values: std::collections::BTreeMap<String, String>,
-}
-
 impl From<&Message> for MessageFrame {
     fn from(m: &Message) -> Self {
         Self {
@@ -231,7 +163,7 @@ impl From<&Message> for MessageFrame {
             client_msg_id: m.client_msg_id.clone(),
             created_at: m.created_at,
             kind: (m.kind != MessageType::Text).then_some(m.kind),
-            content: None,
+            content: m.content.as_deref().cloned(),
         }
     }
 }
@@ -288,6 +220,12 @@ pub mod codes {
     pub const INVALID_HELLO: &str = "invalid_hello";
     /// A `push_token` that is empty or too long.
     pub const INVALID_PUSH_TOKEN: &str = "invalid_push_token";
+    /// A `postback` that is blank or too long, or a message with both a postback and a form.
+    pub const INVALID_POSTBACK: &str = "invalid_postback";
+    /// A `form` that is malformed (ids, sizes, counts) or does not fit the bot's form of that
+    /// id (unknown fields, a required one missing, an email that is not one). The engine's
+    /// refusals carry the same code.
+    pub const INVALID_FORM: &str = "invalid_form";
 }
 
 #[cfg(test)]

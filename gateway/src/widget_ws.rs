@@ -20,13 +20,14 @@ use governor::{
 use parla_config::GatewaySettings;
 use parla_engine::{
     Engine, EngineError, OpenRequest,
+    agents::{AgentAction, AgentCommand, CommandOutcome},
     bus::{Event, Inbound, RecvError, Subscription},
-    model::{BotId, ConnId, ConversationId, ConversationKey, Sender},
+    model::{BotId, ConnId, ConversationId, ConversationKey, MessageType, Sender},
 };
 
 use crate::protocol::{
-    BotInfo, ClientFrame, MAX_CLIENT_MSG_ID_LEN, MAX_PUSH_TOKEN_LEN, MessageFrame, ServerFrame,
-    codes,
+    BotInfo, ClientFrame, FormSubmission, MAX_CLIENT_MSG_ID_LEN, MAX_PUSH_TOKEN_LEN, MessageFrame,
+    ServerFrame, codes,
 };
 
 /// How long a closing socket waits for the client's close frame.
@@ -327,7 +328,7 @@ impl Connection {
     ) -> Result<(), Gone> {
         let engine = self.state.engine.clone();
         match frame {
-            ClientFrame::Message { client_msg_id, text, .. } => {
+            ClientFrame::Message { client_msg_id, text, postback, form } => {
                 if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
                     let msg = format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes");
                     return self.error(codes::INVALID_CLIENT_MSG_ID, &msg, None, None).await;
@@ -336,6 +337,9 @@ impl Connection {
                 if text.trim().is_empty() || text.chars().count() > max {
                     let msg = format!("text must be 1 to {max} characters");
                     return self.error(codes::INVALID_TEXT, &msg, Some(client_msg_id), None).await;
+                }
+                if postback.is_some() || form.is_some() {
+                    return self.rich_input(key, client_msg_id, text, postback, form).await;
                 }
                 let inbound =
                     Inbound::VisitorMessage { client_msg_id: client_msg_id.clone(), text };
@@ -364,6 +368,52 @@ impl Connection {
             ClientFrame::Hello { .. } | ClientFrame::Ping => {}
         }
         Ok(())
+    }
+
+    /// A button's postback or a submitted form: checked here for shape, then run by the
+    /// conversation's actor as a visitor command, which answers with a verdict (a form can be
+    /// refused against the bot's form). The stored message's echo comes through the
+    /// subscription like any other; a duplicate's original is re-sent as an ack would be.
+    async fn rich_input(
+        &mut self,
+        key: ConversationKey,
+        client_msg_id: String,
+        text: String,
+        postback: Option<String>,
+        form: Option<FormSubmission>,
+    ) -> Result<(), Gone> {
+        let id = Some(client_msg_id.clone());
+        if postback.is_some() && form.is_some() {
+            let msg = "a message carries a postback or a form, not both";
+            return self.error(codes::INVALID_POSTBACK, msg, id, None).await;
+        }
+        if let Some(payload) = &postback
+            && let Err(e) = parla_engine::rich::check_payload("postback", payload)
+        {
+            return self.error(codes::INVALID_POSTBACK, &e.to_string(), id, None).await;
+        }
+        if let Some(form) = &form
+            && let Err(e) = form.validate_shape()
+        {
+            return self.error(codes::INVALID_FORM, &e.to_string(), id, None).await;
+        }
+        let command = AgentCommand {
+            agent: parla_engine::agents::visitor(),
+            privileged: false,
+            action: AgentAction::VisitorInput { client_msg_id, text, postback, form },
+        };
+        match self.state.engine.command(key, command).await {
+            Ok(CommandOutcome::Message { message, duplicate: true }) => {
+                // Like an ack: only a message this socket already has (see `on_event`).
+                let sent = self.open.as_ref().map_or(0, |o| o.last_sent_seq);
+                if message.seq <= sent {
+                    self.send(&ServerFrame::Message(MessageFrame::from(&message))).await?;
+                }
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => self.engine_error(&e, id).await,
+        }
     }
 
     /// Sends every stored message after `after` (and after what this socket already has).
@@ -476,6 +526,8 @@ impl Connection {
                         id: message.id.0.clone(),
                         text: message.text.clone(),
                         created_at: message.created_at,
+                        kind: (message.kind != MessageType::Text).then_some(message.kind),
+                        content: message.content.as_deref().cloned(),
                     },
                     (false, true) => ServerFrame::Message(MessageFrame::from(message)),
                     (false, false) => return Ok(Flow::Continue),

@@ -325,7 +325,10 @@ export class ChatClient {
       case 'stream_end': {
         const sender = this.streams.get(f.stream_id) ?? 'bot';
         this.endStream(f.stream_id);
-        this.stored({ seq: f.seq, id: f.id, sender, text: f.text, created_at: f.created_at });
+        const m: MessageFrame = { seq: f.seq, id: f.id, sender, text: f.text, created_at: f.created_at };
+        if (f.kind) m.kind = f.kind;
+        if (f.content) m.content = f.content;
+        this.stored(m);
         break;
       }
       case 'stream_cancelled': this.endStream(f.stream_id); break;

@@ -37,7 +37,7 @@ type: "ping"
 })
 export type FormInput = ("text" | "email" | "phone" | "number" | "textarea")
 /**
- * The body of a rich message, by type. Every URL is `https://` (or relative to the server).
+ * The body of a rich message, by type. Every URL is absolute `http://` or `https://`.
  */
 export type RichContent = ({
 alt?: (string | null)
@@ -91,8 +91,10 @@ type: "token"
 stream_id: string
 type: "stream_cancelled"
 } | {
+content?: (null | RichContent)
 created_at: number
 id: string
+kind?: (null | MessageType)
 seq: number
 stream_id: string
 text: string
@@ -196,7 +198,7 @@ export interface FormField {
 input: FormInput
 label: string
 /**
- * The key the value is collected under.
+ * The key the value is collected under (the conversation's user data).
  */
 name: string
 required?: boolean

@@ -237,7 +237,11 @@ mod tests {
             name: name.into(),
             description: None,
             examples: examples.iter().map(|s| (*s).to_owned()).collect(),
-            response: IntentResponse { text: format!("answer {name}"), quick_replies: vec![] },
+            response: IntentResponse {
+                text: format!("answer {name}"),
+                quick_replies: vec![],
+                content: None,
+            },
             actions: vec![],
         }
     }

@@ -29,6 +29,100 @@ pub async fn run_all(store: &dyn Store) {
     notes_stay_with_their_conversation(store).await;
     canned_responses_are_per_tenant(store).await;
     channel_contacts_map_to_one_conversation(store).await;
+    rich_messages_and_intents_round_trip(store).await;
+    user_data_merges_per_conversation(store).await;
+}
+
+/// A message's rich content, postback and form, and an intent's rich response, come back as
+/// they were stored.
+async fn rich_messages_and_intents_round_trip(store: &dyn Store) {
+    use crate::rich::{Card, CardButton, FormField, FormInput, FormSubmission, RichContent};
+    seed_conversation(store, "t-rich", "c-rich").await;
+    let card = |title: &str| Card {
+        title: title.into(),
+        subtitle: Some("sub".into()),
+        image_url: Some("https://example.com/a.png".into()),
+        buttons: vec![CardButton { label: "Buy".into(), payload: Some("BUY".into()), url: None }],
+    };
+    let mut bot_says = message("t-rich", "c-rich", 1, None);
+    bot_says.sender = Sender::Bot;
+    bot_says.kind = MessageType::Carousel;
+    bot_says.content =
+        Some(Box::new(RichContent::Carousel { cards: vec![card("One"), card("Two")] }));
+    let mut pressed = message("t-rich", "c-rich", 2, Some("press"));
+    pressed.postback = Some("BUY".into());
+    let mut filled = message("t-rich", "c-rich", 3, Some("fill"));
+    filled.form = Some(Box::new(FormSubmission {
+        form_id: "lead".into(),
+        values: [("email".to_owned(), "ada@example.com".to_owned())].into(),
+    }));
+    for m in [&bot_says, &pressed, &filled] {
+        assert_eq!(store.append(m).await.expect("append"), Appended::Stored);
+    }
+    let (t, c) = (TenantId::from("t-rich"), ConversationId::from("c-rich"));
+    let back = store.messages_after(&t, &c, 0, 10).await.expect("read");
+    assert_eq!(back, vec![bot_says, pressed, filled], "rich messages round-trip");
+
+    let b = BotId::from("t-rich-bot");
+    let form = RichContent::Form {
+        form_id: "lead".into(),
+        fields: vec![FormField {
+            name: "email".into(),
+            label: "Email".into(),
+            input: FormInput::Email,
+            required: true,
+        }],
+        submit_label: Some("Send".into()),
+    };
+    let intent = Intent {
+        id: "i-lead".into(),
+        bot_id: b.clone(),
+        name: "lead".into(),
+        description: None,
+        examples: vec!["contact me".into()],
+        response: IntentResponse {
+            text: "Leave us your email".into(),
+            quick_replies: vec![],
+            content: Some(form),
+        },
+        actions: vec![],
+    };
+    store.put_intents(&t, &b, std::slice::from_ref(&intent)).await.expect("put");
+    assert_eq!(store.list_intents(&t, &b).await.expect("list"), vec![intent]);
+}
+
+/// A conversation's user data: merged key by key, scoped to its tenant, gone with the
+/// conversation, never created for a conversation that does not exist.
+async fn user_data_merges_per_conversation(store: &dyn Store) {
+    seed_conversation(store, "t-data", "c-data").await;
+    let (t, c) = (TenantId::from("t-data"), ConversationId::from("c-data"));
+    let fields = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    assert_eq!(store.user_data(&t, &c).await.expect("read"), Some(fields(&[])), "empty at first");
+    let first = fields(&[("email", "ada@example.com"), ("name", "Ada")]);
+    assert!(store.merge_user_data(&t, &c, &first).await.expect("merge"));
+    let second = fields(&[("email", "ada@lovelace.org"), ("phone", "+39 02 1234")]);
+    assert!(store.merge_user_data(&t, &c, &second).await.expect("merge"));
+    let merged =
+        fields(&[("email", "ada@lovelace.org"), ("name", "Ada"), ("phone", "+39 02 1234")]);
+    assert_eq!(store.user_data(&t, &c).await.expect("read"), Some(merged), "merged key by key");
+
+    let other = TenantId::from("t-data-other");
+    assert_eq!(store.user_data(&other, &c).await.expect("read"), None, "another tenant's");
+    assert!(!store.merge_user_data(&other, &c, &first).await.expect("merge"), "not theirs");
+    let missing = ConversationId::from("c-data-missing");
+    assert!(!store.merge_user_data(&t, &missing, &first).await.expect("merge"), "no such one");
+    assert_eq!(store.user_data(&t, &missing).await.expect("read"), None, "not created");
+
+    assert!(store.delete_conversation(&t, &c).await.expect("delete"));
+    assert_eq!(store.user_data(&t, &c).await.expect("read"), None, "deleted with it");
+    seed_conversation(store, "t-data", "c-data").await;
+    assert_eq!(
+        store.user_data(&t, &c).await.expect("read"),
+        Some(fields(&[])),
+        "a new conversation with the same id starts empty"
+    );
 }
 
 async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
@@ -433,6 +527,9 @@ pub fn message(tenant: &str, conversation: &str, seq: u64, client_msg_id: Option
         delivery: None,
         completion_tokens: None,
         created_at: now_ms(),
+        content: None,
+        postback: None,
+        form: None,
     }
 }
 
@@ -490,7 +587,7 @@ async fn intents_replace_as_a_set(store: &dyn Store) {
         name: name.into(),
         description: None,
         examples: vec![format!("say {name}")],
-        response: IntentResponse { text: name.into(), quick_replies: vec![] },
+        response: IntentResponse { text: name.into(), quick_replies: vec![], content: None },
         actions: vec![],
     };
     store.put_intents(&t, &b, &[intent("one"), intent("two")]).await.expect("put");

@@ -181,6 +181,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: &ConversationId,
         handling: &crate::model::Handling,
     ) -> StoreResult<bool>;
+    /// Merges `fields` into the conversation's user data (what its forms collected): a key
+    /// already there takes the new value, the others stay. Returns whether the conversation
+    /// exists (nothing is written if not). Only the conversation's actor calls it.
+    async fn merge_user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> StoreResult<bool>;
+    /// The conversation's user data (empty when nothing was collected); `None` if the
+    /// conversation does not exist for `tenant`.
+    async fn user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<std::collections::BTreeMap<String, String>>>;
     /// Adds an agent's note to an existing conversation; returns whether it exists.
     async fn add_note(&self, note: &crate::model::Note) -> StoreResult<bool>;
     /// A conversation's notes, oldest first.

@@ -11,7 +11,7 @@
 //!
 //! Every key starts with the tenant id.
 
-use std::{path::Path, sync::Arc};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -62,6 +62,9 @@ const MAX_PUSH_TOKENS: usize = 5;
 const OPTED_OUT: TableDefinition<(&str, &str), u8> = TableDefinition::new("channel_opt_outs");
 /// (tenant, conversation) → highest seq delivered to the conversation's channel.
 const CHANNEL_CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("channel_cursors");
+/// (tenant, conversation) → the conversation's user data (form fields), a JSON object of
+/// strings. Apart from the conversation's record so a merge rewrites only the data.
+const USER_DATA: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_data");
 /// (tenant, canned response id) → canned response JSON.
 const CANNED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("canned_responses");
 /// (tenant, account) → account JSON.
@@ -136,6 +139,7 @@ enum WriteOp {
     DeleteChannel(TenantId, String),
     ContactConversation(String, String, Conversation),
     SetChannelCursor(TenantId, ConversationId, u64),
+    MergeUserData(TenantId, ConversationId, BTreeMap<String, String>),
     SetOptedOut(String, String, bool),
     PushToken(TenantId, ConversationId, String, bool),
     SetDelivery(TenantId, ConversationId, u64, String, crate::model::Delivery),
@@ -149,6 +153,8 @@ enum WriteOp {
 
 /// What a write produced, for the writes that produce something.
 #[derive(Debug)]
+// One value per write, moved once to its caller: boxing would only allocate.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Done,
     Total(u64),
@@ -218,6 +224,7 @@ impl RedbStore {
             txn.open_table(OPTED_OUT).map_err(backend)?;
             txn.open_table(PROVIDER_IDS).map_err(backend)?;
             txn.open_table(PUSH_TOKENS).map_err(backend)?;
+            txn.open_table(USER_DATA).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
 
@@ -424,6 +431,7 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
                 .remove((t, c))
                 .map_err(backend)?;
             txn.open_table(CHANNEL_CURSORS).map_err(backend)?.remove((t, c)).map_err(backend)?;
+            txn.open_table(USER_DATA).map_err(backend)?.remove((t, c)).map_err(backend)?;
             let mut tokens = txn.open_table(PUSH_TOKENS).map_err(backend)?;
             let devices: Vec<String> = tokens
                 .range((t, c, "")..=(t, c, "\u{10FFFF}"))
@@ -664,6 +672,28 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             } else {
                 table.remove(key).map_err(backend)?;
             }
+        }
+        WriteOp::MergeUserData(tenant, id, fields) => {
+            let key = (tenant.as_str(), id.as_str());
+            let exists = txn
+                .open_table(CONVERSATIONS)
+                .map_err(backend)?
+                .get(key)
+                .map_err(backend)?
+                .is_some();
+            if !exists {
+                return Ok(Outcome::Existed(false));
+            }
+            let mut table = txn.open_table(USER_DATA).map_err(backend)?;
+            let mut data: BTreeMap<String, String> = table
+                .get(key)
+                .map_err(backend)?
+                .map(|v| decode(v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            data.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            table.insert(key, encode(&data)?.as_slice()).map_err(backend)?;
+            return Ok(Outcome::Existed(true));
         }
         WriteOp::SetChannelCursor(tenant, id, seq) => {
             txn.open_table(CHANNEL_CURSORS)
@@ -1438,6 +1468,39 @@ impl Store for RedbStore {
     ) -> StoreResult<()> {
         let op = WriteOp::SetChannelCursor(tenant.clone(), id.clone(), seq);
         self.write(op).await.map(drop)
+    }
+
+    async fn merge_user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        fields: &BTreeMap<String, String>,
+    ) -> StoreResult<bool> {
+        let op = WriteOp::MergeUserData(tenant.clone(), id.clone(), fields.clone());
+        match self.write(op).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("merge_user_data returned {other:?}"))),
+        }
+    }
+
+    async fn user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<BTreeMap<String, String>>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let key = (tenant.as_str(), id.as_str());
+            if txn.open_table(CONVERSATIONS).map_err(backend)?.get(key).map_err(backend)?.is_none()
+            {
+                return Ok(None);
+            }
+            let table = txn.open_table(USER_DATA).map_err(backend)?;
+            let data = table.get(key).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
+            Ok(Some(data.unwrap_or_default()))
+        })
+        .await
     }
 
     async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {

@@ -20,8 +20,10 @@ const BOOTSTRAP: &str = include_str!("../../../../schema-cql/keyspace.cql");
 
 /// The migrations, in the order they apply. A version, once released, never changes: a new
 /// schema change is a new file.
-pub(super) const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../../../schema-cql/0001_init.cql"))];
+pub(super) const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../../../schema-cql/0001_init.cql")),
+    ("0002_user_data", include_str!("../../../../schema-cql/0002_user_data.cql")),
+];
 
 /// The row of `schema_migrations` that is the migration lock.
 const LOCK: &str = "~lock";
@@ -133,6 +135,17 @@ async fn lock(session: &Session, keyspace: &str, owner: &str) -> StoreResult<()>
 /// failing. A statement that fails otherwise (a timeout: applied or not) is retried, which
 /// `IF NOT EXISTS` makes safe.
 async fn ddl(session: &Session, statement: &str) -> StoreResult<()> {
+    let plain;
+    let statement = match alter_add(statement) {
+        Some(add) => {
+            if column_exists(session, &add).await? {
+                return Ok(());
+            }
+            plain = add.plain;
+            plain.as_str()
+        }
+        None => statement,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -165,6 +178,46 @@ async fn await_agreement(session: &Session) -> StoreResult<()> {
         Some(e) => Err(backend("the nodes do not agree on the schema", e)),
         None => Ok(()),
     }
+}
+
+/// An `ALTER TABLE ks.table ADD IF NOT EXISTS column type` statement, taken apart.
+#[derive(Debug, PartialEq)]
+struct AlterAdd {
+    keyspace: String,
+    table: String,
+    column: String,
+    /// The same statement without `IF NOT EXISTS`, which every CQL server accepts.
+    plain: String,
+}
+
+/// Recognises an `ALTER TABLE ... ADD IF NOT EXISTS ...` (Cassandra 4.1+ syntax only).
+fn alter_add(statement: &str) -> Option<AlterAdd> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    let upper = |i: usize| words.get(i).map(|w| w.to_ascii_uppercase());
+    let shape = [(0, "ALTER"), (1, "TABLE"), (3, "ADD"), (4, "IF"), (5, "NOT"), (6, "EXISTS")];
+    if !shape.iter().all(|(i, w)| upper(*i).as_deref() == Some(*w)) {
+        return None;
+    }
+    let (keyspace, table) = words.get(2)?.split_once('.')?;
+    let column = words.get(7)?;
+    let rest = words.get(8..)?.join(" ");
+    Some(AlterAdd {
+        keyspace: keyspace.to_owned(),
+        table: table.to_owned(),
+        column: (*column).to_owned(),
+        plain: format!("ALTER TABLE {keyspace}.{table} ADD {column} {rest}"),
+    })
+}
+
+async fn column_exists(session: &Session, add: &AlterAdd) -> StoreResult<bool> {
+    let query = "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? \
+                 AND table_name = ? AND column_name = ?";
+    let result = session
+        .query_unpaged(query, (&add.keyspace, &add.table, &add.column))
+        .await
+        .map_err(|e| backend("reading system_schema.columns", e))?;
+    let rows = result.into_rows_result().map_err(|e| backend("system_schema.columns", e))?;
+    Ok(rows.rows_num() > 0)
 }
 
 fn first_line(statement: &str) -> &str {
@@ -296,6 +349,18 @@ mod tests {
                 assert!(statement.contains("${keyspace}"), "{version}: {statement}");
             }
         }
+    }
+
+    #[test]
+    fn an_added_column_is_checked_before_the_plain_add_runs() {
+        let add =
+            alter_add("ALTER TABLE ks.conversations ADD IF NOT EXISTS user_data map<text, text>")
+                .expect("an ALTER ADD");
+        assert_eq!((add.keyspace.as_str(), add.table.as_str()), ("ks", "conversations"));
+        assert_eq!(add.column, "user_data");
+        assert_eq!(add.plain, "ALTER TABLE ks.conversations ADD user_data map<text, text>");
+        assert_eq!(alter_add("CREATE TABLE IF NOT EXISTS ks.t (a text PRIMARY KEY)"), None);
+        assert_eq!(alter_add("ALTER TABLE ks.t ADD c text"), None);
     }
 
     #[test]

@@ -34,7 +34,11 @@ mod statements;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -1165,6 +1169,33 @@ impl Store for CqlStore {
     ) -> StoreResult<bool> {
         let values = (encode(handling)?, tenant.as_str(), id.as_str());
         Ok(self.cas(&self.st.set_handling, values).await?.applied)
+    }
+
+    /// `UPDATE ... SET user_data = user_data + ? IF EXISTS`: the map merges server-side, the
+    /// row's other columns are untouched, and (an LWT, like every write of this row) a deleted
+    /// conversation is not brought back.
+    async fn merge_user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        fields: &BTreeMap<String, String>,
+    ) -> StoreResult<bool> {
+        let values = (fields, tenant.as_str(), id.as_str());
+        Ok(self.cas(&self.st.merge_user_data, values).await?.applied)
+    }
+
+    async fn user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<BTreeMap<String, String>>> {
+        type Columns = (Option<String>, Option<BTreeMap<String, String>>);
+        let found =
+            self.one::<Columns>(&self.st.get_user_data, (tenant.as_str(), id.as_str())).await?;
+        Ok(match found {
+            Some((Some(_), data)) => Some(data.unwrap_or_default()),
+            _ => None,
+        })
     }
 
     async fn add_note(&self, note: &Note) -> StoreResult<bool> {

@@ -63,6 +63,10 @@ statements! {
         sentiment_seq FROM conversations WHERE tenant_id = ? AND conversation_id = ?";
     set_handling = "UPDATE conversations SET handling = ? WHERE tenant_id = ? \
         AND conversation_id = ? IF EXISTS";
+    merge_user_data = "UPDATE conversations SET user_data = user_data + ? WHERE tenant_id = ? \
+        AND conversation_id = ? IF EXISTS";
+    get_user_data = "SELECT data, user_data FROM conversations WHERE tenant_id = ? \
+        AND conversation_id = ?";
     set_sentiment = "UPDATE conversations SET sentiment_sum = ?, sentiment_count = ?, \
         sentiment_seq = ? WHERE tenant_id = ? AND conversation_id = ? IF sentiment_seq = ?";
     delete_conversation = "DELETE FROM conversations WHERE tenant_id = ? AND conversation_id = ? \
