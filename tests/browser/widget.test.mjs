@@ -368,6 +368,83 @@ test('the bot\'s allowed origins are enforced by the server, and its appearance 
   assert.deepEqual(problems.filter((x) => !/403|Forbidden/.test(x)), []);
 });
 
+const svg = (color, label) => ({
+  html: `<svg xmlns="http://www.w3.org/2000/svg" width="480" height="240"><rect width="480" height="240" fill="${color}"/>` +
+    `<text x="240" y="140" font-family="sans-serif" font-size="56" fill="#fff" text-anchor="middle">${label}</text></svg>`,
+  headers: { 'content-type': 'image/svg+xml' },
+});
+
+test('rich messages: a carousel whose button sends a postback, a form whose fields land in the user data', { timeout: 90_000 }, async (t) => {
+  const email = 'owner@rich.example.com', password = 'a long enough password';
+  await api('POST', '/api/auth/register', { email, password, name: 'Owner' });
+  const { access_token: token } = await api('POST', '/api/auth/login', { email, password });
+  const pages = { '/basic.svg': svg('#2b6cb0', 'Basic'), '/pro.svg': svg('#805ad5', 'Pro') };
+  const site = await startHost(pages);
+  const bot = await api('POST', '/api/bots', { name: 'Shop bot', category: 'SALES',
+    config: { welcome_message: 'Hi! Ask me about our plans.', fallback_message: 'Sorry, I did not get that.' } }, token);
+  const intents = [
+    { name: 'plans', examples: ['show me your plans', 'which plans do you have'], response: { text: 'Here are our plans.', content: {
+      type: 'carousel', cards: [
+        { title: 'Basic', subtitle: '5 euro a month, one bot', image_url: `${site}/basic.svg`,
+          buttons: [{ label: 'Choose Basic', payload: 'plan_basic' }] },
+        { title: 'Pro', subtitle: '20 euro a month, every channel', image_url: `${site}/pro.svg`,
+          buttons: [{ label: 'Choose Pro', payload: 'plan_pro' }, { label: 'Compare', url: 'https://example.com/compare' }] },
+      ] } } },
+    { name: 'plan_pro', examples: ['professional tier details'], response: { text: 'Pro costs 20 euro a month. Shall we call you?' } },
+    { name: 'contact', examples: ['call me back', 'I want to be contacted'], response: { text: 'Leave us your details.', content: {
+      type: 'form', form_id: 'lead', submit_label: 'Send', fields: [
+        { name: 'email', label: 'Email', input: 'email', required: true },
+        { name: 'name', label: 'Name', input: 'text' },
+      ] } } },
+  ];
+  for (const intent of intents) await api('POST', `/api/bots/${bot.id}/intents`, intent, token);
+  await api('POST', `/api/bots/${bot.id}/publish`, null, token);
+  pages['/'] = page(embed(parla, bot.id, 'data-open="true"'));
+
+  const { page: p, problems } = await openBrowser(t, { viewport: { width: 900, height: 900 } });
+  await p.goto(`${site}/`);
+  await waitConnected(p);
+  await message(p, 1);
+  await p.fill('#input', 'show me your plans');
+  await p.press('#input', 'Enter');
+  const carousel = p.locator('#messages > [data-seq="3"]');
+  await carousel.waitFor();
+  assert.equal(await carousel.getAttribute('data-kind'), 'carousel');
+  assert.equal(await carousel.locator('.card').count(), 2, 'both cards drawn');
+  assert.deepEqual(await carousel.locator('.card h3').allTextContents(), ['Basic', 'Pro']);
+  assert.equal(await carousel.locator('.card img').count(), 2, 'the cards\' images (http, on an http page)');
+  assert.equal(await carousel.locator('.said').textContent(), 'Here are our plans.', 'what the bot says stays above its cards');
+  await p.waitForFunction(() => [...document.querySelector('[data-parla-widget]').shadowRoot.querySelectorAll('.card img')]
+    .every((img) => img.complete && img.naturalWidth > 0), null, { timeout: GUARD });
+  await p.screenshot({ path: '/tmp/parla-widget-carousel.png' });
+
+  // The button sends a postback; the intent it names answers.
+  await carousel.getByRole('button', { name: 'Choose Pro' }).click();
+  assert.deepEqual(await message(p, 4), { sender: 'user', text: 'Choose Pro' });
+  assert.deepEqual(await message(p, 5), { sender: 'bot', text: 'Pro costs 20 euro a month. Shall we call you?' });
+
+  // A form: filled and sent; its fields land in the conversation's user data.
+  await p.fill('#input', 'call me back');
+  await p.press('#input', 'Enter');
+  const form = p.locator('#messages > [data-seq="7"]');
+  await form.waitFor();
+  assert.equal(await form.getAttribute('data-kind'), 'form');
+  await form.getByLabel('Email').fill('ada@example.com');
+  await form.getByLabel('Name').fill('Ada Lovelace');
+  await p.screenshot({ path: '/tmp/parla-widget-form.png' });
+  await form.getByRole('button', { name: 'Send' }).click();
+  assert.equal((await message(p, 8)).sender, 'user');
+  assert.deepEqual(await message(p, 9), { sender: 'bot', text: 'Thank you, we have received your details.' });
+  await p.screenshot({ path: '/tmp/parla-widget-form-sent.png' });
+
+  const conversationId = await p.evaluate((id) => JSON.parse(localStorage.getItem(`parla.widget.v1.${id}`)).conversation_id, bot.id);
+  const detail = await api('GET', `/api/conversations/${conversationId}`, null, token);
+  assert.deepEqual(detail.user_data, { email: 'ada@example.com', name: 'Ada Lovelace' });
+  assert.equal(detail.messages[3].postback, 'plan_pro');
+  assert.equal(detail.messages[2].content.type, 'carousel');
+  assert.deepEqual(problems, []);
+});
+
 test('the widget files are served for embedding: content type, validators, CORS, immutable versioned app', async () => {
   const loader = await fetch(`${parla}/widget.js`);
   assert.equal(loader.status, 200);

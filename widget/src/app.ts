@@ -140,7 +140,15 @@ export function mount(o: AppOptions): AppHandle {
     if (m.created_at) b.title = new Date(m.created_at).toLocaleString();
     if (m.content) {
       const rich = richContent(m.content, m.text);
-      if (rich) { b.querySelector('.text')?.replaceWith(rich); b.classList.add('rich'); }
+      if (rich) {
+        // What the bot says stays above its cards or form; an image's or a file's text is only
+        // their fallback.
+        const said = ['card', 'carousel', 'form'].includes(m.content.type) && m.text.trim();
+        if (said) rich.prepend(el('p', { class: 'said' }, m.text));
+        b.querySelector('.text')?.replaceWith(rich);
+        b.classList.add('rich');
+        if (m.content.type === 'carousel') b.classList.add('wide');
+      }
     }
     return b;
   }
@@ -196,6 +204,7 @@ export function mount(o: AppOptions): AppHandle {
     return box;
   }
 
+  let reopenForm: (() => void) | null = null;
   function form(formId: string, fields: FormField[], submitLabel: string): HTMLElement {
     const f = el('form', { class: 'form' });
     const prefix = `f-${formId}-`;
@@ -221,6 +230,11 @@ export function mount(o: AppOptions): AppHandle {
       client.send(summary || submitLabel, { form: { form_id: formId, values } });
       for (const c of Array.from(f.elements)) (c as HTMLInputElement).disabled = true;
       submit.textContent = t.submitted;
+      // Refused by the server (`invalid_form`): the visitor may correct it and send it again.
+      reopenForm = () => {
+        for (const c of Array.from(f.elements)) (c as HTMLInputElement).disabled = false;
+        submit.textContent = submitLabel;
+      };
     });
     return f;
   }
@@ -334,6 +348,7 @@ export function mount(o: AppOptions): AppHandle {
       handoff.hidden = false;
     },
     error: (code, message) => {
+      if (code === 'invalid_form') { reopenForm?.(); reopenForm = null; }
       const key = `err_${code}` as keyof Words;
       say(key in t ? t[key] : message || code);
       if (code === 'bot_not_found' || code === 'origin_not_allowed') input.placeholder = t[key as keyof Words] ?? '';

@@ -403,7 +403,8 @@ export class ChatClient {
       return;
     }
     const item = clientMsgId ? this.queue.find((m) => m.client_msg_id === clientMsgId) : undefined;
-    if (item && (code === 'invalid_text' || code === 'invalid_client_msg_id')) this.confirm(item.client_msg_id); // never succeeds
+    const never = ['invalid_text', 'invalid_client_msg_id', 'invalid_form', 'invalid_postback'];
+    if (item && never.includes(code)) this.confirm(item.client_msg_id); // never succeeds
     else if (code === 'rate_limited') this.retryLater(retryAfter ?? 1000);
     else if (item && ['internal', 'tenant_at_capacity', 'conversation_busy'].includes(code)) this.retryLater(3000);
   }

@@ -25,12 +25,16 @@ export function accent(color: string | null | undefined): { bg: string; fg: stri
   return { bg: c, fg: lum > 0.179 ? '#111111' : '#ffffff' };
 }
 
-/** Only https (or same-server relative) URLs are ever put in src/href. */
+/**
+ * Only https URLs (http ones from Parla itself, or on a page that is itself http, where they are
+ * not mixed content) are ever put in src/href: never javascript:, data: and the like.
+ */
 export function safeUrl(url: string | null | undefined, base: string): string | null {
   if (!url) return null;
   try {
     const u = new URL(url, base);
-    if (u.protocol === 'https:' || (u.origin === new URL(base).origin && u.protocol === 'http:')) return u.href;
+    const httpOk = u.origin === new URL(base).origin || globalThis.location?.protocol === 'http:';
+    if (u.protocol === 'https:' || (u.protocol === 'http:' && httpOk)) return u.href;
   } catch { /* not a URL */ }
   return null;
 }

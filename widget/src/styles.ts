@@ -35,12 +35,15 @@ export const PANEL_CSS = `
 .streaming .text::after{content:"\\258D";animation:blink 1s steps(1) infinite;margin-left:1px}
 @keyframes blink{50%{opacity:0}}
 .rich{white-space:normal}
+.rich .said{margin:0 0 6px;white-space:pre-wrap}
+.msg.wide{max-width:100%;align-self:stretch}
 .rich img.image{display:block;max-width:100%;border-radius:10px;margin:2px 0}
 .file{display:flex;gap:8px;align-items:center;color:inherit;text-decoration:none;font-weight:600}
 .file small{font-weight:400;opacity:.8}
 .cards{display:flex;gap:8px;overflow-x:auto;max-width:100%;padding-bottom:4px;scroll-snap-type:x mandatory;align-self:stretch}
 .card{flex:none;width:220px;background:#fff;border:1px solid #dde1e7;border-radius:12px;overflow:hidden;scroll-snap-align:start;color:#1b1e23}
 .msg .card{width:auto;border:0}
+.msg .cards .card{width:220px;border:1px solid #dde1e7}
 .card img{display:block;width:100%;height:120px;object-fit:cover}
 .card .body{padding:8px 10px}
 .card h3{margin:0 0 2px;font-size:14.5px}

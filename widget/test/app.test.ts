@@ -119,4 +119,19 @@ describe('rich messages', () => {
     expect(socket.ofType('message')[0]).toMatchObject({ text: 'Name: Ada\nEmail: ada@example.com',
       form: { form_id: 'lead', values: { name: 'Ada', email: 'ada@example.com' } } });
   });
+
+  it('a FORM the server refuses (invalid_form) opens again and leaves the outbox', () => {
+    const { client, $ } = setup();
+    socket.push(msg(1, 'bot', 'Leave your details', { kind: 'form', content: { type: 'form', form_id: 'lead', submit_label: 'Send',
+      fields: [{ name: 'email', label: 'Email', input: 'email', required: true }] } }));
+    const form = $('#messages [data-seq="1"] form') as HTMLFormElement;
+    (form.querySelector('[name="email"]') as HTMLInputElement).value = 'ada@example.com';
+    form.dispatchEvent(new Event('submit', { cancelable: true }));
+    const sent = socket.ofType('message')[0] as { client_msg_id: string };
+    expect((form.querySelector('button') as HTMLButtonElement).disabled).toBe(true);
+    socket.push({ type: 'error', code: 'invalid_form', message: 'invalid form: form.values: email: required', client_msg_id: sent.client_msg_id });
+    expect((form.querySelector('button') as HTMLButtonElement).disabled).toBe(false);
+    expect(form.querySelector('button')?.textContent).toBe('Send');
+    expect(client.outbox.length).toBe(0);
+  });
 });
