@@ -455,6 +455,9 @@ impl ConversationActor {
             && message.sender == Sender::User
         {
             tracing::info!(conversation = %c, seq = message.seq, "answering a message left unanswered");
+            if message.form.is_some() {
+                return self.thank_for_form(state).await;
+            }
             let text = message.text.clone();
             let postback = message.postback.clone();
             self.refresh_bot(state).await;
@@ -574,16 +577,22 @@ impl ConversationActor {
         self.deps.bus.publish(&self.key, Event::Message { message: stored.clone() });
         let outcome = CommandOutcome::Message { message: stored, duplicate: false };
         if was_form && state.handling.status != ConversationStatus::Assigned {
-            let thanks = if state.bot.language.starts_with("it") {
-                "Grazie, abbiamo ricevuto i tuoi dati."
-            } else {
-                "Thank you, we have received your details."
-            };
-            self.say(state, thanks.to_owned()).await;
+            self.thank_for_form(state).await;
             return Ok(outcome);
         }
         self.answer_visitor(state, text, best).await;
         Ok(outcome)
+    }
+
+    /// A submitted form is answered with a thank-you, not by an intent (its summary would only
+    /// make the bot fall back).
+    async fn thank_for_form(&self, state: &mut State) {
+        let thanks = if state.bot.language.starts_with("it") {
+            "Grazie, abbiamo ricevuto i tuoi dati."
+        } else {
+            "Thank you, we have received your details."
+        };
+        self.say(state, thanks.to_owned()).await;
     }
 
     /// Merges a submitted form's values into the conversation's user data.
