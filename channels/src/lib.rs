@@ -13,6 +13,11 @@
 //!   boundaries, paced per number, retried with backoff on 429 and 5xx, and remembers in the
 //!   store how far it got (so a restart resumes, and nothing is sent twice on purpose).
 //!
+//! In a cluster every admin node watches every tenant with a connection, but only the holder of
+//! the tenant's `channels:{tenant}` lease delivers (starts sinks, sends push notifications), so
+//! a reply goes out once; when the holder dies another node takes the lease within
+//! [`LEASE`] and catches up from the stored delivery cursors.
+//!
 //! Dependency direction: `channels` → `engine`; never another transport.
 
 pub mod push;
@@ -38,6 +43,12 @@ use parla_engine::{
 };
 use tokio::runtime::Handle;
 
+/// How long a node delivers a tenant's channel messages without renewing its lease (it renews
+/// three times as often).
+pub const LEASE: Duration = Duration::from_secs(3);
+/// How often a node in a cluster looks for tenants with new channel connections.
+const RESCAN: Duration = Duration::from_secs(30);
+
 /// The channels of one server.
 #[derive(Debug)]
 pub struct Channels {
@@ -52,6 +63,9 @@ pub struct Channels {
     limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
     /// Tenants whose feed is watched for replies to deliver.
     watched: Mutex<HashSet<TenantId>>,
+    /// Tenants this node delivers for (all watched ones on a single node; those whose lease it
+    /// holds in a cluster).
+    leading: Mutex<HashSet<TenantId>>,
     /// FCM access tokens by connection, until a minute before they expire.
     fcm_tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
@@ -78,12 +92,30 @@ impl Channels {
             sinks: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
+            leading: Mutex::new(HashSet::new()),
             fcm_tokens: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// Watches every tenant with a connection (call once, at start).
+    /// Watches every tenant with a connection (call once, at start). In a cluster it looks
+    /// again every [`RESCAN`], for connections made on other nodes.
     pub async fn start(self: &Arc<Self>) {
+        self.watch_all().await;
+        if self.engine.clustered() {
+            let weak = Arc::downgrade(self);
+            self.runtime.spawn(async move {
+                let mut tick = tokio::time::interval(RESCAN);
+                tick.tick().await; // The first tick is now: done above.
+                loop {
+                    tick.tick().await;
+                    let Some(this) = weak.upgrade() else { break };
+                    this.watch_all().await;
+                }
+            });
+        }
+    }
+
+    async fn watch_all(self: &Arc<Self>) {
         match self.engine.store().all_channels().await {
             Ok(all) => {
                 for connection in all {
@@ -97,19 +129,49 @@ impl Channels {
     /// Delivers `tenant`'s bot and agent messages on its channels from now on, and what its
     /// recent channel conversations still owe (after a restart).
     pub fn watch(self: &Arc<Self>, tenant: &TenantId) {
+        if !self.engine.clustered() {
+            self.leading.lock().insert(tenant.clone()); // Nobody else to deliver.
+        }
         if self.watched.lock().insert(tenant.clone()) {
             self.runtime.spawn(self.clone().watcher(tenant.clone()));
         }
+    }
+
+    /// Whether this node delivers `tenant`'s channel messages now.
+    pub(crate) fn leads(&self, tenant: &TenantId) -> bool {
+        self.leading.lock().contains(tenant)
     }
 
     async fn watcher(self: Arc<Self>, tenant: TenantId) {
         use parla_engine::{bus::TenantEvent, model::Sender};
         use tokio::sync::broadcast::error::RecvError;
         let mut feed = self.engine.subscribe_tenant(&tenant).await;
-        // What a previous run left undelivered: its recent conversations catch up.
-        self.catch_up(&tenant).await;
+        let lease = format!("channels:{}", tenant.0);
+        let mut tick = tokio::time::interval(LEASE / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match feed.recv().await {
+            let event = tokio::select! {
+                event = feed.recv() => event,
+                _ = tick.tick() => {
+                    let holds = self.engine.lease(&lease, LEASE).await;
+                    let held = self.leads(&tenant);
+                    if holds && !held {
+                        self.leading.lock().insert(tenant.clone());
+                        tracing::info!(tenant = %tenant, "delivering the tenant's channel messages");
+                        // What the previous holder (or a previous run) left undelivered.
+                        self.catch_up(&tenant).await;
+                    } else if !holds && held {
+                        self.leading.lock().remove(&tenant);
+                        tracing::info!(tenant = %tenant, "another node delivers the tenant's channel messages");
+                        self.stop_sinks(&tenant);
+                    }
+                    continue;
+                }
+            };
+            if !self.leads(&tenant) {
+                continue;
+            }
+            match event {
                 Ok(event) => {
                     let TenantEvent::Conversation { conversation_id, last_message, .. } = &*event
                     else {
@@ -132,6 +194,16 @@ impl Channels {
                 Err(RecvError::Closed) => break,
             }
         }
+    }
+
+    /// Stops `tenant`'s sinks (another node delivers now; it resumes from their cursors).
+    fn stop_sinks(&self, tenant: &TenantId) {
+        self.sinks.lock().retain(|(t, _), sink| {
+            if t == tenant {
+                sink.abort();
+            }
+            t != tenant
+        });
     }
 
     /// Starts a sink for each of `tenant`'s channel conversations that owes its contact

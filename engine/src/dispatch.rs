@@ -98,7 +98,7 @@ pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
 /// Whether this node routes `tenant`'s conversations now (always, on a single node).
 async fn leads(engine: &WeakEngine, tenant: &TenantId) -> bool {
     let Some(engine) = engine.upgrade() else { return false };
-    engine.bus().lease(&format!("dispatch:{}", tenant.0), LEASE).await.unwrap_or(true)
+    engine.lease(&format!("dispatch:{}", tenant.0), LEASE).await
 }
 
 async fn reload(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {

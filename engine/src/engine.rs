@@ -215,9 +215,15 @@ impl Engine {
         &self.inner.deps.store
     }
 
-    /// The bus this engine is bound to.
-    pub(crate) fn bus(&self) -> &Arc<dyn crate::bus::Bus> {
-        &self.inner.deps.bus
+    /// Takes or renews the cluster-wide lease `name` for `ttl` (see [`crate::bus::Bus::lease`]):
+    /// whether this node holds it now. Always true on a single node.
+    pub async fn lease(&self, name: &str, ttl: std::time::Duration) -> bool {
+        self.inner.deps.bus.lease(name, ttl).await.unwrap_or(true)
+    }
+
+    /// Whether other nodes share the work (distributed mode).
+    pub fn clustered(&self) -> bool {
+        self.inner.deps.bus.redelivers()
     }
 
     /// The bots' knowledge bases: documents and retrieval.

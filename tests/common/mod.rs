@@ -2,6 +2,8 @@
 //! real HTTP.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::{net::SocketAddr, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
