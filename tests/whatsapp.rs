@@ -35,6 +35,8 @@ struct Graph {
     reads: Mutex<Vec<Value>>,
     attempts: AtomicUsize,
     throttle: AtomicUsize,
+    /// The `Retry-After` of a 429, in seconds.
+    retry_after: AtomicUsize,
 }
 
 async fn graph() -> (String, Arc<Graph>) {
@@ -58,7 +60,8 @@ async fn graph() -> (String, Arc<Graph>) {
                     }
                     if state.throttle.load(Ordering::SeqCst) > 0 {
                         state.throttle.fetch_sub(1, Ordering::SeqCst);
-                        return HttpResponse::TooManyRequests().insert_header(("retry-after", "0")).json(json!({"error": {"message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429}}));
+                        let wait = state.retry_after.load(Ordering::SeqCst).to_string();
+                        return HttpResponse::TooManyRequests().insert_header(("retry-after", wait)).json(json!({"error": {"message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429}}));
                     }
                     let to = body["to"].clone();
                     let mut sent = state.sent.lock().expect("log");
@@ -570,4 +573,59 @@ async fn in_a_cluster_each_answer_reaches_the_contact_once() {
     let bodies: Vec<&str> =
         answers.iter().map(|m| m["text"]["body"].as_str().unwrap_or("")).collect();
     assert_eq!(bodies, said, "each answer sent once, in order");
+}
+
+/// A reply stored while the provider refused it, then the server killed: the next run
+/// delivers it at start, with no new message needed to wake the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_owed_when_the_server_died_is_delivered_after_the_restart() {
+    let (base, graph) = graph().await;
+    graph.throttle.store(1, Ordering::SeqCst);
+    graph.retry_after.store(60, Ordering::SeqCst);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = |retry_ms: &str| {
+        vec![
+            ("PARLA__CHANNELS__WHATSAPP_API_BASE", base.clone()),
+            ("PARLA__CHANNELS__RETRY_BASE_MS", retry_ms.to_owned()),
+            ("PARLA__DEMO__ENABLED", "false".to_owned()),
+        ]
+    };
+    // The first send is refused (429, retry after a minute): the process dies first.
+    let (mut first, addr) = spawn_parla_with(dir.path(), &env("60000")).await;
+    let node = TestServer { addr, running: None, dir: tempfile::tempdir().expect("tempdir") };
+    let owner = register_owner(&node, "owner@wa-restart.example.com").await;
+    let bot = published_bot(
+        &node,
+        &owner,
+        json!({"name": "wa", "config": {"fallback_message": "Owed."}}),
+    )
+    .await;
+    let body = json!({"kind": "whatsapp", "phone_number_id": NUMBER, "access_token": TOKEN,
+        "app_secret": APP_SECRET, "verify_token": VERIFY});
+    let (status, connection) =
+        node.post(&format!("/api/bots/{bot}/channels"), body, Some(&owner)).await;
+    assert_eq!(status, 201, "{connection}");
+    let webhook = connection["webhook_path"].as_str().expect("webhook path");
+    let body = notification(vec![text_message("wamid.r1", "hello?")]);
+    let request = format!(
+        "POST {webhook} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        signature(&body, APP_SECRET),
+        body.len()
+    );
+    assert_eq!(raw_http(addr, &request).await.0, 200);
+    for _ in 0..500 {
+        if graph.attempts.load(Ordering::SeqCst) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(graph.attempts.load(Ordering::SeqCst), 1, "tried once, refused");
+    first.kill().await.expect("kill");
+    assert!(graph.sent.lock().expect("log").is_empty());
+
+    let (_second, _) = spawn_parla_with(dir.path(), &env("10")).await;
+    let delivered = sent(&graph, 1).await;
+    let bodies: Vec<&str> =
+        delivered.iter().map(|m| m["text"]["body"].as_str().unwrap_or("")).collect();
+    assert_eq!(bodies, ["Owed."], "delivered once, by the next run");
 }

@@ -31,7 +31,7 @@ use std::{
     num::NonZeroU32,
     path::Path,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -46,6 +46,9 @@ use tokio::runtime::Handle;
 /// How long a node delivers a tenant's channel messages without renewing its lease (it renews
 /// three times as often).
 pub const LEASE: Duration = Duration::from_secs(3);
+/// A held lease counts here until this long before it could lapse in Redis (clock drift, the
+/// time a renewal's answer took).
+const LEASE_MARGIN: Duration = Duration::from_millis(750);
 /// How often a node in a cluster looks for tenants with new channel connections.
 const RESCAN: Duration = Duration::from_secs(30);
 
@@ -63,9 +66,9 @@ pub struct Channels {
     limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
     /// Tenants whose feed is watched for replies to deliver.
     watched: Mutex<HashSet<TenantId>>,
-    /// Tenants this node delivers for (all watched ones on a single node; those whose lease it
-    /// holds in a cluster).
-    leading: Mutex<HashSet<TenantId>>,
+    /// Tenants this node delivers for, until when (`None`: for good, on a single node; in a
+    /// cluster, until the tenant's lease could have lapsed since it was last renewed).
+    leading: Mutex<HashMap<TenantId, Option<Instant>>>,
     /// FCM access tokens by connection, until a minute before they expire.
     fcm_tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
@@ -92,7 +95,7 @@ impl Channels {
             sinks: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
-            leading: Mutex::new(HashSet::new()),
+            leading: Mutex::new(HashMap::new()),
             fcm_tokens: Mutex::new(HashMap::new()),
         }))
     }
@@ -129,46 +132,81 @@ impl Channels {
     /// Delivers `tenant`'s bot and agent messages on its channels from now on, and what its
     /// recent channel conversations still owe (after a restart).
     pub fn watch(self: &Arc<Self>, tenant: &TenantId) {
-        if !self.engine.clustered() {
-            self.leading.lock().insert(tenant.clone()); // Nobody else to deliver.
+        if !self.watched.lock().insert(tenant.clone()) {
+            return;
         }
-        if self.watched.lock().insert(tenant.clone()) {
-            self.runtime.spawn(self.clone().watcher(tenant.clone()));
+        if self.engine.clustered() {
+            self.runtime.spawn(self.clone().hold_lease(tenant.clone()));
+        } else {
+            self.leading.lock().insert(tenant.clone(), None); // Nobody else delivers.
+            let this = self.clone();
+            let tenant = tenant.clone();
+            // What a previous run left undelivered.
+            self.runtime.spawn(async move { this.catch_up(&tenant).await });
+        }
+        self.runtime.spawn(self.clone().watcher(tenant.clone()));
+    }
+
+    /// Whether this node delivers `tenant`'s channel messages now. Checked before each send:
+    /// past its deadline the lease may be another node's.
+    pub(crate) fn leads(&self, tenant: &TenantId) -> bool {
+        match self.leading.lock().get(tenant) {
+            Some(None) => true,
+            Some(Some(until)) => Instant::now() < *until,
+            None => false,
         }
     }
 
-    /// Whether this node delivers `tenant`'s channel messages now.
-    pub(crate) fn leads(&self, tenant: &TenantId) -> bool {
-        self.leading.lock().contains(tenant)
+    /// Keeps `tenant`'s channel lease in a cluster: renewed on a tick of its own (whatever
+    /// the deliveries are doing), valid here until a margin before it could lapse in Redis
+    /// (counted from before the renewal was sent). A renewal refused, or unanswered (Redis
+    /// unreachable), stops this node's sinks: better late than twice — the cursors in the
+    /// store let the next holder resume.
+    async fn hold_lease(self: Arc<Self>, tenant: TenantId) {
+        let name = format!("channels:{}", tenant.0);
+        let mut tick = tokio::time::interval(LEASE / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let asked = Instant::now();
+            let holds = self.engine.lease(&name, LEASE).await == Some(true);
+            let until = asked + LEASE - LEASE_MARGIN;
+            let gained = {
+                let mut leading = self.leading.lock();
+                if holds {
+                    let was = leading.insert(tenant.clone(), Some(until));
+                    was.is_none_or(|w| w.is_some_and(|w| asked >= w))
+                } else {
+                    leading.remove(&tenant);
+                    false
+                }
+            };
+            if gained {
+                tracing::info!(tenant = %tenant, "delivering the tenant's channel messages");
+                // What the previous holder (or a previous run) left undelivered.
+                let (this, tenant) = (self.clone(), tenant.clone());
+                self.runtime.spawn(async move { this.catch_up(&tenant).await });
+            } else if !holds && self.has_sinks(&tenant) {
+                tracing::info!(tenant = %tenant, "not (or no longer surely) the tenant's channel deliverer");
+                self.stop_sinks(&tenant);
+            }
+        }
+    }
+
+    fn has_sinks(&self, tenant: &TenantId) -> bool {
+        self.sinks.lock().keys().any(|(t, _)| t == tenant)
     }
 
     async fn watcher(self: Arc<Self>, tenant: TenantId) {
         use parla_engine::{bus::TenantEvent, model::Sender};
         use tokio::sync::broadcast::error::RecvError;
         let mut feed = self.engine.subscribe_tenant(&tenant).await;
-        let lease = format!("channels:{}", tenant.0);
-        let mut tick = tokio::time::interval(LEASE / 3);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let event = tokio::select! {
-                event = feed.recv() => event,
-                _ = tick.tick() => {
-                    let holds = self.engine.lease(&lease, LEASE).await;
-                    let held = self.leads(&tenant);
-                    if holds && !held {
-                        self.leading.lock().insert(tenant.clone());
-                        tracing::info!(tenant = %tenant, "delivering the tenant's channel messages");
-                        // What the previous holder (or a previous run) left undelivered.
-                        self.catch_up(&tenant).await;
-                    } else if !holds && held {
-                        self.leading.lock().remove(&tenant);
-                        tracing::info!(tenant = %tenant, "another node delivers the tenant's channel messages");
-                        self.stop_sinks(&tenant);
-                    }
-                    continue;
-                }
-            };
+            let event = feed.recv().await;
             if !self.leads(&tenant) {
+                if matches!(event, Err(RecvError::Closed)) {
+                    break;
+                }
                 continue;
             }
             match event {
@@ -190,7 +228,10 @@ impl Channels {
                     }
                 }
                 // Events were dropped: the recent conversations catch up from the store.
-                Err(RecvError::Lagged(_)) => self.catch_up(&tenant).await,
+                Err(RecvError::Lagged(_)) => {
+                    let (this, tenant) = (self.clone(), tenant.clone());
+                    self.runtime.spawn(async move { this.catch_up(&tenant).await });
+                }
                 Err(RecvError::Closed) => break,
             }
         }

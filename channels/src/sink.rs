@@ -163,6 +163,10 @@ impl Channels {
                 return (cursor, last_inbound);
             }
             for message in &page {
+                if !self.leads(&key.tenant_id) {
+                    // Another node may deliver now: it resumes from the stored cursor.
+                    return (cursor, last_inbound);
+                }
                 if message.sender == Sender::User {
                     last_inbound = last_inbound.max(message.created_at);
                 } else {
