@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use common::{cluster::*, *};
 use parking_lot::Mutex;
 use parla_engine::{bus::cluster::partition_of, model::ConversationId};
 use serde_json::Value;
@@ -22,29 +22,6 @@ use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
-
-const PARTITIONS: u32 = 6;
-
-/// The servers the tests need, or why they are skipped.
-struct Services {
-    kafka: String,
-    redis: String,
-    cql: String,
-}
-
-fn services(test: &str) -> Option<Services> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (get("PARLA_TEST_KAFKA"), get("PARLA_TEST_REDIS"), get("PARLA_TEST_CQL")) {
-        (Some(kafka), Some(redis), Some(cql)) => Some(Services { kafka, redis, cql }),
-        _ => {
-            println!(
-                "{test}: skipped: PARLA_TEST_KAFKA, PARLA_TEST_REDIS and PARLA_TEST_CQL must be \
-                 set (eval \"$(scripts/services.sh start)\")"
-            );
-            None
-        }
-    }
-}
 
 /// One cluster's shared settings: its own topic prefix and keyspace, so runs never meet.
 struct Cluster {
@@ -360,29 +337,6 @@ async fn failover(services: Services) {
     drop(engine_b);
 }
 
-/// Two in-process nodes of one cluster, each with every role.
-async fn two_nodes(services: &Services) -> (TestServer, TestServer) {
-    let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let clustered = |s: &mut parla_config::Settings| {
-        s.store.backend = "cql".into();
-        s.store.cql_nodes = vec![services.cql.clone()];
-        s.store.cql_keyspace = format!("parla_test_{run}");
-        s.cluster.bus = "kafka".into();
-        s.cluster.kafka_brokers = services.kafka.clone();
-        s.cluster.kafka_topic_prefix = format!("parla-test-{run}");
-        s.cluster.kafka_partitions = PARTITIONS;
-        s.cluster.redis_url = services.redis.clone();
-        s.cluster.kafka_session_timeout_ms = 6000;
-        s.auth.jwt_secret = "cluster-test-secret-of-at-least-32-bytes".into();
-        s.demo.enabled = false;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = test_settings(dir.path());
-    clustered(&mut settings);
-    parla::migrate(&settings).await.expect("migrations");
-    (start_with(clustered).await, start_with(clustered).await)
-}
-
 /// What `server` lists as `agent`'s presence.
 async fn presence_on(server: &TestServer, jwt: &str, agent: &str) -> String {
     let (status, agents) = server.call("GET", "/api/agents", None, Some(jwt)).await;
@@ -402,7 +356,7 @@ async fn agents_on_any_node_are_seen_and_given_waiting_conversations_by_one_disp
 }
 
 async fn agents_across_nodes(services: Services) {
-    let (a, b) = two_nodes(&services).await;
+    let (a, b) = two_nodes(&services, |_| {}).await;
     let owner = register_owner(&a, "owner@cluster.example.com").await;
     let ann = invite_and_join(&a, &owner, "ann@cluster.example.com", "agent").await;
     let bob = invite_and_join(&a, &owner, "bob@cluster.example.com", "agent").await;

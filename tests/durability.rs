@@ -3,13 +3,10 @@
 
 mod common;
 
-use std::{collections::HashMap, net::SocketAddr, path::Path, process::Stdio};
+use std::{collections::HashMap, net::SocketAddr, path::Path};
 
 use common::*;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::Child;
 
 /// Starts the real binary on port 0 and returns it with the address it printed.
 async fn spawn_parla(data_dir: &Path) -> (Child, SocketAddr) {
@@ -18,32 +15,8 @@ async fn spawn_parla(data_dir: &Path) -> (Child, SocketAddr) {
 
 /// Like [`spawn_parla`], with `token_delay_ms` between streamed tokens.
 async fn spawn_parla_paced(data_dir: &Path, token_delay_ms: u64) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parla"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("PARLA__RESPONDER__TOKEN_DELAY_MS", token_delay_ms.to_string())
-        .env("PARLA__GATEWAY__RATE_PER_SECOND", "1000000")
-        .env("PARLA__GATEWAY__RATE_BURST", "1000000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("parla starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("parla prints its address in time")
-            .expect("read stdout")
-            .expect("parla exited before listening");
-        if let Some(url) = line.strip_prefix("parla: listening on http://") {
-            break url.parse().expect("address");
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    spawn_parla_with(data_dir, &[("PARLA__RESPONDER__TOKEN_DELAY_MS", token_delay_ms.to_string())])
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,8 @@ struct Graph {
     reads: Mutex<Vec<Value>>,
     attempts: AtomicUsize,
     throttle: AtomicUsize,
+    /// The `Retry-After` of a 429, in seconds.
+    retry_after: AtomicUsize,
 }
 
 async fn graph() -> (String, Arc<Graph>) {
@@ -58,7 +60,8 @@ async fn graph() -> (String, Arc<Graph>) {
                     }
                     if state.throttle.load(Ordering::SeqCst) > 0 {
                         state.throttle.fetch_sub(1, Ordering::SeqCst);
-                        return HttpResponse::TooManyRequests().insert_header(("retry-after", "0")).json(json!({"error": {"message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429}}));
+                        let wait = state.retry_after.load(Ordering::SeqCst).to_string();
+                        return HttpResponse::TooManyRequests().insert_header(("retry-after", wait)).json(json!({"error": {"message": "(#130429) Rate limit hit", "type": "OAuthException", "code": 130429}}));
                     }
                     let to = body["to"].clone();
                     let mut sent = state.sent.lock().expect("log");
@@ -505,4 +508,124 @@ async fn a_10000_character_streamed_answer_arrives_in_ordered_pieces_of_at_most_
     );
     assert!(pieces[..2].iter().all(|p| p.ends_with('.')), "cut after sentences");
     assert_eq!(pieces.join(" "), answer, "in order, nothing lost or repeated");
+}
+
+/// Two nodes of one cluster (Kafka, Cassandra, Redis) both take Meta's webhooks; only the
+/// holder of the tenant's channel lease delivers, so each answer reaches the contact once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_each_answer_reaches_the_contact_once() {
+    let Some(services) = cluster::services("whatsapp in a cluster") else { return };
+    let (base, graph) = graph().await;
+    let (a, b) = cluster::two_nodes(&services, |s| {
+        s.channels.whatsapp_api_base = base.clone();
+        s.channels.retry_base_ms = 10;
+        // Every node opens the credentials another sealed.
+        s.channels.master_key = "q6LUCCtfpSkPsCi5ahpUxPzQNuK8AxK5x0oZ6ntaPHU=".into();
+    })
+    .await;
+    let owner = register_owner(&a, "owner@wa-cluster.example.com").await;
+    let bot =
+        published_bot(&a, &owner, json!({"name": "wa", "config": {"fallback_message": "Got it."}}))
+            .await;
+    let body = json!({"kind": "whatsapp", "phone_number_id": NUMBER, "access_token": TOKEN,
+        "app_secret": APP_SECRET, "verify_token": VERIFY});
+    let (status, connection) =
+        a.post(&format!("/api/bots/{bot}/channels"), body, Some(&owner)).await;
+    assert_eq!(status, 201, "{connection}");
+    let webhook = connection["webhook_path"].as_str().expect("webhook path").to_owned();
+    let nodes = [&a, &b];
+    let asked = 6;
+    for i in 0..asked {
+        let body =
+            notification(vec![text_message(&format!("wamid.c{i}"), &format!("question {i}"))]);
+        let request = format!(
+            "POST {webhook} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            signature(&body, APP_SECRET),
+            body.len()
+        );
+        let (status, _, answer) = raw_http(nodes[i % 2].addr, &request).await;
+        assert_eq!(status, 200, "node {}: {answer}", i % 2);
+    }
+    // Everything the bot stored reaches the contact, in order, once.
+    let (_, page) =
+        a.call("GET", &format!("/api/bots/{bot}/conversations"), None, Some(&owner)).await;
+    let id = page["data"][0]["id"].as_str().expect("one conversation").to_owned();
+    let mut said = Vec::new();
+    for _ in 0..500 {
+        let (_, detail) =
+            a.call("GET", &format!("/api/conversations/{id}?limit=500"), None, Some(&owner)).await;
+        let messages = detail["messages"].as_array().expect("messages").clone();
+        let questions = messages.iter().filter(|m| m["sender"] == "user").count();
+        said = messages
+            .iter()
+            .filter(|m| m["sender"] != "user")
+            .map(|m| m["text"].as_str().expect("text").to_owned())
+            .collect();
+        if questions == asked && graph.sent.lock().expect("log").len() >= said.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(said.len() >= asked, "every question answered: {said:?}");
+    // A second deliverer would send the same answers again: give it time to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answers = graph.sent.lock().expect("log").clone();
+    let bodies: Vec<&str> =
+        answers.iter().map(|m| m["text"]["body"].as_str().unwrap_or("")).collect();
+    assert_eq!(bodies, said, "each answer sent once, in order");
+}
+
+/// A reply stored while the provider refused it, then the server killed: the next run
+/// delivers it at start, with no new message needed to wake the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_owed_when_the_server_died_is_delivered_after_the_restart() {
+    let (base, graph) = graph().await;
+    graph.throttle.store(1, Ordering::SeqCst);
+    graph.retry_after.store(60, Ordering::SeqCst);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = |retry_ms: &str| {
+        vec![
+            ("PARLA__CHANNELS__WHATSAPP_API_BASE", base.clone()),
+            ("PARLA__CHANNELS__RETRY_BASE_MS", retry_ms.to_owned()),
+            ("PARLA__DEMO__ENABLED", "false".to_owned()),
+        ]
+    };
+    // The first send is refused (429, retry after a minute): the process dies first.
+    let (mut first, addr) = spawn_parla_with(dir.path(), &env("60000")).await;
+    let node = TestServer { addr, running: None, dir: tempfile::tempdir().expect("tempdir") };
+    let owner = register_owner(&node, "owner@wa-restart.example.com").await;
+    let bot = published_bot(
+        &node,
+        &owner,
+        json!({"name": "wa", "config": {"fallback_message": "Owed."}}),
+    )
+    .await;
+    let body = json!({"kind": "whatsapp", "phone_number_id": NUMBER, "access_token": TOKEN,
+        "app_secret": APP_SECRET, "verify_token": VERIFY});
+    let (status, connection) =
+        node.post(&format!("/api/bots/{bot}/channels"), body, Some(&owner)).await;
+    assert_eq!(status, 201, "{connection}");
+    let webhook = connection["webhook_path"].as_str().expect("webhook path");
+    let body = notification(vec![text_message("wamid.r1", "hello?")]);
+    let request = format!(
+        "POST {webhook} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        signature(&body, APP_SECRET),
+        body.len()
+    );
+    assert_eq!(raw_http(addr, &request).await.0, 200);
+    for _ in 0..500 {
+        if graph.attempts.load(Ordering::SeqCst) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(graph.attempts.load(Ordering::SeqCst), 1, "tried once, refused");
+    first.kill().await.expect("kill");
+    assert!(graph.sent.lock().expect("log").is_empty());
+
+    let (_second, _) = spawn_parla_with(dir.path(), &env("10")).await;
+    let delivered = sent(&graph, 1).await;
+    let bodies: Vec<&str> =
+        delivered.iter().map(|m| m["text"]["body"].as_str().unwrap_or("")).collect();
+    assert_eq!(bodies, ["Owed."], "delivered once, by the next run");
 }

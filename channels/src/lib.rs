@@ -13,6 +13,11 @@
 //!   boundaries, paced per number, retried with backoff on 429 and 5xx, and remembers in the
 //!   store how far it got (so a restart resumes, and nothing is sent twice on purpose).
 //!
+//! In a cluster every admin node watches every tenant with a connection, but only the holder of
+//! the tenant's `channels:{tenant}` lease delivers (starts sinks, sends push notifications), so
+//! a reply goes out once; when the holder dies another node takes the lease within
+//! [`LEASE`] and catches up from the stored delivery cursors.
+//!
 //! Dependency direction: `channels` → `engine`; never another transport.
 
 pub mod push;
@@ -26,7 +31,7 @@ use std::{
     num::NonZeroU32,
     path::Path,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -37,6 +42,15 @@ use parla_engine::{
     model::{ConversationId, TenantId},
 };
 use tokio::runtime::Handle;
+
+/// How long a node delivers a tenant's channel messages without renewing its lease (it renews
+/// three times as often).
+pub const LEASE: Duration = Duration::from_secs(3);
+/// A held lease counts here until this long before it could lapse in Redis (clock drift, the
+/// time a renewal's answer took).
+const LEASE_MARGIN: Duration = Duration::from_millis(750);
+/// How often a node in a cluster looks for tenants with new channel connections.
+const RESCAN: Duration = Duration::from_secs(30);
 
 /// The channels of one server.
 #[derive(Debug)]
@@ -52,6 +66,9 @@ pub struct Channels {
     limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
     /// Tenants whose feed is watched for replies to deliver.
     watched: Mutex<HashSet<TenantId>>,
+    /// Tenants this node delivers for, until when (`None`: for good, on a single node; in a
+    /// cluster, until the tenant's lease could have lapsed since it was last renewed).
+    leading: Mutex<HashMap<TenantId, Option<Instant>>>,
     /// FCM access tokens by connection, until a minute before they expire.
     fcm_tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
@@ -78,12 +95,30 @@ impl Channels {
             sinks: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
+            leading: Mutex::new(HashMap::new()),
             fcm_tokens: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// Watches every tenant with a connection (call once, at start).
+    /// Watches every tenant with a connection (call once, at start). In a cluster it looks
+    /// again every [`RESCAN`], for connections made on other nodes.
     pub async fn start(self: &Arc<Self>) {
+        self.watch_all().await;
+        if self.engine.clustered() {
+            let weak = Arc::downgrade(self);
+            self.runtime.spawn(async move {
+                let mut tick = tokio::time::interval(RESCAN);
+                tick.tick().await; // The first tick is now: done above.
+                loop {
+                    tick.tick().await;
+                    let Some(this) = weak.upgrade() else { break };
+                    this.watch_all().await;
+                }
+            });
+        }
+    }
+
+    async fn watch_all(self: &Arc<Self>) {
         match self.engine.store().all_channels().await {
             Ok(all) => {
                 for connection in all {
@@ -97,19 +132,84 @@ impl Channels {
     /// Delivers `tenant`'s bot and agent messages on its channels from now on, and what its
     /// recent channel conversations still owe (after a restart).
     pub fn watch(self: &Arc<Self>, tenant: &TenantId) {
-        if self.watched.lock().insert(tenant.clone()) {
-            self.runtime.spawn(self.clone().watcher(tenant.clone()));
+        if !self.watched.lock().insert(tenant.clone()) {
+            return;
         }
+        if self.engine.clustered() {
+            self.runtime.spawn(self.clone().hold_lease(tenant.clone()));
+        } else {
+            self.leading.lock().insert(tenant.clone(), None); // Nobody else delivers.
+            let this = self.clone();
+            let tenant = tenant.clone();
+            // What a previous run left undelivered.
+            self.runtime.spawn(async move { this.catch_up(&tenant).await });
+        }
+        self.runtime.spawn(self.clone().watcher(tenant.clone()));
+    }
+
+    /// Whether this node delivers `tenant`'s channel messages now. Checked before each send:
+    /// past its deadline the lease may be another node's.
+    pub(crate) fn leads(&self, tenant: &TenantId) -> bool {
+        match self.leading.lock().get(tenant) {
+            Some(None) => true,
+            Some(Some(until)) => Instant::now() < *until,
+            None => false,
+        }
+    }
+
+    /// Keeps `tenant`'s channel lease in a cluster: renewed on a tick of its own (whatever
+    /// the deliveries are doing), valid here until a margin before it could lapse in Redis
+    /// (counted from before the renewal was sent). A renewal refused, or unanswered (Redis
+    /// unreachable), stops this node's sinks: better late than twice — the cursors in the
+    /// store let the next holder resume.
+    async fn hold_lease(self: Arc<Self>, tenant: TenantId) {
+        let name = format!("channels:{}", tenant.0);
+        let mut tick = tokio::time::interval(LEASE / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let asked = Instant::now();
+            let holds = self.engine.lease(&name, LEASE).await == Some(true);
+            let until = asked + LEASE - LEASE_MARGIN;
+            let gained = {
+                let mut leading = self.leading.lock();
+                if holds {
+                    let was = leading.insert(tenant.clone(), Some(until));
+                    was.is_none_or(|w| w.is_some_and(|w| asked >= w))
+                } else {
+                    leading.remove(&tenant);
+                    false
+                }
+            };
+            if gained {
+                tracing::info!(tenant = %tenant, "delivering the tenant's channel messages");
+                // What the previous holder (or a previous run) left undelivered.
+                let (this, tenant) = (self.clone(), tenant.clone());
+                self.runtime.spawn(async move { this.catch_up(&tenant).await });
+            } else if !holds && self.has_sinks(&tenant) {
+                tracing::info!(tenant = %tenant, "not (or no longer surely) the tenant's channel deliverer");
+                self.stop_sinks(&tenant);
+            }
+        }
+    }
+
+    fn has_sinks(&self, tenant: &TenantId) -> bool {
+        self.sinks.lock().keys().any(|(t, _)| t == tenant)
     }
 
     async fn watcher(self: Arc<Self>, tenant: TenantId) {
         use parla_engine::{bus::TenantEvent, model::Sender};
         use tokio::sync::broadcast::error::RecvError;
         let mut feed = self.engine.subscribe_tenant(&tenant).await;
-        // What a previous run left undelivered: its recent conversations catch up.
-        self.catch_up(&tenant).await;
         loop {
-            match feed.recv().await {
+            let event = feed.recv().await;
+            if !self.leads(&tenant) {
+                if matches!(event, Err(RecvError::Closed)) {
+                    break;
+                }
+                continue;
+            }
+            match event {
                 Ok(event) => {
                     let TenantEvent::Conversation { conversation_id, last_message, .. } = &*event
                     else {
@@ -128,10 +228,23 @@ impl Channels {
                     }
                 }
                 // Events were dropped: the recent conversations catch up from the store.
-                Err(RecvError::Lagged(_)) => self.catch_up(&tenant).await,
+                Err(RecvError::Lagged(_)) => {
+                    let (this, tenant) = (self.clone(), tenant.clone());
+                    self.runtime.spawn(async move { this.catch_up(&tenant).await });
+                }
                 Err(RecvError::Closed) => break,
             }
         }
+    }
+
+    /// Stops `tenant`'s sinks (another node delivers now; it resumes from their cursors).
+    fn stop_sinks(&self, tenant: &TenantId) {
+        self.sinks.lock().retain(|(t, _), sink| {
+            if t == tenant {
+                sink.abort();
+            }
+            t != tenant
+        });
     }
 
     /// Starts a sink for each of `tenant`'s channel conversations that owes its contact

@@ -21,6 +21,10 @@ impl Channels {
     /// Starts the outbound sink of a channel conversation unless it runs (widget
     /// conversations have none).
     pub(crate) async fn ensure_sink_for(self: &Arc<Self>, tenant: &TenantId, id: &ConversationId) {
+        if !self.leads(tenant) {
+            self.watch(tenant); // The holder delivers; this node may take over one day.
+            return;
+        }
         let key = (tenant.clone(), id.clone());
         if self.sinks.lock().get(&key).is_some_and(|s| !s.is_finished()) {
             return;
@@ -40,6 +44,10 @@ impl Channels {
         connection: &str,
         contact: &str,
     ) {
+        if !self.leads(&key.tenant_id) {
+            self.watch(&key.tenant_id); // The holder delivers; this node may take over one day.
+            return;
+        }
         let mut sinks = self.sinks.lock();
         let id = (key.tenant_id.clone(), key.conversation_id.clone());
         if sinks.get(&id).is_some_and(|s| !s.is_finished()) {
@@ -155,6 +163,10 @@ impl Channels {
                 return (cursor, last_inbound);
             }
             for message in &page {
+                if !self.leads(&key.tenant_id) {
+                    // Another node may deliver now: it resumes from the stored cursor.
+                    return (cursor, last_inbound);
+                }
                 if message.sender == Sender::User {
                     last_inbound = last_inbound.max(message.created_at);
                 } else {

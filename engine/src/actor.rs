@@ -107,10 +107,13 @@ pub(crate) struct ActorHandle {
 }
 
 impl ActorHandle {
-    /// Tells the actor to let go of its conversation now (after the message in hand) and
-    /// waits until it has stopped.
-    pub(crate) async fn release(&self) {
+    /// Tells the actor to let go of its conversation now (after the message in hand).
+    pub(crate) fn tell_release(&self) {
         let _ = self.release.send(true); // Nobody listening: it has stopped already.
+    }
+
+    /// Resolves once the actor has stopped.
+    pub(crate) async fn stopped(&self) {
         self.release.closed().await;
     }
 }

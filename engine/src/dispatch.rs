@@ -16,7 +16,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::broadcast::error::RecvError;
@@ -34,6 +34,8 @@ const SCAN: usize = 500;
 
 /// How long a node leads a tenant's routing without renewing (it renews three times as often).
 const LEASE: Duration = Duration::from_secs(3);
+/// The lease counts here until this long before it could lapse in Redis.
+const LEASE_MARGIN: Duration = Duration::from_millis(750);
 
 #[derive(Debug, Default)]
 struct Desk {
@@ -64,10 +66,24 @@ pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
     reload(&engine, &tenant, &mut desk).await;
     let mut tick = tokio::time::interval(LEASE / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Until when this node surely holds the lease (from before it was renewed).
+    let mut until: Option<Instant> = None;
+    let mut fresh = true; // The desk was just read from the store.
     while engine.upgrade().is_some() {
+        let asked = Instant::now();
         if leads(&engine, &tenant).await {
-            assign(&engine, &tenant, &mut desk).await;
+            // Newly leading: the desk kept from the feed may have missed events (pub/sub drops
+            // silently in a cluster), so it is read again.
+            if until.is_none_or(|u| asked >= u) && !fresh {
+                reload(&engine, &tenant, &mut desk).await;
+            }
+            let lasts = asked + LEASE - LEASE_MARGIN;
+            until = Some(lasts);
+            assign(&engine, &tenant, &mut desk, lasts).await;
+        } else {
+            until = None;
         }
+        fresh = false;
         let event = tokio::select! {
             event = feed.recv() => event,
             _ = tick.tick() => continue,
@@ -98,7 +114,9 @@ pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
 /// Whether this node routes `tenant`'s conversations now (always, on a single node).
 async fn leads(engine: &WeakEngine, tenant: &TenantId) -> bool {
     let Some(engine) = engine.upgrade() else { return false };
-    engine.bus().lease(&format!("dispatch:{}", tenant.0), LEASE).await.unwrap_or(true)
+    // Unknown (Redis unreachable): route anyway rather than not at all; each assignment is
+    // checked by the conversation's actor (given only while the conversation still waits).
+    engine.lease(&format!("dispatch:{}", tenant.0), LEASE).await.unwrap_or(true)
 }
 
 async fn reload(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
@@ -126,7 +144,8 @@ async fn reload(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
     }
 }
 
-async fn assign(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
+/// Assigns waiting conversations while the lease surely lasts (`until`).
+async fn assign(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk, until: Instant) {
     if desk.waiting.is_empty() {
         return;
     }
@@ -149,6 +168,9 @@ async fn assign(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
         .collect();
     online.sort_by(|a, b| a.id.cmp(&b.id));
     while let Some((since, id)) = desk.waiting.first().cloned() {
+        if Instant::now() >= until {
+            return; // Renewed (or not) before going on.
+        }
         let free: Vec<_> = online.iter().filter(|a| desk.load(&a.id) < cap).collect();
         let chosen = match settings.assignment {
             Assignment::LeastLoaded => free.iter().min_by_key(|a| desk.load(&a.id)).copied(),

@@ -145,11 +145,12 @@ impl InboundHandler for Router {
     async fn release(&self, which: crate::bus::Releasing) {
         let Some(inner) = self.0.upgrade() else { return };
         let supervisors: Vec<_> = inner.tenants.lock().values().cloned().collect();
-        let mut released = 0;
-        for supervisor in supervisors {
-            released += supervisor.release(&which).await;
-        }
-        tracing::info!(released, "released conversations to other nodes");
+        // Every moving actor is told at once, before any wait: a caller that stops waiting
+        // (the handover's time is up) leaves none of them untold.
+        let released: Vec<_> = supervisors.iter().flat_map(|s| s.release(&which)).collect();
+        tracing::info!(released = released.len(), "releasing conversations to other nodes");
+        futures_util::future::join_all(released.iter().map(|h| h.stopped())).await;
+        tracing::info!(released = released.len(), "released conversations to other nodes");
     }
 
     fn bot_changed(&self, tenant: &TenantId, bot: &BotId) {
@@ -215,9 +216,23 @@ impl Engine {
         &self.inner.deps.store
     }
 
-    /// The bus this engine is bound to.
-    pub(crate) fn bus(&self) -> &Arc<dyn crate::bus::Bus> {
-        &self.inner.deps.bus
+    /// Takes or renews the cluster-wide lease `name` for `ttl` (see [`crate::bus::Bus::lease`]):
+    /// `Some(held)`, always `Some(true)` on a single node; `None` when the cluster could not
+    /// say (Redis unreachable): the caller chooses whether to act.
+    pub async fn lease(&self, name: &str, ttl: std::time::Duration) -> Option<bool> {
+        match self.inner.deps.bus.lease(name, ttl).await {
+            None => Some(true),
+            Some(Ok(held)) => Some(held),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, lease = name, "lease unknown");
+                None
+            }
+        }
+    }
+
+    /// Whether other nodes share the work (distributed mode).
+    pub fn clustered(&self) -> bool {
+        self.inner.deps.bus.redelivers()
     }
 
     /// The bots' knowledge bases: documents and retrieval.

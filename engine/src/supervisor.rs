@@ -132,9 +132,10 @@ impl TenantSupervisor {
         }
     }
 
-    /// Stops the live actors of the conversations `which` selects (they moved to another node);
-    /// returns how many. Each finishes the message in hand first.
-    pub(crate) async fn release(&self, which: &crate::bus::Releasing) -> usize {
+    /// Tells the live actors of the conversations `which` selects to stop (they moved to another
+    /// node) and forgets them; returns their handles, to wait on ([`ActorHandle::stopped`]).
+    /// Each finishes the message in hand first.
+    pub(crate) fn release(&self, which: &crate::bus::Releasing) -> Vec<ActorHandle> {
         let released: Vec<ActorHandle> = {
             let mut actors = self.actors.lock();
             let moving: Vec<ConversationId> = actors
@@ -149,10 +150,10 @@ impl TenantSupervisor {
                 .collect();
             moving.iter().filter_map(|c| actors.remove(c)).collect()
         };
-        // All told first, then waited for: they stop in parallel.
-        let stopped = released.iter().map(ActorHandle::release);
-        futures_util::future::join_all(stopped).await;
-        released.len()
+        for handle in &released {
+            handle.tell_release();
+        }
+        released
     }
 
     /// Forgets an actor that is stopping for good (its store is unreachable).

@@ -2,6 +2,8 @@
 //! real HTTP.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::{net::SocketAddr, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
@@ -32,6 +34,42 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     // The lexical embedder: fast and deterministic; tests/knowledge_model.rs runs the model.
     s.embeddings.local_model = String::new();
     s
+}
+
+/// Starts the real binary (`parla serve`) on port 0 with `env` on top of the test defaults;
+/// returns it (killed when dropped) with the address it printed.
+pub async fn spawn_parla_with(
+    data_dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parla"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("PARLA__RESPONDER__TOKEN_DELAY_MS", "0")
+        .env("PARLA__GATEWAY__RATE_PER_SECOND", "1000000")
+        .env("PARLA__GATEWAY__RATE_BURST", "1000000")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("parla starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("parla prints its address in time")
+            .expect("read stdout")
+            .expect("parla exited before listening");
+        if let Some(url) = line.strip_prefix("parla: listening on http://") {
+            break url.parse().expect("address");
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
 }
 
 pub async fn start() -> TestServer {

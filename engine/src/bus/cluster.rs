@@ -333,21 +333,8 @@ impl Bus for ClusterBus {
             _ => serde_json::to_string(presence).unwrap_or_default(),
         };
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        let script = self.route.share_presence.clone();
-        let mut conn = self.route.conn.clone();
-        tokio::spawn(async move {
-            let shared = script
-                .key(&keys.0)
-                .key(&keys.1)
-                .arg(member)
-                .arg(record)
-                .arg(ttl_ms)
-                .invoke_async::<()>(&mut conn)
-                .await;
-            if let Err(e) = shared {
-                tracing::warn!(error = %e, "could not share an agent's presence");
-            }
-        });
+        // One queue, written in order: an agent's later status never lands before an earlier.
+        let _ = self.route.shares.send(Share { keys, member, record, ttl_ms });
     }
 
     async fn cluster_presence(&self, tenant: &TenantId) -> Option<Vec<AgentPresence>> {
@@ -375,7 +362,7 @@ impl Bus for ClusterBus {
         Some(best.into_values().collect())
     }
 
-    async fn lease(&self, name: &str, ttl: Duration) -> Option<bool> {
+    async fn lease(&self, name: &str, ttl: Duration) -> Option<Result<bool, BusError>> {
         let key = format!("{}:lease:{name}", self.settings.topic_prefix);
         let mut conn = self.route.conn.clone();
         let held: redis::RedisResult<i64> = self
@@ -386,15 +373,7 @@ impl Bus for ClusterBus {
             .arg(ttl.as_millis().max(1) as u64)
             .invoke_async(&mut conn)
             .await;
-        match held {
-            Ok(held) => Some(held == 1),
-            Err(e) => {
-                // Better two nodes doing the job than none: each one's effects are checked by
-                // the conversation's actor (an assignment only if the conversation still waits).
-                tracing::warn!(error = %e, lease = name, "lease unavailable; acting anyway");
-                Some(true)
-            }
-        }
+        Some(held.map(|held| held == 1).map_err(|e| BusError::Transport(format!("lease: {e}"))))
     }
 
     async fn command(
@@ -459,6 +438,35 @@ struct Answer {
     outcome: Result<CommandOutcome, WireError>,
 }
 
+/// One agent's presence on this node, on its way to Redis.
+struct Share {
+    keys: (String, String),
+    member: String,
+    record: String,
+    ttl_ms: u64,
+}
+
+/// Writes this node's presence records in the order they were made.
+async fn share_loop(
+    mut conn: redis::aio::ConnectionManager,
+    mut rx: mpsc::UnboundedReceiver<Share>,
+) {
+    let script = redis::Script::new(SHARE_PRESENCE);
+    while let Some(share) = rx.recv().await {
+        let shared = script
+            .key(&share.keys.0)
+            .key(&share.keys.1)
+            .arg(share.member)
+            .arg(share.record)
+            .arg(share.ttl_ms)
+            .invoke_async::<()>(&mut conn)
+            .await;
+        if let Err(e) = shared {
+            tracing::warn!(error = %e, "could not share an agent's presence");
+        }
+    }
+}
+
 /// Shared presence, per tenant: a sorted set of `agent@node` scored by when the entry expires
 /// (ms on Redis's clock, so the nodes' clocks do not matter), and a hash of the same members to
 /// their [`AgentPresence`].
@@ -480,16 +488,25 @@ end
 return 1
 ";
 
-/// Drops the expired entries of the shared presence and returns the live ones.
+/// Drops the expired entries of the shared presence and returns the live ones (in slices of
+/// 500: Lua's `unpack` has a limit, and a script is not rolled back when a command fails).
 const READ_PRESENCE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-if #gone > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  redis.call('HDEL', KEYS[2], unpack(gone))
+for i = 1, #gone, 500 do
+  redis.call('HDEL', KEYS[2], unpack(gone, i, math.min(i + 499, #gone)))
 end
-return redis.call('HVALS', KEYS[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local out = {}
+for i = 1, #live, 500 do
+  local part = redis.call('HMGET', KEYS[2], unpack(live, i, math.min(i + 499, #live)))
+  for _, v in ipairs(part) do
+    if v then table.insert(out, v) end
+  end
+end
+return out
 ";
 
 /// Takes the lease KEYS[1] for node ARGV[1] for ARGV[2] ms if it is free or already this
@@ -821,7 +838,8 @@ struct RedisRoute {
     unwatch: mpsc::UnboundedSender<String>,
     /// For plain commands (shared presence, leases).
     conn: redis::aio::ConnectionManager,
-    share_presence: redis::Script,
+    /// This node's presence records, written to Redis in order by [`share_loop`].
+    shares: mpsc::UnboundedSender<Share>,
     read_presence: redis::Script,
     lease: redis::Script,
     /// This node's agent commands waiting for their answer, by request id.
@@ -857,6 +875,8 @@ impl RedisRoute {
         let (sink, mut stream) = client.get_async_pubsub().await.map_err(redis_error)?.split();
         let publisher = client.get_connection_manager().await.map_err(redis_error)?;
         let conn = publisher.clone();
+        let (shares, to_share) = mpsc::unbounded_channel();
+        tokio::spawn(share_loop(conn.clone(), to_share));
         let (outgoing, queue) = mpsc::unbounded_channel();
         let (unwatch, unwatched) = mpsc::unbounded_channel();
         let route = Arc::new(Self {
@@ -867,7 +887,7 @@ impl RedisRoute {
             outgoing,
             unwatch,
             conn,
-            share_presence: redis::Script::new(SHARE_PRESENCE),
+            shares,
             read_presence: redis::Script::new(READ_PRESENCE),
             lease: redis::Script::new(LEASE),
             replies: Mutex::new(HashMap::new()),
@@ -1141,26 +1161,26 @@ mod tests {
         a.share_presence(&t, &on(PresenceStatus::Offline), long);
         until(None).await;
         // A node that stops refreshing (it died) stops counting.
-        a.share_presence(&t, &on(PresenceStatus::Online), Duration::from_millis(300));
+        a.share_presence(&t, &on(PresenceStatus::Online), Duration::from_millis(1000));
         until(Some(PresenceStatus::Online)).await;
         until(None).await;
 
         // One node at a time holds a lease; it renews it; another takes it once it lapses.
-        let ttl = Duration::from_millis(400);
-        assert_eq!(a.lease("job", ttl).await, Some(true));
-        assert_eq!(b.lease("job", ttl).await, Some(false), "held by a");
-        assert_eq!(a.lease("job", ttl).await, Some(true), "renewed");
-        assert_eq!(b.lease("other", ttl).await, Some(true), "per name");
+        let ttl = Duration::from_millis(1000);
+        assert_eq!(a.lease("job", ttl).await.and_then(Result::ok), Some(true));
+        assert_eq!(b.lease("job", ttl).await.and_then(Result::ok), Some(false), "held by a");
+        assert_eq!(a.lease("job", ttl).await.and_then(Result::ok), Some(true), "renewed");
+        assert_eq!(b.lease("other", ttl).await.and_then(Result::ok), Some(true), "per name");
         let mut taken = false;
         for _ in 0..100 {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if b.lease("job", ttl).await == Some(true) {
+            if b.lease("job", ttl).await.and_then(Result::ok) == Some(true) {
                 taken = true;
                 break;
             }
         }
         assert!(taken, "b takes the lease a stopped renewing");
-        assert_eq!(a.lease("job", ttl).await, Some(false), "now b's");
+        assert_eq!(a.lease("job", ttl).await.and_then(Result::ok), Some(false), "now b's");
     }
 
     /// A node's live events come back after Redis restarts: its own `redis-server` (Debian's,

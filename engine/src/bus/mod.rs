@@ -313,10 +313,15 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     ) -> Option<Vec<crate::presence::AgentPresence>> {
         None
     }
-    /// Takes or renews the cluster-wide lease `name` for `ttl`: `Some(true)` while this node
-    /// holds it, so one node at a time does a tenant-wide job (routing a tenant's waiting
-    /// conversations); `None` when this bus has a single node (it always holds it).
-    async fn lease(&self, _name: &str, _ttl: std::time::Duration) -> Option<bool> {
+    /// Takes or renews the cluster-wide lease `name` for `ttl`: `Some(Ok(true))` while this
+    /// node holds it, so one node at a time does a tenant-wide job (routing a tenant's waiting
+    /// conversations, delivering its channel messages); `Some(Err)` when the cluster could not
+    /// say; `None` when this bus has a single node (it always holds it).
+    async fn lease(
+        &self,
+        _name: &str,
+        _ttl: std::time::Duration,
+    ) -> Option<Result<bool, BusError>> {
         None
     }
     /// Whether an inbound event may be delivered again after a node failed, so that an actor

@@ -433,6 +433,11 @@ impl CqlStore {
         };
         if let Some(cid) = cid {
             if let Some(first) = tail.iter().find(|x| x.client_msg_id.as_deref() == Some(cid)) {
+                // Found without its marker, maybe (its writer died before it): marked now, so a
+                // resend after the tail has moved on is still found.
+                if marker != Some(first.seq) {
+                    self.mark_or_warn(first).await;
+                }
                 return Ok(Appended::Duplicate(first.clone()));
             }
             if let Some(marked) = marker
@@ -470,14 +475,11 @@ impl CqlStore {
         // The message is stored (the insert above is the commit point): a failed marker or
         // sentiment update must not report the append failed (the tail check covers a
         // missing marker of a recent message; the next append catches the sentiment up).
-        let (marked, counted) = futures_util::future::join(
-            self.mark(m),
+        let (_, counted) = futures_util::future::join(
+            self.mark_or_warn(m),
             self.count_sentiment(m, conversation, previous),
         )
         .await;
-        if let Err(e) = marked {
-            tracing::warn!(error = %e, "client_msg_id marker not written");
-        }
         if let Err(e) = counted {
             tracing::warn!(error = %e, "sentiment not counted yet; the next append catches up");
         }
@@ -494,7 +496,7 @@ impl CqlStore {
         previous: Option<&Message>,
     ) -> StoreResult<Appended> {
         if existing.id == m.id {
-            self.mark(m).await?;
+            self.mark_or_warn(m).await;
             self.count_sentiment(m, conversation.clone(), previous).await?;
             return Ok(Appended::Stored);
         }
@@ -514,6 +516,20 @@ impl CqlStore {
         let Some(cid) = m.client_msg_id.as_deref() else { return Ok(()) };
         let values = (m.tenant_id.as_str(), m.conversation_id.as_str(), cid, cql_int(m.seq)?);
         self.run(&self.st.put_client_id, values).await.map(drop)
+    }
+
+    /// [`Self::mark`], tried a few times: the message is stored whatever happens here, and
+    /// a marker still missing is found again only through the tail.
+    async fn mark_or_warn(&self, m: &Message) {
+        for attempt in 1..=3 {
+            match self.mark(m).await {
+                Ok(()) => return,
+                Err(e) if attempt == 3 => {
+                    tracing::warn!(error = %e, seq = m.seq, "client_msg_id marker not written");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20 * attempt)).await,
+            }
+        }
     }
 
     /// The (up to) [`TAIL`] messages right before `seq`, in seq order.

@@ -177,10 +177,20 @@ async fn duplicates_are_found_by_marker_or_in_the_tail(store: &CqlStore, setting
     let again = message("t-dup", "c1", later + 3, Some("unmarked"));
     assert_eq!(
         store.append(&again).await.expect("again"),
-        Appended::Duplicate(unmarked),
+        Appended::Duplicate(unmarked.clone()),
         "found in the tail"
     );
     assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), later + 2, "stored once");
+    // Found in the tail, it got its marker: a resend long after is still a duplicate.
+    for seq in later + 3..=later + 3 + TAIL {
+        store.append(&message("t-dup", "c1", seq, None)).await.expect("append");
+    }
+    let late = message("t-dup", "c1", later + 4 + TAIL, Some("unmarked"));
+    assert_eq!(
+        store.append(&late).await.expect("late"),
+        Appended::Duplicate(unmarked),
+        "marker repaired"
+    );
 }
 
 /// What a process dying between two writes leaves behind, written by hand.
