@@ -107,6 +107,15 @@ async fn an_intent_answers_with_a_carousel_and_a_button_sends_a_postback() {
     assert_eq!(messages[2]["postback"], "plan_pro");
     assert_eq!(messages[3]["intent"], "plan_pro");
     assert_eq!(messages.len(), 4, "the retried postback was not stored twice");
+
+    // A payload the bot never offered here does not pick its intent (nor fire its actions):
+    // it is read as its text.
+    c.send(json!({"type": "message", "client_msg_id": "b2", "text": "zzz",
+                  "postback": "contact"}))
+        .await;
+    c.expect("message").await;
+    let reply = c.read_stream().await;
+    assert_eq!(reply.tokens, "Sorry, I did not get that.");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,6 +189,11 @@ async fn a_submitted_form_lands_in_the_conversations_user_data() {
     c.send(form("f2", json!({"email": "ada@lovelace.org"}))).await;
     c.expect("message").await;
     c.expect("message").await;
+    // A stale resend of the first (another tab's outbox), even with other values: acknowledged
+    // with the stored message, nothing merged again.
+    c.send(form("f1", json!({"email": "stale@example.com", "name": "Old"}))).await;
+    let ack = c.expect("message").await;
+    assert_eq!((ack["client_msg_id"].as_str(), ack["seq"].as_u64()), (Some("f1"), Some(3)));
 
     let (status, detail) = server.call("GET", &detail_path, None, Some(&jwt)).await;
     assert_eq!(status, 200, "{detail}");

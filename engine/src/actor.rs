@@ -513,6 +513,18 @@ impl ConversationActor {
             panic!("fault injection: engine.panic_on_text matched");
         }
         self.refresh_bot(state).await;
+        // Sent before (a resend from the widget's outbox): acknowledged, and nothing merged
+        // again — a stale resend must not overwrite what a later form collected.
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        if let Ok(Some(existing)) = self.deps.store.message_by_client_id(t, c, &client_msg_id).await
+        {
+            self.deps.metrics.duplicates_acknowledged.fetch_add(1, Relaxed);
+            if let Some(conn) = origin {
+                let ack = Event::Ack { conn, message: existing.clone() };
+                self.deps.bus.publish(&self.key, ack);
+            }
+            return Ok(CommandOutcome::Message { message: existing, duplicate: true });
+        }
         if let Some(form) = &form {
             // Checked against the bot's form of that id before anything is stored; its values
             // are merged before the message is (a retry after a failed append merges the same
@@ -540,7 +552,14 @@ impl ConversationActor {
         let mut message = self.new_message(state, Sender::User, text, Some(client_msg_id));
         let best = match (&postback, &form) {
             (Some(payload), _) => {
-                postback_intent(&state.intents, payload).map(|i| (i, 1.0)).or_else(|| {
+                // A payload picks its intent only if the bot offered it here: a visitor cannot
+                // fire an intent (and its webhook) by naming it.
+                let direct = if self.offered(state, payload).await {
+                    postback_intent(&state.intents, payload)
+                } else {
+                    None
+                };
+                direct.map(|i| (i, 1.0)).or_else(|| {
                     crate::responder::builtin::classify_index(&state.intents, &message.text)
                 })
             }
@@ -585,6 +604,17 @@ impl ConversationActor {
         }
         self.answer_visitor(state, text, best).await;
         Ok(outcome)
+    }
+
+    /// Whether a button with `payload` is among the bot's last [`OFFER_WINDOW`] messages.
+    async fn offered(&self, state: &State, payload: &str) -> bool {
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        let after = state.last_seq.saturating_sub(OFFER_WINDOW);
+        let recent = self.deps.store.messages_after(t, c, after, OFFER_WINDOW as usize).await;
+        recent.unwrap_or_default().iter().any(|m| {
+            m.sender != Sender::User
+                && m.content.as_ref().is_some_and(|x| x.offers_payload(payload))
+        })
     }
 
     /// A submitted form is answered with a thank-you, not by an intent (its summary would only
@@ -1253,6 +1283,9 @@ fn find_form<'a>(intents: &'a [Intent], form_id: &str) -> Option<&'a [crate::ric
 /// The intent a postback names directly: one whose id, or name (ignoring case), is the
 /// payload. A button whose payload is an intent's name answers with that intent, whatever
 /// its training phrases.
+/// Messages searched for the button a postback claims to come from.
+const OFFER_WINDOW: u64 = 50;
+
 fn postback_intent(intents: &[Intent], payload: &str) -> Option<usize> {
     let payload = payload.trim();
     intents.iter().position(|i| i.id == payload || i.name.eq_ignore_ascii_case(payload))

@@ -7,7 +7,8 @@
 //! TypeScript types (generated from that protocol's JSON Schema) describe exactly what is stored.
 //!
 //! Every check returns a [`ContentError`] naming the offending field; none panics. The limits
-//! keep one message well under the gateway's frame limit and a conversation's user data small.
+//! per part bound what one field can hold, and [`MAX_CONTENT_BYTES`] the whole (each reply
+//! stores and sends a copy); a conversation's user data stays small.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,9 @@ pub const MAX_KEY_BYTES: usize = 64;
 pub const MAX_PAYLOAD_BYTES: usize = 1000;
 /// Longest submitted field value, in characters.
 pub const MAX_VALUE_CHARS: usize = 1000;
+/// Largest content as JSON: each reply stores, publishes and sends a copy, and the widget
+/// keeps recent messages in the host page's storage (well under the gateway's 32 KiB frame).
+pub const MAX_CONTENT_BYTES: usize = 16 * 1024;
 
 /// The body of a rich message, by type. Every URL is absolute `http://` or `https://`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -200,8 +204,31 @@ impl RichContent {
         }
     }
 
+    /// Whether one of its buttons sends `payload` as a postback.
+    pub fn offers_payload(&self, payload: &str) -> bool {
+        let cards: &[Card] = match self {
+            Self::Card(card) => std::slice::from_ref(card),
+            Self::Carousel { cards } => cards,
+            _ => &[],
+        };
+        cards.iter().flat_map(|c| &c.buttons).any(|b| {
+            b.url.is_none() && b.payload.as_deref().unwrap_or(&b.label).trim() == payload.trim()
+        })
+    }
+
     /// Checks sizes, counts and URLs; `at` prefixes the field names in the error.
     pub fn validate(&self, at: &str) -> Result<(), ContentError> {
+        self.validate_parts(at)?;
+        // Every reply stores (and sends, and the widget keeps) a copy: the whole stays small.
+        let size = serde_json::to_vec(self).map_or(usize::MAX, |json| json.len());
+        if size > MAX_CONTENT_BYTES {
+            let problem = format!("at most {MAX_CONTENT_BYTES} bytes of JSON (got {size})");
+            return Err(err(at.to_owned(), problem));
+        }
+        Ok(())
+    }
+
+    fn validate_parts(&self, at: &str) -> Result<(), ContentError> {
         match self {
             Self::Image { url, alt } => {
                 check_url(&format!("{at}.url"), url)?;

@@ -194,6 +194,9 @@ export function mount(o: AppOptions): AppHandle {
       const href = safeUrl(b.url, o.base);
       if (href) {
         body.append(el('a', { class: 'btn', href, target: '_blank', rel: 'noopener noreferrer' }, b.label));
+      } else if (b.url) {
+        // A link this page may not open (http on an https page): shown, never sent as a postback.
+        body.append(el('button', { class: 'btn', type: 'button', disabled: '' }, b.label));
       } else {
         const btn = el('button', { class: 'btn', type: 'button' }, b.label);
         btn.addEventListener('click', () => { client.send(b.label, { postback: b.payload ?? b.label }); input.focus(); });

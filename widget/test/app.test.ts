@@ -108,6 +108,16 @@ describe('rich messages', () => {
     expect($('#messages [data-seq="1"] a.btn').getAttribute('href')).toBe('https://shop.example/');
   });
 
+  it('a link button whose URL the page may not open is shown disabled, never sent', () => {
+    const { client, $ } = setup();
+    socket.push(msg(1, 'bot', 'a card', { kind: 'card', content: { type: 'card', title: 'T', buttons: [{ label: 'Compare', url: 'javascript:alert(1)' }] } }));
+    const btn = $('#messages [data-seq="1"] button.btn') as HTMLButtonElement;
+    expect(btn.disabled).toBe(true);
+    btn.click();
+    expect(client.outbox).toEqual([]);
+    expect($('#messages [data-seq="1"] a.btn')).toBeNull();
+  });
+
   it('FORM fields are collected and sent with the message', () => {
     const { $ } = setup();
     socket.push(msg(1, 'bot', 'Leave your details', { kind: 'form', content: { type: 'form', form_id: 'lead', fields: [

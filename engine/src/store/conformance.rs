@@ -695,6 +695,16 @@ async fn append_is_idempotent_by_client_msg_id(store: &dyn Store) {
     );
     let no_id = message("t-idem", "c1", 2, None);
     assert_eq!(store.append(&no_id).await.expect("append"), Appended::Stored);
+    // Looked up by client id: in its conversation and tenant only.
+    let found = store.message_by_client_id(&t, &c, "same").await.expect("lookup");
+    assert_eq!(found, Some(first), "found by its client id");
+    let c2 = ConversationId::from("c2");
+    let found = store.message_by_client_id(&t, &c2, "same").await.expect("lookup");
+    assert_eq!(found, Some(other_conv), "per conversation");
+    assert_eq!(store.message_by_client_id(&t, &c, "never").await.expect("lookup"), None);
+    let other_tenant = TenantId::from("t-other");
+    let found = store.message_by_client_id(&other_tenant, &c, "same").await.expect("lookup");
+    assert_eq!(found, None, "another tenant sees nothing");
 }
 
 async fn append_refuses_seq_conflicts_and_gaps(store: &dyn Store) {

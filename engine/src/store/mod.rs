@@ -127,6 +127,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after_seq: u64,
         limit: usize,
     ) -> StoreResult<Vec<Message>>;
+    /// The message stored with `client_msg_id` in the conversation, if any (what `append`
+    /// would answer as [`Appended::Duplicate`]).
+    async fn message_by_client_id(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<Message>>;
     /// The highest stored seq of a conversation, 0 if it has none.
     async fn last_seq(&self, tenant: &TenantId, conversation: &ConversationId) -> StoreResult<u64>;
 

@@ -1083,6 +1083,29 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn message_by_client_id(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let (tenant, conversation) = (tenant.clone(), conversation.clone());
+        let cid = client_msg_id.to_owned();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let (t, c) = (tenant.as_str(), conversation.as_str());
+            let ids = txn.open_table(CLIENT_IDS).map_err(backend)?;
+            let Some(seq) = ids.get((t, c, cid.as_str())).map_err(backend)?.map(|g| g.value())
+            else {
+                return Ok(None);
+            };
+            let messages = txn.open_table(MESSAGES).map_err(backend)?;
+            let found = messages.get((t, c, seq)).map_err(backend)?;
+            found.map(|bytes| decode(bytes.value())).transpose()
+        })
+        .await
+    }
+
     async fn last_seq(&self, tenant: &TenantId, conversation: &ConversationId) -> StoreResult<u64> {
         let (tenant, conversation) = (tenant.clone(), conversation.clone());
         self.read(move |db| {

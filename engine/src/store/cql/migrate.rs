@@ -135,20 +135,17 @@ async fn lock(session: &Session, keyspace: &str, owner: &str) -> StoreResult<()>
 /// failing. A statement that fails otherwise (a timeout: applied or not) is retried, which
 /// `IF NOT EXISTS` makes safe.
 async fn ddl(session: &Session, statement: &str) -> StoreResult<()> {
-    let plain;
-    let statement = match alter_add(statement) {
-        Some(add) => {
-            if column_exists(session, &add).await? {
-                return Ok(());
-            }
-            plain = add.plain;
-            plain.as_str()
-        }
-        None => statement,
-    };
+    let add = alter_add(statement);
+    let statement = add.as_ref().map_or(statement, |add| add.plain.as_str());
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // Checked before every attempt: one that timed out may have added the column.
+        if let Some(add) = &add
+            && column_exists(session, add).await?
+        {
+            return Ok(());
+        }
         match session.query_unpaged(statement, ()).await {
             Ok(_) => return Ok(()),
             Err(ExecutionError::SchemaAgreementError(_) | ExecutionError::MetadataError(_)) => {

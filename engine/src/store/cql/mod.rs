@@ -952,6 +952,26 @@ impl Store for CqlStore {
         Box::pin(self.append_message(message)).await
     }
 
+    async fn message_by_client_id(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        client_msg_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let (t, c) = (tenant.as_str(), conversation.as_str());
+        let carries = |m: &Message| m.client_msg_id.as_deref() == Some(client_msg_id);
+        if let Some(marked) = self.client_marker(t, c, client_msg_id).await?
+            && let Some(found) = self.message_at(t, c, marked).await?
+            && carries(&found)
+        {
+            return Ok(Some(found));
+        }
+        // A marker its writer died before writing: the message is recent (see `append`).
+        let last = self.last_seq_of(t, c).await?;
+        let tail = self.tail_before(t, c, last.saturating_add(1)).await?;
+        Ok(tail.into_iter().find(|m| carries(m)))
+    }
+
     async fn messages_after(
         &self,
         tenant: &TenantId,
