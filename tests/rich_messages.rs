@@ -194,6 +194,16 @@ async fn a_submitted_form_lands_in_the_conversations_user_data() {
     c.send(form("f1", json!({"email": "stale@example.com", "name": "Old"}))).await;
     let ack = c.expect("message").await;
     assert_eq!((ack["client_msg_id"].as_str(), ack["seq"].as_u64()), (Some("f1"), Some(3)));
+    // Details left after the conversation was resolved open it again (the inbox shows it).
+    let resolve = json!({"resolution": "RESOLVED"});
+    let (status, resolved) =
+        server.post(&format!("{detail_path}/resolve"), resolve, Some(&jwt)).await;
+    assert_eq!((status, resolved["status"].as_str()), (200, Some("RESOLVED")), "{resolved}");
+    c.send(form("f3", json!({"email": "ada@lovelace.org", "name": "Ada"}))).await;
+    c.expect("message").await;
+    c.expect("message").await;
+    let (_, reopened) = server.call("GET", &detail_path, None, Some(&jwt)).await;
+    assert_eq!(reopened["conversation"]["status"], "OPEN", "{reopened}");
 
     let (status, detail) = server.call("GET", &detail_path, None, Some(&jwt)).await;
     assert_eq!(status, 200, "{detail}");

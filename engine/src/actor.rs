@@ -598,8 +598,12 @@ impl ConversationActor {
         self.tell_inbox(state, Some(&stored));
         self.deps.bus.publish(&self.key, Event::Message { message: stored.clone() });
         let outcome = CommandOutcome::Message { message: stored, duplicate: false };
-        if was_form && state.handling.status != ConversationStatus::Assigned {
-            self.thank_for_form(state).await;
+        if was_form {
+            // Details left in a resolved conversation are a new episode the inbox must show.
+            self.reopen_if_resolved(state).await;
+            if state.handling.status != ConversationStatus::Assigned {
+                self.thank_for_form(state).await;
+            }
             return Ok(outcome);
         }
         self.answer_visitor(state, text, best).await;
@@ -646,6 +650,23 @@ impl ConversationActor {
 
     /// What follows a stored visitor message: a CSAT score, reopening, escalation, the bot's
     /// answer.
+    /// The visitor is back in a resolved conversation: a new episode, with the bot.
+    async fn reopen_if_resolved(&mut self, state: &mut State) {
+        if state.handling.status != ConversationStatus::Resolved {
+            return;
+        }
+        let handling = Handling {
+            status: ConversationStatus::Open,
+            resolution: None,
+            ended_at: None,
+            csat_pending: false,
+            ..state.handling.clone()
+        };
+        if let Err(e) = self.set_handling(state, handling).await {
+            tracing::warn!(error = %e, "could not reopen a resolved conversation");
+        }
+    }
+
     async fn answer_visitor(
         &mut self,
         state: &mut State,
@@ -669,19 +690,7 @@ impl ConversationActor {
             self.say(state, thanks.to_owned()).await;
             return;
         }
-        if state.handling.status == ConversationStatus::Resolved {
-            // The visitor is back: a new episode, with the bot.
-            let handling = Handling {
-                status: ConversationStatus::Open,
-                resolution: None,
-                ended_at: None,
-                csat_pending: false,
-                ..state.handling.clone()
-            };
-            if let Err(e) = self.set_handling(state, handling).await {
-                tracing::warn!(error = %e, "could not reopen a resolved conversation");
-            }
-        }
+        self.reopen_if_resolved(state).await;
         if state.handling.status == ConversationStatus::Assigned {
             return; // The agent answers.
         }
