@@ -13,6 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { recordPartials } from './harness.mjs';
 
 const PARLA_BIN = process.env.PARLA_BIN;
 const CHROMIUM = process.env.PARLA_CHROMIUM || '/usr/bin/chromium';
@@ -115,16 +116,7 @@ test('a person chats with the demo bot, sees the reply stream, reloads and carri
   // Record, in the page, every text the streaming bubble shows while tokens arrive. A
   // MutationObserver sees each token frame (each is its own task), so this does not depend on
   // how fast this process polls.
-  await page.evaluate(() => {
-    const root = document.querySelector('[data-parla-widget]').shadowRoot;
-    window.__partials = [];
-    new MutationObserver(() => {
-      for (const el of root.querySelectorAll('#live .msg.streaming')) {
-        const text = el.querySelector('.text').textContent;
-        if (text && el.getClientRects().length > 0) window.__partials.push(text);
-      }
-    }).observe(root.querySelector('#live'), { childList: true, subtree: true, characterData: true });
-  });
+  await recordPartials(page);
 
   // By keyboard: focus the box, type, Enter sends.
   await page.focus('#input');

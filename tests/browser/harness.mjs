@@ -152,4 +152,16 @@ export const shownSeqs = (page) => page.$$eval('#messages > *', (els) => els.map
 export const embed = (parla, bot = 'demo', attrs = '') =>
   `<script src="${parla}/widget.js" data-bot="${bot}" ${attrs} async></script>`;
 
+/** Records, inside the page, every text the streaming bubble shows (one entry per DOM change). */
+export const recordPartials = (p) => p.evaluate(() => {
+  const root = document.querySelector('[data-parla-widget]').shadowRoot;
+  window.__partials = [];
+  new MutationObserver(() => {
+    for (const el of root.querySelectorAll('#live .msg.streaming')) {
+      const text = el.querySelector('.text').textContent;
+      if (text && el.getClientRects().length > 0) window.__partials.push(text);
+    }
+  }).observe(root.querySelector('#live'), { childList: true, subtree: true, characterData: true });
+});
+
 export { chromium };

@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import {
-  GUARD, cleanup, embed, message, openBrowser, shownSeqs, startHost, startParla, startProxy, waitConnected, watch,
+  GUARD, cleanup, embed, message, openBrowser, recordPartials, shownSeqs, startHost, startParla, startProxy,
+  waitConnected, watch,
 } from './harness.mjs';
 
 let parla, proxy, host;
@@ -57,18 +58,6 @@ async function api(method, path, body, token) {
 
 /** Drops Chromium's own console line for a socket the proxy cut on purpose. */
 const real = (problems) => problems.filter((p) => !/WebSocket connection to .* failed/.test(p));
-
-/** Records, inside the page, every text the streaming bubble shows (one entry per DOM change). */
-const recordPartials = (p) => p.evaluate(() => {
-  const root = document.querySelector('[data-parla-widget]').shadowRoot;
-  window.__partials = [];
-  new MutationObserver(() => {
-    for (const el of root.querySelectorAll('#live .msg.streaming')) {
-      const text = el.querySelector('.text').textContent;
-      if (text && el.getClientRects().length > 0) window.__partials.push(text);
-    }
-  }).observe(root.querySelector('#live'), { childList: true, subtree: true, characterData: true });
-});
 
 const conversationId = (p) => p.evaluate(() => JSON.parse(localStorage.getItem('parla.widget.v1.demo') || '{}').conversation_id);
 
