@@ -100,19 +100,7 @@ impl Cluster {
                 }
             }
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-                .await
-                .expect("parla prints its address in time")
-                .expect("read stdout")
-                .expect("parla exited before listening");
-            if let Some(url) = line.strip_prefix("parla: listening on http://") {
-                break url.parse().expect("address");
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = listening_addr(&mut child).await;
         Node { child, addr, assigned, revoked }
     }
 }

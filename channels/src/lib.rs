@@ -16,7 +16,7 @@
 //! In a cluster every admin node watches every tenant with a connection, but only the holder of
 //! the tenant's `channels:{tenant}` lease delivers (starts sinks, sends push notifications), so
 //! a reply goes out once; when the holder dies another node takes the lease within
-//! [`LEASE`] and catches up from the stored delivery cursors.
+//! [`parla_engine::engine::LEASE_TERM`] and catches up from the stored delivery cursors.
 //!
 //! Dependency direction: `channels` → `engine`; never another transport.
 
@@ -43,12 +43,6 @@ use parla_engine::{
 };
 use tokio::runtime::Handle;
 
-/// How long a node delivers a tenant's channel messages without renewing its lease (it renews
-/// three times as often).
-pub const LEASE: Duration = Duration::from_secs(3);
-/// A held lease counts here until this long before it could lapse in Redis (clock drift, the
-/// time a renewal's answer took).
-const LEASE_MARGIN: Duration = Duration::from_millis(750);
 /// How often a node in a cluster looks for tenants with new channel connections.
 const RESCAN: Duration = Duration::from_secs(30);
 
@@ -164,18 +158,20 @@ impl Channels {
     /// store let the next holder resume.
     async fn hold_lease(self: Arc<Self>, tenant: TenantId) {
         let name = format!("channels:{}", tenant.0);
-        let mut tick = tokio::time::interval(LEASE / 3);
+        let mut tick = tokio::time::interval(parla_engine::engine::LEASE_TERM / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let asked = Instant::now();
-            let holds = self.engine.lease(&name, LEASE).await == Some(true);
-            let until = asked + LEASE - LEASE_MARGIN;
+            let held = match self.engine.lease(&name).await {
+                parla_engine::engine::Lease::Held { until } => Some(until),
+                _ => None,
+            };
+            let holds = held.is_some();
             let gained = {
                 let mut leading = self.leading.lock();
-                if holds {
+                if let Some(until) = held {
                     let was = leading.insert(tenant.clone(), Some(until));
-                    was.is_none_or(|w| w.is_some_and(|w| asked >= w))
+                    was.is_none_or(|w| w.is_some_and(|w| Instant::now() >= w))
                 } else {
                     leading.remove(&tenant);
                     false

@@ -11,12 +11,12 @@
 //! In a cluster every node with a signed-in agent of the tenant runs the task and follows the
 //! feed, but only the holder of the tenant's lease assigns (one desk, one round-robin turn);
 //! the agents it sees are those of every node. The lease is renewed on a tick, and another
-//! node takes it within [`LEASE`] when its holder dies. The tick also retries what an earlier
+//! node takes it within [`LEASE_TERM`] when its holder dies. The tick also retries what an earlier
 //! pass could not assign.
 
 use std::{
     collections::{BTreeSet, HashMap},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use tokio::sync::broadcast::error::RecvError;
@@ -24,18 +24,13 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::{
     agents::{AgentAction, AgentCommand},
     bus::TenantEvent,
-    engine::WeakEngine,
+    engine::{LEASE_TERM, Lease, WeakEngine},
     model::{AccountId, Assignment, ConversationId, ConversationKey, ConversationStatus, TenantId},
     presence::PresenceStatus,
 };
 
 /// Conversations read at start and after falling behind.
 const SCAN: usize = 500;
-
-/// How long a node leads a tenant's routing without renewing (it renews three times as often).
-const LEASE: Duration = Duration::from_secs(3);
-/// The lease counts here until this long before it could lapse in Redis.
-const LEASE_MARGIN: Duration = Duration::from_millis(750);
 
 #[derive(Debug, Default)]
 struct Desk {
@@ -64,24 +59,23 @@ pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
     drop(e);
     let mut desk = Desk::default();
     reload(&engine, &tenant, &mut desk).await;
-    let mut tick = tokio::time::interval(LEASE / 3);
+    let mut tick = tokio::time::interval(LEASE_TERM / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Until when this node surely holds the lease (from before it was renewed).
+    // Until when this node surely holds the lease.
     let mut until: Option<Instant> = None;
     let mut fresh = true; // The desk was just read from the store.
-    while engine.upgrade().is_some() {
-        let asked = Instant::now();
-        if leads(&engine, &tenant).await {
-            // Newly leading: the desk kept from the feed may have missed events (pub/sub drops
-            // silently in a cluster), so it is read again.
-            if until.is_none_or(|u| asked >= u) && !fresh {
-                reload(&engine, &tenant, &mut desk).await;
+    while let Some(lasts) = lead_until(&engine, &tenant).await {
+        match lasts {
+            Some(lasts) => {
+                // Newly leading: the desk kept from the feed may have missed events (pub/sub
+                // drops silently in a cluster), so it is read again.
+                if until.is_none_or(|u| Instant::now() >= u) && !fresh {
+                    reload(&engine, &tenant, &mut desk).await;
+                }
+                until = Some(lasts);
+                assign(&engine, &tenant, &mut desk, lasts).await;
             }
-            let lasts = asked + LEASE - LEASE_MARGIN;
-            until = Some(lasts);
-            assign(&engine, &tenant, &mut desk, lasts).await;
-        } else {
-            until = None;
+            None => until = None,
         }
         fresh = false;
         let event = tokio::select! {
@@ -111,12 +105,17 @@ pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
     }
 }
 
-/// Whether this node routes `tenant`'s conversations now (always, on a single node).
-async fn leads(engine: &WeakEngine, tenant: &TenantId) -> bool {
-    let Some(engine) = engine.upgrade() else { return false };
-    // Unknown (Redis unreachable): route anyway rather than not at all; each assignment is
-    // checked by the conversation's actor (given only while the conversation still waits).
-    engine.lease(&format!("dispatch:{}", tenant.0), LEASE).await.unwrap_or(true)
+/// Until when this node routes `tenant`'s conversations (`Some(None)`: another node does);
+/// `None` once the engine is gone.
+async fn lead_until(engine: &WeakEngine, tenant: &TenantId) -> Option<Option<Instant>> {
+    let engine = engine.upgrade()?;
+    Some(match engine.lease(&format!("dispatch:{}", tenant.0)).await {
+        Lease::Held { until } => Some(until),
+        // Unknown (Redis unreachable): route anyway rather than not at all; each assignment is
+        // checked by the conversation's actor (given only while the conversation still waits).
+        Lease::Unknown { until } => Some(until),
+        Lease::Elsewhere => None,
+    })
 }
 
 async fn reload(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {

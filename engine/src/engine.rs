@@ -83,6 +83,24 @@ pub struct Opened {
 }
 
 /// The engine. Cheap to clone.
+/// How long a cluster-wide lease lasts unless renewed ([`Engine::lease`]).
+pub const LEASE_TERM: std::time::Duration = std::time::Duration::from_secs(3);
+/// A held lease counts here until this long before it could lapse in Redis (clock drift, the
+/// time a renewal's answer took).
+pub const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_millis(750);
+
+/// What [`Engine::lease`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// This node holds it (always, on a single node), surely until `until`.
+    Held { until: std::time::Instant },
+    /// Another node holds it.
+    Elsewhere,
+    /// The cluster could not say (Redis unreachable); `until` is when the term would end had
+    /// this node held it. The caller chooses whether to act.
+    Unknown { until: std::time::Instant },
+}
+
 #[derive(Clone, Debug)]
 pub struct Engine {
     inner: Arc<Inner>,
@@ -216,16 +234,18 @@ impl Engine {
         &self.inner.deps.store
     }
 
-    /// Takes or renews the cluster-wide lease `name` for `ttl` (see [`crate::bus::Bus::lease`]):
-    /// `Some(held)`, always `Some(true)` on a single node; `None` when the cluster could not
-    /// say (Redis unreachable): the caller chooses whether to act.
-    pub async fn lease(&self, name: &str, ttl: std::time::Duration) -> Option<bool> {
-        match self.inner.deps.bus.lease(name, ttl).await {
-            None => Some(true),
-            Some(Ok(held)) => Some(held),
+    /// Takes or renews the cluster-wide lease `name` for [`LEASE_TERM`] (see
+    /// [`crate::bus::Bus::lease`]); callers renew it every third of the term.
+    pub async fn lease(&self, name: &str) -> Lease {
+        let asked = std::time::Instant::now();
+        // Counted from before the request: the lease may have been renewed at its start.
+        let until = asked + LEASE_TERM - LEASE_MARGIN;
+        match self.inner.deps.bus.lease(name, LEASE_TERM).await {
+            None | Some(Ok(true)) => Lease::Held { until },
+            Some(Ok(false)) => Lease::Elsewhere,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, lease = name, "lease unknown");
-                None
+                Lease::Unknown { until }
             }
         }
     }

@@ -175,14 +175,6 @@ impl Presence {
         self.announce(tenant);
     }
 
-    pub fn status(&self, tenant: &TenantId, agent: &AccountId) -> PresenceStatus {
-        self.agents
-            .lock()
-            .get(tenant)
-            .and_then(|a| a.get(agent))
-            .map_or(PresenceStatus::Offline, |r| r.status(self.timeout))
-    }
-
     /// Every agent of `tenant` seen since the process started, with their status.
     pub fn list(&self, tenant: &TenantId) -> Vec<AgentPresence> {
         let agents = self.agents.lock();

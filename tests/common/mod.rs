@@ -42,7 +42,6 @@ pub async fn spawn_parla_with(
     data_dir: &std::path::Path,
     env: &[(&str, String)],
 ) -> (tokio::process::Child, SocketAddr) {
-    use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parla"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -55,10 +54,18 @@ pub async fn spawn_parla_with(
         .kill_on_drop(true)
         .spawn()
         .expect("parla starts");
+    let addr = listening_addr(&mut child).await;
+    (child, addr)
+}
+
+/// The address a `parla serve` child (stdout piped) prints once it listens; its stdout is
+/// drained from then on, so the child never blocks on a full pipe.
+pub async fn listening_addr(child: &mut tokio::process::Child) -> SocketAddr {
+    use tokio::io::AsyncBufReadExt;
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let addr = loop {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
             .expect("parla prints its address in time")
             .expect("read stdout")
@@ -67,9 +74,8 @@ pub async fn spawn_parla_with(
             break url.parse().expect("address");
         }
     };
-    // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    addr
 }
 
 pub async fn start() -> TestServer {

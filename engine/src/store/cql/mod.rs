@@ -424,7 +424,9 @@ impl CqlStore {
         let (conversation, marker, tail, slot) = Box::pin(futures_util::future::try_join4(
             self.conversation_row(t, c),
             marker,
-            self.tail_before(t, c, seq),
+            // A message with a client id searches the tail for it; any other needs only its
+            // predecessor (the seq check).
+            self.tail_before(t, c, seq, if cid.is_some() { TAIL } else { 1 }),
             self.message_at(t, c, seq),
         ))
         .await?;
@@ -532,10 +534,10 @@ impl CqlStore {
         }
     }
 
-    /// The (up to) [`TAIL`] messages right before `seq`, in seq order.
-    async fn tail_before(&self, t: &str, c: &str, seq: u64) -> StoreResult<Vec<Message>> {
+    /// The (up to) `n` messages right before `seq`, in seq order.
+    async fn tail_before(&self, t: &str, c: &str, seq: u64, n: u64) -> StoreResult<Vec<Message>> {
         let Some(last) = seq.checked_sub(1).filter(|l| *l > 0) else { return Ok(Vec::new()) };
-        let first = last.saturating_sub(TAIL - 1).max(1);
+        let first = last.saturating_sub(n.max(1) - 1).max(1);
         let mut out = Vec::new();
         for bucket in first / self.bucket_size..=last / self.bucket_size {
             let from = first.max(bucket * self.bucket_size);
@@ -968,7 +970,7 @@ impl Store for CqlStore {
         }
         // A marker its writer died before writing: the message is recent (see `append`).
         let last = self.last_seq_of(t, c).await?;
-        let tail = self.tail_before(t, c, last.saturating_add(1)).await?;
+        let tail = self.tail_before(t, c, last.saturating_add(1), TAIL).await?;
         Ok(tail.into_iter().find(|m| carries(m)))
     }
 
