@@ -49,19 +49,20 @@ use crate::{
     bus::{Envelope, Event, Inbound, Receipt, TenantEvent},
     engine::Deps,
     model::*,
-    responder::ReplyRequest,
+    responder::{ReplyRequest, builtin::IntentIndex},
     store::{Appended, StoreError},
     supervisor::TenantSupervisor,
 };
 
-/// What a conversation actor's mailbox carries.
+/// What a conversation actor's mailbox carries. Payloads are boxed: a mailbox allocates its
+/// slots in blocks of 32, so every byte here costs 32 in each live actor, idle or not.
 #[derive(Debug)]
 pub(crate) enum ActorMsg {
-    Inbound(Envelope),
+    Inbound(Box<Envelope>),
     /// A bot reply's stream ended (sent by the reply task).
-    ReplyDone(ReplyDone),
+    ReplyDone(Box<ReplyDone>),
     /// An agent's command, answered on the oneshot.
-    Command(AgentCommand, oneshot::Sender<Result<CommandOutcome, EngineError>>),
+    Command(Box<AgentCommand>, oneshot::Sender<Result<CommandOutcome, EngineError>>),
 }
 
 /// A bot stream in flight.
@@ -122,6 +123,8 @@ impl ActorHandle {
 struct State {
     bot: Arc<Bot>,
     intents: Arc<Vec<Intent>>,
+    /// `intents` analysed for classification.
+    index: Arc<IntentIndex>,
     /// The bot's version when `bot` and `intents` were loaded (see `Engine::bot_changed`).
     bot_version: u64,
     last_seq: u64,
@@ -176,13 +179,15 @@ impl ConversationActor {
         mut rx: mpsc::Receiver<ActorMsg>,
         mut released: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut state = match self.hydrate_with_retry().await {
+        // The handlers' futures are boxed while they run: inlined, their largest state would be
+        // part of this loop's future, which every live actor holds while it idles.
+        let mut state = match Box::pin(self.hydrate_with_retry()).await {
             Ok(state) => state,
             Err(e) => return self.give_up(&mut rx, &e),
         };
         if self.deps.bus.redelivers() {
             // This node may be taking over from one that failed mid-reply.
-            self.answer_unanswered(&mut state).await;
+            Box::pin(self.answer_unanswered(&mut state)).await;
         }
         let idle = self.deps.settings.idle_passivate();
         // Every handle gone (the engine is stopping): no release can come any more, and the
@@ -208,7 +213,7 @@ impl ConversationActor {
             };
             match next {
                 Ok(Some(msg)) => {
-                    if let Err(e) = self.handle_supervised(&mut state, msg).await {
+                    if let Err(e) = Box::pin(self.handle_supervised(&mut state, msg)).await {
                         return self.give_up(&mut rx, &e);
                     }
                     if self.deleted {
@@ -286,7 +291,7 @@ impl ConversationActor {
         let mut leftovers = Vec::new();
         while let Ok(msg) = rx.try_recv() {
             match msg {
-                ActorMsg::Inbound(envelope) => leftovers.push(envelope),
+                ActorMsg::Inbound(envelope) => leftovers.push(*envelope),
                 // Cannot happen: we only passivate with no stream in flight.
                 ActorMsg::ReplyDone(done) => {
                     tracing::warn!(stream = %done.stream_id, "a reply finished after its actor stopped")
@@ -336,14 +341,14 @@ impl ConversationActor {
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
         let conversation =
             store.get_conversation(t, c).await?.ok_or(EngineError::ConversationNotFound)?;
-        let bot_version = self.deps.bot_version(&conversation.bot_id);
-        let bot = store.get_bot(t, &conversation.bot_id).await?.ok_or(EngineError::BotNotFound)?;
-        let intents = store.list_intents(t, &conversation.bot_id).await?;
+        let loaded =
+            self.deps.load_bot(t, &conversation.bot_id).await?.ok_or(EngineError::BotNotFound)?;
         let last_seq = store.last_seq(t, c).await?;
         Ok(State {
-            bot: Arc::new(bot),
-            intents: Arc::new(intents),
-            bot_version,
+            bot: loaded.bot,
+            intents: loaded.intents,
+            index: loaded.index,
+            bot_version: loaded.version,
             last_seq,
             handling: conversation.handling,
             fallbacks: 0,
@@ -380,7 +385,8 @@ impl ConversationActor {
 
     async fn handle(&mut self, state: &mut State, msg: ActorMsg) {
         match msg {
-            ActorMsg::Inbound(Envelope { origin, inbound, receipt, .. }) => {
+            ActorMsg::Inbound(envelope) => {
+                let Envelope { origin, inbound, receipt, .. } = *envelope;
                 // Dropped (done) after the handling below, unless a reply took it along.
                 self.receipt = Some(receipt);
                 self.handle_inbound(state, origin, inbound).await;
@@ -388,9 +394,9 @@ impl ConversationActor {
                     receipt.done();
                 }
             }
-            ActorMsg::ReplyDone(done) => self.on_reply_done(state, done).await,
+            ActorMsg::ReplyDone(done) => self.on_reply_done(state, *done).await,
             ActorMsg::Command(command, reply) => {
-                let outcome = self.on_command(state, command).await;
+                let outcome = self.on_command(state, *command).await;
                 let _ = reply.send(outcome); // The caller may have given up waiting.
             }
         }
@@ -467,7 +473,7 @@ impl ConversationActor {
             let best = postback
                 .and_then(|payload| postback_intent(&state.intents, &payload))
                 .map(|i| (i, 1.0))
-                .or_else(|| crate::responder::builtin::classify_index(&state.intents, &text));
+                .or_else(|| state.index.classify(&text));
             self.start_reply(state, text, best).await;
         }
     }
@@ -559,15 +565,13 @@ impl ConversationActor {
                 } else {
                     None
                 };
-                direct.map(|i| (i, 1.0)).or_else(|| {
-                    crate::responder::builtin::classify_index(&state.intents, &message.text)
-                })
+                direct.map(|i| (i, 1.0)).or_else(|| state.index.classify(&message.text))
             }
             // A form is answered with a thank-you below, not by an intent.
             (None, Some(_)) => None,
             (None, None) => {
                 message.sentiment = crate::sentiment::score(&message.text);
-                crate::responder::builtin::classify_index(&state.intents, &message.text)
+                state.index.classify(&message.text)
             }
         };
         if let Some((i, confidence)) = best {
@@ -973,13 +977,11 @@ impl ConversationActor {
         if version == state.bot_version {
             return;
         }
-        let t = &self.key.tenant_id;
-        let bot = self.deps.store.get_bot(t, &state.bot.id).await;
-        let intents = self.deps.store.list_intents(t, &state.bot.id).await;
-        match (bot, intents) {
-            (Ok(Some(bot)), Ok(intents)) => {
-                (state.bot, state.intents) = (Arc::new(bot), Arc::new(intents));
-                state.bot_version = version;
+        match self.deps.load_bot(&self.key.tenant_id, &state.bot.id).await {
+            Ok(Some(loaded)) => {
+                (state.bot, state.intents, state.index) =
+                    (loaded.bot, loaded.intents, loaded.index);
+                state.bot_version = loaded.version;
             }
             // Deleted, or the store failed: keep answering with what we have.
             _ => tracing::warn!(bot = %state.bot.id, "could not reload a changed bot"),
@@ -1080,7 +1082,7 @@ impl ConversationActor {
             let usage = usage.and_then(|u| *u.lock());
             let done = ReplyDone { stream_id: id, question, text, intent, confidence, usage };
             // The actor stays alive while a stream is in flight, so this only fails on shutdown.
-            let _ = me.send(ActorMsg::ReplyDone(done)).await;
+            let _ = me.send(ActorMsg::ReplyDone(Box::new(done))).await;
         });
         let receipt = self.receipt.take().unwrap_or_default();
         self.in_flight.insert(stream_id, InFlight { abort: task.abort_handle(), gate, receipt });
@@ -1319,5 +1321,11 @@ mod tests {
         for text in ["0", "6", "five", "5 but slow", "", "⭐⭐⭐⭐⭐⭐"] {
             assert_eq!(super::csat_score(text), None, "{text}");
         }
+    }
+
+    /// Each live actor's mailbox holds a block of 32 slots of this size, idle or not.
+    #[test]
+    fn mailbox_slots_stay_small() {
+        assert!(std::mem::size_of::<super::ActorMsg>() <= 24, "box the new variant's payload");
     }
 }

@@ -35,14 +35,65 @@ pub(crate) struct Deps {
     /// Bumped when a bot or its intents change, so live actors reload them before their next
     /// reply (a change takes effect on the next message, no restart). Absent = version 0.
     pub bot_versions: parking_lot::Mutex<HashMap<BotId, u64>>,
+    /// Each bot with its intents as last loaded, shared by all its live actors: one copy per
+    /// bot rather than per conversation, and no store read when an actor starts.
+    pub bots: parking_lot::Mutex<HashMap<(TenantId, BotId), LoadedBot>>,
     pub webhooks: crate::webhook::Webhooks,
     pub knowledge: Arc<crate::knowledge::Knowledge>,
     pub presence: Arc<crate::presence::Presence>,
 }
 
+/// A bot and its intents, loaded at `version` (see [`Deps::bot_versions`]).
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedBot {
+    pub version: u64,
+    loaded_at: std::time::Instant,
+    pub bot: Arc<Bot>,
+    pub intents: Arc<Vec<Intent>>,
+    pub index: Arc<crate::responder::builtin::IntentIndex>,
+}
+
 impl Deps {
     pub fn bot_version(&self, bot: &BotId) -> u64 {
         self.bot_versions.lock().get(bot).copied().unwrap_or(0)
+    }
+
+    /// The bot and its intents at their current version: from the cache, or read from the
+    /// store and cached. `None` when the bot does not exist (any more).
+    pub async fn load_bot(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+    ) -> Result<Option<LoadedBot>, crate::store::StoreError> {
+        // Read before loading: a change during the load bumps it again, so what we cache is
+        // never mistaken for the newer version.
+        let version = self.bot_version(bot);
+        let key = (tenant.clone(), bot.clone());
+        // Re-read now and then all the same: in a cluster, a change is announced over Redis
+        // pub/sub, which may drop it.
+        let fresh = |b: &&LoadedBot| {
+            b.version == version && b.loaded_at.elapsed() < std::time::Duration::from_secs(60)
+        };
+        if let Some(loaded) = self.bots.lock().get(&key).filter(fresh) {
+            return Ok(Some(loaded.clone()));
+        }
+        let Some(found) = self.store.get_bot(tenant, bot).await? else {
+            self.bots.lock().remove(&key);
+            return Ok(None);
+        };
+        let intents = self.store.list_intents(tenant, bot).await?;
+        let loaded = LoadedBot {
+            version,
+            loaded_at: std::time::Instant::now(),
+            bot: Arc::new(found),
+            index: Arc::new(crate::responder::builtin::IntentIndex::new(&intents)),
+            intents: Arc::new(intents),
+        };
+        let mut bots = self.bots.lock();
+        if bots.get(&key).is_none_or(|cached| cached.version <= version) {
+            bots.insert(key, loaded.clone());
+        }
+        Ok(Some(loaded))
     }
 }
 
@@ -216,6 +267,7 @@ impl Engine {
             runtime: Handle::current(),
             metrics,
             bot_versions: parking_lot::Mutex::new(HashMap::new()),
+            bots: parking_lot::Mutex::new(HashMap::new()),
             webhooks,
             knowledge,
             presence,
@@ -433,7 +485,7 @@ impl Engine {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let supervisor = self.inner.supervisor(&key.tenant_id);
-        let msg = crate::actor::ActorMsg::Command(command, tx);
+        let msg = crate::actor::ActorMsg::Command(Box::new(command), tx);
         supervisor.deliver_msg(key.conversation_id, msg).await?;
         // Dropped unanswered only if the actor panicked on it.
         rx.await.unwrap_or(Err(EngineError::Internal))

@@ -59,7 +59,7 @@ impl TenantSupervisor {
     pub(crate) async fn deliver(self: &Arc<Self>, envelope: Envelope) -> Result<(), EngineError> {
         debug_assert_eq!(envelope.key.tenant_id, self.tenant_id);
         let conversation = envelope.key.conversation_id.clone();
-        self.deliver_msg(conversation, ActorMsg::Inbound(envelope)).await
+        self.deliver_msg(conversation, ActorMsg::Inbound(Box::new(envelope))).await
     }
 
     /// Routes any mailbox message to `conversation`'s actor (see [`Self::deliver`]).
@@ -128,7 +128,7 @@ impl TenantSupervisor {
                 conversation_id: conversation.clone(),
             };
             let envelope = Envelope::new(key, None, inbound());
-            let _ = handle.tx.try_send(ActorMsg::Inbound(envelope));
+            let _ = handle.tx.try_send(ActorMsg::Inbound(Box::new(envelope)));
         }
     }
 

@@ -141,7 +141,9 @@ impl Connection {
                 frame = stream.next() => match frame {
                     Some(Ok(frame)) => {
                         self.last_activity = Instant::now();
-                        self.on_frame(frame, &mut subscription).await
+                        // Boxed while it runs (here and below): inlined, the handlers' largest
+                        // state would be part of this loop's future, held by every idle socket.
+                        Box::pin(self.on_frame(frame, &mut subscription)).await
                     }
                     Some(Err(ProtocolError::Overflow)) => Ok(Flow::Close(Some(CloseReason {
                         code: CloseCode::Size,
@@ -153,7 +155,9 @@ impl Connection {
                     }
                     None => Ok(Flow::Close(None)),
                 },
-                event = next_event(&mut subscription) => self.on_event(event, &mut subscription).await,
+                event = next_event(&mut subscription) => {
+                    Box::pin(self.on_event(event, &mut subscription)).await
+                }
                 _ = heartbeat.tick() => self.on_heartbeat().await,
                 _ = shutdown.wait_for(|stopping| *stopping) => Ok(Flow::Close(Some(CloseReason {
                     code: CloseCode::Away,

@@ -3,7 +3,10 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasher, RandomState},
-    sync::{Arc, OnceLock, Weak},
+    sync::{
+        Arc, OnceLock, Weak,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
 };
 
 use async_trait::async_trait;
@@ -24,35 +27,47 @@ type Directs = Mutex<HashMap<ConnId, mpsc::Sender<Arc<Event>>>>;
 /// channel up here, so one lock would serialise all streams; 64 shards make collisions rare.
 const CHANNEL_SHARDS: usize = 64;
 
-type Sender = broadcast::Sender<Arc<Event>>;
+/// One subscriber of a conversation: its queue, and where a full queue counts lost events.
+#[derive(Debug, Clone)]
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Arc<Event>>,
+    lagged: Arc<AtomicU64>,
+}
 
-/// The per-conversation broadcast channels, sharded by conversation.
+/// A conversation's subscribers. Copied on write: a publisher clones the `Arc` under the shard
+/// lock and sends outside it; subscribing and unsubscribing (rare) copy the list.
+type Fanout = Arc<Vec<Subscriber>>;
+
+/// The per-conversation fan-outs, sharded by conversation.
 struct Channels {
-    shards: Box<[Mutex<HashMap<ConversationKey, Sender>>]>,
+    shards: Box<[Mutex<HashMap<ConversationKey, Fanout>>]>,
     hasher: RandomState,
+    next_id: AtomicU64,
 }
 
 impl Channels {
     fn new() -> Self {
         let shards = (0..CHANNEL_SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
-        Self { shards, hasher: RandomState::new() }
+        Self { shards, hasher: RandomState::new(), next_id: AtomicU64::new(0) }
     }
 
-    fn shard(&self, key: &ConversationKey) -> &Mutex<HashMap<ConversationKey, Sender>> {
+    fn shard(&self, key: &ConversationKey) -> &Mutex<HashMap<ConversationKey, Fanout>> {
         let index = self.hasher.hash_one(key) as usize % self.shards.len();
         &self.shards[index]
     }
 }
 
-/// Inbound events go straight to the bound engine; outbound events go through one broadcast
-/// channel per conversation that has subscribers.
+/// Inbound events go straight to the bound engine; outbound events go to each subscriber's own
+/// bounded queue, through one fan-out per conversation that has subscribers.
 pub struct InProcessBus {
     handler: OnceLock<Arc<dyn InboundHandler>>,
-    /// Per-conversation fan-out. A channel is created by the first subscriber and dropped by the
-    /// first publish that finds no subscriber left, so idle conversations cost nothing.
+    /// Per-conversation fan-out. Created by the first subscriber and dropped with the last, so
+    /// conversations without subscribers cost nothing.
     channels: Arc<Channels>,
-    /// Events buffered per conversation: how far a subscriber may fall behind before it must
-    /// recover from the store (a bot reply of a few hundred tokens fits).
+    /// Events queued per subscriber: how far it may fall behind before it must recover from the
+    /// store (a bot reply of a few hundred tokens fits). Queues grow in blocks as they fill, so
+    /// an idle subscriber holds only the first.
     buffer: usize,
     /// Per-connection queues for addressed events.
     directs: Arc<Directs>,
@@ -94,21 +109,26 @@ impl Bus for InProcessBus {
             }
             return;
         }
-        // Clone the sender under the shard lock and send outside it: waking receivers never
-        // holds up another conversation. A channel without receivers is removed by the last
-        // subscription's guard, so a failed send here needs no cleanup.
-        let tx = self.channels.shard(key).lock().get(key).cloned();
-        if let Some(tx) = tx {
-            let _ = tx.send(Arc::new(event));
+        // Clone the fan-out under the shard lock and send outside it: waking receivers never
+        // holds up another conversation. A subscriber that is gone is removed by its guard, so a
+        // failed send here needs no cleanup; one that is full has lost this event and is told.
+        let fanout = self.channels.shard(key).lock().get(key).cloned();
+        if let Some(fanout) = fanout {
+            let event = Arc::new(event);
+            for sub in fanout.iter() {
+                if sub.tx.try_send(event.clone()).is_err() {
+                    sub.lagged.fetch_add(1, Relaxed);
+                }
+            }
         }
     }
 
     async fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
-        let rx = {
-            let mut shard = self.channels.shard(key).lock();
-            let tx = shard.entry(key.clone()).or_insert_with(|| broadcast::channel(self.buffer).0);
-            tx.subscribe()
-        };
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let lagged = Arc::new(AtomicU64::new(0));
+        let id = self.channels.next_id.fetch_add(1, Relaxed);
+        Arc::make_mut(self.channels.shard(key).lock().entry(key.clone()).or_default())
+            .push(Subscriber { id, tx, lagged: lagged.clone() });
         let (direct, mine) = match conn {
             Some(conn) => {
                 let (tx, rx) = mpsc::channel(DIRECT_QUEUE);
@@ -119,11 +139,12 @@ impl Bus for InProcessBus {
         };
         let guard = SubscriptionGuard {
             key: key.clone(),
+            id,
             direct: mine,
             channels: Arc::downgrade(&self.channels),
             directs: Arc::downgrade(&self.directs),
         };
-        Subscription::new(rx, direct, Some(Box::new(guard)))
+        Subscription::new(rx, lagged, direct, Some(Box::new(guard)))
     }
 
     fn bind(&self, handler: Arc<dyn InboundHandler>) {
@@ -148,11 +169,12 @@ impl Bus for InProcessBus {
     }
 }
 
-/// Cleans up after a subscription: its connection's direct queue, and the conversation's
-/// channel when this was its last subscriber (so idle conversations cost no memory).
+/// Cleans up after a subscription: its queue in the conversation's fan-out (the fan-out itself
+/// when this was its last subscriber), and its connection's direct queue.
 #[derive(Debug)]
 struct SubscriptionGuard {
     key: ConversationKey,
+    id: u64,
     /// The connection and its queue's sender: removed only if still the registered one, since
     /// a newer subscription of the same connection may have replaced it.
     direct: Option<(ConnId, mpsc::Sender<Arc<Event>>)>,
@@ -162,8 +184,6 @@ struct SubscriptionGuard {
 
 impl Drop for SubscriptionGuard {
     fn drop(&mut self) {
-        // Runs after the subscription's receiver is dropped (fields drop in order), so the
-        // receiver count no longer includes it.
         if let (Some((conn, mine)), Some(directs)) = (&self.direct, self.directs.upgrade()) {
             let mut directs = directs.lock();
             if directs.get(conn).is_some_and(|tx| tx.same_channel(mine)) {
@@ -172,8 +192,11 @@ impl Drop for SubscriptionGuard {
         }
         if let Some(channels) = self.channels.upgrade() {
             let mut shard = channels.shard(&self.key).lock();
-            if shard.get(&self.key).is_some_and(|tx| tx.receiver_count() == 0) {
-                shard.remove(&self.key);
+            if let Some(fanout) = shard.get_mut(&self.key) {
+                Arc::make_mut(fanout).retain(|sub| sub.id != self.id);
+                if fanout.is_empty() {
+                    shard.remove(&self.key);
+                }
             }
         }
     }
@@ -182,6 +205,7 @@ impl Drop for SubscriptionGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::RecvError;
     use crate::model::{ConversationId, TenantId};
 
     fn channel_count(bus: &InProcessBus) -> usize {
@@ -206,6 +230,36 @@ mod tests {
         assert_eq!(channel_count(&bus), 1, "another subscriber remains");
         drop(b);
         assert_eq!(channel_count(&bus), 0, "no subscriber left, no channel left");
+    }
+
+    #[tokio::test]
+    async fn a_full_subscriber_learns_it_lagged_before_later_events_and_others_lose_nothing() {
+        let bus = InProcessBus::new(2);
+        let mut slow = bus.subscribe(&key("c1"), None).await;
+        let mut fast = bus.subscribe(&key("c1"), None).await;
+        let event = |n: u32| Event::Rejected {
+            conn: None,
+            client_msg_id: None,
+            code: "x".into(),
+            message: n.to_string(),
+        };
+        for n in 1..=4 {
+            bus.publish(&key("c1"), event(n));
+            assert_eq!(*fast.recv().await.expect("event"), event(n), "the fast one gets all");
+        }
+        // The slow one's queue held 1 and 2; 3 and 4 found it full.
+        assert_eq!(slow.recv().await, Err(RecvError::Lagged(2)));
+        assert_eq!(*slow.recv().await.expect("event"), event(1));
+        assert_eq!(*slow.recv().await.expect("event"), event(2));
+        bus.publish(&key("c1"), event(5));
+        assert_eq!(*slow.recv().await.expect("event"), event(5), "caught up: live again");
+        // A loss while the queue still holds an event it then delivers: reported before it.
+        bus.publish(&key("c1"), event(6));
+        bus.publish(&key("c1"), event(7));
+        bus.publish(&key("c1"), event(8));
+        assert_eq!(slow.recv().await, Err(RecvError::Lagged(1)));
+        assert_eq!(*slow.recv().await.expect("event"), event(6));
+        assert_eq!(*slow.recv().await.expect("event"), event(7));
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //!
 //! Adapters:
 //! - [`memory::InProcessBus`]: one process; inbound is a direct hand-off to the local engine,
-//!   outbound a bounded broadcast channel per conversation.
+//!   outbound a fan-out per conversation to one bounded queue per subscriber.
 //! - [`cluster::ClusterBus`]: several nodes; inbound through a Kafka topic keyed by conversation
 //!   id (its partition decides the engine node that hosts the actor), outbound through Redis
 //!   pub/sub to every node with a subscriber (see the module for why).
@@ -187,11 +187,18 @@ pub trait InboundHandler: Send + Sync + 'static {
 /// Live events of one conversation, plus the events addressed to one connection.
 #[derive(Debug)]
 pub struct Subscription {
-    rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    /// This subscriber's own bounded queue of the conversation's events. A queue per subscriber
+    /// rather than one ring per conversation: an idle conversation's subscriber then costs one
+    /// small allocation, not a preallocated ring of `subscriber_buffer` slots (≈ 8 KiB at 256).
+    rx: tokio::sync::mpsc::Receiver<Arc<Event>>,
+    /// Events the publisher could not queue because this subscriber was full: it fell behind.
+    lagged: Arc<std::sync::atomic::AtomicU64>,
+    /// An event received after a loss, held back until the loss has been reported.
+    held: Option<Arc<Event>>,
     /// Events for this connection alone (acks, refusals). A separate bounded queue, so they are
-    /// not lost when the subscriber lags behind the conversation's broadcast.
+    /// not lost when the subscriber lags behind the conversation's events.
     direct: Option<tokio::sync::mpsc::Receiver<Arc<Event>>>,
-    /// Unregisters the connection's queue when the subscription is dropped.
+    /// Unregisters the subscriber's queues when the subscription is dropped.
     _guard: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
     /// A remote route's registration, released with the subscription.
     _route: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
@@ -208,11 +215,12 @@ pub enum RecvError {
 
 impl Subscription {
     pub fn new(
-        rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+        rx: tokio::sync::mpsc::Receiver<Arc<Event>>,
+        lagged: Arc<std::sync::atomic::AtomicU64>,
         direct: Option<tokio::sync::mpsc::Receiver<Arc<Event>>>,
         guard: Option<Box<dyn Send + Sync + std::fmt::Debug>>,
     ) -> Self {
-        Self { rx, direct, _guard: guard, _route: None }
+        Self { rx, lagged, held: None, direct, _guard: guard, _route: None }
     }
 
     /// Keeps `guard` alive as long as the subscription.
@@ -221,23 +229,33 @@ impl Subscription {
         self
     }
 
+    /// The next event. A loss is reported as [`RecvError::Lagged`] before any event queued after
+    /// it, possibly also before some queued ahead of it (the subscriber recovers from the store
+    /// and skips what it already has, so early is harmless; late would not be).
     pub async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {
-        use tokio::sync::broadcast::error::RecvError as E;
-        let broadcast = async {
-            match self.rx.recv().await {
-                Ok(ev) => Ok(ev),
-                Err(E::Lagged(n)) => Err(RecvError::Lagged(n)),
-                Err(E::Closed) => Err(RecvError::Closed),
-            }
-        };
-        match self.direct.as_mut() {
+        use std::sync::atomic::Ordering::AcqRel;
+        let lost = self.lagged.swap(0, AcqRel);
+        if lost > 0 {
+            return Err(RecvError::Lagged(lost));
+        }
+        if let Some(event) = self.held.take() {
+            return Ok(event);
+        }
+        let event = match self.direct.as_mut() {
             Some(direct) => tokio::select! {
                 biased;
-                Some(ev) = direct.recv() => Ok(ev),
-                result = broadcast => result,
+                Some(ev) = direct.recv() => return Ok(ev),
+                ev = self.rx.recv() => ev,
             },
-            None => broadcast.await,
+            None => self.rx.recv().await,
+        };
+        let Some(event) = event else { return Err(RecvError::Closed) };
+        let lost = self.lagged.swap(0, AcqRel);
+        if lost > 0 {
+            self.held = Some(event);
+            return Err(RecvError::Lagged(lost));
         }
+        Ok(event)
     }
 }
 

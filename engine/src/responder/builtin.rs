@@ -88,22 +88,43 @@ pub fn classify<'a>(intents: &'a [Intent], text: &str) -> Option<(&'a Intent, f3
 
 /// [`classify`], as the intent's position in `intents`.
 pub fn classify_index(intents: &[Intent], text: &str) -> Option<(usize, f32)> {
-    let query = Features::of(text);
-    if query.words.is_empty() {
-        return None;
+    IntentIndex::new(intents).classify(text)
+}
+
+/// Intents' examples analysed once (per bot load, shared by its conversations) instead of on
+/// every visitor message: the analysis was most of the classification's cost.
+#[derive(Debug, Default)]
+pub struct IntentIndex {
+    /// Per intent, in the intents' order, its examples' features.
+    examples: Vec<Vec<Features>>,
+}
+
+impl IntentIndex {
+    pub fn new(intents: &[Intent]) -> Self {
+        let examples = intents
+            .iter()
+            .map(|intent| intent.examples.iter().map(|e| Features::of(e)).collect())
+            .collect();
+        Self { examples }
     }
-    intents
-        .iter()
-        .enumerate()
-        .filter_map(|(i, intent)| {
-            let best = intent
-                .examples
-                .iter()
-                .map(|example| query.similarity(&Features::of(example)))
-                .fold(0.0f32, f32::max);
-            (best > 0.0).then_some((i, best))
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
+
+    /// The best intent for `text` as its position in the intents this was built from, with
+    /// its confidence.
+    pub fn classify(&self, text: &str) -> Option<(usize, f32)> {
+        let query = Features::of(text);
+        if query.words.is_empty() {
+            return None;
+        }
+        self.examples
+            .iter()
+            .enumerate()
+            .filter_map(|(i, examples)| {
+                let best =
+                    examples.iter().map(|example| query.similarity(example)).fold(0.0f32, f32::max);
+                (best > 0.0).then_some((i, best))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
 }
 
 /// Splits a reply into LLM-like tokens: each word with the whitespace before it.
@@ -128,6 +149,7 @@ pub fn tokenize(text: &str) -> Vec<String> {
     tokens
 }
 
+#[derive(Debug)]
 struct Features {
     words: HashSet<String>,
     trigrams: HashSet<[char; 3]>,
