@@ -143,7 +143,8 @@ impl Latencies {
 pub struct Counters {
     pub connected: u64,
     pub connect_failed: u64,
-    /// Failed connection attempts (first connects and reconnects) by cause.
+    /// Failures by cause: first connects (`timeout`, `reset`, `client_emfile`, …), and
+    /// `disconnect_*`, `reconnect_*` and `server_error_*` during the run.
     pub failures: BTreeMap<String, u64>,
     /// Wall clock (µs since the epoch) of the first connect attempt and of the last
     /// `welcome`: the achieved connect rate spans the workers, so it needs a shared clock.
@@ -234,6 +235,8 @@ pub struct Report {
     pub settings: serde_json::Value,
     /// Tokens per reply the baselines stream: what Parla's demo bot answers to `--text`.
     pub baseline_reply_tokens: usize,
+    /// What each target is, and how it reconnects.
+    pub targets: BTreeMap<String, String>,
     pub runs: Vec<RunReport>,
     pub ok: bool,
 }
@@ -407,6 +410,10 @@ pub fn summary(report: &Report) -> String {
     }
     let m = &report.machine;
     let _ = writeln!(out, "# {} · {} cores · {} · Linux {}", m.date, m.nproc, m.cpu, m.kernel);
+    let _ = writeln!(out);
+    for (target, note) in &report.targets {
+        let _ = writeln!(out, "- **{target}**: {note}");
+    }
     for scenario in scenarios {
         let runs: Vec<&RunReport> = report.runs.iter().filter(|r| r.scenario == scenario).collect();
         let _ = writeln!(out, "\n## {scenario}\n");
@@ -451,14 +458,20 @@ pub fn summary(report: &Report) -> String {
         if let Some(parla) = find("parla") {
             for base in ["raw", "socketio"] {
                 let Some(b) = find(base) else { continue };
-                let tput = ratio(parla.throughput.confirmed_per_s, b.throughput.confirmed_per_s);
-                let mem =
-                    match (parla.server.rss_per_connection_kib, b.server.rss_per_connection_kib) {
-                        (Some(p), Some(b)) => ratio(p, b),
-                        _ => "–".to_owned(),
-                    };
-                let _ =
-                    writeln!(out, "\nParla/{base}: throughput {tput}, memory per connection {mem}");
+                let mut parts = Vec::new();
+                let (p, b_tput) = (parla.throughput.confirmed_per_s, b.throughput.confirmed_per_s);
+                if p > 0.0 && b_tput > 0.0 {
+                    parts.push(format!("throughput {}", ratio(p, b_tput)));
+                }
+                if let (Some(p), Some(b)) =
+                    (parla.server.rss_per_connection_kib, b.server.rss_per_connection_kib)
+                    && b > 0.0
+                {
+                    parts.push(format!("memory per connection {}", ratio(p, b)));
+                }
+                if !parts.is_empty() {
+                    let _ = writeln!(out, "\nParla/{base}: {}", parts.join(", "));
+                }
             }
         }
         if scenario == "burst" {

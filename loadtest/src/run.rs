@@ -154,6 +154,11 @@ async fn run_all(args: &Args) -> anyhow::Result<bool> {
         command_line: std::env::args().collect(),
         settings: serde_json::to_value(args)?,
         baseline_reply_tokens: ctx.tokens.len(),
+        targets: args
+            .targets
+            .iter()
+            .map(|t| (t.name().to_owned(), target_note(*t, args)))
+            .collect(),
         runs,
         ok,
     };
@@ -166,6 +171,33 @@ async fn run_all(args: &Args) -> anyhow::Result<bool> {
         println!("\n(report.json, latency.svg and the server logs are in {})", dir.display());
     }
     Ok(ok)
+}
+
+/// What a target is, for the report: what it does per message and how it reconnects.
+fn target_note(target: Target, args: &Args) -> String {
+    match target {
+        Target::Parla if !args.parla_url.is_empty() => format!(
+            "Parla servers already running ({}); resume by hello with last_seq",
+            args.parla_url.join(", ")
+        ),
+        Target::Parla => {
+            "parla serve: a conversation actor per conversation, every message stored \
+            durably (embedded store) before its echo; resume by hello with last_seq (replay)"
+                .into()
+        }
+        Target::Raw => "raw tokio-tungstenite server: the same frames, no actor, no store, no \
+            bot; a reconnect gets a fresh conversation and the client resends what is \
+            unanswered (no recovery)"
+            .into(),
+        Target::Socketio => format!(
+            "Socket.IO 4 on Node: the same frames as events, in memory, no persistence; {}",
+            if args.socketio_recovery {
+                "connection state recovery (its packet buffer kept 2 min, scanned per recovery)"
+            } else {
+                "no recovery: a reconnect gets a fresh session and the client resends"
+            }
+        ),
+    }
 }
 
 /// `latency-<scenario>.svg` for each scenario, and `latency.svg`: chat's, else the first.
@@ -413,7 +445,7 @@ async fn run_one(ctx: &Ctx<'_>, target: Target, scenario: Scenario) -> anyhow::R
         let mut e = format!(
             "{} of {n} connections failed ({})",
             n as u64 - connected.min(n as u64),
-            failures_text(&c.failures)
+            failures_text(&first_connect_failures(&c.failures))
         );
         let near_limit = match (open_files, fd_limit) {
             (Some(open), Some(limit)) => open + 64 >= limit,
@@ -520,6 +552,19 @@ async fn run_one(ctx: &Ctx<'_>, target: Target, scenario: Scenario) -> anyhow::R
 /// The log of a server this harness started (none for external servers).
 fn log_of(log: &Path) -> Option<&Path> {
     log.is_file().then_some(log)
+}
+
+/// The causes of failed first connects: the failures map also counts disconnects,
+/// reconnects and server errors, under those prefixes.
+fn first_connect_failures(
+    all: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    all.iter()
+        .filter(|(k, _)| {
+            !["disconnect_", "reconnect_", "server_error_"].iter().any(|p| k.starts_with(p))
+        })
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 fn failures_text(map: &std::collections::BTreeMap<String, u64>) -> String {
