@@ -388,6 +388,8 @@ pub struct HarnessFigures {
     pub workers: usize,
     /// The workers' CPU over the measured window, % of one core (all workers together).
     pub cpu_percent: Option<f64>,
+    /// The workers' resident memory at the end of the window, summed.
+    pub rss_kib: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize)]

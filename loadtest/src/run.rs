@@ -543,6 +543,7 @@ async fn run_one(ctx: &Ctx<'_>, target: Target, scenario: Scenario) -> anyhow::R
             workers: count,
             cpu_percent: delta(harness_start.cpu_ticks, harness_end.cpu_ticks)
                 .map(|t| procstat::cpu_percent(t, window)),
+            rss_kib: harness_end.rss_kib,
         },
         burst,
         latencies: merged.latencies,
