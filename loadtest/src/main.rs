@@ -153,7 +153,8 @@ pub struct Args {
     #[arg(long, env = "PARLA_BIN")]
     pub parla_bin: Option<PathBuf>,
     /// Load already running Parla servers instead of starting one (comma-separated widget
-    /// socket URLs, used round-robin: a cluster's nodes).
+    /// socket URLs, used round-robin: a cluster's nodes; a reconnect moves to the next one,
+    /// since a cluster must resume a conversation on any node).
     #[arg(long, alias = "url", value_delimiter = ',')]
     pub parla_url: Vec<String>,
     /// With --parla-url: the servers' pids, for their memory and CPU.
