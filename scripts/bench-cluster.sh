@@ -2,22 +2,25 @@
 # Distributed mode beside the embedded one, in the same run: starts Redis, Kafka and Cassandra
 # (scripts/services.sh), applies the CQL schema into a fresh keyspace, starts a gateway and
 # ENGINES engine nodes (release builds), and runs the load generator against the gateway; then
-# starts `parla serve` on the embedded store and runs the same load against it.
-# Usage: scripts/bench-cluster.sh [CONVERSATIONS] [MESSAGES] [ENGINES]
+# starts `parla serve` on the embedded store and runs the same load against it. The harness
+# (parla-loadtest) reads the servers' memory and CPU from their pids (summed over the cluster).
+# Usage: scripts/bench-cluster.sh [CONNECTIONS] [SECONDS] [ENGINES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
-conversations="${1:-50}"
-messages="${2:-40}"
+connections="${1:-50}"
+seconds="${2:-20}"
 engines="${3:-1}"
 
 cargo build --release --locked -p parla -p parla-loadtest >&2
 eval "$(scripts/services.sh start)"
 bin="$CARGO_TARGET_DIR/release/parla"
 work=$(mktemp -d /var/tmp/parla-bench-cluster.XXXXXX)
-pids=()
+# start() runs in a command substitution (a subshell): it leaves each pid in $work/NAME.pid.
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for f in "$work"/*.pid; do
+    if [ -e "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
+  done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -37,7 +40,7 @@ start() {
   mkdir -p "$work/$name"
   env "$@" "$bin" serve --listen 127.0.0.1:0 --role "$role" --data-dir "$work/$name" \
     >"$work/$name.log" 2>&1 &
-  pids+=($!)
+  echo $! >"$work/$name.pid"
   for _ in $(seq 300); do
     grep -q 'listening on' "$work/$name.log" && break
     sleep 0.1
@@ -65,11 +68,14 @@ for n in $(seq "$engines"); do
 done
 # Let the engines join the consumer group before the load starts.
 sleep 8
-echo "# $(date -u +%F) $(nproc) cores; distributed: gateway $gateway + $engines engine node(s) on Kafka, Cassandra, Redis; $conversations conversations x $messages messages"
-"$CARGO_TARGET_DIR/release/parla-loadtest" --url "ws://$gateway/v1/widget/ws" \
-  --conversations "$conversations" --messages "$messages"
+cluster_pids=$(cat "$work"/gateway.pid "$work"/engine*.pid | paste -sd, -)
+load=(--targets parla --scenario chat --connections "$connections" --duration "$seconds"
+  --interval-ms 0 --max-in-flight 2)
+echo "# distributed: gateway $gateway + $engines engine node(s) on Kafka, Cassandra, Redis"
+"$CARGO_TARGET_DIR/release/parla-loadtest" --parla-url "ws://$gateway/v1/widget/ws" \
+  --parla-pid "$cluster_pids" "${load[@]}"
 
 embedded=$(start embedded all)
 echo "# embedded: parla serve at $embedded, same load"
-"$CARGO_TARGET_DIR/release/parla-loadtest" --url "ws://$embedded/v1/widget/ws" \
-  --conversations "$conversations" --messages "$messages"
+"$CARGO_TARGET_DIR/release/parla-loadtest" --parla-url "ws://$embedded/v1/widget/ws" \
+  --parla-pid "$(cat "$work/embedded.pid")" "${load[@]}"

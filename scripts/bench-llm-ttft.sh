@@ -7,11 +7,12 @@
 # With DOCS=1, the bot has a knowledge base (a Markdown FAQ), so every question is also
 # embedded by the built-in model and searched: the cost of retrieval shows.
 # TEXT sets what each message says (default: words in no intent and no document).
-# Usage: [DOCS=1] [TEXT=...] scripts/bench-llm-ttft.sh [CONVERSATIONS] [MESSAGES]
+# Each conversation waits for a reply before it sends again (one message in flight).
+# Usage: [DOCS=1] [TEXT=...] scripts/bench-llm-ttft.sh [CONNECTIONS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
-convs="${1:-10}"; msgs="${2:-20}"
+convs="${1:-10}"; secs="${2:-20}"
 cargo build --release --locked -p parla -p parla-loadtest >&2
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d /var/tmp/parla-ttft.XXXXXX)
@@ -23,6 +24,7 @@ llm_addr=$(sed -n 's/^listening on //p' "$work/llm.log")
 echo "# $(date -u +%F) $(nproc) cores; fake LLM: 200 ms to first token"
 echo "## baseline (direct): $("$bin/parla-fake-llm" probe --addr "$llm_addr" --requests 200)"
 PARLA__LLM__BASE_URL="http://$llm_addr/v1" PARLA__RESPONDER__TOKEN_DELAY_MS=0 RUST_LOG=warn \
+  PARLA__GATEWAY__RATE_PER_SECOND=1000000 PARLA__GATEWAY__RATE_BURST=1000000 \
   "$bin/parla" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/serve.log" 2>&1 &
 parla=$!
 for _ in $(seq 100); do grep -q 'listening on' "$work/serve.log" && break; sleep 0.1; done
@@ -39,6 +41,7 @@ if [ "${DOCS:-0}" = 1 ]; then
   curl -fsS "http://$addr/api/bots/$bot/documents/upload" -H "authorization: Bearer $token" -F "file=@$work/faq.md" >/dev/null
   sleep 2
 fi
-echo "## through Parla ($convs conversations x $msgs messages, text matching no intent, bot $bot)"
-"$bin/parla-loadtest" --url "ws://$addr/v1/widget/ws" --bot "$bot" --conversations "$convs" \
-  --messages "$msgs" --baseline false --text "${TEXT:-xylophone marmalade zebra}"
+echo "## through Parla ($convs conversations for $secs s, text matching no intent, bot $bot)"
+"$bin/parla-loadtest" --parla-url "ws://$addr/v1/widget/ws" --parla-pid "$parla" --targets parla \
+  --bot "$bot" --scenario chat --connections "$convs" --duration "$secs" --interval-ms 0 \
+  --max-in-flight 1 --text "${TEXT:-xylophone marmalade zebra}"

@@ -1,275 +1,222 @@
-//! `parla-loadtest`: drives Parla's widget protocol with many concurrent conversations and
-//! measures it, side by side with a raw WebSocket baseline in the same run.
+//! `parla-loadtest`: a load harness for Parla's widget WebSocket, side by side with two
+//! baselines in the same run and with the same clients — a raw tokio-tungstenite server (the
+//! transport's limit) and a Socket.IO server (what a chat is usually built on).
+//!
+//! It starts each target as a child process, opens N visitor connections from source
+//! addresses spread over 127.0.0.0/8 (ramped), runs a scenario (`idle`, `chat`, `burst`,
+//! `reconnect`), checks every frame of every conversation (no seq lost, duplicated or out of
+//! order; every message echoed and answered; resumes continue exactly after `last_seq`), and
+//! measures latencies (HdrHistogram), throughput, the server's memory per connection and CPU,
+//! and its own CPU. Any integrity failure makes the exit code nonzero.
 //!
 //! # Layout
-//! - `run`: the load: C conversations, each one socket that says `hello`, then sends M messages
-//!   one after another, each waiting for its durable echo and the bot's whole streamed reply.
-//!   Measures confirmed messages per second, send → echo (durable) and send → first token.
-//! - `baseline`: a raw WebSocket server in this process that answers each `message` frame at
-//!   once with the same frames Parla sends (echo, stream_start, one token, stream_end), with no
-//!   actor, no store and no bot: the floor that transport, JSON and this client cost.
+//! - `main`: the command line.
+//! - `run`: the parent: per scenario and target, server → workers → phases → merged report.
+//! - `worker`: worker processes (`parla-loadtest worker`) holding the client sockets, and
+//!   the parent's handle on them (JSON lines over stdin/stdout).
+//! - `client`: one simulated visitor (socket, handshake, scenario, bookkeeping); `--hold`.
+//! - `check`: the per-conversation integrity checker.
+//! - `scenario`: the scenarios and the plan every client follows.
+//! - `servers`: starting the targets; the raw baseline server (`parla-loadtest serve-raw`).
+//! - `socketio`: Engine.IO v4 / Socket.IO v5 framing over a plain WebSocket.
+//! - `procstat`: RSS, CPU time and open files from /proc.
+//! - `report`: histograms, counters, `report.json` and the markdown summary.
+//! - `plot`: `latency.svg`, hand-written.
 //!
 //! # Concurrency model
-//! One tokio task per simulated visitor; results are merged at the end. For more sockets than
-//! one process may open (20k files here), run several processes.
+//! The parent runs one target at a time. Its workers (⌈N / `--per-worker`⌉ processes, as one
+//! process may hold at most 20,000 open files here) each run a multi-threaded tokio runtime
+//! with one task per visitor; the task owns its socket and bookkeeping and follows the
+//! worker's phase through a watch channel. Latency samples reach the worker's histograms in
+//! batches under a mutex; the parent merges the workers' results at the end.
+//!
+//! Exit code: 0 every run passed; 1 a run failed (integrity, connections, a target error);
+//! 2 bad arguments; 3 the harness itself failed (e.g. the global deadline).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::{Context, bail};
-use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::{net::TcpListener, time::Instant};
-use tokio_tungstenite::tungstenite::Message;
+use clap::{ArgAction, Parser, Subcommand};
+use serde::Serialize;
+
+mod check;
+mod client;
+mod plot;
+mod procstat;
+mod report;
+mod run;
+mod scenario;
+mod servers;
+mod socketio;
+mod worker;
+
+/// Progress and errors, on stderr, apart from the figures on stdout.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        #[allow(clippy::print_stderr)] // The one place this binary writes to stderr.
+        {
+            eprintln!($($arg)*);
+        }
+    }};
+}
+pub(crate) use note;
+
+use scenario::ScenarioArg;
+use servers::Target;
+
+/// The Socket.IO baseline's server, in this crate.
+const SOCKETIO_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/socketio/server.js");
 
 #[derive(Debug, Parser)]
 #[command(
     name = "parla-loadtest",
-    about = "Load Parla's widget socket; compare with a raw WebSocket baseline"
+    about = "Load Parla's widget WebSocket beside a raw WebSocket and a Socket.IO baseline; check every frame",
+    args_conflicts_with_subcommands = true
 )]
-struct Args {
-    /// Parla's widget socket, e.g. ws://127.0.0.1:8080/v1/widget/ws. Omit to run the baseline only.
-    #[arg(long)]
-    url: Option<String>,
-    /// Bot to talk to.
-    #[arg(long, default_value = "demo")]
-    bot: String,
-    /// Concurrent conversations (one socket each).
-    #[arg(long, default_value_t = 50)]
-    conversations: usize,
-    /// Messages per conversation.
-    #[arg(long, default_value_t = 40)]
-    messages: usize,
-    /// What each message says (the default matches a demo-bot intent; pick text that matches
-    /// none to exercise the knowledge base or the LLM). `{n}` becomes a number unique to each
-    /// message, so no two questions are the same.
-    #[arg(long, default_value = "what is parla?")]
-    text: String,
-    /// Also measure the raw WebSocket baseline in the same run.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    baseline: bool,
-    /// Instead of the load: open this many sockets to `--url`, open a conversation on each
-    /// (`hello`, welcome, greeting), print `holding N`, and keep them idle until stdin closes.
-    /// For measuring the server's memory per live conversation.
-    #[arg(long)]
-    hold: Option<usize>,
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
 }
 
-/// What one run measured.
-#[derive(Debug, Default)]
-struct Report {
-    confirmed: usize,
-    elapsed: Duration,
-    to_echo: Vec<Duration>,
-    to_first_token: Vec<Duration>,
-    to_end: Vec<Duration>,
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The raw WebSocket baseline server (started by the harness itself).
+    #[command(hide = true)]
+    ServeRaw(servers::RawArgs),
+    /// A worker process holding client sockets (started by the harness itself).
+    #[command(hide = true)]
+    Worker,
+}
+
+/// The run's settings; all of them land in report.json.
+#[derive(Debug, clap::Args, Serialize)]
+pub struct Args {
+    /// Targets, each started as its own process: parla, raw, socketio.
+    #[arg(long, value_delimiter = ',', default_value = "parla,raw,socketio")]
+    pub targets: Vec<Target>,
+    /// Scenarios: idle, chat, burst, reconnect, or all.
+    #[arg(long, value_delimiter = ',', default_value = "chat")]
+    pub scenario: Vec<ScenarioArg>,
+    /// Visitor connections (one conversation each).
+    #[arg(long, short = 'n', alias = "conversations", default_value_t = 100)]
+    pub connections: usize,
+    /// Connections opened per second while ramping up.
+    #[arg(long, default_value_t = 1000.0)]
+    pub ramp: f64,
+    /// idle: how long the connections are held, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub idle_secs: f64,
+    /// chat, reconnect: how long messages are sent, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// chat, reconnect: time between two messages of one conversation, ms; 0 = closed loop
+    /// (each conversation keeps --max-in-flight messages outstanding: the most throughput).
+    #[arg(long, default_value_t = 1000.0)]
+    pub interval_ms: f64,
+    /// Each interval varies uniformly within ± this fraction.
+    #[arg(long, default_value_t = 0.2)]
+    pub jitter: f64,
+    /// Target total messages per second, spread over the conversations (overrides
+    /// --interval-ms: each conversation sends every connections / rate seconds).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Unanswered messages a conversation may have; a tick beyond it is skipped (and counted).
+    #[arg(long, default_value_t = 4)]
+    pub max_in_flight: usize,
+    /// burst: rounds (every connection sends at the same instant, then all drain).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// reconnect: share of the sockets dropped (TCP close, no WebSocket close).
+    #[arg(long, default_value_t = 0.2)]
+    pub drop_fraction: f64,
+    /// reconnect: seconds of chat before the drop (default: a third of --duration).
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// reconnect: each dropped socket reconnects after a random delay up to this, ms.
+    #[arg(long, default_value_t = 500)]
+    pub reconnect_spread_ms: u64,
+    /// After the window (and per burst round): how long replies may still take, seconds.
+    #[arg(long, default_value_t = 15.0)]
+    pub drain_secs: f64,
+    /// Per connection attempt: TCP connect + WebSocket handshake + welcome, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    pub connect_timeout_secs: f64,
+    /// What each message says (the default is a demo-bot intent; `{n}` becomes a number
+    /// unique to each message).
+    #[arg(long, default_value = "what happens if I reload the page")]
+    pub text: String,
+    /// Parla bot to talk to.
+    #[arg(long, default_value = "demo")]
+    pub bot: String,
+    /// The parla binary (default: $CARGO_TARGET_DIR/release/parla, else target/release/parla).
+    #[arg(long, env = "PARLA_BIN")]
+    pub parla_bin: Option<PathBuf>,
+    /// Load already running Parla servers instead of starting one (comma-separated widget
+    /// socket URLs, used round-robin: a cluster's nodes; a reconnect moves to the next one,
+    /// since a cluster must resume a conversation on any node).
+    #[arg(long, alias = "url", value_delimiter = ',')]
+    pub parla_url: Vec<String>,
+    /// With --parla-url: the servers' pids, for their memory and CPU.
+    #[arg(long, value_delimiter = ',')]
+    pub parla_pid: Vec<u32>,
+    /// Extra environment for the parla server this harness starts (repeatable), e.g.
+    /// PARLA__EMBEDDINGS__LOCAL_MODEL= (empty: no model to load).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub parla_env: Vec<String>,
+    /// The Socket.IO baseline's server.js (its node_modules beside it: `npm ci`).
+    #[arg(long, default_value = SOCKETIO_SERVER)]
+    pub socketio_server: PathBuf,
+    /// The node binary.
+    #[arg(long, default_value = "node")]
+    pub node: PathBuf,
+    /// Socket.IO connection state recovery (so the reconnect scenario resumes there too).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub socketio_recovery: bool,
+    /// Client sockets per worker process (each process may open at most 20,000 files).
+    #[arg(long, default_value_t = 15_000)]
+    pub per_worker: usize,
+    /// Client sockets per loopback source address.
+    #[arg(long, default_value_t = 10_000)]
+    pub per_source: usize,
+    /// Pause before measuring the server's memory (after start, after the connections), ms.
+    #[arg(long, default_value_t = 1000)]
+    pub settle_ms: u64,
+    /// The whole invocation aborts (nonzero exit) after this many seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub deadline: f64,
+    /// Write report.json, latency.svg (and one per scenario) and the server logs here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Instead of a run: open this many conversations on --parla-url, print `holding N` and
+    /// keep them idle until stdin closes (scripts/bench-memory.sh measures the server then).
+    #[arg(long)]
+    pub hold: Option<usize>,
+    /// Fault injection for tests: the raw server skips every Nth frame it sends.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub raw_drop_every: u64,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if let Some(n) = args.hold {
-        let url = args.url.as_deref().context("--hold needs --url")?;
-        return hold(url, &args.bot, n).await;
-    }
-    println!(
-        "| target | conversations | messages | confirmed msg/s | echo p50 ms | echo p99 ms | first token p50 ms | first token p99 ms | reply end p99 ms |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    if args.baseline {
-        let addr = start_baseline().await?;
-        let report = run(&format!("ws://{addr}/"), &args).await?;
-        print_row("raw WebSocket baseline", &args, &report);
-    }
-    if let Some(url) = &args.url {
-        let report = run(url, &args).await?;
-        print_row("Parla (actor + durable store)", &args, &report);
-    }
-    Ok(())
-}
-
-fn print_row(name: &str, args: &Args, r: &Report) {
-    let rate = r.confirmed as f64 / r.elapsed.as_secs_f64();
-    println!(
-        "| {name} | {} | {} | {rate:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        args.conversations,
-        args.messages,
-        ms(percentile(&r.to_echo, 0.50)),
-        ms(percentile(&r.to_echo, 0.99)),
-        ms(percentile(&r.to_first_token, 0.50)),
-        ms(percentile(&r.to_first_token, 0.99)),
-        ms(percentile(&r.to_end, 0.99)),
-    );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-async fn run(url: &str, args: &Args) -> anyhow::Result<Report> {
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(args.conversations);
-    for n in 0..args.conversations {
-        let (url, bot, messages) = (url.to_owned(), args.bot.clone(), args.messages);
-        let text = args.text.clone();
-        tasks.push(tokio::spawn(async move { visitor(&url, &bot, n, messages, &text).await }));
-    }
-    let mut report = Report::default();
-    for task in tasks {
-        let one = task.await.context("visitor task")??;
-        report.confirmed += one.confirmed;
-        report.to_echo.extend(one.to_echo);
-        report.to_first_token.extend(one.to_first_token);
-        report.to_end.extend(one.to_end);
-    }
-    report.elapsed = start.elapsed();
-    Ok(report)
-}
-
-/// One simulated visitor: hello, then `messages` round trips.
-async fn visitor(
-    url: &str,
-    bot: &str,
-    n: usize,
-    messages: usize,
-    text: &str,
-) -> anyhow::Result<Report> {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.context("connect")?;
-    let (mut sink, mut stream) = ws.split();
-    let mut recv = async || -> anyhow::Result<Value> {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => return Ok(serde_json::from_str(&t)?),
-                Ok(Some(Ok(_))) => continue,
-                Ok(other) => bail!("socket ended: {other:?}"),
-                Err(_) => bail!("no frame in 30 s"),
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::ServeRaw(args)) => servers::serve_raw(args).await.map(|()| true),
+        Some(Command::Worker) => worker::worker_main().await.map(|()| true),
+        None => {
+            if let Err(e) = run::validate(&cli.run) {
+                note!("parla-loadtest: {e:#}");
+                return ExitCode::from(2);
             }
+            run::main(cli.run).await
         }
     };
-    sink.send(Message::Text(json!({"type": "hello", "bot_id": bot}).to_string().into())).await?;
-    let welcome = recv().await?;
-    if welcome["type"] != "welcome" {
-        bail!("expected welcome, got {welcome}");
-    }
-    let mut report = Report::default();
-    for i in 0..messages {
-        let id = format!("lt-{n}-{i}");
-        let text = text.replace("{n}", &(n * 100_000 + i).to_string());
-        let frame = json!({"type": "message", "client_msg_id": id, "text": text});
-        let sent = Instant::now();
-        sink.send(Message::Text(frame.to_string().into())).await?;
-        let mut first_token = None;
-        loop {
-            let f = recv().await?;
-            match f["type"].as_str() {
-                Some("message") if f["client_msg_id"] == id.as_str() => {
-                    report.to_echo.push(sent.elapsed());
-                    report.confirmed += 1;
-                }
-                Some("token") if first_token.is_none() => first_token = Some(sent.elapsed()),
-                Some("stream_end") => {
-                    report.to_end.push(sent.elapsed());
-                    report.to_first_token.push(first_token.unwrap_or_else(|| sent.elapsed()));
-                    break;
-                }
-                Some("error") => bail!("server error: {f}"),
-                _ => {}
-            }
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            note!("parla-loadtest: {e:#}");
+            ExitCode::from(3)
         }
     }
-    Ok(report)
-}
-
-/// Starts the raw WebSocket baseline on a free port.
-async fn start_baseline() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true); // As Parla's server does.
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                let mut seq = 0u64;
-                while let Some(Ok(msg)) = ws.next().await {
-                    let Message::Text(text) = msg else { continue };
-                    let Ok(frame) = serde_json::from_str::<Value>(&text) else {
-                        continue;
-                    };
-                    let replies = match frame["type"].as_str() {
-                        Some("hello") => vec![
-                            json!({"type": "welcome", "conversation_id": "c", "resume_token": "t", "last_seq": 0}),
-                        ],
-                        Some("message") => {
-                            seq += 2;
-                            vec![
-                                json!({"type": "message", "seq": seq - 1, "id": "u", "sender": "user", "text": frame["text"], "client_msg_id": frame["client_msg_id"]}),
-                                json!({"type": "stream_start", "stream_id": "s", "sender": "bot"}),
-                                json!({"type": "token", "stream_id": "s", "delta": "ok"}),
-                                json!({"type": "stream_end", "stream_id": "s", "seq": seq, "id": "b", "text": "ok"}),
-                            ]
-                        }
-                        _ => vec![],
-                    };
-                    for reply in replies {
-                        if ws.send(Message::Text(reply.to_string().into())).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    Ok(addr)
-}
-
-/// Opens `n` conversations and keeps them idle until stdin closes.
-async fn hold(url: &str, bot: &str, n: usize) -> anyhow::Result<()> {
-    use tokio::io::AsyncReadExt;
-    let mut sockets = Vec::with_capacity(n);
-    for i in 0..n {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-            .await
-            .with_context(|| format!("connect socket {i}"))?;
-        ws.send(Message::Text(json!({"type": "hello", "bot_id": bot}).to_string().into())).await?;
-        // Wait for the welcome so every conversation exists before we report.
-        loop {
-            match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"welcome\"") => break,
-                Ok(Some(Ok(_))) => continue,
-                other => bail!("socket {i}: no welcome: {other:?}"),
-            }
-        }
-        sockets.push(ws);
-    }
-    println!("holding {n}");
-    // Keep answering pings (each socket is polled) until stdin closes.
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    for mut ws in sockets {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    frame = ws.next() => if frame.is_none() { break },
-                    _ = stop.changed() => break,
-                }
-            }
-        });
-    }
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
-    let _ = stop_tx.send(true);
-    let _ = stop_rx.changed().await;
-    Ok(())
 }
