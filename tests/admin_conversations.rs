@@ -102,6 +102,16 @@ async fn an_integration_posts_into_a_conversation_the_widget_watches_live() {
         .await;
     assert_eq!(page["messages"][0]["seq"], 2);
     assert_eq!(page["next_after_seq"], 2);
+    // Beyond the documented int64 range: refused, not read as an empty page.
+    let (status, refused) = server
+        .call(
+            "GET",
+            &format!("/api/conversations/{conversation}?after_seq=9223372036854775808"),
+            None,
+            t,
+        )
+        .await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("validation_failed")), "{refused}");
 
     let (status, list) =
         server.call("GET", &format!("/api/bots/{bot}/conversations"), None, t).await;

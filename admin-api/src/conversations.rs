@@ -130,6 +130,7 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
     /// Messages with a greater `seq` (default 0: from the first).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     after_seq: Option<u64>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
@@ -162,10 +163,13 @@ pub async fn get(
     caller.require("conversations:read")?;
     let conversation = own_conversation(&state, &caller, &path).await?;
     let limit = page_size(query.limit, 100, 500)?;
-    let messages = state
-        .store
-        .messages_after(&caller.tenant, &conversation.id, query.after_seq.unwrap_or(0), limit)
-        .await?;
+    // The documented range: seqs are int64 on the wire (and in the CQL store).
+    let after_seq = query.after_seq.unwrap_or(0);
+    if i64::try_from(after_seq).is_err() {
+        return Err(ApiError::invalid("after_seq", "must be at most 9223372036854775807"));
+    }
+    let messages =
+        state.store.messages_after(&caller.tenant, &conversation.id, after_seq, limit).await?;
     let next_after_seq =
         (messages.len() == limit).then(|| messages.last().map(|m| m.seq)).flatten();
     // Deleted since it was read: it has no data any more.
