@@ -111,7 +111,11 @@ async fn an_integration_posts_into_a_conversation_the_widget_watches_live() {
             t,
         )
         .await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("validation_failed")), "{refused}");
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("validation_failed")),
+        "{refused}"
+    );
 
     let (status, list) =
         server.call("GET", &format!("/api/bots/{bot}/conversations"), None, t).await;

@@ -519,10 +519,13 @@ impl ConversationActor {
             panic!("fault injection: engine.panic_on_text matched");
         }
         self.refresh_bot(state).await;
-        // Sent before (a resend from the widget's outbox): acknowledged, and nothing merged
-        // again — a stale resend must not overwrite what a later form collected.
+        // A form sent before (a resend from the widget's outbox): acknowledged, and nothing
+        // merged again — a stale resend must not overwrite what a later form collected. Other
+        // messages need no read first: the append itself finds a duplicate, atomically.
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-        if let Ok(Some(existing)) = self.deps.store.message_by_client_id(t, c, &client_msg_id).await
+        if form.is_some()
+            && let Ok(Some(existing)) =
+                self.deps.store.message_by_client_id(t, c, &client_msg_id).await
         {
             self.deps.metrics.duplicates_acknowledged.fetch_add(1, Relaxed);
             if let Some(conn) = origin {

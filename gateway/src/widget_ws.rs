@@ -36,6 +36,9 @@ const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Bot streams one socket tracks at once; more means stream_ends were lost to lag.
 const MAX_OPEN_STREAMS: usize = 64;
 
+/// Largest `delta` of a `token` frame made of several queued tokens.
+const MAX_COALESCED_TOKEN_BYTES: usize = 4096;
+
 /// Messages read from the store per replay page.
 const REPLAY_PAGE: usize = 500;
 
@@ -517,7 +520,13 @@ impl Connection {
                 if !open.streams.contains(stream_id) {
                     return Ok(Flow::Continue);
                 }
-                ServerFrame::Token { stream_id: stream_id.clone(), delta: delta.clone() }
+                let mut delta = delta.clone();
+                if let Some(subscription) = subscription.as_mut() {
+                    // Behind: one frame for the stream's queued tokens, not one each. At
+                    // saturation a frame (a JSON encode and a send syscall) is the unit of cost.
+                    subscription.coalesce_tokens(stream_id, &mut delta, MAX_COALESCED_TOKEN_BYTES);
+                }
+                ServerFrame::Token { stream_id: stream_id.clone(), delta }
             }
             Event::StreamEnd { stream_id, message } => {
                 let seen_start = open.streams.remove(stream_id);

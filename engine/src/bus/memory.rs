@@ -263,6 +263,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn queued_tokens_of_the_stream_in_hand_merge_and_nothing_else_does() {
+        let bus = InProcessBus::new(16);
+        let mut sub = bus.subscribe(&key("c1"), None).await;
+        let token = |stream: &str, delta: &str| Event::Token {
+            stream_id: stream.into(),
+            delta: delta.into(),
+        };
+        for (stream, delta) in [("s", "Hello"), ("s", " there"), ("s", ","), ("t", " other")] {
+            bus.publish(&key("c1"), token(stream, delta));
+        }
+        bus.publish(&key("c1"), token("s", " friend"));
+        let first = sub.recv().await.expect("event");
+        let Event::Token { stream_id, delta } = &*first else { panic!("a token: {first:?}") };
+        let mut delta = delta.clone();
+        assert_eq!(sub.coalesce_tokens(stream_id, &mut delta, 4096), 2);
+        assert_eq!(delta, "Hello there,", "up to the other stream's token, in order");
+        assert_eq!(*sub.recv().await.expect("event"), token("t", " other"), "kept, not lost");
+        assert_eq!(*sub.recv().await.expect("event"), token("s", " friend"));
+
+        // Nothing queued: nothing merged (a subscriber that keeps up gets each token alone).
+        let mut alone = String::from("x");
+        assert_eq!(sub.coalesce_tokens("s", &mut alone, 4096), 0);
+        // The size bound holds; the token that would pass it comes next, whole.
+        bus.publish(&key("c1"), token("s", "abc"));
+        bus.publish(&key("c1"), token("s", "defgh"));
+        let mut delta = String::from("12345");
+        assert_eq!(sub.coalesce_tokens("s", &mut delta, 10), 1);
+        assert_eq!(delta, "12345abc");
+        assert_eq!(*sub.recv().await.expect("event"), token("s", "defgh"));
+    }
+
+    #[tokio::test]
     async fn addressed_events_reach_only_their_connection() {
         let bus = InProcessBus::new(8);
         let mut mine = bus.subscribe(&key("c1"), Some(ConnId(1))).await;

@@ -257,6 +257,34 @@ impl Subscription {
         }
         Ok(event)
     }
+
+    /// Appends to `delta` the tokens of `stream_id` already queued right behind the one in
+    /// hand, while `delta` stays within `max_bytes`: a subscriber that fell behind catches up in
+    /// fewer frames, and one that keeps up (nothing queued) gets every token as it comes. Stops
+    /// at any other event (kept for the next [`Subscription::recv`]) and at a loss. Returns how
+    /// many tokens it merged.
+    pub fn coalesce_tokens(
+        &mut self,
+        stream_id: &str,
+        delta: &mut String,
+        max_bytes: usize,
+    ) -> usize {
+        use std::sync::atomic::Ordering::Acquire;
+        let mut merged = 0;
+        while self.held.is_none() && self.lagged.load(Acquire) == 0 {
+            let Ok(event) = self.rx.try_recv() else { break };
+            match &*event {
+                Event::Token { stream_id: s, delta: more }
+                    if s == stream_id && delta.len() + more.len() <= max_bytes =>
+                {
+                    delta.push_str(more);
+                    merged += 1;
+                }
+                _ => self.held = Some(event),
+            }
+        }
+        merged
+    }
 }
 
 impl Event {
