@@ -268,14 +268,25 @@ pub async fn post_message(
     let mut events = state.engine.subscribe(&key, Some(conn)).await;
     let inbound =
         Inbound::VisitorMessage { client_msg_id: body.client_msg_id.clone(), text: body.text };
-    state.engine.send(key, Some(conn), inbound).await.map_err(|e| engine_error(&e))?;
+    state.engine.send(key.clone(), Some(conn), inbound).await.map_err(|e| engine_error(&e))?;
     let wait = async {
         loop {
             let event = match events.recv().await {
                 Ok(event) => event,
-                // Fell behind: our event may be gone; the timeout then asks for a retry, which
-                // the idempotency key makes safe.
-                Err(parla_engine::bus::RecvError::Lagged(_)) => continue,
+                // Fell behind: our event may be among those dropped; the store has the message
+                // once it is stored (if not yet, the timeout asks for a retry, which the
+                // idempotency key makes safe).
+                Err(parla_engine::bus::RecvError::Lagged(_)) => {
+                    let (t, c) = (&key.tenant_id, &key.conversation_id);
+                    match state.store.message_by_client_id(t, c, &body.client_msg_id).await {
+                        Ok(Some(message)) => {
+                            return Ok(
+                                HttpResponse::Created().json(Posted { message, duplicate: false })
+                            );
+                        }
+                        _ => continue,
+                    }
+                }
                 Err(parla_engine::bus::RecvError::Closed) => {
                     return Err(ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -336,7 +347,11 @@ pub async fn delete(
         ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };
     let conn = ConnId::generate();
     let mut events = state.engine.subscribe(&key, Some(conn)).await;
-    state.engine.send(key, Some(conn), Inbound::Delete).await.map_err(|e| engine_error(&e))?;
+    state
+        .engine
+        .send(key.clone(), Some(conn), Inbound::Delete)
+        .await
+        .map_err(|e| engine_error(&e))?;
     let wait = async {
         loop {
             match events.recv().await {
@@ -351,7 +366,13 @@ pub async fn delete(
                     }
                     _ => {}
                 },
-                Err(parla_engine::bus::RecvError::Lagged(_)) => {}
+                // Fell behind: the confirmation may be among the events dropped.
+                Err(parla_engine::bus::RecvError::Lagged(_)) => {
+                    let gone = state.store.get_conversation(&key.tenant_id, &key.conversation_id);
+                    if matches!(gone.await, Ok(None)) {
+                        return Ok(());
+                    }
+                }
                 Err(parla_engine::bus::RecvError::Closed) => return Ok(()),
             }
         }

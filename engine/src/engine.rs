@@ -442,14 +442,23 @@ impl Engine {
         // Subscribe first, so the stored message cannot be published before we listen.
         let mut events = self.subscribe(&key, Some(conn)).await;
         let inbound = Inbound::VisitorMessage { client_msg_id: client_msg_id.clone(), text };
-        self.send(key, Some(conn), inbound).await?;
+        self.send(key.clone(), Some(conn), inbound).await?;
         let confirmed = async {
             loop {
                 let event = match events.recv().await {
                     Ok(event) => event,
-                    // Fell behind: the confirmation may be gone; the caller retries, which the
-                    // idempotency key makes safe.
-                    Err(crate::bus::RecvError::Lagged(_)) => continue,
+                    // Fell behind: the confirmation may be among the events dropped. The store
+                    // has the message once it is confirmed.
+                    Err(crate::bus::RecvError::Lagged(_)) => {
+                        let (t, c) = (&key.tenant_id, &key.conversation_id);
+                        let store = &self.inner.deps.store;
+                        if let Ok(Some(message)) =
+                            store.message_by_client_id(t, c, &client_msg_id).await
+                        {
+                            return Ok((message, false));
+                        }
+                        continue;
+                    }
                     Err(crate::bus::RecvError::Closed) => {
                         return Err(EngineError::ConversationBusy);
                     }

@@ -230,12 +230,12 @@ impl Subscription {
     }
 
     /// The next event. A loss is reported as [`RecvError::Lagged`] before any event queued after
-    /// it, possibly also before some queued ahead of it (the subscriber recovers from the store
-    /// and skips what it already has, so early is harmless; late would not be).
+    /// it, and everything still queued is dropped with it: the subscriber recovers from the
+    /// store, and then gets only events newer than every lost one. (A full queue refuses the
+    /// newest event; delivering the older ones queued ahead of it after the recovery would show
+    /// a stream start or a typing indicator whose end was the event lost.)
     pub async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {
-        use std::sync::atomic::Ordering::AcqRel;
-        let lost = self.lagged.swap(0, AcqRel);
-        if lost > 0 {
+        if let Some(lost) = self.take_loss() {
             return Err(RecvError::Lagged(lost));
         }
         if let Some(event) = self.held.take() {
@@ -250,12 +250,28 @@ impl Subscription {
             None => self.rx.recv().await,
         };
         let Some(event) = event else { return Err(RecvError::Closed) };
-        let lost = self.lagged.swap(0, AcqRel);
-        if lost > 0 {
+        if self.lagged.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            // Queued after a loss: dropped with the rest, reported as part of it.
             self.held = Some(event);
-            return Err(RecvError::Lagged(lost));
+            return Err(RecvError::Lagged(self.take_loss().unwrap_or(1)));
         }
         Ok(event)
+    }
+
+    /// If events were lost: how many, counting the queued ones this drops with them.
+    fn take_loss(&mut self) -> Option<u64> {
+        use std::sync::atomic::Ordering::AcqRel;
+        let mut lost = self.lagged.swap(0, AcqRel);
+        if lost == 0 {
+            return None;
+        }
+        lost += u64::from(self.held.take().is_some());
+        while self.rx.try_recv().is_ok() {
+            lost += 1;
+        }
+        // Refused while we drained: part of the same loss.
+        lost += self.lagged.swap(0, AcqRel);
+        Some(lost)
     }
 
     /// Appends to `delta` the tokens of `stream_id` already queued right behind the one in

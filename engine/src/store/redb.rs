@@ -1298,7 +1298,7 @@ impl Store for RedbStore {
         bot: &BotId,
     ) -> StoreResult<Vec<ChannelConnection>> {
         let (tenant, bot) = (tenant.clone(), bot.clone());
-        self.read(move |db| {
+        self.read_blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(CHANNELS).map_err(backend)?;
             let mut out = Vec::new();
