@@ -6,8 +6,9 @@
 //!
 //! The harness binary is found next to `parla` (`cargo test --workspace` builds it: the
 //! loadtest package has tests of its own), else built here, or taken from PARLA_LOADTEST_BIN.
-//! The Socket.IO test needs `npm ci` in loadtest/socketio; without node_modules it says so
-//! and passes.
+//! The Socket.IO test needs `npm ci` in loadtest/socketio (scripts/test.sh runs it); without
+//! node_modules it fails when `CI` or `PARLA_REQUIRE_SOCKETIO=1` is set, else it prints why it
+//! is skipped and passes.
 
 use std::{
     path::{Path, PathBuf},
@@ -108,8 +109,19 @@ fn assert_clean(target: &str) {
             let p99 = &run["latency_ms"][metric]["p99_ms"];
             assert!(p99.as_f64().is_some_and(|ms| ms > 0.0), "{scenario}: {metric}: {run:#}");
         }
-        // Every target streams the demo bot's reply, token for token.
-        assert_eq!(run["tokens_per_reply"]["mean"].as_f64(), Some(tokens as f64), "{run:#}");
+        // The baselines stream the demo bot's reply token for token. Parla may merge the
+        // tokens queued for a socket into fewer frames (docs/protocol.md, `token`): only their
+        // concatenation matters, and `incomplete_streams` (a failure) checks that.
+        let mean = run["tokens_per_reply"]["mean"].as_f64().expect("tokens_per_reply");
+        if target == "parla" {
+            assert!((1.0..=tokens as f64).contains(&mean), "{run:#}");
+        } else {
+            assert_eq!(mean, tokens as f64, "{run:#}");
+        }
+        // Parla greets each conversation once (a resume is no new conversation); the
+        // baselines do not greet.
+        let greetings = if target == "parla" { 20 } else { 0 };
+        assert_eq!(run["checks"]["unsolicited"], greetings, "{scenario}: {run:#}");
         let server = &run["server"];
         assert!(server["rss_per_connection_kib"].as_f64().is_some(), "{run:#}");
         assert!(server["cpu_percent"].as_f64().is_some(), "{run:#}");
@@ -135,15 +147,25 @@ fn the_raw_baseline_passes_chat_and_reconnect_without_loss() {
     assert_clean("raw");
 }
 
+/// Whether the Socket.IO baseline must be tested: in CI, or when asked.
+fn socketio_required() -> bool {
+    let set = |name: &str| {
+        std::env::var(name).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "no"))
+    };
+    set("CI") || set("PARLA_REQUIRE_SOCKETIO")
+}
+
 #[test]
 fn the_socketio_baseline_passes_chat_and_reconnect_without_loss() {
     if !socketio_dir().join("node_modules").join("socket.io").is_dir() {
+        let why = format!(
+            "{}/node_modules is missing; run `npm ci --prefix loadtest/socketio`",
+            socketio_dir().display()
+        );
+        assert!(!socketio_required(), "{why} (CI or PARLA_REQUIRE_SOCKETIO is set)");
         #[allow(clippy::print_stderr)] // Why this test did nothing, where cargo test shows it.
         {
-            eprintln!(
-                "SKIPPED: {}/node_modules is missing; run `npm ci --prefix loadtest/socketio`",
-                socketio_dir().display()
-            );
+            eprintln!("SKIPPED (set PARLA_REQUIRE_SOCKETIO=1 to fail instead): {why}");
         }
         return;
     }

@@ -3,8 +3,12 @@
 //! the protocol's promise (docs/protocol.md section 4): seqs gapless and strictly increasing,
 //! each stored once, a resume continuing exactly after the client's `last_seq`.
 //!
+//! It also keeps the reply budget of an epoch: bot replies that answer no visitor message
+//! are allowed once (a target's greeting of a new conversation), never more.
+//!
 //! It is pure bookkeeping (no I/O, no clock) so crafted inputs can test it; the client
-//! (`client.rs`) adds what only it knows: messages never echoed or never answered.
+//! (`client.rs`) adds what only it knows: messages never echoed or never answered, streams
+//! never ended.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -34,6 +38,16 @@ pub struct CheckCounts {
     pub out_of_order: u64,
     /// Streams whose `token` deltas did not add up to the `stream_end` text: tokens lost.
     pub incomplete_streams: u64,
+    /// Bot replies beyond the messages sent: a reply (a new `stream_end` or bot `message`)
+    /// with no visitor message waiting for one, past the epoch's one greeting. A message
+    /// answered twice.
+    #[serde(default)]
+    pub extra_replies: u64,
+    /// A `stream_start` whose stream neither ended nor was stored otherwise (its reply as a
+    /// plain `message`) by the end of the drain, on a socket that was still open (streams
+    /// cut by a reconnect are dropped, as the protocol tells clients to).
+    #[serde(default)]
+    pub unfinished_streams: u64,
     /// Frames that are not the protocol (not JSON, a stored frame without `seq`, …).
     pub malformed: u64,
     /// `error` frames from the server.
@@ -50,8 +64,14 @@ pub struct CheckCounts {
     pub resumed: u64,
     /// Informational: reconnects that started a fresh conversation (targets without resume).
     pub fresh_reconnects: u64,
-    /// Informational: bot messages or streams with no visitor message waiting (the greeting).
+    /// Informational: bot replies with no visitor message waiting, at most one per epoch
+    /// where the target greets (Parla's greeting of a new conversation); more are
+    /// `extra_replies`.
     pub unsolicited: u64,
+    /// Informational: `stream_end`s whose seq had arrived already (by replay): they close
+    /// their stream, as the protocol allows.
+    #[serde(default)]
+    pub replayed_stream_ends: u64,
 }
 
 impl CheckCounts {
@@ -60,9 +80,9 @@ impl CheckCounts {
         self.seq_gaps + self.unconfirmed + self.unanswered + self.regressed
     }
 
-    /// Frames or messages that arrived (or were stored) twice.
+    /// Frames or messages that arrived (or were stored, or answered) twice.
     pub fn duplicates(&self) -> u64 {
-        self.duplicated + self.double_stored
+        self.duplicated + self.double_stored + self.extra_replies
     }
 
     /// Everything that fails a run, each with its name, when nonzero.
@@ -76,6 +96,8 @@ impl CheckCounts {
             ("double_stored", self.double_stored),
             ("out_of_order", self.out_of_order),
             ("incomplete_streams", self.incomplete_streams),
+            ("extra_replies", self.extra_replies),
+            ("unfinished_streams", self.unfinished_streams),
             ("malformed", self.malformed),
             ("server_errors", self.server_errors),
             ("unexpected_disconnects", self.unexpected_disconnects),
@@ -96,6 +118,8 @@ impl CheckCounts {
         self.double_stored += o.double_stored;
         self.out_of_order += o.out_of_order;
         self.incomplete_streams += o.incomplete_streams;
+        self.extra_replies += o.extra_replies;
+        self.unfinished_streams += o.unfinished_streams;
         self.malformed += o.malformed;
         self.server_errors += o.server_errors;
         self.unexpected_disconnects += o.unexpected_disconnects;
@@ -105,6 +129,7 @@ impl CheckCounts {
         self.resumed += o.resumed;
         self.fresh_reconnects += o.fresh_reconnects;
         self.unsolicited += o.unsolicited;
+        self.replayed_stream_ends += o.replayed_stream_ends;
     }
 }
 
@@ -119,6 +144,9 @@ pub enum Verdict {
     Duplicate,
     /// The original echo again, answering a resend: ignore it, it is allowed.
     ResendAck,
+    /// A `stream_end` of an open stream whose seq arrived already (by replay): close the
+    /// stream, nothing more.
+    AlreadyStored,
 }
 
 /// The seq bookkeeping of one conversation. An *epoch* is one server-side conversation: a
@@ -134,6 +162,11 @@ pub struct ConversationCheck {
     echoed: HashMap<String, u64>,
     /// Messages resent since their echo: one repeat of their echo is an acknowledgement.
     resent: HashSet<String>,
+    /// Replies an epoch may have that answer no visitor message: 1 where the target greets
+    /// a new conversation, else 0.
+    greetings: u64,
+    /// Replies of this epoch that answered no visitor message.
+    unsolicited_in_epoch: u64,
     pub counts: CheckCounts,
 }
 
@@ -145,8 +178,17 @@ impl ConversationCheck {
             missing: BTreeSet::new(),
             echoed: HashMap::new(),
             resent: HashSet::new(),
+            greetings: 1,
+            unsolicited_in_epoch: 0,
             counts: CheckCounts::default(),
         }
+    }
+
+    /// Whether the target greets every new conversation with one bot message (Parla: its
+    /// bot's welcome message); the default. A target that does not gets no unsolicited reply.
+    pub fn greets(mut self, greets: bool) -> Self {
+        self.greetings = u64::from(greets);
+        self
     }
 
     /// The highest seq delivered: the `last_seq` a resume says it has.
@@ -170,6 +212,33 @@ impl ConversationCheck {
         self.missing.clear();
         self.echoed.clear();
         self.resent.clear();
+        self.unsolicited_in_epoch = 0;
+    }
+
+    /// A stored bot reply (a new `stream_end` or bot `message`) found no visitor message
+    /// waiting for one. The first of an epoch is the greeting (where the target greets);
+    /// any other is a reply too many. A resume continues the epoch, so it brings no second
+    /// greeting: its replay only holds what this epoch already counts (seqs already had are
+    /// dropped before they get here) and the replies to messages echoed.
+    pub fn on_unsolicited_reply(&mut self) {
+        if self.unsolicited_in_epoch < self.greetings {
+            self.unsolicited_in_epoch += 1;
+            self.counts.unsolicited += 1;
+        } else {
+            self.counts.extra_replies += 1;
+        }
+    }
+
+    /// A `stream_end`. `open` says whether its stream is one this socket saw start and
+    /// that has not ended: only such a stream may end with a seq the client already has
+    /// (docs/protocol.md section 4: it arrived by replay, the `stream_end` just closes the
+    /// stream). Any other `stream_end` is checked as a stored frame.
+    pub fn on_stream_end(&mut self, seq: u64, open: bool) -> Verdict {
+        if open && seq < self.next && !self.missing.contains(&seq) {
+            self.counts.replayed_stream_ends += 1;
+            return Verdict::AlreadyStored;
+        }
+        self.on_stored(seq, None)
     }
 
     /// The client sent `client_msg_id` again (after a resume).
@@ -327,6 +396,55 @@ mod tests {
         c.new_epoch(0);
         assert_eq!(c.on_stored(1, Some("a")), Verdict::New);
         assert_eq!(c.counts, CheckCounts::default());
+    }
+
+    #[test]
+    fn one_unsolicited_reply_per_epoch_is_the_greeting_more_fail() {
+        let mut c = ConversationCheck::new(0);
+        c.on_unsolicited_reply();
+        assert_eq!(c.counts.unsolicited, 1);
+        assert!(c.counts.failures().is_empty());
+        // A second one in the same conversation, e.g. a message answered twice.
+        c.on_unsolicited_reply();
+        assert_eq!(c.counts.extra_replies, 1);
+        assert_eq!(c.counts.duplicates(), 1);
+        assert_eq!(c.counts.failures(), [("extra_replies", 1)]);
+        // A fresh conversation is greeted again.
+        c.new_epoch(0);
+        c.on_unsolicited_reply();
+        assert_eq!((c.counts.unsolicited, c.counts.extra_replies), (2, 1));
+        // A resume is the same epoch: no second greeting.
+        c.on_resumed(0);
+        c.on_unsolicited_reply();
+        assert_eq!(c.counts.extra_replies, 2);
+    }
+
+    #[test]
+    fn a_target_that_does_not_greet_gets_no_unsolicited_reply() {
+        let mut c = ConversationCheck::new(0).greets(false);
+        c.on_unsolicited_reply();
+        assert_eq!(c.counts.extra_replies, 1);
+        assert_eq!(c.counts.unsolicited, 0);
+    }
+
+    #[test]
+    fn a_stream_end_whose_seq_came_by_replay_closes_its_stream() {
+        let mut c = ConversationCheck::new(0);
+        feed(&mut c, &[1, 2, 3]);
+        // Seq 3 was the reply, replayed as a message; the live stream_end follows.
+        assert_eq!(c.on_stream_end(3, true), Verdict::AlreadyStored);
+        assert!(c.counts.failures().is_empty(), "{:?}", c.counts);
+        assert_eq!(c.counts.replayed_stream_ends, 1);
+        // A stream_end for no open stream with a seq already had is a duplicate, as is a
+        // message.
+        assert_eq!(c.on_stream_end(3, false), Verdict::Duplicate);
+        assert_eq!(c.on_stored(3, None), Verdict::Duplicate);
+        assert_eq!(c.counts.duplicated, 2);
+        // A new seq is checked as usual; a gap's seq arriving late is still late.
+        assert_eq!(c.on_stream_end(4, true), Verdict::New);
+        assert_eq!(c.on_stream_end(6, true), Verdict::New);
+        assert_eq!(c.on_stream_end(5, true), Verdict::Late);
+        assert_eq!(c.counts.out_of_order, 1);
     }
 
     #[test]

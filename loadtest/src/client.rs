@@ -8,8 +8,13 @@
 //! the worker over a channel and, in batches, into the worker's shared [`WorkerResult`].
 //!
 //! How replies are matched to messages: a target answers the messages of a conversation in
-//! order, so the i-th reply (`stream_start`, or a bot `message` for a reply that finished
-//! while the socket was away) belongs to the oldest echoed message still waiting for one.
+//! order, so the i-th reply (`stream_end`, or a bot `message` for a reply that finished
+//! while the socket was away) belongs to the oldest echoed message still waiting for one. A
+//! reply with none waiting is the greeting (once per conversation, where the target greets)
+//! or a reply too many (`extra_replies`). A stream must end (`stream_end`) or be stored
+//! otherwise (its reply arriving as a bot `message`) on the socket that saw it start, else it
+//! is `unfinished_streams`; a reconnect drops the streams of the old socket, as the protocol
+//! tells clients to.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -457,6 +462,11 @@ struct Pending {
 /// A reply being streamed to this socket.
 #[derive(Debug)]
 struct Streaming {
+    /// Its place among this socket's streams, in `stream_start` order.
+    order: u64,
+    /// Its reply arrived as a bot `message` (a socket that fell behind, or a replay racing
+    /// the live stream): the stream is done; a `stream_end` may still close it.
+    stored: bool,
     /// When its message was sent, if the stream could be paired with it (for latencies).
     sent_at: Option<Instant>,
     first_token: bool,
@@ -482,6 +492,10 @@ pub fn unix_us() -> u64 {
 
 /// Events a trace keeps per conversation.
 const TRACE_LEN: usize = 300;
+
+/// After the stop, once every message is answered and every stream closed: how long a
+/// visitor keeps listening for a reply too many before it closes (within the drain).
+const LINGER: Duration = Duration::from_millis(250);
 
 /// One simulated visitor's state.
 ///
@@ -513,6 +527,8 @@ struct Visitor {
     /// Whether `stream_start`s can be paired with messages (see the type's doc).
     paired: bool,
     streams: HashMap<String, Streaming>,
+    /// `stream_start`s so far (for [`Streaming::order`]).
+    streams_started: u64,
     counters: Counters,
     samples: Vec<(Metric, Duration)>,
     /// Inside the measured window.
@@ -532,30 +548,7 @@ struct Visitor {
 /// Runs visitor `idx` to the end of the scenario; its figures land in `shared.result`.
 pub async fn visit(idx: usize, shared: Arc<Shared>) {
     let plan = &shared.plan;
-    let mut v = Visitor {
-        idx,
-        source: plan.source(idx),
-        rng: StdRng::seed_from_u64(idx as u64 ^ (u64::from(std::process::id()) << 32)),
-        turn: 0,
-        session: None,
-        check: ConversationCheck::new(0),
-        sent_total: 0,
-        outbox: VecDeque::new(),
-        unanswered: VecDeque::new(),
-        to_start: VecDeque::new(),
-        paired: true,
-        streams: HashMap::new(),
-        counters: Counters::default(),
-        samples: Vec::new(),
-        window: false,
-        replay_until: None,
-        replay_deadline: None,
-        round: None,
-        next_send: None,
-        drop_at: None,
-        trace: std::env::var_os("PARLA_LOADTEST_TRACE").map(|_| VecDeque::new()),
-        shared: shared.clone(),
-    };
+    let mut v = Visitor::new(idx, shared.clone());
     let endpoint = &plan.endpoints[idx % plan.endpoints.len()];
     v.counters.first_attempt_unix_us = Some(unix_us());
     let started = Instant::now();
@@ -564,12 +557,7 @@ pub async fn visit(idx: usize, shared: Arc<Shared>) {
             v.sample(Metric::Connect, started.elapsed());
             v.counters.connected = 1;
             v.counters.last_welcome_unix_us = Some(unix_us());
-            v.check = ConversationCheck::new(welcome.last_seq);
-            v.session = Some(Session {
-                conversation_id: welcome.conversation_id,
-                resume_token: welcome.resume_token,
-                offset: None,
-            });
+            v.welcomed(&welcome);
             let _ = shared.events.send(ConnEvent::Connected);
             v.run(link).await;
         }
@@ -597,6 +585,47 @@ async fn recv(link: &mut Option<Link>) -> Result<Inbound, String> {
 }
 
 impl Visitor {
+    fn new(idx: usize, shared: Arc<Shared>) -> Self {
+        let plan = &shared.plan;
+        Self {
+            idx,
+            source: plan.source(idx),
+            rng: StdRng::seed_from_u64(idx as u64 ^ (u64::from(std::process::id()) << 32)),
+            turn: 0,
+            session: None,
+            check: ConversationCheck::new(0),
+            sent_total: 0,
+            outbox: VecDeque::new(),
+            unanswered: VecDeque::new(),
+            to_start: VecDeque::new(),
+            paired: true,
+            streams: HashMap::new(),
+            streams_started: 0,
+            counters: Counters::default(),
+            samples: Vec::new(),
+            window: false,
+            replay_until: None,
+            replay_deadline: None,
+            round: None,
+            next_send: None,
+            drop_at: None,
+            trace: std::env::var_os("PARLA_LOADTEST_TRACE").map(|_| VecDeque::new()),
+            shared: shared.clone(),
+        }
+    }
+
+    /// The first `welcome`: the conversation the checks follow.
+    fn welcomed(&mut self, welcome: &Welcome) {
+        // Parla greets a new conversation (its bot's welcome message); the baselines do not.
+        self.check = ConversationCheck::new(welcome.last_seq)
+            .greets(self.plan().protocol == Protocol::WidgetResume);
+        self.session = Some(Session {
+            conversation_id: welcome.conversation_id.clone(),
+            resume_token: welcome.resume_token.clone(),
+            offset: None,
+        });
+    }
+
     fn plan(&self) -> &Plan {
         &self.shared.plan
     }
@@ -613,6 +642,31 @@ impl Visitor {
     /// Messages sent and not answered yet.
     fn in_flight(&self) -> usize {
         self.outbox.len() + self.unanswered.len()
+    }
+
+    /// Streams started on this socket and not done (ended, or stored as a message).
+    fn open_streams(&self) -> usize {
+        self.streams.values().filter(|s| !s.stored).count()
+    }
+
+    /// The oldest stream started on this socket and not done.
+    fn oldest_open_stream(&self) -> Option<String> {
+        self.streams
+            .iter()
+            .filter(|(_, s)| !s.stored)
+            .min_by_key(|(_, s)| s.order)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// The end, on a socket still open after the drain: a stream it saw start that never
+    /// ended (nor came as a message) is a failure.
+    fn end_streams(&mut self) {
+        let open = self.open_streams() as u64;
+        if open > 0 {
+            self.trace(|| format!("-- {open} stream(s) never ended"));
+        }
+        self.check.counts.unfinished_streams += open;
+        self.streams.clear();
     }
 
     fn sample(&mut self, metric: Metric, d: Duration) {
@@ -691,8 +745,13 @@ impl Visitor {
                     self.send_new(&mut link).await;
                 }
             }
-            if stopping && (self.in_flight() == 0 || link.is_none()) {
+            if stopping && link.is_none() {
                 break;
+            }
+            if stopping && self.in_flight() == 0 && self.open_streams() == 0 {
+                // Everything answered: listen a little longer for a reply too many.
+                let quiet = Instant::now() + LINGER;
+                drain_until = Some(drain_until.map_or(quiet, |d| d.min(quiet)));
             }
             let (next_send, drop_at, replay) = (self.next_send, self.drop_at, self.replay_deadline);
             tokio::select! {
@@ -726,6 +785,7 @@ impl Visitor {
             }
         }
         if let Some(l) = link.take() {
+            self.end_streams();
             l.close().await;
         }
     }
@@ -842,7 +902,7 @@ impl Visitor {
     }
 
     /// A stored bot reply: it answers the oldest unanswered message (else it is the greeting,
-    /// or a reply to nothing).
+    /// or a reply too many).
     fn stored_reply(&mut self) {
         match self.unanswered.pop_front() {
             Some(_) => {
@@ -851,13 +911,14 @@ impl Visitor {
                     self.counters.window_answered += 1;
                 }
             }
-            None => self.check.counts.unsolicited += 1,
+            None => self.check.on_unsolicited_reply(),
         }
         if self.in_flight() == 0 && !self.paired {
-            // Nothing in flight: every later stream_start pairs with certainty again.
+            // Nothing in flight: every later stream_start pairs with certainty again. The
+            // streams still open are not paired (their `sent_at` is unset); they stay, to be
+            // closed by their `stream_end` or counted as unfinished.
             self.paired = true;
             self.to_start.clear();
-            self.streams.clear();
         }
     }
 
@@ -903,19 +964,20 @@ impl Visitor {
                         self.unanswered.push_back(p);
                     }
                 } else {
-                    if self.paired {
-                        // A reply stored while this socket lagged behind arrives as a
-                        // message; it is the oldest open stream's end.
-                        let oldest = self
-                            .streams
-                            .iter()
-                            .min_by_key(|(_, s)| s.sent_at)
-                            .map(|(id, _)| id.clone());
-                        if let Some(id) = oldest {
-                            self.streams.remove(&id);
-                        } else {
+                    // A reply stored while this socket lagged behind, or replayed while its
+                    // stream went on live, arrives as a message: it is the oldest open
+                    // stream's result (replies are stored in order). That stream is done; its
+                    // `stream_end` may still come, with this seq.
+                    match self.oldest_open_stream() {
+                        Some(id) => {
+                            if let Some(s) = self.streams.get_mut(&id) {
+                                s.stored = true;
+                            }
+                        }
+                        None if self.paired => {
                             self.to_start.pop_front();
                         }
+                        None => {}
                     }
                     self.stored_reply();
                 }
@@ -923,10 +985,19 @@ impl Visitor {
             }
             Inbound::StreamStart { stream_id } => {
                 let sent_at = if self.paired { self.to_start.pop_front() } else { None };
-                self.streams.insert(
-                    stream_id,
-                    Streaming { sent_at, first_token: false, bytes: 0, tokens: 0 },
-                );
+                self.streams_started += 1;
+                let s = Streaming {
+                    order: self.streams_started,
+                    stored: false,
+                    sent_at,
+                    first_token: false,
+                    bytes: 0,
+                    tokens: 0,
+                };
+                if self.streams.insert(stream_id, s).is_some() {
+                    // The same stream started twice.
+                    self.check.counts.malformed += 1;
+                }
             }
             Inbound::Token { stream_id, bytes } => {
                 if let Some(s) = self.streams.get_mut(&stream_id) {
@@ -941,13 +1012,26 @@ impl Visitor {
                 }
             }
             Inbound::StreamEnd { stream_id, seq, text_bytes } => {
-                let verdict = self.check.on_stored(seq, None);
+                let verdict = self.check.on_stream_end(seq, self.streams.contains_key(&stream_id));
+                if !matches!(verdict, Verdict::New | Verdict::Late | Verdict::AlreadyStored) {
+                    return;
+                }
                 let stream = self.streams.remove(&stream_id);
-                if !matches!(verdict, Verdict::New | Verdict::Late) {
+                if verdict == Verdict::AlreadyStored {
+                    // Its reply came by replay (as a message), already counted.
                     return;
                 }
                 match stream {
                     Some(s) => {
+                        if s.stored {
+                            // The message taken for this stream's result was another's: that
+                            // stream is the one done.
+                            if let Some(other) = self.oldest_open_stream()
+                                && let Some(o) = self.streams.get_mut(&other)
+                            {
+                                o.stored = true;
+                            }
+                        }
                         if s.bytes != text_bytes {
                             self.check.counts.incomplete_streams += 1;
                         }
@@ -1122,6 +1206,7 @@ pub async fn hold(plan: Plan, n: usize) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::CheckCounts;
 
     #[test]
     fn decodes_widget_frames() {
@@ -1150,6 +1235,166 @@ mod tests {
             widget_inbound(r#"{"type":"error","code":"rate_limited"}"#),
             Inbound::Error { code: "rate_limited".into() }
         );
+    }
+
+    /// A visitor of `protocol` with no socket, welcomed into a new conversation.
+    fn visitor(protocol: Protocol) -> Visitor {
+        let (_phase_tx, phase) = watch::channel(Phase::Running);
+        let (events, _) = mpsc::unbounded_channel();
+        let plan = Plan {
+            scenario: Scenario::Chat,
+            protocol,
+            endpoints: vec![],
+            bot: "demo".into(),
+            text: "hi {n}".into(),
+            interval_ms: 1000.0,
+            jitter: 0.0,
+            max_in_flight: 4,
+            drop_fraction: 0.0,
+            warmup_ms: 0,
+            reconnect_spread_ms: 0,
+            drain_ms: 0,
+            connect_timeout_ms: 0,
+            per_source: 2,
+        };
+        let shared =
+            Arc::new(Shared { plan, phase, events, result: Mutex::new(WorkerResult::default()) });
+        let mut v = Visitor::new(0, shared);
+        v.welcomed(&Welcome {
+            conversation_id: "c".into(),
+            resume_token: "t".into(),
+            last_seq: 0,
+            resumed: false,
+        });
+        v
+    }
+
+    fn bot(seq: u64) -> Inbound {
+        Inbound::Stored { seq, user: false, client_msg_id: None }
+    }
+
+    fn echo(seq: u64, id: &str) -> Inbound {
+        Inbound::Stored { seq, user: true, client_msg_id: Some(id.into()) }
+    }
+
+    fn start(stream: &str) -> Inbound {
+        Inbound::StreamStart { stream_id: stream.into() }
+    }
+
+    fn token(stream: &str) -> Inbound {
+        Inbound::Token { stream_id: stream.into(), bytes: 5 }
+    }
+
+    fn end(stream: &str, seq: u64) -> Inbound {
+        Inbound::StreamEnd { stream_id: stream.into(), seq, text_bytes: 5 }
+    }
+
+    /// Sends `messages`, feeds `frames`, ends as a run does on an open socket; the checks.
+    async fn play(protocol: Protocol, messages: usize, frames: Vec<Inbound>) -> CheckCounts {
+        let mut v = visitor(protocol);
+        let mut link = None;
+        for _ in 0..messages {
+            v.send_new(&mut link).await;
+        }
+        for f in frames {
+            v.on_inbound(f, &mut link).await;
+        }
+        v.end_streams();
+        v.finish();
+        let result = v.shared.result.lock().unwrap();
+        result.checks.clone()
+    }
+
+    #[tokio::test]
+    async fn a_clean_exchange_passes_with_the_greeting() {
+        let frames = vec![bot(1), echo(2, "lt0-1"), start("s1"), token("s1"), end("s1", 3)];
+        let c = play(Protocol::WidgetResume, 1, frames).await;
+        assert!(c.failures().is_empty(), "{c:?}");
+        assert_eq!(c.unsolicited, 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_answered_twice_fails() {
+        // Greeting, one message, its reply streamed twice.
+        let frames = vec![
+            bot(1),
+            echo(2, "lt0-1"),
+            start("s1"),
+            token("s1"),
+            end("s1", 3),
+            start("s2"),
+            token("s2"),
+            end("s2", 4),
+        ];
+        let c = play(Protocol::WidgetResume, 1, frames).await;
+        assert_eq!(c.failures(), [("extra_replies", 1)], "{c:?}");
+        // The baselines do not greet: a bot message before any is a reply too many.
+        let frames = vec![bot(1), echo(2, "lt0-1"), start("s1"), token("s1"), end("s1", 3)];
+        let c = play(Protocol::WidgetFresh, 1, frames).await;
+        assert_eq!(c.failures(), [("extra_replies", 1)], "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn one_message_answered_twice_and_the_next_never_does_not_cancel_out() {
+        let frames = vec![
+            bot(1),
+            echo(2, "lt0-1"),
+            start("s1"),
+            token("s1"),
+            end("s1", 3),
+            // The second reply, as a message (the socket lagged).
+            bot(4),
+            echo(5, "lt0-2"),
+        ];
+        let c = play(Protocol::WidgetResume, 2, frames).await;
+        assert_eq!(c.failures(), [("unanswered", 1), ("extra_replies", 1)], "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_never_ends_fails() {
+        // Answered, then a stream that starts and never ends.
+        let frames = vec![
+            bot(1),
+            echo(2, "lt0-1"),
+            start("s1"),
+            token("s1"),
+            end("s1", 3),
+            start("s2"),
+            token("s2"),
+        ];
+        let c = play(Protocol::WidgetResume, 1, frames).await;
+        assert_eq!(c.failures(), [("unfinished_streams", 1)], "{c:?}");
+        // The reply of a message, never ended.
+        let frames = vec![bot(1), echo(2, "lt0-1"), start("s1"), token("s1"), token("s1")];
+        let c = play(Protocol::WidgetResume, 1, frames).await;
+        assert_eq!(c.failures(), [("unanswered", 1), ("unfinished_streams", 1)], "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_reply_came_by_replay_then_ends_passes() {
+        // A resume's replay races the live stream: the stored reply first, as a message,
+        // then the stream's end with the same seq.
+        let frames = vec![bot(1), echo(2, "lt0-1"), start("s1"), token("s1"), bot(3), end("s1", 3)];
+        let c = play(Protocol::WidgetResume, 1, frames).await;
+        assert!(c.failures().is_empty(), "{c:?}");
+        assert_eq!(c.replayed_stream_ends, 1);
+        // The live events held back until the replay is sent: the stream starts after it.
+        let frames = vec![bot(1), echo(2, "lt0-1"), bot(3), start("s1"), token("s1"), end("s1", 3)];
+        let c = play(Protocol::WidgetResume, 1, frames).await;
+        assert!(c.failures().is_empty(), "{c:?}");
+        // But the stream's end twice is a duplicate.
+        let frames =
+            vec![bot(1), echo(2, "lt0-1"), start("s1"), token("s1"), end("s1", 3), end("s1", 3)];
+        let c = play(Protocol::WidgetResume, 1, frames).await;
+        assert_eq!(c.failures(), [("duplicated", 1)], "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_end_came_as_a_message_is_done() {
+        // A socket that fell behind: the reply arrives as a message, its stream_end never.
+        let frames = vec![bot(1), echo(2, "lt0-1"), start("s1"), token("s1"), bot(3)];
+        let c = play(Protocol::WidgetResume, 1, frames).await;
+        assert!(c.failures().is_empty(), "{c:?}");
     }
 
     #[test]
