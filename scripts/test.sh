@@ -49,6 +49,7 @@ fi
 
 step "Socket.IO baseline for tests/loadtest.rs (npm ci in loadtest/socketio)"
 npm ci --prefix loadtest/socketio --no-audit --no-fund --loglevel=error
+export PARLA_REQUIRE_SOCKETIO=1 # installed above: tests/loadtest.rs must not skip it
 
 step "cargo test"
 cargo test --workspace --locked 2>&1 | tee "${CARGO_TARGET_DIR}/last-test.log"
