@@ -357,7 +357,7 @@ pub struct EngineSettings {
     pub idle_passivate_secs: u64,
     /// Live conversation actors per tenant, so one tenant cannot starve the others.
     pub max_live_conversations_per_tenant: usize,
-    /// Live events buffered per conversation for a slow subscriber.
+    /// Live events queued per subscriber before it must recover from the store.
     pub subscriber_buffer: usize,
     /// Fault injection for tests (empty = off): this visitor text panics the actor's handler.
     pub panic_on_text: String,
