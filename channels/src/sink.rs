@@ -169,6 +169,10 @@ impl Channels {
                 }
                 if message.sender == Sender::User {
                     last_inbound = last_inbound.max(message.created_at);
+                } else if message.delivery.is_some() {
+                    // Already handed to the provider (or refused by it) by another sink — this
+                    // node's previous one, or the node that held the lease before — which had
+                    // not recorded its cursor yet: never sent twice.
                 } else {
                     let sent = self.deliver(key, message, connection, contact, last_inbound).await;
                     if let Err(e) = sent {
