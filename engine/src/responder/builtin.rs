@@ -81,14 +81,10 @@ impl BuiltinResponder {
     }
 }
 
-/// The best intent for `text`, with its confidence.
+/// The best intent for `text`, with its confidence. Analyses every example: to classify many
+/// texts against the same intents, build an [`IntentIndex`] once.
 pub fn classify<'a>(intents: &'a [Intent], text: &str) -> Option<(&'a Intent, f32)> {
-    classify_index(intents, text).map(|(i, score)| (&intents[i], score))
-}
-
-/// [`classify`], as the intent's position in `intents`.
-pub fn classify_index(intents: &[Intent], text: &str) -> Option<(usize, f32)> {
-    IntentIndex::new(intents).classify(text)
+    IntentIndex::new(intents).classify(text).map(|(i, score)| (&intents[i], score))
 }
 
 /// Intents' examples analysed once (per bot load, shared by its conversations) instead of on
