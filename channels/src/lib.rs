@@ -287,6 +287,7 @@ impl Channels {
             handling: Handling::default(),
             sentiment_sum: 0.0,
             sentiment_count: 0,
+            stats: Default::default(),
         };
         Ok(store.contact_conversation(&connection.id, contact, &fresh).await?)
     }

@@ -357,6 +357,7 @@ impl Engine {
                     handling: Handling::default(),
                     sentiment_sum: 0.0,
                     sentiment_count: 0,
+                    stats: Default::default(),
                 };
                 store.create_conversation(&conversation).await?;
                 Ok(Opened {

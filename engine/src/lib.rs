@@ -22,6 +22,7 @@
 //!   tenant chooses the target of.
 //! - [`demo`]: the demo tenant and bot.
 //! - [`metrics`]: counters exposed at `/metrics`.
+//! - [`analytics`]: what each stored message or handling change adds to the tenant's analytics.
 //!
 //! # Concurrency model
 //! Each live conversation is one tokio task (its actor) with a bounded mailbox; it alone writes
@@ -31,6 +32,7 @@
 
 mod actor;
 pub mod agents;
+pub mod analytics;
 pub mod bus;
 pub mod demo;
 mod dispatch;

@@ -525,6 +525,27 @@ pub enum Channel {
     Push,
 }
 
+impl Channel {
+    pub const ALL: [Channel; 5] =
+        [Channel::Web, Channel::Whatsapp, Channel::Sms, Channel::Api, Channel::Push];
+
+    /// Its name on the wire (`web`, `whatsapp`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Web => "web",
+            Channel::Whatsapp => "whatsapp",
+            Channel::Sms => "sms",
+            Channel::Api => "api",
+            Channel::Push => "push",
+        }
+    }
+
+    /// The channel named `name` (as [`Channel::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
 /// Where a conversation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -654,6 +675,9 @@ pub struct Conversation {
     pub sentiment_sum: f32,
     #[serde(default)]
     pub sentiment_count: u32,
+    /// What the conversation has contributed to the tenant's analytics (kept by the store).
+    #[serde(default)]
+    pub stats: crate::analytics::ConversationStats,
 }
 
 impl Conversation {

@@ -31,6 +31,139 @@ pub async fn run_all(store: &dyn Store) {
     channel_contacts_map_to_one_conversation(store).await;
     rich_messages_and_intents_round_trip(store).await;
     user_data_merges_per_conversation(store).await;
+    analytics_count_every_write_once(store).await;
+}
+
+/// The analytics counters move with each write, once: a duplicate append, a repeated
+/// handling, a second first message of a channel contact count nothing; a changed resolution
+/// moves its count; another tenant sees none of it.
+async fn analytics_count_every_write_once(store: &dyn Store) {
+    use crate::analytics::{Counters, HOUR_MS};
+    let (t, h) = ("t-stats", 1_699_999_200_000_i64); // h: an hour start, 2 h before a day.
+    let tenant = TenantId::from(t);
+    seed_conversation(store, t, "c-stats-web").await;
+    let web = store.get_conversation(&tenant, &"c-stats-web".into()).await.unwrap().unwrap();
+    // seed_conversation starts it now; re-create one that started at h.
+    assert!(store.delete_conversation(&tenant, &web.id).await.expect("delete"));
+    let web = Conversation { started_at: h + 10, ..web };
+    store.create_conversation(&web).await.expect("create");
+    let at = |seq: u64, sender: Sender, created_at: i64| Message {
+        sender,
+        created_at,
+        ..message(t, "c-stats-web", seq, Some(&format!("s{seq}")))
+    };
+    let greeting = at(1, Sender::Bot, h + 10);
+    let mut asked = at(2, Sender::User, h + 1_000);
+    (asked.intent, asked.confidence, asked.sentiment) =
+        (Some("greet".into()), Some(0.75), Some(0.5));
+    let mut answer = at(3, Sender::Bot, h + 1_400);
+    (answer.prompt_tokens, answer.completion_tokens) = (Some(30), Some(12));
+    let unmatched = at(4, Sender::User, h + HOUR_MS + 5);
+    let agent = at(5, Sender::Human, h + HOUR_MS + 9);
+    for m in [&greeting, &asked, &answer, &unmatched, &agent] {
+        assert_eq!(store.append(m).await.expect("append"), Appended::Stored);
+    }
+    let again = Message { seq: 6, ..asked.clone() };
+    assert!(matches!(store.append(&again).await.expect("dup"), Appended::Duplicate(_)));
+
+    let escalated = Handling { status: ConversationStatus::Escalated, ..Handling::default() };
+    assert!(store.set_handling(&tenant, &web.id, &escalated).await.expect("escalate"));
+    let resolved = Handling {
+        status: ConversationStatus::Resolved,
+        resolution: Some(Resolution::Unresolved),
+        ended_at: Some(h + 70_010),
+        csat: Some(4),
+        ..Handling::default()
+    };
+    assert!(store.set_handling(&tenant, &web.id, &resolved).await.expect("resolve"));
+    let resolved = Handling { resolution: Some(Resolution::Resolved), ..resolved };
+    for _ in 0..2 {
+        assert!(store.set_handling(&tenant, &web.id, &resolved).await.expect("re-resolve"));
+    }
+
+    // A WhatsApp contact: two first messages, one conversation.
+    let fresh = |id: &str| Conversation {
+        id: id.into(),
+        source: Channel::Whatsapp,
+        started_at: h + 20,
+        stats: Default::default(),
+        ..web.clone()
+    };
+    let wa = store.contact_conversation("conn-stats", "+391", &fresh("c-stats-wa")).await.unwrap();
+    let same = store.contact_conversation("conn-stats", "+391", &fresh("c-stats-wa2")).await;
+    assert_eq!(same.expect("second").id, wa.id);
+    let wa_says = Message { created_at: h + 30, ..message(t, wa.id.as_str(), 1, Some("w1")) };
+    assert_eq!(store.append(&wa_says).await.expect("append"), Appended::Stored);
+
+    let rows = store.analytics(&tenant, h, h + 2 * HOUR_MS).await.expect("analytics");
+    let bucket = |hour: i64, channel: Channel| {
+        let found: Vec<_> =
+            rows.iter().filter(|r| r.hour == hour && r.channel == channel).collect();
+        assert!(found.len() <= 1, "one row per bucket: {rows:?}");
+        found.first().map(|r| r.counters.clone()).unwrap_or_default()
+    };
+    let first_hour_web = Counters {
+        conversations: 1,
+        visitor_messages: 1,
+        bot_messages: 2,
+        active_visitors: 1,
+        handovers: 1,
+        resolved: 1,
+        first_responses: 1,
+        first_response_ms: 400,
+        durations: 1,
+        duration_ms: 70_000,
+        sentiment_count: 1,
+        sentiment_sum: 0.5,
+        csat_count: 1,
+        csat_sum: 4,
+        prompt_tokens: 30,
+        completion_tokens: 12,
+        matched: 1,
+        ..Counters::default()
+    };
+    assert_eq!(bucket(h, Channel::Web), first_hour_web, "analytics: the first hour, web");
+    let second_hour_web =
+        Counters { visitor_messages: 1, agent_messages: 1, unmatched: 1, ..Counters::default() };
+    assert_eq!(bucket(h + HOUR_MS, Channel::Web), second_hour_web, "analytics: hour two, web");
+    let wa_hour = Counters {
+        conversations: 1,
+        visitor_messages: 1,
+        active_visitors: 1,
+        unmatched: 1,
+        ..Counters::default()
+    };
+    assert_eq!(bucket(h, Channel::Whatsapp), wa_hour, "analytics: whatsapp");
+    assert!(rows.iter().all(|r| r.bot_id == web.bot_id), "analytics: every row names its bot");
+    assert_eq!(rows.len(), 3, "analytics: {rows:?}");
+    let later = store.analytics(&tenant, h + HOUR_MS, h + 2 * HOUR_MS).await.expect("range");
+    assert_eq!(later.len(), 1, "analytics: the range is by hour start");
+    let other = store.analytics(&"t-stats-other".into(), 0, i64::MAX).await.expect("other");
+    assert!(other.is_empty(), "analytics: another tenant sees nothing");
+
+    let intents = store.intent_counts(&tenant, h, h + 2 * HOUR_MS).await.expect("intents");
+    assert_eq!(intents.len(), 1, "intent counts: {intents:?}");
+    let greet = &intents[0];
+    assert_eq!((greet.hour, greet.intent.as_str(), greet.hits), (h, "greet", 1));
+    assert!((greet.confidence_sum - 0.75).abs() < 1e-6);
+
+    let all = store.unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 10).await.unwrap();
+    let seen: Vec<_> = all.iter().map(|(_, m)| (m.conversation_id.as_str(), m.seq)).collect();
+    assert_eq!(seen, [("c-stats-web", 4), (wa.id.as_str(), 1)], "unmatched: newest first");
+    let one = store.unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 1).await.unwrap();
+    assert_eq!(one.len(), 1, "unmatched: at most limit");
+    let (other_bot, other_tenant) = (BotId::from("other-bot"), TenantId::from("t-stats-other"));
+    let none = store.unmatched_messages(&tenant, Some(&other_bot), 0, i64::MAX, 10);
+    assert!(none.await.unwrap().is_empty(), "unmatched: of the bot asked for");
+    let elsewhere = store.unmatched_messages(&other_tenant, None, 0, i64::MAX, 10);
+    assert!(elsewhere.await.unwrap().is_empty(), "unmatched: another tenant sees none");
+
+    // Deleting a conversation removes its messages from the list, not its counts.
+    assert!(store.delete_conversation(&tenant, &wa.id).await.expect("delete"));
+    let left = store.unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 10).await.unwrap();
+    assert_eq!(left.len(), 1, "unmatched: a deleted message is left out");
+    let rows_after = store.analytics(&tenant, h, h + 2 * HOUR_MS).await.expect("analytics");
+    assert_eq!(rows_after, rows, "analytics: history stays");
 }
 
 /// A message's rich content, postback and form, and an intent's rich response, come back as
@@ -158,6 +291,7 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
         handling: Handling::default(),
         sentiment_sum: 0.0,
         sentiment_count: 0,
+        stats: Default::default(),
     };
     assert!(store.find_contact_conversation(&t, "wa-1", "+391").await.expect("find").is_none());
     let first = store.contact_conversation("wa-1", "+391", &fresh("c1")).await.expect("first");
@@ -457,6 +591,12 @@ pub async fn run_concurrent(store: Arc<dyn Store>) {
         let seqs: Vec<u64> = all.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=per_conversation).collect::<Vec<_>>(), "concurrent appends in c{c}");
     }
+    // Every concurrent append counted once.
+    let rows = store.analytics(&"t-conc".into(), 0, i64::MAX).await.expect("analytics");
+    let counted: i64 = rows.iter().map(|r| r.counters.visitor_messages).sum();
+    assert_eq!(counted, conversations * per_conversation as i64, "concurrent appends counted");
+    let started: i64 = rows.iter().map(|r| r.counters.conversations).sum();
+    assert_eq!(started, conversations, "concurrent conversations counted");
 }
 
 /// A tenant, an active bot and a conversation, ready for appends.
@@ -479,6 +619,7 @@ pub async fn seed_conversation(store: &dyn Store, tenant: &str, conversation: &s
         handling: Handling::default(),
         sentiment_sum: 0.0,
         sentiment_count: 0,
+        stats: Default::default(),
     };
     match store.create_conversation(&conv).await {
         Ok(()) | Err(StoreError::ConversationExists) => {}

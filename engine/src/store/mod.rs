@@ -337,4 +337,32 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_document(&self, tenant: &TenantId, id: &str) -> StoreResult<bool>;
     /// Documents of every tenant still PENDING or PROCESSING: the work a restart resumes.
     async fn unfinished_documents(&self) -> StoreResult<Vec<Document>>;
+
+    /// The tenant's analytics buckets (see [`crate::analytics`]) whose hour starts in
+    /// `[from_ms, to_ms)`, every bot and channel, by hour. Kept by `create_conversation`,
+    /// `contact_conversation`, `append` and `set_handling` as they write, exactly once each.
+    async fn analytics(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<crate::analytics::CounterRow>>;
+    /// Intent hits per hour (starting in `[from_ms, to_ms)`), bot and intent.
+    async fn intent_counts(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<crate::analytics::IntentRow>>;
+    /// Visitor text messages no intent matched, stored in `[from_ms, to_ms)`, newest first, at
+    /// most `limit`, of `bot` only when given, each with its bot. Messages deleted since are
+    /// left out.
+    async fn unmatched_messages(
+        &self,
+        tenant: &TenantId,
+        bot: Option<&BotId>,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(BotId, Message)>>;
 }

@@ -19,10 +19,11 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Appended, Store, StoreError, StoreResult};
+use crate::analytics::{self, CounterRow, Counters, IntentRow};
 use crate::model::{
-    Account, AccountId, ApiKey, Bot, BotId, CannedResponse, ChannelConnection, Chunk, Conversation,
-    ConversationId, Document, Handling, Intent, Message, Note, OneTimeToken, ProcessStatus,
-    RefreshToken, Sender, Tenant, TenantId,
+    Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Channel, ChannelConnection, Chunk,
+    Conversation, ConversationId, Document, Handling, Intent, Message, Note, OneTimeToken,
+    ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -101,6 +102,16 @@ const DOCUMENT_CONTENT: TableDefinition<(&str, &str), &[u8]> =
 const CHUNKS: TableDefinition<(&str, &str, &str, u32), &[u8]> = TableDefinition::new("chunks");
 /// (tenant, document): documents still PENDING or PROCESSING.
 const DOCUMENT_QUEUE: TableDefinition<(&str, &str), u8> = TableDefinition::new("document_queue");
+
+/// (tenant, hour, bot, channel) → analytics `Counters` as JSON.
+const ANALYTICS: TableDefinition<(&str, i64, &str, &str), &[u8]> =
+    TableDefinition::new("analytics");
+/// (tenant, hour, bot, intent) → (hits, sum of confidences).
+const INTENT_COUNTS: TableDefinition<(&str, i64, &str, &str), (i64, f64)> =
+    TableDefinition::new("analytics_intents");
+/// (tenant, stored at, conversation, seq) → bot: visitor messages no intent matched.
+const UNMATCHED: TableDefinition<(&str, i64, &str, u64), &str> =
+    TableDefinition::new("analytics_unmatched");
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -215,6 +226,9 @@ impl RedbStore {
             txn.open_table(DOCUMENT_CONTENT).map_err(backend)?;
             txn.open_table(CHUNKS).map_err(backend)?;
             txn.open_table(DOCUMENT_QUEUE).map_err(backend)?;
+            txn.open_table(ANALYTICS).map_err(backend)?;
+            txn.open_table(INTENT_COUNTS).map_err(backend)?;
+            txn.open_table(UNMATCHED).map_err(backend)?;
             txn.open_table(NOTES).map_err(backend)?;
             txn.open_table(CANNED).map_err(backend)?;
             txn.open_table(CHANNELS).map_err(backend)?;
@@ -752,7 +766,12 @@ fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
             let found: Option<Conversation> =
                 table.get(key).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
             let Some(mut conversation) = found else { return Ok(Outcome::Existed(false)) };
+            let effect = analytics::on_handling(&conversation, handling);
+            count_effect(txn, &conversation, None, &effect)?;
             conversation.handling = handling.clone();
+            if let Some(stats) = effect.stats {
+                conversation.stats = stats;
+            }
             let bytes = encode(&conversation)?;
             table.insert(key, bytes.as_slice()).map_err(backend)?;
             return Ok(Outcome::Existed(true));
@@ -830,6 +849,58 @@ fn create_conversation(txn: &WriteTransaction, c: &Conversation) -> StoreResult<
         .map_err(backend)?
         .insert((c.tenant_id.as_str(), c.bot_id.as_str(), c.id.as_str()), 0)
         .map_err(backend)?;
+    let (hour, bot, channel) = analytics::start_bucket(c);
+    count(txn, c.tenant_id.as_str(), (hour, bot.as_str(), channel), &analytics::on_create(c))
+}
+
+/// Adds `delta` to a tenant's analytics bucket.
+fn count(
+    txn: &WriteTransaction,
+    tenant: &str,
+    (hour, bot, channel): (i64, &str, Channel),
+    delta: &Counters,
+) -> StoreResult<()> {
+    if delta.is_zero() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(ANALYTICS).map_err(backend)?;
+    let key = (tenant, hour, bot, channel.as_str());
+    let mut counters: Counters = match table.get(key).map_err(backend)? {
+        Some(v) => decode(v.value())?,
+        None => Counters::default(),
+    };
+    counters.add(delta);
+    let bytes = encode(&counters)?;
+    table.insert(key, bytes.as_slice()).map_err(backend)?;
+    Ok(())
+}
+
+/// Applies what a write added to the analytics (the conversation's own stats are the
+/// caller's to store, with the rest of its record).
+fn count_effect(
+    txn: &WriteTransaction,
+    c: &Conversation,
+    message: Option<&Message>,
+    effect: &analytics::Effect,
+) -> StoreResult<()> {
+    let (t, b) = (c.tenant_id.as_str(), c.bot_id.as_str());
+    let (start, _, channel) = analytics::start_bucket(c);
+    count(txn, t, (start, b, channel), &effect.conversation)?;
+    let Some(m) = message else { return Ok(()) };
+    let hour = analytics::hour_of(m.created_at);
+    count(txn, t, (hour, b, channel), &effect.message)?;
+    if let Some((intent, confidence)) = &effect.intent {
+        let mut table = txn.open_table(INTENT_COUNTS).map_err(backend)?;
+        let key = (t, hour, b, intent.as_str());
+        let (hits, sum) = table.get(key).map_err(backend)?.map_or((0, 0.0), |v| v.value());
+        table.insert(key, (hits + 1, sum + confidence)).map_err(backend)?;
+    }
+    if effect.unmatched {
+        txn.open_table(UNMATCHED)
+            .map_err(backend)?
+            .insert((t, m.created_at, m.conversation_id.as_str(), m.seq), b)
+            .map_err(backend)?;
+    }
     Ok(())
 }
 
@@ -894,13 +965,20 @@ fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
     if let Some(cid) = m.client_msg_id.as_deref() {
         client_ids.insert((t, c, cid), m.seq).map_err(backend)?;
     }
-    // The conversation's sentiment, in the same transaction as the message that moves it.
-    if let Some(sentiment) = m.sentiment.filter(|_| m.sender == Sender::User) {
-        let updated = Conversation {
-            sentiment_sum: conversation.sentiment_sum + sentiment,
-            sentiment_count: conversation.sentiment_count + 1,
-            ..conversation
-        };
+    // The conversation's sentiment and analytics, in the same transaction as the message
+    // that moves them.
+    let effect = analytics::on_append(&conversation, m);
+    count_effect(txn, &conversation, Some(m), &effect)?;
+    let sentiment = m.sentiment.filter(|_| m.sender == Sender::User);
+    if sentiment.is_some() || effect.stats.is_some() {
+        let mut updated = conversation;
+        if let Some(sentiment) = sentiment {
+            updated.sentiment_sum += sentiment;
+            updated.sentiment_count += 1;
+        }
+        if let Some(stats) = effect.stats {
+            updated.stats = stats;
+        }
         let bytes = encode(&updated)?;
         conversations.insert((t, c), bytes.as_slice()).map_err(backend)?;
     }
@@ -1701,6 +1779,105 @@ impl Store for RedbStore {
                 let (t, id) = key.value();
                 if let Some(v) = documents.get((t, id)).map_err(backend)? {
                     out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn analytics(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<CounterRow>> {
+        let tenant = tenant.clone();
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(ANALYTICS).map_err(backend)?;
+            let t = tenant.as_str();
+            let mut out = Vec::new();
+            if from_ms >= to_ms {
+                return Ok(out);
+            }
+            for entry in table.range((t, from_ms, "", "")..(t, to_ms, "", "")).map_err(backend)? {
+                let (key, value) = entry.map_err(backend)?;
+                let (_, hour, bot, channel) = key.value();
+                let channel = Channel::from_name(channel)
+                    .ok_or_else(|| StoreError::Corrupt(format!("analytics channel {channel}")))?;
+                let counters = decode(value.value())?;
+                out.push(CounterRow { hour, bot_id: BotId(bot.to_owned()), channel, counters });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn intent_counts(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<IntentRow>> {
+        let tenant = tenant.clone();
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(INTENT_COUNTS).map_err(backend)?;
+            let t = tenant.as_str();
+            let mut out = Vec::new();
+            if from_ms >= to_ms {
+                return Ok(out);
+            }
+            for entry in table.range((t, from_ms, "", "")..(t, to_ms, "", "")).map_err(backend)? {
+                let (key, value) = entry.map_err(backend)?;
+                let (_, hour, bot, intent) = key.value();
+                let (hits, confidence_sum) = value.value();
+                let bot_id = BotId(bot.to_owned());
+                out.push(IntentRow {
+                    hour,
+                    bot_id,
+                    intent: intent.to_owned(),
+                    hits,
+                    confidence_sum,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn unmatched_messages(
+        &self,
+        tenant: &TenantId,
+        bot: Option<&BotId>,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(BotId, Message)>> {
+        let (tenant, bot) = (tenant.clone(), bot.cloned());
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(UNMATCHED).map_err(backend)?;
+            let messages = txn.open_table(MESSAGES).map_err(backend)?;
+            let t = tenant.as_str();
+            let mut out = Vec::new();
+            if from_ms >= to_ms {
+                return Ok(out);
+            }
+            let range = index.range((t, from_ms, "", 0)..(t, to_ms, "", 0)).map_err(backend)?;
+            for entry in range.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry.map_err(backend)?;
+                let (_, _, conversation, seq) = key.value();
+                let owner = value.value();
+                if bot.as_ref().is_some_and(|b| b.as_str() != owner) {
+                    continue;
+                }
+                if let Some(v) = messages.get((t, conversation, seq)).map_err(backend)? {
+                    out.push((BotId(owner.to_owned()), decode(v.value())?));
                 }
             }
             Ok(out)

@@ -807,6 +807,35 @@ fn is_unfinished(d: &Document) -> bool {
 
 #[async_trait]
 impl Store for CqlStore {
+    async fn analytics(
+        &self,
+        _tenant: &TenantId,
+        _from_ms: i64,
+        _to_ms: i64,
+    ) -> StoreResult<Vec<crate::analytics::CounterRow>> {
+        Err(StoreError::Backend("cql: analytics not implemented yet".into()))
+    }
+
+    async fn intent_counts(
+        &self,
+        _tenant: &TenantId,
+        _from_ms: i64,
+        _to_ms: i64,
+    ) -> StoreResult<Vec<crate::analytics::IntentRow>> {
+        Err(StoreError::Backend("cql: analytics not implemented yet".into()))
+    }
+
+    async fn unmatched_messages(
+        &self,
+        _tenant: &TenantId,
+        _bot: Option<&BotId>,
+        _from_ms: i64,
+        _to_ms: i64,
+        _limit: usize,
+    ) -> StoreResult<Vec<(BotId, Message)>> {
+        Err(StoreError::Backend("cql: analytics not implemented yet".into()))
+    }
+
     async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         self.run(&self.st.put_tenant, (tenant.id.as_str(), encode(tenant)?)).await.map(drop)
     }
