@@ -34,6 +34,7 @@
 //! stalls a worker.
 
 pub mod agent_ws;
+pub mod analytics;
 pub mod auth;
 pub mod body;
 pub mod bots;
@@ -165,6 +166,11 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}/pause", web::post().to(bots::pause))
                 .route("/bots/{id}/conversations", web::get().to(conversations::list))
                 .route("/conversations", web::post().to(conversations::open))
+                .route("/analytics/overview", web::get().to(analytics::overview_handler))
+                .route("/analytics/bots/{id}", web::get().to(analytics::bot_handler))
+                .route("/analytics/conversations", web::get().to(analytics::conversations_handler))
+                .route("/analytics/intents", web::get().to(analytics::intents_handler))
+                .route("/analytics/export", web::get().to(analytics::export_handler))
                 .route("/conversations/{id}", web::get().to(conversations::get))
                 .route("/conversations/{id}", web::delete().to(conversations::delete))
                 .route("/conversations/{id}/messages", web::post().to(conversations::post_message))

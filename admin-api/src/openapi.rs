@@ -24,8 +24,8 @@ use utoipa::{
 };
 
 use crate::{
-    bots, canned, channels, conversations, documents, handover, keys, members, recovery, routes,
-    totp, workspace,
+    analytics, bots, canned, channels, conversations, documents, handover, keys, members, recovery,
+    routes, totp, workspace,
 };
 
 #[derive(Debug, OpenApi)]
@@ -57,6 +57,8 @@ use crate::{
         channels::list, channels::create, channels::delete,
         documents::list, documents::upload, documents::scrape, documents::get, documents::delete,
         documents::reprocess,
+        analytics::overview_handler, analytics::bot_handler, analytics::conversations_handler,
+        analytics::intents_handler, analytics::export_handler,
     ),
     components(schemas(crate::views::ErrorBody)),
     modifiers(&Conventions),
@@ -71,6 +73,7 @@ use crate::{
         (name = "agents", description = "Human agents: the inbox, taking conversations over from the bot and handing them back"),
         (name = "channels", description = "A bot's connections to WhatsApp (SMS and push to come)"),
         (name = "knowledge", description = "A bot's documents, answered from when no intent matches"),
+        (name = "analytics", description = "A tenant's numbers, kept as counters while messages flow; export as CSV or JSON"),
     ),
 )]
 pub struct ApiDoc;

@@ -540,6 +540,11 @@ impl Engine {
         VisitorGuard { engine: Arc::downgrade(&self.inner), key: key.clone() }
     }
 
+    /// How many of the tenant's conversations have a visitor's socket on them (on this node).
+    pub fn visitors_online(&self, tenant: &TenantId) -> usize {
+        self.inner.visitors.lock().keys().filter(|k| k.tenant_id == *tenant).count()
+    }
+
     /// Whether a visitor's socket is on the conversation (on this node).
     pub fn visitor_connected(&self, key: &ConversationKey) -> bool {
         self.inner.visitors.lock().contains_key(key)

@@ -363,6 +363,12 @@ impl fmt::Debug for TenantLlm {
 
 /// The calendar month (UTC) of a Unix-milliseconds time, as `YYYY-MM`: the budget period.
 pub fn month_of(ms: i64) -> String {
+    let (year, month, _) = utc_date(ms);
+    format!("{year:04}-{month:02}")
+}
+
+/// The UTC (year, month, day) of a Unix-milliseconds time.
+pub fn utc_date(ms: i64) -> (i64, i64, i64) {
     // Civil-from-days (Howard Hinnant), exact for the proleptic Gregorian calendar.
     let days = ms.div_euclid(86_400_000);
     let z = days + 719_468;
@@ -371,9 +377,18 @@ pub fn month_of(ms: i64) -> String {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}")
+    (year, month, day)
+}
+
+/// A Unix-milliseconds time as RFC 3339 UTC to the second (`2026-11-26T13:00:00Z`).
+pub fn rfc3339(ms: i64) -> String {
+    let (year, month, day) = utc_date(ms);
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

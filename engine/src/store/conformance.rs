@@ -42,7 +42,8 @@ async fn analytics_count_every_write_once(store: &dyn Store) {
     let (t, h) = ("t-stats", 1_699_999_200_000_i64); // h: an hour start, 2 h before a day.
     let tenant = TenantId::from(t);
     seed_conversation(store, t, "c-stats-web").await;
-    let web = store.get_conversation(&tenant, &"c-stats-web".into()).await.unwrap().unwrap();
+    let web =
+        store.get_conversation(&tenant, &"c-stats-web".into()).await.expect("get").expect("exists");
     // seed_conversation starts it now; re-create one that started at h.
     assert!(store.delete_conversation(&tenant, &web.id).await.expect("delete"));
     let web = Conversation { started_at: h + 10, ..web };
@@ -89,7 +90,10 @@ async fn analytics_count_every_write_once(store: &dyn Store) {
         stats: Default::default(),
         ..web.clone()
     };
-    let wa = store.contact_conversation("conn-stats", "+391", &fresh("c-stats-wa")).await.unwrap();
+    let wa = store
+        .contact_conversation("conn-stats", "+391", &fresh("c-stats-wa"))
+        .await
+        .expect("analytics call");
     let same = store.contact_conversation("conn-stats", "+391", &fresh("c-stats-wa2")).await;
     assert_eq!(same.expect("second").id, wa.id);
     let wa_says = Message { created_at: h + 30, ..message(t, wa.id.as_str(), 1, Some("w1")) };
@@ -147,20 +151,32 @@ async fn analytics_count_every_write_once(store: &dyn Store) {
     assert_eq!((greet.hour, greet.intent.as_str(), greet.hits), (h, "greet", 1));
     assert!((greet.confidence_sum - 0.75).abs() < 1e-6);
 
-    let all = store.unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 10).await.unwrap();
+    let all = store
+        .unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 10)
+        .await
+        .expect("analytics call");
     let seen: Vec<_> = all.iter().map(|(_, m)| (m.conversation_id.as_str(), m.seq)).collect();
     assert_eq!(seen, [("c-stats-web", 4), (wa.id.as_str(), 1)], "unmatched: newest first");
-    let one = store.unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 1).await.unwrap();
+    let one = store
+        .unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 1)
+        .await
+        .expect("analytics call");
     assert_eq!(one.len(), 1, "unmatched: at most limit");
     let (other_bot, other_tenant) = (BotId::from("other-bot"), TenantId::from("t-stats-other"));
     let none = store.unmatched_messages(&tenant, Some(&other_bot), 0, i64::MAX, 10);
-    assert!(none.await.unwrap().is_empty(), "unmatched: of the bot asked for");
+    assert!(none.await.expect("analytics call").is_empty(), "unmatched: of the bot asked for");
     let elsewhere = store.unmatched_messages(&other_tenant, None, 0, i64::MAX, 10);
-    assert!(elsewhere.await.unwrap().is_empty(), "unmatched: another tenant sees none");
+    assert!(
+        elsewhere.await.expect("analytics call").is_empty(),
+        "unmatched: another tenant sees none"
+    );
 
     // Deleting a conversation removes its messages from the list, not its counts.
     assert!(store.delete_conversation(&tenant, &wa.id).await.expect("delete"));
-    let left = store.unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 10).await.unwrap();
+    let left = store
+        .unmatched_messages(&tenant, None, h, h + 2 * HOUR_MS, 10)
+        .await
+        .expect("analytics call");
     assert_eq!(left.len(), 1, "unmatched: a deleted message is left out");
     let rows_after = store.analytics(&tenant, h, h + 2 * HOUR_MS).await.expect("analytics");
     assert_eq!(rows_after, rows, "analytics: history stays");
