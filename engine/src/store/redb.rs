@@ -14,7 +14,9 @@
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::{mpsc, oneshot};
 
@@ -201,6 +203,14 @@ impl RedbStore {
     pub fn open(dir: &Path, max_batch: usize, queue: usize) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(backend)?;
         let db = Arc::new(Database::create(dir.join("parla.redb")).map_err(backend)?);
+        // A file written before analytics existed has conversations but no counters.
+        let counted = {
+            let txn = db.begin_read().map_err(backend)?;
+            let names: Vec<String> =
+                txn.list_tables().map_err(backend)?.map(|t| t.name().to_owned()).collect();
+            names.iter().any(|n| n == ANALYTICS.name())
+                || !names.iter().any(|n| n == CONVERSATIONS.name())
+        };
         // Create every table up front so read transactions never meet a missing one.
         let txn = db.begin_write().map_err(backend)?;
         {
@@ -239,6 +249,13 @@ impl RedbStore {
             txn.open_table(PROVIDER_IDS).map_err(backend)?;
             txn.open_table(PUSH_TOKENS).map_err(backend)?;
             txn.open_table(USER_DATA).map_err(backend)?;
+        }
+        if !counted {
+            let n = backfill_analytics(&txn)?;
+            tracing::info!(
+                conversations = n,
+                "analytics counted from the stored transcripts (once)"
+            );
         }
         txn.commit().map_err(backend)?;
 
@@ -851,6 +868,53 @@ fn create_conversation(txn: &WriteTransaction, c: &Conversation) -> StoreResult<
         .map_err(backend)?;
     let (hour, bot, channel) = analytics::start_bucket(c);
     count(txn, c.tenant_id.as_str(), (hour, bot.as_str(), channel), &analytics::on_create(c))
+}
+
+/// Counts every stored conversation and message into the analytics, as if they had been
+/// counted as they were written: once, when a file written before analytics existed is opened.
+/// A conversation's handling history was not kept, so only its current handling counts (a
+/// conversation handed back to the bot since does not count as handed over).
+fn backfill_analytics(txn: &WriteTransaction) -> StoreResult<usize> {
+    let conversations: Vec<Conversation> = {
+        let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+        let mut all = Vec::new();
+        for entry in table.iter().map_err(backend)? {
+            all.push(decode(entry.map_err(backend)?.1.value())?);
+        }
+        all
+    };
+    for mut c in conversations.iter().cloned() {
+        c.stats = Default::default();
+        let (hour, bot, channel) = analytics::start_bucket(&c);
+        count(txn, c.tenant_id.as_str(), (hour, bot.as_str(), channel), &analytics::on_create(&c))?;
+        let messages: Vec<Message> = {
+            let table = txn.open_table(MESSAGES).map_err(backend)?;
+            let (t, id) = (c.tenant_id.as_str(), c.id.as_str());
+            let mut all = Vec::new();
+            for entry in table.range((t, id, 0)..=(t, id, u64::MAX)).map_err(backend)? {
+                all.push(decode(entry.map_err(backend)?.1.value())?);
+            }
+            all
+        };
+        for m in &messages {
+            let effect = analytics::on_append(&c, m);
+            count_effect(txn, &c, Some(m), &effect)?;
+            if let Some(stats) = effect.stats {
+                c.stats = stats;
+            }
+        }
+        let effect = analytics::on_handling(&c, &c.handling);
+        count_effect(txn, &c, None, &effect)?;
+        if let Some(stats) = effect.stats {
+            c.stats = stats;
+        }
+        let bytes = encode(&c)?;
+        txn.open_table(CONVERSATIONS)
+            .map_err(backend)?
+            .insert((c.tenant_id.as_str(), c.id.as_str()), bytes.as_slice())
+            .map_err(backend)?;
+    }
+    Ok(conversations.len())
 }
 
 /// Adds `delta` to a tenant's analytics bucket.
@@ -1934,5 +1998,82 @@ mod tests {
         let t = TenantId::from("t-reopen");
         let c = ConversationId::from("c1");
         assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 1);
+    }
+    /// Waits for the previous store's writer thread to let go of the file.
+    async fn reopen(dir: &Path) -> RedbStore {
+        for _ in 0..100 {
+            if let Ok(s) = RedbStore::open(dir, 64, 128) {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("could not reopen {}", dir.display());
+    }
+
+    /// A file from before analytics: its transcripts are counted once at open, to the same
+    /// numbers as counting while writing gave.
+    #[tokio::test]
+    async fn a_file_from_before_analytics_is_counted_once_when_opened() {
+        use super::super::conformance::{message, seed_conversation};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = TenantId::from("t-old");
+        let live = {
+            let store = RedbStore::open(dir.path(), 64, 128).expect("open");
+            for c in ["c1", "c2"] {
+                seed_conversation(&store, "t-old", c).await;
+                let mut asked = message("t-old", c, 1, Some("k1"));
+                (asked.intent, asked.confidence) = (Some("hours".into()), Some(0.5));
+                let answer = Message { sender: Sender::Bot, ..message("t-old", c, 2, None) };
+                let unmatched = message("t-old", c, 3, Some("k3"));
+                for m in [&asked, &answer, &unmatched] {
+                    store.append(m).await.expect("append");
+                }
+            }
+            let resolved = Handling {
+                status: crate::model::ConversationStatus::Resolved,
+                resolution: Some(crate::model::Resolution::Resolved),
+                ended_at: Some(crate::model::now_ms()),
+                csat: Some(5),
+                ..Handling::default()
+            };
+            store.set_handling(&t, &"c1".into(), &resolved).await.expect("resolve");
+            store.analytics(&t, 0, i64::MAX).await.expect("analytics")
+        };
+        assert!(!live.is_empty());
+        // Make it a file from before: no analytics tables, no stats on conversations.
+        {
+            let store = reopen(dir.path()).await;
+            drop(store);
+            let db = loop {
+                match Database::create(dir.path().join("parla.redb")) {
+                    Ok(db) => break db,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
+            };
+            let txn = db.begin_write().expect("write");
+            txn.delete_table(ANALYTICS).expect("drop analytics");
+            txn.delete_table(INTENT_COUNTS).expect("drop intents");
+            txn.delete_table(UNMATCHED).expect("drop unmatched");
+            {
+                let mut table = txn.open_table(CONVERSATIONS).expect("conversations");
+                for c in ["c1", "c2"] {
+                    let found = table.get(("t-old", c)).expect("get").map(|v| v.value().to_vec());
+                    let mut conv: Conversation = decode(&found.expect("exists")).expect("decode");
+                    conv.stats = Default::default();
+                    table
+                        .insert(("t-old", c), encode(&conv).expect("encode").as_slice())
+                        .expect("put");
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let store = reopen(dir.path()).await;
+        assert_eq!(store.analytics(&t, 0, i64::MAX).await.expect("analytics"), live);
+        let unmatched = store.unmatched_messages(&t, None, 0, i64::MAX, 10).await.expect("list");
+        assert_eq!(unmatched.len(), 2);
+        drop(store);
+        // Opened again: not counted twice.
+        let store = reopen(dir.path()).await;
+        assert_eq!(store.analytics(&t, 0, i64::MAX).await.expect("analytics"), live);
     }
 }
