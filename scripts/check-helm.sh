@@ -205,8 +205,10 @@ for version in "${K8S_VERSIONS[@]}"; do
       not_ok "kubeconform -strict $name against Kubernetes $version"; printf '%s\n' "$other" | sed "s|$out/||; s/^/#   /"
     fi
   done
-  if grep -v -e "^$out/" "$out/kc-$version.txt" | grep -q .; then
-    not_ok "kubeconform $version ran cleanly"; sed 's/^/#   /' "$out/kc-$version.txt" | grep -v " is valid$"
+  # Anything said about no file of ours (indented lines continue a file's error above).
+  stray=$(grep -v -e "^$out/" -e '^[[:space:]]' "$out/kc-$version.txt" || true)
+  if [ -n "$stray" ]; then
+    not_ok "kubeconform $version ran cleanly"; printf '%s\n' "$stray" | sed 's/^/#   /'
   fi
 done
 

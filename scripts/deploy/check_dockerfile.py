@@ -399,7 +399,8 @@ def main() -> int:
             try:
                 probe = [a.replace(f"/{listen_port}", f"/{port}") for a in (health_cmd or ["false"])]
                 healthy = False
-                for _ in range(100):
+                deadline = time.monotonic() + 30  # a loaded machine starts a debug build slowly
+                while time.monotonic() < deadline and server.poll() is None:
                     if subprocess.run(probe, capture_output=True, timeout=5).returncode == 0:
                         healthy = True
                         break
