@@ -212,6 +212,27 @@ for version in "${K8S_VERSIONS[@]}"; do
   fi
 done
 
+# --- NOTES.txt renders in both modes (helm template skips it: a copy of the chart renders it
+# inside a ConfigMap) ---
+cp -r "$chart" "$out/notes-chart"
+cat >"$out/notes-chart/templates/zz-notes.yaml" <<'YAML'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes
+data:
+  notes: {{ include (print $.Template.BasePath "/NOTES.txt") . | toJson }}
+YAML
+for values in "" "$out/notes-chart/values-distributed.yaml"; do
+  mode=embedded; [ -n "$values" ] && mode=distributed
+  if "$helm" template parla "$out/notes-chart" --kube-version 1.37.0 ${values:+-f "$values"} \
+    --show-only templates/zz-notes.yaml >"$out/notes.yaml" 2>&1 && grep -q "installed in $mode mode" "$out/notes.yaml"; then
+    ok "NOTES.txt renders ($mode)"
+  else
+    not_ok "NOTES.txt renders ($mode)"; sed 's/^/#   /' "$out/notes.yaml"
+  fi
+done
+
 # --- values the chart must refuse, with its reason ---
 refuse() { # WHAT EXPECTED_MESSAGE HELM_ARGS...
   local what=$1 expected=$2; shift 2
