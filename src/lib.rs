@@ -4,6 +4,9 @@
 //! # Layout
 //! - [`start`]: opens the store, seeds the demo, builds the engine and the HTTP server.
 //! - [`Running`]: the running server: its bound address, its engine, how to stop it.
+//! - [`logging`]: the log subscriber (`[log] format`: pretty or JSON lines).
+
+pub mod logging;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
