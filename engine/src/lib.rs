@@ -21,7 +21,8 @@
 //! - [`webhook`]: signed intent webhooks, and the SSRF check shared by every outgoing call a
 //!   tenant chooses the target of.
 //! - [`demo`]: the demo tenant and bot.
-//! - [`metrics`]: counters exposed at `/metrics`.
+//! - [`metrics`]: the Prometheus metrics exposed at `/metrics` (one registry per engine).
+//! - [`health`]: readiness probes of every port (`/readyz`), cached and single-flight.
 //!
 //! # Concurrency model
 //! Each live conversation is one tokio task (its actor) with a bounded mailbox; it alone writes
@@ -36,6 +37,7 @@ pub mod demo;
 mod dispatch;
 pub mod engine;
 mod error;
+pub mod health;
 pub mod knowledge;
 pub mod metrics;
 pub mod model;

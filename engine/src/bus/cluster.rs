@@ -331,6 +331,38 @@ impl Bus for ClusterBus {
         true
     }
 
+    async fn probe(&self, timeout: Duration) -> Vec<(&'static str, Result<(), String>)> {
+        // Kafka: the inbound topic's metadata from a broker (what producing needs first).
+        // librdkafka's call blocks, so it runs on the blocking pool, bounded by its own timeout.
+        let producer = self.producer.clone();
+        let topic = self.inbound_topic.clone();
+        let kafka = async move {
+            let fetched = tokio::task::spawn_blocking(move || {
+                rdkafka::producer::Producer::client(&producer)
+                    .fetch_metadata(Some(&topic), timeout)
+                    .map(drop)
+            });
+            match tokio::time::timeout(timeout, fetched).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(format!("metadata: {e}")),
+                Ok(Err(_)) => Err("the metadata request panicked".to_owned()),
+                Err(_) => Err(format!("no answer in {} ms", timeout.as_millis())),
+            }
+        };
+        // Redis: a PING on the connection leases and shared presence use.
+        let mut conn = self.route.conn.clone();
+        let redis = async move {
+            let ping = redis::cmd("PING");
+            match tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("ping: {e}")),
+                Err(_) => Err(format!("no answer in {} ms", timeout.as_millis())),
+            }
+        };
+        let (kafka, redis) = tokio::join!(kafka, redis);
+        vec![("kafka", kafka), ("redis", redis)]
+    }
+
     fn share_presence(&self, tenant: &TenantId, presence: &AgentPresence, ttl: Duration) {
         let keys = presence_keys(&self.settings.topic_prefix, tenant);
         let member = format!("{}@{}", presence.agent.id.0, self.settings.node_id);
