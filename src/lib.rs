@@ -4,6 +4,11 @@
 //! # Layout
 //! - [`start`]: opens the store, seeds the demo, builds the engine and the HTTP server.
 //! - [`Running`]: the running server: its bound address, its engine, how to stop it.
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`, on every role's listener.
+//! - [`logging`]: the log subscriber (`[log] format`: pretty or JSON lines).
+
+pub mod logging;
+pub mod ops;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -209,7 +214,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         (engine.clone(), settings.gateway.clone(), admin.clone());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut server = HttpServer::new(move || {
-        let mut app = App::new();
+        let mut app = App::new().configure(ops::configure(app_engine.clone()));
         if roles.admin {
             app = app
                 .configure(parla_admin_api::configure(app_admin.clone()))
@@ -221,8 +226,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 gateway.clone(),
                 shutdown_rx.clone(),
             ));
-        } else {
-            app = app.route("/healthz", actix_web::web::get().to(healthz));
         }
         app
     })
@@ -263,10 +266,6 @@ async fn auth_limits(settings: &Settings) -> anyhow::Result<parla_admin_api::lim
     AuthLimits::shared(per_15_minutes, &c.redis_url, &c.kafka_topic_prefix)
         .await
         .context("connecting to Redis for the shared auth limits")
-}
-
-async fn healthz() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 /// The store `[store] backend` names: the embedded redb file, or a CQL cluster (its schema

@@ -43,13 +43,6 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match cli.command {
         Command::Serve { config, listen, data_dir, role } => {
             let mut overrides = Vec::new();
@@ -63,10 +56,12 @@ fn main() -> anyhow::Result<()> {
                 overrides.push(("cluster.role", role.into()));
             }
             let settings = Settings::load(config.as_deref(), &overrides)?;
+            parla::logging::init(&settings.log);
             serve(settings)
         }
         Command::Migrate { config } => {
             let settings = Settings::load(config.as_deref(), &[])?;
+            parla::logging::init(&settings.log);
             let applied = tokio::runtime::Runtime::new()?.block_on(parla::migrate(&settings))?;
             if applied.is_empty() {
                 println!("parla: the CQL schema is up to date");

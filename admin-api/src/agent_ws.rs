@@ -24,6 +24,7 @@ use parla_engine::{
     EngineError,
     agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
     bus::{Event, RecvError, TenantEvent},
+    metrics::{ErrorSource, SocketGuard, SocketKind},
     model::{
         AccountId, AgentRef, ConnId, ConversationId, ConversationKey, Handling, Message, Note,
         Resolution, Role, Sender, TenantId,
@@ -32,6 +33,7 @@ use parla_engine::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
+use tracing::Instrument;
 
 use crate::{AdminState, handover::INBOX_SCAN, routes::Caller};
 
@@ -235,7 +237,9 @@ pub async fn agent_ws(
         .aggregate_continuations()
         .max_continuation_size(MAX_FRAME_BYTES);
     let (tx, rx) = mpsc::channel(1024);
+    let counted = state.engine.metrics().socket_opened(SocketKind::Agent);
     let connection = Connection {
+        _counted: counted,
         state: state.into_inner(),
         ws: session,
         conn: ConnId::generate(),
@@ -275,6 +279,8 @@ struct Connection {
     watched: HashMap<ConversationId, Watched>,
     events: mpsc::Sender<Forwarded>,
     last_activity: Instant,
+    /// Counts this socket in `parla_sockets_open{kind="agent"}` while it lives.
+    _counted: SocketGuard,
 }
 
 /// The peer is gone.
@@ -314,7 +320,13 @@ impl Connection {
                 frame = stream.next() => match frame {
                     Some(Ok(frame)) => {
                         self.last_activity = Instant::now();
-                        self.on_frame(frame, &mut inbox).await
+                        // A span per client frame (not per event forwarded): the workspace
+                        // once signed in, so the agent's lines can be filtered.
+                        let span = match &self.me {
+                            Some(me) => tracing::info_span!("agent", tenant = %me.caller.tenant, agent = %me.agent.id),
+                            None => tracing::info_span!("agent"),
+                        };
+                        self.on_frame(frame, &mut inbox).instrument(span).await
                     }
                     Some(Err(actix_ws::ProtocolError::Overflow)) => Ok(Flow::Close(Some(CloseReason {
                         code: CloseCode::Size,
@@ -879,7 +891,8 @@ impl Connection {
         conversation_id: Option<&ConversationId>,
     ) -> Result<(), Gone> {
         if matches!(e, EngineError::Store(_) | EngineError::Internal) {
-            tracing::error!(error = %e, "engine error on the agent socket");
+            let conversation = conversation_id.map(|c| c.as_str());
+            tracing::error!(error = %e, conversation, "engine error on the agent socket");
         }
         self.error(e.code(), &e.public_message(), r#ref, conversation_id).await
     }
@@ -895,6 +908,9 @@ impl Connection {
     }
 
     async fn send(&mut self, frame: &ServerFrame<'_>) -> Result<(), Gone> {
+        if let ServerFrame::Error { code, .. } = frame {
+            self.state.engine.metrics().error(ErrorSource::Agent, code);
+        }
         let json = match serde_json::to_string(frame) {
             Ok(json) => json,
             Err(e) => {

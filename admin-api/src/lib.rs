@@ -98,6 +98,25 @@ async fn console() -> actix_web::HttpResponse {
         .body(CONSOLE_HTML)
 }
 
+/// Counts every error the API answers in `parla_errors_total{source="api",code}`: the
+/// [`error::ApiError`] a handler or extractor returned travels with its response.
+async fn count_errors(
+    engine: parla_engine::Engine,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let api_error = |e: &actix_web::Error| e.as_error::<error::ApiError>().map(|e| e.code);
+    let result = next.call(req).await;
+    let code = match &result {
+        Ok(response) => response.response().error().and_then(api_error),
+        Err(e) => api_error(e),
+    };
+    if let Some(code) = code {
+        engine.metrics().error(parla_engine::metrics::ErrorSource::Api, code);
+    }
+    result
+}
+
 pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         use actix_web::{error::JsonPayloadError, http::StatusCode};
@@ -125,6 +144,10 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
             )
             .into()
         });
+        let engine = state.engine.clone();
+        let count_errors = actix_web::middleware::from_fn(move |req, next| {
+            count_errors(engine.clone(), req, next)
+        });
         cfg.route("/console", web::get().to(console));
         cfg.service(
             web::resource("/v1/agent/ws")
@@ -133,6 +156,7 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
         );
         cfg.service(
             web::scope("/api")
+                .wrap(count_errors)
                 .app_data(web::Data::from(state))
                 .app_data(json)
                 .app_data(query)

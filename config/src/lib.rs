@@ -55,6 +55,7 @@ pub struct Settings {
     pub vectors: VectorSettings,
     pub channels: ChannelSettings,
     pub demo: DemoSettings,
+    pub log: LogSettings,
 }
 
 /// The knowledge base: document limits, chunking, retrieval.
@@ -409,6 +410,15 @@ pub struct ResponderSettings {
     pub panic_on_text: String,
 }
 
+/// Logs (written to stderr; the level comes from `RUST_LOG`, default `info`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty`: human-readable lines, for development. `json`: one JSON object per line, for
+    /// log collectors, each with the fields of its spans (`tenant`, `conversation`).
+    pub format: String,
+}
+
 /// The demo tenant and bot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -529,7 +539,8 @@ impl Settings {
                 problem: "must be at least 32 bytes (or empty to generate one)".into(),
             });
         }
-        let choices: [(&'static str, &str, &[&str]); 3] = [
+        let choices: [(&'static str, &str, &[&str]); 4] = [
+            ("log.format", &self.log.format, &["pretty", "json"]),
             ("store.backend", &self.store.backend, &["embedded", "cql"]),
             ("cluster.role", &self.cluster.role, &["all", "gateway", "engine", "admin"]),
             ("cluster.bus", &self.cluster.bus, &["memory", "kafka"]),
@@ -624,6 +635,7 @@ mod tests {
             assert!(s.demo.enabled);
             assert!(s.engine.panic_on_text.is_empty(), "fault injection must be off by default");
             assert!(s.responder.panic_on_text.is_empty(), "fault injection must be off by default");
+            assert_eq!(s.log.format, "pretty", "human-readable logs by default (development)");
             Ok(())
         });
     }
@@ -687,6 +699,18 @@ mod tests {
             assert_eq!(s.mail.smtp_password, "hunter2-hunter2");
             assert!(!format!("{s:?}").contains("hunter2"));
             assert!(!serde_json::to_string(&s).expect("json").contains("hunter2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_log_format_is_pretty_or_json() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PARLA__LOG__FORMAT", "json");
+            assert_eq!(Settings::defaults().expect("valid").log.format, "json");
+            jail.set_env("PARLA__LOG__FORMAT", "xml");
+            let err = Settings::defaults().expect_err("must fail");
+            assert!(err.to_string().contains("log.format"), "{err}");
             Ok(())
         });
     }

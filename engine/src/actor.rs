@@ -33,8 +33,8 @@
 use std::{
     collections::HashMap,
     panic::AssertUnwindSafe,
-    sync::{Arc, Weak, atomic::Ordering::Relaxed},
-    time::Duration,
+    sync::{Arc, Weak},
+    time::{Duration, Instant},
 };
 
 use futures_util::{FutureExt, StreamExt};
@@ -42,12 +42,14 @@ use tokio::{
     sync::{mpsc, oneshot},
     task::AbortHandle,
 };
+use tracing::Instrument;
 
 use crate::{
     EngineError,
     agents::{AgentAction, AgentCommand, CommandOutcome},
     bus::{Envelope, Event, Inbound, Receipt, TenantEvent},
     engine::Deps,
+    metrics::{Direction, StoreOp},
     model::*,
     responder::{ReplyRequest, builtin::IntentIndex},
     store::{Appended, StoreError},
@@ -131,6 +133,8 @@ struct State {
     handling: Handling,
     /// Bot answers in a row that were the fallback message.
     fallbacks: u32,
+    /// Where the conversation came from (the `channel` its messages are counted under).
+    channel: Channel,
 }
 
 pub(crate) struct ConversationActor {
@@ -168,8 +172,8 @@ impl ConversationActor {
             deleted: false,
             receipt: None,
         };
-        deps.metrics.actor_starts.fetch_add(1, Relaxed);
-        deps.metrics.live_conversations.fetch_add(1, Relaxed);
+        deps.metrics.actor_starts.inc();
+        deps.metrics.live_conversations.inc();
         deps.runtime.spawn(actor.run(rx, released));
         ActorHandle { tx, generation, release: Arc::new(release) }
     }
@@ -181,13 +185,15 @@ impl ConversationActor {
     ) {
         // The handlers' futures are boxed while they run: inlined, their largest state would be
         // part of this loop's future, which every live actor holds while it idles.
-        let mut state = match Box::pin(self.hydrate_with_retry()).await {
+        let hydrated = Box::pin(self.hydrate_with_retry()).instrument(self.span()).await;
+        let mut state = match hydrated {
             Ok(state) => state,
             Err(e) => return self.give_up(&mut rx, &e),
         };
         if self.deps.bus.redelivers() {
             // This node may be taking over from one that failed mid-reply.
-            Box::pin(self.answer_unanswered(&mut state)).await;
+            let span = self.span();
+            Box::pin(self.answer_unanswered(&mut state)).instrument(span).await;
         }
         let idle = self.deps.settings.idle_passivate();
         // Every handle gone (the engine is stopping): no release can come any more, and the
@@ -213,7 +219,12 @@ impl ConversationActor {
             };
             match next {
                 Ok(Some(msg)) => {
-                    if let Err(e) = Box::pin(self.handle_supervised(&mut state, msg)).await {
+                    self.deps.metrics.mailbox_depth(rx.len());
+                    // One span per message handled, not per actor: nothing is kept while the
+                    // actor idles, and every log line of the handling names the conversation.
+                    let span = self.span();
+                    let handled = Box::pin(self.handle_supervised(&mut state, msg));
+                    if let Err(e) = handled.instrument(span).await {
                         return self.give_up(&mut rx, &e);
                     }
                     if self.deleted {
@@ -223,21 +234,30 @@ impl ConversationActor {
                 Ok(None) => break,
                 Err(_idle) => {
                     if self.in_flight.is_empty() && self.deregister(&mut rx) {
-                        self.deps.metrics.actor_passivations.fetch_add(1, Relaxed);
-                        tracing::debug!(conversation = %self.key.conversation_id, "passivated");
+                        self.deps.metrics.actor_passivations.inc();
+                        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+                        tracing::debug!(tenant = %t, conversation = %c, "passivated");
                         break;
                     }
                 }
             }
         }
-        self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
+        self.deps.metrics.live_conversations.dec();
+    }
+
+    /// The span of this conversation's work: its tenant and conversation ids, so that its log
+    /// lines can be filtered (`[log] format = "json"` puts them on every line).
+    fn span(&self) -> tracing::Span {
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        tracing::info_span!("conversation", tenant = %t, conversation = %c)
     }
 
     /// The conversation cannot go on (deleted, or the store stayed unreachable): leave the
     /// supervisor, refuse everything queued with `error`, and stop. The next event for the
     /// conversation starts a fresh actor, which tries again.
     fn give_up(&mut self, rx: &mut mpsc::Receiver<ActorMsg>, error: &EngineError) {
-        tracing::info!(conversation = %self.key.conversation_id, %error, "stopping the conversation's actor");
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        tracing::info!(tenant = %t, conversation = %c, %error, "stopping the conversation's actor");
         if let Some(supervisor) = self.supervisor.upgrade() {
             supervisor.remove(&self.key.conversation_id, self.generation);
         }
@@ -250,13 +270,14 @@ impl ConversationActor {
         for (_, stream) in self.in_flight.drain() {
             stream.stop();
         }
-        self.deps.metrics.live_conversations.fetch_sub(1, Relaxed);
+        self.deps.metrics.live_conversations.dec();
     }
 
     /// Lets go of the conversation (it moved to another node): streams stop unstored and every
     /// receipt in hand is abandoned, so the new owner gets those events again.
     fn release(&mut self, rx: &mut mpsc::Receiver<ActorMsg>) {
-        tracing::info!(conversation = %self.key.conversation_id, "releasing the conversation to another node");
+        let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
+        tracing::info!(tenant = %t, conversation = %c, "releasing the conversation to another node");
         if let Some(supervisor) = self.supervisor.upgrade() {
             supervisor.remove(&self.key.conversation_id, self.generation);
         }
@@ -339,11 +360,14 @@ impl ConversationActor {
     async fn hydrate(&self) -> Result<State, EngineError> {
         let store = &self.deps.store;
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-        let conversation =
-            store.get_conversation(t, c).await?.ok_or(EngineError::ConversationNotFound)?;
+        let deps = &self.deps;
+        let conversation = deps
+            .timed(StoreOp::GetConversation, store.get_conversation(t, c))
+            .await?
+            .ok_or(EngineError::ConversationNotFound)?;
         let loaded =
             self.deps.load_bot(t, &conversation.bot_id).await?.ok_or(EngineError::BotNotFound)?;
-        let last_seq = store.last_seq(t, c).await?;
+        let last_seq = deps.timed(StoreOp::LastSeq, store.last_seq(t, c)).await?;
         Ok(State {
             bot: loaded.bot,
             intents: loaded.intents,
@@ -352,6 +376,7 @@ impl ConversationActor {
             last_seq,
             handling: conversation.handling,
             fallbacks: 0,
+            channel: conversation.source,
         })
     }
 
@@ -371,7 +396,7 @@ impl ConversationActor {
         if AssertUnwindSafe(self.handle(state, msg)).catch_unwind().await.is_ok() {
             return Ok(());
         }
-        self.deps.metrics.actor_restarts.fetch_add(1, Relaxed);
+        self.deps.metrics.actor_restarts.inc();
         if let Some(receipt) = self.receipt.take() {
             receipt.done(); // Refused below: its sender is told.
         }
@@ -459,7 +484,8 @@ impl ConversationActor {
             return; // A reply is on its way, or an agent answers.
         }
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-        let last = self.deps.store.messages_after(t, c, state.last_seq - 1, 1).await;
+        let last = self.deps.store.messages_after(t, c, state.last_seq - 1, 1);
+        let last = self.deps.timed(StoreOp::MessagesAfter, last).await;
         if let Ok([message]) = last.as_deref()
             && message.sender == Sender::User
         {
@@ -484,7 +510,11 @@ impl ConversationActor {
             stream.stop();
         }
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-        match self.deps.store.delete_conversation(t, c).await {
+        match self
+            .deps
+            .timed(StoreOp::DeleteConversation, self.deps.store.delete_conversation(t, c))
+            .await
+        {
             Ok(_) => {
                 self.deleted = true;
                 self.announce("conversation_deleted", "this conversation was deleted".into());
@@ -524,10 +554,15 @@ impl ConversationActor {
         // messages need no read first: the append itself finds a duplicate, atomically.
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
         if form.is_some()
-            && let Ok(Some(existing)) =
-                self.deps.store.message_by_client_id(t, c, &client_msg_id).await
+            && let Ok(Some(existing)) = self
+                .deps
+                .timed(
+                    StoreOp::MessageByClientId,
+                    self.deps.store.message_by_client_id(t, c, &client_msg_id),
+                )
+                .await
         {
-            self.deps.metrics.duplicates_acknowledged.fetch_add(1, Relaxed);
+            self.deps.metrics.duplicates_acknowledged.inc();
             if let Some(conn) = origin {
                 let ack = Event::Ack { conn, message: existing.clone() };
                 self.deps.bus.publish(&self.key, ack);
@@ -586,7 +621,7 @@ impl ConversationActor {
         let stored = match self.try_store(state, &message).await {
             Ok(Appended::Stored) => message,
             Ok(Appended::Duplicate(existing)) => {
-                self.deps.metrics.duplicates_acknowledged.fetch_add(1, Relaxed);
+                self.deps.metrics.duplicates_acknowledged.inc();
                 if let Some(conn) = origin {
                     let ack = Event::Ack { conn, message: existing.clone() };
                     self.deps.bus.publish(&self.key, ack);
@@ -621,7 +656,8 @@ impl ConversationActor {
     async fn offered(&self, state: &State, payload: &str) -> bool {
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
         let after = state.last_seq.saturating_sub(OFFER_WINDOW);
-        let recent = self.deps.store.messages_after(t, c, after, OFFER_WINDOW as usize).await;
+        let recent = self.deps.store.messages_after(t, c, after, OFFER_WINDOW as usize);
+        let recent = self.deps.timed(StoreOp::MessagesAfter, recent).await;
         recent.unwrap_or_default().iter().any(|m| {
             m.sender != Sender::User
                 && m.content.as_ref().is_some_and(|x| x.offers_payload(payload))
@@ -648,7 +684,8 @@ impl ConversationActor {
             return Ok(());
         }
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-        if self.deps.store.merge_user_data(t, c, fields).await? {
+        let merged = self.deps.store.merge_user_data(t, c, fields);
+        if self.deps.timed(StoreOp::MergeUserData, merged).await? {
             Ok(())
         } else {
             Err(EngineError::ConversationNotFound)
@@ -732,10 +769,11 @@ impl ConversationActor {
     /// bot keeps the conversation meanwhile).
     async fn tell_if_nobody_answers(&self, state: &mut State) {
         let t = &self.key.tenant_id;
-        let settings = match self.deps.store.get_tenant(t).await {
-            Ok(Some(tenant)) => tenant.agents,
-            _ => crate::model::AgentSettings::default(),
-        };
+        let settings =
+            match self.deps.timed(StoreOp::GetTenant, self.deps.store.get_tenant(t)).await {
+                Ok(Some(tenant)) => tenant.agents,
+                _ => crate::model::AgentSettings::default(),
+            };
         let open = settings.business_hours.as_ref().is_none_or(|h| h.open_at(now_ms()));
         if open && self.deps.presence.anyone_online_anywhere(t).await {
             return;
@@ -779,7 +817,8 @@ impl ConversationActor {
     /// tenant's inbox.
     async fn set_handling(&self, state: &mut State, handling: Handling) -> Result<(), EngineError> {
         let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-        if !self.deps.store.set_handling(t, c, &handling).await? {
+        let stored = self.deps.store.set_handling(t, c, &handling);
+        if !self.deps.timed(StoreOp::SetHandling, stored).await? {
             return Err(EngineError::ConversationNotFound);
         }
         if handling.status != state.handling.status {
@@ -901,10 +940,10 @@ impl ConversationActor {
                 let mut message = self.new_message(state, Sender::Human, text, Some(client_msg_id));
                 message.agent_id = Some(agent.id);
                 let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-                match self.deps.store.append(&message).await {
+                match self.deps.timed(StoreOp::Append, self.deps.store.append(&message)).await {
                     Ok(Appended::Stored) => {
                         state.last_seq = message.seq;
-                        self.deps.metrics.messages_stored.fetch_add(1, Relaxed);
+                        self.deps.metrics.message_stored(state.channel, Direction::Out);
                         self.tell_inbox(state, Some(&message));
                         self.deps
                             .bus
@@ -915,7 +954,8 @@ impl ConversationActor {
                         Ok(CommandOutcome::Message { message: existing, duplicate: true })
                     }
                     Err(e) => {
-                        if let Ok(last) = self.deps.store.last_seq(t, c).await {
+                        let last = self.deps.store.last_seq(t, c);
+                        if let Ok(last) = self.deps.timed(StoreOp::LastSeq, last).await {
                             state.last_seq = last;
                         }
                         Err(EngineError::Store(e))
@@ -935,7 +975,7 @@ impl ConversationActor {
                     text,
                     created_at: now_ms(),
                 };
-                if !self.deps.store.add_note(&note).await? {
+                if !self.deps.timed(StoreOp::AddNote, self.deps.store.add_note(&note)).await? {
                     return Err(EngineError::ConversationNotFound);
                 }
                 self.deps.bus.publish(&self.key, Event::Note { note: note.clone() });
@@ -1002,7 +1042,8 @@ impl ConversationActor {
         } else {
             let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
             let after = state.last_seq.saturating_sub(wanted);
-            self.deps.store.messages_after(t, c, after, wanted as usize).await.unwrap_or_default()
+            let history = self.deps.store.messages_after(t, c, after, wanted as usize);
+            self.deps.timed(StoreOp::MessagesAfter, history).await.unwrap_or_default()
         };
         let question = text.clone();
         let mut request = ReplyRequest {
@@ -1015,7 +1056,7 @@ impl ConversationActor {
             llm: None,
             llm_allowed: true,
         };
-        let store = self.deps.store.clone();
+        let deps = self.deps.clone();
         let knowledge = self.deps.knowledge.clone();
         let top_k = knowledge.settings().top_k;
         self.deps.bus.publish(
@@ -1028,65 +1069,83 @@ impl ConversationActor {
         let id = stream_id.clone();
         let gate = Arc::new(parking_lot::Mutex::new(true));
         let publish_gate = gate.clone();
-        let task = self.deps.runtime.spawn(async move {
-            let mut text = String::new();
-            let (mut intent, mut confidence, mut usage) = (None, None, None);
-            let streamed = AssertUnwindSafe(async {
-                let (t, b) = (&key.tenant_id, &request.bot.id);
-                match knowledge.search(t, b, &request.text, top_k).await {
-                    Ok(passages) => request.passages = passages,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "knowledge search failed; answering without")
-                    }
-                }
-                if let Ok(Some(tenant)) = store.get_tenant(t).await {
-                    request.llm = tenant.llm;
-                    if let Some(budget) = tenant.monthly_token_budget {
-                        let month = crate::model::month_of(now_ms());
-                        let used = store.token_usage(t, &month).await.unwrap_or(0);
-                        request.llm_allowed = used < budget;
-                    }
-                }
-                match responder.reply(request).await {
-                    Ok(mut reply) => {
-                        (intent, confidence) = (reply.intent.take(), reply.confidence);
-                        usage = reply.usage.take();
-                        while let Some(token) = reply.tokens.next().await {
-                            match token {
-                                Ok(delta) => {
-                                    text.push_str(&delta);
-                                    let open = publish_gate.lock();
-                                    if !*open {
-                                        return; // An agent took over.
-                                    }
-                                    bus.publish(
-                                        &key,
-                                        Event::Token { stream_id: id.clone(), delta },
-                                    );
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "bot stream broke off");
-                                    break;
-                                }
-                            }
+        let task = self.deps.runtime.spawn(
+            async move {
+                let mut text = String::new();
+                let (mut intent, mut confidence, mut usage) = (None, None, None);
+                let streamed = AssertUnwindSafe(async {
+                    let (t, b) = (&key.tenant_id, &request.bot.id);
+                    match knowledge.search(t, b, &request.text, top_k).await {
+                        Ok(passages) => request.passages = passages,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "knowledge search failed; answering without")
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "responder failed"),
+                    let tenant = deps.timed(StoreOp::GetTenant, deps.store.get_tenant(t)).await;
+                    if let Ok(Some(tenant)) = tenant {
+                        request.llm = tenant.llm;
+                        if let Some(budget) = tenant.monthly_token_budget {
+                            let month = crate::model::month_of(now_ms());
+                            let used = deps.store.token_usage(t, &month);
+                            let used = deps.timed(StoreOp::TokenUsage, used).await.unwrap_or(0);
+                            request.llm_allowed = used < budget;
+                        }
+                    }
+                    let asked = Instant::now();
+                    match responder.reply(request).await {
+                        Ok(mut reply) => {
+                            (intent, confidence) = (reply.intent.take(), reply.confidence);
+                            usage = reply.usage.take();
+                            // Only an LLM's answer reports usage: the built-in responder's is not
+                            // timed as one.
+                            let llm = usage.is_some();
+                            let mut first = true;
+                            while let Some(token) = reply.tokens.next().await {
+                                match token {
+                                    Ok(delta) => {
+                                        if llm && first {
+                                            deps.metrics.llm_first_token(asked.elapsed());
+                                        }
+                                        first = false;
+                                        text.push_str(&delta);
+                                        let open = publish_gate.lock();
+                                        if !*open {
+                                            return; // An agent took over.
+                                        }
+                                        bus.publish(
+                                            &key,
+                                            Event::Token { stream_id: id.clone(), delta },
+                                        );
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "bot stream broke off");
+                                        break;
+                                    }
+                                }
+                            }
+                            if llm {
+                                deps.metrics.llm_reply(asked.elapsed());
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "responder failed"),
+                    }
+                })
+                .catch_unwind()
+                .await;
+                if streamed.is_err() {
+                    tracing::error!("the responder panicked; answering with the fallback message");
                 }
-            })
-            .catch_unwind()
-            .await;
-            if streamed.is_err() {
-                tracing::error!("the responder panicked; answering with the fallback message");
+                if text.trim().is_empty() {
+                    text = fallback; // The visitor always gets an answer, and the actor its ReplyDone.
+                }
+                let usage = usage.and_then(|u| *u.lock());
+                let done = ReplyDone { stream_id: id, question, text, intent, confidence, usage };
+                // The actor stays alive while a stream is in flight, so this only fails on shutdown.
+                let _ = me.send(ActorMsg::ReplyDone(Box::new(done))).await;
             }
-            if text.trim().is_empty() {
-                text = fallback; // The visitor always gets an answer, and the actor its ReplyDone.
-            }
-            let usage = usage.and_then(|u| *u.lock());
-            let done = ReplyDone { stream_id: id, question, text, intent, confidence, usage };
-            // The actor stays alive while a stream is in flight, so this only fails on shutdown.
-            let _ = me.send(ActorMsg::ReplyDone(Box::new(done))).await;
-        });
+            // The actor's span for this message: the reply's log lines name the conversation too.
+            .in_current_span(),
+        );
         let receipt = self.receipt.take().unwrap_or_default();
         self.in_flight.insert(stream_id, InFlight { abort: task.abort_handle(), gate, receipt });
     }
@@ -1111,10 +1170,12 @@ impl ConversationActor {
         message.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
         message.completion_tokens = done.usage.map(|u| u.completion_tokens);
         if let Some(usage) = done.usage {
+            self.deps.metrics.llm_tokens(usage.prompt_tokens, usage.completion_tokens);
             let tokens = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
             let month = crate::model::month_of(now_ms());
             let t = &self.key.tenant_id;
-            if let Err(e) = self.deps.store.add_token_usage(t, &month, tokens).await {
+            let added = self.deps.store.add_token_usage(t, &month, tokens);
+            if let Err(e) = self.deps.timed(StoreOp::AddTokenUsage, added).await {
                 tracing::warn!(error = %e, "could not record LLM token usage");
             }
         }
@@ -1183,7 +1244,7 @@ impl ConversationActor {
         match self.try_store(state, &message).await {
             Ok(Appended::Stored) => Some(message),
             Ok(Appended::Duplicate(existing)) => {
-                self.deps.metrics.duplicates_acknowledged.fetch_add(1, Relaxed);
+                self.deps.metrics.duplicates_acknowledged.inc();
                 if let Some(conn) = origin {
                     self.deps.bus.publish(&self.key, Event::Ack { conn, message: existing });
                 }
@@ -1203,18 +1264,21 @@ impl ConversationActor {
         state: &mut State,
         message: &Message,
     ) -> Result<Appended, StoreError> {
-        let appended = self.deps.store.append(message).await;
+        let appended = self.deps.timed(StoreOp::Append, self.deps.store.append(message)).await;
         match &appended {
             Ok(Appended::Stored) => {
                 state.last_seq = message.seq;
-                self.deps.metrics.messages_stored.fetch_add(1, Relaxed);
+                let direction =
+                    if message.sender == Sender::User { Direction::In } else { Direction::Out };
+                self.deps.metrics.message_stored(state.channel, direction);
             }
             Ok(Appended::Duplicate(_)) => {}
             Err(e) => {
                 tracing::error!(error = %e, conversation = %self.key.conversation_id, "append failed");
                 if matches!(e, StoreError::SeqConflict(_) | StoreError::SeqGap { .. }) {
                     let (t, c) = (&self.key.tenant_id, &self.key.conversation_id);
-                    if let Ok(last) = self.deps.store.last_seq(t, c).await {
+                    let last = self.deps.store.last_seq(t, c);
+                    if let Ok(last) = self.deps.timed(StoreOp::LastSeq, last).await {
                         state.last_seq = last;
                     }
                 }
@@ -1252,7 +1316,7 @@ impl ConversationActor {
         client_msg_id: Option<String>,
         error: &EngineError,
     ) {
-        self.deps.metrics.inbound_rejected.fetch_add(1, Relaxed);
+        self.deps.metrics.inbound_rejected.inc();
         self.deps.bus.publish(
             &self.key,
             Event::Rejected {

@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 use crate::{
     EngineError,
     bus::{Bus, BusError, Envelope, Event, Inbound, InboundHandler, Subscription},
-    metrics::Metrics,
+    metrics::{Metrics, StoreOp},
     model::*,
     responder::Responder,
     store::Store,
@@ -54,6 +54,11 @@ pub(crate) struct LoadedBot {
 }
 
 impl Deps {
+    /// Awaits a store call, timed as `op` (`parla_store_operation_seconds`).
+    pub async fn timed<T>(&self, op: StoreOp, call: impl Future<Output = T>) -> T {
+        self.metrics.store_call(op, call).await
+    }
+
     pub fn bot_version(&self, bot: &BotId) -> u64 {
         self.bot_versions.lock().get(bot).copied().unwrap_or(0)
     }
@@ -77,11 +82,13 @@ impl Deps {
         if let Some(loaded) = self.bots.lock().get(&key).filter(fresh) {
             return Ok(Some(loaded.clone()));
         }
+        let started = std::time::Instant::now();
         let Some(found) = self.store.get_bot(tenant, bot).await? else {
             self.bots.lock().remove(&key);
             return Ok(None);
         };
         let intents = self.store.list_intents(tenant, bot).await?;
+        self.metrics.store_took(StoreOp::LoadBot, started.elapsed());
         let loaded = LoadedBot {
             version,
             loaded_at: std::time::Instant::now(),
@@ -166,6 +173,9 @@ struct Inner {
     dispatchers: Mutex<std::collections::HashSet<TenantId>>,
     /// Visitor sockets open per conversation (so channels know who is offline).
     visitors: Mutex<HashMap<ConversationKey, usize>>,
+    /// The last readiness probe and when it ran. An async mutex held across the probe: callers
+    /// arriving meanwhile wait for its result instead of probing again.
+    readiness: tokio::sync::Mutex<Option<(std::time::Instant, Arc<crate::health::Readiness>)>>,
 }
 
 /// Holds a visitor's socket as connected until dropped.
@@ -277,6 +287,7 @@ impl Engine {
             tenants: Mutex::new(HashMap::new()),
             dispatchers: Mutex::new(std::collections::HashSet::new()),
             visitors: Mutex::new(HashMap::new()),
+            readiness: tokio::sync::Mutex::new(None),
         });
         bus.bind(Arc::new(Router(Arc::downgrade(&inner))));
         Self { inner }
@@ -316,10 +327,37 @@ impl Engine {
         &self.inner.deps.metrics
     }
 
+    /// Whether this node can do its work: every port it depends on answered a cheap request
+    /// in time (see [`crate::health`]). Probed at most once per [`crate::health::CACHE_FOR`].
+    pub async fn readiness(&self) -> Arc<crate::health::Readiness> {
+        let mut last = self.inner.readiness.lock().await;
+        if let Some((at, readiness)) = last.as_ref()
+            && at.elapsed() < crate::health::CACHE_FOR
+        {
+            return readiness.clone();
+        }
+        let readiness = Arc::new(crate::health::probe(&self.inner.deps).await);
+        crate::health::log_changes(last.as_ref().map(|(_, r)| &**r), &readiness);
+        *last = Some((std::time::Instant::now(), readiness.clone()));
+        readiness
+    }
+
+    /// Every metric in Prometheus' text format ([`crate::metrics::CONTENT_TYPE`]), with each
+    /// tenant's live conversations read from its supervisor now.
+    pub fn render_metrics(&self) -> String {
+        // Copied out first: a supervisor's lock is never taken under the tenants' lock.
+        let supervisors: Vec<_> = self.inner.tenants.lock().values().cloned().collect();
+        let tenants = supervisors.iter().map(|s| (s.tenant().as_str().to_owned(), s.live()));
+        self.inner.deps.metrics.render(tenants)
+    }
+
     /// Opens a new conversation with an active bot, or resumes one with its token.
     pub async fn open(&self, request: OpenRequest) -> Result<Opened, EngineError> {
-        let store = &self.inner.deps.store;
-        let bot = store.resolve_bot(&request.bot_id).await?.ok_or(EngineError::BotNotFound)?;
+        let (store, deps) = (&self.inner.deps.store, &self.inner.deps);
+        let bot = deps
+            .timed(StoreOp::ResolveBot, store.resolve_bot(&request.bot_id))
+            .await?
+            .ok_or(EngineError::BotNotFound)?;
         if bot.status != BotStatus::Active {
             return Err(EngineError::BotUnavailable);
         }
@@ -328,8 +366,9 @@ impl Engine {
         }
         match request.resume {
             Some((conversation_id, token)) => {
-                let conversation = store
-                    .get_conversation(&bot.tenant_id, &conversation_id)
+                let conversation = store.get_conversation(&bot.tenant_id, &conversation_id);
+                let conversation = deps
+                    .timed(StoreOp::GetConversation, conversation)
                     .await?
                     .filter(|c| c.bot_id == bot.id)
                     .ok_or(EngineError::ConversationNotFound)?;
@@ -340,7 +379,8 @@ impl Engine {
                     return Err(EngineError::InvalidResumeToken);
                 }
                 let key = conversation.key();
-                let last_seq = store.last_seq(&key.tenant_id, &key.conversation_id).await?;
+                let last_seq = store.last_seq(&key.tenant_id, &key.conversation_id);
+                let last_seq = deps.timed(StoreOp::LastSeq, last_seq).await?;
                 let handling = conversation.handling;
                 Ok(Opened { key, bot, resume_token: token, last_seq, handling })
             }
@@ -359,7 +399,8 @@ impl Engine {
                     sentiment_count: 0,
                     stats: Default::default(),
                 };
-                store.create_conversation(&conversation).await?;
+                deps.timed(StoreOp::CreateConversation, store.create_conversation(&conversation))
+                    .await?;
                 Ok(Opened {
                     key: conversation.key(),
                     bot,
@@ -384,12 +425,10 @@ impl Engine {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<Message>, EngineError> {
-        Ok(self
-            .inner
-            .deps
-            .store
-            .messages_after(&key.tenant_id, &key.conversation_id, after_seq, limit)
-            .await?)
+        let deps = &self.inner.deps;
+        let page =
+            deps.store.messages_after(&key.tenant_id, &key.conversation_id, after_seq, limit);
+        Ok(deps.timed(StoreOp::MessagesAfter, page).await?)
     }
 
     /// Sends an event to the conversation's actor (through the bus). Returns once the actor's

@@ -23,6 +23,8 @@
 //! - [`demo`]: the demo tenant and bot.
 //! - [`metrics`]: counters exposed at `/metrics`.
 //! - [`analytics`]: what each stored message or handling change adds to the tenant's analytics.
+//! - [`metrics`]: the Prometheus metrics exposed at `/metrics` (one registry per engine).
+//! - [`health`]: readiness probes of every port (`/readyz`), cached and single-flight.
 //!
 //! # Concurrency model
 //! Each live conversation is one tokio task (its actor) with a bounded mailbox; it alone writes
@@ -38,6 +40,7 @@ pub mod demo;
 mod dispatch;
 pub mod engine;
 mod error;
+pub mod health;
 pub mod knowledge;
 pub mod metrics;
 pub mod model;

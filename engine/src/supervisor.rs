@@ -75,7 +75,7 @@ impl TenantSupervisor {
                     Some(handle) => handle.clone(),
                     None => {
                         if actors.len() >= self.deps.settings.max_live_conversations_per_tenant {
-                            self.deps.metrics.inbound_rejected.fetch_add(1, Relaxed);
+                            self.deps.metrics.inbound_rejected.inc();
                             return Err(EngineError::TenantAtCapacity);
                         }
                         let key = ConversationKey {
@@ -111,7 +111,7 @@ impl TenantSupervisor {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(mpsc::error::SendError(m))) => msg = m,
                 Err(_) => {
-                    self.deps.metrics.inbound_rejected.fetch_add(1, Relaxed);
+                    self.deps.metrics.inbound_rejected.inc();
                     return Err(EngineError::ConversationBusy);
                 }
             }
@@ -154,6 +154,15 @@ impl TenantSupervisor {
             handle.tell_release();
         }
         released
+    }
+
+    pub(crate) fn tenant(&self) -> &TenantId {
+        &self.tenant_id
+    }
+
+    /// Live actors of the tenant now (what `max_live_conversations_per_tenant` caps).
+    pub(crate) fn live(&self) -> usize {
+        self.actors.lock().len()
     }
 
     /// Forgets an actor that is stopping for good (its store is unreachable).

@@ -149,12 +149,11 @@ impl Webhooks {
     }
 
     async fn deliver(&self, url: &str, secret: &str, event: &serde_json::Value) {
-        use std::sync::atomic::Ordering::Relaxed;
         let id = event["id"].as_str().unwrap_or_default().to_owned();
         let body = event.to_string().into_bytes();
         if let Err(reason) = self.check_target(url).await {
             tracing::warn!(delivery = %id, %reason, "webhook target refused");
-            self.metrics.webhooks_failed.fetch_add(1, Relaxed);
+            self.metrics.webhooks_failed.inc();
             return;
         }
         let mut backoff = Duration::from_secs(1);
@@ -171,7 +170,7 @@ impl Webhooks {
                 .await;
             let retry = match result {
                 Ok(response) if response.status().is_success() => {
-                    self.metrics.webhooks_delivered.fetch_add(1, Relaxed);
+                    self.metrics.webhooks_delivered.inc();
                     return;
                 }
                 Ok(response) => {
@@ -191,7 +190,7 @@ impl Webhooks {
             tokio::time::sleep(backoff).await;
             backoff *= 4;
         }
-        self.metrics.webhooks_failed.fetch_add(1, Relaxed);
+        self.metrics.webhooks_failed.inc();
     }
 
     /// Refuses URLs that are not http(s), and hosts resolving to non-public addresses unless

@@ -7,7 +7,8 @@
 //! - [`widget_ws`]: `GET /v1/widget/ws`, one task per socket.
 //! - [`widget_assets`]: the embeddable widget's files (`GET /widget.js`, `GET /widget/app.js`),
 //!   its public bot settings, and `GET /` (a demo page embedding it).
-//! - [`configure`]: mounts every route, including `GET /healthz` and `GET /metrics`.
+//! - [`configure`]: mounts every route (the binary adds `/healthz`, `/readyz` and `/metrics`
+//!   on every role's listener).
 //!
 //! # Concurrency model
 //! actix-web runs one single-threaded runtime per worker; each socket is a task on its worker.
@@ -20,7 +21,7 @@ pub mod widget_ws;
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, http::header, web};
+use actix_web::web;
 use parla_config::GatewaySettings;
 use parla_engine::Engine;
 
@@ -36,18 +37,6 @@ pub fn configure(
     move |cfg| {
         cfg.app_data(web::Data::new(state))
             .configure(widget_assets::configure)
-            .route("/healthz", web::get().to(healthz))
-            .route("/metrics", web::get().to(metrics))
             .route("/v1/widget/ws", web::get().to(widget_ws::widget_ws));
     }
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
-}
-
-async fn metrics(state: web::Data<WidgetState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4"))
-        .body(state.engine.metrics().render_prometheus())
 }

@@ -22,8 +22,10 @@ use parla_engine::{
     Engine, EngineError, OpenRequest,
     agents::{AgentAction, AgentCommand, CommandOutcome},
     bus::{Event, Inbound, RecvError, Subscription},
+    metrics::{ErrorSource, SocketGuard, SocketKind},
     model::{BotId, ConnId, ConversationId, ConversationKey, MessageType, Sender},
 };
+use tracing::Instrument;
 
 use crate::protocol::{
     BotInfo, ClientFrame, FormSubmission, MAX_CLIENT_MSG_ID_LEN, MAX_PUSH_TOKEN_LEN, MessageFrame,
@@ -98,6 +100,8 @@ struct Connection {
     limiter: DefaultDirectRateLimiter,
     last_activity: Instant,
     open: Option<Open>,
+    /// Counts this socket in `parla_sockets_open{kind="widget"}` while it lives.
+    _counted: SocketGuard,
 }
 
 /// What the socket loop does next.
@@ -121,6 +125,7 @@ impl Connection {
         Self {
             id: ConnId::generate(),
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            _counted: state.engine.metrics().socket_opened(SocketKind::Widget),
             state,
             ws,
             user_agent,
@@ -144,9 +149,12 @@ impl Connection {
                 frame = stream.next() => match frame {
                     Some(Ok(frame)) => {
                         self.last_activity = Instant::now();
+                        // A span per client frame (not per event sent: tokens are the hot
+                        // path), naming the conversation once the socket has one.
+                        let span = self.span();
                         // Boxed while it runs (here and below): inlined, the handlers' largest
                         // state would be part of this loop's future, held by every idle socket.
-                        Box::pin(self.on_frame(frame, &mut subscription)).await
+                        Box::pin(self.on_frame(frame, &mut subscription)).instrument(span).await
                     }
                     Some(Err(ProtocolError::Overflow)) => Ok(Flow::Close(Some(CloseReason {
                         code: CloseCode::Size,
@@ -191,6 +199,18 @@ impl Connection {
             }
         })
         .await;
+    }
+
+    /// The span of a client frame's handling: the conversation's tenant and id once `hello`
+    /// opened one.
+    fn span(&self) -> tracing::Span {
+        match &self.open {
+            Some(open) => {
+                let (t, c) = (&open.key.tenant_id, &open.key.conversation_id);
+                tracing::info_span!("widget", tenant = %t, conversation = %c)
+            }
+            None => tracing::info_span!("widget"),
+        }
     }
 
     async fn on_heartbeat(&mut self) -> Result<Flow, Gone> {
@@ -586,7 +606,8 @@ impl Connection {
         client_msg_id: Option<String>,
     ) -> Result<(), Gone> {
         if matches!(e, EngineError::Store(_) | EngineError::Internal) {
-            tracing::error!(error = %e, "engine error on widget socket");
+            let conversation = self.open.as_ref().map(|o| o.key.conversation_id.as_str());
+            tracing::error!(error = %e, conversation, "engine error on widget socket");
         }
         self.error(e.code(), &e.public_message(), client_msg_id, None).await
     }
@@ -608,6 +629,9 @@ impl Connection {
     }
 
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
+        if let ServerFrame::Error { code, .. } = frame {
+            self.state.engine.metrics().error(ErrorSource::Widget, code);
+        }
         let json = match serde_json::to_string(frame) {
             Ok(json) => json,
             Err(e) => {

@@ -79,6 +79,12 @@ pub struct ClusterBusSettings {
     pub buffer: usize,
 }
 
+/// Why a record or event could not be decoded, without its content: serde's message may
+/// quote a value, and a value may be a visitor's message text.
+fn decode_error(e: &serde_json::Error) -> String {
+    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
+}
+
 /// The partition of a conversation's inbound events: FNV-1a of its id, modulo the partitions.
 /// Stable across nodes, versions and languages.
 pub fn partition_of(conversation: &ConversationId, partitions: u32) -> i32 {
@@ -323,6 +329,38 @@ impl Bus for ClusterBus {
 
     fn redelivers(&self) -> bool {
         true
+    }
+
+    async fn probe(&self, timeout: Duration) -> Vec<(&'static str, Result<(), String>)> {
+        // Kafka: the inbound topic's metadata from a broker (what producing needs first).
+        // librdkafka's call blocks, so it runs on the blocking pool, bounded by its own timeout.
+        let producer = self.producer.clone();
+        let topic = self.inbound_topic.clone();
+        let kafka = async move {
+            let fetched = tokio::task::spawn_blocking(move || {
+                rdkafka::producer::Producer::client(&producer)
+                    .fetch_metadata(Some(&topic), timeout)
+                    .map(drop)
+            });
+            match tokio::time::timeout(timeout, fetched).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(format!("metadata: {e}")),
+                Ok(Err(_)) => Err("the metadata request panicked".to_owned()),
+                Err(_) => Err(format!("no answer in {} ms", timeout.as_millis())),
+            }
+        };
+        // Redis: a PING on the connection leases and shared presence use.
+        let mut conn = self.route.conn.clone();
+        let redis = async move {
+            let ping = redis::cmd("PING");
+            match tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("ping: {e}")),
+                Err(_) => Err(format!("no answer in {} ms", timeout.as_millis())),
+            }
+        };
+        let (kafka, redis) = tokio::join!(kafka, redis);
+        vec![("kafka", kafka), ("redis", redis)]
     }
 
     fn share_presence(&self, tenant: &TenantId, presence: &AgentPresence, ttl: Duration) {
@@ -741,7 +779,7 @@ impl ConsumerLoop {
                         // Not ours to read (a newer version's, or garbage): skipped, counted
                         // as done so it cannot hold the partition back.
                         Some(Err(e)) => {
-                            tracing::error!(partition, offset, error = %e, "undecodable inbound record skipped");
+                            tracing::error!(partition, offset, error = %decode_error(&e), "undecodable inbound record skipped");
                         }
                         None => tracing::error!(partition, offset, "empty inbound record skipped"),
                     }
@@ -956,11 +994,13 @@ impl RedisRoute {
         match watched {
             Some(Watched::Conversation(key)) => match serde_json::from_slice::<Event>(payload) {
                 Ok(event) => local.publish(&key, event),
-                Err(e) => tracing::warn!(error = %e, "undecodable event from redis"),
+                Err(e) => tracing::warn!(error = %decode_error(&e), "undecodable event from redis"),
             },
             Some(Watched::Tenant(tenant)) => match serde_json::from_slice::<TenantEvent>(payload) {
                 Ok(event) => local.publish_tenant(&tenant, event),
-                Err(e) => tracing::warn!(error = %e, "undecodable tenant event from redis"),
+                Err(e) => {
+                    tracing::warn!(error = %decode_error(&e), "undecodable tenant event from redis")
+                }
             },
             Some(Watched::Bots) => match serde_json::from_slice::<BotChanged>(payload) {
                 Ok(change) => {
@@ -968,7 +1008,9 @@ impl RedisRoute {
                         handler.bot_changed(&change.tenant, &change.bot);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "undecodable bot change from redis"),
+                Err(e) => {
+                    tracing::warn!(error = %decode_error(&e), "undecodable bot change from redis")
+                }
             },
             Some(Watched::Answers) => match serde_json::from_slice::<Answer>(payload) {
                 Ok(answer) => {
@@ -977,7 +1019,9 @@ impl RedisRoute {
                         let _ = waiting.send(answer.outcome); // The caller may have given up.
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "undecodable command answer from redis"),
+                Err(e) => {
+                    tracing::warn!(error = %decode_error(&e), "undecodable command answer from redis")
+                }
             },
             None => {} // Unsubscribed a moment ago.
         }

@@ -392,4 +392,12 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     fn redelivers(&self) -> bool {
         false
     }
+    /// Probes the services this bus depends on, each answering within `timeout`, for
+    /// readiness (`GET /readyz`): `(service, outcome)`. An in-process bus depends on none.
+    async fn probe(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> Vec<(&'static str, Result<(), String>)> {
+        Vec::new()
+    }
 }

@@ -30,6 +30,11 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
         None
     }
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
+    /// Whether a remote embedder's service answers, for readiness (`GET /readyz`); `None` for
+    /// a local one (nothing to reach).
+    async fn probe(&self, _timeout: std::time::Duration) -> Option<Result<(), String>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +145,22 @@ impl Embedder for OpenAiEmbedder {
 
     fn local(&self) -> bool {
         false
+    }
+
+    /// `GET …/models`, which costs no tokens: any answer below 500 (even 401 or 404) shows the
+    /// service is up and reachable.
+    async fn probe(&self, timeout: std::time::Duration) -> Option<Result<(), String>> {
+        let mut call = self.client.get(format!("{}/models", self.base_url)).timeout(timeout);
+        if !self.api_key.is_empty() {
+            call = call.bearer_auth(&self.api_key);
+        }
+        Some(match call.send().await {
+            Ok(response) if response.status().is_server_error() => {
+                Err(format!("the embeddings API answered {}", response.status()))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.without_url().to_string()),
+        })
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {

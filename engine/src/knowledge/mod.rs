@@ -92,6 +92,30 @@ impl Knowledge {
         &self.settings
     }
 
+    /// Probes the remote pieces retrieval depends on (an embeddings API, Qdrant), each within
+    /// `timeout`, for readiness: `(service, outcome)`. Local ones are left out.
+    pub async fn probe(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Vec<(&'static str, Result<(), String>)> {
+        let embedder = self.embedder.probe(timeout);
+        let vectors = async {
+            match tokio::time::timeout(timeout, self.vectors.probe()).await {
+                Ok(outcome) => outcome.map(|o| o.map_err(|e| e.to_string())),
+                Err(_) => Some(Err(format!("no answer in {} ms", timeout.as_millis()))),
+            }
+        };
+        let (embedder, vectors) = tokio::join!(embedder, vectors);
+        let mut probes = Vec::new();
+        if let Some(outcome) = embedder {
+            probes.push(("embeddings", outcome));
+        }
+        if let Some(outcome) = vectors {
+            probes.push(("vectors", outcome));
+        }
+        probes
+    }
+
     /// Starts the worker on the current runtime. `vectors` must hold `embedder`'s space.
     pub fn start(
         store: Arc<dyn Store>,

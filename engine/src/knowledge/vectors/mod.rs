@@ -82,6 +82,11 @@ pub trait VectorIndex: Send + Sync + std::fmt::Debug {
         k: usize,
         min_score: f32,
     ) -> VectorResult<Vec<Hit>>;
+    /// Whether a remote index answers, for readiness (`GET /readyz`); `None` for an embedded
+    /// one (nothing to reach).
+    async fn probe(&self) -> Option<VectorResult<()>> {
+        None
+    }
 }
 
 /// Checks that every point has `dimensions` (or the first point's) dimensions; returns them.

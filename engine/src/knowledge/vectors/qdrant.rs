@@ -158,6 +158,11 @@ fn point_id(tenant: &TenantId, bot: &BotId, document: &str, position: u32) -> St
 
 #[async_trait]
 impl VectorIndex for QdrantVectors {
+    /// Reads the collection's info (an answer of 404 — not created yet — counts as up).
+    async fn probe(&self) -> Option<VectorResult<()>> {
+        Some(self.call(reqwest::Method::GET, "", None).await.map(drop))
+    }
+
     async fn replace(
         &self,
         tenant: &TenantId,

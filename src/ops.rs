@@ -1,0 +1,46 @@
+//! The operations endpoints, on every role's listener: liveness, readiness and metrics.
+//!
+//! - `GET /healthz`: liveness. The process answers: 200 always, nothing checked (a restart
+//!   would not fix a database that is down).
+//! - `GET /readyz`: readiness. 200 `{"status":"ready","checks":{…}}` when every port this node
+//!   depends on answered in time, else 503 with `"status":"unavailable"` and the failed checks
+//!   marked `failed` (see [`parla_engine::health`]; cached for a second, so polling is cheap).
+//! - `GET /metrics`: Prometheus' text format 0.0.4 (see [`parla_engine::metrics`]).
+
+use actix_web::{HttpResponse, http::header, web};
+use parla_engine::Engine;
+
+/// What the handlers share: the engine, under a type of our own (no clash with other crates'
+/// app data).
+#[derive(Debug, Clone)]
+struct Ops {
+    engine: Engine,
+}
+
+/// Mounts `/healthz`, `/readyz` and `/metrics`.
+pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(Ops { engine }))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics));
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
+    let readiness = ops.engine.readiness().await;
+    let mut response =
+        if readiness.ready() { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    response.insert_header((header::CACHE_CONTROL, "no-store")).json(&*readiness)
+}
+
+async fn metrics(ops: web::Data<Ops>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, parla_engine::metrics::CONTENT_TYPE))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(ops.engine.render_metrics())
+}
