@@ -21,7 +21,6 @@
 //! - [`webhook`]: signed intent webhooks, and the SSRF check shared by every outgoing call a
 //!   tenant chooses the target of.
 //! - [`demo`]: the demo tenant and bot.
-//! - [`metrics`]: counters exposed at `/metrics`.
 //! - [`analytics`]: what each stored message or handling change adds to the tenant's analytics.
 //! - [`metrics`]: the Prometheus metrics exposed at `/metrics` (one registry per engine).
 //! - [`health`]: readiness probes of every port (`/readyz`), cached and single-flight.
