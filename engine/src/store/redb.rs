@@ -251,7 +251,9 @@ impl RedbStore {
             txn.open_table(USER_DATA).map_err(backend)?;
         }
         if !counted {
-            let n = backfill_analytics(&txn)?;
+            let tally = Txn::new(&txn);
+            let n = backfill_analytics(&tally)?;
+            tally.flush()?;
             tracing::info!(
                 conversations = n,
                 "analytics counted from the stored transcripts (once)"
@@ -333,19 +335,24 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteRequest>, max_batch: u
 fn apply_batch(db: &Database, batch: &[WriteRequest]) -> StoreResult<Vec<StoreResult<Outcome>>> {
     let txn = db.begin_write().map_err(backend)?;
     let mut results = Vec::with_capacity(batch.len());
+    let tally = Txn::new(&txn);
     for req in batch {
-        results.push(apply(&txn, &req.op));
+        results.push(apply(&tally, &req.op));
     }
     // A backend error inside an op means the transaction may be half-applied: refuse the batch.
-    if results.iter().any(|r| matches!(r, Err(StoreError::Backend(_)))) {
+    let flushed = match results.iter().any(|r| matches!(r, Err(StoreError::Backend(_)))) {
+        true => Err(StoreError::Backend("a write in the batch failed".into())),
+        false => tally.flush(),
+    };
+    if let Err(e) = flushed {
         txn.abort().map_err(backend)?;
-        return Err(StoreError::Backend("a write in the batch failed".into()));
+        return Err(e);
     }
     txn.commit().map_err(backend)?;
     Ok(results)
 }
 
-fn apply(txn: &WriteTransaction, op: &WriteOp) -> StoreResult<Outcome> {
+fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
     match op {
         WriteOp::PutTenant(t) => {
             let bytes = encode(t)?;
@@ -854,7 +861,7 @@ fn write_document(txn: &WriteTransaction, d: &Document) -> StoreResult<()> {
     Ok(())
 }
 
-fn create_conversation(txn: &WriteTransaction, c: &Conversation) -> StoreResult<()> {
+fn create_conversation(txn: &Txn, c: &Conversation) -> StoreResult<()> {
     let bytes = encode(c)?;
     let mut table = txn.open_table(CONVERSATIONS).map_err(backend)?;
     let key = (c.tenant_id.as_str(), c.id.as_str());
@@ -874,7 +881,7 @@ fn create_conversation(txn: &WriteTransaction, c: &Conversation) -> StoreResult<
 /// counted as they were written: once, when a file written before analytics existed is opened.
 /// A conversation's handling history was not kept, so only its current handling counts (a
 /// conversation handed back to the bot since does not count as handed over).
-fn backfill_analytics(txn: &WriteTransaction) -> StoreResult<usize> {
+fn backfill_analytics(txn: &Txn) -> StoreResult<usize> {
     let conversations: Vec<Conversation> = {
         let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
         let mut all = Vec::new();
@@ -917,32 +924,75 @@ fn backfill_analytics(txn: &WriteTransaction) -> StoreResult<usize> {
     Ok(conversations.len())
 }
 
-/// Adds `delta` to a tenant's analytics bucket.
+/// A write transaction with the analytics deltas of its writes, summed in memory and added
+/// to the tables once, just before the commit ([`Txn::flush`]): a batch of 500 appends to one
+/// busy bucket reads and rewrites it once, not 500 times. Dropped with the transaction when
+/// the batch is refused.
+struct Txn<'a> {
+    txn: &'a WriteTransaction,
+    counters: std::cell::RefCell<BTreeMap<BucketKey, Counters>>,
+    intents: std::cell::RefCell<BTreeMap<IntentKey, (i64, f64)>>,
+}
+
+/// (tenant, hour, bot, channel), owned.
+type BucketKey = (String, i64, String, &'static str);
+/// (tenant, hour, bot, intent), owned.
+type IntentKey = (String, i64, String, String);
+
+impl std::ops::Deref for Txn<'_> {
+    type Target = WriteTransaction;
+
+    fn deref(&self) -> &WriteTransaction {
+        self.txn
+    }
+}
+
+impl<'a> Txn<'a> {
+    fn new(txn: &'a WriteTransaction) -> Self {
+        Self { txn, counters: Default::default(), intents: Default::default() }
+    }
+
+    /// Adds the summed deltas to the stored counters.
+    fn flush(self) -> StoreResult<()> {
+        let mut table = self.txn.open_table(ANALYTICS).map_err(backend)?;
+        for ((t, hour, bot, channel), delta) in self.counters.into_inner() {
+            let key = (t.as_str(), hour, bot.as_str(), channel);
+            let mut counters: Counters = match table.get(key).map_err(backend)? {
+                Some(v) => decode(v.value())?,
+                None => Counters::default(),
+            };
+            counters.add(&delta);
+            let bytes = encode(&counters)?;
+            table.insert(key, bytes.as_slice()).map_err(backend)?;
+        }
+        let mut table = self.txn.open_table(INTENT_COUNTS).map_err(backend)?;
+        for ((t, hour, bot, intent), (n, sum)) in self.intents.into_inner() {
+            let key = (t.as_str(), hour, bot.as_str(), intent.as_str());
+            let (hits, total) = table.get(key).map_err(backend)?.map_or((0, 0.0), |v| v.value());
+            table.insert(key, (hits + n, total + sum)).map_err(backend)?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds `delta` to a tenant's analytics bucket (at the commit).
 fn count(
-    txn: &WriteTransaction,
+    txn: &Txn,
     tenant: &str,
     (hour, bot, channel): (i64, &str, Channel),
     delta: &Counters,
 ) -> StoreResult<()> {
-    if delta.is_zero() {
-        return Ok(());
+    if !delta.is_zero() {
+        let key = (tenant.to_owned(), hour, bot.to_owned(), channel.as_str());
+        txn.counters.borrow_mut().entry(key).or_default().add(delta);
     }
-    let mut table = txn.open_table(ANALYTICS).map_err(backend)?;
-    let key = (tenant, hour, bot, channel.as_str());
-    let mut counters: Counters = match table.get(key).map_err(backend)? {
-        Some(v) => decode(v.value())?,
-        None => Counters::default(),
-    };
-    counters.add(delta);
-    let bytes = encode(&counters)?;
-    table.insert(key, bytes.as_slice()).map_err(backend)?;
     Ok(())
 }
 
 /// Applies what a write added to the analytics (the conversation's own stats are the
 /// caller's to store, with the rest of its record).
 fn count_effect(
-    txn: &WriteTransaction,
+    txn: &Txn,
     c: &Conversation,
     message: Option<&Message>,
     effect: &analytics::Effect,
@@ -954,10 +1004,10 @@ fn count_effect(
     let hour = analytics::hour_of(m.created_at);
     count(txn, t, (hour, b, channel), &effect.message)?;
     if let Some((intent, confidence)) = &effect.intent {
-        let mut table = txn.open_table(INTENT_COUNTS).map_err(backend)?;
-        let key = (t, hour, b, intent.as_str());
-        let (hits, sum) = table.get(key).map_err(backend)?.map_or((0, 0.0), |v| v.value());
-        table.insert(key, (hits + 1, sum + confidence)).map_err(backend)?;
+        let key = (t.to_owned(), hour, b.to_owned(), intent.clone());
+        let mut intents = txn.intents.borrow_mut();
+        let (hits, sum) = intents.entry(key).or_default();
+        (*hits, *sum) = (*hits + 1, *sum + confidence);
     }
     if effect.unmatched {
         txn.open_table(UNMATCHED)
@@ -999,7 +1049,7 @@ fn remove_chunks(txn: &WriteTransaction, t: &str, b: &str, id: &str) -> StoreRes
     Ok(())
 }
 
-fn append(txn: &WriteTransaction, m: &Message) -> StoreResult<Appended> {
+fn append(txn: &Txn, m: &Message) -> StoreResult<Appended> {
     let (t, c) = (m.tenant_id.as_str(), m.conversation_id.as_str());
     let mut conversations = txn.open_table(CONVERSATIONS).map_err(backend)?;
     let conversation: Conversation = match conversations.get((t, c)).map_err(backend)? {
