@@ -125,7 +125,9 @@ async fn operations(server: &TestServer) -> Vec<Operation> {
 
 /// `operation`'s path with `w`'s ids in it.
 fn concrete(operation: &Operation, w: &Workspace) -> String {
-    let id = if operation.path.starts_with("/api/bots/") {
+    let id = if operation.path.starts_with("/api/bots/")
+        || operation.path.starts_with("/api/analytics/bots/")
+    {
         &w.bot
     } else if operation.path.starts_with("/api/conversations/") {
         &w.conversation
@@ -253,14 +255,14 @@ async fn no_credential_of_one_tenant_reaches_another_tenants_resources() {
 async fn keys_need_their_scopes_and_roles_their_rights() {
     let server = start().await;
     let a = workspace(&server, "a").await;
-    let (_, narrow) = server
-        .post(
-            "/api/api-keys",
-            json!({"name": "analytics", "scopes": ["analytics:read"]}),
-            Some(&a.owner),
-        )
-        .await;
-    let narrow = narrow["key"].as_str().expect("key").to_owned();
+    // Two narrow keys: analytics only (refused everything else), bots:read only (refused the
+    // analytics).
+    let mut narrow_keys = Vec::new();
+    for scope in ["analytics:read", "bots:read"] {
+        let body = json!({"name": scope, "scopes": [scope]});
+        let (_, narrow) = server.post("/api/api-keys", body, Some(&a.owner)).await;
+        narrow_keys.push(narrow["key"].as_str().expect("key").to_owned());
+    }
     let before = snapshot(&server, &a).await;
 
     // Writes each role may not make (self-service TOTP aside; agents may write conversations).
@@ -285,9 +287,14 @@ async fn keys_need_their_scopes_and_roles_their_rights() {
         }
         let path = concrete(&operation, &a);
         let body = valid_body(&operation.id, &a);
+        let analytics = operation.path.starts_with("/api/analytics/");
+        let (narrow, lacking) = match analytics {
+            true => (&narrow_keys[1], "analytics:read"),
+            false => (&narrow_keys[0], "its scope"),
+        };
         let (status, answer) =
-            server.call(&operation.method, &path, body.as_deref(), Some(&narrow)).await;
-        assert_eq!(status, 403, "analytics-only key: {} {path}: {answer}", operation.id);
+            server.call(&operation.method, &path, body.as_deref(), Some(narrow)).await;
+        assert_eq!(status, 403, "a key without {lacking}: {} {path}: {answer}", operation.id);
 
         let write = operation.method != "GET";
         for (who, token, denied) in [

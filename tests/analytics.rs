@@ -190,24 +190,6 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-6 * a.abs().max(1.0)
 }
 
-/// The body of a `Transfer-Encoding: chunked` response, de-chunked.
-fn dechunk(head: &str, body: &str) -> String {
-    if !head.contains("transfer-encoding: chunked") {
-        return body.to_owned();
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    loop {
-        let (size, after) = rest.split_once("\r\n").expect("chunk size line");
-        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
-        if size == 0 {
-            return out;
-        }
-        out.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-}
-
 async fn export(server: &TestServer, jwt: &str, query: &str) -> (String, String) {
     let request = format!(
         "GET /api/analytics/export?{query} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {jwt}\r\n\r\n",
@@ -215,8 +197,7 @@ async fn export(server: &TestServer, jwt: &str, query: &str) -> (String, String)
     );
     let (status, head, body) = raw_http(server.addr, &request).await;
     assert_eq!(status, 200, "{head}\n{body}");
-    let head = head.to_lowercase();
-    (head.clone(), dechunk(&head, &body))
+    (head.to_lowercase(), body)
 }
 
 /// Sums the numeric columns of export rows (from CSV or JSON) by column name.

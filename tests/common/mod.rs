@@ -128,7 +128,24 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, String, String) 
     let raw = String::from_utf8_lossy(&raw).to_string();
     let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
-    (status, head.to_owned(), body.to_owned())
+    let chunked = head.to_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    (status, head.to_owned(), body)
+}
+
+/// The body of a `Transfer-Encoding: chunked` response (a streamed one), de-chunked.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -435,6 +452,8 @@ pub async fn http_call_with_headers(
         let body = body.trim();
         let json = if body.is_empty() {
             Value::Null
+        } else if head.to_lowercase().contains("content-type: text/csv") {
+            Value::String(body.to_owned()) // An export: the matrix checks its text.
         } else {
             serde_json::from_str(body).expect("JSON body")
         };
