@@ -6,6 +6,13 @@
 //! [`super::conformance`] suite. The schema is `schema-cql/` (its README explains every key),
 //! applied by [`migrate`]; [`CqlStore::connect`] expects it applied.
 //!
+//! # Layout
+//! - this file: the [`Store`] implementation and its request helpers;
+//! - `analytics`: the analytics counters (claims, counter batches, range reads);
+//! - `statements`: every statement, prepared at connect;
+//! - `migrate`: the schema migrations;
+//! - `tests`: the conformance suite and the adapter's own checks against a real cluster.
+//!
 //! # Consistency and durability
 //! Every request runs at `LOCAL_QUORUM` (a majority of the local data centre's replicas has the
 //! write when a call returns `Ok`; a read sees every write acknowledged before it) and every
@@ -15,9 +22,13 @@
 //! completes (each method says how). The rules the trait documents hold under concurrency:
 //! - unique emails, global bot ids, conversations created once, one conversation per channel
 //!   contact: claimed with `INSERT ... IF NOT EXISTS`;
-//! - `append`: a seq is written once (`IF NOT EXISTS` on the message row, the only LWT of the
-//!   common path), then the `client_msg_id` marker that makes it idempotent (a plain write;
-//!   a marker missing after a crash is covered by searching the tail before the new seq);
+//! - `append`: a seq is written once (`IF NOT EXISTS` on the message row, the commit point),
+//!   then the `client_msg_id` marker that makes it idempotent (a plain write; a marker missing
+//!   after a crash is covered by searching the tail before the new seq) beside the counting
+//!   step, one compare-and-set on the conversation row (sentiment and analytics claim);
+//! - analytics counted once: each count claimed by an LWT only one writer wins, then added
+//!   to counter tables by that writer alone (see `analytics.rs`: a crash or a failed counter
+//!   write between the two loses counts, never doubles them);
 //! - refresh tokens used once (`IF used = false`), one-time tokens taken once
 //!   (`DELETE ... IF EXISTS`), delivery statuses never moving back (compare-and-set loop).
 //!
@@ -884,7 +895,7 @@ fn is_unfinished(d: &Document) -> bool {
 #[async_trait]
 impl Store for CqlStore {
     /// One partition per UTC day of the range, read concurrently; a range of more than
-    /// [`analytics::MAX_RANGE_DAYS`] days keeps its newest (see there).
+    /// `analytics::MAX_RANGE_DAYS` (400) days keeps its newest (see there).
     async fn analytics(
         &self,
         tenant: &TenantId,
