@@ -6,6 +6,13 @@
 //! [`super::conformance`] suite. The schema is `schema-cql/` (its README explains every key),
 //! applied by [`migrate`]; [`CqlStore::connect`] expects it applied.
 //!
+//! # Layout
+//! - this file: the [`Store`] implementation and its request helpers;
+//! - `analytics`: the analytics counters (claims, counter batches, range reads);
+//! - `statements`: every statement, prepared at connect;
+//! - `migrate`: the schema migrations;
+//! - `tests`: the conformance suite and the adapter's own checks against a real cluster.
+//!
 //! # Consistency and durability
 //! Every request runs at `LOCAL_QUORUM` (a majority of the local data centre's replicas has the
 //! write when a call returns `Ok`; a read sees every write acknowledged before it) and every
@@ -15,9 +22,13 @@
 //! completes (each method says how). The rules the trait documents hold under concurrency:
 //! - unique emails, global bot ids, conversations created once, one conversation per channel
 //!   contact: claimed with `INSERT ... IF NOT EXISTS`;
-//! - `append`: a seq is written once (`IF NOT EXISTS` on the message row, the only LWT of the
-//!   common path), then the `client_msg_id` marker that makes it idempotent (a plain write;
-//!   a marker missing after a crash is covered by searching the tail before the new seq);
+//! - `append`: a seq is written once (`IF NOT EXISTS` on the message row, the commit point),
+//!   then the `client_msg_id` marker that makes it idempotent (a plain write; a marker missing
+//!   after a crash is covered by searching the tail before the new seq) beside the counting
+//!   step, one compare-and-set on the conversation row (sentiment and analytics claim);
+//! - analytics counted once: each count claimed by an LWT only one writer wins, then added
+//!   to counter tables by that writer alone (see `analytics.rs`: a crash or a failed counter
+//!   write between the two loses counts, never doubles them);
 //! - refresh tokens used once (`IF used = false`), one-time tokens taken once
 //!   (`DELETE ... IF EXISTS`), delivery statuses never moving back (compare-and-set loop).
 //!
@@ -29,6 +40,7 @@
 //! every task) and the statements prepared at connect. No lock is held across a request; the
 //! driver routes each prepared statement to a replica of its partition (token-aware).
 
+mod analytics;
 mod migrate;
 mod statements;
 #[cfg(test)]
@@ -58,9 +70,11 @@ use scylla::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
+use self::analytics::Deltas;
 pub use self::migrate::migrate;
 use self::statements::{Statements, Stmt};
 use super::{Appended, Store, StoreError, StoreResult};
+use crate::analytics::ConversationStats;
 use crate::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, ChannelConnection, Chunk, Conversation,
     ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Message, Note,
@@ -250,9 +264,17 @@ impl CqlStore {
         tenant: &str,
         id: &str,
     ) -> StoreResult<Option<ConversationRow>> {
-        type Columns =
-            (Option<String>, Option<String>, Option<String>, Option<f64>, Option<i64>, Option<i64>);
-        let Some((_, data, handling, sum, count, upto)) =
+        type Columns = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<f64>,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+        );
+        let Some((_, data, handling, sum, count, upto, stats, counted)) =
             self.one::<Columns>(&self.st.get_conversation, (tenant, id)).await?
         else {
             return Ok(None);
@@ -270,12 +292,21 @@ impl CqlStore {
             conversation.sentiment_count = u32::try_from(count)
                 .map_err(|_| StoreError::Corrupt(format!("sentiment count {count}")))?;
         }
-        Ok(Some(ConversationRow { conversation, sentiment_seq: upto.map_or(Ok(0), cql_uint)? }))
+        if let Some(stats) = &stats {
+            conversation.stats = decode(stats)?;
+        }
+        Ok(Some(ConversationRow {
+            conversation,
+            sentiment_seq: upto.map_or(Ok(0), cql_uint)?,
+            stats,
+            analytics_seq: counted.map(cql_uint).transpose()?,
+        }))
     }
 
     /// Creates a conversation: its two index rows first, then the record with
     /// `IF NOT EXISTS`, the commit point. A crash between them leaves index rows naming a
-    /// conversation that does not exist, which listings skip; the retry completes it.
+    /// conversation that does not exist, which listings skip; the retry completes it. The
+    /// record's insert is also the claim of the conversation's count: its winner adds it.
     async fn insert_conversation(&self, c: &Conversation) -> StoreResult<()> {
         let (t, id, bot) = (c.tenant_id.as_str(), c.id.as_str(), c.bot_id.as_str());
         self.run(&self.st.index_conversation_by_bot, (t, bot, id)).await?;
@@ -288,9 +319,11 @@ impl CqlStore {
             encode(&c.handling)?,
             f64::from(c.sentiment_sum),
             i64::from(c.sentiment_count),
+            encode(&c.stats)?,
         );
         let cas = self.cas(&self.st.create_conversation, values).await?;
         if cas.applied {
+            self.add_counts(c, &Deltas::created(c)).await;
             return Ok(());
         }
         if cas.text("bot_id") != Some(bot) {
@@ -403,7 +436,9 @@ impl CqlStore {
     /// 1. the message row, `IF NOT EXISTS`: the commit point, and the fence between two
     ///    writers of one conversation (a seq is written once);
     /// 2. the `client_msg_id` marker (conversation, client id) -> seq, a plain write;
-    /// 3. the conversation's visitor sentiment, by compare-and-set on `sentiment_seq`.
+    /// 3. beside it, the counting step ([`Self::count_append`]): the conversation's visitor
+    ///    sentiment and the claim of the message's analytics, one compare-and-set, then the
+    ///    analytics counters.
     ///
     /// A message is a duplicate if its client id's marker names a seq holding a message with
     /// that client id, or if one of the [`TAIL`] messages before `seq` carries it: a process
@@ -411,7 +446,7 @@ impl CqlStore {
     /// is in the tail when the event is delivered again (the conversation's next owner stores
     /// nothing between them but the answer to it). A marker naming anything else (a deleted
     /// conversation's leftover) is overwritten. If the process dies after (1), the next
-    /// append counts the sentiment (3) of its predecessor.
+    /// append counts (3) its predecessor.
     async fn append_message(&self, m: &Message) -> StoreResult<Appended> {
         let (t, c, seq) = (m.tenant_id.as_str(), m.conversation_id.as_str(), m.seq);
         let cid = m.client_msg_id.as_deref();
@@ -475,15 +510,15 @@ impl CqlStore {
             return self.settle_taken_seq(m, existing, &conversation, previous).await;
         }
         // The message is stored (the insert above is the commit point): a failed marker or
-        // sentiment update must not report the append failed (the tail check covers a
-        // missing marker of a recent message; the next append catches the sentiment up).
+        // counting step must not report the append failed (the tail check covers a missing
+        // marker of a recent message; the next append counts an uncounted predecessor).
         let (_, counted) = futures_util::future::join(
             self.mark_or_warn(m),
-            self.count_sentiment(m, conversation, previous),
+            self.count_append(m, conversation, previous),
         )
         .await;
         if let Err(e) = counted {
-            tracing::warn!(error = %e, "sentiment not counted yet; the next append catches up");
+            tracing::warn!(error = %e, "message not counted yet; the next append catches up");
         }
         Ok(Appended::Stored)
     }
@@ -499,7 +534,7 @@ impl CqlStore {
     ) -> StoreResult<Appended> {
         if existing.id == m.id {
             self.mark_or_warn(m).await;
-            self.count_sentiment(m, conversation.clone(), previous).await?;
+            self.count_append(m, conversation.clone(), previous).await?;
             return Ok(Appended::Stored);
         }
         if m.client_msg_id.is_some() && existing.client_msg_id == m.client_msg_id {
@@ -555,43 +590,35 @@ impl CqlStore {
         Ok(out)
     }
 
-    /// Adds the visitor sentiment of `m` (and of its predecessor, if a crash kept that one
-    /// from being counted) to the conversation, by compare-and-set on `sentiment_seq`: the
-    /// last message counted, so counting again is a no-op.
-    async fn count_sentiment(
+    /// Counts `m`, and its predecessor if a crash kept that one from being counted: the
+    /// conversation's visitor sentiment and the message's analytics ([`analytics`]). One
+    /// compare-and-set on the conversation row claims both, `IF sentiment_seq = ? AND
+    /// analytics_seq = ? AND stats = ?` as read: the last message counted for each, and the
+    /// stats the analytics were computed from (which `set_handling` also moves). Counting
+    /// again is a no-op; only the winner of the claim adds the counters, once.
+    async fn count_append(
         &self,
         m: &Message,
         mut row: ConversationRow,
         previous: Option<&Message>,
     ) -> StoreResult<()> {
-        let counts = |x: &Message| x.sender == Sender::User && x.sentiment.is_some();
         let (t, c) = (m.tenant_id.as_str(), m.conversation_id.as_str());
         for _ in 0..CAS_ATTEMPTS {
-            let mut sum = row.conversation.sentiment_sum;
-            let mut count = row.conversation.sentiment_count;
-            let mut upto = row.sentiment_seq;
-            if upto >= m.seq {
-                return Ok(());
-            }
-            for x in previous.into_iter().chain([m]) {
-                if counts(x) && upto < x.seq {
-                    sum += x.sentiment.unwrap_or(0.0);
-                    count = count.saturating_add(1);
-                    upto = x.seq;
-                }
-            }
-            if upto == row.sentiment_seq {
-                return Ok(());
-            }
+            let Some(counted) = append_counts(&row, m, previous) else { return Ok(()) };
             let values = (
-                f64::from(sum),
-                i64::from(count),
-                cql_int(upto)?,
+                f64::from(counted.sentiment_sum),
+                i64::from(counted.sentiment_count),
+                cql_int(counted.sentiment_seq)?,
+                encode(&counted.stats)?,
+                cql_int(counted.analytics_seq)?,
                 t,
                 c,
                 cql_int(row.sentiment_seq)?,
+                row.analytics_seq.map(cql_int).transpose()?,
+                row.stats.as_deref(),
             );
-            if self.cas(&self.st.set_sentiment, values).await?.applied {
+            if self.cas(&self.st.count_append, values).await?.applied {
+                self.add_counts(&row.conversation, &counted.deltas).await;
                 return Ok(());
             }
             match self.conversation_row(t, c).await? {
@@ -599,7 +626,7 @@ impl CqlStore {
                 None => return Ok(()),
             }
         }
-        Err(StoreError::Backend("cql: the conversation's sentiment kept changing".into()))
+        Err(StoreError::Backend("cql: the conversation's counts kept changing".into()))
     }
 
     /// Reads a message's delivery for a compare-and-set: the stored text ('' for none) and the
@@ -713,11 +740,71 @@ impl CqlStore {
     }
 }
 
-/// The conversation record and the last seq whose sentiment it counts.
+/// The conversation record and the columns its compare-and-sets compare.
 #[derive(Debug, Clone)]
 struct ConversationRow {
+    /// With its `stats` decoded from the column.
     conversation: Conversation,
+    /// The last seq whose sentiment it counts.
     sentiment_seq: u64,
+    /// The `stats` column as stored (compared as text); `None` on a conversation created
+    /// before analytics (migration 0003).
+    stats: Option<String>,
+    /// The last seq whose analytics are claimed; `None` before migration 0003.
+    analytics_seq: Option<u64>,
+}
+
+/// What an append's counting step writes to the conversation row, and the counts it claims.
+#[derive(Debug)]
+struct AppendCounts {
+    sentiment_sum: f32,
+    sentiment_count: u32,
+    sentiment_seq: u64,
+    stats: ConversationStats,
+    analytics_seq: u64,
+    deltas: Deltas,
+}
+
+/// Counts `m` and, if not counted yet, its predecessor `previous` against `row`: their visitor
+/// sentiment (messages past `sentiment_seq`) and their analytics (messages past
+/// `analytics_seq`, each computed from the stats the one before left). `None` when both are
+/// counted already. A conversation from before migration 0003 starts counting with `m`.
+fn append_counts(
+    row: &ConversationRow,
+    m: &Message,
+    previous: Option<&Message>,
+) -> Option<AppendCounts> {
+    let mut at = row.conversation.clone();
+    let (mut sentiment_sum, mut sentiment_count) = (at.sentiment_sum, at.sentiment_count);
+    let mut sentiment_seq = row.sentiment_seq;
+    let counted_upto = row.analytics_seq.unwrap_or(m.seq.saturating_sub(1));
+    let mut deltas = Deltas::default();
+    for x in previous.into_iter().chain([m]) {
+        if let Some(s) = x.sentiment.filter(|_| x.sender == Sender::User && x.seq > sentiment_seq) {
+            sentiment_sum += s;
+            sentiment_count = sentiment_count.saturating_add(1);
+            sentiment_seq = x.seq;
+        }
+        if x.seq > counted_upto {
+            let effect = crate::analytics::on_append(&at, x);
+            deltas.add(&at, Some(x), &effect);
+            if let Some(stats) = effect.stats {
+                at.stats = stats;
+            }
+        }
+    }
+    let analytics_seq = counted_upto.max(m.seq);
+    if sentiment_seq == row.sentiment_seq && Some(analytics_seq) == row.analytics_seq {
+        return None;
+    }
+    Some(AppendCounts {
+        sentiment_sum,
+        sentiment_count,
+        sentiment_seq,
+        stats: at.stats,
+        analytics_seq,
+        deltas,
+    })
 }
 
 /// What a lightweight transaction answered: whether it applied and, when not, the columns
@@ -807,33 +894,37 @@ fn is_unfinished(d: &Document) -> bool {
 
 #[async_trait]
 impl Store for CqlStore {
+    /// One partition per UTC day of the range, read concurrently; a range of more than
+    /// `analytics::MAX_RANGE_DAYS` (400) days keeps its newest (see there).
     async fn analytics(
         &self,
-        _tenant: &TenantId,
-        _from_ms: i64,
-        _to_ms: i64,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
     ) -> StoreResult<Vec<crate::analytics::CounterRow>> {
-        Err(StoreError::Backend("cql: analytics not implemented yet".into()))
+        self.read_analytics(tenant, from_ms, to_ms).await
     }
 
+    /// As [`Store::analytics`], from `analytics_intents`.
     async fn intent_counts(
         &self,
-        _tenant: &TenantId,
-        _from_ms: i64,
-        _to_ms: i64,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
     ) -> StoreResult<Vec<crate::analytics::IntentRow>> {
-        Err(StoreError::Backend("cql: analytics not implemented yet".into()))
+        self.read_intent_counts(tenant, from_ms, to_ms).await
     }
 
+    /// The index `analytics_unmatched`, newest day first, read through to the messages.
     async fn unmatched_messages(
         &self,
-        _tenant: &TenantId,
-        _bot: Option<&BotId>,
-        _from_ms: i64,
-        _to_ms: i64,
-        _limit: usize,
+        tenant: &TenantId,
+        bot: Option<&BotId>,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
     ) -> StoreResult<Vec<(BotId, Message)>> {
-        Err(StoreError::Backend("cql: analytics not implemented yet".into()))
+        self.read_unmatched(tenant, bot, from_ms, to_ms, limit).await
     }
 
     async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
@@ -1225,17 +1316,37 @@ impl Store for CqlStore {
         Ok(found.await?.and_then(|(c,)| c).map_or(0, |Counter(n)| u64::try_from(n).unwrap_or(0)))
     }
 
-    /// `UPDATE ... IF EXISTS` on the handling column alone: the rest of the record (and the
-    /// sentiment an append may be counting) is untouched, and a deleted conversation is not
-    /// brought back.
+    /// A compare-and-set of the handling with the analytics stats it moves, `IF bot_id = ? AND
+    /// stats = ?` as read: the rest of the record (and the sentiment an append may be
+    /// counting) is untouched, a deleted conversation is not brought back (its `bot_id` is
+    /// null), and the counts the change moves are claimed by it, added by its winner once
+    /// (a repeat finds the stats it would set, and moves nothing).
     async fn set_handling(
         &self,
         tenant: &TenantId,
         id: &ConversationId,
         handling: &Handling,
     ) -> StoreResult<bool> {
-        let values = (encode(handling)?, tenant.as_str(), id.as_str());
-        Ok(self.cas(&self.st.set_handling, values).await?.applied)
+        let (t, c) = (tenant.as_str(), id.as_str());
+        let text = encode(handling)?;
+        let Some(mut row) = self.conversation_row(t, c).await? else { return Ok(false) };
+        for _ in 0..CAS_ATTEMPTS {
+            let effect = crate::analytics::on_handling(&row.conversation, handling);
+            let stats = encode(effect.stats.as_ref().unwrap_or(&row.conversation.stats))?;
+            let bot = row.conversation.bot_id.as_str();
+            let values = (&text, stats, t, c, bot, row.stats.as_deref());
+            if self.cas(&self.st.set_handling, values).await?.applied {
+                let mut deltas = Deltas::default();
+                deltas.add(&row.conversation, None, &effect);
+                self.add_counts(&row.conversation, &deltas).await;
+                return Ok(true);
+            }
+            match self.conversation_row(t, c).await? {
+                Some(current) => row = current,
+                None => return Ok(false),
+            }
+        }
+        Err(StoreError::Backend("cql: the conversation's stats kept changing".into()))
     }
 
     /// `UPDATE ... SET user_data = user_data + ? IF EXISTS`: the map merges server-side, the

@@ -7,6 +7,7 @@
 
 use scylla::{client::session::Session, statement::prepared::PreparedStatement};
 
+use super::analytics;
 use crate::store::{StoreError, StoreResult};
 
 /// A prepared statement with the name errors report it by.
@@ -57,18 +58,23 @@ statements! {
     delete_intents = "DELETE FROM intents WHERE tenant_id = ? AND bot_id = ?";
 
     create_conversation = "INSERT INTO conversations (tenant_id, conversation_id, bot_id, data, \
-        handling, sentiment_sum, sentiment_count, sentiment_seq) VALUES (?, ?, ?, ?, ?, ?, ?, 0) \
-        IF NOT EXISTS";
+        handling, sentiment_sum, sentiment_count, sentiment_seq, stats, analytics_seq) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, 0) IF NOT EXISTS";
     get_conversation = "SELECT bot_id, data, handling, sentiment_sum, sentiment_count, \
-        sentiment_seq FROM conversations WHERE tenant_id = ? AND conversation_id = ?";
-    set_handling = "UPDATE conversations SET handling = ? WHERE tenant_id = ? \
-        AND conversation_id = ? IF EXISTS";
+        sentiment_seq, stats, analytics_seq FROM conversations WHERE tenant_id = ? \
+        AND conversation_id = ?";
+    /// The handling with the analytics stats it moves, compared as read; `bot_id` (never null,
+    /// never changed) fails the condition on a deleted conversation, which is not brought back.
+    set_handling = "UPDATE conversations SET handling = ?, stats = ? WHERE tenant_id = ? \
+        AND conversation_id = ? IF bot_id = ? AND stats = ?";
     merge_user_data = "UPDATE conversations SET user_data = user_data + ? WHERE tenant_id = ? \
         AND conversation_id = ? IF EXISTS";
     get_user_data = "SELECT data, user_data FROM conversations WHERE tenant_id = ? \
         AND conversation_id = ?";
-    set_sentiment = "UPDATE conversations SET sentiment_sum = ?, sentiment_count = ?, \
-        sentiment_seq = ? WHERE tenant_id = ? AND conversation_id = ? IF sentiment_seq = ?";
+    /// An append's counting step: its sentiment and the claim of its analytics, in one LWT.
+    count_append = "UPDATE conversations SET sentiment_sum = ?, sentiment_count = ?, \
+        sentiment_seq = ?, stats = ?, analytics_seq = ? WHERE tenant_id = ? \
+        AND conversation_id = ? IF sentiment_seq = ? AND analytics_seq = ? AND stats = ?";
     delete_conversation = "DELETE FROM conversations WHERE tenant_id = ? AND conversation_id = ? \
         IF EXISTS";
     index_conversation_by_bot = "INSERT INTO conversations_by_bot (tenant_id, bot_id, \
@@ -234,5 +240,19 @@ statements! {
         conversation_id, seq) VALUES (?, ?, ?, ?, ?)";
     get_provider_id = "SELECT tenant_id, conversation_id, seq FROM provider_message_ids \
         WHERE connection_id = ? AND provider_id = ?";
+
+    /// Counter adds: never retried after a timeout (not idempotent; see `cql::analytics`).
+    add_counters = &analytics::add_counters_cql();
+    read_counters = &analytics::read_counters_cql();
+    add_intent = "UPDATE analytics_intents SET hits = hits + ?, \
+        confidence_micros = confidence_micros + ? WHERE tenant_id = ? AND day = ? AND hour = ? \
+        AND bot_id = ? AND intent = ?";
+    read_intents = "SELECT hour, bot_id, intent, hits, confidence_micros FROM analytics_intents \
+        WHERE tenant_id = ? AND day = ? AND hour >= ? AND hour < ?";
+    index_unmatched = "INSERT INTO analytics_unmatched (tenant_id, day, created_at, \
+        conversation_id, seq, bot_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)";
+    read_unmatched = "SELECT created_at, conversation_id, seq, bot_id, message_id \
+        FROM analytics_unmatched WHERE tenant_id = ? AND day = ? AND created_at >= ? \
+        AND created_at < ?";
 
 }

@@ -4,6 +4,8 @@
 use std::{sync::Arc, time::Instant};
 
 use super::*;
+use crate::analytics::{Counters, HOUR_MS};
+use crate::model::{ConversationStatus, Resolution};
 use crate::store::conformance::{self, message, seed_conversation};
 
 /// The settings of a throwaway keyspace on the test cluster, or `None` (skip) when none is set.
@@ -102,7 +104,19 @@ async fn run_checks(settings: StoreSettings) {
     duplicates_are_found_by_marker_or_in_the_tail(&store, &settings).await;
     global_lookups_carry_their_tenant_and_scoped_reads_do_not_leak(&store).await;
     atomic_rules_hold_under_concurrency(&store).await;
+    a_conversation_from_before_analytics_counts_from_its_next_write(&store, &settings).await;
+    counts_hold_when_appends_and_handling_race(&store).await;
     println!("adapter checks: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// A tenant's counts over all it stored (the last 400 days), summed across buckets.
+async fn totals(store: &CqlStore, tenant: &str) -> Counters {
+    let rows = store.analytics(&tenant.into(), 0, i64::MAX).await.expect("analytics");
+    let mut sum = Counters::default();
+    for row in rows {
+        sum.add(&row.counters);
+    }
+    sum
 }
 
 async fn messages_cross_bucket_boundaries_in_order(store: &CqlStore) {
@@ -233,6 +247,10 @@ async fn half_done_operations_are_completed_by_the_next_call(
     assert_eq!(store.append(&next).await.expect("retry"), Appended::Stored);
     let after = store.get_conversation(&t, &c).await.expect("get").expect("exists");
     assert_eq!(after.sentiment_count, 2);
+    // Its analytics too: seq 3 caught up by seq 4, and the retry of seq 4 not counted again.
+    let counts = totals(store, "t-crash").await;
+    assert_eq!(counts.visitor_messages, 4, "every stored message counted once: {counts:?}");
+    assert_eq!((counts.sentiment_count, counts.sentiment_sum), (2, 0.25));
 
     // Died after claiming an email, before writing the account: taken while the claim is
     // fresh (it may be a creation in flight), free once it is old.
@@ -507,6 +525,9 @@ async fn atomic_rules_hold_under_concurrency(store: &CqlStore) {
     assert!(stored >= 1, "stored");
     let (t, c) = (TenantId::from("t-race"), ConversationId::from("c-seed"));
     assert_eq!(store.messages_after(&t, &c, 0, 10).await.expect("read"), vec![m.clone()]);
+    // Counted once however many racers finished its append; three conversations created.
+    let counts = totals(&store, "t-race").await;
+    assert_eq!((counts.visitor_messages, counts.conversations), (1, 3), "{counts:?}");
 
     // Delivery reports in any order: the status ends at the furthest one.
     assert!(store.set_delivery(&t, &c, 1, "race-conn", &delivery()).await.expect("set"));
@@ -525,4 +546,127 @@ async fn atomic_rules_hold_under_concurrency(store: &CqlStore) {
     }
     let last = store.last_message(&t, &c).await.expect("last").expect("exists");
     assert_eq!(last.delivery.map(|d| d.status), Some(DeliveryStatus::Read));
+}
+
+/// A conversation row from before migration 0003 has no `stats` and no `analytics_seq`: the
+/// compare-and-sets must accept those nulls (and count from the next write on).
+async fn a_conversation_from_before_analytics_counts_from_its_next_write(
+    store: &CqlStore,
+    settings: &StoreSettings,
+) {
+    let raw = build_session(settings, Some(&settings.cql_keyspace), Duration::from_secs(20))
+        .await
+        .expect("session");
+    let forget = "UPDATE conversations SET stats = null, analytics_seq = null \
+                  WHERE tenant_id = 't-legacy' AND conversation_id = 'c1' IF EXISTS";
+    seed_conversation(store, "t-legacy", "c1").await;
+    let (t, c) = (TenantId::from("t-legacy"), ConversationId::from("c1"));
+    store.append(&message("t-legacy", "c1", 1, None)).await.expect("append");
+    raw.query_unpaged(forget, ()).await.expect("legacy row");
+    let legacy = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    assert_eq!(legacy.stats, Default::default(), "no stats column: none counted");
+    let mut second = message("t-legacy", "c1", 2, None);
+    second.sentiment = Some(0.5);
+    assert_eq!(store.append(&second).await.expect("append"), Appended::Stored);
+    let mut answer = message("t-legacy", "c1", 3, None);
+    (answer.sender, answer.created_at) = (Sender::Bot, second.created_at + 250);
+    assert_eq!(store.append(&answer).await.expect("append"), Appended::Stored);
+    raw.query_unpaged(forget, ()).await.expect("legacy row");
+    let escalated = Handling { status: ConversationStatus::Escalated, ..Handling::default() };
+    assert!(store.set_handling(&t, &c, &escalated).await.expect("set"), "applied on nulls");
+    assert!(store.set_handling(&t, &c, &escalated).await.expect("set"), "and repeated");
+    let counts = totals(store, "t-legacy").await;
+    assert_eq!(
+        (counts.visitor_messages, counts.bot_messages, counts.sentiment_count),
+        (2, 1, 1),
+        "{counts:?}"
+    );
+    assert_eq!((counts.first_responses, counts.first_response_ms), (1, 250));
+    assert_eq!((counts.handovers, counts.conversations), (1, 1));
+    let now = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    assert!(now.stats.handed_over && now.handling.status == ConversationStatus::Escalated);
+    assert_eq!(now.sentiment_count, 1);
+}
+
+/// Appends and handling changes of one conversation racing (two nodes that both think they
+/// own it, or an agent's change beside the actor): both compare-and-set the `stats`, and the
+/// counts end where the final state says, each transition counted once.
+async fn counts_hold_when_appends_and_handling_race(store: &CqlStore) {
+    let store = Arc::new(store.clone());
+    seed_conversation(&*store, "t-count-race", "c1").await;
+    let (t, c) = (TenantId::from("t-count-race"), ConversationId::from("c1"));
+    let started = store.get_conversation(&t, &c).await.expect("get").expect("exists").started_at;
+    // Inside one hour (so one UTC day: the visitor is active once).
+    let base = crate::analytics::hour_of(crate::model::now_ms());
+    let exchanges = 10u64;
+    let appender = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for seq in 1..=2 * exchanges {
+                let mut m = message("t-count-race", "c1", seq, None);
+                m.created_at = base + i64::try_from(seq).expect("small") * 100;
+                if seq % 2 == 0 {
+                    m.sender = Sender::Bot;
+                } else {
+                    m.sentiment = Some(-0.5);
+                }
+                assert_eq!(store.append(&m).await.expect("append"), Appended::Stored);
+            }
+        })
+    };
+    let resolved = Handling {
+        status: ConversationStatus::Resolved,
+        resolution: Some(Resolution::Resolved),
+        ended_at: Some(started + 60_000),
+        csat: Some(5),
+        ..Handling::default()
+    };
+    let escalated = Handling { status: ConversationStatus::Escalated, ..Handling::default() };
+    // Every racer ends with a resolution, so the last write of all is one.
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, t, c) = (store.clone(), t.clone(), c.clone());
+            let (resolved, escalated) = (resolved.clone(), escalated.clone());
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    assert!(store.set_handling(&t, &c, &escalated).await.expect("escalate"));
+                    assert!(store.set_handling(&t, &c, &resolved).await.expect("resolve"));
+                }
+            })
+        })
+        .collect();
+    appender.await.expect("appender");
+    for r in racers {
+        r.await.expect("racer");
+    }
+    let counts = totals(&store, "t-count-race").await;
+    let n = i64::try_from(exchanges).expect("small");
+    let want = Counters {
+        conversations: 1,
+        visitor_messages: n,
+        bot_messages: n,
+        active_visitors: 1,
+        handovers: 1,
+        resolved: 1,
+        first_responses: 1,
+        first_response_ms: 100,
+        durations: 1,
+        duration_ms: 60_000,
+        sentiment_count: n,
+        sentiment_sum: -0.5 * f64::from(u32::try_from(exchanges).expect("small")),
+        csat_count: 1,
+        csat_sum: 5,
+        unmatched: n,
+        ..Counters::default()
+    };
+    assert_eq!(counts, want, "every transition counted once");
+    let now = store.get_conversation(&t, &c).await.expect("get").expect("exists");
+    assert_eq!(now.handling, resolved);
+    assert_eq!(now.stats.resolution, Some(Resolution::Resolved));
+    assert_eq!(now.stats.first_response_ms, Some(100));
+    assert_eq!(now.sentiment_count, u32::try_from(exchanges).expect("small"));
+    let listed = store.unmatched_messages(&t, None, base, base + HOUR_MS, 100).await;
+    let seqs: Vec<u64> = listed.expect("unmatched").iter().map(|(_, m)| m.seq).collect();
+    let want: Vec<u64> = (1..=2 * exchanges).rev().filter(|s| s % 2 == 1).collect();
+    assert_eq!(seqs, want, "the visitor's messages, newest first");
 }
