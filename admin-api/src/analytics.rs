@@ -20,15 +20,18 @@ use crate::{AdminState, error::ApiError, routes::Caller, views::ErrorBody};
 /// The longest range one request may ask for.
 const MAX_RANGE_MS: i64 = 366 * DAY_MS;
 const DEFAULT_RANGE_MS: i64 = 7 * DAY_MS;
+/// The latest time a range may name: 10000-01-01T00:00:00Z. Keeps every sum of times and
+/// intervals below far from `i64::MAX`.
+const MAX_TIME_MS: i64 = 253_402_300_800_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RangeQuery {
     /// Start, Unix milliseconds (default: `to` minus 7 days); rounded down to its UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     from: Option<i64>,
     /// End, exclusive, Unix milliseconds (default: now); rounded up to a UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     to: Option<i64>,
     /// Only this bot (one of the caller's).
     bot_id: Option<String>,
@@ -61,13 +64,18 @@ async fn scope(
         return Err(ApiError::invalid("from", "must be before to"));
     }
     let ceil_hour = |ms: i64| hour_of(ms.saturating_add(HOUR_MS - 1));
+    let out_of_range = |t: i64| !(0..=MAX_TIME_MS).contains(&t);
     let to = match to {
-        Some(to) if to < 0 => return Err(ApiError::invalid("to", "must be at least 0")),
+        Some(to) if out_of_range(to) => {
+            return Err(ApiError::invalid("to", "must be 0 to 253402300800000 (year 10000)"));
+        }
         Some(to) => ceil_hour(to),
         None => ceil_hour(now_ms()),
     };
     let from = match from {
-        Some(from) if from < 0 => return Err(ApiError::invalid("from", "must be at least 0")),
+        Some(from) if out_of_range(from) => {
+            return Err(ApiError::invalid("from", "must be 0 to 253402300800000 (year 10000)"));
+        }
         Some(from) => hour_of(from),
         None => to.saturating_sub(DEFAULT_RANGE_MS).max(0),
     };
@@ -153,7 +161,8 @@ pub struct Overview {
     pub messages: MessageCounts,
     /// Conversations whose visitor wrote, counted once per UTC day.
     pub active_visitors: i64,
-    /// The tenant's visitors with the widget open now (on this node); null for one bot.
+    /// The tenant's visitors with the widget open now; null for one bot, and in a cluster
+    /// (their sockets are spread over the gateway nodes).
     pub visitors_online: Option<usize>,
     /// Of the conversations started in the range: those handed to people (escalated or
     /// taken over), and their share.
@@ -238,7 +247,7 @@ pub async fn overview_handler(
     let q = query.into_inner();
     let s = scope(&state, &caller, q.from, q.to, q.bot_id.as_deref()).await?;
     let rows = rows(&state, &caller.tenant, &s).await?;
-    let online = s.bot.is_none().then(|| state.engine.visitors_online(&caller.tenant));
+    let online = state.engine.visitors_online(&caller.tenant).filter(|_| s.bot.is_none());
     Ok(HttpResponse::Ok().json(overview(&s, &rows, online)))
 }
 
@@ -246,10 +255,10 @@ pub async fn overview_handler(
 #[into_params(parameter_in = Query)]
 pub struct BotRangeQuery {
     /// Start, Unix milliseconds (default: `to` minus 7 days); rounded down to its UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     from: Option<i64>,
     /// End, exclusive, Unix milliseconds (default: now); rounded up to a UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     to: Option<i64>,
 }
 
@@ -267,7 +276,7 @@ pub async fn bot_handler(
     let q = query.into_inner();
     let s = scope(&state, &caller, q.from, q.to, Some(path.as_str())).await?;
     let rows = rows(&state, &caller.tenant, &s).await?;
-    let online = s.bot.is_none().then(|| state.engine.visitors_online(&caller.tenant));
+    let online = state.engine.visitors_online(&caller.tenant).filter(|_| s.bot.is_none());
     Ok(HttpResponse::Ok().json(overview(&s, &rows, online)))
 }
 
@@ -284,10 +293,10 @@ pub enum Interval {
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
     /// Start, Unix milliseconds (default: `to` minus 7 days); rounded down to its UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     from: Option<i64>,
     /// End, exclusive, Unix milliseconds (default: now); rounded up to a UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     to: Option<i64>,
     /// Only this bot (one of the caller's).
     bot_id: Option<String>,
@@ -386,10 +395,10 @@ pub async fn conversations_handler(
 #[into_params(parameter_in = Query)]
 pub struct IntentsQuery {
     /// Start, Unix milliseconds (default: `to` minus 7 days); rounded down to its UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     from: Option<i64>,
     /// End, exclusive, Unix milliseconds (default: now); rounded up to a UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     to: Option<i64>,
     /// Only this bot (one of the caller's).
     bot_id: Option<String>,
@@ -504,10 +513,10 @@ pub enum Format {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// Start, Unix milliseconds (default: `to` minus 7 days); rounded down to its UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     from: Option<i64>,
     /// End, exclusive, Unix milliseconds (default: now); rounded up to a UTC hour.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 253_402_300_800_000_i64)]
     to: Option<i64>,
     /// Only this bot (one of the caller's).
     bot_id: Option<String>,
@@ -726,7 +735,9 @@ pub async fn export_handler(
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Json => ("application/json", "json"),
     };
-    let name = format!("parla-analytics-{}-{}.{extension}", rfc3339(s.from), rfc3339(s.to));
+    // No `:` in a file name (Windows refuses it).
+    let stamp = |ms: i64| rfc3339(ms).replace(':', "");
+    let name = format!("parla-analytics-{}-{}.{extension}", stamp(s.from), stamp(s.to));
     Ok(HttpResponse::Ok()
         .content_type(content_type)
         .insert_header(("content-disposition", format!("attachment; filename=\"{name}\"")))

@@ -579,9 +579,13 @@ impl Engine {
         VisitorGuard { engine: Arc::downgrade(&self.inner), key: key.clone() }
     }
 
-    /// How many of the tenant's conversations have a visitor's socket on them (on this node).
-    pub fn visitors_online(&self, tenant: &TenantId) -> usize {
-        self.inner.visitors.lock().keys().filter(|k| k.tenant_id == *tenant).count()
+    /// How many of the tenant's conversations have a visitor's socket on them; `None` in a
+    /// cluster, where this node sees only the sockets it serves.
+    pub fn visitors_online(&self, tenant: &TenantId) -> Option<usize> {
+        if self.clustered() {
+            return None;
+        }
+        Some(self.inner.visitors.lock().keys().filter(|k| k.tenant_id == *tenant).count())
     }
 
     /// Whether a visitor's socket is on the conversation (on this node).
