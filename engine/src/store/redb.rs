@@ -791,12 +791,14 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                 table.get(key).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
             let Some(mut conversation) = found else { return Ok(Outcome::Existed(false)) };
             let effect = analytics::on_handling(&conversation, handling);
-            count_effect(txn, &conversation, None, &effect)?;
+            let counted = conversation.clone();
             conversation.handling = handling.clone();
-            if let Some(stats) = effect.stats {
+            if let Some(stats) = effect.stats.clone() {
                 conversation.stats = stats;
             }
             let bytes = encode(&conversation)?;
+            // Counted last: an op refused before this point leaves no count behind.
+            count_effect(txn, &counted, None, &effect)?;
             table.insert(key, bytes.as_slice()).map_err(backend)?;
             return Ok(Outcome::Existed(true));
         }
@@ -1082,18 +1084,22 @@ fn append(txn: &Txn, m: &Message) -> StoreResult<Appended> {
     // The conversation's sentiment and analytics, in the same transaction as the message
     // that moves them.
     let effect = analytics::on_append(&conversation, m);
-    count_effect(txn, &conversation, Some(m), &effect)?;
     let sentiment = m.sentiment.filter(|_| m.sender == Sender::User);
-    if sentiment.is_some() || effect.stats.is_some() {
-        let mut updated = conversation;
+    let updated = (sentiment.is_some() || effect.stats.is_some()).then(|| {
+        let mut updated = conversation.clone();
         if let Some(sentiment) = sentiment {
             updated.sentiment_sum += sentiment;
             updated.sentiment_count += 1;
         }
-        if let Some(stats) = effect.stats {
+        if let Some(stats) = effect.stats.clone() {
             updated.stats = stats;
         }
-        let bytes = encode(&updated)?;
+        updated
+    });
+    let bytes = updated.as_ref().map(encode).transpose()?;
+    // Counted last: nothing that can refuse the append comes after.
+    count_effect(txn, &conversation, Some(m), &effect)?;
+    if let Some(bytes) = bytes {
         conversations.insert((t, c), bytes.as_slice()).map_err(backend)?;
     }
     Ok(Appended::Stored)
