@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`start`]: opens the store, seeds the demo, builds the engine and the HTTP server.
 //! - [`Running`]: the running server: its bound address, its engine, how to stop it.
-//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`, on every role's listener.
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`, on every role's listener (the last two on
+//!   `[server] ops_listen` instead when it is set).
 //! - [`logging`]: the log subscriber (`[log] format`: pretty or JSON lines).
 
 pub mod logging;
@@ -32,6 +33,8 @@ use parla_engine::{
 pub struct Running {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// The operations listener's bound address (`/readyz`, `/metrics`), when it has its own.
+    pub ops_addr: Option<SocketAddr>,
     pub engine: Engine,
     /// True when this start created the demo tenant and bot.
     pub demo_created: bool,
@@ -67,6 +70,8 @@ impl Roles {
 pub struct Stopper {
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     handle: ServerHandle,
+    /// The operations listener, when it has its own.
+    ops: Option<ServerHandle>,
     cluster: Option<Arc<ClusterBus>>,
 }
 
@@ -74,6 +79,9 @@ impl Stopper {
     pub async fn stop(&self) {
         self.shutdown.send_replace(true);
         self.handle.stop(true).await;
+        if let Some(ops) = &self.ops {
+            ops.stop(true).await;
+        }
         if let Some(bus) = &self.cluster {
             bus.shutdown().await; // Hands the partitions over at once.
         }
@@ -213,8 +221,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (app_engine, gateway, app_admin) =
         (engine.clone(), settings.gateway.clone(), admin.clone());
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let ops_addr = settings.server.ops_addr();
+    let separate_ops = ops_addr.is_some();
     let mut server = HttpServer::new(move || {
-        let mut app = App::new().configure(ops::configure(app_engine.clone()));
+        let mut app = App::new().configure(ops::configure(app_engine.clone(), separate_ops));
         if roles.admin {
             app = app
                 .configure(parla_admin_api::configure(app_admin.clone()))
@@ -249,10 +259,35 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = *server.addrs().first().context("the server bound no address")?;
     let _ = admin.public_url.set(format!("http://{addr}"));
+    // The operations listener, when it has its own address: one worker, nothing but probes.
+    let ops = match ops_addr {
+        None => None,
+        Some(at) => {
+            let ops_engine = engine.clone();
+            let ops_server = HttpServer::new(move || {
+                App::new().configure(ops::configure(ops_engine.clone(), false))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(at)
+            .with_context(|| format!("binding the operations listener {at}"))?;
+            let bound = *ops_server.addrs().first().context("the ops listener bound nothing")?;
+            let ops_server = ops_server.run();
+            let handle = ops_server.handle();
+            tokio::spawn(ops_server);
+            Some((bound, handle))
+        }
+    };
     let server = server.run();
-    let stopper = Stopper { shutdown: Arc::new(shutdown), handle: server.handle(), cluster };
+    let stopper = Stopper {
+        shutdown: Arc::new(shutdown),
+        handle: server.handle(),
+        ops: ops.as_ref().map(|(_, h)| h.clone()),
+        cluster,
+    };
     let task = tokio::spawn(server);
-    Ok(Running { addr, engine, demo_created, stopper, task })
+    let ops_addr = ops.map(|(a, _)| a);
+    Ok(Running { addr, ops_addr, engine, demo_created, stopper, task })
 }
 
 /// The auth endpoints' limits: in-process, or shared by every node through Redis.

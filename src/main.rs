@@ -85,6 +85,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let running = parla::start(settings).await?;
     let url = format!("http://{}", running.addr);
     println!("parla: listening on {url}");
+    if let Some(ops) = running.ops_addr {
+        println!("parla: /readyz and /metrics on http://{ops}");
+    }
     println!("parla: data dir {}", data_dir.display());
     if running.demo_created {
         println!("parla: created the demo tenant and bot `demo`");

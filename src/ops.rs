@@ -3,7 +3,8 @@
 //! - `GET /healthz`: liveness. The process answers: 200 always, nothing checked (a restart
 //!   would not fix a database that is down).
 //! - `GET /readyz`: readiness. 200 `{"status":"ready","checks":{…}}` when every port this node
-//!   depends on answered in time, else 503 with `"status":"unavailable"` and the failed checks
+//!   depends on answered in time (`"degraded"`, still 200, when only an optional one — a remote
+//!   embeddings API, Qdrant — did not), else 503 with `"status":"unavailable"` and the failed checks
 //!   marked `failed` (see [`parla_engine::health`]; cached for a second, so polling is cheap).
 //! - `GET /metrics`: Prometheus' text format 0.0.4 (see [`parla_engine::metrics`]).
 
@@ -17,13 +18,16 @@ struct Ops {
     engine: Engine,
 }
 
-/// Mounts `/healthz`, `/readyz` and `/metrics`.
-pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Mounts `/healthz`, and `/readyz` and `/metrics` unless `only_liveness` (they have a
+/// listener of their own: `[server] ops_listen`).
+pub fn configure(engine: Engine, only_liveness: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.app_data(web::Data::new(Ops { engine }))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics));
+        cfg.route("/healthz", web::get().to(healthz));
+        if !only_liveness {
+            cfg.app_data(web::Data::new(Ops { engine }))
+                .route("/readyz", web::get().to(readyz))
+                .route("/metrics", web::get().to(metrics));
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Observability through the public door: `/metrics` scraped and parsed as Prometheus' text
 //! format while real sockets and API calls move its series; `/healthz` and `/readyz`, which
-//! turns 503 naming the failed check when a port goes down (a remote embeddings API here; Redis
-//! behind a TCP proxy the test owns in the cluster test) and 200 again when it comes back; JSON
+//! turns 503 naming the failed check when a port the node cannot work without goes down (Redis
+//! behind a TCP proxy the test owns in the cluster test), `degraded` (still 200) when an
+//! optional one does (a remote embeddings API), and ready again when it comes back; JSON
 //! logs of the real binary that name the conversation and never carry a visitor's text.
 
 mod common;
@@ -379,14 +380,15 @@ async fn tiny_http_server(addr: SocketAddr) -> (SocketAddr, JoinHandle<()>, Arc<
 }
 
 /// Polls `/readyz` until it answers `status`; returns the body.
-async fn readyz_until(addr: SocketAddr, status: u16) -> Value {
+async fn readyz_until(addr: SocketAddr, status: u16, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (got, body) = http_call(addr, "GET", "/readyz", None, None).await;
-        if got == status {
+        if got == status && body["status"] == state {
             return body;
         }
-        assert!(Instant::now() < deadline, "/readyz never answered {status}; last: {got} {body}");
+        let waited = format!("{status} {state}");
+        assert!(Instant::now() < deadline, "/readyz never answered {waited}; last: {got} {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -402,25 +404,26 @@ async fn readiness_names_a_remote_port_that_is_down_and_recovers() {
     let (status, body) = server.call("GET", "/healthz", None, None).await;
     assert_eq!((status, &body), (200, &json!({"status": "ok"})));
 
-    let ready = readyz_until(server.addr, 200).await;
+    let ready = readyz_until(server.addr, 200, "ready").await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["checks"]["store"]["status"], "ok");
     assert_eq!(ready["checks"]["embeddings"]["status"], "ok");
     assert!(ready["checks"].get("redis").is_none(), "one process: no bus services: {ready}");
 
-    // The embeddings API goes away: not ready, and the body says which check failed.
+    // The embeddings API goes away: still ready (answers go on without the knowledge base,
+    // so taking the node out of service would only make things worse), but degraded, and the
+    // body says which check failed.
     api_task.abort();
     let _ = api_task.await;
-    let down = readyz_until(server.addr, 503).await;
-    assert_eq!(down["status"], "unavailable");
-    assert_eq!(down["checks"]["embeddings"]["status"], "failed", "{down}");
+    let down = readyz_until(server.addr, 200, "degraded").await;
+    assert_eq!(down["checks"]["embeddings"]["status"], "degraded", "{down}");
     assert_eq!(down["checks"]["store"]["status"], "ok", "{down}");
     // Liveness does not depend on it.
     assert_eq!(server.call("GET", "/healthz", None, None).await.0, 200);
 
     // Back on the same address: ready again.
     let (_, api_task, _) = tiny_http_server(api).await;
-    let up = readyz_until(server.addr, 200).await;
+    let up = readyz_until(server.addr, 200, "ready").await;
     assert_eq!(up["checks"]["embeddings"]["status"], "ok");
     api_task.abort();
 }
@@ -509,19 +512,19 @@ async fn in_a_cluster_readiness_fails_when_redis_goes_and_returns_when_it_is_bac
         s.auth.jwt_secret = "cluster-test-secret-of-at-least-32-bytes".into();
     })
     .await;
-    let ready = readyz_until(server.addr, 200).await;
+    let ready = readyz_until(server.addr, 200, "ready").await;
     for check in ["store", "kafka", "redis"] {
         assert_eq!(ready["checks"][check]["status"], "ok", "{check}: {ready}");
     }
 
     let listen = proxy.stop();
-    let down = readyz_until(server.addr, 503).await;
+    let down = readyz_until(server.addr, 503, "unavailable").await;
     assert_eq!(down["checks"]["redis"]["status"], "failed", "{down}");
     assert_eq!(down["checks"]["kafka"]["status"], "ok", "{down}");
     assert_eq!(down["checks"]["store"]["status"], "ok", "{down}");
 
     let proxy = Proxy::start(listen, redis).await;
-    let up = readyz_until(server.addr, 200).await;
+    let up = readyz_until(server.addr, 200, "ready").await;
     assert_eq!(up["checks"]["redis"]["status"], "ok", "{up}");
     if let Some(running) = server.running.take() {
         running.stop().await.expect("stops");
@@ -601,4 +604,30 @@ async fn json_logs_name_the_conversation_and_never_carry_the_visitors_text() {
         assert!(!line.contains(&resume_token), "a resume token was logged: {line}");
     }
     assert!(by_level.contains_key("INFO"), "{by_level:?}");
+}
+
+/// With `[server] ops_listen`, `/readyz` and `/metrics` leave the public listener (metrics name
+/// tenants) for one of their own; `/healthz` stays on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_endpoints_can_have_a_listener_of_their_own() {
+    let server = start_with(|s| s.server.ops_listen = "127.0.0.1:0".into()).await;
+    let ops = server.running.as_ref().and_then(|r| r.ops_addr).expect("an ops listener");
+    assert_ne!(ops, server.addr);
+    for path in ["/metrics", "/readyz"] {
+        assert_eq!(http_get(server.addr, path).await.0, 404, "{path} is not public");
+    }
+    assert_eq!(http_get(server.addr, "/healthz").await.0, 200);
+    let (status, metrics) = http_get(ops, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("parla_live_conversations"), "{metrics}");
+    assert_eq!(readyz_until(ops, 200, "ready").await["checks"]["store"]["status"], "ok");
+    assert_eq!(http_get(ops, "/healthz").await.0, 200);
+}
+
+#[test]
+fn an_operations_address_that_is_not_one_is_refused() {
+    let mut settings = parla_config::Settings::defaults().expect("defaults");
+    settings.server.ops_listen = "everywhere".into();
+    let error = settings.validate().expect_err("refused").to_string();
+    assert!(error.contains("server.ops_listen"), "{error}");
 }

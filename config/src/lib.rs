@@ -291,6 +291,17 @@ pub struct ServerSettings {
     pub max_connections_per_worker: usize,
     /// Seconds given to open work on shutdown.
     pub shutdown_grace_secs: u64,
+    /// A second listener for `/readyz` and `/metrics` only (e.g. `0.0.0.0:9090`), kept out of
+    /// the public one; empty: they are served on `listen`.
+    #[serde(default)]
+    pub ops_listen: String,
+}
+
+impl ServerSettings {
+    /// The operations listener's address, when one is set (checked by `validate`).
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_listen.trim().parse().ok()
+    }
 }
 
 /// The embedded durable store.
@@ -494,6 +505,12 @@ impl Settings {
         ];
         if let Some((key, _)) = must_be_positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });
+        }
+        if !self.server.ops_listen.trim().is_empty() && self.server.ops_addr().is_none() {
+            return Err(ConfigError::Invalid {
+                key: "server.ops_listen",
+                problem: "must be empty or an address such as 0.0.0.0:9090".into(),
+            });
         }
         if self.gateway.hard_frame_bytes < self.gateway.max_frame_bytes {
             return Err(ConfigError::Invalid {

@@ -24,7 +24,8 @@ pub const CACHE_FOR: Duration = Duration::from_secs(1);
 /// The outcome of one round of probes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Readiness {
-    /// `ready`, or `unavailable` when any check failed.
+    /// `ready`; `degraded` (still ready) when an optional service (the remote embeddings API,
+    /// Qdrant) failed; `unavailable` when a service the node cannot work without failed.
     pub status: &'static str,
     /// By service: `store`, and where they apply `kafka`, `redis`, `embeddings`, `vectors`.
     pub checks: std::collections::BTreeMap<&'static str, Check>,
@@ -34,7 +35,7 @@ pub struct Readiness {
 /// public listener, and errors may name internal hosts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// `ok` or `failed`.
+    /// `ok`, `failed` (the node is not ready) or `degraded` (an optional service).
     pub status: &'static str,
     /// How long it took, in milliseconds (a failure near the probe timeout is a timeout).
     pub ms: u64,
@@ -44,7 +45,7 @@ pub struct Check {
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.status == "ready"
+        self.status != "unavailable"
     }
 }
 
@@ -78,22 +79,32 @@ pub(crate) async fn probe(deps: &Arc<Deps>) -> Readiness {
     let ((store, store_took), (bus, bus_took), (knowledge, knowledge_took)) =
         tokio::join!(store, bus, knowledge);
     let mut checks = std::collections::BTreeMap::new();
-    let mut add = |name: &'static str, outcome: Result<(), String>, took: Duration| {
+    // The store and the bus are needed for any work; the knowledge base's remote pieces are
+    // not (answers go on without passages), so their failure degrades, never unreadies: a
+    // Qdrant outage must not take every node out of its Service.
+    let mut add = |name: &'static str, outcome: Result<(), String>, took: Duration, hard: bool| {
         let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
         let check = match outcome {
             Ok(()) => Check { status: "ok", ms, error: None },
-            Err(e) => Check { status: "failed", ms, error: Some(e) },
+            Err(e) if hard => Check { status: "failed", ms, error: Some(e) },
+            Err(e) => Check { status: "degraded", ms, error: Some(e) },
         };
         checks.insert(name, check);
     };
-    add("store", store, store_took);
+    add("store", store, store_took, true);
     for (name, outcome) in bus {
-        add(name, outcome, bus_took);
+        add(name, outcome, bus_took, true);
     }
     for (name, outcome) in knowledge {
-        add(name, outcome, knowledge_took);
+        add(name, outcome, knowledge_took, false);
     }
-    let status = if checks.values().all(|c| c.error.is_none()) { "ready" } else { "unavailable" };
+    let status = if checks.values().any(|c| c.status == "failed") {
+        "unavailable"
+    } else if checks.values().any(|c| c.status == "degraded") {
+        "degraded"
+    } else {
+        "ready"
+    };
     Readiness { status, checks }
 }
 

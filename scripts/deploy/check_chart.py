@@ -171,7 +171,8 @@ def main() -> int:
             bad["serve"].append(f"{name}: {args}")
         probes = {k: c.get(k, {}).get("httpGet", {}) for k in ("livenessProbe", "readinessProbe", "startupProbe")}
         if not (probes["livenessProbe"].get("path") == "/healthz" and probes["readinessProbe"].get("path") == "/readyz"
-                and probes["startupProbe"].get("path") == "/healthz" and all(p.get("port") == "http" for p in probes.values())):
+                and probes["startupProbe"].get("path") == "/healthz"
+                and [probes[k].get("port") for k in ("livenessProbe", "startupProbe", "readinessProbe")] == ["http", "http", "ops"]):
             bad["probes"].append(f"{name}: {json.dumps(probes)}")
     every("every container runs as non-root (runAsNonRoot, a uid > 0)", bad["root"], pods)
     every("every container: read-only root, no privilege escalation, all capabilities dropped", bad["ro"], pods)
@@ -180,14 +181,21 @@ def main() -> int:
     every("secrets reach containers only by reference, to a Secret of this render or existingSecret", bad["secrets"], pods)
     every("every pod's config volume is a ConfigMap of this render holding parla.toml", bad["config"], pods)
     every("every server runs `parla serve --role <its component>` on 0.0.0.0:<http port> with --config and --data-dir", bad["serve"], servers)
-    every("every server has liveness /healthz, readiness /readyz and startup /healthz probes on port http", bad["probes"], servers)
+    every("every server has liveness and startup /healthz on port http, readiness /readyz on port ops", bad["probes"], servers)
+    def serves_ops(t):
+        c = t["spec"]["containers"][0]
+        port = {p["name"]: p["containerPort"] for p in c.get("ports", [])}.get("ops")
+        env = {e.get("name"): e.get("value") for e in c.get("env", [])}
+        return port is not None and env.get("PARLA__SERVER__OPS_LISTEN") == f"0.0.0.0:{port}"
+    no_ops = [f"{w['kind']} {w['metadata']['name']}" for w, t in servers if not serves_ops(t)]
+    every("every server serves /readyz and /metrics on its ops port (PARLA__SERVER__OPS_LISTEN)", no_ops, servers)
 
     # --- Services, Ingress, ServiceMonitor point at what exists ---
     server_labels = [t["metadata"]["labels"] for _, t in servers]
     dangling = [s["metadata"]["name"] for s in of("Service")
                 if not any(matches(s["spec"]["selector"], lab) for lab in server_labels)
-                or any(p.get("targetPort") not in ("http", 8080) for p in s["spec"]["ports"])]
-    r.check("every Service selects pods of this render on their http port", not dangling and bool(of("Service")), str(dangling))
+                or any(p.get("targetPort") not in ("http", "ops", 8080) for p in s["spec"]["ports"])]
+    r.check("every Service selects pods of this render on their http (and ops) port", not dangling and bool(of("Service")), str(dangling))
     services = {s["metadata"]["name"]: s for s in of("Service")}
     if o.ingress:
         ing = of("Ingress")
@@ -210,8 +218,8 @@ def main() -> int:
             scraped = [s for s in of("Service") if matches(sel.get("matchLabels"), s["metadata"]["labels"])
                        and (wanted is None or s["metadata"]["labels"].get("app.kubernetes.io/component") in wanted)]
             ok = bool(scraped) and all(any(p["name"] == e["port"] for p in s["spec"]["ports"]) for s in scraped for e in sms[0]["spec"]["endpoints"])
-            ok = ok and all(e.get("path") == "/metrics" for e in sms[0]["spec"]["endpoints"])
-        r.check("the ServiceMonitor scrapes /metrics on the http port of Services of this render", ok)
+            ok = ok and all(e.get("path") == "/metrics" and e.get("port") == "ops" for e in sms[0]["spec"]["endpoints"])
+        r.check("the ServiceMonitor scrapes /metrics on the ops port of Services of this render", ok)
     else:
         r.check("no ServiceMonitor unless enabled", not sms)
     if o.sm_json:

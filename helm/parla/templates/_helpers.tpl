@@ -233,9 +233,15 @@ containers:
       - name: http
         containerPort: {{ $v.containerPort }}
         protocol: TCP
+      - name: ops
+        containerPort: {{ $v.opsPort }}
+        protocol: TCP
     env:
       - name: RUST_LOG
         value: {{ $v.logLevel | quote }}
+      # /readyz and /metrics on their own port, off the public listener.
+      - name: PARLA__SERVER__OPS_LISTEN
+        value: "0.0.0.0:{{ $v.opsPort }}"
       {{- if ne $role "all" }}
       # The node's name in the cluster (Redis channels, leases, logs): the pod's name.
       - name: PARLA__CLUSTER__NODE_ID
@@ -267,7 +273,7 @@ containers:
     readinessProbe:
       httpGet:
         path: {{ $v.probes.readinessPath }}
-        port: http
+        port: ops
       periodSeconds: {{ $v.probes.readiness.periodSeconds }}
       timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
       failureThreshold: {{ $v.probes.readiness.failureThreshold }}
