@@ -158,12 +158,16 @@ render() {
   fi
   rendered+=("$name")
   local sm_json="$out/$name.sm.json"
+  local status=0
   "$py" scripts/deploy/check_chart.py --scenario "$name" --mode "$mode" --render "$file" --sm-json "$sm_json" \
-    ${PARLA_BIN:+--parla "$PARLA_BIN"} "${flags[@]}" >"$out/$name.assert" 2>&1 || true
+    ${PARLA_BIN:+--parla "$PARLA_BIN"} "${flags[@]}" >"$out/$name.assert" 2>&1 || status=$?
   cat "$out/$name.assert"
   passed=$((passed + $(grep -c '^ok - ' "$out/$name.assert" || true)))
-  failed=$((failed + $(grep -c '^not ok - ' "$out/$name.assert" || true)))
-  if grep -q '^Traceback' "$out/$name.assert"; then not_ok "$name: check_chart.py crashed"; fi
+  local refused
+  refused=$(grep -c '^not ok - ' "$out/$name.assert" || true)
+  failed=$((failed + refused))
+  # A failure that printed no `not ok` line (a crash, a usage error) still fails.
+  if [ "$status" -ne 0 ] && [ "$refused" -eq 0 ]; then not_ok "$name: check_chart.py exited $status"; fi
   if grep -q 'kind: ServiceMonitor' "$file"; then
     if "$bin/smcheck" "$file" >"$out/$name.sm" 2>&1; then
       ok "$name: ServiceMonitor decodes strictly into prometheus-operator's monitoring/v1 API type"
