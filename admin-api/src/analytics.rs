@@ -525,35 +525,13 @@ pub struct ExportQuery {
     format: Option<Format>,
 }
 
+/// The bucket columns of an export, before every counter ([`Counters::NAMES`]).
+const BUCKET_COLUMNS: [&str; 4] = ["hour", "hour_utc", "bot_id", "channel"];
+
 /// The columns of an export, in order: the bucket, then every counter.
-pub const EXPORT_COLUMNS: [&str; 26] = [
-    "hour",
-    "hour_utc",
-    "bot_id",
-    "channel",
-    "conversations",
-    "visitor_messages",
-    "bot_messages",
-    "agent_messages",
-    "active_visitors",
-    "handovers",
-    "resolved",
-    "unresolved",
-    "escalated",
-    "abandoned",
-    "first_responses",
-    "first_response_ms",
-    "durations",
-    "duration_ms",
-    "sentiment_count",
-    "sentiment_sum",
-    "csat_count",
-    "csat_sum",
-    "prompt_tokens",
-    "completion_tokens",
-    "matched",
-    "unmatched",
-];
+pub fn export_columns() -> impl Iterator<Item = &'static str> {
+    BUCKET_COLUMNS.into_iter().chain(Counters::NAMES)
+}
 
 /// One export row: an hour's counts for a bot and a channel.
 #[derive(Debug, Serialize, ToSchema)]
@@ -563,98 +541,33 @@ pub struct ExportRow {
     pub hour_utc: String,
     pub bot_id: String,
     pub channel: String,
-    pub conversations: i64,
-    pub visitor_messages: i64,
-    pub bot_messages: i64,
-    pub agent_messages: i64,
-    pub active_visitors: i64,
-    pub handovers: i64,
-    pub resolved: i64,
-    pub unresolved: i64,
-    pub escalated: i64,
-    pub abandoned: i64,
-    pub first_responses: i64,
-    pub first_response_ms: i64,
-    pub durations: i64,
-    pub duration_ms: i64,
-    pub sentiment_count: i64,
-    pub sentiment_sum: f64,
-    pub csat_count: i64,
-    pub csat_sum: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub matched: i64,
-    pub unmatched: i64,
+    #[serde(flatten)]
+    pub counters: Counters,
 }
 
 impl From<CounterRow> for ExportRow {
     fn from(r: CounterRow) -> Self {
-        let c = r.counters;
         ExportRow {
             hour: r.hour,
             hour_utc: rfc3339(r.hour),
             bot_id: r.bot_id.0,
             channel: r.channel.as_str().to_owned(),
-            conversations: c.conversations,
-            visitor_messages: c.visitor_messages,
-            bot_messages: c.bot_messages,
-            agent_messages: c.agent_messages,
-            active_visitors: c.active_visitors,
-            handovers: c.handovers,
-            resolved: c.resolved,
-            unresolved: c.unresolved,
-            escalated: c.escalated,
-            abandoned: c.abandoned,
-            first_responses: c.first_responses,
-            first_response_ms: c.first_response_ms,
-            durations: c.durations,
-            duration_ms: c.duration_ms,
-            sentiment_count: c.sentiment_count,
-            sentiment_sum: c.sentiment_sum,
-            csat_count: c.csat_count,
-            csat_sum: c.csat_sum,
-            prompt_tokens: c.prompt_tokens,
-            completion_tokens: c.completion_tokens,
-            matched: c.matched,
-            unmatched: c.unmatched,
+            counters: r.counters,
         }
     }
 }
 
 impl ExportRow {
     fn csv_line(&self) -> String {
-        // Ids are [A-Za-z0-9_-] and channels and dates need no quoting; a bot id is checked
-        // anyway, so a field can never break the line.
-        let bot = csv_field(&self.bot_id);
-        format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            self.hour,
-            self.hour_utc,
-            bot,
-            self.channel,
-            self.conversations,
-            self.visitor_messages,
-            self.bot_messages,
-            self.agent_messages,
-            self.active_visitors,
-            self.handovers,
-            self.resolved,
-            self.unresolved,
-            self.escalated,
-            self.abandoned,
-            self.first_responses,
-            self.first_response_ms,
-            self.durations,
-            self.duration_ms,
-            self.sentiment_count,
-            self.sentiment_sum,
-            self.csat_count,
-            self.csat_sum,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.matched,
-            self.unmatched,
-        )
+        // Ids, channels and dates need no quoting; a bot id is quoted anyway if it ever would,
+        // so a field can never break the line.
+        let bucket = [self.hour.to_string(), self.hour_utc.clone(), csv_field(&self.bot_id)];
+        let mut cells: Vec<String> = bucket.into();
+        cells.push(self.channel.clone());
+        cells.extend(self.counters.cells());
+        let mut line = cells.join(",");
+        line.push('\n');
+        line
     }
 }
 
@@ -692,7 +605,7 @@ pub async fn export_handler(
     let tenant = caller.tenant.clone();
     let bot = s.bot.clone();
     let head = match format {
-        Format::Csv => format!("{}\n", EXPORT_COLUMNS.join(",")),
+        Format::Csv => format!("{}\n", export_columns().collect::<Vec<_>>().join(",")),
         Format::Json => "[".to_owned(),
     };
     let tail = match format {
@@ -759,14 +672,14 @@ mod tests {
         });
         let json = serde_json::to_value(&row).unwrap();
         let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut columns = EXPORT_COLUMNS.to_vec();
+        let mut columns: Vec<&str> = export_columns().collect();
         keys.sort_unstable();
         columns.sort_unstable();
         assert_eq!(keys, columns, "the columns are the fields");
         let line = row.csv_line();
         let cells: Vec<&str> = line.trim_end().split(',').collect();
-        assert_eq!(cells.len(), EXPORT_COLUMNS.len());
-        for (column, cell) in EXPORT_COLUMNS.iter().zip(&cells) {
+        assert_eq!(cells.len(), export_columns().count());
+        for (column, cell) in export_columns().zip(&cells) {
             match json[column].as_f64() {
                 Some(n) => assert_eq!(cell.parse::<f64>().ok(), Some(n), "column {column}"),
                 None => assert_eq!(json[column].as_str(), Some(*cell), "column {column}"),

@@ -34,65 +34,107 @@ pub fn hour_of(at_ms: i64) -> i64 {
     at_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// Counts of one bucket. Signed: a resolution that changes moves a count down in one place and
-/// up in another, and a delta is itself a `Counters`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counters {
-    pub conversations: i64,
-    pub visitor_messages: i64,
-    pub bot_messages: i64,
-    pub agent_messages: i64,
+/// Declares [`Counters`] from one list of its fields: the struct, [`Counters::add`], and what
+/// the stores and the export walk the fields by ([`Counters::NAMES`], [`Counters::cells`],
+/// [`Counters::units`], [`Counters::from_units`]), so a new counter is one line here.
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty ),* $(,)?) => {
+        /// Counts of one bucket. Signed: a resolution that changes moves a count down in one
+        /// place and up in another, and a delta is itself a `Counters`.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(default)]
+        pub struct Counters {
+            $( $(#[$doc])* pub $name: $ty, )*
+        }
+
+        impl Counters {
+            /// Every counter's name, in declaration order.
+            pub const NAMES: [&'static str; COUNTERS] = [$( stringify!($name) ),*];
+
+            pub fn add(&mut self, o: &Counters) {
+                $( self.$name += o.$name; )*
+            }
+
+            /// Every counter as text, in [`Counters::NAMES`] order.
+            pub fn cells(&self) -> [String; COUNTERS] {
+                [$( self.$name.to_string() ),*]
+            }
+
+            /// Every counter in integer units, in [`Counters::NAMES`] order: the one fraction
+            /// (`sentiment_sum`) in millionths, rounded (what a store of integer counters keeps).
+            pub fn units(&self) -> [i64; COUNTERS] {
+                [$( Units::to_units(self.$name) ),*]
+            }
+
+            /// The inverse of [`Counters::units`].
+            pub fn from_units(units: [i64; COUNTERS]) -> Counters {
+                let [$( $name ),*] = units;
+                Counters { $( $name: Units::from_units($name) ),* }
+            }
+        }
+    };
+}
+
+/// How many counters a bucket has.
+pub const COUNTERS: usize = 22;
+
+counters! {
+    conversations: i64,
+    visitor_messages: i64,
+    bot_messages: i64,
+    agent_messages: i64,
     /// Conversations with a visitor message, once per UTC day.
-    pub active_visitors: i64,
+    active_visitors: i64,
     /// Conversations handed to people (escalated or assigned), once each.
-    pub handovers: i64,
-    pub resolved: i64,
-    pub unresolved: i64,
-    pub escalated: i64,
-    pub abandoned: i64,
-    pub first_responses: i64,
-    pub first_response_ms: i64,
-    pub durations: i64,
-    pub duration_ms: i64,
-    pub sentiment_count: i64,
-    pub sentiment_sum: f64,
-    pub csat_count: i64,
-    pub csat_sum: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
+    handovers: i64,
+    resolved: i64,
+    unresolved: i64,
+    escalated: i64,
+    abandoned: i64,
+    first_responses: i64,
+    first_response_ms: i64,
+    durations: i64,
+    duration_ms: i64,
+    sentiment_count: i64,
+    sentiment_sum: f64,
+    csat_count: i64,
+    csat_sum: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
     /// Visitor messages an intent matched.
-    pub matched: i64,
+    matched: i64,
     /// Visitor text messages no intent matched.
-    pub unmatched: i64,
+    unmatched: i64,
+}
+
+/// A counter's value in integer units (see [`Counters::units`]).
+trait Units {
+    fn to_units(self) -> i64;
+    fn from_units(units: i64) -> Self;
+}
+
+impl Units for i64 {
+    fn to_units(self) -> i64 {
+        self
+    }
+
+    fn from_units(units: i64) -> Self {
+        units
+    }
+}
+
+/// Fractions are kept in millionths.
+impl Units for f64 {
+    fn to_units(self) -> i64 {
+        (self * 1_000_000.0).round() as i64
+    }
+
+    fn from_units(units: i64) -> Self {
+        units as f64 / 1_000_000.0
+    }
 }
 
 impl Counters {
-    pub fn add(&mut self, o: &Counters) {
-        self.conversations += o.conversations;
-        self.visitor_messages += o.visitor_messages;
-        self.bot_messages += o.bot_messages;
-        self.agent_messages += o.agent_messages;
-        self.active_visitors += o.active_visitors;
-        self.handovers += o.handovers;
-        self.resolved += o.resolved;
-        self.unresolved += o.unresolved;
-        self.escalated += o.escalated;
-        self.abandoned += o.abandoned;
-        self.first_responses += o.first_responses;
-        self.first_response_ms += o.first_response_ms;
-        self.durations += o.durations;
-        self.duration_ms += o.duration_ms;
-        self.sentiment_count += o.sentiment_count;
-        self.sentiment_sum += o.sentiment_sum;
-        self.csat_count += o.csat_count;
-        self.csat_sum += o.csat_sum;
-        self.prompt_tokens += o.prompt_tokens;
-        self.completion_tokens += o.completion_tokens;
-        self.matched += o.matched;
-        self.unmatched += o.unmatched;
-    }
-
     pub fn is_zero(&self) -> bool {
         *self == Counters::default()
     }

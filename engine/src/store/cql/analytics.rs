@@ -55,7 +55,7 @@ use scylla::{
 };
 
 use super::{CqlStore, FETCH_CONCURRENCY, cql_int, cql_uint, fail, statements::Stmt};
-use crate::analytics::{self, CounterRow, Counters, DAY_MS, Effect, IntentRow};
+use crate::analytics::{self, COUNTERS, CounterRow, Counters, DAY_MS, Effect, IntentRow};
 use crate::model::{BotId, Channel, Conversation, Message, TenantId};
 use crate::store::{StoreError, StoreResult};
 
@@ -71,36 +71,16 @@ const INDEX_ATTEMPTS: u64 = 3;
 /// Rows per page when the unmatched index is read (a page is read only when needed).
 const UNMATCHED_PAGE: i32 = 100;
 
-/// The counter columns of `analytics_counters`, in the order [`counter_values`] gives them.
-pub(super) const COUNTER_COLUMNS: [&str; 22] = [
-    "conversations",
-    "visitor_messages",
-    "bot_messages",
-    "agent_messages",
-    "active_visitors",
-    "handovers",
-    "resolved",
-    "unresolved",
-    "escalated",
-    "abandoned",
-    "first_responses",
-    "first_response_ms",
-    "durations",
-    "duration_ms",
-    "sentiment_count",
-    "sentiment_micros",
-    "csat_count",
-    "csat_sum",
-    "prompt_tokens",
-    "completion_tokens",
-    "matched",
-    "unmatched",
-];
+/// The counter columns of `analytics_counters`: [`Counters::NAMES`], the fraction
+/// `sentiment_sum` kept as `sentiment_micros` (its [`Counters::units`]).
+pub(super) fn counter_columns() -> [&'static str; COUNTERS] {
+    Counters::NAMES.map(|name| if name == "sentiment_sum" { "sentiment_micros" } else { name })
+}
 
 /// The statement adding a delta to one bucket: every counter column, of which a write binds
 /// only the non-zero ones (an unset value leaves its counter untouched, no cell written).
 pub(super) fn add_counters_cql() -> String {
-    let sets: Vec<String> = COUNTER_COLUMNS.iter().map(|c| format!("{c} = {c} + ?")).collect();
+    let sets: Vec<String> = counter_columns().iter().map(|c| format!("{c} = {c} + ?")).collect();
     format!(
         "UPDATE analytics_counters SET {} WHERE tenant_id = ? AND day = ? AND hour = ? \
          AND bot_id = ? AND channel = ?",
@@ -113,7 +93,7 @@ pub(super) fn read_counters_cql() -> String {
     format!(
         "SELECT hour, bot_id, channel, {} FROM analytics_counters WHERE tenant_id = ? \
          AND day = ? AND hour >= ? AND hour < ?",
-        COUNTER_COLUMNS.join(", ")
+        counter_columns().join(", ")
     )
 }
 
@@ -124,111 +104,6 @@ fn micros(v: f64) -> i64 {
 
 fn from_micros(v: i64) -> f64 {
     v as f64 / MICROS
-}
-
-/// A bucket's counters as the values of [`COUNTER_COLUMNS`]. The destructuring names every
-/// field, so a field added to `Counters` does not compile until it has a column here.
-fn counter_values(c: &Counters) -> [i64; 22] {
-    let Counters {
-        conversations,
-        visitor_messages,
-        bot_messages,
-        agent_messages,
-        active_visitors,
-        handovers,
-        resolved,
-        unresolved,
-        escalated,
-        abandoned,
-        first_responses,
-        first_response_ms,
-        durations,
-        duration_ms,
-        sentiment_count,
-        sentiment_sum,
-        csat_count,
-        csat_sum,
-        prompt_tokens,
-        completion_tokens,
-        matched,
-        unmatched,
-    } = *c;
-    [
-        conversations,
-        visitor_messages,
-        bot_messages,
-        agent_messages,
-        active_visitors,
-        handovers,
-        resolved,
-        unresolved,
-        escalated,
-        abandoned,
-        first_responses,
-        first_response_ms,
-        durations,
-        duration_ms,
-        sentiment_count,
-        micros(sentiment_sum),
-        csat_count,
-        csat_sum,
-        prompt_tokens,
-        completion_tokens,
-        matched,
-        unmatched,
-    ]
-}
-
-/// The inverse of [`counter_values`].
-fn counters_from(values: [i64; 22]) -> Counters {
-    let [
-        conversations,
-        visitor_messages,
-        bot_messages,
-        agent_messages,
-        active_visitors,
-        handovers,
-        resolved,
-        unresolved,
-        escalated,
-        abandoned,
-        first_responses,
-        first_response_ms,
-        durations,
-        duration_ms,
-        sentiment_count,
-        sentiment_micros,
-        csat_count,
-        csat_sum,
-        prompt_tokens,
-        completion_tokens,
-        matched,
-        unmatched,
-    ] = values;
-    Counters {
-        conversations,
-        visitor_messages,
-        bot_messages,
-        agent_messages,
-        active_visitors,
-        handovers,
-        resolved,
-        unresolved,
-        escalated,
-        abandoned,
-        first_responses,
-        first_response_ms,
-        durations,
-        duration_ms,
-        sentiment_count,
-        sentiment_sum: from_micros(sentiment_micros),
-        csat_count,
-        csat_sum,
-        prompt_tokens,
-        completion_tokens,
-        matched,
-        unmatched,
-    }
 }
 
 /// The UTC day (days since the epoch) `at_ms` falls in: the partition of its rows.
@@ -311,7 +186,7 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("cql analytics: {what}"))
 }
 
-/// One row of `read_counters`: the key columns, then [`COUNTER_COLUMNS`] (null when never
+/// One row of `read_counters`: the key columns, then [`counter_columns`] (null when never
 /// added to).
 fn counter_row(row: Row) -> StoreResult<CounterRow> {
     let mut columns = row.columns.into_iter();
@@ -321,11 +196,11 @@ fn counter_row(row: Row) -> StoreResult<CounterRow> {
     let channel = next().and_then(|v| v.into_string()).unwrap_or_default();
     let channel = Channel::from_name(&channel)
         .ok_or_else(|| corrupt(&format!("a bucket's channel {channel:?}")))?;
-    let mut values = [0i64; 22];
+    let mut values = [0i64; COUNTERS];
     for slot in &mut values {
         *slot = next().and_then(|v| v.as_counter()).map_or(0, |Counter(n)| n);
     }
-    Ok(CounterRow { hour, bot_id: BotId(bot), channel, counters: counters_from(values) })
+    Ok(CounterRow { hour, bot_id: BotId(bot), channel, counters: Counters::from_units(values) })
 }
 
 impl CqlStore {
@@ -355,7 +230,7 @@ impl CqlStore {
         let mut batch = Batch::new(BatchType::Counter);
         let mut values: Vec<Vec<MaybeUnset<CqlValue>>> = Vec::new();
         for (hour, delta) in &deltas.buckets {
-            let counts = counter_values(delta);
+            let counts = delta.units();
             if counts.iter().all(|v| *v == 0) {
                 continue;
             }
@@ -534,22 +409,22 @@ mod tests {
     fn every_counter_has_a_column_and_reads_back() {
         let fields = serde_json::to_value(Counters::default()).expect("json");
         let fields = fields.as_object().expect("an object");
-        assert_eq!(fields.len(), COUNTER_COLUMNS.len());
+        assert_eq!(fields.len(), counter_columns().len());
         for name in fields.keys() {
             let column = if name == "sentiment_sum" { "sentiment_micros" } else { name.as_str() };
-            assert!(COUNTER_COLUMNS.contains(&column), "{name} has no column");
+            assert!(counter_columns().contains(&column), "{name} has no column");
         }
         let schema = include_str!("../../../../schema-cql/0003_analytics.cql");
-        for column in COUNTER_COLUMNS {
+        for column in counter_columns() {
             assert!(schema.contains(&format!("{column} ")), "{column} is not in the schema");
         }
-        let mut values = [0i64; 22];
+        let mut values = [0i64; COUNTERS];
         for (i, v) in values.iter_mut().enumerate() {
             *v = i64::try_from(i).expect("small") * 1_000_003 - 7;
         }
-        assert_eq!(counter_values(&counters_from(values)), values, "a round trip");
+        assert_eq!(Counters::from_units(values).units(), values, "a round trip");
         let c = Counters { sentiment_sum: -0.375, sentiment_count: 2, ..Counters::default() };
-        assert_eq!(counters_from(counter_values(&c)), c, "sentiment in millionths");
+        assert_eq!(Counters::from_units(c.units()), c, "sentiment in millionths");
     }
 
     #[test]
