@@ -2039,23 +2039,13 @@ mod tests {
             let m = super::super::conformance::message("t-reopen", "c1", 1, Some("k1"));
             assert_eq!(store.append(&m).await.expect("append"), Appended::Stored);
         }
-        // The writer thread holds the database until its queue closes; wait for the file lock.
-        let mut reopened = None;
-        for _ in 0..100 {
-            match RedbStore::open(dir.path(), 64, 128) {
-                Ok(s) => {
-                    reopened = Some(s);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        }
-        let store = reopened.expect("reopen");
+        let store = reopen(dir.path()).await;
         let t = TenantId::from("t-reopen");
         let c = ConversationId::from("c1");
         assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 1);
     }
-    /// Waits for the previous store's writer thread to let go of the file.
+    /// Reopens the store, waiting for the previous one's writer thread (which holds the
+    /// database until its queue closes) to let go of the file lock.
     async fn reopen(dir: &Path) -> RedbStore {
         for _ in 0..100 {
             if let Ok(s) = RedbStore::open(dir, 64, 128) {
