@@ -9,17 +9,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::*;
+use parla_engine::{
+    analytics::{DAY_MS, HOUR_MS},
+    model::now_ms,
+};
 use serde_json::{Value, json};
-
-const DAY_MS: i64 = 86_400_000;
-const HOUR_MS: i64 = 3_600_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// What the visitors say: some match an intent, some do not, some carry sentiment.
 const LINES: [&str; 6] = [

@@ -187,16 +187,23 @@ pub struct Overview {
     pub by_channel: BTreeMap<String, ChannelCounts>,
 }
 
-fn overview(s: &Scope, rows: &[CounterRow], visitors_online: Option<usize>) -> Overview {
-    let mut t = Counters::default();
+/// Conversations and messages per channel.
+fn by_channel(rows: &[CounterRow]) -> BTreeMap<String, ChannelCounts> {
     let mut by_channel: BTreeMap<String, ChannelCounts> = BTreeMap::new();
     for r in rows {
-        t.add(&r.counters);
         let c = by_channel
             .entry(r.channel.as_str().to_owned())
             .or_insert(ChannelCounts { conversations: 0, messages: 0 });
         c.conversations += r.counters.conversations;
         c.messages += r.counters.messages();
+    }
+    by_channel
+}
+
+fn overview(s: &Scope, rows: &[CounterRow], visitors_online: Option<usize>) -> Overview {
+    let mut t = Counters::default();
+    for r in rows {
+        t.add(&r.counters);
     }
     let mean = |sum: f64, n: i64| (n > 0).then(|| sum / n as f64);
     Overview {
@@ -229,8 +236,21 @@ fn overview(s: &Scope, rows: &[CounterRow], visitors_online: Option<usize>) -> O
         intents_matched: t.matched,
         intents_unmatched: t.unmatched,
         match_rate: ratio(t.matched, t.matched + t.unmatched),
-        by_channel,
+        by_channel: by_channel(rows),
     }
+}
+
+/// The overview of `bot` (or the whole tenant) over a range: both overview endpoints.
+async fn overview_response(
+    state: &AdminState,
+    caller: &Caller,
+    (from, to): (Option<i64>, Option<i64>),
+    bot: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let s = scope(state, caller, from, to, bot).await?;
+    let rows = rows(state, &caller.tenant, &s).await?;
+    let online = state.engine.visitors_online(&caller.tenant).filter(|_| s.bot.is_none());
+    Ok(HttpResponse::Ok().json(overview(&s, &rows, online)))
 }
 
 /// `GET /api/analytics/overview`: the tenant's numbers over a range (or one bot's).
@@ -245,10 +265,7 @@ pub async fn overview_handler(
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let s = scope(&state, &caller, q.from, q.to, q.bot_id.as_deref()).await?;
-    let rows = rows(&state, &caller.tenant, &s).await?;
-    let online = state.engine.visitors_online(&caller.tenant).filter(|_| s.bot.is_none());
-    Ok(HttpResponse::Ok().json(overview(&s, &rows, online)))
+    overview_response(&state, &caller, (q.from, q.to), q.bot_id.as_deref()).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -274,10 +291,7 @@ pub async fn bot_handler(
     query: web::Query<BotRangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let s = scope(&state, &caller, q.from, q.to, Some(path.as_str())).await?;
-    let rows = rows(&state, &caller.tenant, &s).await?;
-    let online = state.engine.visitors_online(&caller.tenant).filter(|_| s.bot.is_none());
-    Ok(HttpResponse::Ok().json(overview(&s, &rows, online)))
+    overview_response(&state, &caller, (q.from, q.to), Some(path.as_str())).await
 }
 
 /// The grain of a series.
@@ -358,7 +372,6 @@ pub async fn conversations_handler(
     let slots = usize::try_from((s.to - s.from) / step).unwrap_or(0);
     let mut points: Vec<Point> =
         (0..slots).map(|i| Point { start: s.from + i as i64 * step, ..Point::default() }).collect();
-    let mut by_channel: BTreeMap<String, ChannelCounts> = BTreeMap::new();
     for r in &rows {
         let c = &r.counters;
         let slot = usize::try_from((r.hour - s.from) / step).unwrap_or(usize::MAX);
@@ -372,11 +385,6 @@ pub async fn conversations_handler(
             p.handovers += c.handovers;
             p.resolved += c.resolved;
         }
-        let ch = by_channel
-            .entry(r.channel.as_str().to_owned())
-            .or_insert(ChannelCounts { conversations: 0, messages: 0 });
-        ch.conversations += c.conversations;
-        ch.messages += c.messages();
     }
     let interval = match interval {
         Interval::Hour => "hour",
@@ -387,7 +395,7 @@ pub async fn conversations_handler(
         to: s.to,
         interval: interval.into(),
         points,
-        by_channel,
+        by_channel: by_channel(&rows),
     }))
 }
 

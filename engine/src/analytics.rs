@@ -126,12 +126,23 @@ impl Units for i64 {
 /// Fractions are kept in millionths.
 impl Units for f64 {
     fn to_units(self) -> i64 {
-        (self * 1_000_000.0).round() as i64
+        to_micros(self)
     }
 
     fn from_units(units: i64) -> Self {
-        units as f64 / 1_000_000.0
+        from_micros(units)
     }
+}
+
+/// A fraction (a sum of sentiments or confidences) in millionths, rounded: what a store of
+/// integer counters keeps. `as` saturates (and maps NaN to 0): no real sum comes near either.
+pub fn to_micros(v: f64) -> i64 {
+    (v * 1_000_000.0).round() as i64
+}
+
+/// The inverse of [`to_micros`].
+pub fn from_micros(units: i64) -> f64 {
+    units as f64 / 1_000_000.0
 }
 
 impl Counters {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { GUARD, cleanup, openBrowser, startParla } from './harness.mjs';
+import { GUARD, apiCall, cleanup, openBrowser, startParla } from './harness.mjs';
 
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const SHOTS = process.env.CARGO_TARGET_DIR || '/tmp';
@@ -22,14 +22,7 @@ before(async () => { parla = await startParla(); });
 after(cleanup);
 
 /** A JSON call to the admin API; fails the test on an error status. */
-async function api(method, path, body, token) {
-  const headers = { 'content-type': 'application/json' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(`${parla}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
-  const json = await res.json().catch(() => null);
-  assert.ok(res.ok, `${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const api = (method, path, body, token) => apiCall(parla, method, path, body, token);
 
 async function owner(email, name) {
   await api('POST', '/api/auth/register', { email, password: PASSWORD, name });

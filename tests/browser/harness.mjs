@@ -30,6 +30,16 @@ export async function cleanup() {
   await Promise.all(tempDirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 }
 
+/** A JSON call to the admin API of the server at `base`; fails the test on an error status. */
+export async function apiCall(base, method, path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(`${base}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const json = await res.json().catch(() => null);
+  assert.ok(res.ok, `${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
 /** Starts `parla serve` on port 0; resolves to its base URL. */
 export async function startParla(env = {}) {
   assert.ok(PARLA_BIN, 'PARLA_BIN must be set to the parla binary, e.g. PARLA_BIN=$CARGO_TARGET_DIR/debug/parla');

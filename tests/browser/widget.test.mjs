@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import {
-  GUARD, cleanup, embed, message, openBrowser, recordPartials, shownSeqs, startHost, startParla, startProxy,
+  GUARD, apiCall, cleanup, embed, message, openBrowser, recordPartials, shownSeqs, startHost, startParla, startProxy,
   waitConnected, watch,
 } from './harness.mjs';
 
@@ -47,14 +47,7 @@ before(async () => {
 after(cleanup);
 
 /** A JSON call to the admin API; fails the test on an error status. */
-async function api(method, path, body, token) {
-  const headers = { 'content-type': 'application/json' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(`${parla}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
-  const json = await res.json().catch(() => null);
-  assert.ok(res.ok, `${method} ${path} → ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
+const api = (method, path, body, token) => apiCall(parla, method, path, body, token);
 
 /** Drops Chromium's own console line for a socket the proxy cut on purpose. */
 const real = (problems) => problems.filter((p) => !/WebSocket connection to .* failed/.test(p));

@@ -790,15 +790,15 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
             let found: Option<Conversation> =
                 table.get(key).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
             let Some(mut conversation) = found else { return Ok(Outcome::Existed(false)) };
-            let effect = analytics::on_handling(&conversation, handling);
-            let counted = conversation.clone();
+            let mut effect = analytics::on_handling(&conversation, handling);
             conversation.handling = handling.clone();
-            if let Some(stats) = effect.stats.clone() {
+            if let Some(stats) = effect.stats.take() {
                 conversation.stats = stats;
             }
             let bytes = encode(&conversation)?;
-            // Counted last: an op refused before this point leaves no count behind.
-            count_effect(txn, &counted, None, &effect)?;
+            // Counted last: an op refused before this point leaves no count behind. (Counting
+            // reads only the conversation's tenant, bot, channel and start: unchanged here.)
+            count_effect(txn, &conversation, None, &effect)?;
             table.insert(key, bytes.as_slice()).map_err(backend)?;
             return Ok(Outcome::Existed(true));
         }
@@ -1054,7 +1054,7 @@ fn remove_chunks(txn: &WriteTransaction, t: &str, b: &str, id: &str) -> StoreRes
 fn append(txn: &Txn, m: &Message) -> StoreResult<Appended> {
     let (t, c) = (m.tenant_id.as_str(), m.conversation_id.as_str());
     let mut conversations = txn.open_table(CONVERSATIONS).map_err(backend)?;
-    let conversation: Conversation = match conversations.get((t, c)).map_err(backend)? {
+    let mut conversation: Conversation = match conversations.get((t, c)).map_err(backend)? {
         Some(v) => decode(v.value())?,
         None => return Err(StoreError::ConversationNotFound),
     };
@@ -1083,21 +1083,19 @@ fn append(txn: &Txn, m: &Message) -> StoreResult<Appended> {
     }
     // The conversation's sentiment and analytics, in the same transaction as the message
     // that moves them.
-    let effect = analytics::on_append(&conversation, m);
+    let mut effect = analytics::on_append(&conversation, m);
     let sentiment = m.sentiment.filter(|_| m.sender == Sender::User);
-    let updated = (sentiment.is_some() || effect.stats.is_some()).then(|| {
-        let mut updated = conversation.clone();
-        if let Some(sentiment) = sentiment {
-            updated.sentiment_sum += sentiment;
-            updated.sentiment_count += 1;
-        }
-        if let Some(stats) = effect.stats.clone() {
-            updated.stats = stats;
-        }
-        updated
-    });
-    let bytes = updated.as_ref().map(encode).transpose()?;
-    // Counted last: nothing that can refuse the append comes after.
+    let changed = sentiment.is_some() || effect.stats.is_some();
+    if let Some(sentiment) = sentiment {
+        conversation.sentiment_sum += sentiment;
+        conversation.sentiment_count += 1;
+    }
+    if let Some(stats) = effect.stats.take() {
+        conversation.stats = stats;
+    }
+    let bytes = if changed { Some(encode(&conversation)?) } else { None };
+    // Counted last: nothing that can refuse the append comes after. (Counting reads only the
+    // conversation's tenant, bot, channel and start: unchanged above.)
     count_effect(txn, &conversation, Some(m), &effect)?;
     if let Some(bytes) = bytes {
         conversations.insert((t, c), bytes.as_slice()).map_err(backend)?;

@@ -64,8 +64,6 @@ use crate::store::{StoreError, StoreResult};
 /// storing node's clock, give or take its skew). The admin API asks for at most 366 days; the
 /// bound keeps a careless caller from fanning out over thousands of partitions.
 pub(super) const MAX_RANGE_DAYS: i64 = 400;
-/// Counters hold integers: sentiments and confidences are summed in millionths.
-const MICROS: f64 = 1_000_000.0;
 /// Attempts at an unmatched-index insert (idempotent, so safe to repeat).
 const INDEX_ATTEMPTS: u64 = 3;
 /// Rows per page when the unmatched index is read (a page is read only when needed).
@@ -95,15 +93,6 @@ pub(super) fn read_counters_cql() -> String {
          AND day = ? AND hour >= ? AND hour < ?",
         counter_columns().join(", ")
     )
-}
-
-fn micros(v: f64) -> i64 {
-    // `as` saturates (and maps NaN to 0): no sum of real sentiments comes near either.
-    (v * MICROS).round() as i64
-}
-
-fn from_micros(v: i64) -> f64 {
-    v as f64 / MICROS
 }
 
 /// The UTC day (days since the epoch) `at_ms` falls in: the partition of its rows.
@@ -246,7 +235,7 @@ impl CqlStore {
             batch.append_statement(self.st.add_intent.ps.clone());
             values.push(vec![
                 counter(*hits),
-                counter(micros(*sum)),
+                counter(analytics::to_micros(*sum)),
                 text(t),
                 set(CqlValue::BigInt(day_of(*hour))),
                 set(CqlValue::BigInt(*hour)),
@@ -332,7 +321,7 @@ impl CqlStore {
                 bot_id: BotId(bot),
                 intent,
                 hits: hits.map_or(0, |Counter(n)| n),
-                confidence_sum: from_micros(sum.map_or(0, |Counter(n)| n)),
+                confidence_sum: analytics::from_micros(sum.map_or(0, |Counter(n)| n)),
             })
             .collect())
     }
