@@ -148,29 +148,6 @@ impl StoreOp {
     }
 }
 
-const CHANNELS: [Channel; 5] =
-    [Channel::Web, Channel::Whatsapp, Channel::Sms, Channel::Api, Channel::Push];
-
-fn channel_index(channel: Channel) -> usize {
-    match channel {
-        Channel::Web => 0,
-        Channel::Whatsapp => 1,
-        Channel::Sms => 2,
-        Channel::Api => 3,
-        Channel::Push => 4,
-    }
-}
-
-fn channel_label(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Web => "web",
-        Channel::Whatsapp => "whatsapp",
-        Channel::Sms => "sms",
-        Channel::Api => "api",
-        Channel::Push => "push",
-    }
-}
-
 /// Store calls: from a cached read (≈ 10 µs) to an fsync'd append under load, or a CQL round
 /// trip.
 const STORE_BUCKETS: [f64; 14] =
@@ -348,8 +325,8 @@ impl Metrics {
             live_conversations,
             sockets: SocketKind::ALL.map(|k| sockets.with_label_values(&[k.label()])),
             tenant_live,
-            messages: CHANNELS
-                .map(|c| ["in", "out"].map(|d| messages.with_label_values(&[channel_label(c), d]))),
+            messages: Channel::ALL
+                .map(|c| ["in", "out"].map(|d| messages.with_label_values(&[c.as_str(), d]))),
             store: StoreOp::ALL.iter().map(|op| store.with_label_values(&[op.label()])).collect(),
             llm_tokens: ["prompt", "completion"].map(|k| llm_tokens.with_label_values(&[k])),
             errors,
@@ -368,7 +345,7 @@ impl Metrics {
     /// A message stored in a conversation of `channel`.
     pub fn message_stored(&self, channel: Channel, direction: Direction) {
         self.messages_stored.inc();
-        self.messages[channel_index(channel)][direction as usize].inc();
+        self.messages[channel.index()][direction as usize].inc();
     }
 
     /// An actor took a message and `queued` more wait behind it.
@@ -434,6 +411,13 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_channel_indexes_its_own_series() {
+        for (i, channel) in Channel::ALL.into_iter().enumerate() {
+            assert_eq!(channel.index(), i, "{channel:?}");
+        }
+    }
 
     #[test]
     fn every_series_renders_in_the_text_format() {

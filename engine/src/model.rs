@@ -555,6 +555,11 @@ impl Channel {
         }
     }
 
+    /// Its index in [`Channel::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The channel named `name` (as [`Channel::as_str`] writes it).
     pub fn from_name(name: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.as_str() == name)
