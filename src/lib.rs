@@ -7,7 +7,9 @@
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`, on every role's listener (the last two on
 //!   `[server] ops_listen` instead when it is set).
 //! - [`logging`]: the log subscriber (`[log] format`: pretty or JSON lines).
+//! - [`headers`]: the security headers every response carries (CSP, no framing).
 
+pub mod headers;
 pub mod logging;
 pub mod ops;
 
@@ -111,9 +113,13 @@ impl Running {
 /// conversation actors.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let roles = Roles::of(&settings.cluster.role);
+    private_data_dir(&settings.store.data_dir)
+        .with_context(|| format!("securing the data dir {}", settings.store.data_dir.display()))?;
     let store = open_store(&settings).await?;
     let demo_created = if settings.demo.enabled {
-        demo::ensure_demo(&*store).await.context("seeding the demo")?
+        demo::ensure_demo(&*store, settings.demo.llm_tokens_per_month)
+            .await
+            .context("seeding the demo")?
     } else {
         false
     };
@@ -183,6 +189,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if resumed > 0 {
         tracing::info!(documents = resumed, "resumed unfinished document processing");
     }
+    if roles.admin {
+        // Bots deleted before a stop whose conversations were not all gone yet (the admin role
+        // deletes bots, so it finishes them).
+        let bots = engine.resume_bot_deletions().await.context("resuming bot deletions")?;
+        if bots > 0 {
+            tracing::info!(bots, "resumed deleting deleted bots' conversations");
+        }
+    }
 
     let channels = parla_channels::Channels::new(
         engine.clone(),
@@ -218,13 +232,22 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         intent_writes: tokio::sync::Mutex::new(()),
         channels: channels.clone(),
     });
+    if roles.admin {
+        admin.mailer.retry_outbox(Duration::from_secs(settings.mail.outbox_retry_secs));
+    }
     let (app_engine, gateway, app_admin) =
         (engine.clone(), settings.gateway.clone(), admin.clone());
+    let visitor_limits = Arc::new(parla_gateway::VisitorLimits::new(
+        &settings.gateway,
+        settings.server.trusted_proxies(),
+    ));
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let ops_addr = settings.server.ops_addr();
     let separate_ops = ops_addr.is_some();
     let mut server = HttpServer::new(move || {
-        let mut app = App::new().configure(ops::configure(app_engine.clone(), separate_ops));
+        let mut app = App::new()
+            .wrap(headers::security())
+            .configure(ops::configure(app_engine.clone(), separate_ops));
         if roles.admin {
             app = app
                 .configure(parla_admin_api::configure(app_admin.clone()))
@@ -234,6 +257,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             app = app.configure(parla_gateway::configure(
                 app_engine.clone(),
                 gateway.clone(),
+                visitor_limits.clone(),
                 shutdown_rx.clone(),
             ));
         }
@@ -265,7 +289,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         Some(at) => {
             let ops_engine = engine.clone();
             let ops_server = HttpServer::new(move || {
-                App::new().configure(ops::configure(ops_engine.clone(), false))
+                App::new()
+                    .wrap(headers::security())
+                    .configure(ops::configure(ops_engine.clone(), false))
             })
             .workers(1)
             .disable_signals()
@@ -288,6 +314,28 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let task = tokio::spawn(server);
     let ops_addr = ops.map(|(a, _)| a);
     Ok(Running { addr, ops_addr, engine, demo_created, stopper, task })
+}
+
+/// Makes the data dir readable by its owner only: it holds password hashes, TOTP secrets,
+/// tenants' LLM keys and webhook secrets, transcripts and live reset links. Creates it `0700`;
+/// an existing one (an install from before this rule) is tightened to `0700`, and what is in it
+/// to `0600` (files) and `0700` (folders). Files created later are `0600` through the process's
+/// umask, which `parla serve` sets to `077` before anything opens.
+pub fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let mode = match () {
+            _ if kind.is_dir() => 0o700,
+            _ if kind.is_file() => 0o600,
+            _ => continue, // A symlink's own mode means nothing; what it points to is not ours.
+        };
+        std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// The auth endpoints' limits: in-process, or shared by every node through Redis.

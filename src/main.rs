@@ -42,6 +42,9 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Everything this process creates is its owner's alone (the data dir holds secrets and
+    // transcripts): files 0600, folders 0700. Set before any thread or file exists.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen, data_dir, role } => {

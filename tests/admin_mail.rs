@@ -30,10 +30,13 @@ struct Sink {
 }
 
 async fn sink() -> Sink {
+    sink_on(free_port()).await
+}
+
+async fn sink_on(port: u16) -> Sink {
     let python = std::env::var("PARLA_TEST_PYTHON")
         .unwrap_or_else(|_| "/var/tmp/parla-py/bin/python".to_owned());
     let dir = tempfile::tempdir().expect("dir");
-    let port = free_port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
     let mut child = tokio::process::Command::new(&python)
         .arg(script)
@@ -188,4 +191,47 @@ async fn a_failing_relay_leaves_the_mail_in_the_outbox_with_the_error() {
     assert_eq!(queued.len(), 2, "verification and reset: {queued:?}");
     assert!(queued.iter().all(|m| m["relay_error"].is_string()));
     assert!(sink.mails(0).await.is_empty());
+}
+
+/// Mail queued while the relay was down is relayed once it is back, and leaves the outbox: the
+/// reset link it holds does not stay on disk after it was mailed (issue 19, item 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_mail_is_relayed_when_the_relay_returns_and_leaves_the_outbox() {
+    let port = free_port();
+    let server = start_with(|s| {
+        s.mail.smtp_url = format!("smtp://127.0.0.1:{port}");
+        s.mail.smtp_username = USER.into();
+        s.mail.smtp_password = PASSWORD_SMTP.into();
+        s.mail.smtp_timeout_ms = 2000;
+        s.mail.outbox_retry_secs = 1;
+    })
+    .await;
+    assert_eq!(register(&server, "cy@example.com").await, 201);
+    let (status, _) =
+        server.post("/api/auth/forgot-password", json!({"email": "cy@example.com"}), None).await;
+    assert_eq!(status, 202);
+    let queued = outbox(&server);
+    assert_eq!(queued.len(), 2, "the relay is down: both mails queued: {queued:?}");
+    let path = server.dir.path().join("outbox.jsonl");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&path).expect("outbox").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the outbox is its owner's alone");
+
+    // The relay comes up on the configured port: both mails reach it, and the outbox empties.
+    let sink = sink_on(port).await;
+    let mails = sink.mails(2).await;
+    let subjects: Vec<&str> = mails.iter().filter_map(|m| m["data"].as_str()).collect();
+    assert!(subjects.iter().any(|d| d.contains("Reset your Parla password")), "{subjects:?}");
+    for _ in 0..250 {
+        if outbox(&server).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(outbox(&server).is_empty(), "relayed mail left the outbox: {:?}", outbox(&server));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&path).expect("outbox").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "rewritten owner-only");
 }

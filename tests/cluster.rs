@@ -47,7 +47,9 @@ impl Cluster {
             ("PARLA__GATEWAY__RATE_PER_SECOND", "1000000".to_owned()),
             ("PARLA__GATEWAY__RATE_BURST", "1000000".to_owned()),
             ("PARLA__EMBEDDINGS__LOCAL_MODEL", String::new()),
+            ("PARLA__SERVER__OPS_LISTEN", "127.0.0.1:0".to_owned()),
         ];
+        let env = env.into_iter().chain(UNLIMITED_VISITORS.map(|(k, v)| (k, v.to_owned())));
         let cluster = Self { env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() };
         let out = Command::new(env!("CARGO_BIN_EXE_parla"))
             .arg("migrate")

@@ -174,7 +174,7 @@ fn the_parser_reads_the_text_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_sockets_messages_store_calls_and_errors() {
     let server = start().await;
-    let before = scrape(server.addr).await;
+    let before = scrape(server.ops()).await;
     for (name, kind) in [
         ("parla_live_conversations", "gauge"),
         ("parla_messages_stored_total", "counter"),
@@ -195,7 +195,7 @@ async fn metrics_count_sockets_messages_store_calls_and_errors() {
     let conversation = welcome["conversation_id"].as_str().expect("id").to_owned();
     let exchange = visitor.exchange("m1", "hello").await;
     assert!(!exchange.reply.end["text"].as_str().unwrap_or_default().is_empty());
-    let during = scrape(server.addr).await;
+    let during = scrape(server.ops()).await;
     assert_eq!(during.get("parla_sockets_open", &[("kind", "widget")]), 1.0);
     assert_eq!(
         during.get("parla_messages_total", &web("in"))
@@ -238,7 +238,7 @@ async fn metrics_count_sockets_messages_store_calls_and_errors() {
     visitor.send_raw("{not json".to_owned()).await;
     let error = visitor.expect("error").await;
     assert_eq!(error["code"], "malformed_frame");
-    let after_error = scrape(server.addr).await;
+    let after_error = scrape(server.ops()).await;
     assert_eq!(
         after_error.get("parla_errors_total", &[("source", "widget"), ("code", "malformed_frame")]),
         1.0
@@ -246,7 +246,7 @@ async fn metrics_count_sockets_messages_store_calls_and_errors() {
 
     // The socket is counted down once it closes.
     drop(visitor);
-    scrape_until(server.addr, "the widget socket counted down", |s| {
+    scrape_until(server.ops(), "the widget socket counted down", |s| {
         s.get("parla_sockets_open", &[("kind", "widget")]) == 0.0
     })
     .await;
@@ -256,11 +256,11 @@ async fn metrics_count_sockets_messages_store_calls_and_errors() {
     agent.send_raw("[]".to_owned()).await;
     let error = agent.expect("error").await;
     let code = error["code"].as_str().expect("code").to_owned();
-    let s = scrape(server.addr).await;
+    let s = scrape(server.ops()).await;
     assert_eq!(s.get("parla_sockets_open", &[("kind", "agent")]), 1.0);
     assert_eq!(s.get("parla_errors_total", &[("source", "agent"), ("code", &code)]), 1.0);
     drop(agent);
-    scrape_until(server.addr, "the agent socket counted down", |s| {
+    scrape_until(server.ops(), "the agent socket counted down", |s| {
         s.get("parla_sockets_open", &[("kind", "agent")]) == 0.0
     })
     .await;
@@ -273,7 +273,7 @@ async fn metrics_count_sockets_messages_store_calls_and_errors() {
     assert_eq!((status, error_code(&body)), (404, "not_found"));
     let (status, body) = server.call("POST", "/api/auth/login", Some("{"), None).await;
     assert_eq!((status, error_code(&body)), (400, "malformed_body"));
-    let s = scrape(server.addr).await;
+    let s = scrape(server.ops()).await;
     for code in [unauthorized.as_str(), "not_found", "malformed_body"] {
         assert_eq!(
             s.get("parla_errors_total", &[("source", "api"), ("code", code)]),
@@ -291,7 +291,7 @@ async fn metrics_count_sockets_messages_store_calls_and_errors() {
         .await;
     assert_eq!(status, 201);
     let total: f64 =
-        scrape(server.addr).await.all("parla_errors_total").iter().map(|(_, v)| v).sum();
+        scrape(server.ops()).await.all("parla_errors_total").iter().map(|(_, v)| v).sum();
     assert_eq!(total, 5.0, "2 socket errors and 3 API errors");
     assert!(!conversation.is_empty());
 }
@@ -337,7 +337,7 @@ async fn llm_answers_are_timed_and_their_tokens_counted() {
     visitor.hello_demo().await;
     let exchange = visitor.exchange("m1", "zebras juggle quantum xylophones").await;
     assert_eq!(exchange.reply.end["text"], "Hello there", "answered by the LLM");
-    let s = scrape(server.addr).await;
+    let s = scrape(server.ops()).await;
     assert_eq!(s.types["parla_llm_first_token_seconds"], "histogram");
     assert_eq!(s.get("parla_llm_first_token_seconds_count", &[]), 1.0);
     assert_eq!(s.get("parla_llm_reply_seconds_count", &[]), 1.0);
@@ -404,7 +404,7 @@ async fn readiness_names_a_remote_port_that_is_down_and_recovers() {
     let (status, body) = server.call("GET", "/healthz", None, None).await;
     assert_eq!((status, &body), (200, &json!({"status": "ok"})));
 
-    let ready = readyz_until(server.addr, 200, "ready").await;
+    let ready = readyz_until(server.ops(), 200, "ready").await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["checks"]["store"]["status"], "ok");
     assert_eq!(ready["checks"]["embeddings"]["status"], "ok");
@@ -415,7 +415,7 @@ async fn readiness_names_a_remote_port_that_is_down_and_recovers() {
     // body says which check failed.
     api_task.abort();
     let _ = api_task.await;
-    let down = readyz_until(server.addr, 200, "degraded").await;
+    let down = readyz_until(server.ops(), 200, "degraded").await;
     assert_eq!(down["checks"]["embeddings"]["status"], "degraded", "{down}");
     assert_eq!(down["checks"]["store"]["status"], "ok", "{down}");
     // Liveness does not depend on it.
@@ -423,7 +423,7 @@ async fn readiness_names_a_remote_port_that_is_down_and_recovers() {
 
     // Back on the same address: ready again.
     let (_, api_task, _) = tiny_http_server(api).await;
-    let up = readyz_until(server.addr, 200, "ready").await;
+    let up = readyz_until(server.ops(), 200, "ready").await;
     assert_eq!(up["checks"]["embeddings"]["status"], "ok");
     api_task.abort();
 }
@@ -433,7 +433,7 @@ async fn readiness_is_probed_once_for_many_callers_and_cached() {
     let (api, api_task, probes) = tiny_http_server("127.0.0.1:0".parse().expect("addr")).await;
     let server = start_with(|s| s.embeddings.base_url = format!("http://{api}/v1")).await;
     // Twenty callers at once share one probe.
-    let calls = (0..20).map(|_| http_call(server.addr, "GET", "/readyz", None, None));
+    let calls = (0..20).map(|_| http_call(server.ops(), "GET", "/readyz", None, None));
     for (status, body) in futures_util::future::join_all(calls).await {
         assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
     }
@@ -512,19 +512,19 @@ async fn in_a_cluster_readiness_fails_when_redis_goes_and_returns_when_it_is_bac
         s.auth.jwt_secret = "cluster-test-secret-of-at-least-32-bytes".into();
     })
     .await;
-    let ready = readyz_until(server.addr, 200, "ready").await;
+    let ready = readyz_until(server.ops(), 200, "ready").await;
     for check in ["store", "kafka", "redis"] {
         assert_eq!(ready["checks"][check]["status"], "ok", "{check}: {ready}");
     }
 
     let listen = proxy.stop();
-    let down = readyz_until(server.addr, 503, "unavailable").await;
+    let down = readyz_until(server.ops(), 503, "unavailable").await;
     assert_eq!(down["checks"]["redis"]["status"], "failed", "{down}");
     assert_eq!(down["checks"]["kafka"]["status"], "ok", "{down}");
     assert_eq!(down["checks"]["store"]["status"], "ok", "{down}");
 
     let proxy = Proxy::start(listen, redis).await;
-    let up = readyz_until(server.addr, 200, "ready").await;
+    let up = readyz_until(server.ops(), 200, "ready").await;
     assert_eq!(up["checks"]["redis"]["status"], "ok", "{up}");
     if let Some(running) = server.running.take() {
         running.stop().await.expect("stops");
@@ -606,10 +606,15 @@ async fn json_logs_name_the_conversation_and_never_carry_the_visitors_text() {
     assert!(by_level.contains_key("INFO"), "{by_level:?}");
 }
 
-/// With `[server] ops_listen`, `/readyz` and `/metrics` leave the public listener (metrics name
-/// tenants) for one of their own; `/healthz` stays on both.
+/// By default `/readyz` and `/metrics` are not on the public listener (metrics name every
+/// tenant): they have one of their own, on loopback; `/healthz` stays on both. (Issue 19,
+/// item 13: the public listener used to list every tenant id to anyone.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operations_endpoints_can_have_a_listener_of_their_own() {
+async fn metrics_are_off_the_public_listener_by_default() {
+    let defaults = parla_config::Settings::defaults().expect("defaults");
+    let ops_default = defaults.server.ops_addr().expect("an operations listener by default");
+    assert!(ops_default.ip().is_loopback(), "on loopback by default: {ops_default}");
+    // The default, but on a free port (a fixed one would collide between tests).
     let server = start_with(|s| s.server.ops_listen = "127.0.0.1:0".into()).await;
     let ops = server.running.as_ref().and_then(|r| r.ops_addr).expect("an ops listener");
     assert_ne!(ops, server.addr);
@@ -622,6 +627,14 @@ async fn the_operations_endpoints_can_have_a_listener_of_their_own() {
     assert!(metrics.contains("parla_live_conversations"), "{metrics}");
     assert_eq!(readyz_until(ops, 200, "ready").await["checks"]["store"]["status"], "ok");
     assert_eq!(http_get(ops, "/healthz").await.0, 200);
+}
+
+/// An operator who wants them public says so: `ops_listen = ""`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_public_only_when_the_operator_empties_ops_listen() {
+    let server = start_with(|s| s.server.ops_listen = String::new()).await;
+    assert!(server.running.as_ref().and_then(|r| r.ops_addr).is_none());
+    assert_eq!(http_get(server.addr, "/metrics").await.0, 200);
 }
 
 #[test]

@@ -363,10 +363,51 @@ async fn the_demo_page_health_and_metrics_are_served() {
     assert!(app.contains("/v1/widget/ws"), "the app speaks to the widget socket");
     let (status, body) = server.get("/healthz").await;
     assert_eq!((status, body.contains("ok")), (200, true));
-    let (status, body) = server.get("/metrics").await;
+    let (status, body) = http_get(server.ops(), "/metrics").await;
     assert_eq!(status, 200);
     assert!(body.contains("# TYPE parla_messages_stored_total counter"));
     assert_eq!(server.get("/nope").await.0, 404);
+}
+
+/// Every response, page or not, says the page may not be framed and runs no inline or foreign
+/// script (issue 19, item 14: the console could be framed for clickjacking); the pages' scripts
+/// are files of their own, so the policy holds without `'unsafe-inline'`. The widget is a
+/// script other sites load, so it stays loadable from anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_security_headers_and_pages_cannot_be_framed() {
+    let server = start().await;
+    for path in
+        ["/", "/console", "/demo.js", "/console.js", "/widget.js", "/api/openapi.json", "/nope"]
+    {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.addr);
+        let (status, head, _) = raw_http(server.addr, &request).await;
+        assert!(status == 200 || path == "/nope", "{path}: {status}");
+        let head = head.to_lowercase();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+                .unwrap_or_else(|| panic!("{path} has no {name}: {head}"))
+        };
+        let csp = header("content-security-policy");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("script-src 'self' 'unsafe"), "no inline script allowed: {csp}");
+        assert_eq!(header("x-frame-options"), "deny", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+    }
+    // The pages really have no inline script left for the policy to block.
+    for page in ["/", "/console"] {
+        let (_, html) = server.get(page).await;
+        assert!(!html.contains("<script>"), "{page} has an inline script");
+    }
+    let (_, head_of_widget, _) = raw_http(
+        server.addr,
+        &format!("GET /widget.js HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.addr),
+    )
+    .await;
+    assert!(head_of_widget.to_lowercase().contains("access-control-allow-origin: *"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

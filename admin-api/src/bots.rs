@@ -244,12 +244,19 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     require_writer(&caller)?;
     let id = BotId(path.into_inner());
-    if !state.store.delete_bot(&caller.tenant, &id).await? {
-        return Err(not_found("bot"));
+    match state.engine.delete_bot(&caller.tenant, &id).await {
+        Ok(true) => Ok(HttpResponse::NoContent().finish()),
+        Ok(false) => Err(not_found("bot")),
+        Err(parla_engine::EngineError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "deleting a bot");
+            Err(ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ))
+        }
     }
-    state.engine.bot_changed(&caller.tenant, &id);
-    state.engine.knowledge().forget_bot(&caller.tenant, &id).await;
-    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn set_status(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::{
-    OpenRequest,
+    Deletion, OpenRequest,
     bus::{Event, Inbound},
     model::{BotId, Channel, ConnId, ConversationId, ConversationKey},
 };
@@ -214,11 +214,10 @@ pub async fn open(
         origin: None,
     };
     let opened = state.engine.open(request).await.map_err(|e| engine_error(&e))?;
-    state
-        .engine
-        .send(opened.key.clone(), None, Inbound::Start)
-        .await
-        .map_err(|e| engine_error(&e))?;
+    // An integration asked for it: stored now, with the bot's greeting.
+    if let Some(pending) = &opened.pending {
+        state.engine.materialize(pending).await.map_err(|e| engine_error(&e))?;
+    }
     Ok(HttpResponse::Created().json(Opened {
         conversation_id: opened.key.conversation_id,
         resume_token: opened.resume_token,
@@ -345,45 +344,16 @@ pub async fn delete(
     let conversation = own_conversation(&state, &caller, &path).await?;
     let key =
         ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };
-    let conn = ConnId::generate();
-    let mut events = state.engine.subscribe(&key, Some(conn)).await;
-    state
-        .engine
-        .send(key.clone(), Some(conn), Inbound::Delete)
-        .await
-        .map_err(|e| engine_error(&e))?;
-    let wait = async {
-        loop {
-            match events.recv().await {
-                Ok(event) => match &*event {
-                    Event::Rejected { code, .. } if code == "conversation_deleted" => return Ok(()),
-                    Event::Rejected { conn: Some(to), message, .. } if *to == conn => {
-                        return Err(ApiError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "not_deleted",
-                            message.clone(),
-                        ));
-                    }
-                    _ => {}
-                },
-                // Fell behind: the confirmation may be among the events dropped.
-                Err(parla_engine::bus::RecvError::Lagged(_)) => {
-                    let gone = state.store.get_conversation(&key.tenant_id, &key.conversation_id);
-                    if matches!(gone.await, Ok(None)) {
-                        return Ok(());
-                    }
-                }
-                Err(parla_engine::bus::RecvError::Closed) => return Ok(()),
-            }
+    match state.engine.delete_conversation(&key, STORE_WAIT).await {
+        Ok(Deletion::Deleted) => Ok(HttpResponse::NoContent().finish()),
+        Ok(Deletion::Refused(why)) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_deleted", why))
         }
-    };
-    match tokio::time::timeout(STORE_WAIT, wait).await {
-        Ok(Ok(())) => Ok(HttpResponse::NoContent().finish()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(ApiError::new(
+        Ok(Deletion::TimedOut) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
             "the deletion was not confirmed in time; retry",
         )),
+        Err(e) => Err(engine_error(&e)),
     }
 }

@@ -234,6 +234,11 @@ pub struct MailSettings {
     pub smtp_timeout_ms: u64,
     /// The `From` of every mail, e.g. `Parla <no-reply@example.com>`.
     pub from: String,
+    /// With a relay, how often the outbox's mail is offered to it again: often enough that a
+    /// reset link arrives soon after the relay is back, rare enough not to hammer a relay
+    /// that refuses. Relayed mail leaves the outbox, which then holds no live link it needs
+    /// not hold.
+    pub outbox_retry_secs: u64,
 }
 
 impl std::fmt::Debug for MailSettings {
@@ -247,6 +252,7 @@ impl std::fmt::Debug for MailSettings {
             )
             .field("smtp_timeout_ms", &self.smtp_timeout_ms)
             .field("from", &self.from)
+            .field("outbox_retry_secs", &self.outbox_retry_secs)
             .finish()
     }
 }
@@ -291,10 +297,16 @@ pub struct ServerSettings {
     pub max_connections_per_worker: usize,
     /// Seconds given to open work on shutdown.
     pub shutdown_grace_secs: u64,
-    /// A second listener for `/readyz` and `/metrics` only (e.g. `0.0.0.0:9090`), kept out of
-    /// the public one; empty: they are served on `listen`.
+    /// A second listener for `/readyz` and `/metrics` only, kept out of the public one (metrics
+    /// name every tenant): `127.0.0.1:9464` by default; empty: they are served on `listen`.
     #[serde(default)]
     pub ops_listen: String,
+    /// Addresses or CIDR blocks of the operator's reverse proxies (an Ingress, a load
+    /// balancer). A request from one of them is counted, for per-client limits, under the
+    /// address its `X-Forwarded-For` names; from anyone else, under its own address (the header
+    /// is anyone's to forge). Without this, every visitor behind a proxy shares one budget.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl ServerSettings {
@@ -302,6 +314,19 @@ impl ServerSettings {
     pub fn ops_addr(&self) -> Option<SocketAddr> {
         self.ops_listen.trim().parse().ok()
     }
+
+    /// `trusted_proxies` parsed (each checked by `validate`); a bare address is its own /32 or
+    /// /128.
+    pub fn trusted_proxies(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies.iter().filter_map(|p| parse_net(p)).collect()
+    }
+}
+
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// The embedded durable store.
@@ -405,6 +430,19 @@ pub struct GatewaySettings {
     pub rate_per_second: u32,
     /// Burst of frames per connection.
     pub rate_burst: u32,
+    /// Widget sockets one client address (IPv6: its /64) may hold open at once: enough for a
+    /// household or an office behind one NAT with several tabs each, far below what exhausts a
+    /// process's 20k file descriptors.
+    pub max_sockets_per_ip: usize,
+    /// `hello`s one client address may send per minute, sustained, and at once: a visitor
+    /// sends one per page load, so this only stops a script opening conversations in a loop.
+    pub hellos_per_ip_per_minute: u32,
+    pub hello_burst_per_ip: u32,
+    /// New conversations (a visitor's first message) one bot takes per minute from widget
+    /// visitors, sustained and at once, across all addresses: bounds what a botnet can store in
+    /// a tenant's name. Integrations (the admin API) and channels are not counted.
+    pub new_conversations_per_bot_per_minute: u32,
+    pub new_conversation_burst_per_bot: u32,
 }
 
 /// The built-in responder.
@@ -436,6 +474,9 @@ pub struct LogSettings {
 pub struct DemoSettings {
     /// Create the demo tenant and bot `demo` when they are missing.
     pub enabled: bool,
+    /// The demo tenant's monthly LLM token budget: anyone may chat with the demo bot, so the
+    /// server-wide LLM key it would spend is capped (set at every start).
+    pub llm_tokens_per_month: u64,
 }
 
 impl Settings {
@@ -471,7 +512,7 @@ impl Settings {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let must_be_positive: [(&'static str, u64); 27] = [
+        let must_be_positive: &[(&'static str, u64)] = &[
             ("engine.webhook_timeout_ms", self.engine.webhook_timeout_ms),
             ("knowledge.max_document_bytes", self.knowledge.max_document_bytes as u64),
             ("knowledge.chunk_chars", self.knowledge.chunk_chars as u64),
@@ -499,12 +540,29 @@ impl Settings {
             ("gateway.hello_timeout_ms", self.gateway.hello_timeout_ms),
             ("gateway.rate_per_second", u64::from(self.gateway.rate_per_second)),
             ("gateway.rate_burst", u64::from(self.gateway.rate_burst)),
+            ("gateway.max_sockets_per_ip", self.gateway.max_sockets_per_ip as u64),
+            ("gateway.hellos_per_ip_per_minute", u64::from(self.gateway.hellos_per_ip_per_minute)),
+            ("gateway.hello_burst_per_ip", u64::from(self.gateway.hello_burst_per_ip)),
+            (
+                "gateway.new_conversations_per_bot_per_minute",
+                u64::from(self.gateway.new_conversations_per_bot_per_minute),
+            ),
+            (
+                "gateway.new_conversation_burst_per_bot",
+                u64::from(self.gateway.new_conversation_burst_per_bot),
+            ),
             ("auth.access_ttl_secs", self.auth.access_ttl_secs),
             ("auth.refresh_ttl_secs", self.auth.refresh_ttl_secs),
             ("auth.ip_requests_per_15min", u64::from(self.auth.ip_requests_per_15min)),
         ];
         if let Some((key, _)) = must_be_positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });
+        }
+        if let Some(bad) = self.server.trusted_proxies.iter().find(|p| parse_net(p).is_none()) {
+            return Err(ConfigError::Invalid {
+                key: "server.trusted_proxies",
+                problem: format!("{bad:?} is not an address or a CIDR block such as 10.0.0.0/8"),
+            });
         }
         if !self.server.ops_listen.trim().is_empty() && self.server.ops_addr().is_none() {
             return Err(ConfigError::Invalid {
@@ -544,11 +602,13 @@ impl Settings {
                 });
             }
         }
-        if self.mail.smtp_timeout_ms == 0 {
-            return Err(ConfigError::Invalid {
-                key: "mail.smtp_timeout_ms",
-                problem: "must be greater than 0".into(),
-            });
+        for (key, value) in [
+            ("mail.smtp_timeout_ms", self.mail.smtp_timeout_ms),
+            ("mail.outbox_retry_secs", self.mail.outbox_retry_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });
+            }
         }
         if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
             return Err(ConfigError::Invalid {

@@ -28,7 +28,9 @@
 //! # Passivation
 //! An actor with an empty mailbox and no stream in flight for `idle_passivate` removes itself
 //! from its tenant supervisor and stops; the next event for the conversation starts a fresh
-//! actor, which rehydrates from the store.
+//! actor, which rehydrates from the store. Under pressure (its tenant at its cap of live
+//! actors) the supervisor passivates the least recently used idle actor at once instead of
+//! refusing a new conversation: each actor publishes whether it is idle in its [`Activity`].
 
 use std::{
     collections::HashMap,
@@ -104,9 +106,40 @@ pub(crate) struct ActorHandle {
     pub tx: mpsc::Sender<ActorMsg>,
     /// Tells incarnations apart, so a stopping actor removes only its own entry.
     pub generation: u64,
-    /// Set to let go of the conversation (it moved to another node): seen before anything
-    /// queued in the mailbox. Closed once the actor has stopped.
+    /// Set to let go of the conversation (it moved to another node, or is passivated under
+    /// pressure): seen before anything queued in the mailbox. Closed once the actor has stopped.
     pub release: Arc<tokio::sync::watch::Sender<bool>>,
+    pub activity: Arc<Activity>,
+}
+
+/// What the supervisor can know of an actor without asking it (an atomic read, no message):
+/// whether it could stop now without losing anything, and since when it did nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    /// True while the actor waits for its next message with no bot stream in flight.
+    idle: std::sync::atomic::AtomicBool,
+    /// When it last finished a message (Unix ms): the least recently used is passivated first.
+    last_ms: std::sync::atomic::AtomicI64,
+    /// Set by a supervisor that passivated it under pressure (then told it to let go).
+    evicted: std::sync::atomic::AtomicBool,
+}
+
+impl Activity {
+    pub(crate) fn idle(&self) -> bool {
+        self.idle.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn last_ms(&self) -> i64 {
+        self.last_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn evict(&self) {
+        self.evicted.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl ActorHandle {
@@ -150,6 +183,7 @@ pub(crate) struct ConversationActor {
     deleted: bool,
     /// The receipt of the inbound event in hand; a reply it starts takes it along.
     receipt: Option<Receipt>,
+    activity: Arc<Activity>,
 }
 
 impl ConversationActor {
@@ -162,6 +196,8 @@ impl ConversationActor {
     ) -> ActorHandle {
         let (tx, rx) = mpsc::channel(deps.settings.mailbox_capacity);
         let (release, released) = tokio::sync::watch::channel(false);
+        let activity = Arc::new(Activity::default());
+        activity.last_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
         let actor = ConversationActor {
             key,
             generation,
@@ -171,11 +207,12 @@ impl ConversationActor {
             in_flight: HashMap::new(),
             deleted: false,
             receipt: None,
+            activity: activity.clone(),
         };
         deps.metrics.actor_starts.inc();
         deps.metrics.live_conversations.inc();
         deps.runtime.spawn(actor.run(rx, released));
-        ActorHandle { tx, generation, release: Arc::new(release) }
+        ActorHandle { tx, generation, release: Arc::new(release), activity }
     }
 
     async fn run(
@@ -188,6 +225,10 @@ impl ConversationActor {
         let hydrated = Box::pin(self.hydrate_with_retry()).instrument(self.span()).await;
         let mut state = match hydrated {
             Ok(state) => state,
+            Err(EngineError::BotNotFound) => {
+                let span = self.span();
+                return Box::pin(self.orphaned(&mut rx)).instrument(span).await;
+            }
             Err(e) => return self.give_up(&mut rx, &e),
         };
         if self.deps.bus.redelivers() {
@@ -200,6 +241,8 @@ impl ConversationActor {
         // mailbox is drained as it closes.
         let mut orphaned = false;
         loop {
+            // Passivatable by the supervisor while it waits here with nothing in flight.
+            self.activity.set_idle(self.in_flight.is_empty());
             // A release comes before anything queued: that belongs to the conversation's next
             // node.
             let next = tokio::select! {
@@ -213,8 +256,17 @@ impl ConversationActor {
                 },
                 next = tokio::time::timeout(idle, rx.recv()) => Some(next),
             };
+            self.activity.set_idle(false);
             let Some(next) = next else {
-                self.release(&mut rx);
+                if self.activity.evicted.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Passivated under pressure: the supervisor already forgot it, with an
+                    // empty mailbox and nothing in flight; nothing is left to hand over.
+                    rx.close();
+                    self.deps.metrics.actor_passivations.inc();
+                    tracing::debug!(conversation = %self.key.conversation_id, "passivated under pressure");
+                } else {
+                    self.release(&mut rx);
+                }
                 break;
             };
             match next {
@@ -227,6 +279,7 @@ impl ConversationActor {
                     if let Err(e) = handled.instrument(span).await {
                         return self.give_up(&mut rx, &e);
                     }
+                    self.activity.last_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
                     if self.deleted {
                         return self.give_up(&mut rx, &EngineError::ConversationNotFound);
                     }
@@ -269,6 +322,33 @@ impl ConversationActor {
         }
         for (_, stream) in self.in_flight.drain() {
             stream.stop();
+        }
+        self.deps.metrics.live_conversations.dec();
+    }
+
+    /// The conversation's bot is gone (deleted): nothing can be answered any more, but the
+    /// conversation can still be deleted — which is how a deleted bot's conversations go after
+    /// it, each through its own actor ([`crate::Engine::delete_bot`]). Like [`Self::give_up`],
+    /// except that a queued `Delete` is carried out.
+    async fn orphaned(&mut self, rx: &mut mpsc::Receiver<ActorMsg>) {
+        if let Some(supervisor) = self.supervisor.upgrade() {
+            supervisor.remove(&self.key.conversation_id, self.generation);
+        }
+        rx.close();
+        let mut deletes = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                ActorMsg::Inbound(envelope) if matches!(envelope.inbound, Inbound::Delete) => {
+                    deletes.push(envelope)
+                }
+                other => self.reject(other, &EngineError::BotNotFound),
+            }
+        }
+        for envelope in deletes {
+            if !self.deleted {
+                self.on_delete(envelope.origin).await;
+            }
+            envelope.receipt.done();
         }
         self.deps.metrics.live_conversations.dec();
     }
@@ -1210,27 +1290,7 @@ impl ConversationActor {
         text: String,
         client_msg_id: Option<String>,
     ) -> Message {
-        Message {
-            id: MessageId::generate(),
-            tenant_id: self.key.tenant_id.clone(),
-            conversation_id: self.key.conversation_id.clone(),
-            seq: state.last_seq + 1,
-            sender,
-            kind: MessageType::Text,
-            text,
-            client_msg_id,
-            intent: None,
-            confidence: None,
-            sentiment: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            agent_id: None,
-            created_at: now_ms(),
-            delivery: None,
-            content: None,
-            postback: None,
-            form: None,
-        }
+        Message::text(&self.key, state.last_seq + 1, sender, text, client_msg_id)
     }
 
     /// Stores `message` (durable on return) and advances `last_seq`. Returns the message when it

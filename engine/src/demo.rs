@@ -8,15 +8,25 @@ use crate::{
 pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_BOT: &str = "demo";
 
-/// Creates the demo tenant, bot and intents if the bot `demo` does not exist. Returns whether it
-/// created them.
-pub async fn ensure_demo(store: &dyn Store) -> Result<bool, StoreError> {
+/// Creates the demo tenant, bot and intents if the bot `demo` does not exist, and caps the demo
+/// tenant's LLM tokens per month at `llm_budget` (anyone can chat with the demo bot: it must
+/// not spend the server's LLM key without a limit). Returns whether it created them.
+pub async fn ensure_demo(store: &dyn Store, llm_budget: u64) -> Result<bool, StoreError> {
+    let tenant = TenantId::from(DEMO_TENANT);
     if store.resolve_bot(&BotId::from(DEMO_BOT)).await?.is_some() {
+        // A demo from before the budget, or with another one: capped as configured now.
+        if let Some(mut existing) = store.get_tenant(&tenant).await?
+            && existing.monthly_token_budget != Some(llm_budget)
+        {
+            existing.monthly_token_budget = Some(llm_budget);
+            store.put_tenant(&existing).await?;
+        }
         return Ok(false);
     }
     let now = now_ms();
-    let tenant = TenantId::from(DEMO_TENANT);
-    store.put_tenant(&Tenant::new(tenant.clone(), "Parla demo".into(), now)).await?;
+    let mut demo = Tenant::new(tenant.clone(), "Parla demo".into(), now);
+    demo.monthly_token_budget = Some(llm_budget);
+    store.put_tenant(&demo).await?;
     let bot = Bot {
         id: BotId::from(DEMO_BOT),
         tenant_id: tenant.clone(),

@@ -29,9 +29,6 @@ use crate::{
     presence::PresenceStatus,
 };
 
-/// Conversations read at start and after falling behind.
-const SCAN: usize = 500;
-
 #[derive(Debug, Default)]
 struct Desk {
     /// (waiting since, conversation): the queue, oldest first.
@@ -118,20 +115,22 @@ async fn lead_until(engine: &WeakEngine, tenant: &TenantId) -> Option<Option<Ins
     })
 }
 
+/// Reads the desk again: every conversation waiting for or held by an agent, from the store's
+/// index (whatever the number of other conversations).
 async fn reload(engine: &WeakEngine, tenant: &TenantId, desk: &mut Desk) {
     let Some(engine) = engine.upgrade() else { return };
-    match engine.inbox(tenant, SCAN).await {
-        Ok(entries) => {
+    match engine.needing_agents(tenant).await {
+        Ok(conversations) => {
             let last = desk.last.take();
             *desk = Desk { last, ..Desk::default() };
-            for e in entries {
-                match (e.handling.status, e.handling.assignee) {
+            for c in conversations {
+                match (c.handling.status, c.handling.assignee) {
                     (ConversationStatus::Escalated, None) => {
-                        let since = e.handling.waiting_since.unwrap_or(0);
-                        desk.waiting.insert((since, e.conversation_id));
+                        let since = c.handling.waiting_since.unwrap_or(0);
+                        desk.waiting.insert((since, c.id));
                     }
                     (_, Some(agent)) => {
-                        desk.held.insert(e.conversation_id, agent.id);
+                        desk.held.insert(c.id, agent.id);
                     }
                     _ => {}
                 }

@@ -127,6 +127,21 @@ pub struct OpenRequest {
     pub origin: Option<String>,
 }
 
+/// Conversations waiting for or held by agents that one read returns at most: far more than a
+/// desk of agents can work through, and a bound on one request's memory.
+pub const MAX_NEEDING_AGENTS: usize = 10_000;
+
+/// How [`Engine::delete_conversation`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// Deleted (or already gone).
+    Deleted,
+    /// Its actor could not delete it (a store failure); why, fit for a tenant.
+    Refused(String),
+    /// Not confirmed in time: it may yet happen; retry.
+    TimedOut,
+}
+
 /// An open conversation.
 #[derive(Debug, Clone)]
 pub struct Opened {
@@ -138,6 +153,21 @@ pub struct Opened {
     pub last_seq: u64,
     /// Who handles it (a resumed conversation may be with an agent).
     pub handling: Handling,
+    /// A new conversation is not stored yet: see [`Pending`].
+    pub pending: Option<Pending>,
+}
+
+/// A conversation a visitor opened but has not written in yet: nothing is stored and no actor
+/// runs for it until [`Engine::materialize`] (the visitor's first message). An anonymous
+/// `hello` therefore costs no disk, no analytics row, no inbox entry and no actor, so a flood
+/// of them cannot push real visitors out of anything. The bot's greeting is decided now, with
+/// its seq and id, so the visitor sees it at once and the store later holds exactly what was
+/// shown.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub conversation: Conversation,
+    /// The bot's welcome message as seq 1, when the bot has one.
+    pub greeting: Option<Message>,
 }
 
 /// The engine. Cheap to clone.
@@ -382,10 +412,11 @@ impl Engine {
                 let last_seq = store.last_seq(&key.tenant_id, &key.conversation_id);
                 let last_seq = deps.timed(StoreOp::LastSeq, last_seq).await?;
                 let handling = conversation.handling;
-                Ok(Opened { key, bot, resume_token: token, last_seq, handling })
+                Ok(Opened { key, bot, resume_token: token, last_seq, handling, pending: None })
             }
             None => {
                 let token = new_resume_token();
+                let now = now_ms();
                 let conversation = Conversation {
                     id: ConversationId::generate(),
                     tenant_id: bot.tenant_id.clone(),
@@ -393,23 +424,53 @@ impl Engine {
                     resume_token_sha256: token_hash(&token),
                     source: request.source,
                     user_agent: request.user_agent,
-                    started_at: now_ms(),
+                    started_at: now,
                     handling: Handling::default(),
                     sentiment_sum: 0.0,
                     sentiment_count: 0,
                     stats: Default::default(),
                 };
-                deps.timed(StoreOp::CreateConversation, store.create_conversation(&conversation))
-                    .await?;
+                let greeting = bot.config.welcome_message.clone().map(|text| Message {
+                    created_at: now,
+                    ..Message::text(&conversation.key(), 1, Sender::Bot, text, None)
+                });
                 Ok(Opened {
                     key: conversation.key(),
                     bot,
                     resume_token: token,
                     last_seq: 0,
-                    handling: conversation.handling,
+                    handling: Handling::default(),
+                    pending: Some(Pending { conversation, greeting }),
                 })
             }
         }
+    }
+
+    /// Stores a conversation [`Engine::open`] left pending, with its greeting, before the
+    /// visitor's first message goes to its actor. Idempotent: a retry after a failure (or after
+    /// success) stores nothing twice. No actor exists for the conversation yet (none can: it is
+    /// not in the store), so this is the only writer.
+    pub async fn materialize(&self, pending: &Pending) -> Result<(), EngineError> {
+        let deps = &self.inner.deps;
+        let created = deps.store.create_conversation(&pending.conversation);
+        match deps.timed(StoreOp::CreateConversation, created).await {
+            Ok(()) | Err(crate::store::StoreError::ConversationExists) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(greeting) = &pending.greeting {
+            match deps.timed(StoreOp::Append, deps.store.append(greeting)).await {
+                Ok(_) => {
+                    let channel = pending.conversation.source;
+                    deps.metrics.message_stored(channel, crate::metrics::Direction::Out);
+                }
+                // Seq 1 taken: this greeting was stored by an earlier try (the same message), or
+                // the visitor resumed from another tab, whose actor greeted first. Either way
+                // the conversation has its first message.
+                Err(crate::store::StoreError::SeqConflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Live events of a conversation from now on, plus those addressed to `conn` (acks of its
@@ -523,6 +584,138 @@ impl Engine {
         tokio::time::timeout(wait, confirmed).await.unwrap_or(Err(EngineError::ConversationBusy))
     }
 
+    /// Deletes a conversation through its actor (the single writer: nothing is appended behind
+    /// the deletion; connected sockets are told) and waits for the outcome, at most `wait`.
+    pub async fn delete_conversation(
+        &self,
+        key: &ConversationKey,
+        wait: std::time::Duration,
+    ) -> Result<Deletion, EngineError> {
+        let conn = ConnId::generate();
+        // Subscribed first, so the confirmation cannot be published before we listen.
+        let mut events = self.subscribe(key, Some(conn)).await;
+        self.send(key.clone(), Some(conn), Inbound::Delete).await?;
+        let store = &self.inner.deps.store;
+        let gone = || async {
+            matches!(store.get_conversation(&key.tenant_id, &key.conversation_id).await, Ok(None))
+        };
+        let outcome = async {
+            loop {
+                match events.recv().await {
+                    Ok(event) => match &*event {
+                        Event::Rejected { code, .. } if code == "conversation_deleted" => {
+                            return Deletion::Deleted;
+                        }
+                        Event::Rejected { conn: Some(to), message, .. } if *to == conn => {
+                            // Refused because it is gone already: as good as deleted.
+                            if gone().await {
+                                return Deletion::Deleted;
+                            }
+                            return Deletion::Refused(message.clone());
+                        }
+                        _ => {}
+                    },
+                    // Fell behind: the confirmation may be among the events dropped.
+                    Err(crate::bus::RecvError::Lagged(_)) => {
+                        if gone().await {
+                            return Deletion::Deleted;
+                        }
+                    }
+                    Err(crate::bus::RecvError::Closed) => return Deletion::Deleted,
+                }
+            }
+        };
+        Ok(tokio::time::timeout(wait, outcome).await.unwrap_or(Deletion::TimedOut))
+    }
+
+    /// Deletes a bot of `tenant` with everything it has: its intents, documents and channel
+    /// connections at once (widgets and webhooks find nothing from now on), then every one of
+    /// its conversations — messages, form data, notes, push tokens, contact mappings — each
+    /// through its own actor, in the background. The store keeps a tombstone until the last
+    /// conversation is gone, so a restart finishes the job ([`Engine::resume_bot_deletions`]).
+    /// Returns whether the bot existed.
+    pub async fn delete_bot(&self, tenant: &TenantId, bot: &BotId) -> Result<bool, EngineError> {
+        if !self.inner.deps.store.delete_bot(tenant, bot).await? {
+            return Ok(false);
+        }
+        self.bot_changed(tenant, bot);
+        self.knowledge().forget_bot(tenant, bot).await;
+        self.spawn_purge(tenant.clone(), bot.clone());
+        Ok(true)
+    }
+
+    /// Carries on deleting the conversations of bots deleted before a restart.
+    pub async fn resume_bot_deletions(&self) -> Result<usize, EngineError> {
+        let tombstones = self.inner.deps.store.bot_tombstones().await?;
+        let n = tombstones.len();
+        for (tenant, bot) in tombstones {
+            self.spawn_purge(tenant, bot);
+        }
+        Ok(n)
+    }
+
+    fn spawn_purge(&self, tenant: TenantId, bot: BotId) {
+        let weak = WeakEngine(Arc::downgrade(&self.inner));
+        self.inner.deps.runtime.spawn(async move {
+            let mut pause = std::time::Duration::from_millis(200);
+            loop {
+                let Some(engine) = weak.upgrade() else { return };
+                match engine.purge_bot(&tenant, &bot).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(tenant = %tenant, bot = %bot, error = %e, "deleting a deleted bot's conversations; retrying");
+                    }
+                }
+                drop(engine);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(60));
+            }
+        });
+    }
+
+    /// One pass over a deleted bot's conversations, a page at a time, a few at once; done when
+    /// none is left, and then the tombstone goes.
+    async fn purge_bot(&self, tenant: &TenantId, bot: &BotId) -> Result<(), EngineError> {
+        use futures_util::StreamExt;
+        /// Deletions in flight at once: enough to go fast, few enough not to crowd the live
+        /// conversations' actors and the store.
+        const AT_ONCE: usize = 8;
+        let store = &self.inner.deps.store;
+        let mut deleted = 0usize;
+        loop {
+            let page = store.list_conversations(tenant, bot, None, 100).await?;
+            if page.is_empty() {
+                break;
+            }
+            let outcomes: Vec<_> = futures_util::stream::iter(page)
+                .map(|c| async move {
+                    self.delete_conversation(&c.key(), std::time::Duration::from_secs(30)).await
+                })
+                .buffer_unordered(AT_ONCE)
+                .collect()
+                .await;
+            let mut progress = false;
+            for outcome in outcomes {
+                match outcome? {
+                    Deletion::Deleted => {
+                        deleted += 1;
+                        progress = true;
+                    }
+                    Deletion::Refused(why) => {
+                        tracing::warn!(%why, "a conversation refused deletion")
+                    }
+                    Deletion::TimedOut => {}
+                }
+            }
+            if !progress {
+                return Err(EngineError::ConversationBusy);
+            }
+        }
+        store.clear_bot_tombstone(tenant, bot).await?;
+        tracing::info!(tenant = %tenant, bot = %bot, conversations = deleted, "a deleted bot's conversations are gone");
+        Ok(())
+    }
+
     /// Runs an agent's command in the conversation's actor and returns its verdict.
     pub async fn command(
         &self,
@@ -540,25 +733,41 @@ impl Engine {
         rx.await.unwrap_or(Err(EngineError::Internal))
     }
 
-    /// The tenant's inbox: its newest `scan` conversations that are not resolved, waiting ones
-    /// first (see [`crate::agents::inbox_order`]).
+    /// The tenant's inbox: every conversation that waits for an agent or is held by one,
+    /// whatever its age (an index, so a flood of other conversations cannot hide one), then
+    /// the newest `scan` others that are not resolved (the bot's); waiting ones first (see
+    /// [`crate::agents::inbox_order`]).
     pub async fn inbox(
         &self,
         tenant: &TenantId,
         scan: usize,
     ) -> Result<Vec<crate::agents::InboxEntry>, EngineError> {
         let store = &self.inner.deps.store;
-        let conversations = store.list_tenant_conversations(tenant, None, scan).await?;
-        let mut entries = Vec::new();
-        for c in conversations {
-            if c.handling.status == ConversationStatus::Resolved {
-                continue;
+        let mut conversations = self.needing_agents(tenant).await?;
+        let mut seen: std::collections::HashSet<ConversationId> =
+            conversations.iter().map(|c| c.id.clone()).collect();
+        for c in store.list_tenant_conversations(tenant, None, scan).await? {
+            if c.handling.status != ConversationStatus::Resolved && seen.insert(c.id.clone()) {
+                conversations.push(c);
             }
+        }
+        let mut entries = Vec::with_capacity(conversations.len());
+        for c in conversations {
             let last = store.last_message(tenant, &c.id).await?;
             entries.push(inbox_entry(&c, last.as_ref()));
         }
         entries.sort_by(crate::agents::inbox_order);
         Ok(entries)
+    }
+
+    /// Every conversation of `tenant` that waits for an agent or is held by one (up to
+    /// [`MAX_NEEDING_AGENTS`]), from the store's index.
+    pub async fn needing_agents(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<Conversation>, EngineError> {
+        let store = &self.inner.deps.store;
+        Ok(store.attention_conversations(tenant, MAX_NEEDING_AGENTS).await?)
     }
 
     /// One conversation of `tenant`, as the inbox shows it.

@@ -21,6 +21,8 @@
 //! - [`webhook`]: signed intent webhooks, and the SSRF check shared by every outgoing call a
 //!   tenant chooses the target of.
 //! - [`demo`]: the demo tenant and bot.
+//! - [`clients`]: who an anonymous client is (its address, through trusted proxies only,
+//!   IPv6 by /64) and the keyed limiters the transports hold against floods.
 //! - [`analytics`]: what each stored message or handling change adds to the tenant's analytics.
 //! - [`metrics`]: the Prometheus metrics exposed at `/metrics` (one registry per engine).
 //! - [`health`]: readiness probes of every port (`/readyz`), cached and single-flight.
@@ -35,6 +37,7 @@ mod actor;
 pub mod agents;
 pub mod analytics;
 pub mod bus;
+pub mod clients;
 pub mod demo;
 mod dispatch;
 pub mod engine;
@@ -51,5 +54,5 @@ pub mod store;
 mod supervisor;
 pub mod webhook;
 
-pub use engine::{Engine, OpenRequest, Opened};
+pub use engine::{Deletion, Engine, OpenRequest, Opened, Pending};
 pub use error::EngineError;

@@ -622,6 +622,14 @@ pub struct Handling {
     pub csat_pending: bool,
 }
 
+impl Handling {
+    /// Whether an agent must see it: it waits for one (ESCALATED) or one holds it (ASSIGNED).
+    /// Such conversations are indexed apart (`Store::attention_conversations`).
+    pub fn needs_agent(&self) -> bool {
+        matches!(self.status, ConversationStatus::Escalated | ConversationStatus::Assigned)
+    }
+}
+
 /// A bot's connection to a messaging provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelConnection {
@@ -777,6 +785,39 @@ pub struct Message {
     /// the conversation's user data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub form: Option<Box<crate::rich::FormSubmission>>,
+}
+
+impl Message {
+    /// A plain text message of the conversation `key`, at `seq`, written now.
+    pub fn text(
+        key: &ConversationKey,
+        seq: u64,
+        sender: Sender,
+        text: String,
+        client_msg_id: Option<String>,
+    ) -> Self {
+        Message {
+            id: MessageId::generate(),
+            tenant_id: key.tenant_id.clone(),
+            conversation_id: key.conversation_id.clone(),
+            seq,
+            sender,
+            kind: MessageType::Text,
+            text,
+            client_msg_id,
+            intent: None,
+            confidence: None,
+            sentiment: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            agent_id: None,
+            created_at: now_ms(),
+            delivery: None,
+            content: None,
+            postback: None,
+            form: None,
+        }
+    }
 }
 
 /// A channel message's delivery, as its provider reports it.

@@ -1,7 +1,9 @@
 //! The tenant supervisor: owns one tenant's live conversation actors.
 //!
 //! It starts an actor on the first event for a conversation, routes events to it, enforces the
-//! tenant's cap on live conversations, and takes back an actor that passivates. Restarting after
+//! tenant's cap on live conversations — at the cap it passivates the least recently used idle
+//! actor to make room, and refuses only when every live actor is busy — and takes back an
+//! actor that passivates. Restarting after
 //! a panic happens inside the actor's own supervision loop (see [`crate::actor`]), which keeps
 //! the mailbox; the supervisor restarts an actor whose task ended for any other reason the next
 //! time an event for it arrives (its mailbox is found closed).
@@ -44,6 +46,22 @@ pub(crate) struct TenantSupervisor {
     next_generation: AtomicU64,
 }
 
+/// Makes room at the cap: forgets the least recently used actor that is idle (waiting, nothing
+/// in flight) with an empty mailbox, and tells it to stop. Under the map's lock, so nothing can
+/// be sent to it after the check (every sender goes through the map). Returns whether one went:
+/// if none can, every live conversation is busy, and the caller refuses.
+fn evict_idle(actors: &mut HashMap<ConversationId, ActorHandle>) -> bool {
+    let victim = actors
+        .iter()
+        .filter(|(_, h)| h.activity.idle() && h.tx.capacity() == h.tx.max_capacity())
+        .min_by_key(|(_, h)| h.activity.last_ms())
+        .map(|(c, _)| c.clone());
+    let Some(handle) = victim.and_then(|c| actors.remove(&c)) else { return false };
+    handle.activity.evict();
+    handle.tell_release();
+    true
+}
+
 impl TenantSupervisor {
     pub(crate) fn new(tenant_id: TenantId, deps: Arc<Deps>) -> Arc<Self> {
         Arc::new(Self {
@@ -74,7 +92,9 @@ impl TenantSupervisor {
                 let handle = match actors.get(&conversation) {
                     Some(handle) => handle.clone(),
                     None => {
-                        if actors.len() >= self.deps.settings.max_live_conversations_per_tenant {
+                        if actors.len() >= self.deps.settings.max_live_conversations_per_tenant
+                            && !evict_idle(&mut actors)
+                        {
                             self.deps.metrics.inbound_rejected.inc();
                             return Err(EngineError::TenantAtCapacity);
                         }

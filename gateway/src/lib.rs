@@ -25,15 +25,18 @@ use actix_web::web;
 use parla_config::GatewaySettings;
 use parla_engine::Engine;
 
-pub use widget_ws::WidgetState;
+pub use widget_ws::{VisitorLimits, WidgetState};
 
-/// Mounts the gateway's routes. `shutdown` turns true when the server begins to stop.
+/// Mounts the gateway's routes. `shutdown` turns true when the server begins to stop;
+/// `limits` are shared by every worker of the process (one budget per client, not one per
+/// worker).
 pub fn configure(
     engine: Engine,
     settings: GatewaySettings,
+    limits: Arc<VisitorLimits>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> impl FnOnce(&mut web::ServiceConfig) {
-    let state = WidgetState { engine, settings: Arc::new(settings), shutdown };
+    let state = WidgetState { engine, settings: Arc::new(settings), limits, shutdown };
     move |cfg| {
         cfg.app_data(web::Data::new(state))
             .configure(widget_assets::configure)

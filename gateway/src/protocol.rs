@@ -208,8 +208,12 @@ pub mod codes {
     pub const INVALID_TEXT: &str = "invalid_text";
     /// A `client_msg_id` is empty or too long.
     pub const INVALID_CLIENT_MSG_ID: &str = "invalid_client_msg_id";
-    /// Too many frames; retry after `retry_after_ms`.
+    /// Too many frames on this socket, `hello`s from this address, or new conversations for
+    /// this bot; retry after `retry_after_ms`.
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// The client's address holds `[gateway] max_sockets_per_ip` sockets already (the HTTP
+    /// upgrade is answered 429 with this code).
+    pub const TOO_MANY_SOCKETS: &str = "too_many_sockets";
     /// A frame other than `hello`/`ping` came before a successful `hello`.
     pub const HELLO_REQUIRED: &str = "hello_required";
     /// A second `hello` on an open socket.

@@ -28,8 +28,11 @@ use crate::WidgetState;
 const LOADER_JS: &[u8] = include_bytes!("../../widget/dist/widget.js");
 /// The widget itself, fetched on first open.
 const APP_JS: &[u8] = include_bytes!("../../widget/dist/app.js");
-/// The demo page at `GET /`: the real widget, opened, talking to the demo bot.
+/// The demo page at `GET /`: the real widget, opened, talking to the demo bot. Its script is a
+/// file of its own (`GET /demo.js`): Parla's pages allow no inline script (see the binary's
+/// security headers).
 const DEMO_HTML: &str = include_str!("../static/index.html");
+const DEMO_JS: &str = include_str!("../static/demo.js");
 
 /// A static file with its validator.
 struct Asset {
@@ -60,6 +63,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(demo))
+        .route("/demo.js", web::get().to(demo_js))
         .route("/widget.js", web::get().to(loader))
         .route("/widget/app.js", web::get().to(app))
         .route("/v1/widget/bots/{bot_id}/settings", web::get().to(settings));
@@ -70,6 +74,13 @@ async fn demo() -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(DEMO_HTML)
+}
+
+async fn demo_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(DEMO_JS)
 }
 
 async fn loader(req: HttpRequest) -> HttpResponse {

@@ -6,9 +6,15 @@
 //! - the conversation's subscription, once `hello` succeeded,
 //! - `last_sent_seq`, so a message is never sent twice even though replay from the store and
 //!   live events overlap,
-//! - a per-connection rate limiter and the heartbeat clock.
+//! - a per-connection rate limiter and the heartbeat clock,
+//! - its client's slot in the per-address socket limit, and a new conversation that is not
+//!   stored yet ([`parla_engine::Pending`]): a `hello` stores nothing; the visitor's first
+//!   message (or anything else that writes) stores it.
+//!
+//! [`VisitorLimits`], shared by every socket, keep anonymous clients from flooding a tenant:
+//! sockets and `hello`s per client address (IPv6 by /64), new conversations per bot.
 
-use std::{collections::HashSet, num::NonZeroU32, sync::Arc, time::Instant};
+use std::{collections::HashSet, net::IpAddr, num::NonZeroU32, sync::Arc, time::Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
@@ -19,9 +25,10 @@ use governor::{
 };
 use parla_config::GatewaySettings;
 use parla_engine::{
-    Engine, EngineError, OpenRequest,
+    Engine, EngineError, OpenRequest, Pending,
     agents::{AgentAction, AgentCommand, CommandOutcome},
     bus::{Event, Inbound, RecvError, Subscription},
+    clients::{KeyedRate, Slot, Slots, client_group, client_ip},
     metrics::{ErrorSource, SocketGuard, SocketKind},
     model::{BotId, ConnId, ConversationId, ConversationKey, MessageType, Sender},
 };
@@ -44,11 +51,51 @@ const MAX_COALESCED_TOKEN_BYTES: usize = 4096;
 /// Messages read from the store per replay page.
 const REPLAY_PAGE: usize = 500;
 
+/// What anonymous visitors may do at once, shared by every widget socket of this process.
+#[derive(Debug)]
+pub struct VisitorLimits {
+    /// Open sockets per client address: each costs a file descriptor and a task.
+    sockets: Arc<Slots<IpAddr>>,
+    /// `hello`s per client address: each costs store reads (and, resumed, a replay).
+    hellos: KeyedRate<IpAddr>,
+    /// New conversations per bot: each is stored for good, in the tenant's name.
+    new_conversations: KeyedRate<BotId>,
+    /// The operator's reverse proxies, whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl VisitorLimits {
+    pub fn new(settings: &GatewaySettings, trusted_proxies: Vec<ipnet::IpNet>) -> Self {
+        Self {
+            sockets: Slots::new(settings.max_sockets_per_ip),
+            hellos: KeyedRate::per_minute(
+                settings.hellos_per_ip_per_minute,
+                settings.hello_burst_per_ip,
+            ),
+            new_conversations: KeyedRate::per_minute(
+                settings.new_conversations_per_bot_per_minute,
+                settings.new_conversation_burst_per_bot,
+            ),
+            trusted_proxies,
+        }
+    }
+
+    /// The key a request's client is limited under.
+    fn client(&self, req: &HttpRequest) -> IpAddr {
+        let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let peer = req.peer_addr().map(|a| a.ip());
+        client_ip(peer, forwarded, &self.trusted_proxies)
+            .map(client_group)
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+}
+
 /// Shared by every socket of the server.
 #[derive(Debug, Clone)]
 pub struct WidgetState {
     pub engine: Engine,
     pub settings: Arc<GatewaySettings>,
+    pub limits: Arc<VisitorLimits>,
     /// Turns true when the server is shutting down: every socket closes with 1001 (going away)
     /// so widgets reconnect, instead of being cut when the grace period ends.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -60,6 +107,19 @@ pub async fn widget_ws(
     body: web::Payload,
     state: web::Data<WidgetState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let client = state.limits.client(&req);
+    let Some(slot) = state.limits.sockets.acquire(client) else {
+        state.engine.metrics().error(ErrorSource::Widget, codes::TOO_MANY_SOCKETS);
+        let message = format!(
+            "at most {} chat sockets per address at once",
+            state.settings.max_sockets_per_ip
+        );
+        return Ok(HttpResponse::TooManyRequests()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "10"))
+            .json(serde_json::json!({
+                "error": { "code": codes::TOO_MANY_SOCKETS, "message": message }
+            })));
+    };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let hard = state.settings.hard_frame_bytes;
     let stream = stream.max_frame_size(hard).aggregate_continuations().max_continuation_size(hard);
@@ -73,7 +133,9 @@ pub async fn widget_ws(
         .get(actix_web::http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(512).collect());
-    let conn = Connection::new(state.get_ref().clone(), session, user_agent, origin);
+    let mut conn = Connection::new(state.get_ref().clone(), session, user_agent, origin);
+    conn.client = client;
+    conn._slot = Some(slot);
     actix_web::rt::spawn(conn.run(stream));
     Ok(response)
 }
@@ -87,6 +149,8 @@ struct Open {
     streams: HashSet<String>,
     /// The visitor counts as online while this socket is open (no push notifications).
     _online: parla_engine::engine::VisitorGuard,
+    /// A new conversation not stored yet: stored by the first frame that writes.
+    pending: Option<Pending>,
 }
 
 struct Connection {
@@ -102,6 +166,10 @@ struct Connection {
     open: Option<Open>,
     /// Counts this socket in `parla_sockets_open{kind="widget"}` while it lives.
     _counted: SocketGuard,
+    /// The client's address (its /64 for IPv6), what its limits are counted under.
+    client: IpAddr,
+    /// Its place in the per-address socket limit, given back when the socket ends.
+    _slot: Option<Slot<IpAddr>>,
 }
 
 /// What the socket loop does next.
@@ -132,6 +200,8 @@ impl Connection {
             origin,
             last_activity: Instant::now(),
             open: None,
+            client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            _slot: None,
         }
     }
 
@@ -293,6 +363,11 @@ impl Connection {
                 .error(codes::ALREADY_OPEN, "this socket already has a conversation", None, None)
                 .await;
         }
+        if let Err(wait) = self.state.limits.hellos.check(&self.client) {
+            let retry = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let msg = "too many conversations opened from this address; retry later";
+            return self.error(codes::RATE_LIMITED, msg, None, Some(retry)).await;
+        }
         let resume = match (conversation_id, resume_token) {
             (Some(c), Some(t)) => Some((ConversationId(c), t)),
             (None, None) => None,
@@ -314,12 +389,15 @@ impl Connection {
         };
         // Subscribe before reading the store, so nothing falls between replay and live.
         *subscription = Some(self.state.engine.subscribe(&opened.key, Some(self.id)).await);
+        let fresh = opened.pending.is_some();
+        let greeting = opened.pending.as_ref().and_then(|p| p.greeting.clone());
         self.open = Some(Open {
             key: opened.key.clone(),
             // What the client says it has (never beyond what exists) counts as sent.
             last_sent_seq: last_seq.unwrap_or(0).min(opened.last_seq),
             streams: HashSet::new(),
             _online: self.state.engine.visitor_joined(&opened.key),
+            pending: opened.pending,
         });
         self.send(&ServerFrame::Welcome {
             conversation_id: opened.key.conversation_id.0.clone(),
@@ -334,6 +412,16 @@ impl Connection {
             },
         })
         .await?;
+        if fresh {
+            // A new conversation: nothing stored, no actor woken. The bot's greeting goes out
+            // at once and is stored with the conversation when the visitor first writes (its
+            // seq and id decided now, so both agree).
+            let Some(greeting) = greeting else { return Ok(()) };
+            if let Some(open) = self.open.as_mut() {
+                open.last_sent_seq = greeting.seq;
+            }
+            return self.send(&ServerFrame::Message(MessageFrame::from(&greeting))).await;
+        }
         self.replay_after(last_seq.unwrap_or(0)).await?;
         if let Some(agent) = opened.handling.assignee.as_ref() {
             // Resumed while an agent holds it: the widget shows who answers.
@@ -348,12 +436,38 @@ impl Connection {
         }
     }
 
+    /// Stores the socket's new conversation if it is still pending (the visitor's first write),
+    /// under the bot's budget of new conversations. False when it could not be: the client was
+    /// told why (with `client_msg_id`, so a widget retries that message).
+    async fn stored(&mut self, client_msg_id: Option<&str>) -> Result<bool, Gone> {
+        let Some(pending) = self.open.as_ref().and_then(|o| o.pending.clone()) else {
+            return Ok(true);
+        };
+        let id = client_msg_id.map(str::to_owned);
+        let bot = &pending.conversation.bot_id;
+        if let Err(wait) = self.state.limits.new_conversations.check(bot) {
+            let retry = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let msg = "this chat is taking too many new conversations; retry shortly";
+            self.error(codes::RATE_LIMITED, msg, id, Some(retry)).await?;
+            return Ok(false);
+        }
+        if let Err(e) = self.state.engine.materialize(&pending).await {
+            self.engine_error(&e, id).await?;
+            return Ok(false);
+        }
+        if let Some(open) = self.open.as_mut() {
+            open.pending = None;
+        }
+        Ok(true)
+    }
+
     async fn on_conversation_frame(
         &mut self,
         key: ConversationKey,
         frame: ClientFrame,
     ) -> Result<(), Gone> {
         let engine = self.state.engine.clone();
+        let pending = self.open.as_ref().is_some_and(|o| o.pending.is_some());
         match frame {
             ClientFrame::Message { client_msg_id, text, postback, form } => {
                 if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
@@ -365,6 +479,9 @@ impl Connection {
                     let msg = format!("text must be 1 to {max} characters");
                     return self.error(codes::INVALID_TEXT, &msg, Some(client_msg_id), None).await;
                 }
+                if !self.stored(Some(&client_msg_id)).await? {
+                    return Ok(());
+                }
                 if postback.is_some() || form.is_some() {
                     return self.rich_input(key, client_msg_id, text, postback, form).await;
                 }
@@ -375,6 +492,9 @@ impl Connection {
                 }
             }
             ClientFrame::Typing { on } => engine.typing(&key, Some(self.id), Sender::User, on),
+            // Nothing stored to have read yet (the greeting is not a stored message until the
+            // visitor writes).
+            ClientFrame::Read { .. } if pending => {}
             ClientFrame::Read { seq } => {
                 if let Err(e) = engine.send(key, Some(self.id), Inbound::Read { seq }).await {
                     return self.engine_error(&e, None).await;
@@ -384,6 +504,10 @@ impl Connection {
                 if token.is_empty() || token.len() > MAX_PUSH_TOKEN_LEN {
                     let msg = format!("token must be 1 to {MAX_PUSH_TOKEN_LEN} bytes");
                     return self.error(codes::INVALID_PUSH_TOKEN, &msg, None, None).await;
+                }
+                // A device to notify belongs to a stored conversation.
+                if !self.stored(None).await? {
+                    return Ok(());
                 }
                 let store = engine.store();
                 if let Err(e) =

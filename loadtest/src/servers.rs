@@ -122,6 +122,13 @@ pub async fn start(
                 .arg(data.path())
                 .env("RUST_LOG", "warn")
                 .env("PARLA__RESPONDER__TOKEN_DELAY_MS", "0")
+                .env("PARLA__SERVER__OPS_LISTEN", "127.0.0.1:0")
+                // Every simulated visitor comes from loopback: the per-address limits off.
+                .env("PARLA__GATEWAY__MAX_SOCKETS_PER_IP", "10000000")
+                .env("PARLA__GATEWAY__HELLOS_PER_IP_PER_MINUTE", "10000000")
+                .env("PARLA__GATEWAY__HELLO_BURST_PER_IP", "10000000")
+                .env("PARLA__GATEWAY__NEW_CONVERSATIONS_PER_BOT_PER_MINUTE", "10000000")
+                .env("PARLA__GATEWAY__NEW_CONVERSATION_BURST_PER_BOT", "10000000")
                 .env("PARLA__GATEWAY__RATE_PER_SECOND", "1000000")
                 .env("PARLA__GATEWAY__RATE_BURST", "1000000")
                 .env("PARLA__ENGINE__MAX_LIVE_CONVERSATIONS_PER_TENANT", "10000000");
@@ -254,7 +261,7 @@ pub async fn demo_reply_tokens(text: &str) -> anyhow::Result<Vec<String>> {
     };
     let dir = tempfile::tempdir().context("a scratch store")?;
     let store = RedbStore::open(dir.path(), 16, 64)?;
-    ensure_demo(&store).await?;
+    ensure_demo(&store, 0).await?;
     let bot = store.resolve_bot(&BotId::from(DEMO_BOT)).await?.context("the demo bot")?;
     let intents = store.list_intents(&bot.tenant_id, &bot.id).await?;
     let min = parla_config::Settings::defaults()?.responder.min_confidence;

@@ -393,7 +393,8 @@ def main() -> int:
         # The HEALTHCHECK's own command, against the binary serving on a free loopback port.
         port = free_port()
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, PARLA__EMBEDDINGS__LOCAL_MODEL="", PARLA__DEMO__ENABLED="false")
+            env = dict(os.environ, PARLA__EMBEDDINGS__LOCAL_MODEL="", PARLA__DEMO__ENABLED="false",
+                       PARLA__SERVER__OPS_LISTEN="127.0.0.1:0")
             server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             try:

@@ -41,7 +41,7 @@ process.on('exit', killServer); // backstop: never leave the server behind
 
 function startServer(dataDir) {
   const child = spawn(PARLA_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, PARLA__RESPONDER__TOKEN_DELAY_MS: '5', RUST_LOG: process.env.RUST_LOG || 'warn' },
+    env: { ...process.env, PARLA__RESPONDER__TOKEN_DELAY_MS: '5', PARLA__SERVER__OPS_LISTEN: '127.0.0.1:0', RUST_LOG: process.env.RUST_LOG || 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   server = child;

@@ -46,7 +46,7 @@ export async function startParla(env = {}) {
   const dataDir = await freshDir('parla-widget-data-');
   const log = [];
   const child = spawn(PARLA_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, PARLA__RESPONDER__TOKEN_DELAY_MS: '5', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
+    env: { ...process.env, PARLA__RESPONDER__TOKEN_DELAY_MS: '5', PARLA__SERVER__OPS_LISTEN: '127.0.0.1:0', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const kill = () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };

@@ -39,6 +39,8 @@ before(async () => {
     '/hostile.html': page(LOOKALIKES + embed(parla), `<style>${HOSTILE_CSS}</style>`),
     '/hostile-nowidget.html': page(LOOKALIKES, `<style>${HOSTILE_CSS}</style>`),
     '/it.html': page(embed(parla, 'demo', 'data-lang="it" data-open="true"')),
+    // Another site framing Parla's own pages (clickjacking a signed-in agent's console).
+    '/frames.html': page(`<iframe id="console" src="${parla}/console"></iframe><iframe id="demo" src="${parla}/"></iframe>`),
     // A strict Content-Security-Policy: no inline script or style, Parla allowed by name only.
     '/csp.html': { html: page(embed(parla)), headers: { 'content-security-policy':
       `default-src 'none'; script-src ${parla}; connect-src ${parla} ${parla.replace('http', 'ws')}; style-src 'self'; img-src data:` } },
@@ -445,4 +447,37 @@ test('the widget files are served for embedding: content type, validators, CORS,
   assert.equal(app.headers.get('etag'), `"${hash}"`, 'the server and the build agree on the hash');
   const stale = await fetch(`${parla}/widget/app.js?v=0000000000000000`);
   assert.equal(stale.headers.get('cache-control'), 'no-cache', 'an unknown version is never cached for good');
+});
+
+test('Parla\'s own pages cannot be framed by another site, and run whole under their CSP (no inline script)', { timeout: 60_000 }, async (t) => {
+  const { page: p, problems } = await openBrowser(t);
+  await p.goto(`${host}/frames.html`);
+  // Chromium replaces a frame refused by frame-ancestors with its error page.
+  const framed = async (id) => {
+    const handle = await p.locator(`#${id}`).elementHandle();
+    await p.waitForFunction((el) => el.contentWindow !== null, handle, { timeout: GUARD });
+    const frame = await handle.contentFrame();
+    await frame.waitForLoadState('load').catch(() => {});
+    return frame.url();
+  };
+  for (const id of ['console', 'demo']) {
+    const url = await framed(id);
+    assert.ok(!url.startsWith(parla), `${id} was framed by another origin: ${url}`);
+  }
+  assert.ok(problems.some((m) => /frame-ancestors/.test(m)), `Chromium reports the refusal: ${problems.join('\n')}`);
+
+  // Opened directly, both pages work under the same policy: the console draws its sign-in, the
+  // demo page's script embeds the widget, and nothing is refused.
+  const { page: direct, problems: directProblems } = await openBrowser(t);
+  await direct.goto(`${parla}/console`);
+  // A wrong password: console.js (a file, not inline) runs, calls the API, shows the refusal.
+  await direct.fill('#email', 'nobody@example.com');
+  await direct.fill('#password', 'not the right password');
+  await direct.click('#sign-in');
+  await direct.waitForFunction(() => document.getElementById('login-error').textContent.length > 0, null, { timeout: GUARD });
+  await direct.goto(`${parla}/`);
+  await waitConnected(direct);
+  // (The refused sign-in's 401 is logged by Chromium too: only policy refusals count here.)
+  assert.deepEqual(directProblems.filter((m) => /Content Security Policy|Refused to/i.test(m)), [],
+    'no CSP violation on Parla\'s own pages');
 });

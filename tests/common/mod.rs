@@ -30,11 +30,30 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.server.listen = "127.0.0.1:0".parse().expect("addr");
     s.server.workers = 2;
     s.store.data_dir = dir.to_path_buf();
+    // Each test server's own operations listener (a fixed port would collide).
+    s.server.ops_listen = "127.0.0.1:0".into();
+    // Every test client comes from 127.0.0.1: the per-address limits would count them all as
+    // one visitor (tests/hardening.rs checks the limits themselves).
+    s.gateway.max_sockets_per_ip = 1_000_000;
+    s.gateway.hellos_per_ip_per_minute = 1_000_000;
+    s.gateway.hello_burst_per_ip = 1_000_000;
+    s.gateway.new_conversations_per_bot_per_minute = 1_000_000;
+    s.gateway.new_conversation_burst_per_bot = 1_000_000;
     s.responder.token_delay_ms = 0;
     // The lexical embedder: fast and deterministic; tests/knowledge_model.rs runs the model.
     s.embeddings.local_model = String::new();
     s
 }
+
+/// Every test client comes from 127.0.0.1: the per-address and per-bot visitor limits off, for
+/// tests about something else (tests/hardening.rs checks the limits themselves).
+pub const UNLIMITED_VISITORS: [(&str, &str); 5] = [
+    ("PARLA__GATEWAY__MAX_SOCKETS_PER_IP", "1000000"),
+    ("PARLA__GATEWAY__HELLOS_PER_IP_PER_MINUTE", "1000000"),
+    ("PARLA__GATEWAY__HELLO_BURST_PER_IP", "1000000"),
+    ("PARLA__GATEWAY__NEW_CONVERSATIONS_PER_BOT_PER_MINUTE", "1000000"),
+    ("PARLA__GATEWAY__NEW_CONVERSATION_BURST_PER_BOT", "1000000"),
+];
 
 /// Starts the real binary (`parla serve`) on port 0 with `env` on top of the test defaults;
 /// returns it (killed when dropped) with the address it printed.
@@ -46,6 +65,8 @@ pub async fn spawn_parla_with(
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("PARLA__RESPONDER__TOKEN_DELAY_MS", "0")
+        .env("PARLA__SERVER__OPS_LISTEN", "127.0.0.1:0")
+        .envs(UNLIMITED_VISITORS)
         .env("PARLA__GATEWAY__RATE_PER_SECOND", "1000000")
         .env("PARLA__GATEWAY__RATE_BURST", "1000000")
         .env("RUST_LOG", "warn")
@@ -101,9 +122,15 @@ impl TestServer {
         http_get(self.addr, path).await
     }
 
+    /// The operations listener (`/readyz`, `/metrics`): its own, or the public one when the
+    /// test set `ops_listen` empty.
+    pub fn ops(&self) -> SocketAddr {
+        self.running.as_ref().and_then(|r| r.ops_addr).unwrap_or(self.addr)
+    }
+
     /// Reads one Prometheus counter from `/metrics`.
     pub async fn metric(&self, name: &str) -> i64 {
-        let (_, body) = self.get("/metrics").await;
+        let (_, body) = http_get(self.ops(), "/metrics").await;
         body.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .unwrap_or_else(|| panic!("metric {name} missing in {body}"))
@@ -148,7 +175,7 @@ fn dechunk(body: &str) -> String {
     }
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A WebSocket client of the widget protocol. `ws` is the read half, or the whole socket until
 /// [`Client::split`] hands the write half to a [`ClientSink`].
@@ -183,6 +210,12 @@ pub enum Closed {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
         Self::connect_to(addr, "/v1/widget/ws").await
+    }
+
+    /// A client over a socket the test connected itself (custom headers).
+    pub fn from_socket(ws: Ws) -> Self {
+        let (write, read) = ws.split();
+        Self { ws: read, write: Some(write) }
     }
 
     /// A socket on any path of the server (e.g. the agent socket, `/v1/agent/ws`).

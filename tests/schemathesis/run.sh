@@ -13,7 +13,7 @@ python=$(scripts/python-env.sh)
 venv=$(dirname "$(dirname "$python")")
 
 work=$(mktemp -d)
-"$PARLA_BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/parla.log" 2>&1 &
+PARLA__SERVER__OPS_LISTEN=127.0.0.1:0 "$PARLA_BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/parla.log" 2>&1 &
 server=$!
 cleanup() {
   kill "$server" 2>/dev/null || true

@@ -398,6 +398,8 @@ export class ChatClient {
     this.emit((l) => l.error?.(code, message));
     if (code === 'conversation_deleted') { this.forget(); this.lost(1000); return; }
     if (code === 'internal' && this.welcomed && !clientMsgId) { this.lost(2000); return; }
+    // Too many hellos from this address: come back when the server says (never sooner than a second).
+    if (!this.welcomed && code === 'rate_limited') { this.lost(Math.max(1000, retryAfter ?? 2000)); return; }
     if (code === 'shutting_down' || (!this.welcomed && ['bot_unavailable', 'tenant_at_capacity', 'internal', 'hello_timeout'].includes(code))) {
       this.lost(code === 'bot_unavailable' ? 30_000 : 2000);
       return;

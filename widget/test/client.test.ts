@@ -265,6 +265,20 @@ describe('reconnect schedule', () => {
     expect(waits).toEqual([500, 1000, 2000, 4000, 500]);
   });
 
+  it('a hello refused as rate_limited comes back on a new socket once retry_after_ms has passed, not sooner', () => {
+    const { c } = client(() => 0.5);
+    c.start();
+    latest().open();
+    latest().push({ type: 'error', code: 'rate_limited', message: 'too many conversations', retry_after_ms: 9000 });
+    expect(c.status).toBe('offline');
+    vi.advanceTimersByTime(8999);
+    expect(sockets).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(sockets).toHaveLength(2);
+    latest().open();
+    expect(latest().sent[0]).toEqual({ type: 'hello', bot_id: 'demo' });
+  });
+
   it('stops for good when the bot does not exist', () => {
     const { c } = client();
     c.start();

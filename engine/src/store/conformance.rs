@@ -32,6 +32,70 @@ pub async fn run_all(store: &dyn Store) {
     rich_messages_and_intents_round_trip(store).await;
     user_data_merges_per_conversation(store).await;
     analytics_count_every_write_once(store).await;
+    conversations_needing_agents_are_indexed(store).await;
+}
+
+/// Escalated and assigned conversations are listed whatever their number or age, and leave the
+/// list when they no longer need an agent or are deleted; tenants stay apart.
+async fn conversations_needing_agents_are_indexed(store: &dyn Store) {
+    let (t, other) = ("t-attention", "t-attention-other");
+    let tenant = TenantId::from(t);
+    for c in ["c-att-open", "c-att-waiting", "c-att-held", "c-att-resolved"] {
+        seed_conversation(store, t, c).await;
+    }
+    seed_conversation(store, other, "c-att-elsewhere").await;
+    let escalated = Handling {
+        status: ConversationStatus::Escalated,
+        waiting_since: Some(5),
+        ..Handling::default()
+    };
+    let assigned = Handling {
+        status: ConversationStatus::Assigned,
+        assignee: Some(AgentRef { id: AccountId::from("agent-1"), name: "Ann".into() }),
+        ..Handling::default()
+    };
+    let resolved = Handling {
+        status: ConversationStatus::Resolved,
+        resolution: Some(Resolution::Resolved),
+        ..Handling::default()
+    };
+    for (c, h) in [
+        ("c-att-waiting", &escalated),
+        ("c-att-held", &assigned),
+        ("c-att-resolved", &escalated),
+        ("c-att-resolved", &resolved),
+    ] {
+        assert!(store.set_handling(&tenant, &c.into(), h).await.expect("set_handling"));
+    }
+    let other_tenant = TenantId::from(other);
+    assert!(
+        store
+            .set_handling(&other_tenant, &"c-att-elsewhere".into(), &escalated)
+            .await
+            .expect("set")
+    );
+    let ids = |list: Vec<Conversation>| {
+        let mut ids: Vec<String> = list.into_iter().map(|c| c.id.0).collect();
+        ids.sort();
+        ids
+    };
+    let listed = store.attention_conversations(&tenant, 100).await.expect("attention");
+    assert_eq!(ids(listed.clone()), ["c-att-held", "c-att-waiting"], "waiting and held only");
+    let waiting = listed.iter().find(|c| c.id.as_str() == "c-att-waiting").expect("waiting");
+    assert_eq!(waiting.handling, escalated, "listed with its current handling");
+    assert_eq!(store.attention_conversations(&tenant, 1).await.expect("limit").len(), 1);
+
+    // Handed back to the bot: it leaves; deleted: it leaves.
+    assert!(
+        store
+            .set_handling(&tenant, &"c-att-waiting".into(), &Handling::default())
+            .await
+            .expect("open")
+    );
+    assert!(store.delete_conversation(&tenant, &"c-att-held".into()).await.expect("delete"));
+    assert!(store.attention_conversations(&tenant, 100).await.expect("attention").is_empty());
+    let elsewhere = store.attention_conversations(&other_tenant, 100).await.expect("other");
+    assert_eq!(ids(elsewhere), ["c-att-elsewhere"]);
 }
 
 /// The analytics counters move with each write, once: a duplicate append, a repeated
@@ -408,6 +472,15 @@ async fn deleting_a_bot_deletes_its_knowledge_base(store: &dyn Store) {
     store.put_channel(&connection("ch-doomed", &doomed)).await.expect("channel");
     store.put_channel(&connection("ch-kept", &kept)).await.expect("channel");
     assert!(store.delete_bot(&t, &doomed.id).await.expect("delete"));
+    let tombstone = (t.clone(), doomed.id.clone());
+    assert!(
+        store.bot_tombstones().await.expect("tombstones").contains(&tombstone),
+        "its conversations are still to go: the deletion is remembered"
+    );
+    store.clear_bot_tombstone(&t, &doomed.id).await.expect("clear");
+    assert!(!store.bot_tombstones().await.expect("tombstones").contains(&tombstone));
+    assert!(!store.delete_bot(&t, &doomed.id).await.expect("again"), "gone already");
+    assert!(!store.bot_tombstones().await.expect("tombstones").contains(&tombstone));
     assert_eq!(store.channel_by_id("ch-doomed").await.expect("get"), None, "connections go too");
     assert!(store.channel_by_id("ch-kept").await.expect("get").is_some());
     assert!(store.list_documents(&t, &doomed.id).await.expect("list").is_empty());

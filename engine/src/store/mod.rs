@@ -78,9 +78,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Finds a bot by id alone: the widget's entry point, which knows no tenant.
     async fn resolve_bot(&self, id: &BotId) -> StoreResult<Option<Bot>>;
     async fn list_bots(&self, tenant: &TenantId) -> StoreResult<Vec<Bot>>;
-    /// Deletes a bot of `tenant` and its intents; returns whether it existed. Its
-    /// conversations stay (transcripts outlive the bot).
+    /// Deletes a bot of `tenant` with its intents, documents and channel connections, and
+    /// leaves a tombstone (listed by [`Store::bot_tombstones`]) in the same write; returns
+    /// whether it existed. Its conversations are deleted after it, each by its own actor
+    /// (`Engine::delete_bot`), which then clears the tombstone.
     async fn delete_bot(&self, tenant: &TenantId, id: &BotId) -> StoreResult<bool>;
+    /// Bots of every tenant deleted whose conversations may not all be gone yet.
+    async fn bot_tombstones(&self) -> StoreResult<Vec<(TenantId, BotId)>>;
+    /// The deleted bot's conversations are all gone.
+    async fn clear_bot_tombstone(&self, tenant: &TenantId, id: &BotId) -> StoreResult<()>;
 
     /// Replaces the whole intent set of a bot.
     async fn put_intents(
@@ -213,6 +219,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         tenant: &TenantId,
         id: &ConversationId,
     ) -> StoreResult<Vec<crate::model::Note>>;
+    /// The tenant's conversations that wait for an agent or are held by one (ESCALATED or
+    /// ASSIGNED), whatever their age, at most `limit`: an index kept by `set_handling` (and
+    /// `delete_conversation`), so the inbox and the dispatcher find every one of them however
+    /// many other conversations there are.
+    async fn attention_conversations(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>>;
     /// The tenant's conversations across its bots, newest first, before `before` (a cursor).
     async fn list_tenant_conversations(
         &self,

@@ -105,6 +105,13 @@ const CHUNKS: TableDefinition<(&str, &str, &str, u32), &[u8]> = TableDefinition:
 /// (tenant, document): documents still PENDING or PROCESSING.
 const DOCUMENT_QUEUE: TableDefinition<(&str, &str), u8> = TableDefinition::new("document_queue");
 
+/// (tenant, conversation) → 0: conversations ESCALATED or ASSIGNED (see
+/// [`Store::attention_conversations`]), kept by the writes that change a conversation's status.
+const ATTENTION: TableDefinition<(&str, &str), u8> =
+    TableDefinition::new("conversations_attention");
+/// (tenant, bot) → 0: bots deleted whose conversations are still being deleted.
+const BOT_TOMBSTONES: TableDefinition<(&str, &str), u8> = TableDefinition::new("bot_tombstones");
+
 /// (tenant, hour, bot, channel) → analytics `Counters` as JSON.
 const ANALYTICS: TableDefinition<(&str, i64, &str, &str), &[u8]> =
     TableDefinition::new("analytics");
@@ -147,6 +154,7 @@ enum WriteOp {
     TakeOneTime(String),
     PutDocument(Document, Option<Vec<u8>>),
     SetHandling(TenantId, ConversationId, Handling),
+    ClearBotTombstone(TenantId, BotId),
     PutCanned(CannedResponse),
     PutChannel(ChannelConnection),
     DeleteChannel(TenantId, String),
@@ -203,13 +211,15 @@ impl RedbStore {
     pub fn open(dir: &Path, max_batch: usize, queue: usize) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(backend)?;
         let db = Arc::new(Database::create(dir.join("parla.redb")).map_err(backend)?);
-        // A file written before analytics existed has conversations but no counters.
-        let counted = {
+        // A file written before analytics existed has conversations but no counters; one from
+        // before the attention index has conversations but no index.
+        let (counted, indexed) = {
             let txn = db.begin_read().map_err(backend)?;
             let names: Vec<String> =
                 txn.list_tables().map_err(backend)?.map(|t| t.name().to_owned()).collect();
-            names.iter().any(|n| n == ANALYTICS.name())
-                || !names.iter().any(|n| n == CONVERSATIONS.name())
+            let has = |name: &str| names.iter().any(|n| n == name);
+            let fresh = !has(CONVERSATIONS.name());
+            (fresh || has(ANALYTICS.name()), fresh || has(ATTENTION.name()))
         };
         // Create every table up front so read transactions never meet a missing one.
         let txn = db.begin_write().map_err(backend)?;
@@ -249,6 +259,15 @@ impl RedbStore {
             txn.open_table(PROVIDER_IDS).map_err(backend)?;
             txn.open_table(PUSH_TOKENS).map_err(backend)?;
             txn.open_table(USER_DATA).map_err(backend)?;
+            txn.open_table(ATTENTION).map_err(backend)?;
+            txn.open_table(BOT_TOMBSTONES).map_err(backend)?;
+        }
+        if !indexed {
+            let n = backfill_attention(&txn)?;
+            tracing::info!(
+                conversations = n,
+                "indexed the conversations that need an agent (once)"
+            );
         }
         if !counted {
             let tally = Txn::new(&txn);
@@ -300,6 +319,23 @@ impl RedbStore {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(backend)?
     }
+}
+
+/// Indexes every stored conversation that waits for or is held by an agent: a file from before
+/// the index. Returns how many.
+fn backfill_attention(txn: &WriteTransaction) -> StoreResult<usize> {
+    let conversations = txn.open_table(CONVERSATIONS).map_err(backend)?;
+    let mut index = txn.open_table(ATTENTION).map_err(backend)?;
+    let mut n = 0;
+    for entry in conversations.iter().map_err(backend)? {
+        let (key, value) = entry.map_err(backend)?;
+        let conversation: Conversation = decode(value.value())?;
+        if conversation.handling.needs_agent() {
+            index.insert(key.value(), 0).map_err(backend)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// The group-commit loop: one transaction and one fsync per batch of queued writes.
@@ -418,6 +454,8 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                 for id in &doomed {
                     channels.remove(id.as_str()).map_err(backend)?;
                 }
+                // Its conversations go next, each through its actor; this says some may be left.
+                txn.open_table(BOT_TOMBSTONES).map_err(backend)?.insert(key, 0).map_err(backend)?;
             }
             return Ok(Outcome::Existed(existed));
         }
@@ -461,6 +499,7 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                 .map_err(backend)?
                 .remove((t, conversation.bot_id.as_str(), c))
                 .map_err(backend)?;
+            txn.open_table(ATTENTION).map_err(backend)?.remove((t, c)).map_err(backend)?;
             let mut messages = txn.open_table(MESSAGES).map_err(backend)?;
             let seqs: Vec<u64> = messages
                 .range((t, c, 0)..=(t, c, u64::MAX))
@@ -800,7 +839,19 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
             // reads only the conversation's tenant, bot, channel and start: unchanged here.)
             count_effect(txn, &conversation, None, &effect)?;
             table.insert(key, bytes.as_slice()).map_err(backend)?;
+            let mut attention = txn.open_table(ATTENTION).map_err(backend)?;
+            if handling.needs_agent() {
+                attention.insert(key, 0).map_err(backend)?;
+            } else {
+                attention.remove(key).map_err(backend)?;
+            }
             return Ok(Outcome::Existed(true));
+        }
+        WriteOp::ClearBotTombstone(tenant, bot) => {
+            txn.open_table(BOT_TOMBSTONES)
+                .map_err(backend)?
+                .remove((tenant.as_str(), bot.as_str()))
+                .map_err(backend)?;
         }
         WriteOp::PutDocument(d, content) => {
             write_document(txn, d)?;
@@ -1181,6 +1232,27 @@ impl Store for RedbStore {
             Outcome::Existed(existed) => Ok(existed),
             other => Err(StoreError::Backend(format!("delete_bot returned {other:?}"))),
         }
+    }
+
+    async fn bot_tombstones(&self) -> StoreResult<Vec<(TenantId, BotId)>> {
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(BOT_TOMBSTONES).map_err(backend)?;
+            table
+                .iter()
+                .map_err(backend)?
+                .map(|entry| {
+                    let (key, _) = entry.map_err(backend)?;
+                    let (t, b) = key.value();
+                    Ok((TenantId::from(t), BotId::from(b)))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn clear_bot_tombstone(&self, tenant: &TenantId, id: &BotId) -> StoreResult<()> {
+        self.write(WriteOp::ClearBotTombstone(tenant.clone(), id.clone())).await.map(drop)
     }
 
     async fn put_intents(
@@ -1775,6 +1847,32 @@ impl Store for RedbStore {
             let (t, c) = (tenant.as_str(), id.as_str());
             let range = table.range((t, c, "")..=(t, c, "\u{10FFFF}")).map_err(backend)?;
             range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn attention_conversations(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        let tenant = tenant.clone();
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(ATTENTION).map_err(backend)?;
+            let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let t = tenant.as_str();
+            let mut out = Vec::new();
+            for entry in index.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = entry.map_err(backend)?;
+                if let Some(v) = table.get(key.value()).map_err(backend)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
         })
         .await
     }

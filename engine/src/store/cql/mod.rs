@@ -971,6 +971,8 @@ impl Store for CqlStore {
         if self.get_bot(tenant, id).await?.is_none() {
             return Ok(false);
         }
+        // First: a crash part-way leaves the tombstone, and the deletion is carried on.
+        self.run(&self.st.put_bot_tombstone, (t, b)).await?;
         self.run(&self.st.delete_intents, (t, b)).await?;
         for document in self.document_ids(t, b).await? {
             self.remove_document(t, &document).await?;
@@ -987,6 +989,15 @@ impl Store for CqlStore {
         self.cas(&self.st.release_bot_id, (b, t)).await?;
         self.run(&self.st.delete_bot, (t, b)).await?;
         Ok(true)
+    }
+
+    async fn bot_tombstones(&self) -> StoreResult<Vec<(TenantId, BotId)>> {
+        let rows = self.all::<(String, String)>(&self.st.scan_bot_tombstones, ()).await?;
+        Ok(rows.into_iter().map(|(t, b)| (TenantId(t), BotId(b))).collect())
+    }
+
+    async fn clear_bot_tombstone(&self, tenant: &TenantId, id: &BotId) -> StoreResult<()> {
+        self.run(&self.st.clear_bot_tombstone, (tenant.as_str(), id.as_str())).await.map(drop)
     }
 
     async fn put_intents(
@@ -1036,6 +1047,7 @@ impl Store for CqlStore {
         let bot = row.conversation.bot_id.as_str();
         self.run(&self.st.unindex_conversation_by_bot, (t, bot, c)).await?;
         self.run(&self.st.unindex_conversation_by_tenant, (t, c)).await?;
+        self.run(&self.st.unindex_attention, (t, c)).await?;
         let last = self.last_seq_of(t, c).await?;
         for bucket in 0..=last / self.bucket_size {
             let b = cql_int(bucket)?;
@@ -1330,6 +1342,12 @@ impl Store for CqlStore {
         let (t, c) = (tenant.as_str(), id.as_str());
         let text = encode(handling)?;
         let Some(mut row) = self.conversation_row(t, c).await? else { return Ok(false) };
+        // Indexed before the row says so, unindexed after it no longer does (see migration
+        // 0004): a failure in between leaves an extra index row, never a missing one.
+        let attention = handling.needs_agent();
+        if attention {
+            self.run(&self.st.index_attention, (t, c)).await?;
+        }
         for _ in 0..CAS_ATTEMPTS {
             let effect = crate::analytics::on_handling(&row.conversation, handling);
             let stats = encode(effect.stats.as_ref().unwrap_or(&row.conversation.stats))?;
@@ -1339,6 +1357,9 @@ impl Store for CqlStore {
                 let mut deltas = Deltas::default();
                 deltas.add(&row.conversation, None, &effect);
                 self.add_counts(&row.conversation, &deltas).await;
+                if !attention {
+                    self.run(&self.st.unindex_attention, (t, c)).await?;
+                }
                 return Ok(true);
             }
             match self.conversation_row(t, c).await? {
@@ -1396,6 +1417,27 @@ impl Store for CqlStore {
         limit: usize,
     ) -> StoreResult<Vec<Conversation>> {
         self.list_indexed_conversations(tenant, None, before, limit).await
+    }
+
+    /// The index's rows checked against each conversation's own row: an extra index row (a
+    /// `set_handling` cut short, see migration 0004) is skipped, not shown.
+    async fn attention_conversations(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        let t = tenant.as_str();
+        let cap = i32::try_from(limit).unwrap_or(i32::MAX);
+        let ids = self.all::<(String,)>(&self.st.list_attention, (t, cap)).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (c,) in ids {
+            if let Some(row) = self.conversation_row(t, &c).await?
+                && row.conversation.handling.needs_agent()
+            {
+                out.push(row.conversation);
+            }
+        }
+        Ok(out)
     }
 
     async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {

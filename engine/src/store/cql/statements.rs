@@ -198,6 +198,15 @@ statements! {
     trim_chunks = "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ? AND position >= ?";
     list_chunks = "SELECT data FROM chunks WHERE tenant_id = ? AND document_id = ?";
     delete_chunks = "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?";
+    index_attention = "INSERT INTO conversations_attention (tenant_id, conversation_id) \
+                       VALUES (?, ?)";
+    unindex_attention = "DELETE FROM conversations_attention WHERE tenant_id = ? \
+                         AND conversation_id = ?";
+    list_attention = "SELECT conversation_id FROM conversations_attention WHERE tenant_id = ? \
+                      LIMIT ?";
+    put_bot_tombstone = "INSERT INTO bot_tombstones (tenant_id, bot_id) VALUES (?, ?)";
+    clear_bot_tombstone = "DELETE FROM bot_tombstones WHERE tenant_id = ? AND bot_id = ?";
+    scan_bot_tombstones = "SELECT tenant_id, bot_id FROM bot_tombstones";
     queue_document = "INSERT INTO document_queue (tenant_id, document_id) VALUES (?, ?)";
     dequeue_document = "DELETE FROM document_queue WHERE tenant_id = ? AND document_id = ?";
     scan_document_queue = "SELECT tenant_id, document_id FROM document_queue";
