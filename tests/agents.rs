@@ -36,10 +36,11 @@ async fn account_id(server: &TestServer, jwt: &str) -> String {
     me["id"].as_str().expect("id").to_owned()
 }
 
-/// A visitor with an open conversation; returns the socket and the conversation id.
+/// A visitor with an open conversation, stored (so agents can see it); returns the socket and
+/// the welcome.
 async fn visitor(server: &TestServer, bot: &str) -> (Client, Value) {
     let mut client = server.client().await;
-    let welcome = client.hello(bot).await;
+    let welcome = client.hello_stored(bot).await;
     (client, welcome)
 }
 

@@ -126,6 +126,7 @@ async fn many_clients_in_one_conversation_see_one_ordered_sequence() {
     let server = start().await;
     let mut a = server.client().await;
     let (welcome, _) = a.hello_demo().await;
+    a.store_now().await; // Others can join a stored conversation only.
     let mut others = Vec::new();
     for _ in 0..3 {
         let mut c = server.client().await;
@@ -304,6 +305,7 @@ async fn typing_and_read_reach_the_other_sockets_only() {
     let server = start().await;
     let mut a = server.client().await;
     let (welcome, _) = a.hello_demo().await;
+    a.store_now().await;
     let mut b = server.client().await;
     b.resume(&welcome, 1).await;
 
@@ -317,15 +319,29 @@ async fn typing_and_read_reach_the_other_sockets_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_at_its_live_conversation_cap_refuses_new_ones() {
-    let server = start_with(|s| s.engine.max_live_conversations_per_tenant = 1).await;
+async fn a_tenant_at_its_cap_refuses_a_new_conversation_while_every_live_one_is_busy() {
+    // Replies slow enough that the first conversation's actor is mid-answer (busy: it cannot be
+    // passivated to make room) when the second visitor writes.
+    let server = start_with(|s| {
+        s.engine.max_live_conversations_per_tenant = 1;
+        s.responder.token_delay_ms = 300;
+    })
+    .await;
     let mut a = server.client().await;
     a.hello_demo().await;
+    a.say("a1", "what is parla").await;
+    a.expect("message").await;
+    a.expect("stream_start").await;
     let mut b = server.client().await;
-    b.hello("demo").await;
+    b.hello_demo().await;
+    b.say("b1", "hello").await;
     let err = b.expect("error").await;
-    assert_eq!(err["code"], "tenant_at_capacity");
-    assert_eq!(a.exchange("m1", "hello").await.echo["seq"], 2, "the live one is unaffected");
+    assert_eq!(
+        (err["code"].as_str(), err["client_msg_id"].as_str()),
+        (Some("tenant_at_capacity"), Some("b1"))
+    );
+    let (end, _) = a.until("stream_end").await;
+    assert_eq!(end["seq"], 3, "the live one is unaffected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

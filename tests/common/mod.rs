@@ -236,27 +236,28 @@ impl Client {
     }
 
     /// Reads frames until one of type `a` or `b` (skipping others); returns it and those skipped.
+    /// Fails the test if none comes within [`PATIENCE`] (however many others keep coming).
     pub async fn until_either(&mut self, a: &str, b: &str) -> (Value, Vec<Value>) {
         let mut skipped = Vec::new();
-        loop {
-            let frame = self.recv().await;
-            if frame["type"] == a || frame["type"] == b {
-                return (frame, skipped);
+        let found = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let frame = self.recv().await;
+                if frame["type"] == a || frame["type"] == b {
+                    return frame;
+                }
+                skipped.push(frame);
             }
-            skipped.push(frame);
+        })
+        .await;
+        match found {
+            Ok(frame) => (frame, skipped),
+            Err(_) => panic!("no {a} or {b} frame in time; got {skipped:?}"),
         }
     }
 
     /// Reads frames until one of type `kind` (skipping others); returns it and those skipped.
     pub async fn until(&mut self, kind: &str) -> (Value, Vec<Value>) {
-        let mut skipped = Vec::new();
-        loop {
-            let frame = self.recv().await;
-            if frame["type"] == kind {
-                return (frame, skipped);
-            }
-            skipped.push(frame);
-        }
+        self.until_either(kind, kind).await
     }
 
     /// Connects as a browser page at `origin` would (with that `Origin` header).
@@ -361,6 +362,25 @@ impl Client {
         assert_eq!(greeting["seq"], 1);
         assert_eq!(greeting["sender"], "bot");
         (welcome, greeting)
+    }
+
+    /// Opens a conversation with `bot` that is stored at once, with no bot answer to wait for:
+    /// a new conversation is stored when the visitor first writes, and registering a device
+    /// for notifications is such a write. Returns the welcome (a greeting, if the bot has one,
+    /// is read and dropped).
+    pub async fn hello_stored(&mut self, bot: &str) -> Value {
+        let welcome = self.hello(bot).await;
+        self.store_now().await;
+        welcome
+    }
+
+    /// Makes this socket's new conversation stored without a message (see
+    /// [`Client::hello_stored`]); frames other than the `pong` are read and dropped.
+    pub async fn store_now(&mut self) {
+        self.send(json!({"type": "push_token", "token": "device-of-a-test-visitor"})).await;
+        // Frames are handled in order: the pong says the conversation is stored.
+        self.send(json!({"type": "ping"})).await;
+        self.until("pong").await;
     }
 
     /// Resumes a conversation from its welcome frame.
