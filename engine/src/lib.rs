@@ -18,8 +18,9 @@
 //! - [`rich`]: rich messages (image, file, card, carousel, form), postbacks and form
 //!   submissions, with their limits.
 //! - [`sentiment`]: offline sentiment and "asks for a person" detection.
-//! - [`webhook`]: signed intent webhooks, and the SSRF check shared by every outgoing call a
-//!   tenant chooses the target of.
+//! - [`webhook`]: signed intent webhooks.
+//! - [`egress`]: outbound HTTP rules (SSRF): no redirects, the address checked is the address
+//!   connected to, for every call to a target a tenant chose; no redirects for the operator's.
 //! - [`demo`]: the demo tenant and bot.
 //! - [`analytics`]: what each stored message or handling change adds to the tenant's analytics.
 //! - [`metrics`]: the Prometheus metrics exposed at `/metrics` (one registry per engine).
@@ -37,6 +38,7 @@ pub mod analytics;
 pub mod bus;
 pub mod demo;
 mod dispatch;
+pub mod egress;
 pub mod engine;
 mod error;
 pub mod health;
