@@ -102,7 +102,11 @@ async fn tenant(server: &TestServer, email: &str) -> (String, String) {
 async fn ask(server: &TestServer, bot: &str, text: &str) -> (String, Value, String) {
     let mut client = server.client().await;
     let welcome = client.hello(bot).await;
-    let exchange = client.exchange("q", text).await;
+    // A hang guard: a reply that never ends keeps frames coming, which no per-frame patience
+    // catches.
+    let exchange = tokio::time::timeout(Duration::from_secs(60), client.exchange("q", text))
+        .await
+        .expect("the reply ended (within the test's patience)");
     let conversation = welcome["conversation_id"].as_str().expect("conversation").to_owned();
     (exchange.reply.tokens, exchange.reply.end, conversation)
 }
