@@ -293,6 +293,24 @@ async fn a_scrape_checks_every_page_redirect_and_robots_txt() {
     let (_, reply, _) = ask(&server, &bot, "what is the vault code?").await;
     assert!(reply["text"].as_str().is_some_and(|t| !t.contains("9173")), "{reply}");
     assert_eq!(logged(&leaked), Vec::<String>::new(), "no hop reached the refused address");
+
+    // A host *name* is judged by the address connected to: where internal targets are not
+    // allowed, `localhost` fails the scrape and the tenant's LLM without a request reaching it.
+    let strict = start().await;
+    let (jwt, bot) = tenant(&strict, "names@example.com").await;
+    let before = logged(&site_log).len();
+    let id = scrape(&strict, &jwt, &bot, &format!("http://localhost:{site}/"), 5).await;
+    let failed = settled(&strict, &jwt, &bot, &id).await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| e.contains("localhost is not a public address")),
+        "{failed}"
+    );
+    set_tenant_llm(&strict, &jwt, &format!("http://localhost:{secret_port}/v1")).await;
+    let (_, reply, _) = ask(&strict, &bot, "what is the vault code?").await;
+    assert_eq!(reply["text"], "Fallback.");
+    assert_eq!(logged(&site_log).len(), before, "the site saw no request");
+    assert_eq!(logged(&leaked), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
