@@ -630,6 +630,27 @@ async fn every_format_is_extracted_within_the_limits_and_a_bomb_in_any_fails_cle
             "{name}: {failed}"
         );
     }
+    // Text that grows past four times the upload limit (a CSV repeats its column names on
+    // every row) is refused too: its chunks and vectors would not be bounded.
+    let small = start_with(|s| s.knowledge.max_document_bytes = 64 << 10).await;
+    let (small_jwt, small_bot) = tenant(&small, "wide@example.com").await;
+    let header: Vec<String> =
+        (0..50).map(|i| format!("{}{i}", "a_long_column_name_".repeat(5))).collect();
+    let mut wide = header.join(",");
+    while wide.len() < 60 << 10 {
+        wide.push('\n');
+        wide.push_str(&["1"; 50].join(","));
+    }
+    let (_, uploaded) =
+        upload(&small, &small_jwt, &small_bot, "wide.csv", "text/csv", wide.as_bytes()).await;
+    let failed =
+        settled(&small, &small_jwt, &small_bot, uploaded["id"].as_str().expect("id")).await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| e.contains("text is larger than 1 MB")),
+        "{failed}"
+    );
+
     for (name, media, bytes) in [
         ("a.txt", "text/plain", &b"Plain text is read."[..]),
         ("a.md", "text/markdown", b"# Title\n\nMarkdown is read."),

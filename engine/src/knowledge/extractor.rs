@@ -164,20 +164,26 @@ async fn run_child(
         let read = stdout.take(limit.saturating_add(1)).read_to_end(&mut out).await;
         read.map(|_| out)
     };
-    let complaint = async move {
+    // Its first 4 KiB say why it failed; the rest is drained, so the child never blocks on a
+    // full pipe. On a task of its own: it ends with the child, however that ends.
+    let complaint = tokio::spawn(async move {
         let mut err = Vec::new();
-        let _ = stderr.take(4096).read_to_end(&mut err).await;
+        let mut stderr = stderr;
+        let _ = (&mut stderr).take(4096).read_to_end(&mut err).await;
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
         String::from_utf8_lossy(&err).into_owned()
-    };
-    let ((), answer, complaint) = tokio::join!(feed, answer, complaint);
+    });
+    let ((), answer) = tokio::join!(feed, answer);
     let answer = answer.map_err(|e| format!("the extractor's answer could not be read: {e}"))?;
     if answer.len() > max_output_bytes {
+        // Returning drops the child, which kills it (`kill_on_drop`).
         return Err(format!(
             "the document's text is larger than {} MB",
             max_output_bytes / 1_000_000
         ));
     }
     let status = child.wait().await.map_err(|e| format!("the extractor was lost: {e}"))?;
+    let complaint = complaint.await.unwrap_or_default();
     if !status.success() {
         return Err(if complaint.contains("memory allocation") {
             out_of_memory(memory_bytes)
