@@ -171,13 +171,16 @@ impl Knowledge {
         self.schedule.push(tenant, id);
     }
 
-    /// Queues again the unfinished documents the schedule let overflow to the store.
-    async fn refill(&self) {
+    /// Queues again the documents the schedule let overflow to the store: the unfinished ones
+    /// of `tenants` not queued or running here. (In a cluster one may be running on another
+    /// node, as at a start's resume: processing again rewrites the same chunks.)
+    async fn refill(&self, tenants: &[TenantId]) {
         match self.store.unfinished_documents().await {
             Ok(unfinished) => {
                 for document in unfinished {
-                    if !self.schedule.holds(&document.tenant_id, &document.id) {
-                        self.schedule.push(&document.tenant_id, &document.id);
+                    let (tenant, id) = (&document.tenant_id, &document.id);
+                    if tenants.contains(tenant) && !self.schedule.holds(tenant, id) {
+                        self.schedule.push(tenant, id);
                     }
                 }
             }
@@ -512,9 +515,9 @@ async fn worker(knowledge: std::sync::Weak<Knowledge>, schedule: Arc<schedule::S
     loop {
         match schedule.next().await {
             schedule::Take::Closed => break,
-            schedule::Take::Refill => {
+            schedule::Take::Refill(tenants) => {
                 let Some(knowledge) = knowledge.upgrade() else { break };
-                knowledge.refill().await;
+                knowledge.refill(&tenants).await;
             }
             schedule::Take::Job(tenant, id) => {
                 let Some(knowledge) = knowledge.upgrade() else { break };

@@ -25,8 +25,8 @@ pub(crate) enum Take {
     /// Process this document, then call [`Schedule::done`].
     Job(TenantId, String),
     /// A tenant whose ids overflowed has an empty queue: read the store's unfinished documents
-    /// and push those not held.
-    Refill,
+    /// of these tenants and push those not held.
+    Refill(Vec<TenantId>),
     /// The knowledge base is gone: stop.
     Closed,
 }
@@ -116,8 +116,9 @@ impl Schedule {
         // other tenant's backlog. A refill fills its queue again (or finds nothing left), so
         // this does not repeat until it overflows and runs dry again.
         if state.overflowed.iter().any(|t| !state.queues.contains_key(t)) {
-            state.overflowed.clear(); // A refill sees every tenant's; pushes note overflows anew.
-            return Some(Take::Refill);
+            // A refill reads every overflowed tenant's; pushes note overflows anew.
+            let tenants = std::mem::take(&mut state.overflowed).into_iter().collect();
+            return Some(Take::Refill(tenants));
         }
         for _ in 0..state.turns.len() {
             let Some(tenant) = state.turns.pop_front() else { break };
@@ -213,7 +214,7 @@ mod tests {
         assert!(!schedule.holds(&a, "a2"));
         assert_eq!(schedule.take(), job("a", "a1"));
         assert!(schedule.holds(&a, "a1"), "running");
-        assert_eq!(schedule.take(), Some(Take::Refill), "a's queue ran dry");
+        assert_eq!(schedule.take(), Some(Take::Refill(vec![a.clone()])), "a's queue ran dry");
         assert_eq!(schedule.take(), None, "one refill per overflow");
         schedule.push(&a, "a2"); // What the refill read back.
         schedule.done(&a, "a1");
@@ -226,7 +227,7 @@ mod tests {
         schedule.push(&a, "a2"); // Overflows.
         schedule.push(&b, "b1");
         assert_eq!(schedule.take(), job("a", "a1"));
-        assert_eq!(schedule.take(), Some(Take::Refill), "a ran dry while b1 still waits");
+        assert_eq!(schedule.take(), Some(Take::Refill(vec![a.clone()])), "a ran dry; b1 waits");
         assert_eq!(schedule.take(), job("b", "b1"));
     }
 
