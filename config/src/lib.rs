@@ -77,7 +77,8 @@ pub struct KnowledgeSettings {
     /// pages read (or fails when none was). Default 120 s: a 100-page crawl of a responsive
     /// site fits; a site that trickles cannot hold a worker longer.
     pub scrape_deadline_ms: u64,
-    /// Address space the extractor process may take (`RLIMIT_AS`). Documents are extracted in
+    /// Memory the extractor process may allocate (`RLIMIT_DATA`: its heap and private
+    /// mappings, not its code, which a debug build makes large). Documents are extracted in
     /// a child process so that a decompression bomb or a parser's blow-up ends that child, not
     /// the server. Default 512 MiB: a 9.7 MB, 400-page PDF with images peaked at 40 MB; a
     /// 400 KiB PDF whose stream inflates a thousandfold needs over 800 MiB and fails.
