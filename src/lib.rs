@@ -172,6 +172,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         max_tokens: llm.max_tokens,
         min_confidence: settings.responder.min_confidence,
         tenant_endpoints_allow_private: llm.tenant_endpoints_allow_private,
+        max_reply_chars: llm.max_reply_chars,
+        max_reply_time: Duration::from_millis(llm.max_reply_ms),
     };
     let responder = Arc::new(parla_engine::responder::llm::LlmResponder::new(config, builtin));
     let embedder = embedder(&settings.embeddings).await;

@@ -39,6 +39,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Extracts one document's text, stdin to JSON on stdout, within memory and CPU limits it
+    /// sets on itself: the server runs it for every document (see
+    /// `parla_engine::knowledge::extractor`), people do not.
+    #[command(hide = true)]
+    Extract {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        memory_bytes: u64,
+        #[arg(long)]
+        cpu_secs: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +85,11 @@ fn main() -> anyhow::Result<()> {
                 println!("parla: applied {version}");
             }
             Ok(())
+        }
+        Command::Extract { kind, memory_bytes, cpu_secs } => {
+            let code =
+                parla_engine::knowledge::extractor::child_main(&kind, memory_bytes, cpu_secs);
+            std::process::exit(code)
         }
         Command::Config { config } => {
             let settings = Settings::load(config.as_deref(), &[])?;

@@ -68,6 +68,30 @@ pub struct KnowledgeSettings {
     pub queue: usize,
     pub top_k: usize,
     pub scrape_allow_private_targets: bool,
+    // Bounded processing (issue 19).
+    /// Documents processed at once. More than one, so one tenant's slow document (a scrape of
+    /// a slow site) cannot hold everyone else's; each tenant holds at most half of them
+    /// (rounded up), taken round robin across tenants. Default 2: a 2-core machine's worth.
+    pub workers: usize,
+    /// Time one scrape may take, all pages together: past it the crawl stops and keeps the
+    /// pages read (or fails when none was). Default 120 s: a 100-page crawl of a responsive
+    /// site fits; a site that trickles cannot hold a worker longer.
+    pub scrape_deadline_ms: u64,
+    /// Memory the extractor process may allocate (`RLIMIT_DATA`: its heap and private
+    /// mappings, not its code, which a debug build makes large). Documents are extracted in
+    /// a child process so that a decompression bomb or a parser's blow-up ends that child, not
+    /// the server. Default 512 MiB: a 9.7 MB, 400-page PDF with images peaked at 40 MB; a
+    /// 400 KiB PDF whose stream inflates a thousandfold needs over 800 MiB and fails.
+    pub extract_memory_bytes: u64,
+    /// Time the extractor process may take before it is killed. Default 60 s: real documents
+    /// extract in seconds; a parser caught in a loop must not hold a worker.
+    pub extract_timeout_ms: u64,
+    /// The program run as the extractor (`PROGRAM extract …`); empty: this executable. Set by
+    /// tests that run the server inside another executable.
+    pub extractor_program: String,
+    /// Extract inside the server process instead: no memory limit, no protection from a
+    /// parser's crash. Only for tests of the engine library, which have no parla executable.
+    pub extract_in_process: bool,
 }
 
 /// Where knowledge-base vectors come from.
@@ -202,6 +226,14 @@ pub struct LlmSettings {
     pub history_messages: usize,
     pub max_tokens: u32,
     pub tenant_endpoints_allow_private: bool,
+    // Bounded replies (issue 19).
+    /// Longest reply kept, in characters; past it the reply is cut and marked. An endpoint
+    /// may ignore `max_tokens`; this does not depend on it. Default 16000: eight times what
+    /// `max_tokens = 512` asks at four characters a token.
+    pub max_reply_chars: usize,
+    /// Longest a reply may take, question to last token; past it the reply is cut and marked.
+    /// Default 120 s: 512 tokens at a slow local model's 5 a second fit.
+    pub max_reply_ms: u64,
 }
 
 impl std::fmt::Debug for LlmSettings {
@@ -215,6 +247,8 @@ impl std::fmt::Debug for LlmSettings {
             .field("history_messages", &self.history_messages)
             .field("max_tokens", &self.max_tokens)
             .field("tenant_endpoints_allow_private", &self.tenant_endpoints_allow_private)
+            .field("max_reply_chars", &self.max_reply_chars)
+            .field("max_reply_ms", &self.max_reply_ms)
             .finish()
     }
 }
@@ -554,6 +588,12 @@ impl Settings {
             ("auth.access_ttl_secs", self.auth.access_ttl_secs),
             ("auth.refresh_ttl_secs", self.auth.refresh_ttl_secs),
             ("auth.ip_requests_per_15min", u64::from(self.auth.ip_requests_per_15min)),
+            ("knowledge.workers", self.knowledge.workers as u64),
+            ("knowledge.scrape_deadline_ms", self.knowledge.scrape_deadline_ms),
+            ("knowledge.extract_memory_bytes", self.knowledge.extract_memory_bytes),
+            ("knowledge.extract_timeout_ms", self.knowledge.extract_timeout_ms),
+            ("llm.max_reply_chars", self.llm.max_reply_chars as u64),
+            ("llm.max_reply_ms", self.llm.max_reply_ms),
         ];
         if let Some((key, _)) = must_be_positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });

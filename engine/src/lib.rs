@@ -18,8 +18,9 @@
 //! - [`rich`]: rich messages (image, file, card, carousel, form), postbacks and form
 //!   submissions, with their limits.
 //! - [`sentiment`]: offline sentiment and "asks for a person" detection.
-//! - [`webhook`]: signed intent webhooks, and the SSRF check shared by every outgoing call a
-//!   tenant chooses the target of.
+//! - [`webhook`]: signed intent webhooks.
+//! - [`egress`]: outbound HTTP rules (SSRF): no redirects, the address checked is the address
+//!   connected to, for every call to a target a tenant chose; no redirects for the operator's.
 //! - [`demo`]: the demo tenant and bot.
 //! - [`clients`]: who an anonymous client is (its address, through trusted proxies only,
 //!   IPv6 by /64) and the keyed limiters the transports hold against floods.
@@ -40,6 +41,7 @@ pub mod bus;
 pub mod clients;
 pub mod demo;
 mod dispatch;
+pub mod egress;
 pub mod engine;
 mod error;
 pub mod health;

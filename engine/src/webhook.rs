@@ -12,10 +12,12 @@
 //! Off the conversation's path: each event gets its own task, up to `webhook_attempts`
 //! attempts, backing off 1 s, 4 s, 16 s… on a network error, a timeout, 429 or 5xx; any other
 //! status is final. Deliveries are not persisted: events pending when the process stops are
-//! lost (a durable outbox is future work). Targets resolving to non-public addresses are
-//! refused unless `webhook_allow_private_targets` is set (SSRF).
+//! lost (a durable outbox is future work). Deliveries follow the rules for a tenant's targets
+//! ([`crate::egress`]): no redirect (a 3xx is a final answer), and a target resolving to a
+//! non-public address is refused at connection time — finally, without retries — unless
+//! `webhook_allow_private_targets` is set (SSRF).
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use hmac::{Hmac, Mac};
 use parla_config::EngineSettings;
@@ -24,6 +26,7 @@ use sha2::Sha256;
 use tokio::runtime::Handle;
 
 use crate::{
+    egress::TenantEgress,
     metrics::Metrics,
     model::{Intent, IntentAction, Message, now_ms},
 };
@@ -100,24 +103,20 @@ pub fn check_url(url: &str) -> Result<(), &'static str> {
 pub(crate) struct Webhooks {
     client: reqwest::Client,
     attempts: u32,
-    allow_private: bool,
+    egress: TenantEgress,
     metrics: Arc<Metrics>,
 }
 
 impl Webhooks {
     pub(crate) fn new(settings: &EngineSettings, metrics: Arc<Metrics>) -> Self {
-        let client = reqwest::Client::builder()
+        let egress = TenantEgress::new(settings.webhook_allow_private_targets);
+        let client = egress
+            .client()
             .timeout(settings.webhook_timeout())
-            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Parla-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Self {
-            client,
-            attempts: settings.webhook_attempts.max(1),
-            allow_private: settings.webhook_allow_private_targets,
-            metrics,
-        }
+        Self { client, attempts: settings.webhook_attempts.max(1), egress, metrics }
     }
 
     /// Starts delivering `intent`'s webhook actions for the bot's `answer` to `question`.
@@ -151,7 +150,7 @@ impl Webhooks {
     async fn deliver(&self, url: &str, secret: &str, event: &serde_json::Value) {
         let id = event["id"].as_str().unwrap_or_default().to_owned();
         let body = event.to_string().into_bytes();
-        if let Err(reason) = self.check_target(url).await {
+        if let Err(reason) = self.egress.check_url(url) {
             tracing::warn!(delivery = %id, %reason, "webhook target refused");
             self.metrics.webhooks_failed.inc();
             return;
@@ -178,6 +177,11 @@ impl Webhooks {
                     tracing::warn!(delivery = %id, attempt, %status, "webhook refused");
                     status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 }
+                Err(e) if crate::egress::refusal(&e).is_some() => {
+                    let reason = crate::egress::describe(e);
+                    tracing::warn!(delivery = %id, %reason, "webhook target refused");
+                    false
+                }
                 Err(e) => {
                     // Without the URL: it may carry credentials in its query.
                     tracing::warn!(delivery = %id, attempt, error = %e.without_url(), "webhook failed");
@@ -191,66 +195,6 @@ impl Webhooks {
             backoff *= 4;
         }
         self.metrics.webhooks_failed.inc();
-    }
-
-    /// Refuses URLs that are not http(s), and hosts resolving to non-public addresses unless
-    /// allowed.
-    async fn check_target(&self, url: &str) -> Result<(), String> {
-        check_public_url(url, self.allow_private).await
-    }
-}
-
-/// Refuses a URL that is not http(s), or — unless `allow_private` — whose host resolves to a
-/// non-public address: a tenant's URL must not reach the operator's network (SSRF). Shared by
-/// webhooks, scraping and tenants' LLM endpoints.
-pub async fn check_public_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err("not http(s)".into());
-    }
-    if allow_private {
-        return Ok(());
-    }
-    let host = parsed.host_str().ok_or("no host")?.trim_matches(['[', ']']).to_owned();
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let addresses = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    for address in addresses {
-        if !is_public(address.ip()) {
-            return Err(format!("{host} is not a public address"));
-        }
-    }
-    Ok(())
-}
-
-/// Whether `ip` is a globally routable address (not loopback, private, link-local, CGNAT,
-/// unspecified, multicast or documentation).
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link local
-        }
     }
 }
 
@@ -284,26 +228,5 @@ mod tests {
             hex(&rfc.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-    }
-
-    #[test]
-    fn private_targets_are_recognised() {
-        for private in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "0.0.0.0",
-        ] {
-            assert!(!is_public(private.parse().expect("ip")), "{private}");
-        }
-        for public in ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"] {
-            assert!(is_public(public.parse().expect("ip")), "{public}");
-        }
     }
 }

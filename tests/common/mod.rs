@@ -42,6 +42,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.responder.token_delay_ms = 0;
     // The lexical embedder: fast and deterministic; tests/knowledge_model.rs runs the model.
     s.embeddings.local_model = String::new();
+    // The server runs inside this test executable: documents are extracted by the real binary.
+    s.knowledge.extractor_program = env!("CARGO_BIN_EXE_parla").into();
     s
 }
 

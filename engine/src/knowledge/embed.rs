@@ -126,7 +126,8 @@ impl OpenAiEmbedder {
         batch: usize,
         timeout: std::time::Duration,
     ) -> Self {
-        let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+        // The operator's endpoint: anywhere, but no redirect (which could carry the key away).
+        let client = crate::egress::operator_client().timeout(timeout).build().unwrap_or_default();
         Self {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),

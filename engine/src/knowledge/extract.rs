@@ -1,10 +1,11 @@
 //! Text out of uploaded bytes, keeping the structure chunking needs: sections (a heading and
-//! its paragraphs). Pure functions; no I/O.
+//! its paragraphs). Pure functions; no I/O. The server runs them in a bounded child process
+//! ([`super::extractor`]), never in its own.
 
 use crate::model::DocumentType;
 
 /// A heading and the paragraphs under it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Section {
     pub title: Option<String>,
     pub paragraphs: Vec<String>,
@@ -33,6 +34,10 @@ pub fn extract(kind: DocumentType, bytes: &[u8]) -> Result<Vec<Section>, String>
 /// Largest `word/document.xml` read from a DOCX (a zip bomb stops here).
 const MAX_DOCX_XML: u64 = 64 * 1024 * 1024;
 
+/// The error of an extraction that ran out of the memory it may use (an allocation refused
+/// under the extractor's limit, see [`super::extractor`]).
+pub const OUT_OF_MEMORY: &str = "extracting the document needs more memory than allowed";
+
 /// A PDF's text (pdf-extract), page breaks as paragraph breaks.
 fn pdf(bytes: &[u8]) -> Result<Vec<Section>, String> {
     if !bytes.starts_with(b"%PDF-") {
@@ -54,7 +59,10 @@ fn docx(bytes: &[u8]) -> Result<Vec<Section>, String> {
         .map_err(|_| "not a DOCX file (no word/document.xml)".to_owned())?
         .take(MAX_DOCX_XML)
         .read_to_string(&mut xml)
-        .map_err(|_| "the DOCX text is not readable UTF-8 XML".to_owned())?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::OutOfMemory => OUT_OF_MEMORY.to_owned(),
+            _ => "the DOCX text is not readable UTF-8 XML".to_owned(),
+        })?;
     let mut sections = vec![Section::default()];
     for paragraph in xml.split("</w:p>") {
         let Some(start) = paragraph.rfind("<w:p>").or_else(|| paragraph.rfind("<w:p ")) else {

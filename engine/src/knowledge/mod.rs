@@ -2,11 +2,15 @@
 //! over them for the responders.
 //!
 //! # Processing
-//! An upload stores the document (PENDING) with its bytes, then queues its id. One worker task
-//! takes ids in order: PROCESSING → extract ([`extract`]) → chunk ([`chunk`]) → chunks and
-//! COMPLETED in one store transaction, or FAILED with the reason. The queue in memory is
-//! bounded; the store's list of unfinished documents is the durable one — on start every
-//! PENDING or PROCESSING document is queued again, so work survives a restart.
+//! An upload stores the document (PENDING) with its bytes, then queues its id. `workers`
+//! worker tasks take ids fairly ([`schedule`]: round robin across tenants, a tenant holding at
+//! most half the workers): PROCESSING → extract, in a child process bounded in memory and time
+//! ([`extractor`] running [`extract`]) → chunk ([`chunk`]) → chunks and COMPLETED in one store
+//! transaction, or FAILED with the reason. A scrape ([`scrape`]) fetches its pages within
+//! `scrape_deadline_ms`, then extracts each page the same way. The queue in memory is bounded
+//! per tenant; the store's list of unfinished documents is the durable one — on start every
+//! PENDING or PROCESSING document is queued again, so work survives a restart, and ids that did
+//! not fit in memory are read back from it when the queues run dry.
 //!
 //! # Retrieval
 //! Hybrid: keyword (BM25, [`index`], built on first use and cached per bot until its documents
@@ -17,15 +21,16 @@
 pub mod chunk;
 pub mod embed;
 pub mod extract;
+pub mod extractor;
 pub mod index;
 pub mod minilm;
+mod schedule;
 pub mod scrape;
 pub mod vectors;
 
 use std::{collections::HashMap, sync::Arc};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 
 use crate::{
     model::{BotId, Chunk, Document, ProcessStatus, TenantId, now_ms},
@@ -74,7 +79,10 @@ pub struct Knowledge {
     store: Arc<dyn Store>,
     settings: KnowledgeSettings,
     scraper: scrape::Scraper,
-    queue: mpsc::Sender<(TenantId, String)>,
+    /// Runs every extraction, bounded (see [`extractor`]).
+    extractor: extractor::Extractor,
+    /// The documents waiting and running, taken fairly by the workers.
+    schedule: Arc<schedule::Schedule>,
     indexes: Mutex<HashMap<Key, Arc<BotIndex>>>,
     embedder: Arc<dyn embed::Embedder>,
     vectors: Arc<dyn vectors::VectorIndex>,
@@ -116,29 +124,34 @@ impl Knowledge {
         probes
     }
 
-    /// Starts the worker on the current runtime. `vectors` must hold `embedder`'s space.
+    /// Starts the workers on the current runtime. `vectors` must hold `embedder`'s space.
     pub fn start(
         store: Arc<dyn Store>,
         settings: KnowledgeSettings,
         embedder: Arc<dyn embed::Embedder>,
         vectors: Arc<dyn vectors::VectorIndex>,
     ) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let scraper = scrape::Scraper::new(
             settings.max_document_bytes,
             settings.scrape_allow_private_targets,
+            std::time::Duration::from_millis(settings.scrape_deadline_ms),
         );
+        let workers = settings.workers.max(1);
+        let schedule = Arc::new(schedule::Schedule::new(settings.queue, workers.div_ceil(2)));
         let knowledge = Arc::new(Self {
             store,
+            extractor: extractor::Extractor::from_settings(&settings),
             settings,
             scraper,
-            queue: tx,
+            schedule: schedule.clone(),
             indexes: Mutex::new(HashMap::new()),
             embedder,
             vectors,
             questions: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(worker(Arc::downgrade(&knowledge), rx));
+        for _ in 0..workers {
+            tokio::spawn(worker(Arc::downgrade(&knowledge), schedule.clone()));
+        }
         knowledge
     }
 
@@ -152,11 +165,28 @@ impl Knowledge {
         Ok(n)
     }
 
-    /// Queues a stored document for processing.
+    /// Queues a stored document for processing. Never waits: past the in-memory bound the
+    /// document waits PENDING in the store, read back when the queues run dry.
     pub async fn submit(&self, tenant: &TenantId, id: &str) {
-        // Fails only when the worker is gone (shutdown): the document stays PENDING in the
-        // store and the next start resumes it.
-        let _ = self.queue.send((tenant.clone(), id.to_owned())).await;
+        self.schedule.push(tenant, id);
+    }
+
+    /// Queues again the documents the schedule let overflow to the store: the unfinished ones
+    /// of `tenants` not queued or running here. (In a cluster one may be running on another
+    /// node, as at a start's resume: processing again rewrites the same chunks.)
+    async fn refill(&self, tenants: &[TenantId]) {
+        match self.store.unfinished_documents().await {
+            Ok(unfinished) => {
+                for document in unfinished {
+                    let (tenant, id) = (&document.tenant_id, &document.id);
+                    if tenants.contains(tenant) && !self.schedule.holds(tenant, id) {
+                        self.schedule.push(tenant, id);
+                    }
+                }
+            }
+            // Left in the store: the next overflow or the next start tries again.
+            Err(e) => tracing::warn!(error = %e, "could not read the unfinished documents"),
+        }
     }
 
     /// Forgets a bot's cached index (its documents changed).
@@ -341,18 +371,21 @@ impl Knowledge {
         };
         let (kind, title) = (document.kind, document.title.clone());
         let (max, overlap) = (self.settings.chunk_chars, self.settings.chunk_overlap_chars);
-        let pieces = if kind == crate::model::DocumentType::WebPage {
+        let sections = if kind == crate::model::DocumentType::WebPage {
             match self.scrape(&mut document, &bytes).await? {
-                Ok(sections) => Ok(chunk::chunk(&sections, &title, max, overlap)),
+                Ok(pages) => self.page_sections(pages).await,
                 Err(reason) => Err(reason),
             }
         } else {
-            tokio::task::spawn_blocking(move || {
-                extract::extract(kind, &bytes)
-                    .map(|sections| chunk::chunk(&sections, &title, max, overlap))
-            })
-            .await
-            .unwrap_or_else(|_| Err("the extractor crashed on this document".into()))
+            self.extractor.extract(kind, bytes).await
+        };
+        let pieces = match sections {
+            Ok(sections) => {
+                tokio::task::spawn_blocking(move || chunk::chunk(&sections, &title, max, overlap))
+                    .await
+                    .map_err(|_| "chunking failed on this document".to_owned())
+            }
+            Err(reason) => Err(reason),
         };
         let pieces = match pieces {
             Ok(pieces) => pieces,
@@ -404,7 +437,7 @@ impl Knowledge {
         &self,
         document: &mut Document,
         request: &[u8],
-    ) -> StoreResult<Result<Vec<extract::Section>, String>> {
+    ) -> StoreResult<Result<Vec<scrape::Page>, String>> {
         let Ok(request) = serde_json::from_slice::<scrape::ScrapeRequest>(request) else {
             return Ok(Err("the scrape request is unreadable".into()));
         };
@@ -414,6 +447,40 @@ impl Knowledge {
         document.updated_at = now_ms();
         self.store.put_document(document, None).await?;
         Ok(result)
+    }
+
+    /// The sections of scraped pages, each extracted like an upload and titled by its page
+    /// (and heading); a page that yields nothing is skipped.
+    async fn page_sections(
+        &self,
+        pages: Vec<scrape::Page>,
+    ) -> Result<Vec<extract::Section>, String> {
+        let mut sections = Vec::new();
+        for page in pages {
+            let kind = if page.html {
+                crate::model::DocumentType::Html
+            } else {
+                crate::model::DocumentType::Txt
+            };
+            let found = match self.extractor.extract(kind, page.body.into_bytes()).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::info!(url = %page.url, error = %e, "page yielded no text");
+                    continue;
+                }
+            };
+            sections.extend(found.into_iter().map(|s| extract::Section {
+                title: Some(match s.title {
+                    Some(heading) if heading != page.title => format!("{} — {heading}", page.title),
+                    _ => page.title.clone(),
+                }),
+                paragraphs: s.paragraphs,
+            }));
+        }
+        if sections.is_empty() {
+            return Err("no text found on the page".into());
+        }
+        Ok(sections)
     }
 
     async fn fail(&self, mut document: Document, reason: &str) -> StoreResult<()> {
@@ -437,12 +504,35 @@ fn embedding_text(title: &str, text: &str) -> String {
     format!("{title}\n{text}")
 }
 
-async fn worker(knowledge: std::sync::Weak<Knowledge>, mut rx: mpsc::Receiver<(TenantId, String)>) {
-    while let Some((tenant, id)) = rx.recv().await {
-        let Some(knowledge) = knowledge.upgrade() else { break };
-        if let Err(e) = knowledge.process(&tenant, &id).await {
-            // Left PENDING/PROCESSING in the store: the next start retries it.
-            tracing::warn!(document = %id, error = %e, "document processing failed on the store");
+impl Drop for Knowledge {
+    fn drop(&mut self) {
+        self.schedule.close(); // The workers stop.
+    }
+}
+
+/// One processing worker: takes documents from the schedule until the knowledge base is gone.
+async fn worker(knowledge: std::sync::Weak<Knowledge>, schedule: Arc<schedule::Schedule>) {
+    loop {
+        match schedule.next().await {
+            schedule::Take::Closed => break,
+            schedule::Take::Refill(tenants) => {
+                let Some(knowledge) = knowledge.upgrade() else { break };
+                knowledge.refill(&tenants).await;
+            }
+            schedule::Take::Job(tenant, id) => {
+                let Some(knowledge) = knowledge.upgrade() else { break };
+                let processed = std::panic::AssertUnwindSafe(knowledge.process(&tenant, &id));
+                match futures_util::FutureExt::catch_unwind(processed).await {
+                    Ok(Ok(())) => {}
+                    // Left PENDING/PROCESSING in the store: the next start retries it.
+                    Ok(Err(e)) => {
+                        tracing::warn!(document = %id, error = %e, "document processing failed on the store");
+                    }
+                    // The worker lives on; the document is retried at the next start.
+                    Err(_) => tracing::error!(document = %id, "document processing panicked"),
+                }
+                schedule.done(&tenant, &id);
+            }
         }
     }
 }
@@ -460,6 +550,13 @@ mod tests {
             queue: 8,
             top_k: 3,
             scrape_allow_private_targets: true,
+            workers: 2,
+            scrape_deadline_ms: 10_000,
+            extract_memory_bytes: 256 << 20,
+            extract_timeout_ms: 10_000,
+            extractor_program: String::new(),
+            // No parla executable in the engine's own tests.
+            extract_in_process: true,
         }
     }
 

@@ -1,16 +1,29 @@
-//! Web pages into sections: fetch a URL, honour the site's robots.txt, keep the page's main
-//! text, and optionally follow same-site links breadth-first within page and depth limits.
+//! Web pages for a WEB_PAGE document: fetch a URL, honour the site's robots.txt, and
+//! optionally follow same-site links breadth-first within page and depth limits. The pages'
+//! text is extracted afterwards, like an upload's (bounded, in a child process).
 //!
-//! Only `http(s)` pages of `text/html` or `text/plain` are read, each at most `max_bytes`;
-//! redirects are followed only within the site. Hosts resolving to non-public addresses are
-//! refused unless allowed (server-side request forgery), as for webhooks.
+//! # Bounds
+//! Only `http(s)` pages of `text/html` or `text/plain` are read; all the pages of one scrape
+//! together hold at most `max_bytes` (one document's worth: a page that does not fit ends the
+//! crawl), and the crawl stops at its deadline, keeping the pages read (or failing when none
+//! was).
+//!
+//! # Where it may go (SSRF)
+//! Under the rules for a tenant's targets ([`crate::egress`]): every request — each page, each
+//! redirect hop, robots.txt — is checked, and a host name is judged by the address actually
+//! connected to, so a name re-pointed at an internal address after the first page (DNS
+//! rebinding) reaches nothing. The client follows no redirect: [`Scraper`] follows them by
+//! hand, within the site, checking each hop. Non-public addresses are refused unless the
+//! operator allows them.
 
 use std::{collections::HashSet, time::Duration};
 
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use super::extract::{self, Section};
+use super::extract;
+use crate::egress::TenantEgress;
 
 /// What to scrape: stored as the document's bytes, so reprocessing fetches again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,28 +38,56 @@ pub struct ScrapeRequest {
 /// The user agent we fetch as, and the robots.txt group we obey first.
 pub const USER_AGENT: &str = concat!("ParlaBot/", env!("CARGO_PKG_VERSION"));
 
-/// Fetches pages and turns them into sections titled by page (and heading).
+/// Time one request may take (a page, a hop, robots.txt), within the crawl's deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A page read: its URL (after redirects), its title (or URL), its text, and whether it is
+/// HTML.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub url: Url,
+    pub title: String,
+    pub body: String,
+    pub html: bool,
+}
+
+/// Fetches pages for WEB_PAGE documents.
 pub struct Scraper {
     client: reqwest::Client,
+    egress: TenantEgress,
+    /// The most bytes one scrape reads, all pages together.
     max_bytes: usize,
-    allow_private: bool,
+    /// The time one scrape may take.
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for Scraper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scraper").field("max_bytes", &self.max_bytes).finish_non_exhaustive()
+        f.debug_struct("Scraper")
+            .field("max_bytes", &self.max_bytes)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
+/// Why a crawl ended early.
+enum Stop {
+    Deadline,
+    Full,
+}
+
 impl Scraper {
-    pub fn new(max_bytes: usize, allow_private: bool) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
+    /// `allow_private`: the operator's leave to reach non-public addresses (tests, trusted
+    /// networks).
+    pub fn new(max_bytes: usize, allow_private: bool, deadline: Duration) -> Self {
+        let egress = TenantEgress::new(allow_private);
+        let client = egress
+            .client()
+            .timeout(REQUEST_TIMEOUT)
             .user_agent(USER_AGENT)
             .build()
             .unwrap_or_default();
-        Self { client, max_bytes, allow_private }
+        Self { client, egress, max_bytes, deadline }
     }
 
     /// Crawls `request`; `progress` is told each page read (pages done, pages at most).
@@ -54,35 +95,46 @@ impl Scraper {
         &self,
         request: &ScrapeRequest,
         mut progress: impl FnMut(u32, u32),
-    ) -> Result<Vec<Section>, String> {
-        let start = Url::parse(&request.url).map_err(|e| format!("not a valid URL: {e}"))?;
-        if !matches!(start.scheme(), "http" | "https") || start.host_str().is_none() {
-            return Err("only http and https URLs can be scraped".into());
-        }
-        crate::webhook::check_public_url(start.as_str(), self.allow_private).await?;
-        let robots = self.robots(&start).await;
+    ) -> Result<Vec<Page>, String> {
+        let deadline = Instant::now() + self.deadline;
+        let start = self.egress.check_url(&request.url)?;
+        let too_slow =
+            || format!("the site did not answer within {} s", self.deadline.as_secs().max(1));
+        let robots = match tokio::time::timeout_at(deadline, self.robots(&start)).await {
+            Ok(robots) => robots,
+            Err(_) => return Err(too_slow()),
+        };
         let max_pages = request.max_pages.clamp(1, 100);
         let mut queue = std::collections::VecDeque::from([(start.clone(), 0u32)]);
         let mut seen = HashSet::from([start.to_string()]);
-        let (mut sections, mut read, mut refused) = (Vec::new(), 0u32, Vec::new());
+        let (mut pages, mut refused, mut stop) = (Vec::new(), Vec::new(), None);
+        let mut room = self.max_bytes;
         while let Some((url, depth)) = queue.pop_front() {
-            if read >= max_pages {
+            if pages.len() >= max_pages as usize {
                 break;
             }
             if !robots.allows(url.path()) {
                 refused.push(url.to_string());
                 continue;
             }
-            let page = match self.fetch(&url).await {
-                Ok(page) => page,
-                Err(e) if read == 0 && queue.is_empty() => return Err(e),
-                Err(e) => {
+            let page = match tokio::time::timeout_at(deadline, self.fetch(&url, room)).await {
+                Err(_) => {
+                    stop = Some(Stop::Deadline);
+                    break;
+                }
+                Ok(Ok(page)) => page,
+                Ok(Err(Fetch::TooLarge)) if !pages.is_empty() => {
+                    stop = Some(Stop::Full);
+                    break;
+                }
+                Ok(Err(e)) if pages.is_empty() && queue.is_empty() => return Err(e.to_string()),
+                Ok(Err(e)) => {
                     tracing::info!(url = %url, error = %e, "page skipped");
                     continue;
                 }
             };
-            read += 1;
-            progress(read, max_pages);
+            room = room.saturating_sub(page.body.len());
+            progress(u32::try_from(pages.len() + 1).unwrap_or(u32::MAX), max_pages);
             if depth < request.max_depth {
                 for link in links(&page.body, &url) {
                     if same_site(&link, &start) && seen.insert(link.to_string()) {
@@ -90,61 +142,54 @@ impl Scraper {
                     }
                 }
             }
-            let page_title = page
-                .html
-                .then(|| extract::html_title(&page.body))
-                .flatten()
-                .unwrap_or_else(|| url.to_string());
-            let kind = if page.html {
-                crate::model::DocumentType::Html
-            } else {
-                crate::model::DocumentType::Txt
-            };
-            if let Ok(found) = extract::extract(kind, page.body.as_bytes()) {
-                sections.extend(found.into_iter().map(|s| Section {
-                    title: Some(match s.title {
-                        Some(heading) if heading != page_title => {
-                            format!("{page_title} — {heading}")
-                        }
-                        _ => page_title.clone(),
-                    }),
-                    paragraphs: s.paragraphs,
-                }));
-            }
+            pages.push(page);
         }
-        if read == 0 && !refused.is_empty() {
+        match stop {
+            Some(Stop::Deadline) if pages.is_empty() => return Err(too_slow()),
+            Some(Stop::Deadline) => {
+                tracing::info!(url = %start, pages = pages.len(), "scrape deadline: pages read kept");
+            }
+            Some(Stop::Full) => {
+                tracing::info!(url = %start, pages = pages.len(), "scrape size limit: pages read kept");
+            }
+            None => {}
+        }
+        if pages.is_empty() && !refused.is_empty() {
             return Err(format!("robots.txt disallows {}", refused.join(", ")));
         }
-        if sections.is_empty() {
+        if pages.is_empty() {
             return Err("no text found on the page".into());
         }
-        Ok(sections)
+        Ok(pages)
     }
 
-    async fn fetch(&self, url: &Url) -> Result<Page, String> {
+    /// One page, following redirects within the site (each hop checked), at most `room`
+    /// bytes.
+    async fn fetch(&self, url: &Url, room: usize) -> Result<Page, Fetch> {
         let mut url = url.clone();
         for _ in 0..5 {
+            self.egress.check_url(url.as_str()).map_err(Fetch::Failed)?;
             let response = self
                 .client
                 .get(url.clone())
                 .send()
                 .await
-                .map_err(|e| e.without_url().to_string())?;
+                .map_err(|e| Fetch::Failed(crate::egress::describe(e)))?;
             if response.status().is_redirection() {
                 let next = response
                     .headers()
                     .get(reqwest::header::LOCATION)
                     .and_then(|l| l.to_str().ok())
                     .and_then(|l| url.join(l).ok())
-                    .ok_or("a redirect without a location")?;
+                    .ok_or_else(|| Fetch::Failed("a redirect without a location".into()))?;
                 if !same_site(&next, &url) {
-                    return Err("redirected to another site".into());
+                    return Err(Fetch::Failed("redirected to another site".into()));
                 }
                 url = next;
                 continue;
             }
             if !response.status().is_success() {
-                return Err(format!("the page answered {}", response.status()));
+                return Err(Fetch::Failed(format!("the page answered {}", response.status())));
             }
             let media = response
                 .headers()
@@ -154,39 +199,55 @@ impl Scraper {
                 .to_ascii_lowercase();
             let html = media.starts_with("text/html") || media.starts_with("application/xhtml");
             if !html && !media.starts_with("text/plain") {
-                return Err(format!("not a web page ({media})"));
+                return Err(Fetch::Failed(format!("not a web page ({media})")));
             }
-            if response.content_length().is_some_and(|n| n > self.max_bytes as u64) {
-                return Err(format!("the page is larger than {} bytes", self.max_bytes));
+            if response.content_length().is_some_and(|n| n > room as u64) {
+                return Err(Fetch::TooLarge);
             }
             let mut body = Vec::new();
             let mut response = response;
             while let Some(chunk) =
-                response.chunk().await.map_err(|e| e.without_url().to_string())?
+                response.chunk().await.map_err(|e| Fetch::Failed(e.without_url().to_string()))?
             {
-                if body.len() + chunk.len() > self.max_bytes {
-                    return Err(format!("the page is larger than {} bytes", self.max_bytes));
+                if body.len() + chunk.len() > room {
+                    return Err(Fetch::TooLarge);
                 }
                 body.extend_from_slice(&chunk);
             }
-            return Ok(Page { body: String::from_utf8_lossy(&body).into_owned(), html });
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let title = html
+                .then(|| extract::html_title(&body))
+                .flatten()
+                .unwrap_or_else(|| url.to_string());
+            return Ok(Page { url, title, body, html });
         }
-        Err("too many redirects".into())
+        Err(Fetch::Failed("too many redirects".into()))
     }
 
     /// The site's robots.txt rules for us; none (everything allowed) when it has none.
     async fn robots(&self, site: &Url) -> Robots {
         let Ok(url) = site.join("/robots.txt") else { return Robots::default() };
-        match self.fetch(&url).await {
+        match self.fetch(&url, self.max_bytes).await {
             Ok(page) => Robots::parse(&page.body, "ParlaBot"),
             Err(_) => Robots::default(),
         }
     }
 }
 
-struct Page {
-    body: String,
-    html: bool,
+/// Why a page was not read.
+enum Fetch {
+    /// It does not fit in what the scrape may still read.
+    TooLarge,
+    Failed(String),
+}
+
+impl std::fmt::Display for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge => f.write_str("the page is larger than the document size limit"),
+            Self::Failed(reason) => f.write_str(reason),
+        }
+    }
 }
 
 fn same_site(a: &Url, b: &Url) -> bool {

@@ -11,12 +11,26 @@
 //! deleted) drops the HTTP response, which closes the upstream request.
 //!
 //! The endpoint is the tenant's own when it set one, else the server's (`[llm]`); with neither,
-//! or when the tenant's monthly token budget is spent, the built-in responder answers.
+//! or when the tenant's monthly token budget is spent, the built-in responder answers. A
+//! tenant's endpoint is called under the rules for a tenant's targets ([`crate::egress`]): no
+//! redirect, and the address connected to must be public unless the operator allows otherwise;
+//! the server's endpoint follows no redirect either.
+//!
+//! # Bounds
+//! Whatever the endpoint does, a reply ends: past `max_reply_chars` characters or
+//! `max_reply_time` after the question, the answer stops there, the upstream response is
+//! dropped (which closes its connection: the endpoint sees the client go) and the text that came
+//! is kept with [`CUT_MARKER`] appended — streamed as the last token, so the widget shows what
+//! is stored. One server-sent event larger than [`LlmConfig::max_event_bytes`] ends the answer
+//! as an error (it is never buffered whole). A cut reply whose usage never came is charged an
+//! estimate (a token per four characters), so a runaway stream is not free against the budget.
 //!
 //! Written on reqwest rather than async-openai: the wire format is small, and owning it gives
 //! exact control of the first-token timeout, the retry boundary and cancellation.
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -42,10 +56,31 @@ pub struct LlmConfig {
     pub min_confidence: f32,
     /// Let tenants' own endpoints resolve to non-public addresses (tests; a trusted network).
     pub tenant_endpoints_allow_private: bool,
+    /// Longest reply kept, in characters: a reply past it is cut (see the module docs).
+    pub max_reply_chars: usize,
+    /// Longest a reply may take, from the question to its last token.
+    pub max_reply_time: Duration,
 }
 
+impl LlmConfig {
+    /// Largest server-sent event buffered: one event carries one delta, so a reply's worth of
+    /// characters (as JSON, up to 6 bytes each when escaped), and at least 1 MiB.
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_reply_chars.saturating_mul(6).max(1 << 20)
+    }
+}
+
+/// Ends a reply cut at [`LlmConfig::max_reply_chars`] or [`LlmConfig::max_reply_time`]: the
+/// ellipsis in brackets marks an elision in any language.
+pub const CUT_MARKER: &str = " […]";
+
 pub struct LlmResponder {
+    /// For the server's endpoint (`[llm] base_url`): the operator's, anywhere.
     client: reqwest::Client,
+    /// For tenants' endpoints: public addresses only (unless allowed), checked at connection.
+    tenant_client: reqwest::Client,
+    /// The rules `tenant_client` follows, to judge a literal address before the call.
+    tenant_egress: crate::egress::TenantEgress,
     config: LlmConfig,
     /// Answers matched intents.
     intents: BuiltinResponder,
@@ -63,12 +98,20 @@ impl std::fmt::Debug for LlmResponder {
 
 impl LlmResponder {
     pub fn new(config: LlmConfig, intents: BuiltinResponder) -> Self {
-        let client = reqwest::Client::builder()
+        let user_agent = concat!("Parla/", env!("CARGO_PKG_VERSION"));
+        let client = crate::egress::operator_client()
             .connect_timeout(config.first_token_timeout)
-            .user_agent(concat!("Parla/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .build()
             .unwrap_or_default();
-        Self { client, config, intents }
+        let tenant_egress = crate::egress::TenantEgress::new(config.tenant_endpoints_allow_private);
+        let tenant_client = tenant_egress
+            .client()
+            .connect_timeout(config.first_token_timeout)
+            .user_agent(user_agent)
+            .build()
+            .unwrap_or_default();
+        Self { client, tenant_client, tenant_egress, config, intents }
     }
 
     /// The endpoint for `request`: the tenant's, else the server's, else none.
@@ -127,14 +170,21 @@ impl LlmResponder {
     }
 
     /// One attempt: the request, then events until the first token.
-    async fn open(&self, endpoint: &TenantLlm, body: &Value) -> Result<(String, Events), Attempt> {
+    async fn open(
+        &self,
+        client: &reqwest::Client,
+        endpoint: &TenantLlm,
+        body: &Value,
+    ) -> Result<(String, Events), Attempt> {
         let url = format!("{}/chat/completions", endpoint.base_url.trim_end_matches('/'));
-        let mut call = self.client.post(url).json(body);
+        let mut call = client.post(url).json(body);
         if !endpoint.api_key.is_empty() {
             call = call.bearer_auth(&endpoint.api_key);
         }
-        let response =
-            call.send().await.map_err(|e| Attempt::Retry(e.without_url().to_string()))?;
+        let response = call.send().await.map_err(|e| match crate::egress::refusal(&e) {
+            Some(reason) => Attempt::Fail(format!("the tenant's LLM endpoint: {reason}")),
+            None => Attempt::Retry(e.without_url().to_string()),
+        })?;
         let status = response.status();
         if !status.is_success() {
             let reason = format!("the LLM answered {status}");
@@ -144,7 +194,7 @@ impl LlmResponder {
                 Attempt::Fail(reason)
             });
         }
-        let mut events = Events::new(response);
+        let mut events = Events::new(response, self.config.max_event_bytes());
         match events.next_token().await {
             Ok(Some(token)) => Ok((token, events)),
             Ok(None) => Err(Attempt::Retry("the LLM ended without a token".into())),
@@ -167,19 +217,24 @@ impl Responder for LlmResponder {
         let Some(endpoint) = endpoint.filter(|_| !matched) else {
             return self.intents.reply(request).await;
         };
-        if request.llm.is_some() {
-            let allow = self.config.tenant_endpoints_allow_private;
-            if let Err(reason) = crate::webhook::check_public_url(&endpoint.base_url, allow).await {
+        let deadline = Instant::now() + self.config.max_reply_time;
+        let client = if request.llm.is_some() {
+            // A literal address is judged here; a name when the client resolves it.
+            if let Err(reason) = self.tenant_egress.check_url(&endpoint.base_url) {
                 return Err(ResponderError::Backend(format!(
                     "the tenant's LLM endpoint: {reason}"
                 )));
             }
-        }
+            &self.tenant_client
+        } else {
+            &self.client
+        };
         let body = self.body(&request, &endpoint.model);
         let mut last = String::from("no attempt");
         for attempt in 1..=self.config.attempts.max(1) {
-            let attempt_call = self.open(&endpoint, &body);
-            match tokio::time::timeout(self.config.first_token_timeout, attempt_call).await {
+            let attempt_call = self.open(client, &endpoint, &body);
+            let first_token_by = (Instant::now() + self.config.first_token_timeout).min(deadline);
+            match tokio::time::timeout_at(first_token_by, attempt_call).await {
                 Ok(Ok((first, events))) => {
                     let usage = events.usage.clone();
                     let rest = futures_util::stream::unfold(events, |mut events| async move {
@@ -190,10 +245,16 @@ impl Responder for LlmResponder {
                         }
                     });
                     let tokens = futures_util::stream::once(async { Ok(first) }).chain(rest);
+                    let bounds = Bounds {
+                        max_chars: self.config.max_reply_chars,
+                        deadline,
+                        usage: usage.clone(),
+                        prompt_tokens: estimate_tokens(body.to_string().chars().count()),
+                    };
                     return Ok(Reply {
                         intent: None,
                         confidence: None,
-                        tokens: tokens.boxed(),
+                        tokens: bounded(tokens.boxed(), bounds),
                         usage: Some(usage),
                     });
                 }
@@ -211,6 +272,68 @@ impl Responder for LlmResponder {
     }
 }
 
+/// Where a reply stops, and the usage to estimate when it is cut.
+struct Bounds {
+    max_chars: usize,
+    deadline: Instant,
+    usage: Arc<Mutex<Option<Usage>>>,
+    /// The prompt's estimated tokens, charged when the reply is cut before the provider's count.
+    prompt_tokens: u32,
+}
+
+/// Tokens at a rough four characters each, for a reply cut before its usage came.
+fn estimate_tokens(chars: usize) -> u32 {
+    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// `tokens` until they end, or until `bounds` cut them: then the text within the bounds and
+/// [`CUT_MARKER`], and `tokens` is dropped (with it the upstream response, which closes the
+/// request).
+fn bounded(
+    tokens: futures_util::stream::BoxStream<'static, Result<String, ResponderError>>,
+    bounds: Bounds,
+) -> futures_util::stream::BoxStream<'static, Result<String, ResponderError>> {
+    let bounds = Arc::new(bounds);
+    futures_util::stream::unfold((Some(tokens), 0usize), move |(tokens, sent)| {
+        let bounds = bounds.clone();
+        async move {
+            let mut tokens = tokens?;
+            let cut = |sent: usize, why: &str| {
+                tracing::warn!(chars = sent, why, "LLM reply cut");
+                let mut usage = bounds.usage.lock();
+                if usage.is_none() {
+                    *usage = Some(Usage {
+                        prompt_tokens: bounds.prompt_tokens,
+                        completion_tokens: estimate_tokens(sent),
+                    });
+                }
+            };
+            match tokio::time::timeout_at(bounds.deadline, tokens.next()).await {
+                Err(_) => {
+                    drop(tokens);
+                    cut(sent, "took longer than llm.max_reply_ms");
+                    Some((Ok(CUT_MARKER.to_owned()), (None, sent)))
+                }
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some((Err(e), (None, sent))),
+                Ok(Some(Ok(token))) => {
+                    let room = bounds.max_chars.saturating_sub(sent);
+                    let length = token.chars().count();
+                    if length <= room {
+                        return Some((Ok(token), (Some(tokens), sent + length)));
+                    }
+                    drop(tokens);
+                    cut(sent + room, "longer than llm.max_reply_chars");
+                    let mut kept: String = token.chars().take(room).collect();
+                    kept.push_str(CUT_MARKER);
+                    Some((Ok(kept), (None, sent + room)))
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
 /// The server-sent events of a streamed chat completion.
 struct Events {
     response: Option<reqwest::Response>,
@@ -219,16 +342,19 @@ struct Events {
     usage: Arc<Mutex<Option<Usage>>>,
     /// `[DONE]` seen, or an error: nothing more.
     done: bool,
+    /// Bytes one event may take before the stream is refused ([`LlmConfig::max_event_bytes`]).
+    max_event_bytes: usize,
 }
 
 impl Events {
-    fn new(response: reqwest::Response) -> Self {
+    fn new(response: reqwest::Response, max_event_bytes: usize) -> Self {
         Self {
             response: Some(response),
             buffer: Vec::new(),
             pending: VecDeque::new(),
             usage: Arc::new(Mutex::new(None)),
             done: false,
+            max_event_bytes,
         }
     }
 
@@ -255,6 +381,13 @@ impl Events {
                     self.done = true;
                 }
                 continue;
+            }
+            if self.buffer.len() > self.max_event_bytes {
+                self.response = None;
+                return Err(format!(
+                    "the LLM sent an event larger than {} bytes",
+                    self.max_event_bytes
+                ));
             }
             let Some(response) = self.response.as_mut() else { return Ok(None) };
             match response.chunk().await {
@@ -330,6 +463,7 @@ mod tests {
             pending: VecDeque::new(),
             usage: Arc::new(Mutex::new(None)),
             done: false,
+            max_event_bytes: 1 << 20,
         }
     }
 
@@ -352,5 +486,62 @@ mod tests {
         assert!(e.next_token().await.is_err_and(|m| m.contains("overloaded")));
         let mut e = events(b"data: not json\n\n");
         assert!(e.next_token().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_cut_at_its_length_or_its_time_and_marked() {
+        let usage = Arc::new(Mutex::new(None));
+        let endless = futures_util::stream::repeat_with(|| Ok("abc".to_owned())).boxed();
+        let bounds = Bounds {
+            max_chars: 10,
+            deadline: Instant::now() + Duration::from_secs(60),
+            usage: usage.clone(),
+            prompt_tokens: 5,
+        };
+        let tokens: Vec<String> =
+            bounded(endless, bounds).map(|t| t.expect("a token")).collect().await;
+        assert_eq!(tokens.concat(), format!("abcabcabca{CUT_MARKER}"));
+        assert_eq!(*usage.lock(), Some(Usage { prompt_tokens: 5, completion_tokens: 3 }));
+
+        // A token every 10 ms, forever: cut at the deadline (however many came by then); a
+        // usage already reported stays.
+        let reported = Usage { prompt_tokens: 1, completion_tokens: 2 };
+        let usage = Arc::new(Mutex::new(Some(reported)));
+        let trickle = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some((Ok("x".to_owned()), ()))
+        })
+        .boxed();
+        let bounds = Bounds {
+            max_chars: usize::MAX,
+            deadline: Instant::now() + Duration::from_millis(200),
+            usage: usage.clone(),
+            prompt_tokens: 5,
+        };
+        let tokens: Vec<String> =
+            bounded(trickle, bounds).map(|t| t.expect("a token")).collect().await;
+        let text = tokens.concat();
+        let kept = text.strip_suffix(CUT_MARKER).expect("ends with the marker");
+        assert!(kept.chars().all(|c| c == 'x'), "{text}");
+        assert_eq!(*usage.lock(), Some(reported));
+
+        // Within bounds: untouched, no marker.
+        let short = futures_util::stream::iter(["a", "b"].map(|t| Ok(t.to_owned()))).boxed();
+        let bounds = Bounds {
+            max_chars: 2,
+            deadline: Instant::now() + Duration::from_secs(1),
+            usage: Arc::new(Mutex::new(None)),
+            prompt_tokens: 0,
+        };
+        let tokens: Vec<String> =
+            bounded(short, bounds).map(|t| t.expect("a token")).collect().await;
+        assert_eq!(tokens.concat(), "ab");
+    }
+
+    #[tokio::test]
+    async fn an_event_without_end_is_refused_before_it_fills_memory() {
+        let mut e = events(&vec![b'x'; 2 << 20]);
+        e.max_event_bytes = 1 << 20;
+        assert!(e.next_token().await.is_err_and(|m| m.contains("larger than")));
     }
 }
