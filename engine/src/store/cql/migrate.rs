@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../../../schema-cql/0001_init.cql")),
     ("0002_user_data", include_str!("../../../../schema-cql/0002_user_data.cql")),
     ("0003_analytics", include_str!("../../../../schema-cql/0003_analytics.cql")),
+    ("0004_auth_hardening", include_str!("../../../../schema-cql/0004_auth_hardening.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.

@@ -328,6 +328,7 @@ async fn global_lookups_carry_their_tenant_and_scoped_reads_do_not_leak(store: &
         family: "scope-fam".into(),
         expires_at: crate::model::now_ms() + 60_000,
         used: false,
+        session_epoch: 0,
     };
     store.put_refresh_token(&refresh).await.expect("put");
     // Revoking the other tenant's sessions of the same account id reaches nothing of ours.
@@ -403,6 +404,7 @@ async fn atomic_rules_hold_under_concurrency(store: &CqlStore) {
         family: "race-fam".into(),
         expires_at: crate::model::now_ms() + 60_000,
         used: false,
+        session_epoch: 0,
     };
     store.put_refresh_token(&token).await.expect("put");
     let wins = race(&|_| {
