@@ -103,6 +103,8 @@ impl From<TooMany> for ApiError {
 
 /// Per-key state in memory that forgets what [`Entry::live`] says no longer matters.
 struct Forgetful<K, V> {
+    /// One short lock per check (a hash-map lookup, an occasional sweep): never held across
+    /// an await, so a plain mutex shared by the workers is enough.
     inner: Mutex<ForgetfulInner<K, V>>,
 }
 
@@ -110,6 +112,7 @@ struct ForgetfulInner<K, V> {
     entries: HashMap<K, V>,
     /// Entries at which the next sweep runs.
     sweep_at: usize,
+    /// When the last sweep ran.
     swept: Instant,
 }
 
@@ -175,6 +178,7 @@ pub struct AuthLimits {
     interval: Duration,
     /// Requests a client may make at once.
     burst: u32,
+    /// Each client's budget (GCRA), keyed by [`client`].
     per_client: Forgetful<IpAddr, Tat>,
     /// Failed logins per (email, client).
     failures: Forgetful<(String, IpAddr), Failures>,

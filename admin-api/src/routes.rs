@@ -191,7 +191,10 @@ pub struct RegisterBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    /// Checked before any hashing.
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(max_length = 256)]
     password: String,
     /// A TOTP code or a recovery code, when two-factor authentication is on.
     totp: Option<String>,
