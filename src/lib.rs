@@ -221,7 +221,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         engine: engine.clone(),
         tokens: parla_admin_api::auth::AccessTokens::new(&secret, settings.auth.access_ttl_secs),
         refresh_ttl_secs: settings.auth.refresh_ttl_secs,
+        invitation_ttl_secs: settings.auth.invitation_ttl_secs,
         limits: auth_limits(&settings).await?,
+        trusted_proxies: settings.server.trusted_proxies(),
+        hashes: parla_admin_api::limits::HashGate::new(settings.auth.max_concurrent_hashes)
+            .context("starting the password-hashing threads")?,
         mailer: Arc::new(
             parla_admin_api::mail::Mailer::new(
                 settings.store.data_dir.join("outbox.jsonl"),

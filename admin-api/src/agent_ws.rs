@@ -10,6 +10,14 @@
 //! The task owns the socket, one forwarding task per subscribed conversation (their events
 //! meet in one queue), the tenant's inbox feed, and per conversation the highest seq sent, so
 //! no message is sent twice and gaps are filled from the store.
+//!
+//! The member's right to read the workspace is checked again — one store read, never one per
+//! event — whenever their account changes (the tenant's feed carries
+//! [`TenantEvent::Member`] from whichever node changed it, and the task takes the feed before
+//! anything else), on every subscription and inbox request, when the feed lagged, and every
+//! [`RECHECK`] in case a notice was lost. A removed member, one whose sessions ended (a
+//! password reset) or whose role no longer allows the socket gets `error` (`member_removed`,
+//! `session_ended`, `forbidden`) and the socket closes (1008).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -48,6 +56,9 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages read from the store per replay page.
 const REPLAY_PAGE: usize = 500;
+/// How often a socket checks its member's session with no notice of a change: the backstop
+/// for a notice lost between nodes (a Redis reconnection), one store read a minute a socket.
+const RECHECK: Duration = Duration::from_secs(60);
 
 /// A frame from the agent's client.
 #[derive(Debug, Deserialize)]
@@ -310,6 +321,8 @@ impl Connection {
     ) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
         tokio::pin!(hello_deadline);
         let mut inbox: Option<broadcast::Receiver<Arc<TenantEvent>>> = None;
@@ -317,6 +330,10 @@ impl Connection {
             let expiry = self.me.as_ref().map_or(u64::MAX, |m| m.expires_at);
             let until_expiry = Duration::from_secs(expiry.saturating_sub(now_secs()).min(86_400));
             let flow = tokio::select! {
+                // The feed first: a notice that the member's account changed is acted on
+                // before any conversation event queued behind it is sent.
+                biased;
+                update = next_update(&mut inbox) => self.on_update(update).await,
                 frame = stream.next() => match frame {
                     Some(Ok(frame)) => {
                         self.last_activity = Instant::now();
@@ -336,7 +353,7 @@ impl Connection {
                     None => Ok(Flow::Close(None)),
                 },
                 Some((id, event)) = events.recv() => self.on_event(&id, event).await,
-                update = next_update(&mut inbox) => self.on_update(update).await,
+                _ = recheck.tick(), if self.me.is_some() => self.recheck().await,
                 _ = heartbeat.tick() => {
                     if self.last_activity.elapsed() > CLIENT_TIMEOUT {
                         Ok(policy("heartbeat timeout"))
@@ -410,6 +427,10 @@ impl Connection {
                     if let Some(tenant) = me {
                         *inbox = Some(self.state.engine.subscribe_tenant(&tenant).await);
                     }
+                    // A change between the sign-in's read and the feed's start is seen here.
+                    if let Flow::Close(reason) = self.recheck().await? {
+                        return Ok(Flow::Close(reason));
+                    }
                     self.send_inbox().await?;
                 }
             }
@@ -438,7 +459,12 @@ impl Connection {
                     Err(e) => self.error(e.code, &e.message, None, None).await?,
                 }
             }
-            ClientFrame::Inbox => self.send_inbox().await?,
+            ClientFrame::Inbox => {
+                if let Flow::Close(reason) = self.recheck().await? {
+                    return Ok(Flow::Close(reason));
+                }
+                self.send_inbox().await?;
+            }
             ClientFrame::Presence { status } => {
                 if status == PresenceStatus::Offline {
                     let msg = "set online or away; close the socket to go offline";
@@ -449,6 +475,9 @@ impl Connection {
                 }
             }
             ClientFrame::Subscribe { conversation_id, last_seq, r#ref } => {
+                if let Flow::Close(reason) = self.recheck().await? {
+                    return Ok(Flow::Close(reason));
+                }
                 self.subscribe(ConversationId(conversation_id), last_seq.unwrap_or(0), r#ref)
                     .await?;
             }
@@ -614,6 +643,42 @@ impl Connection {
         let sent = self.send(&welcome).await;
         self.me = Some(Me { token: token.to_owned(), caller, agent, expires_at, session });
         sent.map(|()| true)
+    }
+
+    /// Checks the signed-in member's session as it is now (one store read): still a member,
+    /// the session epoch their token was issued in, a role that may use the socket. When it no
+    /// longer holds, tells the client why and closes; a store failure keeps the socket (the
+    /// next check decides).
+    async fn recheck(&mut self) -> Result<Flow, Gone> {
+        let Some(token) = self.me.as_ref().map(|m| m.token.clone()) else {
+            return Ok(Flow::Continue);
+        };
+        let (code, message) = match crate::routes::person(&self.state, &token).await {
+            Ok((caller, _)) if caller.role <= Role::Agent => {
+                if let Some(me) = self.me.as_mut() {
+                    me.caller.role = caller.role;
+                }
+                return Ok(Flow::Continue);
+            }
+            Ok(_) => ("forbidden", "your role may no longer use the agent socket"),
+            Err(e) => match e.code {
+                "token_revoked" => {
+                    ("session_ended", "your sessions were ended (password reset); sign in again")
+                }
+                "token_expired" => {
+                    ("token_expired", "the access token expired; reconnect with a fresh one")
+                }
+                "token_invalid" => {
+                    ("member_removed", "you are no longer a member of this workspace")
+                }
+                _ => {
+                    tracing::warn!(code = e.code, "could not check an agent's session");
+                    return Ok(Flow::Continue);
+                }
+            },
+        };
+        self.error(code, message, None, None).await?;
+        Ok(policy(code))
     }
 
     async fn send_inbox(&mut self) -> Result<(), Gone> {
@@ -787,9 +852,21 @@ impl Connection {
                         ServerFrame::Presence { agent: &presence.agent, status: presence.status };
                     self.send(&frame).await?;
                 }
+                TenantEvent::Member { account_id } => {
+                    let mine = self.me.as_ref().and_then(|m| m.caller.account.as_ref());
+                    if mine == Some(account_id) {
+                        return self.recheck().await;
+                    }
+                }
             },
-            // Fell behind: the whole inbox again.
-            Err(broadcast::error::RecvError::Lagged(_)) => self.send_inbox().await?,
+            // Fell behind: a notice about this member may be among what was lost; then the
+            // whole inbox again.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if let Flow::Close(reason) = self.recheck().await? {
+                    return Ok(Flow::Close(reason));
+                }
+                self.send_inbox().await?;
+            }
             Err(broadcast::error::RecvError::Closed) => {}
         }
         Ok(Flow::Continue)

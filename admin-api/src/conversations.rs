@@ -1,6 +1,10 @@
 //! Conversations for server-side integrations: list a bot's conversations, read one with its
 //! messages paged by `seq`, open one, and post a message into it through the same conversation
 //! actor as the widget (so a visitor's widget sees it live, and the bot answers).
+//!
+//! Opening, posting as the visitor and deleting are an integration's or an admin's
+//! (`conversations:write`: an API key holding it, or an admin or owner): an agent takes part
+//! in conversations as `human` only, through `handover`.
 
 use std::time::Duration;
 

@@ -67,13 +67,32 @@ impl ResponseError for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// Every variant by name (no catch-all): a new one must be given its answer here.
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::EmailTaken => {
                 Self::new(StatusCode::CONFLICT, "email_taken", "this email is already registered")
             }
-            other => {
-                tracing::error!(error = %other, "store error in the admin API");
+            StoreError::LastOwner => Self::new(
+                StatusCode::CONFLICT,
+                "last_owner",
+                "a workspace keeps at least one owner",
+            ),
+            // Only after many rounds of re-reading lost to other writes of the same record.
+            StoreError::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the record kept changing while this request was applied; retry",
+            ),
+            StoreError::ConversationNotFound
+            | StoreError::BotIdTaken
+            | StoreError::ConversationExists
+            | StoreError::SeqConflict(_)
+            | StoreError::SeqGap { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Backend(_)
+            | StoreError::Closed => {
+                tracing::error!(error = %e, "store error in the admin API");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }

@@ -90,7 +90,7 @@ async fn run(
     agent_id: Option<String>,
     action: impl FnOnce(&AgentRef) -> AgentAction,
 ) -> Result<CommandOutcome, ApiError> {
-    caller.require("conversations:write")?;
+    caller.require_agent_work()?;
     let id = own(state, caller, id).await?;
     let (agent, privileged) = acting_agent(state, caller, agent_id).await?;
     let action = action(&agent);
@@ -184,7 +184,7 @@ pub async fn transfer(
     body: crate::body::Json<TransferBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    caller.require("conversations:write")?;
+    caller.require_agent_work()?;
     own(&state, &caller, &path).await?; // 404 before anything is said about `to`.
     let to = member(&state, &caller, &AccountId(body.to), "to").await?;
     let to = AgentRef { id: to.id, name: to.name };
@@ -260,7 +260,7 @@ pub async fn reply(
         return Err(ApiError::invalid("client_msg_id", "must be 1 to 128 bytes"));
     }
     let text = checked_text(text)?;
-    caller.require("conversations:write")?;
+    caller.require_agent_work()?;
     own(&state, &caller, &path).await?; // 404 before anything is said about the text.
     let text = match crate::canned::expand(&state, &caller.tenant, text).await? {
         Ok(text) => text,

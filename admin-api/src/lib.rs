@@ -13,11 +13,17 @@
 //! - [`error`]: the one error shape and its stable codes.
 //! - [`routes`]: auth handlers and the bearer-token extractor: `POST
 //!   /api/auth/{register,login,refresh,logout}`, `GET /api/bots`.
-//! - [`limits`]: request budget per IP and login backoff per account on `/api/auth/*`.
+//! - [`limits`]: request budget per client (IPv6 by /64), login backoff per account and
+//!   client and per client across accounts on `/api/auth/*`, and the bound on concurrent
+//!   password hashes.
 //! - [`recovery`]: email verification and password reset by single-use mailed links; `me`.
 //! - [`conversations`]: list, read (messages paged by seq), open, post a message through the
-//!   conversation's actor, delete (by the actor).
-//! - [`members`]: members, roles and invitations (`/api/members`, `accept-invitation`).
+//!   conversation's actor, delete (by the actor); the writes are integrations' and admins'.
+//! - [`agent_ws`]: the agent socket; it checks its member's session again on every change of
+//!   their account (any node), and closes when they are removed or their sessions end.
+//! - [`handover`]: agents' REST mirrors (claim, reply as `human`, notes, transfer, resolve).
+//! - [`members`]: members, roles (compare-and-set; a tenant keeps an owner) and invitations
+//!   (list, revoke, expiry; accepted only while their sender may grant the role).
 //! - [`mail`]: mail through an SMTP relay when configured, else (or when it fails) an outbox.
 //! - [`totp`]: two-factor authentication (enrol, confirm, recovery codes; required at login).
 //! - [`keys`]: API keys with scopes (`/api/api-keys`), accepted as `Bearer pk_…` wherever an
@@ -30,8 +36,11 @@
 //!   `/api/openapi.json`.
 //!
 //! # Concurrency model
-//! Handlers run on actix-web's workers; Argon2 runs on tokio's blocking pool so a login never
-//! stalls a worker.
+//! Handlers run on actix-web's workers; Argon2 runs on `[auth] max_concurrent_hashes` threads
+//! of its own ([`limits::HashGate`]), so a login never stalls a worker and logins' memory stays
+//! bounded.
+//! Account changes are compare-and-set loops over the store ([`parla_engine::accounts`]), so
+//! concurrent requests never undo one another.
 
 pub mod agent_ws;
 pub mod analytics;
@@ -69,8 +78,16 @@ pub struct AdminState {
     pub tokens: auth::AccessTokens,
     /// Refresh token lifetime.
     pub refresh_ttl_secs: u64,
+    /// How long an invitation link works.
+    pub invitation_ttl_secs: u64,
     /// Request budget per IP and login backoff per account, on `/api/auth/*`.
     pub limits: limits::AuthLimits,
+    /// The operator's reverse proxies (`[server] trusted_proxies`): a request from one is
+    /// limited as the client its `X-Forwarded-For` names.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Bounds concurrent password hashes (19 MiB each): memory stays bounded under a flood of
+    /// logins.
+    pub hashes: limits::HashGate,
     /// Where mail goes: the SMTP relay, or the outbox.
     pub mailer: Arc<mail::Mailer>,
     /// The server's base URL for links in mail, set once the listener is bound.
@@ -184,6 +201,8 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/workspace", web::patch().to(workspace::update))
                 .route("/members", web::get().to(members::list))
                 .route("/members/invitations", web::post().to(members::invite))
+                .route("/members/invitations", web::get().to(members::list_invitations))
+                .route("/members/invitations/{id}", web::delete().to(members::revoke_invitation))
                 .route("/members/{id}", web::patch().to(members::set_role))
                 .route("/members/{id}", web::delete().to(members::remove))
                 .route("/auth/totp/enroll", web::post().to(totp::enroll))

@@ -1,34 +1,61 @@
-//! Abuse limits on the auth endpoints: a request budget per client IP (the brief: 100 requests
-//! per 15 minutes) and an exponential backoff per account after repeated failed logins.
+//! Abuse limits on the auth endpoints.
 //!
-//! In-process by default (`governor`). In a cluster (`[cluster] redis_url`) every admin node
-//! shares them through Redis: the IP budget is GCRA in one Lua script (atomic, one round trip,
-//! Redis's own clock), the failed logins a counter per account that expires with the longest
+//! - **A request budget per client** (the brief: 100 requests per 15 minutes), GCRA.
+//! - **A backoff per account and client** after repeated failed logins: no wait for the first
+//!   [`FREE_FAILURES`], then 1 s, 2 s, 4 s… up to 15 minutes. Keyed by the account *and* the
+//!   client, so a stranger guessing a password backs off only themself: the owner, signing in
+//!   from their own network, is not locked out (issue 19). We chose this over OWASP's "device
+//!   cookie" scheme: it needs no new cookie or signing key in the API and protects the owner
+//!   the same way as long as the attacker is not on the owner's network (whose clients share
+//!   the owner's key here).
+//! - **Failed logins per client across accounts**: past [`CLIENT_FREE_FAILURES`] within 15
+//!   minutes the client backs off on *every* account the same way, so spraying guesses over
+//!   many accounts (or over one account from a client that keeps coming back) gets slower and
+//!   slower, while a correct login does not reset it.
+//! - **Concurrent password hashes** ([`HashGate`]): each Argon2 call holds 19 MiB; unbounded, a
+//!   hundred concurrent logins took the process to 1.9 GiB.
+//!
+//! A client is its IPv4 address, or its IPv6 /64 ([`client`]): a single IPv6 host usually has
+//! a whole /64 to pick addresses from, so keying by address would give it billions of budgets.
+//!
+//! In-process by default; the per-key tables forget keys that no longer matter (a spray of
+//! addresses or emails costs memory only while it lasts). In a cluster (`[cluster] redis_url`)
+//! every admin node shares them through Redis: the budget is GCRA in one Lua script (atomic,
+//! one round trip, Redis's own clock), the failed logins counters that expire with the longest
 //! backoff. If Redis cannot be reached the limits fail open, with an error logged: the
-//! endpoints stay usable, and argon2 still paces password guessing.
+//! endpoints stay usable, and Argon2 still paces password guessing.
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    num::NonZeroU32,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, hash::Hash, net::IpAddr, sync::Arc, time::Duration};
 
 use actix_web::http::StatusCode;
-use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-};
 use parking_lot::Mutex;
+use std::time::Instant;
 
 use crate::error::ApiError;
 
-/// Failed logins allowed before the backoff starts.
+/// Failed logins of one account from one client before its backoff starts: a person mistyping
+/// their password a few times never waits.
 const FREE_FAILURES: u32 = 5;
-/// The longest backoff.
+/// Failed logins of one client (any accounts) within [`MAX_BACKOFF`] before it backs off on
+/// all of them: more than a person mistypes across the few accounts they have, far less than a
+/// spray needs.
+const CLIENT_FREE_FAILURES: u32 = 20;
+/// The longest backoff, and how long failures are remembered after the last one.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
-/// Tracked emails before stale entries are swept: bounds memory under a spray of emails.
-const SWEEP_AT: usize = 10_000;
+/// The fewest entries a per-key table holds before it sweeps the forgotten ones (then again
+/// at twice what the sweep left): sweeping is amortised, and memory follows the live keys.
+const SWEEP_AT: usize = 1024;
+/// A table is also swept when it last was this long ago, so keys a burst left behind go even
+/// if no burst as large follows: one pass over the table a minute at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long a request waits for a password-hash permit before it is refused (429): long
+/// enough to ride out a burst of real logins, short enough that a flood is refused instead
+/// of piling up.
+const HASH_WAIT: Duration = Duration::from_secs(2);
+
+/// The key a client is limited by: its IPv4 address, or its IPv6 /64 (an IPv4-mapped IPv6
+/// address is its IPv4 address), as the widget's limits count it.
+pub use parla_engine::clients::client_group as client;
 
 /// A refusal that tells the client when to come back.
 #[derive(Debug)]
@@ -46,11 +73,73 @@ impl std::fmt::Display for TooMany {
 impl From<TooMany> for ApiError {
     fn from(t: TooMany) -> Self {
         let secs = t.retry_after.as_secs().max(1);
-        let mut e =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, t.code, "too many attempts; retry later");
+        let message = match t.code {
+            "auth_busy" => "too many sign-ins at once; retry shortly",
+            _ => "too many attempts; retry later",
+        };
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, t.code, message);
         e.details = serde_json::json!({ "retry_after_secs": secs });
         e.retry_after_secs = Some(secs);
         e
+    }
+}
+
+/// Per-key state in memory that forgets what [`Entry::live`] says no longer matters.
+struct Forgetful<K, V> {
+    /// One short lock per check (a hash-map lookup, an occasional sweep): never held across
+    /// an await, so a plain mutex shared by the workers is enough.
+    inner: Mutex<ForgetfulInner<K, V>>,
+}
+
+struct ForgetfulInner<K, V> {
+    entries: HashMap<K, V>,
+    /// Entries at which the next sweep runs.
+    sweep_at: usize,
+    /// When the last sweep ran.
+    swept: Instant,
+}
+
+trait Entry {
+    /// Whether the entry still changes anything at `now` (if not it is as good as absent).
+    fn live(&self, now: Instant) -> bool;
+}
+
+impl<K: Eq + Hash, V: Entry> Forgetful<K, V> {
+    fn new() -> Self {
+        let inner =
+            ForgetfulInner { entries: HashMap::new(), sweep_at: SWEEP_AT, swept: Instant::now() };
+        Self { inner: Mutex::new(inner) }
+    }
+
+    /// Runs `f` on `key`'s live entry (`None`: none), keeping what it leaves there.
+    fn with<T>(&self, key: K, now: Instant, f: impl FnOnce(&mut Option<V>) -> T) -> T {
+        let mut inner = self.inner.lock();
+        let mut entry = inner.entries.remove(&key).filter(|e| e.live(now));
+        let out = f(&mut entry);
+        if let Some(entry) = entry {
+            inner.entries.insert(key, entry);
+            if inner.entries.len() >= inner.sweep_at
+                || now.duration_since(inner.swept) >= SWEEP_EVERY
+            {
+                inner.entries.retain(|_, e| e.live(now));
+                inner.sweep_at = (inner.entries.len() * 2).max(SWEEP_AT);
+                inner.swept = now;
+            }
+        }
+        out
+    }
+
+    fn len(&self) -> usize {
+        self.inner.lock().entries.len()
+    }
+}
+
+/// A client's theoretical arrival time (GCRA).
+struct Tat(Instant);
+
+impl Entry for Tat {
+    fn live(&self, now: Instant) -> bool {
+        self.0 > now
     }
 }
 
@@ -60,10 +149,24 @@ struct Failures {
     last: Instant,
 }
 
+impl Entry for Failures {
+    fn live(&self, now: Instant) -> bool {
+        now.duration_since(self.last) < MAX_BACKOFF
+    }
+}
+
 /// The auth endpoints' limits.
 pub struct AuthLimits {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    failures: Mutex<HashMap<String, Failures>>,
+    /// Time between two requests of a client's budget at the sustained rate.
+    interval: Duration,
+    /// Requests a client may make at once.
+    burst: u32,
+    /// Each client's budget (GCRA), keyed by [`client`].
+    per_client: Forgetful<IpAddr, Tat>,
+    /// Failed logins per (email, client).
+    failures: Forgetful<(String, IpAddr), Failures>,
+    /// Failed logins per client, any account.
+    client_failures: Forgetful<IpAddr, Failures>,
     /// Shared limits (distributed mode).
     shared: Option<Shared>,
 }
@@ -72,7 +175,7 @@ pub struct AuthLimits {
 struct Shared {
     conn: redis::aio::ConnectionManager,
     prefix: String,
-    /// Milliseconds between two requests of one IP's budget at the sustained rate.
+    /// Milliseconds between two requests of one client's budget at the sustained rate.
     interval_ms: u64,
     burst: u64,
     gcra: redis::Script,
@@ -102,15 +205,15 @@ impl std::fmt::Debug for AuthLimits {
 }
 
 impl AuthLimits {
-    /// `per_15_minutes` requests per IP, spread evenly, all usable at once.
+    /// `per_15_minutes` requests per client, spread evenly, all usable at once.
     pub fn new(per_15_minutes: u32) -> Self {
-        let burst = NonZeroU32::new(per_15_minutes).unwrap_or(NonZeroU32::MIN);
-        let period = Duration::from_secs(15 * 60) / burst.get();
-        let quota =
-            Quota::with_period(period).map_or(Quota::per_second(burst), |q| q.allow_burst(burst));
+        let burst = per_15_minutes.max(1);
         Self {
-            per_ip: RateLimiter::keyed(quota),
-            failures: Mutex::new(HashMap::new()),
+            interval: Duration::from_secs(15 * 60) / burst,
+            burst,
+            per_client: Forgetful::new(),
+            failures: Forgetful::new(),
+            client_failures: Forgetful::new(),
             shared: None,
         }
     }
@@ -135,10 +238,16 @@ impl AuthLimits {
         Ok(limits)
     }
 
-    /// Spends one request of `ip`'s budget.
+    /// Keys held in memory (budgets and failure counts): what the sweeps keep bounded.
+    pub fn tracked(&self) -> usize {
+        self.per_client.len() + self.failures.len() + self.client_failures.len()
+    }
+
+    /// Spends one request of `ip`'s client's budget.
     pub async fn check_ip(&self, ip: IpAddr) -> Result<(), TooMany> {
+        let client = client(ip);
         if let Some(shared) = &self.shared {
-            let key = format!("{}:limit:ip:{ip}", shared.prefix);
+            let key = format!("{}:limit:ip:{client}", shared.prefix);
             let mut conn = shared.conn.clone();
             let wait: redis::RedisResult<u64> = shared
                 .gcra
@@ -158,105 +267,141 @@ impl AuthLimits {
                 }
             };
         }
-        self.per_ip.check_key(&ip).map_err(|not_until| TooMany {
-            code: "rate_limited",
-            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        self.local_check_ip(client, Instant::now())
+    }
+
+    /// The in-process budget at `now` (time is a parameter: the tests move it).
+    fn local_check_ip(&self, client: IpAddr, now: Instant) -> Result<(), TooMany> {
+        let (interval, tolerance) = (self.interval, self.interval * self.burst);
+        self.per_client.with(client, now, |tat| {
+            let new_tat = tat.as_ref().map_or(now, |t| t.0.max(now)) + interval;
+            let ahead = new_tat.duration_since(now);
+            if ahead > tolerance {
+                return Err(TooMany { code: "rate_limited", retry_after: ahead - tolerance });
+            }
+            *tat = Some(Tat(new_tat));
+            Ok(())
         })
     }
 
-    /// Refuses a login for `email` while its backoff runs.
-    pub async fn check_login(&self, email: &str) -> Result<(), TooMany> {
+    /// Refuses a login for `email` from `ip` while the backoff of that account from that
+    /// client, or of that client on every account, runs.
+    pub async fn check_login(&self, email: &str, ip: IpAddr) -> Result<(), TooMany> {
+        let client = client(ip);
         if let Some(shared) = &self.shared {
             let mut conn = shared.conn.clone();
-            let read: redis::RedisResult<(Option<u32>, Option<u64>)> = redis::cmd("HMGET")
-                .arg(shared.login_key(email))
+            type Read = (Option<u32>, Option<u64>);
+            let read: redis::RedisResult<(Read, Read)> = redis::pipe()
+                .cmd("HMGET")
+                .arg(shared.login_key(email, client))
+                .arg("count")
+                .arg("last")
+                .cmd("HMGET")
+                .arg(shared.client_key(client))
                 .arg("count")
                 .arg("last")
                 .query_async(&mut conn)
                 .await;
-            let (count, last) = match read {
-                Ok((Some(count), Some(last))) => (count, last),
-                Ok(_) => return Ok(()),
+            let (account, everywhere) = match read {
+                Ok(read) => read,
                 Err(e) => {
                     tracing::error!(error = %e, "shared login backoff unavailable; allowing");
                     return Ok(());
                 }
             };
-            let elapsed = Duration::from_millis(now_ms().saturating_sub(last));
-            let wait = backoff(count);
-            if elapsed < wait {
-                return Err(TooMany { code: "login_backoff", retry_after: wait - elapsed });
-            }
-            return Ok(());
+            let now = now_ms();
+            let wait = |read: Read, free: u32| match read {
+                (Some(count), Some(last)) => {
+                    backoff(count, free).saturating_sub(Duration::from_millis(now - last.min(now)))
+                }
+                _ => Duration::ZERO,
+            };
+            let wait = wait(account, FREE_FAILURES).max(wait(everywhere, CLIENT_FREE_FAILURES));
+            return refuse_for(wait);
         }
-        let failures = self.failures.lock();
-        let Some(f) = failures.get(email) else { return Ok(()) };
-        let wait = backoff(f.count);
-        let elapsed = f.last.elapsed();
-        if elapsed < wait {
-            return Err(TooMany { code: "login_backoff", retry_after: wait - elapsed });
-        }
-        Ok(())
+        self.local_check_login(email, client, Instant::now())
     }
 
-    pub async fn login_failed(&self, email: &str) {
+    fn local_check_login(&self, email: &str, client: IpAddr, now: Instant) -> Result<(), TooMany> {
+        let wait = |f: &Option<Failures>, free: u32| {
+            f.as_ref().map_or(Duration::ZERO, |f| {
+                backoff(f.count, free).saturating_sub(now.duration_since(f.last))
+            })
+        };
+        let account =
+            self.failures.with((email.to_owned(), client), now, |f| wait(f, FREE_FAILURES));
+        let everywhere = self.client_failures.with(client, now, |f| wait(f, CLIENT_FREE_FAILURES));
+        refuse_for(account.max(everywhere))
+    }
+
+    /// Counts a failed login for `email` from `ip`: against that account from that client, and
+    /// against the client.
+    pub async fn login_failed(&self, email: &str, ip: IpAddr) {
+        let client = client(ip);
         if let Some(shared) = &self.shared {
-            let key = shared.login_key(email);
             let mut conn = shared.conn.clone();
-            let written: redis::RedisResult<()> = redis::pipe()
-                .atomic()
-                .cmd("HINCRBY")
-                .arg(&key)
-                .arg("count")
-                .arg(1)
-                .ignore()
-                .cmd("HSET")
-                .arg(&key)
-                .arg("last")
-                .arg(now_ms())
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(MAX_BACKOFF.as_millis() as u64)
-                .ignore()
-                .query_async(&mut conn)
-                .await;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for key in [shared.login_key(email, client), shared.client_key(client)] {
+                pipe.cmd("HINCRBY").arg(&key).arg("count").arg(1).ignore();
+                pipe.cmd("HSET").arg(&key).arg("last").arg(now_ms()).ignore();
+                pipe.cmd("PEXPIRE").arg(&key).arg(MAX_BACKOFF.as_millis() as u64).ignore();
+            }
+            let written: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
             if let Err(e) = written {
                 tracing::error!(error = %e, "could not record a failed login in redis");
             }
             return;
         }
-        let mut failures = self.failures.lock();
-        if failures.len() >= SWEEP_AT {
-            failures.retain(|_, f| f.last.elapsed() < MAX_BACKOFF);
-        }
-        let entry =
-            failures.entry(email.to_owned()).or_insert(Failures { count: 0, last: Instant::now() });
-        entry.count = entry.count.saturating_add(1);
-        entry.last = Instant::now();
+        self.local_failed(email, client, Instant::now());
     }
 
-    pub async fn login_succeeded(&self, email: &str) {
+    fn local_failed(&self, email: &str, client: IpAddr, now: Instant) {
+        let count = |f: &mut Option<Failures>| {
+            let count = f.as_ref().map_or(0, |f| f.count).saturating_add(1);
+            *f = Some(Failures { count, last: now });
+        };
+        self.failures.with((email.to_owned(), client), now, count);
+        self.client_failures.with(client, now, count);
+    }
+
+    /// A correct login clears the backoff of that account from that client (not the client's
+    /// count across accounts: signing in to one's own account must not wash a spray away).
+    pub async fn login_succeeded(&self, email: &str, ip: IpAddr) {
+        let client = client(ip);
         if let Some(shared) = &self.shared {
             let mut conn = shared.conn.clone();
             let deleted: redis::RedisResult<()> =
-                redis::cmd("DEL").arg(shared.login_key(email)).query_async(&mut conn).await;
+                redis::cmd("DEL").arg(shared.login_key(email, client)).query_async(&mut conn).await;
             if let Err(e) = deleted {
                 tracing::error!(error = %e, "could not clear failed logins in redis");
             }
             return;
         }
-        self.failures.lock().remove(email);
+        self.failures.with((email.to_owned(), client), Instant::now(), |f| *f = None);
     }
 }
 
 impl Shared {
-    /// The account's key: a digest, so Redis never holds the email itself.
-    fn login_key(&self, email: &str) -> String {
+    /// The key of an account's failures from a client: a digest, so Redis never holds the
+    /// email itself.
+    fn login_key(&self, email: &str, client: IpAddr) -> String {
         use sha2::Digest as _;
         let digest = sha2::Sha256::digest(email.as_bytes());
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}:limit:login:{hex}", self.prefix)
+        format!("{}:limit:login:{hex}:{client}", self.prefix)
+    }
+
+    /// The key of a client's failures on any account.
+    fn client_key(&self, client: IpAddr) -> String {
+        format!("{}:limit:login-client:{client}", self.prefix)
+    }
+}
+
+fn refuse_for(wait: Duration) -> Result<(), TooMany> {
+    match wait.is_zero() {
+        true => Ok(()),
+        false => Err(TooMany { code: "login_backoff", retry_after: wait }),
     }
 }
 
@@ -266,37 +411,222 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// No wait for the first failures, then 1 s, 2 s, 4 s… up to 15 minutes.
-fn backoff(failures: u32) -> Duration {
-    if failures < FREE_FAILURES {
+/// No wait for the first `free` failures, then 1 s, 2 s, 4 s… up to 15 minutes.
+fn backoff(failures: u32, free: u32) -> Duration {
+    if failures < free {
         return Duration::ZERO;
     }
-    let exponent = (failures - FREE_FAILURES).min(20);
+    let exponent = (failures - free).min(20);
     Duration::from_secs(1u64 << exponent).min(MAX_BACKOFF)
+}
+
+/// Bounds concurrent password hashes (Argon2id, 19 MiB each for its duration), so memory stays
+/// bounded whatever the number of logins in flight: they run on a few threads of their own, and
+/// a request waits up to 2 s for a turn, then is refused with 429 `auth_busy` and
+/// `Retry-After`.
+///
+/// Threads of their own rather than tokio's blocking pool, each with its Argon2 memory
+/// allocated once and reused ([`crate::auth::HashMemory`]): allocated per hash on the
+/// blocking pool's many threads, freed memory stayed with the allocator (a hundred concurrent
+/// logins peaked at 610 MiB even four at a time). Here logins hold `concurrent` buffers.
+pub struct HashGate {
+    /// One permit per hashing thread; a permit travels with its job, so a request that goes
+    /// away mid-hash still holds it until the hash ends.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// To the hashing threads; bounded by the permits (a job is sent only with one), so it
+    /// never fills. Dropping it ends the threads.
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
+}
+
+/// A job gets its thread's Argon2 memory ([`crate::auth::HashMemory`]).
+type HashJob = Box<dyn FnOnce(&mut crate::auth::HashMemory) + Send>;
+
+impl std::fmt::Debug for HashGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashGate").finish_non_exhaustive()
+    }
+}
+
+impl HashGate {
+    /// At most `concurrent` hashes at once (at least one), on as many threads.
+    pub fn new(concurrent: usize) -> std::io::Result<Self> {
+        let threads = concurrent.max(1);
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(threads);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new().name(format!("parla-hash-{n}")).spawn(move || {
+                let mut memory = crate::auth::HashMemory::default();
+                loop {
+                    let job = queue.lock().recv();
+                    match job {
+                        Ok(job) => job(&mut memory),
+                        Err(_) => return, // The gate is gone.
+                    }
+                }
+            })?;
+        }
+        Ok(Self { permits: Arc::new(tokio::sync::Semaphore::new(threads)), jobs })
+    }
+
+    /// Runs `work` (a hash or a verification, in the thread's memory) on a hashing thread once
+    /// one is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut crate::auth::HashMemory) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let internal =
+            || ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error");
+        let permit =
+            match tokio::time::timeout(HASH_WAIT, self.permits.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(internal()),
+                Err(_) => {
+                    return Err(
+                        TooMany { code: "auth_busy", retry_after: Duration::from_secs(1) }.into()
+                    );
+                }
+            };
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move |memory| {
+            let _permit = permit;
+            let _ = done.send(work(memory)); // The request may have gone away.
+        });
+        self.jobs.try_send(job).map_err(|_| internal())?;
+        result.await.map_err(|_| internal())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_grows_then_caps() {
-        assert_eq!(backoff(4), Duration::ZERO);
-        assert_eq!(backoff(5), Duration::from_secs(1));
-        assert_eq!(backoff(7), Duration::from_secs(4));
-        assert_eq!(backoff(100), MAX_BACKOFF);
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("ip")
     }
 
-    #[tokio::test]
-    async fn the_ip_budget_is_per_ip() {
-        let limits = AuthLimits::new(3);
-        let (a, b) = ("10.0.0.1".parse().expect("ip"), "10.0.0.2".parse().expect("ip"));
-        for _ in 0..3 {
-            assert!(limits.check_ip(a).await.is_ok());
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(backoff(4, FREE_FAILURES), Duration::ZERO);
+        assert_eq!(backoff(5, FREE_FAILURES), Duration::from_secs(1));
+        assert_eq!(backoff(7, FREE_FAILURES), Duration::from_secs(4));
+        assert_eq!(backoff(100, FREE_FAILURES), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_their_64() {
+        assert_eq!(client(ip("2001:db8:1:2:aaaa::1")), client(ip("2001:db8:1:2:ffff::9")));
+        assert_ne!(client(ip("2001:db8:1:2::1")), client(ip("2001:db8:1:3::1")));
+        assert_eq!(client(ip("::ffff:10.0.0.1")), ip("10.0.0.1"), "mapped IPv4 is IPv4");
+        assert_ne!(client(ip("10.0.0.1")), client(ip("10.0.0.2")), "IPv4 by address");
+    }
+
+    /// The in-process rules, with time as a parameter (`t0` plus what a test says).
+    #[test]
+    fn the_budget_is_per_client_and_an_ipv6_64_is_one_client() {
+        let (limits, t0) = (AuthLimits::new(3), Instant::now());
+        for n in 1..=3 {
+            // Three addresses of one /64: one budget.
+            assert!(limits.local_check_ip(client(ip(&format!("2001:db8::{n}"))), t0).is_ok());
         }
-        let refused = limits.check_ip(a).await.expect_err("fourth");
-        assert!(refused.retry_after > Duration::ZERO);
-        assert!(limits.check_ip(b).await.is_ok(), "another IP has its own budget");
+        let refused = limits.local_check_ip(client(ip("2001:db8::ffff")), t0).expect_err("4th");
+        assert_eq!(refused.retry_after, Duration::from_secs(300), "one request per 5 minutes");
+        assert!(limits.local_check_ip(client(ip("2001:db8:0:1::1")), t0).is_ok(), "another /64");
+        assert!(limits.local_check_ip(client(ip("10.0.0.2")), t0).is_ok(), "another client");
+        let later = t0 + Duration::from_secs(300);
+        assert!(limits.local_check_ip(client(ip("2001:db8::7")), later).is_ok(), "it refills");
+    }
+
+    #[test]
+    fn a_strangers_failures_back_off_the_stranger_not_the_owner() {
+        let (limits, t0) = (AuthLimits::new(1000), Instant::now());
+        let (owner, stranger) = (client(ip("10.0.0.1")), client(ip("2001:db8::1")));
+        let ann = "ann@example.com";
+        for _ in 0..FREE_FAILURES {
+            assert!(limits.local_check_login(ann, stranger, t0).is_ok());
+            limits.local_failed(ann, stranger, t0);
+        }
+        // The same /64 is the same stranger.
+        let first = limits.local_check_login(ann, client(ip("2001:db8::2")), t0);
+        assert_eq!(first.expect_err("backed off").retry_after, Duration::from_secs(1));
+        assert!(limits.local_check_login(ann, owner, t0).is_ok(), "the owner signs in");
+        // The stranger's own wait doubles with each failure after it.
+        let mut secs = Vec::new();
+        for minute in 1..=3 {
+            let at = t0 + Duration::from_secs(60 * minute);
+            limits.local_failed(ann, stranger, at);
+            let wait = limits.local_check_login(ann, stranger, at).expect_err("wait");
+            secs.push(wait.retry_after.as_secs());
+        }
+        assert_eq!(secs, [2, 4, 8]);
+        let at = t0 + Duration::from_secs(181);
+        limits.failures.with((ann.to_owned(), owner), at, |f| *f = None);
+        assert!(limits.local_check_login(ann, stranger, at).is_err(), "still theirs");
+        // Forgotten after 15 quiet minutes.
+        let quiet = t0 + Duration::from_secs(180) + MAX_BACKOFF;
+        assert!(limits.local_check_login(ann, stranger, quiet).is_ok());
+    }
+
+    #[test]
+    fn spraying_many_accounts_backs_the_client_off_on_all_of_them() {
+        let (limits, t0) = (AuthLimits::new(1000), Instant::now());
+        let sprayer = client(ip("192.0.2.7"));
+        for n in 0..CLIENT_FREE_FAILURES {
+            let email = format!("user{n}@example.com");
+            assert!(limits.local_check_login(&email, sprayer, t0).is_ok(), "guess {n}");
+            limits.local_failed(&email, sprayer, t0);
+        }
+        let refused = limits.local_check_login("fresh@example.com", sprayer, t0).expect_err("x");
+        assert_eq!((refused.code, refused.retry_after), ("login_backoff", Duration::from_secs(1)));
+        let neighbour = client(ip("192.0.2.8"));
+        assert!(limits.local_check_login("fresh@example.com", neighbour, t0).is_ok());
+        let quiet = t0 + MAX_BACKOFF;
+        assert!(limits.local_check_login("fresh@example.com", sprayer, quiet).is_ok());
+    }
+
+    #[test]
+    fn the_tables_forget_clients_that_no_longer_matter() {
+        let (limits, t0) = (AuthLimits::new(100), Instant::now());
+        for n in 0..5000u32 {
+            let addr = IpAddr::from(n.to_be_bytes());
+            assert!(limits.local_check_ip(addr, t0).is_ok());
+            limits.local_failed("x@example.com", addr, t0);
+        }
+        assert_eq!(limits.tracked(), 15_000, "each client's budget and failures");
+        // Fifteen minutes on, the next keys sweep the old ones away.
+        let later = t0 + MAX_BACKOFF;
+        for n in 5000..7000u32 {
+            let addr = IpAddr::from(n.to_be_bytes());
+            assert!(limits.local_check_ip(addr, later).is_ok());
+            limits.local_failed("x@example.com", addr, later);
+        }
+        assert_eq!(limits.tracked(), 6_000, "only the new clients are kept");
+    }
+
+    /// Real time (a blocking task holds the permit): the refusal comes after the 2 s wait,
+    /// which nothing here measures.
+    #[tokio::test]
+    async fn hashes_wait_for_a_permit_then_are_refused() {
+        let gate = Arc::new(HashGate::new(1).expect("a hashing thread"));
+        let started = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(std::sync::Barrier::new(2));
+        let holder = {
+            let (gate, started, release) = (gate.clone(), started.clone(), release.clone());
+            tokio::spawn(async move {
+                gate.run(move |_| {
+                    started.notify_one();
+                    release.wait();
+                })
+                .await
+            })
+        };
+        started.notified().await;
+        let refused = gate.run(|_| ()).await.expect_err("no permit within the wait");
+        assert_eq!((refused.status.as_u16(), refused.code), (429, "auth_busy"));
+        assert_eq!(refused.retry_after_secs, Some(1));
+        tokio::task::spawn_blocking(move || release.wait()).await.expect("released");
+        holder.await.expect("holder").expect("ran");
+        assert!(gate.run(|_| 7).await.is_ok_and(|v| v == 7), "free again");
     }
 
     /// Two admin nodes share one budget and one backoff through a real Redis
@@ -310,24 +640,36 @@ mod tests {
         let prefix = format!("parla-test-{}", uuid::Uuid::new_v4().simple());
         let a = AuthLimits::shared(3, &url, &prefix).await.expect("node a");
         let b = AuthLimits::shared(3, &url, &prefix).await.expect("node b");
-        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
-        assert!(a.check_ip(ip).await.is_ok());
-        assert!(b.check_ip(ip).await.is_ok());
-        assert!(a.check_ip(ip).await.is_ok());
-        let refused = b.check_ip(ip).await.expect_err("the fourth, on the other node");
+        let v4 = ip("10.0.0.1");
+        assert!(a.check_ip(v4).await.is_ok());
+        assert!(b.check_ip(v4).await.is_ok());
+        assert!(a.check_ip(v4).await.is_ok());
+        let refused = b.check_ip(v4).await.expect_err("the fourth, on the other node");
         // 3 per 15 minutes: the next request frees up in about 5 minutes.
         assert!(refused.retry_after > Duration::from_secs(250), "{refused}");
         assert!(refused.retry_after <= Duration::from_secs(300), "{refused}");
-        assert!(a.check_ip("10.0.0.2".parse().expect("ip")).await.is_ok(), "per IP");
-
-        for _ in 0..FREE_FAILURES {
-            assert!(a.check_login("x@example.com").await.is_ok());
-            a.login_failed("x@example.com").await;
+        assert!(a.check_ip(ip("10.0.0.2")).await.is_ok(), "per client");
+        for n in 1..=3 {
+            assert!(a.check_ip(ip(&format!("2001:db8::{n}"))).await.is_ok());
         }
-        let backoff = b.check_login("x@example.com").await.expect_err("seen by node b");
+        assert!(b.check_ip(ip("2001:db8::99")).await.is_err(), "one /64, one budget");
+
+        let stranger = ip("10.0.0.9");
+        for _ in 0..FREE_FAILURES {
+            assert!(a.check_login("x@example.com", stranger).await.is_ok());
+            a.login_failed("x@example.com", stranger).await;
+        }
+        let backoff = b.check_login("x@example.com", stranger).await.expect_err("seen by b");
         assert_eq!(backoff.code, "login_backoff");
-        assert!(b.check_login("y@example.com").await.is_ok(), "per account");
-        b.login_succeeded("x@example.com").await;
-        assert!(a.check_login("x@example.com").await.is_ok(), "cleared for every node");
+        assert!(b.check_login("x@example.com", v4).await.is_ok(), "the owner's client");
+        assert!(b.check_login("y@example.com", stranger).await.is_ok(), "per account");
+        b.login_succeeded("x@example.com", stranger).await;
+        assert!(a.check_login("x@example.com", stranger).await.is_ok(), "cleared for every node");
+        let sprayer = ip("10.0.0.10");
+        for n in 0..CLIENT_FREE_FAILURES {
+            a.login_failed(&format!("u{n}@example.com"), sprayer).await;
+        }
+        let spray = b.check_login("fresh@example.com", sprayer).await.expect_err("spray");
+        assert_eq!(spray.code, "login_backoff");
     }
 }

@@ -1,11 +1,18 @@
 //! `/api/members`: a tenant's people and their roles, and invitations by email.
 //!
-//! Rules: any signed-in member may list members; admins and owners invite and change roles;
-//! only an owner may make or unmake an owner; the last owner can be neither demoted nor removed.
+//! Rules: any signed-in member may list members; admins and owners invite, list and revoke
+//! invitations and change roles; only an owner may make or unmake an owner; the last owner can
+//! be neither demoted nor removed (the store checks it atomically with every other demotion
+//! and removal). Role changes and removals are compare-and-set on the member's account
+//! ([`parla_engine::accounts`]): each is decided on the member as they are when it is written.
+//!
+//! An invitation is pending until accepted, revoked or expired (`[auth] invitation_ttl_secs`),
+//! and is accepted only while its sender is still a member allowed to grant its role: an
+//! invitation does not outlive its sender's rights.
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::model::{
-    Account, AccountId, AccountType, OneTimeKind, OneTimeToken, Role, now_ms,
+    Account, AccountId, AccountType, Invitation, OneTimeKind, Role, TenantId, now_ms,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -13,19 +20,25 @@ use utoipa::ToSchema;
 use crate::{
     AdminState, auth,
     error::ApiError,
-    recovery::{VERIFY_TTL_MS, take},
+    recovery::take,
     routes::Caller,
-    views::{AccountView, ErrorBody, Invited, MemberList},
+    views::{AccountView, ErrorBody, InvitationList, InvitationView, MemberList},
 };
 
 fn forbidden(message: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
 }
 
+/// May someone with role `granter` give or take away `role`? Admins and owners manage roles;
+/// only an owner grants or removes the owner role.
+fn role_may_grant(granter: Role, role: Role) -> bool {
+    granter <= Role::Admin && (role != Role::Owner || granter == Role::Owner)
+}
+
 /// May `caller` give or take away `role`?
 fn may_grant(caller: &Caller, role: Role) -> Result<(), ApiError> {
     caller.require_admin_person()?;
-    if role == Role::Owner && caller.role != Role::Owner {
+    if !role_may_grant(caller.role, role) {
         return Err(forbidden("only an owner may grant or remove the owner role"));
     }
     Ok(())
@@ -56,33 +69,79 @@ pub struct InviteBody {
 #[utoipa::path(post, path = "/api/members/invitations", tag = "members", operation_id = "invite_member",
     security(("bearer" = [])),
     request_body = InviteBody,
-    responses((status = 202, description = "The invitation is mailed", body = Invited)))]
+    responses((status = 202, description = "The invitation is mailed; pending until accepted, revoked or expired", body = InvitationView)))]
 pub async fn invite(
     state: web::Data<AdminState>,
     caller: Caller,
     body: crate::body::Json<InviteBody>,
 ) -> Result<HttpResponse, ApiError> {
     may_grant(&caller, body.role)?;
+    let Some(inviter) = caller.account.clone() else { return Err(forbidden("sign in")) };
     let email = crate::routes::validate_email(&body.email)?;
     let (token, digest) = auth::new_opaque_token("ott_");
-    state
-        .store
-        .put_one_time_token(&OneTimeToken {
-            digest,
-            kind: OneTimeKind::Invitation,
-            account_id: caller.account.clone().unwrap_or(AccountId(String::new())),
-            tenant_id: caller.tenant.clone(),
-            expires_at: now_ms() + VERIFY_TTL_MS,
-            email: Some(email.clone()),
-            role: Some(body.role),
-        })
-        .await?;
+    let now = now_ms();
+    let ttl_ms = i64::try_from(state.invitation_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let invitation = Invitation {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        tenant_id: caller.tenant.clone(),
+        digest,
+        email: email.clone(),
+        role: body.role,
+        invited_by: inviter,
+        created_at: now,
+        expires_at: now.saturating_add(ttl_ms),
+    };
+    state.store.put_invitation(&invitation).await?;
     let body_text = format!(
         "You are invited to a Parla workspace.\n\nopen {}/accept-invitation?token={token}\nor send this token to /api/auth/accept-invitation: {token}\n",
         state.public_url.get().map_or("", String::as_str)
     );
     crate::recovery::mail(&state, &email, "Join a Parla workspace", body_text).await?;
-    Ok(HttpResponse::Accepted().json(Invited { email, role: body.role }))
+    Ok(HttpResponse::Accepted().json(InvitationView::from(&invitation)))
+}
+
+/// The tenant's invitations that can still be accepted, newest first.
+async fn pending(state: &AdminState, tenant: &TenantId) -> Result<Vec<Invitation>, ApiError> {
+    let now = now_ms();
+    let mut all = state.store.list_invitations(tenant).await?;
+    all.retain(|i| i.expires_at > now);
+    all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    Ok(all)
+}
+
+/// `GET /api/members/invitations`: the pending invitations.
+#[utoipa::path(get, path = "/api/members/invitations", tag = "members", operation_id = "list_invitations",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Invitations not yet accepted, revoked or expired, newest first", body = InvitationList)))]
+pub async fn list_invitations(
+    state: web::Data<AdminState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin_person()?;
+    let pending = pending(&state, &caller.tenant).await?;
+    Ok(HttpResponse::Ok()
+        .json(InvitationList { data: pending.iter().map(InvitationView::from).collect() }))
+}
+
+/// `DELETE /api/members/invitations/{id}`: revokes a pending invitation; its link stops
+/// working at once.
+#[utoipa::path(delete, path = "/api/members/invitations/{id}", tag = "members", operation_id = "revoke_invitation",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The invitation's id")),
+    responses((status = 204, description = "Revoked")))]
+pub async fn revoke_invitation(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin_person()?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such invitation");
+    let pending = pending(&state, &caller.tenant).await?;
+    let invitation = pending.iter().find(|i| i.id == *path).ok_or_else(not_found)?;
+    may_grant(&caller, invitation.role)?;
+    // Accepted in the meantime: there is nothing to revoke any more.
+    state.store.delete_invitation(&caller.tenant, &invitation.id).await?.ok_or_else(not_found)?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -95,10 +154,40 @@ pub struct AcceptBody {
     password: String,
 }
 
-/// `POST /api/auth/accept-invitation`: creates the invited account in the inviting tenant.
+/// The invitation a token names, taken (used) whatever happens next: one stored as an
+/// invitation, or one mailed before invitations were (a one-time token naming the inviter).
+async fn take_invitation(state: &AdminState, token: &str) -> Result<Invitation, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            "this link is invalid, used or expired",
+        )
+    };
+    let digest = auth::token_digest(token.trim());
+    if let Some(invitation) = state.store.take_invitation(&digest).await? {
+        return Some(invitation).filter(|i| i.expires_at > now_ms()).ok_or_else(invalid);
+    }
+    let legacy = take(state, token, OneTimeKind::Invitation).await?;
+    let (Some(email), Some(role)) = (legacy.email, legacy.role) else { return Err(invalid()) };
+    Ok(Invitation {
+        id: String::new(),
+        tenant_id: legacy.tenant_id,
+        digest,
+        email,
+        role,
+        invited_by: legacy.account_id,
+        created_at: 0,
+        expires_at: legacy.expires_at,
+    })
+}
+
+/// `POST /api/auth/accept-invitation`: creates the invited account in the inviting tenant,
+/// if whoever sent the invitation is still a member allowed to grant its role.
 #[utoipa::path(post, path = "/api/auth/accept-invitation", tag = "auth", operation_id = "accept_invitation",
     request_body = AcceptBody,
     responses((status = 201, description = "The new member's account", body = AccountView),
+              (status = 403, description = "`invitation_void`: its sender was removed or may no longer grant its role", body = ErrorBody),
               (status = 409, description = "`email_taken`", body = ErrorBody)))]
 pub async fn accept(
     state: web::Data<AdminState>,
@@ -107,46 +196,41 @@ pub async fn accept(
     let body = body.into_inner();
     let name = crate::routes::validate_text("name", &body.name, 200)?;
     auth::validate_password(&body.password)?;
-    let invitation = take(&state, &body.token, OneTimeKind::Invitation).await?;
-    let (Some(email), Some(role)) = (invitation.email, invitation.role) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_token",
-            "this link is invalid, used or expired",
-        ));
-    };
+    // Hashed before the link is spent: a busy server (429) leaves the invitation usable.
     let password = body.password;
-    let password_hash = crate::routes::blocking(move || auth::hash_password(&password)).await??;
+    let password_hash =
+        state.hashes.run(move |memory| auth::hash_password_in(memory, &password)).await??;
+    let invitation = take_invitation(&state, &body.token).await?;
+    let inviter = state.store.get_account(&invitation.tenant_id, &invitation.invited_by).await?;
+    if !inviter.is_some_and(|inviter| role_may_grant(inviter.role, invitation.role)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invitation_void",
+            "whoever sent this invitation can no longer grant its role; ask for a new one",
+        ));
+    }
     let account = Account {
         id: AccountId(uuid::Uuid::now_v7().simple().to_string()),
         tenant_id: invitation.tenant_id,
-        email,
+        email: invitation.email,
         name,
         company: None,
         account_type: AccountType::default(),
-        role,
+        role: invitation.role,
         password_hash,
         // The link arrived at this address: it is verified.
         email_verified: true,
         created_at: now_ms(),
         totp: None,
         session_epoch: 0,
+        version: 0,
     };
     state.store.create_account(&account).await?;
     Ok(HttpResponse::Created().json(AccountView::from(&account)))
 }
 
-async fn member(state: &AdminState, caller: &Caller, id: &str) -> Result<Account, ApiError> {
-    state
-        .store
-        .get_account(&caller.tenant, &AccountId(id.to_owned()))
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such member"))
-}
-
-async fn owners(state: &AdminState, caller: &Caller) -> Result<usize, ApiError> {
-    let members = state.store.list_accounts(&caller.tenant).await?;
-    Ok(members.iter().filter(|m| m.role == Role::Owner).count())
+fn no_such_member() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such member")
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -161,50 +245,46 @@ pub struct RoleBody {
     params(("id" = String, Path, description = "The member's account id")),
     request_body = RoleBody,
     responses((status = 200, description = "The member, with the new role", body = AccountView),
-              (status = 409, description = "`last_owner`", body = ErrorBody)))]
+              (status = 409, description = "`last_owner`, or `conflict` (the member kept changing; retry)", body = ErrorBody)))]
 pub async fn set_role(
     state: web::Data<AdminState>,
     caller: Caller,
     path: web::Path<String>,
     body: crate::body::Json<RoleBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut target = member(&state, &caller, &path).await?;
-    may_grant(&caller, body.role)?;
-    may_grant(&caller, target.role)?;
-    if target.role == Role::Owner && body.role != Role::Owner && owners(&state, &caller).await? <= 1
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "last_owner",
-            "a workspace keeps at least one owner",
-        ));
-    }
-    target.role = body.role;
-    state.store.update_account(&target).await?;
-    Ok(HttpResponse::Ok().json(AccountView::from(&target)))
+    let id = AccountId(path.into_inner());
+    let role = body.role;
+    let (member, ()) = parla_engine::accounts::modify(&state.engine, &caller.tenant, &id, |a| {
+        let target = a.ok_or_else(no_such_member)?;
+        may_grant(&caller, role)?;
+        may_grant(&caller, target.role)?;
+        target.role = role;
+        Ok::<_, ApiError>(())
+    })
+    .await?;
+    let member = member.ok_or_else(no_such_member)?;
+    Ok(HttpResponse::Ok().json(AccountView::from(&member)))
 }
 
 /// `DELETE /api/members/{id}`.
 #[utoipa::path(delete, path = "/api/members/{id}", tag = "members", operation_id = "remove_member",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The member's account id")),
-    responses((status = 204, description = "Removed; their sessions are revoked"),
-              (status = 409, description = "`last_owner`", body = ErrorBody)))]
+    responses((status = 204, description = "Removed; their sessions are revoked and their agent sockets closed"),
+              (status = 409, description = "`last_owner`, or `conflict` (the member kept changing; retry)", body = ErrorBody)))]
 pub async fn remove(
     state: web::Data<AdminState>,
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = member(&state, &caller, &path).await?;
-    may_grant(&caller, target.role)?;
-    if target.role == Role::Owner && owners(&state, &caller).await? <= 1 {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "last_owner",
-            "a workspace keeps at least one owner",
-        ));
+    let id = AccountId(path.into_inner());
+    let removed = parla_engine::accounts::remove(&state.engine, &caller.tenant, &id, |target| {
+        may_grant(&caller, target.role)
+    })
+    .await?;
+    if !removed {
+        return Err(no_such_member());
     }
-    state.store.delete_account(&caller.tenant, &target.id).await?;
-    state.store.revoke_account_sessions(&caller.tenant, &target.id).await?;
+    state.store.revoke_account_sessions(&caller.tenant, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -44,6 +44,7 @@ use crate::{
         totp::enroll, totp::confirm,
         workspace::get, workspace::update,
         members::accept, members::list, members::invite, members::set_role, members::remove,
+        members::list_invitations, members::revoke_invitation,
         keys::create, keys::list, keys::revoke,
         routes::list_bots, bots::create, bots::get, bots::update, bots::delete, bots::publish,
         bots::pause,
@@ -127,6 +128,7 @@ const LINKS: &[LinkRule] = &[
     ("create_canned", "201", "delete_canned", BOT_ID),
     ("accept_invitation", "201", "set_member_role", BOT_ID),
     ("accept_invitation", "201", "remove_member", BOT_ID),
+    ("invite_member", "202", "revoke_invitation", BOT_ID),
 ];
 
 impl Modify for Conventions {

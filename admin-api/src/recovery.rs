@@ -124,9 +124,13 @@ pub async fn forgot_password(
 }
 
 /// `POST /api/auth/reset-password`.
+/// The new hash and the next session epoch are written compare-and-set on the account as it
+/// is then ([`parla_engine::accounts::modify`]): no concurrent change (a TOTP enrolment with a
+/// stolen token) can write the old ones back.
 #[utoipa::path(post, path = "/api/auth/reset-password", tag = "auth", operation_id = "reset_password",
     request_body = ResetBody,
-    responses((status = 204, description = "The password is changed; every session is revoked")))]
+    responses((status = 204, description = "The password is changed; every session is revoked"),
+              (status = 409, description = "`conflict`: the account kept changing; ask for a new link", body = crate::views::ErrorBody)))]
 pub async fn reset_password(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -135,19 +139,24 @@ pub async fn reset_password(
     crate::routes::check_ip(&state, &req).await?;
     let body = body.into_inner();
     auth::validate_password(&body.password)?;
+    // Hashed before the link is spent: a busy server (429) leaves the link usable.
+    let password = body.password;
+    let password_hash =
+        state.hashes.run(move |memory| auth::hash_password_in(memory, &password)).await??;
     let token = take(&state, &body.token, OneTimeKind::PasswordReset).await?;
-    let mut account =
-        state.store.get_account(&token.tenant_id, &token.account_id).await?.ok_or_else(|| {
+    let (tenant, id) = (&token.tenant_id, &token.account_id);
+    parla_engine::accounts::modify(&state.engine, tenant, id, |account| {
+        let account = account.ok_or_else(|| {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "the account no longer exists")
         })?;
-    let password = body.password;
-    account.password_hash =
-        crate::routes::blocking(move || auth::hash_password(&password)).await??;
-    // Ends every access token issued before; the refresh tokens are revoked below.
-    account.session_epoch += 1;
-    state.store.update_account(&account).await?;
+        account.password_hash.clone_from(&password_hash);
+        // Ends every access token issued before; the refresh tokens are revoked below.
+        account.session_epoch += 1;
+        Ok::<_, ApiError>(())
+    })
+    .await?;
     // Whoever knew the old password must not keep a session.
-    state.store.revoke_account_sessions(&account.tenant_id, &account.id).await?;
+    state.store.revoke_account_sessions(tenant, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -160,10 +169,14 @@ pub async fn verify_email(
     body: crate::body::Json<TokenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let token = take(&state, &body.token, OneTimeKind::EmailVerification).await?;
-    if let Some(mut account) = state.store.get_account(&token.tenant_id, &token.account_id).await? {
-        account.email_verified = true;
-        state.store.update_account(&account).await?;
-    }
+    let (tenant, id) = (&token.tenant_id, &token.account_id);
+    parla_engine::accounts::modify(&state.engine, tenant, id, |account| {
+        if let Some(account) = account {
+            account.email_verified = true;
+        }
+        Ok::<_, ApiError>(())
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

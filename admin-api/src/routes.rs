@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, http::StatusCode, web};
 use parla_engine::model::{
-    Account, AccountId, AccountType, ApiKey, RefreshToken, Role, Tenant, TenantId, now_ms,
+    Account, AccountId, AccountType, RefreshToken, Role, Tenant, TenantId, now_ms,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -32,20 +32,20 @@ pub struct Caller {
     pub role: Role,
     /// `None` for a person (the role decides); an API key's scopes otherwise.
     pub scopes: Option<Vec<String>>,
+    /// The session epoch of a person's access token: a change made on their behalf checks it
+    /// again on the account as it is written (a password reset racing it ends it).
+    pub session_epoch: Option<u64>,
 }
 
 impl Caller {
     /// Allows `scope` (e.g. `bots:write`): an API key must hold it; a person needs admin or
-    /// owner for `…:write` scopes — except `conversations:write`, which agents have too (taking
-    /// part in conversations is their job) — and any role for the others.
+    /// owner for `…:write` scopes and any role for the others. (What agents write — taking
+    /// part in conversations as `human` — is [`Caller::require_agent_work`]: deleting a
+    /// transcript or posting as the visitor is not theirs.)
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
         let allowed = match &self.scopes {
             Some(scopes) => scopes.iter().any(|s| s == scope),
-            None => {
-                !scope.ends_with(":write")
-                    || self.role <= Role::Admin
-                    || (scope == "conversations:write" && self.role == Role::Agent)
-            }
+            None => !scope.ends_with(":write") || self.role <= Role::Admin,
         };
         if allowed {
             return Ok(());
@@ -57,6 +57,25 @@ impl Caller {
         let mut e = ApiError::new(StatusCode::FORBIDDEN, code, message);
         e.details = json!({ "scope": scope });
         Err(e)
+    }
+
+    /// Allows an agent's work in a conversation (claim, reply as `human`, notes, transfer,
+    /// resolve): an API key with `conversations:write`, or a person who is an agent, admin or
+    /// owner.
+    pub fn require_agent_work(&self) -> Result<(), ApiError> {
+        match self.scopes {
+            Some(_) => self.require("conversations:write"),
+            None if self.role <= Role::Agent => Ok(()),
+            None => {
+                let mut e = ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "your role may not take part in conversations",
+                );
+                e.details = json!({ "scope": "conversations:write" });
+                Err(e)
+            }
+        }
     }
 
     /// Allows only a person with the admin or owner role (managing keys and members).
@@ -109,8 +128,8 @@ async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
             })?;
         let now = now_ms();
         if key.last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY_MS) {
-            let touched = ApiKey { last_used_at: Some(now), ..key.clone() };
-            if let Err(e) = state.store.put_api_key(&touched).await {
+            // The last use alone: a revocation since the key was read stays.
+            if let Err(e) = state.store.touch_api_key(&key.tenant_id, &key.id, now).await {
                 tracing::warn!(error = %e, "could not record an API key's last use");
             }
         }
@@ -119,6 +138,7 @@ async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
             account: None,
             role: Role::Admin,
             scopes: Some(key.scopes),
+            session_epoch: None,
         });
     }
     let (caller, _) = person(state, token).await?;
@@ -141,7 +161,14 @@ pub async fn person(state: &AdminState, token: &str) -> Result<(Caller, u64), Ap
             "this session was ended (password reset); sign in again",
         ));
     }
-    Ok((Caller { tenant, account: Some(id), role: account.role, scopes: None }, claims.exp))
+    let caller = Caller {
+        tenant,
+        account: Some(id),
+        role: account.role,
+        scopes: None,
+        session_epoch: Some(claims.sep),
+    };
+    Ok((caller, claims.exp))
 }
 
 /// API keys start with this, so they are told apart from access tokens.
@@ -164,7 +191,10 @@ pub struct RegisterBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    /// Checked before any hashing.
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(max_length = 256)]
     password: String,
     /// A TOTP code or a recovery code, when two-factor authentication is on.
     totp: Option<String>,
@@ -200,21 +230,21 @@ pub(crate) fn validate_text(field: &str, value: &str, max: usize) -> Result<Stri
     Ok(value.to_owned())
 }
 
-/// Argon2 is deliberately slow: run it off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"))
-}
-
 /// Spends one request of the caller's IP budget on the auth endpoints.
 pub(crate) async fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<(), ApiError> {
     match req.peer_addr() {
-        Some(peer) => Ok(state.limits.check_ip(peer.ip()).await?),
+        Some(_) => Ok(state.limits.check_ip(client_ip(state, req)).await?),
         None => Ok(()),
     }
+}
+
+/// The client's address: the peer's, or through the operator's trusted proxies the one their
+/// `X-Forwarded-For` names (unspecified when the transport has none, e.g. in-process tests).
+fn client_ip(state: &AdminState, req: &HttpRequest) -> std::net::IpAddr {
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let peer = req.peer_addr().map(|peer| peer.ip());
+    parla_engine::clients::client_ip(peer, forwarded, &state.trusted_proxies)
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
 }
 
 /// `POST /api/auth/register`: a new workspace (tenant) with this account as its owner.
@@ -234,7 +264,8 @@ pub async fn register(
     let company = body.company.as_deref().map(|c| validate_text("company", c, 200)).transpose()?;
     auth::validate_password(&body.password)?;
     let password = body.password;
-    let password_hash = blocking(move || auth::hash_password(&password)).await??;
+    let password_hash =
+        state.hashes.run(move |memory| auth::hash_password_in(memory, &password)).await??;
     let now = now_ms();
     let tenant = Tenant::new(
         TenantId(uuid::Uuid::now_v7().simple().to_string()),
@@ -254,6 +285,7 @@ pub async fn register(
         created_at: now,
         totp: None,
         session_epoch: 0,
+        version: 0,
     };
     // The account first: it is what enforces email uniqueness.
     state.store.create_account(&account).await?;
@@ -272,18 +304,21 @@ pub async fn register(
 
 /// A PHC hash nobody's password matches, verified when the email is unknown so that a miss
 /// costs the same time as a wrong password (no account enumeration by timing).
-fn dummy_hash() -> &'static str {
+/// Computed once, on a hashing thread, in its memory.
+fn dummy_hash(memory: &mut auth::HashMemory) -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        auth::hash_password("parla-dummy-password-never-matches").unwrap_or_default()
+        auth::hash_password_in(memory, "parla-dummy-password-never-matches").unwrap_or_default()
     })
 }
 
-/// `POST /api/auth/login`.
+/// `POST /api/auth/login`. The email and the password's length are checked before any
+/// hashing; the hash waits for a permit ([`crate::limits::HashGate`]).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", operation_id = "login",
     request_body = LoginBody,
     responses((status = 200, description = "Signed in", body = Session),
-              (status = 401, description = "`invalid_credentials`, `totp_required` or `invalid_totp`", body = ErrorBody)))]
+              (status = 401, description = "`invalid_credentials`, `totp_required` or `invalid_totp`", body = ErrorBody),
+              (status = 409, description = "`conflict`: the account kept changing; retry", body = ErrorBody)))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -291,21 +326,45 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     check_ip(&state, &req).await?;
     let body = body.into_inner();
-    let email = body.email.trim().to_lowercase();
-    state.limits.check_login(&email).await?;
+    let email = validate_email(&body.email)?;
+    if body.password.chars().count() > auth::MAX_PASSWORD_CHARS {
+        let max = auth::MAX_PASSWORD_CHARS;
+        return Err(ApiError::invalid("password", format!("at most {max} characters")));
+    }
+    let ip = client_ip(&state, &req);
+    state.limits.check_login(&email, ip).await?;
+    let wrong = || ApiError::unauthorized("invalid_credentials", "wrong email or password");
     let account = state.store.account_by_email(&email).await?;
-    let hash =
-        account.as_ref().map_or_else(|| dummy_hash().to_owned(), |a| a.password_hash.clone());
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
     let password = body.password;
-    let matches = blocking(move || auth::verify_password(&password, &hash)).await?;
-    let Some(mut account) = account.filter(|_| matches) else {
-        state.limits.login_failed(&email).await;
-        return Err(ApiError::unauthorized("invalid_credentials", "wrong email or password"));
+    let matches = state
+        .hashes
+        .run(move |memory| match &hash {
+            Some(hash) => auth::verify_password_in(memory, &password, hash),
+            None => {
+                let dummy = dummy_hash(memory);
+                auth::verify_password_in(memory, &password, dummy)
+            }
+        })
+        .await?;
+    let Some(account) = account.filter(|_| matches) else {
+        state.limits.login_failed(&email, ip).await;
+        return Err(wrong());
     };
+    // The second factor is checked and consumed (compare-and-set) on the account as it is now:
+    // a code used by a concurrent login is refused. A password changed since it was verified
+    // ends the attempt.
     let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
-    match crate::totp::check_second_factor(&mut account, body.totp.as_deref(), now_secs) {
-        crate::totp::SecondFactor::NotEnrolled => {}
-        crate::totp::SecondFactor::Accepted => state.store.update_account(&account).await?,
+    let code = body.totp.as_deref();
+    let (tenant, id, verified) = (&account.tenant_id, &account.id, &account.password_hash);
+    let (current, factor) = parla_engine::accounts::modify(&state.engine, tenant, id, |a| {
+        let a = a.filter(|a| a.password_hash == *verified);
+        Ok::<_, ApiError>(a.map(|a| crate::totp::check_second_factor(a, code, now_secs)))
+    })
+    .await?;
+    let (Some(account), Some(factor)) = (current, factor) else { return Err(wrong()) };
+    match factor {
+        crate::totp::SecondFactor::NotEnrolled | crate::totp::SecondFactor::Accepted => {}
         crate::totp::SecondFactor::Missing => {
             return Err(ApiError::unauthorized(
                 "totp_required",
@@ -313,14 +372,14 @@ pub async fn login(
             ));
         }
         crate::totp::SecondFactor::Wrong => {
-            state.limits.login_failed(&email).await;
+            state.limits.login_failed(&email, ip).await;
             return Err(ApiError::unauthorized(
                 "invalid_totp",
                 "wrong, expired or already used code",
             ));
         }
     }
-    state.limits.login_succeeded(&email).await;
+    state.limits.login_succeeded(&email, ip).await;
     let family = uuid::Uuid::new_v4().simple().to_string();
     Ok(HttpResponse::Ok().json(issue_session(&state, &account, family).await?))
 }
@@ -351,6 +410,7 @@ async fn issue_session(
             family,
             expires_at: now_ms().saturating_add(ttl_ms),
             used: false,
+            session_epoch: account.session_epoch,
         })
         .await?;
     Ok(Session {
@@ -397,6 +457,14 @@ pub async fn refresh(
             "the account no longer exists",
         ));
     };
+    if account.session_epoch != token.session_epoch {
+        // Issued before a password reset (stored after it revoked the others): no session.
+        state.store.revoke_refresh_family(&token.family).await?;
+        return Err(ApiError::unauthorized(
+            "invalid_refresh_token",
+            "this session was ended (password reset); sign in again",
+        ));
+    }
     let session = issue_session(&state, &account, token.family).await?;
     Ok(HttpResponse::Ok().json(session))
 }

@@ -2,7 +2,7 @@
 //! clock skew — what authenticator apps expect). Enrol, confirm with a first code, then every
 //! login needs a code or one of ten single-use recovery codes. A code is accepted once.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use parla_engine::model::{Account, TotpState};
 use serde::Deserialize;
 use totp_rs::{Builder, Secret, Totp};
@@ -75,46 +75,67 @@ pub fn check_second_factor(
     }
 }
 
-async fn my_account(state: &AdminState, caller: &Caller) -> Result<Account, ApiError> {
+/// Changes the signed-in person's own account with `change`, compare-and-set
+/// ([`parla_engine::accounts::modify`]), on the account as it is when written: if it is gone,
+/// or its sessions ended (a password reset) since the caller's token was issued, nothing is
+/// written and the token is refused, as the next request would refuse it.
+async fn change_my_account<T>(
+    state: &AdminState,
+    caller: &Caller,
+    mut change: impl FnMut(&mut Account) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let Some(id) = caller.account.as_ref() else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person"));
     };
-    state
-        .store
-        .get_account(&caller.tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))
+    let (_, changed) = parla_engine::accounts::modify(&state.engine, &caller.tenant, id, |a| {
+        let Some(a) = a else {
+            return Err(ApiError::unauthorized("token_invalid", "the account no longer exists"));
+        };
+        if caller.session_epoch != Some(a.session_epoch) {
+            return Err(ApiError::unauthorized(
+                "token_revoked",
+                "this session was ended (password reset); sign in again",
+            ));
+        }
+        change(a)
+    })
+    .await?;
+    Ok(changed)
 }
 
 /// `POST /api/auth/totp/enroll`: a new secret for the signed-in person, not yet required.
 #[utoipa::path(post, path = "/api/auth/totp/enroll", tag = "auth", operation_id = "totp_enroll",
     security(("bearer" = [])),
     responses((status = 200, description = "The secret to load into an authenticator app", body = TotpEnrollment),
-              (status = 409, description = "`totp_already_enabled`", body = ErrorBody)))]
+              (status = 409, description = "`totp_already_enabled`, or `conflict` (the account kept changing; retry)", body = ErrorBody)))]
 pub async fn enroll(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let mut account = my_account(&state, &caller).await?;
-    if account.totp.as_ref().is_some_and(|t| t.enabled) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "totp_already_enabled",
-            "two-factor authentication is already on",
-        ));
-    }
+    crate::routes::check_ip(&state, &req).await?;
     let bytes: [u8; 20] = rand::random();
     let secret_base32 = Secret::from(bytes).to_base32();
-    let url = totp_for(&account.email, &secret_base32)?.to_url().map_err(|_| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-    })?;
-    account.totp = Some(TotpState {
-        secret_base32: secret_base32.clone(),
-        enabled: false,
-        last_step: 0,
-        recovery_digests: Vec::new(),
-    });
-    state.store.update_account(&account).await?;
+    let url = change_my_account(&state, &caller, |account| {
+        if account.totp.as_ref().is_some_and(|t| t.enabled) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "totp_already_enabled",
+                "two-factor authentication is already on",
+            ));
+        }
+        let url = totp_for(&account.email, &secret_base32)?.to_url().map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        })?;
+        account.totp = Some(TotpState {
+            secret_base32: secret_base32.clone(),
+            enabled: false,
+            last_step: 0,
+            recovery_digests: Vec::new(),
+        });
+        Ok(url)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(TotpEnrollment { otpauth_url: url, secret: secret_base32 }))
 }
 
@@ -130,38 +151,42 @@ pub struct ConfirmBody {
     security(("bearer" = [])),
     request_body = ConfirmBody,
     responses((status = 200, description = "TOTP is on; the recovery codes are shown once", body = TotpEnabled),
-              (status = 409, description = "`totp_not_enrolling`", body = ErrorBody)))]
+              (status = 409, description = "`totp_not_enrolling`, or `conflict` (the account kept changing; retry)", body = ErrorBody)))]
 pub async fn confirm(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     caller: Caller,
     body: crate::body::Json<ConfirmBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut account = my_account(&state, &caller).await?;
-    let email = account.email.clone();
-    let Some(totp_state) = account.totp.as_mut().filter(|t| !t.enabled) else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "totp_not_enrolling",
-            "call /api/auth/totp/enroll first",
-        ));
-    };
-    let totp = totp_for(&email, &totp_state.secret_base32)?;
-    let now_secs = u64::try_from(parla_engine::model::now_ms() / 1000).unwrap_or(0);
-    let Some(step) = totp.check(body.code.trim(), now_secs) else {
-        return Err(ApiError::invalid(
-            "code",
-            "this code does not match; check the device's clock",
-        ));
-    };
+    crate::routes::check_ip(&state, &req).await?;
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
             let bytes: [u8; 5] = rand::random();
             bytes.iter().map(|b| format!("{b:02x}")).collect()
         })
         .collect();
-    totp_state.enabled = true;
-    totp_state.last_step = step;
-    totp_state.recovery_digests = codes.iter().map(|c| auth::token_digest(c)).collect();
-    state.store.update_account(&account).await?;
+    let now_secs = u64::try_from(parla_engine::model::now_ms() / 1000).unwrap_or(0);
+    change_my_account(&state, &caller, |account| {
+        let email = account.email.clone();
+        let Some(totp_state) = account.totp.as_mut().filter(|t| !t.enabled) else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "totp_not_enrolling",
+                "call /api/auth/totp/enroll first",
+            ));
+        };
+        let totp = totp_for(&email, &totp_state.secret_base32)?;
+        let Some(step) = totp.check(body.code.trim(), now_secs) else {
+            return Err(ApiError::invalid(
+                "code",
+                "this code does not match; check the device's clock",
+            ));
+        };
+        totp_state.enabled = true;
+        totp_state.last_step = step;
+        totp_state.recovery_digests = codes.iter().map(|c| auth::token_digest(c)).collect();
+        Ok(())
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(TotpEnabled { enabled: true, recovery_codes: codes }))
 }

@@ -100,11 +100,38 @@ pub struct MemberList {
     pub data: Vec<AccountView>,
 }
 
-/// An invitation on its way.
+/// An invitation on its way: pending until accepted, revoked or `expires_at`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Invited {
+pub struct InvitationView {
+    /// For `DELETE /api/members/invitations/{id}`.
+    pub id: String,
     pub email: String,
     pub role: Role,
+    /// Who sent it; accepting needs them still to be a member allowed to grant `role`.
+    pub invited_by: AccountId,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; past it the link no longer works.
+    pub expires_at: i64,
+}
+
+impl From<&parla_engine::model::Invitation> for InvitationView {
+    fn from(i: &parla_engine::model::Invitation) -> Self {
+        Self {
+            id: i.id.clone(),
+            email: i.email.clone(),
+            role: i.role,
+            invited_by: i.invited_by.clone(),
+            created_at: i.created_at,
+            expires_at: i.expires_at,
+        }
+    }
+}
+
+/// The tenant's pending invitations, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationList {
+    pub data: Vec<InvitationView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -305,6 +305,11 @@ pub struct AuthSettings {
     pub refresh_ttl_secs: u64,
     /// Requests per client IP per 15 minutes on the auth endpoints.
     pub ip_requests_per_15min: u32,
+    /// Password hashes (Argon2id, 19 MiB each) run at once; more wait up to 2 s, then get
+    /// 429. Bounds the memory logins can take: 4 is ≈ 76 MiB and some 40 to 80 logins a second.
+    pub max_concurrent_hashes: usize,
+    /// How long an invitation link works, unless accepted or revoked first.
+    pub invitation_ttl_secs: u64,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -315,6 +320,8 @@ impl std::fmt::Debug for AuthSettings {
             .field("access_ttl_secs", &self.access_ttl_secs)
             .field("refresh_ttl_secs", &self.refresh_ttl_secs)
             .field("ip_requests_per_15min", &self.ip_requests_per_15min)
+            .field("max_concurrent_hashes", &self.max_concurrent_hashes)
+            .field("invitation_ttl_secs", &self.invitation_ttl_secs)
             .finish()
     }
 }
@@ -594,6 +601,8 @@ impl Settings {
             ("knowledge.extract_timeout_ms", self.knowledge.extract_timeout_ms),
             ("llm.max_reply_chars", self.llm.max_reply_chars as u64),
             ("llm.max_reply_ms", self.llm.max_reply_ms),
+            ("auth.max_concurrent_hashes", self.auth.max_concurrent_hashes as u64),
+            ("auth.invitation_ttl_secs", self.auth.invitation_ttl_secs),
         ];
         if let Some((key, _)) = must_be_positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });

@@ -95,6 +95,7 @@ pub(crate) async fn run(engine: WeakEngine, tenant: TenantId) {
                     }
                 }
                 TenantEvent::Presence { .. } => {} // Assigning again above is enough.
+                TenantEvent::Member { .. } => {}   // Presence follows the member's sockets.
             },
             Err(RecvError::Lagged(_)) => reload(&engine, &tenant, &mut desk).await,
             Err(RecvError::Closed) => break,

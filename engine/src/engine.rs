@@ -823,6 +823,14 @@ impl Engine {
         self.inner.deps.bus.subscribe_tenant(tenant).await
     }
 
+    /// Tells the agent sockets of `account` (on every node, through the tenant's feed) that the
+    /// account changed, so each checks its session again: a removed member or one whose
+    /// sessions ended stops reading the workspace at once. Called by [`crate::accounts`].
+    pub fn account_changed(&self, tenant: &TenantId, account: &crate::model::AccountId) {
+        let event = crate::bus::TenantEvent::Member { account_id: account.clone() };
+        self.inner.deps.bus.publish_tenant(tenant, event);
+    }
+
     /// Tells everyone watching the conversation (its sockets, its agents) that something about
     /// it failed, with a stable `code`.
     pub fn announce_failure(&self, key: &ConversationKey, code: &str, message: &str) {

@@ -7,6 +7,8 @@
 //! - [`model`]: domain types after the product brief (tenant, bot, intent, conversation,
 //!   message with `seq`).
 //! - [`engine`]: the [`Engine`] facade: open/resume a conversation, send events, subscribe.
+//! - [`accounts`]: account changes as compare-and-set loops (none undoes another), each
+//!   announced to the member's agent sockets.
 //! - `supervisor`: one tenant supervisor per tenant, owning its live conversation actors.
 //! - `actor`: the conversation actor, single writer of its conversation.
 //! - [`store`]: the store port, the embedded redb adapter, the conformance suite.
@@ -34,6 +36,7 @@
 //! short mutexes. The embedded store has one writer thread doing group commit; reads run on the
 //! blocking pool. Outbound events fan out through the bus, never through the actor's mailbox.
 
+pub mod accounts;
 mod actor;
 pub mod agents;
 pub mod analytics;

@@ -157,6 +157,11 @@ pub struct Account {
     /// every one of them at once, without waiting for them to expire.
     #[serde(default)]
     pub session_epoch: u64,
+    /// How many times the record was written: updates are compare-and-set on it (see
+    /// [`crate::store::Store::update_account`]), so a read-modify-write that raced another
+    /// (a TOTP enrolment against a password reset) is refused instead of undoing it.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// An account's TOTP (RFC 6238) second factor.
@@ -209,6 +214,28 @@ pub struct RefreshToken {
     pub expires_at: i64,
     /// Set by the first use.
     pub used: bool,
+    /// The account's session epoch when the token was issued: a token from before a password
+    /// reset is refused even if it was stored after the reset revoked the others (a login that
+    /// verified the old password just before the reset).
+    #[serde(default)]
+    pub session_epoch: u64,
+}
+
+/// An invitation to join a tenant as `role`, sent by mail. Stored apart from the mailed token's
+/// value (only its SHA-256 `digest`), listed per tenant, revocable, and accepted once before
+/// `expires_at`, and only while `invited_by` may still grant `role`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: String,
+    pub tenant_id: TenantId,
+    /// SHA-256 of the mailed token.
+    pub digest: String,
+    /// Lower-cased.
+    pub email: String,
+    pub role: Role,
+    pub invited_by: AccountId,
+    pub created_at: i64,
+    pub expires_at: i64,
 }
 
 /// A tenant's API key for server-to-server integrations. The key itself is shown once at

@@ -157,6 +157,9 @@ pub enum TenantEvent {
     },
     /// An agent came online, went away or offline.
     Presence { presence: crate::presence::AgentPresence },
+    /// A member's account changed (role, removal, sessions ended by a password reset): their
+    /// agent sockets, on whichever node, check their session again.
+    Member { account_id: crate::model::AccountId },
 }
 
 /// Why the bus could not take an event.

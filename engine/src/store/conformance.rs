@@ -33,6 +33,11 @@ pub async fn run_all(store: &dyn Store) {
     user_data_merges_per_conversation(store).await;
     analytics_count_every_write_once(store).await;
     conversations_needing_agents_are_indexed(store).await;
+    // Accounts, API keys and invitations: no change undoes another.
+    account_updates_are_compare_and_set(store).await;
+    a_tenant_keeps_an_owner_whatever_the_race(store).await;
+    api_key_revocation_survives_last_use_writes(store).await;
+    invitations_are_listed_revoked_and_taken_once(store).await;
 }
 
 /// Escalated and assigned conversations are listed whatever their number or age, and leave the
@@ -1006,6 +1011,7 @@ pub fn account(tenant: &str, id: &str, email: &str) -> Account {
         created_at: now_ms(),
         totp: None,
         session_epoch: 0,
+        version: 0,
     }
 }
 
@@ -1065,6 +1071,7 @@ async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) 
         family: family.into(),
         expires_at: now_ms() + 60_000,
         used: false,
+        session_epoch: 0,
     };
     store.put_refresh_token(&token("d1", "fam-1")).await.expect("put");
     store.put_refresh_token(&token("d2", "fam-1")).await.expect("put");
@@ -1124,4 +1131,187 @@ async fn one_time_tokens_are_taken_once(store: &dyn Store) {
     assert_eq!(store.take_one_time_token("ott-1").await.expect("take"), Some(token));
     assert_eq!(store.take_one_time_token("ott-1").await.expect("take"), None, "single use");
     assert_eq!(store.take_one_time_token("ott-missing").await.expect("take"), None);
+}
+
+// ---- accounts, API keys and invitations: no change undoes another ----------------------------
+
+/// An update writes only over the version it read: a stale copy (read before another write)
+/// is refused with `Conflict` and changes nothing; concurrent read-modify-write loops lose no
+/// change.
+async fn account_updates_are_compare_and_set(store: &dyn Store) {
+    let (t, id) = (TenantId::from("t-cas"), AccountId::from("acc-cas"));
+    let member = Account { role: Role::Agent, ..account("t-cas", "acc-cas", "cas@example.com") };
+    store.create_account(&member).await.expect("create");
+    let read = || async { store.get_account(&t, &id).await.expect("get").expect("exists") };
+    let (first, stale) = (read().await, read().await);
+    assert_eq!(first.version, 0, "a new account is at version 0");
+    let reset = Account { password_hash: "new".into(), session_epoch: 1, ..first };
+    store.update_account(&reset).await.expect("the first writer wins");
+    let enrolled = Account { email_verified: true, ..stale };
+    assert!(
+        matches!(store.update_account(&enrolled).await, Err(StoreError::Conflict)),
+        "a write over a stale read is refused"
+    );
+    let now = read().await;
+    assert_eq!(
+        (now.password_hash.as_str(), now.session_epoch, now.email_verified, now.version),
+        ("new", 1, false, 1),
+        "the refused write changed nothing"
+    );
+    // Concurrent read-modify-write loops: every increment lands once.
+    let bump = || async {
+        loop {
+            let mut a = read().await;
+            a.session_epoch += 1;
+            match store.update_account(&a).await {
+                Ok(()) => return,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => panic!("update: {e}"),
+            }
+        }
+    };
+    futures_util::future::join_all((0..8).map(|_| bump())).await;
+    let after = read().await;
+    assert_eq!((after.session_epoch, after.version), (9, 9), "no increment lost");
+    assert!(store.delete_account(&t, &id).await.expect("delete"));
+    assert!(
+        matches!(store.update_account(&after).await, Err(StoreError::Conflict)),
+        "an update does not bring a deleted account back"
+    );
+    assert_eq!(store.get_account(&t, &id).await.expect("get"), None);
+}
+
+/// Two owners taking the owner role from each other at once (demotion or removal), round
+/// after round: one of them succeeds, the other is refused with `LastOwner`; an owner is left.
+async fn a_tenant_keeps_an_owner_whatever_the_race(store: &dyn Store) {
+    for round in 0..4 {
+        let t = TenantId(format!("t-owners-{round}"));
+        let owner =
+            |n: u32| account(t.as_str(), &format!("own-{n}"), &format!("o{n}-{round}@x.io"));
+        for n in 0..2 {
+            store.create_account(&owner(n)).await.expect("create");
+        }
+        let get = |n: u32| {
+            let t = t.clone();
+            async move {
+                let id = AccountId(format!("own-{n}"));
+                store.get_account(&t, &id).await.expect("get").expect("exists")
+            }
+        };
+        let (a, b) = (get(0).await, get(1).await);
+        let demote = |x: Account| async move {
+            store.update_account(&Account { role: Role::Admin, ..x }).await
+        };
+        let outcomes = match round % 2 {
+            0 => tokio::join!(demote(a), demote(b)),
+            _ => tokio::join!(demote(a), store.delete_account_if_unchanged(&b)),
+        };
+        let refused = [&outcomes.0, &outcomes.1]
+            .iter()
+            .filter(|o| matches!(o, Err(StoreError::LastOwner)))
+            .count();
+        assert!(outcomes.0.is_ok() || outcomes.1.is_ok(), "round {round}: {outcomes:?}");
+        assert_eq!(refused, 1, "round {round}: one of them is refused: {outcomes:?}");
+        let left = store.list_accounts(&t).await.expect("list");
+        assert_eq!(left.iter().filter(|a| a.role == Role::Owner).count(), 1, "round {round}");
+        let last = left.iter().find(|a| a.role == Role::Owner).expect("the owner");
+        assert!(
+            matches!(store.delete_account(&t, &last.id).await, Err(StoreError::LastOwner)),
+            "the last owner cannot be deleted"
+        );
+        assert!(matches!(
+            store.delete_account_if_unchanged(last).await,
+            Err(StoreError::LastOwner)
+        ));
+        let demoted = Account { role: Role::Viewer, ..last.clone() };
+        assert!(matches!(store.update_account(&demoted).await, Err(StoreError::LastOwner)));
+    }
+    // A member whose record changed since it was read is not removed on that read.
+    let t = TenantId::from("t-owners-stale");
+    for (id, role) in [("o", Role::Owner), ("m", Role::Agent)] {
+        let a = Account { role, ..account(t.as_str(), id, &format!("{id}@stale.io")) };
+        store.create_account(&a).await.expect("create");
+    }
+    let m = store.get_account(&t, &"m".into()).await.expect("get").expect("exists");
+    store.update_account(&Account { role: Role::Admin, ..m.clone() }).await.expect("promote");
+    assert!(matches!(store.delete_account_if_unchanged(&m).await, Err(StoreError::Conflict)));
+    let m = store.get_account(&t, &"m".into()).await.expect("get").expect("still there");
+    store.delete_account_if_unchanged(&m).await.expect("removed as it is now");
+    assert_eq!(store.get_account(&t, &"m".into()).await.expect("get"), None);
+    assert_eq!(store.account_by_email("m@stale.io").await.expect("lookup"), None, "email freed");
+}
+
+/// Revocation and last use change one field each: however they interleave, a revoked key
+/// stays revoked and keeps the latest use.
+async fn api_key_revocation_survives_last_use_writes(store: &dyn Store) {
+    let t = TenantId::from("t-key-race");
+    let key = ApiKey {
+        id: "k-race".into(),
+        tenant_id: t.clone(),
+        name: "ci".into(),
+        prefix: "pk_race".into(),
+        digest: "dig-race".into(),
+        scopes: vec!["bots:read".into()],
+        created_at: 1_000,
+        last_used_at: None,
+        revoked: false,
+    };
+    store.put_api_key(&key).await.expect("put");
+    let touches = (0..16).map(|i| store.touch_api_key(&t, "k-race", 2_000 + i));
+    let (revoked, touched) =
+        tokio::join!(store.revoke_api_key(&t, "k-race"), futures_util::future::join_all(touches));
+    assert!(revoked.expect("revoke"), "the key existed");
+    assert!(touched.iter().all(Result::is_ok));
+    store.touch_api_key(&t, "k-race", 1_500).await.expect("an older use");
+    let found = store.api_key_by_digest("dig-race").await.expect("lookup").expect("found");
+    assert!(found.revoked, "no last-use write undoes a revocation");
+    assert_eq!(found.last_used_at, Some(2_015), "the latest use is kept");
+    let listed = store.list_api_keys(&t).await.expect("list");
+    assert_eq!(listed, vec![found], "listed as found");
+    assert!(!store.revoke_api_key(&t, "k-missing").await.expect("revoke"), "no such key");
+    store.touch_api_key(&t, "k-missing", 3_000).await.expect("touching nothing");
+    assert!(!store.revoke_api_key(&"t-other".into(), "k-race").await.expect("revoke"));
+    assert_eq!(store.list_api_keys(&t).await.expect("list").len(), 1, "nothing created");
+}
+
+/// Invitations are listed per tenant, revoked, and taken (accepted) once: of a take and a
+/// revocation racing, exactly one gets the invitation.
+async fn invitations_are_listed_revoked_and_taken_once(store: &dyn Store) {
+    let now = now_ms();
+    let invitation = |tenant: &str, id: &str| Invitation {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        digest: format!("inv-digest-{tenant}-{id}"),
+        email: format!("{id}@example.com"),
+        role: Role::Agent,
+        invited_by: "acc-inviter".into(),
+        created_at: now,
+        expires_at: now + 3_600_000,
+    };
+    let (ta, tb) = (TenantId::from("t-inv-a"), TenantId::from("t-inv-b"));
+    for (t, id) in [("t-inv-a", "i1"), ("t-inv-a", "i2"), ("t-inv-a", "i3"), ("t-inv-b", "i1")] {
+        store.put_invitation(&invitation(t, id)).await.expect("put");
+    }
+    let mut ids: Vec<String> =
+        store.list_invitations(&ta).await.expect("list").into_iter().map(|i| i.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["i1", "i2", "i3"], "exactly the tenant's");
+    assert_eq!(store.list_invitations(&tb).await.expect("list"), vec![invitation("t-inv-b", "i1")]);
+
+    let taken = store.take_invitation("inv-digest-t-inv-a-i1").await.expect("take");
+    assert_eq!(taken.map(|i| i.id), Some("i1".into()));
+    assert_eq!(store.take_invitation("inv-digest-t-inv-a-i1").await.expect("take"), None, "once");
+    assert_eq!(store.delete_invitation(&ta, "i1").await.expect("revoke"), None, "already taken");
+    assert_eq!(store.delete_invitation(&tb, "i2").await.expect("revoke"), None, "not B's");
+    let revoked = store.delete_invitation(&ta, "i2").await.expect("revoke");
+    assert_eq!(revoked.map(|i| i.id), Some("i2".into()));
+    assert_eq!(store.take_invitation("inv-digest-t-inv-a-i2").await.expect("take"), None);
+    let (taken, revoked) = tokio::join!(
+        store.take_invitation("inv-digest-t-inv-a-i3"),
+        store.delete_invitation(&ta, "i3")
+    );
+    let winners = [taken.expect("take").is_some(), revoked.expect("revoke").is_some()];
+    assert_eq!(winners.iter().filter(|w| **w).count(), 1, "one of them: {winners:?}");
+    assert!(store.list_invitations(&ta).await.expect("list").is_empty());
+    assert_eq!(store.list_invitations(&tb).await.expect("list").len(), 1, "B's untouched");
 }

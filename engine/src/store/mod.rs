@@ -17,7 +17,7 @@ use async_trait::async_trait;
 
 use crate::model::{
     Account, AccountId, ApiKey, Bot, BotId, Chunk, Conversation, ConversationId, Document, Intent,
-    Message, OneTimeToken, RefreshToken, Tenant, TenantId,
+    Invitation, Message, OneTimeToken, RefreshToken, Tenant, TenantId,
 };
 
 /// Why a store call failed.
@@ -51,6 +51,15 @@ pub enum StoreError {
     /// The store has been closed.
     #[error("store closed")]
     Closed,
+
+    // ---- compare-and-set refusals (accounts, members) ----
+    /// The record changed (or was deleted) since it was read: read it again and redo the
+    /// change on what it is now ([`crate::accounts`] does).
+    #[error("the record changed since it was read")]
+    Conflict,
+    /// The change would leave a tenant without an owner.
+    #[error("a tenant keeps at least one owner")]
+    LastOwner,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -149,10 +158,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Finds an account by email alone: the login entry point, which knows no tenant.
     async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>>;
     async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>>;
-    /// Replaces an existing account (same tenant, id and email).
+    /// Replaces an existing account (same tenant, id and email) if it is still at
+    /// `account.version` (compare-and-set), storing it at `account.version + 1`:
+    /// [`StoreError::Conflict`] when it was written or deleted since it was read, and
+    /// [`StoreError::LastOwner`] when it would demote the tenant's last owner (checked
+    /// atomically with every other demotion and removal of the tenant).
     async fn update_account(&self, account: &Account) -> StoreResult<()>;
     async fn list_accounts(&self, tenant: &TenantId) -> StoreResult<Vec<Account>>;
     /// Deletes an account of `tenant` (and frees its email); returns whether it existed.
+    /// [`StoreError::LastOwner`] when it is the tenant's last owner.
     async fn delete_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<bool>;
 
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
@@ -168,7 +182,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         account: &AccountId,
     ) -> StoreResult<()>;
 
-    /// Creates or replaces an API key (revocation and last-use updates replace it).
+    /// Creates or replaces an API key. Revocation and last use change one field each, with
+    /// [`Store::revoke_api_key`] and [`Store::touch_api_key`], so neither undoes the other.
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;
     /// Finds a key by the digest of its value: the authentication entry point.
     async fn api_key_by_digest(&self, digest: &str) -> StoreResult<Option<ApiKey>>;
@@ -380,4 +395,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         to_ms: i64,
         limit: usize,
     ) -> StoreResult<Vec<(BotId, Message)>>;
+
+    // ---- accounts, API keys and invitations: changes that must not undo each other ----
+
+    /// Deletes the account (and frees its email) if it is still at `account.version`:
+    /// [`StoreError::Conflict`] when it changed or is gone, [`StoreError::LastOwner`] when it is
+    /// the tenant's last owner. The removal of a member whose role was checked as read.
+    async fn delete_account_if_unchanged(&self, account: &Account) -> StoreResult<()>;
+    /// Revokes a key of `tenant` for good (field-level: a concurrent last-use write cannot
+    /// undo it); returns whether the key exists.
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> StoreResult<bool>;
+    /// Records that a key was used at `at` (ms), keeping the latest time; changes nothing
+    /// else of the key (its revocation above all), nothing if there is no such key.
+    async fn touch_api_key(&self, tenant: &TenantId, id: &str, at: i64) -> StoreResult<()>;
+    /// Stores a new invitation, findable by its digest until taken, deleted or expired.
+    async fn put_invitation(&self, invitation: &Invitation) -> StoreResult<()>;
+    /// The tenant's invitations not yet taken or deleted (expired ones may be among them).
+    async fn list_invitations(&self, tenant: &TenantId) -> StoreResult<Vec<Invitation>>;
+    /// Deletes (revokes) an invitation of `tenant`; returns it if this call removed it: of a
+    /// revocation and an acceptance racing, exactly one gets it.
+    async fn delete_invitation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Invitation>>;
+    /// Removes and returns the invitation with this digest: of two concurrent takes (or a take
+    /// and a deletion), exactly one gets it.
+    async fn take_invitation(&self, digest: &str) -> StoreResult<Option<Invitation>>;
 }

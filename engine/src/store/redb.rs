@@ -24,8 +24,8 @@ use super::{Appended, Store, StoreError, StoreResult};
 use crate::analytics::{self, CounterRow, Counters, IntentRow};
 use crate::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Channel, ChannelConnection, Chunk,
-    Conversation, ConversationId, Document, Handling, Intent, Message, Note, OneTimeToken,
-    ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
+    Conversation, ConversationId, Document, Handling, Intent, Invitation, Message, Note,
+    OneTimeToken, ProcessStatus, RefreshToken, Role, Sender, Tenant, TenantId,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -89,6 +89,11 @@ const API_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("api
 /// SHA-256 of a key's value → (tenant, key id).
 const API_KEY_DIGESTS: TableDefinition<&str, (&str, &str)> =
     TableDefinition::new("api_key_digests");
+/// (tenant, invitation id) → invitation JSON: a tenant's pending invitations.
+const INVITATIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("invitations");
+/// SHA-256 of an invitation's mailed token → (tenant, invitation id): how it is accepted.
+const INVITATION_DIGESTS: TableDefinition<&str, (&str, &str)> =
+    TableDefinition::new("invitation_digests");
 
 /// (tenant, month) → LLM tokens used.
 const TOKEN_USAGE: TableDefinition<(&str, &str), u64> = TableDefinition::new("token_usage");
@@ -170,6 +175,13 @@ enum WriteOp {
     AddTokenUsage(TenantId, String, u64),
     PutChunks(Document, Vec<Chunk>),
     DeleteDocument(TenantId, String),
+    // Accounts, API keys and invitations (see `apply_auth`).
+    DeleteAccountIf(Account),
+    RevokeApiKey(TenantId, String),
+    TouchApiKey(TenantId, String, i64),
+    PutInvitation(Invitation),
+    DeleteInvitation(TenantId, String),
+    TakeInvitation(String),
 }
 
 /// What a write produced, for the writes that produce something.
@@ -185,6 +197,7 @@ enum Outcome {
     OneTime(Option<OneTimeToken>),
     Conversation(Box<Conversation>),
     Moved(Option<(TenantId, ConversationId, u64)>),
+    Invitation(Option<Invitation>),
 }
 
 struct WriteRequest {
@@ -261,6 +274,8 @@ impl RedbStore {
             txn.open_table(USER_DATA).map_err(backend)?;
             txn.open_table(ATTENTION).map_err(backend)?;
             txn.open_table(BOT_TOMBSTONES).map_err(backend)?;
+            txn.open_table(INVITATIONS).map_err(backend)?;
+            txn.open_table(INVITATION_DIGESTS).map_err(backend)?;
         }
         if !indexed {
             let n = backfill_attention(&txn)?;
@@ -560,31 +575,14 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                 .insert((a.tenant_id.as_str(), a.id.as_str()), bytes.as_slice())
                 .map_err(backend)?;
         }
-        WriteOp::UpdateAccount(a) => {
-            let mut accounts = txn.open_table(ACCOUNTS).map_err(backend)?;
-            let key = (a.tenant_id.as_str(), a.id.as_str());
-            let existing: Account = match accounts.get(key).map_err(backend)? {
-                Some(v) => decode(v.value())?,
-                None => return Err(StoreError::Backend("no such account".into())),
-            };
-            if existing.email != a.email {
-                return Err(StoreError::Backend("an account's email cannot change here".into()));
-            }
-            let bytes = encode(a)?;
-            accounts.insert(key, bytes.as_slice()).map_err(backend)?;
-        }
-        WriteOp::DeleteAccount(tenant, id) => {
-            let mut accounts = txn.open_table(ACCOUNTS).map_err(backend)?;
-            let removed = accounts.remove((tenant.as_str(), id.as_str())).map_err(backend)?;
-            let Some(removed) = removed else { return Ok(Outcome::Existed(false)) };
-            let account: Account = decode(removed.value())?;
-            drop(removed);
-            txn.open_table(ACCOUNT_EMAILS)
-                .map_err(backend)?
-                .remove(account.email.as_str())
-                .map_err(backend)?;
-            return Ok(Outcome::Existed(true));
-        }
+        WriteOp::UpdateAccount(_)
+        | WriteOp::DeleteAccount(..)
+        | WriteOp::DeleteAccountIf(_)
+        | WriteOp::RevokeApiKey(..)
+        | WriteOp::TouchApiKey(..)
+        | WriteOp::PutInvitation(_)
+        | WriteOp::DeleteInvitation(..)
+        | WriteOp::TakeInvitation(_) => return apply_auth(txn, op),
         WriteOp::PutRefresh(t) => {
             let bytes = encode(t)?;
             txn.open_table(REFRESH_TOKENS)
@@ -1455,6 +1453,55 @@ impl Store for RedbStore {
         }
     }
 
+    async fn delete_account_if_unchanged(&self, account: &Account) -> StoreResult<()> {
+        self.write(WriteOp::DeleteAccountIf(account.clone())).await.map(drop)
+    }
+
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        match self.write(WriteOp::RevokeApiKey(tenant.clone(), id.to_owned())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("revoke_api_key returned {other:?}"))),
+        }
+    }
+
+    async fn touch_api_key(&self, tenant: &TenantId, id: &str, at: i64) -> StoreResult<()> {
+        self.write(WriteOp::TouchApiKey(tenant.clone(), id.to_owned(), at)).await.map(drop)
+    }
+
+    async fn put_invitation(&self, invitation: &Invitation) -> StoreResult<()> {
+        self.write(WriteOp::PutInvitation(invitation.clone())).await.map(drop)
+    }
+
+    async fn list_invitations(&self, tenant: &TenantId) -> StoreResult<Vec<Invitation>> {
+        let tenant = tenant.clone();
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(INVITATIONS).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn delete_invitation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Invitation>> {
+        match self.write(WriteOp::DeleteInvitation(tenant.clone(), id.to_owned())).await? {
+            Outcome::Invitation(removed) => Ok(removed),
+            other => Err(StoreError::Backend(format!("delete_invitation returned {other:?}"))),
+        }
+    }
+
+    async fn take_invitation(&self, digest: &str) -> StoreResult<Option<Invitation>> {
+        match self.write(WriteOp::TakeInvitation(digest.to_owned())).await? {
+            Outcome::Invitation(taken) => Ok(taken),
+            other => Err(StoreError::Backend(format!("take_invitation returned {other:?}"))),
+        }
+    }
+
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         self.write(WriteOp::PutRefresh(token.clone())).await.map(drop)
     }
@@ -2112,6 +2159,160 @@ impl Store for RedbStore {
         })
         .await
     }
+}
+
+/// The writes of accounts, API keys and invitations, each checked and applied in the writer's
+/// transaction: compare-and-set on an account's version, the last-owner rule, field-level key
+/// changes, invitations taken once. A refusal writes nothing.
+fn apply_auth(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
+    match op {
+        WriteOp::UpdateAccount(a) => {
+            let mut accounts = txn.open_table(ACCOUNTS).map_err(backend)?;
+            let key = (a.tenant_id.as_str(), a.id.as_str());
+            let existing: Account = match accounts.get(key).map_err(backend)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::Conflict),
+            };
+            if existing.email != a.email {
+                return Err(StoreError::Corrupt("an account's email cannot change here".into()));
+            }
+            if existing.version != a.version {
+                return Err(StoreError::Conflict);
+            }
+            if existing.role == Role::Owner && a.role != Role::Owner {
+                no_last_owner(&accounts, &existing)?;
+            }
+            let stored = Account { version: a.version + 1, ..a.clone() };
+            let bytes = encode(&stored)?;
+            accounts.insert(key, bytes.as_slice()).map_err(backend)?;
+        }
+        WriteOp::DeleteAccount(tenant, id) => {
+            let existed = remove_account(txn, tenant.as_str(), id.as_str(), None)?;
+            return Ok(Outcome::Existed(existed));
+        }
+        WriteOp::DeleteAccountIf(a) => {
+            let (t, id) = (a.tenant_id.as_str(), a.id.as_str());
+            if !remove_account(txn, t, id, Some(a.version))? {
+                return Err(StoreError::Conflict);
+            }
+        }
+        WriteOp::RevokeApiKey(tenant, id) | WriteOp::TouchApiKey(tenant, id, _) => {
+            let mut keys = txn.open_table(API_KEYS).map_err(backend)?;
+            let key = (tenant.as_str(), id.as_str());
+            let Some(mut found) =
+                keys.get(key).map_err(backend)?.map(|v| decode::<ApiKey>(v.value())).transpose()?
+            else {
+                return Ok(Outcome::Existed(false));
+            };
+            match op {
+                WriteOp::TouchApiKey(.., at) => {
+                    found.last_used_at = Some(found.last_used_at.map_or(*at, |t| t.max(*at)));
+                }
+                _ => found.revoked = true,
+            }
+            let bytes = encode(&found)?;
+            keys.insert(key, bytes.as_slice()).map_err(backend)?;
+            return Ok(Outcome::Existed(true));
+        }
+        WriteOp::PutInvitation(i) => {
+            let (t, id) = (i.tenant_id.as_str(), i.id.as_str());
+            // The tenant's expired invitations go as a new one comes: nothing else reads them.
+            let now = crate::model::now_ms();
+            let expired: Vec<Invitation> = txn
+                .open_table(INVITATIONS)
+                .map_err(backend)?
+                .range((t, "")..=(t, "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|entry| decode::<Invitation>(entry.map_err(backend)?.1.value()))
+                .filter(|i| i.as_ref().is_ok_and(|i| i.expires_at <= now))
+                .collect::<StoreResult<_>>()?;
+            for old in &expired {
+                remove_invitation(txn, t, &old.id)?;
+            }
+            let bytes = encode(i)?;
+            txn.open_table(INVITATIONS)
+                .map_err(backend)?
+                .insert((t, id), bytes.as_slice())
+                .map_err(backend)?;
+            txn.open_table(INVITATION_DIGESTS)
+                .map_err(backend)?
+                .insert(i.digest.as_str(), (t, id))
+                .map_err(backend)?;
+        }
+        WriteOp::DeleteInvitation(tenant, id) => {
+            return Ok(Outcome::Invitation(remove_invitation(txn, tenant.as_str(), id)?));
+        }
+        WriteOp::TakeInvitation(digest) => {
+            let owner = txn
+                .open_table(INVITATION_DIGESTS)
+                .map_err(backend)?
+                .get(digest.as_str())
+                .map_err(backend)?
+                .map(|v| (v.value().0.to_owned(), v.value().1.to_owned()));
+            let taken = match owner {
+                Some((t, id)) => remove_invitation(txn, &t, &id)?,
+                None => None,
+            };
+            return Ok(Outcome::Invitation(taken));
+        }
+        _ => return Err(StoreError::Backend("apply_auth got another write".into())),
+    }
+    Ok(Outcome::Done)
+}
+
+/// Refuses to take the owner role from `leaving` when no other owner of its tenant remains.
+fn no_last_owner(
+    accounts: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    leaving: &Account,
+) -> StoreResult<()> {
+    let t = leaving.tenant_id.as_str();
+    for entry in accounts.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)? {
+        let other: Account = decode(entry.map_err(backend)?.1.value())?;
+        if other.role == Role::Owner && other.id != leaving.id {
+            return Ok(());
+        }
+    }
+    Err(StoreError::LastOwner)
+}
+
+/// Removes an account and frees its email, if it is (at `version`, when given); refuses the
+/// last owner. Returns whether it was removed.
+fn remove_account(txn: &Txn, t: &str, id: &str, version: Option<u64>) -> StoreResult<bool> {
+    let mut accounts = txn.open_table(ACCOUNTS).map_err(backend)?;
+    let Some(account) = accounts
+        .get((t, id))
+        .map_err(backend)?
+        .map(|v| decode::<Account>(v.value()))
+        .transpose()?
+    else {
+        return Ok(false);
+    };
+    if version.is_some_and(|v| v != account.version) {
+        return Ok(false);
+    }
+    if account.role == Role::Owner {
+        no_last_owner(&accounts, &account)?;
+    }
+    accounts.remove((t, id)).map_err(backend)?;
+    txn.open_table(ACCOUNT_EMAILS)
+        .map_err(backend)?
+        .remove(account.email.as_str())
+        .map_err(backend)?;
+    Ok(true)
+}
+
+/// Removes an invitation with its digest; returns it if it was there.
+fn remove_invitation(txn: &Txn, t: &str, id: &str) -> StoreResult<Option<Invitation>> {
+    let invitation: Invitation = {
+        let mut table = txn.open_table(INVITATIONS).map_err(backend)?;
+        let Some(removed) = table.remove((t, id)).map_err(backend)? else { return Ok(None) };
+        decode(removed.value())?
+    };
+    txn.open_table(INVITATION_DIGESTS)
+        .map_err(backend)?
+        .remove(invitation.digest.as_str())
+        .map_err(backend)?;
+    Ok(Some(invitation))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_user_data", include_str!("../../../../schema-cql/0002_user_data.cql")),
     ("0003_analytics", include_str!("../../../../schema-cql/0003_analytics.cql")),
     ("0004_attention", include_str!("../../../../schema-cql/0004_attention.cql")),
+    ("0005_auth_hardening", include_str!("../../../../schema-cql/0005_auth_hardening.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.

@@ -8,6 +8,8 @@
 //!
 //! # Layout
 //! - this file: the [`Store`] implementation and its request helpers;
+//! - `accounts`: accounts (compare-and-set on a version, the last-owner rule), API keys'
+//!   revocation and last use, invitations;
 //! - `analytics`: the analytics counters (claims, counter batches, range reads);
 //! - `statements`: every statement, prepared at connect;
 //! - `migrate`: the schema migrations;
@@ -40,6 +42,7 @@
 //! every task) and the statements prepared at connect. No lock is held across a request; the
 //! driver routes each prepared statement to a replica of its partition (token-aware).
 
+mod accounts;
 mod analytics;
 mod migrate;
 mod statements;
@@ -77,8 +80,8 @@ use super::{Appended, Store, StoreError, StoreResult};
 use crate::analytics::ConversationStats;
 use crate::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, ChannelConnection, Chunk, Conversation,
-    ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Message, Note,
-    OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
+    ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Invitation, Message,
+    Note, OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
 };
 
 /// Messages per partition of `messages` (`bucket = seq / MESSAGE_BUCKET`): a long conversation
@@ -1170,44 +1173,33 @@ impl Store for CqlStore {
                 }
             }
         }
-        self.run(&self.st.put_account, (t, id, encode(&account)?)).await.map(drop)
+        self.insert_account(&account).await
     }
 
     async fn account_by_email(&self, email: &str) -> StoreResult<Option<Account>> {
         let email = email.to_lowercase();
         let owner = self.one::<(Option<String>, Option<String>)>(&self.st.get_email, (&email,));
         let Some((Some(t), Some(id))) = owner.await? else { return Ok(None) };
-        let account: Option<Account> = self.record(&self.st.get_account, (&t, &id)).await?;
+        let account = self.account_row(&t, &id).await?.map(|(account, _)| account);
         Ok(account.filter(|a| a.email == email))
     }
 
     async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>> {
-        self.record(&self.st.get_account, (tenant.as_str(), id.as_str())).await
+        Ok(self.account_row(tenant.as_str(), id.as_str()).await?.map(|(account, _)| account))
     }
 
+    /// `UPDATE ... IF version = ?` (see `accounts.rs`).
     async fn update_account(&self, account: &Account) -> StoreResult<()> {
-        let existing = self.get_account(&account.tenant_id, &account.id).await?;
-        let Some(existing) = existing else {
-            return Err(StoreError::Backend("no such account".into()));
-        };
-        if existing.email != account.email {
-            return Err(StoreError::Backend("an account's email cannot change here".into()));
-        }
-        let values = (account.tenant_id.as_str(), account.id.as_str(), encode(account)?);
-        self.run(&self.st.put_account, values).await.map(drop)
+        self.update_account_cas(account).await
     }
 
     async fn list_accounts(&self, tenant: &TenantId) -> StoreResult<Vec<Account>> {
-        self.records(&self.st.list_accounts, (tenant.as_str(),)).await
+        Ok(self.account_rows(tenant.as_str()).await?.0)
     }
 
-    /// Frees the email first, the record last: the retry of a half-done deletion completes it.
+    /// The record first (`IF version = ?` as read), then the email (see `accounts.rs`).
     async fn delete_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<bool> {
-        let (t, a) = (tenant.as_str(), id.as_str());
-        let Some(account) = self.get_account(tenant, id).await? else { return Ok(false) };
-        self.cas(&self.st.release_email, (account.email.as_str(), t, a)).await?;
-        self.run(&self.st.delete_account, (t, a)).await?;
-        Ok(true)
+        self.remove_account(tenant.as_str(), id.as_str(), None).await
     }
 
     /// The two index rows first, so a stored token is always found by its family and its
@@ -1270,7 +1262,7 @@ impl Store for CqlStore {
     /// yet, and the retry completes it.
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()> {
         let (t, id) = (key.tenant_id.as_str(), key.id.as_str());
-        self.run(&self.st.put_api_key, (t, id, encode(key)?)).await?;
+        self.put_api_key_row(key).await?;
         self.run(&self.st.put_api_key_digest, (key.digest.as_str(), t, id)).await.map(drop)
     }
 
@@ -1278,13 +1270,13 @@ impl Store for CqlStore {
         let owner =
             self.one::<(Option<String>, Option<String>)>(&self.st.get_api_key_digest, (digest,));
         let Some((Some(t), Some(id))) = owner.await? else { return Ok(None) };
-        let key: Option<ApiKey> = self.record(&self.st.get_api_key, (&t, &id)).await?;
+        let key = self.api_key_row(&t, &id).await?;
         // A key whose digest changed since leaves a stale index row: it must not match.
         Ok(key.filter(|k| k.digest == digest))
     }
 
     async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
-        self.records(&self.st.list_api_keys, (tenant.as_str(),)).await
+        self.api_key_rows(tenant.as_str()).await
     }
 
     async fn put_one_time_token(&self, token: &OneTimeToken) -> StoreResult<()> {
@@ -1825,5 +1817,43 @@ impl Store for CqlStore {
             .try_collect()
             .await?;
         Ok(found.into_iter().flatten().filter(is_unfinished).collect())
+    }
+
+    // ---- accounts, API keys and invitations (see `accounts.rs`) ----
+
+    async fn delete_account_if_unchanged(&self, account: &Account) -> StoreResult<()> {
+        let (t, id) = (account.tenant_id.as_str(), account.id.as_str());
+        match self.remove_account(t, id, Some(account.version)).await? {
+            true => Ok(()),
+            false => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        self.revoke_key(tenant.as_str(), id).await
+    }
+
+    async fn touch_api_key(&self, tenant: &TenantId, id: &str, at: i64) -> StoreResult<()> {
+        self.touch_key(tenant.as_str(), id, at).await
+    }
+
+    async fn put_invitation(&self, invitation: &Invitation) -> StoreResult<()> {
+        self.insert_invitation(invitation).await
+    }
+
+    async fn list_invitations(&self, tenant: &TenantId) -> StoreResult<Vec<Invitation>> {
+        self.invitations(tenant.as_str()).await
+    }
+
+    async fn delete_invitation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Invitation>> {
+        self.revoke_invitation(tenant.as_str(), id).await
+    }
+
+    async fn take_invitation(&self, digest: &str) -> StoreResult<Option<Invitation>> {
+        self.take_invitation_by_digest(digest).await
     }
 }

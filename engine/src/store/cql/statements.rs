@@ -141,10 +141,14 @@ statements! {
     get_email = "SELECT tenant_id, account_id FROM account_emails WHERE email = ?";
     release_email = "DELETE FROM account_emails WHERE email = ? IF tenant_id = ? \
         AND account_id = ?";
-    put_account = "INSERT INTO accounts (tenant_id, account_id, data) VALUES (?, ?, ?)";
+    /// Account rows are written only by LWTs (migration 0005): created once, then changed
+    /// and deleted compare-and-set on `version`.
+    put_account = "INSERT INTO accounts (tenant_id, account_id, data, version) \
+        VALUES (?, ?, ?, 0) IF NOT EXISTS";
     get_account = "SELECT data FROM accounts WHERE tenant_id = ? AND account_id = ?";
-    list_accounts = "SELECT data FROM accounts WHERE tenant_id = ?";
-    delete_account = "DELETE FROM accounts WHERE tenant_id = ? AND account_id = ?";
+    list_accounts = "SELECT data, version, roles_version FROM accounts WHERE tenant_id = ?";
+    delete_account = "DELETE FROM accounts WHERE tenant_id = ? AND account_id = ? \
+        IF version = ?";
 
     insert_refresh = "INSERT INTO refresh_tokens (digest, data, used) VALUES (?, ?, ?) \
         IF NOT EXISTS";
@@ -167,9 +171,13 @@ statements! {
     get_one_time = "SELECT data FROM one_time_tokens WHERE digest = ?";
     take_one_time = "DELETE FROM one_time_tokens WHERE digest = ? IF EXISTS";
 
-    put_api_key = "INSERT INTO api_keys (tenant_id, key_id, data) VALUES (?, ?, ?)";
-    get_api_key = "SELECT data FROM api_keys WHERE tenant_id = ? AND key_id = ?";
-    list_api_keys = "SELECT data FROM api_keys WHERE tenant_id = ?";
+    /// `revoked` and `last_used_at` are also columns of their own (migration 0005), changed
+    /// one at a time so a last-use write never undoes a revocation.
+    put_api_key = "INSERT INTO api_keys (tenant_id, key_id, data, revoked, last_used_at) \
+        VALUES (?, ?, ?, ?, ?)";
+    get_api_key = "SELECT data, revoked, last_used_at FROM api_keys WHERE tenant_id = ? \
+        AND key_id = ?";
+    list_api_keys = "SELECT data, revoked, last_used_at FROM api_keys WHERE tenant_id = ?";
     put_api_key_digest = "INSERT INTO api_key_digests (digest, tenant_id, key_id) \
         VALUES (?, ?, ?)";
     get_api_key_digest = "SELECT tenant_id, key_id FROM api_key_digests WHERE digest = ?";
@@ -264,4 +272,27 @@ statements! {
         FROM analytics_unmatched WHERE tenant_id = ? AND day = ? AND created_at >= ? \
         AND created_at < ?";
 
+    // ---- accounts (versions, the roles version), API key fields, invitations: 0005 ----
+    get_account_row = "SELECT data, version FROM accounts WHERE tenant_id = ? \
+        AND account_id = ?";
+    update_account = "UPDATE accounts SET data = ?, version = ? WHERE tenant_id = ? \
+        AND account_id = ? IF version = ?";
+    /// With an owner's demotion or removal, in one conditional batch: every such change of a
+    /// tenant moves this static column, so they serialise and each counts the owners left.
+    bump_roles = "UPDATE accounts SET roles_version = ? WHERE tenant_id = ? \
+        IF roles_version = ?";
+    revoke_api_key = "UPDATE api_keys SET revoked = true WHERE tenant_id = ? AND key_id = ?";
+    /// Written at the use's own time as its timestamp, so the latest use wins.
+    touch_api_key = "UPDATE api_keys USING TIMESTAMP ? SET last_used_at = ? \
+        WHERE tenant_id = ? AND key_id = ?";
+    put_invitation = "INSERT INTO invitations (tenant_id, invitation_id, data) \
+        VALUES (?, ?, ?) USING TTL ?";
+    get_invitation = "SELECT data FROM invitations WHERE tenant_id = ? AND invitation_id = ?";
+    list_invitations = "SELECT data FROM invitations WHERE tenant_id = ?";
+    delete_invitation = "DELETE FROM invitations WHERE tenant_id = ? AND invitation_id = ?";
+    claim_invitation_digest = "INSERT INTO invitation_digests (digest, tenant_id, \
+        invitation_id) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?";
+    get_invitation_digest = "SELECT tenant_id, invitation_id FROM invitation_digests \
+        WHERE digest = ?";
+    take_invitation_digest = "DELETE FROM invitation_digests WHERE digest = ? IF EXISTS";
 }

@@ -106,6 +106,7 @@ async fn run_checks(settings: StoreSettings) {
     atomic_rules_hold_under_concurrency(&store).await;
     a_conversation_from_before_analytics_counts_from_its_next_write(&store, &settings).await;
     counts_hold_when_appends_and_handling_race(&store).await;
+    rows_from_before_0005_are_changed_compare_and_set(&store, &settings).await;
     println!("adapter checks: {:.1} s", t.elapsed().as_secs_f64());
 }
 
@@ -328,6 +329,7 @@ async fn global_lookups_carry_their_tenant_and_scoped_reads_do_not_leak(store: &
         family: "scope-fam".into(),
         expires_at: crate::model::now_ms() + 60_000,
         used: false,
+        session_epoch: 0,
     };
     store.put_refresh_token(&refresh).await.expect("put");
     // Revoking the other tenant's sessions of the same account id reaches nothing of ours.
@@ -403,6 +405,7 @@ async fn atomic_rules_hold_under_concurrency(store: &CqlStore) {
         family: "race-fam".into(),
         expires_at: crate::model::now_ms() + 60_000,
         used: false,
+        session_epoch: 0,
     };
     store.put_refresh_token(&token).await.expect("put");
     let wins = race(&|_| {
@@ -669,4 +672,65 @@ async fn counts_hold_when_appends_and_handling_race(store: &CqlStore) {
     let seqs: Vec<u64> = listed.expect("unmatched").iter().map(|(_, m)| m.seq).collect();
     let want: Vec<u64> = (1..=2 * exchanges).rev().filter(|s| s % 2 == 1).collect();
     assert_eq!(seqs, want, "the visitor's messages, newest first");
+}
+
+/// Account and API key rows written before migration 0005 (no `version`, no `roles_version`,
+/// no `revoked`/`last_used_at` cells): read as version 0 and as their record says, changed
+/// compare-and-set against the null version, and the last-owner rule holds on them.
+async fn rows_from_before_0005_are_changed_compare_and_set(
+    store: &CqlStore,
+    settings: &StoreSettings,
+) {
+    let raw = build_session(settings, Some(&settings.cql_keyspace), Duration::from_secs(20))
+        .await
+        .expect("session");
+    let t = TenantId::from("t-pre-0005");
+    let plain = "INSERT INTO accounts (tenant_id, account_id, data) VALUES (?, ?, ?)";
+    for (id, role) in [("owner", crate::model::Role::Owner), ("agent", crate::model::Role::Agent)] {
+        let email = format!("{id}@pre-0005.io");
+        let claim = "INSERT INTO account_emails (email, tenant_id, account_id, claimed_at) \
+                     VALUES (?, ?, ?, 0)";
+        raw.query_unpaged(claim, (&email, t.as_str(), id)).await.expect("claim");
+        let a = Account { role, ..conformance::account(t.as_str(), id, &email) };
+        let values = (t.as_str(), id, encode(&a).expect("json"));
+        raw.query_unpaged(plain, values).await.expect("a row as 0003 wrote it");
+    }
+    let agent = store.get_account(&t, &"agent".into()).await.expect("get").expect("exists");
+    assert_eq!(agent.version, 0, "no version cell reads as 0");
+    let stale = agent.clone();
+    let verified = Account { email_verified: true, ..agent };
+    store.update_account(&verified).await.expect("compared against the null version");
+    assert!(matches!(store.update_account(&stale).await, Err(StoreError::Conflict)));
+    let owner = store.get_account(&t, &"owner".into()).await.expect("get").expect("exists");
+    let demoted = Account { role: crate::model::Role::Admin, ..owner.clone() };
+    assert!(matches!(store.update_account(&demoted).await, Err(StoreError::LastOwner)));
+    assert!(matches!(store.delete_account(&t, &owner.id).await, Err(StoreError::LastOwner)));
+    let promoted = store.get_account(&t, &"agent".into()).await.expect("get").expect("exists");
+    let promoted = Account { role: crate::model::Role::Owner, ..promoted };
+    store.update_account(&promoted).await.expect("promote");
+    store.delete_account_if_unchanged(&owner).await.expect("another owner remains");
+    assert_eq!(store.account_by_email("owner@pre-0005.io").await.expect("lookup"), None);
+
+    let key = ApiKey {
+        id: "k-old".into(),
+        tenant_id: t.clone(),
+        name: "old".into(),
+        prefix: "pk_old".into(),
+        digest: "dig-pre-0005".into(),
+        scopes: vec!["bots:read".into()],
+        created_at: 1,
+        last_used_at: Some(5),
+        revoked: false,
+    };
+    let plain_key = "INSERT INTO api_keys (tenant_id, key_id, data) VALUES (?, ?, ?)";
+    let values = (t.as_str(), "k-old", encode(&key).expect("json"));
+    raw.query_unpaged(plain_key, values).await.expect("a key as 0003 wrote it");
+    let index = "INSERT INTO api_key_digests (digest, tenant_id, key_id) VALUES (?, ?, ?)";
+    raw.query_unpaged(index, ("dig-pre-0005", t.as_str(), "k-old")).await.expect("index");
+    let found = store.api_key_by_digest("dig-pre-0005").await.expect("lookup").expect("found");
+    assert_eq!(found, key, "read as its record says");
+    assert!(store.revoke_api_key(&t, "k-old").await.expect("revoke"));
+    store.touch_api_key(&t, "k-old", crate::model::now_ms()).await.expect("touch");
+    let found = store.api_key_by_digest("dig-pre-0005").await.expect("lookup").expect("found");
+    assert!(found.revoked && found.last_used_at > Some(5), "{found:?}");
 }

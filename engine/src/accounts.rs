@@ -1,0 +1,98 @@
+//! Changes to accounts as compare-and-set loops, so that no change undoes another.
+//!
+//! Every caller that changes an account (a password reset, a role change, TOTP enrolment and
+//! the TOTP step a login consumes, email verification) reads it, changes its copy and writes it
+//! back. Two of them racing used to lose one change silently: a TOTP enrolment that read the
+//! account before a password reset wrote back the old hash and session epoch. The store's
+//! [`Store::update_account`] now writes only if the account is still at the version that was
+//! read; [`modify`] reads again and asks the change again when it is not, so each change is
+//! decided on the account as it is when it is written (a TOTP code already consumed by a
+//! concurrent login is then refused, a demotion sees the role someone else just set).
+//!
+//! Each write is announced on the tenant's feed ([`crate::Engine::account_changed`]): the agent
+//! sockets of that member, on any node, check their session again at once.
+
+use std::time::Duration;
+
+use crate::{
+    Engine,
+    model::{Account, AccountId, TenantId},
+    store::StoreError,
+};
+
+/// Reads before a change gives up with [`StoreError::Conflict`]: each retry means another
+/// write of the same account won the race in between, and a change is decided in
+/// microseconds, so running out takes a flood of writes to one account.
+const ATTEMPTS: u32 = 32;
+
+/// Reads `tenant`'s account `id`, lets `change` decide on it as it is now (`None`: there is
+/// none), and writes the result if `change` altered it, compare-and-set: if someone else wrote
+/// the account in between, everything runs again on the new record (so `change` must be
+/// repeatable). Returns the account as stored at the end, with what `change` returned.
+pub async fn modify<T, E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    id: &AccountId,
+    mut change: impl FnMut(Option<&mut Account>) -> Result<T, E>,
+) -> Result<(Option<Account>, T), E>
+where
+    E: From<StoreError>,
+{
+    let store = engine.store();
+    for attempt in 0..ATTEMPTS {
+        let read = store.get_account(tenant, id).await?;
+        let mut edited = read.clone();
+        let decided = change(edited.as_mut())?;
+        let (Some(before), Some(mut after)) = (read, edited) else {
+            return Ok((None, decided));
+        };
+        if after == before {
+            return Ok((Some(after), decided));
+        }
+        match store.update_account(&after).await {
+            Ok(()) => {
+                after.version = before.version + 1;
+                engine.account_changed(tenant, id);
+                return Ok((Some(after), decided));
+            }
+            Err(StoreError::Conflict) => pause(attempt).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// Removes `tenant`'s account `id` if `allow` accepts it as it is now, compare-and-set like
+/// [`modify`]: a member whose role changed meanwhile is checked again. Returns whether there
+/// was an account to remove (`allow` is not called when there is none).
+pub async fn remove<E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    id: &AccountId,
+    mut allow: impl FnMut(&Account) -> Result<(), E>,
+) -> Result<bool, E>
+where
+    E: From<StoreError>,
+{
+    let store = engine.store();
+    for attempt in 0..ATTEMPTS {
+        let Some(account) = store.get_account(tenant, id).await? else { return Ok(false) };
+        allow(&account)?;
+        match store.delete_account_if_unchanged(&account).await {
+            Ok(()) => {
+                engine.account_changed(tenant, id);
+                return Ok(true);
+            }
+            Err(StoreError::Conflict) => pause(attempt).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// A short random pause after a lost race, longer after each: writers that collided do not
+/// collide again in lockstep.
+async fn pause(attempt: u32) {
+    let most = 1 + u64::from(attempt.min(10)) * 2;
+    tokio::time::sleep(Duration::from_millis(rand::random_range(0..=most))).await;
+}
