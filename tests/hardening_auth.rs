@@ -339,7 +339,7 @@ async fn an_agent_socket_closes_when_its_member_is_removed_or_their_sessions_end
     assert_eq!(status, 200);
 
     let mut visitor = server.client().await;
-    let welcome = visitor.hello(&bot).await;
+    let welcome = visitor.hello_stored(&bot).await;
     let conversation = welcome["conversation_id"].as_str().expect("id").to_owned();
     let (mut ann_socket, _, _) = Client::agent(server.addr, &ann).await;
     let (mut bob_socket, _, _) = Client::agent(server.addr, &bob).await;
