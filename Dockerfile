@@ -49,7 +49,7 @@ COPY channels/ channels/
 COPY admin-api/ admin-api/
 COPY schema-cql/ schema-cql/
 COPY widget/dist/ widget/dist/
-COPY widget/console.html widget/
+COPY widget/console.html widget/console.js widget/
 # COPY keeps the build context's modification times, which may be older than the stubs' build:
 # touched, cargo cannot take the stubs' artifacts for these sources.
 RUN set -eux; \
