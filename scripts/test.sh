@@ -6,6 +6,9 @@
 #
 # The cargo target directory lives outside the clone (CARGO_TARGET_DIR, default
 # /var/tmp/parla-target) so that later runs on the same machine start warm.
+#
+# `./scripts/test.sh --quick` is the edit loop's lane: formatting, clippy, every crate's unit
+# tests and the workspace's arrows (tests/arrows.rs); no servers, no npm, no Python, no browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +29,13 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if [ "${1:-}" = "--quick" ]; then
+  step "unit tests and the workspace's arrows (--quick: no servers, no integration tests)"
+  cargo test --workspace --lib --bins --locked
+  cargo test --locked --test arrows
+  exit 0
+fi
 
 step "Python test tools (scripts/python-env.sh: schemathesis, aiosmtpd)"
 PARLA_TEST_PYTHON=$(scripts/python-env.sh)
