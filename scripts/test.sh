@@ -57,9 +57,9 @@ if [ "${PARLA_KEEP_SERVICES:-0}" != 1 ]; then
   trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
 fi
 
-step "Socket.IO baseline for tests/loadtest.rs (npm ci in loadtest/socketio)"
+step "Socket.IO baseline for tests/integration/loadtest.rs (npm ci in loadtest/socketio)"
 npm ci --prefix loadtest/socketio --no-audit --no-fund --loglevel=error
-export PARLA_REQUIRE_SOCKETIO=1 # installed above: tests/loadtest.rs must not skip it
+export PARLA_REQUIRE_SOCKETIO=1 # installed above: tests/integration/loadtest.rs must not skip it
 
 step "cargo test"
 cargo test --workspace --locked 2>&1 | tee "${CARGO_TARGET_DIR}/last-test.log"

@@ -1,6 +1,6 @@
 //! The harness's command-line contract, against its own raw baseline (no Parla needed): a
 //! clean run exits 0 with its table, bad arguments exit 2. (The end-to-end tests against Parla
-//! and Socket.IO are the workspace's tests/loadtest.rs; having tests here also makes
+//! and Socket.IO are the workspace's tests/integration/loadtest.rs; having tests here also makes
 //! `cargo test --workspace` build the `parla-loadtest` binary they run.)
 
 use std::process::Command;

@@ -136,7 +136,7 @@ impl Embedder for MiniLmEmbedder {
     }
 
     /// all-MiniLM-L6-v2 puts a question and the passage answering it in other words at a
-    /// cosine of about 0.35–0.6, unrelated hotel-FAQ passages under 0.15 (tests/knowledge_model.rs).
+    /// cosine of about 0.35–0.6, unrelated hotel-FAQ passages under 0.15 (tests/integration/knowledge_model.rs).
     fn answer_similarity(&self) -> Option<f32> {
         Some(0.3)
     }

@@ -10,7 +10,7 @@
 //! prost in the build, without a second rustls crypto provider (which makes some clients
 //! panic at construction, see STACK-NOTES), and with a wire format simple enough that the test
 //! suite exercises this adapter on every run against a server speaking it
-//! (`tests/vectors.rs`), and against a real Qdrant when `PARLA_TEST_QDRANT_URL` is set.
+//! (`tests/integration/vectors.rs`), and against a real Qdrant when `PARLA_TEST_QDRANT_URL` is set.
 
 use std::time::Duration;
 

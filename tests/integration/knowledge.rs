@@ -1,0 +1,211 @@
+//! The knowledge base through the public door: documents uploaded as real multipart requests in
+//! every supported text format, processed in the background to COMPLETED (or FAILED with the
+//! reason), answered from by the bot over the widget socket, and forgotten when deleted.
+
+use crate::common::*;
+use serde_json::json;
+
+/// An owner and an active bot with no intents: every answer comes from documents or fallback.
+async fn bot(server: &TestServer) -> (String, String) {
+    let jwt = register_owner(server, "kb@example.com").await;
+    let body = json!({"name": "kb", "config": {"fallback_message": "I do not know that yet."}});
+    let id = published_bot(server, &jwt, body).await;
+    (jwt, id)
+}
+
+async fn ask(server: &TestServer, bot: &str, question: &str) -> String {
+    let mut client = server.client().await;
+    client.hello(bot).await;
+    let reply = client.exchange("q1", question).await.reply;
+    let stored = reply.end["text"].as_str().expect("stored reply").to_owned();
+    assert_eq!(reply.tokens, stored, "the streamed tokens are the stored reply");
+    stored
+}
+
+const MARKDOWN: &str = "# Shipping\n\nWe ship to 40 countries. Delivery takes **3 to 5 working days** in Europe.\n\n\
+# Returns\n\nReturns are free within 30 days. Send the parcel back with the prepaid label.\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_text_format_is_processed_and_answered_from() {
+    let server = start().await;
+    let (jwt, bot) = bot(&server).await;
+    let html = "<html><head><title>Hours</title><script>var x = 'opening hours';</script></head><body>\
+                <h2>Opening hours</h2><p>The Rome store opens at 9 and closes at 18.</p></body></html>";
+    let csv = "product,warranty\nkettle,2 years\ntoaster,\"3 years, parts only\"\n";
+    let json_doc = r#"[{"question": "Do you sell gift cards?", "answer": "Gift cards come in 25, 50 and 100 euro."}]"#;
+    let files: [(&str, &str, &[u8]); 5] = [
+        ("faq.md", "text/markdown", MARKDOWN.as_bytes()),
+        ("hours.html", "text/html", html.as_bytes()),
+        ("warranty.csv", "text/csv", csv.as_bytes()),
+        ("cards.json", "application/json", json_doc.as_bytes()),
+        (
+            "notes.txt",
+            "text/plain",
+            b"Our support line answers in Italian and English.\n\nCall 06 1234 5678.",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (name, media, bytes) in files {
+        let (status, document) = upload(&server, &jwt, &bot, name, media, bytes).await;
+        assert_eq!(status, 202, "{name}: {document}");
+        assert_eq!(document["status"], "PENDING");
+        assert_eq!(document["title"], format!("FAQ {name}"));
+        let id = document["id"].as_str().expect("id").to_owned();
+        let done = settled(&server, &jwt, &bot, &id).await;
+        assert_eq!(done["status"], "COMPLETED", "{name}: {done}");
+        assert!(done["chunks"].as_u64().is_some_and(|n| n >= 1), "{done}");
+        ids.push(id);
+    }
+    let (_, list) =
+        server.call("GET", &format!("/api/bots/{bot}/documents"), None, Some(&jwt)).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(5));
+
+    for (question, expected) in [
+        ("how many days does delivery take?", "3 to 5 working days"),
+        ("are returns free?", "Returns are free within 30 days"),
+        ("when does the rome store close?", "closes at 18"),
+        ("what warranty does the toaster have?", "3 years, parts only"),
+        ("do you sell gift cards", "25, 50 and 100 euro"),
+    ] {
+        let reply = ask(&server, &bot, question).await;
+        assert!(reply.contains(expected), "{question} → {reply}");
+    }
+    let reply = ask(&server, &bot, "what is the airspeed of a swallow").await;
+    assert_eq!(reply, "I do not know that yet.", "no passage covers it: the fallback");
+
+    // Deleting the Markdown document removes its chunks: its answers go.
+    let (status, _) = server
+        .call("DELETE", &format!("/api/bots/{bot}/documents/{}", ids[0]), None, Some(&jwt))
+        .await;
+    assert_eq!(status, 204);
+    let reply = ask(&server, &bot, "how many days does delivery take?").await;
+    assert!(!reply.contains("working days"), "{reply}");
+    let (status, _) = server
+        .call("GET", &format!("/api/bots/{bot}/documents/{}", ids[0]), None, Some(&jwt))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_documents_fail_with_a_reason_and_bad_uploads_are_refused() {
+    let server = start_with(|s| s.knowledge.max_document_bytes = 4096).await;
+    let (jwt, bot) = bot(&server).await;
+    for (name, media, bytes, reason) in [
+        ("broken.txt", "text/plain", &[0xff_u8, 0xfe, 0x00, 0x41][..], "UTF-8"),
+        ("empty.md", "text/markdown", &b"\n\n   \n"[..], "no text"),
+        ("bad.json", "application/json", &b"{\"a\": "[..], "invalid JSON"),
+        ("scan.pdf", "application/pdf", &b"%PDF-1.4 ..."[..], "PDF"),
+        ("fake.docx", "application/octet-stream", &b"PK\x03\x04 not a zip"[..], "DOCX"),
+    ] {
+        let (status, document) = upload(&server, &jwt, &bot, name, media, bytes).await;
+        assert_eq!(status, 202, "{document}");
+        let id = document["id"].as_str().expect("id").to_owned();
+        let done = settled(&server, &jwt, &bot, &id).await;
+        assert_eq!(done["status"], "FAILED", "{name}: {done}");
+        assert!(done["error"].as_str().is_some_and(|e| e.contains(reason)), "{name}: {done}");
+        // Reprocessing goes through the queue again (and fails again, the same way).
+        let path = format!("/api/bots/{bot}/documents/{id}/reprocess");
+        let (status, again) = server.call("POST", &path, None, Some(&jwt)).await;
+        assert_eq!((status, again["status"].as_str()), (202, Some("PENDING")));
+        assert_eq!(settled(&server, &jwt, &bot, &id).await["status"], "FAILED");
+    }
+    let (status, body) =
+        upload(&server, &jwt, &bot, "virus.exe", "application/octet-stream", b"MZ").await;
+    assert_eq!((status, error_code(&body)), (415, "unsupported_document_type"), "{body}");
+    let (status, body) = upload(&server, &jwt, &bot, "big.txt", "text/plain", &[b'a'; 5000]).await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"), "{body}");
+    let (status, body) = upload(&server, &jwt, &bot, "none.txt", "text/plain", b"").await;
+    assert_eq!((status, error_code(&body)), (422, "validation_failed"), "{body}");
+    let (status, body) = server
+        .call("POST", &format!("/api/bots/{bot}/documents/upload"), Some("{}"), Some(&jwt))
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "malformed_body"), "not multipart: {body}");
+
+    // Another tenant sees none of it.
+    let other = register_owner(&server, "other@example.com").await;
+    let (status, _) =
+        server.call("GET", &format!("/api/bots/{bot}/documents"), None, Some(&other)).await;
+    assert_eq!(status, 404);
+    let (status, body) = upload(&server, &other, &bot, "x.txt", "text/plain", b"hello").await;
+    assert_eq!(status, 404, "{body}");
+}
+
+/// A minimal DOCX (the three parts Word needs) with a heading and two paragraphs.
+fn docx() -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let parts = [
+        (
+            "[Content_Types].xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#,
+        ),
+        (
+            "_rels/.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#,
+        ),
+        (
+            "word/document.xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Pets policy</w:t></w:r></w:p><w:p><w:r><w:t xml:space="preserve">Dogs are welcome in all rooms </w:t></w:r><w:r><w:t>for 15 euro a night &amp; a deposit.</w:t></w:r></w:p><w:p><w:r><w:t>Cats stay free.</w:t></w:r></w:p></w:body></w:document>"#,
+        ),
+    ];
+    for (name, content) in parts {
+        zip.start_file(name, options).expect("entry");
+        zip.write_all(content.as_bytes()).expect("write");
+    }
+    zip.finish().expect("zip").into_inner()
+}
+
+/// A minimal one-page PDF 1.4 (Helvetica, an uncompressed content stream, a correct xref).
+fn pdf() -> Vec<u8> {
+    let content = "BT /F1 12 Tf 72 720 Td (The spa opens at 8 and closes at 21.) Tj ET";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docx_and_pdf_documents_are_read() {
+    let server = start().await;
+    let (jwt, bot) = bot(&server).await;
+    let docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+    for (name, media, bytes) in
+        [("pets.docx", docx_type, docx()), ("spa.pdf", "application/pdf", pdf())]
+    {
+        let (status, document) = upload(&server, &jwt, &bot, name, media, &bytes).await;
+        assert_eq!(status, 202, "{document}");
+        let done = settled(&server, &jwt, &bot, document["id"].as_str().expect("id")).await;
+        assert_eq!(done["status"], "COMPLETED", "{name}: {done}");
+        assert_eq!(done["type"], if name.ends_with("pdf") { "PDF" } else { "DOCX" });
+    }
+    let reply = ask(&server, &bot, "are dogs welcome in the rooms?").await;
+    assert!(reply.contains("15 euro a night & a deposit"), "{reply}");
+    let reply = ask(&server, &bot, "when does the spa close?").await;
+    assert!(reply.contains("closes at 21"), "{reply}");
+}
