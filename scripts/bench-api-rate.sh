@@ -8,6 +8,7 @@
 # Usage: scripts/bench-api-rate.sh [RATE] [SECONDS] [CONVERSATIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
 rate="${1:-1000}"; secs="${2:-20}"; convs="${3:-10}"
 cargo build --release --locked -p parla -p parla-loadtest >&2

@@ -7,6 +7,7 @@
 # Usage: scripts/bench-api.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
 secs="${1:-10}"; conns="${2:-50}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }

@@ -7,6 +7,7 @@
 # Usage: scripts/bench-cluster.sh [CONNECTIONS] [SECONDS] [ENGINES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
 connections="${1:-50}"
 seconds="${2:-20}"

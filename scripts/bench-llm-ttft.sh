@@ -11,6 +11,7 @@
 # Usage: [DOCS=1] [TEXT=...] scripts/bench-llm-ttft.sh [CONNECTIONS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
 convs="${1:-10}"; secs="${2:-20}"
 cargo build --release --locked -p parla -p parla-loadtest >&2

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Server memory per live conversation: RSS of a release `parla serve` before and after N
-# sockets each open a conversation (hello → welcome → the demo greeting, stored) and stay idle.
+# Server memory per idle visitor: RSS of a release `parla serve` before and after N sockets
+# each open a conversation (hello → welcome → the demo greeting) and stay idle. Since issue 19 a
+# hello stores nothing and wakes no actor (the conversation is stored by the visitor's first
+# message), so this is the cost of a socket with a pending conversation; figures in
+# BENCHMARKS.md from before 2026-12-07 include a live actor each.
 # Usage: scripts/bench-memory.sh [N]   (one process holds under 20k files here: keep N < 15000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-env.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/parla-target}"
 n="${1:-2000}"
 cargo build --release --locked -p parla -p parla-loadtest >&2
@@ -27,7 +31,8 @@ for _ in $(seq 600); do grep -q '^holding' "$data/hold.out" 2>/dev/null && break
 grep -q '^holding' "$data/hold.out" || { echo "the holder did not get all sockets" >&2; exit 1; }
 sleep 2
 after=$(rss)
-live=$(curl -s "http://$addr/metrics" 2>/dev/null | awk '/^parla_live_conversations/ {print $2}' || true)
+ops=$(sed -n 's/^parla: \/readyz and \/metrics on http:\/\///p' "$log")
+live=$(curl -s "http://$ops/metrics" 2>/dev/null | awk '/^parla_live_conversations/ {print $2}' || true)
 exec 3>&-
 wait $holder || true
 echo "# $(date -u +%F) $(nproc) cores; $n idle sockets, each with a live conversation (live actors: ${live:-?})"

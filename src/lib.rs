@@ -325,12 +325,27 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 /// Makes the data dir readable by its owner only: it holds password hashes, TOTP secrets,
 /// tenants' LLM keys and webhook secrets, transcripts and live reset links. Creates it `0700`;
 /// an existing one (an install from before this rule) is tightened to `0700`, and what is in it
-/// to `0600` (files) and `0700` (folders). Files created later are `0600` through the process's
-/// umask, which `parla serve` sets to `077` before anything opens.
+/// to `0600` (files) and `0700` (folders) — what this process owns, that is: a volume's root
+/// and its `lost+found` belong to root under Kubernetes' `fsGroup` (changing them would fail,
+/// and is not ours to do), so they are left as they are, with a warning when others may read
+/// them. Files created later are `0600` through the process's umask, which `parla serve` sets
+/// to `077` before anything opens (a program embedding [`start`] keeps its own umask).
 pub fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let me = rustix::process::geteuid().as_raw();
+    let tighten = |path: &std::path::Path, mode: u32| -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.uid() == me {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        } else {
+            if meta.mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), owner = meta.uid(), "in the data dir but not this process's: others may read it");
+            }
+            Ok(())
+        }
+    };
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    tighten(dir, 0o700)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
@@ -339,7 +354,7 @@ pub fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
             _ if kind.is_file() => 0o600,
             _ => continue, // A symlink's own mode means nothing; what it points to is not ours.
         };
-        std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+        tighten(&entry.path(), mode)?;
     }
     Ok(())
 }

@@ -241,9 +241,11 @@ pub(crate) async fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<()
 /// The client's address: the peer's, or through the operator's trusted proxies the one their
 /// `X-Forwarded-For` names (unspecified when the transport has none, e.g. in-process tests).
 fn client_ip(state: &AdminState, req: &HttpRequest) -> std::net::IpAddr {
-    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    use parla_engine::clients::{client_ip, forwarded_for};
+    let lines = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+    let forwarded = forwarded_for(lines);
     let peer = req.peer_addr().map(|peer| peer.ip());
-    parla_engine::clients::client_ip(peer, forwarded, &state.trusted_proxies)
+    client_ip(peer, forwarded.as_deref(), &state.trusted_proxies)
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
 }
 

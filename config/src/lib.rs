@@ -484,6 +484,11 @@ pub struct GatewaySettings {
     /// a tenant's name. Integrations (the admin API) and channels are not counted.
     pub new_conversations_per_bot_per_minute: u32,
     pub new_conversation_burst_per_bot: u32,
+    /// New conversations one client address (IPv6: its /64) starts per minute, sustained and
+    /// at once: far below a bot's budget, so a handful of addresses cannot use all of it (nor
+    /// fill a desk with escalations).
+    pub new_conversations_per_ip_per_minute: u32,
+    pub new_conversation_burst_per_ip: u32,
 }
 
 /// The built-in responder.
@@ -591,6 +596,14 @@ impl Settings {
             (
                 "gateway.new_conversation_burst_per_bot",
                 u64::from(self.gateway.new_conversation_burst_per_bot),
+            ),
+            (
+                "gateway.new_conversations_per_ip_per_minute",
+                u64::from(self.gateway.new_conversations_per_ip_per_minute),
+            ),
+            (
+                "gateway.new_conversation_burst_per_ip",
+                u64::from(self.gateway.new_conversation_burst_per_ip),
             ),
             ("auth.access_ttl_secs", self.auth.access_ttl_secs),
             ("auth.refresh_ttl_secs", self.auth.refresh_ttl_secs),

@@ -114,31 +114,55 @@ pub(crate) struct ActorHandle {
 
 /// What the supervisor can know of an actor without asking it (an atomic read, no message):
 /// whether it could stop now without losing anything, and since when it did nothing.
+///
+/// Idle and evicted are one state machine, so the two sides cannot both win: the actor moves
+/// `IDLE → BUSY` when it takes a message, the supervisor `IDLE → EVICTED` when it passivates
+/// it, each by compare-and-set. An actor that took a message just as it was evicted finds
+/// `EVICTED`, hands the message back to the supervisor (it goes to the conversation's next
+/// actor) and stops, having done nothing with it.
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
-    /// True while the actor waits for its next message with no bot stream in flight.
-    idle: std::sync::atomic::AtomicBool,
+    /// `BUSY`, `IDLE` (waiting for its next message, no bot stream in flight) or `EVICTED`.
+    state: std::sync::atomic::AtomicU8,
     /// When it last finished a message (Unix ms): the least recently used is passivated first.
     last_ms: std::sync::atomic::AtomicI64,
-    /// Set by a supervisor that passivated it under pressure (then told it to let go).
-    evicted: std::sync::atomic::AtomicBool,
 }
+
+const BUSY: u8 = 0;
+const IDLE: u8 = 1;
+const EVICTED: u8 = 2;
 
 impl Activity {
     pub(crate) fn idle(&self) -> bool {
-        self.idle.load(std::sync::atomic::Ordering::SeqCst)
+        self.state.load(std::sync::atomic::Ordering::SeqCst) == IDLE
     }
 
     pub(crate) fn last_ms(&self) -> i64 {
         self.last_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) fn evict(&self) {
-        self.evicted.store(true, std::sync::atomic::Ordering::SeqCst);
+    /// The supervisor passivates an idle actor; false if it has just become busy.
+    pub(crate) fn try_evict(&self) -> bool {
+        self.swap(IDLE, EVICTED)
     }
 
-    fn set_idle(&self, idle: bool) {
-        self.idle.store(idle, std::sync::atomic::Ordering::SeqCst);
+    fn evicted(&self) -> bool {
+        self.state.load(std::sync::atomic::Ordering::SeqCst) == EVICTED
+    }
+
+    /// The actor waits with nothing in flight (no-op once evicted).
+    fn set_idle(&self) {
+        self.swap(BUSY, IDLE);
+    }
+
+    /// The actor takes a message: false if it was evicted meanwhile.
+    fn take_busy(&self) -> bool {
+        self.swap(IDLE, BUSY) || self.state.load(std::sync::atomic::Ordering::SeqCst) == BUSY
+    }
+
+    fn swap(&self, from: u8, to: u8) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.compare_exchange(from, to, SeqCst, SeqCst).is_ok()
     }
 }
 
@@ -242,7 +266,9 @@ impl ConversationActor {
         let mut orphaned = false;
         loop {
             // Passivatable by the supervisor while it waits here with nothing in flight.
-            self.activity.set_idle(self.in_flight.is_empty());
+            if self.in_flight.is_empty() {
+                self.activity.set_idle();
+            }
             // A release comes before anything queued: that belongs to the conversation's next
             // node.
             let next = tokio::select! {
@@ -256,9 +282,26 @@ impl ConversationActor {
                 },
                 next = tokio::time::timeout(idle, rx.recv()) => Some(next),
             };
-            self.activity.set_idle(false);
+            if !self.activity.take_busy() {
+                // Evicted while taking this message: the supervisor forgot this actor with an
+                // empty mailbox, so the message in hand is the only one; it goes to the
+                // conversation's next actor, untouched.
+                if let Some(Ok(Some(msg))) = next
+                    && let Some(supervisor) = self.supervisor.upgrade()
+                {
+                    let conversation = self.key.conversation_id.clone();
+                    self.deps.runtime.spawn(async move {
+                        if let Err(e) = supervisor.deliver_msg(conversation, msg).await {
+                            tracing::warn!(error = %e, "an event lost its actor as it was passivated");
+                        }
+                    });
+                }
+                rx.close();
+                self.deps.metrics.actor_passivations.inc();
+                break;
+            }
             let Some(next) = next else {
-                if self.activity.evicted.load(std::sync::atomic::Ordering::SeqCst) {
+                if self.activity.evicted() {
                     // Passivated under pressure: the supervisor already forgot it, with an
                     // empty mailbox and nothing in flight; nothing is left to hand over.
                     rx.close();
@@ -326,10 +369,11 @@ impl ConversationActor {
         self.deps.metrics.live_conversations.dec();
     }
 
-    /// The conversation's bot is gone (deleted): nothing can be answered any more, but the
-    /// conversation can still be deleted — which is how a deleted bot's conversations go after
-    /// it, each through its own actor ([`crate::Engine::delete_bot`]). Like [`Self::give_up`],
-    /// except that a queued `Delete` is carried out.
+    /// The conversation's bot is gone (deleted): its conversations go with it
+    /// ([`crate::Engine::delete_bot`] asks each one's actor), and this one goes now, whoever
+    /// woke it — a purge's `Delete`, or a visitor who opened it before the bot was deleted and
+    /// wrote after its purge had listed the bot's conversations. Everything else queued is
+    /// refused with `bot_not_found`.
     async fn orphaned(&mut self, rx: &mut mpsc::Receiver<ActorMsg>) {
         if let Some(supervisor) = self.supervisor.upgrade() {
             supervisor.remove(&self.key.conversation_id, self.generation);
@@ -344,10 +388,9 @@ impl ConversationActor {
                 other => self.reject(other, &EngineError::BotNotFound),
             }
         }
+        // A refusal of the deletion goes to the first who asked for it, if anyone did.
+        self.on_delete(deletes.first().and_then(|e| e.origin)).await;
         for envelope in deletes {
-            if !self.deleted {
-                self.on_delete(envelope.origin).await;
-            }
             envelope.receipt.done();
         }
         self.deps.metrics.live_conversations.dec();

@@ -59,6 +59,14 @@ pub fn client_ip(
     Some(peer)
 }
 
+/// Every `X-Forwarded-For` line of a request, in order, as one list: a proxy may append a line
+/// of its own rather than extend the client's (HAProxy does), and the first line alone is then
+/// whatever the client wrote.
+pub fn forwarded_for<'a>(lines: impl Iterator<Item = &'a str>) -> Option<String> {
+    let joined = lines.collect::<Vec<_>>().join(",");
+    (!joined.is_empty()).then_some(joined)
+}
+
 /// The key a client's limits are counted under: IPv4 as is, IPv6 by its /64.
 pub fn client_group(ip: IpAddr) -> IpAddr {
     match canonical(ip) {
@@ -200,6 +208,13 @@ mod tests {
         assert_eq!(client_ip(Some(ip("10.0.0.2")), None, &trusted), Some(ip("10.0.0.2")));
         assert_eq!(client_ip(Some(ip("10.0.0.2")), Some("junk"), &trusted), Some(ip("10.0.0.2")));
         assert_eq!(client_ip(None, xff, &trusted), None);
+        // Two header lines: the client's own, then the proxy's. Both count, in order.
+        let lines = forwarded_for(["1.1.1.1", "203.0.113.8"].into_iter());
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.2")), lines.as_deref(), &trusted),
+            Some(ip("203.0.113.8"))
+        );
+        assert_eq!(forwarded_for(std::iter::empty()), None);
     }
 
     #[test]

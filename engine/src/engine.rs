@@ -127,9 +127,16 @@ pub struct OpenRequest {
     pub origin: Option<String>,
 }
 
-/// Conversations waiting for or held by agents that one read returns at most: far more than a
-/// desk of agents can work through, and a bound on one request's memory.
-pub const MAX_NEEDING_AGENTS: usize = 10_000;
+/// Conversations waiting for or held by agents an inbox shows at most (the longest waiting
+/// first): more than a desk of agents can work through, and a bound on one answer's size. The
+/// dispatcher reads them all, a page at a time.
+pub const INBOX_NEEDING_AGENTS: usize = 1_000;
+
+/// Conversations read from the store's index of those needing agents per page.
+const NEEDING_AGENTS_PAGE: usize = 500;
+
+/// Store reads an inbox makes at once (each entry's last message).
+const INBOX_READS_AT_ONCE: usize = 16;
 
 /// How [`Engine::delete_conversation`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -448,10 +455,19 @@ impl Engine {
 
     /// Stores a conversation [`Engine::open`] left pending, with its greeting, before the
     /// visitor's first message goes to its actor. Idempotent: a retry after a failure (or after
-    /// success) stores nothing twice. No actor exists for the conversation yet (none can: it is
-    /// not in the store), so this is the only writer.
+    /// success) stores nothing twice. No actor runs for the conversation yet (none can start
+    /// before it is in the store), so this writes alone — save for a resume from another tab
+    /// between the two writes, whose actor may greet first: seq 1 is then that greeting, and
+    /// this one is not stored (the tab that opened it showed a greeting with another id).
     pub async fn materialize(&self, pending: &Pending) -> Result<(), EngineError> {
         let deps = &self.inner.deps;
+        // Its bot may have been deleted since the hello. (Should it go between this read and
+        // the write, the conversation's actor deletes it when it wakes: see the actor's
+        // `orphaned`.)
+        let bot = deps.store.resolve_bot(&pending.conversation.bot_id);
+        if deps.timed(StoreOp::ResolveBot, bot).await?.is_none() {
+            return Err(EngineError::BotNotFound);
+        }
         let created = deps.store.create_conversation(&pending.conversation);
         match deps.timed(StoreOp::CreateConversation, created).await {
             Ok(()) | Err(crate::store::StoreError::ConversationExists) => {}
@@ -681,6 +697,14 @@ impl Engine {
         /// conversations' actors and the store.
         const AT_ONCE: usize = 8;
         let store = &self.inner.deps.store;
+        // The tombstone says the owner asked; a deletion of the bot itself that failed part-way
+        // (a CQL store writes the tombstone first) is finished before any conversation goes, so
+        // a bot that still answers never loses its conversations under it.
+        if store.get_bot(tenant, bot).await?.is_some() {
+            store.delete_bot(tenant, bot).await?;
+            self.bot_changed(tenant, bot);
+            self.knowledge().forget_bot(tenant, bot).await;
+        }
         let mut deleted = 0usize;
         loop {
             let page = store.list_conversations(tenant, bot, None, 100).await?;
@@ -733,17 +757,24 @@ impl Engine {
         rx.await.unwrap_or(Err(EngineError::Internal))
     }
 
-    /// The tenant's inbox: every conversation that waits for an agent or is held by one,
-    /// whatever its age (an index, so a flood of other conversations cannot hide one), then
-    /// the newest `scan` others that are not resolved (the bot's); waiting ones first (see
+    /// The tenant's inbox: the conversations that wait for an agent or are held by one,
+    /// whatever their age (an index, so a flood of other conversations cannot hide one; the
+    /// [`INBOX_NEEDING_AGENTS`] longest waiting when there are more), then the newest `scan`
+    /// others that are not resolved (the bot's); waiting ones first (see
     /// [`crate::agents::inbox_order`]).
     pub async fn inbox(
         &self,
         tenant: &TenantId,
         scan: usize,
     ) -> Result<Vec<crate::agents::InboxEntry>, EngineError> {
+        use futures_util::{StreamExt, TryStreamExt};
         let store = &self.inner.deps.store;
         let mut conversations = self.needing_agents(tenant).await?;
+        // Waiting ones by how long they have waited, then those held.
+        conversations.sort_by_key(|c| {
+            (c.handling.status != ConversationStatus::Escalated, c.handling.waiting_since)
+        });
+        conversations.truncate(INBOX_NEEDING_AGENTS);
         let mut seen: std::collections::HashSet<ConversationId> =
             conversations.iter().map(|c| c.id.clone()).collect();
         for c in store.list_tenant_conversations(tenant, None, scan).await? {
@@ -751,23 +782,36 @@ impl Engine {
                 conversations.push(c);
             }
         }
-        let mut entries = Vec::with_capacity(conversations.len());
-        for c in conversations {
-            let last = store.last_message(tenant, &c.id).await?;
-            entries.push(inbox_entry(&c, last.as_ref()));
-        }
+        let mut entries: Vec<_> = futures_util::stream::iter(conversations)
+            .map(|c| async move {
+                let last = store.last_message(tenant, &c.id).await?;
+                Ok::<_, EngineError>(inbox_entry(&c, last.as_ref()))
+            })
+            .buffered(INBOX_READS_AT_ONCE)
+            .try_collect()
+            .await?;
         entries.sort_by(crate::agents::inbox_order);
         Ok(entries)
     }
 
-    /// Every conversation of `tenant` that waits for an agent or is held by one (up to
-    /// [`MAX_NEEDING_AGENTS`]), from the store's index.
+    /// Every conversation of `tenant` that waits for an agent or is held by one, from the
+    /// store's index, a page at a time: none is left out, however many there are.
     pub async fn needing_agents(
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<Conversation>, EngineError> {
         let store = &self.inner.deps.store;
-        Ok(store.attention_conversations(tenant, MAX_NEEDING_AGENTS).await?)
+        let mut all: Vec<Conversation> = Vec::new();
+        loop {
+            let after = all.last().map(|c| c.id.clone());
+            let page =
+                store.attention_conversations(tenant, after.as_ref(), NEEDING_AGENTS_PAGE).await?;
+            let full = page.len() == NEEDING_AGENTS_PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     /// One conversation of `tenant`, as the inbox shows it.

@@ -51,15 +51,23 @@ pub(crate) struct TenantSupervisor {
 /// be sent to it after the check (every sender goes through the map). Returns whether one went:
 /// if none can, every live conversation is busy, and the caller refuses.
 fn evict_idle(actors: &mut HashMap<ConversationId, ActorHandle>) -> bool {
-    let victim = actors
+    let mut idle: Vec<(i64, ConversationId)> = actors
         .iter()
         .filter(|(_, h)| h.activity.idle() && h.tx.capacity() == h.tx.max_capacity())
-        .min_by_key(|(_, h)| h.activity.last_ms())
-        .map(|(c, _)| c.clone());
-    let Some(handle) = victim.and_then(|c| actors.remove(&c)) else { return false };
-    handle.activity.evict();
-    handle.tell_release();
-    true
+        .map(|(c, h)| (h.activity.last_ms(), c.clone()))
+        .collect();
+    idle.sort_unstable();
+    // Least recently used first; one that became busy since the look is skipped (its own
+    // compare-and-set won: see `Activity`).
+    for (_, conversation) in idle {
+        if actors.get(&conversation).is_some_and(|h| h.activity.try_evict()) {
+            if let Some(handle) = actors.remove(&conversation) {
+                handle.tell_release();
+            }
+            return true;
+        }
+    }
+    false
 }
 
 impl TenantSupervisor {

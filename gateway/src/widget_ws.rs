@@ -28,7 +28,7 @@ use parla_engine::{
     Engine, EngineError, OpenRequest, Pending,
     agents::{AgentAction, AgentCommand, CommandOutcome},
     bus::{Event, Inbound, RecvError, Subscription},
-    clients::{KeyedRate, Slot, Slots, client_group, client_ip},
+    clients::{KeyedRate, Slot, Slots, client_group, client_ip, forwarded_for},
     metrics::{ErrorSource, SocketGuard, SocketKind},
     model::{BotId, ConnId, ConversationId, ConversationKey, MessageType, Sender},
 };
@@ -60,6 +60,8 @@ pub struct VisitorLimits {
     hellos: KeyedRate<IpAddr>,
     /// New conversations per bot: each is stored for good, in the tenant's name.
     new_conversations: KeyedRate<BotId>,
+    /// New conversations per client address: a few addresses cannot spend a bot's budget.
+    new_conversations_per_client: KeyedRate<IpAddr>,
     /// The operator's reverse proxies, whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -76,15 +78,20 @@ impl VisitorLimits {
                 settings.new_conversations_per_bot_per_minute,
                 settings.new_conversation_burst_per_bot,
             ),
+            new_conversations_per_client: KeyedRate::per_minute(
+                settings.new_conversations_per_ip_per_minute,
+                settings.new_conversation_burst_per_ip,
+            ),
             trusted_proxies,
         }
     }
 
     /// The key a request's client is limited under.
     fn client(&self, req: &HttpRequest) -> IpAddr {
-        let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let lines = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+        let forwarded = forwarded_for(lines);
         let peer = req.peer_addr().map(|a| a.ip());
-        client_ip(peer, forwarded, &self.trusted_proxies)
+        client_ip(peer, forwarded.as_deref(), &self.trusted_proxies)
             .map(client_group)
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
@@ -445,6 +452,12 @@ impl Connection {
         };
         let id = client_msg_id.map(str::to_owned);
         let bot = &pending.conversation.bot_id;
+        if let Err(wait) = self.state.limits.new_conversations_per_client.check(&self.client) {
+            let retry = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let msg = "too many new conversations from this address; retry later";
+            self.error(codes::RATE_LIMITED, msg, id, Some(retry)).await?;
+            return Ok(false);
+        }
         if let Err(wait) = self.state.limits.new_conversations.check(bot) {
             let retry = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
             let msg = "this chat is taking too many new conversations; retry shortly";

@@ -51,11 +51,22 @@ async fn the_data_dir_and_every_file_in_it_are_the_owners_alone() {
     std::fs::write(old.join("outbox.jsonl"), "").expect("write");
     std::fs::set_permissions(old.join("outbox.jsonl"), std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
+    // What is not this process's (a volume's `lost+found`, owned by root under Kubernetes'
+    // fsGroup) is left alone: changing it would fail, and the start with it.
+    let foreign = old.join("lost+found");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let as_root = std::os::unix::fs::chown(&foreign, Some(4242), Some(4242)).is_ok();
     let (child, _) = spawn_parla_with(&old, &[]).await;
     drop(child);
     assert_eq!(mode(&old), 0o700);
     assert_eq!(mode(&old.join("outbox.jsonl")), 0o600);
     assert_eq!(mode(&old.join("parla.redb")), 0o600);
+    if as_root {
+        assert_eq!(mode(&foreign), 0o755, "another owner's entry is left as it is");
+    } else {
+        println!("skipped: not root, cannot make an entry another user's");
+    }
 }
 
 /// A workspace owner with a published bot that greets; returns (owner token, bot id).
@@ -256,6 +267,37 @@ async fn new_conversations_are_limited_per_bot() {
     visitor.exchange("o1", "hi").await;
 }
 
+/// Item 2: one client address starts only a few new conversations a minute, whatever the bot:
+/// a handful of addresses cannot spend a bot's budget or fill a desk with escalations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_conversations_are_limited_per_client_address() {
+    let server = start_with(|s| {
+        s.gateway.new_conversations_per_ip_per_minute = 1;
+        s.gateway.new_conversation_burst_per_ip = 2;
+    })
+    .await;
+    let (owner, bot) = greeting_bot(&server, "owner@perip.example.com").await;
+    let other = published_bot(&server, &owner, json!({"name": "other"})).await;
+    for (n, b) in [&bot, &other].into_iter().enumerate() {
+        let mut visitor = server.client().await;
+        visitor.hello(b).await;
+        if b == &bot {
+            visitor.expect("message").await; // The greeting.
+        }
+        visitor.exchange(&format!("p{n}"), "hi").await;
+    }
+    let mut third = server.client().await;
+    third.hello(&bot).await;
+    third.expect("message").await;
+    third.say("p2", "hi").await;
+    let refused = third.expect("error").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["client_msg_id"].as_str()),
+        (Some("rate_limited"), Some("p2"))
+    );
+    assert_eq!(conversations_of(&server, &owner, &bot).await.len(), 1);
+}
+
 /// Item 2: a waiting visitor is in the inbox, and is given to an agent who comes online, however
 /// many newer conversations the workspace has (the inbox and the dispatcher used to read only
 /// the newest 500).
@@ -320,8 +362,9 @@ async fn at_the_tenant_cap_idle_conversations_make_room_for_new_ones() {
 }
 
 /// "Also seen": deleting a bot deletes its conversations with it, each through its actor:
-/// messages, form data and notes are no longer readable by id, and a visitor still connected
-/// is told; another bot's conversations stay.
+/// messages, notes and push tokens are no longer readable by id (nor any user data: the store's
+/// own conformance suite checks a deleted conversation's form data goes), a visitor still
+/// connected is told, and another bot's conversations stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_bot_deletes_its_conversations_through_their_actors() {
     let server = start().await;
@@ -378,6 +421,24 @@ async fn deleting_a_bot_deletes_its_conversations_through_their_actors() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(store.bot_tombstones().await.expect("tombstones").is_empty(), "cleared when done");
+}
+
+/// A visitor who opened a conversation before its bot was deleted and writes after: nothing is
+/// stored for it (the deleted bot's purge could no longer find it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_opened_before_its_bot_was_deleted_is_not_stored_after() {
+    let server = start().await;
+    let (owner, bot) = greeting_bot(&server, "owner@late.example.com").await;
+    let mut visitor = server.client().await;
+    let welcome = visitor.hello(&bot).await;
+    visitor.expect("message").await;
+    let (status, _) = server.call("DELETE", &format!("/api/bots/{bot}"), None, Some(&owner)).await;
+    assert_eq!(status, 204);
+    visitor.say("late", "hello?").await;
+    let refused = visitor.expect("error").await;
+    assert_eq!(refused["code"], "bot_not_found", "{refused}");
+    let id = welcome["conversation_id"].as_str().expect("id");
+    assert_eq!(gone(&server, &owner, id).await, 404, "nothing stored for a deleted bot");
 }
 
 /// Polls `GET /api/conversations/{id}` until it answers 404 (or gives up); returns the status.

@@ -440,7 +440,11 @@ export class ChatClient {
 
   persist(): void {
     this.clear('saveTimer');
-    const state: Saved = this.conv
+    // The server stores a new conversation only once the visitor writes in it (a hello stores
+    // nothing): one that holds only the greeting is not kept, so a reload opens a fresh one at
+    // once instead of resuming one the server never stored (a refused resume, then a hello).
+    const written = this.lastSeq > 1 || this.cache.some((m) => m.sender === 'user');
+    const state: Saved = this.conv && written
       ? { ...this.conv, last_seq: this.lastSeq, messages: this.cache, outbox: this.queue, read_seq: this.readSeq() }
       : { outbox: this.queue };
     try { this.opts.storage?.setItem(this.key, JSON.stringify(state)); } catch { /* full or disabled */ }

@@ -50,6 +50,27 @@ describe('resume', () => {
     expect(latest().sent[0]).toMatchObject({ type: 'hello', conversation_id: 'c1', resume_token: 'tok-c1', last_seq: 2 });
   });
 
+  it('keeps a conversation across a reload only once the visitor wrote in it (the server stores none before)', () => {
+    const first = client();
+    first.c.start();
+    latest().open();
+    latest().push(welcome('c1'), msg(1, 'bot', 'hi'));
+    first.c.persist();
+    first.c.stop();
+    const second = client();
+    expect(second.seqs()).toEqual([]);
+    second.c.start();
+    latest().open();
+    expect(latest().sent[0]).toEqual({ type: 'hello', bot_id: 'demo' }); // one hello, no refused resume
+    latest().push(welcome('c2'), msg(1, 'bot', 'hi'), msg(2, 'user', 'q', { client_msg_id: 'x' }));
+    second.c.persist();
+    second.c.stop();
+    const third = client();
+    third.c.start();
+    latest().open();
+    expect(latest().sent[0]).toMatchObject({ type: 'hello', conversation_id: 'c2', last_seq: 2 });
+  });
+
   it('forgets a conversation whose token is refused and opens a new one on the same socket, keeping the outbox', () => {
     storage.setItem('parla.widget.v1.demo', JSON.stringify({ conversation_id: 'old', resume_token: 'bad', last_seq: 5, messages: [msg(5, 'bot', 'x')], outbox: [{ client_msg_id: 'k1', text: 'still here' }] }));
     let resets = 0;

@@ -84,11 +84,17 @@ async fn conversations_needing_agents_are_indexed(store: &dyn Store) {
         ids.sort();
         ids
     };
-    let listed = store.attention_conversations(&tenant, 100).await.expect("attention");
+    let listed = store.attention_conversations(&tenant, None, 100).await.expect("attention");
     assert_eq!(ids(listed.clone()), ["c-att-held", "c-att-waiting"], "waiting and held only");
     let waiting = listed.iter().find(|c| c.id.as_str() == "c-att-waiting").expect("waiting");
     assert_eq!(waiting.handling, escalated, "listed with its current handling");
-    assert_eq!(store.attention_conversations(&tenant, 1).await.expect("limit").len(), 1);
+    let first = store.attention_conversations(&tenant, None, 1).await.expect("limit");
+    assert_eq!(ids(first.clone()), ["c-att-held"], "in id order, a page at a time");
+    let next = store.attention_conversations(&tenant, Some(&first[0].id), 1).await.expect("page");
+    assert_eq!(ids(next.clone()), ["c-att-waiting"]);
+    assert!(
+        store.attention_conversations(&tenant, Some(&next[0].id), 1).await.expect("end").is_empty()
+    );
 
     // Handed back to the bot: it leaves; deleted: it leaves.
     assert!(
@@ -98,8 +104,8 @@ async fn conversations_needing_agents_are_indexed(store: &dyn Store) {
             .expect("open")
     );
     assert!(store.delete_conversation(&tenant, &"c-att-held".into()).await.expect("delete"));
-    assert!(store.attention_conversations(&tenant, 100).await.expect("attention").is_empty());
-    let elsewhere = store.attention_conversations(&other_tenant, 100).await.expect("other");
+    assert!(store.attention_conversations(&tenant, None, 100).await.expect("attention").is_empty());
+    let elsewhere = store.attention_conversations(&other_tenant, None, 100).await.expect("other");
     assert_eq!(ids(elsewhere), ["c-att-elsewhere"]);
 }
 

@@ -235,12 +235,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: &ConversationId,
     ) -> StoreResult<Vec<crate::model::Note>>;
     /// The tenant's conversations that wait for an agent or are held by one (ESCALATED or
-    /// ASSIGNED), whatever their age, at most `limit`: an index kept by `set_handling` (and
-    /// `delete_conversation`), so the inbox and the dispatcher find every one of them however
-    /// many other conversations there are.
+    /// ASSIGNED), whatever their age, in id order after `after` (the last id of the previous
+    /// page), at most `limit`: an index kept by `set_handling` (and `delete_conversation`), so
+    /// the inbox and the dispatcher find every one of them however many other conversations
+    /// there are.
     async fn attention_conversations(
         &self,
         tenant: &TenantId,
+        after: Option<&ConversationId>,
         limit: usize,
     ) -> StoreResult<Vec<Conversation>>;
     /// The tenant's conversations across its bots, newest first, before `before` (a cursor).

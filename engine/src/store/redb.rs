@@ -1901,16 +1901,27 @@ impl Store for RedbStore {
     async fn attention_conversations(
         &self,
         tenant: &TenantId,
+        after: Option<&ConversationId>,
         limit: usize,
     ) -> StoreResult<Vec<Conversation>> {
-        let tenant = tenant.clone();
+        let (tenant, after) = (tenant.clone(), after.cloned());
         self.read_blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let index = txn.open_table(ATTENTION).map_err(backend)?;
             let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
             let t = tenant.as_str();
             let mut out = Vec::new();
-            for entry in index.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)? {
+            let range = match after.as_ref() {
+                Some(cursor) => {
+                    use std::ops::Bound::{Excluded, Included};
+                    index.range::<(&str, &str)>((
+                        Excluded((t, cursor.as_str())),
+                        Included((t, "\u{10FFFF}")),
+                    ))
+                }
+                None => index.range((t, "")..=(t, "\u{10FFFF}")),
+            };
+            for entry in range.map_err(backend)? {
                 if out.len() >= limit {
                     break;
                 }

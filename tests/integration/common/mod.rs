@@ -39,6 +39,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.gateway.hello_burst_per_ip = 1_000_000;
     s.gateway.new_conversations_per_bot_per_minute = 1_000_000;
     s.gateway.new_conversation_burst_per_bot = 1_000_000;
+    s.gateway.new_conversations_per_ip_per_minute = 1_000_000;
+    s.gateway.new_conversation_burst_per_ip = 1_000_000;
     s.responder.token_delay_ms = 0;
     // The lexical embedder: fast and deterministic; tests/integration/knowledge_model.rs runs the model.
     s.embeddings.local_model = String::new();
@@ -49,7 +51,9 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
 
 /// Every test client comes from 127.0.0.1: the per-address and per-bot visitor limits off, for
 /// tests about something else (tests/integration/hardening.rs checks the limits themselves).
-pub const UNLIMITED_VISITORS: [(&str, &str); 5] = [
+pub const UNLIMITED_VISITORS: [(&str, &str); 7] = [
+    ("PARLA__GATEWAY__NEW_CONVERSATIONS_PER_IP_PER_MINUTE", "1000000"),
+    ("PARLA__GATEWAY__NEW_CONVERSATION_BURST_PER_IP", "1000000"),
     ("PARLA__GATEWAY__MAX_SOCKETS_PER_IP", "1000000"),
     ("PARLA__GATEWAY__HELLOS_PER_IP_PER_MINUTE", "1000000"),
     ("PARLA__GATEWAY__HELLO_BURST_PER_IP", "1000000"),

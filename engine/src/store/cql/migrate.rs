@@ -37,6 +37,43 @@ const LOCK_WAIT: Duration = Duration::from_secs(330);
 /// DDL can take far longer than a data request (every node must agree on the new schema).
 const DDL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a migration needs besides DDL: rows that existing data must gain.
+///
+/// - `0004_attention`: every stored conversation that waits for an agent or is held by one gets
+///   its row in `conversations_attention` (the inbox and the dispatcher read only the index).
+async fn data_step(session: &Session, keyspace: &str, version: &str) -> StoreResult<()> {
+    use futures_util::TryStreamExt;
+    if version != "0004_attention" {
+        return Ok(());
+    }
+    let scan = format!("SELECT tenant_id, conversation_id, handling FROM {keyspace}.conversations");
+    let insert = format!(
+        "INSERT INTO {keyspace}.conversations_attention (tenant_id, conversation_id) VALUES (?, ?)"
+    );
+    let pager =
+        session.query_iter(scan, ()).await.map_err(|e| backend("scanning conversations", e))?;
+    let mut rows = pager
+        .rows_stream::<(String, String, Option<String>)>()
+        .map_err(|e| backend("scanning conversations", e))?;
+    let mut indexed = 0usize;
+    while let Some((tenant, conversation, handling)) =
+        rows.try_next().await.map_err(|e| backend("scanning conversations", e))?
+    {
+        let Some(handling) = handling else { continue };
+        let handling: crate::model::Handling =
+            serde_json::from_str(&handling).map_err(|e| backend("a conversation's handling", e))?;
+        if handling.needs_agent() {
+            session
+                .query_unpaged(insert.as_str(), (&tenant, &conversation))
+                .await
+                .map_err(|e| backend("indexing a conversation that needs an agent", e))?;
+            indexed += 1;
+        }
+    }
+    tracing::info!(keyspace, indexed, "indexed the conversations that need an agent");
+    Ok(())
+}
+
 fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("cql migrate: {what}: {e}"))
 }
@@ -95,6 +132,9 @@ async fn apply_pending(
         for statement in split_statements(text) {
             ddl(session, &substitute(&statement, keyspace, replication)).await?;
         }
+        // Recorded only once its data step is done too: a migrator that dies in it runs both
+        // again (the steps are idempotent).
+        data_step(session, keyspace, version).await?;
         let record = format!(
             "INSERT INTO {keyspace}.schema_migrations (version, checksum, applied_at) \
              VALUES (?, ?, ?)"

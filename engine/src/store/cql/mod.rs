@@ -1047,10 +1047,6 @@ impl Store for CqlStore {
             self.cas(&self.st.release_contact, (&connection, &contact, c)).await?;
         }
         self.run(&self.st.delete_channel_conversation, (t, c)).await?;
-        let bot = row.conversation.bot_id.as_str();
-        self.run(&self.st.unindex_conversation_by_bot, (t, bot, c)).await?;
-        self.run(&self.st.unindex_conversation_by_tenant, (t, c)).await?;
-        self.run(&self.st.unindex_attention, (t, c)).await?;
         let last = self.last_seq_of(t, c).await?;
         for bucket in 0..=last / self.bucket_size {
             let b = cql_int(bucket)?;
@@ -1072,7 +1068,14 @@ impl Store for CqlStore {
         self.run(&self.st.delete_notes, (t, c)).await?;
         self.run(&self.st.delete_push_tokens, (t, c)).await?;
         self.run(&self.st.delete_channel_cursor, (t, c)).await?;
-        Ok(self.cas(&self.st.delete_conversation, (t, c)).await?.applied)
+        let deleted = self.cas(&self.st.delete_conversation, (t, c)).await?.applied;
+        // The index rows last: until the record is gone its bot's listing must still find it
+        // (a deleted bot's purge lists them), and an index row without its record is skipped.
+        let bot = row.conversation.bot_id.as_str();
+        self.run(&self.st.unindex_conversation_by_bot, (t, bot, c)).await?;
+        self.run(&self.st.unindex_conversation_by_tenant, (t, c)).await?;
+        self.run(&self.st.unindex_attention, (t, c)).await?;
+        Ok(deleted)
     }
 
     async fn list_conversations(
@@ -1349,8 +1352,11 @@ impl Store for CqlStore {
                 let mut deltas = Deltas::default();
                 deltas.add(&row.conversation, None, &effect);
                 self.add_counts(&row.conversation, &deltas).await;
-                if !attention {
-                    self.run(&self.st.unindex_attention, (t, c)).await?;
+                // Best effort: the change is made, and an index row too many is skipped by
+                // readers (they check the row's status), so a failure here must not say the
+                // change failed.
+                if !attention && let Err(e) = self.run(&self.st.unindex_attention, (t, c)).await {
+                    tracing::warn!(error = %e, conversation = c, "an attention index row was left behind");
                 }
                 return Ok(true);
             }
@@ -1416,20 +1422,38 @@ impl Store for CqlStore {
     async fn attention_conversations(
         &self,
         tenant: &TenantId,
+        after: Option<&ConversationId>,
         limit: usize,
     ) -> StoreResult<Vec<Conversation>> {
+        /// Rows read at once: a page is read in a few round trips, not one per conversation.
+        const AT_ONCE: usize = 16;
         let t = tenant.as_str();
         let cap = i32::try_from(limit).unwrap_or(i32::MAX);
-        let ids = self.all::<(String,)>(&self.st.list_attention, (t, cap)).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for (c,) in ids {
-            if let Some(row) = self.conversation_row(t, &c).await?
-                && row.conversation.handling.needs_agent()
-            {
-                out.push(row.conversation);
+        let mut cursor = after.map(|c| c.as_str().to_owned());
+        let mut out = Vec::new();
+        // Index rows whose conversation no longer needs an agent are skipped, so a short page
+        // is read on until `limit` are found or the index ends (a caller pages by the last id).
+        loop {
+            let ids = match cursor.as_deref() {
+                Some(after) => {
+                    self.all::<(String,)>(&self.st.list_attention_after, (t, after, cap)).await?
+                }
+                None => self.all::<(String,)>(&self.st.list_attention, (t, cap)).await?,
+            };
+            let end = ids.len() < limit;
+            cursor = ids.last().map(|(c,)| c.clone());
+            let rows: Vec<_> = stream::iter(ids)
+                .map(|(c,)| async move { self.conversation_row(t, &c).await })
+                .buffered(AT_ONCE)
+                .try_collect()
+                .await?;
+            let found = rows.into_iter().flatten().map(|row| row.conversation);
+            out.extend(found.filter(|c| c.handling.needs_agent()));
+            if end || out.len() >= limit {
+                out.truncate(limit);
+                return Ok(out);
             }
         }
-        Ok(out)
     }
 
     async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {

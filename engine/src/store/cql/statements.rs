@@ -212,6 +212,8 @@ statements! {
                          AND conversation_id = ?";
     list_attention = "SELECT conversation_id FROM conversations_attention WHERE tenant_id = ? \
                       LIMIT ?";
+    list_attention_after = "SELECT conversation_id FROM conversations_attention \
+                            WHERE tenant_id = ? AND conversation_id > ? LIMIT ?";
     put_bot_tombstone = "INSERT INTO bot_tombstones (tenant_id, bot_id) VALUES (?, ?)";
     clear_bot_tombstone = "DELETE FROM bot_tombstones WHERE tenant_id = ? AND bot_id = ?";
     scan_bot_tombstones = "SELECT tenant_id, bot_id FROM bot_tombstones";

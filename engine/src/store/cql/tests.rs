@@ -107,7 +107,38 @@ async fn run_checks(settings: StoreSettings) {
     a_conversation_from_before_analytics_counts_from_its_next_write(&store, &settings).await;
     counts_hold_when_appends_and_handling_race(&store).await;
     rows_from_before_0005_are_changed_compare_and_set(&store, &settings).await;
+    waiting_conversations_from_before_0004_are_indexed_by_it(&store, &settings).await;
     println!("adapter checks: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// A conversation that was waiting for an agent before migration 0004 (no index row) is in the
+/// index once 0004 has run: its data step indexes what already needs an agent.
+async fn waiting_conversations_from_before_0004_are_indexed_by_it(
+    store: &CqlStore,
+    settings: &StoreSettings,
+) {
+    let t = TenantId::from("t-pre-0004");
+    seed_conversation(store, "t-pre-0004", "c-waiting").await;
+    seed_conversation(store, "t-pre-0004", "c-open").await;
+    let escalated = Handling {
+        status: ConversationStatus::Escalated,
+        waiting_since: Some(1),
+        ..Handling::default()
+    };
+    assert!(store.set_handling(&t, &"c-waiting".into(), &escalated).await.expect("escalate"));
+    // As it was before 0004: no index.
+    let raw = build_session(settings, Some(&settings.cql_keyspace), Duration::from_secs(20))
+        .await
+        .expect("session");
+    raw.query_unpaged("TRUNCATE conversations_attention", ()).await.expect("no index");
+    raw.query_unpaged("DELETE FROM schema_migrations WHERE version = '0004_attention'", ())
+        .await
+        .expect("before 0004");
+    assert!(store.attention_conversations(&t, None, 10).await.expect("read").is_empty());
+    assert_eq!(migrate(settings).await.expect("migrate"), ["0004_attention"]);
+    let found = store.attention_conversations(&t, None, 10).await.expect("read");
+    let ids: Vec<&str> = found.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["c-waiting"], "indexed by the migration, and only what needs an agent");
 }
 
 /// A tenant's counts over all it stored (the last 400 days), summed across buckets.
