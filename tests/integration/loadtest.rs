@@ -26,7 +26,9 @@ fn harness() -> &'static Path {
         }
         let parla = Path::new(env!("CARGO_BIN_EXE_parla"));
         let bin = parla.with_file_name(format!("parla-loadtest{}", std::env::consts::EXE_SUFFIX));
-        if !bin.is_file() {
+        // Built every time (a no-op when it is current): one left by an older tree would drive
+        // today's server with yesterday's settings.
+        {
             let mut build = Command::new(env!("CARGO"));
             build.args(["build", "--locked", "-p", "parla-loadtest", "--bin", "parla-loadtest"]);
             if parla.components().any(|c| c.as_os_str() == "release") {
