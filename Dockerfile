@@ -28,7 +28,7 @@ ENV CARGO_TARGET_DIR=/src/target \
 #    cannot load the workspace.
 COPY Cargo.toml Cargo.lock ./
 COPY config/Cargo.toml config/
-COPY engine/Cargo.toml engine/
+COPY engine/core/Cargo.toml engine/core/
 COPY gateway/Cargo.toml gateway/
 COPY channels/Cargo.toml channels/
 COPY admin-api/Cargo.toml admin-api/
@@ -43,7 +43,7 @@ RUN set -eux; \
 #    configuration defaults, the CQL schema, the widget's built files and the agent console.
 COPY src/ src/
 COPY config/ config/
-COPY engine/ engine/
+COPY engine/core/ engine/core/
 COPY gateway/ gateway/
 COPY channels/ channels/
 COPY admin-api/ admin-api/

@@ -16,16 +16,16 @@ use super::{Cas, build_session};
 use crate::store::{StoreError, StoreResult};
 
 /// Runs first, every time: the keyspace and the migrations table.
-const BOOTSTRAP: &str = include_str!("../../../../schema-cql/keyspace.cql");
+const BOOTSTRAP: &str = include_str!("../../../../../schema-cql/keyspace.cql");
 
 /// The migrations, in the order they apply. A version, once released, never changes: a new
 /// schema change is a new file.
 pub(super) const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_init", include_str!("../../../../schema-cql/0001_init.cql")),
-    ("0002_user_data", include_str!("../../../../schema-cql/0002_user_data.cql")),
-    ("0003_analytics", include_str!("../../../../schema-cql/0003_analytics.cql")),
-    ("0004_attention", include_str!("../../../../schema-cql/0004_attention.cql")),
-    ("0005_auth_hardening", include_str!("../../../../schema-cql/0005_auth_hardening.cql")),
+    ("0001_init", include_str!("../../../../../schema-cql/0001_init.cql")),
+    ("0002_user_data", include_str!("../../../../../schema-cql/0002_user_data.cql")),
+    ("0003_analytics", include_str!("../../../../../schema-cql/0003_analytics.cql")),
+    ("0004_attention", include_str!("../../../../../schema-cql/0004_attention.cql")),
+    ("0005_auth_hardening", include_str!("../../../../../schema-cql/0005_auth_hardening.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.

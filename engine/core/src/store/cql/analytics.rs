@@ -403,7 +403,7 @@ mod tests {
             let column = if name == "sentiment_sum" { "sentiment_micros" } else { name.as_str() };
             assert!(counter_columns().contains(&column), "{name} has no column");
         }
-        let schema = include_str!("../../../../schema-cql/0003_analytics.cql");
+        let schema = include_str!("../../../../../schema-cql/0003_analytics.cql");
         for column in counter_columns() {
             assert!(schema.contains(&format!("{column} ")), "{column} is not in the schema");
         }
