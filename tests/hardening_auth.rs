@@ -697,3 +697,113 @@ async fn a_strangers_wrong_passwords_back_the_stranger_off_not_the_owner() {
     let (status, _, _) = attempt(owner, email, PASSWORD).await;
     assert_eq!(status, 200, "the owner is still not affected");
 }
+
+// ---- the review of issue 19: anonymous hashing, concurrent guesses, keys, stale roles -------
+
+/// Keeps `flooders` anonymous clients sending bogus invitation and reset tokens (with valid
+/// names and passwords) until `stop`; counts the answers, and those that were `auth_busy`.
+struct BogusTokens {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+    busy: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BogusTokens {
+    fn start(addr: SocketAddr, flooders: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answered, busy) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks = (0..flooders)
+            .map(|n| {
+                let (stop, answered, busy) = (stop.clone(), answered.clone(), busy.clone());
+                tokio::spawn(async move {
+                    let mut round = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        round += 1;
+                        let token = format!("ott_bogus{n}x{round}");
+                        let (path, body) = match round % 2 {
+                            0 => (
+                                "/api/auth/accept-invitation",
+                                json!({"token": token, "name": "a", "password": "aaaaaaaaaaaa"}),
+                            ),
+                            _ => (
+                                "/api/auth/reset-password",
+                                json!({"token": token, "password": "aaaaaaaaaaaa"}),
+                            ),
+                        };
+                        let body = body.to_string();
+                        let (status, answer) =
+                            http_call(addr, "POST", path, Some(&body), None).await;
+                        match (status, error_code(&answer)) {
+                            (400, "invalid_token") => {}
+                            (429, "auth_busy") => drop(busy.fetch_add(1, Ordering::Relaxed)),
+                            other => panic!("{path} answered {other:?}: {answer}"),
+                        }
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Self { stop, answered, busy, tasks }
+    }
+
+    async fn past(&self, more: usize) {
+        let target = self.answered.load(Ordering::Relaxed) + more;
+        while self.answered.load(Ordering::Relaxed) < target {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Stops the flood; returns how many of its answers were `auth_busy`.
+    async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.expect("a flooder");
+        }
+        self.busy.load(Ordering::Relaxed)
+    }
+}
+
+/// One hashing thread, and anonymous clients keep sending bogus invitation and reset tokens:
+/// a bad token costs a store read, not a password hash, so a real login still goes through
+/// (before, every bogus request was hashed first and the login waited its 2 s behind them,
+/// then got `auth_busy`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_invitation_and_reset_tokens_do_not_keep_logins_from_hashing() {
+    let server = start_with(|s| {
+        s.auth.ip_requests_per_15min = 1_000_000;
+        s.auth.max_concurrent_hashes = 1;
+    })
+    .await;
+    register_owner(&server, "real@busy.example.com").await;
+    let flood = BogusTokens::start(server.addr, 64);
+    flood.past(128).await;
+    for n in 0..3 {
+        let (status, body) = login(&server, "real@busy.example.com", PASSWORD).await;
+        assert_eq!(status, 200, "login {n} during the flood: {body}");
+        flood.past(64).await;
+    }
+    assert_eq!(flood.stop().await, 0, "no bogus token waited for a hash");
+}
+
+/// Accepting an invitation spends the client's request budget like every other anonymous
+/// auth endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_an_invitation_spends_the_clients_budget() {
+    let server = start_with(|s| s.auth.ip_requests_per_15min = 3).await;
+    let bogus = json!({"token": "ott_bogus", "name": "a", "password": "aaaaaaaaaaaa"});
+    for n in 0..3 {
+        let (status, body) = server.post("/api/auth/accept-invitation", bogus.clone(), None).await;
+        assert_eq!((status, error_code(&body)), (400, "invalid_token"), "try {n}: {body}");
+    }
+    let (status, headers, body) = http_call_with_headers(
+        server.addr,
+        "POST",
+        "/api/auth/accept-invitation",
+        Some(&bogus.to_string()),
+        None,
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (429, "rate_limited"), "{body}");
+    assert!(headers.contains("retry-after: "), "{headers}");
+}

@@ -10,7 +10,7 @@
 //! and is accepted only while its sender is still a member allowed to grant its role: an
 //! invitation does not outlive its sender's rights.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use parla_engine::model::{
     Account, AccountId, AccountType, Invitation, OneTimeKind, Role, TenantId, now_ms,
 };
@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use crate::{
     AdminState, auth,
     error::ApiError,
-    recovery::take,
+    recovery::{invalid_token, peek, take},
     routes::Caller,
     views::{AccountView, ErrorBody, InvitationList, InvitationView, MemberList},
 };
@@ -154,22 +154,31 @@ pub struct AcceptBody {
     password: String,
 }
 
+/// Refuses, as [`take_invitation`] would, a token that names no invitation that can be
+/// accepted, without taking anything: a store read or two, so a made-up link is turned away
+/// before any password is hashed for it.
+async fn check_invitation(state: &AdminState, token: &str) -> Result<(), ApiError> {
+    let digest = auth::token_digest(token.trim());
+    if let Some(invitation) = state.store.invitation_by_digest(&digest).await? {
+        return Some(invitation)
+            .filter(|i| i.expires_at > now_ms())
+            .map(drop)
+            .ok_or_else(invalid_token);
+    }
+    peek(state, token, OneTimeKind::Invitation).await.map(drop)
+}
+
 /// The invitation a token names, taken (used) whatever happens next: one stored as an
 /// invitation, or one mailed before invitations were (a one-time token naming the inviter).
 async fn take_invitation(state: &AdminState, token: &str) -> Result<Invitation, ApiError> {
-    let invalid = || {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_token",
-            "this link is invalid, used or expired",
-        )
-    };
     let digest = auth::token_digest(token.trim());
     if let Some(invitation) = state.store.take_invitation(&digest).await? {
-        return Some(invitation).filter(|i| i.expires_at > now_ms()).ok_or_else(invalid);
+        return Some(invitation).filter(|i| i.expires_at > now_ms()).ok_or_else(invalid_token);
     }
     let legacy = take(state, token, OneTimeKind::Invitation).await?;
-    let (Some(email), Some(role)) = (legacy.email, legacy.role) else { return Err(invalid()) };
+    let (Some(email), Some(role)) = (legacy.email, legacy.role) else {
+        return Err(invalid_token());
+    };
     Ok(Invitation {
         id: String::new(),
         tenant_id: legacy.tenant_id,
@@ -183,19 +192,24 @@ async fn take_invitation(state: &AdminState, token: &str) -> Result<Invitation, 
 }
 
 /// `POST /api/auth/accept-invitation`: creates the invited account in the inviting tenant,
-/// if whoever sent the invitation is still a member allowed to grant its role.
+/// if whoever sent the invitation is still a member allowed to grant its role. Anonymous, so
+/// it spends the client's request budget, and a link that cannot be accepted is refused
+/// before the password is hashed.
 #[utoipa::path(post, path = "/api/auth/accept-invitation", tag = "auth", operation_id = "accept_invitation",
     request_body = AcceptBody,
     responses((status = 201, description = "The new member's account", body = AccountView),
               (status = 403, description = "`invitation_void`: its sender was removed or may no longer grant its role", body = ErrorBody),
               (status = 409, description = "`email_taken`", body = ErrorBody)))]
 pub async fn accept(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     body: crate::body::Json<AcceptBody>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::routes::check_ip(&state, &req).await?;
     let body = body.into_inner();
     let name = crate::routes::validate_text("name", &body.name, 200)?;
     auth::validate_password(&body.password)?;
+    check_invitation(&state, &body.token).await?;
     // Hashed before the link is spent: a busy server (429) leaves the invitation usable.
     let password = body.password;
     let password_hash =

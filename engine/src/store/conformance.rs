@@ -38,6 +38,7 @@ pub async fn run_all(store: &dyn Store) {
     a_tenant_keeps_an_owner_whatever_the_race(store).await;
     api_key_revocation_survives_last_use_writes(store).await;
     invitations_are_listed_revoked_and_taken_once(store).await;
+    links_are_read_without_being_taken(store).await;
 }
 
 /// Escalated and assigned conversations are listed whatever their number or age, and leave the
@@ -1314,4 +1315,46 @@ async fn invitations_are_listed_revoked_and_taken_once(store: &dyn Store) {
     assert_eq!(winners.iter().filter(|w| **w).count(), 1, "one of them: {winners:?}");
     assert!(store.list_invitations(&ta).await.expect("list").is_empty());
     assert_eq!(store.list_invitations(&tb).await.expect("list").len(), 1, "B's untouched");
+}
+
+/// An invitation or a one-time token is read by its digest without being taken: it can be
+/// read again, then taken once; after that, or for an unknown digest, nothing is found.
+async fn links_are_read_without_being_taken(store: &dyn Store) {
+    let now = now_ms();
+    let invitation = Invitation {
+        id: "i-peek".into(),
+        tenant_id: "t-peek".into(),
+        digest: "inv-digest-peek".into(),
+        email: "peek@example.com".into(),
+        role: Role::Admin,
+        invited_by: "acc-inviter".into(),
+        created_at: now,
+        expires_at: now + 3_600_000,
+    };
+    store.put_invitation(&invitation).await.expect("put");
+    for _ in 0..2 {
+        let read = store.invitation_by_digest("inv-digest-peek").await.expect("read");
+        assert_eq!(read.as_ref(), Some(&invitation), "read, not taken");
+    }
+    assert_eq!(store.take_invitation("inv-digest-peek").await.expect("take"), Some(invitation));
+    assert_eq!(store.invitation_by_digest("inv-digest-peek").await.expect("read"), None, "taken");
+    assert_eq!(store.invitation_by_digest("inv-digest-none").await.expect("read"), None);
+
+    let token = OneTimeToken {
+        digest: "ott-peek".into(),
+        kind: OneTimeKind::PasswordReset,
+        account_id: "acc-peek".into(),
+        tenant_id: "t-peek".into(),
+        expires_at: now + 60_000,
+        email: None,
+        role: None,
+    };
+    store.put_one_time_token(&token).await.expect("put");
+    for _ in 0..2 {
+        let read = store.one_time_token_by_digest("ott-peek").await.expect("read");
+        assert_eq!(read.as_ref(), Some(&token), "read, not taken");
+    }
+    assert_eq!(store.take_one_time_token("ott-peek").await.expect("take"), Some(token));
+    assert_eq!(store.one_time_token_by_digest("ott-peek").await.expect("read"), None, "taken");
+    assert_eq!(store.one_time_token_by_digest("ott-none").await.expect("read"), None);
 }

@@ -422,4 +422,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes and returns the invitation with this digest: of two concurrent takes (or a take
     /// and a deletion), exactly one gets it.
     async fn take_invitation(&self, digest: &str) -> StoreResult<Option<Invitation>>;
+    /// The invitation with this digest, read only: a bogus or spent link is refused for one
+    /// read, before anything costly (a password hash) is done. [`Store::take_invitation`]
+    /// still decides who gets it.
+    async fn invitation_by_digest(&self, digest: &str) -> StoreResult<Option<Invitation>>;
+    /// The one-time token with this digest, read only (as [`Store::invitation_by_digest`]);
+    /// [`Store::take_one_time_token`] still decides who gets it.
+    async fn one_time_token_by_digest(&self, digest: &str) -> StoreResult<Option<OneTimeToken>>;
 }

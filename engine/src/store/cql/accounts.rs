@@ -245,9 +245,8 @@ impl CqlStore {
         self.finish_taking(invitation).await
     }
 
-    /// Accepts: the digest names the record, read before the commit point so that a
-    /// revocation losing the race cannot delete it first.
-    pub(super) async fn take_invitation_by_digest(
+    /// The invitation the digest names, read only.
+    pub(super) async fn invitation_of_digest(
         &self,
         digest: &str,
     ) -> StoreResult<Option<Invitation>> {
@@ -258,7 +257,16 @@ impl CqlStore {
             return Ok(None);
         };
         let found: Option<Invitation> = self.record(&self.st.get_invitation, (&t, &id)).await?;
-        let Some(invitation) = found.filter(|i| i.digest == digest) else { return Ok(None) };
+        Ok(found.filter(|i| i.digest == digest))
+    }
+
+    /// Accepts: the digest names the record, read before the commit point so that a
+    /// revocation losing the race cannot delete it first.
+    pub(super) async fn take_invitation_by_digest(
+        &self,
+        digest: &str,
+    ) -> StoreResult<Option<Invitation>> {
+        let Some(invitation) = self.invitation_of_digest(digest).await? else { return Ok(None) };
         self.finish_taking(invitation).await
     }
 
