@@ -502,12 +502,14 @@ async fn a_hundred_concurrent_logins_keep_the_peak_memory_bounded() {
     assert_eq!(status, 201, "{body}");
     let before = peak_rss_kib(pid);
 
-    let creds = json!({"email": "many@example.com", "password": PASSWORD}).to_string();
-    let logins = (0..100).map(|_| {
-        let creds = creds.clone();
-        tokio::spawn(async move {
-            http_call_with_headers(addr, "POST", "/api/auth/login", Some(&creds), None).await
-        })
+    // From a hundred addresses: one client's concurrent attempts at one account are bounded
+    // by the login backoff before they reach the hashing gate.
+    let creds = json!({"email": "many@example.com", "password": PASSWORD});
+    let logins = (0..100u8).map(|n| {
+        let (creds, from) = (creds.clone(), loopback(&format!("127.0.1.{}", n + 1)));
+        tokio::spawn(
+            async move { http_from(from, addr, "POST", "/api/auth/login", Some(&creds)).await },
+        )
     });
     let answers: Vec<_> = futures_util::future::join_all(logins).await;
     let mut signed_in = 0;
@@ -806,4 +808,38 @@ async fn accepting_an_invitation_spends_the_clients_budget() {
     .await;
     assert_eq!((status, error_code(&body)), (429, "rate_limited"), "{body}");
     assert!(headers.contains("retry-after: "), "{headers}");
+}
+
+/// Thirty wrong passwords for one account sent at once from one client: each is counted when
+/// it starts, so at most the free five reach the password hash and the rest back off (before,
+/// all thirty passed the check while the count was still zero). The owner, from their own
+/// address, still signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_from_one_client_reach_the_hash_at_most_five_times() {
+    let server = start_with(|s| {
+        s.auth.ip_requests_per_15min = 1_000_000;
+        s.auth.max_concurrent_hashes = 8;
+    })
+    .await;
+    let email = "ann@concurrent.example.com";
+    register_owner(&server, email).await;
+    let stranger = loopback("127.0.0.4");
+    let guess = json!({"email": email, "password": "wrong wrong wrong"});
+    let guesses =
+        (0..30).map(|_| http_from(stranger, server.addr, "POST", "/api/auth/login", Some(&guess)));
+    let answers = futures_util::future::join_all(guesses).await;
+    let mut hashed = 0;
+    for (status, _, body) in &answers {
+        match (*status, error_code(body)) {
+            (401, "invalid_credentials") => hashed += 1,
+            (429, "login_backoff") => {}
+            other => panic!("a guess answered {other:?}: {body}"),
+        }
+    }
+    assert!(hashed <= 5, "{hashed} of 30 concurrent guesses reached the hash");
+    let creds = json!({"email": email, "password": PASSWORD});
+    let (status, _, body) =
+        http_from(loopback("127.0.0.1"), server.addr, "POST", "/api/auth/login", Some(&creds))
+            .await;
+    assert_eq!(status, 200, "the owner signs in: {body}");
 }
