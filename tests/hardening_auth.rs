@@ -843,3 +843,62 @@ async fn concurrent_wrong_passwords_from_one_client_reach_the_hash_at_most_five_
             .await;
     assert_eq!(status, 200, "the owner signs in: {body}");
 }
+
+/// A key an admin minted stops working when they are removed, or demoted below admin; the
+/// owner's key and the keys of admins who stay keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_or_demoted_admins_api_keys_are_revoked() {
+    let server = roomy().await;
+    let owner = register_owner(&server, "owner@minted.example.com").await;
+    let ann = invite_and_join(&server, &owner, "ann@minted.example.com", "admin").await;
+    let bob = invite_and_join(&server, &owner, "bob@minted.example.com", "admin").await;
+    let (ann_id, bob_id) = (account_id(&server, &ann).await, account_id(&server, &bob).await);
+    let mint = |jwt: String| {
+        let server = &server;
+        async move {
+            let body = json!({"name": "export", "scopes": ["conversations:read"]});
+            let (status, created) = server.post("/api/api-keys", body, Some(&jwt)).await;
+            assert_eq!(status, 201, "{created}");
+            created["key"].as_str().expect("key").to_owned()
+        }
+    };
+    let (ann_key, bob_key, owner_key) =
+        (mint(ann.clone()).await, mint(bob.clone()).await, mint(owner.clone()).await);
+    let reads = |key: &str| {
+        let key = key.to_owned();
+        let server = &server;
+        async move { server.call("GET", "/api/inbox", None, Some(&key)).await }
+    };
+    for key in [&ann_key, &bob_key, &owner_key] {
+        assert_eq!(reads(key).await.0, 200);
+    }
+
+    let (status, _) =
+        server.call("DELETE", &format!("/api/members/{ann_id}"), None, Some(&owner)).await;
+    assert_eq!(status, 204);
+    let (status, body) = reads(&ann_key).await;
+    assert_eq!((status, error_code(&body)), (401, "invalid_api_key"), "removed: {body}");
+    assert_eq!(reads(&bob_key).await.0, 200, "another admin's key");
+
+    // Demoted to admin an owner keeps their keys; demoted to agent an admin does not.
+    let agent = json!({"role": "agent"}).to_string();
+    let path = format!("/api/members/{bob_id}");
+    let (status, _) = server.call("PATCH", &path, Some(&agent), Some(&owner)).await;
+    assert_eq!(status, 200);
+    let (status, body) = reads(&bob_key).await;
+    assert_eq!((status, error_code(&body)), (401, "invalid_api_key"), "demoted: {body}");
+    assert_eq!(reads(&owner_key).await.0, 200, "the owner's key");
+
+    // The list says who minted each key, and which were revoked.
+    let (_, keys) = server.call("GET", "/api/api-keys", None, Some(&owner)).await;
+    let keys = keys["data"].as_array().expect("keys");
+    let mut minted: Vec<(String, bool)> = keys
+        .iter()
+        .map(|k| (k["created_by"].as_str().unwrap_or("-").to_owned(), k["revoked"] == true))
+        .collect();
+    minted.sort();
+    let owner_id = account_id(&server, &owner).await;
+    let mut expected = vec![(ann_id, true), (bob_id, true), (owner_id, false)];
+    expected.sort();
+    assert_eq!(minted, expected);
+}

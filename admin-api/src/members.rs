@@ -6,6 +6,9 @@
 //! and removal). Role changes and removals are compare-and-set on the member's account
 //! ([`parla_engine::accounts`]): each is decided on the member as they are when it is written.
 //!
+//! A member removed, or demoted below admin, loses the API keys they minted
+//! ([`parla_engine::accounts::revoke_keys_minted_by`]).
+//!
 //! An invitation is pending until accepted, revoked or expired (`[auth] invitation_ttl_secs`),
 //! and is accepted only while its sender is still a member allowed to grant its role: an
 //! invitation does not outlive its sender's rights.
@@ -258,7 +261,7 @@ pub struct RoleBody {
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The member's account id")),
     request_body = RoleBody,
-    responses((status = 200, description = "The member, with the new role", body = AccountView),
+    responses((status = 200, description = "The member, with the new role (below admin, the API keys they minted are revoked)", body = AccountView),
               (status = 409, description = "`last_owner`, or `conflict` (the member kept changing; retry)", body = ErrorBody)))]
 pub async fn set_role(
     state: web::Data<AdminState>,
@@ -277,6 +280,10 @@ pub async fn set_role(
     })
     .await?;
     let member = member.ok_or_else(no_such_member)?;
+    // Below admin, the keys they minted go (again on a retry, should this fail part-way).
+    if member.role > Role::Admin {
+        parla_engine::accounts::revoke_keys_minted_by(&state.engine, &caller.tenant, &id).await?;
+    }
     Ok(HttpResponse::Ok().json(AccountView::from(&member)))
 }
 
@@ -284,7 +291,7 @@ pub async fn set_role(
 #[utoipa::path(delete, path = "/api/members/{id}", tag = "members", operation_id = "remove_member",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The member's account id")),
-    responses((status = 204, description = "Removed; their sessions are revoked and their agent sockets closed"),
+    responses((status = 204, description = "Removed; their sessions and the API keys they minted are revoked, their agent sockets closed"),
               (status = 409, description = "`last_owner`, or `conflict` (the member kept changing; retry)", body = ErrorBody)))]
 pub async fn remove(
     state: web::Data<AdminState>,
@@ -296,6 +303,9 @@ pub async fn remove(
         may_grant(&caller, target.role)
     })
     .await?;
+    // The keys they minted go, also when a retry finds them already removed (this failed
+    // part-way before): nothing else would revoke them.
+    parla_engine::accounts::revoke_keys_minted_by(&state.engine, &caller.tenant, &id).await?;
     if !removed {
         return Err(no_such_member());
     }

@@ -11,6 +11,9 @@
 //!
 //! Each write is announced on the tenant's feed ([`crate::Engine::account_changed`]): the agent
 //! sockets of that member, on any node, check their session again at once.
+//!
+//! The API keys a member minted go with their right to mint them
+//! ([`revoke_keys_minted_by`]), when they are removed or demoted below admin.
 
 use std::time::Duration;
 
@@ -88,6 +91,26 @@ where
         }
     }
     Err(StoreError::Conflict.into())
+}
+
+/// Revokes every API key of `tenant` that `member` minted and that is not yet revoked;
+/// returns how many. Called when the member is removed or demoted below admin: a key must not
+/// outlive its maker's right to mint it. Repeatable (a retry after a failure part-way revokes
+/// the rest), field-level ([`crate::store::Store::revoke_api_key`]: a use of the key racing it
+/// cannot undo it). Keys minted before their maker was recorded are not found here.
+pub async fn revoke_keys_minted_by(
+    engine: &Engine,
+    tenant: &TenantId,
+    member: &AccountId,
+) -> Result<usize, StoreError> {
+    let store = engine.store();
+    let mut revoked = 0;
+    for key in store.list_api_keys(tenant).await? {
+        if !key.revoked && key.created_by.as_ref() == Some(member) {
+            revoked += usize::from(store.revoke_api_key(tenant, &key.id).await?);
+        }
+    }
+    Ok(revoked)
 }
 
 /// A short random pause after a lost race, longer after each: writers that collided do not

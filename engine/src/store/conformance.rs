@@ -1093,6 +1093,7 @@ async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) 
     assert_eq!(store.use_refresh_token("d4").await.expect("use"), None, "every session ended");
 }
 
+/// Keys are found by digest, listed per tenant, keep who minted them, and are revoked.
 async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
     let key = |tenant: &str, id: &str, digest: &str| ApiKey {
         id: id.into(),
@@ -1101,21 +1102,29 @@ async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
         prefix: "pk_abcd".into(),
         digest: digest.into(),
         scopes: vec!["bots:read".into()],
-        created_at: now_ms(),
+        created_at: 1_000,
         last_used_at: None,
         revoked: false,
+        created_by: Some("acc-maker".into()),
     };
     store.put_api_key(&key("t-keys-a", "k1", "dig-1")).await.expect("put");
-    store.put_api_key(&key("t-keys-b", "k2", "dig-2")).await.expect("put");
+    store
+        .put_api_key(&ApiKey { created_by: None, ..key("t-keys-b", "k2", "dig-2") })
+        .await
+        .expect("put");
     let found = store.api_key_by_digest("dig-1").await.expect("lookup").expect("found");
-    assert_eq!(found.tenant_id, TenantId::from("t-keys-a"));
+    assert_eq!(found, key("t-keys-a", "k1", "dig-1"), "as put, its maker too");
+    assert_eq!(
+        store.api_key_by_digest("dig-2").await.expect("lookup").expect("found").created_by,
+        None
+    );
     assert_eq!(store.api_key_by_digest("dig-x").await.expect("lookup"), None);
     let listed = store.list_api_keys(&"t-keys-a".into()).await.expect("list");
-    assert_eq!(listed.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), vec!["k1"]);
-    let mut revoked = found.clone();
-    revoked.revoked = true;
-    store.put_api_key(&revoked).await.expect("revoke");
-    assert!(store.api_key_by_digest("dig-1").await.expect("lookup").expect("found").revoked);
+    assert_eq!(listed, vec![found]);
+    assert!(store.revoke_api_key(&"t-keys-a".into(), "k1").await.expect("revoke"));
+    let revoked = store.api_key_by_digest("dig-1").await.expect("lookup").expect("found");
+    assert!(revoked.revoked);
+    assert_eq!(revoked.created_by, Some("acc-maker".into()), "revocation changes nothing else");
 }
 
 async fn one_time_tokens_are_taken_once(store: &dyn Store) {
@@ -1256,6 +1265,7 @@ async fn api_key_revocation_survives_last_use_writes(store: &dyn Store) {
         created_at: 1_000,
         last_used_at: None,
         revoked: false,
+        created_by: None,
     };
     store.put_api_key(&key).await.expect("put");
     let touches = (0..16).map(|i| store.touch_api_key(&t, "k-race", 2_000 + i));

@@ -182,8 +182,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         account: &AccountId,
     ) -> StoreResult<()>;
 
-    /// Creates or replaces an API key. Revocation and last use change one field each, with
-    /// [`Store::revoke_api_key`] and [`Store::touch_api_key`], so neither undoes the other.
+    /// Stores a new API key. Nothing rewrites a stored key: revocation and last use change one
+    /// field each, with [`Store::revoke_api_key`] and [`Store::touch_api_key`], so no write
+    /// undoes another (a whole-record write would put back whatever it read).
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;
     /// Finds a key by the digest of its value: the authentication entry point.
     async fn api_key_by_digest(&self, digest: &str) -> StoreResult<Option<ApiKey>>;
