@@ -902,3 +902,65 @@ async fn a_removed_or_demoted_admins_api_keys_are_revoked() {
     expected.sort();
     assert_eq!(minted, expected);
 }
+
+/// Sends `PATCH path` with `body`, holding the body back until `meanwhile` has run: the
+/// server has read the caller (from the headers) before `meanwhile`, and decides after it.
+async fn patch_with_slow_body<F: std::future::Future<Output = ()>>(
+    addr: SocketAddr,
+    path: &str,
+    body: &Value,
+    bearer: &str,
+    meanwhile: F,
+) -> (u16, Value) {
+    let body = body.to_string();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {bearer}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write the head");
+    stream.write_all(&body.as_bytes()[..1]).await.expect("write a byte");
+    // The extractors run together: the caller is read as soon as the head is in, while the
+    // body waits. Nothing tells the test when that read is done, so it gives it time; a slow
+    // read would only make the test pass without proving anything, never fail it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    meanwhile.await;
+    stream.write_all(&body.as_bytes()[1..]).await.expect("write the rest");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let json = raw
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b.trim()).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// An owner's request to demote another owner is in flight when they are demoted to admin
+/// themself: it is decided on their role as it is then, and refused (before, the role read
+/// when the request started let it through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_demoted_during_their_request_no_longer_acts_as_owner() {
+    let server = roomy().await;
+    let first = register_owner(&server, "first@stale.example.com").await;
+    let ann = invite_and_join(&server, &first, "ann@stale.example.com", "owner").await;
+    let cat = invite_and_join(&server, &first, "cat@stale.example.com", "owner").await;
+    let (ann_id, cat_id) = (account_id(&server, &ann).await, account_id(&server, &cat).await);
+    let demote_ann = async {
+        let admin = json!({"role": "admin"}).to_string();
+        let path = format!("/api/members/{ann_id}");
+        let (status, body) = server.call("PATCH", &path, Some(&admin), Some(&first)).await;
+        assert_eq!(status, 200, "{body}");
+    };
+    let path = format!("/api/members/{cat_id}");
+    let (status, body) =
+        patch_with_slow_body(server.addr, &path, &json!({"role": "admin"}), &ann, demote_ann).await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "{body}");
+    assert_eq!(role_of(&server, &first, &cat_id).await, "owner");
+}

@@ -4,7 +4,9 @@
 //! invitations and change roles; only an owner may make or unmake an owner; the last owner can
 //! be neither demoted nor removed (the store checks it atomically with every other demotion
 //! and removal). Role changes and removals are compare-and-set on the member's account
-//! ([`parla_engine::accounts`]): each is decided on the member as they are when it is written.
+//! ([`parla_engine::accounts`]): each is decided on the member, and on the caller's own role,
+//! as they are when it is written (a caller demoted while their request was under way acts
+//! with the role they have left).
 //!
 //! A member removed, or demoted below admin, loses the API keys they minted
 //! ([`parla_engine::accounts::revoke_keys_minted_by`]).
@@ -41,10 +43,41 @@ fn role_may_grant(granter: Role, role: Role) -> bool {
 /// May `caller` give or take away `role`?
 fn may_grant(caller: &Caller, role: Role) -> Result<(), ApiError> {
     caller.require_admin_person()?;
-    if !role_may_grant(caller.role, role) {
+    grant_as(caller.role, role)
+}
+
+fn grant_as(granter: Role, role: Role) -> Result<(), ApiError> {
+    if !role_may_grant(granter, role) {
         return Err(forbidden("only an owner may grant or remove the owner role"));
     }
     Ok(())
+}
+
+/// The role `caller` acts with in a role change or removal: theirs as `acting` (their account
+/// read again in each compare-and-set attempt) says it is now, not as read when the request
+/// started. Refused as the next request would refuse them when they are gone, their session
+/// ended, or they are no longer an admin.
+fn acting_role(caller: &Caller, acting: Option<&Account>) -> Result<Role, ApiError> {
+    let Some(acting) = acting else {
+        return Err(ApiError::unauthorized("token_invalid", "the account no longer exists"));
+    };
+    if caller.session_epoch != Some(acting.session_epoch) {
+        return Err(ApiError::unauthorized(
+            "token_revoked",
+            "this session was ended (password reset); sign in again",
+        ));
+    }
+    if acting.role > Role::Admin {
+        return Err(forbidden("this needs a signed-in admin or owner"));
+    }
+    Ok(acting.role)
+}
+
+/// The signed-in person `caller` is, if an admin or owner as of the request's start (checked
+/// again, as it is then, in each attempt: [`acting_role`]).
+fn acting_person(caller: &Caller) -> Result<AccountId, ApiError> {
+    caller.require_admin_person()?;
+    caller.account.clone().ok_or_else(|| forbidden("sign in as a person"))
 }
 
 /// `GET /api/members`.
@@ -271,14 +304,18 @@ pub async fn set_role(
 ) -> Result<HttpResponse, ApiError> {
     let id = AccountId(path.into_inner());
     let role = body.role;
-    let (member, ()) = parla_engine::accounts::modify(&state.engine, &caller.tenant, &id, |a| {
-        let target = a.ok_or_else(no_such_member)?;
-        may_grant(&caller, role)?;
-        may_grant(&caller, target.role)?;
-        target.role = role;
-        Ok::<_, ApiError>(())
-    })
-    .await?;
+    let me = acting_person(&caller)?;
+    let tenant = &caller.tenant;
+    let (member, ()) =
+        parla_engine::accounts::modify_as(&state.engine, tenant, &me, &id, |acting, a| {
+            let granter = acting_role(&caller, acting)?;
+            let target = a.ok_or_else(no_such_member)?;
+            grant_as(granter, role)?;
+            grant_as(granter, target.role)?;
+            target.role = role;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     let member = member.ok_or_else(no_such_member)?;
     // Below admin, the keys they minted go (again on a retry, should this fail part-way).
     if member.role > Role::Admin {
@@ -299,10 +336,12 @@ pub async fn remove(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AccountId(path.into_inner());
-    let removed = parla_engine::accounts::remove(&state.engine, &caller.tenant, &id, |target| {
-        may_grant(&caller, target.role)
-    })
-    .await?;
+    let me = acting_person(&caller)?;
+    let removed =
+        parla_engine::accounts::remove_as(&state.engine, &caller.tenant, &me, &id, |acting, t| {
+            grant_as(acting_role(&caller, acting)?, t.role)
+        })
+        .await?;
     // The keys they minted go, also when a retry finds them already removed (this failed
     // part-way before): nothing else would revoke them.
     parla_engine::accounts::revoke_keys_minted_by(&state.engine, &caller.tenant, &id).await?;

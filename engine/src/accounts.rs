@@ -8,6 +8,8 @@
 //! read; [`modify`] reads again and asks the change again when it is not, so each change is
 //! decided on the account as it is when it is written (a TOTP code already consumed by a
 //! concurrent login is then refused, a demotion sees the role someone else just set).
+//! [`modify_as`] and [`remove_as`] also read again, in each attempt, the member on whose
+//! behalf the change is made: it is decided on their rights as they are then.
 //!
 //! Each write is announced on the tenant's feed ([`crate::Engine::account_changed`]): the agent
 //! sockets of that member, on any node, check their session again at once.
@@ -41,11 +43,47 @@ pub async fn modify<T, E>(
 where
     E: From<StoreError>,
 {
+    modify_inner(engine, tenant, None, id, |_, account| change(account)).await
+}
+
+/// [`modify`] on behalf of `actor`, a member of the same tenant whose rights decide the
+/// change: each attempt reads the actor again, after the account, and `change` decides on
+/// both as they are then (`None`: gone). A member demoted or removed while their request was
+/// under way acts with the rights they have left, not those read when it started. The account
+/// is unchanged from its read to the write (compare-and-set), so the change is as if made at
+/// the moment the actor was read.
+pub async fn modify_as<T, E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &AccountId,
+    id: &AccountId,
+    change: impl FnMut(Option<&Account>, Option<&mut Account>) -> Result<T, E>,
+) -> Result<(Option<Account>, T), E>
+where
+    E: From<StoreError>,
+{
+    modify_inner(engine, tenant, Some(actor), id, change).await
+}
+
+async fn modify_inner<T, E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: Option<&AccountId>,
+    id: &AccountId,
+    mut change: impl FnMut(Option<&Account>, Option<&mut Account>) -> Result<T, E>,
+) -> Result<(Option<Account>, T), E>
+where
+    E: From<StoreError>,
+{
     let store = engine.store();
     for attempt in 0..ATTEMPTS {
         let read = store.get_account(tenant, id).await?;
+        let acting = match actor {
+            Some(actor) => store.get_account(tenant, actor).await?,
+            None => None,
+        };
         let mut edited = read.clone();
-        let decided = change(edited.as_mut())?;
+        let decided = change(acting.as_ref(), edited.as_mut())?;
         let (Some(before), Some(mut after)) = (read, edited) else {
             return Ok((None, decided));
         };
@@ -77,10 +115,42 @@ pub async fn remove<E>(
 where
     E: From<StoreError>,
 {
+    remove_inner(engine, tenant, None, id, |_, account| allow(account)).await
+}
+
+/// [`remove`] on behalf of `actor`, read again after the account in each attempt as
+/// [`modify_as`] does: `allow` decides on the remover as they are then (`None`: gone).
+pub async fn remove_as<E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &AccountId,
+    id: &AccountId,
+    allow: impl FnMut(Option<&Account>, &Account) -> Result<(), E>,
+) -> Result<bool, E>
+where
+    E: From<StoreError>,
+{
+    remove_inner(engine, tenant, Some(actor), id, allow).await
+}
+
+async fn remove_inner<E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: Option<&AccountId>,
+    id: &AccountId,
+    mut allow: impl FnMut(Option<&Account>, &Account) -> Result<(), E>,
+) -> Result<bool, E>
+where
+    E: From<StoreError>,
+{
     let store = engine.store();
     for attempt in 0..ATTEMPTS {
         let Some(account) = store.get_account(tenant, id).await? else { return Ok(false) };
-        allow(&account)?;
+        let acting = match actor {
+            Some(actor) => store.get_account(tenant, actor).await?,
+            None => None,
+        };
+        allow(acting.as_ref(), &account)?;
         match store.delete_account_if_unchanged(&account).await {
             Ok(()) => {
                 engine.account_changed(tenant, id);
