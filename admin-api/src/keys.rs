@@ -65,7 +65,7 @@ pub async fn create(
     // The maker's rights read again now the key is stored: a removal or demotion that swept
     // their keys before this one was written would otherwise miss it.
     let now = state.store.get_account(&caller.tenant, &maker).await?;
-    if !now.is_some_and(|m| m.role <= Role::Admin) {
+    if now.is_none_or(|m| m.role > Role::Admin) {
         state.store.revoke_api_key(&caller.tenant, &key.id).await?;
         return Err(no_longer_admin());
     }
