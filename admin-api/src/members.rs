@@ -196,10 +196,7 @@ pub struct AcceptBody {
 async fn check_invitation(state: &AdminState, token: &str) -> Result<(), ApiError> {
     let digest = auth::token_digest(token.trim());
     if let Some(invitation) = state.store.invitation_by_digest(&digest).await? {
-        return Some(invitation)
-            .filter(|i| i.expires_at > now_ms())
-            .map(drop)
-            .ok_or_else(invalid_token);
+        return if invitation.expires_at > now_ms() { Ok(()) } else { Err(invalid_token()) };
     }
     peek(state, token, OneTimeKind::Invitation).await.map(drop)
 }

@@ -10,7 +10,8 @@
 //!   (plain writes of separate cells cannot undo each other); a read takes the columns over the
 //!   record's copies, which rows from before the migration alone have. `revoked` is only ever
 //!   written `true`, and a use is written with its own time as the cell's timestamp, so the
-//!   latest use wins whatever the order the writes land in.
+//!   latest use wins whatever the order the writes land in. Who minted a key (`created_by`)
+//!   is in the record: written once, with the key, never changed.
 //! - **Invitations**: the record in the tenant's partition (listing), the digest in a global
 //!   table written only by LWTs: `DELETE ... IF EXISTS` is the one commit point of both an
 //!   acceptance and a revocation. Both carry a TTL to the invitation's expiry.
