@@ -11,6 +11,10 @@
 //! - 8: a hundred concurrent logins keep the real binary's peak memory bounded.
 //! - 11: invitations are listed, revoked, expire, and need their sender's rights when accepted.
 //! - 12: a stranger's wrong passwords back the stranger off, not the account's owner.
+//! - The review of issue 19: bogus invitation and reset links cost no password hash, and
+//!   accepting spends the client's budget (H1); concurrent guesses from one client reach the
+//!   hash at most five times (M5); a removed or demoted admin's API keys are revoked (M8); a
+//!   caller demoted during their request acts with the role they have left (L5).
 
 mod common;
 
