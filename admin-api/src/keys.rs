@@ -1,8 +1,9 @@
 //! `/api/api-keys`: a tenant's API keys. Managed only by a signed-in admin or owner; the key's
-//! value is returned once, at creation.
+//! value is returned once, at creation. A key records who minted it, and is revoked when they
+//! are removed or demoted below admin ([`parla_engine::accounts::revoke_keys_minted_by`]).
 
 use actix_web::{HttpResponse, http::StatusCode, web};
-use parla_engine::model::{ApiKey, now_ms};
+use parla_engine::model::{ApiKey, Role, now_ms};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -36,6 +37,7 @@ pub async fn create(
     body: crate::body::Json<KeyBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
+    let Some(maker) = caller.account.clone() else { return Err(no_longer_admin()) };
     let body = body.into_inner();
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -57,8 +59,16 @@ pub async fn create(
         created_at: now_ms(),
         last_used_at: None,
         revoked: false,
+        created_by: Some(maker.clone()),
     };
     state.store.put_api_key(&key).await?;
+    // The maker's rights read again now the key is stored: a removal or demotion that swept
+    // their keys before this one was written would otherwise miss it.
+    let now = state.store.get_account(&caller.tenant, &maker).await?;
+    if now.is_none_or(|m| m.role > Role::Admin) {
+        state.store.revoke_api_key(&caller.tenant, &key.id).await?;
+        return Err(no_longer_admin());
+    }
     Ok(HttpResponse::Created().json(CreatedApiKey { view: ApiKeyView::from(&key), key: value }))
 }
 
@@ -83,10 +93,18 @@ pub async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API key");
     let keys = state.store.list_api_keys(&caller.tenant).await?;
-    let Some(key) = keys.into_iter().find(|k| k.id == *path && !k.revoked) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API key"));
-    };
-    state.store.put_api_key(&ApiKey { revoked: true, ..key }).await?;
+    if !keys.iter().any(|k| k.id == *path && !k.revoked) {
+        return Err(not_found());
+    }
+    // The revocation alone: a use of the key racing it cannot write it back unrevoked.
+    if !state.store.revoke_api_key(&caller.tenant, &path).await? {
+        return Err(not_found());
+    }
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn no_longer_admin() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this needs a signed-in admin or owner")
 }

@@ -7,7 +7,9 @@
 //!   from their own network, is not locked out (issue 19). We chose this over OWASP's "device
 //!   cookie" scheme: it needs no new cookie or signing key in the API and protects the owner
 //!   the same way as long as the attacker is not on the owner's network (whose clients share
-//!   the owner's key here).
+//!   the owner's key here). A login counts as a failure from the moment it starts, before
+//!   its password is hashed, and is given back if it succeeds or tries no password after all:
+//!   logins sent together from one client cannot all pass the check while the count is low.
 //! - **Failed logins per client across accounts**: past [`CLIENT_FREE_FAILURES`] within 15
 //!   minutes the client backs off on *every* account the same way, so spraying guesses over
 //!   many accounts (or over one account from a client that keeps coming back) gets slower and
@@ -22,7 +24,7 @@
 //! addresses or emails costs memory only while it lasts). In a cluster (`[cluster] redis_url`)
 //! every admin node shares them through Redis: the budget is GCRA in one Lua script (atomic,
 //! one round trip, Redis's own clock), the failed logins counters that expire with the longest
-//! backoff. If Redis cannot be reached the limits fail open, with an error logged: the
+//! backoff, checked and counted by one script too. If Redis cannot be reached the limits fail open, with an error logged: the
 //! endpoints stay usable, and Argon2 still paces password guessing.
 
 use std::{collections::HashMap, hash::Hash, net::IpAddr, sync::Arc, time::Duration};
@@ -179,6 +181,8 @@ struct Shared {
     interval_ms: u64,
     burst: u64,
     gcra: redis::Script,
+    begin_login: redis::Script,
+    end_login: redis::Script,
 }
 
 /// GCRA: the key holds the budget's theoretical arrival time (ms). A request is allowed if
@@ -195,6 +199,45 @@ local new_tat = tat + interval
 local over = new_tat - now - interval * burst
 if over > 0 then return over end
 redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return 0
+";
+
+/// [`AuthLimits::begin_login`]: KEYS are the account-from-client and the client counts, ARGV
+/// their free failures and the longest backoff (ms). Refused (the wait in ms) while either
+/// backoff runs; else counts the attempt in both. One script, so concurrent attempts on any
+/// node are checked and counted one at a time, on Redis's clock.
+const BEGIN_LOGIN: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local max = tonumber(ARGV[3])
+local function wait(key, free)
+  local v = redis.call('HMGET', key, 'count', 'last')
+  local count, last = tonumber(v[1]), tonumber(v[2])
+  if count == nil or last == nil or count < free then return 0 end
+  local backoff = math.min(1000 * 2 ^ math.min(count - free, 20), max)
+  return math.max(0, backoff - math.max(0, now - last))
+end
+local w = math.max(wait(KEYS[1], tonumber(ARGV[1])), wait(KEYS[2], tonumber(ARGV[2])))
+if w > 0 then return math.ceil(w) end
+for _, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'count', 1)
+  redis.call('HSET', key, 'last', now)
+  redis.call('PEXPIRE', key, max)
+end
+return 0
+";
+
+/// [`AuthLimits::login_succeeded`] (ARGV[1] `clear`: the account-from-client count, KEYS[1],
+/// goes) and [`AuthLimits::login_abandoned`]: every other count gives one attempt back, and
+/// goes at zero (a key that is gone stays gone).
+const END_LOGIN: &str = r"
+for i, key in ipairs(KEYS) do
+  if i == 1 and ARGV[1] == 'clear' then
+    redis.call('DEL', key)
+  elseif redis.call('EXISTS', key) == 1 then
+    if redis.call('HINCRBY', key, 'count', -1) <= 0 then redis.call('DEL', key) end
+  end
+end
 return 0
 ";
 
@@ -234,6 +277,8 @@ impl AuthLimits {
             interval_ms: (15 * 60 * 1000 / burst).max(1),
             burst,
             gcra: redis::Script::new(GCRA),
+            begin_login: redis::Script::new(BEGIN_LOGIN),
+            end_login: redis::Script::new(END_LOGIN),
         });
         Ok(limits)
     }
@@ -284,101 +329,133 @@ impl AuthLimits {
         })
     }
 
-    /// Refuses a login for `email` from `ip` while the backoff of that account from that
-    /// client, or of that client on every account, runs.
-    pub async fn check_login(&self, email: &str, ip: IpAddr) -> Result<(), TooMany> {
+    /// Starts a login for `email` from `ip`. Refused while the backoff of that account from
+    /// that client, or of that client on every account, runs; otherwise counted at once, as a
+    /// failure of both, before the password is hashed. Counted when it starts rather than when
+    /// its hash ends, so attempts sent together cannot all pass the check while the count is
+    /// still low: at most [`FREE_FAILURES`] attempts at one account from one client (and
+    /// [`CLIENT_FREE_FAILURES`] of one client) are failed or in flight before the backoff
+    /// starts. [`AuthLimits::login_succeeded`] and [`AuthLimits::login_abandoned`] give the
+    /// attempt back; a failed one, or one whose request went away, stays counted.
+    pub async fn begin_login(&self, email: &str, ip: IpAddr) -> Result<LoginAttempt, TooMany> {
         let client = client(ip);
+        let attempt = LoginAttempt { email: email.to_owned(), client };
         if let Some(shared) = &self.shared {
             let mut conn = shared.conn.clone();
-            type Read = (Option<u32>, Option<u64>);
-            let read: redis::RedisResult<(Read, Read)> = redis::pipe()
-                .cmd("HMGET")
-                .arg(shared.login_key(email, client))
-                .arg("count")
-                .arg("last")
-                .cmd("HMGET")
-                .arg(shared.client_key(client))
-                .arg("count")
-                .arg("last")
-                .query_async(&mut conn)
+            let wait: redis::RedisResult<u64> = shared
+                .begin_login
+                .key(shared.login_key(email, client))
+                .key(shared.client_key(client))
+                .arg(FREE_FAILURES)
+                .arg(CLIENT_FREE_FAILURES)
+                .arg(MAX_BACKOFF.as_millis() as u64)
+                .invoke_async(&mut conn)
                 .await;
-            let (account, everywhere) = match read {
-                Ok(read) => read,
+            return match wait {
+                Ok(0) => Ok(attempt),
+                Ok(ms) => Err(backed_off(Duration::from_millis(ms))),
                 Err(e) => {
                     tracing::error!(error = %e, "shared login backoff unavailable; allowing");
-                    return Ok(());
+                    Ok(attempt)
                 }
             };
-            let now = now_ms();
-            let wait = |read: Read, free: u32| match read {
-                (Some(count), Some(last)) => {
-                    backoff(count, free).saturating_sub(Duration::from_millis(now - last.min(now)))
-                }
-                _ => Duration::ZERO,
-            };
-            let wait = wait(account, FREE_FAILURES).max(wait(everywhere, CLIENT_FREE_FAILURES));
-            return refuse_for(wait);
         }
-        self.local_check_login(email, client, Instant::now())
+        self.local_begin(email, client, Instant::now()).map(|()| attempt)
     }
 
-    fn local_check_login(&self, email: &str, client: IpAddr, now: Instant) -> Result<(), TooMany> {
-        let wait = |f: &Option<Failures>, free: u32| {
-            f.as_ref().map_or(Duration::ZERO, |f| {
-                backoff(f.count, free).saturating_sub(now.duration_since(f.last))
-            })
-        };
+    /// The in-process [`AuthLimits::begin_login`] at `now`. Each table checks and counts
+    /// under its lock; an attempt the account's backoff refuses after the client's count took
+    /// it gives that back as it was.
+    fn local_begin(&self, email: &str, client: IpAddr, now: Instant) -> Result<(), TooMany> {
+        let everywhere =
+            self.client_failures.with(client, now, |f| reserve(f, CLIENT_FREE_FAILURES, now));
+        let before = everywhere.map_err(backed_off)?;
         let account =
-            self.failures.with((email.to_owned(), client), now, |f| wait(f, FREE_FAILURES));
-        let everywhere = self.client_failures.with(client, now, |f| wait(f, CLIENT_FREE_FAILURES));
-        refuse_for(account.max(everywhere))
+            self.failures.with((email.to_owned(), client), now, |f| reserve(f, FREE_FAILURES, now));
+        account.map(drop).map_err(|wait| {
+            self.client_failures.with(client, now, |f| give_back(f, Some(before)));
+            backed_off(wait)
+        })
     }
 
-    /// Counts a failed login for `email` from `ip`: against that account from that client, and
-    /// against the client.
-    pub async fn login_failed(&self, email: &str, ip: IpAddr) {
-        let client = client(ip);
+    /// The attempt failed (a wrong password or second factor): it stays counted. Says so where
+    /// the login ends, so that every way out of a login names what it does to the count.
+    pub fn login_failed(&self, attempt: LoginAttempt) {
+        drop(attempt);
+    }
+
+    /// The password (and second factor) was right: clears the backoff of that account from
+    /// that client, and gives the client's count back this attempt (only this one: signing in
+    /// to one's own account must not wash a spray away).
+    pub async fn login_succeeded(&self, attempt: LoginAttempt) {
+        self.end_login(attempt, true).await;
+    }
+
+    /// No password was tried after all (the hash was refused as busy, the store failed, the
+    /// second factor is still to come): gives the attempt back to both counts.
+    pub async fn login_abandoned(&self, attempt: LoginAttempt) {
+        self.end_login(attempt, false).await;
+    }
+
+    async fn end_login(&self, attempt: LoginAttempt, succeeded: bool) {
+        let LoginAttempt { email, client } = attempt;
         if let Some(shared) = &self.shared {
             let mut conn = shared.conn.clone();
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for key in [shared.login_key(email, client), shared.client_key(client)] {
-                pipe.cmd("HINCRBY").arg(&key).arg("count").arg(1).ignore();
-                pipe.cmd("HSET").arg(&key).arg("last").arg(now_ms()).ignore();
-                pipe.cmd("PEXPIRE").arg(&key).arg(MAX_BACKOFF.as_millis() as u64).ignore();
-            }
-            let written: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-            if let Err(e) = written {
-                tracing::error!(error = %e, "could not record a failed login in redis");
+            let ended: redis::RedisResult<()> = shared
+                .end_login
+                .key(shared.login_key(&email, client))
+                .key(shared.client_key(client))
+                .arg(if succeeded { "clear" } else { "give-back" })
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "could not end a login attempt in redis");
             }
             return;
         }
-        self.local_failed(email, client, Instant::now());
+        self.local_end(&email, client, succeeded, Instant::now());
     }
 
-    fn local_failed(&self, email: &str, client: IpAddr, now: Instant) {
-        let count = |f: &mut Option<Failures>| {
-            let count = f.as_ref().map_or(0, |f| f.count).saturating_add(1);
-            *f = Some(Failures { count, last: now });
-        };
-        self.failures.with((email.to_owned(), client), now, count);
-        self.client_failures.with(client, now, count);
+    fn local_end(&self, email: &str, client: IpAddr, succeeded: bool, now: Instant) {
+        self.failures.with((email.to_owned(), client), now, |f| match succeeded {
+            true => *f = None,
+            false => give_back(f, None),
+        });
+        self.client_failures.with(client, now, |f| give_back(f, None));
     }
+}
 
-    /// A correct login clears the backoff of that account from that client (not the client's
-    /// count across accounts: signing in to one's own account must not wash a spray away).
-    pub async fn login_succeeded(&self, email: &str, ip: IpAddr) {
-        let client = client(ip);
-        if let Some(shared) = &self.shared {
-            let mut conn = shared.conn.clone();
-            let deleted: redis::RedisResult<()> =
-                redis::cmd("DEL").arg(shared.login_key(email, client)).query_async(&mut conn).await;
-            if let Err(e) = deleted {
-                tracing::error!(error = %e, "could not clear failed logins in redis");
-            }
-            return;
-        }
-        self.failures.with((email.to_owned(), client), Instant::now(), |f| *f = None);
+/// A login counted as failed until it ends otherwise ([`AuthLimits::begin_login`]).
+#[derive(Debug)]
+#[must_use = "end it with login_succeeded, login_failed or login_abandoned"]
+pub struct LoginAttempt {
+    email: String,
+    client: IpAddr,
+}
+
+/// Counts one attempt in `f` if its backoff is over at `now`; returns the time of the last
+/// attempt counted before (to give this one back exactly), or how long to wait.
+fn reserve(f: &mut Option<Failures>, free: u32, now: Instant) -> Result<Option<Instant>, Duration> {
+    let (count, last) = f.as_ref().map_or((0, None), |f| (f.count, Some(f.last)));
+    let wait = last.map_or(Duration::ZERO, |last| {
+        backoff(count, free).saturating_sub(now.duration_since(last))
+    });
+    if !wait.is_zero() {
+        return Err(wait);
+    }
+    *f = Some(Failures { count: count.saturating_add(1), last: now });
+    Ok(last)
+}
+
+/// Takes one attempt off `f` (forgotten at none), and puts back the time of the last one
+/// when it is known (`Some`: an attempt given back at once, as if it never came).
+fn give_back(f: &mut Option<Failures>, last: Option<Option<Instant>>) {
+    let Some(failures) = f.as_mut() else { return };
+    failures.count = failures.count.saturating_sub(1);
+    match last {
+        _ if failures.count == 0 => *f = None,
+        Some(Some(last)) => failures.last = last,
+        _ => {}
     }
 }
 
@@ -398,17 +475,8 @@ impl Shared {
     }
 }
 
-fn refuse_for(wait: Duration) -> Result<(), TooMany> {
-    match wait.is_zero() {
-        true => Ok(()),
-        false => Err(TooMany { code: "login_backoff", retry_after: wait }),
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+fn backed_off(wait: Duration) -> TooMany {
+    TooMany { code: "login_backoff", retry_after: wait }
 }
 
 /// No wait for the first `free` failures, then 1 s, 2 s, 4 s… up to 15 minutes.
@@ -543,28 +611,77 @@ mod tests {
         let (owner, stranger) = (client(ip("10.0.0.1")), client(ip("2001:db8::1")));
         let ann = "ann@example.com";
         for _ in 0..FREE_FAILURES {
-            assert!(limits.local_check_login(ann, stranger, t0).is_ok());
-            limits.local_failed(ann, stranger, t0);
+            // Each attempt fails: it stays counted.
+            assert!(limits.local_begin(ann, stranger, t0).is_ok());
         }
         // The same /64 is the same stranger.
-        let first = limits.local_check_login(ann, client(ip("2001:db8::2")), t0);
+        let first = limits.local_begin(ann, client(ip("2001:db8::2")), t0);
         assert_eq!(first.expect_err("backed off").retry_after, Duration::from_secs(1));
-        assert!(limits.local_check_login(ann, owner, t0).is_ok(), "the owner signs in");
+        assert!(limits.local_begin(ann, owner, t0).is_ok(), "the owner signs in");
+        limits.local_end(ann, owner, true, t0);
         // The stranger's own wait doubles with each failure after it.
         let mut secs = Vec::new();
         for minute in 1..=3 {
             let at = t0 + Duration::from_secs(60 * minute);
-            limits.local_failed(ann, stranger, at);
-            let wait = limits.local_check_login(ann, stranger, at).expect_err("wait");
+            assert!(limits.local_begin(ann, stranger, at).is_ok(), "the wait is over");
+            let wait = limits.local_begin(ann, stranger, at).expect_err("wait");
             secs.push(wait.retry_after.as_secs());
         }
         assert_eq!(secs, [2, 4, 8]);
         let at = t0 + Duration::from_secs(181);
-        limits.failures.with((ann.to_owned(), owner), at, |f| *f = None);
-        assert!(limits.local_check_login(ann, stranger, at).is_err(), "still theirs");
+        assert!(limits.local_begin(ann, stranger, at).is_err(), "still theirs");
         // Forgotten after 15 quiet minutes.
         let quiet = t0 + Duration::from_secs(180) + MAX_BACKOFF;
-        assert!(limits.local_check_login(ann, stranger, quiet).is_ok());
+        assert!(limits.local_begin(ann, stranger, quiet).is_ok());
+    }
+
+    /// Attempts count when they start: of those in flight together only the free ones pass.
+    /// One that succeeds clears its account's count and gives the client's back its own
+    /// attempt; one that tried no password gives both back.
+    #[test]
+    fn attempts_count_when_they_start_and_end_as_they_went() {
+        let (limits, t0) = (AuthLimits::new(1000), Instant::now());
+        let (tab, ann) = (client(ip("10.0.0.1")), "ann@example.com");
+        for _ in 0..FREE_FAILURES {
+            assert!(limits.local_begin(ann, tab, t0).is_ok(), "in flight together");
+        }
+        assert!(limits.local_begin(ann, tab, t0).is_err(), "one more is not");
+        limits.local_end(ann, tab, true, t0);
+        assert!(limits.local_begin(ann, tab, t0).is_ok(), "a success cleared the account's");
+        limits.local_end(ann, tab, false, t0);
+
+        // An office signs many people in from one address, all day: successes never add up.
+        let office = client(ip("192.0.2.1"));
+        for n in 0..3 * CLIENT_FREE_FAILURES {
+            let email = format!("user{n}@example.com");
+            assert!(limits.local_begin(&email, office, t0).is_ok(), "login {n}");
+            limits.local_end(&email, office, true, t0);
+        }
+        // Nor do attempts that tried no password (a busy hashing gate).
+        for n in 0..3 * FREE_FAILURES {
+            assert!(limits.local_begin(ann, office, t0).is_ok(), "attempt {n}");
+            limits.local_end(ann, office, false, t0);
+        }
+        assert_eq!(limits.client_failures.len(), 1, "the tab's failure is all that is left");
+    }
+
+    /// An attempt the account's backoff refuses gives the client's count back as it was: the
+    /// client may still try its other accounts.
+    #[test]
+    fn an_attempt_refused_by_its_account_leaves_the_client_as_it_was() {
+        let (limits, t0) = (AuthLimits::new(1000), Instant::now());
+        let (sprayer, ann) = (client(ip("192.0.2.7")), "ann@example.com");
+        let secs = |s| t0 + Duration::from_secs(s);
+        for at in [0, 0, 0, 0, 0, 1, 3] {
+            assert!(limits.local_begin(ann, sprayer, secs(at)).is_ok(), "at {at} s");
+        }
+        for n in 0..CLIENT_FREE_FAILURES - 7 {
+            assert!(limits.local_begin(&format!("u{n}@example.com"), sprayer, secs(3)).is_ok());
+        }
+        // Ann's count (7) waits 4 s from 3 s, the client's (20) only 1 s.
+        let refused = limits.local_begin(ann, sprayer, secs(5)).expect_err("ann's backoff");
+        assert_eq!(refused.retry_after, Duration::from_secs(2));
+        assert!(limits.local_begin("bob@example.com", sprayer, secs(5)).is_ok());
     }
 
     #[test]
@@ -573,15 +690,14 @@ mod tests {
         let sprayer = client(ip("192.0.2.7"));
         for n in 0..CLIENT_FREE_FAILURES {
             let email = format!("user{n}@example.com");
-            assert!(limits.local_check_login(&email, sprayer, t0).is_ok(), "guess {n}");
-            limits.local_failed(&email, sprayer, t0);
+            assert!(limits.local_begin(&email, sprayer, t0).is_ok(), "guess {n}");
         }
-        let refused = limits.local_check_login("fresh@example.com", sprayer, t0).expect_err("x");
+        let refused = limits.local_begin("fresh@example.com", sprayer, t0).expect_err("x");
         assert_eq!((refused.code, refused.retry_after), ("login_backoff", Duration::from_secs(1)));
         let neighbour = client(ip("192.0.2.8"));
-        assert!(limits.local_check_login("fresh@example.com", neighbour, t0).is_ok());
+        assert!(limits.local_begin("fresh@example.com", neighbour, t0).is_ok());
         let quiet = t0 + MAX_BACKOFF;
-        assert!(limits.local_check_login("fresh@example.com", sprayer, quiet).is_ok());
+        assert!(limits.local_begin("fresh@example.com", sprayer, quiet).is_ok());
     }
 
     #[test]
@@ -590,7 +706,7 @@ mod tests {
         for n in 0..5000u32 {
             let addr = IpAddr::from(n.to_be_bytes());
             assert!(limits.local_check_ip(addr, t0).is_ok());
-            limits.local_failed("x@example.com", addr, t0);
+            assert!(limits.local_begin("x@example.com", addr, t0).is_ok());
         }
         assert_eq!(limits.tracked(), 15_000, "each client's budget and failures");
         // Fifteen minutes on, the next keys sweep the old ones away.
@@ -598,7 +714,7 @@ mod tests {
         for n in 5000..7000u32 {
             let addr = IpAddr::from(n.to_be_bytes());
             assert!(limits.local_check_ip(addr, later).is_ok());
-            limits.local_failed("x@example.com", addr, later);
+            assert!(limits.local_begin("x@example.com", addr, later).is_ok());
         }
         assert_eq!(limits.tracked(), 6_000, "only the new clients are kept");
     }
@@ -655,21 +771,30 @@ mod tests {
         assert!(b.check_ip(ip("2001:db8::99")).await.is_err(), "one /64, one budget");
 
         let stranger = ip("10.0.0.9");
-        for _ in 0..FREE_FAILURES {
-            assert!(a.check_login("x@example.com", stranger).await.is_ok());
-            a.login_failed("x@example.com", stranger).await;
+        let mut in_flight = Vec::new();
+        for n in 0..FREE_FAILURES {
+            let node = if n % 2 == 0 { &a } else { &b };
+            in_flight.push(node.begin_login("x@example.com", stranger).await.expect("free"));
         }
-        let backoff = b.check_login("x@example.com", stranger).await.expect_err("seen by b");
+        let backoff = b.begin_login("x@example.com", stranger).await.expect_err("seen by b");
         assert_eq!(backoff.code, "login_backoff");
-        assert!(b.check_login("x@example.com", v4).await.is_ok(), "the owner's client");
-        assert!(b.check_login("y@example.com", stranger).await.is_ok(), "per account");
-        b.login_succeeded("x@example.com", stranger).await;
-        assert!(a.check_login("x@example.com", stranger).await.is_ok(), "cleared for every node");
+        let owner = b.begin_login("x@example.com", v4).await.expect("the owner's client");
+        b.login_succeeded(owner).await;
+        let other = b.begin_login("y@example.com", stranger).await.expect("per account");
+        b.login_abandoned(other).await;
+        let mut in_flight = in_flight.into_iter();
+        b.login_succeeded(in_flight.next().expect("an attempt")).await;
+        let again = a.begin_login("x@example.com", stranger).await.expect("cleared everywhere");
+        for attempt in in_flight.chain([again]) {
+            a.login_abandoned(attempt).await;
+        }
         let sprayer = ip("10.0.0.10");
         for n in 0..CLIENT_FREE_FAILURES {
-            a.login_failed(&format!("u{n}@example.com"), sprayer).await;
+            let node = if n % 2 == 0 { &a } else { &b };
+            let attempt = node.begin_login(&format!("u{n}@example.com"), sprayer).await;
+            node.login_failed(attempt.expect("free"));
         }
-        let spray = b.check_login("fresh@example.com", sprayer).await.expect_err("spray");
+        let spray = b.begin_login("fresh@example.com", sprayer).await.expect_err("spray");
         assert_eq!(spray.code, "login_backoff");
     }
 }

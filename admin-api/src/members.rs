@@ -4,13 +4,18 @@
 //! invitations and change roles; only an owner may make or unmake an owner; the last owner can
 //! be neither demoted nor removed (the store checks it atomically with every other demotion
 //! and removal). Role changes and removals are compare-and-set on the member's account
-//! ([`parla_engine::accounts`]): each is decided on the member as they are when it is written.
+//! ([`parla_engine::accounts`]): each is decided on the member, and on the caller's own role,
+//! as they are when it is written (a caller demoted while their request was under way acts
+//! with the role they have left).
+//!
+//! A member removed, or demoted below admin, loses the API keys they minted
+//! ([`parla_engine::accounts::revoke_keys_minted_by`]).
 //!
 //! An invitation is pending until accepted, revoked or expired (`[auth] invitation_ttl_secs`),
 //! and is accepted only while its sender is still a member allowed to grant its role: an
 //! invitation does not outlive its sender's rights.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use parla_engine::model::{
     Account, AccountId, AccountType, Invitation, OneTimeKind, Role, TenantId, now_ms,
 };
@@ -20,7 +25,7 @@ use utoipa::ToSchema;
 use crate::{
     AdminState, auth,
     error::ApiError,
-    recovery::take,
+    recovery::{invalid_token, peek, take},
     routes::Caller,
     views::{AccountView, ErrorBody, InvitationList, InvitationView, MemberList},
 };
@@ -38,10 +43,41 @@ fn role_may_grant(granter: Role, role: Role) -> bool {
 /// May `caller` give or take away `role`?
 fn may_grant(caller: &Caller, role: Role) -> Result<(), ApiError> {
     caller.require_admin_person()?;
-    if !role_may_grant(caller.role, role) {
+    grant_as(caller.role, role)
+}
+
+fn grant_as(granter: Role, role: Role) -> Result<(), ApiError> {
+    if !role_may_grant(granter, role) {
         return Err(forbidden("only an owner may grant or remove the owner role"));
     }
     Ok(())
+}
+
+/// The role `caller` acts with in a role change or removal: theirs as `acting` (their account
+/// read again in each compare-and-set attempt) says it is now, not as read when the request
+/// started. Refused as the next request would refuse them when they are gone, their session
+/// ended, or they are no longer an admin.
+fn acting_role(caller: &Caller, acting: Option<&Account>) -> Result<Role, ApiError> {
+    let Some(acting) = acting else {
+        return Err(ApiError::unauthorized("token_invalid", "the account no longer exists"));
+    };
+    if caller.session_epoch != Some(acting.session_epoch) {
+        return Err(ApiError::unauthorized(
+            "token_revoked",
+            "this session was ended (password reset); sign in again",
+        ));
+    }
+    if acting.role > Role::Admin {
+        return Err(forbidden("this needs a signed-in admin or owner"));
+    }
+    Ok(acting.role)
+}
+
+/// The signed-in person `caller` is, if an admin or owner as of the request's start (checked
+/// again, as it is then, in each attempt: [`acting_role`]).
+fn acting_person(caller: &Caller) -> Result<AccountId, ApiError> {
+    caller.require_admin_person()?;
+    caller.account.clone().ok_or_else(|| forbidden("sign in as a person"))
 }
 
 /// `GET /api/members`.
@@ -154,22 +190,28 @@ pub struct AcceptBody {
     password: String,
 }
 
+/// Refuses, as [`take_invitation`] would, a token that names no invitation that can be
+/// accepted, without taking anything: a store read or two, so a made-up link is turned away
+/// before any password is hashed for it.
+async fn check_invitation(state: &AdminState, token: &str) -> Result<(), ApiError> {
+    let digest = auth::token_digest(token.trim());
+    if let Some(invitation) = state.store.invitation_by_digest(&digest).await? {
+        return if invitation.expires_at > now_ms() { Ok(()) } else { Err(invalid_token()) };
+    }
+    peek(state, token, OneTimeKind::Invitation).await.map(drop)
+}
+
 /// The invitation a token names, taken (used) whatever happens next: one stored as an
 /// invitation, or one mailed before invitations were (a one-time token naming the inviter).
 async fn take_invitation(state: &AdminState, token: &str) -> Result<Invitation, ApiError> {
-    let invalid = || {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_token",
-            "this link is invalid, used or expired",
-        )
-    };
     let digest = auth::token_digest(token.trim());
     if let Some(invitation) = state.store.take_invitation(&digest).await? {
-        return Some(invitation).filter(|i| i.expires_at > now_ms()).ok_or_else(invalid);
+        return Some(invitation).filter(|i| i.expires_at > now_ms()).ok_or_else(invalid_token);
     }
     let legacy = take(state, token, OneTimeKind::Invitation).await?;
-    let (Some(email), Some(role)) = (legacy.email, legacy.role) else { return Err(invalid()) };
+    let (Some(email), Some(role)) = (legacy.email, legacy.role) else {
+        return Err(invalid_token());
+    };
     Ok(Invitation {
         id: String::new(),
         tenant_id: legacy.tenant_id,
@@ -183,19 +225,24 @@ async fn take_invitation(state: &AdminState, token: &str) -> Result<Invitation, 
 }
 
 /// `POST /api/auth/accept-invitation`: creates the invited account in the inviting tenant,
-/// if whoever sent the invitation is still a member allowed to grant its role.
+/// if whoever sent the invitation is still a member allowed to grant its role. Anonymous, so
+/// it spends the client's request budget, and a link that cannot be accepted is refused
+/// before the password is hashed.
 #[utoipa::path(post, path = "/api/auth/accept-invitation", tag = "auth", operation_id = "accept_invitation",
     request_body = AcceptBody,
     responses((status = 201, description = "The new member's account", body = AccountView),
               (status = 403, description = "`invitation_void`: its sender was removed or may no longer grant its role", body = ErrorBody),
               (status = 409, description = "`email_taken`", body = ErrorBody)))]
 pub async fn accept(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     body: crate::body::Json<AcceptBody>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::routes::check_ip(&state, &req).await?;
     let body = body.into_inner();
     let name = crate::routes::validate_text("name", &body.name, 200)?;
     auth::validate_password(&body.password)?;
+    check_invitation(&state, &body.token).await?;
     // Hashed before the link is spent: a busy server (429) leaves the invitation usable.
     let password = body.password;
     let password_hash =
@@ -244,7 +291,7 @@ pub struct RoleBody {
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The member's account id")),
     request_body = RoleBody,
-    responses((status = 200, description = "The member, with the new role", body = AccountView),
+    responses((status = 200, description = "The member, with the new role (below admin, the API keys they minted are revoked)", body = AccountView),
               (status = 409, description = "`last_owner`, or `conflict` (the member kept changing; retry)", body = ErrorBody)))]
 pub async fn set_role(
     state: web::Data<AdminState>,
@@ -254,15 +301,23 @@ pub async fn set_role(
 ) -> Result<HttpResponse, ApiError> {
     let id = AccountId(path.into_inner());
     let role = body.role;
-    let (member, ()) = parla_engine::accounts::modify(&state.engine, &caller.tenant, &id, |a| {
-        let target = a.ok_or_else(no_such_member)?;
-        may_grant(&caller, role)?;
-        may_grant(&caller, target.role)?;
-        target.role = role;
-        Ok::<_, ApiError>(())
-    })
-    .await?;
+    let me = acting_person(&caller)?;
+    let tenant = &caller.tenant;
+    let (member, ()) =
+        parla_engine::accounts::modify_as(&state.engine, tenant, &me, &id, |acting, a| {
+            let granter = acting_role(&caller, acting)?;
+            let target = a.ok_or_else(no_such_member)?;
+            grant_as(granter, role)?;
+            grant_as(granter, target.role)?;
+            target.role = role;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
     let member = member.ok_or_else(no_such_member)?;
+    // Below admin, the keys they minted go (again on a retry, should this fail part-way).
+    if member.role > Role::Admin {
+        parla_engine::accounts::revoke_keys_minted_by(&state.engine, &caller.tenant, &id).await?;
+    }
     Ok(HttpResponse::Ok().json(AccountView::from(&member)))
 }
 
@@ -270,7 +325,7 @@ pub async fn set_role(
 #[utoipa::path(delete, path = "/api/members/{id}", tag = "members", operation_id = "remove_member",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The member's account id")),
-    responses((status = 204, description = "Removed; their sessions are revoked and their agent sockets closed"),
+    responses((status = 204, description = "Removed; their sessions and the API keys they minted are revoked, their agent sockets closed"),
               (status = 409, description = "`last_owner`, or `conflict` (the member kept changing; retry)", body = ErrorBody)))]
 pub async fn remove(
     state: web::Data<AdminState>,
@@ -278,10 +333,15 @@ pub async fn remove(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AccountId(path.into_inner());
-    let removed = parla_engine::accounts::remove(&state.engine, &caller.tenant, &id, |target| {
-        may_grant(&caller, target.role)
-    })
-    .await?;
+    let me = acting_person(&caller)?;
+    let removed =
+        parla_engine::accounts::remove_as(&state.engine, &caller.tenant, &me, &id, |acting, t| {
+            grant_as(acting_role(&caller, acting)?, t.role)
+        })
+        .await?;
+    // The keys they minted go, also when a retry finds them already removed (this failed
+    // part-way before): nothing else would revoke them.
+    parla_engine::accounts::revoke_keys_minted_by(&state.engine, &caller.tenant, &id).await?;
     if !removed {
         return Err(no_such_member());
     }

@@ -70,21 +70,30 @@ fn internal() -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
 }
 
+/// The refusal of a missing, used, expired or wrong-kind link, whichever it is.
+pub(crate) fn invalid_token() -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", "this link is invalid, used or expired")
+}
+
 /// Takes a token of `kind`; refuses a missing, used, expired or wrong-kind one alike.
 pub(crate) async fn take(
     state: &AdminState,
     token: &str,
     kind: OneTimeKind,
 ) -> Result<OneTimeToken, ApiError> {
-    let invalid = || {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_token",
-            "this link is invalid, used or expired",
-        )
-    };
     let taken = state.store.take_one_time_token(&auth::token_digest(token.trim())).await?;
-    taken.filter(|t| t.kind == kind && t.expires_at > now_ms()).ok_or_else(invalid)
+    taken.filter(|t| t.kind == kind && t.expires_at > now_ms()).ok_or_else(invalid_token)
+}
+
+/// Refuses, as [`take`] would, a token of `kind` without taking it: one store read, so a
+/// made-up link is turned away before any password is hashed for it.
+pub(crate) async fn peek(
+    state: &AdminState,
+    token: &str,
+    kind: OneTimeKind,
+) -> Result<OneTimeToken, ApiError> {
+    let found = state.store.one_time_token_by_digest(&auth::token_digest(token.trim())).await?;
+    found.filter(|t| t.kind == kind && t.expires_at > now_ms()).ok_or_else(invalid_token)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -139,6 +148,9 @@ pub async fn reset_password(
     crate::routes::check_ip(&state, &req).await?;
     let body = body.into_inner();
     auth::validate_password(&body.password)?;
+    // A made-up, used or expired link costs a read, not a hash: anonymous clients cannot keep
+    // the hashing threads (and every login waiting for one) busy with bogus tokens.
+    peek(&state, &body.token, OneTimeKind::PasswordReset).await?;
     // Hashed before the link is spent: a busy server (429) leaves the link usable.
     let password = body.password;
     let password_hash =

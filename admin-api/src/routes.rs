@@ -315,7 +315,9 @@ fn dummy_hash(memory: &mut auth::HashMemory) -> &'static str {
 }
 
 /// `POST /api/auth/login`. The email and the password's length are checked before any
-/// hashing; the hash waits for a permit ([`crate::limits::HashGate`]).
+/// hashing; the attempt counts against the backoff before it is hashed
+/// ([`crate::limits::AuthLimits::begin_login`]); the hash waits for a permit
+/// ([`crate::limits::HashGate`]).
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", operation_id = "login",
     request_body = LoginBody,
     responses((status = 200, description = "Signed in", body = Session),
@@ -334,11 +336,38 @@ pub async fn login(
         return Err(ApiError::invalid("password", format!("at most {max} characters")));
     }
     let ip = client_ip(&state, &req);
-    state.limits.check_login(&email, ip).await?;
+    // Counted as a failure from here; given back below unless it was one.
+    let attempt = state.limits.begin_login(&email, ip).await?;
+    match verify_credentials(&state, &email, body.password, body.totp.as_deref()).await {
+        Ok(Ok(account)) => {
+            state.limits.login_succeeded(attempt).await;
+            let family = uuid::Uuid::new_v4().simple().to_string();
+            Ok(HttpResponse::Ok().json(issue_session(&state, &account, family).await?))
+        }
+        Ok(Err(wrong)) => {
+            state.limits.login_failed(attempt);
+            Err(wrong)
+        }
+        Err(untried) => {
+            state.limits.login_abandoned(attempt).await;
+            Err(untried)
+        }
+    }
+}
+
+/// Checks a login's password, then its second factor. `Ok(Ok)`: the account, signed in;
+/// `Ok(Err)`: a wrong password or code (a failed attempt); `Err`: no guess was decided (the
+/// hash was refused as busy, the store failed, or the password was right and the code is
+/// still to come).
+async fn verify_credentials(
+    state: &AdminState,
+    email: &str,
+    password: String,
+    code: Option<&str>,
+) -> Result<Result<Account, ApiError>, ApiError> {
     let wrong = || ApiError::unauthorized("invalid_credentials", "wrong email or password");
-    let account = state.store.account_by_email(&email).await?;
+    let account = state.store.account_by_email(email).await?;
     let hash = account.as_ref().map(|a| a.password_hash.clone());
-    let password = body.password;
     let matches = state
         .hashes
         .run(move |memory| match &hash {
@@ -349,41 +378,30 @@ pub async fn login(
             }
         })
         .await?;
-    let Some(account) = account.filter(|_| matches) else {
-        state.limits.login_failed(&email, ip).await;
-        return Err(wrong());
-    };
+    let Some(account) = account.filter(|_| matches) else { return Ok(Err(wrong())) };
     // The second factor is checked and consumed (compare-and-set) on the account as it is now:
     // a code used by a concurrent login is refused. A password changed since it was verified
     // ends the attempt.
     let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
-    let code = body.totp.as_deref();
     let (tenant, id, verified) = (&account.tenant_id, &account.id, &account.password_hash);
     let (current, factor) = parla_engine::accounts::modify(&state.engine, tenant, id, |a| {
         let a = a.filter(|a| a.password_hash == *verified);
         Ok::<_, ApiError>(a.map(|a| crate::totp::check_second_factor(a, code, now_secs)))
     })
     .await?;
-    let (Some(account), Some(factor)) = (current, factor) else { return Err(wrong()) };
+    let (Some(account), Some(factor)) = (current, factor) else { return Ok(Err(wrong())) };
     match factor {
-        crate::totp::SecondFactor::NotEnrolled | crate::totp::SecondFactor::Accepted => {}
-        crate::totp::SecondFactor::Missing => {
-            return Err(ApiError::unauthorized(
-                "totp_required",
-                "send the code from your authenticator app as `totp`",
-            ));
+        crate::totp::SecondFactor::NotEnrolled | crate::totp::SecondFactor::Accepted => {
+            Ok(Ok(account))
         }
+        crate::totp::SecondFactor::Missing => Err(ApiError::unauthorized(
+            "totp_required",
+            "send the code from your authenticator app as `totp`",
+        )),
         crate::totp::SecondFactor::Wrong => {
-            state.limits.login_failed(&email, ip).await;
-            return Err(ApiError::unauthorized(
-                "invalid_totp",
-                "wrong, expired or already used code",
-            ));
+            Ok(Err(ApiError::unauthorized("invalid_totp", "wrong, expired or already used code")))
         }
     }
-    state.limits.login_succeeded(&email, ip).await;
-    let family = uuid::Uuid::new_v4().simple().to_string();
-    Ok(HttpResponse::Ok().json(issue_session(&state, &account, family).await?))
 }
 
 /// A new access token and a new refresh token in `family`.

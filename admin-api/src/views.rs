@@ -160,6 +160,9 @@ pub struct ApiKeyView {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked: bool,
+    /// The account id of the member who minted it (`null` for keys minted before this was
+    /// recorded): it is revoked when they are removed or demoted below admin.
+    pub created_by: Option<String>,
 }
 
 impl From<&ApiKey> for ApiKeyView {
@@ -172,6 +175,7 @@ impl From<&ApiKey> for ApiKeyView {
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             revoked: k.revoked,
+            created_by: k.created_by.as_ref().map(|a| a.as_str().to_owned()),
         }
     }
 }

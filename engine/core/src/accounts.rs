@@ -8,9 +8,14 @@
 //! read; [`modify`] reads again and asks the change again when it is not, so each change is
 //! decided on the account as it is when it is written (a TOTP code already consumed by a
 //! concurrent login is then refused, a demotion sees the role someone else just set).
+//! [`modify_as`] and [`remove_as`] also read again, in each attempt, the member on whose
+//! behalf the change is made: it is decided on their rights as they are then.
 //!
 //! Each write is announced on the tenant's feed ([`crate::Engine::account_changed`]): the agent
 //! sockets of that member, on any node, check their session again at once.
+//!
+//! The API keys a member minted go with their right to mint them
+//! ([`revoke_keys_minted_by`]), when they are removed or demoted below admin.
 
 use std::time::Duration;
 
@@ -38,11 +43,47 @@ pub async fn modify<T, E>(
 where
     E: From<StoreError>,
 {
+    modify_inner(engine, tenant, None, id, |_, account| change(account)).await
+}
+
+/// [`modify`] on behalf of `actor`, a member of the same tenant whose rights decide the
+/// change: each attempt reads the actor again, after the account, and `change` decides on
+/// both as they are then (`None`: gone). A member demoted or removed while their request was
+/// under way acts with the rights they have left, not those read when it started. The account
+/// is unchanged from its read to the write (compare-and-set), so the change is as if made at
+/// the moment the actor was read.
+pub async fn modify_as<T, E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &AccountId,
+    id: &AccountId,
+    change: impl FnMut(Option<&Account>, Option<&mut Account>) -> Result<T, E>,
+) -> Result<(Option<Account>, T), E>
+where
+    E: From<StoreError>,
+{
+    modify_inner(engine, tenant, Some(actor), id, change).await
+}
+
+async fn modify_inner<T, E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: Option<&AccountId>,
+    id: &AccountId,
+    mut change: impl FnMut(Option<&Account>, Option<&mut Account>) -> Result<T, E>,
+) -> Result<(Option<Account>, T), E>
+where
+    E: From<StoreError>,
+{
     let store = engine.store();
     for attempt in 0..ATTEMPTS {
         let read = store.get_account(tenant, id).await?;
+        let acting = match actor {
+            Some(actor) => store.get_account(tenant, actor).await?,
+            None => None,
+        };
         let mut edited = read.clone();
-        let decided = change(edited.as_mut())?;
+        let decided = change(acting.as_ref(), edited.as_mut())?;
         let (Some(before), Some(mut after)) = (read, edited) else {
             return Ok((None, decided));
         };
@@ -74,10 +115,42 @@ pub async fn remove<E>(
 where
     E: From<StoreError>,
 {
+    remove_inner(engine, tenant, None, id, |_, account| allow(account)).await
+}
+
+/// [`remove`] on behalf of `actor`, read again after the account in each attempt as
+/// [`modify_as`] does: `allow` decides on the remover as they are then (`None`: gone).
+pub async fn remove_as<E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: &AccountId,
+    id: &AccountId,
+    allow: impl FnMut(Option<&Account>, &Account) -> Result<(), E>,
+) -> Result<bool, E>
+where
+    E: From<StoreError>,
+{
+    remove_inner(engine, tenant, Some(actor), id, allow).await
+}
+
+async fn remove_inner<E>(
+    engine: &Engine,
+    tenant: &TenantId,
+    actor: Option<&AccountId>,
+    id: &AccountId,
+    mut allow: impl FnMut(Option<&Account>, &Account) -> Result<(), E>,
+) -> Result<bool, E>
+where
+    E: From<StoreError>,
+{
     let store = engine.store();
     for attempt in 0..ATTEMPTS {
         let Some(account) = store.get_account(tenant, id).await? else { return Ok(false) };
-        allow(&account)?;
+        let acting = match actor {
+            Some(actor) => store.get_account(tenant, actor).await?,
+            None => None,
+        };
+        allow(acting.as_ref(), &account)?;
         match store.delete_account_if_unchanged(&account).await {
             Ok(()) => {
                 engine.account_changed(tenant, id);
@@ -88,6 +161,26 @@ where
         }
     }
     Err(StoreError::Conflict.into())
+}
+
+/// Revokes every API key of `tenant` that `member` minted and that is not yet revoked;
+/// returns how many. Called when the member is removed or demoted below admin: a key must not
+/// outlive its maker's right to mint it. Repeatable (a retry after a failure part-way revokes
+/// the rest), field-level ([`crate::store::Store::revoke_api_key`]: a use of the key racing it
+/// cannot undo it). Keys minted before their maker was recorded are not found here.
+pub async fn revoke_keys_minted_by(
+    engine: &Engine,
+    tenant: &TenantId,
+    member: &AccountId,
+) -> Result<usize, StoreError> {
+    let store = engine.store();
+    let mut revoked = 0;
+    for key in store.list_api_keys(tenant).await? {
+        if !key.revoked && key.created_by.as_ref() == Some(member) {
+            revoked += usize::from(store.revoke_api_key(tenant, &key.id).await?);
+        }
+    }
+    Ok(revoked)
 }
 
 /// A short random pause after a lost race, longer after each: writers that collided do not

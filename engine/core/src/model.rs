@@ -253,6 +253,11 @@ pub struct ApiKey {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked: bool,
+    /// The member who minted it: their key goes when they are removed or demoted below admin,
+    /// so a key does not outlive its maker's rights. `None` for keys minted before this was
+    /// recorded (serde default: stored records without it still read).
+    #[serde(default)]
+    pub created_by: Option<AccountId>,
 }
 
 /// A workspace that owns bots.
@@ -967,5 +972,18 @@ mod hours_tests {
         assert_eq!(minutes_of("24:00"), Some(1440));
         assert_eq!(minutes_of("9:00"), None);
         assert_eq!(minutes_of("12:60"), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_key_stored_before_its_maker_was_recorded_still_reads() {
+        let stored = r#"{"id":"k","tenant_id":"t","name":"ci","prefix":"pk_abc","digest":"d",
+            "scopes":["bots:read"],"created_at":1,"last_used_at":null,"revoked":false}"#;
+        let key: ApiKey = serde_json::from_str(stored).expect("an older record");
+        assert_eq!(key.created_by, None);
     }
 }

@@ -38,6 +38,7 @@ pub async fn run_all(store: &dyn Store) {
     a_tenant_keeps_an_owner_whatever_the_race(store).await;
     api_key_revocation_survives_last_use_writes(store).await;
     invitations_are_listed_revoked_and_taken_once(store).await;
+    links_are_read_without_being_taken(store).await;
 }
 
 /// Escalated and assigned conversations are listed whatever their number or age, and leave the
@@ -1098,6 +1099,7 @@ async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) 
     assert_eq!(store.use_refresh_token("d4").await.expect("use"), None, "every session ended");
 }
 
+/// Keys are found by digest, listed per tenant, keep who minted them, and are revoked.
 async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
     let key = |tenant: &str, id: &str, digest: &str| ApiKey {
         id: id.into(),
@@ -1106,21 +1108,29 @@ async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
         prefix: "pk_abcd".into(),
         digest: digest.into(),
         scopes: vec!["bots:read".into()],
-        created_at: now_ms(),
+        created_at: 1_000,
         last_used_at: None,
         revoked: false,
+        created_by: Some("acc-maker".into()),
     };
     store.put_api_key(&key("t-keys-a", "k1", "dig-1")).await.expect("put");
-    store.put_api_key(&key("t-keys-b", "k2", "dig-2")).await.expect("put");
+    store
+        .put_api_key(&ApiKey { created_by: None, ..key("t-keys-b", "k2", "dig-2") })
+        .await
+        .expect("put");
     let found = store.api_key_by_digest("dig-1").await.expect("lookup").expect("found");
-    assert_eq!(found.tenant_id, TenantId::from("t-keys-a"));
+    assert_eq!(found, key("t-keys-a", "k1", "dig-1"), "as put, its maker too");
+    assert_eq!(
+        store.api_key_by_digest("dig-2").await.expect("lookup").expect("found").created_by,
+        None
+    );
     assert_eq!(store.api_key_by_digest("dig-x").await.expect("lookup"), None);
     let listed = store.list_api_keys(&"t-keys-a".into()).await.expect("list");
-    assert_eq!(listed.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), vec!["k1"]);
-    let mut revoked = found.clone();
-    revoked.revoked = true;
-    store.put_api_key(&revoked).await.expect("revoke");
-    assert!(store.api_key_by_digest("dig-1").await.expect("lookup").expect("found").revoked);
+    assert_eq!(listed, vec![found]);
+    assert!(store.revoke_api_key(&"t-keys-a".into(), "k1").await.expect("revoke"));
+    let revoked = store.api_key_by_digest("dig-1").await.expect("lookup").expect("found");
+    assert!(revoked.revoked);
+    assert_eq!(revoked.created_by, Some("acc-maker".into()), "revocation changes nothing else");
 }
 
 async fn one_time_tokens_are_taken_once(store: &dyn Store) {
@@ -1261,6 +1271,7 @@ async fn api_key_revocation_survives_last_use_writes(store: &dyn Store) {
         created_at: 1_000,
         last_used_at: None,
         revoked: false,
+        created_by: None,
     };
     store.put_api_key(&key).await.expect("put");
     let touches = (0..16).map(|i| store.touch_api_key(&t, "k-race", 2_000 + i));
@@ -1320,4 +1331,46 @@ async fn invitations_are_listed_revoked_and_taken_once(store: &dyn Store) {
     assert_eq!(winners.iter().filter(|w| **w).count(), 1, "one of them: {winners:?}");
     assert!(store.list_invitations(&ta).await.expect("list").is_empty());
     assert_eq!(store.list_invitations(&tb).await.expect("list").len(), 1, "B's untouched");
+}
+
+/// An invitation or a one-time token is read by its digest without being taken: it can be
+/// read again, then taken once; after that, or for an unknown digest, nothing is found.
+async fn links_are_read_without_being_taken(store: &dyn Store) {
+    let now = now_ms();
+    let invitation = Invitation {
+        id: "i-peek".into(),
+        tenant_id: "t-peek".into(),
+        digest: "inv-digest-peek".into(),
+        email: "peek@example.com".into(),
+        role: Role::Admin,
+        invited_by: "acc-inviter".into(),
+        created_at: now,
+        expires_at: now + 3_600_000,
+    };
+    store.put_invitation(&invitation).await.expect("put");
+    for _ in 0..2 {
+        let read = store.invitation_by_digest("inv-digest-peek").await.expect("read");
+        assert_eq!(read.as_ref(), Some(&invitation), "read, not taken");
+    }
+    assert_eq!(store.take_invitation("inv-digest-peek").await.expect("take"), Some(invitation));
+    assert_eq!(store.invitation_by_digest("inv-digest-peek").await.expect("read"), None, "taken");
+    assert_eq!(store.invitation_by_digest("inv-digest-none").await.expect("read"), None);
+
+    let token = OneTimeToken {
+        digest: "ott-peek".into(),
+        kind: OneTimeKind::PasswordReset,
+        account_id: "acc-peek".into(),
+        tenant_id: "t-peek".into(),
+        expires_at: now + 60_000,
+        email: None,
+        role: None,
+    };
+    store.put_one_time_token(&token).await.expect("put");
+    for _ in 0..2 {
+        let read = store.one_time_token_by_digest("ott-peek").await.expect("read");
+        assert_eq!(read.as_ref(), Some(&token), "read, not taken");
+    }
+    assert_eq!(store.take_one_time_token("ott-peek").await.expect("take"), Some(token));
+    assert_eq!(store.one_time_token_by_digest("ott-peek").await.expect("read"), None, "taken");
+    assert_eq!(store.one_time_token_by_digest("ott-none").await.expect("read"), None);
 }

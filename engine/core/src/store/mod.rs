@@ -182,8 +182,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         account: &AccountId,
     ) -> StoreResult<()>;
 
-    /// Creates or replaces an API key. Revocation and last use change one field each, with
-    /// [`Store::revoke_api_key`] and [`Store::touch_api_key`], so neither undoes the other.
+    /// Stores a new API key. Nothing rewrites a stored key: revocation and last use change one
+    /// field each, with [`Store::revoke_api_key`] and [`Store::touch_api_key`], so no write
+    /// undoes another (a whole-record write would put back whatever it read).
     async fn put_api_key(&self, key: &ApiKey) -> StoreResult<()>;
     /// Finds a key by the digest of its value: the authentication entry point.
     async fn api_key_by_digest(&self, digest: &str) -> StoreResult<Option<ApiKey>>;
@@ -424,4 +425,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes and returns the invitation with this digest: of two concurrent takes (or a take
     /// and a deletion), exactly one gets it.
     async fn take_invitation(&self, digest: &str) -> StoreResult<Option<Invitation>>;
+    /// The invitation with this digest, read only: a bogus or spent link is refused for one
+    /// read, before anything costly (a password hash) is done. [`Store::take_invitation`]
+    /// still decides who gets it.
+    async fn invitation_by_digest(&self, digest: &str) -> StoreResult<Option<Invitation>>;
+    /// The one-time token with this digest, read only (as [`Store::invitation_by_digest`]);
+    /// [`Store::take_one_time_token`] still decides who gets it.
+    async fn one_time_token_by_digest(&self, digest: &str) -> StoreResult<Option<OneTimeToken>>;
 }

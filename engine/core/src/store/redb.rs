@@ -1502,6 +1502,32 @@ impl Store for RedbStore {
         }
     }
 
+    async fn invitation_by_digest(&self, digest: &str) -> StoreResult<Option<Invitation>> {
+        let digest = digest.to_owned();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(INVITATION_DIGESTS).map_err(backend)?;
+            let Some(owner) = index.get(digest.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let invitations = txn.open_table(INVITATIONS).map_err(backend)?;
+            let found = invitations.get(owner.value()).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn one_time_token_by_digest(&self, digest: &str) -> StoreResult<Option<OneTimeToken>> {
+        let digest = digest.to_owned();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(ONE_TIME_TOKENS).map_err(backend)?;
+            let found = table.get(digest.as_str()).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         self.write(WriteOp::PutRefresh(token.clone())).await.map(drop)
     }

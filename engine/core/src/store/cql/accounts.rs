@@ -10,7 +10,8 @@
 //!   (plain writes of separate cells cannot undo each other); a read takes the columns over the
 //!   record's copies, which rows from before the migration alone have. `revoked` is only ever
 //!   written `true`, and a use is written with its own time as the cell's timestamp, so the
-//!   latest use wins whatever the order the writes land in.
+//!   latest use wins whatever the order the writes land in. Who minted a key (`created_by`)
+//!   is in the record: written once, with the key, never changed.
 //! - **Invitations**: the record in the tenant's partition (listing), the digest in a global
 //!   table written only by LWTs: `DELETE ... IF EXISTS` is the one commit point of both an
 //!   acceptance and a revocation. Both carry a TTL to the invitation's expiry.
@@ -245,9 +246,8 @@ impl CqlStore {
         self.finish_taking(invitation).await
     }
 
-    /// Accepts: the digest names the record, read before the commit point so that a
-    /// revocation losing the race cannot delete it first.
-    pub(super) async fn take_invitation_by_digest(
+    /// The invitation the digest names, read only.
+    pub(super) async fn invitation_of_digest(
         &self,
         digest: &str,
     ) -> StoreResult<Option<Invitation>> {
@@ -258,7 +258,16 @@ impl CqlStore {
             return Ok(None);
         };
         let found: Option<Invitation> = self.record(&self.st.get_invitation, (&t, &id)).await?;
-        let Some(invitation) = found.filter(|i| i.digest == digest) else { return Ok(None) };
+        Ok(found.filter(|i| i.digest == digest))
+    }
+
+    /// Accepts: the digest names the record, read before the commit point so that a
+    /// revocation losing the race cannot delete it first.
+    pub(super) async fn take_invitation_by_digest(
+        &self,
+        digest: &str,
+    ) -> StoreResult<Option<Invitation>> {
+        let Some(invitation) = self.invitation_of_digest(digest).await? else { return Ok(None) };
         self.finish_taking(invitation).await
     }
 

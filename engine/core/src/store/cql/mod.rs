@@ -1880,4 +1880,12 @@ impl Store for CqlStore {
     async fn take_invitation(&self, digest: &str) -> StoreResult<Option<Invitation>> {
         self.take_invitation_by_digest(digest).await
     }
+
+    async fn invitation_by_digest(&self, digest: &str) -> StoreResult<Option<Invitation>> {
+        self.invitation_of_digest(digest).await
+    }
+
+    async fn one_time_token_by_digest(&self, digest: &str) -> StoreResult<Option<OneTimeToken>> {
+        self.record(&self.st.get_one_time, (digest,)).await
+    }
 }

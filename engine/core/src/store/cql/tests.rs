@@ -752,6 +752,7 @@ async fn rows_from_before_0005_are_changed_compare_and_set(
         created_at: 1,
         last_used_at: Some(5),
         revoked: false,
+        created_by: None,
     };
     let plain_key = "INSERT INTO api_keys (tenant_id, key_id, data) VALUES (?, ?, ?)";
     let values = (t.as_str(), "k-old", encode(&key).expect("json"));
