@@ -30,6 +30,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY config/Cargo.toml config/
 COPY engine/core/Cargo.toml engine/core/
 COPY gateway/Cargo.toml gateway/
+COPY gateway/protocol/Cargo.toml gateway/protocol/
 COPY channels/Cargo.toml channels/
 COPY admin-api/Cargo.toml admin-api/
 COPY loadtest/Cargo.toml loadtest/

@@ -71,7 +71,7 @@ failed=$((failed + services_failed))
 # --- widget (widget/) ---
 # The embeddable widget's own checks: typecheck, the committed bundle (widget/dist, which the
 # server embeds) is what the sources build to, the vitest suite, and the TypeScript protocol
-# types are what gateway/src/protocol.rs's schema generates (the schema itself is checked by the
+# types are what gateway/protocol/src/widget.rs's schema generates (the schema itself is checked by the
 # gateway's test protocol_schema_is_committed, above). Each check, and each vitest test, joins
 # the summary; a failure fails the script.
 step "widget (widget/: typecheck, bundle, vitest, protocol types)"

@@ -15,7 +15,12 @@
 //! Conversation actors live on the engine's own multi-threaded runtime; the two meet only
 //! through bounded channels (actor mailboxes) and the bus's broadcast subscriptions.
 
-pub mod protocol;
+/// Widget protocol v1: the `parla-protocol` crate's frames (`gateway/protocol`), with the one
+/// conversion that needs the engine's model ([`frames::message_frame`]).
+pub mod protocol {
+    pub use parla_protocol::widget::*;
+}
+mod frames;
 pub mod widget_assets;
 pub mod widget_ws;
 

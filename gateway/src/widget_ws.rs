@@ -34,9 +34,12 @@ use parla_engine::{
 };
 use tracing::Instrument;
 
-use crate::protocol::{
-    BotInfo, ClientFrame, FormSubmission, MAX_CLIENT_MSG_ID_LEN, MAX_PUSH_TOKEN_LEN, MessageFrame,
-    ServerFrame, codes,
+use crate::{
+    frames::message_frame,
+    protocol::{
+        BotInfo, ClientFrame, FormSubmission, MAX_CLIENT_MSG_ID_LEN, MAX_PUSH_TOKEN_LEN,
+        ServerFrame, codes,
+    },
 };
 
 /// How long a closing socket waits for the client's close frame.
@@ -427,7 +430,7 @@ impl Connection {
             if let Some(open) = self.open.as_mut() {
                 open.last_sent_seq = greeting.seq;
             }
-            return self.send(&ServerFrame::Message(MessageFrame::from(&greeting))).await;
+            return self.send(&ServerFrame::Message(message_frame(&greeting))).await;
         }
         self.replay_after(last_seq.unwrap_or(0)).await?;
         if let Some(agent) = opened.handling.assignee.as_ref() {
@@ -571,7 +574,7 @@ impl Connection {
                 // Like an ack: only a message this socket already has (see `on_event`).
                 let sent = self.open.as_ref().map_or(0, |o| o.last_sent_seq);
                 if message.seq <= sent {
-                    self.send(&ServerFrame::Message(MessageFrame::from(&message))).await?;
+                    self.send(&ServerFrame::Message(message_frame(&message))).await?;
                 }
                 Ok(())
             }
@@ -596,7 +599,7 @@ impl Connection {
                 break;
             };
             for message in &page {
-                self.send(&ServerFrame::Message(MessageFrame::from(message))).await?;
+                self.send(&ServerFrame::Message(message_frame(message))).await?;
             }
             cursor = last;
             if let Some(open) = self.open.as_mut() {
@@ -653,7 +656,7 @@ impl Connection {
                     return Ok(Flow::Continue);
                 }
                 open.last_sent_seq = message.seq;
-                ServerFrame::Message(MessageFrame::from(message))
+                ServerFrame::Message(message_frame(message))
             }
             // An ack re-sends a message this socket already has. One beyond `last_sent_seq`
             // overtook the broadcast (acks travel on their own queue): its echo is still on the
@@ -662,7 +665,7 @@ impl Connection {
                 if message.seq > open.last_sent_seq {
                     return Ok(Flow::Continue);
                 }
-                ServerFrame::Message(MessageFrame::from(message))
+                ServerFrame::Message(message_frame(message))
             }
             Event::Ack { .. } => return Ok(Flow::Continue),
             Event::StreamStart { stream_id, sender } => {
@@ -699,7 +702,7 @@ impl Connection {
                         kind: (message.kind != MessageType::Text).then_some(message.kind),
                         content: message.content.as_deref().cloned(),
                     },
-                    (false, true) => ServerFrame::Message(MessageFrame::from(message)),
+                    (false, true) => ServerFrame::Message(message_frame(message)),
                     (false, false) => return Ok(Flow::Continue),
                 }
             }

@@ -53,7 +53,8 @@ pub mod metrics;
 pub mod model;
 pub mod presence;
 pub mod responder;
-pub mod rich;
+/// Rich messages: the protocol's types, stored as they are sent (see [`parla_protocol::rich`]).
+pub use parla_protocol::rich;
 pub mod sentiment;
 pub mod store;
 mod supervisor;

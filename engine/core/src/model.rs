@@ -8,6 +8,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+pub use parla_protocol::vocab::{Appearance, MessageType, Sender, WidgetPosition};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -454,32 +455,6 @@ pub struct BotConfig {
     pub personality: Option<String>,
 }
 
-/// How the widget looks (the brief's `appearance` JSON). Every field is optional; the widget
-/// falls back to its defaults.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Appearance {
-    /// The widget's title bar, 1 to 100 characters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// Accent colour, `#rgb` or `#rrggbb`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub color: Option<String>,
-    /// Which corner the launcher sits in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<WidgetPosition>,
-    /// An `https://` image shown beside the bot's messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub avatar_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum WidgetPosition {
-    BottomRight,
-    BottomLeft,
-}
-
 /// How the bot is embedded (the brief's `integration` JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -751,30 +726,6 @@ impl Conversation {
     pub fn key(&self) -> ConversationKey {
         ConversationKey { tenant_id: self.tenant_id.clone(), conversation_id: self.id.clone() }
     }
-}
-
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Sender {
-    /// The visitor or customer.
-    User,
-    Bot,
-    /// A human agent.
-    Human,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageType {
-    #[default]
-    Text,
-    Image,
-    File,
-    Voice,
-    Card,
-    Carousel,
-    Form,
 }
 
 /// One stored message. `seq` is assigned by the conversation actor: strictly increasing from 1,

@@ -2,9 +2,9 @@
 //! visitor sends back (a postback, a submitted form), and the limits both are checked against.
 //!
 //! One set of types for the whole path: an intent's response holds a [`RichContent`], the
-//! stored [`crate::model::Message`] keeps it in its JSON, and the widget protocol
-//! (`gateway/src/protocol.rs`) puts the same value in its `message` frames, so the widget's
-//! TypeScript types (generated from that protocol's JSON Schema) describe exactly what is stored.
+//! stored message (the engine's `model::Message`) keeps it in its JSON, and the widget protocol
+//! ([`crate::widget`]) puts the same value in its `message` frames, so the widget's TypeScript
+//! types (generated from that protocol's JSON Schema) describe exactly what is stored.
 //!
 //! Every check returns a [`ContentError`] naming the offending field; none panics. The limits
 //! per part bound what one field can hold, and [`MAX_CONTENT_BYTES`] the whole (each reply
@@ -13,9 +13,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use crate::model::MessageType;
+use crate::vocab::MessageType;
 
 /// Longest URL accepted (image, file, button, card image): what browsers reliably handle.
 pub const MAX_URL_BYTES: usize = 2048;
@@ -40,7 +39,8 @@ pub const MAX_VALUE_CHARS: usize = 1000;
 pub const MAX_CONTENT_BYTES: usize = 16 * 1024;
 
 /// The body of a rich message, by type. Every URL is absolute `http://` or `https://`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RichContent {
     Image {
@@ -67,7 +67,8 @@ pub enum RichContent {
 }
 
 /// A card: an optional image, a title, a subtitle and buttons.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Card {
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,7 +79,8 @@ pub struct Card {
 }
 
 /// A button: opens `url` when it has one, else sends `payload` as a postback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct CardButton {
     pub label: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +90,8 @@ pub struct CardButton {
 }
 
 /// One field of a form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct FormField {
     /// The key the value is collected under (the conversation's user data).
     pub name: String,
@@ -98,7 +101,8 @@ pub struct FormField {
     pub required: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FormInput {
     Text,
@@ -109,20 +113,28 @@ pub enum FormInput {
 }
 
 /// A submitted form: its id and the values by field name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct FormSubmission {
     pub form_id: String,
     pub values: BTreeMap<String, String>,
 }
 
 /// Why a rich content, postback or form submission was refused: the field and the rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentError {
     /// Where, e.g. `content.cards[2].buttons[0].url`.
     pub field: String,
     pub problem: String,
 }
+
+impl std::fmt::Display for ContentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ContentError {}
 
 fn err(field: impl Into<String>, problem: impl Into<String>) -> ContentError {
     ContentError { field: field.into(), problem: problem.into() }
@@ -147,7 +159,7 @@ pub fn check_url(field: &str, url: &str) -> Result<(), ContentError> {
     if url.len() > MAX_URL_BYTES {
         return Err(err(field, format!("at most {MAX_URL_BYTES} bytes")));
     }
-    let parsed = reqwest::Url::parse(url).map_err(|_| err(field, "not an absolute URL"))?;
+    let parsed = url::Url::parse(url).map_err(|_| err(field, "not an absolute URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(err(field, "only http:// and https:// URLs"));
     }

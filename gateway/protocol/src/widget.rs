@@ -1,14 +1,13 @@
-//! Widget protocol v1: the wire types, written once. `docs/protocol.md` documents them; keep the
+//! Widget protocol v1: the frames, written once. `docs/protocol.md` documents them; keep the
 //! two in step (the gateway's tests exercise every frame).
 //!
 //! JSON text frames, each with a `type`. Unknown extra fields are ignored, so clients may send
 //! more than this; servers may add fields, and clients must ignore fields they do not know.
 
-use parla_engine::model::{Message, MessageType, Sender};
-/// The rich-message types are the engine's (what is stored is what is sent).
-pub use parla_engine::rich::{Card, CardButton, FormField, FormInput, FormSubmission, RichContent};
+/// The rich-message types are those the engine stores (what is stored is what is sent).
+pub use crate::rich::{Card, CardButton, FormField, FormInput, FormSubmission, RichContent};
+use crate::vocab::{Appearance, MessageType, Sender};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// Protocol version announced in `welcome`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -20,7 +19,8 @@ pub const MAX_CLIENT_MSG_ID_LEN: usize = 128;
 pub const MAX_PUSH_TOKEN_LEN: usize = 4096;
 
 /// A frame from the widget.
-#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// Opens a new conversation with `bot_id`, or resumes one.
@@ -60,7 +60,8 @@ pub enum ClientFrame {
 }
 
 /// A frame to the widget.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Welcome {
@@ -124,7 +125,8 @@ pub enum ServerFrame {
     Pong,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct BotInfo {
     pub id: String,
     pub name: String,
@@ -132,10 +134,11 @@ pub struct BotInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     /// The bot's widget customisation (title, colours), as the tenant set it.
-    pub appearance: parla_engine::model::Appearance,
+    pub appearance: Appearance,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct MessageFrame {
     pub seq: u64,
     pub id: String,
@@ -153,26 +156,12 @@ pub struct MessageFrame {
     pub content: Option<RichContent>,
 }
 
-impl From<&Message> for MessageFrame {
-    fn from(m: &Message) -> Self {
-        Self {
-            seq: m.seq,
-            id: m.id.0.clone(),
-            sender: m.sender,
-            text: m.text.clone(),
-            client_msg_id: m.client_msg_id.clone(),
-            created_at: m.created_at,
-            kind: (m.kind != MessageType::Text).then_some(m.kind),
-            content: m.content.as_deref().cloned(),
-        }
-    }
-}
-
 /// The JSON Schema of every frame, from which the widget's TypeScript types are generated
 /// (`widget/src/protocol.schema.json` → `widget/src/protocol.gen.ts`). The test
 /// `protocol_schema_is_committed` fails when the committed copy is stale.
+#[cfg(feature = "schema")]
 pub fn json_schema() -> serde_json::Value {
-    use utoipa::{PartialSchema, openapi::RefOr, openapi::schema::Schema};
+    use utoipa::{PartialSchema, ToSchema, openapi::RefOr, openapi::schema::Schema};
     let mut defs: Vec<(String, RefOr<Schema>)> = Vec::new();
     <ClientFrame as ToSchema>::schemas(&mut defs);
     <ServerFrame as ToSchema>::schemas(&mut defs);
@@ -191,7 +180,7 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "ParlaWidgetProtocolV1",
-        "description": "Generated from gateway/src/protocol.rs by its test protocol_schema_is_committed; do not edit.",
+        "description": "Generated from gateway/protocol/src/widget.rs by its test protocol_schema_is_committed; do not edit.",
         "components": { "schemas": components },
     })
 }
@@ -274,10 +263,12 @@ mod tests {
     }
 
     /// The widget's TypeScript types come from this schema; a stale committed copy fails here.
-    /// `PARLA_WRITE_SCHEMA=1 cargo test -p parla-gateway protocol_schema` rewrites it.
+    /// `PARLA_WRITE_SCHEMA=1 cargo test -p parla-protocol --features schema protocol_schema`
+    /// rewrites it.
+    #[cfg(feature = "schema")]
     #[test]
     fn protocol_schema_is_committed() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../widget/src/protocol.schema.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../widget/src/protocol.schema.json");
         let fresh = serde_json::to_string_pretty(&json_schema()).expect("json") + "\n";
         if std::env::var_os("PARLA_WRITE_SCHEMA").is_some() {
             std::fs::write(path, &fresh).expect("write the schema");
@@ -285,7 +276,7 @@ mod tests {
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             committed == fresh,
-            "{path} is stale: run PARLA_WRITE_SCHEMA=1 cargo test -p parla-gateway protocol_schema, \
+            "{path} is stale: run PARLA_WRITE_SCHEMA=1 cargo test -p parla-protocol --features schema protocol_schema, \
              then npm run gen-types --prefix widget"
         );
     }
