@@ -28,6 +28,7 @@ ENV CARGO_TARGET_DIR=/src/target \
 #    cannot load the workspace.
 COPY Cargo.toml Cargo.lock ./
 COPY config/Cargo.toml config/
+COPY engine/domain/Cargo.toml engine/domain/
 COPY engine/core/Cargo.toml engine/core/
 COPY gateway/Cargo.toml gateway/
 COPY gateway/protocol/Cargo.toml gateway/protocol/
@@ -44,7 +45,7 @@ RUN set -eux; \
 #    configuration defaults, the CQL schema, the widget's built files and the agent console.
 COPY src/ src/
 COPY config/ config/
-COPY engine/core/ engine/core/
+COPY engine/ engine/
 COPY gateway/ gateway/
 COPY channels/ channels/
 COPY admin-api/ admin-api/

@@ -19,30 +19,13 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::{
     bus::{Bus, TenantEvent},
     model::{AccountId, AgentRef, TenantId},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PresenceStatus {
-    /// Takes new conversations.
-    Online,
-    /// Connected, but not taking new conversations.
-    Away,
-    Offline,
-}
-
-/// One agent's presence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct AgentPresence {
-    pub agent: AgentRef,
-    pub status: PresenceStatus,
-}
+pub use parla_domain::presence::{AgentPresence, PresenceStatus};
 
 #[derive(Debug)]
 struct Session {

@@ -1,0 +1,36 @@
+//! Parla's domain: what a conversation, a bot, a tenant and a message are, what happens to and
+//! in a conversation, what can go wrong (with the stable codes clients switch on), how analytics
+//! count, and the ports every adapter implements. No I/O and no adapter here: the engine's core
+//! (`parla-engine`) drives these types, the adapters (the embedded and CQL stores, the cluster
+//! bus, the LLM client) implement the ports.
+//!
+//! # Layout
+//! - [`model`]: domain types after the product brief (tenant, bot, intent, conversation,
+//!   message with `seq`, accounts), ids as newtypes; the widget's vocabulary comes from
+//!   `parla-protocol`.
+//! - [`error`]: [`EngineError`], the one place errors get their wire codes.
+//! - [`analytics`]: what each stored message or handling change adds to a tenant's counters.
+//! - [`agents`]: agents' commands and their outcomes, the inbox's entries and order.
+//! - [`presence`]: an agent's presence as others see it.
+//! - [`bus`]: inbound and outbound events, receipts, subscriptions, and the bus port.
+//! - [`store`]: the store port and its errors.
+//! - [`responder`]: the bot-brain port.
+//! - [`knowledge`]: what retrieval hands the bot brain.
+//!
+//! # Concurrency
+//! None of its own: subscriptions and receipts are tokio channels the adapters fill and the
+//! core drains.
+
+pub mod agents;
+pub mod analytics;
+pub mod bus;
+pub mod error;
+pub mod knowledge;
+pub mod model;
+pub mod presence;
+pub mod responder;
+pub mod store;
+
+pub use error::EngineError;
+/// Rich messages: the protocol's types, stored as they are sent.
+pub use parla_protocol::rich;
