@@ -30,6 +30,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY config/Cargo.toml config/
 COPY engine/domain/Cargo.toml engine/domain/
 COPY engine/core/Cargo.toml engine/core/
+COPY engine/adapters/store-redb/Cargo.toml engine/adapters/store-redb/
+COPY engine/adapters/store-cql/Cargo.toml engine/adapters/store-cql/
 COPY gateway/Cargo.toml gateway/
 COPY gateway/protocol/Cargo.toml gateway/protocol/
 COPY channels/Cargo.toml channels/

@@ -27,7 +27,7 @@ use parla_engine::{
     },
     demo,
     responder::builtin::BuiltinResponder,
-    store::{Store, redb::RedbStore},
+    store::Store,
 };
 
 /// A started server.
@@ -376,12 +376,12 @@ async fn auth_limits(settings: &Settings) -> anyhow::Result<parla_admin_api::lim
 /// applied by `parla migrate`).
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if settings.store.backend == "cql" {
-        let store = parla_engine::store::cql::CqlStore::connect(&settings.store)
+        let store = parla_store_cql::CqlStore::connect(&settings.store)
             .await
             .context("connecting to the CQL store (has `parla migrate` run?)")?;
         return Ok(Arc::new(store));
     }
-    let store = RedbStore::open(
+    let store = parla_store_redb::RedbStore::open(
         &settings.store.data_dir,
         settings.store.group_commit_max_batch,
         settings.store.writer_queue,
@@ -396,7 +396,7 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
         settings.store.backend == "cql",
         "`parla migrate` applies the CQL schema: set store.backend = \"cql\" (the embedded store needs no migration)"
     );
-    Ok(parla_engine::store::cql::migrate(&settings.store).await?)
+    Ok(parla_store_cql::migrate(&settings.store).await?)
 }
 
 /// Where the embedder's vectors go: the data dir, or Qdrant.

@@ -57,6 +57,12 @@ const KNOWN: &[(&str, &str)] = &[
     // loadtest predicts the demo bot's tokens through the binary; its benches move out.
     ("parla-loadtest", "parla-engine"),
     ("parla-loadtest", "parla-config"),
+    ("parla-loadtest", "parla-domain"),
+    ("parla-loadtest", "parla-store-redb"),
+    ("parla-loadtest", "parla-store-cql"),
+    // The knowledge worker's test runs on the embedded store until the domain's testkit has a
+    // fake store.
+    ("parla-engine", "parla-store-redb"),
 ];
 
 #[test]

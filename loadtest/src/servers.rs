@@ -259,10 +259,10 @@ pub async fn demo_reply_tokens(text: &str) -> anyhow::Result<Vec<String>> {
         demo::{DEMO_BOT, ensure_demo},
         model::BotId,
         responder::builtin::{classify, tokenize},
-        store::{Store, redb::RedbStore},
+        store::Store,
     };
     let dir = tempfile::tempdir().context("a scratch store")?;
-    let store = RedbStore::open(dir.path(), 16, 64)?;
+    let store = parla_store_redb::RedbStore::open(dir.path(), 16, 64)?;
     ensure_demo(&store, 0).await?;
     let bot = store.resolve_bot(&BotId::from(DEMO_BOT)).await?.context("the demo bot")?;
     let intents = store.list_intents(&bot.tenant_id, &bot.id).await?;

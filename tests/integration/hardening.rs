@@ -458,7 +458,8 @@ async fn gone(server: &TestServer, owner: &str, id: &str) -> u16 {
 /// conversations were) is finished by the next start: the store kept a tombstone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_deletion_cut_short_is_finished_by_the_next_start() {
-    use parla_engine::store::{Store, redb::RedbStore};
+    use parla_engine::store::Store;
+    use parla_store_redb::RedbStore;
     let dir = tempfile::tempdir().expect("dir");
     let (child, addr) = spawn_parla_with(dir.path(), &[]).await;
     let creds = json!({"email": "o@cut.example.com", "password": PASSWORD, "name": "O"});

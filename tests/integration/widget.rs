@@ -430,7 +430,7 @@ async fn a_conversation_cannot_be_reached_through_another_tenants_bot() {
     // A second tenant with its own active bot, created through the store port (the admin API
     // that will do this is a later issue).
     let store = server.running.as_ref().expect("running").engine.store().clone();
-    let other = parla_engine::store::conformance::bot("tenant-b", "bot-b");
+    let other = parla_domain::conformance::bot("tenant-b", "bot-b");
     store.put_bot(&other).await.expect("put bot");
 
     let mut a = server.client().await;
@@ -457,7 +457,7 @@ async fn a_conversation_cannot_be_reached_through_another_tenants_bot() {
 async fn an_inactive_bot_refuses_conversations() {
     let server = start().await;
     let store = server.running.as_ref().expect("running").engine.store().clone();
-    let mut paused = parla_engine::store::conformance::bot("tenant-p", "bot-paused");
+    let mut paused = parla_domain::conformance::bot("tenant-p", "bot-paused");
     paused.status = parla_engine::model::BotStatus::Paused;
     store.put_bot(&paused).await.expect("put bot");
     let mut c = server.client().await;

@@ -31,6 +31,10 @@ pub mod presence;
 pub mod responder;
 pub mod store;
 
+/// The store port's conformance suite, run by every adapter's tests (feature `testkit`).
+#[cfg(feature = "testkit")]
+pub mod conformance;
+
 pub use error::EngineError;
 /// Rich messages: the protocol's types, stored as they are sent.
 pub use parla_protocol::rich;

@@ -7,7 +7,7 @@
 //! - `cql::CqlStore`: ScyllaDB or Apache Cassandra for distributed mode, durable on return
 //!   at `LOCAL_QUORUM`; schema in `schema-cql/`, applied by `cql::migrate`.
 //!
-//! Every adapter must pass the conformance suite (`parla_engine::store::conformance`).
+//! Every adapter must pass the conformance suite (`crate::conformance`, feature `testkit`).
 
 use async_trait::async_trait;
 

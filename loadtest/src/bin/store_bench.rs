@@ -20,9 +20,10 @@ use std::{sync::Arc, time::Duration, time::Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use parla_engine::{
+use parla_domain::{
+    conformance,
     model::{ConversationId, Sender, TenantId},
-    store::{Appended, Store, conformance},
+    store::{Appended, Store},
 };
 
 #[derive(Parser, Debug)]
@@ -123,7 +124,7 @@ async fn run(name: &str, store: Arc<dyn Store>, args: &Args) -> anyhow::Result<(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let redb = parla_engine::store::redb::RedbStore::open(dir.path(), 256, 4096)?;
+    let redb = parla_store_redb::RedbStore::open(dir.path(), 256, 4096)?;
     run("embedded", Arc::new(redb), &args).await?;
     if let Some(node) = &args.cql {
         let mut settings = parla_config::Settings::defaults()?.store;
@@ -131,8 +132,8 @@ async fn main() -> anyhow::Result<()> {
         settings.cql_nodes = vec![node.clone()];
         settings.cql_keyspace =
             format!("parla_bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        parla_engine::store::cql::migrate(&settings).await.context("migrating")?;
-        let store = parla_engine::store::cql::CqlStore::connect(&settings).await?;
+        parla_store_cql::migrate(&settings).await.context("migrating")?;
+        let store = parla_store_cql::CqlStore::connect(&settings).await?;
         run("cql", Arc::new(store), &args).await?;
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! `store-bench`: durable append throughput with group commit, per candidate embedded store.
 //!
-//! Each append does what `engine/core/src/store/redb.rs` does: check the conversation exists, look up
+//! Each append does what `engine/adapters/store-redb/src/lib.rs` does: check the conversation exists, look up
 //! the idempotency index (tenant, conversation, client_msg_id), check the seq follows the last one,
 //! then insert the message under (tenant, conversation, seq) and the index entry → seq.
 //!

@@ -527,7 +527,8 @@ async fn worker(knowledge: std::sync::Weak<Knowledge>, schedule: Arc<schedule::S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{model::DocumentType, store::redb::RedbStore};
+    use crate::model::DocumentType;
+    use parla_store_redb::RedbStore;
 
     fn settings() -> KnowledgeSettings {
         KnowledgeSettings {
@@ -553,7 +554,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path(), 16, 16).expect("open"));
         // As a crash would leave it: stored and PENDING, never processed.
         let mut document =
-            crate::store::conformance::document("t", "b", "d1", ProcessStatus::Pending);
+            parla_domain::conformance::document("t", "b", "d1", ProcessStatus::Pending);
         document.kind = DocumentType::Markdown;
         let text = b"# Parking\n\nGuests park for free in the garage under the hotel.";
         store.put_document(&document, Some(text)).await.expect("put");

@@ -1,9 +1,5 @@
-//! The store: the port is the domain's ([`parla_domain::store`]); its adapters are here —
-//! [`redb::RedbStore`] (embedded, the default) and [`cql::CqlStore`] (ScyllaDB / Cassandra) —
-//! with the [`conformance`] suite both pass.
+//! The store port is the domain's ([`parla_domain::store`]), re-exported here under its old
+//! path; its adapters are crates of their own (`parla-store-redb`, `parla-store-cql`), chosen
+//! by the binary.
 
 pub use parla_domain::store::*;
-
-pub mod conformance;
-pub mod cql;
-pub mod redb;

@@ -8,7 +8,7 @@
 use scylla::{client::session::Session, statement::prepared::PreparedStatement};
 
 use super::analytics;
-use crate::store::{StoreError, StoreResult};
+use parla_domain::store::{StoreError, StoreResult};
 
 /// A prepared statement with the name errors report it by.
 #[derive(Debug)]

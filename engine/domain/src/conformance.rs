@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use super::{Appended, Store, StoreError};
 use crate::model::*;
+use crate::store::{Appended, Store, StoreError};
 
 /// Runs every check. Panics, naming the check, on the first failure.
 pub async fn run_all(store: &dyn Store) {

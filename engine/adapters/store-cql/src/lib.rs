@@ -2,8 +2,8 @@
 //!
 //! Used when `store.backend = "cql"` (distributed mode): engine nodes share one cluster, so a
 //! conversation's actor can move between nodes and find its transcript. It implements the same
-//! [`Store`] port as the embedded [`super::redb::RedbStore`] and passes the same
-//! [`super::conformance`] suite. The schema is `schema-cql/` (its README explains every key),
+//! [`Store`] port as the embedded `parla_store_redb::RedbStore` and passes the same
+//! conformance suite (`parla_domain::conformance`). The schema is `schema-cql/` (its README explains every key),
 //! applied by [`migrate`]; [`CqlStore::connect`] expects it applied.
 //!
 //! # Layout
@@ -76,13 +76,13 @@ use serde::{Serialize, de::DeserializeOwned};
 use self::analytics::Deltas;
 pub use self::migrate::migrate;
 use self::statements::{Statements, Stmt};
-use super::{Appended, Store, StoreError, StoreResult};
-use crate::analytics::ConversationStats;
-use crate::model::{
+use parla_domain::analytics::ConversationStats;
+use parla_domain::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, ChannelConnection, Chunk, Conversation,
     ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Invitation, Message,
     Note, OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
 };
+use parla_domain::store::{Appended, Store, StoreError, StoreResult};
 
 /// Messages per partition of `messages` (`bucket = seq / MESSAGE_BUCKET`): a long conversation
 /// spreads over partitions of at most this many rows (a few MB), instead of one that grows
@@ -128,7 +128,7 @@ impl std::fmt::Debug for CqlStore {
 }
 
 /// Builds a session with the consistency and timeouts every request of the store uses.
-pub(super) async fn build_session(
+pub(crate) async fn build_session(
     settings: &StoreSettings,
     keyspace: Option<&str>,
     request_timeout: Duration,
@@ -789,7 +789,7 @@ fn append_counts(
             sentiment_seq = x.seq;
         }
         if x.seq > counted_upto {
-            let effect = crate::analytics::on_append(&at, x);
+            let effect = parla_domain::analytics::on_append(&at, x);
             deltas.add(&at, Some(x), &effect);
             if let Some(stats) = effect.stats {
                 at.stats = stats;
@@ -813,13 +813,13 @@ fn append_counts(
 /// What a lightweight transaction answered: whether it applied and, when not, the columns
 /// the cluster returned (the existing row, or the compared columns).
 #[derive(Debug)]
-pub(super) struct Cas {
+pub(crate) struct Cas {
     pub applied: bool,
     columns: HashMap<String, CqlValue>,
 }
 
 impl Cas {
-    pub(super) fn from_result(what: &str, result: QueryResult) -> StoreResult<Self> {
+    pub(crate) fn from_result(what: &str, result: QueryResult) -> StoreResult<Self> {
         let bad = |e: &dyn std::fmt::Display| StoreError::Backend(format!("cql {what}: {e}"));
         let rows = result.into_rows_result().map_err(|e| bad(&e))?;
         let names: Vec<String> = rows.column_specs().iter().map(|c| c.name().to_owned()).collect();
@@ -904,7 +904,7 @@ impl Store for CqlStore {
         tenant: &TenantId,
         from_ms: i64,
         to_ms: i64,
-    ) -> StoreResult<Vec<crate::analytics::CounterRow>> {
+    ) -> StoreResult<Vec<parla_domain::analytics::CounterRow>> {
         self.read_analytics(tenant, from_ms, to_ms).await
     }
 
@@ -914,7 +914,7 @@ impl Store for CqlStore {
         tenant: &TenantId,
         from_ms: i64,
         to_ms: i64,
-    ) -> StoreResult<Vec<crate::analytics::IntentRow>> {
+    ) -> StoreResult<Vec<parla_domain::analytics::IntentRow>> {
         self.read_intent_counts(tenant, from_ms, to_ms).await
     }
 
@@ -1156,7 +1156,7 @@ impl Store for CqlStore {
         account.email = account.email.to_lowercase();
         let (email, t, id) =
             (account.email.as_str(), account.tenant_id.as_str(), account.id.as_str());
-        let now = crate::model::now_ms();
+        let now = parla_domain::model::now_ms();
         let cas = self.cas(&self.st.claim_email, (email, t, id, now)).await?;
         if !cas.applied {
             let (owner_t, owner_id) =
@@ -1344,7 +1344,7 @@ impl Store for CqlStore {
             self.run(&self.st.index_attention, (t, c)).await?;
         }
         for _ in 0..CAS_ATTEMPTS {
-            let effect = crate::analytics::on_handling(&row.conversation, handling);
+            let effect = parla_domain::analytics::on_handling(&row.conversation, handling);
             let stats = encode(effect.stats.as_ref().unwrap_or(&row.conversation.stats))?;
             let bot = row.conversation.bot_id.as_str();
             let values = (&text, stats, t, c, bot, row.stats.as_deref());
@@ -1638,7 +1638,7 @@ impl Store for CqlStore {
         let Some(mut current) = self.delivery_of(&t, &c, seq).await? else { return Ok(None) };
         for _ in 0..CAS_ATTEMPTS {
             let (old, known) = current;
-            let now = crate::model::now_ms();
+            let now = parla_domain::model::now_ms();
             let mut delivery = known.unwrap_or_else(|| Delivery {
                 status: DeliveryStatus::Sent,
                 provider_ids: vec![provider_id.to_owned()],
@@ -1667,7 +1667,7 @@ impl Store for CqlStore {
         token: &str,
     ) -> StoreResult<()> {
         let (t, c) = (tenant.as_str(), id.as_str());
-        self.run(&self.st.put_push_token, (t, c, token, crate::model::now_ms())).await?;
+        self.run(&self.st.put_push_token, (t, c, token, parla_domain::model::now_ms())).await?;
         let mut all = self.all::<(String, Option<i64>)>(&self.st.list_push_tokens, (t, c)).await?;
         all.sort_by(|(a, at), (b, bt)| (at, a).cmp(&(bt, b)));
         let excess = all.len().saturating_sub(MAX_PUSH_TOKENS);

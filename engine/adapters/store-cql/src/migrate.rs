@@ -13,19 +13,19 @@ use scylla::{client::session::Session, errors::ExecutionError};
 use sha2::{Digest, Sha256};
 
 use super::{Cas, build_session};
-use crate::store::{StoreError, StoreResult};
+use parla_domain::store::{StoreError, StoreResult};
 
 /// Runs first, every time: the keyspace and the migrations table.
-const BOOTSTRAP: &str = include_str!("../../../../../schema-cql/keyspace.cql");
+const BOOTSTRAP: &str = include_str!("../../../../schema-cql/keyspace.cql");
 
 /// The migrations, in the order they apply. A version, once released, never changes: a new
 /// schema change is a new file.
 pub(super) const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_init", include_str!("../../../../../schema-cql/0001_init.cql")),
-    ("0002_user_data", include_str!("../../../../../schema-cql/0002_user_data.cql")),
-    ("0003_analytics", include_str!("../../../../../schema-cql/0003_analytics.cql")),
-    ("0004_attention", include_str!("../../../../../schema-cql/0004_attention.cql")),
-    ("0005_auth_hardening", include_str!("../../../../../schema-cql/0005_auth_hardening.cql")),
+    ("0001_init", include_str!("../../../../schema-cql/0001_init.cql")),
+    ("0002_user_data", include_str!("../../../../schema-cql/0002_user_data.cql")),
+    ("0003_analytics", include_str!("../../../../schema-cql/0003_analytics.cql")),
+    ("0004_attention", include_str!("../../../../schema-cql/0004_attention.cql")),
+    ("0005_auth_hardening", include_str!("../../../../schema-cql/0005_auth_hardening.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.
@@ -60,7 +60,7 @@ async fn data_step(session: &Session, keyspace: &str, version: &str) -> StoreRes
         rows.try_next().await.map_err(|e| backend("scanning conversations", e))?
     {
         let Some(handling) = handling else { continue };
-        let handling: crate::model::Handling =
+        let handling: parla_domain::model::Handling =
             serde_json::from_str(&handling).map_err(|e| backend("a conversation's handling", e))?;
         if handling.needs_agent() {
             session
@@ -140,7 +140,7 @@ async fn apply_pending(
              VALUES (?, ?, ?)"
         );
         session
-            .query_unpaged(record, (*version, &checksum, crate::model::now_ms()))
+            .query_unpaged(record, (*version, &checksum, parla_domain::model::now_ms()))
             .await
             .map_err(|e| backend("recording a migration", e))?;
         tracing::info!(version, keyspace, "cql migration applied");
@@ -158,7 +158,7 @@ async fn lock(session: &Session, keyspace: &str, owner: &str) -> StoreResult<()>
     let deadline = tokio::time::Instant::now() + LOCK_WAIT;
     loop {
         let result = session
-            .query_unpaged(insert.as_str(), (LOCK, owner, crate::model::now_ms()))
+            .query_unpaged(insert.as_str(), (LOCK, owner, parla_domain::model::now_ms()))
             .await
             .map_err(|e| backend("taking the migration lock", e))?;
         if Cas::from_result("migration lock", result)?.applied {

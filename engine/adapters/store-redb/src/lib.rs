@@ -20,13 +20,13 @@ use redb::{
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Appended, Store, StoreError, StoreResult};
-use crate::analytics::{self, CounterRow, Counters, IntentRow};
-use crate::model::{
+use parla_domain::analytics::{self, CounterRow, Counters, IntentRow};
+use parla_domain::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Channel, ChannelConnection, Chunk,
     Conversation, ConversationId, Document, Handling, Intent, Invitation, Message, Note,
     OneTimeToken, ProcessStatus, RefreshToken, Role, Sender, Tenant, TenantId,
 };
+use parla_domain::store::{Appended, Store, StoreError, StoreResult};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 /// (tenant, bot) → bot JSON.
@@ -168,8 +168,8 @@ enum WriteOp {
     MergeUserData(TenantId, ConversationId, BTreeMap<String, String>),
     SetOptedOut(String, String, bool),
     PushToken(TenantId, ConversationId, String, bool),
-    SetDelivery(TenantId, ConversationId, u64, String, crate::model::Delivery),
-    AdvanceDelivery(String, String, crate::model::DeliveryStatus, Option<String>),
+    SetDelivery(TenantId, ConversationId, u64, String, parla_domain::model::Delivery),
+    AdvanceDelivery(String, String, parla_domain::model::DeliveryStatus, Option<String>),
     DeleteCanned(TenantId, String),
     AddNote(Note),
     AddTokenUsage(TenantId, String, u64),
@@ -685,7 +685,7 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
             let Some(mut message) = found else { return Ok(Outcome::Existed(false)) };
             // Merged with what a provider's report may already have said: ids accumulate and
             // the status never moves back (a failure always shows).
-            let merged = crate::model::Delivery::merged(message.delivery.take(), delivery);
+            let merged = parla_domain::model::Delivery::merged(message.delivery.take(), delivery);
             message.delivery = Some(merged);
             let bytes = encode(&message)?;
             messages.insert((t, c, *seq), bytes.as_slice()).map_err(backend)?;
@@ -703,7 +703,7 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                 table.remove((t, c, token.as_str())).map_err(backend)?;
                 return Ok(Outcome::Done);
             }
-            table.insert((t, c, token.as_str()), crate::model::now_ms()).map_err(backend)?;
+            table.insert((t, c, token.as_str()), parla_domain::model::now_ms()).map_err(backend)?;
             let mut all: Vec<(i64, String)> = table
                 .range((t, c, "")..=(t, c, "\u{10FFFF}"))
                 .map_err(backend)?
@@ -733,9 +733,9 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                 .map(|v| decode(v.value()))
                 .transpose()?;
             let Some(mut message) = stored else { return Ok(Outcome::Moved(None)) };
-            let now = crate::model::now_ms();
-            let mut delivery = message.delivery.take().unwrap_or(crate::model::Delivery {
-                status: crate::model::DeliveryStatus::Sent,
+            let now = parla_domain::model::now_ms();
+            let mut delivery = message.delivery.take().unwrap_or(parla_domain::model::Delivery {
+                status: parla_domain::model::DeliveryStatus::Sent,
                 provider_ids: vec![provider_id.clone()],
                 error: None,
                 updated_at: now,
@@ -1724,7 +1724,7 @@ impl Store for RedbStore {
         id: &ConversationId,
         seq: u64,
         connection: &str,
-        delivery: &crate::model::Delivery,
+        delivery: &parla_domain::model::Delivery,
     ) -> StoreResult<bool> {
         let op = WriteOp::SetDelivery(
             tenant.clone(),
@@ -1743,7 +1743,7 @@ impl Store for RedbStore {
         &self,
         connection: &str,
         provider_id: &str,
-        status: crate::model::DeliveryStatus,
+        status: parla_domain::model::DeliveryStatus,
         error: Option<String>,
     ) -> StoreResult<Option<(TenantId, ConversationId, u64)>> {
         let op =
@@ -2254,7 +2254,7 @@ fn apply_auth(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
         WriteOp::PutInvitation(i) => {
             let (t, id) = (i.tenant_id.as_str(), i.id.as_str());
             // The tenant's expired invitations go as a new one comes: nothing else reads them.
-            let now = crate::model::now_ms();
+            let now = parla_domain::model::now_ms();
             let expired: Vec<Invitation> = txn
                 .open_table(INVITATIONS)
                 .map_err(backend)?
@@ -2360,8 +2360,8 @@ mod tests {
     async fn redb_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RedbStore::open(dir.path(), 64, 128).expect("open");
-        super::super::conformance::run_all(&store).await;
-        super::super::conformance::run_concurrent(std::sync::Arc::new(store)).await;
+        parla_domain::conformance::run_all(&store).await;
+        parla_domain::conformance::run_concurrent(std::sync::Arc::new(store)).await;
     }
 
     #[tokio::test]
@@ -2369,8 +2369,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = RedbStore::open(dir.path(), 64, 128).expect("open");
-            super::super::conformance::seed_conversation(&store, "t-reopen", "c1").await;
-            let m = super::super::conformance::message("t-reopen", "c1", 1, Some("k1"));
+            parla_domain::conformance::seed_conversation(&store, "t-reopen", "c1").await;
+            let m = parla_domain::conformance::message("t-reopen", "c1", 1, Some("k1"));
             assert_eq!(store.append(&m).await.expect("append"), Appended::Stored);
         }
         let store = reopen(dir.path()).await;
@@ -2394,7 +2394,7 @@ mod tests {
     /// numbers as counting while writing gave.
     #[tokio::test]
     async fn a_file_from_before_analytics_is_counted_once_when_opened() {
-        use super::super::conformance::{message, seed_conversation};
+        use parla_domain::conformance::{message, seed_conversation};
         let dir = tempfile::tempdir().expect("tempdir");
         let t = TenantId::from("t-old");
         let live = {
@@ -2410,9 +2410,9 @@ mod tests {
                 }
             }
             let resolved = Handling {
-                status: crate::model::ConversationStatus::Resolved,
-                resolution: Some(crate::model::Resolution::Resolved),
-                ended_at: Some(crate::model::now_ms()),
+                status: parla_domain::model::ConversationStatus::Resolved,
+                resolution: Some(parla_domain::model::Resolution::Resolved),
+                ended_at: Some(parla_domain::model::now_ms()),
                 csat: Some(5),
                 ..Handling::default()
             };

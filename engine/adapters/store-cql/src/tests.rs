@@ -4,9 +4,9 @@
 use std::{sync::Arc, time::Instant};
 
 use super::*;
-use crate::analytics::{Counters, HOUR_MS};
-use crate::model::{ConversationStatus, Resolution};
-use crate::store::conformance::{self, message, seed_conversation};
+use parla_domain::analytics::{Counters, HOUR_MS};
+use parla_domain::conformance::{self, message, seed_conversation};
+use parla_domain::model::{ConversationStatus, Resolution};
 
 /// The settings of a throwaway keyspace on the test cluster, or `None` (skip) when none is set.
 fn test_settings() -> Option<StoreSettings> {
@@ -288,7 +288,7 @@ async fn half_done_operations_are_completed_by_the_next_call(
     // fresh (it may be a creation in flight), free once it is old.
     let claim = "INSERT INTO account_emails (email, tenant_id, account_id, claimed_at) \
                  VALUES (?, ?, ?, ?) IF NOT EXISTS";
-    let now = crate::model::now_ms();
+    let now = parla_domain::model::now_ms();
     raw.query_unpaged(claim, ("fresh@example.com", "t-crash", "ghost-1", now))
         .await
         .expect("claim");
@@ -358,7 +358,7 @@ async fn global_lookups_carry_their_tenant_and_scoped_reads_do_not_leak(store: &
         account_id: account.id.clone(),
         tenant_id: mine.clone(),
         family: "scope-fam".into(),
-        expires_at: crate::model::now_ms() + 60_000,
+        expires_at: parla_domain::model::now_ms() + 60_000,
         used: false,
         session_epoch: 0,
     };
@@ -372,7 +372,7 @@ async fn global_lookups_carry_their_tenant_and_scoped_reads_do_not_leak(store: &
         id: "scope-ch".into(),
         tenant_id: mine.clone(),
         bot_id: bot.clone(),
-        kind: crate::model::Channel::Sms,
+        kind: parla_domain::model::Channel::Sms,
         address: "+1555".into(),
         sealed_secrets: "sealed".into(),
         secret_hints: Default::default(),
@@ -434,7 +434,7 @@ async fn atomic_rules_hold_under_concurrency(store: &CqlStore) {
         account_id: "acc-race".into(),
         tenant_id: "t-race".into(),
         family: "race-fam".into(),
-        expires_at: crate::model::now_ms() + 60_000,
+        expires_at: parla_domain::model::now_ms() + 60_000,
         used: false,
         session_epoch: 0,
     };
@@ -451,10 +451,10 @@ async fn atomic_rules_hold_under_concurrency(store: &CqlStore) {
     // One-time token: taken once.
     let ott = OneTimeToken {
         digest: "race-ott".into(),
-        kind: crate::model::OneTimeKind::EmailVerification,
+        kind: parla_domain::model::OneTimeKind::EmailVerification,
         account_id: "acc-race".into(),
         tenant_id: "t-race".into(),
-        expires_at: crate::model::now_ms() + 60_000,
+        expires_at: parla_domain::model::now_ms() + 60_000,
         email: None,
         role: None,
     };
@@ -631,7 +631,7 @@ async fn counts_hold_when_appends_and_handling_race(store: &CqlStore) {
     let (t, c) = (TenantId::from("t-count-race"), ConversationId::from("c1"));
     let started = store.get_conversation(&t, &c).await.expect("get").expect("exists").started_at;
     // Inside one hour (so one UTC day: the visitor is active once).
-    let base = crate::analytics::hour_of(crate::model::now_ms());
+    let base = parla_domain::analytics::hour_of(parla_domain::model::now_ms());
     let exchanges = 10u64;
     let appender = {
         let store = store.clone();
@@ -717,7 +717,9 @@ async fn rows_from_before_0005_are_changed_compare_and_set(
         .expect("session");
     let t = TenantId::from("t-pre-0005");
     let plain = "INSERT INTO accounts (tenant_id, account_id, data) VALUES (?, ?, ?)";
-    for (id, role) in [("owner", crate::model::Role::Owner), ("agent", crate::model::Role::Agent)] {
+    for (id, role) in
+        [("owner", parla_domain::model::Role::Owner), ("agent", parla_domain::model::Role::Agent)]
+    {
         let email = format!("{id}@pre-0005.io");
         let claim = "INSERT INTO account_emails (email, tenant_id, account_id, claimed_at) \
                      VALUES (?, ?, ?, 0)";
@@ -733,11 +735,11 @@ async fn rows_from_before_0005_are_changed_compare_and_set(
     store.update_account(&verified).await.expect("compared against the null version");
     assert!(matches!(store.update_account(&stale).await, Err(StoreError::Conflict)));
     let owner = store.get_account(&t, &"owner".into()).await.expect("get").expect("exists");
-    let demoted = Account { role: crate::model::Role::Admin, ..owner.clone() };
+    let demoted = Account { role: parla_domain::model::Role::Admin, ..owner.clone() };
     assert!(matches!(store.update_account(&demoted).await, Err(StoreError::LastOwner)));
     assert!(matches!(store.delete_account(&t, &owner.id).await, Err(StoreError::LastOwner)));
     let promoted = store.get_account(&t, &"agent".into()).await.expect("get").expect("exists");
-    let promoted = Account { role: crate::model::Role::Owner, ..promoted };
+    let promoted = Account { role: parla_domain::model::Role::Owner, ..promoted };
     store.update_account(&promoted).await.expect("promote");
     store.delete_account_if_unchanged(&owner).await.expect("another owner remains");
     assert_eq!(store.account_by_email("owner@pre-0005.io").await.expect("lookup"), None);
@@ -762,7 +764,7 @@ async fn rows_from_before_0005_are_changed_compare_and_set(
     let found = store.api_key_by_digest("dig-pre-0005").await.expect("lookup").expect("found");
     assert_eq!(found, key, "read as its record says");
     assert!(store.revoke_api_key(&t, "k-old").await.expect("revoke"));
-    store.touch_api_key(&t, "k-old", crate::model::now_ms()).await.expect("touch");
+    store.touch_api_key(&t, "k-old", parla_domain::model::now_ms()).await.expect("touch");
     let found = store.api_key_by_digest("dig-pre-0005").await.expect("lookup").expect("found");
     assert!(found.revoked && found.last_used_at > Some(5), "{found:?}");
 }

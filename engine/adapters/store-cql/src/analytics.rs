@@ -1,4 +1,4 @@
-//! The analytics of [`crate::analytics`] kept in CQL: counter tables, and the claims that make
+//! The analytics of [`parla_domain::analytics`] kept in CQL: counter tables, and the claims that make
 //! each write count once.
 //!
 //! # Counted once: claim, then add
@@ -15,7 +15,7 @@
 //! - a handling change: the compare-and-set of the handling with the `stats` it moves,
 //!   `IF stats = ?` as read, so a repeat computes no change.
 //!
-//! Every effect is computed by the rules of [`crate::analytics`] from the `stats` its claim
+//! Every effect is computed by the rules of [`parla_domain::analytics`] from the `stats` its claim
 //! compares, so two writers never both count a first response, a handover, a resolution.
 //!
 //! # What can be lost (an undercount, never a double count)
@@ -55,9 +55,9 @@ use scylla::{
 };
 
 use super::{CqlStore, FETCH_CONCURRENCY, cql_int, cql_uint, fail, statements::Stmt};
-use crate::analytics::{self, COUNTERS, CounterRow, Counters, DAY_MS, Effect, IntentRow};
-use crate::model::{BotId, Channel, Conversation, Message, TenantId};
-use crate::store::{StoreError, StoreResult};
+use parla_domain::analytics::{self, COUNTERS, CounterRow, Counters, DAY_MS, Effect, IntentRow};
+use parla_domain::model::{BotId, Channel, Conversation, Message, TenantId};
+use parla_domain::store::{StoreError, StoreResult};
 
 /// UTC days (partitions) one range read visits at most; a longer range keeps its newest days,
 /// and a range reaching into the future ends a day after now (nothing is stored later than the
@@ -284,7 +284,8 @@ impl CqlStore {
     where
         R: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
     {
-        let Some((from, to, days)) = read_range(from_ms, to_ms, crate::model::now_ms()) else {
+        let Some((from, to, days)) = read_range(from_ms, to_ms, parla_domain::model::now_ms())
+        else {
             return Ok(Vec::new());
         };
         let t = tenant.as_str();
@@ -338,7 +339,8 @@ impl CqlStore {
     ) -> StoreResult<Vec<(BotId, Message)>> {
         type Columns = (i64, String, i64, Option<String>, Option<String>);
         let mut out = Vec::new();
-        let Some((from, to, days)) = read_range(from_ms, to_ms, crate::model::now_ms()) else {
+        let Some((from, to, days)) = read_range(from_ms, to_ms, parla_domain::model::now_ms())
+        else {
             return Ok(out);
         };
         if limit == 0 {
@@ -403,7 +405,7 @@ mod tests {
             let column = if name == "sentiment_sum" { "sentiment_micros" } else { name.as_str() };
             assert!(counter_columns().contains(&column), "{name} has no column");
         }
-        let schema = include_str!("../../../../../schema-cql/0003_analytics.cql");
+        let schema = include_str!("../../../../schema-cql/0003_analytics.cql");
         for column in counter_columns() {
             assert!(schema.contains(&format!("{column} ")), "{column} is not in the schema");
         }

@@ -22,8 +22,8 @@ use scylla::{
 };
 
 use super::{Cas, CqlStore, cql_int, cql_uint, decode, encode, fail};
-use crate::model::{Account, ApiKey, Invitation, Role, now_ms};
-use crate::store::{StoreError, StoreResult};
+use parla_domain::model::{Account, ApiKey, Invitation, Role, now_ms};
+use parla_domain::store::{StoreError, StoreResult};
 
 /// Rounds of an owner's demotion or removal that lost the roles version to another before
 /// giving up: each means another change of the tenant's roles won in between.
