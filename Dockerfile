@@ -32,6 +32,7 @@ COPY engine/domain/Cargo.toml engine/domain/
 COPY engine/core/Cargo.toml engine/core/
 COPY engine/adapters/store-redb/Cargo.toml engine/adapters/store-redb/
 COPY engine/adapters/store-cql/Cargo.toml engine/adapters/store-cql/
+COPY engine/adapters/egress/Cargo.toml engine/adapters/egress/
 COPY gateway/Cargo.toml gateway/
 COPY gateway/protocol/Cargo.toml gateway/protocol/
 COPY channels/Cargo.toml channels/

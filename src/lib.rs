@@ -19,7 +19,7 @@ use actix_web::{App, HttpServer, dev::ServerHandle};
 use anyhow::Context;
 use parla_config::Settings;
 use parla_engine::{
-    Engine,
+    Engine, EngineParts,
     bus::{
         Bus,
         cluster::{ClusterBus, ClusterBusSettings},
@@ -162,7 +162,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     // The LLM responder answers with the server's endpoint (`[llm]`) or a tenant's own, and
     // falls back to the built-in one (intents, knowledge base, fallback message) without either.
     let llm = &settings.llm;
-    let config = parla_engine::responder::llm::LlmConfig {
+    let config = parla_egress::llm::LlmConfig {
         base_url: llm.base_url.clone(),
         model: llm.model.clone(),
         api_key: llm.api_key.clone(),
@@ -175,18 +175,29 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         max_reply_chars: llm.max_reply_chars,
         max_reply_time: Duration::from_millis(llm.max_reply_ms),
     };
-    let responder = Arc::new(parla_engine::responder::llm::LlmResponder::new(config, builtin));
+    let responder = Arc::new(parla_egress::llm::LlmResponder::new(config, Arc::new(builtin)));
     let embedder = embedder(&settings.embeddings).await;
     let vectors = vector_index(&settings, &embedder.id())?;
-    let engine = Engine::new(
+    let metrics = Arc::new(parla_engine::metrics::Metrics::default());
+    let hooks = parla_egress::webhooks::Webhooks::new(&settings.engine, metrics.webhook_outcome());
+    // The scraper's GETs, under the rules for a tenant's targets.
+    let scrape_http = parla_egress::http::TenantHttpClient::new(
+        settings.knowledge.scrape_allow_private_targets,
+        parla_engine::knowledge::scrape::REQUEST_TIMEOUT,
+        parla_engine::knowledge::scrape::USER_AGENT,
+    );
+    let engine = Engine::new(EngineParts {
         store,
         bus,
         responder,
-        settings.engine.clone(),
-        settings.knowledge.clone(),
+        hooks: Arc::new(hooks),
+        metrics,
+        settings: settings.engine.clone(),
+        knowledge: settings.knowledge.clone(),
         embedder,
         vectors,
-    );
+        scrape_http: Arc::new(scrape_http),
+    });
     let resumed = engine.knowledge().resume().await.context("resuming document processing")?;
     if resumed > 0 {
         tracing::info!(documents = resumed, "resumed unfinished document processing");

@@ -355,7 +355,7 @@ fn apply_intent(intent: &mut Intent, body: IntentBody) -> Result<(), ApiError> {
         }
         for action in &actions {
             let IntentAction::Webhook { url, secret } = action;
-            parla_engine::webhook::check_url(url)
+            parla_domain::http::check_url(url)
                 .map_err(|problem| ApiError::invalid("actions.url", problem))?;
             if !(16..=256).contains(&secret.chars().count()) {
                 return Err(ApiError::invalid("actions.secret", "16 to 256 characters"));

@@ -252,7 +252,7 @@ pub async fn scrape(
     let bot = owned_bot(&state, &caller, &path).await?;
     let body = body.into_inner();
     let url = body.url.trim().to_owned();
-    parla_engine::webhook::check_url(&url).map_err(|problem| ApiError::invalid("url", problem))?;
+    parla_domain::http::check_url(&url).map_err(|problem| ApiError::invalid("url", problem))?;
     let max_pages = body.max_pages.unwrap_or(1);
     if !(1..=50).contains(&max_pages) {
         return Err(ApiError::invalid("max_pages", "1 to 50"));

@@ -131,7 +131,7 @@ pub async fn update(
         None => {}
         Some(None) => tenant.llm = None,
         Some(Some(llm)) => {
-            parla_engine::webhook::check_url(llm.base_url.trim())
+            parla_domain::http::check_url(llm.base_url.trim())
                 .map_err(|problem| ApiError::invalid("llm.base_url", problem))?;
             let model = validate_text("llm.model", &llm.model, 200)?;
             if llm.api_key.chars().count() > 500 {

@@ -142,8 +142,8 @@ async fn a_matched_intent_posts_a_signed_event_and_retries_after_a_5xx() {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs();
-        assert!(parla_engine::webhook::verify(SECRET, &received.signature, &received.body, now));
-        assert!(!parla_engine::webhook::verify(
+        assert!(parla_egress::webhooks::verify(SECRET, &received.signature, &received.body, now));
+        assert!(!parla_egress::webhooks::verify(
             "not-the-secret!!",
             &received.signature,
             &received.body,

@@ -24,8 +24,8 @@ use crate::common::*;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 
-/// The marker a cut reply ends with (`parla_engine::responder::llm::CUT_MARKER`).
-const CUT: &str = parla_engine::responder::llm::CUT_MARKER;
+/// The marker a cut reply ends with (`parla_egress::llm::CUT_MARKER`).
+const CUT: &str = parla_egress::llm::CUT_MARKER;
 
 /// Paths requested from a fake upstream, in order.
 type Log = Arc<Mutex<Vec<String>>>;

@@ -1311,8 +1311,7 @@ impl ConversationActor {
             });
             if let Some(intent) = matched {
                 let bot = state.bot.id.as_str();
-                let runtime = &self.deps.runtime;
-                self.deps.webhooks.intent_matched(runtime, bot, intent, &done.question, &stored);
+                self.deps.hooks.intent_matched(bot, intent, &done.question, &stored);
             }
             self.deps.bus.publish(
                 &self.key,

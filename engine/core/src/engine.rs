@@ -38,7 +38,8 @@ pub(crate) struct Deps {
     /// Each bot with its intents as last loaded, shared by all its live actors: one copy per
     /// bot rather than per conversation, and no store read when an actor starts.
     pub bots: parking_lot::Mutex<HashMap<(TenantId, BotId), LoadedBot>>,
-    pub webhooks: crate::webhook::Webhooks,
+    /// Told each stored answer whose intent has actions (webhooks).
+    pub hooks: Arc<dyn parla_domain::hooks::IntentHooks>,
     pub knowledge: Arc<crate::knowledge::Knowledge>,
     pub presence: Arc<crate::presence::Presence>,
 }
@@ -286,21 +287,43 @@ impl Inner {
     }
 }
 
+/// What an engine is built from: the ports' adapters, which the binary chooses (the engine
+/// names none), and the settings.
+#[derive(Debug)]
+pub struct EngineParts {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub responder: Arc<dyn Responder>,
+    /// Told each stored answer whose intent has actions (webhooks).
+    pub hooks: Arc<dyn parla_domain::hooks::IntentHooks>,
+    /// Built by the caller, so adapters can count into it (webhook outcomes).
+    pub metrics: Arc<Metrics>,
+    pub settings: EngineSettings,
+    pub knowledge: crate::knowledge::KnowledgeSettings,
+    pub embedder: Arc<dyn crate::knowledge::embed::Embedder>,
+    /// Must hold `embedder`'s space.
+    pub vectors: Arc<dyn crate::knowledge::vectors::VectorIndex>,
+    /// The scraper's GETs, under the rules for a tenant's targets.
+    pub scrape_http: Arc<dyn parla_domain::http::TenantHttp>,
+}
+
 impl Engine {
-    /// Builds an engine on the current tokio runtime and binds it to `bus`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        bus: Arc<dyn Bus>,
-        responder: Arc<dyn Responder>,
-        settings: EngineSettings,
-        knowledge: crate::knowledge::KnowledgeSettings,
-        embedder: Arc<dyn crate::knowledge::embed::Embedder>,
-        vectors: Arc<dyn crate::knowledge::vectors::VectorIndex>,
-    ) -> Self {
-        let metrics = Arc::new(Metrics::default());
+    /// Builds an engine on the current tokio runtime and binds it to its bus.
+    pub fn new(parts: EngineParts) -> Self {
+        let EngineParts {
+            store,
+            bus,
+            responder,
+            hooks,
+            metrics,
+            settings,
+            knowledge,
+            embedder,
+            vectors,
+            scrape_http: http,
+        } = parts;
         let knowledge =
-            crate::knowledge::Knowledge::start(store.clone(), knowledge, embedder, vectors);
-        let webhooks = crate::webhook::Webhooks::new(&settings, metrics.clone());
+            crate::knowledge::Knowledge::start(store.clone(), knowledge, embedder, vectors, http);
         let presence = crate::presence::Presence::new(
             std::time::Duration::from_millis(settings.presence_timeout_ms.max(1)),
             bus.clone(),
@@ -315,7 +338,7 @@ impl Engine {
             metrics,
             bot_versions: parking_lot::Mutex::new(HashMap::new()),
             bots: parking_lot::Mutex::new(HashMap::new()),
-            webhooks,
+            hooks,
             knowledge,
             presence,
         });

@@ -14,14 +14,10 @@
 //! - `actor`: the conversation actor, single writer of its conversation.
 //! - [`store`]: the store adapters (embedded redb, CQL) and the conformance suite.
 //! - [`bus`]: the bus adapters (in-process, cluster).
-//! - [`responder`]: the built-in responder (intents, knowledge-base passage, fallback) and the
-//!   OpenAI-compatible streaming LLM responder.
+//! - [`responder`]: the built-in responder (intents, knowledge-base passage, fallback).
 //! - [`knowledge`]: documents → text → chunks (a background worker with a durable queue),
 //!   scraping, the embedder port and hybrid (BM25 + vector) retrieval.
 //! - [`sentiment`]: offline sentiment and "asks for a person" detection.
-//! - [`webhook`]: signed intent webhooks.
-//! - [`egress`]: outbound HTTP rules (SSRF): no redirects, the address checked is the address
-//!   connected to, for every call to a target a tenant chose; no redirects for the operator's.
 //! - [`demo`]: the demo tenant and bot.
 //! - [`clients`]: who an anonymous client is (its address, through trusted proxies only,
 //!   IPv6 by /64) and the keyed limiters the transports hold against floods.
@@ -40,7 +36,6 @@ pub mod bus;
 pub mod clients;
 pub mod demo;
 mod dispatch;
-pub mod egress;
 pub mod engine;
 pub mod health;
 pub mod knowledge;
@@ -50,9 +45,8 @@ pub mod responder;
 pub mod sentiment;
 pub mod store;
 mod supervisor;
-pub mod webhook;
 
-pub use engine::{Deletion, Engine, OpenRequest, Opened, Pending};
+pub use engine::{Deletion, Engine, EngineParts, OpenRequest, Opened, Pending};
 /// The domain's modules, where they have always been found (`parla_engine::model`, …): the
 /// transports and the binary name them so while the split moves on (issue 20).
 pub use parla_domain::{EngineError, agents, analytics, error, model, rich};

@@ -27,7 +27,10 @@
 //! a lookup of an existing series is a hash and a read lock, no allocation). The per-tenant
 //! gauge costs nothing per message: it is read from the supervisors when scraped.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -369,6 +372,18 @@ impl Metrics {
     }
 
     /// An LLM answer's first token came `after` its request.
+    /// Counts an intent webhook's delivery (`true`) or failure, as told by the webhooks adapter.
+    pub fn webhook_outcome(self: &Arc<Self>) -> Arc<dyn Fn(bool) + Send + Sync> {
+        let metrics = self.clone();
+        Arc::new(move |delivered| {
+            if delivered {
+                metrics.webhooks_delivered.inc();
+            } else {
+                metrics.webhooks_failed.inc();
+            }
+        })
+    }
+
     pub fn llm_first_token(&self, after: Duration) {
         self.llm_first_token.observe(after.as_secs_f64());
     }

@@ -16,6 +16,9 @@
 //! - [`store`]: the store port and its errors.
 //! - [`responder`]: the bot-brain port.
 //! - [`knowledge`]: what retrieval hands the bot brain.
+//! - [`hooks`]: what happens outside when an intent with actions answers (webhooks).
+//! - [`http`]: GETs to a tenant's targets under the egress rules, and the rule for a URL a
+//!   tenant saves.
 //!
 //! # Concurrency
 //! None of its own: subscriptions and receipts are tokio channels the adapters fill and the
@@ -25,6 +28,8 @@ pub mod agents;
 pub mod analytics;
 pub mod bus;
 pub mod error;
+pub mod hooks;
+pub mod http;
 pub mod knowledge;
 pub mod model;
 pub mod presence;

@@ -127,7 +127,13 @@ impl OpenAiEmbedder {
         timeout: std::time::Duration,
     ) -> Self {
         // The operator's endpoint: anywhere, but no redirect (which could carry the key away).
-        let client = crate::egress::operator_client().timeout(timeout).build().unwrap_or_default();
+        // The operator's endpoint: anywhere, but no redirect (it could carry the API key
+        // elsewhere; the egress adapter's guard says why).
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .build()
+            .unwrap_or_default();
         Self {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),

@@ -117,10 +117,11 @@ impl Knowledge {
         settings: KnowledgeSettings,
         embedder: Arc<dyn embed::Embedder>,
         vectors: Arc<dyn vectors::VectorIndex>,
+        http: Arc<dyn parla_domain::http::TenantHttp>,
     ) -> Arc<Self> {
         let scraper = scrape::Scraper::new(
+            http,
             settings.max_document_bytes,
-            settings.scrape_allow_private_targets,
             std::time::Duration::from_millis(settings.scrape_deadline_ms),
         );
         let workers = settings.workers.max(1);
@@ -530,6 +531,23 @@ mod tests {
     use crate::model::DocumentType;
     use parla_store_redb::RedbStore;
 
+    /// No page is scraped here.
+    #[derive(Debug)]
+    struct NoWeb;
+
+    #[async_trait::async_trait]
+    impl parla_domain::http::TenantHttp for NoWeb {
+        fn check_url(&self, _: &str) -> Result<parla_domain::http::Url, String> {
+            Err("no web in this test".into())
+        }
+        async fn get(
+            &self,
+            _: &parla_domain::http::Url,
+        ) -> Result<parla_domain::http::HttpResponse, String> {
+            Err("no web in this test".into())
+        }
+    }
+
     fn settings() -> KnowledgeSettings {
         KnowledgeSettings {
             max_document_bytes: 1 << 20,
@@ -566,6 +584,7 @@ mod tests {
             settings(),
             Arc::new(embed::HashingEmbedder::default()),
             Arc::new(vectors),
+            Arc::new(NoWeb),
         );
         assert_eq!(knowledge.resume().await.expect("resume"), 1);
         let (t, b) = (TenantId::from("t"), BotId::from("b"));

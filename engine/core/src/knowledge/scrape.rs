@@ -9,21 +9,22 @@
 //! was).
 //!
 //! # Where it may go (SSRF)
-//! Under the rules for a tenant's targets ([`crate::egress`]): every request — each page, each
+//! Under the rules for a tenant's targets (the domain's [`TenantHttp`] port, the egress
+//! adapter's guard behind it): every request — each page, each
 //! redirect hop, robots.txt — is checked, and a host name is judged by the address actually
 //! connected to, so a name re-pointed at an internal address after the first page (DNS
 //! rebinding) reaches nothing. The client follows no redirect: [`Scraper`] follows them by
 //! hand, within the site, checking each hop. Non-public addresses are refused unless the
 //! operator allows them.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use reqwest::Url;
+use futures_util::StreamExt;
+use parla_domain::http::{TenantHttp, Url};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::extract;
-use crate::egress::TenantEgress;
 
 /// What to scrape: stored as the document's bytes, so reprocessing fetches again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,8 +39,9 @@ pub struct ScrapeRequest {
 /// The user agent we fetch as, and the robots.txt group we obey first.
 pub const USER_AGENT: &str = concat!("ParlaBot/", env!("CARGO_PKG_VERSION"));
 
-/// Time one request may take (a page, a hop, robots.txt), within the crawl's deadline.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time one request may take (a page, a hop, robots.txt), within the crawl's deadline: the
+/// [`TenantHttp`] client handed to [`Scraper::new`] is built with it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A page read: its URL (after redirects), its title (or URL), its text, and whether it is
 /// HTML.
@@ -53,8 +55,7 @@ pub struct Page {
 
 /// Fetches pages for WEB_PAGE documents.
 pub struct Scraper {
-    client: reqwest::Client,
-    egress: TenantEgress,
+    http: Arc<dyn TenantHttp>,
     /// The most bytes one scrape reads, all pages together.
     max_bytes: usize,
     /// The time one scrape may take.
@@ -77,17 +78,10 @@ enum Stop {
 }
 
 impl Scraper {
-    /// `allow_private`: the operator's leave to reach non-public addresses (tests, trusted
-    /// networks).
-    pub fn new(max_bytes: usize, allow_private: bool, deadline: Duration) -> Self {
-        let egress = TenantEgress::new(allow_private);
-        let client = egress
-            .client()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(USER_AGENT)
-            .build()
-            .unwrap_or_default();
-        Self { client, egress, max_bytes, deadline }
+    /// `http` reaches the pages under the rules for a tenant's targets (built with
+    /// [`REQUEST_TIMEOUT`] and [`USER_AGENT`]).
+    pub fn new(http: Arc<dyn TenantHttp>, max_bytes: usize, deadline: Duration) -> Self {
+        Self { http, max_bytes, deadline }
     }
 
     /// Crawls `request`; `progress` is told each page read (pages done, pages at most).
@@ -97,7 +91,7 @@ impl Scraper {
         mut progress: impl FnMut(u32, u32),
     ) -> Result<Vec<Page>, String> {
         let deadline = Instant::now() + self.deadline;
-        let start = self.egress.check_url(&request.url)?;
+        let start = self.http.check_url(&request.url)?;
         let too_slow =
             || format!("the site did not answer within {} s", self.deadline.as_secs().max(1));
         let robots = match tokio::time::timeout_at(deadline, self.robots(&start)).await {
@@ -168,18 +162,12 @@ impl Scraper {
     async fn fetch(&self, url: &Url, room: usize) -> Result<Page, Fetch> {
         let mut url = url.clone();
         for _ in 0..5 {
-            self.egress.check_url(url.as_str()).map_err(Fetch::Failed)?;
-            let response = self
-                .client
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|e| Fetch::Failed(crate::egress::describe(e)))?;
-            if response.status().is_redirection() {
+            self.http.check_url(url.as_str()).map_err(Fetch::Failed)?;
+            let response = self.http.get(&url).await.map_err(Fetch::Failed)?;
+            if (300..400).contains(&response.status) {
                 let next = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
+                    .location
+                    .as_deref()
                     .and_then(|l| url.join(l).ok())
                     .ok_or_else(|| Fetch::Failed("a redirect without a location".into()))?;
                 if !same_site(&next, &url) {
@@ -188,27 +176,26 @@ impl Scraper {
                 url = next;
                 continue;
             }
-            if !response.status().is_success() {
-                return Err(Fetch::Failed(format!("the page answered {}", response.status())));
+            if !(200..300).contains(&response.status) {
+                let reason = response.reason.map(|r| format!(" {r}")).unwrap_or_default();
+                return Err(Fetch::Failed(format!(
+                    "the page answered {}{reason}",
+                    response.status
+                )));
             }
-            let media = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("text/html")
-                .to_ascii_lowercase();
+            let media =
+                response.content_type.as_deref().unwrap_or("text/html").to_ascii_lowercase();
             let html = media.starts_with("text/html") || media.starts_with("application/xhtml");
             if !html && !media.starts_with("text/plain") {
                 return Err(Fetch::Failed(format!("not a web page ({media})")));
             }
-            if response.content_length().is_some_and(|n| n > room as u64) {
+            if response.content_length.is_some_and(|n| n > room as u64) {
                 return Err(Fetch::TooLarge);
             }
             let mut body = Vec::new();
-            let mut response = response;
-            while let Some(chunk) =
-                response.chunk().await.map_err(|e| Fetch::Failed(e.without_url().to_string()))?
-            {
+            let mut chunks = response.body;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(Fetch::Failed)?;
                 if body.len() + chunk.len() > room {
                     return Err(Fetch::TooLarge);
                 }

@@ -61,7 +61,13 @@ impl QdrantVectors {
     ) -> VectorResult<Self> {
         // The operator's Qdrant: anywhere, but no redirect, which would carry the `api-key`
         // header (not one the client strips on a cross-host redirect) to another host.
-        let http = crate::egress::operator_client().timeout(timeout).build().map_err(backend)?;
+        // The operator's Qdrant: anywhere, but no redirect (its `api-key` header would follow it
+        // to another host).
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .build()
+            .map_err(backend)?;
         let space: String = space
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })

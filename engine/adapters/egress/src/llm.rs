@@ -12,7 +12,7 @@
 //!
 //! The endpoint is the tenant's own when it set one, else the server's (`[llm]`); with neither,
 //! or when the tenant's monthly token budget is spent, the built-in responder answers. A
-//! tenant's endpoint is called under the rules for a tenant's targets ([`crate::egress`]): no
+//! tenant's endpoint is called under the rules for a tenant's targets ([`crate::guard`]): no
 //! redirect, and the address connected to must be public unless the operator allows otherwise;
 //! the server's endpoint follows no redirect either.
 //!
@@ -37,8 +37,10 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::{Reply, ReplyRequest, Responder, ResponderError, Usage, builtin::BuiltinResponder};
-use crate::model::{Sender, TenantLlm};
+use parla_domain::{
+    model::{Sender, TenantLlm},
+    responder::{Reply, ReplyRequest, Responder, ResponderError, Usage},
+};
 
 /// Where and how to call the model.
 #[derive(Debug, Clone)]
@@ -80,10 +82,11 @@ pub struct LlmResponder {
     /// For tenants' endpoints: public addresses only (unless allowed), checked at connection.
     tenant_client: reqwest::Client,
     /// The rules `tenant_client` follows, to judge a literal address before the call.
-    tenant_egress: crate::egress::TenantEgress,
+    tenant_egress: crate::guard::TenantEgress,
     config: LlmConfig,
-    /// Answers matched intents.
-    intents: BuiltinResponder,
+    /// Answers matched intents, and everything when no endpoint may be called (the engine's
+    /// built-in responder).
+    fallback: Arc<dyn Responder>,
 }
 
 impl std::fmt::Debug for LlmResponder {
@@ -97,21 +100,21 @@ impl std::fmt::Debug for LlmResponder {
 }
 
 impl LlmResponder {
-    pub fn new(config: LlmConfig, intents: BuiltinResponder) -> Self {
+    pub fn new(config: LlmConfig, fallback: Arc<dyn Responder>) -> Self {
         let user_agent = concat!("Parla/", env!("CARGO_PKG_VERSION"));
-        let client = crate::egress::operator_client()
+        let client = crate::guard::operator_client()
             .connect_timeout(config.first_token_timeout)
             .user_agent(user_agent)
             .build()
             .unwrap_or_default();
-        let tenant_egress = crate::egress::TenantEgress::new(config.tenant_endpoints_allow_private);
+        let tenant_egress = crate::guard::TenantEgress::new(config.tenant_endpoints_allow_private);
         let tenant_client = tenant_egress
             .client()
             .connect_timeout(config.first_token_timeout)
             .user_agent(user_agent)
             .build()
             .unwrap_or_default();
-        Self { client, tenant_client, tenant_egress, config, intents }
+        Self { client, tenant_client, tenant_egress, config, fallback }
     }
 
     /// The endpoint for `request`: the tenant's, else the server's, else none.
@@ -181,7 +184,7 @@ impl LlmResponder {
         if !endpoint.api_key.is_empty() {
             call = call.bearer_auth(&endpoint.api_key);
         }
-        let response = call.send().await.map_err(|e| match crate::egress::refusal(&e) {
+        let response = call.send().await.map_err(|e| match crate::guard::refusal(&e) {
             Some(reason) => Attempt::Fail(format!("the tenant's LLM endpoint: {reason}")),
             None => Attempt::Retry(e.without_url().to_string()),
         })?;
@@ -215,7 +218,7 @@ impl Responder for LlmResponder {
             request.matched_intent().is_some_and(|(_, score)| score >= self.config.min_confidence);
         let endpoint = self.endpoint(&request).filter(|_| request.llm_allowed);
         let Some(endpoint) = endpoint.filter(|_| !matched) else {
-            return self.intents.reply(request).await;
+            return self.fallback.reply(request).await;
         };
         let deadline = Instant::now() + self.config.max_reply_time;
         let client = if request.llm.is_some() {

@@ -13,7 +13,7 @@
 //! attempts, backing off 1 s, 4 s, 16 s… on a network error, a timeout, 429 or 5xx; any other
 //! status is final. Deliveries are not persisted: events pending when the process stops are
 //! lost (a durable outbox is future work). Deliveries follow the rules for a tenant's targets
-//! ([`crate::egress`]): no redirect (a 3xx is a final answer), and a target resolving to a
+//! ([`crate::guard`]): no redirect (a 3xx is a final answer), and a target resolving to a
 //! non-public address is refused at connection time — finally, without retries — unless
 //! `webhook_allow_private_targets` is set (SSRF).
 
@@ -25,11 +25,16 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio::runtime::Handle;
 
-use crate::{
-    egress::TenantEgress,
-    metrics::Metrics,
+use parla_domain::{
+    hooks::IntentHooks,
     model::{Intent, IntentAction, Message, now_ms},
 };
+
+use crate::guard::TenantEgress;
+
+/// Told each delivery's end: `true` delivered, `false` failed for good (the engine counts them:
+/// `parla_webhooks_delivered_total`, `parla_webhooks_failed_total`).
+pub type Outcome = Arc<dyn Fn(bool) + Send + Sync>;
 
 /// The signature header of a delivery.
 pub const SIGNATURE_HEADER: &str = "Parla-Signature";
@@ -85,30 +90,26 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// Why a webhook URL is refused when an intent is saved: not an absolute http(s) URL, or
-/// longer than 2048 bytes. (Where it points is checked at delivery, see the module docs.)
-pub fn check_url(url: &str) -> Result<(), &'static str> {
-    let parsed = reqwest::Url::parse(url).map_err(|_| "not a valid absolute URL")?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err("must be an http or https URL with a host");
-    }
-    if url.len() > 2048 {
-        return Err("at most 2048 bytes");
-    }
-    Ok(())
-}
-
-/// Sends intent webhooks.
-#[derive(Debug, Clone)]
-pub(crate) struct Webhooks {
+/// Sends intent webhooks, each on its own task of the runtime it was built on.
+#[derive(Clone)]
+pub struct Webhooks {
     client: reqwest::Client,
     attempts: u32,
     egress: TenantEgress,
-    metrics: Arc<Metrics>,
+    outcome: Outcome,
+    runtime: Handle,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks").field("attempts", &self.attempts).finish_non_exhaustive()
+    }
 }
 
 impl Webhooks {
-    pub(crate) fn new(settings: &EngineSettings, metrics: Arc<Metrics>) -> Self {
+    /// Built on a tokio runtime (deliveries are spawned on it, whichever runtime the answer
+    /// comes from); `outcome` is told how each delivery ended.
+    pub fn new(settings: &EngineSettings, outcome: Outcome) -> Self {
         let egress = TenantEgress::new(settings.webhook_allow_private_targets);
         let client = egress
             .client()
@@ -116,44 +117,27 @@ impl Webhooks {
             .user_agent(concat!("Parla-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Self { client, attempts: settings.webhook_attempts.max(1), egress, metrics }
-    }
-
-    /// Starts delivering `intent`'s webhook actions for the bot's `answer` to `question`.
-    pub(crate) fn intent_matched(
-        &self,
-        runtime: &Handle,
-        bot_id: &str,
-        intent: &Intent,
-        question: &str,
-        answer: &Message,
-    ) {
-        for action in &intent.actions {
-            let IntentAction::Webhook { url, secret } = action;
-            let event = json!({
-                "id": uuid::Uuid::now_v7().simple().to_string(),
-                "type": "intent.matched",
-                "created_at": now_ms(),
-                "tenant_id": answer.tenant_id,
-                "bot_id": bot_id,
-                "conversation_id": answer.conversation_id,
-                "intent": { "id": intent.id, "name": intent.name },
-                "confidence": answer.confidence,
-                "question": question,
-                "answer": { "id": answer.id, "seq": answer.seq, "text": answer.text },
-            });
-            let (this, url, secret) = (self.clone(), url.clone(), secret.clone());
-            runtime.spawn(async move { this.deliver(&url, &secret, &event).await });
+        Self {
+            client,
+            attempts: settings.webhook_attempts.max(1),
+            egress,
+            outcome,
+            runtime: Handle::current(),
         }
     }
 
-    async fn deliver(&self, url: &str, secret: &str, event: &serde_json::Value) {
+    async fn deliver_counted(&self, url: &str, secret: &str, event: &serde_json::Value) {
+        let delivered = self.deliver(url, secret, event).await;
+        (self.outcome)(delivered);
+    }
+
+    /// Delivers `event`, retrying as the module docs say: `true` once delivered.
+    async fn deliver(&self, url: &str, secret: &str, event: &serde_json::Value) -> bool {
         let id = event["id"].as_str().unwrap_or_default().to_owned();
         let body = event.to_string().into_bytes();
         if let Err(reason) = self.egress.check_url(url) {
             tracing::warn!(delivery = %id, %reason, "webhook target refused");
-            self.metrics.webhooks_failed.inc();
-            return;
+            return false;
         }
         let mut backoff = Duration::from_secs(1);
         for attempt in 1..=self.attempts {
@@ -169,16 +153,15 @@ impl Webhooks {
                 .await;
             let retry = match result {
                 Ok(response) if response.status().is_success() => {
-                    self.metrics.webhooks_delivered.inc();
-                    return;
+                    return true;
                 }
                 Ok(response) => {
                     let status = response.status();
                     tracing::warn!(delivery = %id, attempt, %status, "webhook refused");
                     status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 }
-                Err(e) if crate::egress::refusal(&e).is_some() => {
-                    let reason = crate::egress::describe(e);
+                Err(e) if crate::guard::refusal(&e).is_some() => {
+                    let reason = crate::guard::describe(e);
                     tracing::warn!(delivery = %id, %reason, "webhook target refused");
                     false
                 }
@@ -194,7 +177,30 @@ impl Webhooks {
             tokio::time::sleep(backoff).await;
             backoff *= 4;
         }
-        self.metrics.webhooks_failed.inc();
+        false
+    }
+}
+
+impl IntentHooks for Webhooks {
+    /// Starts delivering `intent`'s webhook actions for the bot's `answer` to `question`.
+    fn intent_matched(&self, bot_id: &str, intent: &Intent, question: &str, answer: &Message) {
+        for action in &intent.actions {
+            let IntentAction::Webhook { url, secret } = action;
+            let event = json!({
+                "id": uuid::Uuid::now_v7().simple().to_string(),
+                "type": "intent.matched",
+                "created_at": now_ms(),
+                "tenant_id": answer.tenant_id,
+                "bot_id": bot_id,
+                "conversation_id": answer.conversation_id,
+                "intent": { "id": intent.id, "name": intent.name },
+                "confidence": answer.confidence,
+                "question": question,
+                "answer": { "id": answer.id, "seq": answer.seq, "text": answer.text },
+            });
+            let (this, url, secret) = (self.clone(), url.clone(), secret.clone());
+            self.runtime.spawn(async move { this.deliver_counted(&url, &secret, &event).await });
+        }
     }
 }
 
