@@ -33,6 +33,7 @@ COPY engine/core/Cargo.toml engine/core/
 COPY engine/adapters/store-redb/Cargo.toml engine/adapters/store-redb/
 COPY engine/adapters/store-cql/Cargo.toml engine/adapters/store-cql/
 COPY engine/adapters/egress/Cargo.toml engine/adapters/egress/
+COPY engine/adapters/knowledge/Cargo.toml engine/adapters/knowledge/
 COPY gateway/Cargo.toml gateway/
 COPY gateway/protocol/Cargo.toml gateway/protocol/
 COPY channels/Cargo.toml channels/

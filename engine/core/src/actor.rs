@@ -1181,7 +1181,6 @@ impl ConversationActor {
         };
         let deps = self.deps.clone();
         let knowledge = self.deps.knowledge.clone();
-        let top_k = knowledge.settings().top_k;
         self.deps.bus.publish(
             &self.key,
             Event::StreamStart { stream_id: stream_id.clone(), sender: Sender::Bot },
@@ -1198,7 +1197,7 @@ impl ConversationActor {
                 let (mut intent, mut confidence, mut usage) = (None, None, None);
                 let streamed = AssertUnwindSafe(async {
                     let (t, b) = (&key.tenant_id, &request.bot.id);
-                    match knowledge.search(t, b, &request.text, top_k).await {
+                    match knowledge.search(t, b, &request.text).await {
                         Ok(passages) => request.passages = passages,
                         Err(e) => {
                             tracing::warn!(error = %e, "knowledge search failed; answering without")

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use parking_lot::Mutex;
 use parla_config::EngineSettings;
+use parla_domain::knowledge::KnowledgeBase;
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
@@ -40,7 +41,7 @@ pub(crate) struct Deps {
     pub bots: parking_lot::Mutex<HashMap<(TenantId, BotId), LoadedBot>>,
     /// Told each stored answer whose intent has actions (webhooks).
     pub hooks: Arc<dyn parla_domain::hooks::IntentHooks>,
-    pub knowledge: Arc<crate::knowledge::Knowledge>,
+    pub knowledge: Arc<dyn KnowledgeBase>,
     pub presence: Arc<crate::presence::Presence>,
 }
 
@@ -299,31 +300,15 @@ pub struct EngineParts {
     /// Built by the caller, so adapters can count into it (webhook outcomes).
     pub metrics: Arc<Metrics>,
     pub settings: EngineSettings,
-    pub knowledge: crate::knowledge::KnowledgeSettings,
-    pub embedder: Arc<dyn crate::knowledge::embed::Embedder>,
-    /// Must hold `embedder`'s space.
-    pub vectors: Arc<dyn crate::knowledge::vectors::VectorIndex>,
-    /// The scraper's GETs, under the rules for a tenant's targets.
-    pub scrape_http: Arc<dyn parla_domain::http::TenantHttp>,
+    /// The bots' knowledge bases: searched for each answer, forgotten with a deleted bot, and
+    /// handed to the admin API ([`Engine::knowledge`]).
+    pub knowledge: Arc<dyn KnowledgeBase>,
 }
 
 impl Engine {
     /// Builds an engine on the current tokio runtime and binds it to its bus.
     pub fn new(parts: EngineParts) -> Self {
-        let EngineParts {
-            store,
-            bus,
-            responder,
-            hooks,
-            metrics,
-            settings,
-            knowledge,
-            embedder,
-            vectors,
-            scrape_http: http,
-        } = parts;
-        let knowledge =
-            crate::knowledge::Knowledge::start(store.clone(), knowledge, embedder, vectors, http);
+        let EngineParts { store, bus, responder, hooks, metrics, settings, knowledge } = parts;
         let presence = crate::presence::Presence::new(
             std::time::Duration::from_millis(settings.presence_timeout_ms.max(1)),
             bus.clone(),
@@ -379,7 +364,7 @@ impl Engine {
     }
 
     /// The bots' knowledge bases: documents and retrieval.
-    pub fn knowledge(&self) -> &Arc<crate::knowledge::Knowledge> {
+    pub fn knowledge(&self) -> &Arc<dyn KnowledgeBase> {
         &self.inner.deps.knowledge
     }
 

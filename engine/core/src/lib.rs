@@ -12,11 +12,9 @@
 //!   announced to the member's agent sockets.
 //! - `supervisor`: one tenant supervisor per tenant, owning its live conversation actors.
 //! - `actor`: the conversation actor, single writer of its conversation.
-//! - [`store`]: the store adapters (embedded redb, CQL) and the conformance suite.
+//! - [`store`]: the store port (the adapters are `parla-store-redb` and `parla-store-cql`).
 //! - [`bus`]: the bus adapters (in-process, cluster).
 //! - [`responder`]: the built-in responder (intents, knowledge-base passage, fallback).
-//! - [`knowledge`]: documents → text → chunks (a background worker with a durable queue),
-//!   scraping, the embedder port and hybrid (BM25 + vector) retrieval.
 //! - [`sentiment`]: offline sentiment and "asks for a person" detection.
 //! - [`demo`]: the demo tenant and bot.
 //! - [`clients`]: who an anonymous client is (its address, through trusted proxies only,
@@ -38,7 +36,6 @@ pub mod demo;
 mod dispatch;
 pub mod engine;
 pub mod health;
-pub mod knowledge;
 pub mod metrics;
 pub mod presence;
 pub mod responder;

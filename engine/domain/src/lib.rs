@@ -15,7 +15,9 @@
 //! - [`bus`]: inbound and outbound events, receipts, subscriptions, and the bus port.
 //! - [`store`]: the store port and its errors.
 //! - [`responder`]: the bot-brain port.
-//! - [`knowledge`]: what retrieval hands the bot brain.
+//! - [`knowledge`]: the knowledge-base port (search, documents) and what retrieval hands the
+//!   bot brain.
+//! - [`text`]: words as retrieval and intent matching see them.
 //! - [`hooks`]: what happens outside when an intent with actions answers (webhooks).
 //! - [`http`]: GETs to a tenant's targets under the egress rules, and the rule for a URL a
 //!   tenant saves.
@@ -35,6 +37,7 @@ pub mod model;
 pub mod presence;
 pub mod responder;
 pub mod store;
+pub mod text;
 
 /// The store port's conformance suite, run by every adapter's tests (feature `testkit`).
 #[cfg(feature = "testkit")]

@@ -8,7 +8,7 @@
 //! Usage: `parla-retrieval-bench [SET.json] [MINILM_DIR]` (default set:
 //! loadtest/retrieval/aesop.json).
 
-use parla_engine::knowledge::{
+use parla_knowledge::{
     embed::{HashingEmbedder, dot, fuse},
     index::{KeywordIndex, terms},
 };
@@ -59,7 +59,7 @@ fn main() -> anyhow::Result<()> {
     };
     let minilm = match std::env::args().nth(2) {
         Some(dir) => Some(
-            parla_engine::knowledge::minilm::MiniLmEmbedder::load(dir.as_ref())
+            parla_knowledge::minilm::MiniLmEmbedder::load(dir.as_ref())
                 .map_err(anyhow::Error::msg)?,
         ),
         None => None,

@@ -34,7 +34,7 @@ const MAX_PASSAGE_ANSWER: usize = 500;
 /// The sentences of `passage` that share words with `question`, in order, up to
 /// `MAX_PASSAGE_ANSWER` (500) characters (the passage's start when none does).
 pub fn trim_to_question(passage: &str, question: &str) -> String {
-    let wanted = crate::knowledge::index::terms(question);
+    let wanted = parla_domain::text::terms(question);
     let mut sentences = Vec::new();
     let mut start = 0;
     for (i, c) in passage.char_indices() {
@@ -50,7 +50,7 @@ pub fn trim_to_question(passage: &str, question: &str) -> String {
     sentences.push(passage[start..].trim());
     let mut answer = String::new();
     for sentence in sentences.into_iter().filter(|s| !s.is_empty()) {
-        let terms = crate::knowledge::index::terms(sentence);
+        let terms = parla_domain::text::terms(sentence);
         if !terms.iter().any(|t| wanted.contains(t)) {
             continue;
         }

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::model::TenantId;
+use parla_domain::model::TenantId;
 
 /// What a worker gets from [`Schedule::next`].
 #[derive(Debug, PartialEq, Eq)]

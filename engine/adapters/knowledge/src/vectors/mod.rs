@@ -19,7 +19,7 @@ pub mod qdrant;
 
 use async_trait::async_trait;
 
-use crate::model::{BotId, TenantId};
+use parla_domain::model::{BotId, TenantId};
 
 /// Why the index failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

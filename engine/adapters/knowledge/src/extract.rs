@@ -2,7 +2,7 @@
 //! its paragraphs). Pure functions; no I/O. The server runs them in a bounded child process
 //! ([`super::extractor`]), never in its own.
 
-use crate::model::DocumentType;
+use parla_domain::model::DocumentType;
 
 /// A heading and the paragraphs under it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -4,7 +4,7 @@
 //! cannot see each other's points. Vectors are 4-dimensional unit vectors.
 
 use super::{Hit, Point, VectorError, VectorIndex};
-use crate::model::{BotId, TenantId};
+use parla_domain::model::{BotId, TenantId};
 
 /// Runs every check. Panics, naming the check, on the first failure.
 pub async fn run_all(index: &dyn VectorIndex) {

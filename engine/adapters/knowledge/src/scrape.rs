@@ -21,20 +21,11 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use parla_domain::http::{TenantHttp, Url};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::extract;
 
-/// What to scrape: stored as the document's bytes, so reprocessing fetches again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScrapeRequest {
-    pub url: String,
-    /// Pages to read at most, the first included (1 = that page only).
-    pub max_pages: u32,
-    /// Link hops from the first page (0 = that page only).
-    pub max_depth: u32,
-}
+pub use parla_domain::knowledge::ScrapeRequest;
 
 /// The user agent we fetch as, and the robots.txt group we obey first.
 pub const USER_AGENT: &str = concat!("ParlaBot/", env!("CARGO_PKG_VERSION"));

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{KnowledgeSettings, extract::Section};
-use crate::model::DocumentType;
+use parla_domain::model::DocumentType;
 
 /// How documents are extracted (see the module documentation).
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Hit, Point, VectorError, VectorIndex, VectorResult, dimensions_of};
-use crate::model::{BotId, TenantId};
+use parla_domain::model::{BotId, TenantId};
 
 /// Vector space → its dimensions.
 const SPACES: TableDefinition<&str, u64> = TableDefinition::new("spaces");

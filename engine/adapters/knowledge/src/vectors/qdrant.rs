@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use super::{Hit, Point, VectorError, VectorIndex, VectorResult, dimensions_of};
-use crate::model::{BotId, TenantId};
+use parla_domain::model::{BotId, TenantId};
 
 /// Points per upsert request.
 const BATCH: usize = 256;

@@ -1,5 +1,5 @@
-//! A bot's knowledge base: documents turned into chunks by a background worker, and retrieval
-//! over them for the responders.
+//! Parla's knowledge-base adapter (the domain's `KnowledgeBase` port): documents turned into
+//! chunks by background workers, and retrieval over them for the bot brain.
 //!
 //! # Processing
 //! An upload stores the document (PENDING) with its bytes, then queues its id. `workers`
@@ -17,6 +17,12 @@
 //! change) and vector (the [`embed::Embedder`]'s cosine, searched in the [`vectors`] index)
 //! rankings of the bot's chunks, fused by reciprocal rank ([`embed::fuse`]). Only passages
 //! sharing a term with the question or close in vector space are candidates.
+//!
+//! # Seams of its own
+//! [`embed::Embedder`] (hashing, an OpenAI-compatible API, or the built-in MiniLM model in
+//! [`minilm`]) and [`vectors::VectorIndex`] (embedded redb, or Qdrant) are this adapter's inner
+//! ports, not the domain's: the engine's core never sees a vector. The binary picks the
+//! implementations.
 
 pub mod chunk;
 pub mod embed;
@@ -32,7 +38,8 @@ use std::{collections::HashMap, sync::Arc};
 
 use parking_lot::Mutex;
 
-use crate::{
+use parla_domain::{
+    knowledge::KnowledgeBase,
     model::{BotId, Chunk, Document, ProcessStatus, TenantId, now_ms},
     store::{Store, StoreResult},
 };
@@ -359,7 +366,7 @@ impl Knowledge {
         };
         let (kind, title) = (document.kind, document.title.clone());
         let (max, overlap) = (self.settings.chunk_chars, self.settings.chunk_overlap_chars);
-        let sections = if kind == crate::model::DocumentType::WebPage {
+        let sections = if kind == parla_domain::model::DocumentType::WebPage {
             match self.scrape(&mut document, &bytes).await? {
                 Ok(pages) => self.page_sections(pages).await,
                 Err(reason) => Err(reason),
@@ -446,9 +453,9 @@ impl Knowledge {
         let mut sections = Vec::new();
         for page in pages {
             let kind = if page.html {
-                crate::model::DocumentType::Html
+                parla_domain::model::DocumentType::Html
             } else {
-                crate::model::DocumentType::Txt
+                parla_domain::model::DocumentType::Txt
             };
             let found = match self.extractor.extract(kind, page.body.into_bytes()).await {
                 Ok(found) => found,
@@ -487,6 +494,38 @@ impl Knowledge {
     }
 }
 
+#[async_trait::async_trait]
+impl KnowledgeBase for Knowledge {
+    fn max_document_bytes(&self) -> usize {
+        self.settings.max_document_bytes
+    }
+
+    async fn submit(&self, tenant: &TenantId, document_id: &str) {
+        Knowledge::submit(self, tenant, document_id).await;
+    }
+
+    async fn delete_document(&self, tenant: &TenantId, document_id: &str) -> StoreResult<bool> {
+        Knowledge::delete_document(self, tenant, document_id).await
+    }
+
+    async fn forget_bot(&self, tenant: &TenantId, bot: &BotId) {
+        Knowledge::forget_bot(self, tenant, bot).await;
+    }
+
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        query: &str,
+    ) -> StoreResult<Vec<Passage>> {
+        Knowledge::search(self, tenant, bot, query, self.settings.top_k).await
+    }
+
+    async fn probe(&self, timeout: std::time::Duration) -> Vec<(&'static str, Result<(), String>)> {
+        Knowledge::probe(self, timeout).await
+    }
+}
+
 /// What a chunk's vector is made from: its heading helps place it.
 fn embedding_text(title: &str, text: &str) -> String {
     format!("{title}\n{text}")
@@ -522,86 +561,5 @@ async fn worker(knowledge: std::sync::Weak<Knowledge>, schedule: Arc<schedule::S
                 schedule.done(&tenant, &id);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::DocumentType;
-    use parla_store_redb::RedbStore;
-
-    /// No page is scraped here.
-    #[derive(Debug)]
-    struct NoWeb;
-
-    #[async_trait::async_trait]
-    impl parla_domain::http::TenantHttp for NoWeb {
-        fn check_url(&self, _: &str) -> Result<parla_domain::http::Url, String> {
-            Err("no web in this test".into())
-        }
-        async fn get(
-            &self,
-            _: &parla_domain::http::Url,
-        ) -> Result<parla_domain::http::HttpResponse, String> {
-            Err("no web in this test".into())
-        }
-    }
-
-    fn settings() -> KnowledgeSettings {
-        KnowledgeSettings {
-            max_document_bytes: 1 << 20,
-            chunk_chars: 300,
-            chunk_overlap_chars: 50,
-            queue: 8,
-            top_k: 3,
-            scrape_allow_private_targets: true,
-            workers: 2,
-            scrape_deadline_ms: 10_000,
-            extract_memory_bytes: 256 << 20,
-            extract_timeout_ms: 10_000,
-            extractor_program: String::new(),
-            // No parla executable in the engine's own tests.
-            extract_in_process: true,
-        }
-    }
-
-    #[tokio::test]
-    async fn work_left_pending_by_a_previous_run_is_resumed_and_searchable() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path(), 16, 16).expect("open"));
-        // As a crash would leave it: stored and PENDING, never processed.
-        let mut document =
-            parla_domain::conformance::document("t", "b", "d1", ProcessStatus::Pending);
-        document.kind = DocumentType::Markdown;
-        let text = b"# Parking\n\nGuests park for free in the garage under the hotel.";
-        store.put_document(&document, Some(text)).await.expect("put");
-
-        let vectors =
-            vectors::embedded::EmbeddedVectors::open(dir.path(), "hashing-512").expect("vectors");
-        let knowledge = Knowledge::start(
-            store.clone(),
-            settings(),
-            Arc::new(embed::HashingEmbedder::default()),
-            Arc::new(vectors),
-            Arc::new(NoWeb),
-        );
-        assert_eq!(knowledge.resume().await.expect("resume"), 1);
-        let (t, b) = (TenantId::from("t"), BotId::from("b"));
-        for _ in 0..200 {
-            let d = store.get_document(&t, "d1").await.expect("get").expect("exists");
-            if d.status == ProcessStatus::Completed {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(store.unfinished_documents().await.expect("queue").is_empty());
-        let found = knowledge.search(&t, &b, "is parking free?", 3).await.expect("search");
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].title, "Parking");
-        assert!(found[0].coverage >= 0.5, "{found:?}");
-        let elsewhere =
-            knowledge.search(&TenantId::from("u"), &b, "parking", 3).await.expect("search");
-        assert!(elsewhere.is_empty(), "another tenant's bot with the same id sees nothing");
     }
 }
