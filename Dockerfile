@@ -34,6 +34,7 @@ COPY engine/adapters/store-redb/Cargo.toml engine/adapters/store-redb/
 COPY engine/adapters/store-cql/Cargo.toml engine/adapters/store-cql/
 COPY engine/adapters/egress/Cargo.toml engine/adapters/egress/
 COPY engine/adapters/knowledge/Cargo.toml engine/adapters/knowledge/
+COPY engine/adapters/cluster/Cargo.toml engine/adapters/cluster/
 COPY gateway/Cargo.toml gateway/
 COPY gateway/protocol/Cargo.toml gateway/protocol/
 COPY channels/Cargo.toml channels/

@@ -17,17 +17,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use actix_web::{App, HttpServer, dev::ServerHandle};
 use anyhow::Context;
+use parla_cluster::{ClusterBus, ClusterBusSettings};
 use parla_config::Settings;
+use parla_domain::bus::local::InProcessBus;
 use parla_engine::{
-    Engine, EngineParts,
-    bus::{
-        Bus,
-        cluster::{ClusterBus, ClusterBusSettings},
-        memory::InProcessBus,
-    },
-    demo,
-    responder::builtin::BuiltinResponder,
-    store::Store,
+    Engine, EngineParts, bus::Bus, demo, responder::builtin::BuiltinResponder, store::Store,
 };
 
 /// A started server.

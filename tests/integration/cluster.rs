@@ -14,7 +14,8 @@ use std::{
 
 use crate::common::{cluster::*, *};
 use parking_lot::Mutex;
-use parla_engine::{bus::cluster::partition_of, model::ConversationId};
+use parla_cluster::partition_of;
+use parla_engine::model::ConversationId;
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -65,7 +66,7 @@ impl Cluster {
             .arg(data_dir)
             .envs(self.env.iter().cloned())
             .env("PARLA__DEMO__ENABLED", (role == "gateway").to_string())
-            .env("RUST_LOG", "info,parla_engine::bus::cluster=debug")
+            .env("RUST_LOG", "info,parla_cluster=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -2,7 +2,7 @@
 //! (issue 7), measured in the same run on the same machine — each is the other's baseline.
 //!
 //! - **Redis pub/sub**: the engine PUBLISHes to a per-conversation channel from one connection,
-//!   pipelined in order (up to 512 per round trip, as `engine/core/src/bus/cluster.rs` does); the
+//!   pipelined in order (up to 512 per round trip, as `engine/adapters/cluster/src/lib.rs` does); the
 //!   gateway SUBSCRIBEs on another connection.
 //! - **A per-node Kafka topic**: the engine produces to the gateway node's topic (one
 //!   partition: one ordered log), the gateway consumes it with a consumer *assigned* to the

@@ -1,7 +1,4 @@
-//! The bus: the port and its events are the domain's ([`parla_domain::bus`]); its adapters are
-//! here — [`memory::InProcessBus`] (one process) and [`cluster::ClusterBus`] (Kafka + Redis).
+//! The bus: the port, its events and the in-process adapter are the domain's
+//! ([`parla_domain::bus`]); the cluster adapter (Kafka + Redis) is `parla-cluster`.
 
 pub use parla_domain::bus::*;
-
-pub mod cluster;
-pub mod memory;

@@ -1,4 +1,4 @@
-//! The in-process bus: the embedded default.
+//! The in-process bus: the embedded default, and the local fan-out of the cluster's.
 
 use std::{
     collections::HashMap,

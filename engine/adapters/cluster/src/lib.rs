@@ -46,13 +46,13 @@ use rdkafka::{
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{
-    Bus, BusError, Envelope, Event, InboundHandler, Receipt, Subscription, TenantEvent,
-    memory::InProcessBus,
-};
-use crate::{
+use parla_domain::{
     EngineError,
     agents::{AgentCommand, CommandOutcome},
+    bus::{
+        Bus, BusError, Envelope, Event, InboundHandler, Receipt, Subscription, TenantEvent,
+        local::InProcessBus,
+    },
     error::WireError,
     model::{AccountId, BotId, ConnId, ConversationId, ConversationKey, TenantId},
     presence::{AgentPresence, PresenceStatus},
@@ -424,7 +424,7 @@ impl Bus for ClusterBus {
         self.route.replies.lock().insert(request.clone(), tx);
         // Forgets the waiter however this call ends (a cancelled caller included).
         let _waiting = Waiting { route: &self.route, request: request.clone() };
-        let inbound = super::Inbound::Command {
+        let inbound = parla_domain::bus::Inbound::Command {
             request: request.clone(),
             reply_to: self.settings.node_id.clone(),
             command: command.clone(),
@@ -683,7 +683,7 @@ impl ConsumerContext for Rebalancer {
         }
         drop(pending);
         let partitions = self.partitions;
-        let which: super::Releasing = Arc::new(move |key: &ConversationKey| {
+        let which: parla_domain::bus::Releasing = Arc::new(move |key: &ConversationKey| {
             revoked.contains(&partition_of(&key.conversation_id, partitions))
         });
         // The moving actors stop after the message in hand; their successors on the new
@@ -820,10 +820,10 @@ impl ConsumerLoop {
     fn hand_over(&self, envelope: Envelope) {
         let (key, origin) = (envelope.key.clone(), envelope.origin);
         let (client_msg_id, command) = match &envelope.inbound {
-            super::Inbound::VisitorMessage { client_msg_id, .. } => {
+            parla_domain::bus::Inbound::VisitorMessage { client_msg_id, .. } => {
                 (Some(client_msg_id.clone()), None)
             }
-            super::Inbound::Command { request, reply_to, .. } => {
+            parla_domain::bus::Inbound::Command { request, reply_to, .. } => {
                 (None, Some((request.clone(), reply_to.clone())))
             }
             _ => (None, None),
@@ -1133,7 +1133,7 @@ mod tests {
 
     #[test]
     fn events_addressed_to_a_connection_survive_the_wire() {
-        use crate::model::Sender;
+        use parla_domain::model::Sender;
         let conn = Some(ConnId(u128::MAX - 7));
         let events = [
             Event::Rejected { conn, client_msg_id: None, code: "c".into(), message: "m".into() },
@@ -1145,7 +1145,7 @@ mod tests {
             assert_eq!(serde_json::from_slice::<Event>(&wire).expect("decode"), event);
         }
         let key = ConversationKey { tenant_id: "t".into(), conversation_id: "c".into() };
-        let envelope = Envelope::new(key, conn, super::super::Inbound::Read { seq: 1 });
+        let envelope = Envelope::new(key, conn, parla_domain::bus::Inbound::Read { seq: 1 });
         let wire = serde_json::to_vec(&envelope).expect("encode");
         let back: Envelope = serde_json::from_slice(&wire).expect("decode");
         assert_eq!(back.origin, conn);
@@ -1175,7 +1175,7 @@ mod tests {
         let a = ClusterBus::connect(settings("a")).await.expect("node a");
         let b = ClusterBus::connect(settings("b")).await.expect("node b");
         let t = TenantId::from("t1");
-        let ann = crate::model::AgentRef { id: AccountId::from("ann"), name: "Ann".into() };
+        let ann = parla_domain::model::AgentRef { id: AccountId::from("ann"), name: "Ann".into() };
         let on = |status| AgentPresence { agent: ann.clone(), status };
         // What node b sees of tenant t: Ann's status, if she is anywhere.
         let until = |want: Option<PresenceStatus>| {
@@ -1281,7 +1281,8 @@ mod tests {
         );
         let key = ConversationKey { tenant_id: "t".into(), conversation_id: "c".into() };
         let mut events = a.subscribe(&key, None).await;
-        let typing = |on| Event::Typing { sender: crate::model::Sender::User, on, origin: None };
+        let typing =
+            |on| Event::Typing { sender: parla_domain::model::Sender::User, on, origin: None };
         b.publish(&key, typing(true));
         let first = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
         assert_eq!(*first.expect("in time").expect("an event"), typing(true));

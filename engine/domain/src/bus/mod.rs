@@ -1,14 +1,17 @@
 //! The bus port: how inbound events reach the node hosting a conversation's actor, and how the
 //! actor's outbound events reach every subscriber (visitor sockets, agents, channel sinks).
 //!
-//! Adapters (in `parla-engine`'s `bus` today):
-//! - `memory::InProcessBus`: one process; inbound is a direct hand-off to the local engine,
-//!   outbound a fan-out per conversation to one bounded queue per subscriber.
-//! - `cluster::ClusterBus`: several nodes; inbound through a Kafka topic keyed by conversation
-//!   id (its partition decides the engine node that hosts the actor), outbound through Redis
-//!   pub/sub to every node with a subscriber (see the module for why).
+//! Adapters:
+//! - [`local::InProcessBus`] (here: no I/O, and the cluster adapter fans out through it too):
+//!   one process; inbound is a direct hand-off to the local engine, outbound a fan-out per
+//!   conversation to one bounded queue per subscriber.
+//! - `parla_cluster::ClusterBus`: several nodes; inbound through a Kafka topic keyed by
+//!   conversation id (its partition decides the engine node that hosts the actor), outbound
+//!   through Redis pub/sub to every node with a subscriber (see the crate for why).
 
 use std::sync::Arc;
+
+pub mod local;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
