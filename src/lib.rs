@@ -376,9 +376,10 @@ async fn auth_limits(settings: &Settings) -> anyhow::Result<parla_admin_api::lim
     if c.redis_url.is_empty() {
         return Ok(AuthLimits::new(per_15_minutes));
     }
-    AuthLimits::shared(per_15_minutes, &c.redis_url, &c.kafka_topic_prefix)
+    let redis = parla_cluster::RedisLimits::connect(&c.redis_url, &c.kafka_topic_prefix)
         .await
-        .context("connecting to Redis for the shared auth limits")
+        .context("connecting to Redis for the shared auth limits")?;
+    Ok(AuthLimits::shared(per_15_minutes, Arc::new(redis)))
 }
 
 /// The store `[store] backend` names: the embedded redb file, or a CQL cluster (its schema

@@ -22,10 +22,11 @@
 //!
 //! In-process by default; the per-key tables forget keys that no longer matter (a spray of
 //! addresses or emails costs memory only while it lasts). In a cluster (`[cluster] redis_url`)
-//! every admin node shares them through Redis: the budget is GCRA in one Lua script (atomic,
-//! one round trip, Redis's own clock), the failed logins counters that expire with the longest
-//! backoff, checked and counted by one script too. If Redis cannot be reached the limits fail open, with an error logged: the
-//! endpoints stay usable, and Argon2 still paces password guessing.
+//! every admin node shares them through the domain's `SharedLimits` port (`parla_cluster::
+//! RedisLimits`: the budget is GCRA, the failed logins counters that expire with the longest
+//! backoff, each checked and counted atomically on Redis's clock). If the shared limits cannot
+//! be reached they fail open, with an error logged: the endpoints stay usable, and Argon2 still
+//! paces password guessing.
 
 use std::{collections::HashMap, hash::Hash, net::IpAddr, sync::Arc, time::Duration};
 
@@ -33,15 +34,17 @@ use actix_web::http::StatusCode;
 use parking_lot::Mutex;
 use std::time::Instant;
 
+use parla_domain::limits::SharedLimits;
+
 use crate::error::ApiError;
 
 /// Failed logins of one account from one client before its backoff starts: a person mistyping
 /// their password a few times never waits.
-const FREE_FAILURES: u32 = 5;
+pub const FREE_FAILURES: u32 = 5;
 /// Failed logins of one client (any accounts) within [`MAX_BACKOFF`] before it backs off on
 /// all of them: more than a person mistypes across the few accounts they have, far less than a
 /// spray needs.
-const CLIENT_FREE_FAILURES: u32 = 20;
+pub const CLIENT_FREE_FAILURES: u32 = 20;
 /// The longest backoff, and how long failures are remembered after the last one.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// The fewest entries a per-key table holds before it sweeps the forgotten ones (then again
@@ -173,73 +176,13 @@ pub struct AuthLimits {
     shared: Option<Shared>,
 }
 
-/// The limits kept in Redis.
+/// The limits every node shares (the domain's port; Redis in a cluster), and this process's
+/// rate in their units.
 struct Shared {
-    conn: redis::aio::ConnectionManager,
-    prefix: String,
-    /// Milliseconds between two requests of one client's budget at the sustained rate.
-    interval_ms: u64,
-    burst: u64,
-    gcra: redis::Script,
-    begin_login: redis::Script,
-    end_login: redis::Script,
+    limits: Arc<dyn SharedLimits>,
+    interval: Duration,
+    burst: u32,
 }
-
-/// GCRA: the key holds the budget's theoretical arrival time (ms). A request is allowed if
-/// spending it keeps that time within `burst` intervals of now; else it returns how long to
-/// wait. Uses Redis's clock, so nodes' clocks do not matter.
-const GCRA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local over = new_tat - now - interval * burst
-if over > 0 then return over end
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return 0
-";
-
-/// [`AuthLimits::begin_login`]: KEYS are the account-from-client and the client counts, ARGV
-/// their free failures and the longest backoff (ms). Refused (the wait in ms) while either
-/// backoff runs; else counts the attempt in both. One script, so concurrent attempts on any
-/// node are checked and counted one at a time, on Redis's clock.
-const BEGIN_LOGIN: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local max = tonumber(ARGV[3])
-local function wait(key, free)
-  local v = redis.call('HMGET', key, 'count', 'last')
-  local count, last = tonumber(v[1]), tonumber(v[2])
-  if count == nil or last == nil or count < free then return 0 end
-  local backoff = math.min(1000 * 2 ^ math.min(count - free, 20), max)
-  return math.max(0, backoff - math.max(0, now - last))
-end
-local w = math.max(wait(KEYS[1], tonumber(ARGV[1])), wait(KEYS[2], tonumber(ARGV[2])))
-if w > 0 then return math.ceil(w) end
-for _, key in ipairs(KEYS) do
-  redis.call('HINCRBY', key, 'count', 1)
-  redis.call('HSET', key, 'last', now)
-  redis.call('PEXPIRE', key, max)
-end
-return 0
-";
-
-/// [`AuthLimits::login_succeeded`] (ARGV[1] `clear`: the account-from-client count, KEYS[1],
-/// goes) and [`AuthLimits::login_abandoned`]: every other count gives one attempt back, and
-/// goes at zero (a key that is gone stays gone).
-const END_LOGIN: &str = r"
-for i, key in ipairs(KEYS) do
-  if i == 1 and ARGV[1] == 'clear' then
-    redis.call('DEL', key)
-  elseif redis.call('EXISTS', key) == 1 then
-    if redis.call('HINCRBY', key, 'count', -1) <= 0 then redis.call('DEL', key) end
-  end
-end
-return 0
-";
 
 impl std::fmt::Debug for AuthLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -261,26 +204,12 @@ impl AuthLimits {
         }
     }
 
-    /// The same limits, shared by every node through Redis (`prefix` names the keys).
-    pub async fn shared(
-        per_15_minutes: u32,
-        redis_url: &str,
-        prefix: &str,
-    ) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(redis_url)?;
-        let conn = client.get_connection_manager().await?;
-        let burst = u64::from(per_15_minutes.max(1));
+    /// The same limits, kept in `shared` so that every node sees them alike.
+    pub fn shared(per_15_minutes: u32, shared: Arc<dyn SharedLimits>) -> Self {
         let mut limits = Self::new(per_15_minutes);
-        limits.shared = Some(Shared {
-            conn,
-            prefix: prefix.to_owned(),
-            interval_ms: (15 * 60 * 1000 / burst).max(1),
-            burst,
-            gcra: redis::Script::new(GCRA),
-            begin_login: redis::Script::new(BEGIN_LOGIN),
-            end_login: redis::Script::new(END_LOGIN),
-        });
-        Ok(limits)
+        let (interval, burst) = (limits.interval, limits.burst);
+        limits.shared = Some(Shared { limits: shared, interval, burst });
+        limits
     }
 
     /// Keys held in memory (budgets and failure counts): what the sweeps keep bounded.
@@ -292,20 +221,10 @@ impl AuthLimits {
     pub async fn check_ip(&self, ip: IpAddr) -> Result<(), TooMany> {
         let client = client(ip);
         if let Some(shared) = &self.shared {
-            let key = format!("{}:limit:ip:{client}", shared.prefix);
-            let mut conn = shared.conn.clone();
-            let wait: redis::RedisResult<u64> = shared
-                .gcra
-                .key(key)
-                .arg(shared.interval_ms)
-                .arg(shared.burst)
-                .invoke_async(&mut conn)
-                .await;
-            return match wait {
-                Ok(0) => Ok(()),
-                Ok(ms) => {
-                    Err(TooMany { code: "rate_limited", retry_after: Duration::from_millis(ms) })
-                }
+            let key = format!("ip:{client}");
+            return match shared.limits.spend(&key, shared.interval, shared.burst).await {
+                Ok(None) => Ok(()),
+                Ok(Some(wait)) => Err(TooMany { code: "rate_limited", retry_after: wait }),
                 Err(e) => {
                     tracing::error!(error = %e, "shared rate limit unavailable; allowing");
                     Ok(())
@@ -341,19 +260,12 @@ impl AuthLimits {
         let client = client(ip);
         let attempt = LoginAttempt { email: email.to_owned(), client };
         if let Some(shared) = &self.shared {
-            let mut conn = shared.conn.clone();
-            let wait: redis::RedisResult<u64> = shared
-                .begin_login
-                .key(shared.login_key(email, client))
-                .key(shared.client_key(client))
-                .arg(FREE_FAILURES)
-                .arg(CLIENT_FREE_FAILURES)
-                .arg(MAX_BACKOFF.as_millis() as u64)
-                .invoke_async(&mut conn)
-                .await;
-            return match wait {
-                Ok(0) => Ok(attempt),
-                Ok(ms) => Err(backed_off(Duration::from_millis(ms))),
+            let (login, everywhere) = (login_key(email, client), client_key(client));
+            let counts =
+                [(login.as_str(), FREE_FAILURES), (everywhere.as_str(), CLIENT_FREE_FAILURES)];
+            return match shared.limits.begin_attempt(&counts, MAX_BACKOFF).await {
+                Ok(None) => Ok(attempt),
+                Ok(Some(wait)) => Err(backed_off(wait)),
                 Err(e) => {
                     tracing::error!(error = %e, "shared login backoff unavailable; allowing");
                     Ok(attempt)
@@ -400,16 +312,14 @@ impl AuthLimits {
     async fn end_login(&self, attempt: LoginAttempt, succeeded: bool) {
         let LoginAttempt { email, client } = attempt;
         if let Some(shared) = &self.shared {
-            let mut conn = shared.conn.clone();
-            let ended: redis::RedisResult<()> = shared
-                .end_login
-                .key(shared.login_key(&email, client))
-                .key(shared.client_key(client))
-                .arg(if succeeded { "clear" } else { "give-back" })
-                .invoke_async(&mut conn)
-                .await;
+            let (login, everywhere) = (login_key(&email, client), client_key(client));
+            let ended = if succeeded {
+                shared.limits.end_attempt(Some(&login), &[&everywhere]).await
+            } else {
+                shared.limits.end_attempt(None, &[&login, &everywhere]).await
+            };
             if let Err(e) = ended {
-                tracing::error!(error = %e, "could not end a login attempt in redis");
+                tracing::error!(error = %e, "could not end a login attempt in the shared limits");
             }
             return;
         }
@@ -459,20 +369,18 @@ fn give_back(f: &mut Option<Failures>, last: Option<Option<Instant>>) {
     }
 }
 
-impl Shared {
-    /// The key of an account's failures from a client: a digest, so Redis never holds the
-    /// email itself.
-    fn login_key(&self, email: &str, client: IpAddr) -> String {
-        use sha2::Digest as _;
-        let digest = sha2::Sha256::digest(email.as_bytes());
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}:limit:login:{hex}:{client}", self.prefix)
-    }
+/// The shared key of an account's failures from a client: a digest, so the shared limits never
+/// hold the email itself.
+fn login_key(email: &str, client: IpAddr) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(email.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("login:{hex}:{client}")
+}
 
-    /// The key of a client's failures on any account.
-    fn client_key(&self, client: IpAddr) -> String {
-        format!("{}:limit:login-client:{client}", self.prefix)
-    }
+/// The shared key of a client's failures on any account.
+fn client_key(client: IpAddr) -> String {
+    format!("login-client:{client}")
 }
 
 fn backed_off(wait: Duration) -> TooMany {
@@ -743,58 +651,5 @@ mod tests {
         tokio::task::spawn_blocking(move || release.wait()).await.expect("released");
         holder.await.expect("holder").expect("ran");
         assert!(gate.run(|_| 7).await.is_ok_and(|v| v == 7), "free again");
-    }
-
-    /// Two admin nodes share one budget and one backoff through a real Redis
-    /// (`PARLA_TEST_REDIS`, from `scripts/services.sh start redis`).
-    #[tokio::test]
-    async fn nodes_share_the_limits_through_redis() {
-        let Some(url) = std::env::var("PARLA_TEST_REDIS").ok().filter(|u| !u.is_empty()) else {
-            println!("skipped: PARLA_TEST_REDIS is not set (scripts/services.sh start redis)");
-            return;
-        };
-        let prefix = format!("parla-test-{}", uuid::Uuid::new_v4().simple());
-        let a = AuthLimits::shared(3, &url, &prefix).await.expect("node a");
-        let b = AuthLimits::shared(3, &url, &prefix).await.expect("node b");
-        let v4 = ip("10.0.0.1");
-        assert!(a.check_ip(v4).await.is_ok());
-        assert!(b.check_ip(v4).await.is_ok());
-        assert!(a.check_ip(v4).await.is_ok());
-        let refused = b.check_ip(v4).await.expect_err("the fourth, on the other node");
-        // 3 per 15 minutes: the next request frees up in about 5 minutes.
-        assert!(refused.retry_after > Duration::from_secs(250), "{refused}");
-        assert!(refused.retry_after <= Duration::from_secs(300), "{refused}");
-        assert!(a.check_ip(ip("10.0.0.2")).await.is_ok(), "per client");
-        for n in 1..=3 {
-            assert!(a.check_ip(ip(&format!("2001:db8::{n}"))).await.is_ok());
-        }
-        assert!(b.check_ip(ip("2001:db8::99")).await.is_err(), "one /64, one budget");
-
-        let stranger = ip("10.0.0.9");
-        let mut in_flight = Vec::new();
-        for n in 0..FREE_FAILURES {
-            let node = if n % 2 == 0 { &a } else { &b };
-            in_flight.push(node.begin_login("x@example.com", stranger).await.expect("free"));
-        }
-        let backoff = b.begin_login("x@example.com", stranger).await.expect_err("seen by b");
-        assert_eq!(backoff.code, "login_backoff");
-        let owner = b.begin_login("x@example.com", v4).await.expect("the owner's client");
-        b.login_succeeded(owner).await;
-        let other = b.begin_login("y@example.com", stranger).await.expect("per account");
-        b.login_abandoned(other).await;
-        let mut in_flight = in_flight.into_iter();
-        b.login_succeeded(in_flight.next().expect("an attempt")).await;
-        let again = a.begin_login("x@example.com", stranger).await.expect("cleared everywhere");
-        for attempt in in_flight.chain([again]) {
-            a.login_abandoned(attempt).await;
-        }
-        let sprayer = ip("10.0.0.10");
-        for n in 0..CLIENT_FREE_FAILURES {
-            let node = if n % 2 == 0 { &a } else { &b };
-            let attempt = node.begin_login(&format!("u{n}@example.com"), sprayer).await;
-            node.login_failed(attempt.expect("free"));
-        }
-        let spray = b.begin_login("fresh@example.com", sprayer).await.expect_err("spray");
-        assert_eq!(spray.code, "login_backoff");
     }
 }

@@ -370,3 +370,70 @@ async fn a_password_reset_link_changes_the_password_once() {
         outbox(&server).iter().all(|m| m["body"].as_str().is_some_and(|b| !b.contains(PASSWORD)))
     );
 }
+
+// --- the auth limits shared by admin nodes through Redis (no server) ---
+
+use parla_admin_api::limits::{AuthLimits, CLIENT_FREE_FAILURES, FREE_FAILURES};
+use parla_cluster::RedisLimits;
+use std::{net::IpAddr, time::Duration};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("an address")
+}
+
+/// Two admin nodes' auth limits (admin-api's `AuthLimits` on the cluster adapter's
+/// `RedisLimits`) share one budget and one backoff through a real Redis
+/// (`PARLA_TEST_REDIS`, from `scripts/services.sh start redis`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_the_limits_through_redis() {
+    let Some(url) = std::env::var("PARLA_TEST_REDIS").ok().filter(|u| !u.is_empty()) else {
+        println!("skipped: PARLA_TEST_REDIS is not set (scripts/services.sh start redis)");
+        return;
+    };
+    let prefix = format!("parla-test-{}", uuid::Uuid::new_v4().simple());
+    let node = || async {
+        let redis = RedisLimits::connect(&url, &prefix).await.expect("redis");
+        AuthLimits::shared(3, std::sync::Arc::new(redis))
+    };
+    let (a, b) = (node().await, node().await);
+    let v4 = ip("10.0.0.1");
+    assert!(a.check_ip(v4).await.is_ok());
+    assert!(b.check_ip(v4).await.is_ok());
+    assert!(a.check_ip(v4).await.is_ok());
+    let refused = b.check_ip(v4).await.expect_err("the fourth, on the other node");
+    // 3 per 15 minutes: the next request frees up in about 5 minutes.
+    assert!(refused.retry_after > Duration::from_secs(250), "{refused}");
+    assert!(refused.retry_after <= Duration::from_secs(300), "{refused}");
+    assert!(a.check_ip(ip("10.0.0.2")).await.is_ok(), "per client");
+    for n in 1..=3 {
+        assert!(a.check_ip(ip(&format!("2001:db8::{n}"))).await.is_ok());
+    }
+    assert!(b.check_ip(ip("2001:db8::99")).await.is_err(), "one /64, one budget");
+
+    let stranger = ip("10.0.0.9");
+    let mut in_flight = Vec::new();
+    for n in 0..FREE_FAILURES {
+        let node = if n % 2 == 0 { &a } else { &b };
+        in_flight.push(node.begin_login("x@example.com", stranger).await.expect("free"));
+    }
+    let backoff = b.begin_login("x@example.com", stranger).await.expect_err("seen by b");
+    assert_eq!(backoff.code, "login_backoff");
+    let owner = b.begin_login("x@example.com", v4).await.expect("the owner's client");
+    b.login_succeeded(owner).await;
+    let other = b.begin_login("y@example.com", stranger).await.expect("per account");
+    b.login_abandoned(other).await;
+    let mut in_flight = in_flight.into_iter();
+    b.login_succeeded(in_flight.next().expect("an attempt")).await;
+    let again = a.begin_login("x@example.com", stranger).await.expect("cleared everywhere");
+    for attempt in in_flight.chain([again]) {
+        a.login_abandoned(attempt).await;
+    }
+    let sprayer = ip("10.0.0.10");
+    for n in 0..CLIENT_FREE_FAILURES {
+        let node = if n % 2 == 0 { &a } else { &b };
+        let attempt = node.begin_login(&format!("u{n}@example.com"), sprayer).await;
+        node.login_failed(attempt.expect("free"));
+    }
+    let spray = b.begin_login("fresh@example.com", sprayer).await.expect_err("spray");
+    assert_eq!(spray.code, "login_backoff");
+}

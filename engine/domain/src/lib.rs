@@ -18,6 +18,7 @@
 //! - [`knowledge`]: the knowledge-base port (search, documents) and what retrieval hands the
 //!   bot brain.
 //! - [`text`]: words as retrieval and intent matching see them.
+//! - [`limits`]: request budgets and attempt backoffs shared by a cluster's nodes.
 //! - [`hooks`]: what happens outside when an intent with actions answers (webhooks).
 //! - [`http`]: GETs to a tenant's targets under the egress rules, and the rule for a URL a
 //!   tenant saves.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod hooks;
 pub mod http;
 pub mod knowledge;
+pub mod limits;
 pub mod model;
 pub mod presence;
 pub mod responder;

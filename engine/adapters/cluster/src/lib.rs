@@ -24,6 +24,14 @@
 //! faster on loopback (BENCHMARKS.md, "delivery route"). Pub/sub is at-most-once: a node that
 //! loses its Redis connection misses live events, as a lagging subscriber does, and recovers the
 //! stored messages from the store.
+//!
+//! # Layout
+//! - this file: [`ClusterBus`] (the domain's `Bus`), [`partition_of`].
+//! - [`limits`]: [`RedisLimits`], the domain's `SharedLimits` (the admin API's auth budgets and
+//!   login backoffs, shared by every node).
+
+pub mod limits;
+pub use limits::RedisLimits;
 
 use std::{
     collections::{HashMap, VecDeque},
