@@ -29,6 +29,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The embedded-only binary (no librdkafka, scylla or candle) must build too: checked, with the
+# same lints (`cargo build -p parla --no-default-features` makes it).
+cargo clippy -p parla --no-default-features --locked -- -D warnings
 
 if [ "${1:-}" = "--quick" ]; then
   step "unit tests and the workspace's arrows (--quick: no servers, no integration tests)"

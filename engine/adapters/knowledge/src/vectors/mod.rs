@@ -15,6 +15,7 @@
 
 pub mod conformance;
 pub mod embedded;
+#[cfg(feature = "qdrant")]
 pub mod qdrant;
 
 use async_trait::async_trait;
