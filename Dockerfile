@@ -40,6 +40,7 @@ COPY gateway/protocol/Cargo.toml gateway/protocol/
 COPY channels/Cargo.toml channels/
 COPY admin-api/Cargo.toml admin-api/
 COPY loadtest/Cargo.toml loadtest/
+COPY loadtest/adapter-bench/Cargo.toml loadtest/adapter-bench/
 COPY loadtest/store-bench/Cargo.toml loadtest/store-bench/
 COPY scripts/deploy/cargo-stubs.sh /usr/local/bin/cargo-stubs
 RUN set -eux; \

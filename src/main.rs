@@ -39,6 +39,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Prints, as a JSON array, the tokens the demo bot streams in reply to `--text` (its
+    /// built-in responder): the load harness checks every server's frames against them.
+    #[command(hide = true)]
+    DemoReply {
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Extracts one document's text, stdin to JSON on stdout, within memory and CPU limits it
     /// sets on itself: the server runs it for every document (see
     /// `parla_knowledge::extractor`), people do not.
@@ -89,6 +98,12 @@ fn main() -> anyhow::Result<()> {
         Command::Extract { kind, memory_bytes, cpu_secs } => {
             let code = parla_knowledge::extractor::child_main(&kind, memory_bytes, cpu_secs);
             std::process::exit(code)
+        }
+        Command::DemoReply { text, config } => {
+            let settings = Settings::load(config.as_deref(), &[])?;
+            let tokens = parla_engine::demo::demo_reply(&text, settings.responder.min_confidence);
+            println!("{}", serde_json::to_string(&tokens)?);
+            Ok(())
         }
         Command::Config { config } => {
             let settings = Settings::load(config.as_deref(), &[])?;

@@ -54,13 +54,6 @@ const ROOT: &str = "parla";
 const KNOWN: &[(&str, &str)] = &[
     // admin-api's channel connections go through a `ChannelAdmin` port.
     ("parla-admin-api", "parla-channels"),
-    // loadtest predicts the demo bot's tokens through the binary; its benches move out.
-    ("parla-loadtest", "parla-engine"),
-    ("parla-loadtest", "parla-config"),
-    ("parla-loadtest", "parla-domain"),
-    ("parla-loadtest", "parla-store-redb"),
-    ("parla-loadtest", "parla-store-cql"),
-    ("parla-loadtest", "parla-knowledge"),
 ];
 
 #[test]

@@ -124,7 +124,9 @@ struct Ctx<'a> {
 
 async fn run_all(args: &Args) -> anyhow::Result<bool> {
     let machine = Machine::probe();
-    let tokens = servers::demo_reply_tokens(&args.text).await.context("the demo bot's reply")?;
+    let tokens = servers::demo_reply_tokens(&servers::parla_bin(args), &args.text)
+        .await
+        .context("the demo bot's reply")?;
     let scratch = tempfile::tempdir()?;
     let logs = match &args.out {
         Some(dir) => {

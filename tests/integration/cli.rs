@@ -47,3 +47,24 @@ fn parla_config_prints_the_effective_settings() {
     assert_eq!(settings["gateway"]["max_text_chars"], 1234);
     assert_eq!(settings["store"]["data_dir"], "./parla-data");
 }
+
+/// `parla demo-reply` (hidden; the load harness's source of the frames to expect) answers as the
+/// demo bot's built-in responder: an intent's reply for its phrase, the fallback otherwise,
+/// each word a token with the whitespace before it.
+#[test]
+fn demo_reply_prints_the_demo_bots_tokens() {
+    let reply = |text: &str| -> Vec<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_parla"))
+            .args(["demo-reply", "--text", text])
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("a JSON array of tokens")
+    };
+    let reload = reply("what happens if I reload the page");
+    assert!(reload.concat().starts_with("Nothing is lost."), "{reload:?}");
+    assert!(reload.len() > 30, "one token per word: {}", reload.len());
+    assert!(reload[1].starts_with(' '), "{reload:?}");
+    let unknown = reply("zzzz qqqq");
+    assert!(unknown.concat().starts_with("I'm not sure I understood."), "{unknown:?}");
+}

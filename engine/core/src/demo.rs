@@ -27,9 +27,18 @@ pub async fn ensure_demo(store: &dyn Store, llm_budget: u64) -> Result<bool, Sto
     let mut demo = Tenant::new(tenant.clone(), "Parla demo".into(), now);
     demo.monthly_token_budget = Some(llm_budget);
     store.put_tenant(&demo).await?;
-    let bot = Bot {
+    let bot = demo_bot(now);
+    let intents = demo_intents(&bot.id);
+    store.put_bot(&bot).await?;
+    store.put_intents(&tenant, &bot.id, &intents).await?;
+    Ok(true)
+}
+
+/// The demo bot as [`ensure_demo`] creates it at `now`.
+fn demo_bot(now: i64) -> Bot {
+    Bot {
         id: BotId::from(DEMO_BOT),
-        tenant_id: tenant.clone(),
+        tenant_id: TenantId::from(DEMO_TENANT),
         name: "Parla demo bot".into(),
         description: Some("Answers questions about Parla itself.".into()),
         category: BotCategory::CustomerSupport,
@@ -38,11 +47,11 @@ pub async fn ensure_demo(store: &dyn Store, llm_budget: u64) -> Result<bool, Sto
         config: BotConfig {
             welcome_message: Some(
                 "Hi! I'm Parla's demo bot. Ask me what Parla is, how streaming works, or what \
-                 happens if you reload this page."
+             happens if you reload this page."
                     .into(),
             ),
             fallback_message: "I'm not sure I understood. Try: \"what is Parla?\", \"how does \
-                               streaming work?\" or \"what if I reload the page?\""
+                           streaming work?\" or \"what if I reload the page?\""
                 .into(),
             personality: Some("friendly, concise".into()),
         },
@@ -54,11 +63,21 @@ pub async fn ensure_demo(store: &dyn Store, llm_budget: u64) -> Result<bool, Sto
         integration: BotIntegration::default(),
         created_at: now,
         updated_at: now,
-    };
+    }
+}
+
+/// The tokens the demo bot streams in reply to `text` when it answers with its built-in
+/// responder (intents at or above `min_confidence`, else the fallback message): for load tests
+/// that check every frame of other servers against Parla's (`parla demo-reply`).
+pub fn demo_reply(text: &str, min_confidence: f32) -> Vec<String> {
+    use crate::responder::builtin::{classify, tokenize};
+    let bot = demo_bot(0);
     let intents = demo_intents(&bot.id);
-    store.put_bot(&bot).await?;
-    store.put_intents(&tenant, &bot.id, &intents).await?;
-    Ok(true)
+    let reply = match classify(&intents, text) {
+        Some((intent, score)) if score >= min_confidence => intent.response.text.clone(),
+        _ => bot.config.fallback_message.clone(),
+    };
+    tokenize(&reply)
 }
 
 fn demo_intents(bot: &BotId) -> Vec<Intent> {

@@ -37,9 +37,9 @@ struct Question {
 }
 
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/retrieval/aesop.json").to_owned());
+    let path = std::env::args().nth(1).unwrap_or_else(|| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../retrieval/aesop.json").to_owned()
+    });
     let set: Set = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
     let keywords = KeywordIndex::new(set.passages.iter().map(|p| p.text.as_str()));
     let embedder = HashingEmbedder::default();
