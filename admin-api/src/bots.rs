@@ -247,15 +247,7 @@ pub async fn delete(
     match state.engine.delete_bot(&caller.tenant, &id).await {
         Ok(true) => Ok(HttpResponse::NoContent().finish()),
         Ok(false) => Err(not_found("bot")),
-        Err(parla_engine::EngineError::Store(e)) => Err(e.into()),
-        Err(e) => {
-            tracing::error!(error = %e, "deleting a bot");
-            Err(ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            ))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -32,19 +32,6 @@ fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
 }
 
-fn engine_error(e: &parla_engine::EngineError) -> ApiError {
-    use parla_engine::EngineError as E;
-    let status = match e {
-        E::BotNotFound | E::ConversationNotFound => StatusCode::NOT_FOUND,
-        E::BotUnavailable => StatusCode::CONFLICT,
-        E::TenantAtCapacity | E::ConversationBusy | E::ShuttingDown => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, e.code(), e.public_message())
-}
-
 /// A requested page size (`limit`): `default` when absent, else 1 to `max`.
 fn page_size(limit: Option<u32>, default: usize, max: usize) -> Result<usize, ApiError> {
     match limit.map(|l| l as usize) {
@@ -217,10 +204,10 @@ pub async fn open(
         source: Channel::Api,
         origin: None,
     };
-    let opened = state.engine.open(request).await.map_err(|e| engine_error(&e))?;
+    let opened = state.engine.open(request).await.map_err(ApiError::from)?;
     // An integration asked for it: stored now, with the bot's greeting.
     if let Some(pending) = &opened.pending {
-        state.engine.materialize(pending).await.map_err(|e| engine_error(&e))?;
+        state.engine.materialize(pending).await.map_err(ApiError::from)?;
     }
     Ok(HttpResponse::Created().json(Opened {
         conversation_id: opened.key.conversation_id,
@@ -271,7 +258,7 @@ pub async fn post_message(
     let mut events = state.engine.subscribe(&key, Some(conn)).await;
     let inbound =
         Inbound::VisitorMessage { client_msg_id: body.client_msg_id.clone(), text: body.text };
-    state.engine.send(key.clone(), Some(conn), inbound).await.map_err(|e| engine_error(&e))?;
+    state.engine.send(key.clone(), Some(conn), inbound).await.map_err(ApiError::from)?;
     let wait = async {
         loop {
             let event = match events.recv().await {
@@ -358,6 +345,6 @@ pub async fn delete(
             "timeout",
             "the deletion was not confirmed in time; retry",
         )),
-        Err(e) => Err(engine_error(&e)),
+        Err(e) => Err(e.into()),
     }
 }

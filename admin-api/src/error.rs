@@ -2,7 +2,7 @@
 //! with stable snake_case codes. Internal detail (store errors, paths) never reaches a client.
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
-use parla_engine::store::StoreError;
+use parla_engine::{EngineError, store::StoreError};
 use serde_json::json;
 
 use crate::auth::AuthError;
@@ -99,6 +99,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The one mapping of the engine's errors onto HTTP, every variant by name (no catch-all: a new
+/// variant must be given its status here). The code is the engine's wire code; store failures
+/// keep [`From<StoreError>`]'s answers.
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status = match &e {
+            EngineError::BotNotFound | EngineError::ConversationNotFound => StatusCode::NOT_FOUND,
+            EngineError::BotUnavailable
+            | EngineError::AlreadyClaimed(_)
+            | EngineError::NotAssigned => StatusCode::CONFLICT,
+            EngineError::OriginNotAllowed | EngineError::InvalidResumeToken => {
+                StatusCode::FORBIDDEN
+            }
+            EngineError::InvalidForm(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::TenantAtCapacity
+            | EngineError::ConversationBusy
+            | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Internal => {
+                tracing::error!("an engine operation failed in the admin API");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            EngineError::Store(store) => return store.clone().into(),
+        };
+        Self::new(status, e.code(), e.public_message())
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -109,5 +136,42 @@ impl From<AuthError> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every engine error has one status wherever the admin API meets it (handlers used to map
+    /// them apart, with `_ => 500` arms that disagreed), and keeps the engine's wire code.
+    #[test]
+    fn each_engine_error_has_one_status_and_its_wire_code() {
+        let cases = [
+            (EngineError::BotNotFound, 404),
+            (EngineError::ConversationNotFound, 404),
+            (EngineError::BotUnavailable, 409),
+            (EngineError::AlreadyClaimed("Ann".into()), 409),
+            (EngineError::NotAssigned, 409),
+            (EngineError::OriginNotAllowed, 403),
+            (EngineError::InvalidResumeToken, 403),
+            (EngineError::InvalidForm("email: required".into()), 422),
+            (EngineError::TenantAtCapacity, 503),
+            (EngineError::ConversationBusy, 503),
+            (EngineError::ShuttingDown, 503),
+            (EngineError::Internal, 500),
+        ];
+        for (error, status) in cases {
+            let code = error.code();
+            let api = ApiError::from(error);
+            assert_eq!((api.status.as_u16(), api.code), (status, code));
+        }
+        let taken = ApiError::from(EngineError::Store(StoreError::EmailTaken));
+        assert_eq!((taken.status.as_u16(), taken.code), (409, "email_taken"));
+        let broken = ApiError::from(EngineError::Store(StoreError::Backend("disk".into())));
+        assert_eq!(
+            (broken.status.as_u16(), broken.code, broken.message.as_str()),
+            (500, "internal", "internal error")
+        );
     }
 }

@@ -9,7 +9,6 @@
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::{
-    EngineError,
     agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
     model::{AccountId, AgentRef, ConversationId, ConversationKey, Note, Resolution, Role},
     presence::{AgentPresence, PresenceStatus},
@@ -26,19 +25,6 @@ use crate::{
 
 /// How many of the newest conversations the inbox looks at.
 pub const INBOX_SCAN: usize = 500;
-
-/// Maps the engine's refusals of an agent command onto HTTP.
-pub fn command_error(e: &EngineError) -> ApiError {
-    let status = match e {
-        EngineError::ConversationNotFound => StatusCode::NOT_FOUND,
-        EngineError::AlreadyClaimed(_) | EngineError::NotAssigned => StatusCode::CONFLICT,
-        EngineError::TenantAtCapacity
-        | EngineError::ConversationBusy
-        | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, e.code(), e.public_message())
-}
 
 /// Who acts for `caller`: the person, or the member an API key names.
 async fn acting_agent(
@@ -96,7 +82,7 @@ async fn run(
     let action = action(&agent);
     let key = ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: id };
     let command = AgentCommand { agent, privileged, action };
-    state.engine.command(key, command).await.map_err(|e| command_error(&e))
+    state.engine.command(key, command).await.map_err(ApiError::from)
 }
 
 /// The caller's conversation `id`, or 404.
@@ -341,8 +327,7 @@ pub struct Inbox {
     responses((status = 200, description = "The inbox", body = Inbox)))]
 pub async fn inbox(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require("conversations:read")?;
-    let data =
-        state.engine.inbox(&caller.tenant, INBOX_SCAN).await.map_err(|e| command_error(&e))?;
+    let data = state.engine.inbox(&caller.tenant, INBOX_SCAN).await.map_err(ApiError::from)?;
     Ok(HttpResponse::Ok().json(Inbox { data }))
 }
 
