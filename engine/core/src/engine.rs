@@ -273,12 +273,23 @@ impl InboundHandler for Router {
 
     fn bot_changed(&self, tenant: &TenantId, bot: &BotId) {
         if let Some(inner) = self.0.upgrade() {
-            Engine { inner }.bot_changed_here(tenant, bot);
+            inner.bot_changed_here(tenant, bot);
         }
     }
 }
 
 impl Inner {
+    /// `bot` (of `tenant`) changed: this node's live conversations reload it before their
+    /// next reply. (The bus's handler calls this for other nodes' changes: the bus reaches the
+    /// actors' host, never the facade.)
+    fn bot_changed_here(&self, tenant: &TenantId, bot: &BotId) {
+        *self.deps.bot_versions.lock().entry(bot.clone()).or_insert(0) += 1;
+        let supervisor = self.tenants.lock().get(tenant).cloned();
+        if let Some(supervisor) = supervisor {
+            supervisor.notify_all(|| Inbound::BotChanged { bot: bot.clone() });
+        }
+    }
+
     fn supervisor(&self, tenant: &TenantId) -> Arc<TenantSupervisor> {
         self.tenants
             .lock()
@@ -540,16 +551,8 @@ impl Engine {
     /// each reloads them before its next reply, and one whose bot is no longer active tells its
     /// visitors at once.
     pub fn bot_changed(&self, tenant: &TenantId, bot: &BotId) {
-        self.bot_changed_here(tenant, bot);
+        self.inner.bot_changed_here(tenant, bot);
         self.inner.deps.bus.announce_bot_changed(tenant, bot);
-    }
-
-    fn bot_changed_here(&self, tenant: &TenantId, bot: &BotId) {
-        *self.inner.deps.bot_versions.lock().entry(bot.clone()).or_insert(0) += 1;
-        let supervisor = self.inner.tenants.lock().get(tenant).cloned();
-        if let Some(supervisor) = supervisor {
-            supervisor.notify_all(|| Inbound::BotChanged { bot: bot.clone() });
-        }
     }
 
     /// A visitor message from a server-side source (an integration, a channel webhook): sent
