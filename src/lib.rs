@@ -238,7 +238,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         ),
         public_url: std::sync::OnceLock::new(),
         intent_writes: tokio::sync::Mutex::new(()),
-        channels: channels.clone(),
+        channels: channels.admin(),
     });
     if roles.admin {
         admin.mailer.retry_outbox(Duration::from_secs(settings.mail.outbox_retry_secs));

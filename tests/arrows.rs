@@ -51,10 +51,7 @@ const ROOT: &str = "parla";
 /// Arrows that exist today and are being removed (issue 20), each with where it goes. The list
 /// only shrinks: an entry that no longer exists fails the test too, so it is deleted with the
 /// arrow.
-const KNOWN: &[(&str, &str)] = &[
-    // admin-api's channel connections go through a `ChannelAdmin` port.
-    ("parla-admin-api", "parla-channels"),
-];
+const KNOWN: &[(&str, &str)] = &[];
 
 #[test]
 fn every_workspace_dependency_follows_an_arrow() {

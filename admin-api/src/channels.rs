@@ -162,7 +162,7 @@ pub async fn create(
     };
     let now = now_ms();
     let connection = ChannelConnection {
-        sealed_secrets: state.channels.sealer().seal(&id, &plain),
+        sealed_secrets: state.channels.seal(&id, &plain),
         id,
         tenant_id: caller.tenant.clone(),
         bot_id: bot,
@@ -195,7 +195,7 @@ fn whatsapp(body: &ChannelBody) -> Result<Parts, ApiError> {
     if number.is_empty() || number.len() > 64 || !number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid("phone_number_id", "digits only, at most 64"));
     }
-    let secrets = parla_channels::whatsapp::Secrets {
+    let secrets = parla_domain::channels::WhatsAppSecrets {
         access_token: secret("access_token", body.access_token.as_ref(), 1024)?,
         app_secret: secret("app_secret", body.app_secret.as_ref(), 256)?,
         verify_token: secret("verify_token", body.verify_token.as_ref(), 256)?,
@@ -236,7 +236,7 @@ fn sms(body: &ChannelBody) -> Result<Parts, ApiError> {
     if !(1..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid("phone_number", "an E.164 number, like +15551234567"));
     }
-    let secrets = parla_channels::sms::Secrets {
+    let secrets = parla_domain::channels::SmsSecrets {
         account_sid: secret("account_sid", body.account_sid.as_ref(), 64)?,
         auth_token: secret("auth_token", body.auth_token.as_ref(), 256)?,
     };
@@ -265,7 +265,7 @@ fn push(body: &ChannelBody) -> Result<Parts, ApiError> {
     if jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()).is_err() {
         return Err(ApiError::invalid("service_account", "private_key is not an RSA PEM key"));
     }
-    let secrets = parla_channels::push::Secrets {
+    let secrets = parla_domain::channels::PushSecrets {
         client_email: email.to_owned(),
         private_key: key.to_owned(),
     };

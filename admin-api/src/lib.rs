@@ -97,7 +97,7 @@ pub struct AdminState {
     /// needs the store's compare-and-set.)
     pub intent_writes: tokio::sync::Mutex<()>,
     /// The messaging channels (their credentials' sealer, their watchers).
-    pub channels: Arc<parla_channels::Channels>,
+    pub channels: Arc<dyn parla_domain::channels::ChannelAdmin>,
 }
 
 /// The largest request body accepted.

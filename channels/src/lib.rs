@@ -261,6 +261,11 @@ impl Channels {
         &self.sealer
     }
 
+    /// These channels as the admin API's port.
+    pub fn admin(self: &Arc<Self>) -> Arc<dyn parla_domain::channels::ChannelAdmin> {
+        Arc::new(Admin(self.clone()))
+    }
+
     /// The conversation of `contact` on `connection`: read when it exists (no write on the
     /// per-message path), created with its mapping in one transaction when it does not.
     async fn contact_conversation(
@@ -392,5 +397,19 @@ mod tests {
         assert!(pieces.iter().all(|p| p.chars().count() <= 4096));
         assert_eq!(pieces.concat().chars().filter(|c| *c == '語').count(), 3000);
         assert!(split_message("   ", 4096).is_empty());
+    }
+}
+
+/// [`Channels`] as the domain's `ChannelAdmin` (watching needs the `Arc`).
+#[derive(Debug)]
+struct Admin(Arc<Channels>);
+
+impl parla_domain::channels::ChannelAdmin for Admin {
+    fn seal(&self, connection_id: &str, plain: &[u8]) -> String {
+        self.0.sealer().seal(connection_id, plain)
+    }
+
+    fn watch(&self, tenant: &TenantId) {
+        self.0.watch(tenant);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use parla_engine::model::{ChannelConnection, ConversationKey, Message, Sender};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::Channels;
@@ -21,19 +21,8 @@ use crate::Channels;
 /// OAuth2 scope for sending messages.
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
-/// A Google service account's credentials, sealed at rest.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Secrets {
-    pub client_email: String,
-    /// PEM (PKCS#8), as in the service account's JSON key file.
-    pub private_key: String,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secrets(<sealed>)")
-    }
-}
+/// The connection's credentials, sealed at rest (the domain's type: the admin API builds them).
+pub use parla_domain::channels::PushSecrets as Secrets;
 
 #[derive(Serialize)]
 struct Claims<'a> {

@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use parla_engine::model::{Channel, ChannelConnection, DeliveryStatus};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha1::Sha1;
 
 use crate::Channels;
@@ -26,18 +26,8 @@ const STORE_WAIT: Duration = Duration::from_secs(10);
 const STOP: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
 const START: &[&str] = &["START", "YES", "UNSTOP"];
 
-/// A Twilio connection's credentials, sealed at rest.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Secrets {
-    pub account_sid: String,
-    pub auth_token: String,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secrets(<sealed>)")
-    }
-}
+/// The connection's credentials, sealed at rest (the domain's type: the admin API builds them).
+pub use parla_domain::channels::SmsSecrets as Secrets;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig, channels: Arc<Channels>) {
     cfg.service(

@@ -19,7 +19,7 @@ use std::{sync::Arc, time::Duration};
 use actix_web::{HttpRequest, HttpResponse, web};
 use hmac::{Hmac, Mac};
 use parla_engine::model::{Channel, ChannelConnection, DeliveryStatus};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
 
@@ -30,19 +30,8 @@ const MAX_BODY: usize = 1 << 20;
 /// How long a webhook waits for each message to be stored.
 const STORE_WAIT: Duration = Duration::from_secs(10);
 
-/// A WhatsApp connection's credentials, sealed at rest.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Secrets {
-    pub access_token: String,
-    pub app_secret: String,
-    pub verify_token: String,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secrets(<sealed>)")
-    }
-}
+/// The connection's credentials, sealed at rest (the domain's type: the admin API builds them).
+pub use parla_domain::channels::WhatsAppSecrets as Secrets;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig, channels: Arc<Channels>) {
     cfg.service(

@@ -12,6 +12,8 @@
 //! - [`analytics`]: what each stored message or handling change adds to a tenant's counters.
 //! - [`agents`]: agents' commands and their outcomes, the inbox's entries and order.
 //! - [`presence`]: an agent's presence as others see it.
+//! - [`channels`]: what a channel connection's sealed secrets hold; the admin API's port to
+//!   the channels.
 //! - [`bus`]: inbound and outbound events, receipts, subscriptions, and the bus port.
 //! - [`store`]: the store port and its errors.
 //! - [`responder`]: the bot-brain port.
@@ -30,6 +32,7 @@
 pub mod agents;
 pub mod analytics;
 pub mod bus;
+pub mod channels;
 pub mod error;
 pub mod hooks;
 pub mod http;
