@@ -194,7 +194,7 @@ pub async fn create(
         updated_at: now,
     };
     apply(&mut bot, body)?;
-    state.store.put_bot(&bot).await?;
+    state.engine.save_bot(&bot).await?;
     Ok(HttpResponse::Created().json(bot))
 }
 
@@ -227,8 +227,7 @@ pub async fn update(
     let mut bot = owned_bot(&state, &caller, &path).await?;
     apply(&mut bot, body.into_inner())?;
     bot.updated_at = now_ms();
-    state.store.put_bot(&bot).await?;
-    state.engine.bot_changed(&bot.tenant_id, &bot.id);
+    state.engine.save_bot(&bot).await?;
     Ok(HttpResponse::Ok().json(bot))
 }
 
@@ -261,8 +260,7 @@ async fn set_status(
     let mut bot = owned_bot(state, caller, id).await?;
     bot.status = status;
     bot.updated_at = now_ms();
-    state.store.put_bot(&bot).await?;
-    state.engine.bot_changed(&bot.tenant_id, &bot.id);
+    state.engine.save_bot(&bot).await?;
     Ok(HttpResponse::Ok().json(bot))
 }
 
@@ -434,8 +432,7 @@ pub async fn create_intent(
     }
     form_id_free(&intents, &intent)?;
     intents.push(intent.clone());
-    state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
-    state.engine.bot_changed(&bot.tenant_id, &bot.id);
+    state.engine.save_intents(&bot.tenant_id, &bot.id, &intents).await?;
     Ok(HttpResponse::Created().json(IntentView::from(&intent)))
 }
 
@@ -488,8 +485,7 @@ pub async fn update_intent(
     }
     form_id_free(&intents, &intent)?;
     intents[index] = intent.clone();
-    state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
-    state.engine.bot_changed(&bot.tenant_id, &bot.id);
+    state.engine.save_intents(&bot.tenant_id, &bot.id, &intents).await?;
     Ok(HttpResponse::Ok().json(IntentView::from(&intent)))
 }
 
@@ -513,7 +509,6 @@ pub async fn delete_intent(
     if intents.len() == before {
         return Err(not_found("intent"));
     }
-    state.store.put_intents(&bot.tenant_id, &bot.id, &intents).await?;
-    state.engine.bot_changed(&bot.tenant_id, &bot.id);
+    state.engine.save_intents(&bot.tenant_id, &bot.id, &intents).await?;
     Ok(HttpResponse::NoContent().finish())
 }

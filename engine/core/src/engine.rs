@@ -547,10 +547,29 @@ impl Engine {
         }
     }
 
-    /// Tells live conversations that `bot` (of `tenant`) or its intents changed in the store:
-    /// each reloads them before its next reply, and one whose bot is no longer active tells its
-    /// visitors at once.
-    pub fn bot_changed(&self, tenant: &TenantId, bot: &BotId) {
+    /// Saves `bot` (new or changed) and tells its live conversations, on every node: each
+    /// reloads it before its next reply, and one whose bot is no longer active tells its
+    /// visitors at once. The one way a bot's settings change, so no caller forgets the news.
+    pub async fn save_bot(&self, bot: &Bot) -> Result<(), EngineError> {
+        self.inner.deps.store.put_bot(bot).await?;
+        self.bot_changed(&bot.tenant_id, &bot.id);
+        Ok(())
+    }
+
+    /// Saves `bot`'s whole intent list and tells its live conversations (as [`Engine::save_bot`]).
+    pub async fn save_intents(
+        &self,
+        tenant: &TenantId,
+        bot: &BotId,
+        intents: &[Intent],
+    ) -> Result<(), EngineError> {
+        self.inner.deps.store.put_intents(tenant, bot, intents).await?;
+        self.bot_changed(tenant, bot);
+        Ok(())
+    }
+
+    /// Tells live conversations that `bot` (of `tenant`) or its intents changed in the store.
+    fn bot_changed(&self, tenant: &TenantId, bot: &BotId) {
         self.inner.bot_changed_here(tenant, bot);
         self.inner.deps.bus.announce_bot_changed(tenant, bot);
     }
