@@ -122,11 +122,34 @@ struct Ctx<'a> {
     logs: PathBuf,
 }
 
+/// Streamed by the baselines when neither Parla is measured nor its binary built.
+const STAND_IN_REPLY: &str = "Nothing is lost: the widget keeps the conversation, and on reconnect \
+     the server replays every message it missed, in order, before live traffic.";
+
+/// The reply every target streams: the demo bot's, asked of the `parla` binary, whenever Parla
+/// is a target or built; else (baselines alone, no binary) a stand-in of the same shape, split
+/// the same way (each word with the space before it).
+async fn reply_tokens(args: &Args) -> anyhow::Result<Vec<String>> {
+    let parla = servers::parla_bin(args);
+    if args.targets.contains(&servers::Target::Parla) || parla.exists() {
+        return servers::demo_reply_tokens(&parla, &args.text)
+            .await
+            .context("the demo bot's reply");
+    }
+    crate::note!(
+        "no parla binary at {} and no Parla target: the baselines stream a stand-in reply",
+        parla.display()
+    );
+    Ok(STAND_IN_REPLY
+        .split(' ')
+        .enumerate()
+        .map(|(i, word)| if i == 0 { word.to_owned() } else { format!(" {word}") })
+        .collect())
+}
+
 async fn run_all(args: &Args) -> anyhow::Result<bool> {
     let machine = Machine::probe();
-    let tokens = servers::demo_reply_tokens(&servers::parla_bin(args), &args.text)
-        .await
-        .context("the demo bot's reply")?;
+    let tokens = reply_tokens(args).await?;
     let scratch = tempfile::tempdir()?;
     let logs = match &args.out {
         Some(dir) => {
