@@ -1,19 +1,24 @@
-//! Parla's engine: the conversation actors, their supervisors and services, and (until they
-//! move to crates of their own, issue 20) the adapters of the domain's ports.
+//! Parla's engine: the conversation actors, their supervisors and the services transports call.
 //!
 //! Transports (`gateway`, `channels`, `admin-api`) call [`Engine`]; the engine never depends on
-//! a transport. Everything outside the process sits behind a port trait with adapters; the
-//! ports, the model and the errors are `parla-domain`'s (re-exported here under their old
-//! paths: [`model`], [`analytics`], [`agents`], [`error`], [`rich`]).
+//! a transport, and names no adapter: everything outside the process sits behind the domain's
+//! ports (store, bus, responder, knowledge base, intent hooks), whose adapters the binary
+//! chooses and hands in through [`EngineParts`]. The ports, the model and the errors are
+//! `parla-domain`'s (re-exported here under their old paths: [`model`], [`analytics`],
+//! [`agents`], [`error`], [`rich`]).
 //!
 //! # Layout
 //! - [`engine`]: the [`Engine`] facade: open/resume a conversation, send events, subscribe.
 //! - [`accounts`]: account changes as compare-and-set loops (none undoes another), each
 //!   announced to the member's agent sockets.
 //! - `supervisor`: one tenant supervisor per tenant, owning its live conversation actors.
-//! - `actor`: the conversation actor, single writer of its conversation.
+//! - `actor`: the conversation actor, single writer of its conversation (`actor/`: lifecycle,
+//!   visitor, agent and reply handling).
+//! - `dispatch`: routing waiting conversations to agents.
+//! - [`presence`]: agents' presence on this node (and, through the bus, the cluster's).
 //! - [`store`]: the store port (the adapters are `parla-store-redb` and `parla-store-cql`).
-//! - [`bus`]: the bus adapters (in-process, cluster).
+//! - [`bus`]: the bus port and its in-process adapter (the domain's; the cluster adapter is
+//!   `parla-cluster`).
 //! - [`responder`]: the built-in responder (intents, knowledge-base passage, fallback).
 //! - [`sentiment`]: offline sentiment and "asks for a person" detection.
 //! - [`demo`]: the demo tenant and bot.
@@ -25,8 +30,8 @@
 //! # Concurrency model
 //! Each live conversation is one tokio task (its actor) with a bounded mailbox; it alone writes
 //! that conversation, so `seq` needs no lock. Tenant supervisors hold the actor maps behind
-//! short mutexes. The embedded store has one writer thread doing group commit; reads run on the
-//! blocking pool. Outbound events fan out through the bus, never through the actor's mailbox.
+//! short mutexes. Outbound events fan out through the bus, never through the actor's mailbox;
+//! a bot's reply streams from a task of its own while the actor keeps handling events.
 
 pub mod accounts;
 mod actor;
