@@ -192,6 +192,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         metrics,
         settings: settings.engine.clone(),
         knowledge,
+        max_text_chars: settings.gateway.max_text_chars,
     });
     if roles.admin {
         // Bots deleted before a stop whose conversations were not all gone yet (the admin role

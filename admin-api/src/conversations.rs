@@ -247,9 +247,8 @@ pub async fn post_message(
     if body.client_msg_id.is_empty() || body.client_msg_id.len() > 128 {
         return Err(ApiError::invalid("client_msg_id", "must be 1 to 128 bytes"));
     }
-    if body.text.trim().is_empty() || body.text.chars().count() > 4000 {
-        return Err(ApiError::invalid("text", "must be 1 to 4000 characters"));
-    }
+    parla_domain::input::check_text(&body.text, state.engine.max_text_chars())
+        .map_err(|problem| ApiError::invalid("text", problem))?;
     let conversation = own_conversation(&state, &caller, &path).await?;
     let key =
         ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };

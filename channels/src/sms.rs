@@ -195,7 +195,7 @@ async fn receive(
     let stored = async {
         let conversation = channels.contact_conversation(&connection, &incoming.from).await?;
         let key = conversation.key();
-        let text: String = incoming.body.chars().take(4000).collect();
+        let text = parla_domain::input::clip_text(&incoming.body, channels.engine.max_text_chars());
         if text.trim().is_empty() {
             return Ok(());
         }

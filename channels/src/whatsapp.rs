@@ -251,7 +251,7 @@ impl Channels {
         let key = conversation.key();
         self.ensure_sink(&key, &connection.id, &message.from);
         let id = format!("wa:{}", message.id);
-        let text: String = text.chars().take(4000).collect();
+        let text = parla_domain::input::clip_text(&text, self.engine.max_text_chars());
         self.engine.post_visitor_message(key, id, text, STORE_WAIT).await?;
         // Blue ticks and "typing…" while the answer is prepared (Meta clears the indicator
         // with the reply, or after 25 s). Best effort: the message is already stored.

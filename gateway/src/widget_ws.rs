@@ -490,9 +490,7 @@ impl Connection {
                     let msg = format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes");
                     return self.error(codes::INVALID_CLIENT_MSG_ID, &msg, None, None).await;
                 }
-                let max = self.state.settings.max_text_chars;
-                if text.trim().is_empty() || text.chars().count() > max {
-                    let msg = format!("text must be 1 to {max} characters");
+                if let Err(msg) = parla_domain::input::check_text(&text, engine.max_text_chars()) {
                     return self.error(codes::INVALID_TEXT, &msg, Some(client_msg_id), None).await;
                 }
                 if !self.stored(Some(&client_msg_id)).await? {

@@ -85,10 +85,15 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(tweak: impl FnOnce(&mut parla_config::Settings)) -> Setup {
     let (base, sent) = twilio().await;
     let server = start_with(|s| {
         s.channels.twilio_api_base = base.clone();
         s.channels.retry_base_ms = 10;
+        tweak(s);
     })
     .await;
     let owner = register_owner(&server, "owner@sms.example.com").await;
@@ -252,4 +257,57 @@ async fn a_status_callback_marks_an_undelivered_sms_failed() {
         (Some("FAILED"), Some("Twilio error 30003")),
         "{delivery}"
     );
+}
+
+/// One text limit (`gateway.max_text_chars`), however a visitor's text comes in: the widget and
+/// the REST API refuse a longer one, an SMS (which cannot be refused back) is stored cut to it.
+/// Before, the setting bound the widget only: REST and SMS stored up to 4,000 characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_text_limit_holds_for_the_widget_the_rest_api_and_sms() {
+    let s = setup_with(|s| s.gateway.max_text_chars = 50).await;
+    let long = "a".repeat(60);
+    let owner = Some(s.owner.as_str());
+
+    let mut widget = s.server.client().await;
+    widget.hello(&s.bot).await;
+    widget.send(json!({"type": "message", "client_msg_id": "w1", "text": long})).await;
+    let refused = widget.expect("error").await;
+    assert_eq!(refused["code"], "invalid_text", "{refused}");
+
+    let (status, opened) =
+        s.server.post("/api/conversations", json!({"bot_id": s.bot}), owner).await;
+    assert_eq!(status, 201, "{opened}");
+    let conversation = opened["conversation_id"].as_str().expect("id");
+    let path = format!("/api/conversations/{conversation}/messages");
+    let (status, refused) =
+        s.server.post(&path, json!({"client_msg_id": "r1", "text": long}), owner).await;
+    assert_eq!(
+        (status, refused["error"]["details"]["field"].as_str()),
+        (422, Some("text")),
+        "{refused}"
+    );
+    let (status, fits) =
+        s.server.post(&path, json!({"client_msg_id": "r2", "text": "a".repeat(50)}), owner).await;
+    assert_eq!(status, 201, "the limit itself fits: {fits}");
+
+    let (status, _) = incoming(&s, "SM00000000000000000000000000000099", &long, true).await;
+    assert_eq!(status, 200);
+    sent(&s, 1).await;
+    let (_, page) =
+        s.server.call("GET", &format!("/api/bots/{}/conversations", s.bot), None, owner).await;
+    let sms = page["data"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["source"] == "sms"))
+        .and_then(|c| c["id"].as_str())
+        .expect("the SMS conversation")
+        .to_owned();
+    let (_, detail) = s.server.call("GET", &format!("/api/conversations/{sms}"), None, owner).await;
+    let texts: Vec<&str> = detail["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["sender"] == "user")
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, vec!["a".repeat(50).as_str()], "stored cut to the limit: {detail}");
 }

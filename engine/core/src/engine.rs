@@ -206,6 +206,8 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     deps: Arc<Deps>,
+    /// The longest visitor text ([`Engine::max_text_chars`]).
+    max_text_chars: usize,
     /// One supervisor per tenant with live conversations; created on first use.
     tenants: Mutex<HashMap<TenantId, Arc<TenantSupervisor>>>,
     /// Tenants whose dispatcher runs (started when their first agent signs in).
@@ -314,12 +316,23 @@ pub struct EngineParts {
     /// The bots' knowledge bases: searched for each answer, forgotten with a deleted bot, and
     /// handed to the admin API ([`Engine::knowledge`]).
     pub knowledge: Arc<dyn KnowledgeBase>,
+    /// The longest visitor text, in characters, however it comes in (`gateway.max_text_chars`).
+    pub max_text_chars: usize,
 }
 
 impl Engine {
     /// Builds an engine on the current tokio runtime and binds it to its bus.
     pub fn new(parts: EngineParts) -> Self {
-        let EngineParts { store, bus, responder, hooks, metrics, settings, knowledge } = parts;
+        let EngineParts {
+            store,
+            bus,
+            responder,
+            hooks,
+            metrics,
+            settings,
+            knowledge,
+            max_text_chars,
+        } = parts;
         let presence = crate::presence::Presence::new(
             std::time::Duration::from_millis(settings.presence_timeout_ms.max(1)),
             bus.clone(),
@@ -340,6 +353,7 @@ impl Engine {
         });
         let inner = Arc::new(Inner {
             deps,
+            max_text_chars: max_text_chars.max(1),
             tenants: Mutex::new(HashMap::new()),
             dispatchers: Mutex::new(std::collections::HashSet::new()),
             visitors: Mutex::new(HashMap::new()),
@@ -375,6 +389,13 @@ impl Engine {
     }
 
     /// The bots' knowledge bases: documents and retrieval.
+    /// The longest visitor text, in characters: every transport checks a visitor's text
+    /// against it with `parla_domain::input` (the widget and the REST API refuse longer, the
+    /// channels store it cut).
+    pub fn max_text_chars(&self) -> usize {
+        self.inner.max_text_chars
+    }
+
     pub fn knowledge(&self) -> &Arc<dyn KnowledgeBase> {
         &self.inner.deps.knowledge
     }

@@ -20,6 +20,7 @@
 //! - [`knowledge`]: the knowledge-base port (search, documents) and what retrieval hands the
 //!   bot brain.
 //! - [`text`]: words as retrieval and intent matching see them.
+//! - [`input`]: a visitor's text, checked in one place against one limit.
 //! - [`limits`]: request budgets and attempt backoffs shared by a cluster's nodes.
 //! - [`hooks`]: what happens outside when an intent with actions answers (webhooks).
 //! - [`http`]: GETs to a tenant's targets under the egress rules, and the rule for a URL a
@@ -36,6 +37,7 @@ pub mod channels;
 pub mod error;
 pub mod hooks;
 pub mod http;
+pub mod input;
 pub mod knowledge;
 pub mod limits;
 pub mod model;
