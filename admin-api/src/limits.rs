@@ -172,16 +172,8 @@ pub struct AuthLimits {
     failures: Forgetful<(String, IpAddr), Failures>,
     /// Failed logins per client, any account.
     client_failures: Forgetful<IpAddr, Failures>,
-    /// Shared limits (distributed mode).
-    shared: Option<Shared>,
-}
-
-/// The limits every node shares (the domain's port; Redis in a cluster), and this process's
-/// rate in their units.
-struct Shared {
-    limits: Arc<dyn SharedLimits>,
-    interval: Duration,
-    burst: u32,
+    /// Shared by every node (distributed mode): the same budget and backoffs, kept there.
+    shared: Option<Arc<dyn SharedLimits>>,
 }
 
 impl std::fmt::Debug for AuthLimits {
@@ -206,10 +198,7 @@ impl AuthLimits {
 
     /// The same limits, kept in `shared` so that every node sees them alike.
     pub fn shared(per_15_minutes: u32, shared: Arc<dyn SharedLimits>) -> Self {
-        let mut limits = Self::new(per_15_minutes);
-        let (interval, burst) = (limits.interval, limits.burst);
-        limits.shared = Some(Shared { limits: shared, interval, burst });
-        limits
+        Self { shared: Some(shared), ..Self::new(per_15_minutes) }
     }
 
     /// Keys held in memory (budgets and failure counts): what the sweeps keep bounded.
@@ -222,7 +211,7 @@ impl AuthLimits {
         let client = client(ip);
         if let Some(shared) = &self.shared {
             let key = format!("ip:{client}");
-            return match shared.limits.spend(&key, shared.interval, shared.burst).await {
+            return match shared.spend(&key, self.interval, self.burst).await {
                 Ok(None) => Ok(()),
                 Ok(Some(wait)) => Err(TooMany { code: "rate_limited", retry_after: wait }),
                 Err(e) => {
@@ -263,7 +252,7 @@ impl AuthLimits {
             let (login, everywhere) = (login_key(email, client), client_key(client));
             let counts =
                 [(login.as_str(), FREE_FAILURES), (everywhere.as_str(), CLIENT_FREE_FAILURES)];
-            return match shared.limits.begin_attempt(&counts, MAX_BACKOFF).await {
+            return match shared.begin_attempt(&counts, MAX_BACKOFF).await {
                 Ok(None) => Ok(attempt),
                 Ok(Some(wait)) => Err(backed_off(wait)),
                 Err(e) => {
@@ -314,9 +303,9 @@ impl AuthLimits {
         if let Some(shared) = &self.shared {
             let (login, everywhere) = (login_key(&email, client), client_key(client));
             let ended = if succeeded {
-                shared.limits.end_attempt(Some(&login), &[&everywhere]).await
+                shared.end_attempt(Some(&login), &[&everywhere]).await
             } else {
-                shared.limits.end_attempt(None, &[&login, &everywhere]).await
+                shared.end_attempt(None, &[&login, &everywhere]).await
             };
             if let Err(e) = ended {
                 tracing::error!(error = %e, "could not end a login attempt in the shared limits");
