@@ -198,17 +198,6 @@ async fn repeated_failed_logins_back_the_account_off() {
     assert_eq!((status, error_code(&body)), (429, "login_backoff"), "{body}");
 }
 
-/// The current code for a base32 secret, computed as an authenticator app would.
-fn totp_code(secret: &str, at_secs: u64) -> String {
-    let secret = totp_rs::Secret::try_from_base32(secret).expect("base32 secret");
-    let totp = totp_rs::Builder::new().with_secret(secret).build().expect("totp");
-    totp.generate(at_secs).to_string()
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totp_is_enrolled_confirmed_then_required_and_codes_are_single_use() {
     let server = start().await;

@@ -233,17 +233,6 @@ async fn two_owners_demoting_each_other_at_once_leave_one_owner() {
     }
 }
 
-/// The current step's TOTP code, as an authenticator app computes it.
-fn totp_code(secret: &str, at_secs: u64) -> String {
-    let secret = totp_rs::Secret::try_from_base32(secret).expect("base32 secret");
-    let totp = totp_rs::Builder::new().with_secret(secret).build().expect("totp");
-    totp.generate(at_secs).to_string()
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
-}
-
 /// Eight logins race with the same second factor, round after round (each from its own
 /// address, so no backoff gets in the way): one signs in, the others are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

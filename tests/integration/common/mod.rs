@@ -682,3 +682,15 @@ pub fn pdf_file(objects: &[Vec<u8>]) -> Vec<u8> {
     );
     out
 }
+
+/// The current code for a base32 secret, computed as an authenticator app would.
+pub fn totp_code(secret: &str, at_secs: u64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret).expect("base32 secret");
+    let totp = totp_rs::Builder::new().with_secret(secret).build().expect("totp");
+    totp.generate(at_secs).to_string()
+}
+
+/// Now, in Unix seconds.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}
