@@ -458,7 +458,7 @@ async fn gone(server: &TestServer, owner: &str, id: &str) -> u16 {
 /// conversations were) is finished by the next start: the store kept a tombstone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_deletion_cut_short_is_finished_by_the_next_start() {
-    use parla_engine::store::Store;
+    use parla_engine::store::{Catalog, Conversations};
     use parla_store_redb::RedbStore;
     let dir = tempfile::tempdir().expect("dir");
     let (child, addr) = spawn_parla_with(dir.path(), &[]).await;

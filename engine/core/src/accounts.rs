@@ -4,7 +4,7 @@
 //! the TOTP step a login consumes, email verification) reads it, changes its copy and writes it
 //! back. Two of them racing used to lose one change silently: a TOTP enrolment that read the
 //! account before a password reset wrote back the old hash and session epoch. The store's
-//! [`Store::update_account`] now writes only if the account is still at the version that was
+//! [`Accounts::update_account`](parla_domain::store::Accounts::update_account) now writes only if the account is still at the version that was
 //! read; [`modify`] reads again and asks the change again when it is not, so each change is
 //! decided on the account as it is when it is written (a TOTP code already consumed by a
 //! concurrent login is then refused, a demotion sees the role someone else just set).
@@ -166,7 +166,7 @@ where
 /// Revokes every API key of `tenant` that `member` minted and that is not yet revoked;
 /// returns how many. Called when the member is removed or demoted below admin: a key must not
 /// outlive its maker's right to mint it. Repeatable (a retry after a failure part-way revokes
-/// the rest), field-level ([`crate::store::Store::revoke_api_key`]: a use of the key racing it
+/// the rest), field-level ([`crate::store::Credentials::revoke_api_key`]: a use of the key racing it
 /// cannot undo it). Keys minted before their maker was recorded are not found here.
 pub async fn revoke_keys_minted_by(
     engine: &Engine,

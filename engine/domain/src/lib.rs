@@ -15,7 +15,8 @@
 //! - [`channels`]: what a channel connection's sealed secrets hold; the admin API's port to
 //!   the channels.
 //! - [`bus`]: inbound and outbound events, receipts, subscriptions, and the bus port.
-//! - [`store`]: the store port and its errors.
+//! - [`store`]: the store ports (one small trait per concern, one file each), `Store` for
+//!   all of them on one database, and their errors.
 //! - [`responder`]: the bot-brain port.
 //! - [`knowledge`]: the knowledge-base port (search, documents) and what retrieval hands the
 //!   bot brain.

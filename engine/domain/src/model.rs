@@ -159,7 +159,7 @@ pub struct Account {
     #[serde(default)]
     pub session_epoch: u64,
     /// How many times the record was written: updates are compare-and-set on it (see
-    /// [`crate::store::Store::update_account`]), so a read-modify-write that raced another
+    /// [`crate::store::Accounts::update_account`]), so a read-modify-write that raced another
     /// (a TOTP enrolment against a password reset) is refused instead of undoing it.
     #[serde(default)]
     pub version: u64,
@@ -631,7 +631,7 @@ pub struct Handling {
 
 impl Handling {
     /// Whether an agent must see it: it waits for one (ESCALATED) or one holds it (ASSIGNED).
-    /// Such conversations are indexed apart (`Store::attention_conversations`).
+    /// Such conversations are indexed apart (`InboxIndex::attention_conversations`).
     pub fn needs_agent(&self) -> bool {
         matches!(self.status, ConversationStatus::Escalated | ConversationStatus::Assigned)
     }

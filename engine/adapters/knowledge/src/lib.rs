@@ -42,7 +42,7 @@ use parking_lot::Mutex;
 use parla_domain::{
     knowledge::KnowledgeBase,
     model::{BotId, Chunk, Document, ProcessStatus, TenantId, now_ms},
-    store::{Store, StoreResult},
+    store::{Documents, StoreResult},
 };
 
 pub use parla_config::KnowledgeSettings;
@@ -71,7 +71,7 @@ type Key = (TenantId, BotId);
 /// Processes documents and answers retrieval queries.
 #[derive(Debug)]
 pub struct Knowledge {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Documents>,
     settings: KnowledgeSettings,
     scraper: scrape::Scraper,
     /// Runs every extraction, bounded (see [`extractor`]).
@@ -121,7 +121,7 @@ impl Knowledge {
 
     /// Starts the workers on the current runtime. `vectors` must hold `embedder`'s space.
     pub fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Documents>,
         settings: KnowledgeSettings,
         embedder: Arc<dyn embed::Embedder>,
         vectors: Arc<dyn vectors::VectorIndex>,

@@ -82,7 +82,10 @@ use parla_domain::model::{
     ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Invitation, Message,
     Note, OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
 };
-use parla_domain::store::{Appended, Store, StoreError, StoreResult};
+use parla_domain::store::{
+    Accounts, Analytics, Appended, Catalog, ChannelState, Connections, Conversations, Credentials,
+    Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
+};
 
 /// Messages per partition of `messages` (`bucket = seq / MESSAGE_BUCKET`): a long conversation
 /// spreads over partitions of at most this many rows (a few MB), instead of one that grows
@@ -720,7 +723,7 @@ impl CqlStore {
 
     /// Makes sure the conversation a contact claim names exists: written by whoever claimed
     /// it, or (if that one died or is still at it) from the claim's own copy, which is what
-    /// makes the claim the commit point of [`Store::contact_conversation`].
+    /// makes the claim the commit point of [`ChannelState::contact_conversation`].
     async fn complete_contact(
         &self,
         connection: &str,
@@ -896,40 +899,7 @@ fn is_unfinished(d: &Document) -> bool {
 }
 
 #[async_trait]
-impl Store for CqlStore {
-    /// One partition per UTC day of the range, read concurrently; a range of more than
-    /// `analytics::MAX_RANGE_DAYS` (400) days keeps its newest (see there).
-    async fn analytics(
-        &self,
-        tenant: &TenantId,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> StoreResult<Vec<parla_domain::analytics::CounterRow>> {
-        self.read_analytics(tenant, from_ms, to_ms).await
-    }
-
-    /// As [`Store::analytics`], from `analytics_intents`.
-    async fn intent_counts(
-        &self,
-        tenant: &TenantId,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> StoreResult<Vec<parla_domain::analytics::IntentRow>> {
-        self.read_intent_counts(tenant, from_ms, to_ms).await
-    }
-
-    /// The index `analytics_unmatched`, newest day first, read through to the messages.
-    async fn unmatched_messages(
-        &self,
-        tenant: &TenantId,
-        bot: Option<&BotId>,
-        from_ms: i64,
-        to_ms: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<(BotId, Message)>> {
-        self.read_unmatched(tenant, bot, from_ms, to_ms, limit).await
-    }
-
+impl Catalog for CqlStore {
     async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         self.run(&self.st.put_tenant, (tenant.id.as_str(), encode(tenant)?)).await.map(drop)
     }
@@ -1018,6 +988,27 @@ impl Store for CqlStore {
         Ok(found.unwrap_or_default())
     }
 
+    async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {
+        let values = (canned.tenant_id.as_str(), canned.id.as_str(), encode(canned)?);
+        self.run(&self.st.put_canned, values).await.map(drop)
+    }
+
+    async fn list_canned(&self, tenant: &TenantId) -> StoreResult<Vec<CannedResponse>> {
+        self.records(&self.st.list_canned, (tenant.as_str(),)).await
+    }
+
+    async fn delete_canned(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        let key = (tenant.as_str(), id);
+        if self.one::<(String,)>(&self.st.get_canned, key).await?.is_none() {
+            return Ok(false);
+        }
+        self.run(&self.st.delete_canned, key).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Conversations for CqlStore {
     async fn create_conversation(&self, conversation: &Conversation) -> StoreResult<()> {
         self.insert_conversation(conversation).await
     }
@@ -1148,6 +1139,157 @@ impl Store for CqlStore {
         self.last_seq_of(tenant.as_str(), conversation.as_str()).await
     }
 
+    /// A compare-and-set of the handling with the analytics stats it moves, `IF bot_id = ? AND
+    /// stats = ?` as read: the rest of the record (and the sentiment an append may be
+    /// counting) is untouched, a deleted conversation is not brought back (its `bot_id` is
+    /// null), and the counts the change moves are claimed by it, added by its winner once
+    /// (a repeat finds the stats it would set, and moves nothing).
+    async fn set_handling(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        handling: &Handling,
+    ) -> StoreResult<bool> {
+        let (t, c) = (tenant.as_str(), id.as_str());
+        let text = encode(handling)?;
+        let Some(mut row) = self.conversation_row(t, c).await? else { return Ok(false) };
+        // Indexed before the row says so, unindexed after it no longer does (see migration
+        // 0004): a failure in between leaves an extra index row, never a missing one.
+        let attention = handling.needs_agent();
+        if attention {
+            self.run(&self.st.index_attention, (t, c)).await?;
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let effect = parla_domain::analytics::on_handling(&row.conversation, handling);
+            let stats = encode(effect.stats.as_ref().unwrap_or(&row.conversation.stats))?;
+            let bot = row.conversation.bot_id.as_str();
+            let values = (&text, stats, t, c, bot, row.stats.as_deref());
+            if self.cas(&self.st.set_handling, values).await?.applied {
+                let mut deltas = Deltas::default();
+                deltas.add(&row.conversation, None, &effect);
+                self.add_counts(&row.conversation, &deltas).await;
+                // Best effort: the change is made, and an index row too many is skipped by
+                // readers (they check the row's status), so a failure here must not say the
+                // change failed.
+                if !attention && let Err(e) = self.run(&self.st.unindex_attention, (t, c)).await {
+                    tracing::warn!(error = %e, conversation = c, "an attention index row was left behind");
+                }
+                return Ok(true);
+            }
+            match self.conversation_row(t, c).await? {
+                Some(current) => row = current,
+                None => return Ok(false),
+            }
+        }
+        Err(StoreError::Backend("cql: the conversation's stats kept changing".into()))
+    }
+
+    /// `UPDATE ... SET user_data = user_data + ? IF EXISTS`: the map merges server-side, the
+    /// row's other columns are untouched, and (an LWT, like every write of this row) a deleted
+    /// conversation is not brought back.
+    async fn merge_user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        fields: &BTreeMap<String, String>,
+    ) -> StoreResult<bool> {
+        let values = (fields, tenant.as_str(), id.as_str());
+        Ok(self.cas(&self.st.merge_user_data, values).await?.applied)
+    }
+
+    async fn user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<BTreeMap<String, String>>> {
+        type Columns = (Option<String>, Option<BTreeMap<String, String>>);
+        let found =
+            self.one::<Columns>(&self.st.get_user_data, (tenant.as_str(), id.as_str())).await?;
+        Ok(match found {
+            Some((Some(_), data)) => Some(data.unwrap_or_default()),
+            _ => None,
+        })
+    }
+
+    async fn add_note(&self, note: &Note) -> StoreResult<bool> {
+        let (t, c) = (note.tenant_id.as_str(), note.conversation_id.as_str());
+        if self.conversation_row(t, c).await?.is_none() {
+            return Ok(false);
+        }
+        self.run(&self.st.put_note, (t, c, note.id.as_str(), encode(note)?)).await?;
+        Ok(true)
+    }
+
+    async fn list_notes(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<Vec<Note>> {
+        self.records(&self.st.list_notes, (tenant.as_str(), id.as_str())).await
+    }
+
+    async fn last_message(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Message>> {
+        let (t, c) = (tenant.as_str(), id.as_str());
+        match self.last_seq_of(t, c).await? {
+            0 => Ok(None),
+            last => self.message_at(t, c, last).await,
+        }
+    }
+}
+
+#[async_trait]
+impl InboxIndex for CqlStore {
+    async fn list_tenant_conversations(
+        &self,
+        tenant: &TenantId,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        self.list_indexed_conversations(tenant, None, before, limit).await
+    }
+
+    /// The index's rows checked against each conversation's own row: an extra index row (a
+    /// `set_handling` cut short, see migration 0004) is skipped, not shown.
+    async fn attention_conversations(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        /// Rows read at once: a page is read in a few round trips, not one per conversation.
+        const AT_ONCE: usize = 16;
+        let t = tenant.as_str();
+        let cap = i32::try_from(limit).unwrap_or(i32::MAX);
+        let mut cursor = after.map(|c| c.as_str().to_owned());
+        let mut out = Vec::new();
+        // Index rows whose conversation no longer needs an agent are skipped, so a short page
+        // is read on until `limit` are found or the index ends (a caller pages by the last id).
+        loop {
+            let ids = match cursor.as_deref() {
+                Some(after) => {
+                    self.all::<(String,)>(&self.st.list_attention_after, (t, after, cap)).await?
+                }
+                None => self.all::<(String,)>(&self.st.list_attention, (t, cap)).await?,
+            };
+            let end = ids.len() < limit;
+            cursor = ids.last().map(|(c,)| c.clone());
+            let rows: Vec<_> = stream::iter(ids)
+                .map(|(c,)| async move { self.conversation_row(t, &c).await })
+                .buffered(AT_ONCE)
+                .try_collect()
+                .await?;
+            let found = rows.into_iter().flatten().map(|row| row.conversation);
+            out.extend(found.filter(|c| c.handling.needs_agent()));
+            if end || out.len() >= limit {
+                out.truncate(limit);
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Accounts for CqlStore {
     /// Claims the email (LWT), then writes the account. A claim naming an account that does not
     /// exist is the creator's retry (same account: completed), an account being created
     /// (taken), or left by a creator that died (taken over once older than a minute).
@@ -1205,6 +1347,41 @@ impl Store for CqlStore {
         self.remove_account(tenant.as_str(), id.as_str(), None).await
     }
 
+    async fn delete_account_if_unchanged(&self, account: &Account) -> StoreResult<()> {
+        let (t, id) = (account.tenant_id.as_str(), account.id.as_str());
+        match self.remove_account(t, id, Some(account.version)).await? {
+            true => Ok(()),
+            false => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn put_invitation(&self, invitation: &Invitation) -> StoreResult<()> {
+        self.insert_invitation(invitation).await
+    }
+
+    async fn list_invitations(&self, tenant: &TenantId) -> StoreResult<Vec<Invitation>> {
+        self.invitations(tenant.as_str()).await
+    }
+
+    async fn delete_invitation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Invitation>> {
+        self.revoke_invitation(tenant.as_str(), id).await
+    }
+
+    async fn take_invitation(&self, digest: &str) -> StoreResult<Option<Invitation>> {
+        self.take_invitation_by_digest(digest).await
+    }
+
+    async fn invitation_by_digest(&self, digest: &str) -> StoreResult<Option<Invitation>> {
+        self.invitation_of_digest(digest).await
+    }
+}
+
+#[async_trait]
+impl Credentials for CqlStore {
     /// The two index rows first, so a stored token is always found by its family and its
     /// account when they are revoked.
     async fn put_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
@@ -1303,177 +1480,21 @@ impl Store for CqlStore {
         Ok(self.cas(&self.st.take_one_time, (digest,)).await?.applied.then_some(token))
     }
 
-    /// A counter: concurrent adds never lose one another and never contend. The total read
-    /// back includes this add (and maybe a concurrent one). A counter add is not idempotent,
-    /// so the driver does not retry it after a timeout; a timed-out add may or may not count.
-    async fn add_token_usage(
-        &self,
-        tenant: &TenantId,
-        month: &str,
-        tokens: u64,
-    ) -> StoreResult<u64> {
-        let delta = Counter(i64::try_from(tokens).unwrap_or(i64::MAX));
-        self.run(&self.st.add_token_usage, (delta, tenant.as_str(), month)).await?;
-        self.token_usage(tenant, month).await
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        self.revoke_key(tenant.as_str(), id).await
     }
 
-    async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64> {
-        let found =
-            self.one::<(Option<Counter>,)>(&self.st.get_token_usage, (tenant.as_str(), month));
-        Ok(found.await?.and_then(|(c,)| c).map_or(0, |Counter(n)| u64::try_from(n).unwrap_or(0)))
+    async fn touch_api_key(&self, tenant: &TenantId, id: &str, at: i64) -> StoreResult<()> {
+        self.touch_key(tenant.as_str(), id, at).await
     }
 
-    /// A compare-and-set of the handling with the analytics stats it moves, `IF bot_id = ? AND
-    /// stats = ?` as read: the rest of the record (and the sentiment an append may be
-    /// counting) is untouched, a deleted conversation is not brought back (its `bot_id` is
-    /// null), and the counts the change moves are claimed by it, added by its winner once
-    /// (a repeat finds the stats it would set, and moves nothing).
-    async fn set_handling(
-        &self,
-        tenant: &TenantId,
-        id: &ConversationId,
-        handling: &Handling,
-    ) -> StoreResult<bool> {
-        let (t, c) = (tenant.as_str(), id.as_str());
-        let text = encode(handling)?;
-        let Some(mut row) = self.conversation_row(t, c).await? else { return Ok(false) };
-        // Indexed before the row says so, unindexed after it no longer does (see migration
-        // 0004): a failure in between leaves an extra index row, never a missing one.
-        let attention = handling.needs_agent();
-        if attention {
-            self.run(&self.st.index_attention, (t, c)).await?;
-        }
-        for _ in 0..CAS_ATTEMPTS {
-            let effect = parla_domain::analytics::on_handling(&row.conversation, handling);
-            let stats = encode(effect.stats.as_ref().unwrap_or(&row.conversation.stats))?;
-            let bot = row.conversation.bot_id.as_str();
-            let values = (&text, stats, t, c, bot, row.stats.as_deref());
-            if self.cas(&self.st.set_handling, values).await?.applied {
-                let mut deltas = Deltas::default();
-                deltas.add(&row.conversation, None, &effect);
-                self.add_counts(&row.conversation, &deltas).await;
-                // Best effort: the change is made, and an index row too many is skipped by
-                // readers (they check the row's status), so a failure here must not say the
-                // change failed.
-                if !attention && let Err(e) = self.run(&self.st.unindex_attention, (t, c)).await {
-                    tracing::warn!(error = %e, conversation = c, "an attention index row was left behind");
-                }
-                return Ok(true);
-            }
-            match self.conversation_row(t, c).await? {
-                Some(current) => row = current,
-                None => return Ok(false),
-            }
-        }
-        Err(StoreError::Backend("cql: the conversation's stats kept changing".into()))
+    async fn one_time_token_by_digest(&self, digest: &str) -> StoreResult<Option<OneTimeToken>> {
+        self.record(&self.st.get_one_time, (digest,)).await
     }
+}
 
-    /// `UPDATE ... SET user_data = user_data + ? IF EXISTS`: the map merges server-side, the
-    /// row's other columns are untouched, and (an LWT, like every write of this row) a deleted
-    /// conversation is not brought back.
-    async fn merge_user_data(
-        &self,
-        tenant: &TenantId,
-        id: &ConversationId,
-        fields: &BTreeMap<String, String>,
-    ) -> StoreResult<bool> {
-        let values = (fields, tenant.as_str(), id.as_str());
-        Ok(self.cas(&self.st.merge_user_data, values).await?.applied)
-    }
-
-    async fn user_data(
-        &self,
-        tenant: &TenantId,
-        id: &ConversationId,
-    ) -> StoreResult<Option<BTreeMap<String, String>>> {
-        type Columns = (Option<String>, Option<BTreeMap<String, String>>);
-        let found =
-            self.one::<Columns>(&self.st.get_user_data, (tenant.as_str(), id.as_str())).await?;
-        Ok(match found {
-            Some((Some(_), data)) => Some(data.unwrap_or_default()),
-            _ => None,
-        })
-    }
-
-    async fn add_note(&self, note: &Note) -> StoreResult<bool> {
-        let (t, c) = (note.tenant_id.as_str(), note.conversation_id.as_str());
-        if self.conversation_row(t, c).await?.is_none() {
-            return Ok(false);
-        }
-        self.run(&self.st.put_note, (t, c, note.id.as_str(), encode(note)?)).await?;
-        Ok(true)
-    }
-
-    async fn list_notes(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<Vec<Note>> {
-        self.records(&self.st.list_notes, (tenant.as_str(), id.as_str())).await
-    }
-
-    async fn list_tenant_conversations(
-        &self,
-        tenant: &TenantId,
-        before: Option<&ConversationId>,
-        limit: usize,
-    ) -> StoreResult<Vec<Conversation>> {
-        self.list_indexed_conversations(tenant, None, before, limit).await
-    }
-
-    /// The index's rows checked against each conversation's own row: an extra index row (a
-    /// `set_handling` cut short, see migration 0004) is skipped, not shown.
-    async fn attention_conversations(
-        &self,
-        tenant: &TenantId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> StoreResult<Vec<Conversation>> {
-        /// Rows read at once: a page is read in a few round trips, not one per conversation.
-        const AT_ONCE: usize = 16;
-        let t = tenant.as_str();
-        let cap = i32::try_from(limit).unwrap_or(i32::MAX);
-        let mut cursor = after.map(|c| c.as_str().to_owned());
-        let mut out = Vec::new();
-        // Index rows whose conversation no longer needs an agent are skipped, so a short page
-        // is read on until `limit` are found or the index ends (a caller pages by the last id).
-        loop {
-            let ids = match cursor.as_deref() {
-                Some(after) => {
-                    self.all::<(String,)>(&self.st.list_attention_after, (t, after, cap)).await?
-                }
-                None => self.all::<(String,)>(&self.st.list_attention, (t, cap)).await?,
-            };
-            let end = ids.len() < limit;
-            cursor = ids.last().map(|(c,)| c.clone());
-            let rows: Vec<_> = stream::iter(ids)
-                .map(|(c,)| async move { self.conversation_row(t, &c).await })
-                .buffered(AT_ONCE)
-                .try_collect()
-                .await?;
-            let found = rows.into_iter().flatten().map(|row| row.conversation);
-            out.extend(found.filter(|c| c.handling.needs_agent()));
-            if end || out.len() >= limit {
-                out.truncate(limit);
-                return Ok(out);
-            }
-        }
-    }
-
-    async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {
-        let values = (canned.tenant_id.as_str(), canned.id.as_str(), encode(canned)?);
-        self.run(&self.st.put_canned, values).await.map(drop)
-    }
-
-    async fn list_canned(&self, tenant: &TenantId) -> StoreResult<Vec<CannedResponse>> {
-        self.records(&self.st.list_canned, (tenant.as_str(),)).await
-    }
-
-    async fn delete_canned(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
-        let key = (tenant.as_str(), id);
-        if self.one::<(String,)>(&self.st.get_canned, key).await?.is_none() {
-            return Ok(false);
-        }
-        self.run(&self.st.delete_canned, key).await?;
-        Ok(true)
-    }
-
+#[async_trait]
+impl Connections for CqlStore {
     /// The bot's index row first, then the record: listings check the record's bot, so a
     /// crash (or a connection moved to another bot) leaves nothing wrong in a list.
     async fn put_channel(&self, channel: &ChannelConnection) -> StoreResult<()> {
@@ -1516,6 +1537,16 @@ impl Store for CqlStore {
         }
     }
 
+    async fn all_channels(&self) -> StoreResult<Vec<ChannelConnection>> {
+        let mut statement = self.st.scan_channels.ps.clone();
+        statement.set_page_size(SCAN_PAGE);
+        let scan = Stmt { name: self.st.scan_channels.name, ps: statement };
+        self.records(&scan, ()).await
+    }
+}
+
+#[async_trait]
+impl ChannelState for CqlStore {
     /// The claim (connection, contact) -> conversation, `IF NOT EXISTS`, is the commit point:
     /// of two concurrent first messages one claim applies and both get its conversation. The
     /// claim carries the conversation it names, so whoever finds the conversation missing
@@ -1584,13 +1615,6 @@ impl Store for CqlStore {
         let ids =
             self.all::<(String,)>(&self.st.list_channel_conversations, (tenant.as_str(),)).await?;
         Ok(ids.into_iter().map(|(id,)| ConversationId(id)).collect())
-    }
-
-    async fn all_channels(&self) -> StoreResult<Vec<ChannelConnection>> {
-        let mut statement = self.st.scan_channels.ps.clone();
-        statement.set_page_size(SCAN_PAGE);
-        let scan = Stmt { name: self.st.scan_channels.name, ps: statement };
-        self.records(&scan, ()).await
     }
 
     /// The provider ids are indexed first (a report arriving meanwhile finds the message and
@@ -1723,19 +1747,10 @@ impl Store for CqlStore {
         let values = (tenant.as_str(), id.as_str(), cql_int(seq)?);
         self.run(&self.st.set_channel_cursor, values).await.map(drop)
     }
+}
 
-    async fn last_message(
-        &self,
-        tenant: &TenantId,
-        id: &ConversationId,
-    ) -> StoreResult<Option<Message>> {
-        let (t, c) = (tenant.as_str(), id.as_str());
-        match self.last_seq_of(t, c).await? {
-            0 => Ok(None),
-            last => self.message_at(t, c, last).await,
-        }
-    }
-
+#[async_trait]
+impl Documents for CqlStore {
     /// The bytes first (in parts; part 0 always, so empty content still reads back as
     /// empty), then the record: a new document is invisible until complete.
     async fn put_document(&self, document: &Document, content: Option<&[u8]>) -> StoreResult<()> {
@@ -1842,50 +1857,63 @@ impl Store for CqlStore {
             .await?;
         Ok(found.into_iter().flatten().filter(is_unfinished).collect())
     }
+}
 
-    // ---- accounts, API keys and invitations (see `accounts.rs`) ----
-
-    async fn delete_account_if_unchanged(&self, account: &Account) -> StoreResult<()> {
-        let (t, id) = (account.tenant_id.as_str(), account.id.as_str());
-        match self.remove_account(t, id, Some(account.version)).await? {
-            true => Ok(()),
-            false => Err(StoreError::Conflict),
-        }
-    }
-
-    async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
-        self.revoke_key(tenant.as_str(), id).await
-    }
-
-    async fn touch_api_key(&self, tenant: &TenantId, id: &str, at: i64) -> StoreResult<()> {
-        self.touch_key(tenant.as_str(), id, at).await
-    }
-
-    async fn put_invitation(&self, invitation: &Invitation) -> StoreResult<()> {
-        self.insert_invitation(invitation).await
-    }
-
-    async fn list_invitations(&self, tenant: &TenantId) -> StoreResult<Vec<Invitation>> {
-        self.invitations(tenant.as_str()).await
-    }
-
-    async fn delete_invitation(
+#[async_trait]
+impl Analytics for CqlStore {
+    /// One partition per UTC day of the range, read concurrently; a range of more than
+    /// `analytics::MAX_RANGE_DAYS` (400) days keeps its newest (see there).
+    async fn analytics(
         &self,
         tenant: &TenantId,
-        id: &str,
-    ) -> StoreResult<Option<Invitation>> {
-        self.revoke_invitation(tenant.as_str(), id).await
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<parla_domain::analytics::CounterRow>> {
+        self.read_analytics(tenant, from_ms, to_ms).await
     }
 
-    async fn take_invitation(&self, digest: &str) -> StoreResult<Option<Invitation>> {
-        self.take_invitation_by_digest(digest).await
+    /// As [`Analytics::analytics`], from `analytics_intents`.
+    async fn intent_counts(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StoreResult<Vec<parla_domain::analytics::IntentRow>> {
+        self.read_intent_counts(tenant, from_ms, to_ms).await
     }
 
-    async fn invitation_by_digest(&self, digest: &str) -> StoreResult<Option<Invitation>> {
-        self.invitation_of_digest(digest).await
+    /// The index `analytics_unmatched`, newest day first, read through to the messages.
+    async fn unmatched_messages(
+        &self,
+        tenant: &TenantId,
+        bot: Option<&BotId>,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(BotId, Message)>> {
+        self.read_unmatched(tenant, bot, from_ms, to_ms, limit).await
+    }
+}
+
+#[async_trait]
+impl TokenUsage for CqlStore {
+    /// A counter: concurrent adds never lose one another and never contend. The total read
+    /// back includes this add (and maybe a concurrent one). A counter add is not idempotent,
+    /// so the driver does not retry it after a timeout; a timed-out add may or may not count.
+    async fn add_token_usage(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        tokens: u64,
+    ) -> StoreResult<u64> {
+        let delta = Counter(i64::try_from(tokens).unwrap_or(i64::MAX));
+        self.run(&self.st.add_token_usage, (delta, tenant.as_str(), month)).await?;
+        self.token_usage(tenant, month).await
     }
 
-    async fn one_time_token_by_digest(&self, digest: &str) -> StoreResult<Option<OneTimeToken>> {
-        self.record(&self.st.get_one_time, (digest,)).await
+    async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64> {
+        let found =
+            self.one::<(Option<Counter>,)>(&self.st.get_token_usage, (tenant.as_str(), month));
+        Ok(found.await?.and_then(|(c,)| c).map_or(0, |Counter(n)| u64::try_from(n).unwrap_or(0)))
     }
 }

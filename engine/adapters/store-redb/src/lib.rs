@@ -26,7 +26,10 @@ use parla_domain::model::{
     Conversation, ConversationId, Document, Handling, Intent, Invitation, Message, Note,
     OneTimeToken, ProcessStatus, RefreshToken, Role, Sender, Tenant, TenantId,
 };
-use parla_domain::store::{Appended, Store, StoreError, StoreResult};
+use parla_domain::store::{
+    Accounts, Analytics, Appended, Catalog, ChannelState, Connections, Conversations, Credentials,
+    Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
+};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 /// (tenant, bot) → bot JSON.
@@ -111,7 +114,7 @@ const CHUNKS: TableDefinition<(&str, &str, &str, u32), &[u8]> = TableDefinition:
 const DOCUMENT_QUEUE: TableDefinition<(&str, &str), u8> = TableDefinition::new("document_queue");
 
 /// (tenant, conversation) → 0: conversations ESCALATED or ASSIGNED (see
-/// [`Store::attention_conversations`]), kept by the writes that change a conversation's status.
+/// [`InboxIndex::attention_conversations`]), kept by the writes that change a conversation's status.
 const ATTENTION: TableDefinition<(&str, &str), u8> =
     TableDefinition::new("conversations_attention");
 /// (tenant, bot) → 0: bots deleted whose conversations are still being deleted.
@@ -1167,7 +1170,7 @@ fn last_seq_in(
 }
 
 #[async_trait]
-impl Store for RedbStore {
+impl Catalog for RedbStore {
     async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         self.write(WriteOp::PutTenant(tenant.clone())).await.map(drop)
     }
@@ -1275,6 +1278,32 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {
+        self.write(WriteOp::PutCanned(canned.clone())).await.map(drop)
+    }
+
+    async fn list_canned(&self, tenant: &TenantId) -> StoreResult<Vec<CannedResponse>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CANNED).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn delete_canned(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        match self.write(WriteOp::DeleteCanned(tenant.clone(), id.to_owned())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("delete_canned returned {other:?}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl Conversations for RedbStore {
     async fn create_conversation(&self, conversation: &Conversation) -> StoreResult<()> {
         self.write(WriteOp::CreateConversation(conversation.clone())).await.map(drop)
     }
@@ -1397,6 +1426,151 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn set_handling(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        handling: &Handling,
+    ) -> StoreResult<bool> {
+        let op = WriteOp::SetHandling(tenant.clone(), id.clone(), handling.clone());
+        match self.write(op).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("set_handling returned {other:?}"))),
+        }
+    }
+
+    async fn merge_user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        fields: &BTreeMap<String, String>,
+    ) -> StoreResult<bool> {
+        let op = WriteOp::MergeUserData(tenant.clone(), id.clone(), fields.clone());
+        match self.write(op).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("merge_user_data returned {other:?}"))),
+        }
+    }
+
+    async fn user_data(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<BTreeMap<String, String>>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let key = (tenant.as_str(), id.as_str());
+            if txn.open_table(CONVERSATIONS).map_err(backend)?.get(key).map_err(backend)?.is_none()
+            {
+                return Ok(None);
+            }
+            let table = txn.open_table(USER_DATA).map_err(backend)?;
+            let data = table.get(key).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
+            Ok(Some(data.unwrap_or_default()))
+        })
+        .await
+    }
+
+    async fn add_note(&self, note: &Note) -> StoreResult<bool> {
+        match self.write(WriteOp::AddNote(note.clone())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("add_note returned {other:?}"))),
+        }
+    }
+
+    async fn list_notes(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<Vec<Note>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(NOTES).map_err(backend)?;
+            let (t, c) = (tenant.as_str(), id.as_str());
+            let range = table.range((t, c, "")..=(t, c, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+
+    async fn last_message(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Message>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(MESSAGES).map_err(backend)?;
+            let (t, c) = (tenant.as_str(), id.as_str());
+            let mut range = table.range((t, c, 0)..=(t, c, u64::MAX)).map_err(backend)?;
+            range.next_back().map(|entry| decode(entry.map_err(backend)?.1.value())).transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl InboxIndex for RedbStore {
+    async fn attention_conversations(
+        &self,
+        tenant: &TenantId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        let (tenant, after) = (tenant.clone(), after.cloned());
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(ATTENTION).map_err(backend)?;
+            let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let t = tenant.as_str();
+            let mut out = Vec::new();
+            let range = match after.as_ref() {
+                Some(cursor) => {
+                    use std::ops::Bound::{Excluded, Included};
+                    index.range::<(&str, &str)>((
+                        Excluded((t, cursor.as_str())),
+                        Included((t, "\u{10FFFF}")),
+                    ))
+                }
+                None => index.range((t, "")..=(t, "\u{10FFFF}")),
+            };
+            for entry in range.map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = entry.map_err(backend)?;
+                if let Some(v) = table.get(key.value()).map_err(backend)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_tenant_conversations(
+        &self,
+        tenant: &TenantId,
+        before: Option<&ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        let (tenant, before) = (tenant.clone(), before.cloned());
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = match before.as_ref() {
+                Some(cursor) => table.range((t, "")..(t, cursor.as_str())),
+                None => table.range((t, "")..=(t, "\u{10FFFF}")),
+            }
+            .map_err(backend)?;
+            range.rev().take(limit).map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Accounts for RedbStore {
     async fn create_account(&self, account: &Account) -> StoreResult<()> {
         let mut account = account.clone();
         account.email = account.email.to_lowercase();
@@ -1457,17 +1631,6 @@ impl Store for RedbStore {
         self.write(WriteOp::DeleteAccountIf(account.clone())).await.map(drop)
     }
 
-    async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
-        match self.write(WriteOp::RevokeApiKey(tenant.clone(), id.to_owned())).await? {
-            Outcome::Existed(existed) => Ok(existed),
-            other => Err(StoreError::Backend(format!("revoke_api_key returned {other:?}"))),
-        }
-    }
-
-    async fn touch_api_key(&self, tenant: &TenantId, id: &str, at: i64) -> StoreResult<()> {
-        self.write(WriteOp::TouchApiKey(tenant.clone(), id.to_owned(), at)).await.map(drop)
-    }
-
     async fn put_invitation(&self, invitation: &Invitation) -> StoreResult<()> {
         self.write(WriteOp::PutInvitation(invitation.clone())).await.map(drop)
     }
@@ -1515,6 +1678,20 @@ impl Store for RedbStore {
             found.map(|v| decode(v.value())).transpose()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Credentials for RedbStore {
+    async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+        match self.write(WriteOp::RevokeApiKey(tenant.clone(), id.to_owned())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("revoke_api_key returned {other:?}"))),
+        }
+    }
+
+    async fn touch_api_key(&self, tenant: &TenantId, id: &str, at: i64) -> StoreResult<()> {
+        self.write(WriteOp::TouchApiKey(tenant.clone(), id.to_owned(), at)).await.map(drop)
     }
 
     async fn one_time_token_by_digest(&self, digest: &str) -> StoreResult<Option<OneTimeToken>> {
@@ -1581,44 +1758,21 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn add_token_usage(
-        &self,
-        tenant: &TenantId,
-        month: &str,
-        tokens: u64,
-    ) -> StoreResult<u64> {
-        match self.write(WriteOp::AddTokenUsage(tenant.clone(), month.to_owned(), tokens)).await? {
-            Outcome::Total(total) => Ok(total),
-            other => Err(StoreError::Backend(format!("add_token_usage returned {other:?}"))),
-        }
-    }
-
-    async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64> {
-        let (tenant, month) = (tenant.clone(), month.to_owned());
-        self.read(move |db| {
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
+        let tenant = tenant.clone();
+        self.read_blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(TOKEN_USAGE).map_err(backend)?;
-            Ok(table
-                .get((tenant.as_str(), month.as_str()))
-                .map_err(backend)?
-                .map_or(0, |v| v.value()))
+            let table = txn.open_table(API_KEYS).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
+            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
         })
         .await
     }
+}
 
-    async fn set_handling(
-        &self,
-        tenant: &TenantId,
-        id: &ConversationId,
-        handling: &Handling,
-    ) -> StoreResult<bool> {
-        let op = WriteOp::SetHandling(tenant.clone(), id.clone(), handling.clone());
-        match self.write(op).await? {
-            Outcome::Existed(existed) => Ok(existed),
-            other => Err(StoreError::Backend(format!("set_handling returned {other:?}"))),
-        }
-    }
-
+#[async_trait]
+impl Connections for RedbStore {
     async fn put_channel(&self, channel: &ChannelConnection) -> StoreResult<()> {
         self.write(WriteOp::PutChannel(channel.clone())).await.map(drop)
     }
@@ -1661,6 +1815,19 @@ impl Store for RedbStore {
         }
     }
 
+    async fn all_channels(&self) -> StoreResult<Vec<ChannelConnection>> {
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CHANNELS).map_err(backend)?;
+            let entries = table.iter().map_err(backend)?;
+            entries.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ChannelState for RedbStore {
     async fn contact_conversation(
         &self,
         connection: &str,
@@ -1819,16 +1986,6 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn all_channels(&self) -> StoreResult<Vec<ChannelConnection>> {
-        self.read_blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(CHANNELS).map_err(backend)?;
-            let entries = table.iter().map_err(backend)?;
-            entries.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
-        })
-        .await
-    }
-
     async fn channel_cursor(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<u64> {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.read(move |db| {
@@ -1848,156 +2005,10 @@ impl Store for RedbStore {
         let op = WriteOp::SetChannelCursor(tenant.clone(), id.clone(), seq);
         self.write(op).await.map(drop)
     }
+}
 
-    async fn merge_user_data(
-        &self,
-        tenant: &TenantId,
-        id: &ConversationId,
-        fields: &BTreeMap<String, String>,
-    ) -> StoreResult<bool> {
-        let op = WriteOp::MergeUserData(tenant.clone(), id.clone(), fields.clone());
-        match self.write(op).await? {
-            Outcome::Existed(existed) => Ok(existed),
-            other => Err(StoreError::Backend(format!("merge_user_data returned {other:?}"))),
-        }
-    }
-
-    async fn user_data(
-        &self,
-        tenant: &TenantId,
-        id: &ConversationId,
-    ) -> StoreResult<Option<BTreeMap<String, String>>> {
-        let (tenant, id) = (tenant.clone(), id.clone());
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let key = (tenant.as_str(), id.as_str());
-            if txn.open_table(CONVERSATIONS).map_err(backend)?.get(key).map_err(backend)?.is_none()
-            {
-                return Ok(None);
-            }
-            let table = txn.open_table(USER_DATA).map_err(backend)?;
-            let data = table.get(key).map_err(backend)?.map(|v| decode(v.value())).transpose()?;
-            Ok(Some(data.unwrap_or_default()))
-        })
-        .await
-    }
-
-    async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {
-        self.write(WriteOp::PutCanned(canned.clone())).await.map(drop)
-    }
-
-    async fn list_canned(&self, tenant: &TenantId) -> StoreResult<Vec<CannedResponse>> {
-        let tenant = tenant.clone();
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(CANNED).map_err(backend)?;
-            let t = tenant.as_str();
-            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
-            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
-        })
-        .await
-    }
-
-    async fn delete_canned(&self, tenant: &TenantId, id: &str) -> StoreResult<bool> {
-        match self.write(WriteOp::DeleteCanned(tenant.clone(), id.to_owned())).await? {
-            Outcome::Existed(existed) => Ok(existed),
-            other => Err(StoreError::Backend(format!("delete_canned returned {other:?}"))),
-        }
-    }
-
-    async fn add_note(&self, note: &Note) -> StoreResult<bool> {
-        match self.write(WriteOp::AddNote(note.clone())).await? {
-            Outcome::Existed(existed) => Ok(existed),
-            other => Err(StoreError::Backend(format!("add_note returned {other:?}"))),
-        }
-    }
-
-    async fn list_notes(&self, tenant: &TenantId, id: &ConversationId) -> StoreResult<Vec<Note>> {
-        let (tenant, id) = (tenant.clone(), id.clone());
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(NOTES).map_err(backend)?;
-            let (t, c) = (tenant.as_str(), id.as_str());
-            let range = table.range((t, c, "")..=(t, c, "\u{10FFFF}")).map_err(backend)?;
-            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
-        })
-        .await
-    }
-
-    async fn attention_conversations(
-        &self,
-        tenant: &TenantId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> StoreResult<Vec<Conversation>> {
-        let (tenant, after) = (tenant.clone(), after.cloned());
-        self.read_blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let index = txn.open_table(ATTENTION).map_err(backend)?;
-            let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
-            let t = tenant.as_str();
-            let mut out = Vec::new();
-            let range = match after.as_ref() {
-                Some(cursor) => {
-                    use std::ops::Bound::{Excluded, Included};
-                    index.range::<(&str, &str)>((
-                        Excluded((t, cursor.as_str())),
-                        Included((t, "\u{10FFFF}")),
-                    ))
-                }
-                None => index.range((t, "")..=(t, "\u{10FFFF}")),
-            };
-            for entry in range.map_err(backend)? {
-                if out.len() >= limit {
-                    break;
-                }
-                let (key, _) = entry.map_err(backend)?;
-                if let Some(v) = table.get(key.value()).map_err(backend)? {
-                    out.push(decode(v.value())?);
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn list_tenant_conversations(
-        &self,
-        tenant: &TenantId,
-        before: Option<&ConversationId>,
-        limit: usize,
-    ) -> StoreResult<Vec<Conversation>> {
-        let (tenant, before) = (tenant.clone(), before.cloned());
-        self.read_blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(CONVERSATIONS).map_err(backend)?;
-            let t = tenant.as_str();
-            let range = match before.as_ref() {
-                Some(cursor) => table.range((t, "")..(t, cursor.as_str())),
-                None => table.range((t, "")..=(t, "\u{10FFFF}")),
-            }
-            .map_err(backend)?;
-            range.rev().take(limit).map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
-        })
-        .await
-    }
-
-    async fn last_message(
-        &self,
-        tenant: &TenantId,
-        id: &ConversationId,
-    ) -> StoreResult<Option<Message>> {
-        let (tenant, id) = (tenant.clone(), id.clone());
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(MESSAGES).map_err(backend)?;
-            let (t, c) = (tenant.as_str(), id.as_str());
-            let mut range = table.range((t, c, 0)..=(t, c, u64::MAX)).map_err(backend)?;
-            range.next_back().map(|entry| decode(entry.map_err(backend)?.1.value())).transpose()
-        })
-        .await
-    }
-
+#[async_trait]
+impl Documents for RedbStore {
     async fn put_document(&self, document: &Document, content: Option<&[u8]>) -> StoreResult<()> {
         let op = WriteOp::PutDocument(document.clone(), content.map(<[u8]>::to_vec));
         self.write(op).await.map(drop)
@@ -2085,7 +2096,10 @@ impl Store for RedbStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Analytics for RedbStore {
     async fn analytics(
         &self,
         tenant: &TenantId,
@@ -2184,15 +2198,31 @@ impl Store for RedbStore {
         })
         .await
     }
+}
 
-    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKey>> {
-        let tenant = tenant.clone();
-        self.read_blocking(move |db| {
+#[async_trait]
+impl TokenUsage for RedbStore {
+    async fn add_token_usage(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        tokens: u64,
+    ) -> StoreResult<u64> {
+        match self.write(WriteOp::AddTokenUsage(tenant.clone(), month.to_owned(), tokens)).await? {
+            Outcome::Total(total) => Ok(total),
+            other => Err(StoreError::Backend(format!("add_token_usage returned {other:?}"))),
+        }
+    }
+
+    async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64> {
+        let (tenant, month) = (tenant.clone(), month.to_owned());
+        self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(API_KEYS).map_err(backend)?;
-            let t = tenant.as_str();
-            let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
-            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+            let table = txn.open_table(TOKEN_USAGE).map_err(backend)?;
+            Ok(table
+                .get((tenant.as_str(), month.as_str()))
+                .map_err(backend)?
+                .map_or(0, |v| v.value()))
         })
         .await
     }
