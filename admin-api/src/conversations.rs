@@ -11,11 +11,10 @@ use std::time::Duration;
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::{
     Deletion, OpenRequest,
-    bus::{Event, Inbound},
-    model::{BotId, Channel, ConnId, ConversationId, ConversationKey},
+    input::VisitorInput,
+    model::{BotId, Channel, ConversationId, ConversationKey},
 };
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
@@ -234,7 +233,8 @@ pub struct PostBody {
     request_body = PostBody,
     responses((status = 201, description = "Stored; the bot's reply follows on the conversation", body = Posted),
               (status = 200, description = "This `client_msg_id` was already stored: the original", body = Posted),
-              (status = 503, description = "`tenant_at_capacity`, `conversation_busy`, `shutting_down` or `not_stored`: retry", body = ErrorBody),
+              (status = 422, description = "`validation_failed`: `client_msg_id` or `text` out of shape (`details.field` says which)", body = ErrorBody),
+              (status = 503, description = "`tenant_at_capacity`, `conversation_busy` or `shutting_down`: retry", body = ErrorBody),
               (status = 504, description = "`timeout`: not confirmed in time; retry with the same `client_msg_id`", body = ErrorBody)))]
 pub async fn post_message(
     state: web::Data<AdminState>,
@@ -244,77 +244,13 @@ pub async fn post_message(
 ) -> Result<HttpResponse, ApiError> {
     caller.require("conversations:write")?;
     let body = body.into_inner();
-    if body.client_msg_id.is_empty() || body.client_msg_id.len() > 128 {
-        return Err(ApiError::invalid("client_msg_id", "must be 1 to 128 bytes"));
-    }
-    parla_domain::input::check_text(&body.text, state.engine.max_text_chars())
-        .map_err(|problem| ApiError::invalid("text", problem))?;
     let conversation = own_conversation(&state, &caller, &path).await?;
     let key =
         ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };
-    let conn = ConnId::generate();
-    // Subscribe first, so the stored message cannot be published before we listen.
-    let mut events = state.engine.subscribe(&key, Some(conn)).await;
-    let inbound =
-        Inbound::VisitorMessage { client_msg_id: body.client_msg_id.clone(), text: body.text };
-    state.engine.send(key.clone(), Some(conn), inbound).await.map_err(ApiError::from)?;
-    let wait = async {
-        loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                // Fell behind: our event may be among those dropped; the store has the message
-                // once it is stored (if not yet, the timeout asks for a retry, which the
-                // idempotency key makes safe).
-                Err(parla_engine::bus::RecvError::Lagged(_)) => {
-                    let (t, c) = (&key.tenant_id, &key.conversation_id);
-                    match state.store.message_by_client_id(t, c, &body.client_msg_id).await {
-                        Ok(Some(message)) => {
-                            return Ok(
-                                HttpResponse::Created().json(Posted { message, duplicate: false })
-                            );
-                        }
-                        _ => continue,
-                    }
-                }
-                Err(parla_engine::bus::RecvError::Closed) => {
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "not_stored",
-                        "retry with the same client_msg_id",
-                    ));
-                }
-            };
-            match &*event {
-                Event::Message { message }
-                    if message.client_msg_id.as_deref() == Some(body.client_msg_id.as_str()) =>
-                {
-                    let message = message.clone();
-                    return Ok(HttpResponse::Created().json(Posted { message, duplicate: false }));
-                }
-                Event::Ack { conn: to, message } if *to == conn => {
-                    let message = message.clone();
-                    return Ok(HttpResponse::Ok().json(Posted { message, duplicate: true }));
-                }
-                Event::Rejected { conn: Some(to), code, message, .. } if *to == conn => {
-                    let mut e = ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "not_stored",
-                        message.clone(),
-                    );
-                    e.details = json!({ "engine_code": code });
-                    return Err(e);
-                }
-                _ => {}
-            }
-        }
-    };
-    tokio::time::timeout(STORE_WAIT, wait).await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            "the message was not confirmed in time; retry with the same client_msg_id",
-        ))
-    })
+    let input = VisitorInput::text(body.client_msg_id, body.text);
+    let (message, duplicate) = state.engine.post_visitor_message(key, input, STORE_WAIT).await?;
+    let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(HttpResponse::build(status).json(Posted { message, duplicate }))
 }
 
 /// `DELETE /api/conversations/{id}`: the conversation and all its messages, deleted by its

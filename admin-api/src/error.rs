@@ -120,6 +120,9 @@ impl From<EngineError> for ApiError {
                 tracing::error!("an engine operation failed in the admin API");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            EngineError::NotConfirmed => StatusCode::GATEWAY_TIMEOUT,
+            // Input out of shape is a validation failure like any other body's.
+            EngineError::InvalidInput(input) => return Self::invalid(input.field, &input.problem),
             EngineError::Store(store) => return store.clone().into(),
         };
         Self::new(status, e.code(), e.public_message())
@@ -160,12 +163,17 @@ mod tests {
             (EngineError::ConversationBusy, 503),
             (EngineError::ShuttingDown, 503),
             (EngineError::Internal, 500),
+            (EngineError::NotConfirmed, 504),
         ];
         for (error, status) in cases {
             let code = error.code();
             let api = ApiError::from(error);
             assert_eq!((api.status.as_u16(), api.code), (status, code));
         }
+        let long = parla_domain::input::VisitorInput::text("m1", "too long").check(3);
+        let long = ApiError::from(EngineError::from(long.expect_err("refused")));
+        assert_eq!((long.status.as_u16(), long.code), (422, "validation_failed"));
+        assert_eq!(long.details, json!({"field": "text"}));
         let taken = ApiError::from(EngineError::Store(StoreError::EmailTaken));
         assert_eq!((taken.status.as_u16(), taken.code), (409, "email_taken"));
         let broken = ApiError::from(EngineError::Store(StoreError::Backend("disk".into())));

@@ -200,7 +200,8 @@ async fn receive(
             return Ok(());
         }
         let id = format!("sms:{}", incoming.sid);
-        channels.engine.post_visitor_message(key.clone(), id, text, STORE_WAIT).await?;
+        let input = parla_domain::input::VisitorInput::text(id, text);
+        channels.engine.post_visitor_message(key.clone(), input, STORE_WAIT).await?;
         channels.clone().into_inner().ensure_sink_for(&key.tenant_id, &key.conversation_id).await;
         Ok::<(), parla_engine::EngineError>(())
     };

@@ -246,13 +246,14 @@ impl Channels {
         connection: &ChannelConnection,
         message: &Incoming,
     ) -> Result<(), parla_engine::EngineError> {
-        let Some(text) = message.text() else { return Ok(()) };
+        let Some(text) = message.text().filter(|t| !t.trim().is_empty()) else { return Ok(()) };
         let conversation = self.contact_conversation(connection, &message.from).await?;
         let key = conversation.key();
         self.ensure_sink(&key, &connection.id, &message.from);
         let id = format!("wa:{}", message.id);
         let text = parla_domain::input::clip_text(&text, self.engine.max_text_chars());
-        self.engine.post_visitor_message(key, id, text, STORE_WAIT).await?;
+        let input = parla_domain::input::VisitorInput::text(id, text);
+        self.engine.post_visitor_message(key, input, STORE_WAIT).await?;
         // Blue ticks and "typing…" while the answer is prepared (Meta clears the indicator
         // with the reply, or after 25 s). Best effort: the message is already stored.
         let this = self.clone();

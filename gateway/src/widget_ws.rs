@@ -26,9 +26,9 @@ use governor::{
 use parla_config::GatewaySettings;
 use parla_engine::{
     Engine, EngineError, OpenRequest, Pending,
-    agents::{AgentAction, AgentCommand, CommandOutcome},
     bus::{Event, Inbound, RecvError, Subscription},
     clients::{KeyedRate, Slot, Slots, client_group, client_ip, forwarded_for},
+    input::VisitorInput,
     metrics::{ErrorSource, SocketGuard, SocketKind},
     model::{BotId, ConnId, ConversationId, ConversationKey, MessageType, Sender},
 };
@@ -36,10 +36,7 @@ use tracing::Instrument;
 
 use crate::{
     frames::message_frame,
-    protocol::{
-        BotInfo, ClientFrame, FormSubmission, MAX_CLIENT_MSG_ID_LEN, MAX_PUSH_TOKEN_LEN,
-        ServerFrame, codes,
-    },
+    protocol::{BotInfo, ClientFrame, MAX_PUSH_TOKEN_LEN, ServerFrame, codes},
 };
 
 /// How long a closing socket waits for the client's close frame.
@@ -486,23 +483,21 @@ impl Connection {
         let pending = self.open.as_ref().is_some_and(|o| o.pending.is_some());
         match frame {
             ClientFrame::Message { client_msg_id, text, postback, form } => {
-                if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
-                    let msg = format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes");
-                    return self.error(codes::INVALID_CLIENT_MSG_ID, &msg, None, None).await;
+                let input = VisitorInput { client_msg_id, text, postback, form };
+                if let Err(e) = input.check(engine.max_text_chars()) {
+                    // An id out of shape is not echoed back.
+                    let id = (e.field != "client_msg_id").then(|| input.client_msg_id.clone());
+                    return self.error(e.code, &e.to_string(), id, None).await;
                 }
-                if let Err(msg) = parla_domain::input::check_text(&text, engine.max_text_chars()) {
-                    return self.error(codes::INVALID_TEXT, &msg, Some(client_msg_id), None).await;
-                }
-                if !self.stored(Some(&client_msg_id)).await? {
+                let id = input.client_msg_id.clone();
+                if !self.stored(Some(&id)).await? {
                     return Ok(());
                 }
-                if postback.is_some() || form.is_some() {
-                    return self.rich_input(key, client_msg_id, text, postback, form).await;
-                }
-                let inbound =
-                    Inbound::VisitorMessage { client_msg_id: client_msg_id.clone(), text };
-                if let Err(e) = engine.send(key, Some(self.id), inbound).await {
-                    return self.engine_error(&e, Some(client_msg_id)).await;
+                // Refusals and a duplicate's original come back on the subscription (`on_event`).
+                if let Err(e) =
+                    engine.send(key, Some(self.id), Inbound::VisitorMessage(input)).await
+                {
+                    return self.engine_error(&e, Some(id)).await;
                 }
             }
             ClientFrame::Typing { on } => engine.typing(&key, Some(self.id), Sender::User, on),
@@ -533,52 +528,6 @@ impl Connection {
             ClientFrame::Hello { .. } | ClientFrame::Ping => {}
         }
         Ok(())
-    }
-
-    /// A button's postback or a submitted form: checked here for shape, then run by the
-    /// conversation's actor as a visitor command, which answers with a verdict (a form can be
-    /// refused against the bot's form). The stored message's echo comes through the
-    /// subscription like any other; a duplicate's original is re-sent as an ack would be.
-    async fn rich_input(
-        &mut self,
-        key: ConversationKey,
-        client_msg_id: String,
-        text: String,
-        postback: Option<String>,
-        form: Option<FormSubmission>,
-    ) -> Result<(), Gone> {
-        let id = Some(client_msg_id.clone());
-        if postback.is_some() && form.is_some() {
-            let msg = "a message carries a postback or a form, not both";
-            return self.error(codes::INVALID_POSTBACK, msg, id, None).await;
-        }
-        if let Some(payload) = &postback
-            && let Err(e) = parla_engine::rich::check_payload("postback", payload)
-        {
-            return self.error(codes::INVALID_POSTBACK, &e.to_string(), id, None).await;
-        }
-        if let Some(form) = &form
-            && let Err(e) = form.validate_shape()
-        {
-            return self.error(codes::INVALID_FORM, &e.to_string(), id, None).await;
-        }
-        let command = AgentCommand {
-            agent: parla_engine::agents::visitor(),
-            privileged: false,
-            action: AgentAction::VisitorInput { client_msg_id, text, postback, form },
-        };
-        match self.state.engine.command(key, command).await {
-            Ok(CommandOutcome::Message { message, duplicate: true }) => {
-                // Like an ack: only a message this socket already has (see `on_event`).
-                let sent = self.open.as_ref().map_or(0, |o| o.last_sent_seq);
-                if message.seq <= sent {
-                    self.send(&ServerFrame::Message(message_frame(&message))).await?;
-                }
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(e) => self.engine_error(&e, id).await,
-        }
     }
 
     /// Sends every stored message after `after` (and after what this socket already has).

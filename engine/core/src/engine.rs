@@ -16,6 +16,8 @@ use tokio::runtime::Handle;
 use crate::{
     EngineError,
     bus::{Bus, BusError, Envelope, Event, Inbound, InboundHandler, Subscription},
+    error::WireError,
+    input::VisitorInput,
     metrics::{Metrics, StoreOp},
     model::*,
     responder::Responder,
@@ -595,28 +597,30 @@ impl Engine {
         self.inner.deps.bus.announce_bot_changed(tenant, bot);
     }
 
-    /// A visitor message from a server-side source (an integration, a channel webhook): sent
-    /// to the conversation's actor, and returned once it is stored — `(message, true)` when
-    /// its `client_msg_id` was stored before (the original). `ConversationBusy` if not
-    /// confirmed within `wait`.
+    /// A visitor's input from a server-side source (the REST API, a channel webhook): checked
+    /// ([`VisitorInput::check`], against [`Engine::max_text_chars`]), sent to the
+    /// conversation's actor, and returned once stored — `(message, true)` when its
+    /// `client_msg_id` was stored before (the original). The actor's refusal comes back as
+    /// its error; [`EngineError::NotConfirmed`] if not confirmed within `wait`.
     pub async fn post_visitor_message(
         &self,
         key: ConversationKey,
-        client_msg_id: String,
-        text: String,
+        input: VisitorInput,
         wait: std::time::Duration,
     ) -> Result<(Message, bool), EngineError> {
+        input.check(self.max_text_chars())?;
         let conn = ConnId::generate();
         // Subscribe first, so the stored message cannot be published before we listen.
         let mut events = self.subscribe(&key, Some(conn)).await;
-        let inbound = Inbound::VisitorMessage { client_msg_id: client_msg_id.clone(), text };
-        self.send(key.clone(), Some(conn), inbound).await?;
+        let client_msg_id = input.client_msg_id.clone();
+        self.send(key.clone(), Some(conn), Inbound::VisitorMessage(input)).await?;
         let confirmed = async {
             loop {
                 let event = match events.recv().await {
                     Ok(event) => event,
                     // Fell behind: the confirmation may be among the events dropped. The store
-                    // has the message once it is confirmed.
+                    // has the message once it is stored (if not yet, the wait runs out and the
+                    // caller retries, which the idempotency key makes safe).
                     Err(crate::bus::RecvError::Lagged(_)) => {
                         let (t, c) = (&key.tenant_id, &key.conversation_id);
                         let store = &self.inner.deps.store;
@@ -627,9 +631,7 @@ impl Engine {
                         }
                         continue;
                     }
-                    Err(crate::bus::RecvError::Closed) => {
-                        return Err(EngineError::ConversationBusy);
-                    }
+                    Err(crate::bus::RecvError::Closed) => return Err(EngineError::ShuttingDown),
                 };
                 match &*event {
                     Event::Message { message }
@@ -640,15 +642,19 @@ impl Engine {
                     Event::Ack { conn: to, message } if *to == conn => {
                         return Ok((message.clone(), true));
                     }
-                    Event::Rejected { conn: Some(to), code, .. } if *to == conn => {
+                    Event::Rejected { conn: Some(to), code, message, .. } if *to == conn => {
                         tracing::warn!(code = %code, "a posted visitor message was refused");
-                        return Err(EngineError::ConversationBusy);
+                        let detail = Some(message.clone());
+                        return Err(EngineError::from_wire(WireError {
+                            code: code.clone(),
+                            detail,
+                        }));
                     }
                     _ => {}
                 }
             }
         };
-        tokio::time::timeout(wait, confirmed).await.unwrap_or(Err(EngineError::ConversationBusy))
+        tokio::time::timeout(wait, confirmed).await.unwrap_or(Err(EngineError::NotConfirmed))
     }
 
     /// Deletes a conversation through its actor (the single writer: nothing is appended behind

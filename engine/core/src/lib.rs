@@ -51,4 +51,4 @@ mod supervisor;
 pub use engine::{Deletion, Engine, EngineParts, OpenRequest, Opened, Pending};
 /// The domain's modules, where they have always been found (`parla_engine::model`, …): the
 /// transports and the binary name them so while the split moves on (issue 20).
-pub use parla_domain::{EngineError, agents, analytics, error, model, rich};
+pub use parla_domain::{EngineError, agents, analytics, error, input, model, rich};

@@ -45,24 +45,6 @@ pub enum AgentAction {
     /// The dispatcher routes a waiting (ESCALATED, unheld) conversation to `to`; a no-op if it
     /// is no longer waiting (someone claimed it first).
     Assign { to: AgentRef },
-    /// A visitor's rich input, sent by [`visitor()`]: a button's `postback` (`text` is its
-    /// label) or a submitted `form` (`text` is a summary). Handled like a visitor message
-    /// (stored, answered), but answered with a verdict first, because a form can be refused
-    /// (`invalid_form`) and its sender must hear why. It travels as a command because commands
-    /// already reach a conversation's actor on whichever node hosts it. Idempotent by
-    /// `client_msg_id`.
-    VisitorInput {
-        client_msg_id: String,
-        text: String,
-        postback: Option<String>,
-        form: Option<crate::rich::FormSubmission>,
-    },
-}
-
-/// Who a visitor's own commands ([`AgentAction::VisitorInput`]) act as: not an agent, and
-/// allowed nothing else.
-pub fn visitor() -> AgentRef {
-    AgentRef { id: crate::model::AccountId::from("parla-visitor"), name: "Visitor".into() }
 }
 
 /// Who the dispatcher acts as.

@@ -31,6 +31,13 @@ pub enum EngineError {
     /// field and why).
     #[error("invalid form: {0}")]
     InvalidForm(String),
+    /// A visitor's input out of shape (see [`crate::input::VisitorInput::check`]).
+    #[error(transparent)]
+    InvalidInput(#[from] crate::input::InputError),
+    /// A posted visitor message was not confirmed stored in time: it may still be; retry
+    /// with the same `client_msg_id`.
+    #[error("the message was not confirmed in time; retry with the same client_msg_id")]
+    NotConfirmed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -50,6 +57,8 @@ impl EngineError {
             Self::AlreadyClaimed(_) => "already_claimed",
             Self::NotAssigned => "not_assigned",
             Self::InvalidForm(_) => "invalid_form",
+            Self::InvalidInput(e) => e.code,
+            Self::NotConfirmed => "timeout",
             Self::Internal | Self::Store(_) => "internal",
         }
     }
@@ -72,7 +81,8 @@ impl EngineError {
     }
 
     /// Back from [`EngineError::to_wire`] (a store failure arrives as `Internal`: its detail
-    /// never leaves its node).
+    /// never leaves its node; a visitor's input is checked, and a post confirmed, on the node
+    /// it came in on, so `InvalidInput` and `NotConfirmed` never cross).
     pub fn from_wire(wire: WireError) -> Self {
         match wire.code.as_str() {
             "bot_not_found" => Self::BotNotFound,

@@ -828,8 +828,8 @@ impl ConsumerLoop {
     fn hand_over(&self, envelope: Envelope) {
         let (key, origin) = (envelope.key.clone(), envelope.origin);
         let (client_msg_id, command) = match &envelope.inbound {
-            parla_domain::bus::Inbound::VisitorMessage { client_msg_id, .. } => {
-                (Some(client_msg_id.clone()), None)
+            parla_domain::bus::Inbound::VisitorMessage(input) => {
+                (Some(input.client_msg_id.clone()), None)
             }
             parla_domain::bus::Inbound::Command { request, reply_to, .. } => {
                 (None, Some((request.clone(), reply_to.clone())))

@@ -157,10 +157,6 @@ impl ConversationActor {
                     }
                 }
             }
-            AgentAction::VisitorInput { client_msg_id, text, postback, form } => {
-                let input = VisitorInput { client_msg_id, text, postback, form };
-                self.visitor_message(state, None, input).await
-            }
             AgentAction::Note { text } => {
                 let note = Note {
                     id: uuid::Uuid::now_v7().simple().to_string(),

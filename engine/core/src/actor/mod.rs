@@ -58,6 +58,7 @@ use crate::{
     agents::{AgentAction, AgentCommand, CommandOutcome},
     bus::{Envelope, Event, Inbound, Receipt, TenantEvent},
     engine::Deps,
+    input::VisitorInput,
     metrics::{Direction, StoreOp},
     model::*,
     responder::{ReplyRequest, builtin::IntentIndex},
@@ -250,9 +251,7 @@ impl ConversationActor {
     ) {
         match inbound {
             Inbound::Start => self.on_start(state).await,
-            Inbound::VisitorMessage { client_msg_id, text } => {
-                self.on_visitor_message(state, origin, client_msg_id, text).await
-            }
+            Inbound::VisitorMessage(input) => self.on_visitor_message(state, origin, input).await,
             Inbound::Delete => self.on_delete(origin).await,
             Inbound::Command { request, reply_to, command } => {
                 // Another node's agent: run here, answer there.
@@ -329,14 +328,6 @@ fn csat_score(text: &str) -> Option<u8> {
     (usize::from(stars) == t.chars().count()).then_some(stars)
 }
 
-/// A visitor's message as the actor takes it, whichever way it came.
-struct VisitorInput {
-    client_msg_id: String,
-    text: String,
-    postback: Option<String>,
-    form: Option<crate::rich::FormSubmission>,
-}
-
 /// The fields of the bot's form `form_id` (forms come from intents' responses).
 fn find_form<'a>(intents: &'a [Intent], form_id: &str) -> Option<&'a [crate::rich::FormField]> {
     intents
@@ -358,7 +349,7 @@ fn postback_intent(intents: &[Intent], payload: &str) -> Option<usize> {
 
 fn client_msg_id(envelope: &Envelope) -> Option<String> {
     match &envelope.inbound {
-        Inbound::VisitorMessage { client_msg_id, .. } => Some(client_msg_id.clone()),
+        Inbound::VisitorMessage(input) => Some(input.client_msg_id.clone()),
         _ => None,
     }
 }

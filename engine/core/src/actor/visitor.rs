@@ -69,26 +69,14 @@ impl ConversationActor {
         }
     }
 
+    /// Stores a visitor's message (text, postback or form; checked for shape by the transport)
+    /// and answers it. Refusals are told to `origin`, the connection that sent it.
     pub(super) async fn on_visitor_message(
         &mut self,
         state: &mut State,
         origin: Option<ConnId>,
-        client_msg_id: String,
-        text: String,
-    ) {
-        let input = VisitorInput { client_msg_id, text, postback: None, form: None };
-        // Refusals are told to `origin` inside; nothing else waits for the verdict.
-        let _ = self.visitor_message(state, origin, input).await;
-    }
-
-    /// Stores a visitor's message (text, postback or form) and answers it. Refusals are told
-    /// to `origin` when there is one, and returned either way.
-    pub(super) async fn visitor_message(
-        &mut self,
-        state: &mut State,
-        origin: Option<ConnId>,
         input: VisitorInput,
-    ) -> Result<CommandOutcome, EngineError> {
+    ) {
         let VisitorInput { client_msg_id, text, postback, form } = input;
         let panic_text = &self.deps.settings.panic_on_text;
         if !panic_text.is_empty() && text == *panic_text {
@@ -108,12 +96,7 @@ impl ConversationActor {
                 )
                 .await
         {
-            self.deps.metrics.duplicates_acknowledged.inc();
-            if let Some(conn) = origin {
-                let ack = Event::Ack { conn, message: existing.clone() };
-                self.deps.bus.publish(&self.key, ack);
-            }
-            return Ok(CommandOutcome::Message { message: existing, duplicate: true });
+            return self.acknowledge(origin, existing);
         }
         if let Some(form) = &form {
             // Checked against the bot's form of that id before anything is stored; its values
@@ -133,10 +116,7 @@ impl ConversationActor {
                 Err(e) => Err(e),
             };
             if let Err(e) = merged {
-                if origin.is_some() {
-                    self.publish_rejection(origin, Some(client_msg_id), &e);
-                }
-                return Err(e);
+                return self.refuse_visitor(origin, Some(client_msg_id), &e);
             }
         }
         let mut message = self.new_message(state, Sender::User, text, Some(client_msg_id));
@@ -166,36 +146,44 @@ impl ConversationActor {
         let text = message.text.clone();
         let stored = match self.try_store(state, &message).await {
             Ok(Appended::Stored) => message,
-            Ok(Appended::Duplicate(existing)) => {
-                self.deps.metrics.duplicates_acknowledged.inc();
-                if let Some(conn) = origin {
-                    let ack = Event::Ack { conn, message: existing.clone() };
-                    self.deps.bus.publish(&self.key, ack);
-                }
-                return Ok(CommandOutcome::Message { message: existing, duplicate: true });
-            }
-            Err(e) => {
-                let e = EngineError::Store(e);
-                if origin.is_some() {
-                    self.publish_rejection(origin, message.client_msg_id, &e);
-                }
-                return Err(e);
-            }
+            Ok(Appended::Duplicate(existing)) => return self.acknowledge(origin, existing),
+            Err(e) => return self.refuse_visitor(origin, message.client_msg_id, &e.into()),
         };
         let was_form = stored.form.is_some();
         self.tell_inbox(state, Some(&stored));
-        self.deps.bus.publish(&self.key, Event::Message { message: stored.clone() });
-        let outcome = CommandOutcome::Message { message: stored, duplicate: false };
+        self.deps.bus.publish(&self.key, Event::Message { message: stored });
         if was_form {
             // Details left in a resolved conversation are a new episode the inbox must show.
             self.reopen_if_resolved(state).await;
             if state.handling.status != ConversationStatus::Assigned {
                 self.thank_for_form(state).await;
             }
-            return Ok(outcome);
+            return;
         }
         self.answer_visitor(state, text, best).await;
-        Ok(outcome)
+    }
+
+    /// Tells the connection that sent a visitor message why it was not stored (a message with
+    /// no connection to tell is only counted: a broadcast would reach every visitor's screen).
+    fn refuse_visitor(
+        &self,
+        origin: Option<ConnId>,
+        client_msg_id: Option<String>,
+        e: &EngineError,
+    ) {
+        match origin {
+            Some(_) => self.publish_rejection(origin, client_msg_id, e),
+            None => self.deps.metrics.inbound_rejected.inc(),
+        }
+    }
+
+    /// A message sent again (same `client_msg_id`): nothing stored; its sender gets the
+    /// original back.
+    fn acknowledge(&self, origin: Option<ConnId>, existing: Message) {
+        self.deps.metrics.duplicates_acknowledged.inc();
+        if let Some(conn) = origin {
+            self.deps.bus.publish(&self.key, Event::Ack { conn, message: existing });
+        }
     }
 
     /// Whether a button with `payload` is among the bot's last [`OFFER_WINDOW`] messages.
@@ -238,8 +226,6 @@ impl ConversationActor {
         }
     }
 
-    /// What follows a stored visitor message: a CSAT score, reopening, escalation, the bot's
-    /// answer.
     /// The visitor is back in a resolved conversation: a new episode, with the bot.
     pub(super) async fn reopen_if_resolved(&mut self, state: &mut State) {
         if state.handling.status != ConversationStatus::Resolved {

@@ -28,8 +28,9 @@ pub enum Inbound {
     /// A visitor opened or resumed the conversation: the bot greets a new one, and answers a
     /// visitor message that a stopped process left unanswered.
     Start,
-    /// A visitor's message. `client_msg_id` makes it idempotent.
-    VisitorMessage { client_msg_id: String, text: String },
+    /// A visitor's message (text, postback or form), checked by the transport it came in on.
+    /// `client_msg_id` makes it idempotent.
+    VisitorMessage(crate::input::VisitorInput),
     /// The visitor has read up to `seq`.
     Read { seq: u64 },
     /// Delete the conversation and all its messages (the tenant asked); the actor stops.
