@@ -3,9 +3,8 @@
 //! The task decodes frames, calls the [`Engine`], and encodes the conversation's events; no
 //! business rule lives here. It owns:
 //! - the socket (actix-ws session and message stream),
-//! - the conversation's subscription, once `hello` succeeded,
-//! - `last_sent_seq`, so a message is never sent twice even though replay from the store and
-//!   live events overlap,
+//! - the conversation's [`ConversationFeed`], once `hello` succeeded: every stored message
+//!   once, in seq order, replayed then live (the feed skips what was sent and fills gaps),
 //! - a per-connection rate limiter and the heartbeat clock,
 //! - its client's slot in the per-address socket limit, and a new conversation that is not
 //!   stored yet ([`parla_engine::Pending`]): a `hello` stores nothing; the visitor's first
@@ -14,7 +13,7 @@
 //! [`VisitorLimits`], shared by every socket, keep anonymous clients from flooding a tenant:
 //! sockets and `hello`s per client address (IPv6 by /64), new conversations per bot.
 
-use std::{collections::HashSet, net::IpAddr, num::NonZeroU32, sync::Arc, time::Instant};
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
@@ -26,8 +25,9 @@ use governor::{
 use parla_config::GatewaySettings;
 use parla_engine::{
     Engine, EngineError, OpenRequest, Pending,
-    bus::{Event, Inbound, RecvError, Subscription},
+    bus::{Event, Inbound},
     clients::{KeyedRate, Slot, Slots, client_group, client_ip, forwarded_for},
+    feed::{ConversationFeed, FeedItem},
     input::VisitorInput,
     metrics::{ErrorSource, SocketGuard, SocketKind},
     model::{BotId, ConnId, ConversationId, ConversationKey, MessageType, Sender},
@@ -42,14 +42,8 @@ use crate::{
 /// How long a closing socket waits for the client's close frame.
 const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Bot streams one socket tracks at once; more means stream_ends were lost to lag.
-const MAX_OPEN_STREAMS: usize = 64;
-
 /// Largest `delta` of a `token` frame made of several queued tokens.
 const MAX_COALESCED_TOKEN_BYTES: usize = 4096;
-
-/// Messages read from the store per replay page.
-const REPLAY_PAGE: usize = 500;
 
 /// What anonymous visitors may do at once, shared by every widget socket of this process.
 #[derive(Debug)]
@@ -150,10 +144,6 @@ pub async fn widget_ws(
 /// The conversation a socket has opened.
 struct Open {
     key: ConversationKey,
-    /// Highest seq sent to this socket.
-    last_sent_seq: u64,
-    /// Streams whose `stream_start` this socket got; tokens of others are not sent.
-    streams: HashSet<String>,
     /// The visitor counts as online while this socket is open (no push notifications).
     _online: parla_engine::engine::VisitorGuard,
     /// A new conversation not stored yet: stored by the first frame that writes.
@@ -218,7 +208,7 @@ impl Connection {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let hello_deadline = tokio::time::sleep(settings.hello_timeout());
         tokio::pin!(hello_deadline);
-        let mut subscription: Option<Subscription> = None;
+        let mut feed: Option<ConversationFeed> = None;
         let mut shutdown = self.state.shutdown.clone();
 
         let close = loop {
@@ -231,7 +221,7 @@ impl Connection {
                         let span = self.span();
                         // Boxed while it runs (here and below): inlined, the handlers' largest
                         // state would be part of this loop's future, held by every idle socket.
-                        Box::pin(self.on_frame(frame, &mut subscription)).instrument(span).await
+                        Box::pin(self.on_frame(frame, &mut feed)).instrument(span).await
                     }
                     Some(Err(ProtocolError::Overflow)) => Ok(Flow::Close(Some(CloseReason {
                         code: CloseCode::Size,
@@ -243,9 +233,7 @@ impl Connection {
                     }
                     None => Ok(Flow::Close(None)),
                 },
-                event = next_event(&mut subscription) => {
-                    Box::pin(self.on_event(event, &mut subscription)).await
-                }
+                item = next_item(&mut feed) => Box::pin(self.on_item(item, &mut feed)).await,
                 _ = heartbeat.tick() => self.on_heartbeat().await,
                 _ = shutdown.wait_for(|stopping| *stopping) => Ok(Flow::Close(Some(CloseReason {
                     code: CloseCode::Away,
@@ -304,7 +292,7 @@ impl Connection {
     async fn on_frame(
         &mut self,
         frame: AggregatedMessage,
-        subscription: &mut Option<Subscription>,
+        feed: &mut Option<ConversationFeed>,
     ) -> Result<Flow, Gone> {
         let text = match frame {
             AggregatedMessage::Text(text) => text,
@@ -344,7 +332,7 @@ impl Connection {
         match frame {
             ClientFrame::Ping => self.send(&ServerFrame::Pong).await?,
             ClientFrame::Hello { bot_id, conversation_id, resume_token, last_seq } => {
-                self.on_hello(bot_id, conversation_id, resume_token, last_seq, subscription).await?
+                self.on_hello(bot_id, conversation_id, resume_token, last_seq, feed).await?
             }
             other => {
                 let Some(key) = self.open.as_ref().map(|o| o.key.clone()) else {
@@ -363,7 +351,7 @@ impl Connection {
         conversation_id: Option<String>,
         resume_token: Option<String>,
         last_seq: Option<u64>,
-        subscription: &mut Option<Subscription>,
+        feed: &mut Option<ConversationFeed>,
     ) -> Result<(), Gone> {
         if self.open.is_some() {
             return self
@@ -394,15 +382,16 @@ impl Connection {
             Ok(opened) => opened,
             Err(e) => return self.engine_error(&e, None).await,
         };
-        // Subscribe before reading the store, so nothing falls between replay and live.
-        *subscription = Some(self.state.engine.subscribe(&opened.key, Some(self.id)).await);
+        // What the client says it has (never beyond what exists) counts as sent.
+        let has = last_seq.unwrap_or(0).min(opened.last_seq);
+        let feed = feed.insert(
+            ConversationFeed::open(&self.state.engine, opened.key.clone(), Some(self.id), has)
+                .await,
+        );
         let fresh = opened.pending.is_some();
         let greeting = opened.pending.as_ref().and_then(|p| p.greeting.clone());
         self.open = Some(Open {
             key: opened.key.clone(),
-            // What the client says it has (never beyond what exists) counts as sent.
-            last_sent_seq: last_seq.unwrap_or(0).min(opened.last_seq),
-            streams: HashSet::new(),
             _online: self.state.engine.visitor_joined(&opened.key),
             pending: opened.pending,
         });
@@ -424,12 +413,19 @@ impl Connection {
             // at once and is stored with the conversation when the visitor first writes (its
             // seq and id decided now, so both agree).
             let Some(greeting) = greeting else { return Ok(()) };
-            if let Some(open) = self.open.as_mut() {
-                open.last_sent_seq = greeting.seq;
-            }
+            feed.mark_sent(greeting.seq);
             return self.send(&ServerFrame::Message(message_frame(&greeting))).await;
         }
-        self.replay_after(last_seq.unwrap_or(0)).await?;
+        // The replay, before anything else is said.
+        loop {
+            match feed.next_stored().await {
+                Ok(Some(message)) => {
+                    self.send(&ServerFrame::Message(message_frame(&message))).await?
+                }
+                Ok(None) => break,
+                Err(e) => return self.engine_error(&e, None).await,
+            }
+        }
         if let Some(agent) = opened.handling.assignee.as_ref() {
             // Resumed while an agent holds it: the widget shows who answers.
             self.send(&ServerFrame::Handoff { to: Sender::Human, agent: Some(agent.name.clone()) })
@@ -530,128 +526,49 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends every stored message after `after` (and after what this socket already has).
-    async fn replay_after(&mut self, after: u64) -> Result<(), Gone> {
-        let Some(open) = self.open.as_mut() else {
-            return Ok(());
-        };
-        let key = open.key.clone();
-        let mut cursor = after.max(open.last_sent_seq);
-        loop {
-            let page = match self.state.engine.history(&key, cursor, REPLAY_PAGE).await {
-                Ok(page) => page,
-                Err(e) => return self.engine_error(&e, None).await,
-            };
-            let Some(last) = page.last().map(|m| m.seq) else {
-                break;
-            };
-            for message in &page {
-                self.send(&ServerFrame::Message(message_frame(message))).await?;
-            }
-            cursor = last;
-            if let Some(open) = self.open.as_mut() {
-                open.last_sent_seq = open.last_sent_seq.max(last);
-            }
-            if page.len() < REPLAY_PAGE {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    async fn on_event(
+    async fn on_item(
         &mut self,
-        event: Result<Arc<Event>, RecvError>,
-        subscription: &mut Option<Subscription>,
+        item: Result<FeedItem, EngineError>,
+        feed: &mut Option<ConversationFeed>,
     ) -> Result<Flow, Gone> {
-        let event = match event {
-            Ok(event) => event,
-            Err(recv_error) => {
-                // Fell behind (or the channel was dropped): recover from the store, which has
-                // every message. Streams this socket saw start stay open: their later tokens and
-                // stream_end still come (a stream_end already replayed closes the stream without
-                // a second message); only the dropped tokens are missing from the bubble.
-                if let Some(open) = self.open.as_mut() {
-                    tracing::debug!(?recv_error, "subscriber lagged; replaying from the store");
-                    if recv_error == RecvError::Closed {
-                        *subscription =
-                            Some(self.state.engine.subscribe(&open.key, Some(self.id)).await);
-                    }
-                }
-                let after = self.open.as_ref().map_or(0, |o| o.last_sent_seq);
-                self.replay_after(after).await?;
+        let event = match item {
+            Ok(FeedItem::Message(message) | FeedItem::Ack(message)) => {
+                self.send(&ServerFrame::Message(message_frame(&message))).await?;
+                return Ok(Flow::Continue);
+            }
+            Ok(FeedItem::StreamEnd { stream_id, message }) => {
+                let frame = ServerFrame::StreamEnd {
+                    stream_id,
+                    seq: message.seq,
+                    id: message.id.0,
+                    text: message.text,
+                    created_at: message.created_at,
+                    kind: (message.kind != MessageType::Text).then_some(message.kind),
+                    content: message.content.map(|c| *c),
+                };
+                self.send(&frame).await?;
+                return Ok(Flow::Continue);
+            }
+            Ok(FeedItem::Live(event)) => event,
+            // The store failed while filling a gap: the feed tries again with the next event.
+            Err(e) => {
+                self.engine_error(&e, None).await?;
                 return Ok(Flow::Continue);
             }
         };
-        let stored_seq = match &*event {
-            Event::Message { message } | Event::StreamEnd { message, .. } => Some(message.seq),
-            _ => None,
-        };
-        let sent = self.open.as_ref().map_or(0, |o| o.last_sent_seq);
-        if stored_seq.is_some_and(|seq| seq > sent + 1) {
-            // A stored message never reached the bus (its actor panicked right after storing
-            // it): fill the gap from the store first, so this socket's seqs stay contiguous.
-            self.replay_after(sent).await?;
-        }
-        let Some(open) = self.open.as_mut() else {
-            return Ok(Flow::Continue);
-        };
         let me = Some(self.id);
         let frame = match &*event {
-            Event::Message { message } => {
-                if message.seq <= open.last_sent_seq {
-                    return Ok(Flow::Continue);
-                }
-                open.last_sent_seq = message.seq;
-                ServerFrame::Message(message_frame(message))
-            }
-            // An ack re-sends a message this socket already has. One beyond `last_sent_seq`
-            // overtook the broadcast (acks travel on their own queue): its echo is still on the
-            // way, or comes with a replay, and must not jump ahead of earlier seqs.
-            Event::Ack { conn, message } if Some(*conn) == me => {
-                if message.seq > open.last_sent_seq {
-                    return Ok(Flow::Continue);
-                }
-                ServerFrame::Message(message_frame(message))
-            }
-            Event::Ack { .. } => return Ok(Flow::Continue),
             Event::StreamStart { stream_id, sender } => {
-                if open.streams.len() >= MAX_OPEN_STREAMS {
-                    // Only a lost stream_end leaves an entry behind; forget those.
-                    open.streams.clear();
-                }
-                open.streams.insert(stream_id.clone());
                 ServerFrame::StreamStart { stream_id: stream_id.clone(), sender: *sender }
             }
             Event::Token { stream_id, delta } => {
-                if !open.streams.contains(stream_id) {
-                    return Ok(Flow::Continue);
-                }
                 let mut delta = delta.clone();
-                if let Some(subscription) = subscription.as_mut() {
+                if let Some(feed) = feed.as_mut() {
                     // Behind: one frame for the stream's queued tokens, not one each. At
                     // saturation a frame (a JSON encode and a send syscall) is the unit of cost.
-                    subscription.coalesce_tokens(stream_id, &mut delta, MAX_COALESCED_TOKEN_BYTES);
+                    feed.coalesce_tokens(stream_id, &mut delta, MAX_COALESCED_TOKEN_BYTES);
                 }
                 ServerFrame::Token { stream_id: stream_id.clone(), delta }
-            }
-            Event::StreamEnd { stream_id, message } => {
-                let seen_start = open.streams.remove(stream_id);
-                let new = message.seq > open.last_sent_seq;
-                open.last_sent_seq = open.last_sent_seq.max(message.seq);
-                match (seen_start, new) {
-                    (true, _) => ServerFrame::StreamEnd {
-                        stream_id: stream_id.clone(),
-                        seq: message.seq,
-                        id: message.id.0.clone(),
-                        text: message.text.clone(),
-                        created_at: message.created_at,
-                        kind: (message.kind != MessageType::Text).then_some(message.kind),
-                        content: message.content.as_deref().cloned(),
-                    },
-                    (false, true) => ServerFrame::Message(message_frame(message)),
-                    (false, false) => return Ok(Flow::Continue),
-                }
             }
             Event::Typing { sender, on, origin } if *origin != me => {
                 ServerFrame::Typing { sender: *sender, on: *on }
@@ -661,16 +578,18 @@ impl Connection {
             }
             Event::Typing { .. } | Event::Read { .. } => return Ok(Flow::Continue),
             Event::StreamCancelled { stream_id } => {
-                if !open.streams.remove(stream_id) {
-                    return Ok(Flow::Continue);
-                }
                 ServerFrame::StreamCancelled { stream_id: stream_id.clone() }
             }
             Event::Handoff { to, agent } => {
                 ServerFrame::Handoff { to: *to, agent: agent.as_ref().map(|a| a.name.clone()) }
             }
-            // For agents only: notes never reach the visitor.
-            Event::Handling { .. } | Event::Note { .. } => return Ok(Flow::Continue),
+            // For agents only: notes never reach the visitor. Stored messages, acks and stream
+            // ends came as the feed's own items.
+            Event::Handling { .. }
+            | Event::Note { .. }
+            | Event::Message { .. }
+            | Event::Ack { .. }
+            | Event::StreamEnd { .. } => return Ok(Flow::Continue),
             Event::Rejected { conn, client_msg_id, code, message } => {
                 if conn.is_some() && *conn != me {
                     return Ok(Flow::Continue);
@@ -735,10 +654,10 @@ impl Connection {
     }
 }
 
-/// The next live event, or never when the socket has no conversation yet.
-async fn next_event(subscription: &mut Option<Subscription>) -> Result<Arc<Event>, RecvError> {
-    match subscription {
-        Some(sub) => sub.recv().await,
+/// The conversation's next item, or never when the socket has no conversation yet.
+async fn next_item(feed: &mut Option<ConversationFeed>) -> Result<FeedItem, EngineError> {
+    match feed {
+        Some(feed) => feed.next().await,
         None => std::future::pending().await,
     }
 }

@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //! - [`engine`]: the [`Engine`] facade: open/resume a conversation, send events, subscribe.
+//! - [`feed`]: one reader's view of a conversation (every stored message once, in order, then
+//!   live events), used by the widget socket, the agent socket and the channels' sinks.
 //! - [`accounts`]: account changes as compare-and-set loops (none undoes another), each
 //!   announced to the member's agent sockets.
 //! - `supervisor`: one tenant supervisor per tenant, owning its live conversation actors.
@@ -40,6 +42,7 @@ pub mod clients;
 pub mod demo;
 mod dispatch;
 pub mod engine;
+pub mod feed;
 pub mod health;
 pub mod metrics;
 pub mod presence;

@@ -1,0 +1,216 @@
+//! One reader's view of a conversation: every stored message once, in seq order, and the live
+//! events between them.
+//!
+//! The widget socket, the agent socket and a channel's delivery sink all read a conversation
+//! the same way, and this is that way, written once: subscribe first, then replay what is stored
+//! after what the reader has, then live events — a stored message already handed out is
+//! skipped, a gap in seqs (a message stored but never published, or events dropped because the
+//! reader fell behind) is filled from the store, and a closed channel is subscribed afresh.
+//! Streams are followed too: tokens of a stream whose start the reader never saw are dropped,
+//! and the end of such a stream arrives as its stored message.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+};
+
+use crate::{
+    Engine, EngineError,
+    bus::{Event, RecvError, Subscription},
+    model::{ConnId, ConversationKey, Message},
+};
+
+/// Messages read from the store per page.
+const PAGE: usize = 500;
+/// Streams followed at once; more means stream ends were lost to lag (their entries are
+/// dropped).
+const MAX_OPEN_STREAMS: usize = 64;
+
+/// What a reader is handed next.
+#[derive(Debug, Clone)]
+pub enum FeedItem {
+    /// A stored message after every one handed out before: replayed or live.
+    Message(Message),
+    /// The end of a stream whose start was handed out, with its stored message (which may
+    /// already have been handed out by a replay: the reader closes the stream either way).
+    StreamEnd { stream_id: String, message: Message },
+    /// The reader's own message sent again: the stored original, which it already has.
+    Ack(Message),
+    /// Anything else live: a stream's start, tokens or cancellation (of streams followed), typing,
+    /// reads, handoffs, handling, notes, refusals. Which of these a reader shows is its own
+    /// business.
+    Live(Arc<Event>),
+}
+
+/// A conversation read by one reader (see the module docs). Cancel-safe: `next` and
+/// `next_stored` may be dropped at any await (in a `select!`) without losing or repeating
+/// anything.
+#[derive(Debug)]
+pub struct ConversationFeed {
+    engine: Engine,
+    key: ConversationKey,
+    conn: Option<ConnId>,
+    subscription: Subscription,
+    /// The highest seq handed out.
+    sent: u64,
+    /// Whether the store holds nothing after `sent` that the subscription will not bring.
+    caught_up: bool,
+    /// Read from the store, not yet handed out.
+    backlog: VecDeque<Message>,
+    /// A live event held back until the gap before it is filled.
+    held: Option<Arc<Event>>,
+    /// Streams whose start was handed out.
+    streams: HashSet<String>,
+}
+
+impl ConversationFeed {
+    /// Subscribes to the conversation (as `conn`, so events meant for that connection alone
+    /// reach it) for a reader that has every message up to `after`. What is stored after it
+    /// comes first, from [`Self::next_stored`] or [`Self::next`].
+    pub async fn open(
+        engine: &Engine,
+        key: ConversationKey,
+        conn: Option<ConnId>,
+        after: u64,
+    ) -> Self {
+        let subscription = engine.subscribe(&key, conn).await;
+        Self {
+            engine: engine.clone(),
+            key,
+            conn,
+            subscription,
+            sent: after,
+            caught_up: false,
+            backlog: VecDeque::new(),
+            held: None,
+            streams: HashSet::new(),
+        }
+    }
+
+    /// The conversation read.
+    pub fn key(&self) -> &ConversationKey {
+        &self.key
+    }
+
+    /// The highest seq handed out.
+    pub fn last_seq(&self) -> u64 {
+        self.sent
+    }
+
+    /// Counts message `seq` as handed out by other means (a new conversation's greeting, sent
+    /// before it is stored).
+    pub fn mark_sent(&mut self, seq: u64) {
+        self.sent = self.sent.max(seq);
+    }
+
+    /// The next stored message the reader does not have, or `None` once it has all the store
+    /// holds: the replay, a page read at a time.
+    pub async fn next_stored(&mut self) -> Result<Option<Message>, EngineError> {
+        if self.backlog.is_empty() && !self.caught_up {
+            let page = self.engine.history(&self.key, self.sent, PAGE).await?;
+            // Nothing changes before the read is back, so a dropped call loses nothing.
+            self.caught_up = page.len() < PAGE;
+            self.backlog.extend(page.into_iter().filter(|m| m.seq > self.sent));
+        }
+        let next = self.backlog.pop_front();
+        if let Some(message) = &next {
+            self.sent = self.sent.max(message.seq);
+        }
+        Ok(next)
+    }
+
+    /// The next item for the reader: what the store holds first, then live events.
+    pub async fn next(&mut self) -> Result<FeedItem, EngineError> {
+        loop {
+            if let Some(message) = self.next_stored().await? {
+                return Ok(FeedItem::Message(message));
+            }
+            let event = match self.held.take() {
+                Some(event) => event,
+                None => match self.subscription.recv().await {
+                    Ok(event) => event,
+                    // Fell behind: the store has every message that was dropped.
+                    Err(RecvError::Lagged(_)) => {
+                        self.caught_up = false;
+                        continue;
+                    }
+                    // The conversation's channel went away (its actor moved or stopped):
+                    // subscribe afresh, then read what was stored meanwhile.
+                    Err(RecvError::Closed) => {
+                        self.subscription = self.engine.subscribe(&self.key, self.conn).await;
+                        self.caught_up = false;
+                        continue;
+                    }
+                },
+            };
+            let stored = match &*event {
+                Event::Message { message } | Event::StreamEnd { message, .. } => Some(message.seq),
+                _ => None,
+            };
+            if stored.is_some_and(|seq| seq > self.sent + 1) {
+                // A stored message never reached the bus: fill the gap, then take this one.
+                self.held = Some(event);
+                self.caught_up = false;
+                continue;
+            }
+            if let Some(item) = self.item(event) {
+                return Ok(item);
+            }
+        }
+    }
+
+    /// Lets queued tokens of `stream_id` join `delta` (at most `max_bytes`), so a reader that
+    /// is behind sends one frame for them, not one each.
+    pub fn coalesce_tokens(&mut self, stream_id: &str, delta: &mut String, max_bytes: usize) {
+        self.subscription.coalesce_tokens(stream_id, delta, max_bytes);
+    }
+
+    /// What a live event is to this reader, if anything.
+    fn item(&mut self, event: Arc<Event>) -> Option<FeedItem> {
+        match &*event {
+            Event::Message { message } => {
+                if message.seq <= self.sent {
+                    return None;
+                }
+                self.sent = message.seq;
+                Some(FeedItem::Message(message.clone()))
+            }
+            // One beyond what was handed out overtook the broadcast (acks travel on their own
+            // queue): its echo is still on the way, or comes with a replay.
+            Event::Ack { conn, message } => (Some(*conn) == self.conn && message.seq <= self.sent)
+                .then(|| FeedItem::Ack(message.clone())),
+            Event::StreamStart { stream_id, .. } => {
+                if self.streams.len() >= MAX_OPEN_STREAMS {
+                    self.streams.clear();
+                }
+                self.streams.insert(stream_id.clone());
+                Some(FeedItem::Live(event))
+            }
+            Event::Token { stream_id, .. } => {
+                self.streams.contains(stream_id).then_some(FeedItem::Live(event))
+            }
+            Event::StreamCancelled { stream_id } => {
+                self.streams.remove(stream_id).then_some(FeedItem::Live(event))
+            }
+            Event::StreamEnd { stream_id, message } => {
+                let seen_start = self.streams.remove(stream_id);
+                let new = message.seq > self.sent;
+                self.sent = self.sent.max(message.seq);
+                match (seen_start, new) {
+                    (true, _) => Some(FeedItem::StreamEnd {
+                        stream_id: stream_id.clone(),
+                        message: message.clone(),
+                    }),
+                    (false, true) => Some(FeedItem::Message(message.clone())),
+                    (false, false) => None,
+                }
+            }
+            Event::Typing { .. }
+            | Event::Read { .. }
+            | Event::Handoff { .. }
+            | Event::Handling { .. }
+            | Event::Note { .. }
+            | Event::Rejected { .. } => Some(FeedItem::Live(event)),
+        }
+    }
+}
