@@ -7,9 +7,9 @@
 //! read) run in the conversation's actor through [`Engine::command`] and are answered with
 //! `ack` or `error` carrying the client's `ref`.
 //!
-//! The task owns the socket, one forwarding task per subscribed conversation (their events
-//! meet in one queue), the tenant's inbox feed, and per conversation the highest seq sent, so
-//! no message is sent twice and gaps are filled from the store.
+//! The task owns the socket, one forwarding task per subscribed conversation reading its
+//! [`ConversationFeed`] (every stored message once, in order, gaps filled from the store; their
+//! items meet in one queue), and the tenant's inbox feed.
 //!
 //! The member's right to read the workspace is checked again — one store read, never one per
 //! event — whenever their account changes (the tenant's feed carries
@@ -20,7 +20,7 @@
 //! `session_ended`, `forbidden`) and the socket closes (1008).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,7 +31,8 @@ use futures_util::StreamExt;
 use parla_engine::{
     EngineError,
     agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
-    bus::{Event, RecvError, TenantEvent},
+    bus::{Event, TenantEvent},
+    feed::{ConversationFeed, FeedItem},
     metrics::{ErrorSource, SocketGuard, SocketKind},
     model::{
         AccountId, AgentRef, ConnId, ConversationId, ConversationKey, Handling, Message, Note,
@@ -54,8 +55,6 @@ const MAX_SUBSCRIPTIONS: usize = 200;
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages read from the store per replay page.
-const REPLAY_PAGE: usize = 500;
 /// How often a socket checks its member's session with no notice of a change: the backstop
 /// for a notice lost between nodes (a Redis reconnection), one store read a minute a socket.
 const RECHECK: Duration = Duration::from_secs(60);
@@ -273,14 +272,13 @@ struct Me {
     session: SessionId,
 }
 
-/// A conversation this socket watches.
+/// A conversation this socket watches: the task that reads its [`ConversationFeed`] into the
+/// socket's queue.
 struct Watched {
     forwarder: tokio::task::JoinHandle<()>,
-    last_sent_seq: u64,
-    streams: HashSet<String>,
 }
 
-type Forwarded = (ConversationId, Result<Arc<Event>, RecvError>);
+type Forwarded = (ConversationId, Result<FeedItem, EngineError>);
 
 struct Connection {
     state: Arc<AdminState>,
@@ -706,8 +704,9 @@ impl Connection {
             return self.error("too_many_subscriptions", &msg, r, Some(&id)).await;
         }
         let key = self.key(id.clone());
-        // Subscribe before reading the store, so nothing falls between replay and live.
-        let mut subscription = self.state.engine.subscribe(&key, None).await;
+        // Subscribed before the conversation is read, so nothing falls between that and live.
+        let mut feed =
+            ConversationFeed::open(&self.state.engine, key.clone(), None, last_seq).await;
         let entry = match self.state.engine.inbox_entry(&key.tenant_id, &id).await {
             Ok(Some(entry)) => entry,
             Ok(None) => {
@@ -720,45 +719,21 @@ impl Connection {
             Ok(notes) => notes,
             Err(e) => return self.engine_error(&EngineError::Store(e), r, Some(&id)).await,
         };
+        // What the client says it has (never beyond what exists) counts as sent; the stored
+        // messages after it come first, through the queue like every later event.
+        feed.clamp(entry.last_seq);
         let (tx, forwarded) = (self.events.clone(), id.clone());
         let forwarder = actix_web::rt::spawn(async move {
             loop {
-                let event = subscription.recv().await;
-                let closed = matches!(event, Err(RecvError::Closed));
-                if tx.send((forwarded.clone(), event)).await.is_err() || closed {
+                let item = feed.next().await;
+                if tx.send((forwarded.clone(), item)).await.is_err() {
                     break;
                 }
             }
         });
-        let start = last_seq.min(entry.last_seq);
-        self.watched.insert(
-            id.clone(),
-            Watched { forwarder, last_sent_seq: start, streams: HashSet::new() },
-        );
+        self.watched.insert(id.clone(), Watched { forwarder });
         self.send(&ServerFrame::Subscribed { conversation_id: &id, conversation: entry, notes })
-            .await?;
-        self.replay(&id).await
-    }
-
-    /// Sends the conversation's stored messages after what this socket has.
-    async fn replay(&mut self, id: &ConversationId) -> Result<(), Gone> {
-        let key = self.key(id.clone());
-        loop {
-            let Some(after) = self.watched.get(id).map(|w| w.last_sent_seq) else { return Ok(()) };
-            let page = match self.state.engine.history(&key, after, REPLAY_PAGE).await {
-                Ok(page) => page,
-                Err(e) => return self.engine_error(&e, None, Some(id)).await,
-            };
-            for message in &page {
-                self.send(&ServerFrame::Message { conversation_id: id, message }).await?;
-            }
-            if let (Some(last), Some(w)) = (page.last(), self.watched.get_mut(id)) {
-                w.last_sent_seq = w.last_sent_seq.max(last.seq);
-            }
-            if page.len() < REPLAY_PAGE {
-                return Ok(());
-            }
-        }
+            .await
     }
 
     /// Runs a command as the signed-in agent (re-checked now: a removed or demoted member
@@ -875,63 +850,44 @@ impl Connection {
     async fn on_event(
         &mut self,
         id: &ConversationId,
-        event: Result<Arc<Event>, RecvError>,
+        item: Result<FeedItem, EngineError>,
     ) -> Result<Flow, Gone> {
-        let event = match event {
-            Ok(event) => event,
-            Err(RecvError::Lagged(_)) => {
-                self.replay(id).await?;
-                return Ok(Flow::Continue);
-            }
-            Err(RecvError::Closed) => {
-                // The conversation's channel went away: watch it afresh.
-                if let Some(watched) = self.watched.remove(id) {
-                    watched.forwarder.abort();
-                    self.subscribe(id.clone(), watched.last_sent_seq, None).await?;
-                }
-                return Ok(Flow::Continue);
-            }
-        };
-        let stored = match &*event {
-            Event::Message { message } | Event::StreamEnd { message, .. } => Some(message.seq),
-            _ => None,
-        };
-        let Some(sent) = self.watched.get(id).map(|w| w.last_sent_seq) else {
+        if !self.watched.contains_key(id) {
             return Ok(Flow::Continue); // Unsubscribed meanwhile.
-        };
-        if stored.is_some_and(|seq| seq > sent + 1) {
-            self.replay(id).await?; // A stored message never reached the bus: fill the gap.
         }
-        let me = self.conn;
-        let Some(watched) = self.watched.get_mut(id) else { return Ok(Flow::Continue) };
         let conversation_id = id;
-        let frame = match &*event {
-            Event::Message { message } => {
-                if message.seq <= watched.last_sent_seq {
-                    return Ok(Flow::Continue);
-                }
-                watched.last_sent_seq = message.seq;
-                ServerFrame::Message { conversation_id, message }
+        let event = match item {
+            Ok(FeedItem::Message(message)) => {
+                self.send(&ServerFrame::Message { conversation_id, message: &message }).await?;
+                return Ok(Flow::Continue);
             }
+            Ok(FeedItem::StreamEnd { stream_id, message }) => {
+                let frame = ServerFrame::StreamEnd {
+                    conversation_id,
+                    stream_id: &stream_id,
+                    message: &message,
+                };
+                self.send(&frame).await?;
+                return Ok(Flow::Continue);
+            }
+            // Acks are for the connection that sent the message: not this one.
+            Ok(FeedItem::Ack(_)) => return Ok(Flow::Continue),
+            Ok(FeedItem::Live(event)) => event,
+            // The store failed while filling a gap: the feed tries again with the next event.
+            Err(e) => {
+                self.engine_error(&e, None, Some(id)).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let me = self.conn;
+        let frame = match &*event {
             Event::StreamStart { stream_id, sender } => {
-                watched.streams.insert(stream_id.clone());
                 ServerFrame::StreamStart { conversation_id, stream_id, sender: *sender }
             }
-            Event::Token { stream_id, delta } if watched.streams.contains(stream_id) => {
+            Event::Token { stream_id, delta } => {
                 ServerFrame::Token { conversation_id, stream_id, delta }
             }
-            Event::StreamEnd { stream_id, message } => {
-                let seen = watched.streams.remove(stream_id);
-                let new = message.seq > watched.last_sent_seq;
-                watched.last_sent_seq = watched.last_sent_seq.max(message.seq);
-                match (seen, new) {
-                    (true, _) => ServerFrame::StreamEnd { conversation_id, stream_id, message },
-                    (false, true) => ServerFrame::Message { conversation_id, message },
-                    (false, false) => return Ok(Flow::Continue),
-                }
-            }
             Event::StreamCancelled { stream_id } => {
-                watched.streams.remove(stream_id);
                 ServerFrame::StreamCancelled { conversation_id, stream_id }
             }
             Event::Typing { sender, on, origin } if *origin != Some(me) => {
@@ -951,11 +907,13 @@ impl Connection {
                 r#ref: None,
                 conversation_id: Some(conversation_id),
             },
-            Event::Token { .. }
-            | Event::Typing { .. }
+            // Stored messages, acks and stream ends came as the feed's own items.
+            Event::Typing { .. }
             | Event::Read { .. }
+            | Event::Rejected { .. }
+            | Event::Message { .. }
             | Event::Ack { .. }
-            | Event::Rejected { .. } => return Ok(Flow::Continue),
+            | Event::StreamEnd { .. } => return Ok(Flow::Continue),
         };
         self.send(&frame).await?;
         Ok(Flow::Continue)

@@ -97,6 +97,12 @@ impl ConversationFeed {
         self.sent
     }
 
+    /// The reader cannot have more than the conversation's `last_seq` (what a client claims to
+    /// have is clamped to what exists, once the conversation is read after subscribing).
+    pub fn clamp(&mut self, last_seq: u64) {
+        self.sent = self.sent.min(last_seq);
+    }
+
     /// Counts message `seq` as handed out by other means (a new conversation's greeting, sent
     /// before it is stored).
     pub fn mark_sent(&mut self, seq: u64) {
@@ -107,8 +113,16 @@ impl ConversationFeed {
     /// holds: the replay, a page read at a time.
     pub async fn next_stored(&mut self) -> Result<Option<Message>, EngineError> {
         if self.backlog.is_empty() && !self.caught_up {
-            let page = self.engine.history(&self.key, self.sent, PAGE).await?;
             // Nothing changes before the read is back, so a dropped call loses nothing.
+            let page = match self.engine.history(&self.key, self.sent, PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    // Not tried again at once (a failing store would be read in a loop): the
+                    // next stored message's event shows the gap and fills it.
+                    self.caught_up = true;
+                    return Err(e);
+                }
+            };
             self.caught_up = page.len() < PAGE;
             self.backlog.extend(page.into_iter().filter(|m| m.seq > self.sent));
         }
