@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use parla_engine::{
-    bus::{Event, RecvError},
+    feed::{ConversationFeed, FeedItem},
     model::{
         Channel, ChannelConnection, ConversationId, ConversationKey, Delivery, DeliveryStatus,
         Sender, TenantId, now_ms,
@@ -58,12 +58,12 @@ impl Channels {
         sinks.insert(id, task.abort_handle());
     }
 
-    /// Delivers the conversation's bot and agent messages to the contact, in seq order, while
-    /// there is something to deliver; stops after an idle spell (the tenant's watcher starts
-    /// it again for the next reply).
+    /// Delivers the conversation's bot and agent messages to the contact, in seq order (read
+    /// through a [`ConversationFeed`] from the stored cursor), while there is something to
+    /// deliver; stops after an idle spell (the tenant's watcher starts it again for the next
+    /// reply), or when this node no longer leads the tenant's delivery.
     async fn sink(self: Arc<Self>, key: ConversationKey, connection: String, contact: String) {
         let store = self.engine.store().clone();
-        let mut events = self.engine.subscribe(&key, None).await;
         let (t, c) = (&key.tenant_id, &key.conversation_id);
         // Never guess where delivery stands: a read error stops the sink (the next reply
         // starts it again) rather than resending from the start.
@@ -75,54 +75,69 @@ impl Channels {
             }
         };
         let Some((mut cursor, mut last_inbound)) = started else {
-            self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
+            self.sinks.lock().remove(&(t.clone(), c.clone()));
             return;
         };
+        let mut feed = ConversationFeed::open(&self.engine, key.clone(), None, cursor).await;
         loop {
-            let connection = match store.channel_by_id(&connection).await {
-                Ok(Some(connection)) => connection,
-                Ok(None) => {
-                    let text =
-                        "the conversation's channel was disconnected; replies are not delivered";
-                    self.engine.announce_failure(&key, "channel_delivery_failed", text);
-                    break;
+            let message = match tokio::time::timeout(SINK_IDLE, feed.next()).await {
+                Ok(Ok(FeedItem::Message(message) | FeedItem::StreamEnd { message, .. })) => message,
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => {
+                    // The feed reads the gap again with the next stored message's event.
+                    tracing::warn!(error = %e, "channel sink could not read the conversation");
+                    continue;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "channel sink could not read its connection");
-                    break;
+                Err(_) => {
+                    // Idle: leave, then look once more — a reply stored while the watcher
+                    // still saw this sink running would otherwise wait for the next one.
+                    self.sinks.lock().remove(&(t.clone(), c.clone()));
+                    if let Ok(Some(last)) = store.last_message(t, c).await
+                        && last.seq > cursor
+                    {
+                        self.ensure_sink(&key, &connection, &contact);
+                    }
+                    return;
                 }
             };
-            (cursor, last_inbound) =
-                self.deliver_after(&key, &connection, &contact, cursor, last_inbound).await;
-            let more = loop {
-                match tokio::time::timeout(SINK_IDLE, events.recv()).await {
-                    Ok(Ok(event)) => {
-                        if matches!(&*event, Event::Message { .. } | Event::StreamEnd { .. }) {
-                            break true;
-                        }
+            if !self.leads(t) {
+                // Another node delivers now: it resumes from the stored cursor.
+                break;
+            }
+            if message.sender == Sender::User {
+                last_inbound = last_inbound.max(message.created_at);
+            } else if message.delivery.is_some() {
+                // Already handed to the provider (or refused by it) by another sink — this
+                // node's previous one, or the node that held the lease before — which had not
+                // recorded its cursor yet: never sent twice.
+            } else {
+                let connection = match store.channel_by_id(&connection).await {
+                    Ok(Some(connection)) => connection,
+                    Ok(None) => {
+                        let text = "the conversation's channel was disconnected; replies are not delivered";
+                        self.engine.announce_failure(&key, "channel_delivery_failed", text);
+                        break;
                     }
-                    Ok(Err(RecvError::Lagged(_))) => break true,
-                    Ok(Err(RecvError::Closed)) => {
-                        events = self.engine.subscribe(&key, None).await;
-                        break true;
+                    Err(e) => {
+                        tracing::warn!(error = %e, "channel sink could not read its connection");
+                        break;
                     }
-                    Err(_) => break false,
+                };
+                let sent = self.deliver(&key, &message, &connection, &contact, last_inbound).await;
+                if let Err(e) = sent {
+                    // Visible to the workspace's agents, not silent; the sink moves on so one
+                    // undeliverable message does not block the conversation.
+                    tracing::error!(conversation = %c, seq = message.seq, error = %e, "channel delivery failed");
+                    let text = format!("message {} was not delivered: {e}", message.seq);
+                    self.engine.announce_failure(&key, "channel_delivery_failed", &text);
                 }
-            };
-            if !more {
-                // Idle: leave, then look once more — a reply stored while the watcher still
-                // saw this sink running would otherwise wait for the next one.
-                self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
-                let (t, c) = (&key.tenant_id, &key.conversation_id);
-                if let Ok(Some(last)) = store.last_message(t, c).await
-                    && last.seq > cursor
-                {
-                    self.ensure_sink(&key, &connection.id, &contact);
-                }
-                return;
+            }
+            cursor = message.seq;
+            if let Err(e) = store.set_channel_cursor(t, c, cursor).await {
+                tracing::warn!(error = %e, "could not record channel progress");
             }
         }
-        self.sinks.lock().remove(&(key.tenant_id.clone(), key.conversation_id.clone()));
+        self.sinks.lock().remove(&(t.clone(), c.clone()));
     }
 
     /// When the contact last wrote, as of `cursor` (0: not in the page before it); `None`
@@ -137,59 +152,6 @@ impl Channels {
                 .max()
                 .unwrap_or(0),
         )
-    }
-
-    /// Sends every stored bot or agent message after `cursor`: free-form within the window,
-    /// else the connection's template. Returns the new cursor and the contact's last message
-    /// time.
-    async fn deliver_after(
-        &self,
-        key: &ConversationKey,
-        connection: &ChannelConnection,
-        contact: &str,
-        mut cursor: u64,
-        mut last_inbound: i64,
-    ) -> (u64, i64) {
-        let store = self.engine.store();
-        loop {
-            let page = match self.engine.history(key, cursor, 100).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(error = %e, "channel sink could not read the conversation");
-                    return (cursor, last_inbound);
-                }
-            };
-            if page.is_empty() {
-                return (cursor, last_inbound);
-            }
-            for message in &page {
-                if !self.leads(&key.tenant_id) {
-                    // Another node may deliver now: it resumes from the stored cursor.
-                    return (cursor, last_inbound);
-                }
-                if message.sender == Sender::User {
-                    last_inbound = last_inbound.max(message.created_at);
-                } else if message.delivery.is_some() {
-                    // Already handed to the provider (or refused by it) by another sink — this
-                    // node's previous one, or the node that held the lease before — which had
-                    // not recorded its cursor yet: never sent twice.
-                } else {
-                    let sent = self.deliver(key, message, connection, contact, last_inbound).await;
-                    if let Err(e) = sent {
-                        // Visible to the workspace's agents, not silent; the sink moves on so
-                        // one undeliverable message does not block the conversation.
-                        tracing::error!(conversation = %key.conversation_id, seq = message.seq, error = %e, "channel delivery failed");
-                        let text = format!("message {} was not delivered: {e}", message.seq);
-                        self.engine.announce_failure(key, "channel_delivery_failed", &text);
-                    }
-                }
-                cursor = message.seq;
-                let (t, c) = (&key.tenant_id, &key.conversation_id);
-                if let Err(e) = store.set_channel_cursor(t, c, cursor).await {
-                    tracing::warn!(error = %e, "could not record channel progress");
-                }
-            }
-        }
     }
 
     /// A provider's report on a message it was given: moves its delivery forward (never
