@@ -185,7 +185,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         tracing::info!(documents = resumed, "resumed unfinished document processing");
     }
     let engine = Engine::new(EngineParts {
-        store,
+        store: store.clone(),
         bus,
         responder,
         hooks: Arc::new(hooks),
@@ -205,6 +205,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 
     let channels = parla_channels::Channels::new(
         engine.clone(),
+        parla_channels::ChannelStores::of(&store),
         settings.channels.clone(),
         &settings.store.data_dir,
     )
@@ -220,7 +221,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         settings.auth.jwt_secret.clone().into_bytes()
     };
     let admin = Arc::new(parla_admin_api::AdminState {
-        store: engine.store().clone(),
+        store: store.clone(),
         engine: engine.clone(),
         tokens: parla_admin_api::auth::AccessTokens::new(&secret, settings.auth.access_ttl_secs),
         refresh_ttl_secs: settings.auth.refresh_ttl_secs,

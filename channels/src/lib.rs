@@ -37,6 +37,7 @@ use std::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use parla_config::ChannelSettings;
+use parla_domain::store::{Catalog, ChannelState, Connections, Conversations, Store};
 use parla_engine::{
     Engine,
     model::{ConversationId, TenantId},
@@ -50,6 +51,7 @@ const RESCAN: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Channels {
     engine: Engine,
+    stores: ChannelStores,
     sealer: seal::Sealer,
     settings: ChannelSettings,
     http: reqwest::Client,
@@ -67,11 +69,35 @@ pub struct Channels {
     fcm_tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
+/// The store ports the channels use, and no other: their connections, what they remember per
+/// contact, the conversations they deliver, and the bots' names. Visitor messages go in through
+/// the engine ([`Engine::post_visitor_message`]), never by appending here.
+#[derive(Debug, Clone)]
+pub struct ChannelStores {
+    pub connections: Arc<dyn Connections>,
+    pub state: Arc<dyn ChannelState>,
+    pub conversations: Arc<dyn Conversations>,
+    pub catalog: Arc<dyn Catalog>,
+}
+
+impl ChannelStores {
+    /// The ports of one store that implements them all.
+    pub fn of(store: &Arc<dyn Store>) -> Self {
+        Self {
+            connections: store.clone(),
+            state: store.clone(),
+            conversations: store.clone(),
+            catalog: store.clone(),
+        }
+    }
+}
+
 impl Channels {
     /// Builds the channels on the current runtime, with the master key from `settings` or
     /// `data_dir`.
     pub fn new(
         engine: Engine,
+        stores: ChannelStores,
         settings: ChannelSettings,
         data_dir: &Path,
     ) -> Result<Arc<Self>, seal::SealError> {
@@ -82,6 +108,7 @@ impl Channels {
             .unwrap_or_default();
         Ok(Arc::new(Self {
             engine,
+            stores,
             sealer,
             settings,
             http,
@@ -113,7 +140,7 @@ impl Channels {
     }
 
     async fn watch_all(self: &Arc<Self>) {
-        match self.engine.store().all_channels().await {
+        match self.stores.connections.all_channels().await {
             Ok(all) => {
                 for connection in all {
                     self.watch(&connection.tenant_id);
@@ -246,11 +273,17 @@ impl Channels {
     /// Starts a sink for each of `tenant`'s channel conversations that owes its contact
     /// something (its last stored message is past its delivery cursor).
     async fn catch_up(self: &Arc<Self>, tenant: &TenantId) {
-        let store = self.engine.store();
-        let Ok(conversations) = store.channel_conversations(tenant).await else { return };
+        let store = &self.stores;
+        let Ok(conversations) = store.state.channel_conversations(tenant).await else { return };
         for id in conversations {
-            let last = store.last_message(tenant, &id).await.ok().flatten().map_or(0, |m| m.seq);
-            let delivered = store.channel_cursor(tenant, &id).await.unwrap_or(u64::MAX);
+            let last = store
+                .conversations
+                .last_message(tenant, &id)
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |m| m.seq);
+            let delivered = store.state.channel_cursor(tenant, &id).await.unwrap_or(u64::MAX);
             if last > delivered {
                 self.ensure_sink_for(tenant, &id).await;
             }
@@ -274,10 +307,10 @@ impl Channels {
         contact: &str,
     ) -> Result<parla_engine::model::Conversation, parla_engine::EngineError> {
         use parla_engine::model::{Conversation, ConversationId, Handling, now_ms};
-        let store = self.engine.store();
+        let store = &self.stores;
         let tenant = &connection.tenant_id;
         if let Some(existing) =
-            store.find_contact_conversation(tenant, &connection.id, contact).await?
+            store.state.find_contact_conversation(tenant, &connection.id, contact).await?
         {
             return Ok(existing);
         }
@@ -294,7 +327,7 @@ impl Channels {
             sentiment_count: 0,
             stats: Default::default(),
         };
-        Ok(store.contact_conversation(&connection.id, contact, &fresh).await?)
+        Ok(store.state.contact_conversation(&connection.id, contact, &fresh).await?)
     }
 
     /// A connection's credentials, unsealed.

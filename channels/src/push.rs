@@ -76,20 +76,23 @@ impl Channels {
         if message.sender == Sender::User || self.engine.visitor_connected(key) {
             return;
         }
-        let store = self.engine.store();
+        let store = &self.stores;
         let (t, c) = (&key.tenant_id, &key.conversation_id);
-        let tokens = store.push_tokens(t, c).await.unwrap_or_default();
+        let tokens = store.state.push_tokens(t, c).await.unwrap_or_default();
         if tokens.is_empty() {
             return;
         }
-        let Ok(Some(conversation)) = store.get_conversation(t, c).await else { return };
-        let connections = store.list_channels(t, &conversation.bot_id).await.unwrap_or_default();
+        let Ok(Some(conversation)) = store.conversations.get_conversation(t, c).await else {
+            return;
+        };
+        let connections =
+            store.connections.list_channels(t, &conversation.bot_id).await.unwrap_or_default();
         let Some(connection) =
             connections.into_iter().find(|c| c.kind == parla_engine::model::Channel::Push)
         else {
             return; // The bot has no push connection.
         };
-        let title = match store.get_bot(t, &conversation.bot_id).await {
+        let title = match store.catalog.get_bot(t, &conversation.bot_id).await {
             Ok(Some(bot)) => bot.appearance.title.unwrap_or(bot.name),
             _ => "New message".to_owned(),
         };
@@ -117,7 +120,7 @@ impl Channels {
                 Ok(_) => {}
                 Err(e) if e.contains("404") || e.contains("UNREGISTERED") => {
                     tracing::info!("an unregistered device token is forgotten");
-                    let _ = store.remove_push_token(t, c, &token).await;
+                    let _ = store.state.remove_push_token(t, c, &token).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "push notification not sent"),
             }

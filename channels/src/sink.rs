@@ -30,7 +30,7 @@ impl Channels {
             return;
         }
         if let Ok(Some((connection, contact))) =
-            self.engine.store().conversation_contact(tenant, id).await
+            self.stores.state.conversation_contact(tenant, id).await
         {
             let key = ConversationKey { tenant_id: tenant.clone(), conversation_id: id.clone() };
             self.ensure_sink(&key, &connection, &contact);
@@ -63,11 +63,11 @@ impl Channels {
     /// deliver; stops after an idle spell (the tenant's watcher starts it again for the next
     /// reply), or when this node no longer leads the tenant's delivery.
     async fn sink(self: Arc<Self>, key: ConversationKey, connection: String, contact: String) {
-        let store = self.engine.store().clone();
+        let store = self.stores.clone();
         let (t, c) = (&key.tenant_id, &key.conversation_id);
         // Never guess where delivery stands: a read error stops the sink (the next reply
         // starts it again) rather than resending from the start.
-        let started = match store.channel_cursor(t, c).await {
+        let started = match store.state.channel_cursor(t, c).await {
             Ok(cursor) => self.last_inbound(&key, cursor).await.map(|last| (cursor, last)),
             Err(e) => {
                 tracing::warn!(error = %e, "channel sink could not read its cursor");
@@ -92,7 +92,7 @@ impl Channels {
                     // Idle: leave, then look once more — a reply stored while the watcher
                     // still saw this sink running would otherwise wait for the next one.
                     self.sinks.lock().remove(&(t.clone(), c.clone()));
-                    if let Ok(Some(last)) = store.last_message(t, c).await
+                    if let Ok(Some(last)) = store.conversations.last_message(t, c).await
                         && last.seq > cursor
                     {
                         self.ensure_sink(&key, &connection, &contact);
@@ -111,7 +111,7 @@ impl Channels {
                 // node's previous one, or the node that held the lease before — which had not
                 // recorded its cursor yet: never sent twice.
             } else {
-                let connection = match store.channel_by_id(&connection).await {
+                let connection = match store.connections.channel_by_id(&connection).await {
                     Ok(Some(connection)) => connection,
                     Ok(None) => {
                         let text = "the conversation's channel was disconnected; replies are not delivered";
@@ -133,7 +133,7 @@ impl Channels {
                 }
             }
             cursor = message.seq;
-            if let Err(e) = store.set_channel_cursor(t, c, cursor).await {
+            if let Err(e) = store.state.set_channel_cursor(t, c, cursor).await {
                 tracing::warn!(error = %e, "could not record channel progress");
             }
         }
@@ -163,11 +163,11 @@ impl Channels {
         status: DeliveryStatus,
         error: Option<String>,
     ) {
-        let store = self.engine.store();
+        let store = &self.stores;
         // Looked up, compared and written in one store transaction: two reports at once
         // cannot move it back.
         let moved =
-            store.advance_delivery(&connection.id, provider_id, status, error.clone()).await;
+            store.state.advance_delivery(&connection.id, provider_id, status, error.clone()).await;
         let (tenant, id, seq) = match moved {
             Ok(Some(moved)) => moved,
             Ok(None) => return, // Not ours, or not further on.
@@ -232,8 +232,10 @@ impl Channels {
             }
             delivery.updated_at = now_ms();
             let (t, c) = (&key.tenant_id, &key.conversation_id);
-            let store = self.engine.store();
-            if let Err(e) = store.set_delivery(t, c, message.seq, &connection.id, &delivery).await {
+            let store = &self.stores;
+            if let Err(e) =
+                store.state.set_delivery(t, c, message.seq, &connection.id, &delivery).await
+            {
                 tracing::warn!(error = %e, "could not record a delivery");
             }
             if outcome.is_err() {

@@ -79,7 +79,7 @@ impl Channels {
         piece: &str,
     ) -> Result<Vec<String>, String> {
         let opted_out =
-            self.engine.store().opted_out(&connection.id, to).await.map_err(|e| e.to_string())?;
+            self.stores.state.opted_out(&connection.id, to).await.map_err(|e| e.to_string())?;
         if opted_out {
             return Err("the contact opted out (STOP); they can send START to opt back in".into());
         }
@@ -132,8 +132,8 @@ async fn receive(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let store = channels.engine.store().clone();
-    let connection = match store.channel_by_id(&path).await {
+    let store = channels.stores.clone();
+    let connection = match store.connections.channel_by_id(&path).await {
         Ok(Some(c)) if c.kind == Channel::Sms => c,
         _ => return refuse(StatusCode::NOT_FOUND, "no such connection"),
     };
@@ -187,7 +187,7 @@ async fn receive(
         None
     };
     if let Some(out) = opt
-        && let Err(e) = store.set_opted_out(&connection.id, &incoming.from, out).await
+        && let Err(e) = store.state.set_opted_out(&connection.id, &incoming.from, out).await
     {
         tracing::warn!(error = %e, "could not record an SMS opt-out");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry");

@@ -49,8 +49,8 @@ fn refuse(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
 
 /// The connection and its credentials, if it is a WhatsApp one.
 async fn connection(channels: &Channels, id: &str) -> Option<(ChannelConnection, Secrets)> {
-    let store = channels.engine.store();
-    let connection = store.channel_by_id(id).await.ok().flatten()?;
+    let store = &channels.stores;
+    let connection = store.connections.channel_by_id(id).await.ok().flatten()?;
     if connection.kind != Channel::Whatsapp {
         return None;
     }

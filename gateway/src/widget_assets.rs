@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use parla_engine::{
     EngineError,
-    model::{Appearance, BotId, BotStatus},
+    model::{Appearance, BotId},
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -177,15 +177,9 @@ async fn public_bot(
     bot: BotId,
     origin: Option<&str>,
 ) -> Result<PublicSettings, EngineError> {
-    let bot = state.engine.store().resolve_bot(&bot).await?.ok_or(EngineError::BotNotFound)?;
-    if bot.status != BotStatus::Active {
-        return Err(EngineError::BotUnavailable);
-    }
     // The same rule the socket enforces, so a page that may not chat does not even learn how
     // the bot looks.
-    if !bot.integration.allows(origin) {
-        return Err(EngineError::OriginNotAllowed);
-    }
+    let bot = state.engine.embeddable_bot(&bot, origin).await?;
     Ok(PublicSettings {
         id: bot.id.0,
         name: bot.name,

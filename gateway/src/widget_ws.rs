@@ -514,11 +514,8 @@ impl Connection {
                 if !self.stored(None).await? {
                     return Ok(());
                 }
-                let store = engine.store();
-                if let Err(e) =
-                    store.add_push_token(&key.tenant_id, &key.conversation_id, &token).await
-                {
-                    return self.engine_error(&parla_engine::EngineError::Store(e), None).await;
+                if let Err(e) = engine.add_push_token(&key, &token).await {
+                    return self.engine_error(&e, None).await;
                 }
             }
             ClientFrame::Hello { .. } | ClientFrame::Ping => {}

@@ -430,19 +430,41 @@ impl Engine {
         self.inner.deps.metrics.render(tenants)
     }
 
-    /// Opens a new conversation with an active bot, or resumes one with its token.
-    pub async fn open(&self, request: OpenRequest) -> Result<Opened, EngineError> {
+    /// The bot a page at `origin` may chat with: it exists, is active, and allows the origin
+    /// (the rule a widget's `hello` and its public settings both apply).
+    pub async fn embeddable_bot(
+        &self,
+        id: &BotId,
+        origin: Option<&str>,
+    ) -> Result<Bot, EngineError> {
         let (store, deps) = (&self.inner.deps.store, &self.inner.deps);
         let bot = deps
-            .timed(StoreOp::ResolveBot, store.resolve_bot(&request.bot_id))
+            .timed(StoreOp::ResolveBot, store.resolve_bot(id))
             .await?
             .ok_or(EngineError::BotNotFound)?;
         if bot.status != BotStatus::Active {
             return Err(EngineError::BotUnavailable);
         }
-        if !bot.integration.allows(request.origin.as_deref()) {
+        if !bot.integration.allows(origin) {
             return Err(EngineError::OriginNotAllowed);
         }
+        Ok(bot)
+    }
+
+    /// Registers a device to notify of the conversation's replies while its visitor is away.
+    pub async fn add_push_token(
+        &self,
+        key: &ConversationKey,
+        token: &str,
+    ) -> Result<(), EngineError> {
+        let store = &self.inner.deps.store;
+        Ok(store.add_push_token(&key.tenant_id, &key.conversation_id, token).await?)
+    }
+
+    /// Opens a new conversation with an active bot, or resumes one with its token.
+    pub async fn open(&self, request: OpenRequest) -> Result<Opened, EngineError> {
+        let (store, deps) = (&self.inner.deps.store, &self.inner.deps);
+        let bot = self.embeddable_bot(&request.bot_id, request.origin.as_deref()).await?;
         match request.resume {
             Some((conversation_id, token)) => {
                 let conversation = store.get_conversation(&bot.tenant_id, &conversation_id);
