@@ -1,49 +1,115 @@
 //! The conformance suite every [`Store`] adapter must pass.
 //!
-//! An adapter's tests call [`run_all`] with a fresh, empty store; each check uses its own tenant
-//! ids so checks cannot see each other's data. The ScyllaDB adapter runs the same suite.
+//! Each check is a public function of this module that takes an empty store (it uses tenant
+//! ids of its own, so checks that share a store cannot see each other's data either) and
+//! panics, saying what failed. An adapter runs them one of two ways:
+//! - [`store_conformance_tests!`](crate::store_conformance_tests) stamps one test per check,
+//!   named after it, each on a fresh store, so a failing check names itself and the others
+//!   still run (the embedded store, [`MemoryStore`](crate::memory::MemoryStore));
+//! - [`run_all`] runs every check in turn on one store, and [`run_concurrent`] the
+//!   concurrency check, for a store that is costly to create (the ScyllaDB adapter's tests
+//!   share one keyspace).
+//!
+//! Both come from one list of the checks, in `__store_conformance!`.
 
 use std::sync::Arc;
 
 use crate::model::*;
 use crate::store::{Appended, Store, StoreError};
 
-/// Runs every check. Panics, naming the check, on the first failure.
-pub async fn run_all(store: &dyn Store) {
-    tenants_round_trip(store).await;
-    bots_are_scoped_to_their_tenant(store).await;
-    intents_replace_as_a_set(store).await;
-    conversations_are_created_once_and_scoped(store).await;
-    append_orders_by_seq_and_reads_ranges(store).await;
-    append_is_idempotent_by_client_msg_id(store).await;
-    append_refuses_seq_conflicts_and_gaps(store).await;
-    append_needs_an_existing_conversation_of_that_tenant(store).await;
-    accounts_have_unique_emails_and_are_scoped(store).await;
-    refresh_tokens_are_single_use_and_revoked_by_family(store).await;
-    api_keys_are_found_by_digest_and_listed_per_tenant(store).await;
-    one_time_tokens_are_taken_once(store).await;
-    documents_keep_content_and_chunks_and_queue_unfinished_work(store).await;
-    conversations_keep_status_and_visitor_sentiment(store).await;
-    token_usage_adds_up_per_tenant_and_month(store).await;
-    deleting_a_bot_deletes_its_knowledge_base(store).await;
-    notes_stay_with_their_conversation(store).await;
-    canned_responses_are_per_tenant(store).await;
-    channel_contacts_map_to_one_conversation(store).await;
-    rich_messages_and_intents_round_trip(store).await;
-    user_data_merges_per_conversation(store).await;
-    analytics_count_every_write_once(store).await;
-    conversations_needing_agents_are_indexed(store).await;
-    // Accounts, API keys and invitations: no change undoes another.
-    account_updates_are_compare_and_set(store).await;
-    a_tenant_keeps_an_owner_whatever_the_race(store).await;
-    api_key_revocation_survives_last_use_writes(store).await;
-    invitations_are_listed_revoked_and_taken_once(store).await;
-    links_are_read_without_being_taken(store).await;
+/// The conformance checks, listed once, handed to what the first argument asks for:
+/// `run_all` defines [`run_all`] (below), `stamp, $make` the tests of
+/// [`store_conformance_tests!`](crate::store_conformance_tests). Only these two use it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance {
+    (@run_all [] $($check:ident),* $(,)?) => {
+        /// Runs every check in turn on one store (the concurrency check is
+        /// [`run_concurrent`]). Panics, naming the check, on the first failure.
+        pub async fn run_all(store: &dyn $crate::store::Store) {
+            $( $crate::conformance::$check(store).await; )*
+        }
+    };
+    (@stamp [$make:expr] $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let store = $make.await;
+                $crate::conformance::$check(&*store).await;
+            }
+        )*
+
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_appends_land_once() {
+            let shared = ::std::sync::Arc::new($make.await);
+            $crate::conformance::concurrent_appends_land_once(shared, |s| &**s).await;
+        }
+    };
+    ($then:ident $(, $args:tt)*) => {
+        $crate::__store_conformance! { @$then [$($args),*]
+            tenants_round_trip,
+            bots_are_scoped_to_their_tenant,
+            intents_replace_as_a_set,
+            conversations_are_created_once_and_scoped,
+            append_orders_by_seq_and_reads_ranges,
+            append_is_idempotent_by_client_msg_id,
+            append_refuses_seq_conflicts_and_gaps,
+            append_needs_an_existing_conversation_of_that_tenant,
+            accounts_have_unique_emails_and_are_scoped,
+            refresh_tokens_are_single_use_and_revoked_by_family,
+            api_keys_are_found_by_digest_and_listed_per_tenant,
+            one_time_tokens_are_taken_once,
+            documents_keep_content_and_chunks_and_queue_unfinished_work,
+            conversations_keep_status_and_visitor_sentiment,
+            token_usage_adds_up_per_tenant_and_month,
+            deleting_a_bot_deletes_its_knowledge_base,
+            notes_stay_with_their_conversation,
+            canned_responses_are_per_tenant,
+            channel_contacts_map_to_one_conversation,
+            rich_messages_and_intents_round_trip,
+            user_data_merges_per_conversation,
+            analytics_count_every_write_once,
+            conversations_needing_agents_are_indexed,
+            // Accounts, API keys and invitations: no change undoes another.
+            account_updates_are_compare_and_set,
+            a_tenant_keeps_an_owner_whatever_the_race,
+            api_key_revocation_survives_last_use_writes,
+            invitations_are_listed_revoked_and_taken_once,
+            links_are_read_without_being_taken,
+        }
+    };
 }
+
+/// Stamps the conformance suite as tests of the calling module: one
+/// `#[tokio::test(flavor = "multi_thread")]` per check of [`conformance`](crate::conformance),
+/// named after it, and `concurrent_appends_land_once`, each on a fresh store.
+///
+/// `$make` is an `async` expression whose output derefs to a type that implements
+/// [`Store`](crate::store::Store); it is pasted into every test, so each test makes its own
+/// store. A store that needs something to outlive it (a temporary directory) comes in a
+/// struct that holds both and derefs to the store. The calling crate needs `tokio` with the
+/// `macros` and `rt-multi-thread` features.
+///
+/// ```
+/// # fn main() {}
+/// mod tests {
+///     use parla_domain::memory::MemoryStore;
+///
+///     parla_domain::store_conformance_tests!(async { Box::new(MemoryStore::new()) });
+/// }
+/// ```
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr $(,)?) => {
+        $crate::__store_conformance!(stamp, $make);
+    };
+}
+
+crate::__store_conformance!(run_all);
 
 /// Escalated and assigned conversations are listed whatever their number or age, and leave the
 /// list when they no longer need an agent or are deleted; tenants stay apart.
-async fn conversations_needing_agents_are_indexed(store: &dyn Store) {
+pub async fn conversations_needing_agents_are_indexed(store: &dyn Store) {
     let (t, other) = ("t-attention", "t-attention-other");
     let tenant = TenantId::from(t);
     for c in ["c-att-open", "c-att-waiting", "c-att-held", "c-att-resolved"] {
@@ -113,7 +179,7 @@ async fn conversations_needing_agents_are_indexed(store: &dyn Store) {
 /// The analytics counters move with each write, once: a duplicate append, a repeated
 /// handling, a second first message of a channel contact count nothing; a changed resolution
 /// moves its count; another tenant sees none of it.
-async fn analytics_count_every_write_once(store: &dyn Store) {
+pub async fn analytics_count_every_write_once(store: &dyn Store) {
     use crate::analytics::{Counters, HOUR_MS};
     let (t, h) = ("t-stats", 1_699_999_200_000_i64); // h: an hour start, 2 h before a day.
     let tenant = TenantId::from(t);
@@ -260,7 +326,7 @@ async fn analytics_count_every_write_once(store: &dyn Store) {
 
 /// A message's rich content, postback and form, and an intent's rich response, come back as
 /// they were stored.
-async fn rich_messages_and_intents_round_trip(store: &dyn Store) {
+pub async fn rich_messages_and_intents_round_trip(store: &dyn Store) {
     use crate::rich::{Card, CardButton, FormField, FormInput, FormSubmission, RichContent};
     seed_conversation(store, "t-rich", "c-rich").await;
     let card = |title: &str| Card {
@@ -318,7 +384,7 @@ async fn rich_messages_and_intents_round_trip(store: &dyn Store) {
 
 /// A conversation's user data: merged key by key, scoped to its tenant, gone with the
 /// conversation, never created for a conversation that does not exist.
-async fn user_data_merges_per_conversation(store: &dyn Store) {
+pub async fn user_data_merges_per_conversation(store: &dyn Store) {
     seed_conversation(store, "t-data", "c-data").await;
     let (t, c) = (TenantId::from("t-data"), ConversationId::from("c-data"));
     let fields = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
@@ -350,7 +416,7 @@ async fn user_data_merges_per_conversation(store: &dyn Store) {
     );
 }
 
-async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
+pub async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
     let t = TenantId::from("t-chan");
     store.put_tenant(&Tenant::new(t.clone(), "t".into(), 1)).await.expect("tenant");
     let b = bot("t-chan", "b-chan");
@@ -437,7 +503,7 @@ async fn channel_contacts_map_to_one_conversation(store: &dyn Store) {
     assert_eq!(store.channel_by_id("wa-1").await.expect("get"), None);
 }
 
-async fn canned_responses_are_per_tenant(store: &dyn Store) {
+pub async fn canned_responses_are_per_tenant(store: &dyn Store) {
     let canned = |tenant: &str, id: &str, text: &str| CannedResponse {
         id: id.into(),
         tenant_id: tenant.into(),
@@ -458,7 +524,7 @@ async fn canned_responses_are_per_tenant(store: &dyn Store) {
     assert_eq!(store.list_canned(&b).await.expect("list").len(), 1, "the other tenant's stays");
 }
 
-async fn deleting_a_bot_deletes_its_knowledge_base(store: &dyn Store) {
+pub async fn deleting_a_bot_deletes_its_knowledge_base(store: &dyn Store) {
     let t = TenantId::from("t-bot-kb");
     let (doomed, kept) = (bot("t-bot-kb", "b-doomed"), bot("t-bot-kb", "b-kept"));
     for b in [&doomed, &kept] {
@@ -503,7 +569,7 @@ async fn deleting_a_bot_deletes_its_knowledge_base(store: &dyn Store) {
     assert_eq!(store.list_chunks(&t, &kept.id).await.expect("chunks").len(), 1);
 }
 
-async fn token_usage_adds_up_per_tenant_and_month(store: &dyn Store) {
+pub async fn token_usage_adds_up_per_tenant_and_month(store: &dyn Store) {
     let (a, b) = (TenantId::from("t-usage-a"), TenantId::from("t-usage-b"));
     assert_eq!(store.token_usage(&a, "2026-11").await.expect("read"), 0);
     assert_eq!(store.add_token_usage(&a, "2026-11", 120).await.expect("add"), 120);
@@ -513,7 +579,7 @@ async fn token_usage_adds_up_per_tenant_and_month(store: &dyn Store) {
     assert_eq!(store.token_usage(&b, "2026-11").await.expect("read"), 0, "per tenant");
 }
 
-async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
+pub async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
     seed_conversation(store, "t-mood", "c1").await;
     let (t, c) = (TenantId::from("t-mood"), ConversationId::from("c1"));
     let mut first = message("t-mood", "c1", 1, Some("m1"));
@@ -572,7 +638,7 @@ async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
     assert_eq!(store.advance_delivery("conn", "nope", read, None).await.expect("unknown"), None);
 }
 
-async fn notes_stay_with_their_conversation(store: &dyn Store) {
+pub async fn notes_stay_with_their_conversation(store: &dyn Store) {
     seed_conversation(store, "t-notes", "c1").await;
     let (t, c) = (TenantId::from("t-notes"), ConversationId::from("c1"));
     let note = |id: &str, tenant: &str| Note {
@@ -614,7 +680,7 @@ pub fn document(tenant: &str, bot: &str, id: &str, status: ProcessStatus) -> Doc
     }
 }
 
-async fn documents_keep_content_and_chunks_and_queue_unfinished_work(store: &dyn Store) {
+pub async fn documents_keep_content_and_chunks_and_queue_unfinished_work(store: &dyn Store) {
     let (ta, tb) = (TenantId::from("t-docs-a"), TenantId::from("t-docs-b"));
     let bot = BotId::from("b-docs");
     let d1 = document("t-docs-a", "b-docs", "d1", ProcessStatus::Pending);
@@ -666,17 +732,29 @@ async fn documents_keep_content_and_chunks_and_queue_unfinished_work(store: &dyn
     assert!(unfinished(store.unfinished_documents().await.expect("queue")).is_empty());
 }
 
-/// Runs the concurrency check; needs a store that can be shared across tasks.
+/// Runs the concurrency check ([`concurrent_appends_land_once`]) on a shared store.
 pub async fn run_concurrent(store: Arc<dyn Store>) {
+    concurrent_appends_land_once(store, |s| s).await;
+}
+
+/// Tasks appending to their own conversations all at once: every message lands, in seq
+/// order, and is counted once. The tasks share `shared`, and `view` borrows the store from it
+/// (the store itself, or one that lives in a struct with its temporary directory).
+pub async fn concurrent_appends_land_once<S>(shared: Arc<S>, view: fn(&S) -> &dyn Store)
+where
+    S: ?Sized + Send + Sync + 'static,
+{
+    let store = view(&shared);
     let conversations = 16;
     let per_conversation = 25u64;
     for c in 0..conversations {
-        seed_conversation(&*store, "t-conc", &format!("c{c}")).await;
+        seed_conversation(store, "t-conc", &format!("c{c}")).await;
     }
     let mut tasks = Vec::new();
     for c in 0..conversations {
-        let store = store.clone();
+        let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
+            let store = view(&shared);
             for seq in 1..=per_conversation {
                 let m = message("t-conc", &format!("c{c}"), seq, Some(&format!("k{seq}")));
                 assert_eq!(store.append(&m).await.expect("append"), Appended::Stored);
@@ -775,14 +853,14 @@ pub fn message(tenant: &str, conversation: &str, seq: u64, client_msg_id: Option
     }
 }
 
-async fn tenants_round_trip(store: &dyn Store) {
+pub async fn tenants_round_trip(store: &dyn Store) {
     let t = Tenant::new("t-tenants".into(), "Acme".into(), 42);
     store.put_tenant(&t).await.expect("put_tenant");
     assert_eq!(store.get_tenant(&t.id).await.expect("get"), Some(t), "tenant round trip");
     assert_eq!(store.get_tenant(&"t-missing".into()).await.expect("get"), None, "missing tenant");
 }
 
-async fn bots_are_scoped_to_their_tenant(store: &dyn Store) {
+pub async fn bots_are_scoped_to_their_tenant(store: &dyn Store) {
     let a = bot("t-bots-a", "bot-a1");
     let a2 = bot("t-bots-a", "bot-a2");
     let b = bot("t-bots-b", "bot-b1");
@@ -820,7 +898,7 @@ async fn bots_are_scoped_to_their_tenant(store: &dyn Store) {
     assert!(!store.delete_bot(&a2.tenant_id, &a2.id).await.expect("delete"), "deleting twice");
 }
 
-async fn intents_replace_as_a_set(store: &dyn Store) {
+pub async fn intents_replace_as_a_set(store: &dyn Store) {
     let (t, b) = (TenantId::from("t-intents"), BotId::from("bot-intents"));
     assert!(store.list_intents(&t, &b).await.expect("list").is_empty(), "no intents yet");
     let intent = |name: &str| Intent {
@@ -842,7 +920,7 @@ async fn intents_replace_as_a_set(store: &dyn Store) {
     );
 }
 
-async fn conversations_are_created_once_and_scoped(store: &dyn Store) {
+pub async fn conversations_are_created_once_and_scoped(store: &dyn Store) {
     seed_conversation(store, "t-conv", "c-once").await;
     let got = store.get_conversation(&"t-conv".into(), &"c-once".into()).await.expect("get");
     let conv = got.expect("conversation exists");
@@ -890,7 +968,7 @@ async fn conversations_are_created_once_and_scoped(store: &dyn Store) {
     );
 }
 
-async fn append_orders_by_seq_and_reads_ranges(store: &dyn Store) {
+pub async fn append_orders_by_seq_and_reads_ranges(store: &dyn Store) {
     seed_conversation(store, "t-append", "c1").await;
     let (t, c) = (TenantId::from("t-append"), ConversationId::from("c1"));
     assert_eq!(store.last_seq(&t, &c).await.expect("last_seq"), 0, "empty conversation");
@@ -915,7 +993,7 @@ async fn append_orders_by_seq_and_reads_ranges(store: &dyn Store) {
     assert_eq!(store.messages_after(&t, &c, 0, 100).await.expect("read").len(), 10);
 }
 
-async fn append_is_idempotent_by_client_msg_id(store: &dyn Store) {
+pub async fn append_is_idempotent_by_client_msg_id(store: &dyn Store) {
     seed_conversation(store, "t-idem", "c1").await;
     seed_conversation(store, "t-idem", "c2").await;
     let (t, c) = (TenantId::from("t-idem"), ConversationId::from("c1"));
@@ -949,7 +1027,7 @@ async fn append_is_idempotent_by_client_msg_id(store: &dyn Store) {
     assert_eq!(found, None, "another tenant sees nothing");
 }
 
-async fn append_refuses_seq_conflicts_and_gaps(store: &dyn Store) {
+pub async fn append_refuses_seq_conflicts_and_gaps(store: &dyn Store) {
     seed_conversation(store, "t-seq", "c1").await;
     let (t, c) = (TenantId::from("t-seq"), ConversationId::from("c1"));
     store.append(&message("t-seq", "c1", 1, None)).await.expect("append");
@@ -979,7 +1057,7 @@ async fn append_refuses_seq_conflicts_and_gaps(store: &dyn Store) {
     assert_eq!(stored.len(), 1);
 }
 
-async fn append_needs_an_existing_conversation_of_that_tenant(store: &dyn Store) {
+pub async fn append_needs_an_existing_conversation_of_that_tenant(store: &dyn Store) {
     seed_conversation(store, "t-owner", "c-owned").await;
     seed_conversation(store, "t-intruder", "c-mine").await;
     assert!(
@@ -1022,7 +1100,7 @@ pub fn account(tenant: &str, id: &str, email: &str) -> Account {
     }
 }
 
-async fn accounts_have_unique_emails_and_are_scoped(store: &dyn Store) {
+pub async fn accounts_have_unique_emails_and_are_scoped(store: &dyn Store) {
     let a = account("t-acc-a", "acc-1", "Ann@Example.com");
     store.create_account(&a).await.expect("create");
     let found = store.account_by_email("ann@example.COM").await.expect("by email").expect("found");
@@ -1070,7 +1148,7 @@ async fn accounts_have_unique_emails_and_are_scoped(store: &dyn Store) {
         .expect("the email is free again");
 }
 
-async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) {
+pub async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) {
     let token = |digest: &str, family: &str| RefreshToken {
         digest: digest.into(),
         account_id: "acc-r".into(),
@@ -1100,7 +1178,7 @@ async fn refresh_tokens_are_single_use_and_revoked_by_family(store: &dyn Store) 
 }
 
 /// Keys are found by digest, listed per tenant, keep who minted them, and are revoked.
-async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
+pub async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
     let key = |tenant: &str, id: &str, digest: &str| ApiKey {
         id: id.into(),
         tenant_id: tenant.into(),
@@ -1133,7 +1211,7 @@ async fn api_keys_are_found_by_digest_and_listed_per_tenant(store: &dyn Store) {
     assert_eq!(revoked.created_by, Some("acc-maker".into()), "revocation changes nothing else");
 }
 
-async fn one_time_tokens_are_taken_once(store: &dyn Store) {
+pub async fn one_time_tokens_are_taken_once(store: &dyn Store) {
     let token = OneTimeToken {
         digest: "ott-1".into(),
         kind: OneTimeKind::PasswordReset,
@@ -1154,7 +1232,7 @@ async fn one_time_tokens_are_taken_once(store: &dyn Store) {
 /// An update writes only over the version it read: a stale copy (read before another write)
 /// is refused with `Conflict` and changes nothing; concurrent read-modify-write loops lose no
 /// change.
-async fn account_updates_are_compare_and_set(store: &dyn Store) {
+pub async fn account_updates_are_compare_and_set(store: &dyn Store) {
     let (t, id) = (TenantId::from("t-cas"), AccountId::from("acc-cas"));
     let member = Account { role: Role::Agent, ..account("t-cas", "acc-cas", "cas@example.com") };
     store.create_account(&member).await.expect("create");
@@ -1199,7 +1277,7 @@ async fn account_updates_are_compare_and_set(store: &dyn Store) {
 
 /// Two owners taking the owner role from each other at once (demotion or removal), round
 /// after round: one of them succeeds, the other is refused with `LastOwner`; an owner is left.
-async fn a_tenant_keeps_an_owner_whatever_the_race(store: &dyn Store) {
+pub async fn a_tenant_keeps_an_owner_whatever_the_race(store: &dyn Store) {
     for round in 0..4 {
         let t = TenantId(format!("t-owners-{round}"));
         let owner =
@@ -1259,7 +1337,7 @@ async fn a_tenant_keeps_an_owner_whatever_the_race(store: &dyn Store) {
 
 /// Revocation and last use change one field each: however they interleave, a revoked key
 /// stays revoked and keeps the latest use.
-async fn api_key_revocation_survives_last_use_writes(store: &dyn Store) {
+pub async fn api_key_revocation_survives_last_use_writes(store: &dyn Store) {
     let t = TenantId::from("t-key-race");
     let key = ApiKey {
         id: "k-race".into(),
@@ -1293,7 +1371,7 @@ async fn api_key_revocation_survives_last_use_writes(store: &dyn Store) {
 
 /// Invitations are listed per tenant, revoked, and taken (accepted) once: of a take and a
 /// revocation racing, exactly one gets the invitation.
-async fn invitations_are_listed_revoked_and_taken_once(store: &dyn Store) {
+pub async fn invitations_are_listed_revoked_and_taken_once(store: &dyn Store) {
     let now = now_ms();
     let invitation = |tenant: &str, id: &str| Invitation {
         id: id.into(),
@@ -1335,7 +1413,7 @@ async fn invitations_are_listed_revoked_and_taken_once(store: &dyn Store) {
 
 /// An invitation or a one-time token is read by its digest without being taken: it can be
 /// read again, then taken once; after that, or for an unknown digest, nothing is found.
-async fn links_are_read_without_being_taken(store: &dyn Store) {
+pub async fn links_are_read_without_being_taken(store: &dyn Store) {
     let now = now_ms();
     let invitation = Invitation {
         id: "i-peek".into(),

@@ -51,6 +51,10 @@ pub mod text;
 #[cfg(feature = "testkit")]
 pub mod conformance;
 
+/// An in-memory store that behaves as the embedded one, for unit tests (feature `testkit`).
+#[cfg(feature = "testkit")]
+pub mod memory;
+
 pub use error::EngineError;
 /// Rich messages: the protocol's types, stored as they are sent.
 pub use parla_protocol::rich;

@@ -2386,13 +2386,28 @@ fn remove_invitation(txn: &Txn, t: &str, id: &str) -> StoreResult<Option<Invitat
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn redb_store_passes_the_conformance_suite() {
+    /// A store in a temporary directory of its own, deleted after the store is dropped
+    /// (fields drop in order).
+    struct TempStore {
+        store: RedbStore,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for TempStore {
+        type Target = RedbStore;
+
+        fn deref(&self) -> &RedbStore {
+            &self.store
+        }
+    }
+
+    fn temp_store() -> TempStore {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RedbStore::open(dir.path(), 64, 128).expect("open");
-        parla_domain::conformance::run_all(&store).await;
-        parla_domain::conformance::run_concurrent(std::sync::Arc::new(store)).await;
+        TempStore { store, _dir: dir }
     }
+
+    parla_domain::store_conformance_tests!(async { temp_store() });
 
     #[tokio::test]
     async fn data_survives_reopening() {
