@@ -34,8 +34,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p parla --no-default-features --locked -- -D warnings
 
 if [ "${1:-}" = "--quick" ]; then
-  step "unit tests and the workspace's arrows (--quick: no servers, no integration tests)"
+  step "unit tests, the actor's rules and the workspace's arrows (--quick: no servers)"
   cargo test --workspace --lib --bins --locked
+  # The conversation actor on the in-memory store, with tokio's clock paused.
+  cargo test --locked -p parla-engine --test actor_rules
   cargo test --locked --test arrows
   exit 0
 fi

@@ -67,3 +67,31 @@ pub trait KnowledgeBase: Send + Sync + std::fmt::Debug + 'static {
     /// `(service, outcome)`. Local pieces are left out.
     async fn probe(&self, timeout: Duration) -> Vec<(&'static str, Result<(), String>)>;
 }
+
+/// No knowledge base: nothing stored, nothing found (for engines that answer from intents
+/// alone: tests, tools).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoKnowledge;
+
+#[async_trait]
+impl KnowledgeBase for NoKnowledge {
+    fn max_document_bytes(&self) -> usize {
+        0
+    }
+
+    async fn submit(&self, _: &TenantId, _: &str) {}
+
+    async fn delete_document(&self, _: &TenantId, _: &str) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    async fn forget_bot(&self, _: &TenantId, _: &BotId) {}
+
+    async fn search(&self, _: &TenantId, _: &BotId, _: &str) -> StoreResult<Vec<Passage>> {
+        Ok(Vec::new())
+    }
+
+    async fn probe(&self, _: Duration) -> Vec<(&'static str, Result<(), String>)> {
+        Vec::new()
+    }
+}
