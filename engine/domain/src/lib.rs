@@ -19,13 +19,18 @@
 //!   all of them on one database, and their errors.
 //! - [`responder`]: the bot-brain port.
 //! - [`knowledge`]: the knowledge-base port (search, documents) and what retrieval hands the
-//!   bot brain.
+//!   bot brain; `NoKnowledge` for engines without one.
 //! - [`text`]: words as retrieval and intent matching see them.
-//! - [`input`]: a visitor's text, checked in one place against one limit.
+//! - [`input`]: [`input::VisitorInput`], what a visitor sends however it comes in (widget,
+//!   REST, WhatsApp, SMS), checked in one place against one text limit.
 //! - [`limits`]: request budgets and attempt backoffs shared by a cluster's nodes.
 //! - [`hooks`]: what happens outside when an intent with actions answers (webhooks).
 //! - [`http`]: GETs to a tenant's targets under the egress rules, and the rule for a URL a
 //!   tenant saves.
+//!
+//! - Behind the `testkit` feature: `conformance` (the checks every store adapter passes,
+//!   stamped one test each by `store_conformance_tests!`) and `memory` (`MemoryStore`, every
+//!   store port in memory, for unit tests of the engine).
 //!
 //! # Concurrency
 //! None of its own: subscriptions and receipts are tokio channels the adapters fill and the
