@@ -247,6 +247,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     }
     let (app_engine, gateway, app_admin) =
         (engine.clone(), settings.gateway.clone(), admin.clone());
+    // The agent socket checks members' sessions with the admin API's tokens.
+    let agent_state = parla_gateway::AgentState {
+        engine: engine.clone(),
+        sessions: Arc::new(parla_admin_api::routes::Sessions(admin.clone())),
+        accounts: store.clone(),
+        conversations: store.clone(),
+    };
     let visitor_limits = Arc::new(parla_gateway::VisitorLimits::new(
         &settings.gateway,
         settings.server.trusted_proxies(),
@@ -261,6 +268,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         if roles.admin {
             app = app
                 .configure(parla_admin_api::configure(app_admin.clone()))
+                .configure(parla_gateway::configure_agents(agent_state.clone()))
                 .configure(channels.configure());
         }
         if roles.gateway {

@@ -3,7 +3,7 @@
 //! as that response's text (agent socket and `POST …/replies` alike).
 
 use actix_web::{HttpResponse, http::StatusCode, web};
-use parla_engine::model::{CannedResponse, TenantId, is_shortcut, now_ms};
+use parla_engine::model::{CannedResponse, is_shortcut, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -15,20 +15,6 @@ use crate::{
 
 /// Canned responses a workspace may keep.
 const MAX_CANNED: usize = 500;
-
-/// `text` with a lone `/shortcut` replaced by its response. `Err(shortcut)` when it names none.
-pub async fn expand(
-    state: &AdminState,
-    tenant: &TenantId,
-    text: String,
-) -> Result<Result<String, String>, ApiError> {
-    let trimmed = text.trim();
-    let Some(shortcut) = trimmed.strip_prefix('/').filter(|s| is_shortcut(s)) else {
-        return Ok(Ok(text));
-    };
-    let all = state.store.list_canned(tenant).await?;
-    Ok(all.into_iter().find(|c| c.shortcut == shortcut).map(|c| c.text).ok_or(shortcut.to_owned()))
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -10,6 +10,7 @@
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::{
     agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
+    engine::INBOX_SCAN,
     model::{AccountId, AgentRef, ConversationId, ConversationKey, Note, Resolution, Role},
     presence::{AgentPresence, PresenceStatus},
 };
@@ -22,9 +23,6 @@ use crate::{
     routes::Caller,
     views::{ConversationView, ErrorBody, Posted},
 };
-
-/// How many of the newest conversations the inbox looks at.
-pub const INBOX_SCAN: usize = 500;
 
 /// Who acts for `caller`: the person, or the member an API key names.
 async fn acting_agent(
@@ -248,7 +246,7 @@ pub async fn reply(
     let text = checked_text(text)?;
     caller.require_agent_work()?;
     own(&state, &caller, &path).await?; // 404 before anything is said about the text.
-    let text = match crate::canned::expand(&state, &caller.tenant, text).await? {
+    let text = match state.engine.expand_canned(&caller.tenant, text).await? {
         Ok(text) => text,
         Err(shortcut) => {
             return Err(ApiError::invalid("text", format!("no canned response /{shortcut}")));

@@ -19,8 +19,9 @@
 //! - [`recovery`]: email verification and password reset by single-use mailed links; `me`.
 //! - [`conversations`]: list, read (messages paged by seq), open, post a message through the
 //!   conversation's actor, delete (by the actor); the writes are integrations' and admins'.
-//! - [`agent_ws`]: the agent socket; it checks its member's session again on every change of
-//!   their account (any node), and closes when they are removed or their sessions end.
+//! - [`routes`]: authentication of every request, and [`routes::Sessions`], the members'
+//!   sessions port the agent socket (`parla-gateway`'s `agent_ws`) asks on every change of a
+//!   member's account, so it closes when they are removed or their sessions end.
 //! - [`handover`]: agents' REST mirrors (claim, reply as `human`, notes, transfer, resolve).
 //! - [`members`]: members, roles (compare-and-set; a tenant keeps an owner) and invitations
 //!   (list, revoke, expiry; accepted only while their sender may grant the role).
@@ -42,7 +43,6 @@
 //! Account changes are compare-and-set loops over the store ([`parla_engine::accounts`]), so
 //! concurrent requests never undo one another.
 
-pub mod agent_ws;
 pub mod analytics;
 pub mod auth;
 pub mod body;
@@ -176,11 +176,6 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
         });
         cfg.route("/console", web::get().to(console))
             .route("/console.js", web::get().to(console_js));
-        cfg.service(
-            web::resource("/v1/agent/ws")
-                .app_data(web::Data::from(state.clone()))
-                .route(web::get().to(agent_ws::agent_ws)),
-        );
         cfg.service(
             web::scope("/api")
                 .wrap(count_errors)

@@ -171,6 +171,32 @@ pub async fn person(state: &AdminState, token: &str) -> Result<(Caller, u64), Ap
     Ok((caller, claims.exp))
 }
 
+/// Members' sessions as the admin API issues them, for the agent socket
+/// ([`parla_domain::sessions::MemberSessions`]): [`person`] behind the port.
+#[derive(Debug, Clone)]
+pub struct Sessions(pub std::sync::Arc<AdminState>);
+
+#[async_trait::async_trait]
+impl parla_domain::sessions::MemberSessions for Sessions {
+    async fn member(
+        &self,
+        access_token: &str,
+    ) -> Result<parla_domain::sessions::Member, parla_domain::sessions::SessionRefused> {
+        match person(&self.0, access_token).await {
+            Ok((Caller { tenant, account: Some(account), role, .. }, expires_at)) => {
+                Ok(parla_domain::sessions::Member { tenant, account, role, expires_at })
+            }
+            Ok(_) => Err(parla_domain::sessions::SessionRefused {
+                code: "token_invalid",
+                message: "not a person's token".into(),
+            }),
+            Err(e) => {
+                Err(parla_domain::sessions::SessionRefused { code: e.code, message: e.message })
+            }
+        }
+    }
+}
+
 /// API keys start with this, so they are told apart from access tokens.
 pub const API_KEY_PREFIX: &str = "pk_";
 

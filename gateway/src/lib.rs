@@ -5,6 +5,9 @@
 //! # Layout
 //! - [`protocol`]: widget protocol v1 wire types (documented in `docs/protocol.md`).
 //! - [`widget_ws`]: `GET /v1/widget/ws`, one task per socket.
+//! - [`agent_ws`]: `GET /v1/agent/ws`, the agents' socket: their inbox and the conversations
+//!   they watch, with commands run in each conversation's actor; mounted by the binary where
+//!   the console is served ([`configure_agents`]).
 //! - [`widget_assets`]: the embeddable widget's files (`GET /widget.js`, `GET /widget/app.js`),
 //!   its public bot settings, and `GET /` (a demo page embedding it).
 //! - [`configure`]: mounts every route (the binary adds `/healthz`, `/readyz` and `/metrics`
@@ -20,6 +23,7 @@
 pub mod protocol {
     pub use parla_protocol::widget::*;
 }
+pub mod agent_ws;
 mod frames;
 pub mod widget_assets;
 pub mod widget_ws;
@@ -30,6 +34,7 @@ use actix_web::web;
 use parla_config::GatewaySettings;
 use parla_engine::Engine;
 
+pub use agent_ws::AgentState;
 pub use widget_ws::{VisitorLimits, WidgetState};
 
 /// Mounts the gateway's routes. `shutdown` turns true when the server begins to stop;
@@ -46,5 +51,17 @@ pub fn configure(
         cfg.app_data(web::Data::new(state))
             .configure(widget_assets::configure)
             .route("/v1/widget/ws", web::get().to(widget_ws::widget_ws));
+    }
+}
+
+/// Mounts the agent socket (`/v1/agent/ws`). The binary puts it beside the console, on the
+/// admin role's listener: agents' pages and their socket share an origin.
+pub fn configure_agents(state: AgentState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::resource("/v1/agent/ws")
+                .app_data(web::Data::new(state))
+                .route(web::get().to(agent_ws::agent_ws)),
+        );
     }
 }

@@ -181,6 +181,9 @@ pub struct Pending {
     pub greeting: Option<Message>,
 }
 
+/// How many of the newest conversations an agent's inbox looks at.
+pub const INBOX_SCAN: usize = 500;
+
 /// The engine. Cheap to clone.
 /// How long a cluster-wide lease lasts unless renewed ([`Engine::lease`]).
 pub const LEASE_TERM: std::time::Duration = std::time::Duration::from_secs(3);
@@ -449,6 +452,22 @@ impl Engine {
             return Err(EngineError::OriginNotAllowed);
         }
         Ok(bot)
+    }
+
+    /// `text` with a lone `/shortcut` replaced by the tenant's canned response of that name
+    /// (what an agent types); `Err(shortcut)` when it names none.
+    pub async fn expand_canned(
+        &self,
+        tenant: &TenantId,
+        text: String,
+    ) -> Result<Result<String, String>, EngineError> {
+        let trimmed = text.trim();
+        let Some(shortcut) = trimmed.strip_prefix('/').filter(|s| is_shortcut(s)) else {
+            return Ok(Ok(text));
+        };
+        let all = self.inner.deps.store.list_canned(tenant).await?;
+        let found = all.into_iter().find(|c| c.shortcut == shortcut).map(|c| c.text);
+        Ok(found.ok_or_else(|| shortcut.to_owned()))
     }
 
     /// Registers a device to notify of the conversation's replies while its visitor is away.

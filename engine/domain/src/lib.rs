@@ -18,6 +18,8 @@
 //! - [`store`]: the store ports (one small trait per concern, one file each), `Store` for
 //!   all of them on one database, and their errors.
 //! - [`responder`]: the bot-brain port.
+//! - [`sessions`]: the members' sessions port (who an access token names now), which the admin
+//!   API implements and the agent socket asks.
 //! - [`knowledge`]: the knowledge-base port (search, documents) and what retrieval hands the
 //!   bot brain; `NoKnowledge` for engines without one.
 //! - [`text`]: words as retrieval and intent matching see them.
@@ -49,6 +51,7 @@ pub mod limits;
 pub mod model;
 pub mod presence;
 pub mod responder;
+pub mod sessions;
 pub mod store;
 pub mod text;
 

@@ -28,10 +28,15 @@ use std::{
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use futures_util::StreamExt;
+use parla_domain::{
+    sessions::{Member, MemberSessions},
+    store::{Accounts, Conversations},
+};
 use parla_engine::{
-    EngineError,
+    Engine, EngineError,
     agents::{AgentAction, AgentCommand, CommandOutcome, InboxEntry},
     bus::{Event, TenantEvent},
+    engine::INBOX_SCAN,
     feed::{ConversationFeed, FeedItem},
     metrics::{ErrorSource, SocketGuard, SocketKind},
     model::{
@@ -44,7 +49,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tracing::Instrument;
 
-use crate::{AdminState, handover::INBOX_SCAN, routes::Caller};
+/// What every agent socket shares: the engine, the members' sessions (the admin API's tokens,
+/// checked against accounts as they are now) and the store ports the socket reads.
+#[derive(Debug, Clone)]
+pub struct AgentState {
+    pub engine: Engine,
+    pub sessions: Arc<dyn MemberSessions>,
+    pub accounts: Arc<dyn Accounts>,
+    pub conversations: Arc<dyn Conversations>,
+}
 
 /// Largest frame read at all; bigger closes the socket with 1009.
 const MAX_FRAME_BYTES: usize = 65_536;
@@ -239,7 +252,7 @@ enum ServerFrame<'a> {
 pub async fn agent_ws(
     req: HttpRequest,
     body: web::Payload,
-    state: web::Data<AdminState>,
+    state: web::Data<AgentState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
@@ -265,7 +278,7 @@ pub async fn agent_ws(
 /// The signed-in agent.
 struct Me {
     token: String,
-    caller: Caller,
+    member: Member,
     agent: AgentRef,
     expires_at: u64,
     /// This socket's presence session.
@@ -281,7 +294,7 @@ struct Watched {
 type Forwarded = (ConversationId, Result<FeedItem, EngineError>);
 
 struct Connection {
-    state: Arc<AdminState>,
+    state: Arc<AgentState>,
     ws: actix_ws::Session,
     conn: ConnId,
     me: Option<Me>,
@@ -338,7 +351,7 @@ impl Connection {
                         // A span per client frame (not per event forwarded): the workspace
                         // once signed in, so the agent's lines can be filtered.
                         let span = match &self.me {
-                            Some(me) => tracing::info_span!("agent", tenant = %me.caller.tenant, agent = %me.agent.id),
+                            Some(me) => tracing::info_span!("agent", tenant = %me.member.tenant, agent = %me.agent.id),
                             None => tracing::info_span!("agent"),
                         };
                         self.on_frame(frame, &mut inbox).instrument(span).await
@@ -380,7 +393,7 @@ impl Connection {
             watched.forwarder.abort();
         }
         if let Some(me) = &self.me {
-            self.state.engine.presence().leave(&me.caller.tenant, &me.agent.id, me.session);
+            self.state.engine.presence().leave(&me.member.tenant, &me.agent.id, me.session);
         }
         let _ = self.ws.close(close).await;
     }
@@ -421,7 +434,7 @@ impl Connection {
                 if self.me.is_some() {
                     self.error("already_open", "this socket is signed in", None, None).await?;
                 } else if self.sign_in(&token).await? {
-                    let me = self.me.as_ref().map(|m| m.caller.tenant.clone());
+                    let me = self.me.as_ref().map(|m| m.member.tenant.clone());
                     if let Some(tenant) = me {
                         *inbox = Some(self.state.engine.subscribe_tenant(&tenant).await);
                     }
@@ -438,13 +451,14 @@ impl Connection {
                     .await?;
             }
             ClientFrame::Auth { token } => {
-                let tenant = self.me.as_ref().map(|m| m.caller.tenant.clone());
-                match crate::routes::person(&self.state, &token).await {
-                    Ok((caller, expires_at))
-                        if Some(&caller.tenant) == tenant.as_ref()
-                            && caller.account
-                                == self.me.as_ref().and_then(|m| m.caller.account.clone()) =>
+                let tenant = self.me.as_ref().map(|m| m.member.tenant.clone());
+                match self.state.sessions.member(&token).await {
+                    Ok(member)
+                        if Some(&member.tenant) == tenant.as_ref()
+                            && Some(&member.account)
+                                == self.me.as_ref().map(|m| &m.member.account) =>
                     {
+                        let expires_at = member.expires_at;
                         if let Some(me) = self.me.as_mut() {
                             (me.token, me.expires_at) = (token, expires_at);
                         }
@@ -469,7 +483,7 @@ impl Connection {
                     self.error("invalid_status", msg, None, None).await?;
                 } else if let Some(me) = &self.me {
                     let presence = self.state.engine.presence();
-                    presence.set(&me.caller.tenant, &me.agent.id, me.session, status);
+                    presence.set(&me.member.tenant, &me.agent.id, me.session, status);
                 }
             }
             ClientFrame::Subscribe { conversation_id, last_seq, r#ref } => {
@@ -514,9 +528,9 @@ impl Connection {
             }
             ClientFrame::Transfer { conversation_id, to, r#ref } => {
                 let id = ConversationId(conversation_id.clone());
-                let tenant = self.me.as_ref().map(|m| m.caller.tenant.clone());
+                let tenant = self.me.as_ref().map(|m| m.member.tenant.clone());
                 let target = match tenant {
-                    Some(t) => self.state.store.get_account(&t, &AccountId(to)).await,
+                    Some(t) => self.state.accounts.get_account(&t, &AccountId(to)).await,
                     None => Ok(None),
                 };
                 match target {
@@ -559,7 +573,7 @@ impl Connection {
                         .map(|()| Flow::Continue);
                 }
                 let tenant = self.key(ConversationId(String::new())).tenant_id;
-                let text = match crate::canned::expand(&self.state, &tenant, text).await {
+                let text = match self.state.engine.expand_canned(&tenant, text).await {
                     Ok(Ok(text)) => text,
                     Ok(Err(shortcut)) => {
                         let id = ConversationId(conversation_id);
@@ -572,7 +586,7 @@ impl Connection {
                     Err(e) => {
                         let id = ConversationId(conversation_id);
                         return self
-                            .error(e.code, &e.message, r#ref.as_deref(), Some(&id))
+                            .engine_error(&e, r#ref.as_deref(), Some(&id))
                             .await
                             .map(|()| Flow::Continue);
                     }
@@ -601,28 +615,28 @@ impl Connection {
     /// The socket is alive: so is its agent's presence.
     fn beat(&self) {
         if let Some(me) = &self.me {
-            self.state.engine.presence().beat(&me.caller.tenant, &me.agent.id, me.session);
+            self.state.engine.presence().beat(&me.member.tenant, &me.agent.id, me.session);
         }
     }
 
     fn key(&self, conversation_id: ConversationId) -> ConversationKey {
         let tenant_id =
-            self.me.as_ref().map_or_else(|| TenantId(String::new()), |m| m.caller.tenant.clone());
+            self.me.as_ref().map_or_else(|| TenantId(String::new()), |m| m.member.tenant.clone());
         ConversationKey { tenant_id, conversation_id }
     }
 
     /// Checks the token and the role; answers `welcome` or an error. Returns whether it worked.
     async fn sign_in(&mut self, token: &str) -> Result<bool, Gone> {
-        let (caller, expires_at) = match crate::routes::person(&self.state, token).await {
+        let member = match self.state.sessions.member(token).await {
             Ok(ok) => ok,
             Err(e) => return self.error(e.code, &e.message, None, None).await.map(|()| false),
         };
-        if caller.role > Role::Agent {
+        if member.role > Role::Agent {
             let msg = "viewers cannot use the agent socket";
             return self.error("forbidden", msg, None, None).await.map(|()| false);
         }
-        let Some(id) = caller.account.clone() else { return Ok(false) };
-        let name = match self.state.store.get_account(&caller.tenant, &id).await {
+        let id = member.account.clone();
+        let name = match self.state.accounts.get_account(&member.tenant, &id).await {
             Ok(Some(account)) => account.name,
             _ => {
                 return self
@@ -631,15 +645,15 @@ impl Connection {
                     .map(|()| false);
             }
         };
-        let role = caller.role;
+        let (role, expires_at) = (member.role, member.expires_at);
         let agent = AgentRef { id, name };
         let engine = self.state.engine.clone();
-        let session = engine.presence().join(&caller.tenant, agent.clone());
-        engine.agents_active(&caller.tenant);
-        let agents = engine.presence().list_anywhere(&caller.tenant).await;
+        let session = engine.presence().join(&member.tenant, agent.clone());
+        engine.agents_active(&member.tenant);
+        let agents = engine.presence().list_anywhere(&member.tenant).await;
         let welcome = ServerFrame::Welcome { agent: &agent, role, expires_at, protocol: 1, agents };
         let sent = self.send(&welcome).await;
-        self.me = Some(Me { token: token.to_owned(), caller, agent, expires_at, session });
+        self.me = Some(Me { token: token.to_owned(), member, agent, expires_at, session });
         sent.map(|()| true)
     }
 
@@ -651,10 +665,10 @@ impl Connection {
         let Some(token) = self.me.as_ref().map(|m| m.token.clone()) else {
             return Ok(Flow::Continue);
         };
-        let (code, message) = match crate::routes::person(&self.state, &token).await {
-            Ok((caller, _)) if caller.role <= Role::Agent => {
+        let (code, message) = match self.state.sessions.member(&token).await {
+            Ok(member) if member.role <= Role::Agent => {
                 if let Some(me) = self.me.as_mut() {
-                    me.caller.role = caller.role;
+                    me.member.role = member.role;
                 }
                 return Ok(Flow::Continue);
             }
@@ -680,7 +694,7 @@ impl Connection {
     }
 
     async fn send_inbox(&mut self) -> Result<(), Gone> {
-        let Some(tenant) = self.me.as_ref().map(|m| m.caller.tenant.clone()) else {
+        let Some(tenant) = self.me.as_ref().map(|m| m.member.tenant.clone()) else {
             return Ok(());
         };
         match self.state.engine.inbox(&tenant, INBOX_SCAN).await {
@@ -715,7 +729,7 @@ impl Connection {
             }
             Err(e) => return self.engine_error(&e, r, Some(&id)).await,
         };
-        let notes = match self.state.store.list_notes(&key.tenant_id, &id).await {
+        let notes = match self.state.conversations.list_notes(&key.tenant_id, &id).await {
             Ok(notes) => notes,
             Err(e) => return self.engine_error(&EngineError::Store(e), r, Some(&id)).await,
         };
@@ -747,8 +761,8 @@ impl Connection {
         let id = ConversationId(conversation_id);
         let r = r#ref.as_deref();
         let Some(token) = self.me.as_ref().map(|m| m.token.clone()) else { return Ok(()) };
-        let caller = match crate::routes::person(&self.state, &token).await {
-            Ok((caller, _)) if caller.role <= Role::Agent => caller,
+        let member = match self.state.sessions.member(&token).await {
+            Ok(member) if member.role <= Role::Agent => member,
             Ok(_) => {
                 return self.error("forbidden", "your role may not do this", r, Some(&id)).await;
             }
@@ -756,11 +770,11 @@ impl Connection {
         };
         let Some(agent) = self.me.as_ref().map(|m| m.agent.clone()) else { return Ok(()) };
         let action = action(&agent);
-        let command = AgentCommand { agent, privileged: caller.role <= Role::Admin, action };
+        let command = AgentCommand { agent, privileged: member.role <= Role::Admin, action };
         let key = self.key(id.clone());
         // The conversation must exist in this tenant; otherwise the actor would be started
         // for nothing (and it answers `conversation_not_found` anyway).
-        match self.state.store.get_conversation(&key.tenant_id, &id).await {
+        match self.state.conversations.get_conversation(&key.tenant_id, &id).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 return self.engine_error(&EngineError::ConversationNotFound, r, Some(&id)).await;
@@ -828,7 +842,7 @@ impl Connection {
                     self.send(&frame).await?;
                 }
                 TenantEvent::Member { account_id } => {
-                    let mine = self.me.as_ref().and_then(|m| m.caller.account.as_ref());
+                    let mine = self.me.as_ref().map(|m| &m.member.account);
                     if mine == Some(account_id) {
                         return self.recheck().await;
                     }
