@@ -36,8 +36,8 @@ cargo clippy -p parla --no-default-features --locked -- -D warnings
 if [ "${1:-}" = "--quick" ]; then
   step "unit tests, the actor's rules and the workspace's arrows (--quick: no servers)"
   cargo test --workspace --lib --bins --locked
-  # The conversation actor on the in-memory store, with tokio's clock paused.
-  cargo test --locked -p parla-engine --test actor_rules
+  # The conversation actor and the conversation feed on the in-memory store, clock paused.
+  cargo test --locked -p parla-engine --test actor_rules --test feed
   cargo test --locked --test arrows
   exit 0
 fi

@@ -234,7 +234,7 @@ pub struct PostBody {
     responses((status = 201, description = "Stored; the bot's reply follows on the conversation", body = Posted),
               (status = 200, description = "This `client_msg_id` was already stored: the original", body = Posted),
               (status = 422, description = "`validation_failed`: `client_msg_id` or `text` out of shape (`details.field` says which)", body = ErrorBody),
-              (status = 503, description = "`tenant_at_capacity`, `conversation_busy` or `shutting_down`: retry", body = ErrorBody),
+              (status = 503, description = "`tenant_at_capacity`, `conversation_busy`, `shutting_down` or `not_stored`: retry", body = ErrorBody),
               (status = 504, description = "`timeout`: not confirmed in time; retry with the same `client_msg_id`", body = ErrorBody)))]
 pub async fn post_message(
     state: web::Data<AdminState>,

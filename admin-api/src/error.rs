@@ -115,7 +115,8 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidForm(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::TenantAtCapacity
             | EngineError::ConversationBusy
-            | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            | EngineError::ShuttingDown
+            | EngineError::NotStored => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Internal => {
                 tracing::error!("an engine operation failed in the admin API");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -164,6 +165,7 @@ mod tests {
             (EngineError::ShuttingDown, 503),
             (EngineError::Internal, 500),
             (EngineError::NotConfirmed, 504),
+            (EngineError::NotStored, 503),
         ];
         for (error, status) in cases {
             let code = error.code();

@@ -171,6 +171,8 @@ pub async fn person(state: &AdminState, token: &str) -> Result<(Caller, u64), Ap
     Ok((caller, claims.exp))
 }
 
+use parla_domain::sessions::SessionRefused;
+
 /// Members' sessions as the admin API issues them, for the agent socket
 /// ([`parla_domain::sessions::MemberSessions`]): [`person`] behind the port.
 #[derive(Debug, Clone)]
@@ -181,17 +183,25 @@ impl parla_domain::sessions::MemberSessions for Sessions {
     async fn member(
         &self,
         access_token: &str,
-    ) -> Result<parla_domain::sessions::Member, parla_domain::sessions::SessionRefused> {
+    ) -> Result<parla_domain::sessions::Member, SessionRefused> {
+        use parla_domain::sessions::Refusal;
         match person(&self.0, access_token).await {
             Ok((Caller { tenant, account: Some(account), role, .. }, expires_at)) => {
                 Ok(parla_domain::sessions::Member { tenant, account, role, expires_at })
             }
-            Ok(_) => Err(parla_domain::sessions::SessionRefused {
-                code: "token_invalid",
+            Ok(_) => Err(SessionRefused {
+                reason: Refusal::Invalid,
                 message: "not a person's token".into(),
             }),
             Err(e) => {
-                Err(parla_domain::sessions::SessionRefused { code: e.code, message: e.message })
+                // The codes `person` answers with, told apart once, here where they are made.
+                let reason = match e.code {
+                    "token_invalid" => Refusal::Invalid,
+                    "token_expired" => Refusal::Expired,
+                    "token_revoked" => Refusal::Revoked,
+                    _ => Refusal::Unavailable,
+                };
+                Err(SessionRefused { reason, message: e.message })
             }
         }
     }

@@ -70,8 +70,9 @@ pub struct Channels {
 }
 
 /// The store ports the channels use, and no other: their connections, what they remember per
-/// contact, the conversations they deliver, and the bots' names. Visitor messages go in through
-/// the engine ([`Engine::post_visitor_message`]), never by appending here.
+/// contact, the conversations they deliver (read: a visitor's message goes in through the
+/// engine, [`Engine::post_visitor_message`], whose actor is the conversation's one writer),
+/// and the bots' names.
 #[derive(Debug, Clone)]
 pub struct ChannelStores {
     pub connections: Arc<dyn Connections>,

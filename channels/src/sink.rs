@@ -84,7 +84,7 @@ impl Channels {
                 Ok(Ok(FeedItem::Message(message) | FeedItem::StreamEnd { message, .. })) => message,
                 Ok(Ok(_)) => continue,
                 Ok(Err(e)) => {
-                    // The feed reads the gap again with the next stored message's event.
+                    // The feed reads the gap again with a later stored message's event.
                     tracing::warn!(error = %e, "channel sink could not read the conversation");
                     continue;
                 }
@@ -100,6 +100,11 @@ impl Channels {
                     return;
                 }
             };
+            if message.seq <= cursor {
+                // Handed out again (the end of a stream whose message a gap's replay already
+                // gave): delivered once, by seq.
+                continue;
+            }
             if !self.leads(t) {
                 // Another node delivers now: it resumes from the stored cursor.
                 break;
@@ -109,7 +114,8 @@ impl Channels {
             } else if message.delivery.is_some() {
                 // Already handed to the provider (or refused by it) by another sink — this
                 // node's previous one, or the node that held the lease before — which had not
-                // recorded its cursor yet: never sent twice.
+                // recorded its cursor yet (a replayed message carries its delivery record; a
+                // live one is new, past every cursor): never sent twice.
             } else {
                 let connection = match store.connections.channel_by_id(&connection).await {
                     Ok(Some(connection)) => connection,

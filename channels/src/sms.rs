@@ -207,6 +207,11 @@ async fn receive(
     };
     match stored.await {
         Ok(()) => HttpResponse::Ok().content_type("text/xml").body(TWIML_EMPTY),
+        // Refused for good (out of shape): a retry would be refused again.
+        Err(e) if e.is_permanent() => {
+            tracing::warn!(error = %e, "SMS refused; not stored");
+            HttpResponse::Ok().content_type("text/xml").body(TWIML_EMPTY)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "SMS not stored; Twilio will retry");
             refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry")

@@ -214,9 +214,16 @@ async fn receive(
             continue;
         }
         for message in &change.value.messages {
-            if let Err(e) = channels.accept(&connection, message).await {
-                tracing::warn!(connection = %connection.id, error = %e, "WhatsApp message not stored; Meta will redeliver");
-                return refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry");
+            match channels.accept(&connection, message).await {
+                Ok(()) => {}
+                // Refused for good (out of shape): redelivery would be refused again.
+                Err(e) if e.is_permanent() => {
+                    tracing::warn!(connection = %connection.id, error = %e, "WhatsApp message refused; not stored");
+                }
+                Err(e) => {
+                    tracing::warn!(connection = %connection.id, error = %e, "WhatsApp message not stored; Meta will redeliver");
+                    return refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; retry");
+                }
             }
         }
         for report in &change.value.statuses {

@@ -29,7 +29,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use futures_util::StreamExt;
 use parla_domain::{
-    sessions::{Member, MemberSessions},
+    sessions::{Member, MemberSessions, Refusal},
     store::{Accounts, Conversations},
 };
 use parla_engine::{
@@ -269,6 +269,7 @@ pub async fn agent_ws(
         me: None,
         watched: HashMap::new(),
         events: tx,
+        generations: 0,
         last_activity: Instant::now(),
     };
     actix_web::rt::spawn(connection.run(stream, rx));
@@ -289,9 +290,13 @@ struct Me {
 /// socket's queue.
 struct Watched {
     forwarder: tokio::task::JoinHandle<()>,
+    /// Which subscription of the conversation this is: items a previous one queued before it
+    /// was dropped (unsubscribed, then subscribed again) are not sent.
+    generation: u64,
 }
 
-type Forwarded = (ConversationId, Result<FeedItem, EngineError>);
+/// A conversation's feed item, with the subscription it came from.
+type Forwarded = (ConversationId, u64, Result<FeedItem, EngineError>);
 
 struct Connection {
     state: Arc<AgentState>,
@@ -300,6 +305,8 @@ struct Connection {
     me: Option<Me>,
     watched: HashMap<ConversationId, Watched>,
     events: mpsc::Sender<Forwarded>,
+    /// Subscriptions made so far (each [`Watched`] has its number).
+    generations: u64,
     last_activity: Instant,
     /// Counts this socket in `parla_sockets_open{kind="agent"}` while it lives.
     _counted: SocketGuard,
@@ -363,7 +370,9 @@ impl Connection {
                     Some(Err(_)) => Ok(Flow::Close(Some(CloseCode::Protocol.into()))),
                     None => Ok(Flow::Close(None)),
                 },
-                Some((id, event)) = events.recv() => self.on_event(&id, event).await,
+                Some((id, generation, item)) = events.recv() => {
+                    self.on_event(&id, generation, item).await
+                }
                 _ = recheck.tick(), if self.me.is_some() => self.recheck().await,
                 _ = heartbeat.tick() => {
                     if self.last_activity.elapsed() > CLIENT_TIMEOUT {
@@ -468,7 +477,7 @@ impl Connection {
                         self.error("forbidden", "that token is another member's", None, None)
                             .await?;
                     }
-                    Err(e) => self.error(e.code, &e.message, None, None).await?,
+                    Err(e) => self.error(e.reason.code(), &e.message, None, None).await?,
                 }
             }
             ClientFrame::Inbox => {
@@ -629,7 +638,9 @@ impl Connection {
     async fn sign_in(&mut self, token: &str) -> Result<bool, Gone> {
         let member = match self.state.sessions.member(token).await {
             Ok(ok) => ok,
-            Err(e) => return self.error(e.code, &e.message, None, None).await.map(|()| false),
+            Err(e) => {
+                return self.error(e.reason.code(), &e.message, None, None).await.map(|()| false);
+            }
         };
         if member.role > Role::Agent {
             let msg = "viewers cannot use the agent socket";
@@ -673,18 +684,18 @@ impl Connection {
                 return Ok(Flow::Continue);
             }
             Ok(_) => ("forbidden", "your role may no longer use the agent socket"),
-            Err(e) => match e.code {
-                "token_revoked" => {
+            Err(e) => match e.reason {
+                Refusal::Revoked => {
                     ("session_ended", "your sessions were ended (password reset); sign in again")
                 }
-                "token_expired" => {
+                Refusal::Expired => {
                     ("token_expired", "the access token expired; reconnect with a fresh one")
                 }
-                "token_invalid" => {
+                Refusal::Invalid => {
                     ("member_removed", "you are no longer a member of this workspace")
                 }
-                _ => {
-                    tracing::warn!(code = e.code, "could not check an agent's session");
+                Refusal::Unavailable => {
+                    tracing::warn!(error = %e, "could not check an agent's session");
                     return Ok(Flow::Continue);
                 }
             },
@@ -737,15 +748,17 @@ impl Connection {
         // messages after it come first, through the queue like every later event.
         feed.clamp(entry.last_seq);
         let (tx, forwarded) = (self.events.clone(), id.clone());
+        self.generations += 1;
+        let generation = self.generations;
         let forwarder = actix_web::rt::spawn(async move {
             loop {
                 let item = feed.next().await;
-                if tx.send((forwarded.clone(), item)).await.is_err() {
+                if tx.send((forwarded.clone(), generation, item)).await.is_err() {
                     break;
                 }
             }
         });
-        self.watched.insert(id.clone(), Watched { forwarder });
+        self.watched.insert(id.clone(), Watched { forwarder, generation });
         self.send(&ServerFrame::Subscribed { conversation_id: &id, conversation: entry, notes })
             .await
     }
@@ -766,7 +779,7 @@ impl Connection {
             Ok(_) => {
                 return self.error("forbidden", "your role may not do this", r, Some(&id)).await;
             }
-            Err(e) => return self.error(e.code, &e.message, r, Some(&id)).await,
+            Err(e) => return self.error(e.reason.code(), &e.message, r, Some(&id)).await,
         };
         let Some(agent) = self.me.as_ref().map(|m| m.agent.clone()) else { return Ok(()) };
         let action = action(&agent);
@@ -864,10 +877,11 @@ impl Connection {
     async fn on_event(
         &mut self,
         id: &ConversationId,
+        generation: u64,
         item: Result<FeedItem, EngineError>,
     ) -> Result<Flow, Gone> {
-        if !self.watched.contains_key(id) {
-            return Ok(Flow::Continue); // Unsubscribed meanwhile.
+        if self.watched.get(id).is_none_or(|w| w.generation != generation) {
+            return Ok(Flow::Continue); // Unsubscribed meanwhile (and maybe subscribed again).
         }
         let conversation_id = id;
         let event = match item {
@@ -887,7 +901,7 @@ impl Connection {
             // Acks are for the connection that sent the message: not this one.
             Ok(FeedItem::Ack(_)) => return Ok(Flow::Continue),
             Ok(FeedItem::Live(event)) => event,
-            // The store failed while filling a gap: the feed tries again with the next event.
+            // The store failed while filling a gap: the feed tries again with a later message.
             Err(e) => {
                 self.engine_error(&e, None, Some(id)).await?;
                 return Ok(Flow::Continue);

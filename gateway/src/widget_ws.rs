@@ -413,17 +413,21 @@ impl Connection {
             // at once and is stored with the conversation when the visitor first writes (its
             // seq and id decided now, so both agree).
             let Some(greeting) = greeting else { return Ok(()) };
-            feed.mark_sent(greeting.seq);
+            feed.greeted(greeting.seq);
             return self.send(&ServerFrame::Message(message_frame(&greeting))).await;
         }
-        // The replay, before anything else is said.
+        // The replay, before anything else is said. A failed read is told and the rest goes on
+        // (the actor is still woken): the feed reads the gap again with a later message.
         loop {
             match feed.next_stored().await {
                 Ok(Some(message)) => {
                     self.send(&ServerFrame::Message(message_frame(&message))).await?
                 }
                 Ok(None) => break,
-                Err(e) => return self.engine_error(&e, None).await,
+                Err(e) => {
+                    self.engine_error(&e, None).await?;
+                    break;
+                }
             }
         }
         if let Some(agent) = opened.handling.assignee.as_ref() {
@@ -489,7 +493,7 @@ impl Connection {
                 if !self.stored(Some(&id)).await? {
                     return Ok(());
                 }
-                // Refusals and a duplicate's original come back on the subscription (`on_event`).
+                // Refusals and a duplicate's original come back on the feed (`on_item`).
                 if let Err(e) =
                     engine.send(key, Some(self.id), Inbound::VisitorMessage(input)).await
                 {
@@ -547,7 +551,7 @@ impl Connection {
                 return Ok(Flow::Continue);
             }
             Ok(FeedItem::Live(event)) => event,
-            // The store failed while filling a gap: the feed tries again with the next event.
+            // The store failed while filling a gap: the feed tries again with a later message.
             Err(e) => {
                 self.engine_error(&e, None).await?;
                 return Ok(Flow::Continue);

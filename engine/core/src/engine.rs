@@ -184,7 +184,6 @@ pub struct Pending {
 /// How many of the newest conversations an agent's inbox looks at.
 pub const INBOX_SCAN: usize = 500;
 
-/// The engine. Cheap to clone.
 /// How long a cluster-wide lease lasts unless renewed ([`Engine::lease`]).
 pub const LEASE_TERM: std::time::Duration = std::time::Duration::from_secs(3);
 /// A held lease counts here until this long before it could lapse in Redis (clock drift, the
@@ -203,6 +202,7 @@ pub enum Lease {
     Unknown { until: std::time::Instant },
 }
 
+/// The engine. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Engine {
     inner: Arc<Inner>,
@@ -642,7 +642,8 @@ impl Engine {
     /// ([`VisitorInput::check`], against [`Engine::max_text_chars`]), sent to the
     /// conversation's actor, and returned once stored — `(message, true)` when its
     /// `client_msg_id` was stored before (the original). The actor's refusal comes back as
-    /// its error; [`EngineError::NotConfirmed`] if not confirmed within `wait`.
+    /// its error ([`EngineError::NotStored`] for a store failure);
+    /// [`EngineError::NotConfirmed`] if not confirmed within `wait`.
     pub async fn post_visitor_message(
         &self,
         key: ConversationKey,
@@ -672,7 +673,7 @@ impl Engine {
                         }
                         continue;
                     }
-                    Err(crate::bus::RecvError::Closed) => return Err(EngineError::ShuttingDown),
+                    Err(crate::bus::RecvError::Closed) => return Err(EngineError::NotStored),
                 };
                 match &*event {
                     Event::Message { message }
@@ -685,11 +686,7 @@ impl Engine {
                     }
                     Event::Rejected { conn: Some(to), code, message, .. } if *to == conn => {
                         tracing::warn!(code = %code, "a posted visitor message was refused");
-                        let detail = Some(message.clone());
-                        return Err(EngineError::from_wire(WireError {
-                            code: code.clone(),
-                            detail,
-                        }));
+                        return Err(refusal(code, message));
                     }
                     _ => {}
                 }
@@ -1018,6 +1015,19 @@ fn token_hash(token: &str) -> String {
 /// Compares without an early exit, so timing does not reveal how much of a token matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The actor's refusal of a posted visitor message (its `Rejected` event) as an error.
+fn refusal(code: &str, message: &str) -> EngineError {
+    match code {
+        // The store failed: nothing was kept, and a retry with the same id is safe.
+        "internal" => EngineError::NotStored,
+        // The public message already says "invalid form: …".
+        "invalid_form" => EngineError::InvalidForm(
+            message.strip_prefix("invalid form: ").unwrap_or(message).to_owned(),
+        ),
+        _ => EngineError::from_wire(WireError { code: code.to_owned(), detail: None }),
+    }
 }
 
 #[cfg(test)]

@@ -87,26 +87,17 @@ impl ConversationFeed {
         }
     }
 
-    /// The conversation read.
-    pub fn key(&self) -> &ConversationKey {
-        &self.key
-    }
-
-    /// The highest seq handed out.
-    pub fn last_seq(&self) -> u64 {
-        self.sent
-    }
-
     /// The reader cannot have more than the conversation's `last_seq` (what a client claims to
     /// have is clamped to what exists, once the conversation is read after subscribing).
     pub fn clamp(&mut self, last_seq: u64) {
         self.sent = self.sent.min(last_seq);
     }
 
-    /// Counts message `seq` as handed out by other means (a new conversation's greeting, sent
-    /// before it is stored).
-    pub fn mark_sent(&mut self, seq: u64) {
+    /// A new conversation's greeting (`seq`) was handed out before anything is stored: it
+    /// counts as sent, and there is nothing to replay.
+    pub fn greeted(&mut self, seq: u64) {
         self.sent = self.sent.max(seq);
+        self.caught_up = true;
     }
 
     /// The next stored message the reader does not have, or `None` once it has all the store
@@ -117,8 +108,8 @@ impl ConversationFeed {
             let page = match self.engine.history(&self.key, self.sent, PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
-                    // Not tried again at once (a failing store would be read in a loop): the
-                    // next stored message's event shows the gap and fills it.
+                    // Not read again at once (a failing store would be read in a loop): a
+                    // later stored message's event shows the gap and tries again.
                     self.caught_up = true;
                     return Err(e);
                 }
@@ -139,10 +130,13 @@ impl ConversationFeed {
             if let Some(message) = self.next_stored().await? {
                 return Ok(FeedItem::Message(message));
             }
-            let event = match self.held.take() {
-                Some(event) => event,
+            // A held event had its gap filled (or tried once): it goes on whatever the store
+            // had, so a seq the store lacks (a deleted conversation) or a failing read cannot
+            // hold it back for ever.
+            let (event, filled) = match self.held.take() {
+                Some(event) => (event, true),
                 None => match self.subscription.recv().await {
-                    Ok(event) => event,
+                    Ok(event) => (event, false),
                     // Fell behind: the store has every message that was dropped.
                     Err(RecvError::Lagged(_)) => {
                         self.caught_up = false;
@@ -161,7 +155,7 @@ impl ConversationFeed {
                 Event::Message { message } | Event::StreamEnd { message, .. } => Some(message.seq),
                 _ => None,
             };
-            if stored.is_some_and(|seq| seq > self.sent + 1) {
+            if !filled && stored.is_some_and(|seq| seq > self.sent + 1) {
                 // A stored message never reached the bus: fill the gap, then take this one.
                 self.held = Some(event);
                 self.caught_up = false;

@@ -38,6 +38,10 @@ pub enum EngineError {
     /// with the same `client_msg_id`.
     #[error("the message was not confirmed in time; retry with the same client_msg_id")]
     NotConfirmed,
+    /// A posted visitor message was refused by its conversation because it could not be
+    /// stored (a store failure): retry with the same `client_msg_id`.
+    #[error("the message was not stored; retry with the same client_msg_id")]
+    NotStored,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -59,8 +63,15 @@ impl EngineError {
             Self::InvalidForm(_) => "invalid_form",
             Self::InvalidInput(e) => e.code,
             Self::NotConfirmed => "timeout",
+            Self::NotStored => "not_stored",
             Self::Internal | Self::Store(_) => "internal",
         }
+    }
+
+    /// Whether trying the same thing again cannot succeed (input out of shape), as opposed to
+    /// a refusal that a retry may get past (capacity, a store failure, a timeout).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::InvalidInput(_) | Self::InvalidForm(_))
     }
 
     /// A message safe to show a visitor: store errors are not described.
@@ -82,7 +93,7 @@ impl EngineError {
 
     /// Back from [`EngineError::to_wire`] (a store failure arrives as `Internal`: its detail
     /// never leaves its node; a visitor's input is checked, and a post confirmed, on the node
-    /// it came in on, so `InvalidInput` and `NotConfirmed` never cross).
+    /// it came in on, so `InvalidInput`, `NotConfirmed` and `NotStored` never cross).
     pub fn from_wire(wire: WireError) -> Self {
         match wire.code.as_str() {
             "bot_not_found" => Self::BotNotFound,

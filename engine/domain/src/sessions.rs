@@ -18,13 +18,34 @@ pub struct Member {
 }
 
 /// Why a token names no member now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A bad token, or its account is gone (the member was removed).
+    Invalid,
+    Expired,
+    /// The member's sessions were ended (a password reset).
+    Revoked,
+    /// The check itself failed (the store): nothing is known either way.
+    Unavailable,
+}
+
+impl Refusal {
+    /// The wire code clients switch on.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Invalid => "token_invalid",
+            Self::Expired => "token_expired",
+            Self::Revoked => "token_revoked",
+            Self::Unavailable => "internal",
+        }
+    }
+}
+
+/// A token refused, with a message safe to show its holder.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SessionRefused {
-    /// `token_invalid` (a bad token, or the account is gone), `token_expired`, `token_revoked`
-    /// (the member's sessions were ended), or `internal` (the check itself failed: nothing is
-    /// known either way).
-    pub code: &'static str,
+    pub reason: Refusal,
     pub message: String,
 }
 

@@ -827,14 +827,12 @@ impl ConsumerLoop {
     /// refusal goes back to the connection that sent the event.
     fn hand_over(&self, envelope: Envelope) {
         let (key, origin) = (envelope.key.clone(), envelope.origin);
-        let (client_msg_id, command) = match &envelope.inbound {
-            parla_domain::bus::Inbound::VisitorMessage(input) => {
-                (Some(input.client_msg_id.clone()), None)
-            }
+        let client_msg_id = envelope.inbound.client_msg_id().map(str::to_owned);
+        let command = match &envelope.inbound {
             parla_domain::bus::Inbound::Command { request, reply_to, .. } => {
-                (None, Some((request.clone(), reply_to.clone())))
+                Some((request.clone(), reply_to.clone()))
             }
-            _ => (None, None),
+            _ => None,
         };
         // Kept to mark a refusal done: its sender is told, below.
         let receipt = envelope.receipt.clone();

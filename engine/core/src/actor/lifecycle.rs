@@ -305,9 +305,9 @@ impl ConversationActor {
         msg: ActorMsg,
     ) -> Result<(), EngineError> {
         let origin = match &msg {
-            ActorMsg::Inbound(envelope) => {
-                envelope.origin.map(|conn| (conn, client_msg_id(envelope)))
-            }
+            ActorMsg::Inbound(envelope) => envelope
+                .origin
+                .map(|conn| (conn, envelope.inbound.client_msg_id().map(str::to_owned))),
             ActorMsg::ReplyDone(_) | ActorMsg::Command(..) => None,
         };
         if AssertUnwindSafe(self.handle(state, msg)).catch_unwind().await.is_ok() {

@@ -286,7 +286,11 @@ impl ConversationActor {
         match msg {
             ActorMsg::Inbound(envelope) => {
                 envelope.receipt.done(); // Its sender is told.
-                self.publish_rejection(envelope.origin, client_msg_id(&envelope), error);
+                self.publish_rejection(
+                    envelope.origin,
+                    envelope.inbound.client_msg_id().map(str::to_owned),
+                    error,
+                );
             }
             ActorMsg::Command(_, reply) => {
                 let _ = reply.send(Err(error.clone()));
@@ -345,13 +349,6 @@ const OFFER_WINDOW: u64 = 50;
 fn postback_intent(intents: &[Intent], payload: &str) -> Option<usize> {
     let payload = payload.trim();
     intents.iter().position(|i| i.id == payload || i.name.eq_ignore_ascii_case(payload))
-}
-
-fn client_msg_id(envelope: &Envelope) -> Option<String> {
-    match &envelope.inbound {
-        Inbound::VisitorMessage(input) => Some(input.client_msg_id.clone()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,16 @@ pub enum Inbound {
     Command { request: String, reply_to: String, command: crate::agents::AgentCommand },
 }
 
+impl Inbound {
+    /// The visitor's idempotency key, for an event that carries one.
+    pub fn client_msg_id(&self) -> Option<&str> {
+        match self {
+            Self::VisitorMessage(input) => Some(&input.client_msg_id),
+            _ => None,
+        }
+    }
+}
+
 /// An inbound event with its address and the connection it came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {

@@ -3,11 +3,12 @@
 //! `Connections` and `ChannelState`).
 //!
 //! Every method takes the tenant explicitly and every key an adapter writes starts with it, so a
-//! query cannot reach another tenant's data. Adapters (in `parla-engine`'s `store` today):
-//! - `redb::RedbStore`: the embedded default, one file in the data dir, durable on return
-//!   (group commit + fsync).
-//! - `cql::CqlStore`: ScyllaDB or Apache Cassandra for distributed mode, durable on return
-//!   at `LOCAL_QUORUM`; schema in `schema-cql/`, applied by `cql::migrate`.
+//! query cannot reach another tenant's data. Adapters:
+//! - `parla-store-redb` (`RedbStore`): the embedded default, one file in the data dir, durable
+//!   on return (group commit + fsync).
+//! - `parla-store-cql` (`CqlStore`): ScyllaDB or Apache Cassandra for distributed mode,
+//!   durable on return at `LOCAL_QUORUM`; schema in `schema-cql/`, applied by its `migrate`.
+//! - `crate::memory::MemoryStore` (feature `testkit`): in memory, for unit tests.
 //!
 //! Every adapter must pass the conformance suite (`crate::conformance`, feature `testkit`).
 
