@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use parla_domain::{
-    bus::{Bus, Event, local::InProcessBus},
+    bus::{Event, Feed, local::InProcessBus},
     conformance,
     hooks::NoHooks,
     knowledge::NoKnowledge,

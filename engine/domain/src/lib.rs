@@ -14,7 +14,8 @@
 //! - [`presence`]: an agent's presence as others see it.
 //! - [`channels`]: what a channel connection's sealed secrets hold; the admin API's port to
 //!   the channels.
-//! - [`bus`]: inbound and outbound events, receipts, subscriptions, and the bus port.
+//! - [`bus`]: inbound and outbound events, receipts, subscriptions, and the bus ports, one
+//!   file each (`Delivery`, `Feed`, `Coordination`, `Probe`; `Bus` is all four).
 //! - [`store`]: the store ports (one small trait per concern, one file each), `Store` for
 //!   all of them on one database, and their errors.
 //! - [`responder`]: the bot-brain port.

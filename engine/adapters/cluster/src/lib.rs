@@ -13,7 +13,7 @@
 //! the new owner reads from there: events are delivered again, which the engine absorbs
 //! (`client_msg_id` idempotency; `Start` and `Read` are idempotent) and an actor starting on a
 //! conversation answers a visitor message its predecessor stored but never answered
-//! ([`Bus::redelivers`]). On a clean rebalance the old owner first waits (up to the handover
+//! ([`Delivery::redelivers`]). On a clean rebalance the old owner first waits (up to the handover
 //! time) for the events in hand, commits, then stops the moving actors.
 //!
 //! **Outbound** events go through Redis pub/sub, one channel per conversation
@@ -58,8 +58,8 @@ use parla_domain::{
     EngineError,
     agents::{AgentCommand, CommandOutcome},
     bus::{
-        Bus, BusError, Envelope, Event, InboundHandler, Receipt, Subscription, TenantEvent,
-        local::InProcessBus,
+        BusError, Coordination, Delivery, Envelope, Event, Feed, InboundHandler, Probe, Receipt,
+        Subscription, TenantEvent, local::InProcessBus,
     },
     error::WireError,
     model::{AccountId, BotId, ConnId, ConversationId, ConversationKey, TenantId},
@@ -279,7 +279,7 @@ async fn ensure_topic(
 }
 
 #[async_trait]
-impl Bus for ClusterBus {
+impl Delivery for ClusterBus {
     async fn deliver(&self, envelope: Envelope) -> Result<(), BusError> {
         let payload = serde_json::to_vec(&envelope)
             .map_err(|e| BusError::Transport(format!("encode: {e}")))?;
@@ -295,16 +295,6 @@ impl Bus for ClusterBus {
             .map_err(|(e, _)| BusError::Transport(format!("kafka produce: {e}")))
     }
 
-    fn publish(&self, key: &ConversationKey, event: Event) {
-        self.route.publish(conversation_channel(&self.settings.topic_prefix, key), &event);
-    }
-
-    async fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
-        let channel = conversation_channel(&self.settings.topic_prefix, key);
-        let guard = self.route.watch(channel, Watched::Conversation(key.clone())).await;
-        self.local.subscribe(key, conn).await.with_route_guard(Box::new(guard))
-    }
-
     fn bind(&self, handler: Arc<dyn InboundHandler>) {
         if self.handler.set(handler.clone()).is_err() {
             tracing::warn!("cluster bus bound twice; keeping the first engine");
@@ -315,6 +305,62 @@ impl Bus for ClusterBus {
         {
             tracing::error!(error = %e, "the inbound consumer did not start");
         }
+    }
+
+    fn redelivers(&self) -> bool {
+        true
+    }
+
+    async fn command(
+        &self,
+        key: &ConversationKey,
+        command: &AgentCommand,
+    ) -> Option<Result<CommandOutcome, EngineError>> {
+        let request = uuid::Uuid::new_v4().simple().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.route.replies.lock().insert(request.clone(), tx);
+        // Forgets the waiter however this call ends (a cancelled caller included).
+        let _waiting = Waiting { route: &self.route, request: request.clone() };
+        let inbound = parla_domain::bus::Inbound::Command {
+            request: request.clone(),
+            reply_to: self.settings.node_id.clone(),
+            command: command.clone(),
+        };
+        let sent = self.deliver(Envelope::new(key.clone(), None, inbound)).await;
+        let outcome = match sent {
+            Ok(()) => match tokio::time::timeout(COMMAND_WAIT, rx).await {
+                Ok(Ok(outcome)) => outcome.map_err(EngineError::from_wire),
+                // Not answered in time (the conversation's node is failing over): the caller
+                // may retry; a claim or a reply is idempotent for the same agent.
+                Ok(Err(_)) | Err(_) => Err(EngineError::ConversationBusy),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "an agent command could not be sent");
+                Err(EngineError::Internal)
+            }
+        };
+        Some(outcome)
+    }
+
+    fn answer(&self, reply_to: &str, request: &str, outcome: &Result<CommandOutcome, EngineError>) {
+        let answer = Answer {
+            request: request.to_owned(),
+            outcome: outcome.clone().map_err(|e| e.to_wire()),
+        };
+        self.route.publish(node_channel(&self.settings.topic_prefix, reply_to), &answer);
+    }
+}
+
+#[async_trait]
+impl Feed for ClusterBus {
+    fn publish(&self, key: &ConversationKey, event: Event) {
+        self.route.publish(conversation_channel(&self.settings.topic_prefix, key), &event);
+    }
+
+    async fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription {
+        let channel = conversation_channel(&self.settings.topic_prefix, key);
+        let guard = self.route.watch(channel, Watched::Conversation(key.clone())).await;
+        self.local.subscribe(key, conn).await.with_route_guard(Box::new(guard))
     }
 
     fn publish_tenant(&self, tenant: &TenantId, event: TenantEvent) {
@@ -334,43 +380,10 @@ impl Bus for ClusterBus {
         let channel = format!("{}:bots", self.settings.topic_prefix);
         self.route.publish(channel, &BotChanged { tenant: tenant.clone(), bot: bot.clone() });
     }
+}
 
-    fn redelivers(&self) -> bool {
-        true
-    }
-
-    async fn probe(&self, timeout: Duration) -> Vec<(&'static str, Result<(), String>)> {
-        // Kafka: the inbound topic's metadata from a broker (what producing needs first).
-        // librdkafka's call blocks, so it runs on the blocking pool, bounded by its own timeout.
-        let producer = self.producer.clone();
-        let topic = self.inbound_topic.clone();
-        let kafka = async move {
-            let fetched = tokio::task::spawn_blocking(move || {
-                rdkafka::producer::Producer::client(&producer)
-                    .fetch_metadata(Some(&topic), timeout)
-                    .map(drop)
-            });
-            match tokio::time::timeout(timeout, fetched).await {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(format!("metadata: {e}")),
-                Ok(Err(_)) => Err("the metadata request panicked".to_owned()),
-                Err(_) => Err(format!("no answer in {} ms", timeout.as_millis())),
-            }
-        };
-        // Redis: a PING on the connection leases and shared presence use.
-        let mut conn = self.route.conn.clone();
-        let redis = async move {
-            let ping = redis::cmd("PING");
-            match tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("ping: {e}")),
-                Err(_) => Err(format!("no answer in {} ms", timeout.as_millis())),
-            }
-        };
-        let (kafka, redis) = tokio::join!(kafka, redis);
-        vec![("kafka", kafka), ("redis", redis)]
-    }
-
+#[async_trait]
+impl Coordination for ClusterBus {
     fn share_presence(&self, tenant: &TenantId, presence: &AgentPresence, ttl: Duration) {
         let keys = presence_keys(&self.settings.topic_prefix, tenant);
         let member = format!("{}@{}", presence.agent.id.0, self.settings.node_id);
@@ -421,44 +434,40 @@ impl Bus for ClusterBus {
             .await;
         Some(held.map(|held| held == 1).map_err(|e| BusError::Transport(format!("lease: {e}"))))
     }
+}
 
-    async fn command(
-        &self,
-        key: &ConversationKey,
-        command: &AgentCommand,
-    ) -> Option<Result<CommandOutcome, EngineError>> {
-        let request = uuid::Uuid::new_v4().simple().to_string();
-        let (tx, rx) = oneshot::channel();
-        self.route.replies.lock().insert(request.clone(), tx);
-        // Forgets the waiter however this call ends (a cancelled caller included).
-        let _waiting = Waiting { route: &self.route, request: request.clone() };
-        let inbound = parla_domain::bus::Inbound::Command {
-            request: request.clone(),
-            reply_to: self.settings.node_id.clone(),
-            command: command.clone(),
-        };
-        let sent = self.deliver(Envelope::new(key.clone(), None, inbound)).await;
-        let outcome = match sent {
-            Ok(()) => match tokio::time::timeout(COMMAND_WAIT, rx).await {
-                Ok(Ok(outcome)) => outcome.map_err(EngineError::from_wire),
-                // Not answered in time (the conversation's node is failing over): the caller
-                // may retry; a claim or a reply is idempotent for the same agent.
-                Ok(Err(_)) | Err(_) => Err(EngineError::ConversationBusy),
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "an agent command could not be sent");
-                Err(EngineError::Internal)
+#[async_trait]
+impl Probe for ClusterBus {
+    async fn probe(&self, timeout: Duration) -> Vec<(&'static str, Result<(), String>)> {
+        // Kafka: the inbound topic's metadata from a broker (what producing needs first).
+        // librdkafka's call blocks, so it runs on the blocking pool, bounded by its own timeout.
+        let producer = self.producer.clone();
+        let topic = self.inbound_topic.clone();
+        let kafka = async move {
+            let fetched = tokio::task::spawn_blocking(move || {
+                rdkafka::producer::Producer::client(&producer)
+                    .fetch_metadata(Some(&topic), timeout)
+                    .map(drop)
+            });
+            match tokio::time::timeout(timeout, fetched).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(format!("metadata: {e}")),
+                Ok(Err(_)) => Err("the metadata request panicked".to_owned()),
+                Err(_) => Err(format!("no answer in {} ms", timeout.as_millis())),
             }
         };
-        Some(outcome)
-    }
-
-    fn answer(&self, reply_to: &str, request: &str, outcome: &Result<CommandOutcome, EngineError>) {
-        let answer = Answer {
-            request: request.to_owned(),
-            outcome: outcome.clone().map_err(|e| e.to_wire()),
+        // Redis: a PING on the connection leases and shared presence use.
+        let mut conn = self.route.conn.clone();
+        let redis = async move {
+            let ping = redis::cmd("PING");
+            match tokio::time::timeout(timeout, ping.query_async::<String>(&mut conn)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("ping: {e}")),
+                Err(_) => Err(format!("no answer in {} ms", timeout.as_millis())),
+            }
         };
-        self.route.publish(node_channel(&self.settings.topic_prefix, reply_to), &answer);
+        let (kafka, redis) = tokio::join!(kafka, redis);
+        vec![("kafka", kafka), ("redis", redis)]
     }
 }
 

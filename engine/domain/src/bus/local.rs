@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Bus, BusError, Envelope, Event, InboundHandler, Subscription, TenantEvent};
+use super::{
+    BusError, Coordination, Delivery, Envelope, Event, Feed, InboundHandler, Probe, Subscription,
+    TenantEvent,
+};
 use crate::model::{ConnId, ConversationKey, TenantId};
 
 /// Events addressed to one connection that may wait for it. A connection has at most one frame
@@ -94,12 +97,21 @@ impl InProcessBus {
 }
 
 #[async_trait]
-impl Bus for InProcessBus {
+impl Delivery for InProcessBus {
     async fn deliver(&self, envelope: Envelope) -> Result<(), BusError> {
         let handler = self.handler.get().ok_or(BusError::Unbound)?;
         handler.handle(envelope).await.map_err(BusError::Refused)
     }
 
+    fn bind(&self, handler: Arc<dyn InboundHandler>) {
+        if self.handler.set(handler).is_err() {
+            tracing::warn!("in-process bus bound twice; keeping the first engine");
+        }
+    }
+}
+
+#[async_trait]
+impl Feed for InProcessBus {
     fn publish(&self, key: &ConversationKey, event: Event) {
         if let Some(conn) = event.target() {
             if let Some(tx) = self.directs.lock().get(&conn)
@@ -147,12 +159,6 @@ impl Bus for InProcessBus {
         Subscription::new(rx, lagged, direct, Some(Box::new(guard)))
     }
 
-    fn bind(&self, handler: Arc<dyn InboundHandler>) {
-        if self.handler.set(handler).is_err() {
-            tracing::warn!("in-process bus bound twice; keeping the first engine");
-        }
-    }
-
     fn publish_tenant(&self, tenant: &TenantId, event: TenantEvent) {
         let tx = self.tenants.lock().get(tenant).cloned();
         if let Some(tx) = tx {
@@ -168,6 +174,12 @@ impl Bus for InProcessBus {
             .subscribe()
     }
 }
+
+/// One process shares nothing with other nodes: the defaults (presence and leases are local).
+impl Coordination for InProcessBus {}
+
+/// An in-process bus depends on no service.
+impl Probe for InProcessBus {}
 
 /// Cleans up after a subscription: its queue in the conversation's fan-out (the fan-out itself
 /// when this was its last subscriber), and its connection's direct queue.

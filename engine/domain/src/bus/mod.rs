@@ -11,7 +11,16 @@
 
 use std::sync::Arc;
 
+mod coordination;
+mod delivery;
+mod feed;
 pub mod local;
+mod probe;
+
+pub use coordination::Coordination;
+pub use delivery::Delivery;
+pub use feed::Feed;
+pub use probe::Probe;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -38,7 +47,7 @@ pub enum Inbound {
     /// The bot (or its intents) changed in the store.
     BotChanged { bot: BotId },
     /// An agent's command from another node; the outcome goes back to `reply_to`'s node
-    /// channel under `request` (see [`Bus::answer`]).
+    /// channel under `request` (see [`Delivery::answer`]).
     Command { request: String, reply_to: String, command: crate::agents::AgentCommand },
 }
 
@@ -328,90 +337,10 @@ impl Event {
     }
 }
 
-/// The bus port.
-#[async_trait]
-pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
-    /// Hands an inbound event to the node hosting its conversation. Waits while that actor's
-    /// mailbox is full (backpressure).
-    async fn deliver(&self, envelope: Envelope) -> Result<(), BusError>;
-    /// Fans an event out to the conversation's current subscribers, or, when the event has a
-    /// [`Event::target`], to that connection's subscription alone. Never blocks: a subscriber
-    /// that falls behind sees [`RecvError::Lagged`] and recovers from the store.
-    fn publish(&self, key: &ConversationKey, event: Event);
-    /// Live events of `key` from now on, plus those addressed to `conn`.
-    /// Returns once the subscription is live: every event published after it returns reaches
-    /// it (a remote route has confirmed it).
-    async fn subscribe(&self, key: &ConversationKey, conn: Option<ConnId>) -> Subscription;
-    /// Makes `handler` the receiver of inbound events (the local engine).
-    fn bind(&self, handler: Arc<dyn InboundHandler>);
-    /// Fans a tenant-wide event out to the tenant's inbox watchers. Never blocks.
-    fn publish_tenant(&self, tenant: &TenantId, event: TenantEvent);
-    /// Tenant-wide events from now on. A watcher that falls behind gets `Lagged` and re-reads
-    /// the inbox from the store.
-    async fn subscribe_tenant(
-        &self,
-        tenant: &TenantId,
-    ) -> tokio::sync::broadcast::Receiver<Arc<TenantEvent>>;
-    /// Tells the other nodes that a bot or its intents changed (this node already knows).
-    fn announce_bot_changed(&self, _tenant: &TenantId, _bot: &BotId) {}
-    /// Runs an agent's command on the node hosting the conversation and returns its outcome;
-    /// `None` when this bus has a single node (the caller runs it locally).
-    async fn command(
-        &self,
-        _key: &ConversationKey,
-        _command: &crate::agents::AgentCommand,
-    ) -> Option<Result<crate::agents::CommandOutcome, crate::EngineError>> {
-        None
-    }
-    /// Sends the outcome of an [`Inbound::Command`] back to the node that asked.
-    fn answer(
-        &self,
-        _reply_to: &str,
-        _request: &str,
-        _outcome: &Result<crate::agents::CommandOutcome, crate::EngineError>,
-    ) {
-    }
-    /// Records `presence` (an agent's status on this node) for `ttl` unless told again, so
-    /// every node sees the agents of every node; `Offline` removes it. One process: nothing to
-    /// share.
-    fn share_presence(
-        &self,
-        _tenant: &TenantId,
-        _presence: &crate::presence::AgentPresence,
-        _ttl: std::time::Duration,
-    ) {
-    }
-    /// The agents of `tenant` online or away on any node, each with the best of its nodes'
-    /// statuses; `None` when this bus has a single node (the local presence knows).
-    async fn cluster_presence(
-        &self,
-        _tenant: &TenantId,
-    ) -> Option<Vec<crate::presence::AgentPresence>> {
-        None
-    }
-    /// Takes or renews the cluster-wide lease `name` for `ttl`: `Some(Ok(true))` while this
-    /// node holds it, so one node at a time does a tenant-wide job (routing a tenant's waiting
-    /// conversations, delivering its channel messages); `Some(Err)` when the cluster could not
-    /// say; `None` when this bus has a single node (it always holds it).
-    async fn lease(
-        &self,
-        _name: &str,
-        _ttl: std::time::Duration,
-    ) -> Option<Result<bool, BusError>> {
-        None
-    }
-    /// Whether an inbound event may be delivered again after a node failed, so that an actor
-    /// starting on a conversation must finish what its predecessor left (answer a visitor
-    /// message stored but never answered).
-    fn redelivers(&self) -> bool {
-        false
-    }
-    /// Probes the services this bus depends on, each answering within `timeout`, for
-    /// readiness (`GET /readyz`): `(service, outcome)`. An in-process bus depends on none.
-    async fn probe(
-        &self,
-        _timeout: std::time::Duration,
-    ) -> Vec<(&'static str, Result<(), String>)> {
-        Vec::new()
-    }
-}
+/// The bus: every bus port on one transport (the in-process fan-out, or Kafka + Redis), which
+/// the engine holds as `Arc<dyn Bus>`. The ports are apart so each concern reads on its own
+/// and an adapter states what it adds: the in-process bus takes the defaults of
+/// [`Coordination`] and [`Probe`] (one process shares nothing, depends on nothing).
+pub trait Bus: Delivery + Feed + Coordination + Probe {}
+
+impl<T: ?Sized + Delivery + Feed + Coordination + Probe> Bus for T {}
