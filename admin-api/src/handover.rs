@@ -216,11 +216,10 @@ pub struct ReplyBody {
     agent_id: Option<String>,
 }
 
-/// Checks a message's text: 1 to 4,000 characters, not only whitespace.
-fn checked_text(text: String) -> Result<String, ApiError> {
-    if text.trim().is_empty() || text.chars().count() > 4000 {
-        return Err(ApiError::invalid("text", "must be 1 to 4000 characters"));
-    }
+/// Checks an agent's text (and a reply's `client_msg_id`) as the agent socket does.
+fn checked(client_msg_id: Option<&str>, text: String) -> Result<String, ApiError> {
+    parla_domain::input::check_agent_text(client_msg_id, &text)
+        .map_err(parla_engine::EngineError::from)?;
     Ok(text)
 }
 
@@ -240,10 +239,7 @@ pub async fn reply(
     body: crate::body::Json<ReplyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ReplyBody { client_msg_id, text, agent_id } = body.into_inner();
-    if client_msg_id.is_empty() || client_msg_id.len() > 128 {
-        return Err(ApiError::invalid("client_msg_id", "must be 1 to 128 bytes"));
-    }
-    let text = checked_text(text)?;
+    let text = checked(Some(&client_msg_id), text)?;
     caller.require_agent_work()?;
     own(&state, &caller, &path).await?; // 404 before anything is said about the text.
     let text = match state.engine.expand_canned(&caller.tenant, text).await? {
@@ -283,7 +279,7 @@ pub async fn add_note(
     body: crate::body::Json<NoteBody>,
 ) -> Result<HttpResponse, ApiError> {
     let NoteBody { text, agent_id } = body.into_inner();
-    let text = checked_text(text)?;
+    let text = checked(None, text)?;
     match run(&state, &caller, &path, agent_id, |_| AgentAction::Note { text }).await? {
         CommandOutcome::Note(note) => Ok(HttpResponse::Created().json(note)),
         _ => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no note")),

@@ -29,6 +29,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use futures_util::StreamExt;
 use parla_domain::{
+    input::check_agent_text,
     sessions::{Member, MemberSessions, Refusal},
     store::{Accounts, Conversations},
 };
@@ -61,8 +62,6 @@ pub struct AgentState {
 
 /// Largest frame read at all; bigger closes the socket with 1009.
 const MAX_FRAME_BYTES: usize = 65_536;
-/// Longest message or note, in characters.
-const MAX_TEXT_CHARS: usize = 4000;
 /// Conversations one socket may watch at once.
 const MAX_SUBSCRIPTIONS: usize = 200;
 const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -565,19 +564,10 @@ impl Connection {
                 }
             }
             ClientFrame::Message { conversation_id, client_msg_id, text, r#ref } => {
-                if client_msg_id.is_empty() || client_msg_id.len() > 128 {
+                if let Err(e) = check_agent_text(Some(&client_msg_id), &text) {
                     let id = ConversationId(conversation_id);
-                    let msg = "client_msg_id must be 1 to 128 bytes";
                     return self
-                        .error("invalid_client_msg_id", msg, r#ref.as_deref(), Some(&id))
-                        .await
-                        .map(|()| Flow::Continue);
-                }
-                if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
-                    let id = ConversationId(conversation_id);
-                    let msg = format!("text must be 1 to {MAX_TEXT_CHARS} characters");
-                    return self
-                        .error("invalid_text", &msg, r#ref.as_deref(), Some(&id))
+                        .error(e.code, &e.problem, r#ref.as_deref(), Some(&id))
                         .await
                         .map(|()| Flow::Continue);
                 }
@@ -607,11 +597,10 @@ impl Connection {
                 .await?;
             }
             ClientFrame::Note { conversation_id, text, r#ref } => {
-                if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
+                if let Err(e) = check_agent_text(None, &text) {
                     let id = ConversationId(conversation_id);
-                    let msg = format!("text must be 1 to {MAX_TEXT_CHARS} characters");
                     return self
-                        .error("invalid_text", &msg, r#ref.as_deref(), Some(&id))
+                        .error(e.code, &e.problem, r#ref.as_deref(), Some(&id))
                         .await
                         .map(|()| Flow::Continue);
                 }

@@ -44,12 +44,8 @@ impl VisitorInput {
     /// actor, which knows the bot.)
     pub fn check(&self, max_text_chars: usize) -> Result<(), InputError> {
         let refuse = |code, field, problem: String| Err(InputError { code, field, problem });
-        if self.client_msg_id.is_empty() || self.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
-            let problem = format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes");
-            return refuse(codes::INVALID_CLIENT_MSG_ID, "client_msg_id", problem);
-        }
-        check_text(&self.text, max_text_chars)
-            .or_else(|problem| refuse(codes::INVALID_TEXT, "text", problem))?;
+        check_client_msg_id(&self.client_msg_id)?;
+        checked_text(&self.text, max_text_chars)?;
         match (&self.postback, &self.form) {
             (Some(_), Some(_)) => {
                 let problem = "a message carries a postback or a form, not both".into();
@@ -65,10 +61,37 @@ impl VisitorInput {
     }
 }
 
-/// Refuses a visitor's text that is blank or longer than `max_chars` characters, saying why.
-fn check_text(text: &str, max_chars: usize) -> Result<(), String> {
+/// The longest message or note an agent writes, in characters.
+pub const MAX_AGENT_TEXT_CHARS: usize = 4000;
+
+/// Refuses an agent's message or note (its `client_msg_id` too, for a message) out of shape:
+/// the same rules as a visitor's, against [`MAX_AGENT_TEXT_CHARS`]. The agent socket and the
+/// REST mirror both check here.
+pub fn check_agent_text(client_msg_id: Option<&str>, text: &str) -> Result<(), InputError> {
+    if let Some(id) = client_msg_id {
+        check_client_msg_id(id)?;
+    }
+    checked_text(text, MAX_AGENT_TEXT_CHARS)
+}
+
+/// An idempotency key of 1 to 128 bytes.
+fn check_client_msg_id(id: &str) -> Result<(), InputError> {
+    if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_LEN {
+        let problem = format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_LEN} bytes");
+        return Err(InputError {
+            code: codes::INVALID_CLIENT_MSG_ID,
+            field: "client_msg_id",
+            problem,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses text that is blank or longer than `max_chars` characters, saying why.
+fn checked_text(text: &str, max_chars: usize) -> Result<(), InputError> {
     if text.trim().is_empty() || text.chars().count() > max_chars {
-        return Err(format!("text must be 1 to {max_chars} characters"));
+        let problem = format!("text must be 1 to {max_chars} characters");
+        return Err(InputError { code: codes::INVALID_TEXT, field: "text", problem });
     }
     Ok(())
 }
@@ -97,6 +120,15 @@ mod tests {
         assert_eq!(code(&VisitorInput::text("a", "  \n"), 4), Some("invalid_text"), "blank");
         assert_eq!(clip_text("città di mare", 5), "città");
         assert_eq!(clip_text("ok", 5), "ok");
+    }
+
+    #[test]
+    fn agents_text_follows_the_same_rules_against_its_own_limit() {
+        assert!(check_agent_text(Some("r1"), &"x".repeat(MAX_AGENT_TEXT_CHARS)).is_ok());
+        let long = check_agent_text(None, &"x".repeat(MAX_AGENT_TEXT_CHARS + 1));
+        assert_eq!(long.map_err(|e| e.field), Err("text"));
+        let id = check_agent_text(Some(""), "hello");
+        assert_eq!(id.map_err(|e| e.code), Err("invalid_client_msg_id"));
     }
 
     #[test]
