@@ -627,3 +627,26 @@ async fn a_reply_owed_when_the_server_died_is_delivered_after_the_restart() {
         delivered.iter().map(|m| m["text"]["body"].as_str().unwrap_or("")).collect();
     assert_eq!(bodies, ["Owed."], "delivered once, by the next run");
 }
+
+/// A message that can never be stored (its id makes a `client_msg_id` over 128 bytes) is
+/// answered 200 and logged: a 503 would have Meta redeliver it for ever, and hold back the
+/// messages after it. The next message of the same notification is stored as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_refused_for_good_is_not_redelivered_and_the_next_is_stored() {
+    let s = setup("Sorry?", 4096).await;
+    let overlong = format!("wamid.{}", "x".repeat(200));
+    let body = notification(vec![
+        text_message(&overlong, "never stored"),
+        text_message("wamid.ok1", "stored"),
+    ]);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    let conversations = conversations(&s).await;
+    let id = conversations.first().and_then(|c| c["id"].as_str()).expect("the contact's");
+    let texts: Vec<String> = transcript(&s, id)
+        .await
+        .iter()
+        .filter(|m| m["sender"] == "user")
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(texts, ["stored"]);
+}
