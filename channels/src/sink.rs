@@ -5,6 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use parla_engine::{
+    bus::Event,
     feed::{ConversationFeed, FeedItem},
     model::{
         Channel, ChannelConnection, ConversationId, ConversationKey, Delivery, DeliveryStatus,
@@ -81,8 +82,13 @@ impl Channels {
         let mut feed = ConversationFeed::open(&self.engine, key.clone(), None, cursor).await;
         loop {
             let message = match tokio::time::timeout(SINK_IDLE, feed.next()).await {
-                Ok(Ok(FeedItem::Message(message) | FeedItem::StreamEnd { message, .. })) => message,
-                Ok(Ok(_)) => continue,
+                Ok(Ok(FeedItem::Message(message))) => message,
+                Ok(Ok(FeedItem::Live(event))) => match &*event {
+                    Event::Message { message } | Event::StreamEnd { message, .. } => {
+                        message.clone()
+                    }
+                    _ => continue,
+                },
                 Ok(Err(e)) => {
                     // The feed reads the gap again with a later stored message's event.
                     tracing::warn!(error = %e, "channel sink could not read the conversation");

@@ -878,17 +878,6 @@ impl Connection {
                 self.send(&ServerFrame::Message { conversation_id, message: &message }).await?;
                 return Ok(Flow::Continue);
             }
-            Ok(FeedItem::StreamEnd { stream_id, message }) => {
-                let frame = ServerFrame::StreamEnd {
-                    conversation_id,
-                    stream_id: &stream_id,
-                    message: &message,
-                };
-                self.send(&frame).await?;
-                return Ok(Flow::Continue);
-            }
-            // Acks are for the connection that sent the message: not this one.
-            Ok(FeedItem::Ack(_)) => return Ok(Flow::Continue),
             Ok(FeedItem::Live(event)) => event,
             // The store failed while filling a gap: the feed tries again with a later message.
             Err(e) => {
@@ -898,6 +887,10 @@ impl Connection {
         };
         let me = self.conn;
         let frame = match &*event {
+            Event::Message { message } => ServerFrame::Message { conversation_id, message },
+            Event::StreamEnd { stream_id, message } => {
+                ServerFrame::StreamEnd { conversation_id, stream_id, message }
+            }
             Event::StreamStart { stream_id, sender } => {
                 ServerFrame::StreamStart { conversation_id, stream_id, sender: *sender }
             }
@@ -924,13 +917,11 @@ impl Connection {
                 r#ref: None,
                 conversation_id: Some(conversation_id),
             },
-            // Stored messages, acks and stream ends came as the feed's own items.
+            // Acks are for the connection that sent the message, never this socket.
             Event::Typing { .. }
             | Event::Read { .. }
             | Event::Rejected { .. }
-            | Event::Message { .. }
-            | Event::Ack { .. }
-            | Event::StreamEnd { .. } => return Ok(Flow::Continue),
+            | Event::Ack { .. } => return Ok(Flow::Continue),
         };
         self.send(&frame).await?;
         Ok(Flow::Continue)

@@ -533,21 +533,8 @@ impl Connection {
         feed: &mut Option<ConversationFeed>,
     ) -> Result<Flow, Gone> {
         let event = match item {
-            Ok(FeedItem::Message(message) | FeedItem::Ack(message)) => {
+            Ok(FeedItem::Message(message)) => {
                 self.send(&ServerFrame::Message(message_frame(&message))).await?;
-                return Ok(Flow::Continue);
-            }
-            Ok(FeedItem::StreamEnd { stream_id, message }) => {
-                let frame = ServerFrame::StreamEnd {
-                    stream_id,
-                    seq: message.seq,
-                    id: message.id.0,
-                    text: message.text,
-                    created_at: message.created_at,
-                    kind: (message.kind != MessageType::Text).then_some(message.kind),
-                    content: message.content.map(|c| *c),
-                };
-                self.send(&frame).await?;
                 return Ok(Flow::Continue);
             }
             Ok(FeedItem::Live(event)) => event,
@@ -559,6 +546,20 @@ impl Connection {
         };
         let me = Some(self.id);
         let frame = match &*event {
+            // A new stored message, or this socket's own sent again (the feed let only those
+            // through): the `message` frame either way.
+            Event::Message { message } | Event::Ack { message, .. } => {
+                ServerFrame::Message(message_frame(message))
+            }
+            Event::StreamEnd { stream_id, message } => ServerFrame::StreamEnd {
+                stream_id: stream_id.clone(),
+                seq: message.seq,
+                id: message.id.0.clone(),
+                text: message.text.clone(),
+                created_at: message.created_at,
+                kind: (message.kind != MessageType::Text).then_some(message.kind),
+                content: message.content.as_deref().cloned(),
+            },
             Event::StreamStart { stream_id, sender } => {
                 ServerFrame::StreamStart { stream_id: stream_id.clone(), sender: *sender }
             }
@@ -584,13 +585,8 @@ impl Connection {
             Event::Handoff { to, agent } => {
                 ServerFrame::Handoff { to: *to, agent: agent.as_ref().map(|a| a.name.clone()) }
             }
-            // For agents only: notes never reach the visitor. Stored messages, acks and stream
-            // ends came as the feed's own items.
-            Event::Handling { .. }
-            | Event::Note { .. }
-            | Event::Message { .. }
-            | Event::Ack { .. }
-            | Event::StreamEnd { .. } => return Ok(Flow::Continue),
+            // For agents only: notes never reach the visitor.
+            Event::Handling { .. } | Event::Note { .. } => return Ok(Flow::Continue),
             Event::Rejected { conn, client_msg_id, code, message } => {
                 if conn.is_some() && *conn != me {
                     return Ok(Flow::Continue);

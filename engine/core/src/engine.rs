@@ -393,7 +393,6 @@ impl Engine {
         self.inner.deps.bus.redelivers()
     }
 
-    /// The bots' knowledge bases: documents and retrieval.
     /// The longest visitor text, in characters: every transport checks a visitor's text
     /// against it with `parla_domain::input` (the widget and the REST API refuse longer, the
     /// channels store it cut).
@@ -401,6 +400,7 @@ impl Engine {
         self.inner.max_text_chars
     }
 
+    /// The bots' knowledge bases: documents and retrieval.
     pub fn knowledge(&self) -> &Arc<dyn KnowledgeBase> {
         &self.inner.deps.knowledge
     }

@@ -28,17 +28,20 @@ const MAX_OPEN_STREAMS: usize = 64;
 
 /// What a reader is handed next.
 #[derive(Debug, Clone)]
+// One value per item, moved once to the reader: its size does not matter, boxing would only
+// allocate (as `Appended`).
+#[allow(clippy::large_enum_variant)]
 pub enum FeedItem {
-    /// A stored message after every one handed out before: replayed or live.
+    /// A stored message after every one handed out before, read from the store (a replay, a
+    /// gap filled), or the end of a stream whose start this reader never saw.
     Message(Message),
-    /// The end of a stream whose start was handed out, with its stored message (which may
-    /// already have been handed out by a replay: the reader closes the stream either way).
-    StreamEnd { stream_id: String, message: Message },
-    /// The reader's own message sent again: the stored original, which it already has.
-    Ack(Message),
-    /// Anything else live: a stream's start, tokens or cancellation (of streams followed), typing,
-    /// reads, handoffs, handling, notes, refusals. Which of these a reader shows is its own
-    /// business.
+    /// A live event, shared with every other reader (not copied), already sorted for this
+    /// one: an `Event::Message` is after every one handed out before; an `Event::StreamEnd`
+    /// ends a stream whose start was handed out (its message may already have come with a
+    /// replay: the reader closes the stream either way); an `Event::Ack` is this reader's own
+    /// message sent again, which it already has; tokens and cancellations are of streams it
+    /// follows. Which of the rest (typing, reads, handoffs, handling, notes, refusals) a reader
+    /// shows is its own business.
     Live(Arc<Event>),
 }
 
@@ -181,12 +184,14 @@ impl ConversationFeed {
                     return None;
                 }
                 self.sent = message.seq;
-                Some(FeedItem::Message(message.clone()))
+                Some(FeedItem::Live(event))
             }
             // One beyond what was handed out overtook the broadcast (acks travel on their own
             // queue): its echo is still on the way, or comes with a replay.
-            Event::Ack { conn, message } => (Some(*conn) == self.conn && message.seq <= self.sent)
-                .then(|| FeedItem::Ack(message.clone())),
+            Event::Ack { conn, message } => {
+                let mine = Some(*conn) == self.conn && message.seq <= self.sent;
+                mine.then_some(FeedItem::Live(event))
+            }
             Event::StreamStart { stream_id, .. } => {
                 if self.streams.len() >= MAX_OPEN_STREAMS {
                     self.streams.clear();
@@ -205,10 +210,8 @@ impl ConversationFeed {
                 let new = message.seq > self.sent;
                 self.sent = self.sent.max(message.seq);
                 match (seen_start, new) {
-                    (true, _) => Some(FeedItem::StreamEnd {
-                        stream_id: stream_id.clone(),
-                        message: message.clone(),
-                    }),
+                    (true, _) => Some(FeedItem::Live(event)),
+                    // Rare (its start was lost to lag): a copy is no cost.
                     (false, true) => Some(FeedItem::Message(message.clone())),
                     (false, false) => None,
                 }

@@ -71,10 +71,14 @@ async fn next(feed: &mut ConversationFeed) -> FeedItem {
     item.expect("an item came").expect("no store error")
 }
 
+/// The seq of a stored message handed out, read from the store or live.
 fn seq(item: &FeedItem) -> Option<u64> {
     match item {
         FeedItem::Message(m) => Some(m.seq),
-        _ => None,
+        FeedItem::Live(e) => match &**e {
+            Event::Message { message } => Some(message.seq),
+            _ => None,
+        },
     }
 }
 
@@ -82,10 +86,11 @@ fn seq(item: &FeedItem) -> Option<u64> {
 async fn messages_until_typing(feed: &mut ConversationFeed) -> Vec<u64> {
     let mut seqs = Vec::new();
     loop {
-        match next(feed).await {
-            FeedItem::Message(m) => seqs.push(m.seq),
-            FeedItem::Live(e) if matches!(&*e, Event::Typing { .. }) => return seqs,
-            other => panic!("unexpected {other:?}"),
+        let item = next(feed).await;
+        match (seq(&item), &item) {
+            (Some(seq), _) => seqs.push(seq),
+            (None, FeedItem::Live(e)) if matches!(&**e, Event::Typing { .. }) => return seqs,
+            _ => panic!("unexpected {item:?}"),
         }
     }
 }
@@ -171,14 +176,13 @@ async fn streams_are_followed_from_their_start_and_an_unseen_ones_end_is_its_mes
             FeedItem::Live(e) => match &*e {
                 Event::StreamStart { stream_id, .. } => got.push(format!("start {stream_id}")),
                 Event::Token { stream_id, .. } => got.push(format!("token {stream_id}")),
+                Event::StreamEnd { stream_id, message } => {
+                    got.push(format!("end {stream_id} {}", message.seq));
+                }
                 Event::Typing { .. } => break,
                 other => panic!("unexpected {other:?}"),
             },
-            FeedItem::StreamEnd { stream_id, message } => {
-                got.push(format!("end {stream_id} {}", message.seq));
-            }
             FeedItem::Message(m) => got.push(format!("message {}", m.seq)),
-            FeedItem::Ack(m) => panic!("an ack of {}", m.seq),
         }
     }
     assert_eq!(got, ["start s1", "token s1", "end s1 1", "message 2"]);
@@ -196,8 +200,12 @@ async fn acks_reach_only_their_connection_and_only_for_what_it_has() {
     let two = conformance::message(T, C, 2, Some("k2"));
     h.publish(Event::Ack { conn: me, message: two }); // Overtook its echo: not yet.
     h.publish(Event::Ack { conn: me, message: one });
-    match next(&mut feed).await {
-        FeedItem::Ack(m) => assert_eq!(m.seq, 1),
-        other => panic!("expected the ack of 1, got {other:?}"),
+    let item = next(&mut feed).await;
+    match &item {
+        FeedItem::Live(e) => match &**e {
+            Event::Ack { conn, message } => assert_eq!((*conn, message.seq), (me, 1)),
+            _ => panic!("expected the ack of 1, got {item:?}"),
+        },
+        FeedItem::Message(_) => panic!("expected the ack of 1, got {item:?}"),
     }
 }
