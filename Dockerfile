@@ -48,7 +48,7 @@ RUN set -eux; \
     cargo build --release --locked -p parla
 
 # 2. Parla's own crates, and the files they compile in (include_str!/include_bytes!): the
-#    configuration defaults, the CQL schema, the widget's built files and the agent console.
+#    configuration defaults, the CQL schema, the widget's and the console's built files.
 COPY src/ src/
 COPY config/ config/
 COPY engine/ engine/
@@ -57,7 +57,6 @@ COPY channels/ channels/
 COPY admin-api/ admin-api/
 COPY schema-cql/ schema-cql/
 COPY widget/dist/ widget/dist/
-COPY widget/console.html widget/console.js widget/
 # COPY keeps the build context's modification times, which may be older than the stubs' build:
 # touched, cargo cannot take the stubs' artifacts for these sources.
 RUN set -eux; \

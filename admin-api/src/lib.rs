@@ -49,6 +49,7 @@ pub mod body;
 pub mod bots;
 pub mod canned;
 pub mod channels;
+pub mod console;
 pub mod conversations;
 pub mod documents;
 pub mod error;
@@ -105,25 +106,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Mounts `/api`. Malformed bodies and queries, and unknown paths, are answered in the API's
 /// error shape.
-/// The agent console (`widget/console.html` and its script `widget/console.js`, apart so the
-/// page's Content-Security-Policy needs no inline script), compiled into the binary.
-const CONSOLE_HTML: &str = include_str!("../../widget/console.html");
-const CONSOLE_JS: &str = include_str!("../../widget/console.js");
-
-async fn console() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
-        .body(CONSOLE_HTML)
-}
-
-async fn console_js() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
-        .body(CONSOLE_JS)
-}
-
 /// Counts every error the API answers in `parla_errors_total{source="api",code}`: the
 /// [`error::ApiError`] a handler or extractor returned travels with its response.
 async fn count_errors(
@@ -174,8 +156,7 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
         let count_errors = actix_web::middleware::from_fn(move |req, next| {
             count_errors(engine.clone(), req, next)
         });
-        cfg.route("/console", web::get().to(console))
-            .route("/console.js", web::get().to(console_js));
+        console::configure(cfg);
         cfg.service(
             web::scope("/api")
                 .wrap(count_errors)

@@ -129,7 +129,7 @@ pub async fn invite(
     };
     state.store.put_invitation(&invitation).await?;
     let body_text = format!(
-        "You are invited to a Parla workspace.\n\nopen {}/accept-invitation?token={token}\nor send this token to /api/auth/accept-invitation: {token}\n",
+        "You are invited to a Parla workspace.\n\nopen {}/console#accept-invitation?token={token}\nor send this token to /api/auth/accept-invitation: {token}\n",
         state.public_url.get().map_or("", String::as_str)
     );
     crate::recovery::mail(&state, &email, "Join a Parla workspace", body_text).await?;

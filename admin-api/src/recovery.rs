@@ -46,7 +46,7 @@ pub async fn send_link(
         OneTimeKind::Invitation => ("Join a Parla workspace", "accept-invitation"),
     };
     let body = format!(
-        "Hello {},\n\nopen {}/{path}?token={token}\nor send this token to /api/auth/{path}: {token}\n",
+        "Hello {},\n\nopen {}/console#{path}?token={token}\nor send this token to /api/auth/{path}: {token}\n",
         account.name,
         state.public_url.get().map_or("", String::as_str)
     );

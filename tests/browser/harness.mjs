@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect } from 'node:net';
 import { createInterface } from 'node:readline';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -40,8 +40,29 @@ export async function apiCall(base, method, path, body, token) {
   return json;
 }
 
+/**
+ * The newest mail to `to` whose subject is `subject`, from the outbox of the server with data
+ * dir `dataDir` (no relay configured: every mail lands there); waits for it (a hang guard).
+ */
+export async function mailTo(dataDir, to, subject) {
+  const deadline = Date.now() + GUARD;
+  for (;;) {
+    const text = await readFile(join(dataDir, 'outbox.jsonl'), 'utf8').catch(() => '');
+    const mail = text.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+      .filter((m) => m.to === to && m.subject === subject).at(-1);
+    if (mail) return mail;
+    assert.ok(Date.now() < deadline, `no mail "${subject}" to ${to} in the outbox`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Starts `parla serve` on port 0; resolves to its base URL. */
 export async function startParla(env = {}) {
+  return (await startParlaWithDir(env)).url;
+}
+
+/** Starts `parla serve` on port 0; resolves to `{url, dataDir}` (its mail outbox is in the dir). */
+export async function startParlaWithDir(env = {}) {
   assert.ok(PARLA_BIN, 'PARLA_BIN must be set to the parla binary, e.g. PARLA_BIN=$CARGO_TARGET_DIR/debug/parla');
   const dataDir = await freshDir('parla-widget-data-');
   const log = [];
@@ -62,7 +83,7 @@ export async function startParla(env = {}) {
     stdout.on('line', (line) => {
       keep(line);
       const m = /^parla: listening on (http:\/\/\S+)$/.exec(line);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
+      if (m) { clearTimeout(timer); resolve({ url: m[1], dataDir }); }
     });
   });
 }

@@ -470,7 +470,7 @@ test('Parla\'s own pages cannot be framed by another site, and run whole under t
   // demo page's script embeds the widget, and nothing is refused.
   const { page: direct, problems: directProblems } = await openBrowser(t);
   await direct.goto(`${parla}/console`);
-  // A wrong password: console.js (a file, not inline) runs, calls the API, shows the refusal.
+  // A wrong password: the console's module (a file, not inline) runs, calls the API, shows the refusal.
   await direct.fill('#email', 'nobody@example.com');
   await direct.fill('#password', 'not the right password');
   await direct.click('#sign-in');

@@ -1,78 +1,47 @@
-// The agent console's script (served at /console.js; the page's CSP allows no inline script).
-(() => {
-  'use strict';
+// The agent desk and the dashboard: the console's first two sections, written before the
+// console had a build (by hand, on the DOM). The shell (`../app.tsx`) owns the session, the
+// header and the route; this draws into its own container and tells the shell what the header
+// shows (status, the agent's name) through `ctx`. `desk.d.ts` types it for the shell.
+import { MARKUP } from './markup';
+
+export function startDesk(root, ctx) {
+  root.innerHTML = MARKUP;
   const $ = (id) => document.getElementById(id);
   const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/v1/agent/ws';
-  const KEY = 'parla.console.session';
-  let session = null;   // {access_token, refresh_token, expires_in}
   let me = null;        // {id, name}
-  let ws = null, attempt = 0, refreshTimer = null, stopped = false;
+  let ws = null, attempt = 0, stopped = false, retryTimer = null;
   const inbox = new Map();   // conversation_id -> entry
   let open = null;           // {id, lastSeq, streams: Map}
   let canned = [], cannedPick = 0;
 
-  function setStatus(text, state) { $('status').textContent = text; $('status').dataset.state = state; }
+  const setStatus = (text, state) => ctx.setStatus(text, state);
   function notice(text) { $('notice').textContent = text || ''; }
   function uuid() {
     if (crypto.randomUUID) return crypto.randomUUID();
     const b = crypto.getRandomValues(new Uint8Array(16));
     return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
   }
-
-  // ---- signing in -------------------------------------------------------------------------
-  async function api(path, body, method = 'POST') {
-    const headers = { 'content-type': 'application/json' };
-    if (session) headers.authorization = 'Bearer ' + session.access_token;
-    const res = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
-    const json = await res.json().catch(() => ({}));
-    if (!res.ok) throw Object.assign(new Error(json.error?.message || res.statusText), { code: json.error?.code });
-    return json;
-  }
-  function keep(s) {
-    session = s; sessionStorage.setItem(KEY, JSON.stringify(s));
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refresh, Math.max(10, s.expires_in - 60) * 1000);
-  }
-  async function refresh() {
-    try {
-      keep(await api('/api/auth/refresh', { refresh_token: session.refresh_token }));
-      if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: 'auth', token: session.access_token }));
-    } catch (_) { signOut('Your session ended; sign in again.'); }
-  }
-  function signOut(why) {
-    stopped = true; session = null; sessionStorage.removeItem(KEY); clearTimeout(refreshTimer);
-    if (ws) ws.close();
-    $('desk').hidden = true; $('dashboard').hidden = true; $('views').hidden = true;
-    $('login').hidden = false; $('presence').hidden = true;
-    $('login-error').textContent = why || ''; setStatus('signed out', 'signed-out');
-  }
-  $('login').addEventListener('submit', async (e) => {
-    e.preventDefault();
-    $('login-error').textContent = '';
-    const body = { email: $('email').value, password: $('password').value };
-    if ($('totp').value.trim()) body.totp = $('totp').value.trim();
-    try { keep(await api('/api/auth/login', body)); start(); }
-    catch (err) { $('login-error').textContent = err.message || 'Could not sign in.'; }
-  });
+  // The shell re-authenticates the socket with each new token (`reauth`).
+  const refresh = () => ctx.refresh().catch(() => {});
 
   // ---- the socket ---------------------------------------------------------------------------
   function start() {
     stopped = false;
-    $('login').hidden = true; $('views').hidden = false;
-    showView();
-    connect();
-    api('/api/canned-responses', null, 'GET').then((r) => { canned = r.data || []; }).catch(() => {});
+    // Viewers have no desk: the agent socket is for agents and up.
+    if (ctx.agent) connect(); else setStatus('signed in', 'viewer');
+    if (ctx.agent) authed('/api/canned-responses').then((res) => res.json()).then((r) => { canned = r.data || []; }).catch(() => {});
   }
   function connect() {
+    if (stopped) return;
     setStatus('connecting…', 'connecting');
     ws = new WebSocket(WS_URL);
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: session.access_token }));
-    ws.onmessage = (ev) => { let f; try { f = JSON.parse(ev.data); } catch (_) { return; } handle(f); };
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: ctx.token() }));
+    ws.onmessage = (ev) => { if (stopped) return; let f; try { f = JSON.parse(ev.data); } catch (_) { return; } handle(f); };
     ws.onclose = () => {
       if (stopped) return;
       setStatus('reconnecting…', 'connecting');
       const delay = Math.min(30000, 500 * 2 ** attempt++) * (0.5 + Math.random());
-      setTimeout(connect, delay);
+      retryTimer = setTimeout(connect, delay);
     };
   }
   const send = (frame) => { if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame)); };
@@ -81,7 +50,7 @@
     switch (f.type) {
       case 'welcome':
         attempt = 0; me = f.agent;
-        $('me').textContent = f.agent.name; $('presence').hidden = false; $('presence').value = 'online';
+        ctx.setAgent(f.agent);
         setStatus('online', 'connected');
         if (open) { const id = open.id; open = null; select(id); }
         break;
@@ -224,7 +193,6 @@
   $('claim').addEventListener('click', () => send({ type: 'claim', conversation_id: open.id, ref: 'claim' }));
   $('release').addEventListener('click', () => send({ type: 'release', conversation_id: open.id, ref: 'release' }));
   $('resolve').addEventListener('click', () => send({ type: 'resolve', conversation_id: open.id, resolution: $('resolution').value, csat: $('csat').checked, ref: 'resolve' }));
-  $('presence').addEventListener('change', () => send({ type: 'presence', status: $('presence').value }));
   $('composer').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('reply').value.trim();
@@ -270,21 +238,18 @@
     if (!text || !open) return;
     send({ type: 'note', conversation_id: open.id, text, ref: 'note' }); $('note').value = '';
   });
-  setInterval(() => { send({ type: 'ping' }); if (inbox.size) renderInbox(); }, 20000);
+  const pinger = setInterval(() => { send({ type: 'ping' }); if (inbox.size) renderInbox(); }, 20000);
 
   // ---- views: the desk and the dashboard -------------------------------------------------------
-  // `#dashboard` in the address shows the dashboard (so it can be bookmarked); anything else the
-  // desk. The agent socket stays open either way: an agent on the dashboard is still online.
-  function showView() {
-    if (!session) return;
-    const dash = location.hash === '#dashboard';
-    $('desk').hidden = dash; $('dashboard').hidden = !dash;
-    for (const [tab, on] of [['tab-inbox', !dash], ['tab-dashboard', dash]]) {
-      if (on) $(tab).setAttribute('aria-current', 'page'); else $(tab).removeAttribute('aria-current');
-    }
-    if (dash) loadDashboard();
+  // The shell says which shows (`#inbox`, `#dashboard`, or neither for its other sections). The
+  // agent socket stays open either way: an agent on another section is still online.
+  let shown = null;
+  function show(view) {
+    if (view === shown) return;
+    shown = view;
+    $('desk').hidden = view !== 'inbox'; $('dashboard').hidden = view !== 'dashboard';
+    if (view === 'dashboard') loadDashboard();
   }
-  window.addEventListener('hashchange', showView);
 
   // ---- the dashboard -----------------------------------------------------------------------------
   // Reads /api/analytics/* (any member may) for the picked bot and range and draws it: tiles,
@@ -330,10 +295,9 @@
   }
   /** A GET with the bearer token; one retry after a refresh when the token has expired. */
   async function authed(path) {
-    const go = () => fetch(path, { headers: { authorization: 'Bearer ' + session.access_token } });
-    let res = await go();
-    if (res.status === 401 && session) { await refresh(); if (session) res = await go(); }
-    if (!session) throw new Error('your session ended; sign in again');
+    let res;
+    try { res = await ctx.authed(path); } catch (_) { throw new Error('network error'); }
+    if (!ctx.token()) throw new Error('your session ended; sign in again');
     if (!res.ok) {
       const json = await res.json().catch(() => ({}));
       throw Object.assign(new Error(json.error?.message || res.statusText || 'request failed'), { status: res.status, code: json.error?.code });
@@ -443,14 +407,16 @@
   }
   const drawnWidths = new Map();
   function renderCharts(force) {
-    if (!dashData || $('dashboard').hidden) return;
+    // Stopped, or the page is going away (a reload tears the document down under the observers).
+    if (stopped || !root.isConnected || !dashData || $('dashboard').hidden) return;
     for (const [id, draw] of [['series-chart', () => renderSeries(dashData.series)], ['channel-chart', () => renderChannels(dashData.series.by_channel)]]) {
       const w = $(id).clientWidth;
       if (force || drawnWidths.get(id) !== w) { drawnWidths.set(id, w); draw(); }
     }
   }
-  new ResizeObserver(() => renderCharts(false)).observe($('series-chart'));
-  new ResizeObserver(() => renderCharts(false)).observe($('channel-chart'));
+  const observers = ['series-chart', 'channel-chart'].map((id) => {
+    const o = new ResizeObserver(() => renderCharts(false)); o.observe($(id)); return o;
+  });
 
   function renderSeries(series) {
     const box = $('series-chart'); box.replaceChildren();
@@ -579,7 +545,8 @@
   }
   function openInDesk(id) {
     history.pushState(null, '', '#inbox');
-    showView();
+    dispatchEvent(new HashChangeEvent('hashchange')); // the shell's route follows
+    show('inbox');
     select(id);
   }
 
@@ -607,5 +574,17 @@
   $('export-csv').addEventListener('click', () => exportAs('csv'));
   $('export-json').addEventListener('click', () => exportAs('json'));
 
-  try { const s = JSON.parse(sessionStorage.getItem(KEY)); if (s && s.access_token) { keep(s); start(); } } catch (_) { /* signed out */ }
-})();
+  start();
+  return {
+    show,
+    presence(status) { send({ type: 'presence', status }); },
+    reauth(token) { if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: 'auth', token })); },
+    stop() {
+      // Whatever is in flight finds the desk gone: loads are dropped, the charts stop redrawing.
+      stopped = true; dashGen++; clearTimeout(retryTimer); clearInterval(pinger); clearTimeout(readTimer); clearTimeout(typingTimer);
+      for (const o of observers) o.disconnect();
+      if (ws) ws.close();
+      root.replaceChildren();
+    },
+  };
+}
