@@ -11,10 +11,12 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { createHmac } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { GUARD, apiCall, cleanup, mailTo, openBrowser, startParlaWithDir } from './harness.mjs';
 
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+const JSQR = createRequire(import.meta.url).resolve('jsqr/dist/jsQR.js');
 const SHOTS = process.env.PARLA_SHOTS || process.env.CARGO_TARGET_DIR || '/tmp';
 const PASSWORD = 'a long enough password';
 /** The first view's budget (issue 21): page, stylesheet, entry module and its preloads, gzipped. */
@@ -48,6 +50,40 @@ async function shots(page, name) {
   await page.setViewportSize({ width: 360, height: 740 });
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), `${name}: no horizontal scroll at 360 px`);
   await page.setViewportSize(before);
+}
+
+/** The RFC 6238 code (SHA-1, 30 s, 6 digits) of a base32 `secret` at `now`, as an authenticator app shows it. */
+function totpCode(secret, now = Date.now()) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(ch).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(now / 30_000)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const at = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+/** Reads the QR code drawn on `#qr` with jsQR (a decoder that shares nothing with the page's encoder). */
+async function readQr(page) {
+  await page.evaluate(await readFile(JSQR, 'utf8'));
+  return page.evaluate(() => {
+    const src = document.querySelector('#qr');
+    const c = document.createElement('canvas');
+    c.width = src.width * 8; c.height = src.height * 8;
+    const g = c.getContext('2d');
+    g.imageSmoothingEnabled = false;
+    g.fillStyle = '#fff'; g.fillRect(0, 0, c.width, c.height);
+    g.drawImage(src, 0, 0, c.width, c.height);
+    return window.jsQR(g.getImageData(0, 0, c.width, c.height).data, c.width, c.height)?.data ?? null;
+  });
+}
+
+async function signInForm(page, email, password = PASSWORD) {
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('#sign-in');
 }
 
 /** Chromium logs the refusals the test provokes on purpose (409, 422, 400, 401) as console errors. */
@@ -223,5 +259,120 @@ test('a short-lived session is refreshed in the background and the dashboard kee
   await page.locator('#dashboard[data-state="ready"]').waitFor();
   assert.equal(await page.isVisible('#views'), true, 'still signed in');
   assert.equal(await page.getAttribute('#status', 'data-state'), 'connected', 'the agent socket took the new token');
+  assert.deepEqual(unprovoked(problems), []);
+});
+
+test('a forgotten password: the mailed link opens the reset form, the old password stops working', { timeout: 60_000 }, async (t) => {
+  const email = 'fran@console.example.com';
+  await api('POST', '/api/auth/register', { email, password: PASSWORD, name: 'Fran Forgetful' });
+  const { page, problems } = await openBrowser(t);
+  await page.goto(`${parla}/console`);
+  await page.click('#to-forgot');
+  await page.locator('#forgot-form').waitFor();
+  assert.deepEqual(await axe(page), [], 'axe: forgot');
+  await page.fill('#email', email);
+  await page.click('#send-link');
+  await page.locator('#forgot-sent').waitFor();
+  await shots(page, 'forgot-sent');
+
+  const mail = await mailTo(dataDir, email, 'Reset your Parla password');
+  const link = /open (\S+)/.exec(mail.body)?.[1];
+  assert.ok(link?.startsWith(`${parla}/console#reset-password?token=`), mail.body);
+  await page.goto(link);
+  await page.locator('#reset-form').waitFor();
+  assert.equal(new URL(page.url()).hash, '#reset-password', 'the token left the address bar');
+  await page.fill('#password', 'too short');
+  await page.click('#reset');
+  await page.locator('#password-error').waitFor();
+  const fresh = 'a brand new long password';
+  await page.fill('#password', fresh);
+  await page.click('#reset');
+  await page.locator('#reset-done').waitFor();
+  await shots(page, 'reset-done');
+
+  await page.goto(`${parla}/console#sign-in`);
+  await signInForm(page, email, PASSWORD);
+  await page.locator('#login-error:not(:empty)').waitFor();
+  await signInForm(page, email, fresh);
+  await page.locator('#views').waitFor();
+  assert.deepEqual(unprovoked(problems), []);
+});
+
+test('two-step sign-in: enrol from the QR code, recovery codes shown once, then a code is asked at sign-in', { timeout: 60_000 }, async (t) => {
+  const email = 'tess@console.example.com';
+  await api('POST', '/api/auth/register', { email, password: PASSWORD, name: 'Tess Totp' });
+  const { page, problems } = await openBrowser(t, { viewport: { width: 1280, height: 800 } });
+  await page.goto(`${parla}/console`);
+  await signInForm(page, email);
+  await page.locator('#views').waitFor();
+  await page.click('#me');
+  await page.locator('#totp-state[data-state="off"]').waitFor();
+  assert.ok(await page.isVisible('.notice'), 'the unverified email is said');
+  await page.click('#totp-enrol');
+  await page.locator('#qr').waitFor();
+
+  // The QR code says what the link says: the otpauth URI with the key shown beside it.
+  const uri = await page.getAttribute('#totp-link', 'href');
+  assert.match(uri, /^otpauth:\/\/totp\//);
+  assert.equal(await readQr(page), uri, 'the QR code decodes to the otpauth URI');
+  const secret = await page.textContent('#totp-secret');
+  assert.equal(new URL(uri).searchParams.get('secret'), secret);
+  assert.deepEqual(await axe(page), [], 'axe: enrolment');
+  await shots(page, 'totp-enrol');
+
+  // A wrong code is said on the field; the right one turns it on and shows ten codes once.
+  await page.fill('#code', '000000' === totpCode(secret) ? '111111' : '000000');
+  await page.click('#totp-confirm');
+  await page.locator('#code-error').waitFor();
+  await page.fill('#code', totpCode(secret));
+  await page.click('#totp-confirm');
+  await page.locator('#recovery-codes').waitFor();
+  const codes = await page.$$eval('#recovery-codes li', (lis) => lis.map((li) => li.textContent));
+  assert.equal(codes.length, 10);
+  await shots(page, 'totp-codes');
+  await page.click('#codes-saved');
+  await page.locator('#totp-state[data-state="on"]').waitFor();
+  assert.equal(await page.isVisible('#recovery-codes'), false, 'shown once');
+
+  // Signing in again asks for a code; a recovery code does.
+  await page.click('#sign-out');
+  await signInForm(page, email);
+  await page.locator('#totp').waitFor();
+  await page.fill('#totp', codes[0]);
+  await page.click('#sign-in');
+  await page.locator('#views').waitFor();
+  assert.deepEqual(unprovoked(problems), []);
+});
+
+test('an invitation mailed to a colleague opens the console, which makes their account and signs them in', { timeout: 60_000 }, async (t) => {
+  const owner = 'ivy@console.example.com';
+  await api('POST', '/api/auth/register', { email: owner, password: PASSWORD, name: 'Ivy Inviter' });
+  const { access_token: token } = await api('POST', '/api/auth/login', { email: owner, password: PASSWORD });
+  const guest = 'gus@console.example.com';
+  await api('POST', '/api/members/invitations', { email: guest, role: 'agent' }, token);
+  const mail = await mailTo(dataDir, guest, 'Join a Parla workspace');
+  const link = /open (\S+)/.exec(mail.body)?.[1];
+  assert.ok(link?.startsWith(`${parla}/console#accept-invitation?token=`), mail.body);
+
+  const { page, problems } = await openBrowser(t);
+  await page.goto(link);
+  await page.locator('#accept-form').waitFor();
+  assert.equal(new URL(page.url()).hash, '#accept-invitation');
+  assert.deepEqual(await axe(page), [], 'axe: accept');
+  await shots(page, 'accept');
+  await page.fill('#name', 'Gus Guest');
+  await page.fill('#password', PASSWORD);
+  await page.click('#accept');
+  await page.locator('#status[data-state="connected"]').waitFor();
+  assert.equal(await page.textContent('#me'), 'Gus Guest');
+  const members = await api('GET', '/api/members', null, token);
+  assert.deepEqual(members.data.map((m) => [m.email, m.role]).sort(), [[guest, 'agent'], [owner, 'owner']]);
+  // The same link again: spent.
+  await page.click('#sign-out');
+  await page.goto(link);
+  await page.fill('#name', 'Gus Again');
+  await page.fill('#password', PASSWORD);
+  await page.click('#accept');
+  await page.locator('#accept-error:not(:empty)').waitFor();
   assert.deepEqual(unprovoked(problems), []);
 });

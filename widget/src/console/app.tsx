@@ -7,11 +7,18 @@ import type { Agent, Desk } from './legacy/desk';
 import { go, useRoute } from './router';
 import * as session from './session';
 import { SignIn } from './auth/SignIn';
-import { Register } from './auth/Register';
 import { VerifyEmail } from './auth/VerifyEmail';
+import { lazy } from './lazy';
+
+// Sections beyond the first view come in chunks of their own.
+const Register = lazy(() => import('./auth/Register').then((m) => m.Register));
+const Forgot = lazy(() => import('./auth/Password').then((m) => m.Forgot));
+const Reset = lazy(() => import('./auth/Password').then((m) => m.Reset));
+const AcceptInvitation = lazy(() => import('./auth/AcceptInvitation').then((m) => m.AcceptInvitation));
+const Security = lazy(() => import('./account/Security').then((m) => m.Security));
 
 /** Routes anyone may open. */
-const OPEN = ['sign-in', 'register', 'verify-email'];
+const OPEN = ['sign-in', 'register', 'verify-email', 'forgot-password', 'reset-password', 'accept-invitation'];
 /** Sections drawn by the desk (`legacy/desk.js`). */
 const DESK = ['inbox', 'dashboard'];
 
@@ -50,7 +57,7 @@ export function App() {
   const name = route.path[0] ?? '';
   // Signed in, the sign-in and registration forms have nothing to do: to the inbox.
   useEffect(() => {
-    if (signedIn && (name === '' || name === 'sign-in' || name === 'register')) go('inbox', true);
+    if (signedIn && ['', 'sign-in', 'register', 'forgot-password'].includes(name)) go('inbox', true);
   }, [signedIn, name]);
 
   const header = (
@@ -63,7 +70,9 @@ export function App() {
           ))}
         </nav>
       )}
-      <span id="me">{signedIn ? (agent?.name ?? me?.name ?? '') : ''}</span>
+      {signedIn && me ? (
+        <a id="me" href="#security" title={t('security')} aria-current={name === 'security' ? 'page' : undefined}>{agent?.name ?? me.name}</a>
+      ) : <span id="me" />}
       {agent && (
         <>
           <label for="presence" class="sr-only">{t('presence')}</label>
@@ -87,12 +96,21 @@ export function App() {
 
   const deskRef = useRef<Desk | null>(null);
   let body;
+  const token = route.query.get('token');
   if (name === 'verify-email') {
-    body = <VerifyEmail key="verify" token={route.query.get('token')} signedIn={signedIn} />;
+    body = <VerifyEmail key="verify" token={token} signedIn={signedIn} />;
+  } else if (name === 'reset-password') {
+    body = <Reset key="reset" token={token} />;
+  } else if (name === 'accept-invitation') {
+    body = <AcceptInvitation key="accept" token={token} />;
+  } else if (!signedIn && name === 'forgot-password') {
+    body = <Forgot key="forgot" />;
   } else if (!signedIn) {
     body = name === 'register' ? <Register key="register" /> : <SignIn key="sign-in" why={why} />;
   } else if (!me) {
     body = <main key="loading" class="auth"><p class="boot" role={meError ? 'alert' : 'status'}>{meError ?? t('loading')}</p></main>;
+  } else if (name === 'security') {
+    body = <Security key="security" me={me} onChanged={() => void session.fetchMe().then(setMe, () => {})} />;
   } else {
     body = null;
   }

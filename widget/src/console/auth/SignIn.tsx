@@ -40,6 +40,7 @@ export function SignIn({ why }: { why: string | null }) {
         )}
         <p id="login-error" class="form-error" role="alert">{general}</p>
         <button id="sign-in" type="submit" disabled={form.busy}>{form.busy ? t('signingIn') : t('signIn')}</button>
+        <p class="switch"><a id="to-forgot" href="#forgot-password">{t('forgot')}</a></p>
         <p class="switch">{t('noAccount')} <a id="to-register" href="#register">{t('createAccount')}</a></p>
       </form>
     </main>
