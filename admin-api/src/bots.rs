@@ -27,8 +27,9 @@ fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
 }
 
+/// An optional text: empty or blank clears it (a form sends what its field holds).
 fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
-    value.map(|v| text(field, v, max)).transpose()
+    value.filter(|v| !v.trim().is_empty()).map(|v| text(field, v, max)).transpose()
 }
 
 /// The caller's bot `id` (404 for another tenant's), after checking the caller may read bots.
@@ -49,6 +50,7 @@ pub struct ConfigBody {
     welcome_message: Option<String>,
     #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     fallback_message: Option<String>,
+    /// Empty or blank clears it.
     #[schema(max_length = 2000)]
     personality: Option<String>,
 }
@@ -58,6 +60,7 @@ pub struct ConfigBody {
 pub struct BotBody {
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: Option<String>,
+    /// Empty or blank clears it.
     #[schema(max_length = 2000)]
     description: Option<String>,
     category: Option<BotCategory>,
@@ -296,6 +299,7 @@ pub struct IntentBody {
     /// Unique per bot.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     name: Option<String>,
+    /// Empty or blank clears it.
     #[schema(max_length = 1000)]
     description: Option<String>,
     /// Training phrases, 1 to 200, each 1 to 500 characters.

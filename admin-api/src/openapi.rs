@@ -234,3 +234,28 @@ pub fn document() -> &'static str {
 pub async fn serve() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(document())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The console's TypeScript types (`widget/src/console/api.gen.ts`) come from the document's
+    /// schemas; a stale committed copy fails here. `PARLA_WRITE_SCHEMA=1 cargo test -p
+    /// parla-admin-api api_schemas` rewrites it (then `npm run gen-types --prefix widget`).
+    #[test]
+    fn api_schemas_are_committed() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../widget/src/console/api.schema.json");
+        let document: serde_json::Value =
+            serde_json::from_str(super::document()).expect("the document is JSON");
+        let schemas =
+            serde_json::json!({ "components": { "schemas": document["components"]["schemas"] } });
+        let fresh = serde_json::to_string_pretty(&schemas).expect("json") + "\n";
+        if std::env::var_os("PARLA_WRITE_SCHEMA").is_some() {
+            std::fs::write(path, &fresh).expect("write the schemas");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "{path} is stale: run PARLA_WRITE_SCHEMA=1 cargo test -p parla-admin-api api_schemas, \
+             then npm run gen-types --prefix widget"
+        );
+    }
+}

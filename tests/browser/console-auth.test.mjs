@@ -187,9 +187,10 @@ test('a new tenant registers, verifies the email through the mailed link, signs 
   await page.click('#sign-in');
   await page.locator('#views').waitFor();
   await page.locator('#status[data-state="connected"]').waitFor();
+  await page.locator('#bot-list').waitFor();
   assert.equal(await page.textContent('#me'), 'Rita Rossi');
-  assert.equal(new URL(page.url()).hash, '#inbox');
-  assert.equal(await page.getAttribute('#tab-inbox', 'aria-current'), 'page');
+  assert.equal(new URL(page.url()).hash, '#bots', 'a workspace without bots starts on its bots');
+  assert.equal(await page.getAttribute('#tab-bots', 'aria-current'), 'page');
   await page.click('#tab-dashboard');
   await page.locator('#dashboard[data-state="ready"]').waitFor();
   assert.equal(await page.getAttribute('#tab-dashboard', 'aria-current'), 'page');

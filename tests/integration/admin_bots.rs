@@ -180,6 +180,26 @@ async fn bot_and_intent_validation_names_the_field() {
     }
 }
 
+/// A form sends what its fields hold: an emptied optional text clears it, it is not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_optional_text_clears_it() {
+    let server = start().await;
+    let t = register_owner(&server, "a@example.com").await;
+    let t = Some(t.as_str());
+    let body = json!({"name": "x", "description": "d", "config": {"personality": "warm"}});
+    let (status, bot) = server.post("/api/bots", body, t).await;
+    assert_eq!(status, 201, "{bot}");
+    let id = bot["id"].as_str().expect("id");
+    let path = format!("/api/bots/{id}");
+    let clear = json!({"description": " ", "config": {"personality": ""}}).to_string();
+    let (status, bot) = server.call("PATCH", &path, Some(&clear), t).await;
+    assert_eq!(status, 200, "{bot}");
+    assert!(bot["description"].is_null(), "{bot}");
+    assert!(bot["config"]["personality"].is_null(), "{bot}");
+    let (_, stored) = server.call("GET", &path, None, t).await;
+    assert!(stored["description"].is_null() && stored["config"]["personality"].is_null());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_intent_writes_are_all_kept() {
     let server = start().await;

@@ -493,3 +493,49 @@ async fn bad_analytics_requests_get_clear_errors() {
     let (status, _) = server.call("GET", &path, None, Some(&stranger)).await;
     assert_eq!(status, 404);
 }
+
+/// A message whose closest intent is below the responder's threshold got the fallback: it is
+/// unmatched (the console offers exactly these as new training phrases), not a weak hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_answered_by_the_fallback_is_unmatched_whatever_intent_came_closest() {
+    let server = start().await;
+    let jwt = register_owner(&server, "near@example.com").await;
+    let body = json!({"name": "spa", "config": {"fallback_message": "I do not know that yet."}});
+    let bot = published_bot(&server, &jwt, body).await;
+    let intent = json!({"name": "hours", "examples": ["when do you open", "opening hours", "when are you open"],
+        "response": {"text": "We open at 9."}});
+    let (status, created) =
+        server.post(&format!("/api/bots/{bot}/intents"), intent, Some(&jwt)).await;
+    assert_eq!(status, 201, "{created}");
+    let mut client = Client::connect(server.addr).await;
+    client.hello(&bot).await;
+    let mut answers = Vec::new();
+    for (i, line) in ["when are you open", "is there parking for bicycles"].into_iter().enumerate()
+    {
+        client.say(&format!("m{i}"), line).await;
+        loop {
+            let frame = client.recv().await;
+            if frame["type"] == "stream_end" {
+                answers.push(frame["text"].as_str().expect("text").to_owned());
+                break;
+            }
+        }
+    }
+    assert_eq!(answers, ["We open at 9.", "I do not know that yet."]);
+    let now = now_ms();
+    let path = format!(
+        "/api/analytics/intents?bot_id={bot}&from={}&to={}&unmatched_limit=10",
+        now - DAY_MS,
+        now + HOUR_MS
+    );
+    let (status, report) = server.call("GET", &path, None, Some(&jwt)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["intents"][0]["hits"], 1, "{report}");
+    let unmatched: Vec<&str> = report["unmatched"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|u| u["text"].as_str())
+        .collect();
+    assert_eq!(unmatched, ["is there parking for bicycles"], "{report}");
+}

@@ -84,4 +84,11 @@ pub trait Responder: Send + Sync + std::fmt::Debug + 'static {
     fn history_len(&self) -> usize {
         20
     }
+
+    /// The confidence an intent needs for this responder to answer with it. Below it, the
+    /// visitor's message counts as unmatched (analytics, the console's "unmatched messages"),
+    /// whatever intent came closest.
+    fn min_confidence(&self) -> f32 {
+        0.0
+    }
 }

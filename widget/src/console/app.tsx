@@ -2,13 +2,15 @@
 // out) and the section the route names. Signed out, a protected route shows the sign-in form and
 // stays in the address bar, so signing in lands where the link pointed.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { currentLang, onLang, setLang, t, type Lang } from './i18n';
+import { onLang, t } from './i18n';
 import type { Agent, Desk } from './legacy/desk';
+import { canTakeChats, canWrite } from './roles';
 import { go, useRoute } from './router';
 import * as session from './session';
 import { SignIn } from './auth/SignIn';
 import { VerifyEmail } from './auth/VerifyEmail';
 import { lazy } from './lazy';
+import { LanguagePicker } from './ui/lang';
 
 // Sections beyond the first view come in chunks of their own.
 const Register = lazy(() => import('./auth/Register').then((m) => m.Register));
@@ -16,11 +18,18 @@ const Forgot = lazy(() => import('./auth/Password').then((m) => m.Forgot));
 const Reset = lazy(() => import('./auth/Password').then((m) => m.Reset));
 const AcceptInvitation = lazy(() => import('./auth/AcceptInvitation').then((m) => m.AcceptInvitation));
 const Security = lazy(() => import('./account/Security').then((m) => m.Security));
+const BotList = lazy(() => import('./bots/BotList').then((m) => m.BotList));
+const NewBot = lazy(() => import('./bots/BotList').then((m) => m.NewBot));
+const BotPage = lazy(() => import('./bots/BotPage').then((m) => m.BotPage));
 
 /** Routes anyone may open. */
 const OPEN = ['sign-in', 'register', 'verify-email', 'forgot-password', 'reset-password', 'accept-invitation'];
 /** Sections drawn by the desk (`legacy/desk.js`). */
 const DESK = ['inbox', 'dashboard'];
+/** Routes that, signed in, lead to the member's first section. */
+const LANDING = ['', 'sign-in', 'register', 'forgot-password'];
+/** The header's sections. */
+const SECTIONS = ['bots', 'inbox', 'dashboard'] as const;
 
 interface Status { text: string; state: string }
 
@@ -32,6 +41,9 @@ export function App() {
   const [me, setMe] = useState<session.Me | null>(null);
   const [meError, setMeError] = useState<string | null>(null);
   const [agent, setAgent] = useState<Agent | null>(null);
+  // The sections show once the desk (the inbox and dashboard) is drawn, so a link to either
+  // finds it there.
+  const [deskReady, setDeskReady] = useState(false);
   const [status, setStatus] = useState<Status>({ text: t('signedOut'), state: 'signed-out' });
 
   useEffect(() => onLang(() => setVersion((v) => v + 1)), []);
@@ -41,6 +53,7 @@ export function App() {
       setWhy(reason);
       setMe(null);
       setAgent(null);
+      setDeskReady(false);
       setStatus({ text: t('signedOut'), state: 'signed-out' });
     } else {
       setWhy(null);
@@ -55,23 +68,31 @@ export function App() {
   }, [signedIn, me]);
 
   const name = route.path[0] ?? '';
-  // Signed in, the sign-in and registration forms have nothing to do: to the inbox.
+  // Signed in, the sign-in and registration forms have nothing to do: to the member's first
+  // section — the bots for a workspace's writer while it has none, else the inbox for those who
+  // take chats, else the dashboard.
   useEffect(() => {
-    if (signedIn && ['', 'sign-in', 'register', 'forgot-password'].includes(name)) go('inbox', true);
-  }, [signedIn, name]);
+    if (!signedIn || !me || !LANDING.includes(name)) return;
+    if (!canTakeChats(me.role)) { go('dashboard', true); return; }
+    if (!canWrite(me.role)) { go('inbox', true); return; }
+    void session.api<{ data: unknown[] }>('GET', '/api/bots').then(
+      (bots) => go(bots.data.length ? 'inbox' : 'bots', true),
+      () => go('inbox', true),
+    );
+  }, [signedIn, me, name]);
 
   const header = (
     <header key="header">
       <h1>{t('title')}</h1>
-      {signedIn && me && (
+      {signedIn && me && deskReady && !LANDING.includes(name) && (
         <nav id="views" aria-label={t('views')}>
-          {DESK.map((v) => (
-            <a id={`tab-${v}`} href={`#${v}`} aria-current={name === v ? 'page' : undefined}>{t(v as 'inbox' | 'dashboard')}</a>
+          {SECTIONS.filter((v) => v !== 'inbox' || canTakeChats(me.role)).map((v) => (
+            <a id={`tab-${v}`} href={`#${v}`} aria-current={name === v ? 'page' : undefined}>{t(v)}</a>
           ))}
         </nav>
       )}
       {signedIn && me ? (
-        <a id="me" href="#security" title={t('security')} aria-current={name === 'security' ? 'page' : undefined}>{agent?.name ?? me.name}</a>
+        <a id="me" href="#security" title={t('account')} aria-current={name === 'security' ? 'page' : undefined}>{agent?.name ?? me.name}</a>
       ) : <span id="me" />}
       {agent && (
         <>
@@ -82,13 +103,7 @@ export function App() {
           </select>
         </>
       )}
-      <span class="lang">
-        <label for="lang" class="sr-only">{t('language')}</label>
-        <select id="lang" value={currentLang()} onChange={(e) => void setLang((e.target as HTMLSelectElement).value as Lang)}>
-          <option value="en">English</option>
-          <option value="it">Italiano</option>
-        </select>
-      </span>
+      {!signedIn && <LanguagePicker />}
       <span id="status" role="status" data-state={status.state}>{status.text}</span>
       {signedIn && <button id="sign-out" type="button" class="secondary" onClick={() => void session.signOut()}>{t('signOut')}</button>}
     </header>
@@ -109,12 +124,21 @@ export function App() {
     body = name === 'register' ? <Register key="register" /> : <SignIn key="sign-in" why={why} />;
   } else if (!me) {
     body = <main key="loading" class="auth"><p class="boot" role={meError ? 'alert' : 'status'}>{meError ?? t('loading')}</p></main>;
+  } else if (name === 'bots' && route.path[1] === 'new') {
+    body = <NewBot key="new-bot" />;
+  } else if (name === 'bots' && route.path[1]) {
+    body = <BotPage key={`bot-${route.path[1]}`} me={me} id={route.path[1]} section={route.path[2] ?? ''} sub={route.path[3] ?? null} />;
+  } else if (name === 'bots') {
+    body = <BotList key="bots" me={me} />;
   } else if (name === 'security') {
     body = <Security key="security" me={me} onChanged={() => void session.fetchMe().then(setMe, () => {})} />;
   } else {
     body = null;
   }
   const showDesk = signedIn && me !== null && !OPEN.includes(name);
+  // The desk and dashboard fill the window and scroll inside; other sections scroll the page.
+  const fill = showDesk && DESK.includes(name);
+  useEffect(() => { document.getElementById('app')?.classList.toggle('fill', fill); }, [fill]);
   return (
     <>
       {header}
@@ -127,6 +151,7 @@ export function App() {
           deskRef={deskRef}
           onStatus={setStatus}
           onAgent={setAgent}
+          onReady={() => setDeskReady(true)}
         />
       )}
     </>
@@ -139,10 +164,11 @@ interface DeskHostProps {
   deskRef: { current: Desk | null };
   onStatus: (s: Status) => void;
   onAgent: (a: Agent) => void;
+  onReady: () => void;
 }
 
 /** The desk's container: rendered once, then the desk draws in it (Preact never diffs inside). */
-function DeskHost({ agent, view, deskRef, onStatus, onAgent }: DeskHostProps) {
+function DeskHost({ agent, view, deskRef, onStatus, onAgent, onReady }: DeskHostProps) {
   const root = useRef<HTMLDivElement>(null);
   useEffect(() => {
     let desk: Desk | null = null;
@@ -159,6 +185,7 @@ function DeskHost({ agent, view, deskRef, onStatus, onAgent }: DeskHostProps) {
       });
       deskRef.current = desk;
       desk.show(viewRef.current);
+      onReady();
       off = session.onRefreshed((token) => desk?.reauth(token));
     });
     return () => { off(); desk?.stop(); deskRef.current = null; };

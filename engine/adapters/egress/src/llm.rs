@@ -273,6 +273,10 @@ impl Responder for LlmResponder {
     fn history_len(&self) -> usize {
         self.config.history_messages
     }
+
+    fn min_confidence(&self) -> f32 {
+        self.config.min_confidence
+    }
 }
 
 /// Where a reply stops, and the usage to estimate when it is cut.

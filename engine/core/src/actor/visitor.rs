@@ -138,7 +138,10 @@ impl ConversationActor {
                 state.index.classify(&message.text)
             }
         };
-        if let Some((i, confidence)) = best {
+        // Matched only if the responder answers with it: a closest intent below its threshold
+        // leaves the message unmatched (what the console offers to turn into a phrase).
+        let threshold = self.deps.responder.min_confidence();
+        if let Some((i, confidence)) = best.filter(|(_, c)| *c >= threshold) {
             (message.intent, message.confidence) =
                 (Some(state.intents[i].name.clone()), Some(confidence));
         }

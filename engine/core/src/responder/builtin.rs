@@ -241,6 +241,10 @@ impl Responder for BuiltinResponder {
     fn history_len(&self) -> usize {
         0 // Intent matching looks at the current message only.
     }
+
+    fn min_confidence(&self) -> f32 {
+        self.min_confidence
+    }
 }
 
 #[cfg(test)]

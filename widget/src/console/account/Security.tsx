@@ -6,6 +6,7 @@ import { api, type Me } from '../session';
 import { CopyButton } from '../ui/copy';
 import { Field, useForm } from '../ui/form';
 import { Qr } from '../ui/qr';
+import { LanguagePicker } from '../ui/lang';
 
 interface Enrollment { otpauth_url: string; secret: string }
 interface Enabled { enabled: boolean; recovery_codes: string[] }
@@ -22,7 +23,12 @@ export function Security({ me, onChanged }: { me: Me; onChanged: () => void }) {
   });
   return (
     <main class="page" aria-labelledby="security-title">
-      <h1 id="security-title">{t('securityTitle')}</h1>
+      <h1 id="security-title">{t('account')}</h1>
+      <section class="panel" aria-labelledby="prefs-title">
+        <h2 id="prefs-title">{t('preferences')}</h2>
+        <p class="row"><span>{t('languageLabel')}</span> <LanguagePicker /></p>
+      </section>
+      <h2>{t('securityTitle')}</h2>
       {!me.email_verified && <p class="notice" role="status">{t('emailUnverified')}</p>}
       {codes ? (
         <section id="recovery" class="panel" aria-labelledby="recovery-title">

@@ -1,5 +1,5 @@
 // Forgot password (a link is mailed) and reset password (opened from that link).
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { call } from '../http';
 import { t } from '../i18n';
 import { Field, useForm } from '../ui/form';
@@ -36,10 +36,10 @@ export function Forgot() {
 
 /** Takes the mailed token out of the address bar at once; the form spends it. */
 export function useLinkToken(route: string, token: string | null): string | null {
-  const [kept] = useState(token);
-  useEffect(() => {
+  const [kept] = useState(() => {
     if (token) history.replaceState(history.state, '', `${location.pathname}#${route}`);
-  }, []);
+    return token;
+  });
   return kept;
 }
 

@@ -52,7 +52,9 @@ export function useForm(names: string[], messages: Record<string, string> = {}):
     try {
       await work();
     } catch (err) {
-      const field = fieldOf(err, names);
+      // The fields named up front, and every named input the form holds now (editors add theirs).
+      const present = Array.from(ref.current?.elements ?? [], (el) => (el as HTMLInputElement).name).filter(Boolean);
+      const field = fieldOf(err, [...names, ...present]);
       const text = (err instanceof ApiError && messages[err.code]) || describe(err);
       if (field) {
         setErrors({ [field]: text });
@@ -86,7 +88,7 @@ interface FieldProps {
 
 /** A labelled input with its hint and error, wired for screen readers. */
 export function Field({ form, name, label, hint, children }: FieldProps) {
-  const id = name.replace(/\./g, '-');
+  const id = name.replace(/[.[\]]+/g, '-').replace(/-$/, '');
   const error = form.errors[name];
   const describedBy = [hint && `${id}-hint`, error && `${id}-error`].filter(Boolean).join(' ') || undefined;
   return (
