@@ -44,10 +44,10 @@ pub struct LlmBody {
     base_url: String,
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     model: String,
-    /// Sent as `Authorization: Bearer`; never answered back.
-    #[serde(default)]
+    /// Sent as `Authorization: Bearer`; never answered back. Absent keeps the stored key (a
+    /// form that never saw it need not ask for it again); empty removes it.
     #[schema(max_length = 500)]
-    api_key: String,
+    api_key: Option<String>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
@@ -134,14 +134,15 @@ pub async fn update(
             parla_domain::http::check_url(llm.base_url.trim())
                 .map_err(|problem| ApiError::invalid("llm.base_url", problem))?;
             let model = validate_text("llm.model", &llm.model, 200)?;
-            if llm.api_key.chars().count() > 500 {
-                return Err(ApiError::invalid("llm.api_key", "at most 500 characters"));
-            }
-            tenant.llm = Some(TenantLlm {
-                base_url: llm.base_url.trim().to_owned(),
-                model,
-                api_key: llm.api_key,
-            });
+            let api_key = match llm.api_key {
+                Some(key) if key.chars().count() > 500 => {
+                    return Err(ApiError::invalid("llm.api_key", "at most 500 characters"));
+                }
+                Some(key) => key,
+                None => tenant.llm.take().map(|old| old.api_key).unwrap_or_default(),
+            };
+            tenant.llm =
+                Some(TenantLlm { base_url: llm.base_url.trim().to_owned(), model, api_key });
         }
     }
     if let Some(budget) = body.monthly_token_budget {

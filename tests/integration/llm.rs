@@ -425,6 +425,11 @@ async fn a_workspace_brings_its_own_llm_within_its_token_budget() {
     assert_eq!(status, 200, "{workspace}");
     assert_eq!(workspace["llm"]["api_key_set"], true);
     assert!(!workspace.to_string().contains("sk-tenant"), "the key is write-only");
+    // A form that changes the endpoint without the key keeps it (the calls below carry it).
+    let same = json!({"llm": {"base_url": api, "model": "tenant-model"}});
+    let (_, workspace) =
+        server.call("PATCH", "/api/workspace", Some(&same.to_string()), Some(&jwt)).await;
+    assert_eq!(workspace["llm"]["api_key_set"], true, "{workspace}");
 
     let body = json!({"name": "byo", "config": {"fallback_message": "Fallback."}});
     let bot = published_bot(&server, &jwt, body).await;
@@ -455,6 +460,11 @@ async fn a_workspace_brings_its_own_llm_within_its_token_budget() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(ask(&mut client, "t4", "again").await.1["text"], "The answer is 42.");
+    // An empty key removes it.
+    let cleared = json!({"llm": {"base_url": api, "model": "tenant-model", "api_key": ""}});
+    let (_, workspace) =
+        server.call("PATCH", "/api/workspace", Some(&cleared.to_string()), Some(&jwt)).await;
+    assert_eq!(workspace["llm"]["api_key_set"], false, "{workspace}");
     let (_, workspace) =
         server.call("PATCH", "/api/workspace", Some(r#"{"llm": null}"#), Some(&jwt)).await;
     assert!(workspace["llm"].is_null());

@@ -1001,9 +1001,10 @@ scopes: [string, ...(string)[]]
 }
 export interface LlmBody {
 /**
- * Sent as `Authorization: Bearer`; never answered back.
+ * Sent as `Authorization: Bearer`; never answered back. Absent keeps the stored key (a
+ * form that never saw it need not ask for it again); empty removes it.
  */
-api_key?: string
+api_key?: (string | null)
 /**
  * An OpenAI-compatible API base, e.g. `https://api.openai.com/v1`.
  */

@@ -21,6 +21,7 @@ const Security = lazy(() => import('./account/Security').then((m) => m.Security)
 const BotList = lazy(() => import('./bots/BotList').then((m) => m.BotList));
 const NewBot = lazy(() => import('./bots/BotList').then((m) => m.NewBot));
 const BotPage = lazy(() => import('./bots/BotPage').then((m) => m.BotPage));
+const Workspace = lazy(() => import('./workspace/Workspace').then((m) => m.Workspace));
 
 /** Routes anyone may open. */
 const OPEN = ['sign-in', 'register', 'verify-email', 'forgot-password', 'reset-password', 'accept-invitation'];
@@ -29,7 +30,7 @@ const DESK = ['inbox', 'dashboard'];
 /** Routes that, signed in, lead to the member's first section. */
 const LANDING = ['', 'sign-in', 'register', 'forgot-password'];
 /** The header's sections. */
-const SECTIONS = ['bots', 'inbox', 'dashboard'] as const;
+const SECTIONS = ['bots', 'inbox', 'dashboard', 'workspace'] as const;
 
 interface Status { text: string; state: string }
 
@@ -130,6 +131,8 @@ export function App() {
     body = <BotPage key={`bot-${route.path[1]}`} me={me} id={route.path[1]} section={route.path[2] ?? ''} sub={route.path[3] ?? null} />;
   } else if (name === 'bots') {
     body = <BotList key="bots" me={me} />;
+  } else if (name === 'workspace') {
+    body = <Workspace key="workspace" me={me} section={route.path[1] ?? ''} />;
   } else if (name === 'security') {
     body = <Security key="security" me={me} onChanged={() => void session.fetchMe().then(setMe, () => {})} />;
   } else {

@@ -6,7 +6,10 @@ import { ApiError } from '../http';
 import { t } from '../i18n';
 
 /** Codes whose field the API does not name. */
-const CODE_FIELDS: Record<string, string> = { email_taken: 'email', totp_required: 'totp', invalid_totp: 'totp' };
+const CODE_FIELDS: Record<string, string> = {
+  email_taken: 'email', totp_required: 'totp', invalid_totp: 'totp', shortcut_taken: 'shortcut',
+  intent_name_taken: 'name', form_id_taken: 'response.content.form_id',
+};
 
 export interface FormState {
   /** Errors by field name. */

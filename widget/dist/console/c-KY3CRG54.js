@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-5JQ4OPHO.js";import"./c-VLEMGLHU.js";import"./c-23ISZVNG.js";import"./c-YAPQQYBH.js";import"./c-3KQAN2HY.js";import"./c-MNFC4TH7.js";import"./c-JFGJ4GZE.js";export{a as BotList,c as LanguageField,b as NewBot};
