@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { GUARD, apiCall, cleanup, mailTo, openBrowser, startParlaWithDir } from './harness.mjs';
+import { GUARD, apiCall, cleanup, mailTo, message, openBrowser, startHost, startParlaWithDir } from './harness.mjs';
 
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const SHOTS = process.env.PARLA_SHOTS || process.env.CARGO_TARGET_DIR || '/tmp';
@@ -272,5 +272,95 @@ test('a colleague with the agent role sees the bots but cannot change them', { t
     method: 'PATCH', headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Mine' }),
   });
   assert.equal(refused.status, 403);
+  assert.deepEqual(unprovoked(problems), []);
+});
+
+const htmlPage = (body) => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head><body><h1>A shop</h1>${body}</body></html>`;
+
+test('appearance previewed live, the snippet copied and pasted on an allowed site, and a WhatsApp number connected', { timeout: 120_000 }, async (t) => {
+  const email = 'cleo@build.example.com';
+  await api('POST', '/api/auth/register', { email, password: PASSWORD, name: 'Cleo Colour' });
+  const { access_token: token } = await api('POST', '/api/auth/login', { email, password: PASSWORD });
+  const bot = await api('POST', '/api/bots', { name: 'Shop bot', config: { welcome_message: 'Hi from the shop!' } }, token);
+  await api('POST', `/api/bots/${bot.id}/intents`, { name: 'hello', examples: ['hello there'], response: { text: 'Hello, shopper!' } }, token);
+  await api('POST', `/api/bots/${bot.id}/publish`, null, token);
+  const pages = {};
+  const shop = await startHost(pages);
+  const elsewhere = await startHost(pages);
+
+  const { page, problems } = await openBrowser(t, { viewport: { width: 1280, height: 900 } });
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: parla });
+  await page.goto(`${parla}/console`);
+  await page.fill('#email', email);
+  await page.fill('#password', PASSWORD);
+  await page.click('#sign-in');
+  await page.locator('#views').waitFor();
+  await page.goto(`${parla}/console#bots/${bot.id}/appearance`);
+  await page.locator('#appearance-form').waitFor();
+
+  // The preview is the widget itself, and follows the colour as it is typed.
+  await page.locator('#appearance-preview').getByText('Hi from the shop!').waitFor();
+  await page.fill('#appearance-color', '#e8590c');
+  await page.fill('#appearance-title', 'Shop help');
+  await page.locator('#appearance-preview #title', { hasText: 'Shop help' }).waitFor();
+  const headColor = () => page.locator('#appearance-preview .head').evaluate((el) => getComputedStyle(el).backgroundColor);
+  const deadline = Date.now() + GUARD;
+  while ((await headColor()) !== 'rgb(232, 89, 12)' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await headColor(), 'rgb(232, 89, 12)', 'the preview wears the new colour');
+
+  // A path is not an origin: refused on the field. Then only the shop may show the chat.
+  await page.fill('#integration-allowed_origins', `${shop}/path`);
+  await page.click('#save-appearance');
+  await page.locator('#integration-allowed_origins-error').waitFor();
+  await page.fill('#integration-allowed_origins', shop);
+  await page.click('#save-appearance');
+  await page.locator('#appearance-saved:not(:empty)').waitFor();
+  const saved = await api('GET', `/api/bots/${bot.id}`, null, token);
+  assert.equal(saved.appearance.color, '#e8590c');
+  assert.deepEqual(saved.integration.allowed_origins, [shop]);
+  assert.deepEqual(await axe(page), [], 'axe: appearance');
+  await shots(page, 'appearance');
+
+  // The snippet, copied, pasted on the shop's page: the chat shows there in its colour and answers.
+  await page.click('#copy-snippet');
+  const snippet = await page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(snippet, await page.textContent('#snippet'));
+  assert.equal(snippet, `<script src="${parla}/widget.js" data-bot="${bot.id}" async></script>`);
+  pages['/shop.html'] = htmlPage(snippet);
+  const visitor = await openBrowser(t);
+  await visitor.page.goto(`${shop}/shop.html`);
+  await visitor.page.locator('#launcher').click();
+  await visitor.page.locator('#status[data-state="connected"]').waitFor();
+  await visitor.page.fill('#input', 'hello there');
+  await visitor.page.click('#send');
+  const answer = await message(visitor.page, 3);
+  assert.equal(answer.text, 'Hello, shopper!');
+  // Another site with the same snippet gets no chat at all.
+  const stranger = await openBrowser(t);
+  await stranger.page.goto(`${elsewhere}/shop.html`);
+  await stranger.page.waitForLoadState('networkidle');
+  assert.equal(await stranger.page.locator('#launcher').count(), 0, 'no widget on a site not allowed');
+
+  // Channels: WhatsApp, with where each value comes from; a bad value refused on its field;
+  // once connected, the webhook URL to paste in Meta's console.
+  await page.click('#bot-tab-channels');
+  await page.locator('#channel-list[data-state="empty"]').waitFor();
+  await page.click('#add-whatsapp');
+  await page.locator('#channel-form-whatsapp').waitFor();
+  assert.match(await page.textContent('#phone_number_id-hint'), /API setup/);
+  await page.fill('#phone_number_id', 'not digits');
+  await page.fill('#access_token', 'EAAG-test-token-0000');
+  await page.fill('#app_secret', 'app-secret-1234');
+  await page.fill('#verify_token', 'my verify token');
+  await page.click('#connect-channel');
+  await page.locator('#phone_number_id-error').waitFor();
+  await page.fill('#phone_number_id', '1234567890');
+  await page.click('#connect-channel');
+  await page.locator('#channel-list li[data-kind="whatsapp"]').waitFor();
+  const hook = await page.textContent('#channel-list .webhook-url');
+  assert.match(hook, new RegExp(`^${parla}/`), 'the webhook URL is on this server');
+  assert.match(await page.textContent('#channel-list li[data-kind="whatsapp"]'), /…1234/, 'the secret only by its last characters');
+  assert.deepEqual(await axe(page), [], 'axe: channels');
+  await shots(page, 'channels');
   assert.deepEqual(unprovoked(problems), []);
 });

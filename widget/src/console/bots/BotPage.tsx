@@ -14,11 +14,15 @@ import { BotSettings } from './BotSettings';
 
 const Intents = lazy(() => import('./Intents').then((m) => m.Intents));
 const Knowledge = lazy(() => import('./Knowledge').then((m) => m.Knowledge));
+const Appearance = lazy(() => import('./Appearance').then((m) => m.Appearance));
+const Channels = lazy(() => import('./Channels').then((m) => m.Channels));
 
 const SECTIONS = [
   { path: '', word: 'settings' },
   { path: 'intents', word: 'intents' },
   { path: 'knowledge', word: 'knowledge' },
+  { path: 'appearance', word: 'appearance' },
+  { path: 'channels', word: 'channels' },
 ] as const;
 
 export function BotPage({ me, id, section, sub }: { me: Me; id: string; section: string; sub: string | null }) {
@@ -80,6 +84,8 @@ export function BotPage({ me, id, section, sub }: { me: Me; id: string; section:
             {section === '' && <BotSettings bot={bot} writer={writer} onSaved={res.set} />}
             {section === 'intents' && <Intents bot={bot} writer={writer} selected={sub} />}
             {section === 'knowledge' && <Knowledge bot={bot} writer={writer} />}
+            {section === 'appearance' && <Appearance bot={bot} writer={writer} onSaved={res.set} />}
+            {section === 'channels' && <Channels bot={bot} writer={writer} />}
             {deleting && (
               <Confirm
                 id="delete-dialog"

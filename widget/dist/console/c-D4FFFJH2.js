@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-H5QCLW6D.js";import"./c-DCMCPM3X.js";import"./c-6MPJLCV2.js";import"./c-RGNHQQAA.js";import"./c-YAPQQYBH.js";import"./c-45K35HNJ.js";import"./c-ROJU5R5C.js";export{a as BotList,c as LanguageField,b as NewBot};
