@@ -69,6 +69,12 @@ export function App() {
   }, [signedIn, me]);
 
   const name = route.path[0] ?? '';
+  // The section the console opens on is fetched while it asks who is signed in.
+  useEffect(() => {
+    if (!signedIn) return;
+    const first = { bots: route.path[1] === 'new' ? NewBot : route.path[1] ? BotPage : BotList, workspace: Workspace, security: Security }[name];
+    first?.preload();
+  }, [signedIn]);
   // Signed in, the sign-in and registration forms have nothing to do: to the member's first
   // section — the bots for a workspace's writer while it has none, else the inbox for those who
   // take chats, else the dashboard.

@@ -1,19 +1,26 @@
-// A view loaded on first use: its chunk is fetched once, "Loading…" shows meanwhile.
+// A view loaded on first use: its chunk is fetched once, "Loading…" shows meanwhile. `preload`
+// starts the fetch early (the shell does, for the route it opens on, while it asks who is
+// signed in).
 import type { ComponentType } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { t } from './i18n';
 
-export function lazy<P extends object>(load: () => Promise<ComponentType<P>>): ComponentType<P> {
+export type LazyView<P> = ComponentType<P> & { preload: () => void };
+
+export function lazy<P extends object>(load: () => Promise<ComponentType<P>>): LazyView<P> {
   let loaded: ComponentType<P> | null = null;
   let loading: Promise<void> | null = null;
   let failed = false;
-  return function Lazy(props: P) {
+  const start = () => {
+    loading ??= load().then((c) => { loaded = c; failed = false; }, () => { failed = true; loading = null; });
+    return loading;
+  };
+  function Lazy(props: P) {
     const [, rerender] = useState(0);
     useEffect(() => {
       if (loaded) return;
       let live = true;
-      loading ??= load().then((c) => { loaded = c; }, () => { failed = true; loading = null; });
-      void loading.then(() => { if (live) rerender((n) => n + 1); });
+      void start().then(() => { if (live) rerender((n) => n + 1); });
       return () => { live = false; };
     }, []);
     if (loaded) {
@@ -21,5 +28,6 @@ export function lazy<P extends object>(load: () => Promise<ComponentType<P>>): C
       return <View {...props} />;
     }
     return <main class="auth"><p class="boot" role={failed ? 'alert' : 'status'}>{failed ? t('network') : t('loading')}</p></main>;
-  };
+  }
+  return Object.assign(Lazy, { preload: () => { void start(); } });
 }

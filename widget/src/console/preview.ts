@@ -73,3 +73,34 @@ export function showPreview(host: HTMLElement, settings: PublicSettings, frames:
   else (shadow.activeElement as HTMLElement | null)?.blur();
   return () => { client.stop(); holder.remove(); };
 }
+
+export interface LiveChat {
+  conversation_id: string;
+  resume_token: string;
+}
+
+/**
+ * The real widget in `host`, connected to Parla's socket and resuming `chat` (a preview
+ * conversation the console opened, so a draft bot answers and any origin may). `onMessage`
+ * hears every stored message. Returns what stops it.
+ */
+export function showLive(host: HTMLElement, settings: PublicSettings, chat: LiveChat, onMessage: (m: MessageFrame) => void): () => void {
+  const holder = document.createElement('div');
+  holder.className = 'preview-host';
+  holder.dataset.parlaPreview = 'live';
+  host.replaceChildren(holder);
+  const shadow = holder.attachShadow({ mode: 'open' });
+  const root = document.createElement('div');
+  root.style.height = '100%';
+  shadow.append(root);
+  const storage = new Memory();
+  storage.setItem(`parla.widget.v1.${settings.id}`, JSON.stringify(chat));
+  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/widget/ws`;
+  const client = new ChatClient({ url, botId: settings.id, storage });
+  client.listen({ message: onMessage });
+  const app = mount({ shadow, root, base: location.origin, botId: settings.id, settings, lang: settings.language, client, onUnread() {}, onClose() {} });
+  adoptCss(shadow, IN_PAGE);
+  app.open();
+  shadow.querySelector('.panel')?.classList.remove('entering');
+  return () => { client.stop(); holder.remove(); };
+}

@@ -16,11 +16,13 @@ const Intents = lazy(() => import('./Intents').then((m) => m.Intents));
 const Knowledge = lazy(() => import('./Knowledge').then((m) => m.Knowledge));
 const Appearance = lazy(() => import('./Appearance').then((m) => m.Appearance));
 const Channels = lazy(() => import('./Channels').then((m) => m.Channels));
+const TryIt = lazy(() => import('./TryIt').then((m) => m.TryIt));
 
 const SECTIONS = [
   { path: '', word: 'settings' },
   { path: 'intents', word: 'intents' },
   { path: 'knowledge', word: 'knowledge' },
+  { path: 'try', word: 'tryIt' },
   { path: 'appearance', word: 'appearance' },
   { path: 'channels', word: 'channels' },
 ] as const;
@@ -84,6 +86,7 @@ export function BotPage({ me, id, section, sub }: { me: Me; id: string; section:
             {section === '' && <BotSettings bot={bot} writer={writer} onSaved={res.set} />}
             {section === 'intents' && <Intents bot={bot} writer={writer} selected={sub} />}
             {section === 'knowledge' && <Knowledge bot={bot} writer={writer} />}
+            {section === 'try' && <TryIt bot={bot} writer={writer} />}
             {section === 'appearance' && <Appearance bot={bot} writer={writer} onSaved={res.set} />}
             {section === 'channels' && <Channels bot={bot} writer={writer} />}
             {deleting && (

@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-YPHTZZIB.js";import"./c-BIIN3GUW.js";import"./c-EAYDS6WQ.js";import"./c-LV4WCRMA.js";import"./c-YAPQQYBH.js";import"./c-VI45QTDK.js";import"./c-QJEFN25O.js";export{a as BotList,c as LanguageField,b as NewBot};
