@@ -545,11 +545,22 @@ pub enum Channel {
     Api,
     /// Push notifications (FCM) to a widget visitor's device.
     Push,
+    /// A tenant's own test chat with its bot (the console's "Try it"): opened through the
+    /// admin API by someone who may edit the bot, whatever its status, and resumed by a widget
+    /// from any origin. It counts in no analytics, never enters the agents' inbox and is never
+    /// escalated.
+    Preview,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 5] =
-        [Channel::Web, Channel::Whatsapp, Channel::Sms, Channel::Api, Channel::Push];
+    pub const ALL: [Channel; 6] = [
+        Channel::Web,
+        Channel::Whatsapp,
+        Channel::Sms,
+        Channel::Api,
+        Channel::Push,
+        Channel::Preview,
+    ];
 
     /// Its name on the wire (`web`, `whatsapp`, …).
     pub fn as_str(self) -> &'static str {
@@ -559,6 +570,7 @@ impl Channel {
             Channel::Sms => "sms",
             Channel::Api => "api",
             Channel::Push => "push",
+            Channel::Preview => "preview",
         }
     }
 

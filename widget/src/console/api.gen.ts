@@ -35,7 +35,7 @@ export type BotStatus = ("DRAFT" | "ACTIVE" | "PAUSED" | "ARCHIVED")
 /**
  * Where a conversation came from.
  */
-export type Channel = ("web" | "whatsapp" | "sms" | "api" | "push")
+export type Channel = ("web" | "whatsapp" | "sms" | "api" | "push" | "preview")
 /**
  * A conversation without its messages.
  */
@@ -1061,6 +1061,13 @@ data: Note[]
 }
 export interface OpenBody {
 bot_id: string
+/**
+ * A preview: the tenant's own test chat with the bot (the console's "Try it"). Needs
+ * `bots:write` instead of `conversations:write`; opened whatever the bot's status, and a
+ * widget resumes it with the returned token from any origin. It counts in no analytics,
+ * never reaches the agents' inbox and is never escalated.
+ */
+preview?: boolean
 }
 /**
  * A conversation opened by an integration.

@@ -26,7 +26,11 @@ impl ConversationActor {
     }
 
     /// Tells the tenant's inbox watchers how the conversation stands (and its newest message).
+    /// A preview is not theirs: they are never told of one.
     pub(super) fn tell_inbox(&self, state: &State, last_message: Option<&Message>) {
+        if state.channel == Channel::Preview {
+            return;
+        }
         self.deps.bus.publish_tenant(
             &self.key.tenant_id,
             TenantEvent::Conversation {
