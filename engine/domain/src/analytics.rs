@@ -389,6 +389,7 @@ mod tests {
             content: None,
             postback: None,
             form: None,
+            sources: Vec::new(),
         }
     }
 

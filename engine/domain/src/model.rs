@@ -780,6 +780,22 @@ pub struct Message {
     /// the conversation's user data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub form: Option<Box<crate::rich::FormSubmission>>,
+    /// A bot's answer: the knowledge-base passages it was drawn from (the one the built-in
+    /// responder answered with, or those an LLM's prompt held), each document and heading
+    /// once, in the order retrieval ranked them. Agents and the REST API see it; widget frames
+    /// leave it out. Empty (absent) for an intent's answer or the fallback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRef>,
+}
+
+/// A knowledge-base passage an answer used: its document and what the passage is called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceRef {
+    /// The document's id (`/api/bots/{id}/documents/{document_id}`).
+    pub document_id: String,
+    /// The heading the passage sits under (Markdown, HTML, DOCX), or its document's title when
+    /// it has none (plain text, CSV, JSON, PDF), as it was when the document was processed.
+    pub title: String,
 }
 
 impl Message {
@@ -811,6 +827,7 @@ impl Message {
             content: None,
             postback: None,
             form: None,
+            sources: Vec::new(),
         }
     }
 }

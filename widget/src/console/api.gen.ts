@@ -261,6 +261,7 @@ ScrapeBody?: ScrapeBody
 Sender?: Sender
 Series?: Series
 Session?: Session
+SourceRef?: SourceRef
 TenantId?: TenantId
 TenantView?: TenantView
 TokenBody?: TokenBody
@@ -701,6 +702,13 @@ prompt_tokens?: (number | null)
 sender: Sender
 sentiment?: (number | null)
 seq: number
+/**
+ * A bot's answer: the knowledge-base passages it was drawn from (the one the built-in
+ * responder answered with, or those an LLM's prompt held), each document and heading
+ * once, in the order retrieval ranked them. Agents and the REST API see it; widget frames
+ * leave it out. Empty (absent) for an intent's answer or the fallback.
+ */
+sources?: SourceRef[]
 tenant_id: TenantId
 text: string
 }
@@ -739,6 +747,20 @@ form_id: string
 values: {
 [k: string]: string | undefined
 }
+}
+/**
+ * A knowledge-base passage an answer used: its document and what the passage is called.
+ */
+export interface SourceRef {
+/**
+ * The document's id (`/api/bots/{id}/documents/{document_id}`).
+ */
+document_id: string
+/**
+ * The heading the passage sits under (Markdown, HTML, DOCX), or its document's title when
+ * it has none (plain text, CSV, JSON, PDF), as it was when the document was processed.
+ */
+title: string
 }
 /**
  * One page of a bot's conversations, newest first.

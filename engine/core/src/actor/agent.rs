@@ -147,10 +147,11 @@ impl ConversationActor {
                         self.deps
                             .bus
                             .publish(&self.key, Event::Message { message: message.clone() });
-                        Ok(CommandOutcome::Message { message, duplicate: false })
+                        Ok(CommandOutcome::Message { message: Box::new(message), duplicate: false })
                     }
                     Ok(Appended::Duplicate(existing)) => {
-                        Ok(CommandOutcome::Message { message: existing, duplicate: true })
+                        let message = Box::new(existing);
+                        Ok(CommandOutcome::Message { message, duplicate: true })
                     }
                     Err(e) => {
                         let last = self.deps.store.last_seq(t, c);

@@ -110,6 +110,8 @@ pub(crate) struct ReplyDone {
     text: String,
     intent: Option<String>,
     confidence: Option<f32>,
+    /// The passages the reply is drawn from ([`crate::responder::Reply::sources`]).
+    sources: Vec<SourceRef>,
     usage: Option<crate::responder::Usage>,
 }
 
