@@ -187,6 +187,8 @@ CardButton?: CardButton
 Channel?: Channel
 ChannelBody?: ChannelBody
 ChannelCounts?: ChannelCounts
+ChannelHealth?: ChannelHealth
+ChannelHealthError?: ChannelHealthError
 ChannelList?: ChannelList
 ChannelView?: ChannelView
 ConfigBody?: ConfigBody
@@ -592,6 +594,39 @@ export interface ChannelCounts {
 conversations: number
 messages: number
 }
+/**
+ * How a connection is doing, as the node answering saw it since it started: kept in memory,
+ * per node, so it is empty after a restart, and in a cluster each node knows only the webhooks
+ * it received and the messages it sent (see `docs/channels.md`). Every field is null until
+ * something happened.
+ */
+export interface ChannelHealth {
+/**
+ * When the provider last accepted a message we sent (Unix ms).
+ */
+last_delivered_at?: (number | null)
+last_error?: (null | ChannelHealthError)
+/**
+ * When the provider last reached us: a webhook (message or status report) whose
+ * signature checked out (Unix ms).
+ */
+last_inbound_at?: (number | null)
+}
+/**
+ * A connection's failure: a send the provider refused or that never reached it, or a failure
+ * the provider reported later.
+ */
+export interface ChannelHealthError {
+/**
+ * When (Unix ms).
+ */
+at: number
+/**
+ * What went wrong, as a workspace may read it (the provider's status and message; never a
+ * credential).
+ */
+message: string
+}
 export interface ChannelList {
 data: ChannelView[]
 }
@@ -605,6 +640,7 @@ export interface ChannelView {
 address: string
 bot_id: string
 created_at: number
+health: ChannelHealth
 id: string
 kind: Channel
 /**
