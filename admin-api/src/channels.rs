@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, http::StatusCode, web};
+use parla_domain::channels::ChannelHealth;
 use parla_engine::model::{BotId, Channel, ChannelConnection, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -27,10 +28,13 @@ pub struct ChannelView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_path: Option<String>,
     pub created_at: i64,
+    /// How the connection is doing, as the node answering saw it since it started (in memory,
+    /// per node: empty after a restart; see `docs/channels.md`).
+    pub health: ChannelHealth,
 }
 
-impl From<&ChannelConnection> for ChannelView {
-    fn from(c: &ChannelConnection) -> Self {
+impl ChannelView {
+    fn new(c: &ChannelConnection, health: ChannelHealth) -> Self {
         Self {
             id: c.id.clone(),
             bot_id: c.bot_id.to_string(),
@@ -43,6 +47,7 @@ impl From<&ChannelConnection> for ChannelView {
                 _ => None,
             },
             created_at: c.created_at,
+            health,
         }
     }
 }
@@ -132,7 +137,7 @@ pub async fn list(
         .list_channels(&caller.tenant, &bot)
         .await?
         .iter()
-        .map(ChannelView::from)
+        .map(|c| ChannelView::new(c, state.channels.health(&c.id)))
         .collect();
     Ok(HttpResponse::Ok().json(ChannelList { data }))
 }
@@ -175,7 +180,7 @@ pub async fn create(
     };
     state.store.put_channel(&connection).await?;
     state.channels.watch(&caller.tenant);
-    Ok(HttpResponse::Created().json(ChannelView::from(&connection)))
+    Ok(HttpResponse::Created().json(ChannelView::new(&connection, ChannelHealth::default())))
 }
 
 /// What a connection stores: (address, sealed-to-be credentials, their hints, template).

@@ -4,7 +4,8 @@
 //!
 //! Opening, posting as the visitor and deleting are an integration's or an admin's
 //! (`conversations:write`: an API key holding it, or an admin or owner): an agent takes part
-//! in conversations as `human` only, through `handover`.
+//! in conversations as `human` only, through `handover`. Opening and deleting a preview (the
+//! tenant's own test chat, [`Channel::Preview`]) is for whoever may edit bots (`bots:write`).
 
 use std::time::Duration;
 
@@ -177,30 +178,43 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct OpenBody {
     bot_id: String,
+    /// A preview: the tenant's own test chat with the bot (the console's "Try it"). Needs
+    /// `bots:write` instead of `conversations:write`; opened whatever the bot's status, and a
+    /// widget resumes it with the returned token from any origin. It counts in no analytics,
+    /// never reaches the agents' inbox and is never escalated.
+    #[serde(default)]
+    preview: bool,
 }
 
-/// `POST /api/conversations`: opens a conversation with one of the tenant's active bots.
-/// Returns the resume token a widget needs to join it.
+/// `POST /api/conversations`: opens a conversation with one of the tenant's active bots (or,
+/// as a preview, with any of its bots). Returns the resume token a widget needs to join it.
 #[utoipa::path(post, path = "/api/conversations", tag = "conversations", operation_id = "open_conversation",
     security(("bearer" = [])),
     request_body = OpenBody,
     responses((status = 201, description = "Opened; the bot's welcome follows", body = Opened),
+              (status = 403, description = "The caller lacks `conversations:write` (`bots:write` for a preview)", body = ErrorBody),
               (status = 404, description = "No such bot in the caller's tenant", body = ErrorBody),
-              (status = 409, description = "`bot_unavailable`: the bot is not ACTIVE", body = ErrorBody),
+              (status = 409, description = "`bot_unavailable`: the bot is not ACTIVE (never for a preview)", body = ErrorBody),
               (status = 503, description = "`tenant_at_capacity`, `conversation_busy`, `shutting_down` or `not_stored`: retry", body = ErrorBody)))]
 pub async fn open(
     state: web::Data<AdminState>,
     caller: Caller,
     body: crate::body::Json<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("conversations:write")?;
-    let bot = BotId(body.into_inner().bot_id);
+    let body = body.into_inner();
+    caller.require(if body.preview { "bots:write" } else { "conversations:write" })?;
+    let bot = BotId(body.bot_id);
     state.store.get_bot(&caller.tenant, &bot).await?.ok_or_else(|| not_found("bot"))?;
+    let (source, user_agent) = if body.preview {
+        (Channel::Preview, "console-preview")
+    } else {
+        (Channel::Api, "admin-api")
+    };
     let request = OpenRequest {
         bot_id: bot,
         resume: None,
-        user_agent: Some("admin-api".into()),
-        source: Channel::Api,
+        user_agent: Some(user_agent.into()),
+        source,
         origin: None,
     };
     let opened = state.engine.open(request).await.map_err(ApiError::from)?;
@@ -254,11 +268,13 @@ pub async fn post_message(
 }
 
 /// `DELETE /api/conversations/{id}`: the conversation and all its messages, deleted by its
-/// own actor (so nothing is appended behind the deletion). Connected widgets are told.
+/// own actor (so nothing is appended behind the deletion). Connected widgets are told. A
+/// preview may also be deleted with `bots:write` (whoever may open one may restart it).
 #[utoipa::path(delete, path = "/api/conversations/{id}", tag = "conversations", operation_id = "delete_conversation",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The conversation's id")),
     responses((status = 204, description = "Deleted with its messages; connected widgets are told"),
+              (status = 403, description = "The caller lacks `conversations:write` (or `bots:write`, for a preview)", body = ErrorBody),
               (status = 503, description = "`tenant_at_capacity`, `conversation_busy`, `shutting_down` or `not_stored`: retry", body = ErrorBody),
               (status = 504, description = "`timeout`: not confirmed in time; retry", body = ErrorBody)))]
 pub async fn delete(
@@ -266,8 +282,18 @@ pub async fn delete(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("conversations:write")?;
+    // Without `conversations:write`, `bots:write` deletes previews only.
+    let previews_only = match caller.require("conversations:write") {
+        Ok(()) => false,
+        Err(e) => {
+            caller.require("bots:write").map_err(|_| e)?;
+            true
+        }
+    };
     let conversation = own_conversation(&state, &caller, &path).await?;
+    if previews_only && conversation.source != Channel::Preview {
+        caller.require("conversations:write")?;
+    }
     let key =
         ConversationKey { tenant_id: caller.tenant.clone(), conversation_id: conversation.id };
     match state.engine.delete_conversation(&key, STORE_WAIT).await {

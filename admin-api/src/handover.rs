@@ -255,7 +255,7 @@ pub async fn reply(
         return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no message"));
     };
     let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    Ok(HttpResponse::build(status).json(Posted { message, duplicate }))
+    Ok(HttpResponse::build(status).json(Posted { message: *message, duplicate }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -11,7 +11,9 @@
 //! - an **outbound sink** per conversation that delivers the bot's and agents' stored
 //!   messages in seq order, cut to the provider's size limit at paragraph or sentence
 //!   boundaries, paced per number, retried with backoff on 429 and 5xx, and remembers in the
-//!   store how far it got (so a restart resumes, and nothing is sent twice on purpose).
+//!   store how far it got (so a restart resumes, and nothing is sent twice on purpose);
+//! - its **health** ([`health`]): when the provider last reached us, when it last accepted a
+//!   message, the last failure — in memory, per node.
 //!
 //! In a cluster every admin node watches every tenant with a connection, but only the holder of
 //! the tenant's `channels:{tenant}` lease delivers (starts sinks, sends push notifications), so
@@ -20,6 +22,7 @@
 //!
 //! Dependency direction: `channels` → `engine`; never another transport.
 
+mod health;
 pub mod push;
 pub mod seal;
 mod sink;
@@ -67,6 +70,8 @@ pub struct Channels {
     leading: Mutex<HashMap<TenantId, Option<Instant>>>,
     /// FCM access tokens by connection, until a minute before they expire.
     fcm_tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// What this node saw of each connection (what the console shows).
+    health: health::HealthBook,
 }
 
 /// The store ports the channels use, and no other: their connections, what they remember per
@@ -119,6 +124,7 @@ impl Channels {
             watched: Mutex::new(HashSet::new()),
             leading: Mutex::new(HashMap::new()),
             fcm_tokens: Mutex::new(HashMap::new()),
+            health: health::HealthBook::default(),
         }))
     }
 
@@ -445,5 +451,9 @@ impl parla_domain::channels::ChannelAdmin for Admin {
 
     fn watch(&self, tenant: &TenantId) {
         self.0.watch(tenant);
+    }
+
+    fn health(&self, connection_id: &str) -> parla_domain::channels::ChannelHealth {
+        self.0.health.get(connection_id)
     }
 }

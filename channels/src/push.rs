@@ -100,6 +100,7 @@ impl Channels {
             Ok(bearer) => bearer,
             Err(e) => {
                 tracing::warn!(error = %e, "no FCM access token; notifications not sent");
+                self.health.failed(&connection.id, &format!("no FCM access token: {e}"));
                 return;
             }
         };
@@ -117,12 +118,16 @@ impl Channels {
             }});
             let build = || self.http.post(&url).bearer_auth(&bearer).json(&payload);
             match self.send_with_retries(&connection.id, build).await {
-                Ok(_) => {}
+                Ok(_) => self.health.delivered(&connection.id),
+                // The device's, not the connection's: it is not the connection's error.
                 Err(e) if e.contains("404") || e.contains("UNREGISTERED") => {
                     tracing::info!("an unregistered device token is forgotten");
                     let _ = store.state.remove_push_token(t, c, &token).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "push notification not sent"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "push notification not sent");
+                    self.health.failed(&connection.id, &e);
+                }
             }
         }
     }

@@ -192,6 +192,7 @@ impl Channels {
             let key = ConversationKey { tenant_id: tenant, conversation_id: id };
             let why = error.unwrap_or_else(|| "no reason given".into());
             let text = format!("message {seq} was not delivered: {why}");
+            self.health.failed(&connection.id, &text);
             self.engine.announce_failure(&key, "channel_delivery_failed", &text);
         }
     }
@@ -253,6 +254,10 @@ impl Channels {
             if outcome.is_err() {
                 break; // The rest of a message that failed is not sent.
             }
+        }
+        match &outcome {
+            Ok(()) => self.health.delivered(&connection.id),
+            Err(e) => self.health.failed(&connection.id, e),
         }
         outcome
     }

@@ -153,6 +153,7 @@ async fn receive(
         tracing::warn!(connection = %connection.id, "SMS webhook with a bad signature refused");
         return refuse(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature");
     }
+    channels.health.inbound(&connection.id);
     // A status callback: how far a message we sent got.
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     if let (Some(status), Some(sid)) = (param("MessageStatus"), param("MessageSid"))

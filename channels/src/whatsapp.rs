@@ -200,6 +200,7 @@ async fn receive(
         tracing::warn!(connection = %connection.id, "WhatsApp webhook with a bad signature refused");
         return refuse(StatusCode::UNAUTHORIZED, "invalid X-Hub-Signature-256");
     }
+    channels.health.inbound(&connection.id);
     let Ok(notification) = serde_json::from_slice::<Notification>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "malformed notification");
     };

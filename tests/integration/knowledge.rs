@@ -87,6 +87,48 @@ async fn every_text_format_is_processed_and_answered_from() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_from_a_document_names_it_for_agents_but_not_for_visitors() {
+    let server = start().await;
+    let (jwt, bot) = bot(&server).await;
+    let intent = json!({"name": "greet", "examples": ["hello there"], "response": {"text": "Hi!"}});
+    let (status, body) = server.post(&format!("/api/bots/{bot}/intents"), intent, Some(&jwt)).await;
+    assert_eq!(status, 201, "{body}");
+    let text = b"Returns are free within 30 days. Send the parcel back with the prepaid label.";
+    let (status, document) = upload(&server, &jwt, &bot, "returns.txt", "text/plain", text).await;
+    assert_eq!(status, 202, "{document}");
+    let document_id = document["id"].as_str().expect("id").to_owned();
+    assert_eq!(settled(&server, &jwt, &bot, &document_id).await["status"], "COMPLETED");
+
+    let mut client = server.client().await;
+    let welcome = client.hello(&bot).await;
+    let from_document = client.exchange("q1", "are returns free?").await.reply;
+    assert!(from_document.tokens.contains("free within 30 days"), "{}", from_document.tokens);
+    assert!(!from_document.end.to_string().contains("sources"), "{}", from_document.end);
+    let from_intent = client.exchange("q2", "hello there").await.reply;
+    assert_eq!(from_intent.tokens, "Hi!");
+    let fallback = client.exchange("q3", "what is the airspeed of a swallow").await.reply;
+    assert_eq!(fallback.tokens, "I do not know that yet.");
+
+    let id = welcome["conversation_id"].as_str().expect("id");
+    let (status, detail) =
+        server.call("GET", &format!("/api/conversations/{id}"), None, Some(&jwt)).await;
+    assert_eq!(status, 200, "{detail}");
+    let messages = detail["messages"].as_array().expect("messages");
+    let stored = |seq: &serde_json::Value| {
+        messages.iter().find(|m| m["seq"] == *seq).expect("stored answer").clone()
+    };
+    assert_eq!(
+        stored(&from_document.end["seq"])["sources"],
+        json!([{"document_id": document_id, "title": "FAQ returns.txt"}]),
+        "{detail}"
+    );
+    for answer in [&from_intent, &fallback] {
+        let m = stored(&answer.end["seq"]);
+        assert!(m.get("sources").is_none(), "no sources key: {m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_documents_fail_with_a_reason_and_bad_uploads_are_refused() {
     let server = start_with(|s| s.knowledge.max_document_bytes = 4096).await;
     let (jwt, bot) = bot(&server).await;

@@ -273,6 +273,9 @@ async fn tokens_stream_one_by_one_with_the_knowledge_base_in_the_prompt() {
         (answer["prompt_tokens"].as_u64(), answer["completion_tokens"].as_u64()),
         (Some(57), Some(4))
     );
+    // And the passage its prompt held, by its heading.
+    assert_eq!(answer["sources"], json!([{"document_id": doc_id, "title": "Meaning"}]), "{answer}");
+    assert!(!end.to_string().contains("sources"), "visitors are not shown it: {end}");
 
     // The second question carries the first exchange as history.
     ask(&mut client, "m2", "and why?").await;

@@ -33,6 +33,7 @@ mod knowledge_scrape;
 mod llm;
 mod loadtest;
 mod observability;
+mod preview;
 mod push;
 mod rich_messages;
 mod sms;

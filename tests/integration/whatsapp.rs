@@ -7,7 +7,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -25,7 +25,7 @@ const VERIFY: &str = "verify-me-4b2d";
 const CONTACT: &str = "393331234567";
 
 /// The Graph API double: records every send (read receipts apart); answers 429 while
-/// `throttle` > 0.
+/// `throttle` > 0, and 401 to every send while `revoked` (the access token was revoked).
 #[derive(Default)]
 struct Graph {
     sent: Mutex<Vec<Value>>,
@@ -35,6 +35,7 @@ struct Graph {
     throttle: AtomicUsize,
     /// The `Retry-After` of a 429, in seconds.
     retry_after: AtomicUsize,
+    revoked: AtomicBool,
 }
 
 async fn graph() -> (String, Arc<Graph>) {
@@ -53,7 +54,8 @@ async fn graph() -> (String, Arc<Graph>) {
                     }
                     state.attempts.fetch_add(1, Ordering::SeqCst);
                     let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
-                    if auth != Some(&format!("Bearer {TOKEN}")) || path.1 != NUMBER {
+                    let revoked = state.revoked.load(Ordering::SeqCst);
+                    if revoked || auth != Some(&format!("Bearer {TOKEN}")) || path.1 != NUMBER {
                         return HttpResponse::Unauthorized().json(json!({"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}}));
                     }
                     if state.throttle.load(Ordering::SeqCst) > 0 {
@@ -308,6 +310,53 @@ async fn an_agents_reply_reaches_whatsapp() {
         (last["to"].as_str(), last["text"]["body"].as_str()),
         (Some(CONTACT), Some("Hi Kim, Ann here. Let me check."))
     );
+}
+
+/// The connection's `health` once `ready` holds of it (polled: sends are asynchronous).
+async fn health_when(s: &Setup, ready: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/bots/{}/channels", s.bot);
+    let mut health = Value::Null;
+    for _ in 0..500 {
+        let (status, list) = s.server.call("GET", &path, None, Some(&s.owner)).await;
+        assert_eq!(status, 200, "{list}");
+        health = list["data"][0]["health"].clone();
+        if ready(&health) {
+            return health;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the connection's health never got there: {health}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_the_last_signed_webhook_delivery_and_error() {
+    let s = setup("Sorry?", 4096).await;
+    let empty = json!({"last_inbound_at": null, "last_delivered_at": null, "last_error": null});
+    assert_eq!(health_when(&s, |_| true).await, empty, "nothing seen yet");
+    let body = notification(vec![text_message("wamid.h1", "hello")]);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, "not-the-app-secret"))).await, 401);
+    assert_eq!(health_when(&s, |_| true).await, empty, "a forged webhook is no sign of life");
+
+    let before = parla_engine::model::now_ms();
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    let health = health_when(&s, |h| h["last_delivered_at"].is_i64()).await;
+    assert!(health["last_inbound_at"].as_i64().is_some_and(|t| t >= before), "{health}");
+    assert!(health["last_error"].is_null(), "{health}");
+    let delivered = health["last_delivered_at"].as_i64().expect("delivered");
+
+    // The access token is revoked: the next answer is refused with 401.
+    s.graph.revoked.store(true, Ordering::SeqCst);
+    let body = notification(vec![text_message("wamid.h2", "still there?")]);
+    assert_eq!(deliver(&s, &body, Some(&signature(&body, APP_SECRET))).await, 200);
+    let health = health_when(&s, |h| h["last_error"].is_object()).await;
+    let error = &health["last_error"];
+    let message = error["message"].as_str().expect("message");
+    assert!(message.contains("401") && message.contains("Invalid OAuth access token"), "{error}");
+    for secret in [TOKEN, APP_SECRET, VERIFY] {
+        assert!(!health.to_string().contains(secret), "{secret} in {health}");
+    }
+    assert!(error["at"].as_i64().is_some_and(|at| at >= delivered), "{health}");
+    assert_eq!(health["last_delivered_at"].as_i64(), Some(delivered), "no later delivery");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

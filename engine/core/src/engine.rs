@@ -124,7 +124,9 @@ pub struct OpenRequest {
     /// To resume: the conversation and the token the visitor got when it was created.
     pub resume: Option<(ConversationId, String)>,
     pub user_agent: Option<String>,
-    /// Where a new conversation comes from.
+    /// Where a new conversation comes from. [`Channel::Preview`] opens the bot whatever its
+    /// status and origins, so only the admin API asks for it, once it has checked that the bot
+    /// is the caller's tenant's and that the caller may edit it (`bots:write`).
     pub source: Channel,
     /// The browser page's `Origin`, checked against the bot's allowed origins; `None` for
     /// clients that are not browser pages.
@@ -440,18 +442,17 @@ impl Engine {
         id: &BotId,
         origin: Option<&str>,
     ) -> Result<Bot, EngineError> {
-        let (store, deps) = (&self.inner.deps.store, &self.inner.deps);
-        let bot = deps
-            .timed(StoreOp::ResolveBot, store.resolve_bot(id))
-            .await?
-            .ok_or(EngineError::BotNotFound)?;
-        if bot.status != BotStatus::Active {
-            return Err(EngineError::BotUnavailable);
-        }
-        if !bot.integration.allows(origin) {
-            return Err(EngineError::OriginNotAllowed);
-        }
+        let bot = self.existing_bot(id).await?;
+        embeddable(&bot, origin)?;
         Ok(bot)
+    }
+
+    /// Bot `id`, whatever its status.
+    async fn existing_bot(&self, id: &BotId) -> Result<Bot, EngineError> {
+        let (store, deps) = (&self.inner.deps.store, &self.inner.deps);
+        deps.timed(StoreOp::ResolveBot, store.resolve_bot(id))
+            .await?
+            .ok_or(EngineError::BotNotFound)
     }
 
     /// `text` with a lone `/shortcut` replaced by the tenant's canned response of that name
@@ -481,21 +482,43 @@ impl Engine {
     }
 
     /// Opens a new conversation with an active bot, or resumes one with its token.
+    ///
+    /// A preview ([`Channel::Preview`]) is the exception to "active" and to the bot's allowed
+    /// origins: a new one is opened whatever the bot's status (the admin API asks, for a caller
+    /// who may edit the bot), and one is resumed with its token from any page. The conversation
+    /// is therefore looked up before those checks, and a preview passes them only with its
+    /// right token; any other resume meets the checks first, as an unknown conversation does.
     pub async fn open(&self, request: OpenRequest) -> Result<Opened, EngineError> {
         let (store, deps) = (&self.inner.deps.store, &self.inner.deps);
-        let bot = self.embeddable_bot(&request.bot_id, request.origin.as_deref()).await?;
-        match request.resume {
+        let bot = self.existing_bot(&request.bot_id).await?;
+        let resumed = match &request.resume {
             Some((conversation_id, token)) => {
-                let conversation = store.get_conversation(&bot.tenant_id, &conversation_id);
+                // The bot's tenant: another tenant's conversation is not found through it.
+                let conversation = store.get_conversation(&bot.tenant_id, conversation_id);
                 let conversation = deps
                     .timed(StoreOp::GetConversation, conversation)
                     .await?
-                    .filter(|c| c.bot_id == bot.id)
-                    .ok_or(EngineError::ConversationNotFound)?;
-                if !constant_time_eq(
-                    token_hash(&token).as_bytes(),
-                    conversation.resume_token_sha256.as_bytes(),
-                ) {
+                    .filter(|c| c.bot_id == bot.id);
+                let token_ok = conversation.as_ref().is_some_and(|c| {
+                    constant_time_eq(token_hash(token).as_bytes(), c.resume_token_sha256.as_bytes())
+                });
+                Some((conversation, token_ok))
+            }
+            None => None,
+        };
+        let preview = match &resumed {
+            Some((conversation, token_ok)) => {
+                *token_ok && conversation.as_ref().is_some_and(|c| c.source == Channel::Preview)
+            }
+            None => request.source == Channel::Preview,
+        };
+        if !preview {
+            embeddable(&bot, request.origin.as_deref())?;
+        }
+        match request.resume.zip(resumed) {
+            Some(((_, token), (conversation, token_ok))) => {
+                let conversation = conversation.ok_or(EngineError::ConversationNotFound)?;
+                if !token_ok {
                     return Err(EngineError::InvalidResumeToken);
                 }
                 let key = conversation.key();
@@ -873,7 +896,9 @@ impl Engine {
         let mut seen: std::collections::HashSet<ConversationId> =
             conversations.iter().map(|c| c.id.clone()).collect();
         for c in store.list_tenant_conversations(tenant, None, scan).await? {
-            if c.handling.status != ConversationStatus::Resolved && seen.insert(c.id.clone()) {
+            let for_agents =
+                c.handling.status != ConversationStatus::Resolved && c.source != Channel::Preview;
+            if for_agents && seen.insert(c.id.clone()) {
                 conversations.push(c);
             }
         }
@@ -890,7 +915,9 @@ impl Engine {
     }
 
     /// Every conversation of `tenant` that waits for an agent or is held by one, from the
-    /// store's index, a page at a time: none is left out, however many there are.
+    /// store's index, a page at a time: none is left out, however many there are, save
+    /// previews (the tenant trying its bot is no visitor for agents; the inbox and the
+    /// dispatcher read this).
     pub async fn needing_agents(
         &self,
         tenant: &TenantId,
@@ -904,6 +931,7 @@ impl Engine {
             let full = page.len() == NEEDING_AGENTS_PAGE;
             all.extend(page);
             if !full {
+                all.retain(|c| c.source != Channel::Preview);
                 return Ok(all);
             }
         }
@@ -1005,6 +1033,17 @@ fn inbox_entry(c: &Conversation, last: Option<&Message>) -> crate::agents::Inbox
 fn new_resume_token() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whether a page at `origin` may chat with `bot`: it is active and allows the origin.
+fn embeddable(bot: &Bot, origin: Option<&str>) -> Result<(), EngineError> {
+    if bot.status != BotStatus::Active {
+        return Err(EngineError::BotUnavailable);
+    }
+    if !bot.integration.allows(origin) {
+        return Err(EngineError::OriginNotAllowed);
+    }
+    Ok(())
 }
 
 fn token_hash(token: &str) -> String {

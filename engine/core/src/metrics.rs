@@ -187,7 +187,7 @@ pub struct Metrics {
     /// Set from the tenant supervisors when scraped ([`Metrics::render`]).
     tenant_live: IntGaugeVec,
     /// By channel, then direction (in, out).
-    messages: [[IntCounter; 2]; 5],
+    messages: [[IntCounter; 2]; Channel::ALL.len()],
     mailbox_depth: Histogram,
     /// By [`StoreOp`], in `StoreOp::ALL` order.
     store: Vec<Histogram>,

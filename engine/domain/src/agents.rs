@@ -58,9 +58,9 @@ pub fn dispatcher() -> AgentRef {
 pub enum CommandOutcome {
     Handling(Handling),
     /// The stored message; `duplicate` when its `client_msg_id` was stored before (this is
-    /// the original).
+    /// the original). Boxed: a message is far larger than the other outcomes.
     Message {
-        message: Message,
+        message: Box<Message>,
         duplicate: bool,
     },
     Note(Note),

@@ -19,6 +19,10 @@
 //!
 //! Deleting a conversation leaves its counts: analytics are history, not a view of what is
 //! stored now.
+//!
+//! A [`Channel::Preview`] conversation (a tenant trying its own bot) counts nowhere: every
+//! rule answers nothing for it, so no store writes a bucket, an intent hit or an unmatched
+//! entry for it (a zero delta writes none), and its stats stay empty.
 
 use serde::{Deserialize, Serialize};
 
@@ -222,14 +226,25 @@ pub fn start_bucket(c: &Conversation) -> (i64, &BotId, Channel) {
     (hour_of(c.started_at), &c.bot_id, c.source)
 }
 
+/// Whether `c` counts in the analytics at all (a preview does not).
+pub fn counted(c: &Conversation) -> bool {
+    c.source != Channel::Preview
+}
+
 /// A new conversation.
-pub fn on_create(_: &Conversation) -> Counters {
+pub fn on_create(c: &Conversation) -> Counters {
+    if !counted(c) {
+        return Counters::default();
+    }
     Counters { conversations: 1, ..Counters::default() }
 }
 
 /// A message stored in `c` (not a duplicate).
 pub fn on_append(c: &Conversation, m: &Message) -> Effect {
     let mut effect = Effect::default();
+    if !counted(c) {
+        return effect;
+    }
     let mut stats = c.stats.clone();
     let msg = &mut effect.message;
     match m.sender {
@@ -282,6 +297,9 @@ pub fn on_append(c: &Conversation, m: &Message) -> Effect {
 /// `c`'s handling replaced by `new`.
 pub fn on_handling(c: &Conversation, new: &Handling) -> Effect {
     let mut effect = Effect::default();
+    if !counted(c) {
+        return effect;
+    }
     let mut stats = c.stats.clone();
     let delta = &mut effect.conversation;
     if matches!(new.status, ConversationStatus::Escalated | ConversationStatus::Assigned)
@@ -371,6 +389,7 @@ mod tests {
             content: None,
             postback: None,
             form: None,
+            sources: Vec::new(),
         }
     }
 
@@ -459,5 +478,16 @@ mod tests {
         assert_eq!(e.conversation.csat_count, 0, "the same score is not counted twice");
         apply(&mut c, &e);
         assert!(on_handling(&c, &abandoned).stats.is_none(), "a repeat changes nothing");
+    }
+
+    #[test]
+    fn a_preview_counts_nowhere() {
+        let c = Conversation { source: Channel::Preview, ..conversation() };
+        assert!(on_create(&c).is_zero());
+        for sender in [Sender::User, Sender::Bot, Sender::Human] {
+            assert_eq!(on_append(&c, &message(sender, c.started_at + 1)), Effect::default());
+        }
+        let escalated = Handling { status: ConversationStatus::Escalated, ..Handling::default() };
+        assert_eq!(on_handling(&c, &escalated), Effect::default());
     }
 }

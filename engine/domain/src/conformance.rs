@@ -340,6 +340,7 @@ pub async fn rich_messages_and_intents_round_trip(store: &dyn Store) {
     bot_says.kind = MessageType::Carousel;
     bot_says.content =
         Some(Box::new(RichContent::Carousel { cards: vec![card("One"), card("Two")] }));
+    bot_says.sources = vec![SourceRef { document_id: "d-1".into(), title: "Prices".into() }];
     let mut pressed = message("t-rich", "c-rich", 2, Some("press"));
     pressed.postback = Some("BUY".into());
     let mut filled = message("t-rich", "c-rich", 3, Some("fill"));
@@ -352,7 +353,7 @@ pub async fn rich_messages_and_intents_round_trip(store: &dyn Store) {
     }
     let (t, c) = (TenantId::from("t-rich"), ConversationId::from("c-rich"));
     let back = store.messages_after(&t, &c, 0, 10).await.expect("read");
-    assert_eq!(back, vec![bot_says, pressed, filled], "rich messages round-trip");
+    assert_eq!(back, vec![bot_says, pressed, filled], "rich messages round-trip, with sources");
 
     let b = BotId::from("t-rich-bot");
     let form = RichContent::Form {
@@ -850,6 +851,7 @@ pub fn message(tenant: &str, conversation: &str, seq: u64, client_msg_id: Option
         content: None,
         postback: None,
         form: None,
+        sources: Vec::new(),
     }
 }
 

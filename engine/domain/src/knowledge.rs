@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{BotId, TenantId},
+    model::{BotId, SourceRef, TenantId},
     store::StoreResult,
 };
 
@@ -26,6 +26,25 @@ pub struct Passage {
     /// The embedder judges the passage close enough in meaning to answer (see the knowledge
     /// adapter's `Embedder::answer_similarity`).
     pub close_in_meaning: bool,
+}
+
+impl Passage {
+    /// The document it comes from, as a message cites it.
+    pub fn source(&self) -> SourceRef {
+        SourceRef { document_id: self.document_id.clone(), title: self.title.clone() }
+    }
+}
+
+/// What `passages` cite, in their order (best first): each document and heading once (two
+/// passages of one section are one source).
+pub fn sources<'a>(passages: impl IntoIterator<Item = &'a Passage>) -> Vec<SourceRef> {
+    let mut sources: Vec<SourceRef> = Vec::new();
+    for passage in passages.into_iter().map(Passage::source) {
+        if !sources.contains(&passage) {
+            sources.push(passage);
+        }
+    }
+    sources
 }
 
 /// What to scrape for a WEB_PAGE document: stored as the document's bytes, so reprocessing

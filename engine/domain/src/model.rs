@@ -545,11 +545,22 @@ pub enum Channel {
     Api,
     /// Push notifications (FCM) to a widget visitor's device.
     Push,
+    /// A tenant's own test chat with its bot (the console's "Try it"): opened through the
+    /// admin API by someone who may edit the bot, whatever its status, and resumed by a widget
+    /// from any origin. It counts in no analytics, never enters the agents' inbox and is never
+    /// escalated.
+    Preview,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 5] =
-        [Channel::Web, Channel::Whatsapp, Channel::Sms, Channel::Api, Channel::Push];
+    pub const ALL: [Channel; 6] = [
+        Channel::Web,
+        Channel::Whatsapp,
+        Channel::Sms,
+        Channel::Api,
+        Channel::Push,
+        Channel::Preview,
+    ];
 
     /// Its name on the wire (`web`, `whatsapp`, …).
     pub fn as_str(self) -> &'static str {
@@ -559,6 +570,7 @@ impl Channel {
             Channel::Sms => "sms",
             Channel::Api => "api",
             Channel::Push => "push",
+            Channel::Preview => "preview",
         }
     }
 
@@ -768,6 +780,22 @@ pub struct Message {
     /// the conversation's user data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub form: Option<Box<crate::rich::FormSubmission>>,
+    /// A bot's answer: the knowledge-base passages it was drawn from (the one the built-in
+    /// responder answered with, or those an LLM's prompt held), each document and heading
+    /// once, in the order retrieval ranked them. Agents and the REST API see it; widget frames
+    /// leave it out. Empty (absent) for an intent's answer or the fallback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRef>,
+}
+
+/// A knowledge-base passage an answer used: its document and what the passage is called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceRef {
+    /// The document's id (`/api/bots/{id}/documents/{document_id}`).
+    pub document_id: String,
+    /// The heading the passage sits under (Markdown, HTML, DOCX), or its document's title when
+    /// it has none (plain text, CSV, JSON, PDF), as it was when the document was processed.
+    pub title: String,
 }
 
 impl Message {
@@ -799,6 +827,7 @@ impl Message {
             content: None,
             postback: None,
             form: None,
+            sources: Vec::new(),
         }
     }
 }

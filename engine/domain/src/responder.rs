@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
-use crate::model::{Bot, Intent, Message};
+use crate::model::{Bot, Intent, Message, SourceRef};
 
 /// Everything a responder may use to answer.
 #[derive(Debug, Clone)]
@@ -46,6 +46,10 @@ pub struct Reply {
     pub intent: Option<String>,
     /// Confidence of the classification, 0..=1.
     pub confidence: Option<f32>,
+    /// The knowledge-base passages the reply is drawn from (see
+    /// [`crate::knowledge::sources`]); empty for an intent's answer or the fallback. Stored on
+    /// the answer's message.
+    pub sources: Vec<SourceRef>,
     /// The reply's pieces, in order; concatenated they are the whole reply.
     pub tokens: BoxStream<'static, Result<String, ResponderError>>,
     /// Filled by an LLM responder's stream once the provider reports it (after the last token).
@@ -64,6 +68,7 @@ impl std::fmt::Debug for Reply {
         f.debug_struct("Reply")
             .field("intent", &self.intent)
             .field("confidence", &self.confidence)
+            .field("sources", &self.sources)
             .finish_non_exhaustive()
     }
 }

@@ -35,7 +35,7 @@ export type BotStatus = ("DRAFT" | "ACTIVE" | "PAUSED" | "ARCHIVED")
 /**
  * Where a conversation came from.
  */
-export type Channel = ("web" | "whatsapp" | "sms" | "api" | "push")
+export type Channel = ("web" | "whatsapp" | "sms" | "api" | "push" | "preview")
 /**
  * A conversation without its messages.
  */
@@ -187,6 +187,8 @@ CardButton?: CardButton
 Channel?: Channel
 ChannelBody?: ChannelBody
 ChannelCounts?: ChannelCounts
+ChannelHealth?: ChannelHealth
+ChannelHealthError?: ChannelHealthError
 ChannelList?: ChannelList
 ChannelView?: ChannelView
 ConfigBody?: ConfigBody
@@ -261,6 +263,7 @@ ScrapeBody?: ScrapeBody
 Sender?: Sender
 Series?: Series
 Session?: Session
+SourceRef?: SourceRef
 TenantId?: TenantId
 TenantView?: TenantView
 TokenBody?: TokenBody
@@ -591,6 +594,39 @@ export interface ChannelCounts {
 conversations: number
 messages: number
 }
+/**
+ * How a connection is doing, as the node answering saw it since it started: kept in memory,
+ * per node, so it is empty after a restart, and in a cluster each node knows only the webhooks
+ * it received and the messages it sent (see `docs/channels.md`). Every field is null until
+ * something happened.
+ */
+export interface ChannelHealth {
+/**
+ * When the provider last accepted a message we sent (Unix ms).
+ */
+last_delivered_at?: (number | null)
+last_error?: (null | ChannelHealthError)
+/**
+ * When the provider last reached us: a webhook (message or status report) whose
+ * signature checked out (Unix ms).
+ */
+last_inbound_at?: (number | null)
+}
+/**
+ * A connection's failure: a send the provider refused or that never reached it, or a failure
+ * the provider reported later.
+ */
+export interface ChannelHealthError {
+/**
+ * When (Unix ms).
+ */
+at: number
+/**
+ * What went wrong, as a workspace may read it (the provider's status and message; never a
+ * credential).
+ */
+message: string
+}
 export interface ChannelList {
 data: ChannelView[]
 }
@@ -604,6 +640,7 @@ export interface ChannelView {
 address: string
 bot_id: string
 created_at: number
+health: ChannelHealth
 id: string
 kind: Channel
 /**
@@ -701,6 +738,13 @@ prompt_tokens?: (number | null)
 sender: Sender
 sentiment?: (number | null)
 seq: number
+/**
+ * A bot's answer: the knowledge-base passages it was drawn from (the one the built-in
+ * responder answered with, or those an LLM's prompt held), each document and heading
+ * once, in the order retrieval ranked them. Agents and the REST API see it; widget frames
+ * leave it out. Empty (absent) for an intent's answer or the fallback.
+ */
+sources?: SourceRef[]
 tenant_id: TenantId
 text: string
 }
@@ -739,6 +783,20 @@ form_id: string
 values: {
 [k: string]: string | undefined
 }
+}
+/**
+ * A knowledge-base passage an answer used: its document and what the passage is called.
+ */
+export interface SourceRef {
+/**
+ * The document's id (`/api/bots/{id}/documents/{document_id}`).
+ */
+document_id: string
+/**
+ * The heading the passage sits under (Markdown, HTML, DOCX), or its document's title when
+ * it has none (plain text, CSV, JSON, PDF), as it was when the document was processed.
+ */
+title: string
 }
 /**
  * One page of a bot's conversations, newest first.
@@ -1062,6 +1120,13 @@ data: Note[]
 }
 export interface OpenBody {
 bot_id: string
+/**
+ * A preview: the tenant's own test chat with the bot (the console's "Try it"). Needs
+ * `bots:write` instead of `conversations:write`; opened whatever the bot's status, and a
+ * widget resumes it with the returned token from any origin. It counts in no analytics,
+ * never reaches the agents' inbox and is never escalated.
+ */
+preview?: boolean
 }
 /**
  * A conversation opened by an integration.

@@ -257,6 +257,8 @@ impl Responder for LlmResponder {
                     return Ok(Reply {
                         intent: None,
                         confidence: None,
+                        // What the prompt held, whether or not the model used it.
+                        sources: parla_domain::knowledge::sources(&request.passages),
                         tokens: bounded(tokens.boxed(), bounds),
                         usage: Some(usage),
                     });

@@ -26,7 +26,11 @@ impl ConversationActor {
     }
 
     /// Tells the tenant's inbox watchers how the conversation stands (and its newest message).
+    /// A preview is not theirs: they are never told of one.
     pub(super) fn tell_inbox(&self, state: &State, last_message: Option<&Message>) {
+        if state.channel == Channel::Preview {
+            return;
+        }
         self.deps.bus.publish_tenant(
             &self.key.tenant_id,
             TenantEvent::Conversation {
@@ -143,10 +147,11 @@ impl ConversationActor {
                         self.deps
                             .bus
                             .publish(&self.key, Event::Message { message: message.clone() });
-                        Ok(CommandOutcome::Message { message, duplicate: false })
+                        Ok(CommandOutcome::Message { message: Box::new(message), duplicate: false })
                     }
                     Ok(Appended::Duplicate(existing)) => {
-                        Ok(CommandOutcome::Message { message: existing, duplicate: true })
+                        let message = Box::new(existing);
+                        Ok(CommandOutcome::Message { message, duplicate: true })
                     }
                     Err(e) => {
                         let last = self.deps.store.last_seq(t, c);

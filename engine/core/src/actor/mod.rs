@@ -110,6 +110,8 @@ pub(crate) struct ReplyDone {
     text: String,
     intent: Option<String>,
     confidence: Option<f32>,
+    /// The passages the reply is drawn from ([`crate::responder::Reply::sources`]).
+    sources: Vec<SourceRef>,
     usage: Option<crate::responder::Usage>,
 }
 
@@ -260,7 +262,8 @@ impl ConversationActor {
             }
             Inbound::BotChanged { bot } if bot == state.bot.id => {
                 self.refresh_bot(state).await;
-                if state.bot.status != BotStatus::Active {
+                // A preview talks to the bot whatever its status (a draft is what it is for).
+                if state.bot.status != BotStatus::Active && state.channel != Channel::Preview {
                     let e = EngineError::BotUnavailable;
                     self.announce(e.code(), e.public_message());
                 }

@@ -50,6 +50,7 @@ impl ConversationActor {
             async move {
                 let mut text = String::new();
                 let (mut intent, mut confidence, mut usage) = (None, None, None);
+                let mut sources = Vec::new();
                 let streamed = AssertUnwindSafe(async {
                     let (t, b) = (&key.tenant_id, &request.bot.id);
                     match knowledge.search(t, b, &request.text).await {
@@ -72,6 +73,7 @@ impl ConversationActor {
                     match responder.reply(request).await {
                         Ok(mut reply) => {
                             (intent, confidence) = (reply.intent.take(), reply.confidence);
+                            sources = std::mem::take(&mut reply.sources);
                             usage = reply.usage.take();
                             // Only an LLM's answer reports usage: the built-in responder's is not
                             // timed as one.
@@ -114,9 +116,11 @@ impl ConversationActor {
                 }
                 if text.trim().is_empty() {
                     text = fallback; // The visitor always gets an answer, and the actor its ReplyDone.
+                    sources.clear(); // Drawn from nothing.
                 }
                 let usage = usage.and_then(|u| *u.lock());
-                let done = ReplyDone { stream_id: id, question, text, intent, confidence, usage };
+                let done =
+                    ReplyDone { stream_id: id, question, text, intent, confidence, sources, usage };
                 // The actor stays alive while a stream is in flight, so this only fails on shutdown.
                 let _ = me.send(ActorMsg::ReplyDone(Box::new(done))).await;
             }
@@ -144,6 +148,7 @@ impl ConversationActor {
         }
         message.intent = done.intent;
         message.confidence = done.confidence;
+        message.sources = done.sources;
         message.prompt_tokens = done.usage.map(|u| u.prompt_tokens);
         message.completion_tokens = done.usage.map(|u| u.completion_tokens);
         if let Some(usage) = done.usage {

@@ -279,9 +279,10 @@ impl ConversationActor {
         self.start_reply(state, text, best).await;
     }
 
-    /// Marks an OPEN conversation ESCALATED, for an agent to take over.
+    /// Marks an OPEN conversation ESCALATED, for an agent to take over. A preview is never
+    /// escalated: it is the tenant trying its bot, nobody for an agent to answer.
     pub(super) async fn escalate(&self, state: &mut State, why: &str) {
-        if state.handling.status != ConversationStatus::Open {
+        if state.handling.status != ConversationStatus::Open || state.channel == Channel::Preview {
             return;
         }
         let handling = Handling {

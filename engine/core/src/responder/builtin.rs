@@ -199,20 +199,20 @@ fn fold_accent(c: char) -> char {
 #[async_trait]
 impl Responder for BuiltinResponder {
     async fn reply(&self, request: ReplyRequest) -> Result<Reply, ResponderError> {
-        let (text, intent, confidence) = match request.matched_intent() {
+        let (text, intent, confidence, sources) = match request.matched_intent() {
             Some((intent, score)) if score >= self.min_confidence => {
-                (intent.response.text.clone(), Some(intent.name.clone()), Some(score))
+                (intent.response.text.clone(), Some(intent.name.clone()), Some(score), Vec::new())
             }
             best => {
                 let passage = request
                     .passages
                     .first()
                     .filter(|p| p.coverage >= self.min_passage_coverage || p.close_in_meaning);
-                let text = match passage {
-                    Some(p) => trim_to_question(&p.text, &request.text),
-                    None => request.bot.config.fallback_message.clone(),
+                let (text, sources) = match passage {
+                    Some(p) => (trim_to_question(&p.text, &request.text), vec![p.source()]),
+                    None => (request.bot.config.fallback_message.clone(), Vec::new()),
                 };
-                (text, None, best.map(|(_, s)| s))
+                (text, None, best.map(|(_, s)| s), sources)
             }
         };
         if !self.panic_on_text.is_empty() && request.text == self.panic_on_text {
@@ -224,6 +224,7 @@ impl Responder for BuiltinResponder {
             return Ok(Reply {
                 intent: None,
                 confidence: None,
+                sources: Vec::new(),
                 tokens: tokens.boxed(),
                 usage: None,
             });
@@ -235,7 +236,7 @@ impl Responder for BuiltinResponder {
             }
             Ok(token)
         });
-        Ok(Reply { intent, confidence, tokens: tokens.boxed(), usage: None })
+        Ok(Reply { intent, confidence, sources, tokens: tokens.boxed(), usage: None })
     }
 
     fn history_len(&self) -> usize {
