@@ -199,6 +199,29 @@ test('a new tenant builds, teaches, feeds, publishes and deletes a bot in the co
   assert.deepEqual(await axe(page), [], 'axe: knowledge');
   await shots(page, 'knowledge');
 
+  // Try it, while the bot is still a draft: the real widget, each answer traced to what made it.
+  await page.click('#bot-tab-try');
+  await page.locator('#try-chat #input').waitFor();
+  await page.locator('#try-chat #status[data-state="connected"]').waitFor();
+  await page.fill('#try-chat #input', 'when are you open');
+  await page.click('#try-chat #send');
+  const byIntent = page.locator('#try-trace li[data-intent="hours"]');
+  await byIntent.waitFor();
+  assert.ok(Number(await byIntent.getAttribute('data-confidence')) > 0);
+  assert.match(await byIntent.textContent(), /Intent hours · \d+ %/);
+  await page.fill('#try-chat #input', 'are towels included with a visit');
+  await page.click('#try-chat #send');
+  const byDoc = page.locator('#try-trace li[data-sources*="spa.txt"]');
+  await byDoc.waitFor();
+  assert.match(await byDoc.textContent(), /Towels are included/);
+  assert.match(await byDoc.textContent(), /From spa\.txt/);
+  assert.deepEqual(await axe(page), [], 'axe: try it');
+  await shots(page, 'try-it');
+  await page.click('#restart-chat');
+  await page.locator('#try-trace li').first().waitFor({ state: 'detached' });
+  const tried = await api('GET', '/api/analytics/overview', null, token);
+  assert.equal(tried.conversations, 0, 'a test chat counts in no statistics');
+
   // Publish; a visitor asks what the intent answers and something nothing answers.
   await page.click('#publish-bot');
   await page.locator('#bot-status[data-status="ACTIVE"]').waitFor();

@@ -80,7 +80,7 @@ export function BotPage({ me, id, section, sub }: { me: Me; id: string; section:
             {error && !deleting && <p class="form-error" role="alert">{error}</p>}
             <nav class="tabs" aria-label={t('botSections')}>
               {SECTIONS.map((s) => (
-                <a id={`bot-tab-${s.word}`} href={`#bots/${bot.id}${s.path ? `/${s.path}` : ''}`} aria-current={section === s.path ? 'page' : undefined}>{t(s.word)}</a>
+                <a id={`bot-tab-${s.path || 'settings'}`} href={`#bots/${bot.id}${s.path ? `/${s.path}` : ''}`} aria-current={section === s.path ? 'page' : undefined}>{t(s.word)}</a>
               ))}
             </nav>
             {section === '' && <BotSettings bot={bot} writer={writer} onSaved={res.set} />}

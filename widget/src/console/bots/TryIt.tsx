@@ -48,7 +48,12 @@ export function TryIt({ bot, writer }: { bot: Bot; writer: boolean }) {
     void import('../preview').then(({ showLive }) => {
       if (!live || !host.current) return;
       const settings = { id: bot.id, name: bot.name, language: bot.language, appearance: bot.appearance ?? {}, welcome_message: bot.config.welcome_message ?? undefined };
-      stop = showLive(host.current, settings, chat, (m) => { if (m.sender === 'bot') explain(m.seq); });
+      // Answers are the bot's messages after the visitor's (not the greeting).
+      let previous: string | null = null;
+      stop = showLive(host.current, settings, chat, (m) => {
+        if (m.sender === 'bot' && previous === 'user') explain(m.seq);
+        previous = m.sender;
+      });
     });
     return () => { live = false; stop(); };
   }, [chat]);
