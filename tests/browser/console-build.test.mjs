@@ -8,7 +8,9 @@
 // Timeouts are hang guards only, never timing assertions.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { GUARD, apiCall, cleanup, mailTo, message, openBrowser, startHost, startParlaWithDir } from './harness.mjs';
@@ -19,14 +21,23 @@ const PASSWORD = 'a long enough password';
 
 let parla = null;
 let dataDir = null;
+/** WhatsApp's Graph API as it answers a revoked access token. */
+let graph = null;
 before(async () => {
+  graph = createServer((req, res) => {
+    req.resume();
+    res.writeHead(401, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ error: { message: 'Error validating access token: Session has expired.', type: 'OAuthException', code: 190 } }));
+  });
+  await new Promise((r) => graph.listen(0, '127.0.0.1', r));
   ({ url: parla, dataDir } = await startParlaWithDir({
+    PARLA__CHANNELS__WHATSAPP_API_BASE: `http://127.0.0.1:${graph.address().port}/v21.0`,
     PARLA__AUTH__IP_REQUESTS_PER_15MIN: '1000',
     // The hashing embedder: the sentence model in a debug build takes seconds per document.
     PARLA__EMBEDDINGS__LOCAL_MODEL: '',
   }));
 });
-after(cleanup);
+after(async () => { graph?.close(); await cleanup(); });
 
 const api = (method, path, body, token) => apiCall(parla, method, path, body, token);
 
@@ -383,6 +394,30 @@ test('appearance previewed live, the snippet copied and pasted on an allowed sit
   const hook = await page.textContent('#channel-list .webhook-url');
   assert.match(hook, new RegExp(`^${parla}/`), 'the webhook URL is on this server');
   assert.match(await page.textContent('#channel-list li[data-kind="whatsapp"]'), /…1234/, 'the secret only by its last characters');
+
+  // A customer writes on WhatsApp (a webhook signed with the app secret): the connection shows
+  // it came in, and — Meta refusing the token — the answer's delivery error, with no secret in it.
+  const body = JSON.stringify({ object: 'whatsapp_business_account', entry: [{ id: '1', changes: [{ field: 'messages', value: {
+    messaging_product: 'whatsapp', metadata: { display_phone_number: '15550001111', phone_number_id: '1234567890' },
+    contacts: [{ profile: { name: 'Kim' }, wa_id: '15551234567' }],
+    messages: [{ from: '15551234567', id: 'wamid.console1', timestamp: String(Math.floor(Date.now() / 1000)), type: 'text', text: { body: 'hello there' } }],
+  } }] }] });
+  const signed = await fetch(`${hook}`, {
+    method: 'POST', body,
+    headers: { 'content-type': 'application/json', 'x-hub-signature-256': `sha256=${createHmac('sha256', 'app-secret-1234').update(body).digest('hex')}` },
+  });
+  assert.equal(signed.status, 200);
+  const errorShown = Date.now() + GUARD;
+  while (await page.locator('#channel-list .channel-error').count() === 0) {
+    assert.ok(Date.now() < errorShown, 'the delivery error shows');
+    await page.click('#bot-tab-settings');
+    await page.click('#bot-tab-channels');
+    await page.locator('#channel-list li[data-kind="whatsapp"]').waitFor();
+  }
+  assert.match(await page.textContent('#channel-list .channel-health'), /last message in/);
+  const shown = await page.textContent('#channel-list .channel-error');
+  assert.match(shown, /Last error/);
+  assert.doesNotMatch(shown, /EAAG-test-token|app-secret-1234/, 'no secret in the error');
   assert.deepEqual(await axe(page), [], 'axe: channels');
   await shots(page, 'channels');
   assert.deepEqual(unprovoked(problems), []);

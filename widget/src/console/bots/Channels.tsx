@@ -80,14 +80,14 @@ export function Channels({ bot, writer }: { bot: Bot; writer: boolean }) {
 
 function ChannelRow({ c, writer, onRemove }: { c: ChannelView; writer: boolean; onRemove: () => void }) {
   const url = c.webhook_path ? `${location.origin}${c.webhook_path}` : null;
-  const health = (c as ChannelView & { health?: { last_inbound_at?: number | null; last_delivered_at?: number | null; last_error?: { at: number; message: string } | null } }).health;
+  const health = c.health;
   const when = (ms: number) => new Date(ms).toLocaleString();
   return (
     <li data-channel-id={c.id} data-kind={c.kind}>
       <div class="doc-head">
         <span class="name">{kindLabel(c.kind)}</span>
         <span>{c.address}</span>
-        <span class="muted">{Object.entries(c.secret_hints).map(([k, v]) => `${k} …${v}`).join(' · ')}</span>
+        <span class="muted">{Object.entries(c.secret_hints).map(([k, v]) => `${k} ${v}`).join(' · ')}</span>
       </div>
       {url && (
         <p class="row">
