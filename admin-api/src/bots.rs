@@ -493,6 +493,52 @@ pub async fn update_intent(
     Ok(HttpResponse::Ok().json(IntentView::from(&intent)))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleBody {
+    /// One training phrase, 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
+    text: String,
+}
+
+/// `POST /api/bots/{id}/intents/{intent_id}/examples`: adds one training phrase to the intent,
+/// as one write — two callers adding at once both keep theirs (a `PATCH` replaces the whole
+/// list, so a read-modify-write from outside could drop one). A phrase the intent already has
+/// (ignoring case) is not added twice.
+#[utoipa::path(post, path = "/api/bots/{id}/intents/{intent_id}/examples", tag = "intents", operation_id = "add_intent_example",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The bot's id"), ("intent_id" = String, Path, description = "The intent's id")),
+    request_body = ExampleBody,
+    responses((status = 200, description = "The intent, with the phrase", body = IntentView),
+              (status = 422, description = "`validation_failed`: `text` empty or too long, or the intent already has 200 phrases", body = ErrorBody)))]
+pub async fn add_example(
+    state: web::Data<AdminState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: crate::body::Json<ExampleBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_writer(&caller)?;
+    let (bot_id, intent_id) = path.into_inner();
+    let bot = owned_bot(&state, &caller, &bot_id).await?;
+    let phrase = text("text", &body.into_inner().text, 500)?;
+    let _write = state.intent_writes.lock().await;
+    let mut intents = state.store.list_intents(&bot.tenant_id, &bot.id).await?;
+    let intent =
+        intents.iter_mut().find(|i| i.id == intent_id).ok_or_else(|| not_found("intent"))?;
+    let known = intent.examples.iter().any(|e| e.to_lowercase() == phrase.to_lowercase());
+    if !known {
+        if intent.examples.len() >= 200 {
+            return Err(ApiError::invalid("examples", "1 to 200 training phrases"));
+        }
+        intent.examples.push(phrase);
+    }
+    let view = IntentView::from(&*intent);
+    if !known {
+        state.engine.save_intents(&bot.tenant_id, &bot.id, &intents).await?;
+    }
+    Ok(HttpResponse::Ok().json(view))
+}
+
 /// `DELETE /api/bots/{id}/intents/{intent_id}`.
 #[utoipa::path(delete, path = "/api/bots/{id}/intents/{intent_id}", tag = "intents", operation_id = "delete_intent",
     security(("bearer" = [])),

@@ -48,7 +48,7 @@ use crate::{
         keys::create, keys::list, keys::revoke,
         routes::list_bots, bots::create, bots::get, bots::update, bots::delete, bots::publish,
         bots::pause,
-        bots::list_intents, bots::create_intent, bots::get_intent, bots::update_intent,
+        bots::list_intents, bots::create_intent, bots::get_intent, bots::update_intent, bots::add_example,
         bots::delete_intent,
         conversations::list, conversations::open, conversations::get, conversations::delete,
         conversations::post_message,

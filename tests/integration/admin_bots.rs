@@ -220,6 +220,40 @@ async fn concurrent_intent_writes_are_all_kept() {
     assert_eq!(list["data"].as_array().map(Vec::len), Some(20), "no write lost");
 }
 
+/// Training phrases added one at a time, all at once (the console's "add as training phrase"
+/// from two tabs): every one is kept, none twice; the list's other writers are refused as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phrases_added_at_once_are_all_kept_and_none_twice() {
+    let server = start().await;
+    let jwt = register_owner(&server, "phrases@example.com").await;
+    let (_, bot) = server.post("/api/bots", json!({"name": "p"}), Some(&jwt)).await;
+    let bot = bot["id"].as_str().expect("id").to_owned();
+    let body =
+        json!({"name": "hours", "examples": ["when do you open"], "response": {"text": "9."}});
+    let (_, intent) = server.post(&format!("/api/bots/{bot}/intents"), body, Some(&jwt)).await;
+    let path = format!("/api/bots/{bot}/intents/{}/examples", intent["id"].as_str().expect("id"));
+    let adds = (0..20).map(|i| {
+        let (server, path, jwt) = (&server, &path, &jwt);
+        async move { server.post(path, json!({"text": format!("phrase {i}")}), Some(jwt)).await.0 }
+    });
+    let statuses = futures_util::future::join_all(adds).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let (status, again) = server.post(&path, json!({"text": "WHEN DO YOU OPEN"}), Some(&jwt)).await;
+    assert_eq!(status, 200, "{again}");
+    let examples: Vec<&str> =
+        again["examples"].as_array().expect("examples").iter().filter_map(|e| e.as_str()).collect();
+    assert_eq!(examples.len(), 21, "every phrase kept, the known one not twice: {examples:?}");
+    for i in 0..20 {
+        assert!(examples.contains(&format!("phrase {i}").as_str()), "phrase {i} lost");
+    }
+    let (status, body) = server.post(&path, json!({"text": "  "}), Some(&jwt)).await;
+    assert_eq!((status, body["error"]["details"]["field"].as_str()), (422, Some("text")));
+    // Another tenant's owner finds no such bot.
+    let other = register_owner(&server, "other-phrases@example.com").await;
+    let (status, _) = server.post(&path, json!({"text": "mine"}), Some(&other)).await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_allowed_origins_may_embed_the_widget_and_appearance_reaches_it() {
     let server = start().await;

@@ -210,6 +210,7 @@ DocumentType?: DocumentType
 EmailBody?: EmailBody
 ErrorBody?: ErrorBody
 ErrorDetail?: ErrorDetail
+ExampleBody?: ExampleBody
 ExportRow?: ExportRow
 FormField?: FormField
 FormInput?: FormInput
@@ -913,6 +914,12 @@ details: {
  * For people; may change.
  */
 message: string
+}
+export interface ExampleBody {
+/**
+ * One training phrase, 1 to 500 characters.
+ */
+text: string
 }
 export interface Inbox {
 /**

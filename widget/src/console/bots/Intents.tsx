@@ -33,7 +33,7 @@ export function Intents({ bot, writer, selected }: { bot: Bot; writer: boolean; 
               {d.data.map((i) => (
                 <li data-intent-id={i.id}>
                   <a href={`#${base}/${i.id}`} aria-current={i.id === selected ? 'page' : undefined}>{i.name}</a>
-                  <span class="muted">{t('phrasesN', { n: i.examples.length })}</span>
+                  <span class="muted">{i.examples.length === 1 ? t('phrases1') : t('phrasesN', { n: i.examples.length })}</span>
                 </li>
               ))}
             </ul>
@@ -253,9 +253,8 @@ function Unmatched({ bot, intents, writer }: { bot: Bot; intents: Resource<Inten
     if (!id) return;
     setError('');
     try {
-      // Read the intent fresh: the PATCH replaces the whole list.
-      const intent = await api<IntentView>('GET', path(bot, `/${encodeURIComponent(id)}`));
-      await api('PATCH', path(bot, `/${encodeURIComponent(id)}`), { examples: [...intent.examples, text] });
+      // One append on the server: two tabs adding at once both keep theirs.
+      await api<IntentView>('POST', path(bot, `/${encodeURIComponent(id)}/examples`), { text });
       setAdded([...added, text.toLowerCase()]);
       void intents.reload();
     } catch (e) {

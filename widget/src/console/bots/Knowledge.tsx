@@ -185,7 +185,7 @@ export function Knowledge({ bot, writer }: { bot: Bot; writer: boolean }) {
                   {(doc.status === 'PENDING' || doc.status === 'PROCESSING') && (
                     <progress max={100} value={doc.progress} aria-label={t('processing', { name: doc.title })} />
                   )}
-                  {doc.status === 'COMPLETED' && <p class="muted">{t('chunksN', { n: doc.chunks })}{doc.source && doc.source !== doc.title ? ` · ${doc.source}` : ''}</p>}
+                  {doc.status === 'COMPLETED' && <p class="muted">{doc.chunks === 1 ? t('chunks1') : t('chunksN', { n: doc.chunks })}{doc.source && doc.source !== doc.title ? ` · ${doc.source}` : ''}</p>}
                   {doc.status === 'FAILED' && <p class="doc-error field-error">{doc.error || t('docFailed')}</p>}
                   {writer && (
                     <p class="actions">

@@ -202,6 +202,8 @@ export const en = {
   docCompleted: 'Ready',
   docFailed: 'Failed',
   processing: 'Processing {name}',
+  chunks1: '1 passage',
+  phrases1: '1 phrase',
   chunksN: '{n} passages',
   reprocess: 'Process again',
   webPage: 'Web',

@@ -197,6 +197,8 @@ export const it: Words = {
   docCompleted: 'Pronto',
   docFailed: 'Non riuscito',
   processing: 'Elaborazione di {name}',
+  chunks1: '1 passaggio',
+  phrases1: '1 frase',
   chunksN: '{n} passaggi',
   reprocess: 'Elabora di nuovo',
   webPage: 'Web',

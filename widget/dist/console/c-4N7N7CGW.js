@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-2CUPGJAS.js";import"./c-6CEFFMTO.js";import"./c-CNAKMWPG.js";import"./c-ELFX7SUE.js";import"./c-YAPQQYBH.js";import"./c-YEFSNFBM.js";import"./c-BWUJH4QK.js";export{a as BotList,c as LanguageField,b as NewBot};
