@@ -228,10 +228,19 @@ test('a new tenant builds, teaches, feeds, publishes and deletes a bot in the co
   assert.match(await byDoc.textContent(), /From spa\.txt/);
   assert.deepEqual(await axe(page), [], 'axe: try it');
   await shots(page, 'try-it');
+  const previews = async () => (await api('GET', `/api/bots/${botId}/conversations`, null, token)).data.filter((c) => c.source === 'preview').length;
+  const settle = async (n) => {
+    const until = Date.now() + GUARD;
+    while ((await previews()) !== n) { assert.ok(Date.now() < until, `${n} test chats kept`); await new Promise((r) => setTimeout(r, 100)); }
+  };
   await page.click('#restart-chat');
   await page.locator('#try-trace li').first().waitFor({ state: 'detached' });
+  await page.locator('#try-chat #status[data-state="connected"]').waitFor();
+  await settle(1); // Restart deleted the old test chat and opened one.
   const tried = await api('GET', '/api/analytics/overview', null, token);
   assert.equal(tried.conversations, 0, 'a test chat counts in no statistics');
+  await page.click('#bot-tab-settings');
+  await settle(0); // Leaving the pane deletes it.
 
   // Publish; a visitor asks what the intent answers and something nothing answers.
   await page.click('#publish-bot');

@@ -25,11 +25,13 @@ export function TryIt({ bot, writer }: { bot: Bot; writer: boolean }) {
     let live = true;
     setError('');
     setTrace([]);
+    let opened: Opened | null = null;
     api<Opened>('POST', '/api/conversations', { bot_id: bot.id, preview: true }).then(
-      (opened) => { if (live) setChat(opened); },
+      (o) => { opened = o; if (live) setChat(o); else forget(o); },
       (e) => { if (live) setError(describe(e)); },
     );
-    return () => { live = false; };
+    // Leaving the pane (or restarting) deletes the test chat: previews are not kept.
+    return () => { live = false; if (opened) forget(opened); };
   }, [bot.id, generation]);
 
   useEffect(() => {
@@ -58,10 +60,8 @@ export function TryIt({ bot, writer }: { bot: Bot; writer: boolean }) {
     return () => { live = false; stop(); };
   }, [chat]);
 
-  const restart = async () => {
-    const old = chat;
+  const restart = () => {
     setChat(null);
-    if (old) await api('DELETE', `/api/conversations/${encodeURIComponent(old.conversation_id)}`).catch(() => {});
     setGeneration((g) => g + 1);
   };
 
@@ -71,7 +71,7 @@ export function TryIt({ bot, writer }: { bot: Bot; writer: boolean }) {
       <section class="panel" aria-labelledby="trace-title">
         <div class="page-head">
           <h2 id="trace-title">{t('whyAnswers')}</h2>
-          <span class="actions"><button id="restart-chat" type="button" class="secondary" onClick={() => void restart()}>{t('restart')}</button></span>
+          <span class="actions"><button id="restart-chat" type="button" class="secondary" onClick={restart}>{t('restart')}</button></span>
         </div>
         <p class="hint">{t('tryHint')}</p>
         {error && <p class="form-error" role="alert">{error}</p>}
@@ -91,6 +91,10 @@ export function TryIt({ bot, writer }: { bot: Bot; writer: boolean }) {
       </section>
     </div>
   );
+}
+
+function forget(chat: Opened): void {
+  void api('DELETE', `/api/conversations/${encodeURIComponent(chat.conversation_id)}`).catch(() => {});
 }
 
 function why(m: Traced): string {
