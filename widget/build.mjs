@@ -12,10 +12,11 @@ import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
 const check = process.argv.includes('--check');
-const here = new URL('.', import.meta.url).pathname; // entry points are relative to widget/
+const here = fileURLToPath(new URL('.', import.meta.url)); // entry points are relative to widget/
 const common = { absWorkingDir: here, bundle: true, minify: true, write: false, target: ['es2020'], legalComments: 'none', charset: 'utf8', logLevel: 'warning' };
 
 const app = await build({ ...common, entryPoints: ['src/app.ts'], format: 'esm' });

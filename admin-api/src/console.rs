@@ -43,13 +43,24 @@ fn accepts_gzip(req: &HttpRequest) -> bool {
     else {
         return false;
     };
-    value.split(',').any(|part| {
-        let mut pieces = part.split(';').map(str::trim);
-        let coding = pieces.next().unwrap_or_default();
-        let refused = pieces
-            .any(|p| p.strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0));
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-    })
+    // Each coding with whether it is refused (`q=0`). Named gzip decides; else `*` does.
+    let codings: Vec<(&str, bool)> = value
+        .split(',')
+        .map(|part| {
+            let mut pieces = part.split(';').map(str::trim);
+            let coding = pieces.next().unwrap_or_default();
+            let refused = pieces.any(|p| {
+                p.strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0)
+            });
+            (coding, refused)
+        })
+        .collect();
+    let named = codings.iter().find(|(c, _)| c.eq_ignore_ascii_case("gzip"));
+    let any = codings.iter().find(|(c, _)| *c == "*");
+    match named.or(any) {
+        Some((_, refused)) => !refused,
+        None => false,
+    }
 }
 
 /// `body` as the request takes it: gzipped when accepted, else as is.
@@ -139,6 +150,8 @@ mod tests {
         assert!(!with("br"));
         assert!(!with("gzip;q=0"));
         assert!(!with("gzip; q=0.0, identity"));
+        assert!(!with("gzip;q=0, *"), "named gzip refused: * does not bring it back");
+        assert!(!with("*;q=0"));
         assert!(!accepts_gzip(&actix_web::test::TestRequest::default().to_http_request()));
     }
 

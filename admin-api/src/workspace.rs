@@ -44,8 +44,9 @@ pub struct LlmBody {
     base_url: String,
     #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     model: String,
-    /// Sent as `Authorization: Bearer`; never answered back. Absent keeps the stored key (a
-    /// form that never saw it need not ask for it again); empty removes it.
+    /// Sent as `Authorization: Bearer`; never answered back. Absent keeps the stored key if
+    /// `base_url` is unchanged (a form that never saw it need not ask for it again) and drops
+    /// it otherwise (a key goes only where it was given for); empty removes it.
     #[schema(max_length = 500)]
     api_key: Option<String>,
 }
@@ -139,7 +140,14 @@ pub async fn update(
                     return Err(ApiError::invalid("llm.api_key", "at most 500 characters"));
                 }
                 Some(key) => key,
-                None => tenant.llm.take().map(|old| old.api_key).unwrap_or_default(),
+                // Kept for the same endpoint only: a key is never sent to a new address it was
+                // not given for (an admin could otherwise collect it at a server of theirs).
+                None => tenant
+                    .llm
+                    .take()
+                    .filter(|old| old.base_url == llm.base_url.trim())
+                    .map(|old| old.api_key)
+                    .unwrap_or_default(),
             };
             tenant.llm =
                 Some(TenantLlm { base_url: llm.base_url.trim().to_owned(), model, api_key });

@@ -246,6 +246,13 @@ test('a short-lived session is refreshed in the background and the dashboard kee
   const { page, problems } = await openBrowser(t);
   const refreshes = [];
   page.on('response', (r) => { if (r.url().endsWith('/api/auth/refresh')) refreshes.push(r.status()); });
+  // The agent socket re-authenticates on the one connection it has (no reconnect to get a token).
+  let sockets = 0, auths = 0;
+  page.on('websocket', (ws) => {
+    if (!ws.url().endsWith('/v1/agent/ws')) return;
+    sockets += 1;
+    ws.on('framesent', (f) => { if (String(f.payload).includes('"type":"auth"')) auths += 1; });
+  });
   await page.goto(`${url}/console#dashboard`);
   await page.fill('#email', email);
   await page.fill('#password', PASSWORD);
@@ -260,6 +267,8 @@ test('a short-lived session is refreshed in the background and the dashboard kee
   await page.locator('#dashboard[data-state="ready"]').waitFor();
   assert.equal(await page.isVisible('#views'), true, 'still signed in');
   assert.equal(await page.getAttribute('#status', 'data-state'), 'connected', 'the agent socket took the new token');
+  assert.equal(sockets, 1, 'one agent socket, never reopened');
+  assert.ok(auths >= 2, `the socket was given each new token: ${auths} auth frames`);
   assert.deepEqual(unprovoked(problems), []);
 });
 
@@ -375,5 +384,6 @@ test('an invitation mailed to a colleague opens the console, which makes their a
   await page.fill('#password', PASSWORD);
   await page.click('#accept');
   await page.locator('#accept-error:not(:empty)').waitFor();
+  assert.match(await page.textContent('#accept-error'), /invalid, already used or expired|no longer valid/);
   assert.deepEqual(unprovoked(problems), []);
 });

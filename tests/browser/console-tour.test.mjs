@@ -23,7 +23,8 @@ const api = (method, path, body, token) => apiCall(parla, method, path, body, to
 /** The console's word tables, read from their sources: `key: 'text'` per line. */
 async function words(lang) {
   const source = await readFile(new URL(`../../widget/src/console/words/${lang}.ts`, import.meta.url), 'utf8');
-  return Object.fromEntries([...source.matchAll(/^ {2}(\w+): '((?:[^'\\]|\\.)*)',$/gm)].map(([, k, v]) => [k, v.replace(/\\'/g, "'")]));
+  const unescape = (v) => v.replace(/\\u([0-9a-fA-F]{4})/g, (_, h) => String.fromCharCode(parseInt(h, 16))).replace(/\\'/g, "'");
+  return Object.fromEntries([...source.matchAll(/^ {2}(\w+): '((?:[^'\\]|\\.)*)',$/gm)].map(([, k, v]) => [k, unescape(v)]));
 }
 
 async function axe(page) {
@@ -35,8 +36,9 @@ async function axe(page) {
 /** The English words on the page that Italian says differently (none should be left). */
 async function english(page) {
   const [en, it] = await Promise.all([words('en'), words('it')]);
-  const text = await page.locator('#app').innerText();
-  return Object.keys(en).filter((k) => en[k] !== it[k] && !en[k].includes('{') && en[k].length > 3 && text.includes(en[k])).map((k) => `${k}: ${en[k]}`);
+  const text = (await page.locator('#app').innerText()).toLowerCase();
+  const differ = (k) => en[k].toLowerCase() !== it[k].toLowerCase();
+  return Object.keys(en).filter((k) => differ(k) && !en[k].includes('{') && en[k].length > 3 && text.includes(en[k].toLowerCase())).map((k) => `${k}: ${en[k]}`);
 }
 
 test('an Italian browser gets the console in Italian, and the choice is kept', { timeout: 60_000 }, async (t) => {

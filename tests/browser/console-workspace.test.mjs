@@ -170,6 +170,8 @@ test('an owner runs the workspace: API key, an invited agent, the LLM endpoint a
   const row = page.locator('#member-list li', { hasText: 'Arno Agent' });
   await row.waitFor();
   await row.locator('select').selectOption('viewer');
+  assert.equal((await api('GET', '/api/members', null, token)).data.find((m) => m.email === agentEmail).role, 'agent', 'picking is not applying');
+  await row.locator('.apply-role').click();
   await page.locator('#member-list li[data-role="viewer"]').waitFor();
   assert.equal((await api('GET', '/api/members', null, token)).data.find((m) => m.email === agentEmail).role, 'viewer');
   assert.deepEqual(unprovoked(problems), [], 'no script errors in the owner\'s console');

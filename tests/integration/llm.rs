@@ -463,6 +463,16 @@ async fn a_workspace_brings_its_own_llm_within_its_token_budget() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(ask(&mut client, "t4", "again").await.1["text"], "The answer is 42.");
+    // Another endpoint without a key does not take the old one there.
+    let moved = json!({"llm": {"base_url": "https://llm.example.com/v1", "model": "m"}});
+    let (_, workspace) =
+        server.call("PATCH", "/api/workspace", Some(&moved.to_string()), Some(&jwt)).await;
+    assert_eq!(
+        workspace["llm"]["api_key_set"], false,
+        "the key stays with its endpoint: {workspace}"
+    );
+    let back = json!({"llm": {"base_url": api, "model": "tenant-model", "api_key": "sk-tenant"}});
+    server.call("PATCH", "/api/workspace", Some(&back.to_string()), Some(&jwt)).await;
     // An empty key removes it.
     let cleared = json!({"llm": {"base_url": api, "model": "tenant-model", "api_key": ""}});
     let (_, workspace) =

@@ -31,6 +31,8 @@ export interface AppOptions {
 export interface AppHandle {
   open(): void;
   close(): void;
+  /** Stops the client, removes the panel and the page-wide listeners (the console's previews). */
+  destroy(): void;
   client: ChatClient;
 }
 
@@ -399,11 +401,14 @@ export function mount(o: AppOptions): AppHandle {
     if (e.key === 'Escape') { e.stopPropagation(); o.onClose(); }
   });
   closeBtn.addEventListener('click', () => o.onClose());
-  document.addEventListener('visibilitychange', () => {
+  const onVisible = () => {
     if (document.visibilityState === 'visible') { client.wake(); if (isOpen) { unread = 0; o.onUnread(0); markRead(); } }
-  });
-  window.addEventListener('online', () => client.wake());
-  window.addEventListener('pagehide', () => client.persist());
+  };
+  const onOnline = () => client.wake();
+  const onPageHide = () => client.persist();
+  document.addEventListener('visibilitychange', onVisible);
+  window.addEventListener('online', onOnline);
+  window.addEventListener('pagehide', onPageHide);
 
   const reduced = () => typeof matchMedia === 'function' && matchMedia('(prefers-reduced-motion: reduce)').matches;
   return {
@@ -427,6 +432,13 @@ export function mount(o: AppOptions): AppHandle {
       isOpen = false;
       panel.hidden = true;
       stopTyping();
+    },
+    destroy() {
+      document.removeEventListener('visibilitychange', onVisible);
+      window.removeEventListener('online', onOnline);
+      window.removeEventListener('pagehide', onPageHide);
+      client.stop();
+      panel.remove();
     },
   };
 }

@@ -117,6 +117,39 @@ describe('the session', () => {
     expect(s.signedIn()).toBe(true);
   });
 
+  it('a refresh answered after signing out does not sign back in', async () => {
+    const s = await import('../src/console/session');
+    s.begin(issued(1));
+    let answer: (r: Response) => void = () => {};
+    vi.stubGlobal('fetch', (path: string) => (path === '/api/auth/refresh'
+      ? new Promise<Response>((r) => { answer = r; })
+      : Promise.resolve(new Response(null, { status: 204 }))));
+    const refreshing = s.refresh();
+    await new Promise((r) => setTimeout(r, 0));
+    await s.signOut();
+    answer(new Response(JSON.stringify(issued(2)), { status: 200, headers: { 'content-type': 'application/json' } }));
+    await refreshing;
+    expect(s.signedIn()).toBe(false);
+    expect(localStorage.getItem('parla.console.session.v1')).toBeNull();
+  });
+
+  it('a failing refresh is tried again later, not in a loop', async () => {
+    vi.useFakeTimers();
+    try {
+      const s = await import('../src/console/session');
+      s.begin({ ...issued(1), expires_in: 0 });
+      let tries = 0;
+      vi.stubGlobal('fetch', async () => { tries += 1; throw new TypeError('Failed to fetch'); });
+      await vi.advanceTimersByTimeAsync(10_000);
+      // 1 s, then 2, 4 (and 8 s later the next): three tries in ten seconds, not ten.
+      expect(tries).toBeGreaterThan(0);
+      expect(tries).toBeLessThanOrEqual(4);
+      expect(s.signedIn()).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('signs out on the server and in every tab', async () => {
     const s = await import('../src/console/session');
     s.begin(issued(1));

@@ -79,6 +79,7 @@ export function App() {
   // section — the bots for a workspace's writer while it has none, else the inbox for those who
   // take chats, else the dashboard.
   useEffect(() => {
+    if (signedIn && me && name === 'inbox' && !canTakeChats(me.role)) { go('dashboard', true); return; }
     if (!signedIn || !me || !LANDING.includes(name)) return;
     if (!canTakeChats(me.role)) { go('dashboard', true); return; }
     if (!canWrite(me.role)) { go('inbox', true); return; }
@@ -176,20 +177,31 @@ interface DeskHostProps {
   onReady: () => void;
 }
 
+/** What the header says for the agent socket's state. */
+function statusWord(state: string): string {
+  if (state === 'connected') return t('online');
+  if (state === 'connecting') return t('connecting');
+  if (state === 'viewer') return t('signedInViewer');
+  return t('signedOut');
+}
+
 /** The desk's container: rendered once, then the desk draws in it (Preact never diffs inside). */
 function DeskHost({ agent, view, deskRef, onStatus, onAgent, onReady }: DeskHostProps) {
   const root = useRef<HTMLDivElement>(null);
   useEffect(() => {
     let desk: Desk | null = null;
     let off = () => {};
-    void import('./legacy/desk').then(({ startDesk }) => {
+    void import('./legacy/desk').catch(() => { onStatus({ text: t('network'), state: 'error' }); return null; }).then((module) => {
+      if (!module) return;
+      const { startDesk } = module;
       if (!root.current) return;
       desk = startDesk(root.current, {
         agent,
         token: session.accessToken,
         refresh: session.refresh,
         authed: (path) => session.authed(path),
-        setStatus: (text, state) => onStatus({ text, state }),
+        // The header words it in the console's language; the desk only says which state.
+        setStatus: (_text, state) => onStatus({ text: statusWord(state), state }),
         setAgent: onAgent,
       });
       deskRef.current = desk;

@@ -19,14 +19,18 @@ export class ApiError extends Error {
 
 type Body = Record<string, unknown> | unknown[] | null | undefined;
 
-/** One request. `token` is sent as the bearer; a 204 resolves to `undefined`. */
-export async function call<T>(method: string, path: string, body?: Body, token?: string | null): Promise<T> {
+/**
+ * One request. `token` is sent as the bearer; a 204 resolves to `undefined`; `timeoutMs` gives
+ * up on a request that hangs (a network error then).
+ */
+export async function call<T>(method: string, path: string, body?: Body, token?: string | null, timeoutMs?: number): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body != null) headers['content-type'] = 'application/json';
   if (token) headers.authorization = `Bearer ${token}`;
   let res: Response;
   try {
-    res = await fetch(path, { method, headers, body: body != null ? JSON.stringify(body) : undefined });
+    const signal = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
+    res = await fetch(path, { method, headers, body: body != null ? JSON.stringify(body) : undefined, signal });
   } catch {
     throw new ApiError(0, 'network', 'The server could not be reached.');
   }

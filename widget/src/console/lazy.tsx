@@ -27,7 +27,17 @@ export function lazy<P extends object>(load: () => Promise<ComponentType<P>>): L
       const View = loaded;
       return <View {...props} />;
     }
-    return <main class="auth"><p class="boot" role={failed ? 'alert' : 'status'}>{failed ? t('network') : t('loading')}</p></main>;
+    if (failed) {
+      // A chunk that cannot be had: the network, or a new release replaced it (a reload fetches
+      // the page that names the new ones).
+      return (
+        <main class="auth">
+          <p class="boot" role="alert">{t('network')}</p>
+          <p><button type="button" onClick={() => location.reload()}>{t('reload')}</button></p>
+        </main>
+      );
+    }
+    return <main class="auth"><p class="boot" role="status">{t('loading')}</p></main>;
   }
   return Object.assign(Lazy, { preload: () => { void start(); } });
 }

@@ -71,7 +71,7 @@ export function showPreview(host: HTMLElement, settings: PublicSettings, frames:
   // Opening focuses the panel's input: give focus back to what had it (the editor).
   if (focused && focused !== document.body) focused.focus();
   else (shadow.activeElement as HTMLElement | null)?.blur();
-  return () => { client.stop(); holder.remove(); };
+  return () => { app.destroy(); holder.remove(); };
 }
 
 export interface LiveChat {
@@ -102,5 +102,5 @@ export function showLive(host: HTMLElement, settings: PublicSettings, chat: Live
   adoptCss(shadow, IN_PAGE);
   app.open();
   shadow.querySelector('.panel')?.classList.remove('entering');
-  return () => { client.stop(); holder.remove(); };
+  return () => { app.destroy(); holder.remove(); };
 }

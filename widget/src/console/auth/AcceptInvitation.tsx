@@ -2,7 +2,7 @@
 // is signed in to the workspace that invited them.
 import { call } from '../http';
 import { t } from '../i18n';
-import { begin, end } from '../session';
+import { begin, signOut } from '../session';
 import { Field, useForm } from '../ui/form';
 import { useLinkToken } from './Password';
 
@@ -19,9 +19,9 @@ export function AcceptInvitation({ token }: { token: string | null }) {
     const password = String(data.get('password'));
     const account = await call<Account>('POST', '/api/auth/accept-invitation', { token: kept ?? '', name: String(data.get('name')), password });
     const issued = await call<Issued>('POST', '/api/auth/login', { email: account.email, password });
-    end(); // whoever was signed in here, the new member is now
+    await signOut(); // whoever was signed in here (revoked on the server too), the new member is now
     begin(issued);
-    location.hash = 'inbox';
+    location.hash = '';
   });
   return (
     <main class="auth">

@@ -152,7 +152,7 @@ function IntentEditor({ bot, intent, writer, created = false, onSaved, onDeleted
                 <label for="bulk" class="sr-only">{t('bulkPaste')}</label>
                 <textarea id="bulk" rows={4} value={bulk} placeholder={t('bulkHint')} onInput={(e) => setBulk((e.target as HTMLTextAreaElement).value)} />
                 <p class="actions">
-                  <button id="add-bulk" type="button" class="secondary" onClick={() => { const n = add(bulk.split('\n')); setBulk(''); setBulkNote(t('phrasesAdded', { n })); }}>{t('addAll')}</button>
+                  <button id="add-bulk" type="button" class="secondary" onClick={() => { const n = add(bulk.split('\n')); setBulk(''); setBulkNote(n === 1 ? t('phrasesAdded1') : t('phrasesAdded', { n })); }}>{t('addAll')}</button>
                   <span id="bulk-note" role="status">{bulkNote}</span>
                 </p>
               </details>

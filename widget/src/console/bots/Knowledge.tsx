@@ -56,10 +56,15 @@ export function Knowledge({ bot, writer }: { bot: Bot; writer: boolean }) {
 
   // Follow processing: while anything is pending or processing, read the list every second.
   const busy = docs.some((d) => d.status === 'PENDING' || d.status === 'PROCESSING');
+  // One read at a time: the next a second after the last answered (a slow list is not re-asked
+  // over itself, which would drop every answer).
   useEffect(() => {
     if (!busy) return;
-    const timer = setInterval(() => void res.reload(), 1000);
-    return () => clearInterval(timer);
+    let live = true;
+    let timer: ReturnType<typeof setTimeout>;
+    const next = () => { timer = setTimeout(() => void res.reload().finally(() => { if (live) next(); }), 1000); };
+    next();
+    return () => { live = false; clearTimeout(timer); };
   }, [busy, res.reload]);
 
   const patch = (key: number, change: Partial<Upload>) => setUploads((list) => list.map((u) => (u.key === key ? { ...u, ...change } : u)));

@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Bot, ConversationDetail, Message } from '../api.gen';
 import { t } from '../i18n';
-import { api } from '../session';
+import { accessToken, api } from '../session';
 import { describe } from '../ui/form';
 
 interface Opened { conversation_id: string; resume_token: string }
@@ -33,6 +33,8 @@ export function TryIt({ bot, writer }: { bot: Bot; writer: boolean }) {
     // Leaving the pane (or restarting) deletes the test chat: previews are not kept.
     return () => { live = false; if (opened) forget(opened); };
   }, [bot.id, generation]);
+
+  useEffect(() => (chat ? forgetOnExit(chat) : undefined), [chat]);
 
   useEffect(() => {
     if (!chat || !host.current) return;
@@ -95,6 +97,19 @@ export function TryIt({ bot, writer }: { bot: Bot; writer: boolean }) {
 
 function forget(chat: Opened): void {
   void api('DELETE', `/api/conversations/${encodeURIComponent(chat.conversation_id)}`).catch(() => {});
+}
+
+/** Closing the tab deletes the test chat too (a request that outlives the page). */
+function forgetOnExit(chat: Opened): () => void {
+  const gone = () => {
+    const token = accessToken();
+    if (!token) return;
+    void fetch(`/api/conversations/${encodeURIComponent(chat.conversation_id)}`, {
+      method: 'DELETE', keepalive: true, headers: { authorization: `Bearer ${token}` },
+    }).catch(() => {});
+  };
+  addEventListener('pagehide', gone);
+  return () => removeEventListener('pagehide', gone);
 }
 
 function why(m: Traced): string {

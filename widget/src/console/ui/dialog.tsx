@@ -24,7 +24,11 @@ export function Confirm({ id, title, children, confirm, danger, busy, error, onC
     dialog.showModal();
     const cancel = (e: Event) => { e.preventDefault(); onClose(); };
     dialog.addEventListener('cancel', cancel);
-    return () => { dialog.removeEventListener('cancel', cancel); if (dialog.open) dialog.close(); back?.focus(); };
+    return () => {
+      dialog.removeEventListener('cancel', cancel);
+      if (dialog.open) dialog.close();
+      back?.focus();
+    };
   }, []);
   return (
     <dialog id={id} ref={ref} aria-labelledby={`${id}-title`}>

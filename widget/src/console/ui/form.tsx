@@ -62,7 +62,7 @@ export function useForm(names: string[], messages: Record<string, string> = {}):
       if (field) {
         setErrors({ [field]: text });
         // Focus the input that is wrong, once it shows its error.
-        setTimeout(() => ref.current?.querySelector<HTMLElement>(`[name="${field}"]`)?.focus(), 0);
+        setTimeout(() => ref.current?.querySelector<HTMLElement>(`[name="${CSS.escape(field)}"]`)?.focus(), 0);
       } else {
         setGeneral(text);
       }

@@ -10,6 +10,8 @@ export const en = {
   presence: 'Presence',
   online: 'Online',
   away: 'Away',
+  connecting: 'connecting…',
+  signedInViewer: 'signed in',
   signOut: 'Sign out',
   signedOut: 'signed out',
   // signing in
@@ -129,6 +131,9 @@ export const en = {
   bulkPaste: 'Paste many at once',
   bulkHint: 'One phrase per line',
   addAll: 'Add all',
+  applyRole: 'Apply',
+  reload: 'Reload',
+  phrasesAdded1: '1 phrase added.',
   phrasesAdded: '{n} phrases added.',
   responseText: 'Answer',
   quickReplies: 'Quick replies',
@@ -336,6 +341,7 @@ export const en = {
   error: 'Something went wrong: {message}',
   network: 'The server could not be reached. Check your connection and try again.',
   tooMany: 'Too many attempts. Try again in {seconds} s.',
+  signedOutElsewhere: 'You were signed out in another tab.',
   sessionEnded: 'Your session ended; sign in again.',
 };
 

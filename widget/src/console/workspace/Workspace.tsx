@@ -121,6 +121,8 @@ function Members({ me }: { me: Me }) {
   const invitations = useResource(() => (admin ? api<InvitationList>('GET', '/api/members/invitations') : Promise.resolve({ data: [] })), [admin]);
   const [error, setError] = useState('');
   const [removing, setRemoving] = useState<{ id: string; name: string } | null>(null);
+  // A role is picked, then applied: arrowing through a closed select must not change it each step.
+  const [picked, setPicked] = useState<Record<string, Role>>({});
   const invite = useForm(['email', 'role']);
   const [sent, setSent] = useState('');
   const submitInvite = invite.submit(async () => {
@@ -152,9 +154,15 @@ function Members({ me }: { me: Me }) {
                     {admin && m.id !== me.id && options.includes(m.role) ? (
                       <>
                         <label for={`role-${m.id}`} class="sr-only">{t('roleOf', { name: m.name })}</label>
-                        <select id={`role-${m.id}`} value={m.role} onChange={(e) => void act(() => api('PATCH', `/api/members/${m.id}`, { role: (e.target as HTMLSelectElement).value }))}>
+                        <select id={`role-${m.id}`} value={picked[m.id] ?? m.role} onChange={(e) => setPicked({ ...picked, [m.id]: (e.target as HTMLSelectElement).value as Role })}>
                           {options.map((r) => <option value={r}>{roleLabel(r)}</option>)}
                         </select>
+                        {picked[m.id] && picked[m.id] !== m.role && (
+                          <button type="button" class="small apply-role" onClick={() => void act(async () => {
+                            await api('PATCH', `/api/members/${m.id}`, { role: picked[m.id] });
+                            setPicked(({ [m.id]: _, ...rest }) => rest);
+                          })}>{t('applyRole')}</button>
+                        )}
                         <button type="button" class="link danger-text remove-member" onClick={() => setRemoving({ id: m.id, name: m.name })}>{t('remove')}</button>
                       </>
                     ) : (

@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-JIKZA3A5.js";import"./c-CECLRTQE.js";import"./c-ILFDQHLC.js";import"./c-GXIL3MQB.js";import"./c-YAPQQYBH.js";import"./c-TEOF65ZZ.js";import"./c-UPGWJUKT.js";export{a as BotList,c as LanguageField,b as NewBot};
