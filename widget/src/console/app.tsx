@@ -45,6 +45,10 @@ export function App() {
   // The sections show once the desk (the inbox and dashboard) is drawn, so a link to either
   // finds it there.
   const [deskReady, setDeskReady] = useState(false);
+  // The desk (its chunk, the agent socket) is started at once on #inbox and #dashboard, and a
+  // moment after the first view elsewhere (the agent goes online all the same): it stays off the
+  // first view's critical path.
+  const [deskWanted, setDeskWanted] = useState(false);
   const [status, setStatus] = useState<Status>({ text: t('signedOut'), state: 'signed-out' });
 
   useEffect(() => onLang(() => setVersion((v) => v + 1)), []);
@@ -55,6 +59,7 @@ export function App() {
       setMe(null);
       setAgent(null);
       setDeskReady(false);
+      setDeskWanted(false);
       setStatus({ text: t('signedOut'), state: 'signed-out' });
     } else {
       setWhy(null);
@@ -92,7 +97,7 @@ export function App() {
   const header = (
     <header key="header">
       <h1>{t('title')}</h1>
-      {signedIn && me && deskReady && !LANDING.includes(name) && (
+      {signedIn && me && (deskReady || !DESK.includes(name)) && !LANDING.includes(name) && (
         <nav id="views" aria-label={t('views')}>
           {SECTIONS.filter((v) => v !== 'inbox' || canTakeChats(me.role)).map((v) => (
             <a id={`tab-${v}`} href={`#${v}`} aria-current={name === v ? 'page' : undefined}>{t(v)}</a>
@@ -145,7 +150,13 @@ export function App() {
   } else {
     body = null;
   }
-  const showDesk = signedIn && me !== null && !OPEN.includes(name);
+  useEffect(() => {
+    if (!signedIn || !me || deskWanted) return;
+    if (DESK.includes(name)) { setDeskWanted(true); return; }
+    const timer = setTimeout(() => setDeskWanted(true), 1500);
+    return () => clearTimeout(timer);
+  }, [signedIn, me, name, deskWanted]);
+  const showDesk = signedIn && me !== null && !OPEN.includes(name) && deskWanted;
   // The desk and dashboard fill the window and scroll inside; other sections scroll the page.
   const fill = showDesk && DESK.includes(name);
   useEffect(() => { document.getElementById('app')?.classList.toggle('fill', fill); }, [fill]);

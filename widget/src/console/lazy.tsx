@@ -18,7 +18,8 @@ export function lazy<P extends object>(load: () => Promise<ComponentType<P>>): L
   function Lazy(props: P) {
     const [, rerender] = useState(0);
     useEffect(() => {
-      if (loaded) return;
+      // Loaded between this render and now (a preload finished): draw it.
+      if (loaded) { rerender((n) => n + 1); return; }
       let live = true;
       void start().then(() => { if (live) rerender((n) => n + 1); });
       return () => { live = false; };
