@@ -496,7 +496,9 @@ pub async fn update_intent(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExampleBody {
-    /// One training phrase, 1 to 500 characters.
+    /// One training phrase, 1 to 500 characters. (Defaulted when absent, so a caller without
+    /// the right is refused for that first, whatever the body.)
+    #[serde(default)]
     #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     text: String,
 }

@@ -209,6 +209,18 @@ test('a new tenant builds, teaches, feeds, publishes and deletes a bot in the co
   assert.ok(docs.every(([, s]) => s === 'COMPLETED'), JSON.stringify(docs));
   assert.deepEqual(await axe(page), [], 'axe: knowledge');
   await shots(page, 'knowledge');
+  // Process one again (it goes back through the queue and comes back ready), delete the other.
+  const txt = page.locator('#documents li', { hasText: 'spa.txt' });
+  const reprocessed = page.waitForResponse((r) => r.url().includes('/reprocess') && r.request().method() === 'POST');
+  await txt.locator('.reprocess-doc').click();
+  assert.equal((await reprocessed).status(), 202);
+  await page.locator('#documents li[data-status="COMPLETED"] >> nth=1').waitFor({ timeout: 60_000 });
+  await page.locator('#documents li', { hasText: 'rooms.pdf' }).locator('.delete-doc').click();
+  await page.locator('#delete-doc-dialog[open]').waitFor();
+  assert.match(await page.textContent('#delete-doc-dialog-title'), /rooms\.pdf/);
+  await page.click('#delete-doc-dialog-confirm');
+  await page.locator('#documents li', { hasText: 'rooms.pdf' }).waitFor({ state: 'detached' });
+  assert.deepEqual((await api('GET', `/api/bots/${botId}/documents`, null, token)).data.map((d) => d.title), ['spa.txt']);
 
   // Try it, while the bot is still a draft: the real widget, each answer traced to what made it.
   await page.click('#bot-tab-try');

@@ -917,9 +917,10 @@ message: string
 }
 export interface ExampleBody {
 /**
- * One training phrase, 1 to 500 characters.
+ * One training phrase, 1 to 500 characters. (Defaulted when absent, so a caller without
+ * the right is refused for that first, whatever the body.)
  */
-text: string
+text?: string
 }
 export interface Inbox {
 /**
@@ -1066,8 +1067,9 @@ scopes: [string, ...(string)[]]
 }
 export interface LlmBody {
 /**
- * Sent as `Authorization: Bearer`; never answered back. Absent keeps the stored key (a
- * form that never saw it need not ask for it again); empty removes it.
+ * Sent as `Authorization: Bearer`; never answered back. Absent keeps the stored key if
+ * `base_url` is unchanged (a form that never saw it need not ask for it again) and drops
+ * it otherwise (a key goes only where it was given for); empty removes it.
  */
 api_key?: (string | null)
 /**
