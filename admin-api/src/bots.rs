@@ -67,11 +67,31 @@ pub struct BotBody {
     /// A language tag such as `en` or `pt-BR`.
     #[schema(pattern = "^[A-Za-z0-9-]{2,10}$")]
     language: Option<String>,
+    #[serde(default, deserialize_with = "object")]
     config: Option<ConfigBody>,
     /// Replaces the widget's appearance.
+    #[serde(default, deserialize_with = "object")]
     appearance: Option<Appearance>,
     /// Replaces the embedding settings (allowed origins, at most 50).
+    #[serde(default, deserialize_with = "object")]
     integration: Option<BotIntegration>,
+}
+
+/// A JSON object or null, nothing else: serde alone also takes an array for a struct (its fields
+/// in order), so `"appearance": [null, null]` would pass for an empty appearance.
+fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(v).map(Some).map_err(D::Error::custom)
+        }
+        Some(_) => Err(D::Error::custom("expected an object")),
+    }
 }
 
 /// Applies the fields present in `body` to `bot`, validating each.

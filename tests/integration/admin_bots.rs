@@ -161,6 +161,9 @@ async fn bot_and_intent_validation_names_the_field() {
     for payload in [
         json!({"name": "x", "category": "NOPE"}),
         json!({"name": "x", "appearance": [1, 2]}),
+        json!({"name": "x", "appearance": [null, null]}),
+        json!({"name": "x", "config": []}),
+        json!({"name": "x", "integration": [[]]}),
         json!({"name": "x", "appearance": {"font": "Comic Sans"}}),
     ] {
         let (status, body) = server.post("/api/bots", payload.clone(), t).await;
