@@ -10,14 +10,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { GUARD, apiCall, cleanup, mailTo, openBrowser, startParlaWithDir } from './harness.mjs';
+import { apiCall, axe, cleanup, GUARD, mailTo, openBrowser, shots, startParlaWithDir } from './harness.mjs';
 
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const JSQR = createRequire(import.meta.url).resolve('jsqr/dist/jsQR.js');
-const SHOTS = process.env.PARLA_SHOTS || process.env.CARGO_TARGET_DIR || '/tmp';
 const PASSWORD = 'a long enough password';
 /** The first view's budget (issue 21): page, stylesheet, entry module and its preloads, gzipped. */
 const FIRST_VIEW_BUDGET = 60 * 1024;
@@ -33,24 +30,7 @@ after(cleanup);
 
 const api = (method, path, body, token) => apiCall(parla, method, path, body, token);
 
-async function axe(page, include = [['#app']]) {
-  // Through the DevTools protocol: the console's CSP (rightly) refuses an injected inline script.
-  await page.evaluate(await readFile(AXE, 'utf8'));
-  const result = await page.evaluate((include) => window.axe.run({ include }, { resultTypes: ['violations'] }), include);
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
 
-/** Screenshots at desktop and phone width, then checks nothing scrolls sideways at 360 px. */
-async function shots(page, name) {
-  const before = page.viewportSize();
-  for (const [w, h] of [[1280, 800], [390, 844]]) {
-    await page.setViewportSize({ width: w, height: h });
-    await page.screenshot({ path: join(SHOTS, `console-${name}-${w}x${h}.png`), fullPage: true });
-  }
-  await page.setViewportSize({ width: 360, height: 740 });
-  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), `${name}: no horizontal scroll at 360 px`);
-  await page.setViewportSize(before);
-}
 
 /** The RFC 6238 code (SHA-1, 30 s, 6 digits) of a base32 `secret` at `now`, as an authenticator app shows it. */
 function totpCode(secret, now = Date.now()) {

@@ -9,14 +9,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { GUARD, apiCall, cleanup, mailTo, message, openBrowser, startHost, startParlaWithDir } from './harness.mjs';
+import { apiCall, axe, cleanup, GUARD, mailTo, message, openBrowser, shots, startHost, startParlaWithDir } from './harness.mjs';
 
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-const SHOTS = process.env.PARLA_SHOTS || process.env.CARGO_TARGET_DIR || '/tmp';
 const PASSWORD = 'a long enough password';
 
 let parla = null;
@@ -41,22 +36,7 @@ after(async () => { graph?.close(); await cleanup(); });
 
 const api = (method, path, body, token) => apiCall(parla, method, path, body, token);
 
-async function axe(page) {
-  await page.evaluate(await readFile(AXE, 'utf8'));
-  const result = await page.evaluate(() => window.axe.run({ include: [['#app']] }, { resultTypes: ['violations'] }));
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
 
-async function shots(page, name) {
-  const before = page.viewportSize();
-  for (const [w, h] of [[1280, 800], [390, 844]]) {
-    await page.setViewportSize({ width: w, height: h });
-    await page.screenshot({ path: join(SHOTS, `console-${name}-${w}x${h}.png`), fullPage: true });
-  }
-  await page.setViewportSize({ width: 360, height: 740 });
-  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), `${name}: no horizontal scroll at 360 px`);
-  await page.setViewportSize(before);
-}
 
 const unprovoked = (problems) => problems.filter((p) => !/status of (400|401|403|409|415|422)/.test(p));
 

@@ -6,12 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { apiCall, cleanup, openBrowser, startParla } from './harness.mjs';
+import { apiCall, axe, cleanup, openBrowser, SHOTS, startParla } from './harness.mjs';
 
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-const SHOTS = process.env.PARLA_SHOTS || process.env.CARGO_TARGET_DIR || '/tmp';
 const PASSWORD = 'a long enough password';
 
 let parla = null;
@@ -27,11 +24,6 @@ async function words(lang) {
   return Object.fromEntries([...source.matchAll(/^ {2}(\w+): '((?:[^'\\]|\\.)*)',$/gm)].map(([, k, v]) => [k, unescape(v)]));
 }
 
-async function axe(page) {
-  await page.evaluate(await readFile(AXE, 'utf8'));
-  const result = await page.evaluate(() => window.axe.run({ include: [['#app']] }, { resultTypes: ['violations'] }));
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
 
 /** The English words on the page that Italian says differently (none should be left). */
 async function english(page) {

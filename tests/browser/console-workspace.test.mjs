@@ -7,13 +7,8 @@
 // Timeouts are hang guards only, never timing assertions.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { apiCall, cleanup, mailTo, openBrowser, startParlaWithDir } from './harness.mjs';
+import { apiCall, axe, cleanup, mailTo, openBrowser, shots, startParlaWithDir } from './harness.mjs';
 
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-const SHOTS = process.env.PARLA_SHOTS || process.env.CARGO_TARGET_DIR || '/tmp';
 const PASSWORD = 'a long enough password';
 
 let parla = null;
@@ -25,22 +20,7 @@ after(cleanup);
 
 const api = (method, path, body, token) => apiCall(parla, method, path, body, token);
 
-async function axe(page) {
-  await page.evaluate(await readFile(AXE, 'utf8'));
-  const result = await page.evaluate(() => window.axe.run({ include: [['#app']] }, { resultTypes: ['violations'] }));
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
 
-async function shots(page, name) {
-  const before = page.viewportSize();
-  for (const [w, h] of [[1280, 800], [390, 844]]) {
-    await page.setViewportSize({ width: w, height: h });
-    await page.screenshot({ path: join(SHOTS, `console-${name}-${w}x${h}.png`), fullPage: true });
-  }
-  await page.setViewportSize({ width: 360, height: 740 });
-  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), `${name}: no horizontal scroll at 360 px`);
-  await page.setViewportSize(before);
-}
 
 const unprovoked = (problems) => problems.filter((p) => !/status of (400|401|403|409|422)/.test(p));
 

@@ -8,6 +8,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -194,5 +195,33 @@ export const recordPartials = (p) => p.evaluate(() => {
     }
   }).observe(root.querySelector('#live'), { childList: true, subtree: true, characterData: true });
 });
+
+
+/** Where screenshots go: $PARLA_SHOTS, else the cargo target dir, else /tmp. */
+export const SHOTS = process.env.PARLA_SHOTS || process.env.CARGO_TARGET_DIR || '/tmp';
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+
+/**
+ * axe-core's violations inside `include` (the console's `#app` by default), one line each.
+ * Evaluated through the DevTools protocol: the pages' CSP (rightly) refuses an injected inline
+ * script.
+ */
+export async function axe(page, include = [['#app']]) {
+  await page.evaluate(await readFile(AXE, 'utf8'));
+  const result = await page.evaluate((include) => window.axe.run({ include }, { resultTypes: ['violations'] }), include);
+  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+/** Console screenshots at desktop and phone width, then checks nothing scrolls sideways at 360 px. */
+export async function shots(page, name) {
+  const before = page.viewportSize();
+  for (const [w, h] of [[1280, 800], [390, 844]]) {
+    await page.setViewportSize({ width: w, height: h });
+    await page.screenshot({ path: join(SHOTS, `console-${name}-${w}x${h}.png`), fullPage: true });
+  }
+  await page.setViewportSize({ width: 360, height: 740 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), `${name}: no horizontal scroll at 360 px`);
+  await page.setViewportSize(before);
+}
 
 export { chromium };
