@@ -219,8 +219,8 @@ test('a wrong password is said on the form; a protected section opened signed ou
 });
 
 test('a short-lived session is refreshed in the background and the dashboard keeps loading', { timeout: 60_000 }, async (t) => {
-  // Tokens living 3 s: the console refreshes before they expire, without signing out.
-  const { url } = await startParlaWithDir({ PARLA__AUTH__ACCESS_TTL_SECS: '3', PARLA__AUTH__IP_REQUESTS_PER_15MIN: '1000' });
+  // Tokens living 5 s: the console refreshes before they expire (at 3 s), without signing out.
+  const { url } = await startParlaWithDir({ PARLA__AUTH__ACCESS_TTL_SECS: '5', PARLA__AUTH__IP_REQUESTS_PER_15MIN: '1000' });
   const email = 'sam@console.example.com';
   await apiCall(url, 'POST', '/api/auth/register', { email, password: PASSWORD, name: 'Sam Short' });
   const { page, problems } = await openBrowser(t);

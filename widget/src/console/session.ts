@@ -72,14 +72,16 @@ function adopt(next: Tokens): void {
 function emit(signedIn: boolean, why: string | null): void { for (const l of listeners) l(signedIn, why); }
 
 /**
- * Refresh a minute before expiry (sooner for short-lived tokens: at 80 % of their life); after
- * failures, 2, 4, 8… seconds later (at most a minute, or what the server's Retry-After says).
+ * Refresh a minute before expiry (sooner for short-lived tokens: at 80 % of their life, less a
+ * second — the server counts expiry in whole seconds, so a token may live up to a second less
+ * than its `expires_in`); after failures, 2, 4, 8… seconds later (at most a minute, or what the
+ * server's Retry-After says).
  */
 function schedule(retryAfter: number | null = null): void {
   clearTimeout(timer);
   if (!tokens) return;
   const left = tokens.expires_at - Date.now();
-  const margin = Math.min(60_000, left * 0.2);
+  const margin = Math.min(60_000, left * 0.2 + 1000);
   const backoff = failures ? Math.max((retryAfter ?? 0) * 1000, Math.min(60_000, 1000 * 2 ** failures)) : 0;
   timer = setTimeout(() => { refresh().catch(() => {}); }, Math.max(1_000, left - margin, backoff));
 }

@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-PJZMRQTB.js";import"./c-OJDUQA2P.js";import"./c-ZIVCNXFP.js";import"./c-3EQYHM3E.js";import"./c-YAPQQYBH.js";import"./c-23RDWY7P.js";import"./c-LOSVZ3O5.js";export{a as BotList,c as LanguageField,b as NewBot};
