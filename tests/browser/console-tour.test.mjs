@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { apiCall, axe, cleanup, openBrowser, SHOTS, startParla } from './harness.mjs';
+import { apiCall, axe, cleanup, GUARD, openBrowser, SHOTS, startParla } from './harness.mjs';
 
 const PASSWORD = 'a long enough password';
 
@@ -96,7 +96,9 @@ test('by keyboard alone: sign in, reach a section, open a bot, and a dialog retu
   assert.notEqual(await page.evaluate(() => document.activeElement?.closest('dialog')?.id), undefined, 'focus moved into the dialog');
   await page.keyboard.press('Escape');
   await page.locator('#delete-dialog').waitFor({ state: 'detached' });
-  assert.equal(await page.evaluate(() => document.activeElement?.id), 'delete-bot');
+  await page.waitForFunction(() => document.activeElement?.id === 'delete-bot', null, { timeout: GUARD })
+    .catch(() => {});
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'delete-bot', 'focus is back on the opener');
   assert.deepEqual(problems, []);
 });
 

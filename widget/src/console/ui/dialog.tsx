@@ -27,7 +27,10 @@ export function Confirm({ id, title, children, confirm, danger, busy, error, onC
     return () => {
       dialog.removeEventListener('cancel', cancel);
       if (dialog.open) dialog.close();
-      back?.focus();
+      // The opener may have been drawn again meanwhile (a refresh of its page): then its
+      // namesake takes the focus.
+      const opener = back?.isConnected ? back : back?.id ? document.getElementById(back.id) : null;
+      opener?.focus();
     };
   }, []);
   return (
