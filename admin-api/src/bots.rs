@@ -5,6 +5,7 @@
 //! announced to the engine, and live conversations use it from their next reply.
 
 use actix_web::{HttpResponse, http::StatusCode, web};
+use parla_domain::billing::Limit;
 use parla_engine::model::{
     Appearance, Bot, BotCategory, BotConfig, BotId, BotIntegration, BotStatus, Intent,
     IntentAction, IntentResponse, now_ms,
@@ -217,6 +218,7 @@ pub async fn create(
         updated_at: now,
     };
     apply(&mut bot, body)?;
+    state.engine.billing().ensure_room(&caller.tenant, Limit::Bots, 1).await?;
     state.engine.save_bot(&bot).await?;
     Ok(HttpResponse::Created().json(bot))
 }

@@ -3,6 +3,7 @@
 //! back: the API shows their last four characters. Admins and owners (or keys with
 //! `bots:write`) manage them; any member lists them.
 
+use parla_domain::billing::Limit;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, http::StatusCode, web};
@@ -165,6 +166,7 @@ pub async fn create(
         Channel::Push => push(&body)?,
         _ => return Err(ApiError::invalid("kind", "whatsapp, sms or push")),
     };
+    state.engine.billing().ensure_room(&caller.tenant, Limit::Channels, 1).await?;
     let now = now_ms();
     let connection = ChannelConnection {
         sealed_secrets: state.channels.seal(&id, &plain),

@@ -6,6 +6,7 @@
 use actix_multipart::Multipart;
 use actix_web::{HttpResponse, http::StatusCode, web};
 use futures_util::StreamExt;
+use parla_domain::billing::Limit;
 use parla_engine::model::{Bot, BotId, Document, DocumentType, ProcessStatus, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -197,6 +198,9 @@ async fn queue_new(
     (title, kind, source, size_bytes): (String, DocumentType, Option<String>, u64),
     content: &[u8],
 ) -> Result<HttpResponse, ApiError> {
+    let billing = state.engine.billing();
+    billing.ensure_room(&caller.tenant, Limit::Documents, 1).await?;
+    billing.ensure_room(&caller.tenant, Limit::StorageMb, size_bytes).await?;
     let now = now_ms();
     let document = Document {
         id: uuid::Uuid::now_v7().simple().to_string(),

@@ -125,6 +125,15 @@ impl From<EngineError> for ApiError {
             // Input out of shape is a validation failure like any other body's.
             EngineError::InvalidInput(input) => return Self::invalid(input.field, &input.problem),
             EngineError::Store(store) => return store.clone().into(),
+            EngineError::PlanLimitReached(limit) => {
+                let mut refused =
+                    Self::new(StatusCode::PAYMENT_REQUIRED, e.code(), e.public_message());
+                refused.details = json!({
+                    "limit": limit.as_str(),
+                    "upgrade": "GET /api/billing/plans, then POST /api/billing/checkout",
+                });
+                return refused;
+            }
         };
         Self::new(status, e.code(), e.public_message())
     }

@@ -45,6 +45,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod billing;
 pub mod body;
 pub mod bots;
 pub mod canned;
@@ -99,6 +100,8 @@ pub struct AdminState {
     pub intent_writes: tokio::sync::Mutex<()>,
     /// The messaging channels (their credentials' sealer, their watchers).
     pub channels: Arc<dyn parla_domain::channels::ChannelAdmin>,
+    /// Where checkout and the portal return (`[billing] return_url`); empty: the console.
+    pub billing_return_url: String,
 }
 
 /// The largest request body accepted.
@@ -157,6 +160,13 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
             count_errors(engine.clone(), req, next)
         });
         console::configure(cfg);
+        // Stripe's events: no bearer token (the signature is checked), a body of its own size.
+        cfg.service(
+            web::resource("/v1/billing/stripe/webhook")
+                .app_data(web::Data::from(state.clone()))
+                .app_data(web::PayloadConfig::new(billing::MAX_EVENT_BYTES))
+                .route(web::post().to(billing::webhook)),
+        );
         cfg.service(
             web::scope("/api")
                 .wrap(count_errors)
@@ -215,6 +225,11 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}/channels", web::get().to(channels::list))
                 .route("/bots/{id}/channels", web::post().to(channels::create))
                 .route("/bots/{id}/channels/{channel_id}", web::delete().to(channels::delete))
+                .route("/billing/plans", web::get().to(billing::plans))
+                .route("/billing/usage", web::get().to(billing::usage))
+                .route("/billing/checkout", web::post().to(billing::checkout))
+                .route("/billing/portal", web::post().to(billing::portal))
+                .route("/subscriptions", web::get().to(billing::subscriptions))
                 .route("/canned-responses", web::get().to(canned::list))
                 .route("/canned-responses", web::post().to(canned::create))
                 .route("/canned-responses/{id}", web::patch().to(canned::update))

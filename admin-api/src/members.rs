@@ -16,6 +16,7 @@
 //! invitation does not outlive its sender's rights.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use parla_domain::billing::Limit;
 use parla_engine::model::{
     Account, AccountId, AccountType, Invitation, OneTimeKind, Role, TenantId, now_ms,
 };
@@ -127,6 +128,7 @@ pub async fn invite(
         created_at: now,
         expires_at: now.saturating_add(ttl_ms),
     };
+    state.engine.billing().ensure_room(&caller.tenant, Limit::Seats, 1).await?;
     state.store.put_invitation(&invitation).await?;
     let body_text = format!(
         "You are invited to a Parla workspace.\n\nopen {}/console#accept-invitation?token={token}\nor send this token to /api/auth/accept-invitation: {token}\n",

@@ -24,8 +24,8 @@ use utoipa::{
 };
 
 use crate::{
-    analytics, bots, canned, channels, conversations, documents, handover, keys, members, recovery,
-    routes, totp, workspace,
+    analytics, billing, bots, canned, channels, conversations, documents, handover, keys, members,
+    recovery, routes, totp, workspace,
 };
 
 #[derive(Debug, OpenApi)]
@@ -60,6 +60,7 @@ use crate::{
         documents::reprocess,
         analytics::overview_handler, analytics::bot_handler, analytics::conversations_handler,
         analytics::intents_handler, analytics::export_handler,
+        billing::plans, billing::usage, billing::checkout, billing::portal, billing::subscriptions,
     ),
     components(schemas(crate::views::ErrorBody)),
     modifiers(&Conventions),
@@ -74,6 +75,7 @@ use crate::{
         (name = "agents", description = "Human agents: the inbox, taking conversations over from the bot and handing them back"),
         (name = "channels", description = "A bot's connections to WhatsApp (SMS and push to come)"),
         (name = "knowledge", description = "A bot's documents, answered from when no intent matches"),
+        (name = "billing", description = "The workspace's plan, its usage against the plan's limits, checkout and the customer portal (Stripe)"),
         (name = "analytics", description = "A tenant's numbers, kept as counters while messages flow; export as CSV or JSON"),
     ),
 )]

@@ -321,6 +321,9 @@ impl Channels {
         {
             return Ok(existing);
         }
+        // Counted against the month's conversations (refused past the plan's limit), taken
+        // back if another first message created it meanwhile.
+        let month = self.engine.billing().admit_conversation(tenant).await?;
         let fresh = Conversation {
             id: ConversationId::generate(),
             tenant_id: tenant.clone(),
@@ -334,7 +337,18 @@ impl Channels {
             sentiment_count: 0,
             stats: Default::default(),
         };
-        Ok(store.state.contact_conversation(&connection.id, contact, &fresh).await?)
+        match store.state.contact_conversation(&connection.id, contact, &fresh).await {
+            Ok(found) => {
+                if found.id != fresh.id {
+                    self.engine.billing().unadmit(tenant, &month).await;
+                }
+                Ok(found)
+            }
+            Err(e) => {
+                self.engine.billing().unadmit(tenant, &month).await;
+                Err(e.into())
+            }
+        }
     }
 
     /// A connection's credentials, unsealed.

@@ -55,6 +55,7 @@ pub struct Settings {
     pub vectors: VectorSettings,
     pub channels: ChannelSettings,
     pub demo: DemoSettings,
+    pub billing: BillingSettings,
     pub log: LogSettings,
 }
 
@@ -514,6 +515,127 @@ pub struct LogSettings {
     pub format: String,
 }
 
+/// Plans, their limits, and the payment provider (Stripe).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingSettings {
+    /// Refuse work past the plan's limits. Off: usage is counted and shown, nothing refused
+    /// (a self-hosted server for one organisation).
+    pub enforce: bool,
+    /// The plan of a workspace without a subscription in good standing.
+    pub default_plan: String,
+    /// Days a `past_due` subscription keeps its plan (and an installed bot keeps answering).
+    pub grace_days: u32,
+    /// Stripe's secret key (`sk_…`); empty: no checkout, portal or marketplace sales.
+    pub stripe_secret_key: String,
+    /// Webhook signing secrets (`whsec_…`); a signature by any of them is accepted, so a
+    /// secret can be rotated without refusing events.
+    pub stripe_webhook_secrets: Vec<String>,
+    /// Stripe's API (a mock's in tests).
+    pub stripe_api_base: String,
+    /// Oldest a webhook's signed timestamp may be, in seconds (Stripe's libraries use 300).
+    pub webhook_tolerance_secs: u64,
+    /// Where a finished or abandoned checkout sends the buyer back, and the portal returns
+    /// to; empty: the server's own console.
+    pub return_url: String,
+    /// The platform's share of a marketplace sale, in percent.
+    pub platform_fee_percent: f64,
+    pub timeout_ms: u64,
+    /// The plans, in order from the smallest.
+    pub plans: Vec<PlanSettings>,
+}
+
+/// One plan (`[[billing.plans]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSettings {
+    pub id: String,
+    pub name: String,
+    /// The Stripe recurring price that buys it; empty for a plan that is not sold.
+    #[serde(default)]
+    pub stripe_price: String,
+    #[serde(default)]
+    pub trial_days: u32,
+    #[serde(default)]
+    pub price_label: String,
+    /// Limit name → ceiling (`bots`, `seats`, `conversations_per_month`,
+    /// `llm_tokens_per_month`, `documents`, `storage_mb`, `channels`); a limit not named is
+    /// unlimited.
+    #[serde(default)]
+    pub limits: std::collections::BTreeMap<String, u64>,
+}
+
+impl BillingSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        if self.plans.is_empty() {
+            return invalid("billing.plans", "at least one plan is needed".into());
+        }
+        if !self.plans.iter().any(|p| p.id == self.default_plan) {
+            return invalid("billing.default_plan", format!("no plan {:?}", self.default_plan));
+        }
+        for (i, plan) in self.plans.iter().enumerate() {
+            if plan.id.is_empty() || self.plans[..i].iter().any(|p| p.id == plan.id) {
+                return invalid("billing.plans", format!("plan ids must be unique: {:?}", plan.id));
+            }
+            let price = &plan.stripe_price;
+            if !price.is_empty() && self.plans[..i].iter().any(|p| &p.stripe_price == price) {
+                return invalid("billing.plans", format!("two plans are bought with {price}"));
+            }
+            if let Some(name) = plan.limits.keys().find(|k| !PLAN_LIMITS.contains(&k.as_str())) {
+                return invalid(
+                    "billing.plans",
+                    format!(
+                        "plan {:?}: unknown limit {name:?} (known: {})",
+                        plan.id,
+                        PLAN_LIMITS.join(", ")
+                    ),
+                );
+            }
+        }
+        if !(0.0..=100.0).contains(&self.platform_fee_percent) {
+            return invalid("billing.platform_fee_percent", "must be 0 to 100".into());
+        }
+        if self.webhook_tolerance_secs == 0 || self.timeout_ms == 0 {
+            return invalid(
+                "billing.webhook_tolerance_secs",
+                "and timeout_ms must be greater than 0".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The limits a plan may set (the domain's `Limit`s by their wire names).
+pub const PLAN_LIMITS: [&str; 7] = [
+    "bots",
+    "seats",
+    "conversations_per_month",
+    "llm_tokens_per_month",
+    "documents",
+    "storage_mb",
+    "channels",
+];
+
+impl std::fmt::Debug for BillingSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &str| if s.is_empty() { "<empty>" } else { "<set>" };
+        f.debug_struct("BillingSettings")
+            .field("enforce", &self.enforce)
+            .field("default_plan", &self.default_plan)
+            .field("grace_days", &self.grace_days)
+            .field("stripe_secret_key", &set(&self.stripe_secret_key))
+            .field("stripe_webhook_secrets", &self.stripe_webhook_secrets.len())
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("webhook_tolerance_secs", &self.webhook_tolerance_secs)
+            .field("return_url", &self.return_url)
+            .field("platform_fee_percent", &self.platform_fee_percent)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("plans", &self.plans)
+            .finish()
+    }
+}
+
 /// The demo tenant and bot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -620,6 +742,7 @@ impl Settings {
         if let Some((key, _)) = must_be_positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });
         }
+        self.billing.validate()?;
         if let Some(bad) = self.server.trusted_proxies.iter().find(|p| parse_net(p).is_none()) {
             return Err(ConfigError::Invalid {
                 key: "server.trusted_proxies",

@@ -20,6 +20,7 @@ mod admin_webhooks;
 mod agent_routing;
 mod agents;
 mod analytics;
+mod billing;
 mod cli;
 mod cluster;
 mod durability;

@@ -45,6 +45,8 @@ pub(crate) struct Deps {
     pub hooks: Arc<dyn parla_domain::hooks::IntentHooks>,
     pub knowledge: Arc<dyn KnowledgeBase>,
     pub presence: Arc<crate::presence::Presence>,
+    /// Plans, usage and limits.
+    pub billing: Arc<crate::billing::Billing>,
 }
 
 /// A bot and its intents, loaded at `version` (see [`Deps::bot_versions`]).
@@ -325,6 +327,8 @@ pub struct EngineParts {
     pub knowledge: Arc<dyn KnowledgeBase>,
     /// The longest visitor text, in characters, however it comes in (`gateway.max_text_chars`).
     pub max_text_chars: usize,
+    /// Plans, usage and limits (built by the caller: the admin API shares it).
+    pub billing: Arc<crate::billing::Billing>,
 }
 
 impl Engine {
@@ -339,6 +343,7 @@ impl Engine {
             settings,
             knowledge,
             max_text_chars,
+            billing,
         } = parts;
         let presence = crate::presence::Presence::new(
             std::time::Duration::from_millis(settings.presence_timeout_ms.max(1)),
@@ -357,6 +362,7 @@ impl Engine {
             hooks,
             knowledge,
             presence,
+            billing,
         });
         let inner = Arc::new(Inner {
             deps,
@@ -372,6 +378,11 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.deps.store
+    }
+
+    /// Plans, usage and limits.
+    pub fn billing(&self) -> &Arc<crate::billing::Billing> {
+        &self.inner.deps.billing
     }
 
     /// Takes or renews the cluster-wide lease `name` for [`LEASE_TERM`] (see
@@ -574,10 +585,20 @@ impl Engine {
         if deps.timed(StoreOp::ResolveBot, bot).await?.is_none() {
             return Err(EngineError::BotNotFound);
         }
+        // Counted against the month's conversations first (refused past the plan's limit);
+        // taken back when it was stored before (a retry) or could not be stored.
+        let tenant = &pending.conversation.tenant_id;
+        let month = deps.billing.admit_conversation(tenant).await?;
         let created = deps.store.create_conversation(&pending.conversation);
         match deps.timed(StoreOp::CreateConversation, created).await {
-            Ok(()) | Err(crate::store::StoreError::ConversationExists) => {}
-            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+            Err(crate::store::StoreError::ConversationExists) => {
+                deps.billing.unadmit(tenant, &month).await;
+            }
+            Err(e) => {
+                deps.billing.unadmit(tenant, &month).await;
+                return Err(e.into());
+            }
         }
         if let Some(greeting) = &pending.greeting {
             match deps.timed(StoreOp::Append, deps.store.append(greeting)).await {

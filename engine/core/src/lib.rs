@@ -13,6 +13,8 @@
 //!   live events), used by the widget socket, the agent socket and the channels' sinks.
 //! - [`accounts`]: account changes as compare-and-set loops (none undoes another), each
 //!   announced to the member's agent sockets.
+//! - [`billing`]: the plan in force, usage and refusals past the limits, checkout and portal,
+//!   the payment provider's events applied from the store's queue.
 //! - `supervisor`: one tenant supervisor per tenant, owning its live conversation actors.
 //! - `actor`: the conversation actor, single writer of its conversation (`actor/`: lifecycle,
 //!   visitor, agent and reply handling).
@@ -37,6 +39,7 @@
 
 pub mod accounts;
 mod actor;
+pub mod billing;
 pub mod bus;
 pub mod clients;
 pub mod demo;

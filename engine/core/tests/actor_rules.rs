@@ -66,6 +66,7 @@ async fn harness(tweak: impl FnOnce(&mut EngineSettings)) -> Harness {
         settings,
         knowledge: Arc::new(NoKnowledge),
         max_text_chars: 2000,
+        billing: parla_engine::billing::Billing::unlimited(store.clone()),
     });
     Harness { engine, store }
 }

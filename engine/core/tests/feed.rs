@@ -44,6 +44,7 @@ async fn harness(buffer: usize) -> Harness {
         settings,
         knowledge: Arc::new(NoKnowledge),
         max_text_chars: 2000,
+        billing: parla_engine::billing::Billing::unlimited(store.clone()),
     });
     let key = ConversationKey { tenant_id: T.into(), conversation_id: C.into() };
     Harness { engine, bus, store, key }

@@ -76,6 +76,11 @@ macro_rules! __store_conformance {
             api_key_revocation_survives_last_use_writes,
             invitations_are_listed_revoked_and_taken_once,
             links_are_read_without_being_taken,
+            // Billing: counts within limits, subscriptions by event age, events once.
+            usage_is_counted_within_its_limit_even_racing,
+            a_workspace_gets_one_customer,
+            subscriptions_take_only_newer_events,
+            provider_events_are_queued_once,
         }
     };
 }
@@ -578,6 +583,150 @@ pub async fn token_usage_adds_up_per_tenant_and_month(store: &dyn Store) {
     assert_eq!(store.add_token_usage(&a, "2026-12", 5).await.expect("add"), 5, "per month");
     assert_eq!(store.token_usage(&a, "2026-11").await.expect("read"), 150);
     assert_eq!(store.token_usage(&b, "2026-11").await.expect("read"), 0, "per tenant");
+}
+
+pub async fn usage_is_counted_within_its_limit_even_racing(store: &dyn Store) {
+    let (a, b) = (TenantId::from("t-meter-a"), TenantId::from("t-meter-b"));
+    let count = |t: &TenantId, n, limit| {
+        let t = t.clone();
+        async move { store.count_within(&t, "2026-11", "conversations", n, limit).await }
+    };
+    assert_eq!(count(&a, 2, Some(3)).await.expect("count"), Some(2));
+    assert_eq!(count(&a, 2, Some(3)).await.expect("count"), None, "2 + 2 passes 3");
+    assert_eq!(count(&a, 1, Some(3)).await.expect("count"), Some(3), "a refusal counted nothing");
+    assert_eq!(count(&a, 5, None).await.expect("count"), Some(8), "no limit");
+    store.uncount(&a, "2026-11", "conversations", 1).await.expect("uncount");
+    store.uncount(&b, "2026-11", "conversations", 1).await.expect("uncount: never below zero");
+    assert_eq!(count(&b, 1, Some(1)).await.expect("count"), Some(1), "per tenant");
+    store.count_within(&a, "2026-12", "conversations", 4, None).await.expect("other month");
+    store.count_within(&a, "2026-11", "documents", 9, None).await.expect("other meter");
+    let mut usage = store.usage(&a, "2026-11").await.expect("usage");
+    usage.sort();
+    assert_eq!(usage, vec![("conversations".to_owned(), 7), ("documents".to_owned(), 9)]);
+
+    // Twenty racing counts against a limit of five: exactly five are counted.
+    let racing = TenantId::from("t-meter-race");
+    let tries = (0..20).map(|_| count(&racing, 1, Some(5)));
+    let outcomes = futures_util::future::join_all(tries).await;
+    let counted = outcomes.iter().filter(|o| matches!(o, Ok(Some(_)))).count();
+    assert_eq!(counted, 5, "racing counts: {outcomes:?}");
+    assert_eq!(
+        store.usage(&racing, "2026-11").await.expect("usage"),
+        vec![("conversations".to_owned(), 5)]
+    );
+}
+
+pub async fn a_workspace_gets_one_customer(store: &dyn Store) {
+    let t = TenantId::from("t-customer");
+    assert_eq!(store.customer(&t).await.expect("read"), None);
+    assert_eq!(store.set_customer_once(&t, "cus_first").await.expect("set"), "cus_first");
+    assert_eq!(store.set_customer_once(&t, "cus_second").await.expect("set"), "cus_first");
+    assert_eq!(store.customer(&t).await.expect("read").as_deref(), Some("cus_first"));
+}
+
+/// A workspace subscription of `tenant`, written from an event at `created`.
+pub fn subscription(
+    tenant: &str,
+    id: &str,
+    status: crate::billing::SubscriptionStatus,
+    created: i64,
+) -> crate::billing::Subscription {
+    crate::billing::Subscription {
+        id: id.to_owned(),
+        tenant_id: TenantId::from(tenant),
+        kind: crate::billing::SubscriptionKind::Workspace { plan: "pro".into() },
+        status,
+        customer: "cus_1".into(),
+        current_period_start: Some(1_000),
+        current_period_end: Some(2_000),
+        trial_end: None,
+        cancel_at_period_end: false,
+        canceled_at: None,
+        past_due_since: None,
+        event_created: created,
+        updated_at: 0,
+    }
+}
+
+pub async fn subscriptions_take_only_newer_events(store: &dyn Store) {
+    use crate::billing::SubscriptionStatus::*;
+    let t = TenantId::from("t-subs");
+    assert!(
+        store
+            .put_subscription_if_newer(&subscription("t-subs", "sub_1", Active, 100))
+            .await
+            .expect("put")
+    );
+    assert!(
+        !store
+            .put_subscription_if_newer(&subscription("t-subs", "sub_1", Incomplete, 99))
+            .await
+            .expect("older")
+    );
+    assert_eq!(
+        store.get_subscription(&t, "sub_1").await.expect("get").map(|s| s.status),
+        Some(Active)
+    );
+    assert!(
+        store
+            .put_subscription_if_newer(&subscription("t-subs", "sub_1", PastDue, 100))
+            .await
+            .expect("same age")
+    );
+    assert!(
+        store
+            .put_subscription_if_newer(&subscription("t-subs", "sub_1", Canceled, 150))
+            .await
+            .expect("newer")
+    );
+    assert_eq!(
+        store.get_subscription(&t, "sub_1").await.expect("get").map(|s| s.status),
+        Some(Canceled)
+    );
+    assert!(
+        store
+            .put_subscription_if_newer(&subscription("t-subs", "sub_2", Trialing, 1))
+            .await
+            .expect("put")
+    );
+    let mut ids: Vec<_> =
+        store.list_subscriptions(&t).await.expect("list").into_iter().map(|s| s.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["sub_1", "sub_2"]);
+    let other = TenantId::from("t-subs-other");
+    assert_eq!(store.get_subscription(&other, "sub_1").await.expect("get"), None, "scoped");
+    assert!(store.list_subscriptions(&other).await.expect("list").is_empty());
+    let stolen = subscription("t-subs-other", "sub_1", Active, 999);
+    assert!(
+        matches!(store.put_subscription_if_newer(&stolen).await, Err(StoreError::Conflict)),
+        "ids are unique"
+    );
+}
+
+pub async fn provider_events_are_queued_once(store: &dyn Store) {
+    let event = |id: &str, at| crate::billing::StoredEvent {
+        id: id.to_owned(),
+        kind: "invoice.paid".into(),
+        created: at / 1000,
+        received_at: at,
+        payload: format!("{{\"id\":\"{id}\"}}"),
+    };
+    assert!(store.record_event(&event("evt_b", 2_000)).await.expect("record"));
+    assert!(store.record_event(&event("evt_a", 1_000)).await.expect("record"));
+    assert!(!store.record_event(&event("evt_a", 3_000)).await.expect("again"), "once per id");
+    let pending: Vec<_> =
+        store.pending_events(10).await.expect("pending").into_iter().map(|e| e.id).collect();
+    assert_eq!(pending, ["evt_a", "evt_b"], "oldest first");
+    assert_eq!(store.pending_events(1).await.expect("pending").len(), 1, "at most the limit");
+    store.finish_event("evt_a").await.expect("finish");
+    let pending: Vec<_> =
+        store.pending_events(10).await.expect("pending").into_iter().map(|e| e.id).collect();
+    assert_eq!(pending, ["evt_b"]);
+    assert!(
+        !store.record_event(&event("evt_a", 4_000)).await.expect("after"),
+        "a processed event stays known"
+    );
+    assert_eq!(store.pending_events(10).await.expect("pending").len(), 1);
 }
 
 pub async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {

@@ -42,6 +42,9 @@ pub enum EngineError {
     /// stored (a store failure): retry with the same `client_msg_id`.
     #[error("the message was not stored; retry with the same client_msg_id")]
     NotStored,
+    /// The workspace's plan allows no more of this (the upgrade path is the billing API).
+    #[error("the workspace's plan allows no more {}: upgrade the plan", .0.as_str())]
+    PlanLimitReached(crate::billing::Limit),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -64,6 +67,7 @@ impl EngineError {
             Self::InvalidInput(e) => e.code,
             Self::NotConfirmed => "timeout",
             Self::NotStored => "not_stored",
+            Self::PlanLimitReached(_) => "plan_limit_reached",
             Self::Internal | Self::Store(_) => "internal",
         }
     }
@@ -86,6 +90,7 @@ impl EngineError {
     pub fn to_wire(&self) -> WireError {
         let detail = match self {
             Self::AlreadyClaimed(name) | Self::InvalidForm(name) => Some(name.clone()),
+            Self::PlanLimitReached(limit) => Some(limit.as_str().to_owned()),
             _ => None,
         };
         WireError { code: self.code().to_owned(), detail }
@@ -107,6 +112,12 @@ impl EngineError {
             "already_claimed" => Self::AlreadyClaimed(wire.detail.unwrap_or_default()),
             "not_assigned" => Self::NotAssigned,
             "invalid_form" => Self::InvalidForm(wire.detail.unwrap_or_default()),
+            "plan_limit_reached" => {
+                match wire.detail.as_deref().and_then(crate::billing::Limit::parse) {
+                    Some(limit) => Self::PlanLimitReached(limit),
+                    None => Self::Internal,
+                }
+            }
             _ => Self::Internal,
         }
     }

@@ -9,6 +9,8 @@
 //!   message with `seq`, accounts), ids as newtypes; the widget's vocabulary comes from
 //!   `parla-protocol`.
 //! - [`error`]: [`EngineError`], the one place errors get their wire codes.
+//! - [`billing`]: plans and their limits, subscriptions, which plan is in force, and the
+//!   payments port (Stripe).
 //! - [`analytics`]: what each stored message or handling change adds to a tenant's counters.
 //! - [`agents`]: agents' commands and their outcomes, the inbox's entries and order.
 //! - [`presence`]: an agent's presence as others see it.
@@ -41,6 +43,7 @@
 
 pub mod agents;
 pub mod analytics;
+pub mod billing;
 pub mod bus;
 pub mod channels;
 pub mod error;

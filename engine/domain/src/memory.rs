@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use crate::analytics::{self, CounterRow, Counters, Effect, IntentRow};
+use crate::billing::{StoredEvent, Subscription};
 use crate::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Channel, ChannelConnection, Chunk,
     Conversation, ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Invitation,
@@ -27,8 +28,8 @@ use crate::model::{
     now_ms,
 };
 use crate::store::{
-    Accounts, Analytics, Appended, Catalog, ChannelState, Connections, Conversations, Credentials,
-    Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
+    Accounts, Analytics, Appended, Billing, Catalog, ChannelState, Connections, Conversations,
+    Credentials, Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
 };
 
 /// Devices notified per conversation at most (the newest), as the real adapters keep.
@@ -147,6 +148,15 @@ struct State {
     unmatched: BTreeMap<(TenantId, i64, ConversationId, u64), BotId>,
     /// (tenant, month) → LLM tokens used.
     token_usage: HashMap<(TenantId, String), u64>,
+
+    /// (tenant, month, meter) → count.
+    usage: BTreeMap<(TenantId, String, String), u64>,
+    customers: HashMap<TenantId, String>,
+    /// Subscription id → it (ids are unique across tenants).
+    subscriptions: BTreeMap<String, Subscription>,
+    /// Every event id received, and those not yet processed (by arrival).
+    events_seen: HashSet<String>,
+    events_pending: BTreeMap<(i64, String), StoredEvent>,
 
     /// Calls of `append` so far.
     appends: usize,
@@ -1278,6 +1288,107 @@ impl TokenUsage for MemoryStore {
     async fn token_usage(&self, tenant: &TenantId, month: &str) -> StoreResult<u64> {
         Ok(self
             .with(|s| s.token_usage.get(&(tenant.clone(), month.to_owned())).copied().unwrap_or(0)))
+    }
+}
+
+#[async_trait]
+impl Billing for MemoryStore {
+    async fn count_within(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        meter: &str,
+        n: u64,
+        limit: Option<u64>,
+    ) -> StoreResult<Option<u64>> {
+        Ok(self.with(|s| {
+            let count = s.usage.entry((tenant.clone(), month.to_owned(), meter.to_owned()));
+            let count = count.or_default();
+            let total = count.saturating_add(n);
+            if limit.is_some_and(|limit| total > limit) {
+                return None;
+            }
+            *count = total;
+            Some(total)
+        }))
+    }
+
+    async fn uncount(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        meter: &str,
+        n: u64,
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            let key = (tenant.clone(), month.to_owned(), meter.to_owned());
+            if let Some(count) = s.usage.get_mut(&key) {
+                *count = count.saturating_sub(n);
+            }
+        });
+        Ok(())
+    }
+
+    async fn usage(&self, tenant: &TenantId, month: &str) -> StoreResult<Vec<(String, u64)>> {
+        Ok(self.with(|s| {
+            s.usage
+                .iter()
+                .filter(|((t, m, _), _)| t == tenant && m == month)
+                .map(|((_, _, meter), n)| (meter.clone(), *n))
+                .collect()
+        }))
+    }
+
+    async fn customer(&self, tenant: &TenantId) -> StoreResult<Option<String>> {
+        Ok(self.with(|s| s.customers.get(tenant).cloned()))
+    }
+
+    async fn set_customer_once(&self, tenant: &TenantId, customer: &str) -> StoreResult<String> {
+        Ok(self.with(|s| s.customers.entry(tenant.clone()).or_insert(customer.to_owned()).clone()))
+    }
+
+    async fn put_subscription_if_newer(&self, subscription: &Subscription) -> StoreResult<bool> {
+        self.with(|s| match s.subscriptions.get(&subscription.id) {
+            Some(held) if held.tenant_id != subscription.tenant_id => Err(StoreError::Conflict),
+            Some(held) if held.event_created > subscription.event_created => Ok(false),
+            _ => {
+                s.subscriptions.insert(subscription.id.clone(), subscription.clone());
+                Ok(true)
+            }
+        })
+    }
+
+    async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Subscription>> {
+        Ok(self.with(|s| s.subscriptions.get(id).filter(|x| &x.tenant_id == tenant).cloned()))
+    }
+
+    async fn list_subscriptions(&self, tenant: &TenantId) -> StoreResult<Vec<Subscription>> {
+        Ok(self.with(|s| {
+            s.subscriptions.values().filter(|x| &x.tenant_id == tenant).cloned().collect()
+        }))
+    }
+
+    async fn record_event(&self, event: &StoredEvent) -> StoreResult<bool> {
+        Ok(self.with(|s| {
+            if !s.events_seen.insert(event.id.clone()) {
+                return false;
+            }
+            s.events_pending.insert((event.received_at, event.id.clone()), event.clone());
+            true
+        }))
+    }
+
+    async fn pending_events(&self, limit: usize) -> StoreResult<Vec<StoredEvent>> {
+        Ok(self.with(|s| s.events_pending.values().take(limit).cloned().collect()))
+    }
+
+    async fn finish_event(&self, id: &str) -> StoreResult<()> {
+        self.with(|s| s.events_pending.retain(|(_, e), _| e != id));
+        Ok(())
     }
 }
 

@@ -152,6 +152,67 @@ secret: string
 type: "webhook"
 url: string
 }
+/**
+ * A limit a plan sets. Its wire name is what `plan_limit_reached` errors and the usage
+ * endpoint say.
+ */
+export type Limit = ("bots" | "seats" | "conversations_per_month" | "llm_tokens_per_month" | "documents" | "storage_mb" | "channels")
+/**
+ * A subscription as Parla keeps it (the specification's Subscription), one per provider
+ * subscription id, in the buying workspace.
+ */
+export type Subscription = (SubscriptionKind & {
+/**
+ * It ends at the period's end (cancelled, not yet over).
+ */
+cancel_at_period_end: boolean
+canceled_at?: (number | null)
+current_period_end?: (number | null)
+/**
+ * The current period, Unix milliseconds (from the subscription's items).
+ */
+current_period_start?: (number | null)
+/**
+ * The provider's customer.
+ */
+customer: string
+/**
+ * The provider's time of the newest event applied (Unix seconds): an older event is not
+ * applied over it.
+ */
+event_created: number
+/**
+ * The provider's id (`sub_…`): unique.
+ */
+id: string
+/**
+ * When it was first seen `past_due` in its current run of unpaid invoices (the grace
+ * period counts from here); cleared when it is paid.
+ */
+past_due_since?: (number | null)
+status: SubscriptionStatus
+tenant_id: TenantId
+trial_end?: (number | null)
+/**
+ * When Parla last wrote it, Unix milliseconds.
+ */
+updated_at: number
+})
+/**
+ * What a subscription is for.
+ */
+export type SubscriptionKind = ({
+kind: "workspace"
+plan: string
+} | {
+installed?: (null | BotId)
+kind: "bot"
+listing: BotId
+})
+/**
+ * A subscription's status, Stripe's full set.
+ */
+export type SubscriptionStatus = ("trialing" | "active" | "past_due" | "unpaid" | "paused" | "canceled" | "incomplete" | "incomplete_expired")
 
 export interface ApiRoot {
 AcceptBody?: AcceptBody
@@ -191,6 +252,7 @@ ChannelHealth?: ChannelHealth
 ChannelHealthError?: ChannelHealthError
 ChannelList?: ChannelList
 ChannelView?: ChannelView
+CheckoutBody?: CheckoutBody
 ConfigBody?: ConfigBody
 ConfirmBody?: ConfirmBody
 ConversationDetail?: ConversationDetail
@@ -230,6 +292,8 @@ InvitationView?: InvitationView
 InviteBody?: InviteBody
 KeyBody?: KeyBody
 LastMessage?: LastMessage
+Limit?: Limit
+LimitUse?: LimitUse
 LlmBody?: LlmBody
 LlmView?: LlmView
 LoginBody?: LoginBody
@@ -244,11 +308,14 @@ NoteList?: NoteList
 OpenBody?: OpenBody
 Opened?: Opened
 Overview?: Overview
+Plan?: Plan
+PlanList?: PlanList
 Point?: Point
 PostBody?: PostBody
 Posted?: Posted
 PresenceStatus?: PresenceStatus
 ProcessStatus?: ProcessStatus
+RedirectView?: RedirectView
 RefreshBody?: RefreshBody
 RegisterBody?: RegisterBody
 Registered?: Registered
@@ -265,6 +332,10 @@ Sender?: Sender
 Series?: Series
 Session?: Session
 SourceRef?: SourceRef
+Subscription?: Subscription
+SubscriptionKind?: SubscriptionKind
+SubscriptionList?: SubscriptionList
+SubscriptionStatus?: SubscriptionStatus
 TenantId?: TenantId
 TenantView?: TenantView
 TokenBody?: TokenBody
@@ -274,6 +345,7 @@ TotpEnrollment?: TotpEnrollment
 TransferBody?: TransferBody
 Unmatched?: Unmatched
 UploadForm?: UploadForm
+UsageReport?: UsageReport
 WidgetPosition?: WidgetPosition
 WorkspaceBody?: WorkspaceBody
 WorkspaceView?: WorkspaceView
@@ -655,6 +727,13 @@ secret_hints: {
  * push.
  */
 webhook_path?: (string | null)
+}
+export interface CheckoutBody {
+/**
+ * The plan's id (`GET /api/billing/plans`). (Defaults to empty, refused with a 422 after
+ * the caller's rights are checked.)
+ */
+plan?: string
 }
 export interface ConfirmBody {
 code: string
@@ -1065,6 +1144,17 @@ name: string
  */
 scopes: [string, ...(string)[]]
 }
+/**
+ * One limit's use.
+ */
+export interface LimitUse {
+/**
+ * The plan's ceiling; absent when unlimited.
+ */
+allowed?: (number | null)
+limit: Limit
+used: number
+}
 export interface LlmBody {
 /**
  * Sent as `Authorization: Bearer`; never answered back. Absent keeps the stored key if
@@ -1217,6 +1307,46 @@ resolved: number
 unresolved: number
 }
 /**
+ * A plan as configured (`[billing.plans.<id>]`).
+ */
+export interface Plan {
+/**
+ * The key it is configured under (`free`, `pro`, `business`).
+ */
+id: string
+limits: {
+[k: string]: number | undefined
+}
+name: string
+/**
+ * The provider's recurring price this plan is bought with; `None` for a plan that is not
+ * sold (the free plan).
+ */
+price?: (string | null)
+/**
+ * What the price reads as, for people (`€29 / month`).
+ */
+price_label: string
+/**
+ * Days of trial a first checkout gives.
+ */
+trial_days: number
+}
+export interface PlanList {
+/**
+ * Whether plans can be bought on this server (Stripe is configured).
+ */
+checkout_available: boolean
+/**
+ * From the smallest.
+ */
+data: Plan[]
+/**
+ * The plan of a workspace without a paid subscription.
+ */
+default_plan: string
+}
+/**
  * One point of a series: what happened in `[start, start + interval)`.
  */
 export interface Point {
@@ -1246,6 +1376,12 @@ export interface Posted {
  */
 duplicate: boolean
 message: Message
+}
+export interface RedirectView {
+/**
+ * Where to send the browser (Stripe's page).
+ */
+url: string
 }
 export interface RefreshBody {
 refresh_token: string
@@ -1345,6 +1481,9 @@ refresh_token: string
  */
 token_type: string
 }
+export interface SubscriptionList {
+data: Subscription[]
+}
 export interface TokenBody {
 token: string
 }
@@ -1384,6 +1523,22 @@ file: string
  * A title; the file name when absent.
  */
 title?: (string | null)
+}
+/**
+ * What `GET /api/billing/usage` answers.
+ */
+export interface UsageReport {
+/**
+ * Whether limits refuse work on this server (`[billing] enforce`).
+ */
+enforced: boolean
+/**
+ * The calendar month (UTC) the monthly limits count, `YYYY-MM`.
+ */
+month: string
+plan: Plan
+subscription?: (null | Subscription)
+usage: LimitUse[]
 }
 export interface WorkspaceBody {
 agents?: (null | AgentSettings)

@@ -44,6 +44,7 @@
 
 mod accounts;
 mod analytics;
+mod billing;
 mod migrate;
 mod statements;
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_analytics", include_str!("../../../../schema-cql/0003_analytics.cql")),
     ("0004_attention", include_str!("../../../../schema-cql/0004_attention.cql")),
     ("0005_auth_hardening", include_str!("../../../../schema-cql/0005_auth_hardening.cql")),
+    ("0006_billing", include_str!("../../../../schema-cql/0006_billing.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.

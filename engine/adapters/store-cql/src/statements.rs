@@ -297,4 +297,34 @@ statements! {
     get_invitation_digest = "SELECT tenant_id, invitation_id FROM invitation_digests \
         WHERE digest = ?";
     take_invitation_digest = "DELETE FROM invitation_digests WHERE digest = ? IF EXISTS";
+
+    // ---- billing: 0006 ----
+    get_usage = "SELECT count FROM usage WHERE tenant_id = ? AND month = ? AND meter = ?";
+    insert_usage = "INSERT INTO usage (tenant_id, month, meter, count) VALUES (?, ?, ?, ?) \
+        IF NOT EXISTS";
+    update_usage = "UPDATE usage SET count = ? WHERE tenant_id = ? AND month = ? AND meter = ? \
+        IF count = ?";
+    list_usage = "SELECT meter, count FROM usage WHERE tenant_id = ? AND month = ?";
+    claim_customer = "INSERT INTO billing_customers (tenant_id, customer) VALUES (?, ?) \
+        IF NOT EXISTS";
+    get_customer = "SELECT customer FROM billing_customers WHERE tenant_id = ?";
+    get_subscription_row = "SELECT tenant_id, event_created, data FROM subscriptions \
+        WHERE subscription_id = ?";
+    insert_subscription = "INSERT INTO subscriptions (subscription_id, tenant_id, \
+        event_created, data) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    update_subscription = "UPDATE subscriptions SET event_created = ?, data = ? \
+        WHERE subscription_id = ? IF event_created = ?";
+    index_subscription = "INSERT INTO subscriptions_by_tenant (tenant_id, subscription_id) \
+        VALUES (?, ?)";
+    list_subscription_ids = "SELECT subscription_id FROM subscriptions_by_tenant \
+        WHERE tenant_id = ?";
+    claim_event = "INSERT INTO billing_events (event_id, received_at, data, processed) \
+        VALUES (?, ?, ?, false) IF NOT EXISTS";
+    get_event = "SELECT received_at FROM billing_events WHERE event_id = ?";
+    event_processed = "UPDATE billing_events SET processed = true WHERE event_id = ?";
+    queue_event = "INSERT INTO billing_events_pending (bucket, received_at, event_id, data) \
+        VALUES (0, ?, ?, ?)";
+    pending_events = "SELECT data FROM billing_events_pending WHERE bucket = 0 LIMIT ?";
+    dequeue_event = "DELETE FROM billing_events_pending WHERE bucket = 0 AND received_at = ? \
+        AND event_id = ?";
 }

@@ -21,14 +21,15 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::{mpsc, oneshot};
 
 use parla_domain::analytics::{self, CounterRow, Counters, IntentRow};
+use parla_domain::billing::{StoredEvent, Subscription};
 use parla_domain::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Channel, ChannelConnection, Chunk,
     Conversation, ConversationId, Document, Handling, Intent, Invitation, Message, Note,
     OneTimeToken, ProcessStatus, RefreshToken, Role, Sender, Tenant, TenantId,
 };
 use parla_domain::store::{
-    Accounts, Analytics, Appended, Catalog, ChannelState, Connections, Conversations, Credentials,
-    Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
+    Accounts, Analytics, Appended, Billing, Catalog, ChannelState, Connections, Conversations,
+    Credentials, Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -101,6 +102,20 @@ const INVITATION_DIGESTS: TableDefinition<&str, (&str, &str)> =
 /// (tenant, month) → LLM tokens used.
 const TOKEN_USAGE: TableDefinition<(&str, &str), u64> = TableDefinition::new("token_usage");
 /// (tenant, document) → Document as JSON.
+/// (tenant, month, meter) → count: usage counted against plans.
+const USAGE: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("usage");
+/// tenant → its customer at the payment provider.
+const CUSTOMERS: TableDefinition<&str, &str> = TableDefinition::new("billing_customers");
+/// Subscription id → subscription (ids are unique across tenants).
+const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
+/// (tenant, subscription id): a tenant's subscriptions.
+const SUBSCRIPTIONS_BY_TENANT: TableDefinition<(&str, &str), u8> =
+    TableDefinition::new("subscriptions_by_tenant");
+/// Provider event id → when it was received: every event seen, so a redelivery is known.
+const EVENTS_SEEN: TableDefinition<&str, i64> = TableDefinition::new("billing_events_seen");
+/// (received at, event id) → event: those not yet processed, oldest first.
+const EVENTS_PENDING: TableDefinition<(i64, &str), &[u8]> =
+    TableDefinition::new("billing_events_pending");
 const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documents");
 /// (tenant, bot, document): a bot's documents.
 const DOCUMENTS_BY_BOT: TableDefinition<(&str, &str, &str), u8> =
@@ -185,6 +200,13 @@ enum WriteOp {
     PutInvitation(Invitation),
     DeleteInvitation(TenantId, String),
     TakeInvitation(String),
+    // Billing (see `apply_billing`).
+    CountWithin(TenantId, String, String, u64, Option<u64>),
+    Uncount(TenantId, String, String, u64),
+    SetCustomerOnce(TenantId, String),
+    PutSubscription(Subscription),
+    RecordEvent(StoredEvent),
+    FinishEvent(String),
 }
 
 /// What a write produced, for the writes that produce something.
@@ -201,6 +223,8 @@ enum Outcome {
     Conversation(Box<Conversation>),
     Moved(Option<(TenantId, ConversationId, u64)>),
     Invitation(Option<Invitation>),
+    Counted(Option<u64>),
+    Text(String),
 }
 
 struct WriteRequest {
@@ -279,6 +303,12 @@ impl RedbStore {
             txn.open_table(BOT_TOMBSTONES).map_err(backend)?;
             txn.open_table(INVITATIONS).map_err(backend)?;
             txn.open_table(INVITATION_DIGESTS).map_err(backend)?;
+            txn.open_table(USAGE).map_err(backend)?;
+            txn.open_table(CUSTOMERS).map_err(backend)?;
+            txn.open_table(SUBSCRIPTIONS).map_err(backend)?;
+            txn.open_table(SUBSCRIPTIONS_BY_TENANT).map_err(backend)?;
+            txn.open_table(EVENTS_SEEN).map_err(backend)?;
+            txn.open_table(EVENTS_PENDING).map_err(backend)?;
         }
         if !indexed {
             let n = backfill_attention(&txn)?;
@@ -586,6 +616,12 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
         | WriteOp::PutInvitation(_)
         | WriteOp::DeleteInvitation(..)
         | WriteOp::TakeInvitation(_) => return apply_auth(txn, op),
+        WriteOp::CountWithin(..)
+        | WriteOp::Uncount(..)
+        | WriteOp::SetCustomerOnce(..)
+        | WriteOp::PutSubscription(_)
+        | WriteOp::RecordEvent(_)
+        | WriteOp::FinishEvent(_) => return apply_billing(txn, op),
         WriteOp::PutRefresh(t) => {
             let bytes = encode(t)?;
             txn.open_table(REFRESH_TOKENS)
@@ -2201,6 +2237,144 @@ impl Analytics for RedbStore {
 }
 
 #[async_trait]
+impl Billing for RedbStore {
+    async fn count_within(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        meter: &str,
+        n: u64,
+        limit: Option<u64>,
+    ) -> StoreResult<Option<u64>> {
+        let op = WriteOp::CountWithin(tenant.clone(), month.into(), meter.into(), n, limit);
+        match self.write(op).await? {
+            Outcome::Counted(total) => Ok(total),
+            other => Err(StoreError::Backend(format!("count_within returned {other:?}"))),
+        }
+    }
+
+    async fn uncount(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        meter: &str,
+        n: u64,
+    ) -> StoreResult<()> {
+        self.write(WriteOp::Uncount(tenant.clone(), month.into(), meter.into(), n)).await.map(drop)
+    }
+
+    async fn usage(&self, tenant: &TenantId, month: &str) -> StoreResult<Vec<(String, u64)>> {
+        let (tenant, month) = (tenant.clone(), month.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(USAGE).map_err(backend)?;
+            let (t, m) = (tenant.as_str(), month.as_str());
+            let mut out = Vec::new();
+            for row in table.range((t, m, "")..).map_err(backend)? {
+                let (key, count) = row.map_err(backend)?;
+                let (rt, rm, meter) = key.value();
+                if rt != t || rm != m {
+                    break;
+                }
+                out.push((meter.to_owned(), count.value()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn customer(&self, tenant: &TenantId) -> StoreResult<Option<String>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CUSTOMERS).map_err(backend)?;
+            Ok(table.get(tenant.as_str()).map_err(backend)?.map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+
+    async fn set_customer_once(&self, tenant: &TenantId, customer: &str) -> StoreResult<String> {
+        match self.write(WriteOp::SetCustomerOnce(tenant.clone(), customer.to_owned())).await? {
+            Outcome::Text(held) => Ok(held),
+            other => Err(StoreError::Backend(format!("set_customer_once returned {other:?}"))),
+        }
+    }
+
+    async fn put_subscription_if_newer(&self, subscription: &Subscription) -> StoreResult<bool> {
+        match self.write(WriteOp::PutSubscription(subscription.clone())).await? {
+            Outcome::Existed(written) => Ok(written),
+            other => Err(StoreError::Backend(format!("put_subscription returned {other:?}"))),
+        }
+    }
+
+    async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> StoreResult<Option<Subscription>> {
+        let (tenant, id) = (tenant.clone(), id.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(SUBSCRIPTIONS).map_err(backend)?;
+            let found: Option<Subscription> = match table.get(id.as_str()).map_err(backend)? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            Ok(found.filter(|s| s.tenant_id == tenant))
+        })
+        .await
+    }
+
+    async fn list_subscriptions(&self, tenant: &TenantId) -> StoreResult<Vec<Subscription>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(SUBSCRIPTIONS_BY_TENANT).map_err(backend)?;
+            let table = txn.open_table(SUBSCRIPTIONS).map_err(backend)?;
+            let t = tenant.as_str();
+            let mut out = Vec::new();
+            for row in index.range((t, "")..).map_err(backend)? {
+                let (key, _) = row.map_err(backend)?;
+                let (rt, id) = key.value();
+                if rt != t {
+                    break;
+                }
+                if let Some(v) = table.get(id).map_err(backend)? {
+                    out.push(decode(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_event(&self, event: &StoredEvent) -> StoreResult<bool> {
+        match self.write(WriteOp::RecordEvent(event.clone())).await? {
+            Outcome::Existed(new) => Ok(new),
+            other => Err(StoreError::Backend(format!("record_event returned {other:?}"))),
+        }
+    }
+
+    async fn pending_events(&self, limit: usize) -> StoreResult<Vec<StoredEvent>> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(EVENTS_PENDING).map_err(backend)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(backend)?.take(limit) {
+                let (_, v) = row.map_err(backend)?;
+                out.push(decode(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish_event(&self, id: &str) -> StoreResult<()> {
+        self.write(WriteOp::FinishEvent(id.to_owned())).await.map(drop)
+    }
+}
+
+#[async_trait]
 impl TokenUsage for RedbStore {
     async fn add_token_usage(
         &self,
@@ -2225,6 +2399,92 @@ impl TokenUsage for RedbStore {
                 .map_or(0, |v| v.value()))
         })
         .await
+    }
+}
+
+/// The billing writes: counts within limits, the customer set once, subscriptions by event
+/// age, provider events once. A refusal writes nothing.
+fn apply_billing(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
+    match op {
+        WriteOp::CountWithin(tenant, month, meter, n, limit) => {
+            let mut table = txn.open_table(USAGE).map_err(backend)?;
+            let key = (tenant.as_str(), month.as_str(), meter.as_str());
+            let before = table.get(key).map_err(backend)?.map_or(0, |v| v.value());
+            let total = before.saturating_add(*n);
+            if limit.is_some_and(|limit| total > limit) {
+                return Ok(Outcome::Counted(None));
+            }
+            table.insert(key, total).map_err(backend)?;
+            Ok(Outcome::Counted(Some(total)))
+        }
+        WriteOp::Uncount(tenant, month, meter, n) => {
+            let mut table = txn.open_table(USAGE).map_err(backend)?;
+            let key = (tenant.as_str(), month.as_str(), meter.as_str());
+            let before = table.get(key).map_err(backend)?.map(|v| v.value());
+            if let Some(before) = before {
+                table.insert(key, before.saturating_sub(*n)).map_err(backend)?;
+            }
+            Ok(Outcome::Done)
+        }
+        WriteOp::SetCustomerOnce(tenant, customer) => {
+            let mut table = txn.open_table(CUSTOMERS).map_err(backend)?;
+            let held = table.get(tenant.as_str()).map_err(backend)?.map(|v| v.value().to_owned());
+            if let Some(held) = held {
+                return Ok(Outcome::Text(held));
+            }
+            table.insert(tenant.as_str(), customer.as_str()).map_err(backend)?;
+            Ok(Outcome::Text(customer.clone()))
+        }
+        WriteOp::PutSubscription(sub) => {
+            let mut table = txn.open_table(SUBSCRIPTIONS).map_err(backend)?;
+            let held: Option<Subscription> = match table.get(sub.id.as_str()).map_err(backend)? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            match held {
+                Some(held) if held.tenant_id != sub.tenant_id => return Err(StoreError::Conflict),
+                Some(held) if held.event_created > sub.event_created => {
+                    return Ok(Outcome::Existed(false));
+                }
+                _ => {}
+            }
+            let bytes = encode(sub)?;
+            table.insert(sub.id.as_str(), bytes.as_slice()).map_err(backend)?;
+            txn.open_table(SUBSCRIPTIONS_BY_TENANT)
+                .map_err(backend)?
+                .insert((sub.tenant_id.as_str(), sub.id.as_str()), 0)
+                .map_err(backend)?;
+            Ok(Outcome::Existed(true))
+        }
+        WriteOp::RecordEvent(event) => {
+            let mut seen = txn.open_table(EVENTS_SEEN).map_err(backend)?;
+            if seen.get(event.id.as_str()).map_err(backend)?.is_some() {
+                return Ok(Outcome::Existed(false));
+            }
+            seen.insert(event.id.as_str(), event.received_at).map_err(backend)?;
+            let bytes = encode(event)?;
+            txn.open_table(EVENTS_PENDING)
+                .map_err(backend)?
+                .insert((event.received_at, event.id.as_str()), bytes.as_slice())
+                .map_err(backend)?;
+            Ok(Outcome::Existed(true))
+        }
+        WriteOp::FinishEvent(id) => {
+            let received = txn
+                .open_table(EVENTS_SEEN)
+                .map_err(backend)?
+                .get(id.as_str())
+                .map_err(backend)?
+                .map(|v| v.value());
+            if let Some(at) = received {
+                txn.open_table(EVENTS_PENDING)
+                    .map_err(backend)?
+                    .remove((at, id.as_str()))
+                    .map_err(backend)?;
+            }
+            Ok(Outcome::Done)
+        }
+        _ => Err(StoreError::Backend("not a billing write".into())),
     }
 }
 

@@ -60,9 +60,9 @@ impl ConversationActor {
                         }
                     }
                     let tenant = deps.timed(StoreOp::GetTenant, deps.store.get_tenant(t)).await;
-                    if let Ok(Some(tenant)) = tenant {
-                        request.llm = tenant.llm;
-                        if let Some(budget) = tenant.monthly_token_budget {
+                    if let Ok(Some(mut tenant)) = tenant {
+                        request.llm = tenant.llm.take();
+                        if let Some(budget) = deps.billing.llm_budget(&tenant).await {
                             let month = crate::model::month_of(now_ms());
                             let used = deps.store.token_usage(t, &month);
                             let used = deps.timed(StoreOp::TokenUsage, used).await.unwrap_or(0);

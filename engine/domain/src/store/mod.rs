@@ -16,6 +16,7 @@ use crate::model::Message;
 
 mod accounts;
 mod analytics;
+mod billing;
 mod catalog;
 mod channel_state;
 mod connections;
@@ -27,6 +28,7 @@ mod token_usage;
 
 pub use accounts::Accounts;
 pub use analytics::Analytics;
+pub use billing::Billing;
 pub use catalog::Catalog;
 pub use channel_state::ChannelState;
 pub use connections::Connections;
@@ -107,6 +109,7 @@ pub trait Store:
     + Documents
     + Analytics
     + TokenUsage
+    + Billing
 {
 }
 
@@ -122,5 +125,6 @@ impl<T> Store for T where
         + Documents
         + Analytics
         + TokenUsage
+        + Billing
 {
 }
