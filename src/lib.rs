@@ -249,6 +249,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         intent_writes: tokio::sync::Mutex::new(()),
         channels: channels.admin(),
         billing_return_url: settings.billing.return_url.clone(),
+        market_reads: parla_engine::clients::KeyedRate::per_minute(120, 60),
     });
     if roles.admin {
         admin.mailer.retry_outbox(Duration::from_secs(settings.mail.outbox_retry_secs));

@@ -99,7 +99,7 @@ impl From<PaymentError> for ApiError {
 
 /// Where checkout and the portal come back to: the configured URL, else this server's billing
 /// page.
-fn return_url(state: &AdminState) -> String {
+pub(crate) fn return_url(state: &AdminState) -> String {
     match &state.billing_return_url {
         url if !url.is_empty() => url.clone(),
         _ => format!("{}/console#billing", state.public_url.get().map_or("", String::as_str)),
@@ -107,11 +107,27 @@ fn return_url(state: &AdminState) -> String {
 }
 
 /// Billing is for the workspace's people (any role reads), not for API keys.
-fn person(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn person(caller: &Caller) -> Result<(), ApiError> {
     match caller.account {
         Some(_) => Ok(()),
         None => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person")),
     }
+}
+
+/// The signed-in person's account.
+pub(crate) async fn signed_in(
+    state: &AdminState,
+    caller: &Caller,
+) -> Result<parla_engine::model::Account, ApiError> {
+    let id = caller
+        .account
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person"))?;
+    state
+        .store
+        .get_account(&caller.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("token_invalid", "the account no longer exists"))
 }
 
 /// `GET /api/billing/plans`.
@@ -143,6 +159,7 @@ pub async fn usage(state: web::Data<AdminState>, caller: Caller) -> Result<HttpR
     security(("bearer" = [])),
     request_body = CheckoutBody,
     responses((status = 200, description = "Stripe Checkout's URL; the plan changes when Stripe confirms the subscription", body = RedirectView),
+              (status = 502, description = "`payment_provider_refused` or `payment_provider_unavailable`", body = crate::views::ErrorBody),
               (status = 503, description = "`billing_not_configured`", body = crate::views::ErrorBody)))]
 pub async fn checkout(
     state: web::Data<AdminState>,
@@ -150,14 +167,7 @@ pub async fn checkout(
     body: crate::body::Json<CheckoutBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
-    let id = caller
-        .account
-        .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person"))?;
-    let buyer =
-        state.store.get_account(&caller.tenant, id).await?.ok_or_else(|| {
-            ApiError::unauthorized("token_invalid", "the account no longer exists")
-        })?;
+    let buyer = signed_in(&state, &caller).await?;
     let url = state.engine.billing().checkout_plan(&buyer, &body.plan, &return_url(&state)).await?;
     Ok(HttpResponse::Ok().json(RedirectView { url }))
 }
@@ -166,7 +176,9 @@ pub async fn checkout(
 #[utoipa::path(post, path = "/api/billing/portal", tag = "billing", operation_id = "billing_portal",
     security(("bearer" = [])),
     responses((status = 200, description = "The Stripe Customer Portal's URL", body = RedirectView),
-              (status = 409, description = "`no_billing_account`: nothing bought yet", body = crate::views::ErrorBody)))]
+              (status = 409, description = "`no_billing_account`: nothing bought yet", body = crate::views::ErrorBody),
+              (status = 502, description = "`payment_provider_refused` or `payment_provider_unavailable`", body = crate::views::ErrorBody),
+              (status = 503, description = "`billing_not_configured`", body = crate::views::ErrorBody)))]
 pub async fn portal(
     state: web::Data<AdminState>,
     caller: Caller,

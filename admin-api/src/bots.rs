@@ -214,6 +214,7 @@ pub async fn create(
         },
         appearance: Appearance::default(),
         integration: BotIntegration::default(),
+        installed_from: None,
         created_at: now,
         updated_at: now,
     };

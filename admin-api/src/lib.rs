@@ -58,6 +58,7 @@ pub mod handover;
 pub mod keys;
 pub mod limits;
 pub mod mail;
+pub mod marketplace;
 pub mod members;
 pub mod openapi;
 pub mod recovery;
@@ -102,6 +103,8 @@ pub struct AdminState {
     pub channels: Arc<dyn parla_domain::channels::ChannelAdmin>,
     /// Where checkout and the portal return (`[billing] return_url`); empty: the console.
     pub billing_return_url: String,
+    /// Anonymous marketplace reads per client address (IPv6 by /64).
+    pub market_reads: parla_engine::clients::KeyedRate<std::net::IpAddr>,
 }
 
 /// The largest request body accepted.
@@ -230,6 +233,15 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/billing/checkout", web::post().to(billing::checkout))
                 .route("/billing/portal", web::post().to(billing::portal))
                 .route("/subscriptions", web::get().to(billing::subscriptions))
+                .route("/subscriptions/{id}/cancel", web::post().to(marketplace::cancel))
+                .route("/marketplace/bots", web::get().to(marketplace::browse))
+                .route("/marketplace/bots/{id}", web::get().to(marketplace::get))
+                .route("/marketplace/connect", web::post().to(marketplace::connect))
+                .route("/marketplace/connect", web::get().to(marketplace::connect_status))
+                .route("/marketplace/subscribe", web::post().to(marketplace::subscribe))
+                .route("/bots/{id}/listing", web::put().to(marketplace::put_listing))
+                .route("/bots/{id}/listing", web::get().to(marketplace::get_listing))
+                .route("/bots/{id}/listing", web::delete().to(marketplace::delete_listing))
                 .route("/canned-responses", web::get().to(canned::list))
                 .route("/canned-responses", web::post().to(canned::create))
                 .route("/canned-responses/{id}", web::patch().to(canned::update))

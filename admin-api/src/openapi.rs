@@ -24,8 +24,8 @@ use utoipa::{
 };
 
 use crate::{
-    analytics, billing, bots, canned, channels, conversations, documents, handover, keys, members,
-    recovery, routes, totp, workspace,
+    analytics, billing, bots, canned, channels, conversations, documents, handover, keys,
+    marketplace, members, recovery, routes, totp, workspace,
 };
 
 #[derive(Debug, OpenApi)]
@@ -61,6 +61,9 @@ use crate::{
         analytics::overview_handler, analytics::bot_handler, analytics::conversations_handler,
         analytics::intents_handler, analytics::export_handler,
         billing::plans, billing::usage, billing::checkout, billing::portal, billing::subscriptions,
+        marketplace::browse, marketplace::get, marketplace::put_listing, marketplace::get_listing,
+        marketplace::delete_listing, marketplace::connect, marketplace::connect_status,
+        marketplace::subscribe, marketplace::cancel,
     ),
     components(schemas(crate::views::ErrorBody)),
     modifiers(&Conventions),
@@ -76,6 +79,7 @@ use crate::{
         (name = "channels", description = "A bot's connections to WhatsApp (SMS and push to come)"),
         (name = "knowledge", description = "A bot's documents, answered from when no intent matches"),
         (name = "billing", description = "The workspace's plan, its usage against the plan's limits, checkout and the customer portal (Stripe)"),
+        (name = "marketplace", description = "Creators list bots and get paid (Stripe Connect); buyers browse (no sign-in), subscribe and get the bot installed"),
         (name = "analytics", description = "A tenant's numbers, kept as counters while messages flow; export as CSV or JSON"),
     ),
 )]
@@ -160,7 +164,8 @@ impl Modify for Conventions {
             components.responses.insert(name.to_owned(), RefOr::T(response.build()));
         }
         for (path, item) in api.paths.paths.iter_mut() {
-            let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete];
+            let operations =
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
             for operation in operations.into_iter().flatten() {
                 let has_body = operation.request_body.is_some();
                 let has_query = operation.parameters.as_ref().is_some_and(|ps| {

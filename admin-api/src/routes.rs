@@ -276,7 +276,7 @@ pub(crate) async fn check_ip(state: &AdminState, req: &HttpRequest) -> Result<()
 
 /// The client's address: the peer's, or through the operator's trusted proxies the one their
 /// `X-Forwarded-For` names (unspecified when the transport has none, e.g. in-process tests).
-fn client_ip(state: &AdminState, req: &HttpRequest) -> std::net::IpAddr {
+pub(crate) fn client_ip(state: &AdminState, req: &HttpRequest) -> std::net::IpAddr {
     use parla_engine::clients::{client_ip, forwarded_for};
     let lines = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
     let forwarded = forwarded_for(lines);

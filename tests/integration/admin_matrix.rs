@@ -40,6 +40,11 @@ async fn workspace(server: &TestServer, name: &str) -> Workspace {
     let (status, _) =
         server.call("POST", &format!("/api/bots/{bot}/publish"), None, Some(&owner)).await;
     assert_eq!(status, 200);
+    // A private listing (no prices, so no Stripe): the listing's reads and writes are in the
+    // matrix too.
+    let (status, listed) =
+        server.call("PUT", &format!("/api/bots/{bot}/listing"), Some("{}"), Some(&owner)).await;
+    assert_eq!(status, 200, "{listed}");
     let (_, intent) = server
         .post(
             &format!("/api/bots/{bot}/intents"),
@@ -135,6 +140,8 @@ fn concrete(operation: &Operation, w: &Workspace) -> String {
         &w.key_id
     } else if operation.path.starts_with("/api/canned-responses/") {
         &w.canned
+    } else if operation.path.starts_with("/api/subscriptions/") {
+        "sub_none"
     } else {
         ""
     };

@@ -10,7 +10,7 @@ use crate::common::*;
 use parla_config::PlanSettings;
 use serde_json::{Value, json};
 
-const SECRET: &str = "whsec_parla_test";
+pub(crate) const SECRET: &str = "whsec_parla_test";
 const ROTATED: &str = "whsec_parla_rotated";
 
 fn plan(id: &str, price: &str, limits: &[(&str, u64)]) -> PlanSettings {
@@ -197,7 +197,7 @@ async fn a_flood_of_visitors_at_the_limit_starts_exactly_the_conversations_the_p
 }
 
 /// `Stripe-Signature` for `payload`, made by Stripe's own Python library.
-fn stripe_signature(payload: &str, secret: &str, timestamp: Option<i64>) -> String {
+pub(crate) fn stripe_signature(payload: &str, secret: &str, timestamp: Option<i64>) -> String {
     let python =
         std::env::var("PARLA_TEST_PYTHON").expect("PARLA_TEST_PYTHON (scripts/python-env.sh)");
     let ts = timestamp.map_or("None".to_owned(), |t| t.to_string());
@@ -217,7 +217,11 @@ fn stripe_signature(payload: &str, secret: &str, timestamp: Option<i64>) -> Stri
     String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
 }
 
-async fn post_event(server: &TestServer, payload: &str, signature: &str) -> (u16, String) {
+pub(crate) async fn post_event(
+    server: &TestServer,
+    payload: &str,
+    signature: &str,
+) -> (u16, String) {
     let request = format!(
         "POST /v1/billing/stripe/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
          Stripe-Signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
@@ -390,8 +394,13 @@ async fn a_past_due_subscription_keeps_its_plan_for_the_grace_period_only() {
     until_plan(&server, &owner, "pro").await;
 }
 
-/// Stripe's own mock on ports of its own (killed when dropped), or `None` with why.
-fn stripe_mock() -> Option<(tokio::process::Child, String)> {
+pub(crate) fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.expect("clock").as_secs() as i64
+}
+
+/// Stripe's own mock on ports of its own (killed when dropped), up, or `None` with why.
+pub(crate) async fn stripe_mock() -> Option<(tokio::process::Child, String)> {
     let Ok(bin) = std::env::var("PARLA_TEST_STRIPE_MOCK") else {
         println!("skipped: PARLA_TEST_STRIPE_MOCK (scripts/stripe-mock.sh installs it)");
         return None;
@@ -407,18 +416,18 @@ fn stripe_mock() -> Option<(tokio::process::Child, String)> {
         .kill_on_drop(true)
         .spawn()
         .expect("stripe-mock");
-    Some((child, format!("http://127.0.0.1:{http}")))
+    let base = format!("http://127.0.0.1:{http}");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "stripe-mock did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Some((child, base))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkout_and_portal_requests_are_valid_for_stripe() {
-    let Some((_mock, base)) = stripe_mock() else { return };
-    // Up before the first request.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "stripe-mock did not start");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let Some((_mock, base)) = stripe_mock().await else { return };
     let server = enforcing(&[("bots", 1)], move |s| {
         s.billing.stripe_secret_key = "sk_test_parla".into();
         s.billing.stripe_api_base = base;

@@ -33,6 +33,7 @@ mod knowledge_model;
 mod knowledge_scrape;
 mod llm;
 mod loadtest;
+mod marketplace;
 mod observability;
 mod preview;
 mod push;

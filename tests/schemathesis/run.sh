@@ -13,9 +13,22 @@ python=$(scripts/python-env.sh)
 venv=$(dirname "$(dirname "$python")")
 
 work=$(mktemp -d)
+# Billing talks to Stripe's own mock (which refuses any request its spec does not allow): the
+# billing and marketplace endpoints answer as they would with Stripe configured.
+mock=${PARLA_TEST_STRIPE_MOCK:-$(scripts/stripe-mock.sh)}
+mock_port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mock_tls=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$mock" -http-port "$mock_port" -https-port "$mock_tls" >"$work/stripe-mock.log" 2>&1 &
+mock_pid=$!
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$mock_port") 2>/dev/null && break
+  sleep 0.1
+done
+PARLA__BILLING__STRIPE_SECRET_KEY=sk_test_fuzz PARLA__BILLING__STRIPE_API_BASE="http://127.0.0.1:$mock_port" \
 PARLA__SERVER__OPS_LISTEN=127.0.0.1:0 "$PARLA_BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/parla.log" 2>&1 &
 server=$!
 cleanup() {
+  kill "$mock_pid" 2>/dev/null || true
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   rm -rf "$work"

@@ -94,10 +94,16 @@ pub struct UsageReport {
 
 /// Billing, shared by the engine and the admin API.
 pub struct Billing {
-    store: Arc<dyn Store>,
-    config: BillingConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: BillingConfig,
     payments: Option<Arc<dyn Payments>>,
     plans: parking_lot::Mutex<HashMap<TenantId, (Instant, Plan)>>,
+    /// Installed bots' subscriptions in force, by (buyer, subscription), cached.
+    pub(crate) entitlements: parking_lot::Mutex<HashMap<(TenantId, String), (Instant, bool)>>,
+    /// Listings' ratings (mean CSAT, count), cached.
+    #[allow(clippy::type_complexity)]
+    pub(crate) ratings:
+        parking_lot::Mutex<HashMap<parla_domain::model::BotId, (Instant, (Option<f32>, u64))>>,
     wake: tokio::sync::Notify,
 }
 
@@ -125,6 +131,8 @@ impl Billing {
             config,
             payments,
             plans: parking_lot::Mutex::new(HashMap::new()),
+            entitlements: parking_lot::Mutex::new(HashMap::new()),
+            ratings: parking_lot::Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -419,6 +427,16 @@ impl Billing {
                 self.store.set_customer_once(&TenantId::from(tenant.as_str()), c).await?;
                 Ok(())
             }
+            EventObject::Account {
+                id,
+                tenant,
+                charges_enabled,
+                payouts_enabled,
+                details_submitted,
+            } => {
+                let flags = (*charges_enabled, *payouts_enabled, *details_submitted);
+                self.apply_account(tenant.as_deref(), id, flags).await
+            }
             _ => Ok(()),
         }
     }
@@ -475,10 +493,13 @@ impl Billing {
             event_created: created,
             updated_at: now_ms(),
         };
+        // A marketplace bot is installed once its subscription is in force.
+        let record = self.install(record).await?;
         match self.store.put_subscription_if_newer(&record).await {
             Ok(written) => {
                 if written {
                     self.plans.lock().remove(&tenant);
+                    self.entitlements.lock().remove(&(tenant.clone(), record.id.clone()));
                 }
                 Ok(())
             }

@@ -61,6 +61,7 @@ fn demo_bot(now: i64) -> Bot {
             ..Appearance::default()
         },
         integration: BotIntegration::default(),
+        installed_from: None,
         created_at: now,
         updated_at: now,
     }

@@ -47,6 +47,9 @@ pub(crate) struct Deps {
     pub presence: Arc<crate::presence::Presence>,
     /// Plans, usage and limits.
     pub billing: Arc<crate::billing::Billing>,
+    /// Marketplace bots this node loaded, by the creator's bot they follow: a change of the
+    /// creator's bot reloads them too.
+    pub installs: parking_lot::Mutex<HashMap<BotId, std::collections::HashSet<(TenantId, BotId)>>>,
 }
 
 /// A bot and its intents, loaded at `version` (see [`Deps::bot_versions`]).
@@ -93,7 +96,28 @@ impl Deps {
             self.bots.lock().remove(&key);
             return Ok(None);
         };
-        let intents = self.store.list_intents(tenant, bot).await?;
+        // An installed bot answers with the creator's bot: its messages, personality, language
+        // and intents (its own name, appearance, origins and channels stay its own).
+        let (found, intents) = match found.installed_from.clone() {
+            None => (found, self.store.list_intents(tenant, bot).await?),
+            Some(from) => {
+                self.installs
+                    .lock()
+                    .entry(from.bot_id.clone())
+                    .or_default()
+                    .insert((tenant.clone(), bot.clone()));
+                match self.store.get_bot(&from.tenant_id, &from.bot_id).await? {
+                    Some(source) => {
+                        let intents =
+                            self.store.list_intents(&from.tenant_id, &from.bot_id).await?;
+                        let config = source.config;
+                        (Bot { config, language: source.language, ..found }, intents)
+                    }
+                    // The creator deleted it: the fallback message alone.
+                    None => (found, Vec::new()),
+                }
+            }
+        };
         self.metrics.store_took(StoreOp::LoadBot, started.elapsed());
         let loaded = LoadedBot {
             version,
@@ -294,10 +318,15 @@ impl Inner {
     /// next reply. (The bus's handler calls this for other nodes' changes: the bus reaches the
     /// actors' host, never the facade.)
     fn bot_changed_here(&self, tenant: &TenantId, bot: &BotId) {
-        *self.deps.bot_versions.lock().entry(bot.clone()).or_insert(0) += 1;
-        let supervisor = self.tenants.lock().get(tenant).cloned();
-        if let Some(supervisor) = supervisor {
-            supervisor.notify_all(|| Inbound::BotChanged { bot: bot.clone() });
+        // The bot, and the marketplace copies of it this node hosts (they follow it).
+        let installs = self.deps.installs.lock().get(bot).cloned().unwrap_or_default();
+        let changed = std::iter::once((tenant.clone(), bot.clone())).chain(installs);
+        for (tenant, bot) in changed {
+            *self.deps.bot_versions.lock().entry(bot.clone()).or_insert(0) += 1;
+            let supervisor = self.tenants.lock().get(&tenant).cloned();
+            if let Some(supervisor) = supervisor {
+                supervisor.notify_all(|| Inbound::BotChanged { bot: bot.clone() });
+            }
         }
     }
 
@@ -363,6 +392,7 @@ impl Engine {
             knowledge,
             presence,
             billing,
+            installs: parking_lot::Mutex::new(HashMap::new()),
         });
         let inner = Arc::new(Inner {
             deps,
@@ -455,6 +485,7 @@ impl Engine {
     ) -> Result<Bot, EngineError> {
         let bot = self.existing_bot(id).await?;
         embeddable(&bot, origin)?;
+        paid_for(&self.inner.deps, &bot).await?;
         Ok(bot)
     }
 
@@ -1057,6 +1088,16 @@ fn new_resume_token() -> String {
 }
 
 /// Whether a page at `origin` may chat with `bot`: it is active and allows the origin.
+/// Whether an installed marketplace bot's subscription lets it take a new conversation.
+async fn paid_for(deps: &Deps, bot: &Bot) -> Result<(), EngineError> {
+    match &bot.installed_from {
+        Some(from) if !deps.billing.entitled(&bot.tenant_id, &from.subscription).await => {
+            Err(EngineError::BotUnavailable)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn embeddable(bot: &Bot, origin: Option<&str>) -> Result<(), EngineError> {
     if bot.status != BotStatus::Active {
         return Err(EngineError::BotUnavailable);

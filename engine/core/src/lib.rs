@@ -15,6 +15,8 @@
 //!   announced to the member's agent sockets.
 //! - [`billing`]: the plan in force, usage and refusals past the limits, checkout and portal,
 //!   the payment provider's events applied from the store's queue.
+//! - [`marketplace`]: listings, payouts onboarding, buying a bot, installing it, and whether an
+//!   installed bot is paid for.
 //! - `supervisor`: one tenant supervisor per tenant, owning its live conversation actors.
 //! - `actor`: the conversation actor, single writer of its conversation (`actor/`: lifecycle,
 //!   visitor, agent and reply handling).
@@ -47,6 +49,7 @@ mod dispatch;
 pub mod engine;
 pub mod feed;
 pub mod health;
+pub mod marketplace;
 pub mod metrics;
 pub mod presence;
 pub mod responder;

@@ -277,8 +277,14 @@ pub enum EventObject {
     Invoice { subscription: Option<String>, customer: String },
     /// A completed checkout: its `client_reference_id`, customer and subscription.
     Checkout { reference: Option<String>, customer: Option<String>, subscription: Option<String> },
-    /// A connected account (a creator's) changed.
-    Account { id: String, charges_enabled: bool, payouts_enabled: bool, details_submitted: bool },
+    /// A connected account (a creator's) changed; `tenant` from Parla's mark on it.
+    Account {
+        id: String,
+        tenant: Option<String>,
+        charges_enabled: bool,
+        payouts_enabled: bool,
+        details_submitted: bool,
+    },
     /// Anything else: stored, acknowledged, not acted on.
     Other,
 }
@@ -367,4 +373,33 @@ pub trait Payments: Send + Sync + std::fmt::Debug + 'static {
 
     /// Reads an event already verified (from the store's queue).
     fn read_event(&self, payload: &str) -> Result<ProviderEvent, PaymentError>;
+
+    /// Creates a recurring price (with its product) on the platform's account; returns its id.
+    async fn create_price(
+        &self,
+        product: &str,
+        amount: u64,
+        currency: &str,
+        interval: &str,
+        idempotency_key: &str,
+    ) -> Result<String, PaymentError>;
+
+    /// Creates a creator's Connect Express account; returns its id.
+    async fn create_connect_account(
+        &self,
+        tenant: &TenantId,
+        email: &str,
+        idempotency_key: &str,
+    ) -> Result<String, PaymentError>;
+
+    /// An onboarding link for a Connect account; returns its URL.
+    async fn account_link(
+        &self,
+        account: &str,
+        refresh_url: &str,
+        return_url: &str,
+    ) -> Result<String, PaymentError>;
+
+    /// A Connect account's state: (charges enabled, payouts enabled, details submitted).
+    async fn account(&self, id: &str) -> Result<(bool, bool, bool), PaymentError>;
 }

@@ -81,6 +81,7 @@ macro_rules! __store_conformance {
             a_workspace_gets_one_customer,
             subscriptions_take_only_newer_events,
             provider_events_are_queued_once,
+            listings_are_global_and_deleted_by_their_tenant_only,
         }
     };
 }
@@ -729,6 +730,59 @@ pub async fn provider_events_are_queued_once(store: &dyn Store) {
     assert_eq!(store.pending_events(10).await.expect("pending").len(), 1);
 }
 
+pub async fn listings_are_global_and_deleted_by_their_tenant_only(store: &dyn Store) {
+    use crate::marketplace::{ConnectAccount, Listing};
+    let listing = |bot: &str, public| Listing {
+        bot_id: BotId::from(bot),
+        tenant_id: TenantId::from("t-creator"),
+        public,
+        title: "Helpful".into(),
+        description: "Answers".into(),
+        category: BotCategory::CustomerSupport,
+        language: "en".into(),
+        screenshots: vec![],
+        prices: vec![],
+        trial_days: 7,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store.put_listing(&listing("bot-listed", true)).await.expect("put");
+    store.put_listing(&listing("bot-hidden", false)).await.expect("put");
+    let found = store.get_listing(&BotId::from("bot-listed")).await.expect("get");
+    assert_eq!(found, Some(listing("bot-listed", true)));
+    let public = store.public_listings().await.expect("public");
+    assert!(public.iter().any(|l| l.bot_id.as_str() == "bot-listed"));
+    assert!(
+        !public.iter().any(|l| l.bot_id.as_str() == "bot-hidden"),
+        "private ones are not listed"
+    );
+    let other = TenantId::from("t-someone-else");
+    assert!(!store.delete_listing(&other, &BotId::from("bot-listed")).await.expect("delete"));
+    assert!(store.get_listing(&BotId::from("bot-listed")).await.expect("get").is_some());
+    assert!(
+        store
+            .delete_listing(&TenantId::from("t-creator"), &BotId::from("bot-listed"))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(store.get_listing(&BotId::from("bot-listed")).await.expect("get"), None);
+
+    let account = ConnectAccount {
+        tenant_id: TenantId::from("t-creator"),
+        id: "acct_1".into(),
+        charges_enabled: false,
+        payouts_enabled: false,
+        details_submitted: false,
+        updated_at: 1,
+    };
+    assert_eq!(store.connect_account(&account.tenant_id).await.expect("get"), None);
+    store.put_connect_account(&account).await.expect("put");
+    let enabled = ConnectAccount { charges_enabled: true, ..account.clone() };
+    store.put_connect_account(&enabled).await.expect("put");
+    assert_eq!(store.connect_account(&account.tenant_id).await.expect("get"), Some(enabled));
+    assert_eq!(store.connect_account(&other).await.expect("get"), None);
+}
+
 pub async fn conversations_keep_status_and_visitor_sentiment(store: &dyn Store) {
     seed_conversation(store, "t-mood", "c1").await;
     let (t, c) = (TenantId::from("t-mood"), ConversationId::from("c1"));
@@ -973,6 +1027,7 @@ pub fn bot(tenant: &str, id: &str) -> Bot {
         },
         appearance: Appearance::default(),
         integration: BotIntegration::default(),
+        installed_from: None,
         created_at: now_ms(),
         updated_at: now_ms(),
     }

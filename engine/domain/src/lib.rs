@@ -11,6 +11,7 @@
 //! - [`error`]: [`EngineError`], the one place errors get their wire codes.
 //! - [`billing`]: plans and their limits, subscriptions, which plan is in force, and the
 //!   payments port (Stripe).
+//! - [`marketplace`]: listings, their prices, creators' payout accounts, installed bots.
 //! - [`analytics`]: what each stored message or handling change adds to a tenant's counters.
 //! - [`agents`]: agents' commands and their outcomes, the inbox's entries and order.
 //! - [`presence`]: an agent's presence as others see it.
@@ -52,6 +53,7 @@ pub mod http;
 pub mod input;
 pub mod knowledge;
 pub mod limits;
+pub mod marketplace;
 pub mod model;
 pub mod presence;
 pub mod responder;

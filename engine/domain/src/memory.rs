@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use crate::analytics::{self, CounterRow, Counters, Effect, IntentRow};
 use crate::billing::{StoredEvent, Subscription};
+use crate::marketplace::{ConnectAccount, Listing};
 use crate::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Channel, ChannelConnection, Chunk,
     Conversation, ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Invitation,
@@ -29,7 +30,7 @@ use crate::model::{
 };
 use crate::store::{
     Accounts, Analytics, Appended, Billing, Catalog, ChannelState, Connections, Conversations,
-    Credentials, Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
+    Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, TokenUsage,
 };
 
 /// Devices notified per conversation at most (the newest), as the real adapters keep.
@@ -157,6 +158,8 @@ struct State {
     /// Every event id received, and those not yet processed (by arrival).
     events_seen: HashSet<String>,
     events_pending: BTreeMap<(i64, String), StoredEvent>,
+    listings: BTreeMap<BotId, Listing>,
+    connect_accounts: HashMap<TenantId, ConnectAccount>,
 
     /// Calls of `append` so far.
     appends: usize,
@@ -1389,6 +1392,38 @@ impl Billing for MemoryStore {
     async fn finish_event(&self, id: &str) -> StoreResult<()> {
         self.with(|s| s.events_pending.retain(|(_, e), _| e != id));
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Listings for MemoryStore {
+    async fn put_listing(&self, listing: &Listing) -> StoreResult<()> {
+        self.with(|s| s.listings.insert(listing.bot_id.clone(), listing.clone()));
+        Ok(())
+    }
+
+    async fn get_listing(&self, bot: &BotId) -> StoreResult<Option<Listing>> {
+        Ok(self.with(|s| s.listings.get(bot).cloned()))
+    }
+
+    async fn public_listings(&self) -> StoreResult<Vec<Listing>> {
+        Ok(self.with(|s| s.listings.values().filter(|l| l.public).cloned().collect()))
+    }
+
+    async fn delete_listing(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<bool> {
+        Ok(self.with(|s| match s.listings.get(bot) {
+            Some(l) if &l.tenant_id == tenant => s.listings.remove(bot).is_some(),
+            _ => false,
+        }))
+    }
+
+    async fn put_connect_account(&self, account: &ConnectAccount) -> StoreResult<()> {
+        self.with(|s| s.connect_accounts.insert(account.tenant_id.clone(), account.clone()));
+        Ok(())
+    }
+
+    async fn connect_account(&self, tenant: &TenantId) -> StoreResult<Option<ConnectAccount>> {
+        Ok(self.with(|s| s.connect_accounts.get(tenant).cloned()))
     }
 }
 

@@ -494,6 +494,10 @@ pub struct Bot {
     pub appearance: Appearance,
     #[serde(default)]
     pub integration: BotIntegration,
+    /// A bot installed from the marketplace: the creator's bot it follows (intents, knowledge,
+    /// messages, personality) and the subscription that pays for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_from: Option<crate::marketplace::Installed>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -158,6 +158,24 @@ url: string
  */
 export type Limit = ("bots" | "seats" | "conversations_per_month" | "llm_tokens_per_month" | "documents" | "storage_mb" | "channels")
 /**
+ * A listing as buyers see it.
+ */
+export type MarketBot = (Listing & {
+/**
+ * The creator's bot takes conversations: `bot_id` can be opened in the widget as a live demo.
+ */
+demo: boolean
+/**
+ * Workspaces that installed it.
+ */
+installs: number
+/**
+ * Mean CSAT (1–5) of the creator's bot over the last 90 days; absent without ratings.
+ */
+rating?: (number | null)
+ratings: number
+})
+/**
  * A subscription as Parla keeps it (the specification's Subscription), one per provider
  * subscription id, in the buying workspace.
  */
@@ -239,6 +257,7 @@ BotIntegration?: BotIntegration
 BotList?: BotList
 BotStatus?: BotStatus
 BusinessHours?: BusinessHours
+CancelBody?: CancelBody
 CannedBody?: CannedBody
 CannedList?: CannedList
 CannedPatch?: CannedPatch
@@ -255,6 +274,8 @@ ChannelView?: ChannelView
 CheckoutBody?: CheckoutBody
 ConfigBody?: ConfigBody
 ConfirmBody?: ConfirmBody
+ConnectAccount?: ConnectAccount
+ConnectView?: ConnectView
 ConversationDetail?: ConversationDetail
 ConversationId?: ConversationId
 ConversationPage?: ConversationPage
@@ -280,6 +301,7 @@ FormSubmission?: FormSubmission
 Handling?: Handling
 Inbox?: Inbox
 InboxEntry?: InboxEntry
+Installed?: Installed
 IntentAction?: IntentAction
 IntentBody?: IntentBody
 IntentList?: IntentList
@@ -294,9 +316,14 @@ KeyBody?: KeyBody
 LastMessage?: LastMessage
 Limit?: Limit
 LimitUse?: LimitUse
+Listing?: Listing
+ListingBody?: ListingBody
+ListingPrice?: ListingPrice
 LlmBody?: LlmBody
 LlmView?: LlmView
 LoginBody?: LoginBody
+MarketBot?: MarketBot
+MarketList?: MarketList
 MemberList?: MemberList
 Message?: Message
 MessageCounts?: MessageCounts
@@ -314,6 +341,7 @@ Point?: Point
 PostBody?: PostBody
 Posted?: Posted
 PresenceStatus?: PresenceStatus
+PriceBody?: PriceBody
 ProcessStatus?: ProcessStatus
 RedirectView?: RedirectView
 RefreshBody?: RefreshBody
@@ -332,6 +360,7 @@ Sender?: Sender
 Series?: Series
 Session?: Session
 SourceRef?: SourceRef
+SubscribeBody?: SubscribeBody
 Subscription?: Subscription
 SubscriptionKind?: SubscriptionKind
 SubscriptionList?: SubscriptionList
@@ -499,6 +528,7 @@ config: BotConfig
 created_at: number
 description?: (string | null)
 id: BotId
+installed_from?: (null | Installed)
 integration?: BotIntegration
 language: string
 name: string
@@ -522,6 +552,15 @@ personality?: (string | null)
  * Said by the bot when a conversation starts; none = the bot waits for the visitor.
  */
 welcome_message?: (string | null)
+}
+/**
+ * Where an installed bot comes from: the creator's bot it follows and the subscription that
+ * pays for it.
+ */
+export interface Installed {
+bot_id: BotId
+subscription: string
+tenant_id: TenantId
 }
 /**
  * How the bot is embedded (the brief's `integration` JSON).
@@ -562,6 +601,12 @@ welcome_message?: (string | null)
 }
 export interface BotList {
 data: Bot[]
+}
+export interface CancelBody {
+/**
+ * Cut now instead of at the period's end.
+ */
+immediately?: boolean
 }
 export interface CannedBody {
 /**
@@ -737,6 +782,26 @@ plan?: string
 }
 export interface ConfirmBody {
 code: string
+}
+/**
+ * A creator's Stripe Connect (Express) account, where their share of sales goes.
+ */
+export interface ConnectAccount {
+/**
+ * Stripe lets it take charges (onboarding done): its bots can be bought.
+ */
+charges_enabled: boolean
+details_submitted: boolean
+/**
+ * Stripe's account id (`acct_…`).
+ */
+id: string
+payouts_enabled: boolean
+tenant_id: TenantId
+updated_at: number
+}
+export interface ConnectView {
+account?: (null | ConnectAccount)
 }
 /**
  * A conversation and one page of its messages.
@@ -1155,6 +1220,98 @@ allowed?: (number | null)
 limit: Limit
 used: number
 }
+/**
+ * A creator's bot offered on the marketplace (one per bot).
+ */
+export interface Listing {
+bot_id: BotId
+category: BotCategory
+created_at: number
+description: string
+language: string
+/**
+ * What it costs; a buyer picks one.
+ */
+prices: ListingPrice[]
+/**
+ * Shown on the marketplace and open to subscriptions.
+ */
+public: boolean
+/**
+ * Images of the bot at work (https URLs).
+ */
+screenshots: string[]
+tenant_id: TenantId
+title: string
+/**
+ * Days of trial before the first charge.
+ */
+trial_days: number
+updated_at: number
+}
+/**
+ * One way to pay for a listing: a recurring Stripe price on the platform's account.
+ */
+export interface ListingPrice {
+/**
+ * In the currency's smallest unit (cents).
+ */
+amount: number
+/**
+ * ISO 4217, lower case (`eur`).
+ */
+currency: string
+/**
+ * Stripe's price id.
+ */
+id: string
+/**
+ * `month` or `year`.
+ */
+interval: string
+}
+export interface ListingBody {
+category?: (null | BotCategory)
+description?: string
+/**
+ * Defaults to the bot's.
+ */
+language?: (string | null)
+/**
+ * Up to 3.
+ */
+prices?: PriceBody[]
+/**
+ * Shown on the marketplace (needs a price and payouts onboarding done).
+ */
+public?: boolean
+/**
+ * Up to 6 https URLs of images.
+ */
+screenshots?: string[]
+/**
+ * Defaults to the bot's name.
+ */
+title?: (string | null)
+/**
+ * 0 to 90.
+ */
+trial_days?: number
+}
+export interface PriceBody {
+/**
+ * In the currency's smallest unit: 50 to 1,000,000 (€0.50 to €10,000).
+ */
+amount: number
+/**
+ * ISO 4217, three letters.
+ */
+currency: string
+/**
+ * `month` or `year`.
+ */
+interval: string
+}
 export interface LlmBody {
 /**
  * Sent as `Authorization: Bearer`; never answered back. Absent keeps the stored key if
@@ -1186,6 +1343,9 @@ password: string
  * A TOTP code or a recovery code, when two-factor authentication is on.
  */
 totp?: (string | null)
+}
+export interface MarketList {
+data: MarketBot[]
 }
 export interface MemberList {
 data: AccountView[]
@@ -1480,6 +1640,13 @@ refresh_token: string
  * Always `Bearer`.
  */
 token_type: string
+}
+export interface SubscribeBody {
+bot_id?: string
+/**
+ * One of the listing's prices.
+ */
+price_id?: string
 }
 export interface SubscriptionList {
 data: Subscription[]

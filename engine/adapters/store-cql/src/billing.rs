@@ -11,8 +11,9 @@
 
 use super::{CqlStore, cql_int, cql_uint, decode, encode};
 use parla_domain::billing::{StoredEvent, Subscription};
-use parla_domain::model::TenantId;
-use parla_domain::store::{Billing, StoreError, StoreResult};
+use parla_domain::marketplace::{ConnectAccount, Listing};
+use parla_domain::model::{BotId, TenantId};
+use parla_domain::store::{Billing, Listings, StoreError, StoreResult};
 
 /// Rounds of a compare-and-set lost to other writes of the same row before giving up.
 const ATTEMPTS: usize = 64;
@@ -189,6 +190,41 @@ impl Billing for CqlStore {
             self.run(&self.st.dequeue_event, (at, id)).await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Listings for CqlStore {
+    async fn put_listing(&self, listing: &Listing) -> StoreResult<()> {
+        let row = (listing.bot_id.as_str(), listing.tenant_id.as_str(), encode(listing)?);
+        self.run(&self.st.put_listing, row).await.map(drop)
+    }
+
+    async fn get_listing(&self, bot: &BotId) -> StoreResult<Option<Listing>> {
+        self.record(&self.st.get_listing, (bot.as_str(),)).await
+    }
+
+    async fn public_listings(&self) -> StoreResult<Vec<Listing>> {
+        let mut statement = self.st.scan_listings.ps.clone();
+        statement.set_page_size(super::SCAN_PAGE);
+        let scan = super::statements::Stmt { name: self.st.scan_listings.name, ps: statement };
+        let all: Vec<Listing> = self.records(&scan, ()).await?;
+        Ok(all.into_iter().filter(|l| l.public).collect())
+    }
+
+    /// Only the listing's own tenant deletes it (`IF tenant_id = ?`).
+    async fn delete_listing(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<bool> {
+        let cas = self.cas(&self.st.delete_listing, (bot.as_str(), tenant.as_str())).await?;
+        Ok(cas.applied)
+    }
+
+    async fn put_connect_account(&self, account: &ConnectAccount) -> StoreResult<()> {
+        let row = (account.tenant_id.as_str(), encode(account)?);
+        self.run(&self.st.put_connect_account, row).await.map(drop)
+    }
+
+    async fn connect_account(&self, tenant: &TenantId) -> StoreResult<Option<ConnectAccount>> {
+        self.record(&self.st.get_connect_account, (tenant.as_str(),)).await
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_attention", include_str!("../../../../schema-cql/0004_attention.cql")),
     ("0005_auth_hardening", include_str!("../../../../schema-cql/0005_auth_hardening.cql")),
     ("0006_billing", include_str!("../../../../schema-cql/0006_billing.cql")),
+    ("0007_marketplace", include_str!("../../../../schema-cql/0007_marketplace.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.

@@ -327,4 +327,12 @@ statements! {
     pending_events = "SELECT data FROM billing_events_pending WHERE bucket = 0 LIMIT ?";
     dequeue_event = "DELETE FROM billing_events_pending WHERE bucket = 0 AND received_at = ? \
         AND event_id = ?";
+
+    // ---- the marketplace: 0007 ----
+    put_listing = "INSERT INTO listings (bot_id, tenant_id, data) VALUES (?, ?, ?)";
+    get_listing = "SELECT data FROM listings WHERE bot_id = ?";
+    scan_listings = "SELECT data FROM listings";
+    delete_listing = "DELETE FROM listings WHERE bot_id = ? IF tenant_id = ?";
+    put_connect_account = "INSERT INTO connect_accounts (tenant_id, data) VALUES (?, ?)";
+    get_connect_account = "SELECT data FROM connect_accounts WHERE tenant_id = ?";
 }

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use parla_domain::analytics::{self, CounterRow, Counters, IntentRow};
 use parla_domain::billing::{StoredEvent, Subscription};
+use parla_domain::marketplace::{ConnectAccount, Listing};
 use parla_domain::model::{
     Account, AccountId, ApiKey, Bot, BotId, CannedResponse, Channel, ChannelConnection, Chunk,
     Conversation, ConversationId, Document, Handling, Intent, Invitation, Message, Note,
@@ -29,7 +30,7 @@ use parla_domain::model::{
 };
 use parla_domain::store::{
     Accounts, Analytics, Appended, Billing, Catalog, ChannelState, Connections, Conversations,
-    Credentials, Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
+    Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, TokenUsage,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -116,6 +117,10 @@ const EVENTS_SEEN: TableDefinition<&str, i64> = TableDefinition::new("billing_ev
 /// (received at, event id) → event: those not yet processed, oldest first.
 const EVENTS_PENDING: TableDefinition<(i64, &str), &[u8]> =
     TableDefinition::new("billing_events_pending");
+/// Bot id → its marketplace listing (global: buyers of every tenant browse them).
+const LISTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("listings");
+/// tenant → its Stripe Connect account.
+const CONNECT_ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("connect_accounts");
 const DOCUMENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documents");
 /// (tenant, bot, document): a bot's documents.
 const DOCUMENTS_BY_BOT: TableDefinition<(&str, &str, &str), u8> =
@@ -207,6 +212,9 @@ enum WriteOp {
     PutSubscription(Subscription),
     RecordEvent(StoredEvent),
     FinishEvent(String),
+    PutListing(Listing),
+    DeleteListing(TenantId, BotId),
+    PutConnectAccount(ConnectAccount),
 }
 
 /// What a write produced, for the writes that produce something.
@@ -309,6 +317,8 @@ impl RedbStore {
             txn.open_table(SUBSCRIPTIONS_BY_TENANT).map_err(backend)?;
             txn.open_table(EVENTS_SEEN).map_err(backend)?;
             txn.open_table(EVENTS_PENDING).map_err(backend)?;
+            txn.open_table(LISTINGS).map_err(backend)?;
+            txn.open_table(CONNECT_ACCOUNTS).map_err(backend)?;
         }
         if !indexed {
             let n = backfill_attention(&txn)?;
@@ -621,7 +631,10 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
         | WriteOp::SetCustomerOnce(..)
         | WriteOp::PutSubscription(_)
         | WriteOp::RecordEvent(_)
-        | WriteOp::FinishEvent(_) => return apply_billing(txn, op),
+        | WriteOp::FinishEvent(_)
+        | WriteOp::PutListing(_)
+        | WriteOp::DeleteListing(..)
+        | WriteOp::PutConnectAccount(_) => return apply_billing(txn, op),
         WriteOp::PutRefresh(t) => {
             let bytes = encode(t)?;
             txn.open_table(REFRESH_TOKENS)
@@ -2375,6 +2388,67 @@ impl Billing for RedbStore {
 }
 
 #[async_trait]
+impl Listings for RedbStore {
+    async fn put_listing(&self, listing: &Listing) -> StoreResult<()> {
+        self.write(WriteOp::PutListing(listing.clone())).await.map(drop)
+    }
+
+    async fn get_listing(&self, bot: &BotId) -> StoreResult<Option<Listing>> {
+        let bot = bot.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(LISTINGS).map_err(backend)?;
+            match table.get(bot.as_str()).map_err(backend)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn public_listings(&self) -> StoreResult<Vec<Listing>> {
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(LISTINGS).map_err(backend)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(backend)? {
+                let (_, v) = row.map_err(backend)?;
+                let listing: Listing = decode(v.value())?;
+                if listing.public {
+                    out.push(listing);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_listing(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<bool> {
+        match self.write(WriteOp::DeleteListing(tenant.clone(), bot.clone())).await? {
+            Outcome::Existed(existed) => Ok(existed),
+            other => Err(StoreError::Backend(format!("delete_listing returned {other:?}"))),
+        }
+    }
+
+    async fn put_connect_account(&self, account: &ConnectAccount) -> StoreResult<()> {
+        self.write(WriteOp::PutConnectAccount(account.clone())).await.map(drop)
+    }
+
+    async fn connect_account(&self, tenant: &TenantId) -> StoreResult<Option<ConnectAccount>> {
+        let tenant = tenant.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(CONNECT_ACCOUNTS).map_err(backend)?;
+            match table.get(tenant.as_str()).map_err(backend)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
 impl TokenUsage for RedbStore {
     async fn add_token_usage(
         &self,
@@ -2482,6 +2556,30 @@ fn apply_billing(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                     .remove((at, id.as_str()))
                     .map_err(backend)?;
             }
+            Ok(Outcome::Done)
+        }
+        WriteOp::PutListing(listing) => {
+            let bytes = encode(listing)?;
+            let mut table = txn.open_table(LISTINGS).map_err(backend)?;
+            table.insert(listing.bot_id.as_str(), bytes.as_slice()).map_err(backend)?;
+            Ok(Outcome::Done)
+        }
+        WriteOp::DeleteListing(tenant, bot) => {
+            let mut table = txn.open_table(LISTINGS).map_err(backend)?;
+            let held: Option<Listing> = match table.get(bot.as_str()).map_err(backend)? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            if held.is_some_and(|l| &l.tenant_id == tenant) {
+                table.remove(bot.as_str()).map_err(backend)?;
+                return Ok(Outcome::Existed(true));
+            }
+            Ok(Outcome::Existed(false))
+        }
+        WriteOp::PutConnectAccount(account) => {
+            let bytes = encode(account)?;
+            let mut table = txn.open_table(CONNECT_ACCOUNTS).map_err(backend)?;
+            table.insert(account.tenant_id.as_str(), bytes.as_slice()).map_err(backend)?;
             Ok(Outcome::Done)
         }
         _ => Err(StoreError::Backend("not a billing write".into())),

@@ -227,6 +227,65 @@ impl Payments for Stripe {
     fn read_event(&self, payload: &str) -> Result<ProviderEvent, PaymentError> {
         read_event(payload)
     }
+
+    async fn create_price(
+        &self,
+        product: &str,
+        amount: u64,
+        currency: &str,
+        interval: &str,
+        idempotency_key: &str,
+    ) -> Result<String, PaymentError> {
+        let form = [
+            pair("currency", currency),
+            pair("unit_amount", amount.to_string()),
+            pair("recurring[interval]", interval),
+            pair("product_data[name]", product),
+        ];
+        let price = self.post("/v1/prices", &form, idempotency_key).await?;
+        text(&price, "id")
+    }
+
+    async fn create_connect_account(
+        &self,
+        tenant: &TenantId,
+        email: &str,
+        idempotency_key: &str,
+    ) -> Result<String, PaymentError> {
+        let form = [
+            pair("type", "express"),
+            pair("email", email),
+            pair("metadata[tenant_id]", tenant.as_str()),
+            pair("capabilities[card_payments][requested]", "true"),
+            pair("capabilities[transfers][requested]", "true"),
+        ];
+        let account = self.post("/v1/accounts", &form, idempotency_key).await?;
+        text(&account, "id")
+    }
+
+    async fn account_link(
+        &self,
+        account: &str,
+        refresh_url: &str,
+        return_url: &str,
+    ) -> Result<String, PaymentError> {
+        let form = [
+            pair("account", segment(account)?),
+            pair("refresh_url", refresh_url),
+            pair("return_url", return_url),
+            pair("type", "account_onboarding"),
+        ];
+        let key = format!("parla-account-link-{}", uuid_like());
+        let link = self.post("/v1/account_links", &form, &key).await?;
+        text(&link, "url")
+    }
+
+    async fn account(&self, id: &str) -> Result<(bool, bool, bool), PaymentError> {
+        let path = format!("/v1/accounts/{}", segment(id)?);
+        let found = self.send(reqwest::Method::GET, &path, &[], None).await?;
+        let flag = |name: &str| found[name].as_bool().unwrap_or(false);
+        Ok((flag("charges_enabled"), flag("payouts_enabled"), flag("details_submitted")))
+    }
 }
 
 /// A random-enough key for a request that is not retried by the caller (the client's own
@@ -352,6 +411,7 @@ pub fn read_event(payload: &str) -> Result<ProviderEvent, PaymentError> {
     } else if kind == "account.updated" {
         EventObject::Account {
             id: object["id"].as_str().unwrap_or_default().to_owned(),
+            tenant: object["metadata"]["tenant_id"].as_str().map(str::to_owned),
             charges_enabled: object["charges_enabled"].as_bool().unwrap_or(false),
             payouts_enabled: object["payouts_enabled"].as_bool().unwrap_or(false),
             details_submitted: object["details_submitted"].as_bool().unwrap_or(false),

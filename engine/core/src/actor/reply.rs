@@ -12,6 +12,15 @@ impl ConversationActor {
         text: String,
         best: Option<(usize, f32)>,
     ) {
+        // An installed marketplace bot answers while its subscription is paid for; the
+        // visitor's message is kept, and they are told.
+        if let Some(from) = &state.bot.installed_from
+            && !self.deps.billing.entitled(&self.key.tenant_id, &from.subscription).await
+        {
+            let e = EngineError::BotUnavailable;
+            self.announce(e.code(), "this assistant is paused; your message was kept".into());
+            return;
+        }
         let stream_id = uuid::Uuid::now_v7().simple().to_string();
         let Some(me) = self.me.upgrade() else { return };
         let wanted = self.deps.responder.history_len() as u64;
@@ -57,6 +66,18 @@ impl ConversationActor {
                         Ok(passages) => request.passages = passages,
                         Err(e) => {
                             tracing::warn!(error = %e, "knowledge search failed; answering without")
+                        }
+                    }
+                    // An installed bot knows the creator's documents too (and the buyer's own).
+                    if let Some(from) = &request.bot.installed_from {
+                        match knowledge.search(&from.tenant_id, &from.bot_id, &request.text).await {
+                            Ok(theirs) => {
+                                request.passages.extend(theirs);
+                                request.passages.sort_by(|a, b| b.coverage.total_cmp(&a.coverage));
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the creator's knowledge search failed")
+                            }
                         }
                     }
                     let tenant = deps.timed(StoreOp::GetTenant, deps.store.get_tenant(t)).await;

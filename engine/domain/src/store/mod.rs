@@ -24,6 +24,7 @@ mod conversations;
 mod credentials;
 mod documents;
 mod inbox;
+mod listings;
 mod token_usage;
 
 pub use accounts::Accounts;
@@ -36,6 +37,7 @@ pub use conversations::Conversations;
 pub use credentials::Credentials;
 pub use documents::Documents;
 pub use inbox::InboxIndex;
+pub use listings::Listings;
 pub use token_usage::TokenUsage;
 
 /// Why a store call failed.
@@ -110,6 +112,7 @@ pub trait Store:
     + Analytics
     + TokenUsage
     + Billing
+    + Listings
 {
 }
 
@@ -126,5 +129,6 @@ impl<T> Store for T where
         + Analytics
         + TokenUsage
         + Billing
+        + Listings
 {
 }
