@@ -187,8 +187,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let billing = billing(&settings.billing).context("setting up billing")?;
     let billing = parla_engine::billing::Billing::new(store.clone(), billing.0, billing.1);
     if roles.admin {
-        // Stripe's events are applied on the admin node, as they arrive and after a restart.
+        // Stripe's events are applied on the admin node, as they arrive and after a restart;
+        // live subscriptions are re-read from Stripe now and then.
         billing.spawn_processor(Duration::from_secs(5));
+        if settings.billing.reconcile_secs > 0 && billing.payments().is_ok() {
+            billing.spawn_reconciliation(Duration::from_secs(settings.billing.reconcile_secs));
+        }
     }
     let engine = Engine::new(EngineParts {
         store: store.clone(),

@@ -541,6 +541,9 @@ pub struct BillingSettings {
     /// The platform's share of a marketplace sale, in percent.
     pub platform_fee_percent: f64,
     pub timeout_ms: u64,
+    /// Every this many seconds the admin node re-reads every live subscription from Stripe and
+    /// applies it (repairing an event it missed); 0: never.
+    pub reconcile_secs: u64,
     /// The plans, in order from the smallest.
     pub plans: Vec<PlanSettings>,
 }
@@ -631,6 +634,7 @@ impl std::fmt::Debug for BillingSettings {
             .field("return_url", &self.return_url)
             .field("platform_fee_percent", &self.platform_fee_percent)
             .field("timeout_ms", &self.timeout_ms)
+            .field("reconcile_secs", &self.reconcile_secs)
             .field("plans", &self.plans)
             .finish()
     }

@@ -397,12 +397,51 @@ impl Billing {
         let billing = self.clone();
         tokio::spawn(async move {
             loop {
-                match billing.process_pending().await {
-                    Ok(n) if n > 0 => tracing::debug!(events = n, "billing events applied"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "billing events: the store failed"),
+                // Round after round while whole batches come (a backlog), then wait.
+                loop {
+                    match billing.process_pending().await {
+                        Ok(n) if n >= BATCH => continue,
+                        Ok(n) if n > 0 => tracing::debug!(events = n, "billing events applied"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "billing events: the store failed"),
+                    }
+                    break;
                 }
                 let _ = tokio::time::timeout(every, billing.wake.notified()).await;
+            }
+        });
+    }
+
+    /// Re-reads every live subscription from the provider and applies it as of now: an event
+    /// Parla missed (a webhook endpoint down longer than Stripe retries) is repaired. Returns
+    /// how many were read.
+    pub async fn reconcile(&self) -> Result<usize, BillingError> {
+        let payments = self.payments()?.clone();
+        let mut read = 0;
+        for held in self.store.live_subscriptions().await? {
+            match payments.subscription(&held.id).await {
+                Ok(now) => {
+                    read += 1;
+                    self.apply_subscription_of(&now, now_ms() / 1000, Some(&held)).await?;
+                }
+                Err(e) => {
+                    tracing::warn!(subscription = %held.id, error = %e, "reconciliation could not read it")
+                }
+            }
+        }
+        Ok(read)
+    }
+
+    /// Runs [`Billing::reconcile`] every `every`, until the runtime stops.
+    pub fn spawn_reconciliation(self: &Arc<Self>, every: Duration) {
+        let billing = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match billing.reconcile().await {
+                    Ok(n) => tracing::debug!(subscriptions = n, "billing reconciled"),
+                    Err(e) => tracing::warn!(error = %e, "billing reconciliation failed"),
+                }
             }
         });
     }
@@ -447,25 +486,43 @@ impl Billing {
         sub: &ProviderSubscription,
         created: i64,
     ) -> Result<(), BillingError> {
-        let Some(tenant) = sub.metadata.get("tenant_id").map(|t| TenantId::from(t.as_str())) else {
+        self.apply_subscription_of(sub, created, None).await
+    }
+
+    /// As [`Billing::apply_subscription`], with what Parla holds of it (reconciliation): its
+    /// tenant and kind stand where the provider's copy lacks Parla's marks.
+    async fn apply_subscription_of(
+        &self,
+        sub: &ProviderSubscription,
+        created: i64,
+        known: Option<&Subscription>,
+    ) -> Result<(), BillingError> {
+        let marked = sub.metadata.get("tenant_id").map(|t| TenantId::from(t.as_str()));
+        let Some(tenant) = marked.or_else(|| known.map(|k| k.tenant_id.clone())) else {
             tracing::warn!(subscription = %sub.id, "a subscription without Parla's tenant mark; ignored");
             return Ok(());
         };
         let held = self.store.get_subscription(&tenant, &sub.id).await?;
-        let kind = match sub.metadata.get("kind").map(String::as_str) {
-            Some("bot") => SubscriptionKind::Bot {
+        let kind = match (sub.metadata.get("kind").map(String::as_str), &held) {
+            (Some("bot"), _) => SubscriptionKind::Bot {
                 listing: sub.metadata.get("listing").map_or("", String::as_str).into(),
                 installed: held.as_ref().and_then(|h| match &h.kind {
                     SubscriptionKind::Bot { installed, .. } => installed.clone(),
                     SubscriptionKind::Workspace { .. } => None,
                 }),
             },
+            // Without Parla's marks (a copy re-read from the provider), what Parla holds.
+            (None, Some(h)) if matches!(h.kind, SubscriptionKind::Bot { .. }) => h.kind.clone(),
             _ => {
                 let plans = &self.config.plans;
                 let plan =
                     sub.price.as_deref().and_then(|p| plans.by_price(p)).map(|p| p.id.clone());
-                let plan = plan.or_else(|| sub.metadata.get("plan").cloned()).unwrap_or_default();
-                SubscriptionKind::Workspace { plan }
+                let held_plan = held.as_ref().and_then(|h| match &h.kind {
+                    SubscriptionKind::Workspace { plan } => Some(plan.clone()),
+                    SubscriptionKind::Bot { .. } => None,
+                });
+                let plan = plan.or_else(|| sub.metadata.get("plan").cloned()).or(held_plan);
+                SubscriptionKind::Workspace { plan: plan.unwrap_or_default() }
             }
         };
         let at = created.saturating_mul(1000);

@@ -276,13 +276,17 @@ impl Billing {
         Ok(payments.account_link(&account.id, &again, &back).await?)
     }
 
-    /// The creator's payouts account as Stripe has it now (stored again), if any.
+    /// The creator's payouts account, if any: while it cannot take charges yet, as Stripe has
+    /// it now (the creator may be back from onboarding before Stripe's event); once ready, as
+    /// stored (Stripe's `account.updated` events keep it).
     pub async fn connect_status(
         &self,
         tenant: &TenantId,
     ) -> Result<Option<ConnectAccount>, MarketError> {
         let Some(mut account) = self.store.connect_account(tenant).await? else { return Ok(None) };
-        if let Ok(payments) = self.payments() {
+        if !account.charges_enabled
+            && let Ok(payments) = self.payments()
+        {
             (account.charges_enabled, account.payouts_enabled, account.details_submitted) =
                 payments.account(&account.id).await?;
             account.updated_at = now_ms();

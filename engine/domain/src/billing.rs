@@ -226,6 +226,11 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Not over: reconciliation keeps asking the provider about it.
+    pub fn is_live(&self) -> bool {
+        !matches!(self.status, SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired)
+    }
+
     /// Whether what it pays for is delivered at `now`: trialing or active, or past due within
     /// the grace period.
     pub fn in_force(&self, now: i64, grace_ms: i64) -> bool {

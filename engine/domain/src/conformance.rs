@@ -697,6 +697,15 @@ pub async fn subscriptions_take_only_newer_events(store: &dyn Store) {
     let other = TenantId::from("t-subs-other");
     assert_eq!(store.get_subscription(&other, "sub_1").await.expect("get"), None, "scoped");
     assert!(store.list_subscriptions(&other).await.expect("list").is_empty());
+    let live: Vec<_> = store
+        .live_subscriptions()
+        .await
+        .expect("live")
+        .into_iter()
+        .filter(|s| s.tenant_id == t)
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(live, ["sub_2"], "a canceled subscription is over");
     let stolen = subscription("t-subs-other", "sub_1", Active, 999);
     assert!(
         matches!(store.put_subscription_if_newer(&stolen).await, Err(StoreError::Conflict)),

@@ -1369,6 +1369,10 @@ impl Billing for MemoryStore {
         Ok(self.with(|s| s.subscriptions.get(id).filter(|x| &x.tenant_id == tenant).cloned()))
     }
 
+    async fn live_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        Ok(self.with(|s| s.subscriptions.values().filter(|x| x.is_live()).cloned().collect()))
+    }
+
     async fn list_subscriptions(&self, tenant: &TenantId) -> StoreResult<Vec<Subscription>> {
         Ok(self.with(|s| {
             s.subscriptions.values().filter(|x| &x.tenant_id == tenant).cloned().collect()

@@ -22,6 +22,7 @@ const BotList = lazy(() => import('./bots/BotList').then((m) => m.BotList));
 const NewBot = lazy(() => import('./bots/BotList').then((m) => m.NewBot));
 const BotPage = lazy(() => import('./bots/BotPage').then((m) => m.BotPage));
 const Workspace = lazy(() => import('./workspace/Workspace').then((m) => m.Workspace));
+const Billing = lazy(() => import('./billing/Billing').then((m) => m.Billing));
 
 /** Routes anyone may open. */
 const OPEN = ['sign-in', 'register', 'verify-email', 'forgot-password', 'reset-password', 'accept-invitation'];
@@ -30,7 +31,7 @@ const DESK = ['inbox', 'dashboard'];
 /** Routes that, signed in, lead to the member's first section. */
 const LANDING = ['', 'sign-in', 'register', 'forgot-password'];
 /** The header's sections. */
-const SECTIONS = ['bots', 'inbox', 'dashboard', 'workspace'] as const;
+const SECTIONS = ['bots', 'inbox', 'dashboard', 'workspace', 'billing'] as const;
 
 interface Status { text: string; state: string }
 
@@ -77,7 +78,7 @@ export function App() {
   // The section the console opens on is fetched while it asks who is signed in.
   useEffect(() => {
     if (!signedIn) return;
-    const first = { bots: route.path[1] === 'new' ? NewBot : route.path[1] ? BotPage : BotList, workspace: Workspace, security: Security }[name];
+    const first = { bots: route.path[1] === 'new' ? NewBot : route.path[1] ? BotPage : BotList, workspace: Workspace, billing: Billing, security: Security }[name];
     first?.preload();
   }, [signedIn]);
   // Signed in, the sign-in and registration forms have nothing to do: to the member's first
@@ -145,6 +146,8 @@ export function App() {
     body = <BotList key="bots" me={me} />;
   } else if (name === 'workspace') {
     body = <Workspace key="workspace" me={me} section={route.path[1] ?? ''} />;
+  } else if (name === 'billing') {
+    body = <Billing key="billing" me={me} section={(route.path[1] ?? '').split('?')[0]} />;
   } else if (name === 'security') {
     body = <Security key="security" me={me} onChanged={() => void session.fetchMe().then(setMe, () => {})} />;
   } else {

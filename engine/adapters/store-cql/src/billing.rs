@@ -148,6 +148,15 @@ impl Billing for CqlStore {
         }
     }
 
+    /// A paged scan of the global table: reconciliation runs every few hours.
+    async fn live_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        let mut statement = self.st.scan_subscriptions.ps.clone();
+        statement.set_page_size(super::SCAN_PAGE);
+        let scan = super::statements::Stmt { name: self.st.scan_subscriptions.name, ps: statement };
+        let all: Vec<Subscription> = self.records(&scan, ()).await?;
+        Ok(all.into_iter().filter(Subscription::is_live).collect())
+    }
+
     async fn list_subscriptions(&self, tenant: &TenantId) -> StoreResult<Vec<Subscription>> {
         let ids = self.all::<(String,)>(&self.st.list_subscription_ids, (tenant.as_str(),));
         let mut out = Vec::new();

@@ -335,4 +335,5 @@ statements! {
     delete_listing = "DELETE FROM listings WHERE bot_id = ? IF tenant_id = ?";
     put_connect_account = "INSERT INTO connect_accounts (tenant_id, data) VALUES (?, ?)";
     get_connect_account = "SELECT data FROM connect_accounts WHERE tenant_id = ?";
+    scan_subscriptions = "SELECT data FROM subscriptions";
 }

@@ -2338,6 +2338,23 @@ impl Billing for RedbStore {
         .await
     }
 
+    async fn live_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(SUBSCRIPTIONS).map_err(backend)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(backend)? {
+                let (_, v) = row.map_err(backend)?;
+                let sub: Subscription = decode(v.value())?;
+                if sub.is_live() {
+                    out.push(sub);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn list_subscriptions(&self, tenant: &TenantId) -> StoreResult<Vec<Subscription>> {
         let tenant = tenant.clone();
         self.read(move |db| {

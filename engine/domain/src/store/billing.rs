@@ -47,6 +47,10 @@ pub trait Billing: Send + Sync + std::fmt::Debug + 'static {
         id: &str,
     ) -> StoreResult<Option<Subscription>>;
 
+    /// Every tenant's subscriptions that are not over (neither `canceled` nor
+    /// `incomplete_expired`): what reconciliation re-reads from the provider.
+    async fn live_subscriptions(&self) -> StoreResult<Vec<Subscription>>;
+
     /// The tenant's subscriptions (workspace plan and marketplace bots), any status.
     async fn list_subscriptions(&self, tenant: &TenantId) -> StoreResult<Vec<Subscription>>;
 

@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-6LYOBJNA.js";import"./c-OJDUQA2P.js";import"./c-ZIVCNXFP.js";import"./c-3EQYHM3E.js";import"./c-YAPQQYBH.js";import"./c-4I3NF2RJ.js";import"./c-LOSVZ3O5.js";export{a as BotList,c as LanguageField,b as NewBot};
