@@ -15,22 +15,18 @@ use crate::{AdminState, billing::RedirectView, error::ApiError, routes::Caller};
 
 impl From<MarketError> for ApiError {
     fn from(e: MarketError) -> Self {
-        let conflict = |code| ApiError::new(StatusCode::CONFLICT, code, e.to_string());
-        match &e {
-            MarketError::NotListed => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
-            }
-            MarketError::OwnBot => conflict("own_bot"),
-            MarketError::UnknownPrice => ApiError::invalid("price_id", e.to_string()),
-            MarketError::CreatorNotPayable => conflict("creator_not_payable"),
-            MarketError::PayoutsNotReady => conflict("payouts_not_ready"),
-            MarketError::NoPrice => ApiError::invalid("prices", e.to_string()),
-            MarketError::Installed => conflict("installed_bot"),
-            MarketError::Billing(_) => match e {
-                MarketError::Billing(b) => b.into(),
-                _ => unreachable!("matched above"),
-            },
-        }
+        let message = e.to_string();
+        let (status, code) = match e {
+            MarketError::Billing(b) => return b.into(),
+            MarketError::UnknownPrice => return ApiError::invalid("price_id", message),
+            MarketError::NoPrice => return ApiError::invalid("prices", message),
+            MarketError::NotListed => (StatusCode::NOT_FOUND, "not_found"),
+            MarketError::OwnBot => (StatusCode::CONFLICT, "own_bot"),
+            MarketError::CreatorNotPayable => (StatusCode::CONFLICT, "creator_not_payable"),
+            MarketError::PayoutsNotReady => (StatusCode::CONFLICT, "payouts_not_ready"),
+            MarketError::Installed => (StatusCode::CONFLICT, "installed_bot"),
+        };
+        ApiError::new(status, code, message)
     }
 }
 
@@ -167,19 +163,6 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(found))
 }
 
-/// The caller's bot, or 404 (another tenant's is not found either).
-async fn own_bot(
-    state: &AdminState,
-    caller: &Caller,
-    id: &str,
-) -> Result<parla_engine::model::Bot, ApiError> {
-    state
-        .store
-        .get_bot(&caller.tenant, &BotId::from(id))
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such bot"))
-}
-
 fn checked(body: ListingBody, bot: &parla_engine::model::Bot) -> Result<ListingSpec, ApiError> {
     let title = match body.title {
         Some(t) => crate::routes::validate_text("title", &t, 120)?,
@@ -251,7 +234,7 @@ pub async fn put_listing(
     body: crate::body::Json<ListingBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
-    let bot = own_bot(&state, &caller, &path).await?;
+    let bot = crate::documents::owned_bot(&state, &caller, &path).await?;
     let spec = checked(body.into_inner(), &bot)?;
     let listing = state.engine.billing().put_listing(&bot, spec).await?;
     Ok(HttpResponse::Ok().json(listing))
@@ -268,7 +251,7 @@ pub async fn get_listing(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require("bots:read")?;
-    let bot = own_bot(&state, &caller, &path).await?;
+    let bot = crate::documents::owned_bot(&state, &caller, &path).await?;
     let listing = state.store.get_listing(&bot.id).await?.filter(|l| l.tenant_id == caller.tenant);
     let listing = listing.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "this bot is not listed")
@@ -287,7 +270,7 @@ pub async fn delete_listing(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
-    let bot = own_bot(&state, &caller, &path).await?;
+    let bot = crate::documents::owned_bot(&state, &caller, &path).await?;
     if !state.store.delete_listing(&caller.tenant, &bot.id).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "this bot is not listed"));
     }

@@ -241,18 +241,31 @@ pub(crate) async fn post_event(
 }
 
 fn subscription_event(id: &str, created: i64, tenant: &str, status: &str) -> String {
+    let marks = json!({"tenant_id": tenant, "kind": "workspace", "plan": "pro"});
+    subscription_event_of("sub_parla_1", id, created, marks, status)
+}
+
+/// A signed-to-be `customer.subscription.updated` event about subscription `sub`, carrying
+/// Parla's `marks` (its metadata), with periods on its item as API 2025-03-31 has them.
+pub(crate) fn subscription_event_of(
+    sub: &str,
+    id: &str,
+    created: i64,
+    marks: Value,
+    status: &str,
+) -> String {
     json!({
         "id": id,
         "object": "event",
         "type": "customer.subscription.updated",
         "created": created,
         "data": {"object": {
-            "id": "sub_parla_1",
+            "id": sub,
             "object": "subscription",
             "customer": "cus_parla_1",
             "status": status,
             "cancel_at_period_end": false,
-            "metadata": {"tenant_id": tenant, "kind": "workspace", "plan": "pro"},
+            "metadata": marks,
             "items": {"object": "list", "data": [{
                 "id": "si_1",
                 "price": {"id": "price_pro"},

@@ -6,33 +6,15 @@
 //! (and follows their changes), pauses when unpaid, and answers again when paid.
 
 use crate::billing::{
-    SECRET, post_event, signing_available, stripe_mock, stripe_signature, unix_now,
+    SECRET, post_event, signing_available, stripe_mock, stripe_signature, subscription_event_of,
+    unix_now,
 };
 use crate::common::*;
 use serde_json::{Value, json};
 
 fn subscription_event(id: &str, created: i64, buyer: &str, listing: &str, status: &str) -> String {
-    json!({
-        "id": id,
-        "object": "event",
-        "type": "customer.subscription.updated",
-        "created": created,
-        "data": {"object": {
-            "id": "sub_market_1",
-            "object": "subscription",
-            "customer": "cus_buyer",
-            "status": status,
-            "cancel_at_period_end": false,
-            "metadata": {"tenant_id": buyer, "kind": "bot", "listing": listing},
-            "items": {"object": "list", "data": [{
-                "id": "si_1",
-                "price": {"id": "price_x"},
-                "current_period_start": 1_800_000_000,
-                "current_period_end": 1_802_592_000,
-            }]},
-        }},
-    })
-    .to_string()
+    let marks = json!({"tenant_id": buyer, "kind": "bot", "listing": listing});
+    subscription_event_of("sub_market_1", id, created, marks, status)
 }
 
 async fn tenant_of(server: &TestServer, token: &str) -> String {
