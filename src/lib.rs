@@ -193,6 +193,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         if settings.billing.reconcile_secs > 0 && billing.payments().is_ok() {
             billing.spawn_reconciliation(Duration::from_secs(settings.billing.reconcile_secs));
         }
+        let metered = billing.plans().plans.iter().any(|p| !p.meters.is_empty());
+        if metered && settings.billing.meter_report_secs > 0 && billing.payments().is_ok() {
+            billing.spawn_metering(Duration::from_secs(settings.billing.meter_report_secs));
+        }
     }
     let engine = Engine::new(EngineParts {
         store: store.clone(),
@@ -583,6 +587,12 @@ fn billing(
                 .with_context(|| format!("billing.plans {:?}: unknown limit {name:?}", p.id))?;
             limits.insert(limit, *n);
         }
+        let mut meters = std::collections::BTreeMap::new();
+        for (name, event) in &p.meters {
+            let limit = Limit::parse(name)
+                .with_context(|| format!("billing.plans {:?}: unknown limit {name:?}", p.id))?;
+            meters.insert(limit, event.clone());
+        }
         plans.push(Plan {
             id: p.id.clone(),
             name: p.name.clone(),
@@ -590,6 +600,7 @@ fn billing(
             trial_days: p.trial_days,
             price_label: p.price_label.clone(),
             limits,
+            meters,
         });
     }
     let plans = Plans {

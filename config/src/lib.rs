@@ -544,6 +544,9 @@ pub struct BillingSettings {
     /// Every this many seconds the admin node re-reads every live subscription from Stripe and
     /// applies it (repairing an event it missed); 0: never.
     pub reconcile_secs: u64,
+    /// Every this many seconds the admin node reports metered usage (a plan's `meters`) to
+    /// Stripe; 0: never.
+    pub meter_report_secs: u64,
     /// The plans, in order from the smallest.
     pub plans: Vec<PlanSettings>,
 }
@@ -566,6 +569,10 @@ pub struct PlanSettings {
     /// unlimited.
     #[serde(default)]
     pub limits: std::collections::BTreeMap<String, u64>,
+    /// Monthly limits also billed by use: limit name (`conversations_per_month`,
+    /// `llm_tokens_per_month`) → the Stripe meter's `event_name` its usage is reported to.
+    #[serde(default)]
+    pub meters: std::collections::BTreeMap<String, String>,
 }
 
 impl BillingSettings {
@@ -595,6 +602,24 @@ impl BillingSettings {
                     ),
                 );
             }
+            for (name, event) in &plan.meters {
+                if !METERED_LIMITS.contains(&name.as_str()) {
+                    return invalid(
+                        "billing.plans",
+                        format!(
+                            "plan {:?}: {name:?} cannot be metered (only {})",
+                            plan.id,
+                            METERED_LIMITS.join(", ")
+                        ),
+                    );
+                }
+                if event.is_empty() || event.len() > 100 {
+                    return invalid(
+                        "billing.plans",
+                        format!("plan {:?}: a meter's event name is 1 to 100 characters", plan.id),
+                    );
+                }
+            }
         }
         if !(0.0..=100.0).contains(&self.platform_fee_percent) {
             return invalid("billing.platform_fee_percent", "must be 0 to 100".into());
@@ -608,6 +633,9 @@ impl BillingSettings {
         Ok(())
     }
 }
+
+/// The limits whose usage a plan may bill by use (the monthly ones).
+pub const METERED_LIMITS: [&str; 2] = ["conversations_per_month", "llm_tokens_per_month"];
 
 /// The limits a plan may set (the domain's `Limit`s by their wire names).
 pub const PLAN_LIMITS: [&str; 7] = [
@@ -635,6 +663,7 @@ impl std::fmt::Debug for BillingSettings {
             .field("platform_fee_percent", &self.platform_fee_percent)
             .field("timeout_ms", &self.timeout_ms)
             .field("reconcile_secs", &self.reconcile_secs)
+            .field("meter_report_secs", &self.meter_report_secs)
             .field("plans", &self.plans)
             .finish()
     }
@@ -967,6 +996,33 @@ mod tests {
             assert!(!serde_json::to_string(&s).expect("json").contains("hunter2"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn only_monthly_limits_are_billed_by_use() {
+        let plans = |meters: &str| {
+            format!(
+                "[billing]\ndefault_plan = \"free\"\n[[billing.plans]]\nid = \"free\"\nname = \"Free\"\n\
+                 [[billing.plans]]\nid = \"pro\"\nname = \"Pro\"\nstripe_price = \"price_pro\"\n\
+                 meters = {{ {meters} }}\n"
+            )
+        };
+        for (meters, ok) in [
+            ("conversations_per_month = \"parla_conversations\"", true),
+            ("llm_tokens_per_month = \"parla_tokens\"", true),
+            ("bots = \"parla_bots\"", false),
+            ("conversations_per_month = \"\"", false),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.create_file("parla.toml", &plans(meters))?;
+                let result = Settings::load(Some(std::path::Path::new("parla.toml")), &[]);
+                assert_eq!(result.is_ok(), ok, "{meters}: {result:?}");
+                if let Err(err) = result {
+                    assert!(err.to_string().contains("billing.plans"), "{err}");
+                }
+                Ok(())
+            });
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 pub(crate) const SECRET: &str = "whsec_parla_test";
 const ROTATED: &str = "whsec_parla_rotated";
 
-fn plan(id: &str, price: &str, limits: &[(&str, u64)]) -> PlanSettings {
+pub(crate) fn plan(id: &str, price: &str, limits: &[(&str, u64)]) -> PlanSettings {
     PlanSettings {
         id: id.into(),
         name: id.to_uppercase(),
@@ -21,10 +21,11 @@ fn plan(id: &str, price: &str, limits: &[(&str, u64)]) -> PlanSettings {
         trial_days: if price.is_empty() { 0 } else { 14 },
         price_label: String::new(),
         limits: limits.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        meters: Default::default(),
     }
 }
 
-async fn enforcing(
+pub(crate) async fn enforcing(
     free: &[(&str, u64)],
     tweak: impl FnOnce(&mut parla_config::Settings),
 ) -> TestServer {
@@ -49,7 +50,7 @@ fn refused(status: u16, body: &Value, limit: &str) {
     );
 }
 
-async fn new_bot(server: &TestServer, token: &str, name: &str) -> String {
+pub(crate) async fn new_bot(server: &TestServer, token: &str, name: &str) -> String {
     let (status, bot) = server.post("/api/bots", json!({"name": name}), Some(token)).await;
     assert_eq!(status, 201, "{bot}");
     let id = bot["id"].as_str().expect("id").to_owned();
@@ -60,7 +61,11 @@ async fn new_bot(server: &TestServer, token: &str, name: &str) -> String {
 }
 
 /// A visitor's first message: `Ok` when it was stored (echoed), else the error frame's code.
-async fn first_message(server: &TestServer, bot: &str, text: &str) -> Result<(), String> {
+pub(crate) async fn first_message(
+    server: &TestServer,
+    bot: &str,
+    text: &str,
+) -> Result<(), String> {
     let mut client = Client::connect(server.addr).await;
     client.hello(bot).await;
     client.say("first", text).await;
@@ -72,7 +77,7 @@ async fn first_message(server: &TestServer, bot: &str, text: &str) -> Result<(),
     }
 }
 
-fn used(report: &Value, limit: &str) -> (u64, Option<u64>) {
+pub(crate) fn used(report: &Value, limit: &str) -> (u64, Option<u64>) {
     let row = report["usage"]
         .as_array()
         .expect("usage")
@@ -240,7 +245,7 @@ pub(crate) async fn post_event(
     (status, body)
 }
 
-fn subscription_event(id: &str, created: i64, tenant: &str, status: &str) -> String {
+pub(crate) fn subscription_event(id: &str, created: i64, tenant: &str, status: &str) -> String {
     let marks = json!({"tenant_id": tenant, "kind": "workspace", "plan": "pro"});
     subscription_event_of("sub_parla_1", id, created, marks, status)
 }
@@ -284,16 +289,12 @@ async fn plan_now(server: &TestServer, token: &str) -> (String, Value) {
 
 /// Polls until the workspace's plan is `want` (events are applied from the queue, and the plan
 /// is cached for a few seconds).
-async fn until_plan(server: &TestServer, token: &str, want: &str) -> Value {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
+pub(crate) async fn until_plan(server: &TestServer, token: &str, want: &str) -> Value {
+    eventually(async || {
         let (plan, report) = plan_now(server, token).await;
-        if plan == want {
-            return report;
-        }
-        assert!(std::time::Instant::now() < deadline, "plan stayed {plan}, not {want}: {report}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+        if plan == want { Ok(report) } else { Err(format!("plan {plan}, not {want}: {report}")) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@ mod agent_routing;
 mod agents;
 mod analytics;
 mod billing;
+mod billing_stripe;
 mod cli;
 mod cluster;
 mod durability;

@@ -50,14 +50,7 @@ async fn ask(server: &TestServer, bot: &str, text: &str) -> Result<String, Strin
 
 /// Polls `check` until it is `Some` (events are applied from a queue).
 async fn until<T>(mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(std::time::Instant::now() < deadline, "never happened");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    eventually(async || check().await.ok_or_else(|| "not yet".to_owned())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

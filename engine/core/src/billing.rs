@@ -40,6 +40,15 @@ pub const CONVERSATIONS: &str = "conversations";
 /// Events applied per round of the queue.
 const BATCH: usize = 64;
 
+/// A periodic round of billing work.
+#[derive(Debug, Clone, Copy)]
+enum Round {
+    /// Live subscriptions re-read from the provider.
+    Reconcile,
+    /// Metered usage reported.
+    Meters,
+}
+
 /// What billing needs from configuration.
 #[derive(Debug, Clone)]
 pub struct BillingConfig {
@@ -175,11 +184,9 @@ impl Billing {
                 let invited = store.list_invitations(tenant).await?;
                 (members + invited.iter().filter(|i| i.expires_at > now).count()) as u64
             }
-            Limit::ConversationsPerMonth => {
-                let usage = store.usage(tenant, &month).await?;
-                usage.into_iter().find(|(m, _)| m == CONVERSATIONS).map_or(0, |(_, n)| n)
+            Limit::ConversationsPerMonth | Limit::LlmTokensPerMonth => {
+                self.used_in(tenant, limit, &month).await?
             }
-            Limit::LlmTokensPerMonth => store.token_usage(tenant, &month).await?,
             Limit::Documents => self.documents(tenant).await?.0,
             Limit::StorageMb => self.documents(tenant).await?.1.div_ceil(1 << 20),
             Limit::Channels => {
@@ -189,6 +196,23 @@ impl Billing {
                 }
                 count
             }
+        })
+    }
+
+    /// How much of a monthly limit the tenant used in `month` (`YYYY-MM`); 0 for the others.
+    pub(crate) async fn used_in(
+        &self,
+        tenant: &TenantId,
+        limit: Limit,
+        month: &str,
+    ) -> Result<u64, EngineError> {
+        Ok(match limit {
+            Limit::ConversationsPerMonth => {
+                let usage = self.store.usage(tenant, month).await?;
+                usage.into_iter().find(|(m, _)| m == CONVERSATIONS).map_or(0, |(_, n)| n)
+            }
+            Limit::LlmTokensPerMonth => self.store.token_usage(tenant, month).await?,
+            _ => 0,
         })
     }
 
@@ -434,13 +458,26 @@ impl Billing {
 
     /// Runs [`Billing::reconcile`] every `every`, until the runtime stops.
     pub fn spawn_reconciliation(self: &Arc<Self>, every: Duration) {
+        self.spawn_rounds(every, Round::Reconcile);
+    }
+
+    /// Runs [`Billing::report_usage`] every `every`, until the runtime stops.
+    pub fn spawn_metering(self: &Arc<Self>, every: Duration) {
+        self.spawn_rounds(every, Round::Meters);
+    }
+
+    fn spawn_rounds(self: &Arc<Self>, every: Duration, round: Round) {
         let billing = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                match billing.reconcile().await {
-                    Ok(n) => tracing::debug!(subscriptions = n, "billing reconciled"),
-                    Err(e) => tracing::warn!(error = %e, "billing reconciliation failed"),
+                let done = match round {
+                    Round::Reconcile => billing.reconcile().await,
+                    Round::Meters => billing.report_usage().await,
+                };
+                match done {
+                    Ok(n) => tracing::debug!(?round, n, "billing round done"),
+                    Err(e) => tracing::warn!(?round, error = %e, "billing round failed"),
                 }
             }
         });
@@ -550,8 +587,15 @@ impl Billing {
             event_created: created,
             updated_at: now_ms(),
         };
-        // A marketplace bot is installed once its subscription is in force.
+        // A marketplace bot is installed once its subscription is in force; a plan billed by
+        // use starts counting from now.
         let record = self.install(record).await?;
+        let grace = self.config.plans.grace_ms;
+        if record.in_force(now_ms(), grace)
+            && !held.as_ref().is_some_and(|h| h.in_force(now_ms(), grace))
+        {
+            self.start_metering(&record).await?;
+        }
         match self.store.put_subscription_if_newer(&record).await {
             Ok(written) => {
                 if written {

@@ -50,6 +50,7 @@ pub mod engine;
 pub mod feed;
 pub mod health;
 pub mod marketplace;
+pub mod metering;
 pub mod metrics;
 pub mod presence;
 pub mod responder;

@@ -93,6 +93,10 @@ pub struct Plan {
     pub price_label: String,
     #[schema(value_type = BTreeMap<String, u64>)]
     pub limits: PlanLimits,
+    /// Monthly limits also billed by use: the provider's meter (Stripe's `event_name`) each is
+    /// reported to. Operators' wiring, not shown to clients.
+    #[serde(skip)]
+    pub meters: BTreeMap<Limit, String>,
 }
 
 impl Plan {
@@ -123,6 +127,7 @@ impl Plans {
             trial_days: 0,
             price_label: String::new(),
             limits: PlanLimits::new(),
+            meters: BTreeMap::new(),
         };
         Self { plans: vec![free], default_plan: "free".into(), grace_ms: 7 * 86_400_000 }
     }
@@ -294,6 +299,18 @@ pub enum EventObject {
     Other,
 }
 
+/// Usage reported to one of the provider's meters (Stripe Meters): `value` more of
+/// `event_name` for `customer`, as of when the provider receives it. The provider counts one
+/// `identifier` once, so a report resent after a lost answer is not counted twice; a resent
+/// report is the same request, byte for byte (no time of sending in it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterReport {
+    pub event_name: String,
+    pub customer: String,
+    pub value: u64,
+    pub identifier: String,
+}
+
 /// A verified event as stored, waiting to be applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -407,4 +424,7 @@ pub trait Payments: Send + Sync + std::fmt::Debug + 'static {
 
     /// A Connect account's state: (charges enabled, payouts enabled, details submitted).
     async fn account(&self, id: &str) -> Result<(bool, bool, bool), PaymentError>;
+
+    /// Reports usage to a meter.
+    async fn report_usage(&self, report: &MeterReport) -> Result<(), PaymentError>;
 }

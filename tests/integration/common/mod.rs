@@ -18,6 +18,19 @@ use tokio_tungstenite::{
 /// How long a test waits for a frame before it fails (a hang guard, not a timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
+/// Polls `check` every 200 ms until it is `Ok` (work applied from a queue, a cache expiring),
+/// for at most [`PATIENCE`]; then fails with its last `Err`.
+pub async fn eventually<T>(mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match check().await {
+            Ok(found) => return found,
+            Err(why) => assert!(std::time::Instant::now() < deadline, "never happened: {why}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub running: Option<parla::Running>,

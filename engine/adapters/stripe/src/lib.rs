@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use parla_domain::billing::{
-    CheckoutRequest, EventObject, PaymentError, Payments, ProviderEvent, ProviderSubscription,
-    SubscriptionStatus,
+    CheckoutRequest, EventObject, MeterReport, PaymentError, Payments, ProviderEvent,
+    ProviderSubscription, SubscriptionStatus,
 };
 use parla_domain::model::TenantId;
 use serde_json::Value;
@@ -285,6 +285,21 @@ impl Payments for Stripe {
         let found = self.send(reqwest::Method::GET, &path, &[], None).await?;
         let flag = |name: &str| found[name].as_bool().unwrap_or(false);
         Ok((flag("charges_enabled"), flag("payouts_enabled"), flag("details_submitted")))
+    }
+
+    async fn report_usage(&self, report: &MeterReport) -> Result<(), PaymentError> {
+        let form = [
+            pair("event_name", &report.event_name),
+            pair("payload[stripe_customer_id]", &report.customer),
+            pair("payload[value]", report.value.to_string()),
+            pair("identifier", &report.identifier),
+        ];
+        // The identifier is the key too: a resent report is the same request (and the same
+        // meter event, which Stripe counts once). No `timestamp`: Stripe's default (when it
+        // receives the report) keeps a resent report identical, and a report made a month
+        // later than the usage (after an outage) is still accepted.
+        self.post("/v1/billing/meter_events", &form, &report.identifier).await?;
+        Ok(())
     }
 }
 
