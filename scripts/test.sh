@@ -126,7 +126,10 @@ if [ ! -x /usr/bin/chromium ]; then
     --no-install-recommends chromium </dev/null >/dev/null
 fi
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
-cargo build --locked -p parla
+# `cargo test` above built the binary (the integration tests start it) and left it at
+# target/debug/parla. `cargo build -p parla` would build the workspace a second time with other
+# features (the tests' dev-dependencies turn some on): about 5 minutes of a cold run.
+[ -x "$CARGO_TARGET_DIR/debug/parla" ] || cargo build --locked -p parla
 PARLA_BIN="$CARGO_TARGET_DIR/debug/parla" node --test --test-reporter=tap tests/browser/ 2>&1 \
   | tee "${CARGO_TARGET_DIR}/last-browser-test.log"
 passed=$((passed + $(awk '/^# pass /{s+=$3} END {print s+0}' "${CARGO_TARGET_DIR}/last-browser-test.log")))
