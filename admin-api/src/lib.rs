@@ -63,6 +63,7 @@ pub mod members;
 pub mod openapi;
 pub mod recovery;
 pub mod routes;
+pub mod subjects;
 pub mod totp;
 pub mod views;
 pub mod workspace;
@@ -228,6 +229,9 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}/channels", web::get().to(channels::list))
                 .route("/bots/{id}/channels", web::post().to(channels::create))
                 .route("/bots/{id}/channels/{channel_id}", web::delete().to(channels::delete))
+                .route("/data-subjects", web::get().to(subjects::find))
+                .route("/data-subjects/export", web::post().to(subjects::export))
+                .route("/data-subjects/erase", web::post().to(subjects::erase))
                 .route("/billing/plans", web::get().to(billing::plans))
                 .route("/billing/usage", web::get().to(billing::usage))
                 .route("/billing/checkout", web::post().to(billing::checkout))

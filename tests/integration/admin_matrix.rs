@@ -233,6 +233,19 @@ async fn no_credential_of_one_tenant_reaches_another_tenants_resources() {
         }
     }
     assert!(checked >= 5 * 18, "{checked} cross-tenant calls");
+    // A person is looked for in the caller's workspace only: B's conversation, named by its id,
+    // is neither found, exported nor erased by A's owner.
+    let query = json!({"query": b.conversation}).to_string();
+    let path = format!("/api/data-subjects?query={}", b.conversation);
+    let (status, found) = server.call("GET", &path, None, Some(&a.owner)).await;
+    assert_eq!((status, found["data"].as_array().map(Vec::len)), (200, Some(0)), "{found}");
+    let (status, _, archive) =
+        server.call_bytes("POST", "/api/data-subjects/export", Some(&query), Some(&a.owner)).await;
+    assert_eq!(status, 200);
+    assert!(!String::from_utf8_lossy(&archive).contains(b.conversation.as_str()));
+    let (status, erased) =
+        server.call("POST", "/api/data-subjects/erase", Some(&query), Some(&a.owner)).await;
+    assert_eq!((status, erased["conversations"].as_array().map(Vec::len)), (200, Some(0)));
     assert_eq!(snapshot(&server, &b).await, before, "B's data is untouched");
 
     // A's lists never show B's ids.
@@ -309,8 +322,12 @@ async fn keys_need_their_scopes_and_roles_their_rights() {
             }
             let (status, answer) =
                 server.call(&operation.method, &path, body.as_deref(), Some(token)).await;
-            // Reads for admins only: the keys, and who is invited.
-            if denied || matches!(operation.id.as_str(), "list_api_keys" | "list_invitations") {
+            // Reads for admins only: the keys, who is invited, a person's data.
+            let admin_read = matches!(
+                operation.id.as_str(),
+                "list_api_keys" | "list_invitations" | "find_data_subject"
+            );
+            if denied || admin_read {
                 assert_eq!(status, 403, "{who}: {} {path}: {answer}", operation.id);
                 assert_eq!(error_code(&answer), "forbidden");
             } else {

@@ -24,6 +24,7 @@ mod billing;
 mod billing_stripe;
 mod cli;
 mod cluster;
+mod data_subjects;
 mod durability;
 mod escalation;
 mod hardening;

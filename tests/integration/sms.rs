@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const NUMBER: &str = "+15005550006";
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const AUTH: &str = "twilio-auth-token-5e8f";
-const CONTACT: &str = "+393331234567";
+pub(crate) const CONTACT: &str = "+393331234567";
 
 /// Each message's form, as the double received it.
 type Forms = Arc<Mutex<Vec<Vec<(String, String)>>>>;
@@ -76,10 +76,10 @@ fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
 }
 
-struct Setup {
-    server: TestServer,
-    owner: String,
-    bot: String,
+pub(crate) struct Setup {
+    pub(crate) server: TestServer,
+    pub(crate) owner: String,
+    pub(crate) bot: String,
     webhook: String,
     sent: Forms,
 }
@@ -88,7 +88,7 @@ async fn setup() -> Setup {
     setup_with(|_| {}).await
 }
 
-async fn setup_with(tweak: impl FnOnce(&mut parla_config::Settings)) -> Setup {
+pub(crate) async fn setup_with(tweak: impl FnOnce(&mut parla_config::Settings)) -> Setup {
     let (base, sent) = twilio().await;
     let server = start_with(|s| {
         s.channels.twilio_api_base = base.clone();
@@ -131,7 +131,7 @@ async fn post_form(s: &Setup, params: &[(&str, &str)], sign: bool) -> (u16, Stri
 }
 
 /// An incoming SMS as Twilio posts it; `sign` false sends a wrong signature.
-async fn incoming(s: &Setup, sid: &str, text: &str, sign: bool) -> (u16, String) {
+pub(crate) async fn incoming(s: &Setup, sid: &str, text: &str, sign: bool) -> (u16, String) {
     let params = [
         ("AccountSid", SID),
         ("MessageSid", sid),

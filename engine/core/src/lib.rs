@@ -56,6 +56,7 @@ pub mod presence;
 pub mod responder;
 pub mod sentiment;
 pub mod store;
+pub mod subjects;
 mod supervisor;
 
 pub use engine::{Deletion, Engine, EngineParts, OpenRequest, Opened, Pending};

@@ -82,6 +82,7 @@ macro_rules! __store_conformance {
             subscriptions_take_only_newer_events,
             provider_events_are_queued_once,
             listings_are_global_and_deleted_by_their_tenant_only,
+            a_person_is_found_by_contact_and_form_and_forgotten_with_the_conversation,
         }
     };
 }
@@ -1666,4 +1667,62 @@ pub async fn links_are_read_without_being_taken(store: &dyn Store) {
     assert_eq!(store.take_one_time_token("ott-peek").await.expect("take"), Some(token));
     assert_eq!(store.one_time_token_by_digest("ott-peek").await.expect("read"), None, "taken");
     assert_eq!(store.one_time_token_by_digest("ott-none").await.expect("read"), None);
+}
+
+/// A channel contact and a form's fields index the person they name; another tenant's are never
+/// found; deleting the conversation forgets its keys and frees the contact.
+pub async fn a_person_is_found_by_contact_and_form_and_forgotten_with_the_conversation(
+    store: &dyn Store,
+) {
+    let t = TenantId::from("t-subjects");
+    let other = TenantId::from("t-subjects-other");
+    let conversation = |tenant: &TenantId, id: &str, source| Conversation {
+        id: id.into(),
+        tenant_id: tenant.clone(),
+        bot_id: BotId::from("b-subjects"),
+        resume_token_sha256: String::new(),
+        source,
+        user_agent: None,
+        started_at: 1,
+        handling: Handling::default(),
+        sentiment_sum: 0.0,
+        sentiment_count: 0,
+        stats: Default::default(),
+    };
+    let contact = |id: &'static str| {
+        let fresh = conversation(&t, id, Channel::Sms);
+        async move { store.contact_conversation("sms-subjects", "+39 333 1234567", &fresh).await }
+    };
+    let sms = contact("c-sms").await.expect("contact");
+    store.create_conversation(&conversation(&t, "c-web", Channel::Web)).await.expect("web");
+    let form = std::collections::BTreeMap::from([
+        ("email".to_owned(), "Mario.Rossi@example.com".to_owned()),
+        ("phone".to_owned(), "393331234567".to_owned()),
+    ]);
+    assert!(store.merge_user_data(&t, &ConversationId::from("c-web"), &form).await.expect("form"));
+    store.create_conversation(&conversation(&other, "c-other", Channel::Web)).await.expect("o");
+    assert!(
+        store.merge_user_data(&other, &ConversationId::from("c-other"), &form).await.expect("f")
+    );
+
+    let found = |tenant: TenantId, key: &'static str| async move {
+        let mut ids = store.subject_conversations(&tenant, key).await.expect("find");
+        ids.sort();
+        ids.into_iter().map(|c| c.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(found(t.clone(), "phone:393331234567").await, ["c-sms", "c-web"]);
+    assert_eq!(found(t.clone(), "email:mario.rossi@example.com").await, ["c-web"]);
+    assert_eq!(found(other.clone(), "phone:393331234567").await, ["c-other"]);
+    assert!(found(t.clone(), "email:someone.else@example.com").await.is_empty());
+
+    assert!(store.delete_conversation(&t, &sms.id).await.expect("delete"));
+    assert!(store.delete_conversation(&t, &ConversationId::from("c-web")).await.expect("delete"));
+    assert!(found(t.clone(), "phone:393331234567").await.is_empty());
+    assert!(found(t.clone(), "email:mario.rossi@example.com").await.is_empty());
+    assert_eq!(found(other, "phone:393331234567").await, ["c-other"], "another tenant's stay");
+    // The contact is free: its next message starts a new conversation.
+    let again = contact("c-sms2").await.expect("contact");
+    assert_eq!(again.id.as_str(), "c-sms2");
+    assert_eq!(found(t, "phone:393331234567").await, ["c-sms2"]);
+    store.reclaim_deleted().await.expect("reclaim");
 }

@@ -85,6 +85,10 @@ pub trait KnowledgeBase: Send + Sync + std::fmt::Debug + 'static {
     /// Probes the remote pieces retrieval depends on, each within `timeout`, for readiness:
     /// `(service, outcome)`. Local pieces are left out.
     async fn probe(&self, timeout: Duration) -> Vec<(&'static str, Result<(), String>)>;
+
+    /// Drops anything kept from these questions (their cached vectors): a person's words are
+    /// being erased.
+    fn forget_questions(&self, _questions: &[String]) {}
 }
 
 /// No knowledge base: nothing stored, nothing found (for engines that answer from intents

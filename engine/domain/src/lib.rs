@@ -59,6 +59,7 @@ pub mod presence;
 pub mod responder;
 pub mod sessions;
 pub mod store;
+pub mod subjects;
 pub mod text;
 
 /// The store port's conformance suite, run by every adapter's tests (feature `testkit`).

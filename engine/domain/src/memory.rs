@@ -30,7 +30,7 @@ use crate::model::{
 };
 use crate::store::{
     Accounts, Analytics, Appended, Billing, Catalog, ChannelState, Connections, Conversations,
-    Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, TokenUsage,
+    Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, Subjects, TokenUsage,
 };
 
 /// Devices notified per conversation at most (the newest), as the real adapters keep.
@@ -160,6 +160,9 @@ struct State {
     events_pending: BTreeMap<(i64, String), StoredEvent>,
     listings: BTreeMap<BotId, Listing>,
     connect_accounts: HashMap<TenantId, ConnectAccount>,
+    /// (tenant, subject key, conversation), and each conversation's keys.
+    subjects: BTreeSet<(TenantId, String, ConversationId)>,
+    subject_keys: HashMap<ConversationKey, BTreeSet<String>>,
 
     /// Calls of `append` so far.
     appends: usize,
@@ -247,12 +250,27 @@ impl State {
         self.attention.remove(&key);
         self.messages.remove(&key);
         self.client_ids.remove(&key);
-        self.conversation_contacts.remove(&key);
         self.channel_cursors.remove(&key);
         self.user_data.remove(&key);
         self.push_tokens.remove(&key);
         self.notes.remove(&key);
+        if let Some((connection, contact)) = self.conversation_contacts.remove(&key)
+            && self.contacts.get(&(connection.clone(), contact.clone())) == Some(id)
+        {
+            self.contacts.remove(&(connection, contact));
+        }
+        for subject in self.subject_keys.remove(&key).unwrap_or_default() {
+            self.subjects.remove(&(tenant.clone(), subject, id.clone()));
+        }
         true
+    }
+
+    /// Indexes `keys` as naming the person in conversation `id`.
+    fn index_subject(&mut self, tenant: &TenantId, id: &ConversationId, keys: Vec<String>) {
+        for subject in keys {
+            self.subjects.insert((tenant.clone(), subject.clone(), id.clone()));
+            self.subject_keys.entry(key(tenant, id)).or_default().insert(subject);
+        }
     }
 
     fn set_handling(&mut self, tenant: &TenantId, id: &ConversationId, h: &Handling) -> bool {
@@ -417,6 +435,8 @@ impl State {
         self.create_conversation(fresh)?;
         self.contacts.insert(mapping.clone(), fresh.id.clone());
         self.conversation_contacts.insert(key(&fresh.tenant_id, &fresh.id), mapping);
+        let subject = crate::subjects::contact_key(contact).into_iter().collect();
+        self.index_subject(&fresh.tenant_id, &fresh.id, subject);
         Ok(fresh.clone())
     }
 
@@ -757,6 +777,7 @@ impl Conversations for MemoryStore {
             }
             let data = s.user_data.entry(key).or_default();
             data.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            s.index_subject(tenant, id, crate::subjects::keys_of_fields(fields));
             true
         }))
     }
@@ -1395,6 +1416,28 @@ impl Billing for MemoryStore {
 
     async fn finish_event(&self, id: &str) -> StoreResult<()> {
         self.with(|s| s.events_pending.retain(|(_, e), _| e != id));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subjects for MemoryStore {
+    async fn subject_conversations(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> StoreResult<Vec<ConversationId>> {
+        let from = (tenant.clone(), subject.to_owned(), ConversationId::from(""));
+        Ok(self.with(|s| {
+            s.subjects
+                .range(from..)
+                .take_while(|(t, k, _)| t == tenant && k == subject)
+                .map(|(_, _, c)| c.clone())
+                .collect()
+        }))
+    }
+
+    async fn reclaim_deleted(&self) -> StoreResult<()> {
         Ok(())
     }
 }

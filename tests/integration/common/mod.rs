@@ -164,6 +164,17 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// Sends a raw HTTP/1.1 request (with `Connection: close`) and returns (status, head, body).
 pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let raw = raw_http_bytes(addr, request).await;
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    let chunked = head.to_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    (status, head.to_owned(), body)
+}
+
+/// Sends `request` as is and reads the whole answer.
+async fn raw_http_bytes(addr: SocketAddr, request: &str) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
@@ -171,12 +182,7 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, String, String) 
         .await
         .expect("http timeout")
         .expect("read");
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status line");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
-    let chunked = head.to_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
-    (status, head.to_owned(), body)
+    raw
 }
 
 /// The body of a `Transfer-Encoding: chunked` response (a streamed one), de-chunked.
@@ -490,6 +496,38 @@ impl TestServer {
     pub async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> (u16, Value) {
         self.call("POST", path, Some(&body.to_string()), bearer).await
     }
+
+    /// A request whose answer is not JSON (an archive): (status, lower-cased head, body bytes).
+    pub async fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        bearer: Option<&str>,
+    ) -> (u16, String, Vec<u8>) {
+        let raw = raw_http_bytes(self.addr, &request(self.addr, method, path, body, bearer)).await;
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+        assert!(!head.contains("transfer-encoding: chunked"), "a whole body: {head}");
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+        (status, head, raw[split + 4..].to_vec())
+    }
+}
+
+/// An HTTP/1.1 request's text with an optional JSON body and bearer token.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> String {
+    let body = body.unwrap_or("");
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// An HTTP/1.1 request to `addr`; returns (status, JSON body or `null` when empty).
@@ -513,14 +551,7 @@ pub async fn http_call_with_headers(
     bearer: Option<&str>,
 ) -> (u16, String, Value) {
     {
-        let body = body.unwrap_or("");
-        let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            addr,
-            body.len()
-        );
-        let (status, head, body) = raw_http(addr, &request).await;
+        let (status, head, body) = raw_http(addr, &request(addr, method, path, body, bearer)).await;
         let body = body.trim();
         let json = if body.is_empty() {
             Value::Null

@@ -176,6 +176,19 @@ rating?: (number | null)
 ratings: number
 })
 /**
+ * A conversation of the person.
+ */
+export type SubjectConversationView = (ConversationView & {
+/**
+ * What found it: `email`, `phone`, `name` or `conversation`.
+ */
+matched: string[]
+/**
+ * Messages stored.
+ */
+messages: number
+})
+/**
  * A subscription as Parla keeps it (the specification's Subscription), one per provider
  * subscription id, in the buying workspace.
  */
@@ -291,6 +304,7 @@ Document?: Document
 DocumentList?: DocumentList
 DocumentType?: DocumentType
 EmailBody?: EmailBody
+Erasure?: Erasure
 ErrorBody?: ErrorBody
 ErrorDetail?: ErrorDetail
 ExampleBody?: ExampleBody
@@ -360,6 +374,9 @@ Sender?: Sender
 Series?: Series
 Session?: Session
 SourceRef?: SourceRef
+SubjectConversationView?: SubjectConversationView
+SubjectList?: SubjectList
+SubjectQuery?: SubjectQuery
 SubscribeBody?: SubscribeBody
 Subscription?: Subscription
 SubscriptionKind?: SubscriptionKind
@@ -1038,6 +1055,23 @@ export interface EmailBody {
 email: string
 }
 /**
+ * What an erasure did (no content: who and what, for the record).
+ */
+export interface Erasure {
+/**
+ * Conversations deleted.
+ */
+conversations: string[]
+/**
+ * Conversations that could not be deleted now (retry the request).
+ */
+failed: string[]
+/**
+ * Messages they held.
+ */
+messages: number
+}
+/**
  * Every error: `{"error": {"code", "message", "details"}}`.
  */
 export interface ErrorBody {
@@ -1640,6 +1674,16 @@ refresh_token: string
  * Always `Bearer`.
  */
 token_type: string
+}
+export interface SubjectList {
+data: SubjectConversationView[]
+}
+export interface SubjectQuery {
+/**
+ * An email address, a phone number (with its country code), a name as given in a form,
+ * or a conversation's id.
+ */
+query?: string
 }
 export interface SubscribeBody {
 bot_id?: string

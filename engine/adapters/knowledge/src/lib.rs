@@ -86,6 +86,11 @@ pub struct Knowledge {
     questions: Mutex<HashMap<String, Arc<Vec<f32>>>>,
 }
 
+/// How a question is kept in the cache: its words, lower case, single-spaced.
+fn question_key(query: &str) -> String {
+    query.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
 /// Question vectors kept; past it the cache starts afresh (cheap, and popular questions come
 /// straight back).
 const QUESTION_CACHE: usize = 10_000;
@@ -281,7 +286,7 @@ impl Knowledge {
 
     /// The question's vector, from the cache or the embedder (empty when embedding failed).
     async fn question(&self, query: &str) -> Arc<Vec<f32>> {
-        let key = query.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let key = question_key(query);
         if let Some(vector) = self.questions.lock().get(&key) {
             return vector.clone();
         }
@@ -524,6 +529,13 @@ impl KnowledgeBase for Knowledge {
 
     async fn probe(&self, timeout: std::time::Duration) -> Vec<(&'static str, Result<(), String>)> {
         Knowledge::probe(self, timeout).await
+    }
+
+    fn forget_questions(&self, questions: &[String]) {
+        let mut cache = self.questions.lock();
+        for question in questions {
+            cache.remove(&question_key(question));
+        }
     }
 }
 

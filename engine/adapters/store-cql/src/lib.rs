@@ -85,7 +85,7 @@ use parla_domain::model::{
 };
 use parla_domain::store::{
     Accounts, Analytics, Appended, Catalog, ChannelState, Connections, Conversations, Credentials,
-    Documents, InboxIndex, StoreError, StoreResult, TokenUsage,
+    Documents, InboxIndex, StoreError, StoreResult, Subjects, TokenUsage,
 };
 
 /// Messages per partition of `messages` (`bucket = seq / MESSAGE_BUCKET`): a long conversation
@@ -725,6 +725,22 @@ impl CqlStore {
     /// Makes sure the conversation a contact claim names exists: written by whoever claimed
     /// it, or (if that one died or is still at it) from the claim's own copy, which is what
     /// makes the claim the commit point of [`ChannelState::contact_conversation`].
+    /// Indexes `subjects` as naming the person in conversation `id`: each key under the
+    /// conversation first, so its deletion finds every index row.
+    async fn index_subject(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+        subjects: impl Iterator<Item = String>,
+    ) -> StoreResult<()> {
+        let (t, c) = (tenant.as_str(), id.as_str());
+        for subject in subjects {
+            self.run(&self.st.index_subject_key, (t, c, subject.as_str())).await?;
+            self.run(&self.st.index_subject, (t, subject.as_str(), c)).await?;
+        }
+        Ok(())
+    }
+
     async fn complete_contact(
         &self,
         connection: &str,
@@ -736,6 +752,8 @@ impl CqlStore {
             return Ok(row.conversation);
         }
         self.run(&self.st.put_channel_conversation, (t, id, connection, contact)).await?;
+        let subject = parla_domain::subjects::contact_key(contact);
+        self.index_subject(&c.tenant_id, &c.id, subject.into_iter()).await?;
         match self.insert_conversation(c).await {
             Ok(()) => Ok(c.clone()),
             Err(StoreError::ConversationExists) => match self.conversation_row(t, id).await? {
@@ -1059,6 +1077,10 @@ impl Conversations for CqlStore {
         }
         self.run(&self.st.delete_notes, (t, c)).await?;
         self.run(&self.st.delete_push_tokens, (t, c)).await?;
+        for (subject,) in self.all::<(String,)>(&self.st.subject_keys_of, (t, c)).await? {
+            self.run(&self.st.unindex_subject, (t, subject.as_str(), c)).await?;
+        }
+        self.run(&self.st.delete_subject_keys, (t, c)).await?;
         self.run(&self.st.delete_channel_cursor, (t, c)).await?;
         let deleted = self.cas(&self.st.delete_conversation, (t, c)).await?.applied;
         // The index rows last: until the record is gone its bot's listing must still find it
@@ -1195,7 +1217,12 @@ impl Conversations for CqlStore {
         fields: &BTreeMap<String, String>,
     ) -> StoreResult<bool> {
         let values = (fields, tenant.as_str(), id.as_str());
-        Ok(self.cas(&self.st.merge_user_data, values).await?.applied)
+        let merged = self.cas(&self.st.merge_user_data, values).await?.applied;
+        if merged {
+            let subjects = parla_domain::subjects::keys_of_fields(fields);
+            self.index_subject(tenant, id, subjects.into_iter()).await?;
+        }
+        Ok(merged)
     }
 
     async fn user_data(
@@ -1916,5 +1943,25 @@ impl TokenUsage for CqlStore {
         let found =
             self.one::<(Option<Counter>,)>(&self.st.get_token_usage, (tenant.as_str(), month));
         Ok(found.await?.and_then(|(c,)| c).map_or(0, |Counter(n)| u64::try_from(n).unwrap_or(0)))
+    }
+}
+
+#[async_trait]
+impl Subjects for CqlStore {
+    async fn subject_conversations(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> StoreResult<Vec<ConversationId>> {
+        let rows = self
+            .all::<(String,)>(&self.st.subject_conversations, (tenant.as_str(), subject))
+            .await?;
+        Ok(rows.into_iter().map(|(c,)| ConversationId::from(c.as_str())).collect())
+    }
+
+    /// Deleted rows are tombstones until compaction drops them after `gc_grace_seconds`
+    /// (docs/deploy.md): nothing this node can speed up safely.
+    async fn reclaim_deleted(&self) -> StoreResult<()> {
+        Ok(())
     }
 }

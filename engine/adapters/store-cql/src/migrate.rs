@@ -28,6 +28,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_auth_hardening", include_str!("../../../../schema-cql/0005_auth_hardening.cql")),
     ("0006_billing", include_str!("../../../../schema-cql/0006_billing.cql")),
     ("0007_marketplace", include_str!("../../../../schema-cql/0007_marketplace.cql")),
+    ("0008_subjects", include_str!("../../../../schema-cql/0008_subjects.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.

@@ -134,6 +134,17 @@ statements! {
     delete_channel_cursor = "DELETE FROM channel_cursors WHERE tenant_id = ? \
         AND conversation_id = ?";
 
+    index_subject = "INSERT INTO subjects (tenant_id, subject, conversation_id) VALUES (?, ?, ?)";
+    index_subject_key = "INSERT INTO subject_keys (tenant_id, conversation_id, subject) \
+        VALUES (?, ?, ?)";
+    subject_conversations = "SELECT conversation_id FROM subjects WHERE tenant_id = ? \
+        AND subject = ?";
+    subject_keys_of = "SELECT subject FROM subject_keys WHERE tenant_id = ? \
+        AND conversation_id = ?";
+    unindex_subject = "DELETE FROM subjects WHERE tenant_id = ? AND subject = ? \
+        AND conversation_id = ?";
+    delete_subject_keys = "DELETE FROM subject_keys WHERE tenant_id = ? AND conversation_id = ?";
+
     claim_email = "INSERT INTO account_emails (email, tenant_id, account_id, claimed_at) \
         VALUES (?, ?, ?, ?) IF NOT EXISTS";
     take_over_email = "UPDATE account_emails SET tenant_id = ?, account_id = ?, claimed_at = ? \

@@ -13,6 +13,8 @@
 
 use std::{collections::BTreeMap, path::Path, sync::Arc};
 
+use parking_lot::RwLock;
+
 use async_trait::async_trait;
 use redb::{
     Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
@@ -30,7 +32,7 @@ use parla_domain::model::{
 };
 use parla_domain::store::{
     Accounts, Analytics, Appended, Billing, Catalog, ChannelState, Connections, Conversations,
-    Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, TokenUsage,
+    Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, Subjects, TokenUsage,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -146,6 +148,11 @@ const ANALYTICS: TableDefinition<(&str, i64, &str, &str), &[u8]> =
 /// (tenant, hour, bot, intent) → (hits, sum of confidences).
 const INTENT_COUNTS: TableDefinition<(&str, i64, &str, &str), (i64, f64)> =
     TableDefinition::new("analytics_intents");
+/// (tenant, subject key, conversation) → 0: the conversations holding an identifier of a person
+/// (`parla_domain::subjects`), written with the contact or form that carries it.
+const SUBJECTS: TableDefinition<(&str, &str, &str), u8> = TableDefinition::new("subjects");
+/// (tenant, conversation, subject key) → 0: a conversation's keys, dropped with it.
+const SUBJECT_KEYS: TableDefinition<(&str, &str, &str), u8> = TableDefinition::new("subject_keys");
 /// (tenant, stored at, conversation, seq) → bot: visitor messages no intent matched.
 const UNMATCHED: TableDefinition<(&str, i64, &str, u64), &str> =
     TableDefinition::new("analytics_unmatched");
@@ -169,6 +176,8 @@ enum WriteOp {
     DeleteBot(TenantId, BotId),
     CreateConversation(Conversation),
     DeleteConversation(TenantId, ConversationId),
+    /// Not a write: the writer compacts the file (see [`compact`]).
+    Compact,
     Append(Message),
     CreateAccount(Account),
     UpdateAccount(Account),
@@ -243,7 +252,9 @@ struct WriteRequest {
 /// The embedded redb store. Cloning shares the database and its writer.
 #[derive(Clone)]
 pub struct RedbStore {
-    db: Arc<Database>,
+    /// Read-locked by every transaction, write-locked only to compact the file (which needs it
+    /// alone).
+    db: Arc<RwLock<Database>>,
     /// Bounded so that a stalled disk becomes backpressure on the actors, not memory growth.
     writer: mpsc::Sender<WriteRequest>,
 }
@@ -258,7 +269,7 @@ impl RedbStore {
     /// Opens (or creates) `dir/parla.redb` and starts the writer thread.
     pub fn open(dir: &Path, max_batch: usize, queue: usize) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let db = Arc::new(Database::create(dir.join("parla.redb")).map_err(backend)?);
+        let db = Database::create(dir.join("parla.redb")).map_err(backend)?;
         // A file written before analytics existed has conversations but no counters; one from
         // before the attention index has conversations but no index.
         let (counted, indexed) = {
@@ -319,6 +330,8 @@ impl RedbStore {
             txn.open_table(EVENTS_PENDING).map_err(backend)?;
             txn.open_table(LISTINGS).map_err(backend)?;
             txn.open_table(CONNECT_ACCOUNTS).map_err(backend)?;
+            txn.open_table(SUBJECTS).map_err(backend)?;
+            txn.open_table(SUBJECT_KEYS).map_err(backend)?;
         }
         if !indexed {
             let n = backfill_attention(&txn)?;
@@ -339,6 +352,7 @@ impl RedbStore {
         txn.commit().map_err(backend)?;
 
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let db = Arc::new(RwLock::new(db));
         let writer_db = db.clone();
         let max_batch = max_batch.max(1);
         std::thread::Builder::new()
@@ -363,7 +377,7 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
     {
-        f(&self.db)
+        f(&self.db.read())
     }
 
     /// A read that may scan much (a document's content, every chunk of a bot, a whole
@@ -375,7 +389,7 @@ impl RedbStore {
         F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
     {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(backend)?
+        tokio::task::spawn_blocking(move || f(&db.read())).await.map_err(backend)?
     }
 }
 
@@ -396,8 +410,25 @@ fn backfill_attention(txn: &WriteTransaction) -> StoreResult<usize> {
     Ok(n)
 }
 
+/// Indexes `subjects` as naming the person in conversation `id`.
+fn index_subject(
+    txn: &Txn,
+    tenant: &TenantId,
+    id: &ConversationId,
+    subjects: impl Iterator<Item = String>,
+) -> StoreResult<()> {
+    let (t, c) = (tenant.as_str(), id.as_str());
+    let mut keys = txn.open_table(SUBJECT_KEYS).map_err(backend)?;
+    let mut index = txn.open_table(SUBJECTS).map_err(backend)?;
+    for subject in subjects {
+        keys.insert((t, c, subject.as_str()), 0).map_err(backend)?;
+        index.insert((t, subject.as_str(), c), 0).map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// The group-commit loop: one transaction and one fsync per batch of queued writes.
-fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteRequest>, max_batch: usize) {
+fn writer_loop(db: &RwLock<Database>, mut rx: mpsc::Receiver<WriteRequest>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -407,7 +438,18 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteRequest>, max_batch: u
                 Err(_) => break,
             }
         }
-        match apply_batch(db, &batch) {
+        let compactions: Vec<_> =
+            batch.extract_if(.., |r| matches!(r.op, WriteOp::Compact)).collect();
+        if !compactions.is_empty() {
+            let compacted = compact(&mut db.write());
+            for req in compactions {
+                let _ = req.reply.send(compacted.clone().map(|()| Outcome::Done));
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match apply_batch(&db.read(), &batch) {
             Ok(results) => {
                 for (req, result) in batch.drain(..).zip(results) {
                     let _ = req.reply.send(result);
@@ -421,6 +463,19 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<WriteRequest>, max_batch: u
             }
         }
     }
+}
+
+/// Rewrites the file without its free pages, so what was deleted is not left on disk: every
+/// live page moves to the front and the file is cut after the last one. Needs the database
+/// alone (no transaction open), which the write lock gives.
+fn compact(db: &mut Database) -> StoreResult<()> {
+    let started = std::time::Instant::now();
+    let mut rounds = 0;
+    while db.compact().map_err(backend)? {
+        rounds += 1;
+    }
+    tracing::info!(rounds, ms = started.elapsed().as_millis() as u64, "store file compacted");
+    Ok(())
 }
 
 /// Applies every write of a batch in one transaction. Each op checks before it writes, so an op
@@ -576,10 +631,34 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
             for cid in &ids {
                 client_ids.remove((t, c, cid.as_str())).map_err(backend)?;
             }
-            txn.open_table(CONVERSATION_CONTACTS)
+            let contact = txn
+                .open_table(CONVERSATION_CONTACTS)
                 .map_err(backend)?
                 .remove((t, c))
-                .map_err(backend)?;
+                .map_err(backend)?
+                .map(|v| {
+                    let (connection, contact) = v.value();
+                    (connection.to_owned(), contact.to_owned())
+                });
+            if let Some((connection, contact)) = contact {
+                let mut contacts = txn.open_table(CONTACTS).map_err(backend)?;
+                let key = (connection.as_str(), contact.as_str());
+                if contacts.get(key).map_err(backend)?.is_some_and(|v| v.value() == c) {
+                    contacts.remove(key).map_err(backend)?;
+                }
+            }
+            let mut keys = txn.open_table(SUBJECT_KEYS).map_err(backend)?;
+            let subjects: Vec<String> = keys
+                .range((t, c, "")..=(t, c, "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|entry| entry.map(|(k, _)| k.value().2.to_owned()).map_err(backend))
+                .collect::<StoreResult<_>>()?;
+            let mut index = txn.open_table(SUBJECTS).map_err(backend)?;
+            for subject in &subjects {
+                keys.remove((t, c, subject.as_str())).map_err(backend)?;
+                index.remove((t, subject.as_str(), c)).map_err(backend)?;
+            }
+            drop((keys, index));
             txn.open_table(CHANNEL_CURSORS).map_err(backend)?.remove((t, c)).map_err(backend)?;
             txn.open_table(USER_DATA).map_err(backend)?.remove((t, c)).map_err(backend)?;
             let mut tokens = txn.open_table(PUSH_TOKENS).map_err(backend)?;
@@ -604,6 +683,8 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
             return Ok(Outcome::Existed(true));
         }
         WriteOp::Append(m) => return append(txn, m).map(Outcome::Appended),
+        // Taken out of every batch by the writer.
+        WriteOp::Compact => return Err(StoreError::Backend("compaction inside a batch".into())),
         WriteOp::CreateAccount(a) => {
             let mut emails = txn.open_table(ACCOUNT_EMAILS).map_err(backend)?;
             if emails.get(a.email.as_str()).map_err(backend)?.is_some() {
@@ -724,6 +805,8 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                 .map_err(backend)?
                 .insert((fresh.tenant_id.as_str(), fresh.id.as_str()), key)
                 .map_err(backend)?;
+            let subject = parla_domain::subjects::contact_key(contact);
+            index_subject(txn, &fresh.tenant_id, &fresh.id, subject.into_iter())?;
             return Ok(Outcome::Conversation(Box::new(fresh.clone())));
         }
         WriteOp::SetDelivery(tenant, id, seq, connection, delivery) => {
@@ -835,6 +918,9 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
                 .unwrap_or_default();
             data.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
             table.insert(key, encode(&data)?.as_slice()).map_err(backend)?;
+            drop(table);
+            let subjects = parla_domain::subjects::keys_of_fields(fields);
+            index_subject(txn, tenant, id, subjects.into_iter())?;
             return Ok(Outcome::Existed(true));
         }
         WriteOp::SetChannelCursor(tenant, id, seq) => {
@@ -2401,6 +2487,35 @@ impl Billing for RedbStore {
 
     async fn finish_event(&self, id: &str) -> StoreResult<()> {
         self.write(WriteOp::FinishEvent(id.to_owned())).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl Subjects for RedbStore {
+    async fn subject_conversations(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> StoreResult<Vec<ConversationId>> {
+        let (tenant, subject) = (tenant.clone(), subject.to_owned());
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let index = txn.open_table(SUBJECTS).map_err(backend)?;
+            let (t, k) = (tenant.as_str(), subject.as_str());
+            index
+                .range((t, k, "")..=(t, k, "\u{10FFFF}"))
+                .map_err(backend)?
+                .map(|entry| entry.map(|(key, _)| key.value().2.into()).map_err(backend))
+                .collect()
+        })
+        .await
+    }
+
+    async fn reclaim_deleted(&self) -> StoreResult<()> {
+        match self.write(WriteOp::Compact).await? {
+            Outcome::Done => Ok(()),
+            other => Err(StoreError::Backend(format!("compaction returned {other:?}"))),
+        }
     }
 }
 

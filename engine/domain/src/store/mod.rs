@@ -25,6 +25,7 @@ mod credentials;
 mod documents;
 mod inbox;
 mod listings;
+mod subjects;
 mod token_usage;
 
 pub use accounts::Accounts;
@@ -38,6 +39,7 @@ pub use credentials::Credentials;
 pub use documents::Documents;
 pub use inbox::InboxIndex;
 pub use listings::Listings;
+pub use subjects::Subjects;
 pub use token_usage::TokenUsage;
 
 /// Why a store call failed.
@@ -113,6 +115,7 @@ pub trait Store:
     + TokenUsage
     + Billing
     + Listings
+    + Subjects
 {
 }
 
@@ -130,5 +133,6 @@ impl<T> Store for T where
         + TokenUsage
         + Billing
         + Listings
+        + Subjects
 {
 }
