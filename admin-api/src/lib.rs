@@ -44,6 +44,7 @@
 //! concurrent requests never undo one another.
 
 pub mod analytics;
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod body;
@@ -163,6 +164,10 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
         let count_errors = actix_web::middleware::from_fn(move |req, next| {
             count_errors(engine.clone(), req, next)
         });
+        let audited = state.clone();
+        let audit = actix_web::middleware::from_fn(move |req, next| {
+            audit::record(audited.clone(), req, next)
+        });
         console::configure(cfg);
         // Stripe's events: no bearer token (the signature is checked), a body of its own size.
         cfg.service(
@@ -173,6 +178,7 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
         );
         cfg.service(
             web::scope("/api")
+                .wrap(audit)
                 .wrap(count_errors)
                 .app_data(web::Data::from(state))
                 .app_data(json)
@@ -229,6 +235,7 @@ pub fn configure(state: Arc<AdminState>) -> impl FnOnce(&mut web::ServiceConfig)
                 .route("/bots/{id}/channels", web::get().to(channels::list))
                 .route("/bots/{id}/channels", web::post().to(channels::create))
                 .route("/bots/{id}/channels/{channel_id}", web::delete().to(channels::delete))
+                .route("/audit-log", web::get().to(audit::list))
                 .route("/data-subjects", web::get().to(subjects::find))
                 .route("/data-subjects/export", web::post().to(subjects::export))
                 .route("/data-subjects/erase", web::post().to(subjects::erase))

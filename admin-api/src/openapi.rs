@@ -24,7 +24,7 @@ use utoipa::{
 };
 
 use crate::{
-    analytics, billing, bots, canned, channels, conversations, documents, handover, keys,
+    analytics, audit, billing, bots, canned, channels, conversations, documents, handover, keys,
     marketplace, members, recovery, routes, subjects, totp, workspace,
 };
 
@@ -64,7 +64,7 @@ use crate::{
         marketplace::browse, marketplace::get, marketplace::put_listing, marketplace::get_listing,
         marketplace::delete_listing, marketplace::connect, marketplace::connect_status,
         marketplace::subscribe, marketplace::cancel,
-        subjects::find, subjects::export, subjects::erase,
+        subjects::find, subjects::export, subjects::erase, audit::list,
     ),
     components(schemas(crate::views::ErrorBody)),
     modifiers(&Conventions),
@@ -81,7 +81,7 @@ use crate::{
         (name = "knowledge", description = "A bot's documents, answered from when no intent matches"),
         (name = "billing", description = "The workspace's plan, its usage against the plan's limits, checkout and the customer portal (Stripe)"),
         (name = "marketplace", description = "Creators list bots and get paid (Stripe Connect); buyers browse (no sign-in), subscribe and get the bot installed"),
-        (name = "data-protection", description = "A person's data in the workspace: found by email, phone, name or conversation id, exported as one archive, erased everywhere"),
+        (name = "data-protection", description = "A person's data in the workspace: found by email, phone, name or conversation id, exported as one archive, erased everywhere; the audit log of who did what"),
         (name = "analytics", description = "A tenant's numbers, kept as counters while messages flow; export as CSV or JSON"),
     ),
 )]

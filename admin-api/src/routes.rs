@@ -35,6 +35,8 @@ pub struct Caller {
     /// The session epoch of a person's access token: a change made on their behalf checks it
     /// again on the account as it is written (a password reset racing it ends it).
     pub session_epoch: Option<u64>,
+    /// The API key's id, when authenticated with one.
+    pub key: Option<String>,
 }
 
 impl Caller {
@@ -97,7 +99,20 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { caller(&req).await })
+        Box::pin(async move {
+            let caller = caller(&req).await?;
+            // For the audit log's middleware, once the handler has answered.
+            let actor = match &caller.account {
+                Some(account) => parla_domain::audit::AuditActor::Account(account.to_string()),
+                None => {
+                    parla_domain::audit::AuditActor::ApiKey(caller.key.clone().unwrap_or_default())
+                }
+            };
+            use actix_web::HttpMessage;
+            req.extensions_mut()
+                .insert(crate::audit::Identity { tenant: caller.tenant.clone(), actor });
+            Ok(caller)
+        })
     }
 }
 
@@ -139,6 +154,7 @@ async fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
             role: Role::Admin,
             scopes: Some(key.scopes),
             session_epoch: None,
+            key: Some(key.id.to_string()),
         });
     }
     let (caller, _) = person(state, token).await?;
@@ -167,6 +183,7 @@ pub async fn person(state: &AdminState, token: &str) -> Result<(Caller, u64), Ap
         role: account.role,
         scopes: None,
         session_epoch: Some(claims.sep),
+        key: None,
     };
     Ok((caller, claims.exp))
 }

@@ -87,11 +87,14 @@ pub async fn find(
 pub async fn export(
     state: web::Data<AdminState>,
     caller: Caller,
+    req: actix_web::HttpRequest,
     body: crate::body::Json<SubjectQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
     let query = body.checked()?;
     let found = state.engine.export_subject(&caller.tenant, query).await?;
+    let ids: Vec<_> = found.iter().map(|c| c.conversation.id.clone()).collect();
+    crate::audit::note(&req, serde_json::json!({ "conversations": ids }));
     let archive = archive(&found).map_err(|e| {
         tracing::error!(error = %e, "could not write a data-subject archive");
         ApiError::new(
@@ -116,11 +119,21 @@ pub async fn export(
 pub async fn erase(
     state: web::Data<AdminState>,
     caller: Caller,
+    req: actix_web::HttpRequest,
     body: crate::body::Json<SubjectQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin_person()?;
     let query = body.checked()?;
     let erasure = state.engine.erase_subject(&caller.tenant, query, ERASE_WAIT).await?;
+    // What was found, for the record; not the query (it names the person).
+    crate::audit::note(
+        &req,
+        serde_json::json!({
+            "conversations": erasure.conversations,
+            "messages": erasure.messages,
+            "failed": erasure.failed,
+        }),
+    );
     tracing::info!(
         conversations = erasure.conversations.len(),
         messages = erasure.messages,

@@ -189,6 +189,19 @@ async fn found_exported_erased(s: &crate::sms::Setup, on_disk: bool) {
         assert_eq!(status, 404);
     }
     assert_eq!(overview(owner).await, before, "counters hold no personal data and stay");
+    // Recorded: who exported and erased, and what was found — not the query nor the words.
+    let (_, log) = server
+        .call("GET", "/api/audit-log?action=POST%20/api/data-subjects", None, Some(owner))
+        .await;
+    let entries = log["data"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{log}");
+    assert_eq!(entries[0]["action"], "POST /api/data-subjects/erase");
+    assert_eq!(entries[0]["details"]["conversations"].as_array().map(Vec::len), Some(2));
+    assert_eq!(entries[1]["action"], "POST /api/data-subjects/export");
+    let text = log.to_string();
+    for needle in ["3331234567", "zebra", "quokka", "Rossi", "rossi"] {
+        assert!(!text.contains(needle), "the log holds no {needle:?}: {text}");
+    }
     // Not on disk: the store's file was compacted after the deletion.
     for needle in ["zebra-marmalade-4217", "quokka-lasagne-9981", "mario.rossi@example.com", EMAIL]
     {

@@ -20,6 +20,7 @@ mod admin_webhooks;
 mod agent_routing;
 mod agents;
 mod analytics;
+mod audit;
 mod billing;
 mod billing_stripe;
 mod cli;

@@ -83,6 +83,7 @@ macro_rules! __store_conformance {
             provider_events_are_queued_once,
             listings_are_global_and_deleted_by_their_tenant_only,
             a_person_is_found_by_contact_and_form_and_forgotten_with_the_conversation,
+            the_audit_log_is_appended_per_tenant_and_read_newest_first,
         }
     };
 }
@@ -1725,4 +1726,34 @@ pub async fn a_person_is_found_by_contact_and_form_and_forgotten_with_the_conver
     assert_eq!(again.id.as_str(), "c-sms2");
     assert_eq!(found(t, "phone:393331234567").await, ["c-sms2"]);
     store.reclaim_deleted().await.expect("reclaim");
+}
+
+/// Audit entries are kept per tenant, once per id, and read newest first a page at a time.
+pub async fn the_audit_log_is_appended_per_tenant_and_read_newest_first(store: &dyn Store) {
+    use crate::audit::{AuditActor, AuditEntry};
+    let t = TenantId::from("t-audit");
+    let entry = |tenant: &TenantId, n: u32| AuditEntry {
+        id: format!("0190-audit-{n:04}"),
+        tenant_id: tenant.clone(),
+        at: i64::from(n),
+        actor: AuditActor::Account("a1".into()),
+        ip: Some("192.0.2.1".into()),
+        action: "PATCH /api/bots/{id}".into(),
+        target: format!("/api/bots/b{n}"),
+        details: serde_json::json!({"status": 200}),
+    };
+    for n in 1..=5 {
+        store.append_audit(&entry(&t, n)).await.expect("append");
+    }
+    store.append_audit(&entry(&t, 3)).await.expect("again: kept once");
+    store.append_audit(&entry(&TenantId::from("t-audit-other"), 9)).await.expect("other");
+    let ids = |page: Vec<AuditEntry>| page.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let first = store.list_audit(&t, None, 2).await.expect("list");
+    assert_eq!(first[0], entry(&t, 5), "whole entries");
+    assert_eq!(ids(first), ["0190-audit-0005", "0190-audit-0004"]);
+    let next = store.list_audit(&t, Some("0190-audit-0004"), 10).await.expect("list");
+    assert_eq!(ids(next), ["0190-audit-0003", "0190-audit-0002", "0190-audit-0001"]);
+    assert!(
+        store.list_audit(&TenantId::from("t-audit-none"), None, 10).await.expect("l").is_empty()
+    );
 }

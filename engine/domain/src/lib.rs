@@ -44,6 +44,7 @@
 
 pub mod agents;
 pub mod analytics;
+pub mod audit;
 pub mod billing;
 pub mod bus;
 pub mod channels;

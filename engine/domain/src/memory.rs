@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use crate::analytics::{self, CounterRow, Counters, Effect, IntentRow};
+use crate::audit::AuditEntry;
 use crate::billing::{StoredEvent, Subscription};
 use crate::marketplace::{ConnectAccount, Listing};
 use crate::model::{
@@ -29,8 +30,9 @@ use crate::model::{
     now_ms,
 };
 use crate::store::{
-    Accounts, Analytics, Appended, Billing, Catalog, ChannelState, Connections, Conversations,
-    Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, Subjects, TokenUsage,
+    Accounts, Analytics, Appended, AuditLog, Billing, Catalog, ChannelState, Connections,
+    Conversations, Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, Subjects,
+    TokenUsage,
 };
 
 /// Devices notified per conversation at most (the newest), as the real adapters keep.
@@ -163,6 +165,7 @@ struct State {
     /// (tenant, subject key, conversation), and each conversation's keys.
     subjects: BTreeSet<(TenantId, String, ConversationId)>,
     subject_keys: HashMap<ConversationKey, BTreeSet<String>>,
+    audit: BTreeMap<(TenantId, String), AuditEntry>,
 
     /// Calls of `append` so far.
     appends: usize,
@@ -1417,6 +1420,33 @@ impl Billing for MemoryStore {
     async fn finish_event(&self, id: &str) -> StoreResult<()> {
         self.with(|s| s.events_pending.retain(|(_, e), _| e != id));
         Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for MemoryStore {
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let key = (entry.tenant_id.clone(), entry.id.clone());
+        self.with(|s| {
+            s.audit.entry(key).or_insert_with(|| entry.clone());
+        });
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        Ok(self.with(|s| {
+            of_tenant(&s.audit, tenant)
+                .filter(|(id, _)| before.is_none_or(|b| id.as_str() < b))
+                .rev()
+                .take(limit)
+                .map(|(_, e)| e.clone())
+                .collect()
+        }))
     }
 }
 

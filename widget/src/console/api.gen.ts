@@ -26,6 +26,22 @@ export type PresenceStatus = ("online" | "away" | "offline")
  */
 export type Assignment = ("manual" | "round_robin" | "least_loaded")
 export type WidgetPosition = ("bottom-right" | "bottom-left")
+/**
+ * Who acted.
+ */
+export type AuditActor = ({
+/**
+ * A member, by account id.
+ */
+id: string
+kind: "account"
+} | {
+/**
+ * An integration, by API key id.
+ */
+id: string
+kind: "api_key"
+})
 export type BotCategory = ("CUSTOMER_SUPPORT" | "SALES" | "HR" | "EDUCATION" | "HEALTHCARE" | "CUSTOM")
 /**
  * A bot. Globally unique, because a widget connects knowing only the bot id.
@@ -261,6 +277,9 @@ ApiKeyList?: ApiKeyList
 ApiKeyView?: ApiKeyView
 Appearance?: Appearance
 Assignment?: Assignment
+AuditActor?: AuditActor
+AuditEntry?: AuditEntry
+AuditPage?: AuditPage
 Bot?: Bot
 BotBody?: BotBody
 BotCategory?: BotCategory
@@ -537,6 +556,50 @@ position?: (null | WidgetPosition)
  * The widget's title bar, 1 to 100 characters.
  */
 title?: (string | null)
+}
+/**
+ * One entry.
+ */
+export interface AuditEntry {
+/**
+ * What was done: the route (`PATCH /api/bots/{id}`) or a named action
+ * (`data_subject.erase`).
+ */
+action: string
+actor: AuditActor
+/**
+ * Unix milliseconds.
+ */
+at: number
+/**
+ * The answer's status, and what the action reports (counts, never content).
+ */
+details: {
+
+}
+/**
+ * Time-ordered (a UUIDv7): newer entries sort after older ones.
+ */
+id: string
+/**
+ * The client's address as the server saw it (through trusted proxies).
+ */
+ip?: (string | null)
+/**
+ * What it was done to: the request's path with its ids (`/api/bots/b_123`).
+ */
+target: string
+tenant_id: string
+}
+export interface AuditPage {
+/**
+ * Newest first.
+ */
+data: AuditEntry[]
+/**
+ * Pass as `before` for the next page; absent at the end.
+ */
+next_before?: (string | null)
 }
 export interface Bot {
 appearance?: Appearance

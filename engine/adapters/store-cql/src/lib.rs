@@ -84,8 +84,8 @@ use parla_domain::model::{
     Note, OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
 };
 use parla_domain::store::{
-    Accounts, Analytics, Appended, Catalog, ChannelState, Connections, Conversations, Credentials,
-    Documents, InboxIndex, StoreError, StoreResult, Subjects, TokenUsage,
+    Accounts, Analytics, Appended, AuditLog, Catalog, ChannelState, Connections, Conversations,
+    Credentials, Documents, InboxIndex, StoreError, StoreResult, Subjects, TokenUsage,
 };
 
 /// Messages per partition of `messages` (`bucket = seq / MESSAGE_BUCKET`): a long conversation
@@ -1963,5 +1963,31 @@ impl Subjects for CqlStore {
     /// (docs/deploy.md): nothing this node can speed up safely.
     async fn reclaim_deleted(&self) -> StoreResult<()> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for CqlStore {
+    async fn append_audit(&self, entry: &parla_domain::audit::AuditEntry) -> StoreResult<()> {
+        let values = (entry.tenant_id.as_str(), entry.id.as_str(), encode(entry)?);
+        self.cas(&self.st.append_audit, values).await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<parla_domain::audit::AuditEntry>> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows = match before {
+            Some(cursor) => {
+                let values = (tenant.as_str(), cursor, limit);
+                self.all::<(String,)>(&self.st.list_audit_before, values).await?
+            }
+            None => self.all::<(String,)>(&self.st.list_audit, (tenant.as_str(), limit)).await?,
+        };
+        rows.iter().map(|(data,)| decode(data)).collect()
     }
 }

@@ -29,6 +29,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_billing", include_str!("../../../../schema-cql/0006_billing.cql")),
     ("0007_marketplace", include_str!("../../../../schema-cql/0007_marketplace.cql")),
     ("0008_subjects", include_str!("../../../../schema-cql/0008_subjects.cql")),
+    ("0009_audit", include_str!("../../../../schema-cql/0009_audit.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.

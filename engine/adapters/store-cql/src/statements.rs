@@ -134,6 +134,10 @@ statements! {
     delete_channel_cursor = "DELETE FROM channel_cursors WHERE tenant_id = ? \
         AND conversation_id = ?";
 
+    append_audit = "INSERT INTO audit_log (tenant_id, id, data) VALUES (?, ?, ?) IF NOT EXISTS";
+    list_audit = "SELECT data FROM audit_log WHERE tenant_id = ? LIMIT ?";
+    list_audit_before = "SELECT data FROM audit_log WHERE tenant_id = ? AND id < ? LIMIT ?";
+
     index_subject = "INSERT INTO subjects (tenant_id, subject, conversation_id) VALUES (?, ?, ?)";
     index_subject_key = "INSERT INTO subject_keys (tenant_id, conversation_id, subject) \
         VALUES (?, ?, ?)";

@@ -31,8 +31,9 @@ use parla_domain::model::{
     OneTimeToken, ProcessStatus, RefreshToken, Role, Sender, Tenant, TenantId,
 };
 use parla_domain::store::{
-    Accounts, Analytics, Appended, Billing, Catalog, ChannelState, Connections, Conversations,
-    Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, Subjects, TokenUsage,
+    Accounts, Analytics, Appended, AuditLog, Billing, Catalog, ChannelState, Connections,
+    Conversations, Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, Subjects,
+    TokenUsage,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -153,6 +154,8 @@ const INTENT_COUNTS: TableDefinition<(&str, i64, &str, &str), (i64, f64)> =
 const SUBJECTS: TableDefinition<(&str, &str, &str), u8> = TableDefinition::new("subjects");
 /// (tenant, conversation, subject key) → 0: a conversation's keys, dropped with it.
 const SUBJECT_KEYS: TableDefinition<(&str, &str, &str), u8> = TableDefinition::new("subject_keys");
+/// (tenant, entry id) → an audit entry as JSON (ids are time-ordered).
+const AUDIT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("audit_log");
 /// (tenant, stored at, conversation, seq) → bot: visitor messages no intent matched.
 const UNMATCHED: TableDefinition<(&str, i64, &str, u64), &str> =
     TableDefinition::new("analytics_unmatched");
@@ -178,6 +181,7 @@ enum WriteOp {
     DeleteConversation(TenantId, ConversationId),
     /// Not a write: the writer compacts the file (see [`compact`]).
     Compact,
+    AppendAudit(parla_domain::audit::AuditEntry),
     Append(Message),
     CreateAccount(Account),
     UpdateAccount(Account),
@@ -332,6 +336,7 @@ impl RedbStore {
             txn.open_table(CONNECT_ACCOUNTS).map_err(backend)?;
             txn.open_table(SUBJECTS).map_err(backend)?;
             txn.open_table(SUBJECT_KEYS).map_err(backend)?;
+            txn.open_table(AUDIT).map_err(backend)?;
         }
         if !indexed {
             let n = backfill_attention(&txn)?;
@@ -683,6 +688,13 @@ fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
             return Ok(Outcome::Existed(true));
         }
         WriteOp::Append(m) => return append(txn, m).map(Outcome::Appended),
+        WriteOp::AppendAudit(entry) => {
+            let mut table = txn.open_table(AUDIT).map_err(backend)?;
+            let key = (entry.tenant_id.as_str(), entry.id.as_str());
+            if table.get(key).map_err(backend)?.is_none() {
+                table.insert(key, encode(entry)?.as_slice()).map_err(backend)?;
+            }
+        }
         // Taken out of every batch by the writer.
         WriteOp::Compact => return Err(StoreError::Backend("compaction inside a batch".into())),
         WriteOp::CreateAccount(a) => {
@@ -2487,6 +2499,38 @@ impl Billing for RedbStore {
 
     async fn finish_event(&self, id: &str) -> StoreResult<()> {
         self.write(WriteOp::FinishEvent(id.to_owned())).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl AuditLog for RedbStore {
+    async fn append_audit(&self, entry: &parla_domain::audit::AuditEntry) -> StoreResult<()> {
+        self.write(WriteOp::AppendAudit(entry.clone())).await.map(|_| ())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<parla_domain::audit::AuditEntry>> {
+        let (tenant, before) = (tenant.clone(), before.map(str::to_owned));
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(AUDIT).map_err(backend)?;
+            let t = tenant.as_str();
+            let range = match before.as_deref() {
+                Some(cursor) => table.range((t, "")..(t, cursor)),
+                None => table.range((t, "")..=(t, "\u{10FFFF}")),
+            }
+            .map_err(backend)?;
+            range
+                .rev()
+                .take(limit)
+                .map(|entry| entry.map_err(backend).and_then(|(_, v)| decode(v.value())))
+                .collect()
+        })
+        .await
     }
 }
 

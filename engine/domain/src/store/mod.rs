@@ -16,6 +16,7 @@ use crate::model::Message;
 
 mod accounts;
 mod analytics;
+mod audit;
 mod billing;
 mod catalog;
 mod channel_state;
@@ -30,6 +31,7 @@ mod token_usage;
 
 pub use accounts::Accounts;
 pub use analytics::Analytics;
+pub use audit::AuditLog;
 pub use billing::Billing;
 pub use catalog::Catalog;
 pub use channel_state::ChannelState;
@@ -116,6 +118,7 @@ pub trait Store:
     + Billing
     + Listings
     + Subjects
+    + AuditLog
 {
 }
 
@@ -134,5 +137,6 @@ impl<T> Store for T where
         + Billing
         + Listings
         + Subjects
+        + AuditLog
 {
 }
