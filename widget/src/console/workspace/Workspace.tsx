@@ -1,5 +1,6 @@
 // #workspace[/members|/api-keys|/canned]: the workspace — its name, LLM endpoint and token
-// budget; its members and invitations; its API keys; its canned responses.
+// budget; its members and invitations; its API keys; its canned responses; a person's data
+// (#workspace/privacy) and the audit log (#workspace/audit).
 import { useState } from 'preact/hooks';
 import type { ApiKeyList, CannedList, CannedResponse, CreatedApiKey, InvitationList, MemberList, Role, WorkspaceBody, WorkspaceView } from '../api.gen';
 import { t } from '../i18n';
@@ -9,12 +10,15 @@ import { CopyButton } from '../ui/copy';
 import { Confirm } from '../ui/dialog';
 import { Field, describe, useForm } from '../ui/form';
 import { ResourceView, useResource } from '../ui/resource';
+import { AuditLog, Privacy } from './Privacy';
 
 const SECTIONS = [
   { path: '', word: 'general' },
   { path: 'members', word: 'members' },
   { path: 'api-keys', word: 'apiKeys' },
   { path: 'canned', word: 'canned' },
+  { path: 'privacy', word: 'privacy' },
+  { path: 'audit', word: 'auditLog' },
 ] as const;
 const SCOPES = ['bots:read', 'bots:write', 'conversations:read', 'conversations:write', 'analytics:read'];
 const ROLES: Role[] = ['owner', 'admin', 'agent', 'viewer'];
@@ -34,6 +38,8 @@ export function Workspace({ me, section }: { me: Me; section: string }) {
       {section === 'members' && <Members me={me} />}
       {section === 'api-keys' && <ApiKeys me={me} />}
       {section === 'canned' && <Canned me={me} />}
+      {section === 'privacy' && <Privacy me={me} />}
+      {section === 'audit' && <AuditLog me={me} />}
     </main>
   );
 }

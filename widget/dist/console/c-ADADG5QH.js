@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-S6FX2W2H.js";import"./c-K7GSUY6D.js";import"./c-3N32V7WY.js";import"./c-2Y56T263.js";import"./c-YAPQQYBH.js";import"./c-H6UKX3YU.js";import"./c-JBNSUFDK.js";export{a as BotList,c as LanguageField,b as NewBot};
