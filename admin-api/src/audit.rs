@@ -73,6 +73,7 @@ pub(crate) async fn record(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries older than this one (the previous page's `next_before`).
@@ -101,7 +102,8 @@ const SCAN: usize = 5_000;
 #[utoipa::path(get, path = "/api/audit-log", tag = "data-protection", operation_id = "audit_log",
     security(("bearer" = [])),
     params(AuditQuery),
-    responses((status = 200, description = "Who did what, newest first: every successful admin write, data-subject exports and erasures", body = AuditPage)))]
+    responses((status = 200, description = "Who did what, newest first: every successful admin write, data-subject exports and erasures", body = AuditPage),
+              (status = 422, description = "`limit` is not 1 to 200, or `before` or `action` too long", body = crate::views::ErrorBody)))]
 pub async fn list(
     state: web::Data<AdminState>,
     caller: Caller,
@@ -111,6 +113,12 @@ pub async fn list(
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit", "1 to 200"));
+    }
+    if query.before.as_ref().is_some_and(|b| b.len() > 64) {
+        return Err(ApiError::invalid("before", "an entry id (at most 64 characters)"));
+    }
+    if query.action.as_ref().is_some_and(|a| a.chars().count() > 200) {
+        return Err(ApiError::invalid("action", "at most 200 characters"));
     }
     let mut before = query.before.clone();
     let (mut data, mut scanned) = (Vec::new(), 0);

@@ -17,6 +17,7 @@ use crate::{AdminState, error::ApiError, routes::Caller};
 const ERASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectQuery {
     /// An email address, a phone number (with its country code), a name as given in a form,
@@ -67,7 +68,8 @@ pub struct SubjectList {
 #[utoipa::path(get, path = "/api/data-subjects", tag = "data-protection", operation_id = "find_data_subject",
     security(("bearer" = [])),
     params(SubjectQuery),
-    responses((status = 200, description = "The person's conversations in this workspace, oldest first", body = SubjectList)))]
+    responses((status = 200, description = "The person's conversations in this workspace, oldest first", body = SubjectList),
+              (status = 422, description = "`query` is blank or longer than 254 characters", body = crate::views::ErrorBody)))]
 pub async fn find(
     state: web::Data<AdminState>,
     caller: Caller,

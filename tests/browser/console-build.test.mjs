@@ -258,7 +258,8 @@ test('a new tenant builds, teaches, feeds, publishes and deletes a bot in the co
   assert.match(await page.textContent('#delete-dialog-title'), /Spa bot/);
   await page.keyboard.press('Escape');
   await page.locator('#delete-dialog').waitFor({ state: 'detached' });
-  assert.equal(await page.evaluate(() => document.activeElement?.id), 'delete-bot', 'focus returns to the button');
+  // Focus returns to the button (the page may redraw it meanwhile: waited for, bounded).
+  await page.waitForFunction(() => document.activeElement?.id === 'delete-bot', null, { timeout: GUARD });
   await page.click('#delete-bot');
   await page.click('#delete-dialog-confirm');
   await page.locator('#bot-list[data-state="empty"]').waitFor();

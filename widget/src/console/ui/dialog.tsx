@@ -28,9 +28,13 @@ export function Confirm({ id, title, children, confirm, danger, busy, error, onC
       dialog.removeEventListener('cancel', cancel);
       if (dialog.open) dialog.close();
       // The opener may have been drawn again meanwhile (a refresh of its page): then its
-      // namesake takes the focus.
-      const opener = back?.isConnected ? back : back?.id ? document.getElementById(back.id) : null;
-      opener?.focus();
+      // namesake takes the focus — found now, or once the page has finished drawing.
+      const restore = () => {
+        const opener = back?.isConnected ? back : back?.id ? document.getElementById(back.id) : null;
+        opener?.focus();
+        return opener != null;
+      };
+      if (!restore() || document.activeElement === document.body) requestAnimationFrame(() => { restore(); });
     };
   }, []);
   return (
