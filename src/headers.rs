@@ -30,3 +30,8 @@ pub fn security() -> DefaultHeaders {
         // A window this page opens cannot reach back into it (window.opener).
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
 }
+
+/// With TLS on: browsers use HTTPS only for this host for a year (HSTS).
+pub fn strict_transport() -> DefaultHeaders {
+    DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000"))
+}

@@ -12,6 +12,7 @@
 pub mod headers;
 pub mod logging;
 pub mod ops;
+pub mod tls;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -30,6 +31,8 @@ use parla_engine::{
 pub struct Running {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// Whether `addr` speaks TLS (`https://`).
+    pub tls: bool,
     /// The operations listener's bound address (`/readyz`, `/metrics`), when it has its own.
     pub ops_addr: Option<SocketAddr>,
     pub engine: Engine,
@@ -278,9 +281,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let ops_addr = settings.server.ops_addr();
     let separate_ops = ops_addr.is_some();
+    let tls = settings.server.tls();
     let mut server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(headers::security())
+            .wrap(actix_web::middleware::Condition::new(tls, headers::strict_transport()))
             .configure(ops::configure(app_engine.clone(), separate_ops));
         if roles.admin {
             app = app
@@ -301,7 +306,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     // Token frames are tiny and must leave at once: without TCP_NODELAY, Nagle's algorithm holds
     // each one until the client's delayed ACK (~40 ms) arrives.
     .on_connect(|conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+        type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+        let tcp = conn
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .or_else(|| conn.downcast_ref::<Tls>().map(|tls| tls.get_ref().0));
+        if let Some(tcp) = tcp
             && let Err(e) = tcp.set_nodelay(true)
         {
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
@@ -313,11 +322,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
-    let server = server
-        .bind(settings.server.listen)
-        .with_context(|| format!("binding {}", settings.server.listen))?;
+    let server = if tls {
+        let (config, certificate) = tls::server_config(&settings.server).context("TLS")?;
+        tls::reload_on_hangup(certificate);
+        server.bind_rustls_0_23(settings.server.listen, config)
+    } else {
+        server.bind(settings.server.listen)
+    }
+    .with_context(|| format!("binding {}", settings.server.listen))?;
     let addr = *server.addrs().first().context("the server bound no address")?;
-    let _ = admin.public_url.set(format!("http://{addr}"));
+    let scheme = if tls { "https" } else { "http" };
+    let _ = admin.public_url.set(format!("{scheme}://{addr}"));
     // The operations listener, when it has its own address: one worker, nothing but probes.
     let ops = match ops_addr {
         None => None,
@@ -349,7 +364,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     };
     let task = tokio::spawn(server);
     let ops_addr = ops.map(|(a, _)| a);
-    Ok(Running { addr, ops_addr, engine, demo_created, stopper, task })
+    Ok(Running { addr, tls, ops_addr, engine, demo_created, stopper, task })
 }
 
 /// Makes the data dir readable by its owner only: it holds password hashes, TOTP secrets,

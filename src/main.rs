@@ -117,7 +117,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let data_dir = settings.store.data_dir.clone();
     let running = parla::start(settings).await?;
-    let url = format!("http://{}", running.addr);
+    let url = format!("{}://{}", if running.tls { "https" } else { "http" }, running.addr);
     println!("parla: listening on {url}");
     if let Some(ops) = running.ops_addr {
         println!("parla: /readyz and /metrics on http://{ops}");

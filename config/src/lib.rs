@@ -349,9 +349,42 @@ pub struct ServerSettings {
     /// is anyone's to forge). Without this, every visitor behind a proxy shares one budget.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// TLS on `listen`: a PEM certificate chain and its PEM private key (both, or neither for
+    /// plain HTTP behind a TLS-terminating proxy). Read again on `SIGHUP`.
+    #[serde(default)]
+    pub tls_cert: String,
+    #[serde(default)]
+    pub tls_key: String,
+    /// `1.2` (TLS 1.2 and 1.3) or `1.3` (1.3 only).
+    #[serde(default = "default_tls_min_version", deserialize_with = "version_text")]
+    pub tls_min_version: String,
+}
+
+fn default_tls_min_version() -> String {
+    "1.2".into()
+}
+
+/// A version as text, written as a string or a number (`PARLA__SERVER__TLS_MIN_VERSION=1.3`
+/// arrives as one).
+fn version_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        F(f64),
+    }
+    Ok(match Text::deserialize(d)? {
+        Text::S(s) => s,
+        Text::F(f) => format!("{f:.1}"),
+    })
 }
 
 impl ServerSettings {
+    /// Whether the public listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        !self.tls_cert.trim().is_empty()
+    }
+
     /// The operations listener's address, when one is set (checked by `validate`).
     pub fn ops_addr(&self) -> Option<SocketAddr> {
         self.ops_listen.trim().parse().ok()
@@ -780,6 +813,18 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "server.trusted_proxies",
                 problem: format!("{bad:?} is not an address or a CIDR block such as 10.0.0.0/8"),
+            });
+        }
+        if self.server.tls_cert.trim().is_empty() != self.server.tls_key.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "server.tls_cert",
+                problem: "tls_cert and tls_key go together: set both, or neither".into(),
+            });
+        }
+        if !["1.2", "1.3"].contains(&self.server.tls_min_version.as_str()) {
+            return Err(ConfigError::Invalid {
+                key: "server.tls_min_version",
+                problem: "\"1.2\" or \"1.3\"".into(),
             });
         }
         if !self.server.ops_listen.trim().is_empty() && self.server.ops_addr().is_none() {

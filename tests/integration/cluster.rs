@@ -339,7 +339,7 @@ async fn presence_on(server: &TestServer, jwt: &str, agent: &str) -> String {
 async fn agents_on_any_node_are_seen_and_given_waiting_conversations_by_one_dispatcher() {
     let Some(services) = services("agents across nodes") else { return };
     // A hang guard (sockets kept alive by pings never time a read out by themselves).
-    tokio::time::timeout(Duration::from_secs(90), agents_across_nodes(services))
+    tokio::time::timeout(Duration::from_secs(90), Box::pin(agents_across_nodes(services)))
         .await
         .expect("the scenario finishes");
 }

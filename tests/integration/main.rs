@@ -42,6 +42,7 @@ mod preview;
 mod push;
 mod rich_messages;
 mod sms;
+mod tls;
 mod vectors;
 mod whatsapp;
 mod widget;

@@ -110,7 +110,8 @@ pub async fn listening_addr(child: &mut tokio::process::Child) -> SocketAddr {
             .expect("parla prints its address in time")
             .expect("read stdout")
             .expect("parla exited before listening");
-        if let Some(url) = line.strip_prefix("parla: listening on http://") {
+        let url = line.strip_prefix("parla: listening on http://");
+        if let Some(url) = url.or_else(|| line.strip_prefix("parla: listening on https://")) {
             break url.parse().expect("address");
         }
     };
