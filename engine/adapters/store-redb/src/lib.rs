@@ -276,13 +276,17 @@ impl RedbStore {
         let db = Database::create(dir.join("parla.redb")).map_err(backend)?;
         // A file written before analytics existed has conversations but no counters; one from
         // before the attention index has conversations but no index.
-        let (counted, indexed) = {
+        let (counted, indexed, subjects) = {
             let txn = db.begin_read().map_err(backend)?;
             let names: Vec<String> =
                 txn.list_tables().map_err(backend)?.map(|t| t.name().to_owned()).collect();
             let has = |name: &str| names.iter().any(|n| n == name);
             let fresh = !has(CONVERSATIONS.name());
-            (fresh || has(ANALYTICS.name()), fresh || has(ATTENTION.name()))
+            (
+                fresh || has(ANALYTICS.name()),
+                fresh || has(ATTENTION.name()),
+                fresh || has(SUBJECTS.name()),
+            )
         };
         // Create every table up front so read transactions never meet a missing one.
         let txn = db.begin_write().map_err(backend)?;
@@ -344,6 +348,11 @@ impl RedbStore {
                 conversations = n,
                 "indexed the conversations that need an agent (once)"
             );
+        }
+        if !subjects {
+            let tally = Txn::new(&txn);
+            let n = backfill_subjects(&tally)?;
+            tracing::info!(conversations = n, "indexed who each conversation is with (once)");
         }
         if !counted {
             let tally = Txn::new(&txn);
@@ -413,6 +422,37 @@ fn backfill_attention(txn: &WriteTransaction) -> StoreResult<usize> {
         }
     }
     Ok(n)
+}
+
+/// Indexes who every stored conversation is with, from its channel contact and form data: a
+/// file from before the index. Returns how many conversations name someone.
+fn backfill_subjects(txn: &Txn) -> StoreResult<usize> {
+    let mut found: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for entry in txn.open_table(CONVERSATION_CONTACTS).map_err(backend)?.iter().map_err(backend)? {
+        let (key, value) = entry.map_err(backend)?;
+        let (t, c) = key.value();
+        if let Some(subject) = parla_domain::subjects::contact_key(value.value().1) {
+            found.entry((t.to_owned(), c.to_owned())).or_default().push(subject);
+        }
+    }
+    for entry in txn.open_table(USER_DATA).map_err(backend)?.iter().map_err(backend)? {
+        let (key, value) = entry.map_err(backend)?;
+        let (t, c) = key.value();
+        let fields: BTreeMap<String, String> = decode(value.value())?;
+        found
+            .entry((t.to_owned(), c.to_owned()))
+            .or_default()
+            .extend(parla_domain::subjects::keys_of_fields(&fields));
+    }
+    for ((t, c), subjects) in &found {
+        index_subject(
+            txn,
+            &TenantId::from(t.as_str()),
+            &c.as_str().into(),
+            subjects.iter().cloned(),
+        )?;
+    }
+    Ok(found.len())
 }
 
 /// Indexes `subjects` as naming the person in conversation `id`.
@@ -2967,6 +3007,54 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("could not reopen {}", dir.display());
+    }
+
+    /// A file from before the subject index: who each conversation is with is indexed at open
+    /// from its contact and form data, so a person's older conversations are found too.
+    #[tokio::test]
+    async fn a_file_from_before_the_subject_index_is_indexed_when_opened() {
+        use parla_domain::conformance::seed_conversation;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = TenantId::from("t-subjects-old");
+        {
+            let store = RedbStore::open(dir.path(), 64, 128).expect("open");
+            seed_conversation(&store, "t-subjects-old", "c-form").await;
+            let form = BTreeMap::from([("email".to_owned(), "Ada@Example.com".to_owned())]);
+            assert!(store.merge_user_data(&t, &"c-form".into(), &form).await.expect("form"));
+            let sms = Conversation {
+                id: "c-sms".into(),
+                source: Channel::Sms,
+                ..store.get_conversation(&t, &"c-form".into()).await.expect("get").expect("it")
+            };
+            store.contact_conversation("sms-1", "+393331234567", &sms).await.expect("contact");
+        }
+        {
+            let store = reopen(dir.path()).await;
+            drop(store);
+            let db = loop {
+                match Database::create(dir.path().join("parla.redb")) {
+                    Ok(db) => break db,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
+            };
+            let txn = db.begin_write().expect("write");
+            txn.delete_table(SUBJECTS).expect("drop subjects");
+            txn.delete_table(SUBJECT_KEYS).expect("drop subject keys");
+            txn.commit().expect("commit");
+        }
+        let store = reopen(dir.path()).await;
+        let found = |key: &'static str| store.subject_conversations(&t, key);
+        assert_eq!(
+            found("email:ada@example.com").await.expect("find"),
+            [ConversationId::from("c-form")]
+        );
+        assert_eq!(
+            found("phone:393331234567").await.expect("find"),
+            [ConversationId::from("c-sms")]
+        );
+        // Forgotten with the conversation, as if indexed when written.
+        assert!(store.delete_conversation(&t, &"c-sms".into()).await.expect("delete"));
+        assert!(found("phone:393331234567").await.expect("find").is_empty());
     }
 
     /// A file from before analytics: its transcripts are counted once at open, to the same
