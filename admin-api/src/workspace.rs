@@ -3,7 +3,9 @@
 //! (people only, not API keys). The endpoint's API key is write-only.
 
 use actix_web::{HttpResponse, http::StatusCode, web};
-use parla_engine::model::{AgentSettings, Tenant, TenantLlm, minutes_of, month_of, now_ms};
+use parla_engine::model::{
+    AgentSettings, PrivacySettings, Tenant, TenantLlm, minutes_of, month_of, now_ms,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -34,6 +36,8 @@ pub struct WorkspaceView {
     pub tokens_used_this_month: u64,
     /// How escalated conversations reach agents: assignment, cap, business hours.
     pub agents: AgentSettings,
+    /// Where emails, phone numbers, card numbers and IBANs visitors write are masked.
+    pub privacy: PrivacySettings,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -71,6 +75,8 @@ pub struct WorkspaceBody {
     monthly_token_budget: Option<Option<u64>>,
     /// Replaces the agent settings as a whole.
     agents: Option<AgentSettings>,
+    /// Replaces the privacy settings as a whole.
+    privacy: Option<PrivacySettings>,
 }
 
 /// The largest budget accepted (a trillion tokens a month).
@@ -91,6 +97,7 @@ async fn view(state: &AdminState, tenant: &Tenant) -> Result<WorkspaceView, ApiE
         month,
         tokens_used_this_month,
         agents: tenant.agents.clone(),
+        privacy: tenant.privacy,
     })
 }
 
@@ -161,6 +168,9 @@ pub async fn update(
     }
     if let Some(agents) = body.agents {
         tenant.agents = checked_agents(agents)?;
+    }
+    if let Some(privacy) = body.privacy {
+        tenant.privacy = privacy;
     }
     state.store.put_tenant(&tenant).await?;
     Ok(HttpResponse::Ok().json(view(&state, &tenant).await?))

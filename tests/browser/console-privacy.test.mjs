@@ -1,4 +1,5 @@
-// A person's data and the audit log in the console, in headless Chromium: an admin finds a
+// A person's data and the audit log in the console, in headless Chromium: an admin turns on
+// masking of personal data in transcripts, finds a
 // visitor's conversation by its id, downloads the export (a zip), erases it after confirming
 // (the API then finds nothing), and reads the erasure in the audit log; a viewer is told these
 // are for owners and admins.
@@ -25,6 +26,15 @@ test('privacy: a person found, exported, erased; the erasure in the audit log', 
   await page.fill('#email', 'olga@privacy.example.com');
   await page.fill('#password', PASSWORD);
   await page.click('#sign-in');
+  // Masking: emails, phones, cards and IBANs kept out of stored transcripts.
+  await page.locator('#masking-form').waitFor();
+  assert.equal(await page.isChecked('#redact-transcripts'), false);
+  await page.check('#redact-transcripts');
+  await page.click('#save-masking');
+  await page.locator('#masking-saved:has-text("Saved")').waitFor();
+  const workspace = await apiCall(url, 'GET', '/api/workspace', undefined, token);
+  assert.deepEqual(workspace.privacy, { redact_transcripts: true, redact_llm: false });
+
   await page.fill('#subject-query', id);
   await page.click('#subject-search');
   const row = page.locator(`#subject-results li[data-conversation-id="${id}"]`);

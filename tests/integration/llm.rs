@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 /// What the fake LLM saw and did.
 #[derive(Default)]
-struct Seen {
-    requests: Mutex<Vec<(String, Value)>>,
+pub(crate) struct Seen {
+    pub(crate) requests: Mutex<Vec<(String, Value)>>,
     slow_attempts: AtomicUsize,
     /// (authorization, body) of each embeddings request.
     embeddings: Mutex<Vec<(String, Value)>>,
@@ -82,7 +82,7 @@ fn embeddings(seen: &Seen, req: &HttpRequest, body: Value) -> HttpResponse {
 /// The fake LLM on port 0. The last user message picks the behaviour:
 /// "slow …" (first attempt: no byte for 3 s), "break …" (two tokens, then an error event),
 /// "long …" (60 tokens, 50 ms apart), anything else (four tokens, usage, [DONE]).
-async fn fake_llm() -> (String, Arc<Seen>) {
+pub(crate) async fn fake_llm() -> (String, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let state = seen.clone();
     let server = HttpServer::new(move || {
@@ -173,7 +173,7 @@ async fn fake_llm() -> (String, Arc<Seen>) {
     (format!("http://{addr}/v1"), seen)
 }
 
-async fn server_with_llm(base_url: &str) -> TestServer {
+pub(crate) async fn server_with_llm(base_url: &str) -> TestServer {
     let base_url = base_url.to_owned();
     start_with(move |s| {
         s.llm.base_url = base_url;
@@ -186,7 +186,7 @@ async fn server_with_llm(base_url: &str) -> TestServer {
 }
 
 /// Sends `text` and reads the answer frame by frame: (token deltas, stream_end).
-async fn ask(client: &mut Client, id: &str, text: &str) -> (Vec<String>, Value) {
+pub(crate) async fn ask(client: &mut Client, id: &str, text: &str) -> (Vec<String>, Value) {
     client.say(id, text).await;
     client.expect("message").await;
     let start = client.expect("stream_start").await;

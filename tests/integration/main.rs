@@ -40,6 +40,7 @@ mod marketplace;
 mod observability;
 mod preview;
 mod push;
+mod redaction;
 mod rich_messages;
 mod sms;
 mod tls;

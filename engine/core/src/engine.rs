@@ -25,6 +25,8 @@ use crate::{
     supervisor::TenantSupervisor,
 };
 
+use parla_domain::model::PrivacySettings;
+
 /// What every actor and supervisor needs: the ports, the settings, where to spawn.
 pub(crate) struct Deps {
     pub store: Arc<dyn Store>,
@@ -50,7 +52,13 @@ pub(crate) struct Deps {
     /// Marketplace bots this node loaded, by the creator's bot they follow: a change of the
     /// creator's bot reloads them too.
     pub installs: parking_lot::Mutex<HashMap<BotId, std::collections::HashSet<(TenantId, BotId)>>>,
+    /// Each workspace's privacy settings as last read (see [`Deps::privacy`]).
+    pub privacy: parking_lot::Mutex<HashMap<TenantId, (std::time::Instant, PrivacySettings)>>,
 }
+
+/// How long a workspace's privacy settings are trusted from cache: a change reaches every node
+/// within it.
+pub(crate) const PRIVACY_TTL: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A bot and its intents, loaded at `version` (see [`Deps::bot_versions`]).
 #[derive(Debug, Clone)]
@@ -66,6 +74,28 @@ impl Deps {
     /// Awaits a store call, timed as `op` (`parla_store_operation_seconds`).
     pub async fn timed<T>(&self, op: StoreOp, call: impl Future<Output = T>) -> T {
         self.metrics.store_call(op, call).await
+    }
+
+    /// The workspace's privacy settings (cached for [`PRIVACY_TTL`]); on a store failure, the
+    /// last known or, never read, everything masked: a hiccup never stores clear text a
+    /// workspace asked to mask.
+    pub async fn privacy(&self, tenant: &TenantId) -> PrivacySettings {
+        let cached = self.privacy.lock().get(tenant).copied();
+        if let Some((at, settings)) = cached
+            && at.elapsed() < PRIVACY_TTL
+        {
+            return settings;
+        }
+        match self.timed(StoreOp::GetTenant, self.store.get_tenant(tenant)).await {
+            Ok(found) => {
+                let settings = found.map(|t| t.privacy).unwrap_or_default();
+                self.privacy.lock().insert(tenant.clone(), (std::time::Instant::now(), settings));
+                settings
+            }
+            Err(_) => cached
+                .map(|(_, s)| s)
+                .unwrap_or(PrivacySettings { redact_transcripts: true, redact_llm: true }),
+        }
     }
 
     pub fn bot_version(&self, bot: &BotId) -> u64 {
@@ -393,6 +423,7 @@ impl Engine {
             presence,
             billing,
             installs: parking_lot::Mutex::new(HashMap::new()),
+            privacy: parking_lot::Mutex::new(HashMap::new()),
         });
         let inner = Arc::new(Inner {
             deps,

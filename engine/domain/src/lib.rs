@@ -57,6 +57,7 @@ pub mod limits;
 pub mod marketplace;
 pub mod model;
 pub mod presence;
+pub mod redact;
 pub mod responder;
 pub mod sessions;
 pub mod store;

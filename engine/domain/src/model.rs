@@ -277,6 +277,20 @@ pub struct Tenant {
     /// How conversations reach human agents.
     #[serde(default)]
     pub agents: AgentSettings,
+    /// What personal data is masked, and where (see `crate::redact`).
+    #[serde(default)]
+    pub privacy: PrivacySettings,
+}
+
+/// Where a workspace masks emails, phone numbers, card numbers and IBANs in what visitors write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct PrivacySettings {
+    /// Masked before the message is stored: the clear text is never written (nor shown to
+    /// agents, nor listed in the analytics' unmatched messages).
+    pub redact_transcripts: bool,
+    /// Masked in what is sent to the LLM provider only (the transcript keeps it).
+    pub redact_llm: bool,
 }
 
 impl Tenant {
@@ -288,6 +302,7 @@ impl Tenant {
             llm: None,
             monthly_token_budget: None,
             agents: AgentSettings::default(),
+            privacy: PrivacySettings::default(),
         }
     }
 }

@@ -375,6 +375,7 @@ PostBody?: PostBody
 Posted?: Posted
 PresenceStatus?: PresenceStatus
 PriceBody?: PriceBody
+PrivacySettings?: PrivacySettings
 ProcessStatus?: ProcessStatus
 RedirectView?: RedirectView
 RefreshBody?: RefreshBody
@@ -1634,6 +1635,20 @@ export interface Posted {
 duplicate: boolean
 message: Message
 }
+/**
+ * Where a workspace masks emails, phone numbers, card numbers and IBANs in what visitors write.
+ */
+export interface PrivacySettings {
+/**
+ * Masked in what is sent to the LLM provider only (the transcript keeps it).
+ */
+redact_llm?: boolean
+/**
+ * Masked before the message is stored: the clear text is never written (nor shown to
+ * agents, nor listed in the analytics' unmatched messages).
+ */
+redact_transcripts?: boolean
+}
 export interface RedirectView {
 /**
  * Where to send the browser (Stripe's page).
@@ -1822,6 +1837,7 @@ llm?: (null | LlmBody)
  */
 monthly_token_budget?: (number | null)
 name?: (string | null)
+privacy?: (null | PrivacySettings)
 }
 export interface WorkspaceView {
 agents: AgentSettings
@@ -1836,5 +1852,6 @@ month: string
  */
 monthly_token_budget?: (number | null)
 name: string
+privacy: PrivacySettings
 tokens_used_this_month: number
 }

@@ -82,6 +82,19 @@ impl ConversationActor {
                     }
                     let tenant = deps.timed(StoreOp::GetTenant, deps.store.get_tenant(t)).await;
                     if let Ok(Some(mut tenant)) = tenant {
+                        if tenant.privacy.redact_llm {
+                            // What the responder sends on (to an LLM provider) is masked; the
+                            // transcript keeps what was written.
+                            let redact = |text: &mut String| {
+                                if let std::borrow::Cow::Owned(masked) =
+                                    parla_domain::redact::redact(text)
+                                {
+                                    *text = masked;
+                                }
+                            };
+                            redact(&mut request.text);
+                            request.history.iter_mut().for_each(|m| redact(&mut m.text));
+                        }
                         request.llm = tenant.llm.take();
                         if let Some(budget) = deps.billing.llm_budget(&tenant).await {
                             let month = crate::model::month_of(now_ms());

@@ -119,6 +119,12 @@ impl ConversationActor {
                 return self.refuse_visitor(origin, Some(client_msg_id), &e);
             }
         }
+        // Masked before it is stored, when the workspace asks: the clear text is never written.
+        let text = if self.deps.privacy(t).await.redact_transcripts {
+            parla_domain::redact::redact(&text).into_owned()
+        } else {
+            text
+        };
         let mut message = self.new_message(state, Sender::User, text, Some(client_msg_id));
         let best = match (&postback, &form) {
             (Some(payload), _) => {

@@ -452,6 +452,10 @@ export const en = {
   auditMember: "{id}",
   auditKey: "API key “{id}”",
   loadMore: "Load more",
+  masking: "Masking personal data",
+  maskingHint: "Emails, phone numbers, payment card numbers (Luhn-checked) and IBANs (checksum-checked) that visitors write are replaced by [email], [phone], [card], [iban]. Applies to new messages, within a few seconds.",
+  redactTranscripts: "In stored conversations: the clear text is never stored (agents see it masked too)",
+  redactLlm: "In what is sent to the LLM provider only",
 };
 
 export type Words = typeof en;

@@ -446,4 +446,8 @@ export const it: Words = {
   auditMember: "{id}",
   auditKey: "chiave API «{id}»",
   loadMore: "Carica altre",
+  masking: "Mascheramento dei dati personali",
+  maskingHint: "Email, numeri di telefono, numeri di carta (verificati con Luhn) e IBAN (verificati col codice di controllo) scritti dai visitatori diventano [email], [phone], [card], [iban]. Vale per i nuovi messaggi, entro pochi secondi.",
+  redactTranscripts: "Nelle conversazioni salvate: il testo in chiaro non viene mai salvato (anche gli operatori lo vedono mascherato)",
+  redactLlm: "Solo in ciò che viene inviato al fornitore LLM",
 };

@@ -2,12 +2,13 @@
 // conversation id; export as one archive; erase everywhere, confirmed) and the audit log of who
 // did what. Owners and admins only: the server refuses the others.
 import { useEffect, useState } from 'preact/hooks';
-import type { ApiKeyList, AuditEntry, AuditPage, Erasure, MemberList, SubjectConversationView, SubjectList } from '../api.gen';
+import type { ApiKeyList, AuditEntry, AuditPage, Erasure, MemberList, PrivacySettings, SubjectConversationView, SubjectList, WorkspaceView } from '../api.gen';
 import { read } from '../http';
 import { t } from '../i18n';
 import { canWrite } from '../roles';
 import { api, authed, type Me } from '../session';
 import { Confirm } from '../ui/dialog';
+import { ResourceView, useResource } from '../ui/resource';
 import { describe } from '../ui/form';
 
 const when = (ms: number) => new Date(ms).toLocaleString();
@@ -60,6 +61,7 @@ export function Privacy({ me }: { me: Me }) {
 
   return (
     <>
+      <Masking />
       <form id="subject-form" class="panel" onSubmit={(e) => void search(e)} noValidate aria-labelledby="subject-title">
         <h2 id="subject-title">{t('dataSubjects')}</h2>
         <p class="hint">{t('dataSubjectsHint')}</p>
@@ -175,5 +177,40 @@ export function AuditLog({ me }: { me: Me }) {
       )}
       {next && <p><button id="audit-more" type="button" class="secondary" disabled={busy} onClick={() => void load(true)}>{t('loadMore')}</button></p>}
     </section>
+  );
+}
+
+/** Where the workspace masks emails, phones, cards and IBANs visitors write. */
+function Masking() {
+  const res = useResource(() => api<WorkspaceView>('GET', '/api/workspace'), []);
+  return (
+    <ResourceView res={res} id="masking">
+      {(w) => <MaskingForm key={w.id} current={w.privacy} onSaved={res.set} />}
+    </ResourceView>
+  );
+}
+
+function MaskingForm({ current, onSaved }: { current: PrivacySettings; onSaved: (w: WorkspaceView) => void }) {
+  const [settings, setSettings] = useState<PrivacySettings>(current);
+  const [state, setState] = useState<'' | 'busy' | 'saved'>('');
+  const [error, setError] = useState('');
+  const save = async (e: Event) => {
+    e.preventDefault();
+    setState('busy'); setError('');
+    try { onSaved(await api<WorkspaceView>('PATCH', '/api/workspace', { privacy: settings })); setState('saved'); } catch (err) { setError(describe(err)); setState(''); }
+  };
+  const toggle = (key: keyof PrivacySettings) => (e: Event) => { setSettings({ ...settings, [key]: (e.target as HTMLInputElement).checked }); setState(''); };
+  return (
+    <form id="masking-form" class="panel" onSubmit={(e) => void save(e)} aria-labelledby="masking-title">
+      <h2 id="masking-title">{t('masking')}</h2>
+      <p class="hint">{t('maskingHint')}</p>
+      <label class="check"><input id="redact-transcripts" type="checkbox" checked={settings.redact_transcripts} onChange={toggle('redact_transcripts')} /> {t('redactTranscripts')}</label>
+      <label class="check"><input id="redact-llm" type="checkbox" checked={settings.redact_llm} onChange={toggle('redact_llm')} /> {t('redactLlm')}</label>
+      {error && <p class="form-error" role="alert">{error}</p>}
+      <p class="actions">
+        <button id="save-masking" type="submit" disabled={state === 'busy'}>{t('save')}</button>
+        <span id="masking-saved" role="status" class="ok">{state === 'saved' ? t('saved_') : ''}</span>
+      </p>
+    </form>
   );
 }

@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-V5AZBHPS.js";import"./c-BGRTBI2F.js";import"./c-PQF6DNWM.js";import"./c-THGYIX7M.js";import"./c-YAPQQYBH.js";import"./c-DHCAHVFK.js";import"./c-ISECSNX3.js";export{a as BotList,c as LanguageField,b as NewBot};
