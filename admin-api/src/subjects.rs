@@ -10,6 +10,8 @@ use parla_engine::subjects::{ConversationExport, Erasure, SubjectConversation};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use parla_domain::model::rfc3339;
+
 use crate::views::ConversationView;
 use crate::{AdminState, error::ApiError, routes::Caller};
 
@@ -170,7 +172,7 @@ fn archive(found: &[ConversationExport]) -> Result<Vec<u8>, String> {
 fn transcript(found: &ConversationExport) -> String {
     let c = &found.conversation;
     let mut out =
-        format!("Conversation {} ({:?}), started {}\n", c.id, c.source, time(c.started_at));
+        format!("Conversation {} ({:?}), started {}\n", c.id, c.source, rfc3339(c.started_at));
     if let Some((_, contact)) = &found.contact {
         out.push_str(&format!("Contact: {contact}\n"));
     }
@@ -181,14 +183,7 @@ fn transcript(found: &ConversationExport) -> String {
     for m in &found.messages {
         let who = serde_json::to_value(m.sender).ok();
         let who = who.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
-        out.push_str(&format!("[{}] {who}: {}\n", time(m.created_at), m.text));
+        out.push_str(&format!("[{}] {who}: {}\n", rfc3339(m.created_at), m.text));
     }
     out
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC`.
-fn time(ms: i64) -> String {
-    let (y, mo, d) = parla_domain::model::utc_date(ms);
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
 }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use parla_domain::model::{Conversation, ConversationId, Message, Note, TenantId};
+use parla_domain::model::{Conversation, ConversationId, Message, Note, Sender, TenantId};
 use serde::Serialize;
 
 use crate::EngineError;
@@ -63,6 +63,23 @@ pub struct Erasure {
 }
 
 impl Engine {
+    /// Every message of a conversation, in order, read a page at a time.
+    async fn transcript(
+        &self,
+        tenant: &TenantId,
+        id: &ConversationId,
+    ) -> Result<Vec<Message>, EngineError> {
+        let mut messages: Vec<Message> = Vec::new();
+        loop {
+            let after = messages.last().map_or(0, |m| m.seq);
+            let page = self.store().messages_after(tenant, id, after, 500).await?;
+            if page.is_empty() {
+                return Ok(messages);
+            }
+            messages.extend(page);
+        }
+    }
+
     /// The conversations of the person `query` names in `tenant` (an email, a phone number, a
     /// name, or a conversation id), oldest first.
     pub async fn find_subject(
@@ -109,15 +126,7 @@ impl Engine {
         let mut out = Vec::new();
         for found in self.find_subject(tenant, query).await? {
             let id = &found.conversation.id;
-            let mut messages = Vec::new();
-            loop {
-                let after = messages.last().map_or(0, |m: &Message| m.seq);
-                let page = store.messages_after(tenant, id, after, 500).await?;
-                if page.is_empty() {
-                    break;
-                }
-                messages.extend(page);
-            }
+            let messages = self.transcript(tenant, id).await?;
             out.push(ConversationExport {
                 user_data: store.user_data(tenant, id).await?.unwrap_or_default(),
                 contact: store.conversation_contact(tenant, id).await?,
@@ -144,14 +153,10 @@ impl Engine {
         for found in self.find_subject(tenant, query).await? {
             let key = found.conversation.key();
             // Their questions, to drop from the knowledge base's cache.
-            let mut after = 0;
-            loop {
-                let page = self.store().messages_after(tenant, &key.conversation_id, after, 500);
-                let page = page.await?;
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                questions.extend(page.into_iter().map(|m| m.text));
-            }
+            let transcript = self.transcript(tenant, &key.conversation_id).await?;
+            questions.extend(
+                transcript.into_iter().filter(|m| m.sender == Sender::User).map(|m| m.text),
+            );
             match self.delete_conversation(&key, wait).await? {
                 Deletion::Deleted => {
                     erasure.messages += found.messages;
