@@ -1,7 +1,9 @@
-//! Parla's messaging channels: customers reach the same conversation actors over WhatsApp
-//! (SMS and push are the next slices of this crate).
+//! Parla's messaging channels: customers reach the same conversation actors over WhatsApp, SMS
+//! (Twilio) and push notifications (FCM).
 //!
-//! Each channel has the same shape:
+//! Each channel is a folder of the same shape — `mod.rs` (the provider's rules and the sealed
+//! `Secrets`), `webhook.rs` (what the provider sends us; push has none) and `client.rs` (what
+//! we send it) — and shares the rest:
 //! - **connections** per bot ([`parla_engine::model::ChannelConnection`]), managed through the
 //!   admin API, with credentials sealed at rest ([`seal`]);
 //! - a **webhook** that checks the provider's signature over the raw body before anything is

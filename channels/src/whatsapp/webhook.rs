@@ -1,20 +1,6 @@
-//! WhatsApp Cloud API: the webhook (`/v1/channels/whatsapp/{connection}`) and the sender.
-//!
-//! Meta's rules: the webhook is verified once with `GET ?hub.mode=subscribe&hub.verify_token=…
-//! &hub.challenge=…` (answer the challenge); every `POST` carries `X-Hub-Signature-256:
-//! sha256=HEX(HMAC-SHA256(app secret, raw body))`; messages are sent with `POST
-//! {base}/{phone-number-id}/messages` and a bearer token; text messages hold at most 4,096
-//! characters.
-//!
-//! The outbound side (ordering, cursor, retries) is the shared sink (`sink.rs`); this module
-//! turns a message into WhatsApp's text or template shape.
-//!
-//! Written on reqwest rather than the `whatsapp` crate (the maintained successor of
-//! `whatsapp-cloud-api`): that crate hard-codes `https://graph.facebook.com` (only the API
-//! version can be set), so it cannot be pointed at a test server, and it does not verify
-//! webhook signatures. The wire shapes below are the documented ones.
+//! Meta's side of a WhatsApp connection: the webhook's verification, signature and payloads.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use hmac::{Hmac, Mac};
@@ -23,15 +9,11 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
 
+use super::{STORE_WAIT, Secrets};
 use crate::Channels;
 
 /// Largest webhook body read.
 const MAX_BODY: usize = 1 << 20;
-/// How long a webhook waits for each message to be stored.
-const STORE_WAIT: Duration = Duration::from_secs(10);
-
-/// The connection's credentials, sealed at rest (the domain's type: the admin API builds them).
-pub use parla_domain::channels::WhatsAppSecrets as Secrets;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig, channels: Arc<Channels>) {
     cfg.service(
@@ -246,7 +228,6 @@ async fn receive(
     }
     HttpResponse::Ok().json(json!({}))
 }
-
 impl Channels {
     /// Stores one incoming message in its contact's conversation (idempotent by its id).
     async fn accept(
@@ -285,70 +266,4 @@ impl Channels {
         });
         Ok(())
     }
-
-    /// Outside the window: the connection's approved template, the text as its parameter.
-    pub(crate) async fn send_template(
-        &self,
-        connection: &ChannelConnection,
-        to: &str,
-        text: &str,
-    ) -> Result<Vec<String>, String> {
-        let Some((name, language)) = &connection.template else {
-            return Err("outside the 24-hour window and the connection has no template".into());
-        };
-        let secrets = self.secrets(connection)?;
-        let parameter: String = text.chars().take(1024).collect();
-        let body = json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "template",
-            "template": {
-                "name": name,
-                "language": {"code": language},
-                "components": [{"type": "body", "parameters": [{"type": "text", "text": parameter}]}],
-            },
-        });
-        let url = self.messages_url(connection);
-        let build = || self.http.post(&url).bearer_auth(&secrets.access_token).json(&body);
-        let answer = self.send_with_retries(&connection.address, build).await?;
-        Ok(wamids(&answer))
-    }
-
-    fn secrets(&self, connection: &ChannelConnection) -> Result<Secrets, String> {
-        self.open_secrets(connection)
-    }
-
-    fn messages_url(&self, connection: &ChannelConnection) -> String {
-        let base = self.settings.whatsapp_api_base.trim_end_matches('/');
-        format!("{base}/{}/messages", connection.address)
-    }
-
-    /// Sends one piece (at most `whatsapp_max_chars`) as a WhatsApp text message.
-    pub(crate) async fn send_text(
-        &self,
-        connection: &ChannelConnection,
-        to: &str,
-        piece: &str,
-    ) -> Result<Vec<String>, String> {
-        let secrets = self.secrets(connection)?;
-        let url = self.messages_url(connection);
-        let body = json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "text",
-            "text": {"preview_url": false, "body": piece},
-        });
-        let build = || self.http.post(&url).bearer_auth(&secrets.access_token).json(&body);
-        Ok(wamids(&self.send_with_retries(&connection.address, build).await?))
-    }
-}
-
-/// The `wamid`s of a send's answer (`{"messages": [{"id"}]}`).
-fn wamids(answer: &serde_json::Value) -> Vec<String> {
-    answer["messages"]
-        .as_array()
-        .map(|m| m.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
 }

@@ -1,33 +1,16 @@
-//! SMS through Twilio: the webhook (`/v1/channels/sms/{connection}`) and the Messages API.
-//!
-//! Twilio's rules: an incoming message is a form-encoded `POST` signed with
-//! `X-Twilio-Signature: base64(HMAC-SHA1(auth token, full URL + every POST parameter's name
-//! and value, sorted by name))`; the answer is TwiML (`<Response/>`: we reply through the API,
-//! not in the webhook); messages are sent with `POST {api}/2010-04-01/Accounts/{sid}/Messages.json`
-//! (form: `To`, `From`, `Body`, at most 1,600 characters, which Twilio cuts into segments),
-//! with the account SID and auth token as basic auth. `STOP` (and its synonyms) opts a
-//! contact out; nothing is sent to them again until `START`.
+//! Twilio's side of an SMS connection: the signed webhook, opt-out keywords, delivery reports.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
-use parla_engine::model::{Channel, ChannelConnection, DeliveryStatus};
+use parla_engine::model::{Channel, DeliveryStatus};
 use serde::Deserialize;
 use sha1::Sha1;
 
+use super::{START, STOP, STORE_WAIT, Secrets};
 use crate::Channels;
-
-/// Longest body Twilio accepts in one message.
-pub(crate) const MAX_SMS_CHARS: usize = 1600;
-const STORE_WAIT: Duration = Duration::from_secs(10);
-/// Keywords carriers and Twilio treat as opting out, and back in.
-const STOP: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
-const START: &[&str] = &["START", "YES", "UNSTOP"];
-
-/// The connection's credentials, sealed at rest (the domain's type: the admin API builds them).
-pub use parla_domain::channels::SmsSecrets as Secrets;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig, channels: Arc<Channels>) {
     cfg.service(
@@ -68,47 +51,6 @@ impl Channels {
         } else {
             format!("{}{path}", self.settings.public_url.trim_end_matches('/'))
         }
-    }
-
-    /// Sends one piece (at most 1,600 characters) to `to`; refused for a contact who opted
-    /// out.
-    pub(crate) async fn send_sms(
-        &self,
-        connection: &ChannelConnection,
-        to: &str,
-        piece: &str,
-    ) -> Result<Vec<String>, String> {
-        let opted_out =
-            self.stores.state.opted_out(&connection.id, to).await.map_err(|e| e.to_string())?;
-        if opted_out {
-            return Err("the contact opted out (STOP); they can send START to opt back in".into());
-        }
-        let secrets = self.open_secrets::<Secrets>(connection)?;
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            self.settings.twilio_api_base.trim_end_matches('/'),
-            secrets.account_sid
-        );
-        let callback = match self.settings.public_url.trim_end_matches('/') {
-            "" => String::new(),
-            base => format!("{base}/v1/channels/sms/{}", connection.id),
-        };
-        let mut form = vec![("To", to), ("From", connection.address.as_str()), ("Body", piece)];
-        // Twilio reports delivery (delivered, undelivered…) only to a callback named in the
-        // request: possible once the server knows its public URL.
-        if !callback.is_empty() {
-            form.push(("StatusCallback", callback.as_str()));
-        }
-        let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
-        let build = || {
-            self.http
-                .post(&url)
-                .basic_auth(&secrets.account_sid, Some(&secrets.auth_token))
-                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(body.clone())
-        };
-        let answer = self.send_with_retries(&connection.address, build).await?;
-        Ok(answer["sid"].as_str().map(str::to_owned).into_iter().collect())
     }
 }
 
