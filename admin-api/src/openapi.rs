@@ -40,7 +40,7 @@ use crate::{
     ),
     paths(
         routes::register, routes::login, routes::refresh, routes::logout,
-        recovery::forgot_password, recovery::reset_password, recovery::verify_email, recovery::me,
+        recovery::forgot_password, recovery::reset_password, recovery::verify_email, recovery::resend_verification, recovery::me,
         totp::enroll, totp::confirm,
         workspace::get, workspace::update,
         members::accept, members::list, members::invite, members::set_role, members::remove,

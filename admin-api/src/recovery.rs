@@ -192,17 +192,49 @@ pub async fn verify_email(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `POST /api/auth/resend-verification`: mails the signed-in person a new verification link
+/// (the earlier ones keep working until they expire). Spends the client's auth budget, so it
+/// cannot be used to flood a mailbox.
+#[utoipa::path(post, path = "/api/auth/resend-verification", tag = "auth", operation_id = "resend_verification",
+    security(("bearer" = [])),
+    responses((status = 202, description = "A new link is mailed", body = Accepted),
+              (status = 409, description = "`already_verified`", body = crate::views::ErrorBody),
+              (status = 429, description = "`rate_limited`: the client's auth budget is spent", body = crate::views::ErrorBody)))]
+pub async fn resend_verification(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    crate::routes::check_ip(&state, &req).await?;
+    let account = signed_in(&state, &caller).await?;
+    if account.email_verified {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_verified",
+            "this email address is already verified",
+        ));
+    }
+    send_link(&state, &account, OneTimeKind::EmailVerification).await?;
+    Ok(HttpResponse::Accepted().json(Accepted { status: "a new link was sent" }))
+}
+
+/// The caller's own account: refused for an API key, or when the account is gone.
+async fn signed_in(state: &AdminState, caller: &Caller) -> Result<Account, ApiError> {
+    let Some(id) = caller.account.as_ref() else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person"));
+    };
+    state
+        .store
+        .get_account(&caller.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("token_invalid", "the account no longer exists"))
+}
+
 /// `GET /api/auth/me`: the signed-in person's account.
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", operation_id = "me",
     security(("bearer" = [])),
     responses((status = 200, description = "The signed-in person", body = AccountView)))]
 pub async fn me(state: web::Data<AdminState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let Some(id) = caller.account.as_ref() else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "sign in as a person"));
-    };
-    let account =
-        state.store.get_account(&caller.tenant, id).await?.ok_or_else(|| {
-            ApiError::unauthorized("token_invalid", "the account no longer exists")
-        })?;
+    let account = signed_in(&state, &caller).await?;
     Ok(HttpResponse::Ok().json(AccountView::from(&account)))
 }

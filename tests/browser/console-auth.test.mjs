@@ -367,3 +367,27 @@ test('an invitation mailed to a colleague opens the console, which makes their a
   assert.match(await page.textContent('#accept-error'), /invalid, already used or expired|no longer valid/);
   assert.deepEqual(unprovoked(problems), []);
 });
+
+test('a lost verification mail is sent again from the account page, and its link verifies', { timeout: 60_000 }, async (t) => {
+  const email = 'vera@console.example.com';
+  await api('POST', '/api/auth/register', { email, password: PASSWORD, name: 'Vera Verdi' });
+  const first = await mailTo(dataDir, email, 'Verify your Parla email');
+  const { page, problems } = await openBrowser(t, { viewport: { width: 390, height: 844 } });
+  await page.goto(`${parla}/console#security`);
+  await signInForm(page, email);
+  await page.locator('#resend-verification').click();
+  await page.locator('#verify-again [role="status"]', { hasText: email }).waitFor();
+  assert.equal(await page.isVisible('#resend-verification'), false, 'sent once from this page');
+  assert.deepEqual(await axe(page), [], 'axe: the account page, link sent again');
+  await shots(page, 'verification-resent');
+
+  const second = await mailTo(dataDir, email, 'Verify your Parla email');
+  const link = /open (\S+)/.exec(second.body)?.[1];
+  assert.notEqual(link, /open (\S+)/.exec(first.body)?.[1], 'a new link');
+  await page.goto(link);
+  await page.locator('#verify-result[data-state="ok"]').waitFor();
+  await page.goto(`${parla}/console#security`);
+  await page.locator('#security-title').waitFor();
+  assert.equal(await page.isVisible('#verify-again'), false, 'verified: nothing to send');
+  assert.deepEqual(unprovoked(problems), []);
+});

@@ -296,6 +296,30 @@ async fn email_verification_link_from_the_outbox_verifies_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_verification_mail_is_sent_again_to_the_signed_in_person_only() {
+    let server = start().await;
+    register(&server, "ann@example.com").await;
+    let first = token_from_last_mail(&server, "ann@example.com");
+    let (status, body) = server.post("/api/auth/resend-verification", json!({}), None).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthenticated"), "signed in only: {body}");
+
+    let session = login(&server, "ann@example.com").await;
+    let jwt = session["access_token"].as_str().expect("jwt");
+    let (status, _) = server.post("/api/auth/resend-verification", json!({}), Some(jwt)).await;
+    assert_eq!(status, 202);
+    let second = token_from_last_mail(&server, "ann@example.com");
+    assert_ne!(first, second, "a new link");
+    assert_eq!(outbox(&server).len(), 2, "one more mail, to the account's own address");
+
+    let (status, _) = server.post("/api/auth/verify-email", json!({"token": second}), None).await;
+    assert_eq!(status, 204);
+    let (status, body) = server.post("/api/auth/resend-verification", json!({}), Some(jwt)).await;
+    assert_eq!((status, error_code(&body)), (409, "already_verified"));
+    let (status, body) = server.post("/api/auth/verify-email", json!({"token": first}), None).await;
+    assert_eq!(status, 204, "the earlier link still verifies (idempotent): {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_reset_link_changes_the_password_once() {
     let server = start().await;
     register(&server, "ann@example.com").await;

@@ -127,7 +127,7 @@ export function App() {
   let body;
   const token = route.query.get('token');
   if (name === 'verify-email') {
-    body = <VerifyEmail key="verify" token={token} signedIn={signedIn} />;
+    body = <VerifyEmail key="verify" token={token} signedIn={signedIn} onVerified={() => { if (signedIn) void session.fetchMe().then(setMe, () => {}); }} />;
   } else if (name === 'reset-password') {
     body = <Reset key="reset" token={token} />;
   } else if (name === 'accept-invitation') {

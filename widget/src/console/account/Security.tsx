@@ -16,6 +16,12 @@ export function Security({ me, onChanged }: { me: Me; onChanged: () => void }) {
   const [codes, setCodes] = useState<string[] | null>(null);
   const start = useForm([]);
   const confirm = useForm(['code']);
+  const resend = useForm([]);
+  const [resent, setResent] = useState(false);
+  const sendAgain = resend.submit(async () => {
+    await api('POST', '/api/auth/resend-verification');
+    setResent(true);
+  });
   const begin = start.submit(async () => setEnrollment(await api<Enrollment>('POST', '/api/auth/totp/enroll')));
   const finish = confirm.submit(async () => {
     const code = String(new FormData(confirm.ref.current!).get('code')).trim();
@@ -29,7 +35,13 @@ export function Security({ me, onChanged }: { me: Me; onChanged: () => void }) {
         <p class="row"><span>{t('languageLabel')}</span> <LanguagePicker /></p>
       </section>
       <h2>{t('securityTitle')}</h2>
-      {!me.email_verified && <p class="notice" role="status">{t('emailUnverified')}</p>}
+      {!me.email_verified && (
+        <form id="verify-again" class="notice" ref={resend.ref} onSubmit={sendAgain}>
+          <p role="status">{resent ? t('verificationResent', { email: me.email }) : t('emailUnverified')}</p>
+          <p class="form-error" role="alert">{resend.general}</p>
+          {!resent && <button id="resend-verification" type="submit" class="secondary" disabled={resend.busy}>{t('resendVerification')}</button>}
+        </form>
+      )}
       {codes ? (
         <section id="recovery" class="panel" aria-labelledby="recovery-title">
           <h2 id="recovery-title">{t('recoveryTitle')}</h2>

@@ -5,8 +5,11 @@ import { describe } from '../ui/form';
 
 type State = 'busy' | 'ok' | 'error';
 
-/** Opened from the verification mail: spends the token, then takes it out of the address bar. */
-export function VerifyEmail({ token, signedIn }: { token: string | null; signedIn: boolean }) {
+/**
+ * Opened from the verification mail: spends the token, then takes it out of the address bar;
+ * `onVerified` lets a signed-in console read the account again.
+ */
+export function VerifyEmail({ token, signedIn, onVerified }: { token: string | null; signedIn: boolean; onVerified: () => void }) {
   const [state, setState] = useState<State>(token ? 'busy' : 'error');
   const [text, setText] = useState(token ? t('verifying') : t('noToken'));
   useEffect(() => {
@@ -14,7 +17,7 @@ export function VerifyEmail({ token, signedIn }: { token: string | null; signedI
     // The token is spent (or refused): it leaves the address bar and the history either way.
     history.replaceState(history.state, '', `${location.pathname}#verify-email`);
     call('POST', '/api/auth/verify-email', { token }).then(
-      () => { setState('ok'); setText(t('verified')); },
+      () => { setState('ok'); setText(t('verified')); onVerified(); },
       (e) => { setState('error'); setText((e as { code?: string }).code === 'invalid_token' ? t('verifyFailed') : describe(e)); },
     );
   }, [token]);

@@ -80,6 +80,8 @@ export const en = {
   copied: 'Copied',
   saved: 'I have saved them',
   emailUnverified: 'Your email address is not verified yet: open the link we mailed you.',
+  resendVerification: 'Send the link again',
+  verificationResent: 'A new link is on its way to {email}.',
   bots: 'Bots',
   newBot: 'New bot',
   noBots: 'No bots yet.',

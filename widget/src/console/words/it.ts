@@ -75,6 +75,8 @@ export const it: Words = {
   copied: 'Copiato',
   saved: 'Li ho salvati',
   emailUnverified: 'Il tuo indirizzo email non è ancora verificato: apri il link che ti abbiamo inviato.',
+  resendVerification: 'Invia di nuovo il link',
+  verificationResent: 'Un nuovo link sta arrivando a {email}.',
   bots: 'Bot',
   newBot: 'Nuovo bot',
   noBots: 'Ancora nessun bot.',
