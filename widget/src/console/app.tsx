@@ -64,6 +64,8 @@ export function App() {
       setStatus({ text: t('signedOut'), state: 'signed-out' });
     } else {
       setWhy(null);
+      // Signed in, before the desk's socket says more (it starts a moment after the first view).
+      setStatus((s) => (s.state === 'signed-out' ? { text: t('signedInViewer'), state: 'signed-in' } : s));
     }
   }), []);
   useEffect(() => {
