@@ -106,7 +106,7 @@ RUN set -eux; \
 COPY --from=model /model/ /usr/share/parla/models/all-MiniLM-L6-v2/
 COPY --from=build /out/parla /usr/local/bin/parla
 
-# No secrets here: give PARLA__AUTH__JWT_SECRET, PARLA__CHANNELS__MASTER_KEY and the like at
+# No secrets here: give PARLA__AUTH__JWT_SECRET, PARLA__SECRETS__MASTER_KEY and the like at
 # run time (docs/deploy.md).
 ENV PARLA__EMBEDDINGS__LOCAL_MODEL_DIR=/usr/share/parla/models/all-MiniLM-L6-v2 \
     HOME=/var/lib/parla

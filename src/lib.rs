@@ -12,6 +12,7 @@
 pub mod headers;
 pub mod logging;
 pub mod ops;
+pub mod secrets;
 pub mod tls;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -120,6 +121,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     private_data_dir(&settings.store.data_dir)
         .with_context(|| format!("securing the data dir {}", settings.store.data_dir.display()))?;
     let store = open_store(&settings).await?;
+    // Before anything reads a secret: a store whose key is missing refuses to start here.
+    let keys = secrets::unlock(&settings, &*store).await.context("the master key")?;
     let demo_created = if settings.demo.enabled {
         demo::ensure_demo(&*store, settings.demo.llm_tokens_per_month)
             .await
@@ -225,9 +228,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         engine.clone(),
         parla_channels::ChannelStores::of(&store),
         settings.channels.clone(),
-        &settings.store.data_dir,
-    )
-    .context("loading the channels' master key")?;
+        keys.keyring.clone(),
+    );
     if roles.admin {
         // Channel sinks run beside the webhooks, on the admin node (see docs/distributed.md).
         channels.start().await;
@@ -264,6 +266,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     });
     if roles.admin {
         admin.mailer.retry_outbox(Duration::from_secs(settings.mail.outbox_retry_secs));
+    }
+    let needs_reseal = keys.needs_reseal;
+    let key_service =
+        secrets::KeyService::new(keys, store.clone(), channels.clone(), admin.clone());
+    if roles.admin && needs_reseal {
+        // Secrets sealed under an older key, or from before sealing: written again, in the
+        // background (each still opens meanwhile).
+        let sweep = key_service.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sweep.reseal().await {
+                tracing::error!(error = %e, "re-sealing secrets under the current key failed");
+            }
+        });
     }
     let (app_engine, gateway, app_admin) =
         (engine.clone(), settings.gateway.clone(), admin.clone());
@@ -338,10 +353,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         None => None,
         Some(at) => {
             let ops_engine = engine.clone();
+            // Rotation only here, never on the public listener (even when it serves metrics).
+            let keys = roles.admin.then(|| key_service.clone());
             let ops_server = HttpServer::new(move || {
                 App::new()
                     .wrap(headers::security())
                     .configure(ops::configure(ops_engine.clone(), false))
+                    .configure(ops::configure_keys(keys.clone()))
             })
             .workers(1)
             .disable_signals()

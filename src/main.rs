@@ -34,6 +34,23 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Rotates the master key that seals secrets at rest: writes a new key first in the key file
+    /// (the old ones stay after it, still opening), then asks the running server, on its
+    /// operations listener, to re-seal every secret under the new key. `--retire` then drops the
+    /// old keys from the file.
+    RotateKey {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory of the embedded store (the key file's default lives beside it).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The server's operations listener (host:port); default `[server] ops_listen`.
+        #[arg(long)]
+        ops: Option<String>,
+        /// Once the server has re-sealed everything, keep only the new key in the file.
+        #[arg(long)]
+        retire: bool,
+    },
     /// Prints the effective configuration (defaults, file, environment) as JSON.
     Config {
         #[arg(long)]
@@ -104,6 +121,15 @@ fn main() -> anyhow::Result<()> {
             let tokens = parla_engine::demo::demo_reply(&text, settings.responder.min_confidence);
             println!("{}", serde_json::to_string(&tokens)?);
             Ok(())
+        }
+        Command::RotateKey { config, data_dir, ops, retire } => {
+            let mut overrides = Vec::new();
+            if let Some(dir) = data_dir {
+                overrides.push(("store.data_dir", dir.display().to_string().into()));
+            }
+            let settings = Settings::load(config.as_deref(), &overrides)?;
+            let ops = ops.unwrap_or_else(|| settings.server.ops_listen.clone());
+            parla::secrets::rotate_key_command(&settings, &ops, retire)
         }
         Command::Config { config } => {
             let settings = Settings::load(config.as_deref(), &[])?;

@@ -48,3 +48,25 @@ async fn metrics(ops: web::Data<Ops>) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(ops.engine.render_metrics())
 }
+
+/// Mounts `POST /keys/rotate` (admin nodes' operations listener only): the key file is read
+/// again and every secret re-sealed under its first key; answers what was written again.
+pub fn configure_keys(
+    keys: Option<crate::secrets::KeyService>,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        if let Some(keys) = keys {
+            cfg.app_data(web::Data::new(keys)).route("/keys/rotate", web::post().to(rotate));
+        }
+    }
+}
+
+async fn rotate(keys: web::Data<crate::secrets::KeyService>) -> HttpResponse {
+    match keys.rotate().await {
+        Ok(resealed) => HttpResponse::Ok().json(resealed),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "key rotation failed");
+            HttpResponse::Conflict().json(serde_json::json!({ "error": format!("{e:#}") }))
+        }
+    }
+}

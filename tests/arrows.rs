@@ -23,6 +23,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("parla-knowledge", ADAPTER),
     ("parla-egress", ADAPTER),
     ("parla-stripe", ADAPTER),
+    ("parla-keyring", ADAPTER),
     ("parla-gateway", TRANSPORT),
     ("parla-channels", TRANSPORT),
     ("parla-admin-api", TRANSPORT),

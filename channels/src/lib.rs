@@ -5,7 +5,7 @@
 //! `Secrets`), `webhook.rs` (what the provider sends us; push has none) and `client.rs` (what
 //! we send it) — and shares the rest:
 //! - **connections** per bot ([`parla_engine::model::ChannelConnection`]), managed through the
-//!   admin API, with credentials sealed at rest ([`seal`]);
+//!   admin API, with credentials sealed at rest under the server's master keys (`parla_domain::sealing`);
 //! - a **webhook** that checks the provider's signature over the raw body before anything is
 //!   read, maps the sender to one conversation per (connection, contact), and hands each
 //!   message to the conversation's actor in arrival order, idempotent by the provider's
@@ -26,7 +26,6 @@
 
 mod health;
 pub mod push;
-pub mod seal;
 mod sink;
 pub mod sms;
 pub mod whatsapp;
@@ -34,7 +33,6 @@ pub mod whatsapp;
 use std::{
     collections::{HashMap, HashSet},
     num::NonZeroU32,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -42,6 +40,7 @@ use std::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use parla_config::ChannelSettings;
+use parla_domain::sealing::Sealer;
 use parla_domain::store::{Catalog, ChannelState, Connections, Conversations, Store};
 use parla_engine::{
     Engine,
@@ -57,7 +56,9 @@ const RESCAN: Duration = Duration::from_secs(30);
 pub struct Channels {
     engine: Engine,
     stores: ChannelStores,
-    sealer: seal::Sealer,
+    /// The server's master keys (channel credentials are sealed whole, the connection id bound
+    /// to them).
+    sealer: Arc<dyn Sealer>,
     settings: ChannelSettings,
     http: reqwest::Client,
     runtime: Handle,
@@ -101,20 +102,18 @@ impl ChannelStores {
 }
 
 impl Channels {
-    /// Builds the channels on the current runtime, with the master key from `settings` or
-    /// `data_dir`.
+    /// Builds the channels on the current runtime; credentials are sealed with `sealer`.
     pub fn new(
         engine: Engine,
         stores: ChannelStores,
         settings: ChannelSettings,
-        data_dir: &Path,
-    ) -> Result<Arc<Self>, seal::SealError> {
-        let sealer = seal::Sealer::load_or_create(&settings.master_key, data_dir)?;
+        sealer: Arc<dyn Sealer>,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms.max(1)))
             .build()
             .unwrap_or_default();
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             engine,
             stores,
             sealer,
@@ -127,7 +126,7 @@ impl Channels {
             leading: Mutex::new(HashMap::new()),
             fcm_tokens: Mutex::new(HashMap::new()),
             health: health::HealthBook::default(),
-        }))
+        })
     }
 
     /// Watches every tenant with a connection (call once, at start). In a cluster it looks
@@ -299,8 +298,32 @@ impl Channels {
         }
     }
 
-    pub fn sealer(&self) -> &seal::Sealer {
-        &self.sealer
+    /// Re-seals every connection's credentials under the sealer's current key (a master-key
+    /// rotation, or credentials sealed before key ids). Returns how many were written again.
+    pub async fn reseal(&self) -> Result<usize, String> {
+        let all = self.stores.connections.all_channels().await.map_err(|e| e.to_string())?;
+        let mut resealed = 0;
+        for mut connection in all {
+            let current = self.sealer.current_key();
+            if parla_domain::sealing::key_of(&connection.sealed_secrets) == Some(current.as_str()) {
+                continue;
+            }
+            let plain = self
+                .sealer
+                .open(&connection.id, &connection.sealed_secrets)
+                .map_err(|e| format!("connection {}: {e}", connection.id))?;
+            // Read again just before writing: a connection deleted or changed meanwhile is
+            // left as it now is (it was written under the current key anyway).
+            let store = &self.stores.connections;
+            let now = store.channel_by_id(&connection.id).await.map_err(|e| e.to_string())?;
+            if now.is_none_or(|now| now != connection) {
+                continue;
+            }
+            connection.sealed_secrets = self.sealer.seal(&connection.id, &plain);
+            store.put_channel(&connection).await.map_err(|e| e.to_string())?;
+            resealed += 1;
+        }
+        Ok(resealed)
     }
 
     /// These channels as the admin API's port.
@@ -462,7 +485,7 @@ struct Admin(Arc<Channels>);
 
 impl parla_domain::channels::ChannelAdmin for Admin {
     fn seal(&self, connection_id: &str, plain: &[u8]) -> String {
-        self.0.sealer().seal(connection_id, plain)
+        self.0.sealer.seal(connection_id, plain)
     }
 
     fn watch(&self, tenant: &TenantId) {

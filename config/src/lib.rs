@@ -54,6 +54,7 @@ pub struct Settings {
     pub embeddings: EmbeddingsSettings,
     pub vectors: VectorSettings,
     pub channels: ChannelSettings,
+    pub secrets: SecretsSettings,
     pub demo: DemoSettings,
     pub billing: BillingSettings,
     pub log: LogSettings,
@@ -129,12 +130,52 @@ impl std::fmt::Debug for EmbeddingsSettings {
     }
 }
 
+/// The master keys that seal secrets at rest (TOTP secrets, workspaces' LLM keys, webhook
+/// secrets, channel credentials); see `parla_keyring`. Kept outside the data dir.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// Base64 of 32-byte keys, separated by commas: the first seals, every one opens (a
+    /// rotation lists the new key first, the old one after it). Prefer
+    /// `PARLA__SECRETS__MASTER_KEY`. Never serialised.
+    #[serde(skip_serializing)]
+    pub master_key: String,
+    /// A file of keys (one base64 key per line, the sealing one first), read when `master_key`
+    /// is empty; `parla rotate-key` writes it. Empty: `<data_dir>.master.key`, beside the data
+    /// dir (created with a new key when the store has no secrets yet). Never inside the data
+    /// dir.
+    pub master_key_file: PathBuf,
+}
+
+impl std::fmt::Debug for SecretsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.master_key.is_empty() { "<unset>" } else { "<set>" };
+        f.debug_struct("SecretsSettings")
+            .field("master_key", &key)
+            .field("master_key_file", &self.master_key_file)
+            .finish()
+    }
+}
+
+impl SecretsSettings {
+    /// The key file read when no key is given in the settings: `master_key_file`, or
+    /// `<data_dir>.master.key`.
+    pub fn key_file(&self, data_dir: &std::path::Path) -> PathBuf {
+        if !self.master_key_file.as_os_str().is_empty() {
+            return self.master_key_file.clone();
+        }
+        let name = data_dir.file_name().map_or_else(|| "parla".into(), |n| n.to_string_lossy());
+        data_dir.with_file_name(format!("{name}.master.key"))
+    }
+}
+
 /// Messaging channels (WhatsApp, SMS, push).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSettings {
-    /// Base64 of the 32-byte key that seals channel credentials (AES-256-GCM); empty: a key
-    /// generated once into `DATA_DIR/channels.key`. Never serialised.
+    /// Deprecated: `[secrets] master_key` seals every secret now. Still read: base64 of a 32-byte
+    /// key that, when `[secrets]` names none, is the master key (and opens credentials sealed
+    /// before key ids). Never serialised.
     #[serde(skip_serializing)]
     pub master_key: String,
     /// WhatsApp Cloud API base, with its version.
@@ -872,6 +913,15 @@ impl Settings {
             if value == 0 {
                 return Err(ConfigError::Invalid { key, problem: "must be greater than 0".into() });
             }
+        }
+        let key_file = self.secrets.key_file(&self.store.data_dir);
+        if self.secrets.master_key.is_empty() && key_file.starts_with(&self.store.data_dir) {
+            return Err(ConfigError::Invalid {
+                key: "secrets.master_key_file",
+                problem: "must not be inside store.data_dir: the key must not travel with the \
+                          data it opens"
+                    .into(),
+            });
         }
         if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
             return Err(ConfigError::Invalid {

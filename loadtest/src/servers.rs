@@ -118,8 +118,10 @@ pub async fn start(
                 .or_else(|_| tempfile::tempdir())
                 .context("a data dir for parla")?;
             let mut cmd = Command::new(&bin);
+            // The data dir inside the temporary one: the master key Parla generates beside it
+            // is removed with it.
             cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-                .arg(data.path())
+                .arg(data.path().join("data"))
                 .env("RUST_LOG", "warn")
                 .env("PARLA__RESPONDER__TOKEN_DELAY_MS", "0")
                 .env("PARLA__SERVER__OPS_LISTEN", "127.0.0.1:0")

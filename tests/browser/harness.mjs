@@ -65,7 +65,9 @@ export async function startParla(env = {}) {
 /** Starts `parla serve` on port 0; resolves to `{url, dataDir}` (its mail outbox is in the dir). */
 export async function startParlaWithDir(env = {}) {
   assert.ok(PARLA_BIN, 'PARLA_BIN must be set to the parla binary, e.g. PARLA_BIN=$CARGO_TARGET_DIR/debug/parla');
-  const dataDir = await freshDir('parla-widget-data-');
+  // The data dir inside a folder of its own: the master key Parla generates beside it
+  // (`data.master.key`) goes with it.
+  const dataDir = join(await freshDir('parla-widget-'), 'data');
   const log = [];
   const child = spawn(PARLA_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
     env: { ...process.env, PARLA__RESPONDER__TOKEN_DELAY_MS: '5', PARLA__SERVER__OPS_LISTEN: '127.0.0.1:0', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },

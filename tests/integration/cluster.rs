@@ -65,6 +65,7 @@ impl Cluster {
             .args(["serve", "--listen", "127.0.0.1:0", "--role", role, "--data-dir"])
             .arg(data_dir)
             .envs(self.env.iter().cloned())
+            .env("PARLA__SECRETS__MASTER_KEY", crate::common::TEST_MASTER_KEY)
             .env("PARLA__DEMO__ENABLED", (role == "gateway").to_string())
             .env("RUST_LOG", "info,parla_cluster=debug")
             .stdout(Stdio::piped())

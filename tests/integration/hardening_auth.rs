@@ -388,7 +388,7 @@ async fn an_agent_socket_closes_when_its_member_is_removed_or_their_sessions_end
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_cluster_a_removal_on_one_node_closes_the_socket_on_another() {
     let Some(services) = cluster::services("removal across nodes") else { return };
-    tokio::time::timeout(Duration::from_secs(120), removal_across_nodes(services))
+    Box::pin(tokio::time::timeout(Duration::from_secs(120), removal_across_nodes(services)))
         .await
         .expect("the scenario finishes");
 }

@@ -42,6 +42,7 @@ mod preview;
 mod push;
 mod redaction;
 mod rich_messages;
+mod secrets;
 mod sms;
 mod tls;
 mod vectors;

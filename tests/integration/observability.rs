@@ -541,6 +541,7 @@ async fn json_logs_name_the_conversation_and_never_carry_the_visitors_text() {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("PARLA__LOG__FORMAT", "json")
+        .env("PARLA__SECRETS__MASTER_KEY", crate::common::TEST_MASTER_KEY)
         .env("PARLA__RESPONDER__TOKEN_DELAY_MS", "0")
         .env("PARLA__EMBEDDINGS__LOCAL_MODEL", "")
         .env("RUST_LOG", "info")

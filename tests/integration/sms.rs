@@ -18,10 +18,10 @@ const AUTH: &str = "twilio-auth-token-5e8f";
 pub(crate) const CONTACT: &str = "+393331234567";
 
 /// Each message's form, as the double received it.
-type Forms = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+pub(crate) type Forms = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
 /// Twilio's Messages API double: records each message's form.
-async fn twilio() -> (String, Forms) {
+pub(crate) async fn twilio() -> (String, Forms) {
     let sent = Arc::new(Mutex::new(Vec::new()));
     let state = sent.clone();
     let server = HttpServer::new(move || {
@@ -81,7 +81,9 @@ pub(crate) struct Setup {
     pub(crate) owner: String,
     pub(crate) bot: String,
     webhook: String,
-    sent: Forms,
+    pub(crate) sent: Forms,
+    /// The Twilio double's base URL.
+    pub(crate) twilio: String,
 }
 
 async fn setup() -> Setup {
@@ -96,6 +98,12 @@ pub(crate) async fn setup_with(tweak: impl FnOnce(&mut parla_config::Settings)) 
         tweak(s);
     })
     .await;
+    setup_on(server, base, sent).await
+}
+
+/// An owner, a published bot and its SMS connection on `server`, whose Twilio is the double at
+/// `base` recording into `sent`.
+pub(crate) async fn setup_on(server: TestServer, base: String, sent: Forms) -> Setup {
     let owner = register_owner(&server, "owner@sms.example.com").await;
     let bot = published_bot(
         &server,
@@ -110,7 +118,7 @@ pub(crate) async fn setup_with(tweak: impl FnOnce(&mut parla_config::Settings)) 
     assert_eq!(status, 201, "{connection}");
     assert_eq!(connection["secret_hints"]["auth_token"], "…5e8f");
     let webhook = connection["webhook_path"].as_str().expect("path").to_owned();
-    Setup { server, owner, bot, webhook, sent }
+    Setup { server, owner, bot, webhook, sent, twilio: base }
 }
 
 /// POSTs a form to the webhook as Twilio would, signed by Twilio's library (or, with `sign`
@@ -143,7 +151,7 @@ pub(crate) async fn incoming(s: &Setup, sid: &str, text: &str, sign: bool) -> (u
     post_form(s, &params, sign).await
 }
 
-async fn sent(s: &Setup, n: usize) -> Vec<Vec<(String, String)>> {
+pub(crate) async fn sent(s: &Setup, n: usize) -> Vec<Vec<(String, String)>> {
     for _ in 0..500 {
         if s.sent.lock().expect("log").len() >= n {
             break;

@@ -84,6 +84,7 @@ macro_rules! __store_conformance {
             listings_are_global_and_deleted_by_their_tenant_only,
             a_person_is_found_by_contact_and_form_and_forgotten_with_the_conversation,
             the_audit_log_is_appended_per_tenant_and_read_newest_first,
+            secrets_read_back_as_written_through_the_sealer,
         }
     };
 }
@@ -1756,4 +1757,93 @@ pub async fn the_audit_log_is_appended_per_tenant_and_read_newest_first(store: &
     assert!(
         store.list_audit(&TenantId::from("t-audit-none"), None, 10).await.expect("l").is_empty()
     );
+}
+
+/// A reversible stand-in for the master-key sealer: tags each value with its context and key
+/// id, so a value opened for another record, or sealed under an unknown key, is refused.
+#[derive(Debug)]
+struct TestSealer;
+
+impl crate::sealing::Sealer for TestSealer {
+    fn seal(&self, context: &str, plain: &[u8]) -> String {
+        let hex: String = plain.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}test.{context}|{hex}", crate::sealing::PREFIX)
+    }
+
+    fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, crate::sealing::SealError> {
+        use crate::sealing::SealError;
+        let kid = crate::sealing::key_of(sealed).unwrap_or_default();
+        let rest = sealed.strip_prefix("pk1.test.").ok_or(SealError::UnknownKey(kid.into()))?;
+        let (ctx, hex) = rest.split_once('|').ok_or(SealError::Unreadable)?;
+        if ctx != context || hex.len() % 2 == 1 {
+            return Err(SealError::Unreadable);
+        }
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| SealError::Unreadable))
+            .collect()
+    }
+
+    fn current_key(&self) -> String {
+        "test".into()
+    }
+}
+
+/// Accounts' TOTP secrets, workspaces' LLM keys and intents' webhook secrets come back as they
+/// were written once the store seals them; every workspace is listed; the key check is kept.
+pub async fn secrets_read_back_as_written_through_the_sealer(store: &dyn Store) {
+    store.use_sealer(Arc::new(TestSealer));
+    let mut tenant = Tenant::new("t-sealed".into(), "Sealed".into(), 1);
+    tenant.llm = Some(TenantLlm {
+        base_url: "https://llm.example.com/v1".into(),
+        model: "m".into(),
+        api_key: "sk-sealed-llm-key".into(),
+    });
+    store.put_tenant(&tenant).await.expect("put_tenant");
+    assert_eq!(store.get_tenant(&tenant.id).await.expect("get"), Some(tenant.clone()));
+    assert!(store.list_tenants().await.expect("list").contains(&tenant.id), "listed");
+
+    let mut member = account("t-sealed", "acc-sealed", "sealed@example.com");
+    member.totp = Some(TotpState {
+        secret_base32: "JBSWY3DPEHPK3PXP".into(),
+        enabled: false,
+        last_step: 0,
+        recovery_digests: vec![],
+    });
+    store.create_account(&member).await.expect("create");
+    let read = store.get_account(&member.tenant_id, &member.id).await.expect("get");
+    assert_eq!(read.as_ref().and_then(|a| a.totp.clone()), member.totp.clone(), "TOTP secret");
+    let mut enabled = read.expect("exists");
+    if let Some(totp) = enabled.totp.as_mut() {
+        totp.enabled = true;
+    }
+    store.update_account(&enabled).await.expect("update");
+    let by_email = store.account_by_email("sealed@example.com").await.expect("by email");
+    assert_eq!(
+        by_email.and_then(|a| a.totp).map(|t| (t.secret_base32, t.enabled)),
+        Some(("JBSWY3DPEHPK3PXP".to_owned(), true))
+    );
+    let listed = store.list_accounts(&member.tenant_id).await.expect("list");
+    assert_eq!(listed[0].totp.as_ref().map(|t| t.secret_base32.as_str()), Some("JBSWY3DPEHPK3PXP"));
+
+    let (t, b) = (TenantId::from("t-sealed"), BotId::from("bot-sealed"));
+    let hooked = Intent {
+        id: "i-hook".into(),
+        bot_id: b.clone(),
+        name: "hook".into(),
+        description: None,
+        examples: vec!["hook me".into()],
+        response: IntentResponse { text: "hooked".into(), quick_replies: vec![], content: None },
+        actions: vec![IntentAction::Webhook {
+            url: "https://hooks.example.com/x".into(),
+            secret: "whsec-sealed".into(),
+        }],
+    };
+    store.put_intents(&t, &b, std::slice::from_ref(&hooked)).await.expect("put_intents");
+    assert_eq!(store.list_intents(&t, &b).await.expect("list"), vec![hooked]);
+
+    use crate::sealing::Sealer as _;
+    let check = TestSealer.seal(crate::sealing::CHECK_CONTEXT, crate::sealing::CHECK_TEXT);
+    store.put_seal_check(&check).await.expect("put check");
+    assert_eq!(store.seal_check().await.expect("check"), Some(check));
 }

@@ -21,6 +21,7 @@
 //!   file each (`Delivery`, `Feed`, `Coordination`, `Probe`; `Bus` is all four).
 //! - [`store`]: the store ports (one small trait per concern, one file each), `Store` for
 //!   all of them on one database, and their errors.
+//! - [`sealing`]: secrets at rest — the sealer port and the fields each record seals.
 //! - [`responder`]: the bot-brain port.
 //! - [`sessions`]: the members' sessions port (who an access token names now), which the admin
 //!   API implements and the agent socket asks.
@@ -59,6 +60,7 @@ pub mod model;
 pub mod presence;
 pub mod redact;
 pub mod responder;
+pub mod sealing;
 pub mod sessions;
 pub mod store;
 pub mod subjects;

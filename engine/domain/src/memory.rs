@@ -84,6 +84,8 @@ impl MemoryStore {
 /// that every method can do what the adapter's does.
 #[derive(Default)]
 struct State {
+    /// Kept in clear: nothing here reaches a disk (the check value is kept for the sweep).
+    seal_check: Option<String>,
     tenants: BTreeMap<TenantId, Tenant>,
     bots: BTreeMap<(TenantId, BotId), Bot>,
     /// Bot → its tenant: bot ids are global (the widget knows only the bot).
@@ -611,6 +613,10 @@ impl Catalog for MemoryStore {
 
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
         Ok(self.with(|s| s.tenants.get(id).cloned()))
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantId>> {
+        Ok(self.with(|s| s.tenants.keys().cloned().collect()))
     }
 
     async fn put_bot(&self, bot: &Bot) -> StoreResult<()> {
@@ -1501,6 +1507,21 @@ impl Listings for MemoryStore {
 
     async fn connect_account(&self, tenant: &TenantId) -> StoreResult<Option<ConnectAccount>> {
         Ok(self.with(|s| s.connect_accounts.get(tenant).cloned()))
+    }
+}
+
+#[async_trait]
+impl crate::store::Sealing for MemoryStore {
+    /// Nothing here reaches a disk: records stay in clear.
+    fn use_sealer(&self, _sealer: std::sync::Arc<dyn crate::sealing::Sealer>) {}
+
+    async fn seal_check(&self) -> StoreResult<Option<String>> {
+        Ok(self.with(|s| s.seal_check.clone()))
+    }
+
+    async fn put_seal_check(&self, sealed: &str) -> StoreResult<()> {
+        self.with(|s| s.seal_check = Some(sealed.to_owned()));
+        Ok(())
     }
 }
 

@@ -186,7 +186,7 @@ optional, so an existingSecret may hold any subset of these keys.
 */}}
 {{- define "parla.secretEnv" -}}
 {{- $name := include "parla.secretName" . -}}
-{{- range $key, $env := dict "jwt-secret" "PARLA__AUTH__JWT_SECRET" "master-key" "PARLA__CHANNELS__MASTER_KEY" "cql-password" "PARLA__STORE__CQL_PASSWORD" "redis-url" "PARLA__CLUSTER__REDIS_URL" "smtp-password" "PARLA__MAIL__SMTP_PASSWORD" "llm-api-key" "PARLA__LLM__API_KEY" "embeddings-api-key" "PARLA__EMBEDDINGS__API_KEY" "qdrant-api-key" "PARLA__VECTORS__QDRANT_API_KEY" }}
+{{- range $key, $env := dict "jwt-secret" "PARLA__AUTH__JWT_SECRET" "master-key" "PARLA__SECRETS__MASTER_KEY" "cql-password" "PARLA__STORE__CQL_PASSWORD" "redis-url" "PARLA__CLUSTER__REDIS_URL" "smtp-password" "PARLA__MAIL__SMTP_PASSWORD" "llm-api-key" "PARLA__LLM__API_KEY" "embeddings-api-key" "PARLA__EMBEDDINGS__API_KEY" "qdrant-api-key" "PARLA__VECTORS__QDRANT_API_KEY" }}
 - name: {{ $env }}
   valueFrom:
     secretKeyRef:

@@ -43,6 +43,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.server.listen = "127.0.0.1:0".parse().expect("addr");
     s.server.workers = 2;
     s.store.data_dir = dir.to_path_buf();
+    // One master key for every test server: servers of one cluster share a keyspace.
+    s.secrets.master_key = TEST_MASTER_KEY.into();
     // Each test server's own operations listener (a fixed port would collide).
     s.server.ops_listen = "127.0.0.1:0".into();
     // Every test client comes from 127.0.0.1: the per-address limits would count them all as
@@ -61,6 +63,9 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.knowledge.extractor_program = env!("CARGO_BIN_EXE_parla").into();
     s
 }
+
+/// The master key test servers seal their secrets under (base64 of 32 bytes).
+pub const TEST_MASTER_KEY: &str = "cGFybGEtdGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzISE=";
 
 /// Every test client comes from 127.0.0.1: the per-address and per-bot visitor limits off, for
 /// tests about something else (tests/integration/hardening.rs checks the limits themselves).
@@ -85,6 +90,7 @@ pub async fn spawn_parla_with(
         .arg(data_dir)
         .env("PARLA__RESPONDER__TOKEN_DELAY_MS", "0")
         .env("PARLA__SERVER__OPS_LISTEN", "127.0.0.1:0")
+        .env("PARLA__SECRETS__MASTER_KEY", TEST_MASTER_KEY)
         .envs(UNLIMITED_VISITORS)
         .env("PARLA__GATEWAY__RATE_PER_SECOND", "1000000")
         .env("PARLA__GATEWAY__RATE_BURST", "1000000")

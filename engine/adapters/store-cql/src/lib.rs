@@ -83,9 +83,10 @@ use parla_domain::model::{
     ConversationId, Delivery, DeliveryStatus, Document, Handling, Intent, Invitation, Message,
     Note, OneTimeToken, ProcessStatus, RefreshToken, Sender, Tenant, TenantId,
 };
+use parla_domain::sealing::{self, Sealer};
 use parla_domain::store::{
     Accounts, Analytics, Appended, AuditLog, Catalog, ChannelState, Connections, Conversations,
-    Credentials, Documents, InboxIndex, StoreError, StoreResult, Subjects, TokenUsage,
+    Credentials, Documents, InboxIndex, Sealing, StoreError, StoreResult, Subjects, TokenUsage,
 };
 
 /// Messages per partition of `messages` (`bucket = seq / MESSAGE_BUCKET`): a long conversation
@@ -121,6 +122,9 @@ pub struct CqlStore {
     /// Always [`MESSAGE_BUCKET`] outside this module's tests, which shrink it to cross bucket
     /// boundaries with a handful of messages.
     bucket_size: u64,
+    /// Seals accounts', workspaces' and intents' secrets (see `parla_domain::sealing`), once
+    /// given one; shared by the clones of this store.
+    sealer: Arc<std::sync::RwLock<Option<Arc<dyn Sealer>>>>,
 }
 
 impl std::fmt::Debug for CqlStore {
@@ -162,6 +166,18 @@ pub(crate) async fn build_session(
 }
 
 impl CqlStore {
+    fn sealer(&self) -> Option<Arc<dyn Sealer>> {
+        self.sealer.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn sealed_account(&self, account: &Account) -> Account {
+        self.sealer().map_or_else(|| account.clone(), |s| sealing::seal_account(&*s, account))
+    }
+
+    fn opened_account(&self, account: Account) -> StoreResult<Account> {
+        Ok(sealing::open_account(self.sealer().as_deref(), account)?)
+    }
+
     /// Connects to the cluster and prepares every statement. The keyspace must hold the
     /// current schema (`parla migrate`, i.e. [`migrate`]).
     pub async fn connect(settings: &StoreSettings) -> Result<CqlStore, StoreError> {
@@ -198,7 +214,12 @@ impl CqlStore {
         })?;
         // Boxed: the struct being filled lives across a hundred awaits.
         let st = Box::pin(Statements::prepare(&session)).await?;
-        Ok(CqlStore { session: Arc::new(session), st: Arc::new(st), bucket_size: MESSAGE_BUCKET })
+        Ok(CqlStore {
+            session: Arc::new(session),
+            st: Arc::new(st),
+            bucket_size: MESSAGE_BUCKET,
+            sealer: Arc::default(),
+        })
     }
 
     // ---- request helpers -------------------------------------------------------------------
@@ -920,11 +941,23 @@ fn is_unfinished(d: &Document) -> bool {
 #[async_trait]
 impl Catalog for CqlStore {
     async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        self.run(&self.st.put_tenant, (tenant.id.as_str(), encode(tenant)?)).await.map(drop)
+        let sealed = self.sealer().map(|s| sealing::seal_tenant(&*s, tenant));
+        let data = encode(sealed.as_ref().unwrap_or(tenant))?;
+        self.run(&self.st.put_tenant, (tenant.id.as_str(), data)).await.map(drop)
     }
 
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
-        self.record(&self.st.get_tenant, (id.as_str(),)).await
+        let found: Option<Tenant> = self.record(&self.st.get_tenant, (id.as_str(),)).await?;
+        let sealer = self.sealer();
+        Ok(found.map(|t| sealing::open_tenant(sealer.as_deref(), t)).transpose()?)
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantId>> {
+        let mut statement = self.st.scan_tenants.ps.clone();
+        statement.set_page_size(SCAN_PAGE);
+        let scan = Stmt { name: self.st.scan_tenants.name, ps: statement };
+        let rows = self.all::<(String,)>(&scan, ()).await?;
+        Ok(rows.into_iter().map(|(id,)| TenantId::from(id.as_str())).collect())
     }
 
     /// Claims the bot id for the tenant (LWT), then writes the record. A crash between them
@@ -998,13 +1031,17 @@ impl Catalog for CqlStore {
         bot: &BotId,
         intents: &[Intent],
     ) -> StoreResult<()> {
-        let values = (tenant.as_str(), bot.as_str(), encode(intents)?);
-        self.run(&self.st.put_intents, values).await.map(drop)
+        let data = match self.sealer() {
+            Some(s) => encode(&sealing::seal_intents(&*s, tenant.as_str(), intents))?,
+            None => encode(intents)?,
+        };
+        self.run(&self.st.put_intents, (tenant.as_str(), bot.as_str(), data)).await.map(drop)
     }
 
     async fn list_intents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Intent>> {
         let found = self.record(&self.st.get_intents, (tenant.as_str(), bot.as_str())).await?;
-        Ok(found.unwrap_or_default())
+        let sealer = self.sealer();
+        Ok(sealing::open_intents(sealer.as_deref(), tenant.as_str(), found.unwrap_or_default())?)
     }
 
     async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {
@@ -1322,7 +1359,7 @@ impl Accounts for CqlStore {
     /// exist is the creator's retry (same account: completed), an account being created
     /// (taken), or left by a creator that died (taken over once older than a minute).
     async fn create_account(&self, account: &Account) -> StoreResult<()> {
-        let mut account = account.clone();
+        let mut account = self.sealed_account(account);
         account.email = account.email.to_lowercase();
         let (email, t, id) =
             (account.email.as_str(), account.tenant_id.as_str(), account.id.as_str());
@@ -1354,20 +1391,22 @@ impl Accounts for CqlStore {
         let owner = self.one::<(Option<String>, Option<String>)>(&self.st.get_email, (&email,));
         let Some((Some(t), Some(id))) = owner.await? else { return Ok(None) };
         let account = self.account_row(&t, &id).await?.map(|(account, _)| account);
-        Ok(account.filter(|a| a.email == email))
+        account.filter(|a| a.email == email).map(|a| self.opened_account(a)).transpose()
     }
 
     async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>> {
-        Ok(self.account_row(tenant.as_str(), id.as_str()).await?.map(|(account, _)| account))
+        let found = self.account_row(tenant.as_str(), id.as_str()).await?;
+        found.map(|(account, _)| self.opened_account(account)).transpose()
     }
 
     /// `UPDATE ... IF version = ?` (see `accounts.rs`).
     async fn update_account(&self, account: &Account) -> StoreResult<()> {
-        self.update_account_cas(account).await
+        self.update_account_cas(&self.sealed_account(account)).await
     }
 
     async fn list_accounts(&self, tenant: &TenantId) -> StoreResult<Vec<Account>> {
-        Ok(self.account_rows(tenant.as_str()).await?.0)
+        let accounts = self.account_rows(tenant.as_str()).await?.0;
+        accounts.into_iter().map(|a| self.opened_account(a)).collect()
     }
 
     /// The record first (`IF version = ?` as read), then the email (see `accounts.rs`).
@@ -1963,6 +2002,22 @@ impl Subjects for CqlStore {
     /// (docs/deploy.md): nothing this node can speed up safely.
     async fn reclaim_deleted(&self) -> StoreResult<()> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Sealing for CqlStore {
+    fn use_sealer(&self, sealer: Arc<dyn Sealer>) {
+        *self.sealer.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sealer);
+    }
+
+    async fn seal_check(&self) -> StoreResult<Option<String>> {
+        let found = self.one::<(Option<String>,)>(&self.st.get_meta, ("seal_check",)).await?;
+        Ok(found.and_then(|(value,)| value))
+    }
+
+    async fn put_seal_check(&self, sealed: &str) -> StoreResult<()> {
+        self.run(&self.st.put_meta, ("seal_check", sealed)).await.map(drop)
     }
 }
 

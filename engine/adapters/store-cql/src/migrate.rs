@@ -30,6 +30,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_marketplace", include_str!("../../../../schema-cql/0007_marketplace.cql")),
     ("0008_subjects", include_str!("../../../../schema-cql/0008_subjects.cql")),
     ("0009_audit", include_str!("../../../../schema-cql/0009_audit.cql")),
+    ("0010_meta", include_str!("../../../../schema-cql/0010_meta.cql")),
 ];
 
 /// The row of `schema_migrations` that is the migration lock.

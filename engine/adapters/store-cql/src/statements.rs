@@ -44,6 +44,9 @@ async fn prepare(session: &Session, name: &'static str, cql: &str) -> StoreResul
 statements! {
     put_tenant = "INSERT INTO tenants (tenant_id, data) VALUES (?, ?)";
     get_tenant = "SELECT data FROM tenants WHERE tenant_id = ?";
+    scan_tenants = "SELECT tenant_id FROM tenants";
+    get_meta = "SELECT value FROM meta WHERE name = ?";
+    put_meta = "INSERT INTO meta (name, value) VALUES (?, ?)";
 
     claim_bot_id = "INSERT INTO bot_ids (bot_id, tenant_id) VALUES (?, ?) IF NOT EXISTS";
     get_bot_owner = "SELECT tenant_id FROM bot_ids WHERE bot_id = ?";

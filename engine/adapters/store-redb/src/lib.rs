@@ -30,13 +30,16 @@ use parla_domain::model::{
     Conversation, ConversationId, Document, Handling, Intent, Invitation, Message, Note,
     OneTimeToken, ProcessStatus, RefreshToken, Role, Sender, Tenant, TenantId,
 };
+use parla_domain::sealing::{self, Sealer};
 use parla_domain::store::{
     Accounts, Analytics, Appended, AuditLog, Billing, Catalog, ChannelState, Connections,
-    Conversations, Credentials, Documents, InboxIndex, Listings, StoreError, StoreResult, Subjects,
-    TokenUsage,
+    Conversations, Credentials, Documents, InboxIndex, Listings, Sealing, StoreError, StoreResult,
+    Subjects, TokenUsage,
 };
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// Store-wide values by name (the master key's check value).
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// (tenant, bot) → bot JSON.
 const BOTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bots");
 /// bot → tenant: how the widget, which knows only the bot id, finds its tenant.
@@ -174,6 +177,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
 
 enum WriteOp {
     PutTenant(Tenant),
+    PutMeta(&'static str, String),
     PutBot(Bot),
     PutIntents(TenantId, BotId, Vec<Intent>),
     DeleteBot(TenantId, BotId),
@@ -261,6 +265,9 @@ pub struct RedbStore {
     db: Arc<RwLock<Database>>,
     /// Bounded so that a stalled disk becomes backpressure on the actors, not memory growth.
     writer: mpsc::Sender<WriteRequest>,
+    /// Seals accounts', workspaces' and intents' secrets (see `parla_domain::sealing`), once
+    /// given one.
+    sealer: Arc<RwLock<Option<Arc<dyn Sealer>>>>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -341,6 +348,7 @@ impl RedbStore {
             txn.open_table(SUBJECTS).map_err(backend)?;
             txn.open_table(SUBJECT_KEYS).map_err(backend)?;
             txn.open_table(AUDIT).map_err(backend)?;
+            txn.open_table(META).map_err(backend)?;
         }
         if !indexed {
             let n = backfill_attention(&txn)?;
@@ -373,7 +381,23 @@ impl RedbStore {
             .name("parla-store-writer".into())
             .spawn(move || writer_loop(&writer_db, rx, max_batch))
             .map_err(backend)?;
-        Ok(Self { db, writer: tx })
+        Ok(Self { db, writer: tx, sealer: Arc::new(RwLock::new(None)) })
+    }
+
+    fn sealer(&self) -> Option<Arc<dyn Sealer>> {
+        self.sealer.read().clone()
+    }
+
+    fn sealed_account(&self, account: &Account) -> Account {
+        self.sealer().map_or_else(|| account.clone(), |s| sealing::seal_account(&*s, account))
+    }
+
+    fn opened_account(&self, account: Account) -> StoreResult<Account> {
+        Ok(sealing::open_account(self.sealer().as_deref(), account)?)
+    }
+
+    fn opened_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {
+        Ok(sealing::open_tenant(self.sealer().as_deref(), tenant)?)
     }
 
     async fn write(&self, op: WriteOp) -> StoreResult<Outcome> {
@@ -548,6 +572,12 @@ fn apply_batch(db: &Database, batch: &[WriteRequest]) -> StoreResult<Vec<StoreRe
 
 fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
     match op {
+        WriteOp::PutMeta(name, value) => {
+            txn.open_table(META)
+                .map_err(backend)?
+                .insert(*name, value.as_str())
+                .map_err(backend)?;
+        }
         WriteOp::PutTenant(t) => {
             let bytes = encode(t)?;
             txn.open_table(TENANTS)
@@ -1359,7 +1389,9 @@ fn last_seq_in(
 #[async_trait]
 impl Catalog for RedbStore {
     async fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        self.write(WriteOp::PutTenant(tenant.clone())).await.map(drop)
+        let sealed =
+            self.sealer().map_or_else(|| tenant.clone(), |s| sealing::seal_tenant(&*s, tenant));
+        self.write(WriteOp::PutTenant(sealed)).await.map(drop)
     }
 
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
@@ -1368,6 +1400,18 @@ impl Catalog for RedbStore {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(TENANTS).map_err(backend)?;
             table.get(id.as_str()).map_err(backend)?.map(|v| decode(v.value())).transpose()
+        })
+        .await?
+        .map(|t| self.opened_tenant(t))
+        .transpose()
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantId>> {
+        self.read_blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(TENANTS).map_err(backend)?;
+            let rows = table.iter().map_err(backend)?;
+            rows.map(|row| Ok(TenantId::from(row.map_err(backend)?.0.value()))).collect()
         })
         .await
     }
@@ -1449,20 +1493,24 @@ impl Catalog for RedbStore {
         bot: &BotId,
         intents: &[Intent],
     ) -> StoreResult<()> {
-        self.write(WriteOp::PutIntents(tenant.clone(), bot.clone(), intents.to_vec()))
-            .await
-            .map(drop)
+        let sealed = match self.sealer() {
+            Some(s) => sealing::seal_intents(&*s, tenant.as_str(), intents),
+            None => intents.to_vec(),
+        };
+        self.write(WriteOp::PutIntents(tenant.clone(), bot.clone(), sealed)).await.map(drop)
     }
 
     async fn list_intents(&self, tenant: &TenantId, bot: &BotId) -> StoreResult<Vec<Intent>> {
-        let (tenant, bot) = (tenant.clone(), bot.clone());
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(INTENTS).map_err(backend)?;
-            let found = table.get((tenant.as_str(), bot.as_str())).map_err(backend)?;
-            Ok(found.map(|v| decode(v.value())).transpose()?.unwrap_or_default())
-        })
-        .await
+        let (t, bot) = (tenant.clone(), bot.clone());
+        let stored = self
+            .read(move |db| {
+                let txn = db.begin_read().map_err(backend)?;
+                let table = txn.open_table(INTENTS).map_err(backend)?;
+                let found = table.get((t.as_str(), bot.as_str())).map_err(backend)?;
+                Ok(found.map(|v| decode(v.value())).transpose()?.unwrap_or_default())
+            })
+            .await?;
+        Ok(sealing::open_intents(self.sealer().as_deref(), tenant.as_str(), stored)?)
     }
 
     async fn put_canned(&self, canned: &CannedResponse) -> StoreResult<()> {
@@ -1759,7 +1807,7 @@ impl InboxIndex for RedbStore {
 #[async_trait]
 impl Accounts for RedbStore {
     async fn create_account(&self, account: &Account) -> StoreResult<()> {
-        let mut account = account.clone();
+        let mut account = self.sealed_account(account);
         account.email = account.email.to_lowercase();
         self.write(WriteOp::CreateAccount(account)).await.map(drop)
     }
@@ -1777,7 +1825,9 @@ impl Accounts for RedbStore {
             let found = accounts.get((tenant, id)).map_err(backend)?;
             found.map(|v| decode(v.value())).transpose()
         })
-        .await
+        .await?
+        .map(|a| self.opened_account(a))
+        .transpose()
     }
 
     async fn get_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<Option<Account>> {
@@ -1788,11 +1838,13 @@ impl Accounts for RedbStore {
             let found = table.get((tenant.as_str(), id.as_str())).map_err(backend)?;
             found.map(|v| decode(v.value())).transpose()
         })
-        .await
+        .await?
+        .map(|a| self.opened_account(a))
+        .transpose()
     }
 
     async fn update_account(&self, account: &Account) -> StoreResult<()> {
-        self.write(WriteOp::UpdateAccount(account.clone())).await.map(drop)
+        self.write(WriteOp::UpdateAccount(self.sealed_account(account))).await.map(drop)
     }
 
     async fn list_accounts(&self, tenant: &TenantId) -> StoreResult<Vec<Account>> {
@@ -1802,9 +1854,14 @@ impl Accounts for RedbStore {
             let table = txn.open_table(ACCOUNTS).map_err(backend)?;
             let t = tenant.as_str();
             let range = table.range((t, "")..=(t, "\u{10FFFF}")).map_err(backend)?;
-            range.map(|entry| decode(entry.map_err(backend)?.1.value())).collect()
+            range
+                .map(|entry| decode(entry.map_err(backend)?.1.value()))
+                .collect::<StoreResult<Vec<Account>>>()
         })
-        .await
+        .await?
+        .into_iter()
+        .map(|a| self.opened_account(a))
+        .collect()
     }
 
     async fn delete_account(&self, tenant: &TenantId, id: &AccountId) -> StoreResult<bool> {
@@ -2955,6 +3012,29 @@ fn remove_invitation(txn: &Txn, t: &str, id: &str) -> StoreResult<Option<Invitat
         .map_err(backend)?;
     Ok(Some(invitation))
 }
+
+#[async_trait]
+impl Sealing for RedbStore {
+    fn use_sealer(&self, sealer: Arc<dyn Sealer>) {
+        *self.sealer.write() = Some(sealer);
+    }
+
+    async fn seal_check(&self) -> StoreResult<Option<String>> {
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(META).map_err(backend)?;
+            Ok(table.get(SEAL_CHECK).map_err(backend)?.map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+
+    async fn put_seal_check(&self, sealed: &str) -> StoreResult<()> {
+        self.write(WriteOp::PutMeta(SEAL_CHECK, sealed.to_owned())).await.map(drop)
+    }
+}
+
+/// The name of the master key's check value in [`META`].
+const SEAL_CHECK: &str = "seal_check";
 
 #[cfg(test)]
 mod tests {

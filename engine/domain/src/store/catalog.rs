@@ -12,6 +12,9 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
 
+    /// Every workspace's id (an operator's sweep: re-sealing secrets under a new key).
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantId>>;
+
     /// Creates or replaces a bot.
     async fn put_bot(&self, bot: &Bot) -> StoreResult<()>;
 

@@ -26,6 +26,7 @@ mod credentials;
 mod documents;
 mod inbox;
 mod listings;
+mod sealing;
 mod subjects;
 mod token_usage;
 
@@ -41,6 +42,7 @@ pub use credentials::Credentials;
 pub use documents::Documents;
 pub use inbox::InboxIndex;
 pub use listings::Listings;
+pub use sealing::Sealing;
 pub use subjects::Subjects;
 pub use token_usage::TokenUsage;
 
@@ -99,6 +101,12 @@ pub enum Appended {
     Duplicate(Message),
 }
 
+impl From<crate::sealing::SealError> for StoreError {
+    fn from(e: crate::sealing::SealError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
 /// Every store port on one database. The ports share invariants an adapter keeps in one write
 /// (deleting a bot drops its documents and connections; a channel contact creates a
 /// conversation; every write keeps the analytics), so an adapter implements all of them on one
@@ -119,6 +127,7 @@ pub trait Store:
     + Listings
     + Subjects
     + AuditLog
+    + Sealing
 {
 }
 
@@ -138,5 +147,6 @@ impl<T> Store for T where
         + Listings
         + Subjects
         + AuditLog
+        + Sealing
 {
 }
