@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-TGSWB7FN.js";import"./c-VCB6NZBK.js";import"./c-HLEQBIET.js";import"./c-QPHCYOLC.js";import"./c-YAPQQYBH.js";import"./c-SJEVXCK3.js";import"./c-ZQ5LASCT.js";export{a as BotList,c as LanguageField,b as NewBot};
