@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-J3II4J4Q.js";import"./c-YWA4CIPW.js";import"./c-WPMPWMSF.js";import"./c-WBELS3H6.js";import"./c-YAPQQYBH.js";import"./c-EQ2GW7NS.js";import"./c-H4XBUZPO.js";import"./c-ANMMK4GE.js";export{a as BotList,c as LanguageField,b as NewBot};

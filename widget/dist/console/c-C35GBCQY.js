@@ -1,0 +1,1 @@
+import{a,b,c}from"./c-T6CLPZD4.js";import"./c-X3IUWJPA.js";import"./c-ZC2REGNL.js";import"./c-3DQGUHJH.js";import"./c-YAPQQYBH.js";import"./c-TR5XL2EE.js";import"./c-XCDB4ZLE.js";import"./c-N5SRNF4V.js";export{a as BotList,c as LanguageField,b as NewBot};
