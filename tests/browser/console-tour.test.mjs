@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { apiCall, axe, cleanup, GUARD, openBrowser, SHOTS, startParla } from './harness.mjs';
+import { apiCall, axe, cleanup, GUARD, openBrowser, shots, SHOTS, startParla } from './harness.mjs';
 
 const PASSWORD = 'a long enough password';
 
@@ -25,12 +25,44 @@ async function words(lang) {
 }
 
 
-/** The English words on the page that Italian says differently (none should be left). */
+/**
+ * The English words on the page that Italian says differently (none should be left): each as a
+ * whole word or phrase, so Italian words that merely contain one ("intento" holds "intent") are
+ * not taken for it.
+ */
 async function english(page) {
   const [en, it] = await Promise.all([words('en'), words('it')]);
   const text = (await page.locator('#app').innerText()).toLowerCase();
   const differ = (k) => en[k].toLowerCase() !== it[k].toLowerCase();
-  return Object.keys(en).filter((k) => differ(k) && !en[k].includes('{') && en[k].length > 3 && text.includes(en[k].toLowerCase())).map((k) => `${k}: ${en[k]}`);
+  const escape = (w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const find = (w) => new RegExp(`(?<![\\p{L}\\p{N}])${escape(w.toLowerCase())}(?![\\p{L}\\p{N}])`, 'u').exec(text);
+  return Object.keys(en).filter((k) => differ(k) && !en[k].includes('{') && en[k].length > 3 && find(en[k]))
+    .map((k) => { const at = find(en[k]).index; return `${k}: ${en[k]} (in "${text.slice(Math.max(0, at - 30), at + en[k].length + 30).replace(/\s+/g, ' ')}")`; });
+}
+
+/**
+ * Visitors chat over the widget socket, each its own conversation: every line is sent after
+ * the previous one's answer ended, then the socket closes. Run in a page of Parla's origin.
+ */
+function visitorsChat(page, bot, scripts) {
+  const url = `${parla.replace('http', 'ws')}/v1/widget/ws`;
+  return page.evaluate(({ url, bot, scripts, guard }) => Promise.all(scripts.map((lines) => new Promise((resolve, reject) => {
+    const s = new WebSocket(url);
+    let i = 0, echoed = false;
+    const timer = setTimeout(() => reject(new Error(`a visitor got no answer to ${JSON.stringify(lines[i])}`)), guard);
+    const next = () => {
+      if (i === lines.length) { clearTimeout(timer); s.close(); resolve(); return; }
+      s.send(JSON.stringify({ type: 'message', client_msg_id: `m${i}`, text: lines[i] }));
+    };
+    s.onopen = () => s.send(JSON.stringify({ type: 'hello', bot_id: bot }));
+    s.onmessage = (e) => {
+      const f = JSON.parse(e.data);
+      if (f.type === 'welcome') next();
+      else if (f.type === 'message' && f.client_msg_id === `m${i}`) echoed = true;
+      else if (f.type === 'stream_end' && echoed) { echoed = false; i++; next(); }
+      else if (f.type === 'error') { clearTimeout(timer); reject(new Error(e.data)); }
+    };
+  }))), { url, bot, scripts, guard: GUARD });
 }
 
 test('an Italian browser gets the console in Italian, and the choice is kept', { timeout: 60_000 }, async (t) => {
@@ -128,4 +160,124 @@ test('a list whose request fails says so with Retry, and Retry loads it', { time
   await page.locator('#bot-list[data-state="ready"]').waitFor();
   assert.match(await page.textContent('#bot-list'), /Flaky bot/);
   assert.deepEqual(problems.filter((p) => !/status of 500|ERR_FAILED/.test(p)), []);
+});
+
+// The desk and the dashboard, in each language: a conversation opened, taken over and answered
+// by keyboard alone (a canned response among them), both screens checked by axe, photographed
+// at desktop and phone width (nothing scrolls sideways at 360 px) and, in Italian, with no
+// English left.
+const DESK_TEXTS = {
+  en: { visitor: ['Hello, I have a question about my order', 'It has not arrived yet'], other: ['Do you ship abroad?'],
+    fallback: 'Sorry, I did not understand.', answer: 'Let me check.', reply: 'Hi, I am looking at your order now.', canned: ['thanks', 'Thank you for your patience!'], note: 'Regular customer' },
+  it: { visitor: ['Buongiorno, ho una domanda sul mio ordine', 'Non è ancora arrivato'], other: ['Spedite anche all\u2019estero?'],
+    fallback: 'Mi dispiace, non ho capito.', answer: 'Controllo subito.', reply: 'Buongiorno, controllo subito il suo ordine.', canned: ['grazie', 'Grazie per la pazienza!'], note: 'Cliente abituale' },
+};
+for (const lang of ['en', 'it']) {
+  const name = lang === 'it' ? 'Italian' : 'English';
+  test(`the inbox and the dashboard in ${name}, by keyboard: axe clean, usable at phone width`, { timeout: 90_000 }, async (t) => {
+    const text = DESK_TEXTS[lang];
+    const email = `desk-${lang}@tour.example.com`;
+    await api('POST', '/api/auth/register', { email, password: PASSWORD, name: lang === 'it' ? 'Dora Desk' : 'Dana Desk' });
+    const { access_token: token } = await api('POST', '/api/auth/login', { email, password: PASSWORD });
+    await api('PATCH', '/api/workspace', { agents: { assignment: 'manual' } }, token);
+    const bot = await api('POST', '/api/bots', { name: 'Shop bot', language: lang, config: { fallback_message: text.fallback } }, token);
+    // An intent answers the first question, so no conversation misses twice and is escalated (the
+    // visitor would be told no agent is online, in words of the server's own).
+    await api('POST', `/api/bots/${bot.id}/intents`, { name: 'order', examples: [text.visitor[0]], response: { text: text.answer } }, token);
+    await api('POST', `/api/bots/${bot.id}/publish`, null, token);
+    await api('POST', '/api/canned-responses', { shortcut: text.canned[0], text: text.canned[1] }, token);
+
+    const { page, problems } = await openBrowser(t, { locale: lang === 'it' ? 'it-IT' : 'en-US', viewport: { width: 1280, height: 800 } });
+    await page.goto(`${parla}/console`);
+    await page.locator('#login').waitFor();
+    await visitorsChat(page, bot.id, [text.visitor, text.other]);
+
+    // Signed in, the desk: the two conversations, newest first.
+    await page.fill('#email', email);
+    await page.fill('#password', PASSWORD);
+    await page.click('#sign-in');
+    await page.locator('#status[data-state="connected"]').waitFor();
+    await page.locator('#inbox[data-state="ready"] li[data-conversation-id]').nth(1).waitFor();
+    assert.equal(new URL(page.url()).hash, '#inbox');
+
+    // By keyboard: Tab reaches the list, the arrows move along it, Enter opens one.
+    const focused = () => page.evaluate(() => document.activeElement?.dataset.conversationId ?? document.activeElement?.id);
+    const ids = await page.$$eval('#inbox li[data-conversation-id]', (els) => els.map((e) => e.dataset.conversationId));
+    for (let i = 0; i < 30 && await focused() !== ids[0]; i++) await page.keyboard.press('Tab');
+    assert.equal(await focused(), ids[0], 'Tab reaches the first conversation');
+    await page.keyboard.press('ArrowDown');
+    assert.equal(await focused(), ids[1], 'ArrowDown moves to the next');
+    await page.keyboard.press('Enter');
+    await page.locator('#inbox li[aria-selected="true"]').waitFor();
+    assert.equal(await page.getAttribute('#inbox li[aria-selected="true"]', 'data-conversation-id'), ids[1]);
+    const first = page.locator('#thread .msg[data-seq="1"]');
+    await first.waitFor();
+    const visitor = (await first.textContent()).includes(text.other[0]) ? text.other : text.visitor;
+    // The other one, to answer: the one with two questions.
+    if (visitor === text.other) {
+      await page.keyboard.press('ArrowUp');
+      await page.keyboard.press(' ');
+      await page.locator(`#inbox li[aria-selected="true"][data-conversation-id="${ids[0]}"]`).waitFor();
+    }
+    await page.locator('#thread .msg[data-sender="user"]', { hasText: text.visitor[1] }).waitFor();
+    assert.ok(await page.isDisabled('#reply'), 'no reply before taking over');
+
+    // Take over, reply, a canned response, a note: all by keyboard.
+    await page.focus('#claim');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => !document.querySelector('#reply').disabled);
+    await page.focus('#reply');
+    await page.keyboard.type(text.reply);
+    await page.keyboard.press('Enter');
+    await page.locator('#thread .msg[data-sender="human"]', { hasText: text.reply }).waitFor();
+    await page.keyboard.type(`/${text.canned[0].slice(0, 3)}`);
+    await page.locator('#canned li[aria-selected="true"]').waitFor();
+    assert.equal(await page.getAttribute('#reply', 'aria-activedescendant'), await page.getAttribute('#canned li[aria-selected="true"]', 'id'));
+    await page.keyboard.press('Enter');
+    assert.equal(await page.inputValue('#reply'), text.canned[1]);
+    await page.keyboard.press('Enter');
+    await page.locator('#thread .msg[data-sender="human"]', { hasText: text.canned[1] }).waitFor();
+    await page.focus('#note');
+    await page.keyboard.type(text.note);
+    await page.keyboard.press('Enter');
+    await page.locator('#thread .msg.note', { hasText: text.note }).waitFor();
+    assert.match(await page.textContent('#pane-title'), lang === 'it' ? /con te/ : /with you/);
+
+    if (lang === 'it') assert.deepEqual(await english(page), [], 'no English left on the desk');
+    assert.deepEqual(await axe(page), [], `axe: the desk in ${name}`);
+    await shots(page, `desk-${lang}-inbox`);
+
+    // The dashboard.
+    await page.click('#tab-dashboard');
+    await page.locator('#dashboard[data-state="ready"]').waitFor();
+    await page.locator('#unmatched li[data-conversation-id]').first().waitFor();
+    if (lang === 'it') assert.deepEqual(await english(page), [], 'no English left on the dashboard');
+    assert.deepEqual(await axe(page), [], `axe: the dashboard in ${name}`);
+    await shots(page, `desk-${lang}-dashboard`);
+    assert.deepEqual(problems, []);
+  });
+}
+
+test('the inbox says when the desk cannot connect, and "Reconnect now" connects it', { timeout: 60_000 }, async (t) => {
+  const email = 'rex@tour.example.com';
+  await api('POST', '/api/auth/register', { email, password: PASSWORD, name: 'Rex Reconnect' });
+  const { page, problems } = await openBrowser(t, { viewport: { width: 1280, height: 800 } });
+  // The agent socket is refused (closed at once) until the network comes back.
+  let down = true;
+  await page.routeWebSocket(/\/v1\/agent\/ws$/, (ws) => { if (down) ws.close(); else ws.connectToServer(); });
+  await page.goto(`${parla}/console#inbox`);
+  await page.fill('#email', email);
+  await page.fill('#password', PASSWORD);
+  await page.click('#sign-in');
+  await page.locator('#inbox[data-state="error"]').waitFor({ state: 'attached' });
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'connecting');
+  assert.match(await page.textContent('.inbox-col [role="alert"]'), /not connected/);
+  assert.deepEqual(await axe(page), [], 'axe: the desk disconnected');
+  await shots(page, 'desk-disconnected');
+  down = false;
+  await page.click('.inbox-col button:has-text("Reconnect now")');
+  await page.locator('#status[data-state="connected"]').waitFor();
+  await page.locator('#inbox[data-state="empty"]').waitFor({ state: 'attached' });
+  assert.equal(await page.textContent('.inbox-col .empty'), 'No live conversations.');
+  assert.deepEqual(problems, []);
 });

@@ -1,9 +1,11 @@
 // The shell: the header (sections, who is signed in, the agent's presence, the language, sign
 // out) and the section the route names. Signed out, a protected route shows the sign-in form and
 // stays in the address bar, so signing in lands where the link pointed.
+import type { ComponentType } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
+import type { AgentRef } from './api.gen';
+import type { DeskHandle, DeskProps, DeskStatus } from './desk/Desk';
 import { onLang, t } from './i18n';
-import type { Agent, Desk } from './legacy/desk';
 import { canTakeChats, canWrite } from './roles';
 import { go, useRoute } from './router';
 import * as session from './session';
@@ -26,14 +28,15 @@ const Billing = lazy(() => import('./billing/Billing').then((m) => m.Billing));
 
 /** Routes anyone may open. */
 const OPEN = ['sign-in', 'register', 'verify-email', 'forgot-password', 'reset-password', 'accept-invitation'];
-/** Sections drawn by the desk (`legacy/desk.js`). */
+/** Sections drawn by the desk (`desk/Desk.tsx`, a chunk of its own). */
 const DESK = ['inbox', 'dashboard'];
 /** Routes that, signed in, lead to the member's first section. */
 const LANDING = ['', 'sign-in', 'register', 'forgot-password'];
 /** The header's sections. */
 const SECTIONS = ['bots', 'inbox', 'dashboard', 'workspace', 'billing'] as const;
 
-interface Status { text: string; state: string }
+/** The header's status: the agent socket's, or the session's. */
+type Status = DeskStatus | 'signed-out' | 'signed-in' | 'error';
 
 export function App() {
   const route = useRoute();
@@ -42,7 +45,7 @@ export function App() {
   const [why, setWhy] = useState<string | null>(null);
   const [me, setMe] = useState<session.Me | null>(null);
   const [meError, setMeError] = useState<string | null>(null);
-  const [agent, setAgent] = useState<Agent | null>(null);
+  const [agent, setAgent] = useState<AgentRef | null>(null);
   // The sections show once the desk (the inbox and dashboard) is drawn, so a link to either
   // finds it there.
   const [deskReady, setDeskReady] = useState(false);
@@ -50,7 +53,7 @@ export function App() {
   // moment after the first view elsewhere (the agent goes online all the same): it stays off the
   // first view's critical path.
   const [deskWanted, setDeskWanted] = useState(false);
-  const [status, setStatus] = useState<Status>({ text: t('signedOut'), state: 'signed-out' });
+  const [status, setStatus] = useState<Status>('signed-out');
 
   useEffect(() => onLang(() => setVersion((v) => v + 1)), []);
   useEffect(() => session.onSession((inNow, reason) => {
@@ -61,11 +64,11 @@ export function App() {
       setAgent(null);
       setDeskReady(false);
       setDeskWanted(false);
-      setStatus({ text: t('signedOut'), state: 'signed-out' });
+      setStatus('signed-out');
     } else {
       setWhy(null);
       // Signed in, before the desk's socket says more (it starts a moment after the first view).
-      setStatus((s) => (s.state === 'signed-out' ? { text: t('signedInViewer'), state: 'signed-in' } : s));
+      setStatus((s) => (s === 'signed-out' ? 'signed-in' : s));
     }
   }), []);
   useEffect(() => {
@@ -120,12 +123,12 @@ export function App() {
         </>
       )}
       {!signedIn && <LanguagePicker />}
-      <span id="status" role="status" data-state={status.state}>{status.text}</span>
+      <span id="status" role="status" data-state={status}>{statusWord(status)}</span>
       {signedIn && <button id="sign-out" type="button" class="secondary" onClick={() => void session.signOut()}>{t('signOut')}</button>}
     </header>
   );
 
-  const deskRef = useRef<Desk | null>(null);
+  const deskRef = useRef<DeskHandle | null>(null);
   let body;
   const token = route.query.get('token');
   if (name === 'verify-email') {
@@ -187,48 +190,32 @@ export function App() {
 interface DeskHostProps {
   agent: boolean;
   view: 'inbox' | 'dashboard' | null;
-  deskRef: { current: Desk | null };
+  deskRef: { current: DeskHandle | null };
   onStatus: (s: Status) => void;
-  onAgent: (a: Agent) => void;
+  onAgent: (a: AgentRef) => void;
   onReady: () => void;
 }
 
-/** What the header says for the agent socket's state. */
-function statusWord(state: string): string {
+/** What the header says for the agent socket's state (in the console's language, at each render). */
+function statusWord(state: Status): string {
   if (state === 'connected') return t('online');
   if (state === 'connecting') return t('connecting');
-  if (state === 'viewer') return t('signedInViewer');
+  if (state === 'viewer' || state === 'signed-in') return t('signedInViewer');
+  if (state === 'error') return t('network');
   return t('signedOut');
 }
 
-/** The desk's container: rendered once, then the desk draws in it (Preact never diffs inside). */
+/** The desk's chunk, loaded once: the desk draws when it is in. */
 function DeskHost({ agent, view, deskRef, onStatus, onAgent, onReady }: DeskHostProps) {
-  const root = useRef<HTMLDivElement>(null);
+  const [Desk, setDesk] = useState<ComponentType<DeskProps> | null>(null);
   useEffect(() => {
-    let desk: Desk | null = null;
-    let off = () => {};
-    void import('./legacy/desk').catch(() => { onStatus({ text: t('network'), state: 'error' }); return null; }).then((module) => {
-      if (!module) return;
-      const { startDesk } = module;
-      if (!root.current) return;
-      desk = startDesk(root.current, {
-        agent,
-        token: session.accessToken,
-        refresh: session.refresh,
-        authed: (path) => session.authed(path),
-        // The header words it in the console's language; the desk only says which state.
-        setStatus: (_text, state) => onStatus({ text: statusWord(state), state }),
-        setAgent: onAgent,
-      });
-      deskRef.current = desk;
-      desk.show(viewRef.current);
-      onReady();
-      off = session.onRefreshed((token) => desk?.reauth(token));
-    });
-    return () => { off(); desk?.stop(); deskRef.current = null; };
+    let live = true;
+    import('./desk/Desk').then(
+      (module) => { if (live) setDesk(() => module.Desk); },
+      () => { if (live) onStatus('error'); },
+    );
+    return () => { live = false; };
   }, []);
-  const viewRef = useRef(view);
-  viewRef.current = view;
-  useEffect(() => { deskRef.current?.show(view); }, [view]);
-  return <div id="desk-root" ref={root} />;
+  if (!Desk) return null;
+  return <Desk agent={agent} view={view} handle={deskRef} onStatus={onStatus} onAgent={onAgent} onReady={onReady} />;
 }

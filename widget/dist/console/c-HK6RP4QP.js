@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-ZUJJF2BM.js";import"./c-7NI6LVIQ.js";import"./c-FGMIGF2F.js";import"./c-ILMXXJSU.js";import"./c-YAPQQYBH.js";import"./c-D6UMT6EW.js";import"./c-ICQTVKB5.js";export{a as BotList,c as LanguageField,b as NewBot};
