@@ -108,6 +108,17 @@ describe('the agent socket', () => {
     expect(sockets).toHaveLength(2);
   });
 
+  it('"Reconnect now" during an attempt that then fails retries at the shortest wait', () => {
+    const model = desk();
+    for (let i = 0; i < 5; i++) { latest().drop(); vi.advanceTimersByTime(60_000); }
+    expect(sockets).toHaveLength(6);
+    model.reconnectNow(); // the sixth attempt is under way
+    expect(sockets).toHaveLength(6);
+    latest().drop();
+    vi.advanceTimersByTime(500);
+    expect(sockets).toHaveLength(7);
+  });
+
   it('a refreshed token goes to the open socket (auth), or as a new hello after a refused one', () => {
     const model = desk();
     latest().open();

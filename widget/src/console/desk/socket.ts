@@ -130,10 +130,15 @@ export class AgentSocket {
   /** Whether a reconnection is waiting for its timer. */
   get waiting(): boolean { return this.retryTimer !== undefined; }
 
-  /** Reconnects now instead of when the backoff says (the desk's "Reconnect now"). */
+  /**
+   * Reconnects now instead of when the backoff says (the desk's "Reconnect now"). The backoff
+   * starts again from its shortest wait: if an attempt is already under way and fails, the
+   * next one comes within a second, not after the long wait the earlier failures had earned.
+   */
   reconnectNow(): void {
-    if (this.stopped || this.retryTimer === undefined) return;
-    this.connect();
+    if (this.stopped) return;
+    this.attempt = 0;
+    if (this.retryTimer !== undefined) this.connect();
   }
 
   stop(): void {
