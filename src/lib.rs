@@ -222,6 +222,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         if bots > 0 {
             tracing::info!(bots, "resumed deleting deleted bots' conversations");
         }
+        if settings.engine.retention_sweep_secs > 0 {
+            engine.spawn_retention(Duration::from_secs(settings.engine.retention_sweep_secs));
+        }
     }
 
     let channels = parla_channels::Channels::new(

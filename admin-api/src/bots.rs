@@ -54,6 +54,11 @@ pub struct ConfigBody {
     /// Empty or blank clears it.
     #[schema(max_length = 2000)]
     personality: Option<String>,
+    /// Days this bot's conversations are kept (instead of the workspace's policy); `null`
+    /// follows the workspace again.
+    #[serde(default, deserialize_with = "crate::workspace::present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 36500)]
+    retention_days: Option<Option<u32>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -127,6 +132,10 @@ fn apply(bot: &mut Bot, body: BotBody) -> Result<(), ApiError> {
         }
         if let Some(personality) = config.personality {
             bot.config.personality = optional_text("config.personality", Some(&personality), 2000)?;
+        }
+        if let Some(days) = config.retention_days {
+            crate::workspace::check_days("config.retention_days", days)?;
+            bot.config.retention_days = days;
         }
     }
     if let Some(appearance) = body.appearance {
@@ -211,6 +220,7 @@ pub async fn create(
             welcome_message: None,
             fallback_message: "Sorry, I did not understand that.".into(),
             personality: None,
+            retention_days: None,
         },
         appearance: Appearance::default(),
         integration: BotIntegration::default(),

@@ -4,7 +4,8 @@
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use parla_engine::model::{
-    AgentSettings, PrivacySettings, Tenant, TenantLlm, minutes_of, month_of, now_ms,
+    AgentSettings, PrivacySettings, RetentionSettings, Tenant, TenantLlm, minutes_of, month_of,
+    now_ms,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -38,6 +39,8 @@ pub struct WorkspaceView {
     pub agents: AgentSettings,
     /// Where emails, phone numbers, card numbers and IBANs visitors write are masked.
     pub privacy: PrivacySettings,
+    /// How long conversations and unmatched messages are kept.
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -56,7 +59,9 @@ pub struct LlmBody {
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -77,6 +82,8 @@ pub struct WorkspaceBody {
     agents: Option<AgentSettings>,
     /// Replaces the privacy settings as a whole.
     privacy: Option<PrivacySettings>,
+    /// Replaces the retention policy as a whole (a `null` period keeps for good).
+    retention: Option<RetentionSettings>,
 }
 
 /// The largest budget accepted (a trillion tokens a month).
@@ -98,7 +105,16 @@ async fn view(state: &AdminState, tenant: &Tenant) -> Result<WorkspaceView, ApiE
         tokens_used_this_month,
         agents: tenant.agents.clone(),
         privacy: tenant.privacy,
+        retention: tenant.retention,
     })
+}
+
+/// A retention period: 1 to 36,500 days, or none.
+pub(crate) fn check_days(field: &'static str, days: Option<u32>) -> Result<(), ApiError> {
+    if days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+        return Err(ApiError::invalid(field, "1 to 36500 days, or null to keep for good"));
+    }
+    Ok(())
 }
 
 async fn own_tenant(state: &AdminState, caller: &Caller) -> Result<Tenant, ApiError> {
@@ -171,6 +187,15 @@ pub async fn update(
     }
     if let Some(privacy) = body.privacy {
         tenant.privacy = privacy;
+    }
+    if let Some(retention) = body.retention {
+        for (field, days) in [
+            ("retention.conversation_days", retention.conversation_days),
+            ("retention.unmatched_days", retention.unmatched_days),
+        ] {
+            check_days(field, days)?;
+        }
+        tenant.retention = retention;
     }
     state.store.put_tenant(&tenant).await?;
     Ok(HttpResponse::Ok().json(view(&state, &tenant).await?))

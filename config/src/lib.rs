@@ -506,6 +506,9 @@ pub struct ClusterSettings {
 pub struct EngineSettings {
     /// Bound of each conversation actor's mailbox.
     pub mailbox_capacity: usize,
+    /// How often the admin role deletes what workspaces' retention policies say is too old
+    /// (`0`: never).
+    pub retention_sweep_secs: u64,
     /// Idle time after which an actor is passivated (stopped, state left in the store).
     pub idle_passivate_secs: u64,
     /// Live conversation actors per tenant, so one tenant cannot starve the others.

@@ -35,6 +35,19 @@ test('privacy: a person found, exported, erased; the erasure in the audit log', 
   const workspace = await apiCall(url, 'GET', '/api/workspace', undefined, token);
   assert.deepEqual(workspace.privacy, { redact_transcripts: true, redact_llm: false });
 
+  // Retention: out of range is said on its field; then 30 days for conversations.
+  await page.fill('#retention-conversations', '0');
+  await page.click('#save-retention');
+  await page.locator('#retention-conversations-error').waitFor();
+  assert.equal(await page.getAttribute('#retention-conversations', 'aria-invalid'), 'true');
+  await page.fill('#retention-conversations', '30');
+  await page.click('#save-retention');
+  await page.locator('#retention-saved:has-text("Saved")').waitFor();
+  assert.deepEqual((await apiCall(url, 'GET', '/api/workspace', undefined, token)).retention,
+    { conversation_days: 30, unmatched_days: null });
+  assert.deepEqual(await axe(page), []);
+  await shots(page, 'privacy-retention');
+
   await page.fill('#subject-query', id);
   await page.click('#subject-search');
   const row = page.locator(`#subject-results li[data-conversation-id="${id}"]`);
@@ -68,5 +81,10 @@ test('privacy: a person found, exported, erased; the erasure in the audit log', 
   assert.match(await page.textContent('#audit-table'), /POST \/api\/data-subjects\/export/);
   assert.deepEqual(await axe(page), []);
   await shots(page, 'audit-log');
-  assert.deepEqual(problems, []);
+
+  // The dashboard says what the policy is.
+  await page.click('#tab-dashboard');
+  await page.locator('#dash-retention').waitFor();
+  assert.equal(await page.textContent('#dash-retention'), 'Kept: conversations 30 days, unmatched messages for good');
+  assert.deepEqual(problems.filter((p) => !/status of 422/.test(p)), []);
 });

@@ -41,6 +41,7 @@ mod observability;
 mod preview;
 mod push;
 mod redaction;
+mod retention;
 mod rich_messages;
 mod secrets;
 mod sms;

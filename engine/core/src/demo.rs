@@ -54,6 +54,7 @@ fn demo_bot(now: i64) -> Bot {
                            streaming work?\" or \"what if I reload the page?\""
                 .into(),
             personality: Some("friendly, concise".into()),
+            retention_days: None,
         },
         appearance: Appearance {
             title: Some("Parla demo".into()),

@@ -54,6 +54,7 @@ pub mod metering;
 pub mod metrics;
 pub mod presence;
 pub mod responder;
+pub mod retention;
 pub mod sentiment;
 pub mod store;
 pub mod subjects;

@@ -430,6 +430,7 @@ impl Billing {
                         welcome_message: None,
                         fallback_message: "Sorry, I did not understand that.".into(),
                         personality: None,
+                        retention_days: None,
                     },
                 },
                 appearance: source.as_ref().map(|b| b.appearance.clone()).unwrap_or_default(),

@@ -1036,6 +1036,7 @@ pub fn bot(tenant: &str, id: &str) -> Bot {
             welcome_message: None,
             fallback_message: "Sorry?".into(),
             personality: None,
+            retention_days: None,
         },
         appearance: Appearance::default(),
         integration: BotIntegration::default(),

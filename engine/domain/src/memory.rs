@@ -1301,6 +1301,14 @@ impl Analytics for MemoryStore {
     ) -> StoreResult<Vec<(BotId, Message)>> {
         Ok(self.with(|s| s.unmatched_messages(tenant, bot, (from_ms, to_ms), limit)))
     }
+
+    async fn forget_unmatched(&self, tenant: &TenantId, before_ms: i64) -> StoreResult<u64> {
+        Ok(self.with(|s| {
+            let before = s.unmatched.len();
+            s.unmatched.retain(|(t, at, _, _), _| t != tenant || *at >= before_ms);
+            (before - s.unmatched.len()) as u64
+        }))
+    }
 }
 
 #[async_trait]

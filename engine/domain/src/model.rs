@@ -280,6 +280,23 @@ pub struct Tenant {
     /// What personal data is masked, and where (see `crate::redact`).
     #[serde(default)]
     pub privacy: PrivacySettings,
+    /// How long conversations and the unmatched-messages list are kept.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+}
+
+/// How long a workspace keeps what visitors wrote, in days (`None`: for good). A sweep deletes
+/// older conversations through their actors (counters stay; they hold no personal data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// A conversation goes this long after its last message (or its start, with none). A bot's
+    /// own `config.retention_days` wins for its conversations.
+    #[schema(minimum = 1, maximum = 36500)]
+    pub conversation_days: Option<u32>,
+    /// The analytics' unmatched-messages list forgets entries this old.
+    #[schema(minimum = 1, maximum = 36500)]
+    pub unmatched_days: Option<u32>,
 }
 
 /// Where a workspace masks emails, phone numbers, card numbers and IBANs in what visitors write.
@@ -303,6 +320,7 @@ impl Tenant {
             monthly_token_budget: None,
             agents: AgentSettings::default(),
             privacy: PrivacySettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -468,6 +486,11 @@ pub struct BotConfig {
     pub fallback_message: String,
     /// Free-form description of the bot's tone, used by LLM responders.
     pub personality: Option<String>,
+    /// How long this bot's conversations are kept, in days, instead of the workspace's
+    /// `retention.conversation_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 36500)]
+    pub retention_days: Option<u32>,
 }
 
 /// How the bot is embedded (the brief's `integration` JSON).

@@ -386,6 +386,7 @@ ResetBody?: ResetBody
 Resolution?: Resolution
 ResolutionCounts?: ResolutionCounts
 ResolveBody?: ResolveBody
+RetentionSettings?: RetentionSettings
 RichContent?: RichContent
 Role?: Role
 RoleBody?: RoleBody
@@ -630,6 +631,11 @@ fallback_message: string
  */
 personality?: (string | null)
 /**
+ * How long this bot's conversations are kept, in days, instead of the workspace's
+ * `retention.conversation_days`.
+ */
+retention_days?: (number | null)
+/**
  * Said by the bot when a conversation starts; none = the bot waits for the visitor.
  */
 welcome_message?: (string | null)
@@ -675,6 +681,11 @@ fallback_message?: (string | null)
  * Empty or blank clears it.
  */
 personality?: (string | null)
+/**
+ * Days this bot's conversations are kept (instead of the workspace's policy); `null`
+ * follows the workspace again.
+ */
+retention_days?: (number | null)
 /**
  * Empty or blank: the bot waits for the visitor to speak first.
  */
@@ -1696,6 +1707,21 @@ agent_id?: (string | null)
 csat?: boolean
 resolution: Resolution
 }
+/**
+ * How long a workspace keeps what visitors wrote, in days (`None`: for good). A sweep deletes
+ * older conversations through their actors (counters stay; they hold no personal data).
+ */
+export interface RetentionSettings {
+/**
+ * A conversation goes this long after its last message (or its start, with none). A bot's
+ * own `config.retention_days` wins for its conversations.
+ */
+conversation_days?: (number | null)
+/**
+ * The analytics' unmatched-messages list forgets entries this old.
+ */
+unmatched_days?: (number | null)
+}
 export interface RoleBody {
 role: Role
 }
@@ -1838,6 +1864,7 @@ llm?: (null | LlmBody)
 monthly_token_budget?: (number | null)
 name?: (string | null)
 privacy?: (null | PrivacySettings)
+retention?: (null | RetentionSettings)
 }
 export interface WorkspaceView {
 agents: AgentSettings
@@ -1853,5 +1880,6 @@ month: string
 monthly_token_budget?: (number | null)
 name: string
 privacy: PrivacySettings
+retention: RetentionSettings
 tokens_used_this_month: number
 }

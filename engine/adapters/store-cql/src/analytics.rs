@@ -193,6 +193,21 @@ fn counter_row(row: Row) -> StoreResult<CounterRow> {
 }
 
 impl CqlStore {
+    /// See [`parla_domain::store::Analytics::forget_unmatched`].
+    pub(super) async fn forget_unmatched_rows(
+        &self,
+        tenant: &TenantId,
+        before_ms: i64,
+    ) -> StoreResult<()> {
+        let t = tenant.as_str();
+        let last = day_of(before_ms);
+        self.run(&self.st.forget_unmatched_before, (t, last, before_ms)).await?;
+        for day in (last - MAX_RANGE_DAYS)..last {
+            self.run(&self.st.forget_unmatched_day, (t, day)).await?;
+        }
+        Ok(())
+    }
+
     /// Adds claimed counts: once, never retried (a counter add is not idempotent). What cannot
     /// be added is logged and lost (see the module's doc); the write that claimed it stands.
     pub(super) async fn add_counts(&self, c: &Conversation, deltas: &Deltas) {

@@ -1960,6 +1960,12 @@ impl Analytics for CqlStore {
     ) -> StoreResult<Vec<(BotId, Message)>> {
         self.read_unmatched(tenant, bot, from_ms, to_ms, limit).await
     }
+
+    /// Deletes the day partitions before `before_ms`'s day that reads can reach (the last
+    /// `MAX_RANGE_DAYS`), and the rows of that day before it; the count is not known (0).
+    async fn forget_unmatched(&self, tenant: &TenantId, before_ms: i64) -> StoreResult<u64> {
+        self.forget_unmatched_rows(tenant, before_ms).await.map(|()| 0)
+    }
 }
 
 #[async_trait]

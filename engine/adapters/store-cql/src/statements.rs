@@ -288,6 +288,9 @@ statements! {
         WHERE tenant_id = ? AND day = ? AND hour >= ? AND hour < ?";
     index_unmatched = "INSERT INTO analytics_unmatched (tenant_id, day, created_at, \
         conversation_id, seq, bot_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)";
+    forget_unmatched_day = "DELETE FROM analytics_unmatched WHERE tenant_id = ? AND day = ?";
+    forget_unmatched_before = "DELETE FROM analytics_unmatched WHERE tenant_id = ? AND day = ? \
+        AND created_at < ?";
     read_unmatched = "SELECT created_at, conversation_id, seq, bot_id, message_id \
         FROM analytics_unmatched WHERE tenant_id = ? AND day = ? AND created_at >= ? \
         AND created_at < ?";

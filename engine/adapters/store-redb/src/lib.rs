@@ -178,6 +178,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
 enum WriteOp {
     PutTenant(Tenant),
     PutMeta(&'static str, String),
+    ForgetUnmatched(TenantId, i64),
     PutBot(Bot),
     PutIntents(TenantId, BotId, Vec<Intent>),
     DeleteBot(TenantId, BotId),
@@ -572,6 +573,23 @@ fn apply_batch(db: &Database, batch: &[WriteRequest]) -> StoreResult<Vec<StoreRe
 
 fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
     match op {
+        WriteOp::ForgetUnmatched(tenant, before) => {
+            let t = tenant.as_str();
+            let mut index = txn.open_table(UNMATCHED).map_err(backend)?;
+            let old: Vec<(i64, String, u64)> = index
+                .range((t, i64::MIN, "", 0)..(t, *before, "", 0))
+                .map_err(backend)?
+                .map(|entry| {
+                    let (key, _) = entry.map_err(backend)?;
+                    let (_, at, conversation, seq) = key.value();
+                    Ok((at, conversation.to_owned(), seq))
+                })
+                .collect::<StoreResult<_>>()?;
+            for (at, conversation, seq) in &old {
+                index.remove((t, *at, conversation.as_str(), *seq)).map_err(backend)?;
+            }
+            return Ok(Outcome::Total(old.len() as u64));
+        }
         WriteOp::PutMeta(name, value) => {
             txn.open_table(META)
                 .map_err(backend)?
@@ -2441,6 +2459,13 @@ impl Analytics for RedbStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn forget_unmatched(&self, tenant: &TenantId, before_ms: i64) -> StoreResult<u64> {
+        match self.write(WriteOp::ForgetUnmatched(tenant.clone(), before_ms)).await? {
+            Outcome::Total(n) => Ok(n),
+            other => Err(StoreError::Backend(format!("forget_unmatched returned {other:?}"))),
+        }
     }
 }
 

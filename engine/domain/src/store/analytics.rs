@@ -38,4 +38,8 @@ pub trait Analytics: Send + Sync + std::fmt::Debug + 'static {
         to_ms: i64,
         limit: usize,
     ) -> StoreResult<Vec<(BotId, Message)>>;
+
+    /// Forgets the unmatched-messages entries stored before `before_ms` (a retention policy);
+    /// returns how many went, where the backend can tell (else 0).
+    async fn forget_unmatched(&self, tenant: &TenantId, before_ms: i64) -> StoreResult<u64>;
 }

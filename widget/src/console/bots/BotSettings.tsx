@@ -8,7 +8,7 @@ import { LanguageField } from './BotList';
 import { CATEGORIES, categoryLabel } from './labels';
 
 export function BotSettings({ bot, writer, onSaved }: { bot: Bot; writer: boolean; onSaved: (b: Bot) => void }) {
-  const form = useForm(['name', 'description', 'category', 'language', 'config.personality', 'config.welcome_message', 'config.fallback_message']);
+  const form = useForm(['name', 'description', 'category', 'language', 'config.personality', 'config.welcome_message', 'config.fallback_message', 'config.retention_days']);
   const [saved, setSaved] = useState(false);
   const submit = form.submit(async () => {
     setSaved(false);
@@ -23,6 +23,7 @@ export function BotSettings({ bot, writer, onSaved }: { bot: Bot; writer: boolea
         personality: text('config.personality'),
         welcome_message: text('config.welcome_message'),
         fallback_message: text('config.fallback_message'),
+        retention_days: text('config.retention_days').trim() === '' ? null : Number(text('config.retention_days')),
       },
     });
     onSaved(updated);
@@ -51,6 +52,9 @@ export function BotSettings({ bot, writer, onSaved }: { bot: Bot; writer: boolea
         </Field>
         <Field form={form} name="config.fallback_message" label={t('fallback')} hint={t('fallbackHint')}>
           {(p) => <textarea {...p} rows={2} maxLength={1000} defaultValue={bot.config.fallback_message} required />}
+        </Field>
+        <Field form={form} name="config.retention_days" label={t('botRetention')} hint={t('botRetentionHint')}>
+          {(p) => <input {...p} type="number" min={1} max={36500} inputMode="numeric" defaultValue={bot.config.retention_days == null ? '' : String(bot.config.retention_days)} placeholder={t('workspacePolicy')} />}
         </Field>
       </fieldset>
       <p class="form-error" role="alert">{form.general}</p>

@@ -4,7 +4,7 @@
 // exports downloaded through the bearer token. `data-state` (idle, loading, ready, error),
 // `data-key` (bot|range of what is drawn) and `aria-busy` say where a load stands.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import type { BotList, IntentReport, Overview, Series } from '../api.gen';
+import type { BotList, IntentReport, Overview, RetentionSettings, Series, WorkspaceView } from '../api.gen';
 import { t } from '../i18n';
 import * as session from '../session';
 import type { Words } from '../words/en';
@@ -20,7 +20,7 @@ const RANGES: Record<RangeKey, { span: number; interval: 'hour' | 'day'; option:
 /** Unmatched messages listed at most. */
 const UNMATCHED_SHOWN = 20;
 
-interface Data { overview: Overview; series: Series; intents: IntentReport; range: RangeKey }
+interface Data { overview: Overview; series: Series; intents: IntentReport; range: RangeKey; retention: RetentionSettings | null }
 
 /** Why a request failed: the API's refusal, or a word of ours (the network, a lost session). */
 class LoadError extends Error {
@@ -85,17 +85,19 @@ export function Dashboard({ shown, onOpen }: { shown: boolean; onOpen: (conversa
     setBusy(true);
     setFailure(null);
     try {
-      const [botList, overview, series, intents] = await Promise.all([
+      const [botList, overview, series, intents, workspace] = await Promise.all([
         json<BotList>('/api/bots'),
         json<Overview>(`/api/analytics/overview?${q}`),
         json<Series>(`/api/analytics/conversations?${q}&interval=${r.interval}`),
         json<IntentReport>(`/api/analytics/intents?${q}&unmatched_limit=${UNMATCHED_SHOWN}`),
+        // The retention policy, said under the numbers; the dashboard draws without it.
+        json<WorkspaceView>('/api/workspace').catch(() => null),
       ]);
       if (mine !== generation.current) return;
       const list = (botList.data ?? []).map((b) => ({ id: b.id, name: b.name }));
       setBots(list);
       if (botId && !list.some((b) => b.id === botId)) setBot('');
-      setData({ overview, series, intents, range: rangeKey });
+      setData({ overview, series, intents, range: rangeKey, retention: workspace?.retention ?? null });
       setDrawnKey(`${botId}|${rangeKey}`);
       setState('ready');
     } catch (err) {
@@ -176,6 +178,11 @@ export function Dashboard({ shown, onOpen }: { shown: boolean; onOpen: (conversa
         <button id="export-json" type="button" class="secondary" disabled={exporting.json} onClick={() => void exportAs('json')}>{t('exportJson')}</button>
       </div>
       <p id="dash-meta" aria-live="polite">{meta}</p>
+      {data?.retention && (
+        <p id="dash-retention" class="hint">
+          {t('retentionPolicy', { conversations: keptFor(data.retention.conversation_days), unmatched: keptFor(data.retention.unmatched_days) })}
+        </p>
+      )}
       <p id="dash-error" role="alert">{error}</p>
       <section aria-labelledby="kpi-title">
         <h3 id="kpi-title" class="sr-only">{t('keyNumbers')}</h3>
@@ -300,4 +307,9 @@ function Unmatched({ report, botName, onOpen }: { report: IntentReport | null; b
       ))}
     </ol>
   );
+}
+
+/** A retention period as the dashboard says it. */
+function keptFor(days: number | null | undefined): string {
+  return days == null ? t('retentionForever') : t('retentionDays', { n: days });
 }

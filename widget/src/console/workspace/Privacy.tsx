@@ -2,14 +2,14 @@
 // conversation id; export as one archive; erase everywhere, confirmed) and the audit log of who
 // did what. Owners and admins only: the server refuses the others.
 import { useEffect, useState } from 'preact/hooks';
-import type { ApiKeyList, AuditEntry, AuditPage, Erasure, MemberList, PrivacySettings, SubjectConversationView, SubjectList, WorkspaceView } from '../api.gen';
+import type { ApiKeyList, AuditEntry, AuditPage, Erasure, MemberList, PrivacySettings, RetentionSettings, SubjectConversationView, SubjectList, WorkspaceView } from '../api.gen';
 import { read } from '../http';
 import { t } from '../i18n';
 import { canWrite } from '../roles';
 import { api, authed, type Me } from '../session';
 import { Confirm } from '../ui/dialog';
 import { ResourceView, useResource } from '../ui/resource';
-import { describe } from '../ui/form';
+import { describe, fieldOf } from '../ui/form';
 
 const when = (ms: number) => new Date(ms).toLocaleString();
 
@@ -185,7 +185,12 @@ function Masking() {
   const res = useResource(() => api<WorkspaceView>('GET', '/api/workspace'), []);
   return (
     <ResourceView res={res} id="masking">
-      {(w) => <MaskingForm key={w.id} current={w.privacy} onSaved={res.set} />}
+      {(w) => (
+        <>
+          <MaskingForm key={w.id} current={w.privacy} onSaved={res.set} />
+          <RetentionForm key={`r-${w.id}`} current={w.retention} onSaved={res.set} />
+        </>
+      )}
     </ResourceView>
   );
 }
@@ -214,3 +219,52 @@ function MaskingForm({ current, onSaved }: { current: PrivacySettings; onSaved: 
     </form>
   );
 }
+
+/** How long conversations and unmatched messages are kept: a number of days, or empty for good. */
+function RetentionForm({ current, onSaved }: { current: RetentionSettings; onSaved: (w: WorkspaceView) => void }) {
+  const text = (days: number | null | undefined) => (days == null ? '' : String(days));
+  const [conversations, setConversations] = useState(text(current.conversation_days));
+  const [unmatched, setUnmatched] = useState(text(current.unmatched_days));
+  const [state, setState] = useState<'' | 'busy' | 'saved'>('');
+  const [error, setError] = useState<{ field: string; text: string } | null>(null);
+  const days = (value: string) => (value.trim() === '' ? null : Number(value));
+  const save = async (e: Event) => {
+    e.preventDefault();
+    setState('busy'); setError(null);
+    const retention = { conversation_days: days(conversations), unmatched_days: days(unmatched) };
+    try {
+      onSaved(await api<WorkspaceView>('PATCH', '/api/workspace', { retention }));
+      setState('saved');
+    } catch (err) {
+      const field = fieldOf(err, ['retention.conversation_days', 'retention.unmatched_days']) ?? '';
+      setError({ field, text: describe(err) });
+      setState('');
+    }
+  };
+  const field = (id: string, name: string, label: string, value: string, set: (v: string) => void) => {
+    const wrong = error?.field === name;
+    return (
+      <div class="field">
+        <label for={id}>{label}</label>
+        <input id={id} name={name} type="number" min={1} max={36500} inputMode="numeric" value={value}
+          placeholder={t('keepForGood')} aria-invalid={wrong ? 'true' : undefined} aria-describedby={wrong ? `${id}-error` : undefined}
+          onInput={(e) => { set((e.target as HTMLInputElement).value); setState(''); }} />
+        {wrong && <p id={`${id}-error`} class="field-error">{error?.text}</p>}
+      </div>
+    );
+  };
+  return (
+    <form id="retention-form" class="panel" onSubmit={(e) => void save(e)} noValidate aria-labelledby="retention-title">
+      <h2 id="retention-title">{t('retention')}</h2>
+      <p class="hint">{t('retentionHint')}</p>
+      {field('retention-conversations', 'retention.conversation_days', t('retentionConversations'), conversations, setConversations)}
+      {field('retention-unmatched', 'retention.unmatched_days', t('retentionUnmatched'), unmatched, setUnmatched)}
+      {error && !error.field.startsWith('retention.') && <p class="form-error" role="alert">{error.text}</p>}
+      <p class="actions">
+        <button id="save-retention" type="submit" disabled={state === 'busy'}>{t('save')}</button>
+        <span id="retention-saved" role="status" class="ok">{state === 'saved' ? t('saved_') : ''}</span>
+      </p>
+    </form>
+  );
+}
+

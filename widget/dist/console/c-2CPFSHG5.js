@@ -1,1 +1,0 @@
-import{a,b,c}from"./c-YVMG4OPW.js";import"./c-ZCHMSIAB.js";import"./c-43JHAJDS.js";import"./c-IUGIO5VQ.js";import"./c-YAPQQYBH.js";import"./c-3UK7OKHE.js";import"./c-3NHOXOEF.js";import"./c-DPIAFEG3.js";export{a as BotList,c as LanguageField,b as NewBot};

@@ -1,0 +1,1 @@
+import{a,b,c}from"./c-6RNJG5LN.js";import"./c-SBGXSYOV.js";import"./c-DHEK7WGE.js";import"./c-PA5I3J5B.js";import"./c-YAPQQYBH.js";import"./c-635RE742.js";import"./c-KSRH26PK.js";import"./c-XP5XKPJ4.js";export{a as BotList,c as LanguageField,b as NewBot};

@@ -1,1 +1,0 @@
-import{h as n,i as e,k as l,p as a}from"./c-DPIAFEG3.js";function g(){return a("span",{class:"lang",children:[a("label",{for:"lang",class:"sr-only",children:n("language")}),a("select",{id:"lang",value:e(),onChange:t=>{l(t.target.value)},children:[a("option",{value:"en",children:"English"}),a("option",{value:"it",children:"Italiano"})]})]})}export{g as a};

@@ -1,1 +1,0 @@
-import{c as e,h as t,p as n}from"./c-DPIAFEG3.js";function p({text:r,id:i}){let[c,o]=e(!1),s=async()=>{try{await navigator.clipboard.writeText(r)}catch{return}o(!0),setTimeout(()=>o(!1),1500)};return n("button",{id:i,type:"button",class:"secondary",onClick:()=>{s()},children:c?t("copied"):t("copy")})}export{p as a};
