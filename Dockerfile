@@ -101,14 +101,17 @@ RUN set -eux; \
     groupadd --system --gid 10001 parla; \
     useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/parla --no-create-home \
         --shell /usr/sbin/nologin parla; \
-    install -d -o 10001 -g 10001 -m 0750 /var/lib/parla
+    install -d -o 10001 -g 10001 -m 0750 /var/lib/parla; \
+    install -d -o 10001 -g 10001 -m 0700 /var/lib/parla-keys
 
 COPY --from=model /model/ /usr/share/parla/models/all-MiniLM-L6-v2/
 COPY --from=build /out/parla /usr/local/bin/parla
 
 # No secrets here: give PARLA__AUTH__JWT_SECRET, PARLA__SECRETS__MASTER_KEY and the like at
-# run time (docs/deploy.md).
+# run time (docs/deploy.md). Without a master key, one is generated into its own volume, apart
+# from the data's.
 ENV PARLA__EMBEDDINGS__LOCAL_MODEL_DIR=/usr/share/parla/models/all-MiniLM-L6-v2 \
+    PARLA__SECRETS__MASTER_KEY_FILE=/var/lib/parla-keys/master.key \
     HOME=/var/lib/parla
 
 USER 10001:10001

@@ -271,8 +271,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         admin.mailer.retry_outbox(Duration::from_secs(settings.mail.outbox_retry_secs));
     }
     let needs_reseal = keys.needs_reseal;
-    let key_service =
-        secrets::KeyService::new(keys, store.clone(), channels.clone(), admin.clone());
+    let key_service = secrets::KeyService::new(keys, store.clone());
     if roles.admin && needs_reseal {
         // Secrets sealed under an older key, or from before sealing: written again, in the
         // background (each still opens meanwhile).

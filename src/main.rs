@@ -50,6 +50,10 @@ enum Command {
         /// Once the server has re-sealed everything, keep only the new key in the file.
         #[arg(long)]
         retire: bool,
+        /// No new key: only have the server re-seal everything under its current key (the
+        /// last step of a rotation with keys in the environment).
+        #[arg(long, conflicts_with = "retire")]
+        reseal: bool,
     },
     /// Prints the effective configuration (defaults, file, environment) as JSON.
     Config {
@@ -122,14 +126,14 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&tokens)?);
             Ok(())
         }
-        Command::RotateKey { config, data_dir, ops, retire } => {
+        Command::RotateKey { config, data_dir, ops, retire, reseal } => {
             let mut overrides = Vec::new();
             if let Some(dir) = data_dir {
                 overrides.push(("store.data_dir", dir.display().to_string().into()));
             }
             let settings = Settings::load(config.as_deref(), &overrides)?;
             let ops = ops.unwrap_or_else(|| settings.server.ops_listen.clone());
-            parla::secrets::rotate_key_command(&settings, &ops, retire)
+            parla::secrets::rotate_key_command(&settings, &ops, retire, reseal)
         }
         Command::Config { config } => {
             let settings = Settings::load(config.as_deref(), &[])?;

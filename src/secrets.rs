@@ -18,7 +18,7 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::Context as _;
 use parla_config::Settings;
 use parla_domain::sealing::{self, CHECK_CONTEXT, CHECK_TEXT, Sealer as _};
-use parla_domain::store::{Store, StoreError};
+use parla_domain::store::Store;
 use parla_keyring::Keyring;
 use serde::Serialize;
 
@@ -51,6 +51,12 @@ pub async fn unlock(settings: &Settings, store: &dyn Store) -> anyhow::Result<Ke
     } else {
         settings.secrets.master_key.as_str()
     };
+    if configured.is_empty() && settings.store.backend == "cql" {
+        anyhow::bail!(
+            "a cluster's nodes must share their master key: give it to every node with \
+             PARLA__SECRETS__MASTER_KEY (base64 of 32 bytes, e.g. `openssl rand -base64 32`)"
+        );
+    }
     let (keys, source) = if configured.is_empty() {
         let path = settings.secrets.key_file(&settings.store.data_dir);
         let keys = match parla_keyring::read_file(&path) {
@@ -103,20 +109,23 @@ pub async fn unlock(settings: &Settings, store: &dyn Store) -> anyhow::Result<Ke
     }
     let needs_reseal =
         legacy_file.is_some() || sealed_under.as_deref() != Some(keyring.current_key().as_str());
+    if check.is_none() {
+        // At once, before anything is sealed: from now on a start without this key refuses,
+        // even if the first sweep never finishes.
+        store.put_seal_check(&keyring.seal(CHECK_CONTEXT, CHECK_TEXT)).await?;
+    }
     let keyring = Arc::new(keyring);
     store.use_sealer(keyring.clone());
     Ok(Keys { keyring, source, legacy_file, needs_reseal })
 }
 
-/// What one sweep wrote again.
+/// What one sweep wrote again, and under which key.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Resealed {
     /// The key everything is sealed under now.
     pub key: String,
-    pub workspaces: usize,
-    pub accounts: usize,
-    pub intent_sets: usize,
-    pub connections: usize,
+    #[serde(flatten)]
+    pub counts: sealing::Resealed,
 }
 
 /// Re-seals under the current key; shared by the start-up sweep and `POST /keys/rotate`.
@@ -124,69 +133,50 @@ pub struct Resealed {
 pub struct KeyService {
     pub keys: Arc<Keys>,
     pub store: Arc<dyn Store>,
-    pub channels: Arc<parla_channels::Channels>,
-    pub admin: Arc<parla_admin_api::AdminState>,
     /// One sweep at a time.
     sweeping: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl KeyService {
-    pub fn new(
-        keys: Keys,
-        store: Arc<dyn Store>,
-        channels: Arc<parla_channels::Channels>,
-        admin: Arc<parla_admin_api::AdminState>,
-    ) -> Self {
-        Self { keys: Arc::new(keys), store, channels, admin, sweeping: Arc::default() }
+    pub fn new(keys: Keys, store: Arc<dyn Store>) -> Self {
+        Self { keys: Arc::new(keys), store, sweeping: Arc::default() }
     }
 
-    /// Reads the key file again (a rotation put a new key first), then re-seals.
+    /// Reads the key file again (a rotation put a new key first), then re-seals. With keys
+    /// from the settings, re-seals under the current one (the last step of a rolling rotation).
     pub async fn rotate(&self) -> anyhow::Result<Resealed> {
-        let KeySource::File(path) = &self.keys.source else {
-            anyhow::bail!(
-                "the master keys come from the settings (PARLA__SECRETS__MASTER_KEY): list the \
-                 new key first, the old one after it, and restart each node (each re-seals at \
-                 start)"
-            );
-        };
-        let keys = parla_keyring::read_file(path).context("reading the master key file")?;
-        self.keys.keyring.replace(&keys)?;
-        tracing::info!(key = %self.keys.keyring.current_key(), "master keys reloaded");
+        if let KeySource::File(path) = &self.keys.source {
+            let keys = parla_keyring::read_file(path).context("reading the master key file")?;
+            // The new set must still open what is stored (a file edited by hand might not).
+            if let Some(check) = self.store.seal_check().await? {
+                let trial = Keyring::new(&keys)?;
+                if let Err(e) = sealing::check_opens(&trial, &check) {
+                    anyhow::bail!("the key file's keys do not open the store's secrets: {e}");
+                }
+            }
+            self.keys.keyring.replace(&keys)?;
+            tracing::info!(key = %self.keys.keyring.current_key(), "master keys reloaded");
+        }
         self.reseal().await
     }
 
-    /// Writes every secret again under the current key, then the check; deletes the data dir's
-    /// old `channels.key` once nothing needs it.
+    /// Writes every secret not under the current key again (the store compares and swaps each
+    /// record, so no edit made meanwhile is undone), then the check; deletes the data dir's old
+    /// `channels.key` once nothing needs it.
     pub async fn reseal(&self) -> anyhow::Result<Resealed> {
-        let _one = self.sweeping.lock().await;
-        let store = &*self.store;
-        let mut done = Resealed { key: self.keys.keyring.current_key(), ..Resealed::default() };
-        for tenant_id in store.list_tenants().await? {
-            // Read and written as they are: a store write seals under the current key.
-            if let Some(tenant) = store.get_tenant(&tenant_id).await?
-                && tenant.llm.is_some()
-            {
-                store.put_tenant(&tenant).await?;
-                done.workspaces += 1;
-            }
-            for account in store.list_accounts(&tenant_id).await? {
-                if account.totp.is_some() && reseal_account(store, account).await? {
-                    done.accounts += 1;
-                }
-            }
-            // Under the admin API's lock on intent writes: an edit meanwhile is not undone.
-            let _write = self.admin.intent_writes.lock().await;
-            for bot in store.list_bots(&tenant_id).await? {
-                let intents = store.list_intents(&tenant_id, &bot.id).await?;
-                if intents.iter().any(|i| !i.actions.is_empty()) {
-                    store.put_intents(&tenant_id, &bot.id, &intents).await?;
-                    done.intent_sets += 1;
-                }
-            }
+        let Ok(_one) = self.sweeping.try_lock() else {
+            anyhow::bail!("a re-sealing sweep is already running");
+        };
+        let key = self.keys.keyring.current_key();
+        let counts = self.store.reseal_all().await?;
+        if counts.unreadable > 0 {
+            anyhow::bail!(
+                "{} secret(s) did not open with the keys given (see the log); nothing else is \
+                 wrong, and the next sweep tries them again",
+                counts.unreadable
+            );
         }
-        done.connections = self.channels.reseal().await.map_err(anyhow::Error::msg)?;
-        let check = self.keys.keyring.seal(CHECK_CONTEXT, CHECK_TEXT);
-        store.put_seal_check(&check).await?;
+        self.store.put_seal_check(&self.keys.keyring.seal(CHECK_CONTEXT, CHECK_TEXT)).await?;
         if let Some(path) = &self.keys.legacy_file
             && path.exists()
         {
@@ -195,51 +185,43 @@ impl KeyService {
                 "channel credentials re-sealed under the master key; channels.key deleted"
             );
         }
-        tracing::info!(
-            key = %done.key,
-            workspaces = done.workspaces,
-            accounts = done.accounts,
-            intent_sets = done.intent_sets,
-            connections = done.connections,
-            "secrets re-sealed under the current master key"
-        );
-        Ok(done)
+        tracing::info!(key = %key, ?counts, "secrets re-sealed under the current master key");
+        Ok(Resealed { key, counts })
     }
-}
-
-/// Writes an account again (compare-and-set on its version, read again on a conflict).
-/// Returns whether it was written (false: it is gone).
-async fn reseal_account(
-    store: &dyn Store,
-    mut account: parla_domain::model::Account,
-) -> Result<bool, StoreError> {
-    for _ in 0..16 {
-        match store.update_account(&account).await {
-            Ok(()) => return Ok(true),
-            Err(StoreError::Conflict) => {
-                match store.get_account(&account.tenant_id, &account.id).await? {
-                    Some(now) => account = now,
-                    None => return Ok(false),
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Conflict)
 }
 
 /// `parla rotate-key`: a new key first in the key file, then the running server re-seals (see
-/// [`KeyService::rotate`]); `retire` keeps only the new key once it has.
-pub fn rotate_key_command(settings: &Settings, ops: &str, retire: bool) -> anyhow::Result<()> {
+/// [`KeyService::rotate`]); `retire` keeps only the new key once it has. `reseal` only asks the
+/// server to re-seal under its current key.
+pub fn rotate_key_command(
+    settings: &Settings,
+    ops: &str,
+    retire: bool,
+    reseal: bool,
+) -> anyhow::Result<()> {
     let configured =
         !settings.secrets.master_key.is_empty() || !settings.channels.master_key.is_empty();
+    if reseal {
+        return match post(ops, "/keys/rotate") {
+            Ok((200, body)) => {
+                println!("parla: re-sealed: {body}");
+                Ok(())
+            }
+            Ok((status, body)) => anyhow::bail!("the server refused ({status}): {body}"),
+            Err(e) => anyhow::bail!("no server answered on {ops}: {e}"),
+        };
+    }
     if configured {
         let key = parla_keyring::generate();
         println!(
             "parla: the master keys come from the settings (PARLA__SECRETS__MASTER_KEY), which \
              this command cannot change. A new key: {key}\n\
-             Set PARLA__SECRETS__MASTER_KEY=\"{key},<the current key>\" on every node and restart \
-             them one at a time: each re-seals every secret at start. Then drop the old key."
+             1. On every node set PARLA__SECRETS__MASTER_KEY=\"<the current key>,{key}\" and restart \
+             them one at a time (the current key still seals; every node can open the new one).\n\
+             2. Then set PARLA__SECRETS__MASTER_KEY=\"{key},<the current key>\" on every node, \
+             restarting them one at a time.\n\
+             3. Then run `parla rotate-key --reseal` once against an admin node, and only then \
+             drop the old key."
         );
         return Ok(());
     }

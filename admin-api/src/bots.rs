@@ -55,7 +55,8 @@ pub struct ConfigBody {
     #[schema(max_length = 2000)]
     personality: Option<String>,
     /// Days this bot's conversations are kept (instead of the workspace's policy); `null`
-    /// follows the workspace again.
+    /// follows the workspace again. Changed by a signed-in admin or owner only (403 otherwise),
+    /// like the workspace's policy.
     #[serde(default, deserialize_with = "crate::workspace::present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 36500)]
     retention_days: Option<Option<u32>>,
@@ -228,6 +229,9 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
+    if body.config.as_ref().and_then(|c| c.retention_days).flatten().is_some() {
+        caller.require_admin_person()?;
+    }
     apply(&mut bot, body)?;
     state.engine.billing().ensure_room(&caller.tenant, Limit::Bots, 1).await?;
     state.engine.save_bot(&bot).await?;
@@ -261,7 +265,14 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     require_writer(&caller)?;
     let mut bot = owned_bot(&state, &caller, &path).await?;
-    apply(&mut bot, body.into_inner())?;
+    let body = body.into_inner();
+    let retention = body.config.as_ref().and_then(|c| c.retention_days);
+    if retention.is_some_and(|days| days != bot.config.retention_days) {
+        // A shorter period deletes conversations: the workspace's privacy people decide it,
+        // as they do the workspace's policy.
+        caller.require_admin_person()?;
+    }
+    apply(&mut bot, body)?;
     bot.updated_at = now_ms();
     state.engine.save_bot(&bot).await?;
     Ok(HttpResponse::Ok().json(bot))

@@ -298,34 +298,6 @@ impl Channels {
         }
     }
 
-    /// Re-seals every connection's credentials under the sealer's current key (a master-key
-    /// rotation, or credentials sealed before key ids). Returns how many were written again.
-    pub async fn reseal(&self) -> Result<usize, String> {
-        let all = self.stores.connections.all_channels().await.map_err(|e| e.to_string())?;
-        let mut resealed = 0;
-        for mut connection in all {
-            let current = self.sealer.current_key();
-            if parla_domain::sealing::key_of(&connection.sealed_secrets) == Some(current.as_str()) {
-                continue;
-            }
-            let plain = self
-                .sealer
-                .open(&connection.id, &connection.sealed_secrets)
-                .map_err(|e| format!("connection {}: {e}", connection.id))?;
-            // Read again just before writing: a connection deleted or changed meanwhile is
-            // left as it now is (it was written under the current key anyway).
-            let store = &self.stores.connections;
-            let now = store.channel_by_id(&connection.id).await.map_err(|e| e.to_string())?;
-            if now.is_none_or(|now| now != connection) {
-                continue;
-            }
-            connection.sealed_secrets = self.sealer.seal(&connection.id, &plain);
-            store.put_channel(&connection).await.map_err(|e| e.to_string())?;
-            resealed += 1;
-        }
-        Ok(resealed)
-    }
-
     /// These channels as the admin API's port.
     pub fn admin(self: &Arc<Self>) -> Arc<dyn parla_domain::channels::ChannelAdmin> {
         Arc::new(Admin(self.clone()))

@@ -35,6 +35,19 @@ async fn old_conversations_go_by_the_workspaces_policy_or_their_bots_and_counter
     let brief = published_bot(&server, &jwt, body).await;
     let (_, bot) = server.call("GET", &format!("/api/bots/{brief}"), None, Some(&jwt)).await;
     assert_eq!(bot["config"]["retention_days"], 1, "{bot}");
+    // An integration's key with bots:write edits the bot, but not how long its conversations
+    // live.
+    let scopes = json!({"name": "ci", "scopes": ["bots:write", "bots:read"]});
+    let (status, created) = server.post("/api/api-keys", scopes, Some(&jwt)).await;
+    assert_eq!(status, 201, "{created}");
+    let editor = created["key"].as_str().expect("key").to_owned();
+    let patch = json!({"config": {"retention_days": 365}}).to_string();
+    let path = format!("/api/bots/{brief}");
+    let (status, body) = server.call("PATCH", &path, Some(&patch), Some(&editor)).await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "{body}");
+    let rename = json!({"name": "brief bot"}).to_string();
+    let (status, _) = server.call("PATCH", &path, Some(&rename), Some(&editor)).await;
+    assert_eq!(status, 200, "the rest of the bot stays theirs");
 
     let mut widget = server.client().await;
     widget.hello(&kept).await;

@@ -147,6 +147,20 @@ async fn secrets_are_sealed_on_disk_rotated_live_and_a_data_dir_without_its_key_
         (&json!(1), &json!(1), &json!(1), &json!(1)),
         "{resealed}"
     );
+    // A second pass finds everything under the current key and writes nothing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parla"))
+        .args(["rotate-key", "--reseal", "--data-dir"])
+        .arg(&data)
+        .args(["--ops", &format!("127.0.0.1:{ops}")])
+        .env("PARLA__SECRETS__MASTER_KEY_FILE", &key_file)
+        .output()
+        .expect("rotate-key --reseal runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(r#""workspaces":0,"accounts":0,"intent_sets":0,"connections":0"#),
+        "{stdout}"
+    );
 
     // After a restart with the new key alone, every secret still works: a TOTP sign-in, and
     // an SMS answered through Twilio with the connection's credentials.

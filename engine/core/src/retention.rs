@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use parla_domain::analytics::DAY_MS;
-use parla_domain::model::{Channel, RetentionSettings};
+use parla_domain::model::RetentionSettings;
 
 use crate::{Deletion, Engine, EngineError};
 
@@ -25,7 +25,8 @@ pub struct Swept {
     pub conversations: u64,
     /// Entries of the unmatched-messages list (where the store can count them).
     pub unmatched: u64,
-    /// Conversations whose actor did not confirm the deletion in time (the next sweep retries).
+    /// Conversations whose actor did not confirm the deletion in time, and workspaces the sweep
+    /// could not read (the next sweep retries both).
     pub failed: u64,
 }
 
@@ -40,7 +41,28 @@ impl Engine {
         let store = self.store().clone();
         let mut swept = Swept::default();
         for tenant_id in store.list_tenants().await? {
-            let Some(tenant) = store.get_tenant(&tenant_id).await? else { continue };
+            // One workspace's trouble (a store error, a secret that will not open) is logged
+            // and left for the next round; the others are still swept.
+            if let Err(e) = self.sweep_workspace(&tenant_id, now_ms, &mut swept).await {
+                tracing::warn!(tenant = %tenant_id, error = %e, "retention: workspace not swept");
+                swept.failed += 1;
+            }
+        }
+        // No compaction here (an erasure compacts): it would stall live chat every round, and
+        // the freed pages are reused by what is written next.
+        Ok(swept)
+    }
+
+    async fn sweep_workspace(
+        &self,
+        tenant_id: &parla_domain::model::TenantId,
+        now_ms: i64,
+        swept: &mut Swept,
+    ) -> Result<(), EngineError> {
+        let store = self.store().clone();
+        let tenant_id = tenant_id.clone();
+        {
+            let Some(tenant) = store.get_tenant(&tenant_id).await? else { return Ok(()) };
             let policy: RetentionSettings = tenant.retention;
             for bot in store.list_bots(&tenant_id).await? {
                 let Some(days) = bot.config.retention_days.or(policy.conversation_days) else {
@@ -55,9 +77,6 @@ impl Engine {
                     let Some(last) = page.last() else { break };
                     before = Some(last.id.clone());
                     for conversation in page {
-                        if conversation.source == Channel::Preview {
-                            continue; // A tenant's own try-outs: deleted with their pane.
-                        }
                         let last = store.last_message(&tenant_id, &conversation.id).await?;
                         let active = last.map_or(conversation.started_at, |m| m.created_at);
                         if active >= cutoff {
@@ -79,9 +98,7 @@ impl Engine {
                 swept.unmatched += store.forget_unmatched(&tenant_id, cutoff).await?;
             }
         }
-        // No compaction here (an erasure compacts): it would stall live chat every round, and
-        // the freed pages are reused by what is written next.
-        Ok(swept)
+        Ok(())
     }
 
     /// Sweeps every `every` with the real clock, for as long as the runtime runs.

@@ -148,6 +148,71 @@ pub fn open_intents(
     Ok(intents)
 }
 
+/// What one re-sealing pass wrote again (see [`crate::store::Sealing::reseal_all`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Resealed {
+    pub workspaces: u64,
+    pub accounts: u64,
+    pub intent_sets: u64,
+    pub connections: u64,
+    /// Records whose secret did not open (named in the log); left as they are.
+    pub unreadable: u64,
+}
+
+/// Whether a stored field must be written again: in clear, or under another key.
+fn stale(sealer: &dyn Sealer, stored: &str) -> bool {
+    key_of(stored) != Some(sealer.current_key().as_str())
+}
+
+/// The stored workspace with its LLM key under the current key, if it was not.
+pub fn reseal_tenant(sealer: &dyn Sealer, stored: &Tenant) -> Result<Option<Tenant>, SealError> {
+    let Some(llm) = &stored.llm else { return Ok(None) };
+    if !stale(sealer, &llm.api_key) {
+        return Ok(None);
+    }
+    Ok(Some(seal_tenant(sealer, &open_tenant(Some(sealer), stored.clone())?)))
+}
+
+/// The stored account with its TOTP secret under the current key, if it was not.
+pub fn reseal_account(sealer: &dyn Sealer, stored: &Account) -> Result<Option<Account>, SealError> {
+    let Some(totp) = &stored.totp else { return Ok(None) };
+    if !stale(sealer, &totp.secret_base32) {
+        return Ok(None);
+    }
+    Ok(Some(seal_account(sealer, &open_account(Some(sealer), stored.clone())?)))
+}
+
+/// A bot's stored intents with their webhook secrets under the current key, if any was not.
+pub fn reseal_intents(
+    sealer: &dyn Sealer,
+    tenant: &str,
+    stored: &[Intent],
+) -> Result<Option<Vec<Intent>>, SealError> {
+    let any = stored.iter().flat_map(|i| &i.actions).any(|action| {
+        let IntentAction::Webhook { secret, .. } = action;
+        stale(sealer, secret)
+    });
+    if !any {
+        return Ok(None);
+    }
+    Ok(Some(seal_intents(sealer, tenant, &open_intents(Some(sealer), tenant, stored.to_vec())?)))
+}
+
+/// A channel connection's credentials under the current key, if they were not (they are
+/// sealed whole by the channels, the connection id bound to them).
+pub fn reseal_connection(
+    sealer: &dyn Sealer,
+    stored: &crate::model::ChannelConnection,
+) -> Result<Option<crate::model::ChannelConnection>, SealError> {
+    if !stale(sealer, &stored.sealed_secrets) {
+        return Ok(None);
+    }
+    let plain = sealer.open(&stored.id, &stored.sealed_secrets)?;
+    let mut fresh = stored.clone();
+    fresh.sealed_secrets = sealer.seal(&stored.id, &plain);
+    Ok(Some(fresh))
+}
+
 /// What a store keeps to tell, at start, whether it is given the key its secrets are sealed
 /// under: a known text sealed under the current key.
 pub const CHECK_CONTEXT: &str = "parla:key-check";

@@ -683,7 +683,8 @@ fallback_message?: (string | null)
 personality?: (string | null)
 /**
  * Days this bot's conversations are kept (instead of the workspace's policy); `null`
- * follows the workspace again.
+ * follows the workspace again. Changed by a signed-in admin or owner only (403 otherwise),
+ * like the workspace's policy.
  */
 retention_days?: (number | null)
 /**

@@ -90,9 +90,11 @@ pub fn write_file(path: &Path, keys: &[String]) -> Result<(), KeyError> {
     use std::io::Write as _;
     let io = |source| KeyError::Io { path: path.display().to_string(), source };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("master.key");
-    let fresh = path.with_file_name(format!(".{name}.new"));
+    // A fresh name each time, created new: nothing already there (a link planted beside the
+    // file) is followed or reused.
+    let fresh = path.with_file_name(format!(".{name}.{:016x}.new", rand::random::<u64>()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&fresh).map_err(io)?;
@@ -183,9 +185,15 @@ impl Sealer for Keyring {
 
     fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, SealError> {
         let Some(rest) = sealed.strip_prefix(PREFIX) else {
-            let legacy = self.legacy.as_ref().ok_or(SealError::UnknownKey("legacy".into()))?;
+            // Sealed before key ids: under the data dir's old key, or under the key an operator
+            // gave as `[channels] master_key` — which may now be given as a master key.
             let bytes = STANDARD.decode(sealed).map_err(|_| SealError::Unreadable)?;
-            return Self::open_with(legacy, context, &bytes);
+            let keys = self.keys.read();
+            let ciphers = self.legacy.iter().chain(keys.iter().map(|k| &k.cipher));
+            return ciphers
+                .map(|cipher| Self::open_with(cipher, context, &bytes))
+                .find(Result::is_ok)
+                .unwrap_or(Err(SealError::UnknownKey("legacy".into())));
         };
         let (id, body) = rest.split_once('.').ok_or(SealError::Unreadable)?;
         let bytes = STANDARD.decode(body).map_err(|_| SealError::Unreadable)?;
@@ -253,6 +261,10 @@ mod tests {
         assert!(matches!(ring.open("conn-1", &old), Err(SealError::UnknownKey(_))));
         let ring = ring.with_legacy(&legacy).expect("legacy");
         assert_eq!(ring.open("conn-1", &old).expect("opens"), b"{\"token\":\"t\"}");
+        // The old `[channels] master_key`, now given as a master key: it opens them too.
+        let ring = Keyring::new(&[vec![1; 32], vec![5; 32]]).expect("ring");
+        assert_eq!(ring.open("conn-1", &old).expect("opens"), b"{\"token\":\"t\"}");
+        assert_eq!(ring.open("conn-2", &old), Err(SealError::UnknownKey("legacy".into())));
     }
 
     #[test]

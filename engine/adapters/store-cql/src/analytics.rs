@@ -202,9 +202,15 @@ impl CqlStore {
         let t = tenant.as_str();
         let last = day_of(before_ms);
         self.run(&self.st.forget_unmatched_before, (t, last, before_ms)).await?;
-        for day in (last - MAX_RANGE_DAYS)..last {
+        let from = {
+            let done = self.forgotten.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            done.get(t).copied().unwrap_or(last - MAX_RANGE_DAYS)
+        };
+        for day in from..last {
             self.run(&self.st.forget_unmatched_day, (t, day)).await?;
         }
+        let mut done = self.forgotten.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        done.insert(t.to_owned(), last.max(from));
         Ok(())
     }
 

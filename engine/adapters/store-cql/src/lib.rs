@@ -125,6 +125,9 @@ pub struct CqlStore {
     /// Seals accounts', workspaces' and intents' secrets (see `parla_domain::sealing`), once
     /// given one; shared by the clones of this store.
     sealer: Arc<std::sync::RwLock<Option<Arc<dyn Sealer>>>>,
+    /// Per tenant, the first day whose unmatched-messages partition this node has not yet
+    /// deleted for retention: later sweeps delete only the days since.
+    forgotten: Arc<std::sync::Mutex<HashMap<String, i64>>>,
 }
 
 impl std::fmt::Debug for CqlStore {
@@ -219,6 +222,7 @@ impl CqlStore {
             st: Arc::new(st),
             bucket_size: MESSAGE_BUCKET,
             sealer: Arc::default(),
+            forgotten: Arc::default(),
         })
     }
 
@@ -2024,6 +2028,75 @@ impl Sealing for CqlStore {
 
     async fn put_seal_check(&self, sealed: &str) -> StoreResult<()> {
         self.run(&self.st.put_meta, ("seal_check", sealed)).await.map(drop)
+    }
+
+    /// Each record rewritten with `UPDATE … IF data = <as read>`: a record changed meanwhile
+    /// is left for the next pass (its writer sealed it under the current key anyway).
+    async fn reseal_all(&self) -> StoreResult<sealing::Resealed> {
+        use parla_domain::sealing::SealError;
+        let Some(sealer) = self.sealer() else { return Ok(sealing::Resealed::default()) };
+        let sealer = &*sealer;
+        let mut done = sealing::Resealed::default();
+        let scan = |s: &Stmt| {
+            let mut ps = s.ps.clone();
+            ps.set_page_size(SCAN_PAGE);
+            Stmt { name: s.name, ps }
+        };
+        // What one record's outcome adds: rewritten (and swapped), untouched, or unreadable.
+        let tally = |outcome: Result<Option<String>, SealError>, done: &mut sealing::Resealed| {
+            match outcome {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a secret that does not open is left as it is");
+                    done.unreadable += 1;
+                    None
+                }
+            }
+        };
+        type Two = (Option<String>, Option<String>);
+        for (id, data) in self.all::<Two>(&scan(&self.st.scan_tenant_rows), ()).await? {
+            let (Some(id), Some(data)) = (id, data) else { continue };
+            let fresh = sealing::reseal_tenant(sealer, &decode(&data)?)
+                .and_then(|t| t.map(|t| encode(&t)).transpose().map_err(|_| SealError::Unreadable));
+            if let Some(fresh) = tally(fresh, &mut done)
+                && self.cas(&self.st.reseal_tenant, (fresh, &id, &data)).await?.applied
+            {
+                done.workspaces += 1;
+            }
+        }
+        type Three = (Option<String>, Option<String>, Option<String>);
+        for (t, id, data) in self.all::<Three>(&scan(&self.st.scan_account_rows), ()).await? {
+            let (Some(t), Some(id), Some(data)) = (t, id, data) else { continue };
+            let fresh = sealing::reseal_account(sealer, &decode(&data)?)
+                .and_then(|a| a.map(|a| encode(&a)).transpose().map_err(|_| SealError::Unreadable));
+            if let Some(fresh) = tally(fresh, &mut done)
+                && self.cas(&self.st.reseal_account, (fresh, &t, &id, &data)).await?.applied
+            {
+                done.accounts += 1;
+            }
+        }
+        for (t, bot, data) in self.all::<Three>(&scan(&self.st.scan_intent_rows), ()).await? {
+            let (Some(t), Some(bot), Some(data)) = (t, bot, data) else { continue };
+            let intents: Vec<Intent> = decode(&data)?;
+            let fresh = sealing::reseal_intents(sealer, &t, &intents)
+                .and_then(|i| i.map(|i| encode(&i)).transpose().map_err(|_| SealError::Unreadable));
+            if let Some(fresh) = tally(fresh, &mut done)
+                && self.cas(&self.st.reseal_intents, (fresh, &t, &bot, &data)).await?.applied
+            {
+                done.intent_sets += 1;
+            }
+        }
+        for (id, data) in self.all::<Two>(&scan(&self.st.scan_channel_rows), ()).await? {
+            let (Some(id), Some(data)) = (id, data) else { continue };
+            let fresh = sealing::reseal_connection(sealer, &decode(&data)?)
+                .and_then(|c| c.map(|c| encode(&c)).transpose().map_err(|_| SealError::Unreadable));
+            if let Some(fresh) = tally(fresh, &mut done)
+                && self.cas(&self.st.reseal_channel, (fresh, &id, &data)).await?.applied
+            {
+                done.connections += 1;
+            }
+        }
+        Ok(done)
     }
 }
 

@@ -45,6 +45,15 @@ statements! {
     put_tenant = "INSERT INTO tenants (tenant_id, data) VALUES (?, ?)";
     get_tenant = "SELECT data FROM tenants WHERE tenant_id = ?";
     scan_tenants = "SELECT tenant_id FROM tenants";
+    scan_tenant_rows = "SELECT tenant_id, data FROM tenants";
+    reseal_tenant = "UPDATE tenants SET data = ? WHERE tenant_id = ? IF data = ?";
+    scan_account_rows = "SELECT tenant_id, account_id, data FROM accounts";
+    reseal_account = "UPDATE accounts SET data = ? WHERE tenant_id = ? AND account_id = ? \
+        IF data = ?";
+    scan_intent_rows = "SELECT tenant_id, bot_id, data FROM intents";
+    reseal_intents = "UPDATE intents SET data = ? WHERE tenant_id = ? AND bot_id = ? IF data = ?";
+    scan_channel_rows = "SELECT channel_id, data FROM channels";
+    reseal_channel = "UPDATE channels SET data = ? WHERE channel_id = ? IF data = ?";
     get_meta = "SELECT value FROM meta WHERE name = ?";
     put_meta = "INSERT INTO meta (name, value) VALUES (?, ?)";
 

@@ -179,6 +179,7 @@ enum WriteOp {
     PutTenant(Tenant),
     PutMeta(&'static str, String),
     ForgetUnmatched(TenantId, i64),
+    Reseal(Arc<dyn Sealer>),
     PutBot(Bot),
     PutIntents(TenantId, BotId, Vec<Intent>),
     DeleteBot(TenantId, BotId),
@@ -251,6 +252,7 @@ enum Outcome {
     Invitation(Option<Invitation>),
     Counted(Option<u64>),
     Text(String),
+    Resealed(sealing::Resealed),
 }
 
 struct WriteRequest {
@@ -573,6 +575,7 @@ fn apply_batch(db: &Database, batch: &[WriteRequest]) -> StoreResult<Vec<StoreRe
 
 fn apply(txn: &Txn, op: &WriteOp) -> StoreResult<Outcome> {
     match op {
+        WriteOp::Reseal(sealer) => return reseal_all(txn, &**sealer).map(Outcome::Resealed),
         WriteOp::ForgetUnmatched(tenant, before) => {
             let t = tenant.as_str();
             let mut index = txn.open_table(UNMATCHED).map_err(backend)?;
@@ -3056,6 +3059,88 @@ impl Sealing for RedbStore {
     async fn put_seal_check(&self, sealed: &str) -> StoreResult<()> {
         self.write(WriteOp::PutMeta(SEAL_CHECK, sealed.to_owned())).await.map(drop)
     }
+
+    async fn reseal_all(&self) -> StoreResult<sealing::Resealed> {
+        let Some(sealer) = self.sealer() else { return Ok(sealing::Resealed::default()) };
+        match self.write(WriteOp::Reseal(sealer)).await? {
+            Outcome::Resealed(done) => Ok(done),
+            other => Err(StoreError::Backend(format!("reseal_all returned {other:?}"))),
+        }
+    }
+}
+
+/// Re-seals, in the writer's transaction (no other write can come between the read and the
+/// write), every secret not under `sealer`'s current key.
+fn reseal_all(txn: &Txn, sealer: &dyn Sealer) -> StoreResult<sealing::Resealed> {
+    use parla_domain::sealing::SealError;
+    /// The records of `table` that `fresh` rewrites, by owned key, and how many did not open.
+    fn collect<K, T, O>(
+        table: &impl ReadableTable<K, &'static [u8]>,
+        owned: impl Fn(K::SelfType<'_>) -> O,
+        fresh: impl Fn(&T, &O) -> Result<Option<T>, SealError>,
+        unreadable: &mut u64,
+    ) -> StoreResult<Vec<(O, Vec<u8>)>>
+    where
+        K: redb::Key + 'static,
+        T: Serialize + DeserializeOwned,
+    {
+        let mut updates = Vec::new();
+        for entry in table.iter().map_err(backend)? {
+            let (key, value) = entry.map_err(backend)?;
+            let key = owned(key.value());
+            match fresh(&decode(value.value())?, &key) {
+                Ok(Some(record)) => updates.push((key, encode(&record)?)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "a secret that does not open is left as it is");
+                    *unreadable += 1;
+                }
+            }
+        }
+        Ok(updates)
+    }
+    let mut done = sealing::Resealed::default();
+    let mut unreadable = 0;
+    {
+        let mut table = txn.open_table(TENANTS).map_err(backend)?;
+        let fresh = |t: &Tenant, _: &String| sealing::reseal_tenant(sealer, t);
+        let updates = collect(&table, str::to_owned, fresh, &mut unreadable)?;
+        for (key, bytes) in &updates {
+            table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
+        }
+        done.workspaces = updates.len() as u64;
+    }
+    {
+        let mut table = txn.open_table(CHANNELS).map_err(backend)?;
+        let fresh = |c: &ChannelConnection, _: &String| sealing::reseal_connection(sealer, c);
+        let updates = collect(&table, str::to_owned, fresh, &mut unreadable)?;
+        for (key, bytes) in &updates {
+            table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
+        }
+        done.connections = updates.len() as u64;
+    }
+    let pair = |(a, b): (&str, &str)| (a.to_owned(), b.to_owned());
+    {
+        let mut table = txn.open_table(ACCOUNTS).map_err(backend)?;
+        let fresh = |a: &Account, _: &(String, String)| sealing::reseal_account(sealer, a);
+        let updates = collect(&table, pair, fresh, &mut unreadable)?;
+        for ((t, id), bytes) in &updates {
+            table.insert((t.as_str(), id.as_str()), bytes.as_slice()).map_err(backend)?;
+        }
+        done.accounts = updates.len() as u64;
+    }
+    {
+        let mut table = txn.open_table(INTENTS).map_err(backend)?;
+        let fresh =
+            |i: &Vec<Intent>, (t, _): &(String, String)| sealing::reseal_intents(sealer, t, i);
+        let updates = collect(&table, pair, fresh, &mut unreadable)?;
+        for ((t, bot), bytes) in &updates {
+            table.insert((t.as_str(), bot.as_str()), bytes.as_slice()).map_err(backend)?;
+        }
+        done.intent_sets = updates.len() as u64;
+    }
+    done.unreadable = unreadable;
+    Ok(done)
 }
 
 /// The name of the master key's check value in [`META`].

@@ -21,4 +21,10 @@ pub trait Sealing: Send + Sync + std::fmt::Debug + 'static {
     async fn seal_check(&self) -> StoreResult<Option<String>>;
 
     async fn put_seal_check(&self, sealed: &str) -> StoreResult<()>;
+
+    /// Writes every secret not under the sealer's current key again under it — workspaces'
+    /// LLM keys, accounts' TOTP secrets, intents' webhook secrets, channel credentials — each
+    /// record compared and swapped as stored, so an edit made meanwhile is never undone (that
+    /// record is left for the next pass). Does nothing without a sealer.
+    async fn reseal_all(&self) -> StoreResult<crate::sealing::Resealed>;
 }
