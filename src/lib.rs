@@ -290,6 +290,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         sessions: Arc::new(parla_admin_api::routes::Sessions(admin.clone())),
         accounts: store.clone(),
         conversations: store.clone(),
+        audit: store.clone(),
+        trusted_proxies: settings.server.trusted_proxies(),
     };
     let visitor_limits = Arc::new(parla_gateway::VisitorLimits::new(
         &settings.gateway,

@@ -31,7 +31,7 @@ use futures_util::StreamExt;
 use parla_domain::{
     input::check_agent_text,
     sessions::{Member, MemberSessions, Refusal},
-    store::{Accounts, Conversations},
+    store::{Accounts, AuditLog, Conversations},
 };
 use parla_engine::{
     Engine, EngineError,
@@ -58,6 +58,11 @@ pub struct AgentState {
     pub sessions: Arc<dyn MemberSessions>,
     pub accounts: Arc<dyn Accounts>,
     pub conversations: Arc<dyn Conversations>,
+    /// Where claims, releases, transfers and resolutions are recorded, as their REST mirrors
+    /// are by the admin API.
+    pub audit: Arc<dyn AuditLog>,
+    /// The proxies whose `X-Forwarded-For` names the client (for the audit log's address).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Largest frame read at all; bigger closes the socket with 1009.
@@ -260,6 +265,12 @@ pub async fn agent_ws(
         .max_continuation_size(MAX_FRAME_BYTES);
     let (tx, rx) = mpsc::channel(1024);
     let counted = state.engine.metrics().socket_opened(SocketKind::Agent);
+    let forwarded = parla_engine::clients::forwarded_for(
+        req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()),
+    );
+    let peer = req.peer_addr().map(|a| a.ip());
+    let client =
+        parla_engine::clients::client_ip(peer, forwarded.as_deref(), &state.trusted_proxies);
     let connection = Connection {
         _counted: counted,
         state: state.into_inner(),
@@ -270,6 +281,7 @@ pub async fn agent_ws(
         events: tx,
         generations: 0,
         last_activity: Instant::now(),
+        client,
     };
     actix_web::rt::spawn(connection.run(stream, rx));
     Ok(response)
@@ -309,6 +321,8 @@ struct Connection {
     last_activity: Instant,
     /// Counts this socket in `parla_sockets_open{kind="agent"}` while it lives.
     _counted: SocketGuard,
+    /// The client's address, for the audit log.
+    client: Option<std::net::IpAddr>,
 }
 
 /// The peer is gone.
@@ -752,6 +766,30 @@ impl Connection {
             .await
     }
 
+    /// Appends a handling change made on this socket to the workspace's audit log.
+    async fn record(
+        &self,
+        tenant: TenantId,
+        actor: AccountId,
+        action: &str,
+        id: &ConversationId,
+        details: serde_json::Value,
+    ) {
+        let entry = parla_domain::audit::AuditEntry {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            tenant_id: tenant,
+            at: parla_engine::model::now_ms(),
+            actor: parla_domain::audit::AuditActor::Account(actor.to_string()),
+            ip: self.client.map(|ip| ip.to_string()),
+            action: format!("agent_socket.{action}"),
+            target: format!("/api/conversations/{id}"),
+            details,
+        };
+        if let Err(e) = self.state.audit.append_audit(&entry).await {
+            tracing::error!(error = %e, action = %entry.action, "could not append to the audit log");
+        }
+    }
+
     /// Runs a command as the signed-in agent (re-checked now: a removed or demoted member
     /// loses the right at once) and answers `ack` or `error`.
     async fn command(
@@ -784,9 +822,14 @@ impl Connection {
             Err(e) => return self.engine_error(&EngineError::Store(e), r, Some(&id)).await,
         }
         let reads = matches!(command.action, AgentAction::Read { .. });
+        let audited = audited(&command.action);
+        let (tenant, actor) = (key.tenant_id.clone(), command.agent.id.clone());
         match self.state.engine.command(key, command).await {
             Ok(_) if reads => Ok(()),
             Ok(CommandOutcome::Handling(handling)) => {
+                if let Some((action, details)) = audited {
+                    self.record(tenant, actor, action, &id, details).await;
+                }
                 self.send(&ServerFrame::Ack {
                     r#ref: r,
                     conversation_id: &id,
@@ -974,5 +1017,19 @@ async fn next_update(
     match inbox {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The audit log's name and details for a command that changes a conversation's handling
+/// (its messages and notes are the transcript's, not the log's).
+fn audited(action: &AgentAction) -> Option<(&'static str, serde_json::Value)> {
+    match action {
+        AgentAction::Claim => Some(("claim", serde_json::json!({}))),
+        AgentAction::Release => Some(("release", serde_json::json!({}))),
+        AgentAction::Transfer { to } => Some(("transfer", serde_json::json!({ "to": to.id }))),
+        AgentAction::Resolve { resolution, .. } => {
+            Some(("resolve", serde_json::json!({ "resolution": resolution })))
+        }
+        _ => None,
     }
 }

@@ -84,3 +84,45 @@ async fn every_admin_write_is_recorded_with_who_did_it_and_read_by_admins_only()
     let (_, theirs) = log(&server, &stranger, "").await;
     assert_eq!(theirs["data"], json!([]), "{theirs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_transfers_and_resolutions_on_the_agent_socket_are_recorded() {
+    let server = start().await;
+    let owner = register_owner(&server, "owner@desk-audit.example.com").await;
+    let (_, me) = server.call("GET", "/api/auth/me", None, Some(&owner)).await;
+    let owner_id = me["id"].as_str().expect("id").to_owned();
+    let body = json!({"name": "desk", "config": {"fallback_message": "Noted."}});
+    let bot = published_bot(&server, &owner, body).await;
+    let mut visitor = server.client().await;
+    let welcome = visitor.hello_stored(&bot).await;
+    let id = welcome["conversation_id"].as_str().expect("id").to_owned();
+
+    let (mut desk, _, _) = Client::agent(server.addr, &owner).await;
+    for (n, frame) in [
+        json!({"type": "claim", "conversation_id": id, "ref": "1"}),
+        json!({"type": "message", "conversation_id": id, "client_msg_id": "a1", "text": "hello", "ref": "2"}),
+        json!({"type": "resolve", "conversation_id": id, "resolution": "RESOLVED", "ref": "3"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        desk.send(frame).await;
+        let (ack, _) = desk.until_either("ack", "error").await;
+        assert_eq!((ack["type"].as_str(), ack["ref"].as_str()), (Some("ack"), Some(["1", "2", "3"][n])), "{ack}");
+    }
+
+    let (status, page) = log(&server, &owner, "?action=agent_socket").await;
+    assert_eq!(status, 200, "{page}");
+    let entries = page["data"].as_array().expect("data");
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        actions,
+        ["agent_socket.resolve", "agent_socket.claim"],
+        "the reply is the transcript's: {page}"
+    );
+    let resolve = &entries[0];
+    assert_eq!(resolve["actor"], json!({"kind": "account", "id": owner_id}));
+    assert_eq!(resolve["target"], format!("/api/conversations/{id}"));
+    assert_eq!(resolve["details"]["resolution"], "RESOLVED");
+    assert_eq!(resolve["ip"], "127.0.0.1");
+}
