@@ -34,6 +34,7 @@ COPY engine/adapters/store-redb/Cargo.toml engine/adapters/store-redb/
 COPY engine/adapters/store-cql/Cargo.toml engine/adapters/store-cql/
 COPY engine/adapters/egress/Cargo.toml engine/adapters/egress/
 COPY engine/adapters/stripe/Cargo.toml engine/adapters/stripe/
+COPY engine/adapters/keyring/Cargo.toml engine/adapters/keyring/
 COPY engine/adapters/knowledge/Cargo.toml engine/adapters/knowledge/
 COPY engine/adapters/cluster/Cargo.toml engine/adapters/cluster/
 COPY gateway/Cargo.toml gateway/

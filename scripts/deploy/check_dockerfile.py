@@ -362,7 +362,8 @@ def main() -> int:
     for st in stages:
         for i in st.all("ENV") + st.all("ARG"):
             for key, value in (env_pairs(i.args) if i.keyword == "ENV" else [tuple((i.args.split("=", 1) + [""])[:2])]):
-                if SECRET_NAME.search(key) and value.strip('"'):
+                # A path to a secret (`…_FILE`) is not one.
+                if SECRET_NAME.search(key) and not key.endswith("_FILE") and value.strip('"'):
                     leaks.append(f"line {i.line}: {key}")
     c.check("no secret in ENV or ARG", not leaks, ", ".join(leaks))
 
