@@ -275,7 +275,9 @@ test('the inbox says when the desk cannot connect, and "Reconnect now" connects 
   assert.deepEqual(await axe(page), [], 'axe: the desk disconnected');
   await shots(page, 'desk-disconnected');
   down = false;
-  await page.click('.inbox-col button:has-text("Reconnect now")');
+  // Dispatched rather than clicked: each retry redraws the inbox column, and under load a
+  // pointer click kept waiting for the button to hold still between two redraws.
+  await page.locator('.inbox-col button:has-text("Reconnect now")').dispatchEvent('click');
   await page.locator('#status[data-state="connected"]').waitFor();
   await page.locator('#inbox[data-state="empty"]').waitFor({ state: 'attached' });
   assert.equal(await page.textContent('.inbox-col .empty'), 'No live conversations.');
