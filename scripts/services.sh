@@ -217,7 +217,9 @@ start_kafka() {
       sed "s#@DATA_DIR@#$dir/data#" "$CONF/kafka.properties" >"$dir/server.properties"
       # KRaft needs formatted storage with a cluster id (22 chars of URL-safe base64).
       local cluster_id
-      cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+      # 16 random bytes, URL-safe base64 without padding (what kafka-storage random-uuid prints),
+      # with coreutils alone: no Python needed before the test tools are installed.
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
       "$(java17)" "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format \
         -t "$cluster_id" -c "$dir/server.properties" >>"$dir/log" 2>&1 || {
         log "kafka: formatting the storage failed"

@@ -25,10 +25,20 @@ use crate::{
     store::StoreError,
 };
 
-/// Reads before a change gives up with [`StoreError::Conflict`]: each retry means another
+/// Reads before a change may give up with [`StoreError::Conflict`]: each retry means another
 /// write of the same account won the race in between, and a change is decided in
 /// microseconds, so running out takes a flood of writes to one account.
 const ATTEMPTS: u32 = 32;
+/// ...and only once this long has passed too: on a loaded machine a flood of writes to one
+/// account (TOTP enrolments with a stolen token) could otherwise outlast 32 attempts and keep
+/// its owner's password reset from landing. Every lost race is someone else's progress, so
+/// trying longer cannot spin for nothing.
+const PERSIST: Duration = Duration::from_secs(10);
+
+/// Whether a change that lost `attempt` races should try again.
+fn again(attempt: u32, since: std::time::Instant) -> bool {
+    attempt < ATTEMPTS || since.elapsed() < PERSIST
+}
 
 /// Reads `tenant`'s account `id`, lets `change` decide on it as it is now (`None`: there is
 /// none), and writes the result if `change` altered it, compare-and-set: if someone else wrote
@@ -76,7 +86,10 @@ where
     E: From<StoreError>,
 {
     let store = engine.store();
-    for attempt in 0..ATTEMPTS {
+    let since = std::time::Instant::now();
+    let mut attempt = 0;
+    while again(attempt, since) {
+        attempt += 1;
         let read = store.get_account(tenant, id).await?;
         let acting = match actor {
             Some(actor) => store.get_account(tenant, actor).await?,
@@ -144,7 +157,10 @@ where
     E: From<StoreError>,
 {
     let store = engine.store();
-    for attempt in 0..ATTEMPTS {
+    let since = std::time::Instant::now();
+    let mut attempt = 0;
+    while again(attempt, since) {
+        attempt += 1;
         let Some(account) = store.get_account(tenant, id).await? else { return Ok(false) };
         let acting = match actor {
             Some(actor) => store.get_account(tenant, actor).await?,
