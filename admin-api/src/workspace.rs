@@ -58,6 +58,19 @@ pub struct LlmBody {
     api_key: Option<String>,
 }
 
+/// A settings object, refused in any other shape (serde would take a struct from an array too).
+fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(value).map(Some).map_err(serde::de::Error::custom)
+        }
+        Some(_) => Err(serde::de::Error::custom("expected an object")),
+    }
+}
+
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
 pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
@@ -83,6 +96,7 @@ pub struct WorkspaceBody {
     /// Replaces the privacy settings as a whole.
     privacy: Option<PrivacySettings>,
     /// Replaces the retention policy as a whole (a `null` period keeps for good).
+    #[serde(default, deserialize_with = "object")]
     retention: Option<RetentionSettings>,
 }
 

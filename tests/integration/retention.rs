@@ -66,6 +66,10 @@ async fn old_conversations_go_by_the_workspaces_policy_or_their_bots_and_counter
         (status, body["error"]["details"]["field"].as_str()),
         (422, Some("retention.conversation_days"))
     );
+    let bad = json!({"retention": [null, null]});
+    let (status, body) =
+        server.call("PATCH", "/api/workspace", Some(&bad.to_string()), Some(&jwt)).await;
+    assert!(status == 400 || status == 422, "an array is not a policy: {status} {body}");
     let policy = json!({"retention": {"conversation_days": 30, "unmatched_days": 7}});
     let (status, workspace) =
         server.call("PATCH", "/api/workspace", Some(&policy.to_string()), Some(&jwt)).await;
