@@ -150,9 +150,7 @@ impl Billing for CqlStore {
 
     /// A paged scan of the global table: reconciliation runs every few hours.
     async fn live_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
-        let mut statement = self.st.scan_subscriptions.ps.clone();
-        statement.set_page_size(super::SCAN_PAGE);
-        let scan = super::statements::Stmt { name: self.st.scan_subscriptions.name, ps: statement };
+        let scan = super::scanning(&self.st.scan_subscriptions);
         let all: Vec<Subscription> = self.records(&scan, ()).await?;
         Ok(all.into_iter().filter(Subscription::is_live).collect())
     }
@@ -214,9 +212,7 @@ impl Listings for CqlStore {
     }
 
     async fn public_listings(&self) -> StoreResult<Vec<Listing>> {
-        let mut statement = self.st.scan_listings.ps.clone();
-        statement.set_page_size(super::SCAN_PAGE);
-        let scan = super::statements::Stmt { name: self.st.scan_listings.name, ps: statement };
+        let scan = super::scanning(&self.st.scan_listings);
         let all: Vec<Listing> = self.records(&scan, ()).await?;
         Ok(all.into_iter().filter(|l| l.public).collect())
     }

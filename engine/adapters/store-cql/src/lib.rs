@@ -901,6 +901,13 @@ fn fail(s: &Stmt, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("cql {}: {e}", s.name))
 }
 
+/// `s` reading a whole table, a page of [`SCAN_PAGE`] rows at a time.
+fn scanning(s: &Stmt) -> Stmt {
+    let mut ps = s.ps.clone();
+    ps.set_page_size(SCAN_PAGE);
+    Stmt { name: s.name, ps }
+}
+
 fn encode<T: Serialize + ?Sized>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -957,10 +964,7 @@ impl Catalog for CqlStore {
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<TenantId>> {
-        let mut statement = self.st.scan_tenants.ps.clone();
-        statement.set_page_size(SCAN_PAGE);
-        let scan = Stmt { name: self.st.scan_tenants.name, ps: statement };
-        let rows = self.all::<(String,)>(&scan, ()).await?;
+        let rows = self.all::<(String,)>(&scanning(&self.st.scan_tenants), ()).await?;
         Ok(rows.into_iter().map(|(id,)| TenantId::from(id.as_str())).collect())
     }
 
@@ -1609,10 +1613,7 @@ impl Connections for CqlStore {
     }
 
     async fn all_channels(&self) -> StoreResult<Vec<ChannelConnection>> {
-        let mut statement = self.st.scan_channels.ps.clone();
-        statement.set_page_size(SCAN_PAGE);
-        let scan = Stmt { name: self.st.scan_channels.name, ps: statement };
-        self.records(&scan, ()).await
+        self.records(&scanning(&self.st.scan_channels), ()).await
     }
 }
 
@@ -1917,9 +1918,7 @@ impl Documents for CqlStore {
 
     /// A scan of the queue (small: only unfinished work), read through the records' status.
     async fn unfinished_documents(&self) -> StoreResult<Vec<Document>> {
-        let mut statement = self.st.scan_document_queue.ps.clone();
-        statement.set_page_size(SCAN_PAGE);
-        let scan = Stmt { name: self.st.scan_document_queue.name, ps: statement };
+        let scan = scanning(&self.st.scan_document_queue);
         let queued = self.all::<(String, String)>(&scan, ()).await?;
         let found: Vec<Option<Document>> = stream::iter(queued)
             .map(|(t, id)| async move { self.record(&self.st.get_document, (t, id)).await })
@@ -2037,60 +2036,54 @@ impl Sealing for CqlStore {
         let Some(sealer) = self.sealer() else { return Ok(sealing::Resealed::default()) };
         let sealer = &*sealer;
         let mut done = sealing::Resealed::default();
-        let scan = |s: &Stmt| {
-            let mut ps = s.ps.clone();
-            ps.set_page_size(SCAN_PAGE);
-            Stmt { name: s.name, ps }
-        };
-        // What one record's outcome adds: rewritten (and swapped), untouched, or unreadable.
-        let tally = |outcome: Result<Option<String>, SealError>, done: &mut sealing::Resealed| {
+        // A record's new text if it is to be rewritten; one that does not open is counted.
+        fn tally<T: Serialize>(
+            outcome: Result<Option<T>, SealError>,
+            done: &mut sealing::Resealed,
+        ) -> StoreResult<Option<String>> {
             match outcome {
-                Ok(fresh) => fresh,
+                Ok(fresh) => fresh.map(|record| encode(&record)).transpose(),
                 Err(e) => {
                     tracing::warn!(error = %e, "a secret that does not open is left as it is");
                     done.unreadable += 1;
-                    None
+                    Ok(None)
                 }
             }
-        };
+        }
         type Two = (Option<String>, Option<String>);
-        for (id, data) in self.all::<Two>(&scan(&self.st.scan_tenant_rows), ()).await? {
+        for (id, data) in self.all::<Two>(&scanning(&self.st.scan_tenant_rows), ()).await? {
             let (Some(id), Some(data)) = (id, data) else { continue };
-            let fresh = sealing::reseal_tenant(sealer, &decode(&data)?)
-                .and_then(|t| t.map(|t| encode(&t)).transpose().map_err(|_| SealError::Unreadable));
-            if let Some(fresh) = tally(fresh, &mut done)
+            let fresh = sealing::reseal_tenant(sealer, &decode(&data)?);
+            if let Some(fresh) = tally(fresh, &mut done)?
                 && self.cas(&self.st.reseal_tenant, (fresh, &id, &data)).await?.applied
             {
                 done.workspaces += 1;
             }
         }
         type Three = (Option<String>, Option<String>, Option<String>);
-        for (t, id, data) in self.all::<Three>(&scan(&self.st.scan_account_rows), ()).await? {
+        for (t, id, data) in self.all::<Three>(&scanning(&self.st.scan_account_rows), ()).await? {
             let (Some(t), Some(id), Some(data)) = (t, id, data) else { continue };
-            let fresh = sealing::reseal_account(sealer, &decode(&data)?)
-                .and_then(|a| a.map(|a| encode(&a)).transpose().map_err(|_| SealError::Unreadable));
-            if let Some(fresh) = tally(fresh, &mut done)
+            let fresh = sealing::reseal_account(sealer, &decode(&data)?);
+            if let Some(fresh) = tally(fresh, &mut done)?
                 && self.cas(&self.st.reseal_account, (fresh, &t, &id, &data)).await?.applied
             {
                 done.accounts += 1;
             }
         }
-        for (t, bot, data) in self.all::<Three>(&scan(&self.st.scan_intent_rows), ()).await? {
+        for (t, bot, data) in self.all::<Three>(&scanning(&self.st.scan_intent_rows), ()).await? {
             let (Some(t), Some(bot), Some(data)) = (t, bot, data) else { continue };
             let intents: Vec<Intent> = decode(&data)?;
-            let fresh = sealing::reseal_intents(sealer, &t, &intents)
-                .and_then(|i| i.map(|i| encode(&i)).transpose().map_err(|_| SealError::Unreadable));
-            if let Some(fresh) = tally(fresh, &mut done)
+            let fresh = sealing::reseal_intents(sealer, &t, &intents);
+            if let Some(fresh) = tally(fresh, &mut done)?
                 && self.cas(&self.st.reseal_intents, (fresh, &t, &bot, &data)).await?.applied
             {
                 done.intent_sets += 1;
             }
         }
-        for (id, data) in self.all::<Two>(&scan(&self.st.scan_channel_rows), ()).await? {
+        for (id, data) in self.all::<Two>(&scanning(&self.st.scan_channel_rows), ()).await? {
             let (Some(id), Some(data)) = (id, data) else { continue };
-            let fresh = sealing::reseal_connection(sealer, &decode(&data)?)
-                .and_then(|c| c.map(|c| encode(&c)).transpose().map_err(|_| SealError::Unreadable));
-            if let Some(fresh) = tally(fresh, &mut done)
+            let fresh = sealing::reseal_connection(sealer, &decode(&data)?);
+            if let Some(fresh) = tally(fresh, &mut done)?
                 && self.cas(&self.st.reseal_channel, (fresh, &id, &data)).await?.applied
             {
                 done.connections += 1;
